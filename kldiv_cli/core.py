@@ -1,0 +1,385 @@
+"""The KL-divergence loss of ``torch.nn.functional.kl_div``, in NumPy.
+
+Everything here follows PyTorch 2.13's *code* (not its docstring): the
+pointwise formula, the NaN/inf pattern, the reductions (including the
+``batchmean`` divisor under broadcasting), dtype promotion and the gradients.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Literal
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+__all__ = ["KLDivLoss", "REDUCTIONS", "kl_div", "kl_div_grad", "result_dtype"]
+
+Reduction = Literal["none", "mean", "batchmean", "sum"]
+REDUCTIONS: tuple[str, ...] = ("none", "mean", "batchmean", "sum")
+
+# Torch glues three literals without spaces; we keep its words and fix the spacing.
+MEAN_WARNING = (
+    "reduction: 'mean' divides the total loss by both the batch size and the support size. "
+    "'batchmean' divides only by the batch size, and aligns with the KL div math definition. "
+    "'mean' will be changed to behave the same as 'batchmean' in the next major release."
+)
+_LEGACY_WARNING = (
+    "size_average and reduce args will be deprecated, please use reduction='{}' instead."
+)
+
+
+class DTypeError(TypeError, ValueError):
+    """An operand whose dtype kl_div cannot take (integer, bool, complex, ...).
+
+    A ``TypeError`` by nature, and a ``ValueError`` so that callers validating
+    "bad values" catch it too (as NumPy's ``AxisError`` is both).
+    """
+
+
+def _check_dtype(a: np.ndarray, name: str) -> None:
+    kind = a.dtype.kind
+    if kind in "biu":
+        raise DTypeError("kl_div: Integral inputs not supported.")
+    if kind == "c":
+        raise DTypeError("kl_div: Complex inputs not supported.")
+    if kind != "f" or a.dtype.itemsize not in (2, 4, 8):
+        raise DTypeError(
+            f"kl_div: {name} has dtype {a.dtype}; expected float16, float32 or float64."
+        )
+
+
+def _as_float_array(value: ArrayLike, name: str) -> np.ndarray:
+    a = np.asarray(value)
+    _check_dtype(a, name)
+    return a
+
+
+def result_dtype(input: np.ndarray, target: np.ndarray) -> np.dtype:
+    """The dtype torch gives ``kl_div(input, target)``.
+
+    A 0-d operand is "weak" in torch: next to a dimensioned float array it does
+    not widen the result (0-d float64 with float32 gives float32).
+    """
+    if input.ndim == 0 and target.ndim != 0:
+        return target.dtype
+    if target.ndim == 0 and input.ndim != 0:
+        return input.dtype
+    return np.promote_types(input.dtype, target.dtype)
+
+
+def broadcast_shape(input_shape: tuple[int, ...], target_shape: tuple[int, ...]) -> tuple:
+    try:
+        return np.broadcast_shapes(input_shape, target_shape)
+    except ValueError:
+        raise ValueError(
+            f"input shape {tuple(input_shape)} and target shape {tuple(target_shape)} "
+            "cannot be broadcast together"
+        ) from None
+
+
+def _operands(input: ArrayLike, target: ArrayLike):
+    x = _as_float_array(input, "input")
+    t = _as_float_array(target, "target")
+    shape = broadcast_shape(x.shape, t.shape)
+    return x, t, result_dtype(x, t), shape
+
+
+def resolve_reduction(
+    reduction: str,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    *,
+    warn: bool = True,
+) -> tuple[str, bool]:
+    """Map torch's arguments to ``(base reduction, divide by input.shape[0])``.
+
+    Mirrors ``torch.nn.functional.kl_div`` line by line: legacy arguments win
+    over ``reduction`` (with a warning), yet ``reduction="batchmean"`` still
+    divides the legacy result by the batch size, as torch does.
+    """
+    if size_average is not None or reduce is not None:
+        size_average = True if size_average is None else size_average
+        reduce = True if reduce is None else reduce
+        base = "mean" if size_average and reduce else "sum" if reduce else "none"
+        warnings.warn(_LEGACY_WARNING.format(base), UserWarning, stacklevel=3)
+    elif reduction == "batchmean":
+        base = "sum"
+    elif reduction == "elementwise_mean":
+        warnings.warn(
+            "reduction='elementwise_mean' is deprecated. Please use reduction='mean' instead.",
+            UserWarning,
+            stacklevel=3,
+        )
+        base = "mean"
+    elif reduction in ("none", "mean", "sum"):
+        if reduction == "mean" and warn:
+            warnings.warn(MEAN_WARNING, UserWarning, stacklevel=3)
+        base = reduction
+    else:
+        raise ValueError(f"{reduction} is not a valid value for reduction")
+    return base, reduction == "batchmean"
+
+
+def _op(ufunc: np.ufunc, a: np.ndarray, b: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``ufunc(a, b)`` as torch computes it for a result of ``dtype``.
+
+    float16 ops run in float32 and round once; a weak 0-d float64 operand enters
+    at that working precision instead of being rounded to ``dtype`` first.
+    """
+    work = np.dtype(np.float32) if dtype == np.float16 else dtype
+    out = ufunc(a.astype(work, copy=False), b.astype(work, copy=False), dtype=work)
+    return out.astype(dtype, copy=False)
+
+
+def _in_own_dtype(ufunc: np.ufunc, t: np.ndarray, exact: bool) -> np.ndarray:
+    """``ufunc(t)`` in ``t``'s dtype. ``exact`` rounds the float64 result instead of
+    NumPy's float32 SIMD log/exp (a few ulp off): for results wider than ``t``,
+    where those ulp would show.
+    """
+    return ufunc(t.astype(np.float64)).astype(t.dtype) if exact else ufunc(t)
+
+
+def _xlogy_self(t: np.ndarray, exact_log: bool = False) -> np.ndarray:
+    """``xlogy(t, t)`` in ``t``'s own dtype: NaN for NaN, 0 for ±0, else ``t*log(t)``."""
+    return np.where(t == 0, t.dtype.type(0), t * _in_own_dtype(np.log, t, exact_log))
+
+
+def pointwise(x: np.ndarray, t: np.ndarray, log_target: bool, dtype: np.dtype) -> np.ndarray:
+    """The elementwise loss, with torch's operations in torch's order and dtypes.
+
+    ``xlogy(t, t) - t * x``, or ``exp(t) * (t - x)`` with ``log_target``.
+    ``xlogy(t, t)`` and ``exp(t)`` see only the target, so torch computes them
+    in the target's own dtype before promoting; float16 rounds after each op
+    (log included), which is what NumPy's float16 loops do.
+    """
+    with np.errstate(all="ignore"):
+        if log_target:
+            e = _in_own_dtype(np.exp, t, t.dtype != dtype)
+            return _op(np.multiply, e, _op(np.subtract, t, x, dtype), dtype)
+        xlogy = _xlogy_self(t, exact_log=t.dtype != dtype)
+        return _op(np.subtract, xlogy, _op(np.multiply, t, x, dtype), dtype)
+
+
+def finish_reduction(
+    total: float, count: int, base: str, batch: int | None, dtype: np.dtype
+) -> np.generic:
+    """Turn a float64 sum into torch's scalar result, rounding once where torch can.
+
+    ``batch`` is ``input.shape[0]`` for ``batchmean`` on a dimensioned input,
+    else None. Where torch's own rounded sum overflows (float16), its result
+    is that infinity, and so is ours.
+    """
+    dtype = np.dtype(dtype)
+    with np.errstate(all="ignore"):
+        if base == "mean":
+            value = total / count if count else math.nan
+        else:
+            value = total
+        if batch is not None:
+            rounded = dtype.type(value)
+            if not np.isfinite(rounded):
+                return rounded
+            value = np.float64(value) / np.float64(batch)
+        return dtype.type(value)
+
+
+def kl_div(
+    input: ArrayLike,
+    target: ArrayLike,
+    reduction: Reduction | str = "mean",
+    log_target: bool = False,
+    *,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+) -> np.ndarray | np.generic:
+    r"""Kullback-Leibler divergence loss, as ``torch.nn.functional.kl_div``.
+
+    Parameters
+    ----------
+    input : array_like
+        Log-probabilities ``log q`` of the model (float16/32/64).
+    target : array_like
+        The observed distribution ``p``, or ``log p`` when ``log_target``.
+        Broadcast against ``input`` with the usual rules.
+    reduction : {'mean', 'batchmean', 'sum', 'none'}, optional
+        ``'none'``: the pointwise loss in the broadcast shape. ``'sum'``: its
+        sum. ``'mean'`` (default, as torch): the sum over the number of
+        elements of the broadcast output; warns because it is not the KL.
+        ``'batchmean'``: the sum over ``input.shape[0]`` (the *input's* first
+        dimension, even under broadcasting; no division for 0-d input).
+    log_target : bool, optional
+        Whether ``target`` is given in log space.
+    size_average, reduce : bool, optional
+        Deprecated torch arguments; they override ``reduction`` and warn.
+
+    Returns
+    -------
+    numpy.ndarray or numpy scalar
+        Of the promoted dtype (a 0-d operand does not widen it, as in torch).
+
+    Notes
+    -----
+    The pointwise loss is KL(p || q) term by term; the target comes first in
+    the maths and second in the call:
+
+    .. math::
+
+        \ell = \operatorname{xlogy}(t, t) - t\,x
+        \quad\text{or, with log\_target,}\quad
+        \ell = e^{t}\,(t - x)
+
+    There is no masking: ``t = 0`` with ``x = -inf`` gives NaN (``0 * inf``),
+    negative targets give NaN, ``t = +inf`` gives inf or NaN. Sums are
+    accumulated in float64 and rounded once to the result dtype. Empty
+    inputs give 0 (``sum``), NaN (``mean``) and 0/0 or 0/B (``batchmean``),
+    without NumPy warnings.
+
+    Raises
+    ------
+    ValueError
+        Unknown reduction, or shapes that do not broadcast.
+    TypeError
+        Integer, bool, complex or other non-float operands.
+    """
+    x, t, dtype, shape = _operands(input, target)
+    base, per_batch = resolve_reduction(reduction, size_average, reduce)
+    batch = x.shape[0] if per_batch and x.ndim else None
+    if base == "none":
+        out = pointwise(x, t, log_target, dtype)
+        if batch is not None:
+            with np.errstate(all="ignore"):
+                out = np.divide(out, dtype.type(batch), dtype=dtype)
+        return out
+    from .engine import total_loss
+
+    total = total_loss(x, t, log_target, dtype)
+    return finish_reduction(total, math.prod(shape), base, batch, dtype)
+
+
+def _unbroadcast(grad: np.ndarray, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """Sum ``grad`` back to an operand's ``shape`` (float64 sums, one rounding)."""
+    lead = grad.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, n in enumerate(shape) if n == 1 and grad.shape[lead + i] != 1
+    )
+    if axes:
+        grad = grad.sum(axis=axes, dtype=np.float64, keepdims=True)
+        grad = grad.reshape(grad.shape[lead:]) if lead else grad
+    return np.asarray(grad.reshape(shape), dtype=dtype)
+
+
+def kl_div_grad(
+    input: ArrayLike,
+    target: ArrayLike,
+    reduction: Reduction | str = "mean",
+    log_target: bool = False,
+    grad_output: ArrayLike | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    r"""Gradients of :func:`kl_div` with respect to ``input`` and ``target``.
+
+    Parameters
+    ----------
+    input, target, reduction, log_target
+        As for :func:`kl_div`.
+    grad_output : array_like, optional
+        The upstream gradient: a scalar for the reducing modes, an array
+        broadcastable to the output shape for ``'none'``. Defaults to ones.
+
+    Returns
+    -------
+    (grad_input, grad_target) : tuple of numpy.ndarray
+        Each of its operand's own shape and dtype, summed over broadcast
+        dimensions.
+
+    Notes
+    -----
+    With scale ``s`` (1 for sum, 1/numel for mean, 1/input.shape[0] for
+    batchmean, ``grad_output`` for none), the closed forms of torch's autograd:
+
+    .. math::
+
+        \partial_x = -s\,t,\quad \partial_t = s\,(\log t + 1 - x)
+
+    NaN at ``t == 0``, ``t < 0`` and ``t = inf`` (torch's ``t / t`` term);
+    with ``log_target``: :math:`\partial_x = -s e^t`,
+    :math:`\partial_t = s e^t (t - x + 1)`, NaN at ``t = -inf``.
+    """
+    x, t, dtype, shape = _operands(input, target)
+    base, per_batch = resolve_reduction(reduction, warn=False)
+    g = np.asarray(1 if grad_output is None else grad_output, dtype=dtype)
+    with np.errstate(all="ignore"):
+        if base == "none":
+            g = np.broadcast_to(g, shape)
+        elif g.ndim:
+            raise ValueError(f"grad_output must be a scalar for reduction={reduction!r}")
+        elif base == "mean":
+            g = g / dtype.type(math.prod(shape))
+        elif per_batch and x.ndim:
+            g = g / dtype.type(x.shape[0])
+        # torch's autograd graph, op by op: each operand's gradient is
+        # accumulated in its own dtype, the exp/xlogy branch in the target's.
+        td = t.dtype
+        if log_target:
+            e = _in_own_dtype(np.exp, t, td != dtype)
+            grad_x = -_op(np.multiply, g, e, dtype)
+            from_exp = _op(np.multiply, _op(np.multiply, g, _op(np.subtract, t, x, dtype), dtype).astype(td), e, td)
+            grad_t = _op(np.add, from_exp, _op(np.multiply, g, e, dtype).astype(td), td)
+        else:
+            gt = g.astype(td)
+            from_xlogy = _op(
+                np.add,
+                _op(np.multiply, gt, np.where(t != 0, _in_own_dtype(np.log, t, td != dtype), td.type(0)), td),
+                _op(np.divide, _op(np.multiply, gt, t, td), t, td),
+                td,
+            )
+            grad_x = -_op(np.multiply, g, t, dtype)
+            grad_t = _op(np.add, from_xlogy, (-_op(np.multiply, g, x, dtype)).astype(td), td)
+        return (
+            _unbroadcast(np.broadcast_to(grad_x, shape), x.shape, dtype).astype(x.dtype),
+            _unbroadcast(np.broadcast_to(grad_t, shape), t.shape, td),
+        )
+
+
+class KLDivLoss:
+    """The object form of :func:`kl_div`, as ``torch.nn.KLDivLoss``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> loss = KLDivLoss(reduction="batchmean")
+    >>> float(loss(np.log([[0.5, 0.5]]), np.array([[0.25, 0.75]])))  # doctest: +ELLIPSIS
+    0.1308...
+    """
+
+    __slots__ = ("_log_target", "_reduction")
+
+    def __init__(
+        self,
+        reduction: Reduction | str = "mean",
+        log_target: bool = False,
+        *,
+        size_average: bool | None = None,
+        reduce: bool | None = None,
+    ) -> None:
+        if size_average is not None or reduce is not None:
+            reduction, _ = resolve_reduction(reduction, size_average, reduce)
+        self._reduction = reduction
+        self._log_target = bool(log_target)
+
+    @property
+    def reduction(self) -> str:
+        return self._reduction
+
+    @property
+    def log_target(self) -> bool:
+        return self._log_target
+
+    def forward(self, input: ArrayLike, target: ArrayLike) -> np.ndarray | np.generic:
+        return kl_div(input, target, self._reduction, self._log_target)
+
+    __call__ = forward
+
+    def __repr__(self) -> str:
+        return f"KLDivLoss(reduction={self._reduction!r}, log_target={self._log_target})"

@@ -1,0 +1,91 @@
+"""Invariants of kl_div that hold for any valid data (hypothesis)."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from kldiv_cli import kl_div, kl_div_grad, log_softmax, softmax
+
+
+@st.composite
+def distributions(draw, rows=st.integers(1, 6), cols=st.integers(1, 8)):
+    n, c = draw(rows), draw(cols)
+    logits = draw(arrays(np.float64, (n, c), elements=st.floats(-20, 20)))
+    return softmax(logits)
+
+
+@st.composite
+def pairs(draw):
+    p = draw(distributions())
+    logits = draw(arrays(np.float64, p.shape, elements=st.floats(-20, 20)))
+    return log_softmax(logits), p
+
+
+@given(pairs())
+def test_row_sums_are_non_negative(pair) -> None:
+    x, p = pair
+    rows = kl_div(x, p, reduction="none").sum(axis=-1)
+    assert (rows >= -1e-12).all()
+
+
+@given(distributions())
+def test_identical_distributions_give_zero(p) -> None:
+    with np.errstate(divide="ignore"):
+        x = np.log(p)
+    assert abs(kl_div(x, p, reduction="sum")) <= 1e-12 * p.size
+    assert abs(kl_div(x, x, reduction="sum", log_target=True)) <= 1e-12 * p.size
+
+
+@given(pairs(), st.randoms(use_true_random=False))
+def test_batchmean_is_invariant_under_row_permutation(pair, rnd) -> None:
+    x, p = pair
+    order = list(range(x.shape[0]))
+    rnd.shuffle(order)
+    a = kl_div(x, p, reduction="batchmean")
+    b = kl_div(x[order], p[order], reduction="batchmean")
+    assert np.isclose(a, b, rtol=1e-12, atol=1e-15)
+
+
+@given(pairs())
+def test_log_target_agrees_with_plain_target(pair) -> None:
+    x, p = pair
+    positive = p > 1e-300
+    a = kl_div(x, p, reduction="none")[positive]
+    b = kl_div(x, np.log(p), reduction="none", log_target=True)[positive]
+    np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+@settings(max_examples=50)
+@given(pairs(), st.sampled_from(["sum", "mean", "batchmean"]), st.booleans())
+def test_gradients_match_finite_differences(pair, reduction, log_target) -> None:
+    x, p = pair
+    # Keep the target away from 0, where the step would leave the domain.
+    p = np.clip(p, 1e-3, None)
+    t = np.log(p) if log_target else p
+    gx, gt = kl_div_grad(x, t, reduction, log_target)
+    h = 1e-6
+
+    def loss(a, b):
+        return float(kl_div(a, b, reduction=reduction, log_target=log_target)) if reduction != "mean" else float(
+            kl_div(a, b, reduction="sum", log_target=log_target) / a.size
+        )
+
+    for grad, which in ((gx, 0), (gt, 1)):
+        for idx in np.ndindex(x.shape):
+            args = [x.copy(), t.copy()]
+            args[which][idx] += h
+            up = loss(*args)
+            args[which][idx] -= 2 * h
+            down = loss(*args)
+            np.testing.assert_allclose(grad[idx], (up - down) / (2 * h), rtol=1e-4, atol=1e-6)
+
+
+@given(arrays(np.float64, st.tuples(st.integers(1, 4), st.integers(1, 5)), elements=st.floats(-50, 50)),
+       st.floats(0.1, 10))
+def test_softmax_rows_sum_to_one(logits, temperature) -> None:
+    p = softmax(logits, temperature=temperature)
+    np.testing.assert_allclose(p.sum(axis=-1), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(np.exp(log_softmax(logits, temperature=temperature)), p, rtol=1e-9, atol=1e-300)
