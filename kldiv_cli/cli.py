@@ -1,0 +1,417 @@
+"""The ``kldiv`` command line: a thin layer over the library.
+
+Only Typer is imported at start-up; NumPy, pyarrow and Rich load inside the
+commands that need them, so ``kldiv --help`` and ``--version`` stay fast.
+Every command runs inside :func:`error_boundary`, the one place that maps
+exceptions to exit codes (:class:`~kldiv_cli.errors.ExitCode`).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from ._version import __version__
+from .errors import ExitCode, KldivError
+
+app = typer.Typer(
+    name="kldiv",
+    help=(
+        "PyTorch's KL-divergence loss (torch.nn.KLDivLoss) for data files, without PyTorch.\n\n"
+        "  kldiv compute student.npy teacher.parquet -r batchmean\n\n"
+        "  kldiv inspect logits.npy\n\n"
+        "Exit codes: 0 success, 1 a check failed (--fail-above), 2 error, 130 interrupted."
+    ),
+    rich_markup_mode=None,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+
+
+# ------------------------------------------------------------------ messages
+
+
+class Messages:
+    """Everything that is not data goes to stderr; ``--quiet`` keeps only errors."""
+
+    quiet = False
+
+    @classmethod
+    def warn(cls, text: str) -> None:
+        if not cls.quiet:
+            sys.stderr.write(f"kldiv: warning: {text}\n")
+
+    @classmethod
+    def note(cls, text: str) -> None:
+        if not cls.quiet:
+            sys.stderr.write(f"kldiv: {text}\n")
+
+    @staticmethod
+    def error(text: str) -> None:
+        sys.stderr.write(f"kldiv: error: {text}\n")
+
+
+def _silence_stdout() -> None:
+    """After a closed pipe, point stdout at /dev/null so the final flush stays quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def error_boundary(command):
+    """Map whatever a command raises to one line on stderr and an exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        debug = kwargs.get("debug", False)
+        Messages.quiet = kwargs.get("quiet", False)
+        try:
+            return command(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except BrokenPipeError:
+            _silence_stdout()
+            raise typer.Exit(ExitCode.OK) from None
+        except KeyboardInterrupt:
+            Messages.error("interrupted")
+            raise typer.Exit(ExitCode.INTERRUPTED) from None
+        except KldivError as exc:
+            if debug:
+                raise
+            Messages.error(str(exc))
+            raise typer.Exit(exc.exit_code) from None
+        except MemoryError:
+            if debug:
+                raise
+            Messages.error("out of memory; try a smaller file or a scalar reduction")
+            raise typer.Exit(ExitCode.ERROR) from None
+        except Exception as exc:  # the boundary: no traceback without --debug
+            if debug:
+                raise
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            Messages.error(
+                f"unexpected {type(exc).__name__}{': ' + text if text else ''} "
+                "(run with --debug for a traceback)"
+            )
+            raise typer.Exit(ExitCode.ERROR) from None
+
+    return wrapper
+
+
+# ------------------------------------------------------------------ options shared by commands
+
+FormatOpt = Annotated[
+    str,
+    typer.Option(
+        "--format",
+        "-f",
+        metavar="[auto|plain|json|csv|table|markdown]",
+        help="Output format. auto: a table on a terminal, plain (bare numbers) otherwise.",
+    ),
+]
+QuietOpt = Annotated[
+    bool, typer.Option("--quiet", "-q", help="Print nothing on stderr except errors.")
+]
+NoColorOpt = Annotated[
+    bool, typer.Option("--no-color", help="No colour (also NO_COLOR=1; FORCE_COLOR=1 forces it).")
+]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show a traceback on errors.")]
+MissingOpt = Annotated[
+    str,
+    typer.Option(
+        "--missing",
+        metavar="[error|nan]",
+        help="Missing cells in CSV/Parquet: an error naming the first one (default), or NaN.",
+    ),
+]
+DelimiterOpt = Annotated[
+    Optional[str],
+    typer.Option("--delimiter", help="CSV delimiter (default ',' for .csv, tab for .tsv)."),
+]
+
+
+def _color_choice(no_color: bool) -> bool | None:
+    if no_color or os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    if os.environ.get("FORCE_COLOR"):
+        return True
+    return None
+
+
+def _emit(report, fmt: str, output: str | None, no_color: bool) -> None:
+    from .render import print_report, resolve_format
+
+    if output and output != "-":
+        from .writers import write_report
+
+        write_report(output, report)
+        Messages.note(f"wrote {output}")
+        return
+    resolved = resolve_format(fmt, sys.stdout.isatty())
+    print_report(report, resolved, sys.stdout, _color_choice(no_color))
+    sys.stdout.flush()
+
+
+def _read_stdin_if_needed(*paths: str) -> bytes | None:
+    if "-" not in paths:
+        return None
+    from .readers import read_stdin
+
+    return read_stdin()
+
+
+# ------------------------------------------------------------------ commands
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"{__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", "-V", callback=_version_callback, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    """PyTorch's KL-divergence loss for data files."""
+
+
+@app.command(no_args_is_help=True)
+@error_boundary
+def compute(
+    input: Annotated[
+        str, typer.Argument(help="The model's log-probabilities log q (or logits/probabilities with --input-transform); '-' for stdin.", show_default=False)
+    ],
+    target: Annotated[
+        str, typer.Argument(help="The observed distribution p (log p with --log-target); '-' for stdin.", show_default=False)
+    ],
+    reduction: Annotated[
+        str,
+        typer.Option(
+            "--reduction",
+            "-r",
+            metavar="[mean|batchmean|sum|none]",
+            help="As torch: mean (default, divides by every element; warns), batchmean "
+            "(divides by the batch size: the KL per sample), sum, none (pointwise).",
+        ),
+    ] = "mean",
+    log_target: Annotated[bool, typer.Option("--log-target", help="TARGET holds log p.")] = False,
+    input_transform: Annotated[
+        str,
+        typer.Option(
+            "--input-transform",
+            metavar="[none|softmax|log-softmax|log|exp]",
+            help="Convert INPUT first, e.g. log-softmax for logits, log for probabilities.",
+        ),
+    ] = "none",
+    target_transform: Annotated[
+        str,
+        typer.Option(
+            "--target-transform",
+            metavar="[none|softmax|log-softmax|log|exp]",
+            help="Convert TARGET first, e.g. softmax for teacher logits.",
+        ),
+    ] = "none",
+    dim: Annotated[int, typer.Option("--dim", help="Axis of the (log-)softmax.")] = -1,
+    temperature: Annotated[
+        float,
+        typer.Option(
+            "--temperature", "-T", help="Divide logits by T before a (log-)softmax, on both sides."
+        ),
+    ] = 1.0,
+    t2_scale: Annotated[
+        bool,
+        typer.Option("--t2-scale", help="Multiply the loss by T^2 (the distillation convention)."),
+    ] = False,
+    per_row: Annotated[
+        bool, typer.Option("--per-row", help="One KL value per row (sum over the last axis).")
+    ] = False,
+    top: Annotated[
+        Optional[int], typer.Option("--top", metavar="K", help="Show the K rows with the largest KL.")
+    ] = None,
+    target_labels: Annotated[
+        bool,
+        typer.Option(
+            "--target-labels", help="TARGET holds integer class indices; one-hot them to INPUT's width."
+        ),
+    ] = False,
+    input_format: Annotated[
+        Optional[str],
+        typer.Option("--input-format", metavar="FMT", help="npy, npz, csv, tsv, parquet or arrow (default: by extension)."),
+    ] = None,
+    target_format: Annotated[
+        Optional[str], typer.Option("--target-format", metavar="FMT", help="As --input-format.")
+    ] = None,
+    input_key: Annotated[
+        Optional[str], typer.Option("--input-key", help="Array name inside an INPUT .npz.")
+    ] = None,
+    target_key: Annotated[
+        Optional[str], typer.Option("--target-key", help="Array name inside a TARGET .npz.")
+    ] = None,
+    input_columns: Annotated[
+        Optional[str],
+        typer.Option(
+            "--input-columns",
+            metavar="COLS",
+            help="Comma-separated names, globs (s_*) or 0-based indices; default: all numeric columns.",
+        ),
+    ] = None,
+    target_columns: Annotated[
+        Optional[str], typer.Option("--target-columns", metavar="COLS", help="As --input-columns.")
+    ] = None,
+    delimiter: DelimiterOpt = None,
+    missing: MissingOpt = "error",
+    format: FormatOpt = "auto",
+    output: Annotated[
+        Optional[str],
+        typer.Option(
+            "--output", "-o", metavar="PATH", help="Write the result to .npy, .csv, .json or .parquet ('-': stdout), atomically."
+        ),
+    ] = None,
+    fail_above: Annotated[
+        Optional[float],
+        typer.Option(
+            "--fail-above",
+            metavar="X",
+            help="Exit 1 if the loss (the largest row with --per-row) is above X or NaN.",
+        ),
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Treat diagnostics (suspicious data) as errors.")
+    ] = False,
+    quiet: QuietOpt = False,
+    no_color: NoColorOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Compute KL(TARGET || INPUT), exactly as torch.nn.functional.kl_div(INPUT, TARGET).
+
+    The argument order is torch's: INPUT (the model, log q) first, TARGET (the
+    data, p) second, although the maths writes KL(p || q) with the target first.
+
+    Examples:
+
+      kldiv compute student.npy teacher.npy -r batchmean
+
+      kldiv compute student_logits.npy teacher_logits.parquet --input-transform log-softmax
+      --target-transform softmax -T 2 --t2-scale -r batchmean
+
+      kldiv compute pred.csv labels.csv --target-labels --per-row --top 5
+
+      kldiv compute a.npy b.npy -r batchmean --fail-above 0.05 -q
+    """
+    from .compute import ComputeRequest
+    from .compute import compute as run
+    from .readers import ReadOptions
+    from .render import resolve_format
+    from .reports import compute_report
+
+    resolve_format(format, False)
+    if output and output != "-":
+        from .writers import output_kind
+
+        output_kind(output)
+    request = ComputeRequest(
+        input=input,
+        target=target,
+        input_options=ReadOptions(input_format, input_key, input_columns, delimiter, missing),
+        target_options=ReadOptions(target_format, target_key, target_columns, delimiter, missing),
+        reduction=reduction,
+        log_target=log_target,
+        input_transform=input_transform,
+        target_transform=target_transform,
+        dim=dim,
+        temperature=temperature,
+        t2_scale=t2_scale,
+        per_row=per_row,
+        top=top,
+        target_labels=target_labels,
+    )
+    request.validate()
+    result = run(request, _read_stdin_if_needed(input, target))
+    for text in result.warnings:
+        Messages.warn(text)
+    if strict and result.diagnostics:
+        from .errors import UsageError
+
+        raise UsageError(f"--strict: {result.diagnostics[0]}")
+    for text in result.diagnostics:
+        Messages.warn(text)
+    _emit(compute_report(result), format, output, no_color)
+    if fail_above is not None:
+        value = result.gate_value
+        what = "largest row" if per_row else "loss"
+        if not value <= fail_above:
+            # Not an error, but never silenced: it is why the exit code is 1.
+            sys.stderr.write(
+                f"kldiv: check failed: {what} {value:.6g} is above --fail-above {fail_above:g}\n"
+            )
+            raise typer.Exit(ExitCode.CHECK_FAILED)
+
+
+@app.command(no_args_is_help=True)
+@error_boundary
+def inspect(
+    file: Annotated[str, typer.Argument(help="A data file ('-' for stdin).", show_default=False)],
+    file_format: Annotated[
+        Optional[str], typer.Option("--file-format", metavar="FMT", help="npy, npz, csv, tsv, parquet or arrow.")
+    ] = None,
+    key: Annotated[Optional[str], typer.Option("--key", help="Array name inside a .npz.")] = None,
+    columns: Annotated[
+        Optional[str], typer.Option("--columns", metavar="COLS", help="Names, globs or 0-based indices.")
+    ] = None,
+    delimiter: DelimiterOpt = None,
+    missing: MissingOpt = "error",
+    format: FormatOpt = "auto",
+    quiet: QuietOpt = False,
+    no_color: NoColorOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Describe a data file: shape, dtype, NaN/inf counts, range, row sums, and what it
+    looks like (probabilities, log-probabilities, logits, labels), with the flags to use.
+
+    Example:
+
+      kldiv inspect sample_data/teacher_logits.npy
+    """
+    from .inspection import inspect_source
+    from .readers import ReadOptions, open_source
+    from .render import resolve_format
+    from .reports import inspect_report
+
+    resolve_format(format, False)
+    source = open_source(
+        file, ReadOptions(file_format, key, columns, delimiter, missing), _read_stdin_if_needed(file)
+    )
+    _emit(inspect_report(inspect_source(source)), format, None, no_color)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: usage errors in the house style, quiet closed pipes."""
+    try:
+        code = app(args=argv, prog_name="kldiv", standalone_mode=False)
+    except typer.TyperException as exc:  # click's usage errors
+        Messages.error(f"{exc.format_message()} (see 'kldiv --help')")
+        code = ExitCode.ERROR
+    except typer.Abort:
+        Messages.error("aborted")
+        code = ExitCode.INTERRUPTED
+    except KeyboardInterrupt:
+        code = ExitCode.INTERRUPTED
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+    sys.exit(int(code or 0))

@@ -1,0 +1,673 @@
+"""Reading distributions from .npy, .npz, CSV/TSV, Parquet and Arrow files (or stdin).
+
+Every reader gives a :class:`Source`: a label for messages, the shape and dtype
+it will produce, and the data either whole (:meth:`Source.read`) or as chunks of
+whole rows (:meth:`Source.iter_chunks`), so that large files stream with
+bounded memory. Problems raise :class:`~kldiv_cli.errors.InputError` naming the
+file and, where it applies, the column and row. NumPy and pyarrow are imported
+here, lazily, by the CLI.
+"""
+
+from __future__ import annotations
+
+import csv
+import fnmatch
+import io
+import math
+import os
+import sys
+import zipfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import InputError, UsageError
+
+FORMATS: tuple[str, ...] = ("npy", "npz", "csv", "tsv", "parquet", "arrow")
+EXTENSIONS = {
+    ".npy": "npy",
+    ".npz": "npz",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".arrow": "arrow",
+    ".feather": "arrow",
+    ".ipc": "arrow",
+}
+MISSING_POLICIES: tuple[str, ...] = ("error", "nan")
+STDIN = "-"
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How to read one side: format override, .npz key, column selection, CSV delimiter."""
+
+    fmt: str | None = None
+    key: str | None = None
+    columns: str | None = None
+    delimiter: str | None = None
+    missing: str = "error"
+
+
+@dataclass
+class Source:
+    """One opened input: what it holds, and how to get it."""
+
+    label: str
+    fmt: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    columns: list[str] | None = None
+    _read: object = field(default=None, repr=False)
+    _chunks: object = field(default=None, repr=False)
+
+    def read(self) -> np.ndarray:
+        """The whole array (rows x columns for tables)."""
+        return self._read()
+
+    def iter_chunks(self, rows: int) -> Iterator[np.ndarray]:
+        """Consecutive blocks of whole rows (first axis), each at most ``rows`` long."""
+        if self._chunks is not None:
+            yield from self._chunks(rows)
+            return
+        whole = self.read()
+        for start in range(0, max(len(whole), 1) if whole.ndim else 1, rows):
+            yield whole[start : start + rows] if whole.ndim else whole
+
+    @property
+    def streamable(self) -> bool:
+        return self._chunks is not None
+
+    def describe(self) -> dict:
+        return {
+            "path": self.label,
+            "format": self.fmt,
+            "shape": list(self.shape),
+            "dtype": str(self.dtype),
+            **({"columns": self.columns} if self.columns is not None else {}),
+        }
+
+
+# ---------------------------------------------------------------- dispatch
+
+
+def read_stdin() -> bytes:
+    """All of stdin: np.load and Parquet need to seek, so a pipe is buffered first."""
+    data = sys.stdin.buffer.read()
+    if not data:
+        raise InputError("<stdin>", "is empty")
+    return data
+
+
+def sniff(data: bytes) -> str:
+    """The format of bytes from stdin: npy/npz/Parquet/Arrow by magic bytes, else CSV."""
+    if data.startswith(_NPY_MAGIC):
+        return "npy"
+    if data.startswith(b"PK\x03\x04") or data.startswith(b"PK\x05\x06"):
+        return "npz"
+    if data.startswith(b"PAR1"):
+        return "parquet"
+    if data.startswith(b"ARROW1") or data.startswith(b"\xff\xff\xff\xff"):
+        return "arrow"
+    first = data.split(b"\n", 1)[0]
+    return "tsv" if b"\t" in first and b"," not in first else "csv"
+
+
+def detect_format(path: str, override: str | None) -> str:
+    if override:
+        if override not in FORMATS:
+            raise UsageError(f"unknown format {override!r}; choose one of {', '.join(FORMATS)}")
+        return override
+    ext = os.path.splitext(path)[1].lower()
+    fmt = EXTENSIONS.get(ext)
+    if fmt is None:
+        what = f"extension {ext!r}" if ext else "no extension"
+        raise InputError(
+            path,
+            f"unknown file type ({what}); name it .npy, .npz, .csv, .tsv, .parquet or .arrow, "
+            "or give --input-format/--target-format",
+        )
+    return fmt
+
+
+def _check_path(path: str) -> None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise InputError(path, "no such file") from None
+    except PermissionError:
+        raise InputError(path, "permission denied") from None
+    except OSError as exc:
+        raise InputError(path, exc.strerror or str(exc)) from None
+    if os.path.isdir(path):
+        raise InputError(path, "is a directory, not a file")
+    if not os.access(path, os.R_OK):
+        raise InputError(path, "permission denied")
+    del st
+
+
+def open_source(path: str, options: ReadOptions, stdin: bytes | None = None) -> Source:
+    """Open ``path`` (or the buffered ``stdin`` bytes when ``path == '-'``)."""
+    if options.missing not in MISSING_POLICIES:
+        raise UsageError(f"unknown missing-value policy {options.missing!r}")
+    if path == STDIN:
+        if stdin is None:
+            raise UsageError("stdin was not read")
+        fmt = options.fmt or sniff(stdin)
+        label = "<stdin>"
+    else:
+        fmt = detect_format(path, options.fmt)
+        _check_path(path)
+        label = path
+    opener = {
+        "npy": _open_npy,
+        "npz": _open_npz,
+        "csv": _open_csv,
+        "tsv": _open_csv,
+        "parquet": _open_parquet,
+        "arrow": _open_arrow,
+    }[fmt]
+    if options.key is not None and fmt != "npz":
+        raise UsageError(f"{label}: a key selects an array in a .npz file, but this is {fmt}")
+    if options.columns is not None and fmt in ("npy", "npz"):
+        raise UsageError(f"{label}: columns select from a table; this is a .{fmt} array")
+    try:
+        return opener(label, path if stdin is None or path != STDIN else None, stdin, fmt, options)
+    except (InputError, UsageError):
+        raise
+    except MemoryError:
+        raise InputError(label, "is too large to load into memory") from None
+    except OSError as exc:
+        raise InputError(label, exc.strerror or str(exc)) from None
+
+
+# ---------------------------------------------------------------- arrays
+
+
+def _numeric_dtype(label: str, dtype: np.dtype) -> np.dtype:
+    """The float dtype kldiv computes in for stored ``dtype``; errors for the rest."""
+    if dtype.hasobject:
+        raise InputError(
+            label, "holds Python objects (a pickled array); kldiv never unpickles data"
+        )
+    if dtype.names is not None:
+        raise InputError(label, "holds a structured (record) array, not plain numbers")
+    kind = dtype.kind
+    if kind == "f":
+        if dtype.itemsize not in (2, 4, 8):
+            raise InputError(label, f"holds {dtype} numbers; use float16, float32 or float64")
+        return dtype.newbyteorder("=")
+    if kind in "iu":
+        return np.dtype(np.float64)
+    if kind == "c":
+        raise InputError(label, f"holds complex numbers ({dtype}); KL divergence needs real numbers")
+    if kind == "b":
+        raise InputError(label, "holds booleans, not numbers")
+    if kind in "US":
+        raise InputError(label, f"holds text ({dtype}), not numbers")
+    raise InputError(label, f"holds {dtype} data, not numbers")
+
+
+def _npy_header(label: str, fp, available: int) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """Parse and check a .npy header without reading the data.
+
+    A header can declare any shape: comparing its byte count with what the file
+    holds makes a "trillion elements" header fail at once, with no allocation.
+    """
+    fmt = np.lib.format
+    start = fp.tell()
+    head = fp.read(len(_NPY_MAGIC))
+    if len(head) < len(_NPY_MAGIC):
+        raise InputError(label, "is empty or truncated: no .npy header")
+    if head != _NPY_MAGIC:
+        raise InputError(label, "is not a .npy file (no NumPy magic bytes)")
+    fp.seek(start)
+    try:
+        version = fmt.read_magic(fp)
+        reader = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+        shape, fortran, dtype = reader(fp)
+    except (ValueError, SyntaxError, TypeError) as exc:
+        raise InputError(label, f"has a malformed .npy header ({exc})") from None
+    offset = fp.tell()
+    if dtype.hasobject:
+        raise InputError(
+            label, "holds Python objects (a pickled array); kldiv never unpickles data"
+        )
+    need = math.prod(shape) * dtype.itemsize
+    have = available - offset
+    if need > have:
+        raise InputError(
+            label,
+            f"is truncated: its header declares shape {tuple(shape)} ({need:,} bytes of data) "
+            f"but only {max(have, 0):,} bytes follow",
+        )
+    return tuple(shape), fortran, dtype, offset
+
+
+def _from_bytes(buf: bytes | bytearray | memoryview, dtype: np.dtype, shape, fortran: bool):
+    arr = np.frombuffer(buf, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+    return arr
+
+
+def _open_npy(label: str, path: str | None, data: bytes | None, fmt: str, options: ReadOptions):
+    if path is not None:
+        size = os.path.getsize(path)
+        with open(path, "rb") as fp:
+            shape, fortran, dtype, offset = _npy_header(label, fp, size)
+    else:
+        fp = io.BytesIO(data)
+        shape, fortran, dtype, offset = _npy_header(label, fp, len(data))
+    out_dtype = _numeric_dtype(label, dtype)
+    count = math.prod(shape)
+    row_items = math.prod(shape[1:]) if shape else 1
+
+    def convert(raw: np.ndarray) -> np.ndarray:
+        return raw.astype(out_dtype, copy=False)
+
+    def read() -> np.ndarray:
+        nbytes = count * dtype.itemsize
+        if path is None:
+            raw = data[offset : offset + nbytes]
+        else:
+            with open(path, "rb") as f:
+                f.seek(offset)
+                raw = f.read(nbytes)
+        return convert(_from_bytes(raw, dtype, shape, fortran)).copy()
+
+    chunks = None
+    if shape and not (fortran and len(shape) > 1):
+
+        def chunks(rows: int) -> Iterator[np.ndarray]:
+            step = rows * row_items * dtype.itemsize
+            f = open(path, "rb") if path is not None else io.BytesIO(data)
+            with f:
+                f.seek(offset)
+                for start in range(0, shape[0], rows):
+                    n = min(rows, shape[0] - start)
+                    raw = f.read(min(step, n * row_items * dtype.itemsize))
+                    yield convert(_from_bytes(raw, dtype, (n, *shape[1:]), False))
+
+    return Source(label, fmt, shape, out_dtype, None, read, chunks)
+
+
+def _open_npz(label: str, path: str | None, data: bytes | None, fmt: str, options: ReadOptions):
+    try:
+        zf = zipfile.ZipFile(path if path is not None else io.BytesIO(data))
+    except zipfile.BadZipFile:
+        raise InputError(label, "is not a valid .npz file (not a zip archive)") from None
+    with zf:
+        members = {n[:-4]: n for n in zf.namelist() if n.endswith(".npy")}
+        if not members:
+            raise InputError(label, "holds no arrays")
+        key = options.key
+        if key is None:
+            if len(members) > 1:
+                raise InputError(
+                    label,
+                    f"holds {len(members)} arrays ({', '.join(sorted(members))}); "
+                    "choose one with --input-key/--target-key",
+                )
+            key = next(iter(members))
+        elif key not in members:
+            raise InputError(
+                label, f"has no array {key!r}; it holds: {', '.join(sorted(members))}"
+            )
+        inner = f"{label}[{key}]"
+        info = zf.getinfo(members[key])
+        try:
+            with zf.open(info) as fp:
+                shape, fortran, dtype, offset = _npy_header(inner, fp, info.file_size)
+                out_dtype = _numeric_dtype(inner, dtype)
+                raw = fp.read(math.prod(shape) * dtype.itemsize)
+        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+            raise InputError(label, f"is a damaged .npz file ({exc})") from None
+    arr = _from_bytes(raw, dtype, shape, fortran).astype(out_dtype)
+    return Source(inner, fmt, shape, out_dtype, None, lambda: arr, None)
+
+
+# ---------------------------------------------------------------- tables
+
+
+def _select(label: str, names: list[str], spec: str | None, usable: list[bool]) -> list[int]:
+    """Resolve a ``--*-columns`` spec (names, globs, 0-based indices) to column indices."""
+    if spec is None:
+        return [i for i, ok in enumerate(usable) if ok]
+    chosen: list[int] = []
+    for token in (s.strip() for s in spec.split(",")):
+        if not token:
+            continue
+        if token.lstrip("-").isdigit() and token not in names:
+            i = int(token)
+            if not -len(names) <= i < len(names):
+                raise UsageError(
+                    f"{label}: column index {i} is out of range; the file has {len(names)} columns"
+                )
+            hits = [i % len(names)]
+        elif any(c in token for c in "*?["):
+            hits = [i for i, n in enumerate(names) if fnmatch.fnmatchcase(n, token)]
+        else:
+            hits = [i for i, n in enumerate(names) if n == token]
+        if not hits:
+            listing = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
+            raise UsageError(f"{label}: no column matches {token!r}; columns are: {listing}")
+        chosen.extend(h for h in hits if h not in chosen)
+    return chosen
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _table_to_array(
+    label: str,
+    table,
+    names: list[str],
+    options: ReadOptions,
+    row_word: str = "row",
+    first_row: int = 0,
+) -> np.ndarray:
+    """Selected numeric (or one list) columns of a pyarrow table as a 2-D float array."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    columns = [table.column(i) for i in range(table.num_columns)]
+    if len(columns) == 1 and _is_list(columns[0].type):
+        return _list_column_to_array(label, names[0], columns[0], options, row_word, first_row)
+    arrays = []
+    for name, col in zip(names, columns):
+        t = col.type
+        if pa.types.is_null(t):
+            col = col.cast(pa.float64())
+            t = col.type
+        if not (pa.types.is_floating(t) or pa.types.is_integer(t) or pa.types.is_decimal(t)):
+            bad = _first_non_number(col)
+            where = f"{row_word} {first_row + bad[0]}: " if bad else ""
+            shown = f"{bad[1]!r} is not a number" if bad else f"is of type {t}, not numeric"
+            raise InputError(label, f"column {name!r}: {where}{shown}")
+        if col.null_count:
+            if options.missing == "error":
+                row = int(pc.index(pc.is_null(col), True).as_py())
+                raise InputError(
+                    label,
+                    f"column {name!r}: {row_word} {first_row + row} is missing a value "
+                    "(use --missing nan to read missing values as NaN)",
+                )
+        arr = col.to_numpy(zero_copy_only=False) if col.num_chunks != 1 else col.chunk(0).to_numpy(
+            zero_copy_only=False
+        )
+        if arr.dtype.kind not in "f":
+            arr = arr.astype(np.float64)
+        arrays.append(arr)
+    if not arrays:
+        return np.empty((table.num_rows, 0))
+    dtype = np.result_type(*arrays)
+    out = np.empty((table.num_rows, len(arrays)), dtype=dtype)
+    for j, a in enumerate(arrays):
+        out[:, j] = a
+    return out
+
+
+def _first_non_number(col) -> tuple[int, str] | None:
+    for i, value in enumerate(col.to_pylist()):
+        if value is not None and not (isinstance(value, str) and _is_number(value)):
+            return i, value
+    return None
+
+
+def _is_list(t) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
+
+
+def _list_column_to_array(label, name, col, options, row_word, first_row) -> np.ndarray:
+    """A list column: one distribution per row; every row must have the same length."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    n = len(col)
+    if col.null_count:
+        row = int(pc.index(pc.is_null(col), True).as_py())
+        raise InputError(label, f"column {name!r}: {row_word} {first_row + row} is null")
+    lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False)
+    width = int(lengths[0]) if n else 0
+    ragged = np.flatnonzero(lengths != width)
+    if ragged.size:
+        r = int(ragged[0])
+        raise InputError(
+            label,
+            f"column {name!r}: {row_word} {first_row + r} has {int(lengths[r])} values, "
+            f"but {row_word} {first_row} has {width} (ragged lists)",
+        )
+    values = pc.list_flatten(col)
+    t = values.type
+    if not (pa.types.is_floating(t) or pa.types.is_integer(t)):
+        raise InputError(label, f"column {name!r} holds lists of {t}, not numbers")
+    if values.null_count and options.missing == "error":
+        flat = int(pc.index(pc.is_null(values), True).as_py())
+        raise InputError(
+            label,
+            f"column {name!r}: {row_word} {first_row + flat // max(width, 1)} is missing a value "
+            "(use --missing nan to read missing values as NaN)",
+        )
+    arr = values.to_numpy(zero_copy_only=False)
+    if arr.dtype.kind != "f":
+        arr = arr.astype(np.float64)
+    return arr.reshape(n, width)
+
+
+def _usable(schema_types) -> list[bool]:
+    import pyarrow as pa
+
+    return [
+        pa.types.is_floating(t) or pa.types.is_integer(t) or pa.types.is_decimal(t)
+        for t in schema_types
+    ]
+
+
+def _table_source(label, fmt, schema, num_rows, options, read_table, iter_tables) -> Source:
+    """A Source over a pyarrow table reader, with the column selection applied."""
+    import pyarrow as pa
+
+    names = list(schema.names)
+    types = [schema.field(i).type for i in range(len(names))]
+    usable = _usable(types)
+    if options.columns is None and not any(usable):
+        lists = [i for i, t in enumerate(types) if _is_list(t)]
+        if len(lists) == 1:
+            usable = [i == lists[0] for i in range(len(names))]
+    chosen = _select(label, names, options.columns, usable)
+    if not chosen:
+        raise InputError(label, "has no numeric columns")
+    if len(chosen) > 1 and any(_is_list(types[i]) for i in chosen):
+        raise UsageError(f"{label}: a list column must be the only column selected")
+    picked = [names[i] for i in chosen]
+    if len(chosen) == 1 and _is_list(types[chosen[0]]):
+        t = types[chosen[0]]
+        width = t.list_size if pa.types.is_fixed_size_list(t) else None
+        value_type = t.value_type
+    else:
+        width = len(chosen)
+        value_type = None
+    dtype = _arrow_dtype([types[i] for i in chosen] if value_type is None else [value_type])
+
+    def read() -> np.ndarray:
+        table = read_table(chosen)
+        return _table_to_array(label, table, picked, options)
+
+    def chunks(rows: int) -> Iterator[np.ndarray]:
+        first = 0
+        for table in iter_tables(chosen, rows):
+            if table.num_rows:
+                yield _table_to_array(label, table, picked, options, first_row=first)
+            first += table.num_rows
+
+    shape = (num_rows, width) if width is not None else (num_rows, -1)
+    return Source(label, fmt, shape, dtype, picked, read, chunks if iter_tables else None)
+
+
+def _arrow_dtype(types) -> np.dtype:
+    import pyarrow as pa
+
+    dtypes = []
+    for t in types:
+        if pa.types.is_floating(t):
+            dtypes.append(np.dtype(t.to_pandas_dtype()))
+        else:
+            dtypes.append(np.dtype(np.float64))
+    return np.result_type(*dtypes) if dtypes else np.dtype(np.float64)
+
+
+def _arrow_error(label: str, what: str, exc: Exception) -> InputError:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return InputError(label, f"is not a readable {what} file ({text})")
+
+
+def _open_parquet(label, path, data, fmt, options):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if path is not None and os.path.getsize(path) == 0:
+        raise InputError(label, "is empty")
+    try:
+        pf = pq.ParquetFile(path if path is not None else pa.BufferReader(data))
+        schema = pf.schema_arrow
+        num_rows = pf.metadata.num_rows
+    except (pa.ArrowException, OSError) as exc:
+        raise _arrow_error(label, "Parquet", exc) from None
+
+    def read_table(cols):
+        try:
+            return pf.read(columns=[schema.names[i] for i in cols], use_threads=True)
+        except (pa.ArrowException, OSError) as exc:
+            raise _arrow_error(label, "Parquet", exc) from None
+
+    def iter_tables(cols, rows):
+        try:
+            for batch in pf.iter_batches(batch_size=rows, columns=[schema.names[i] for i in cols]):
+                yield pa.Table.from_batches([batch])
+        except (pa.ArrowException, OSError) as exc:
+            raise _arrow_error(label, "Parquet", exc) from None
+
+    return _table_source(label, fmt, schema, num_rows, options, read_table, iter_tables)
+
+
+def _open_arrow(label, path, data, fmt, options):
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    if path is not None and os.path.getsize(path) == 0:
+        raise InputError(label, "is empty")
+    raw = pa.memory_map(path) if path is not None else pa.BufferReader(data)
+    try:
+        try:
+            reader = ipc.open_file(raw)
+            table = reader.read_all()
+        except pa.ArrowInvalid:
+            raw.seek(0)
+            table = ipc.open_stream(raw).read_all()
+    except (pa.ArrowException, OSError) as exc:
+        raise _arrow_error(label, "Arrow/Feather", exc) from None
+
+    def read_table(cols):
+        return table.select(cols)
+
+    def iter_tables(cols, rows):
+        sub = table.select(cols)
+        for start in range(0, sub.num_rows, rows):
+            yield sub.slice(start, rows)
+
+    return _table_source(label, fmt, table.schema, table.num_rows, options, read_table, iter_tables)
+
+
+def _open_csv(label, path, data, fmt, options):
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    if path is not None:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+    else:
+        head = data[: 1 << 16]
+    if not head.strip():
+        raise InputError(label, "is empty")
+    if b"\x00" in head:
+        raise InputError(label, "is not a text file (it holds binary data)")
+    try:
+        text = head.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:
+            raise InputError(label, "is not UTF-8 text (it holds binary data)") from None
+        text = head[: exc.start].decode("utf-8-sig")
+    delimiter = options.delimiter or ("\t" if fmt == "tsv" else ",")
+    if delimiter in ("\\t", "tab"):
+        delimiter = "\t"
+    if len(delimiter) != 1:
+        raise UsageError(f"the delimiter must be one character, got {delimiter!r}")
+    first_line = text.splitlines()[0] if text.splitlines() else ""
+    first = next(csv.reader([first_line], delimiter=delimiter), [])
+    header = not all(_is_number(c) or not c.strip() for c in first)
+    read_opts = pcsv.ReadOptions(autogenerate_column_names=not header, block_size=1 << 24)
+    parse_opts = pcsv.ParseOptions(delimiter=delimiter)
+    convert = pcsv.ConvertOptions(null_values=[""], strings_can_be_null=False)
+    source = path if path is not None else pa.BufferReader(data)
+    first_line_no = 2 if header else 1
+    try:
+        table = pcsv.read_csv(
+            source, read_options=read_opts, parse_options=parse_opts, convert_options=convert
+        )
+    except pa.ArrowInvalid as exc:
+        raise _csv_error(label, path, data, delimiter, header, exc) from None
+    if table.num_rows == 0:
+        raise InputError(label, "has a header but no data rows" if header else "has no data rows")
+    names = table.column_names if header else [str(i) for i in range(table.num_columns)]
+    table = table.rename_columns(names)
+    # Text columns (ids, labels) are skipped unless chosen; a column of numbers with
+    # a stray word in it is an error, reported by _table_to_array.
+    types = [table.schema.field(i).type for i in range(table.num_columns)]
+    usable = [
+        ok or any(isinstance(v, str) and _is_number(v) for v in table.column(i).to_pylist()[:1000])
+        for i, ok in enumerate(_usable(types))
+    ]
+    usable = [u or pa.types.is_null(t) for u, t in zip(usable, types)]
+    chosen = _select(label, names, options.columns, usable)
+    if not chosen:
+        raise InputError(label, "has no numeric columns")
+    picked = [names[i] for i in chosen]
+    sub = table.select(chosen)
+    arr_holder: dict[str, np.ndarray] = {}
+
+    def read() -> np.ndarray:
+        if "a" not in arr_holder:
+            arr_holder["a"] = _table_to_array(
+                label, sub, picked, options, row_word="line", first_row=first_line_no
+            )
+        return arr_holder["a"]
+
+    return Source(label, fmt, (table.num_rows, len(chosen)), np.dtype(np.float64), picked, read)
+
+
+def _csv_error(label, path, data, delimiter, header, exc) -> InputError:
+    """Find the line behind a pyarrow CSV parse error (it does not say which)."""
+    raw = open(path, "rb").read() if path is not None else data
+    text = raw.decode("utf-8-sig", errors="replace")
+    width = None
+    for lineno, row in enumerate(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter), 1):
+        if not row:
+            continue
+        if width is None:
+            width = len(row)
+        elif len(row) != width:
+            return InputError(label, f"line {lineno} has {len(row)} fields, expected {width}")
+    message = str(exc).strip().splitlines()[0]
+    return InputError(label, f"is not valid CSV ({message})")

@@ -1,0 +1,148 @@
+"""Output formats, defined once and shared by every command.
+
+A command builds a :class:`Report` (a JSON document, rows for tables and CSV, and
+the bare plain-text lines); this module turns it into text. Rich is imported
+only for the ``table`` format.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+OUTPUT_FORMATS: tuple[str, ...] = ("auto", "plain", "json", "csv", "table", "markdown")
+
+#: How JSON carries non-finite numbers (JSON has no NaN or Infinity): as these
+#: strings, the convention of protobuf's JSON mapping.
+NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
+@dataclass
+class Report:
+    """What a command found, ready for any format.
+
+    ``table`` is columnar (name -> values, NumPy arrays welcome) and feeds the
+    csv, markdown, table and Parquet outputs; ``document`` feeds JSON; ``plain``
+    is the bare, parseable text; ``array`` (if any) is what a .npy file gets.
+    """
+
+    title: str
+    document: dict[str, Any]
+    table: dict[str, Sequence[Any]]
+    plain: list[str]
+    array: Any = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.table)
+
+    @property
+    def rows(self) -> Sequence[Sequence[Any]]:
+        return list(zip(*self.table.values()))
+
+
+def resolve_format(fmt: str, is_terminal: bool) -> str:
+    """``auto`` is a table for people (a terminal) and ``plain`` for pipes."""
+    if fmt not in OUTPUT_FORMATS:
+        from .errors import UsageError
+
+        raise UsageError(f"unknown output format {fmt!r}; choose one of {', '.join(OUTPUT_FORMATS)}")
+    if fmt == "auto":
+        return "table" if is_terminal else "plain"
+    return fmt
+
+
+def format_number(value: Any) -> str:
+    """Shortest text that reads back to the same value in its own dtype."""
+    if isinstance(value, bool) or value is None:
+        return str(value).lower() if isinstance(value, bool) else ""
+    if isinstance(value, int):
+        return str(value)
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        if value.dtype.kind in "iu":
+            return str(int(value))
+        if value.dtype.kind == "b":
+            return str(bool(value)).lower()
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def json_safe(value: Any) -> Any:
+    """Plain JSON values: NumPy scalars/arrays to Python, non-finite floats to strings."""
+    import numpy as np
+
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return json_safe(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return NON_FINITE[repr(value)]
+    return value
+
+
+def to_json(document: dict[str, Any]) -> str:
+    return json.dumps(json_safe(document), indent=2, allow_nan=False) + "\n"
+
+
+def to_csv(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([format_number(v) for v in row])
+    return buf.getvalue()
+
+
+def to_markdown(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str = "") -> str:
+    def cell(v: Any) -> str:
+        return format_number(v).replace("|", "\\|")
+
+    lines = [f"### {title}", ""] if title else []
+    lines.append("| " + " | ".join(columns) + " |")
+    lines.append("|" + "|".join(" --- " for _ in columns) + "|")
+    lines.extend("| " + " | ".join(cell(v) for v in row) + " |" for row in rows)
+    return "\n".join(lines) + "\n"
+
+
+def render_text(report: Report, fmt: str) -> str:
+    """Every format but ``table`` (which needs a console)."""
+    if fmt == "json":
+        return to_json(report.document)
+    if fmt == "csv":
+        return to_csv(report.columns, report.rows)
+    if fmt == "markdown":
+        return to_markdown(report.columns, report.rows, report.title)
+    return "".join(line + "\n" for line in report.plain)
+
+
+def print_report(report: Report, fmt: str, stream, color: bool | None) -> None:
+    """Write ``report`` to ``stream`` (stdout) in ``fmt`` (already resolved)."""
+    if fmt != "table":
+        stream.write(render_text(report, fmt))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=stream, no_color=color is False, force_terminal=color or None)
+    table = Table(title=report.title, title_justify="left")
+    for name in report.columns:
+        table.add_column(name, justify="left")
+    for row in report.rows:
+        table.add_row(*(format_number(v) for v in row))
+    console.print(table)
+    for note in report.notes:
+        console.print(note, style="dim", highlight=False)

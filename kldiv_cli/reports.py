@@ -1,0 +1,88 @@
+"""Turn each command's result into a :class:`~kldiv_cli.render.Report`."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._version import __version__
+from .compute import ComputeResult
+from .render import Report, format_number
+
+
+def _array_lines(values: np.ndarray) -> list[str]:
+    """Arrays as CSV rows: one row per line, the last axis across."""
+    if values.ndim == 0:
+        return [format_number(values[()])]
+    rows = values.reshape(-1, values.shape[-1]) if values.ndim > 1 else values.reshape(-1, 1)
+    return [",".join(format_number(v) for v in row) for row in rows]
+
+
+def compute_report(result: ComputeResult) -> Report:
+    req = result.request
+    loss = result.loss
+    doc = {
+        "loss": loss,
+        "reduction": req.reduction,
+        "log_target": req.log_target,
+        "input_transform": req.input_transform,
+        "target_transform": req.target_transform,
+        "temperature": req.temperature,
+        "t2_scale": req.t2_scale,
+        "dim": req.dim,
+        "target_labels": req.target_labels,
+        "dtype": result.dtype,
+        "shape": list(result.shape),
+        "input": result.input,
+        "target": result.target,
+        "diagnostics": result.diagnostics,
+        "kldiv_version": __version__,
+    }
+    notes = list(result.diagnostics)
+    if result.per_row is not None:
+        doc["per_row"] = result.per_row
+    if result.top:
+        doc["top"] = [{"row": r, "value": v} for r, v in result.top]
+        table = {"row": [r for r, _ in result.top], "kl": [v for _, v in result.top]}
+        plain = [f"{r},{format_number(v)}" for r, v in result.top]
+        array = np.array([v for _, v in result.top])
+        title = f"Top {len(result.top)} rows by KL(target || input)"
+    elif result.per_row is not None:
+        rows = result.per_row
+        table = {"row": np.arange(rows.size), "kl": rows}
+        plain = _array_lines(rows)
+        array = rows
+        title = "KL(target || input) per row"
+    elif np.ndim(loss):
+        values = np.asarray(loss)
+        flat = values.reshape(-1, values.shape[-1]) if values.ndim > 1 else values.reshape(-1, 1)
+        table = {f"c{j}": flat[:, j] for j in range(flat.shape[1])}
+        plain = _array_lines(values)
+        array = values
+        title = f"Pointwise KL loss, shape {values.shape}"
+    else:
+        table = {
+            "loss": [loss],
+            "reduction": [req.reduction],
+            "log_target": [req.log_target],
+            "input": [result.input["path"]],
+            "target": [result.target["path"]],
+        }
+        plain = [format_number(loss)]
+        array = np.asarray(loss)
+        title = "KL divergence loss (torch.nn.KLDivLoss)"
+    return Report(title=title, document=doc, table=table, plain=plain, array=array, notes=notes)
+
+
+def inspect_report(info: dict) -> Report:
+    rows = [(k, v) for k, v in info.items() if not isinstance(v, (dict, list))]
+    rows += [(k, ", ".join(map(str, v))) for k, v in info.items() if isinstance(v, list) and k != "suggestions"]
+    table = {"property": [k for k, _ in rows], "value": [v for _, v in rows]}
+    plain = [f"{k}: {format_number(v) if not isinstance(v, str) else v}" for k, v in rows]
+    plain += [f"suggestion: {s}" for s in info.get("suggestions", [])]
+    return Report(
+        title=f"kldiv inspect {info['path']}",
+        document=info,
+        table=table,
+        plain=plain,
+        notes=[f"suggestion: {s}" for s in info.get("suggestions", [])],
+    )
