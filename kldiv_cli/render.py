@@ -139,9 +139,13 @@ def print_report(report: Report, fmt: str, stream, color: bool | None) -> None:
 
     console = Console(file=stream, no_color=color is False, force_terminal=color or None)
     table = Table(title=report.title, title_justify="left")
-    for name in report.columns:
-        table.add_column(name, justify="left")
-    for row in report.rows:
+    columns, rows = report.columns, report.rows
+    if len(rows) == 1 and len(columns) > 2:
+        # One record reads better as a list of fields.
+        columns, rows = ["field", "value"], list(zip(columns, rows[0]))
+    for name in columns:
+        table.add_column(name, justify="left", overflow="fold")
+    for row in rows:
         table.add_row(*(format_number(v) for v in row))
     console.print(table)
     for note in report.notes:

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "sample_data"
+
+# As Typer's own CI: plain help, a wide terminal, no colour codes in assertions.
+os.environ["_TYPER_FORCE_DISABLE_TERMINAL"] = "1"
+os.environ["TERMINAL_WIDTH"] = "200"
+os.environ.pop("FORCE_COLOR", None)
+
+
+@pytest.fixture()
+def run_cli():
+    """Run the CLI in-process with typer's CliRunner (stdout and stderr kept apart)."""
+    from typer.testing import CliRunner
+
+    from kldiv_cli.cli import app
+
+    runner = CliRunner()
+
+    def run(*args: str, input: bytes | str | None = None):
+        return runner.invoke(app, [str(a) for a in args], input=input)
+
+    return run
+
+
+def kldiv_subprocess(*args: str, input: bytes | None = None, cwd: Path | None = None, **kw):
+    """The real command in a child process (``python -m kldiv_cli``)."""
+    return subprocess.run(
+        [sys.executable, "-m", "kldiv_cli", *map(str, args)],
+        input=input,
+        stdout=kw.pop("stdout", subprocess.PIPE),
+        stderr=kw.pop("stderr", subprocess.PIPE),
+        cwd=cwd,
+        timeout=120,
+        **kw,
+    )
+
+
+@pytest.fixture()
+def pair(tmp_path: Path):
+    """A small (input log-probs, target probs) pair as .npy files, and the arrays."""
+    rng = np.random.default_rng(3)
+    t = rng.dirichlet(np.ones(5), size=6)
+    x = np.log(rng.dirichlet(np.ones(5), size=6))
+    xp, tp = tmp_path / "x.npy", tmp_path / "t.npy"
+    np.save(xp, x)
+    np.save(tp, t)
+    return xp, tp, x, t

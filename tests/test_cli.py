@@ -1,0 +1,271 @@
+"""kldiv compute / inspect end to end: formats, flags, outputs, exit codes."""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.feather as feather
+import pyarrow.parquet as pq
+import pytest
+
+from kldiv_cli import kl_div, log_softmax, softmax
+
+from .conftest import SAMPLES, kldiv_subprocess
+
+
+def api(x, t, reduction, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return kl_div(x, t, reduction, **kw)
+
+
+def strict_json(text: str):
+    def reject(token: str):
+        raise AssertionError(f"invalid JSON token {token}")
+
+    return json.loads(text, parse_constant=reject)
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean", "batchmean"])
+def test_npy_pair_matches_api(run_cli, pair, reduction) -> None:
+    xp, tp, x, t = pair
+    r = run_cli("compute", xp, tp, "-r", reduction, "-f", "json")
+    assert r.exit_code == 0, r.stderr
+    doc = strict_json(r.stdout)
+    assert doc["loss"] == float(api(x, t, reduction))
+    assert doc["reduction"] == reduction
+    assert doc["input"]["shape"] == [6, 5] and doc["target"]["dtype"] == "float64"
+    assert ("batchmean" in r.stderr) == (reduction == "mean")
+
+
+def write_all_formats(tmp_path: Path, name: str, a: np.ndarray) -> list[Path]:
+    cols = {f"p{j}": a[:, j] for j in range(a.shape[1])}
+    paths = []
+    np.save(p := tmp_path / f"{name}.npy", a)
+    paths.append(p)
+    np.savez(p := tmp_path / f"{name}.npz", only=a)
+    paths.append(p)
+    np.savetxt(p := tmp_path / f"{name}.csv", a, delimiter=",", header=",".join(cols), comments="")
+    paths.append(p)
+    np.savetxt(p := tmp_path / f"{name}.tsv", a, delimiter="\t")
+    paths.append(p)
+    pq.write_table(pa.table(cols), p := tmp_path / f"{name}.parquet")
+    paths.append(p)
+    feather.write_feather(pa.table(cols), p := tmp_path / f"{name}.feather")
+    paths.append(p)
+    return paths
+
+
+def test_every_format_gives_the_same_number(run_cli, tmp_path, pair) -> None:
+    _, _, x, t = pair
+    expected = api(x, t, "batchmean")
+    for xp in write_all_formats(tmp_path, "x", x):
+        for tp in write_all_formats(tmp_path, "t", t)[:3]:
+            r = run_cli("compute", xp, tp, "-r", "batchmean")
+            assert r.exit_code == 0, (xp, tp, r.stderr)
+            assert math.isclose(float(r.stdout), expected, rel_tol=1e-12), (xp, tp)
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".csv", ".parquet"])
+def test_stdin_is_sniffed(tmp_path, pair, suffix) -> None:
+    xp, _, x, t = pair
+    target = write_all_formats(tmp_path, "t", t)
+    data = next(p for p in target if p.suffix == suffix).read_bytes()
+    proc = kldiv_subprocess("compute", xp, "-", "-r", "sum", input=data)
+    assert proc.returncode == 0, proc.stderr
+    assert math.isclose(float(proc.stdout), api(x, t, "sum"), rel_tol=1e-12)
+
+
+def test_transforms_temperature_and_t2(run_cli, tmp_path) -> None:
+    rng = np.random.default_rng(5)
+    s, te = rng.normal(size=(8, 6)), rng.normal(size=(8, 6))
+    np.save(sp := tmp_path / "s.npy", s)
+    np.save(tp := tmp_path / "t.npy", te)
+    r = run_cli(
+        "compute", sp, tp, "--input-transform", "log-softmax", "--target-transform", "softmax",
+        "-T", "2.5", "--t2-scale", "-r", "batchmean", "-f", "json",
+    )
+    assert r.exit_code == 0, r.stderr
+    expected = api(log_softmax(s, temperature=2.5), softmax(te, temperature=2.5), "batchmean") * 2.5**2
+    doc = strict_json(r.stdout)
+    assert math.isclose(doc["loss"], expected, rel_tol=1e-12)
+    assert doc["temperature"] == 2.5 and doc["t2_scale"] is True
+
+
+def test_log_target(run_cli, pair) -> None:
+    xp, tp, x, t = pair
+    lt = tp.with_name("lt.npy")
+    np.save(lt, np.log(t))
+    r = run_cli("compute", xp, lt, "--log-target", "-r", "sum")
+    assert math.isclose(float(r.stdout), api(x, np.log(t), "sum", log_target=True), rel_tol=1e-12)
+
+
+def test_none_and_per_row_outputs(run_cli, pair, tmp_path) -> None:
+    xp, tp, x, t = pair
+    out = tmp_path / "none.npy"
+    r = run_cli("compute", xp, tp, "-r", "none", "-o", out)
+    assert r.exit_code == 0 and r.stdout == ""
+    np.testing.assert_array_equal(np.load(out), api(x, t, "none"))
+    r = run_cli("compute", xp, tp, "--per-row", "-r", "batchmean")
+    rows = np.array([float(v) for v in r.stdout.split()])
+    np.testing.assert_allclose(rows, api(x, t, "none").sum(axis=1), rtol=1e-12)
+    r = run_cli("compute", xp, tp, "--per-row", "-o", tmp_path / "rows.parquet", "-r", "sum")
+    table = pq.read_table(tmp_path / "rows.parquet")
+    assert table.column_names == ["row", "kl"]
+    np.testing.assert_allclose(table.column("kl").to_numpy(), rows, rtol=1e-12)
+    r = run_cli("compute", xp, tp, "--top", "2", "-r", "sum", "-f", "json")
+    doc = strict_json(r.stdout)
+    assert [d["row"] for d in doc["top"]] == list(np.argsort(-rows)[:2])
+
+
+def test_plain_none_prints_csv_rows(run_cli, pair) -> None:
+    xp, tp, x, _ = pair
+    r = run_cli("compute", xp, tp, "-r", "none", "-f", "plain")
+    lines = r.stdout.splitlines()
+    assert len(lines) == 6 and all(len(line.split(",")) == 5 for line in lines)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "markdown", "table", "json", "plain"])
+def test_output_formats(run_cli, pair, fmt) -> None:
+    xp, tp, x, t = pair
+    r = run_cli("compute", xp, tp, "-r", "batchmean", "-f", fmt)
+    assert r.exit_code == 0
+    value = repr(float(api(x, t, "batchmean")))
+    assert value in r.stdout
+    if fmt == "csv":
+        assert r.stdout.splitlines()[0].startswith("loss,reduction")
+    if fmt == "markdown":
+        assert "| loss |" in r.stdout
+
+
+def test_json_is_valid_for_nan_and_inf(run_cli, tmp_path) -> None:
+    np.save(x := tmp_path / "x.npy", np.array([[-np.inf, np.log(0.5)]]))
+    np.save(t := tmp_path / "t.npy", np.array([[0.0, 1.0]]))
+    r = run_cli("compute", x, t, "-r", "sum", "-f", "json")
+    doc = strict_json(r.stdout)
+    assert doc["loss"] == "NaN"
+    assert "target 0" in r.stderr and "PyTorch gives nan there too" in r.stderr
+    np.save(t, np.array([[0.5, 0.5]]))
+    r = run_cli("compute", x, t, "-r", "none", "-f", "json")
+    assert strict_json(r.stdout)["loss"][0][0] == "Infinity"
+
+
+def test_gate(run_cli, pair, tmp_path) -> None:
+    xp, tp, x, t = pair
+    value = float(api(x, t, "batchmean"))
+    assert run_cli("compute", xp, tp, "-r", "batchmean", "--fail-above", value + 1e-9).exit_code == 0
+    r = run_cli("compute", xp, tp, "-r", "batchmean", "--fail-above", value / 2)
+    assert r.exit_code == 1 and "check failed" in r.stderr and r.stdout.strip()
+    rows = api(x, t, "none").sum(axis=1)
+    r = run_cli("compute", xp, tp, "--per-row", "--fail-above", rows.max() - 1e-9, "-q")
+    assert r.exit_code == 1 and "largest row" in r.stderr
+    np.save(nan := tmp_path / "nan.npy", np.full((6, 5), np.nan))
+    assert run_cli("compute", nan, tp, "-r", "sum", "--fail-above", "1e9", "-q").exit_code == 1
+
+
+def test_quiet_keeps_stderr_empty(run_cli, pair) -> None:
+    xp, tp, *_ = pair
+    r = run_cli("compute", xp, tp, "-q")
+    assert r.exit_code == 0 and r.stderr == ""
+
+
+def test_diagnostics_and_strict(run_cli, tmp_path) -> None:
+    np.save(x := tmp_path / "x.npy", np.array([[0.5, 0.5]]))
+    np.save(t := tmp_path / "t.npy", np.array([[0.6, 0.6]]))
+    r = run_cli("compute", x, t, "-r", "sum")
+    assert r.exit_code == 0
+    assert "--input-transform log" in r.stderr and "do not sum to 1" in r.stderr
+    r = run_cli("compute", x, t, "-r", "sum", "--strict")
+    assert r.exit_code == 2 and r.stdout == "" and "kldiv: error: --strict" in r.stderr
+
+
+def test_columns_and_globs_from_one_file(run_cli, tmp_path) -> None:
+    rng = np.random.default_rng(2)
+    s, te = np.log(rng.dirichlet(np.ones(3), 5)), rng.dirichlet(np.ones(3), 5)
+    table = {"id": [f"r{i}" for i in range(5)]}
+    table.update({f"s_{j}": s[:, j] for j in range(3)})
+    table.update({f"t_{j}": te[:, j] for j in range(3)})
+    pq.write_table(pa.table(table), both := tmp_path / "both.parquet")
+    r = run_cli("compute", both, both, "--input-columns", "s_*", "--target-columns", "4,5,6", "-r", "sum")
+    assert r.exit_code == 0, r.stderr
+    assert math.isclose(float(r.stdout), api(s, te, "sum"), rel_tol=1e-12)
+    r = run_cli("compute", both, both, "--input-columns", "nope", "-r", "sum")
+    assert r.exit_code == 2 and "no column matches 'nope'" in r.stderr
+
+
+def test_list_column(run_cli, tmp_path) -> None:
+    rng = np.random.default_rng(4)
+    t = rng.dirichlet(np.ones(4), 3)
+    pq.write_table(pa.table({"p": list(t)}), lp := tmp_path / "lists.parquet")
+    np.save(xp := tmp_path / "x.npy", np.log(t))
+    r = run_cli("compute", xp, lp, "-r", "sum")
+    assert r.exit_code == 0 and abs(float(r.stdout)) < 1e-12
+    pq.write_table(pa.table({"p": [[0.5, 0.5], [1.0], [0.2, 0.8]]}), rag := tmp_path / "rag.parquet")
+    r = run_cli("compute", xp, rag, "-r", "sum")
+    assert r.exit_code == 2 and "row 1 has 1 values" in r.stderr
+
+
+def test_target_labels(run_cli, tmp_path) -> None:
+    x = np.log(np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]]))
+    np.save(xp := tmp_path / "x.npy", x)
+    (lp := tmp_path / "labels.csv").write_text("label\n0\n2\n")
+    r = run_cli("compute", xp, lp, "--target-labels", "-r", "batchmean")
+    assert math.isclose(float(r.stdout), -(x[0, 0] + x[1, 2]) / 2, rel_tol=1e-12)
+    lp.write_text("label\n0\n3\n")
+    r = run_cli("compute", xp, lp, "--target-labels", "-r", "batchmean")
+    assert r.exit_code == 2 and "row 1: label 3 is out of range for 3 classes" in r.stderr
+
+
+def test_inspect(run_cli) -> None:
+    r = run_cli("inspect", SAMPLES / "teacher_logits.npy", "-f", "json")
+    doc = strict_json(r.stdout)
+    assert doc["looks_like"].startswith("logits") and doc["shape"] == [64, 10]
+    r = run_cli("inspect", SAMPLES / "observed.csv", "-f", "json")
+    assert strict_json(r.stdout)["looks_like"].startswith("probabilities")
+    r = run_cli("inspect", SAMPLES / "labels.csv", "-f", "json")
+    assert strict_json(r.stdout)["looks_like"].startswith("integer labels")
+
+
+def test_help_says_the_argument_order(run_cli) -> None:
+    r = run_cli("compute", "--help")
+    assert "KL(TARGET || INPUT)" in r.stdout and "torch" in r.stdout
+
+
+def test_version_does_not_import_heavy_modules() -> None:
+    code = (
+        "import sys; from kldiv_cli.cli import main\n"
+        "try:\n    main(['--version'])\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('numpy', 'pyarrow', 'rich.console') if m in sys.modules]\n"
+        "assert not heavy, heavy"
+    )
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == __import__("kldiv_cli").__version__
+
+
+def test_python_m_and_closed_pipe(pair) -> None:
+    import subprocess
+    import sys
+
+    xp, tp, *_ = pair
+    cmd = f"'{sys.executable}' -m kldiv_cli compute '{xp}' '{tp}' -r none -f plain | head -n 1"
+    proc = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True)
+    assert proc.returncode == 0
+    assert len(proc.stdout.splitlines()) == 1
+    assert "Traceback" not in proc.stderr and "Broken pipe" not in proc.stderr
+
+
+def test_redirected_output_is_plain(pair, tmp_path) -> None:
+    xp, tp, x, t = pair
+    with open(tmp_path / "out.txt", "wb") as f:
+        proc = kldiv_subprocess("compute", xp, tp, "-r", "sum", stdout=f, stderr=None)
+    del proc
+    assert float((tmp_path / "out.txt").read_text()) == float(api(x, t, "sum"))
