@@ -1,0 +1,56 @@
+"""The README's promises: the Quickstart contract, CI running it, and every example working."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import ROOT
+
+README = (ROOT / "README.md").read_text()
+
+
+def bash_blocks(text: str) -> list[str]:
+    return re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+
+
+def quickstart_commands() -> list[str]:
+    after = README.split("## Quickstart", 1)[1]
+    return [line for line in bash_blocks(after)[0].splitlines() if line.strip()]
+
+
+def test_quickstart_has_exactly_two_commands() -> None:
+    assert README.lstrip().startswith("# kldiv\n\n## Quickstart")
+    first, second = quickstart_commands()
+    assert first.startswith("pip install . && kldiv compute sample_data/")
+    assert second.startswith("pip install \".[test]\"") and "pytest" in second
+
+
+def test_ci_runs_the_second_command_verbatim() -> None:
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert quickstart_commands()[1] in ci
+
+
+EXAMPLES = [
+    line
+    for block in bash_blocks(README.split("## Quickstart", 1)[1])[1:]
+    for line in block.splitlines()
+    if re.search(r"(^|\| )kldiv ", line)
+]
+
+
+@pytest.mark.parametrize("line", EXAMPLES)
+def test_readme_example_runs(line: str) -> None:
+    if "| jq" in line and shutil.which("jq") is None:
+        pytest.skip("jq is not installed")
+    command = re.sub(r"(^|\| )kldiv ", rf"\1'{sys.executable}' -m kldiv_cli ", line)
+    proc = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", command], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip()
+    assert "Traceback" not in proc.stderr
