@@ -82,7 +82,7 @@ def _one_hot(labels: np.ndarray, width: int, label: str) -> np.ndarray:
     bad = ~np.isfinite(flat) | (flat != np.round(flat))
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise InputError(label, f"row {row}: label {flat[row]!r} is not an integer class index")
+        raise InputError(label, f"row {row}: label {flat[row]:g} is not an integer class index")
     out_of_range = (flat < 0) | (flat >= width)
     if out_of_range.any():
         row = int(np.flatnonzero(out_of_range)[0])

@@ -20,11 +20,11 @@ def output_kind(path: str) -> str:
     """Check an output path before any work is done; return how it will be written."""
     if path == "-":
         return "stdout"
+    if os.path.isdir(path):
+        raise OutputError(f"{path}: is a directory; give a file name")
     kind = OUTPUT_EXTENSIONS.get(os.path.splitext(path)[1].lower())
     if kind is None:
         raise OutputError(f"{path}: unknown output type; name it .npy, .csv, .json or .parquet")
-    if os.path.isdir(path):
-        raise OutputError(f"{path}: is a directory; give a file name")
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise OutputError(f"{path}: folder {parent} does not exist")

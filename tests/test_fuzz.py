@@ -1,0 +1,112 @@
+"""Mutated valid files (truncated, flipped bytes, inserted garbage): every outcome is a
+result or a clean exit 2 with one designed error line; never a crash or a hang."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.feather as feather
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import array_shapes, arrays
+
+from kldiv_cli import kl_div
+
+rng = np.random.default_rng(11)
+X = np.log(rng.dirichlet(np.ones(4), 6))
+T = rng.dirichlet(np.ones(4), 6)
+
+
+def _bytes(fmt: str) -> bytes:
+    buf = io.BytesIO()
+    if fmt == "npy":
+        np.save(buf, T)
+    elif fmt == "npz":
+        np.savez(buf, t=T)
+    elif fmt == "csv":
+        buf.write(b"a,b,c,d\n" + b"".join(b",".join(b"%r" % float(v) for v in row) + b"\n" for row in T))
+    elif fmt == "parquet":
+        pq.write_table(pa.table({f"c{j}": T[:, j] for j in range(4)}), buf)
+    elif fmt == "arrow":
+        feather.write_feather(pa.table({f"c{j}": T[:, j] for j in range(4)}), buf)
+    return buf.getvalue()
+
+
+VALID = {fmt: _bytes(fmt) for fmt in ("npy", "npz", "csv", "parquet", "arrow")}
+
+
+@st.composite
+def mutated(draw):
+    fmt = draw(st.sampled_from(sorted(VALID)))
+    data = bytearray(VALID[fmt])
+    for _ in range(draw(st.integers(1, 3))):
+        kind = draw(st.sampled_from(["truncate", "flip", "insert", "overwrite"]))
+        pos = draw(st.integers(0, max(len(data) - 1, 0)))
+        if kind == "truncate":
+            del data[pos:]
+        elif kind == "flip" and data:
+            data[pos] ^= 1 << draw(st.integers(0, 7))
+        elif kind == "insert":
+            data[pos:pos] = draw(st.binary(min_size=1, max_size=16))
+        elif data:
+            chunk = draw(st.binary(min_size=1, max_size=8))
+            data[pos : pos + len(chunk)] = chunk
+    return fmt, bytes(data)
+
+
+@pytest.fixture(scope="module")
+def good_input(tmp_path_factory):
+    path = tmp_path_factory.mktemp("fuzz") / "x.npy"
+    np.save(path, X)
+    return path
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(mutated())
+def test_mutated_target_files(run_cli, good_input, tmp_path_factory, case) -> None:
+    fmt, data = case
+    path = tmp_path_factory.mktemp("m") / f"t.{fmt}"
+    path.write_bytes(data)
+    r = run_cli("compute", good_input, path, "-r", "sum", "-q")
+    assert r.exit_code in (0, 2), (r.exit_code, r.stderr, r.exception)
+    if r.exit_code == 0:
+        float(r.stdout)
+        assert r.stderr == ""
+    else:
+        assert r.stdout == ""
+        lines = r.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("kldiv: error: "), r.stderr
+        assert "unexpected" not in lines[0], lines[0]
+
+
+finite_or_special = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True, width=64),
+    st.sampled_from([0.0, -0.0, np.inf, -np.inf, np.nan]),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    arrays(np.float64, array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4), elements=finite_or_special),
+    st.sampled_from(["none", "sum", "mean", "batchmean"]),
+    st.booleans(),
+)
+def test_core_invariants_on_random_values(x, reduction, log_target) -> None:
+    t = np.flip(x).copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        out = kl_div(x, t, reduction, log_target)
+        pointwise = kl_div(x, t, "none", log_target)
+    assert np.shape(pointwise) == np.broadcast_shapes(x.shape, t.shape)
+    with np.errstate(invalid="ignore"):
+        total = np.sum(pointwise, dtype=np.float64)
+    if reduction == "sum":
+        np.testing.assert_allclose(out, total, rtol=1e-12, equal_nan=True)
+    elif reduction == "none":
+        np.testing.assert_array_equal(out, pointwise)
