@@ -160,6 +160,36 @@ def _emit(report, fmt: str, output: str | None, no_color: bool) -> None:
     sys.stdout.flush()
 
 
+class _progress:
+    """A Rich progress bar on stderr, for people: only on a terminal, never with --quiet,
+    and only once a job turns out to be large."""
+
+    MIN_ROWS_SHOWN = 200_000
+
+    def __init__(self, quiet: bool) -> None:
+        self.enabled = not quiet and sys.stderr.isatty()
+        self.bar = None
+
+    def __enter__(self):
+        return self.update if self.enabled else None
+
+    def update(self, done: int, total: int) -> None:
+        if self.bar is None:
+            if total < self.MIN_ROWS_SHOWN or done >= total:
+                return
+            from rich.console import Console
+            from rich.progress import Progress
+
+            self.bar = Progress(console=Console(stderr=True), transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("rows", total=total)
+        self.bar.update(self.task, completed=done)
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
 def _read_stdin_if_needed(*paths: str) -> bytes | None:
     if "-" not in paths:
         return None
@@ -292,6 +322,15 @@ def compute(
     strict: Annotated[
         bool, typer.Option("--strict", help="Treat diagnostics (suspicious data) as errors.")
     ] = False,
+    threads: Annotated[
+        Optional[int], typer.Option("--threads", metavar="N", help="Threads for the sums (default: all cores).")
+    ] = None,
+    chunk_rows: Annotated[
+        Optional[int],
+        typer.Option(
+            "--chunk-rows", metavar="N", help="Rows per streamed block (default: about 2M values)."
+        ),
+    ] = None,
     quiet: QuietOpt = False,
     no_color: NoColorOpt = False,
     debug: DebugOpt = False,
@@ -340,7 +379,19 @@ def compute(
         target_labels=target_labels,
     )
     request.validate()
-    result = run(request, _read_stdin_if_needed(input, target))
+    for name, value in (("--threads", threads), ("--chunk-rows", chunk_rows)):
+        if value is not None and value < 1:
+            from .errors import UsageError
+
+            raise UsageError(f"{name} must be at least 1, got {value}")
+    with _progress(quiet) as progress:
+        result = run(
+            request,
+            _read_stdin_if_needed(input, target),
+            threads=threads,
+            chunk_rows=chunk_rows,
+            progress=progress,
+        )
     for text in result.warnings:
         Messages.warn(text)
     if strict and result.diagnostics:
@@ -400,6 +451,11 @@ def inspect(
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: usage errors in the house style, quiet closed pipes."""
+    args = sys.argv[1:] if argv is None else argv
+    if args in (["--version"], ["-V"]):
+        # Pipelines ask for the version often; skip building the whole command tree.
+        sys.stdout.write(f"{__version__}\n")
+        sys.exit(ExitCode.OK)
     try:
         code = app(args=argv, prog_name="kldiv", standalone_mode=False)
     except typer.TyperException as exc:  # click's usage errors

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .core import REDUCTIONS, broadcast_shape, kl_div, pointwise, result_dtype
+from .core import REDUCTIONS, broadcast_shape, pointwise, result_dtype
 from .diagnostics import Diagnostics
 from .errors import InputError, UsageError
 from .readers import ReadOptions, Source, open_source
@@ -120,35 +120,155 @@ def _transform(name: str, a: np.ndarray, request: ComputeRequest) -> np.ndarray:
     return apply_transform(name, a, request.dim, request.temperature)
 
 
-def compute(request: ComputeRequest, stdin: bytes | None = None) -> ComputeResult:
+#: Elements per streamed block on each side: about 2 MB of float32, cache-friendly and bounded.
+BLOCK_ELEMENTS = 1 << 19
+
+
+def compute(
+    request: ComputeRequest,
+    stdin: bytes | None = None,
+    *,
+    threads: int | None = None,
+    chunk_rows: int | None = None,
+    progress=None,
+) -> ComputeResult:
+    """Run the job. Large inputs stream block by block when the data allows it.
+
+    ``progress``, if given, is called with the number of input rows done so far
+    and the total.
+    """
     source_x, source_t = open_sources(request, stdin)
-    x, t = source_x.read(), source_t.read()
-    x, t = convert(request, x, t, source_t.label)
-    try:
-        shape = broadcast_shape(x.shape, t.shape)
-    except ValueError:
-        raise InputError(
-            f"{source_x.label} and {source_t.label}",
-            f"shapes do not match: input {x.shape}, target {t.shape}",
-        ) from None
+    stream = _stream_shape(request, source_x, source_t)
+    if stream is None:
+        x, t = convert(request, source_x.read(), source_t.read(), source_t.label)
+        blocks = [(x, t)]
+        rows_total = x.shape[0] if x.ndim else 1
+        input_shape = x.shape
+    else:
+        rows_total, width = stream
+        rows = chunk_rows or max(1, BLOCK_ELEMENTS // max(width, 1))
+        blocks = _converted(request, _zip_blocks(source_x, source_t, rows), source_t.label)
+        input_shape = tuple(source_x.shape)
+    return _reduce_blocks(request, source_x, source_t, blocks, input_shape, rows_total, threads, progress)
+
+
+def _stream_shape(request: ComputeRequest, sx: Source, st: Source) -> tuple[int, int] | None:
+    """(rows, width) when both sides can be read block by block, else None."""
+    if request.reduction == "none" or not (sx.streamable and st.streamable):
+        return None
+    if len(sx.shape) != 2 or -1 in sx.shape or -1 in st.shape:
+        return None
+    if request.target_labels:
+        if st.shape[0] != sx.shape[0] or len(st.shape) > 2 or (len(st.shape) == 2 and st.shape[1] != 1):
+            return None
+    elif tuple(st.shape) != tuple(sx.shape):
+        return None
+    if request.dim not in (-1, 1) and "none" != request.input_transform + request.target_transform:
+        return None
+    return sx.shape[0], sx.shape[1]
+
+
+def _rebatch(blocks, rows: int):
+    """Blocks of exactly ``rows`` rows (the last may be shorter), whatever the reader yields.
+
+    Only small tails are copied, and a reader's block (a whole Parquet row group,
+    say) is released before the next one is read.
+    """
+    carry = None
+    for block in blocks:
+        start = 0
+        if carry is not None:
+            need = rows - len(carry)
+            if len(block) < need:
+                carry = np.concatenate([carry, block])
+                continue
+            piece = np.concatenate([carry, block[:need]])
+            carry, start = None, need
+            yield piece
+            del piece
+        while len(block) - start >= rows:
+            yield block[start : start + rows]
+            start += rows
+        if start < len(block):
+            carry = block[start:].copy()
+        del block
+    if carry is not None and len(carry):
+        yield carry
+
+
+def _converted(request: ComputeRequest, pairs, labels_source: str):
+    for xb, tb in pairs:
+        converted = convert(request, xb, tb, labels_source)
+        del xb, tb  # generators keep loop variables alive: drop the raw blocks now
+        yield converted
+        del converted
+
+
+def _zip_blocks(sx: Source, st: Source, rows: int):
+    xs = _rebatch(sx.iter_chunks(rows), rows)
+    ts = _rebatch(st.iter_chunks(rows), rows)
+    for xb in xs:
+        tb = next(ts, None)
+        if tb is None or len(tb) != len(xb):
+            raise InputError(f"{sx.label} and {st.label}", "hold different numbers of rows")
+        pair = (xb, tb)
+        del xb, tb
+        yield pair
+        del pair
+    if next(ts, None) is not None:
+        raise InputError(f"{sx.label} and {st.label}", "hold different numbers of rows")
+
+
+def _reduce_blocks(request, sx, st, blocks, input_shape, rows_total, threads, progress) -> ComputeResult:
+    from .core import finish_reduction, resolve_reduction
+    from .engine import Accumulator
+
     diagnostics = Diagnostics(
         request.log_target,
         input_transformed=request.input_transform != "none",
         target_transformed=request.target_transform != "none" or request.target_labels,
     )
-    diagnostics.update(x, t)
-    scale = request.temperature**2 if request.t2_scale else 1.0
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        loss = kl_div(x, t, request.reduction, request.log_target)
-    dtype = result_dtype(x, t)
-    per_row = None
-    if request.per_row or request.top:
-        if not x.ndim and not t.ndim:
-            per_row = np.asarray(pointwise(x, t, request.log_target, dtype)).reshape(1)
+        base, per_batch = resolve_reduction(request.reduction)
+    accumulator = Accumulator(request.log_target, threads)
+    row_values: list[np.ndarray] = []
+    loss = None
+    shape: tuple[int, ...] = ()
+    dtype = None
+    count = 0
+    done = 0
+    for x, t in blocks:
+        try:
+            shape = broadcast_shape(x.shape, t.shape)
+        except ValueError:
+            raise InputError(
+                f"{sx.label} and {st.label}",
+                f"shapes do not match: input {x.shape}, target {t.shape}",
+            ) from None
+        dtype = result_dtype(x, t)
+        if diagnostics.update(x, t):
+            diagnostics.explain(x, t)
+        want_rows = request.per_row or request.top
+        terms = pointwise(x, t, request.log_target, dtype) if want_rows or base == "none" else None
+        if want_rows:
+            row_values.append(_row_sums(terms, dtype))
+        if base == "none":
+            loss = terms
         else:
-            terms = pointwise(x, t, request.log_target, dtype)
-            per_row = terms.sum(axis=-1, dtype=np.float64).astype(dtype).reshape(-1)
+            accumulator.add(x, t, dtype)
+        count += int(np.prod(shape))
+        done += x.shape[0] if x.ndim else 1
+        del x, t, terms  # let the next block reuse the memory
+        if progress is not None:
+            progress(done, rows_total)
+    if dtype is None:
+        raise InputError(sx.label, "has no rows")
+    if base != "none":
+        batch = input_shape[0] if per_batch and len(input_shape) else None
+        loss = finish_reduction(accumulator.total(), count, base, batch, dtype)
+    scale = request.temperature**2 if request.t2_scale else 1.0
+    per_row = np.concatenate(row_values) if row_values else None
     if scale != 1.0:
         loss = (np.asarray(loss) * dtype.type(scale)).astype(dtype)[()]
         per_row = None if per_row is None else (per_row * dtype.type(scale)).astype(dtype)
@@ -156,11 +276,13 @@ def compute(request: ComputeRequest, stdin: bytes | None = None) -> ComputeResul
     if request.top and per_row is not None:
         order = np.argsort(-np.nan_to_num(per_row.astype(np.float64), nan=np.inf), kind="stable")
         top = [(int(i), float(per_row[i])) for i in order[: request.top]]
+    if len(shape) and len(input_shape) == len(shape):
+        shape = (input_shape[0], *shape[1:])
     return ComputeResult(
         request=request,
         loss=loss,
-        input=source_x.describe(),
-        target=source_t.describe(),
+        input=sx.describe(),
+        target=st.describe(),
         dtype=str(dtype),
         shape=tuple(shape),
         per_row=per_row,
@@ -168,3 +290,11 @@ def compute(request: ComputeRequest, stdin: bytes | None = None) -> ComputeResul
         diagnostics=diagnostics.messages(),
         warnings=[str(w.message) for w in caught],
     )
+
+
+def _row_sums(terms: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """KL per row: the pointwise loss summed over the last axis (float64, rounded once)."""
+    if terms.ndim == 0:
+        return terms.reshape(1)
+    with np.errstate(invalid="ignore"):
+        return terms.sum(axis=-1, dtype=np.float64).astype(dtype).reshape(-1)

@@ -106,6 +106,107 @@ def chunk_sum(
     return exact_chunk_sum(x, t, log_target, dtype)
 
 
+def flat_pair(x: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both operands flattened in the same element order, without copies when their
+    layouts agree (column-major tables from Parquet stay column-major)."""
+    if x.flags.f_contiguous and t.flags.f_contiguous and not (x.flags.c_contiguous and t.flags.c_contiguous):
+        return x.T.reshape(-1), t.T.reshape(-1)
+    return np.ascontiguousarray(x).reshape(-1), np.ascontiguousarray(t).reshape(-1)
+
+
+def partial_sums(
+    x: np.ndarray,
+    t: np.ndarray,
+    log_target: bool,
+    dtype: np.dtype,
+    threads: int | None = None,
+    chunk: int = CHUNK,
+) -> list[float]:
+    """One float64 partial sum per ``chunk`` elements of same-shape operands (flattened).
+
+    The partials depend only on the data and ``chunk``, never on ``threads``.
+    """
+    xf, tf = flat_pair(x, t)
+    fast = xf.dtype == dtype and tf.dtype == dtype and dtype != np.float16
+
+    def one(i: int, buffers: _Buffers | None) -> float:
+        xc, tc = xf[i : i + chunk], tf[i : i + chunk]
+        if fast:
+            return chunk_sum(xc, tc, log_target, dtype, buffers)
+        # Mixed dtypes and float16 follow torch op by op.
+        return exact_chunk_sum(xc, tc, log_target, dtype)
+
+    starts = range(0, xf.size, chunk)
+    threads = default_threads() if threads is None else max(1, threads)
+    if threads == 1 or xf.size < PARALLEL_MIN:
+        buffers = _Buffers(dtype, min(chunk, xf.size)) if fast else None
+        return [one(i, buffers) for i in starts]
+
+    # Each worker takes a contiguous run of chunks; the partials keep their chunk order.
+    bounds = np.linspace(0, len(starts), threads + 1).astype(int)
+
+    def work(k: int) -> list[float]:
+        buffers = _Buffers(dtype, chunk) if fast else None
+        return [one(i, buffers) for i in starts[bounds[k] : bounds[k + 1]]]
+
+    return [p for run in _pool(threads).map(work, range(threads)) for p in run]
+
+
+class Accumulator:
+    """The loss sum over blocks of rows that arrive one after another (a stream).
+
+    Blocks are cut into chunks at fixed positions of the whole flattened data
+    (a block's tail waits for the next block), so the result has the same bits
+    as :func:`total_loss` on everything at once, whatever the block sizes.
+    """
+
+    def __init__(self, log_target: bool, threads: int | None = None, chunk: int = CHUNK) -> None:
+        self.log_target = log_target
+        self.threads = threads
+        self.chunk = chunk
+        self.partials: list[float] = []
+        self._carry: tuple[np.ndarray, np.ndarray] | None = None
+        self._dtype: np.dtype | None = None
+
+    def add(self, x: np.ndarray, t: np.ndarray, dtype: np.dtype) -> None:
+        self._dtype = dtype
+        if x.shape != t.shape:
+            # Broadcast operands: torch's formula on the whole block, one partial.
+            self._flush()
+            self.partials.append(exact_chunk_sum(x, t, self.log_target, dtype))
+            return
+        xf, tf = flat_pair(x, t)
+        start = 0
+        if self._carry is not None:
+            # Complete the chunk left open by the previous block (a small copy).
+            cx, ct = self._carry
+            start = min(self.chunk - cx.size, xf.size)
+            cx, ct = np.concatenate([cx, xf[:start]]), np.concatenate([ct, tf[:start]])
+            self._carry = None
+            if cx.size < self.chunk:
+                self._carry = (cx, ct)
+                return
+            self.partials += partial_sums(cx, ct, self.log_target, dtype, 1, self.chunk)
+        xf, tf = xf[start:], tf[start:]
+        whole = xf.size - xf.size % self.chunk
+        if whole:
+            self.partials += partial_sums(
+                xf[:whole], tf[:whole], self.log_target, dtype, self.threads, self.chunk
+            )
+        if whole < xf.size:
+            self._carry = (xf[whole:].copy(), tf[whole:].copy())
+
+    def _flush(self) -> None:
+        if self._carry is not None:
+            x, t = self._carry
+            self.partials += partial_sums(x, t, self.log_target, self._dtype, 1, self.chunk)
+            self._carry = None
+
+    def total(self) -> float:
+        self._flush()
+        return combine(self.partials)
+
+
 def total_loss(
     x: np.ndarray,
     t: np.ndarray,
@@ -115,30 +216,9 @@ def total_loss(
     chunk: int = CHUNK,
 ) -> float:
     """The float64 sum of torch's pointwise loss over broadcast ``x`` and ``t``."""
-    if x.shape != t.shape or x.dtype != dtype or t.dtype != dtype or dtype == np.float16:
-        # Broadcasting, mixed dtypes and float16 follow torch op by op.
-        return exact_chunk_sum(x, t, log_target, dtype)
-    xf = np.ascontiguousarray(x).reshape(-1)
-    tf = np.ascontiguousarray(t).reshape(-1)
-    n = xf.size
-    starts = range(0, n, chunk)
-    threads = default_threads() if threads is None else max(1, threads)
-    if threads == 1 or n < PARALLEL_MIN:
-        buffers = _Buffers(dtype, min(chunk, n))
-        return combine([chunk_sum(xf[i : i + chunk], tf[i : i + chunk], log_target, dtype, buffers) for i in starts])
-
-    # Each worker takes a contiguous run of chunks; the partials keep their chunk order.
-    bounds = np.linspace(0, len(starts), threads + 1).astype(int)
-
-    def work(k: int) -> list[float]:
-        buffers = _Buffers(dtype, chunk)
-        return [
-            chunk_sum(xf[i : i + chunk], tf[i : i + chunk], log_target, dtype, buffers)
-            for i in starts[bounds[k] : bounds[k + 1]]
-        ]
-
-    parts = [p for run in _pool(threads).map(work, range(threads)) for p in run]
-    return combine(parts)
+    acc = Accumulator(log_target, threads, chunk)
+    acc.add(x, t, np.dtype(dtype))
+    return acc.total()
 
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}

@@ -1,0 +1,124 @@
+"""Chunked, threaded and streamed results are the one-shot result, bit for bit."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from kldiv_cli import engine, kl_div
+from kldiv_cli.compute import ComputeRequest, compute
+from kldiv_cli.core import pointwise
+
+
+def data(rows: int, cols: int, dtype, seed: int = 0, specials: bool = False):
+    rng = np.random.default_rng(seed)
+    t = rng.dirichlet(np.ones(cols), rows).astype(dtype)
+    x = np.log(rng.dirichlet(np.ones(cols), rows)).astype(dtype)
+    if specials:
+        t[1, 0] = 0.0  # exact fallback in the chunk that holds it
+        x[rows - 2, 1] = -np.inf
+    return x, t
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("log_target", [False, True])
+@pytest.mark.parametrize("specials", [False, True])
+def test_partials_do_not_depend_on_threads(dtype, log_target, specials) -> None:
+    x, t = data(3001, 77, dtype, specials=specials)
+    if log_target:
+        with np.errstate(divide="ignore"):
+            t = np.log(t)
+    totals = {
+        (threads, chunk): engine.total_loss(x, t, log_target, np.dtype(dtype), threads, chunk)
+        for threads in (1, 2, 3)
+        for chunk in (engine.CHUNK, 4096)
+    }
+    for chunk in (engine.CHUNK, 4096):
+        values = {totals[(th, chunk)] for th in (1, 2, 3)}
+        assert len(values) == 1 or all(np.isnan(v) for v in values)
+    exact = float(np.sum(pointwise(x, t, log_target, np.dtype(dtype)), dtype=np.float64))
+    got = totals[(1, engine.CHUNK)]
+    if np.isfinite(exact):
+        assert got == pytest.approx(exact, rel=1e-6 if dtype == np.float32 else 1e-12)
+    else:
+        assert np.isnan(got) == np.isnan(exact)
+
+
+def test_fast_path_falls_back_exactly_for_zero_targets() -> None:
+    x, t = data(10, 8, np.float64)
+    t[3, :4] = 0.0
+    t[4, 0] = -0.5
+    got = engine.total_loss(x, t, False, np.dtype(np.float64), 1, 16)
+    assert np.isnan(got)
+    t[4, 0] = 0.5
+    got = engine.total_loss(x, t, False, np.dtype(np.float64), 1, 16)
+    exact = float(np.sum(pointwise(x, t, False, np.dtype(np.float64))))
+    assert got == pytest.approx(exact, rel=1e-14)
+
+
+@pytest.mark.parametrize("block", [1, 7, 64, 1000])
+def test_accumulator_matches_one_shot_bitwise(block) -> None:
+    x, t = data(2049, 33, np.float32, seed=3)
+    one_shot = engine.total_loss(x, t, False, np.dtype(np.float32), chunk=1024)
+    acc = engine.Accumulator(False, threads=2, chunk=1024)
+    for i in range(0, len(x), block):
+        acc.add(x[i : i + block], t[i : i + block], np.dtype(np.float32))
+    assert acc.total() == one_shot
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean", "batchmean"])
+@pytest.mark.parametrize("suffix", ["npy", "parquet"])
+@pytest.mark.parametrize("chunk_rows", [1, 5, 99, 10_000])
+def test_streamed_cli_equals_api(tmp_path, reduction, suffix, chunk_rows) -> None:
+    x, t = data(503, 12, np.float32, seed=4)
+    paths = []
+    for name, a in (("x", x), ("t", t)):
+        path = tmp_path / f"{name}.{suffix}"
+        if suffix == "npy":
+            np.save(path, a)
+        else:
+            pq.write_table(pa.table({f"c{j}": a[:, j] for j in range(a.shape[1])}), path, row_group_size=37)
+        paths.append(str(path))
+    request = ComputeRequest(paths[0], paths[1], reduction=reduction, per_row=True)
+    result = compute(request, chunk_rows=chunk_rows, threads=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = kl_div(x, t, reduction)
+    assert result.loss.dtype == expected.dtype
+    if suffix == "npy":
+        assert result.loss == expected
+    else:  # column-major blocks are summed in another order
+        assert result.loss == pytest.approx(expected, rel=1e-6)
+    rows = pointwise(x, t, False, np.dtype(np.float32)).sum(axis=-1, dtype=np.float64).astype(np.float32)
+    np.testing.assert_array_equal(result.per_row, rows)
+    assert result.shape == (503, 12)
+
+
+def test_streamed_transforms_and_labels(tmp_path) -> None:
+    rng = np.random.default_rng(9)
+    logits = rng.normal(size=(211, 6)).astype(np.float32)
+    labels = rng.integers(0, 6, 211)
+    np.save(xp := tmp_path / "x.npy", logits)
+    np.save(lp := tmp_path / "y.npy", labels.reshape(-1, 1))
+    request = ComputeRequest(str(xp), str(lp), reduction="batchmean", input_transform="log-softmax", target_labels=True)
+    a = compute(request, chunk_rows=13).loss
+    b = compute(request, chunk_rows=10_000).loss
+    from kldiv_cli import log_softmax
+
+    expected = -log_softmax(logits)[np.arange(211), labels].astype(np.float64).sum() / 211
+    assert a == b
+    assert float(a) == pytest.approx(expected, rel=1e-6)
+
+
+def test_streamed_row_count_mismatch(tmp_path) -> None:
+    x, t = data(20, 4, np.float64)
+    np.save(xp := tmp_path / "x.npy", x)
+    np.save(tp := tmp_path / "t.npy", t[:19])
+    from kldiv_cli.errors import InputError
+
+    with pytest.raises(InputError, match="shapes do not match|different numbers of rows"):
+        compute(ComputeRequest(str(xp), str(tp), reduction="sum"), chunk_rows=3)
