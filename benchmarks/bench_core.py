@@ -68,8 +68,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     warnings.simplefilter("ignore")
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"numpy {np.__version__}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"numpy {np.__version__}"
+    )
     rng = np.random.default_rng(0)
     cases = [("float32", 200_000, 100), ("float64", 100_000, 100)]
     if args.quick:

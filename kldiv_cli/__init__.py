@@ -25,6 +25,19 @@ _LAZY = {
 }
 
 
+def main(argv: list[str] | None = None) -> None:
+    """The ``kldiv`` command. ``--version`` answers before Typer is even imported:
+    pipelines ask for it often."""
+    import sys
+
+    if (sys.argv[1:] if argv is None else argv) in (["--version"], ["-V"]):
+        sys.stdout.write(f"{__version__}\n")
+        sys.exit(0)
+    from .cli import main as cli_main
+
+    cli_main(argv)
+
+
 def __getattr__(name: str):
     module = _LAZY.get(name)
     if module is None:

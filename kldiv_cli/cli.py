@@ -11,12 +11,17 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from ._version import __version__
 from .errors import ExitCode, KldivError
+
+# kldiv runs its own threads over cache-sized chunks; OpenBLAS's threads (which
+# spin between calls) would only compete with them for the cores. Must be set
+# before NumPy loads; a user's own setting wins.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 app = typer.Typer(
     name="kldiv",
@@ -133,7 +138,7 @@ MissingOpt = Annotated[
     ),
 ]
 DelimiterOpt = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--delimiter", help="CSV delimiter (default ',' for .csv, tab for .tsv)."),
 ]
 
@@ -223,10 +228,18 @@ def _main(
 @error_boundary
 def compute(
     input: Annotated[
-        str, typer.Argument(help="The model's log-probabilities log q (or logits/probabilities with --input-transform); '-' for stdin.", show_default=False)
+        str,
+        typer.Argument(
+            help="The model's log-probabilities log q (or logits/probabilities with --input-transform); '-' for stdin.",
+            show_default=False,
+        ),
     ],
     target: Annotated[
-        str, typer.Argument(help="The observed distribution p (log p with --log-target); '-' for stdin.", show_default=False)
+        str,
+        typer.Argument(
+            help="The observed distribution p (log p with --log-target); '-' for stdin.",
+            show_default=False,
+        ),
     ],
     reduction: Annotated[
         str,
@@ -270,29 +283,35 @@ def compute(
         bool, typer.Option("--per-row", help="One KL value per row (sum over the last axis).")
     ] = False,
     top: Annotated[
-        Optional[int], typer.Option("--top", metavar="K", help="Show the K rows with the largest KL.")
+        int | None,
+        typer.Option("--top", metavar="K", help="Show the K rows with the largest KL."),
     ] = None,
     target_labels: Annotated[
         bool,
         typer.Option(
-            "--target-labels", help="TARGET holds integer class indices; one-hot them to INPUT's width."
+            "--target-labels",
+            help="TARGET holds integer class indices; one-hot them to INPUT's width.",
         ),
     ] = False,
     input_format: Annotated[
-        Optional[str],
-        typer.Option("--input-format", metavar="FMT", help="npy, npz, csv, tsv, parquet or arrow (default: by extension)."),
+        str | None,
+        typer.Option(
+            "--input-format",
+            metavar="FMT",
+            help="npy, npz, csv, tsv, parquet or arrow (default: by extension).",
+        ),
     ] = None,
     target_format: Annotated[
-        Optional[str], typer.Option("--target-format", metavar="FMT", help="As --input-format.")
+        str | None, typer.Option("--target-format", metavar="FMT", help="As --input-format.")
     ] = None,
     input_key: Annotated[
-        Optional[str], typer.Option("--input-key", help="Array name inside an INPUT .npz.")
+        str | None, typer.Option("--input-key", help="Array name inside an INPUT .npz.")
     ] = None,
     target_key: Annotated[
-        Optional[str], typer.Option("--target-key", help="Array name inside a TARGET .npz.")
+        str | None, typer.Option("--target-key", help="Array name inside a TARGET .npz.")
     ] = None,
     input_columns: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
             "--input-columns",
             metavar="COLS",
@@ -300,19 +319,22 @@ def compute(
         ),
     ] = None,
     target_columns: Annotated[
-        Optional[str], typer.Option("--target-columns", metavar="COLS", help="As --input-columns.")
+        str | None, typer.Option("--target-columns", metavar="COLS", help="As --input-columns.")
     ] = None,
     delimiter: DelimiterOpt = None,
     missing: MissingOpt = "error",
     format: FormatOpt = "auto",
     output: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
-            "--output", "-o", metavar="PATH", help="Write the result to .npy, .csv, .json or .parquet ('-': stdout), atomically."
+            "--output",
+            "-o",
+            metavar="PATH",
+            help="Write the result to .npy, .csv, .json or .parquet ('-': stdout), atomically.",
         ),
     ] = None,
     fail_above: Annotated[
-        Optional[float],
+        float | None,
         typer.Option(
             "--fail-above",
             metavar="X",
@@ -323,10 +345,11 @@ def compute(
         bool, typer.Option("--strict", help="Treat diagnostics (suspicious data) as errors.")
     ] = False,
     threads: Annotated[
-        Optional[int], typer.Option("--threads", metavar="N", help="Threads for the sums (default: all cores).")
+        int | None,
+        typer.Option("--threads", metavar="N", help="Threads for the sums (default: all cores)."),
     ] = None,
     chunk_rows: Annotated[
-        Optional[int],
+        int | None,
         typer.Option(
             "--chunk-rows", metavar="N", help="Rows per streamed block (default: about 2M values)."
         ),
@@ -417,11 +440,13 @@ def compute(
 def inspect(
     file: Annotated[str, typer.Argument(help="A data file ('-' for stdin).", show_default=False)],
     file_format: Annotated[
-        Optional[str], typer.Option("--file-format", metavar="FMT", help="npy, npz, csv, tsv, parquet or arrow.")
+        str | None,
+        typer.Option("--file-format", metavar="FMT", help="npy, npz, csv, tsv, parquet or arrow."),
     ] = None,
-    key: Annotated[Optional[str], typer.Option("--key", help="Array name inside a .npz.")] = None,
+    key: Annotated[str | None, typer.Option("--key", help="Array name inside a .npz.")] = None,
     columns: Annotated[
-        Optional[str], typer.Option("--columns", metavar="COLS", help="Names, globs or 0-based indices.")
+        str | None,
+        typer.Option("--columns", metavar="COLS", help="Names, globs or 0-based indices."),
     ] = None,
     delimiter: DelimiterOpt = None,
     missing: MissingOpt = "error",
@@ -444,18 +469,15 @@ def inspect(
 
     resolve_format(format, False)
     source = open_source(
-        file, ReadOptions(file_format, key, columns, delimiter, missing), _read_stdin_if_needed(file)
+        file,
+        ReadOptions(file_format, key, columns, delimiter, missing),
+        _read_stdin_if_needed(file),
     )
     _emit(inspect_report(inspect_source(source)), format, None, no_color)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: usage errors in the house style, quiet closed pipes."""
-    args = sys.argv[1:] if argv is None else argv
-    if args in (["--version"], ["-V"]):
-        # Pipelines ask for the version often; skip building the whole command tree.
-        sys.stdout.write(f"{__version__}\n")
-        sys.exit(ExitCode.OK)
     try:
         code = app(args=argv, prog_name="kldiv", standalone_mode=False)
     except typer.TyperException as exc:  # click's usage errors

@@ -39,7 +39,9 @@ class ComputeRequest:
             )
         for name in (self.input_transform, self.target_transform):
             if name not in TRANSFORMS:
-                raise UsageError(f"unknown transform {name!r}; choose one of {', '.join(TRANSFORMS)}")
+                raise UsageError(
+                    f"unknown transform {name!r}; choose one of {', '.join(TRANSFORMS)}"
+                )
         if not (math.isfinite(self.temperature) and self.temperature > 0):
             raise UsageError(f"--temperature must be a finite number > 0, got {self.temperature}")
         if self.top is not None and self.top < 1:
@@ -78,7 +80,9 @@ class ComputeResult:
 def _one_hot(labels: np.ndarray, width: int, label: str) -> np.ndarray:
     flat = labels.reshape(-1) if labels.ndim <= 1 or labels.shape[-1] == 1 else None
     if flat is None:
-        raise InputError(label, f"--target-labels needs one column of class indices, got shape {labels.shape}")
+        raise InputError(
+            label, f"--target-labels needs one column of class indices, got shape {labels.shape}"
+        )
     bad = ~np.isfinite(flat) | (flat != np.round(flat))
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
@@ -141,25 +145,40 @@ def compute(
     stream = _stream_shape(request, source_x, source_t)
     if stream is None:
         x, t = convert(request, source_x.read(), source_t.read(), source_t.label)
-        blocks = [(x, t)]
         rows_total = x.shape[0] if x.ndim else 1
         input_shape = x.shape
+
+        def blocks():
+            return iter([(x, t)])
+
     else:
         rows_total, width = stream
         rows = chunk_rows or max(1, BLOCK_ELEMENTS // max(width, 1))
-        blocks = _converted(request, _zip_blocks(source_x, source_t, rows), source_t.label)
         input_shape = tuple(source_x.shape)
-    return _reduce_blocks(request, source_x, source_t, blocks, input_shape, rows_total, threads, progress)
+
+        def blocks():
+            pairs = _prefetch(_zip_blocks(source_x, source_t, rows))
+            return _converted(request, pairs, source_t.label)
+
+    return _reduce_blocks(
+        request, source_x, source_t, blocks, input_shape, rows_total, threads, progress
+    )
 
 
 def _stream_shape(request: ComputeRequest, sx: Source, st: Source) -> tuple[int, int] | None:
     """(rows, width) when both sides can be read block by block, else None."""
     if request.reduction == "none" or not (sx.streamable and st.streamable):
         return None
+    if not (sx.should_stream() or st.should_stream()):
+        return None
     if len(sx.shape) != 2 or -1 in sx.shape or -1 in st.shape:
         return None
     if request.target_labels:
-        if st.shape[0] != sx.shape[0] or len(st.shape) > 2 or (len(st.shape) == 2 and st.shape[1] != 1):
+        if (
+            st.shape[0] != sx.shape[0]
+            or len(st.shape) > 2
+            or (len(st.shape) == 2 and st.shape[1] != 1)
+        ):
             return None
     elif tuple(st.shape) != tuple(sx.shape):
         return None
@@ -196,6 +215,47 @@ def _rebatch(blocks, rows: int):
         yield carry
 
 
+def _prefetch(items, depth: int = 2):
+    """Produce ``items`` in a background thread, ``depth`` ahead: reading the next block
+    (file I/O and Parquet decoding release the GIL) overlaps computing this one."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                del item
+                if stop.is_set():
+                    return
+            q.put((done, None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            q.put((done, exc))
+
+    thread = threading.Thread(target=produce, name="kldiv-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = q.get()
+            if item is done:
+                if error is not None:
+                    raise error
+                return
+            yield item
+            del item
+    finally:
+        stop.set()
+
+
 def _converted(request: ComputeRequest, pairs, labels_source: str):
     for xb, tb in pairs:
         converted = convert(request, xb, tb, labels_source)
@@ -219,7 +279,9 @@ def _zip_blocks(sx: Source, st: Source, rows: int):
         raise InputError(f"{sx.label} and {st.label}", "hold different numbers of rows")
 
 
-def _reduce_blocks(request, sx, st, blocks, input_shape, rows_total, threads, progress) -> ComputeResult:
+def _reduce_blocks(
+    request, sx, st, blocks, input_shape, rows_total, threads, progress
+) -> ComputeResult:
     from .core import finish_reduction, resolve_reduction
     from .engine import Accumulator
 
@@ -238,7 +300,7 @@ def _reduce_blocks(request, sx, st, blocks, input_shape, rows_total, threads, pr
     dtype = None
     count = 0
     done = 0
-    for x, t in blocks:
+    for x, t in blocks():
         try:
             shape = broadcast_shape(x.shape, t.shape)
         except ValueError:
@@ -247,8 +309,7 @@ def _reduce_blocks(request, sx, st, blocks, input_shape, rows_total, threads, pr
                 f"shapes do not match: input {x.shape}, target {t.shape}",
             ) from None
         dtype = result_dtype(x, t)
-        if diagnostics.update(x, t):
-            diagnostics.explain(x, t)
+        diagnostics.update(x, t)
         want_rows = request.per_row or request.top
         terms = pointwise(x, t, request.log_target, dtype) if want_rows or base == "none" else None
         if want_rows:
@@ -267,6 +328,12 @@ def _reduce_blocks(request, sx, st, blocks, input_shape, rows_total, threads, pr
     if base != "none":
         batch = input_shape[0] if per_batch and len(input_shape) else None
         loss = finish_reduction(accumulator.total(), count, base, batch, dtype)
+    if not np.isfinite(loss).all() or (
+        row_values and not np.isfinite(np.concatenate(row_values)).all()
+    ):
+        # A second pass, only now: what made the NaN or inf.
+        for x, t in blocks():
+            diagnostics.explain(x, t)
     scale = request.temperature**2 if request.t2_scale else 1.0
     per_row = np.concatenate(row_values) if row_values else None
     if scale != 1.0:

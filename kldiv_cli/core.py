@@ -324,13 +324,23 @@ def kl_div_grad(
         if log_target:
             e = _in_own_dtype(np.exp, t, td != dtype)
             grad_x = -_op(np.multiply, g, e, dtype)
-            from_exp = _op(np.multiply, _op(np.multiply, g, _op(np.subtract, t, x, dtype), dtype).astype(td), e, td)
+            from_exp = _op(
+                np.multiply,
+                _op(np.multiply, g, _op(np.subtract, t, x, dtype), dtype).astype(td),
+                e,
+                td,
+            )
             grad_t = _op(np.add, from_exp, _op(np.multiply, g, e, dtype).astype(td), td)
         else:
             gt = g.astype(td)
             from_xlogy = _op(
                 np.add,
-                _op(np.multiply, gt, np.where(t != 0, _in_own_dtype(np.log, t, td != dtype), td.type(0)), td),
+                _op(
+                    np.multiply,
+                    gt,
+                    np.where(t != 0, _in_own_dtype(np.log, t, td != dtype), td.type(0)),
+                    td,
+                ),
                 _op(np.divide, _op(np.multiply, gt, t, td), t, td),
                 td,
             )

@@ -31,37 +31,33 @@ class Diagnostics:
         if n:
             self.counts[key] = self.counts.get(key, 0) + n
 
-    def update(self, x: np.ndarray, t: np.ndarray) -> bool:
-        """Cheap checks on one block; True when it holds values that make NaN or inf
-        (then :meth:`explain` should count them)."""
+    def update(self, x: np.ndarray, t: np.ndarray) -> None:
+        """Cheap checks on one block: two reductions and the target's row sums.
+        (The causes of a NaN or inf loss are counted by :meth:`explain`.)"""
         with np.errstate(all="ignore"):
-            x_lo, x_hi = (x.min(), x.max()) if x.size else (0.0, 0.0)
-            t_lo, t_hi = (t.min(), t.max()) if t.size else (0.0, 0.0)
-            if not self.input_transformed and x_hi > 0:
+            if not self.input_transformed and x.size and x.max() > 0:
                 self._add("input_positive", np.count_nonzero(x > 0))
-            if not self.log_target and t_lo < 0:
+            if not self.log_target and t.size and t.min() < 0:
                 self._add("target_negative", np.count_nonzero(t < 0))
-            suspicious = not np.isfinite([x_lo, x_hi, t_lo, t_hi]).all() or (
-                not self.log_target and t_lo < 0
-            )
             if self.target_transformed or not t.ndim or not t.shape[-1]:
-                return suspicious
+                return
             # Row sums in log space cost an exp pass: check the first block only.
             if self.log_target and self.rows:
-                return suspicious
+                return
             p = np.exp(t) if self.log_target else t
             # A matrix-vector product: the fastest row sum, and precise enough for 1e-3.
-            sums = np.dot(p.reshape(-1, p.shape[-1]), np.ones(p.shape[-1], p.dtype)).astype(np.float64)
+            sums = np.dot(p.reshape(-1, p.shape[-1]), np.ones(p.shape[-1], p.dtype)).astype(
+                np.float64
+            )
             self.rows += sums.size
             self._add("rows_off", np.count_nonzero(~(np.abs(sums - 1) <= ROW_SUM_TOLERANCE)))
             finite = sums[np.isfinite(sums)]
             if finite.size:
                 self.row_sum_min = min(self.row_sum_min, float(finite.min()))
                 self.row_sum_max = max(self.row_sum_max, float(finite.max()))
-        return suspicious
 
     def explain(self, x: np.ndarray, t: np.ndarray) -> None:
-        """Count the causes of NaN and inf in a block whose loss is not finite."""
+        """Count the causes of NaN and inf in a block (run when the loss is not finite)."""
         x, t = np.broadcast_arrays(x, t)
         zero = (t == -np.inf) if self.log_target else (t == 0)
         positive = ~zero & ~np.isnan(t) & ((t > -np.inf) if self.log_target else (t > 0))

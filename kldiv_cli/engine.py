@@ -109,7 +109,11 @@ def chunk_sum(
 def flat_pair(x: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Both operands flattened in the same element order, without copies when their
     layouts agree (column-major tables from Parquet stay column-major)."""
-    if x.flags.f_contiguous and t.flags.f_contiguous and not (x.flags.c_contiguous and t.flags.c_contiguous):
+    if (
+        x.flags.f_contiguous
+        and t.flags.f_contiguous
+        and not (x.flags.c_contiguous and t.flags.c_contiguous)
+    ):
         return x.T.reshape(-1), t.T.reshape(-1)
     return np.ascontiguousarray(x).reshape(-1), np.ascontiguousarray(t).reshape(-1)
 

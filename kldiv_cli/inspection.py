@@ -22,7 +22,9 @@ def classify(a: np.ndarray) -> tuple[str, list[str]]:
         ]
     with np.errstate(all="ignore"):
         sums = rows.sum(axis=-1, dtype=np.float64)
-        lse = np.log(np.exp(rows - rows.max(axis=-1, keepdims=True)).sum(axis=-1)) + rows.max(axis=-1)
+        lse = np.log(np.exp(rows - rows.max(axis=-1, keepdims=True)).sum(axis=-1)) + rows.max(
+            axis=-1
+        )
     lo, hi = float(finite.min()), float(finite.max())
     if lo >= 0 and hi <= 1 and np.all(np.abs(sums - 1) <= TOL):
         return "probabilities (rows sum to 1)", [
@@ -46,7 +48,12 @@ def classify(a: np.ndarray) -> tuple[str, list[str]]:
 
 def inspect_source(source: Source) -> dict:
     a = source.read()
-    info: dict = {"path": source.label, "format": source.fmt, "shape": list(a.shape), "dtype": str(a.dtype)}
+    info: dict = {
+        "path": source.label,
+        "format": source.fmt,
+        "shape": list(a.shape),
+        "dtype": str(a.dtype),
+    }
     if source.columns is not None:
         info["columns"] = source.columns
     with np.errstate(all="ignore"):

@@ -39,6 +39,8 @@ EXTENSIONS = {
     ".ipc": "arrow",
 }
 MISSING_POLICIES: tuple[str, ...] = ("error", "nan")
+#: Tables larger than this (once read) are streamed instead of read whole.
+STREAM_ABOVE = 256 << 20
 STDIN = "-"
 _NPY_MAGIC = b"\x93NUMPY"
 
@@ -65,6 +67,9 @@ class Source:
     columns: list[str] | None = None
     _read: object = field(default=None, repr=False)
     _chunks: object = field(default=None, repr=False)
+    #: Read block by block even when small (cheap for .npy; a whole Parquet read is
+    #: faster, multi-threaded, while it fits comfortably in memory).
+    stream_always: bool = False
 
     def read(self) -> np.ndarray:
         """The whole array (rows x columns for tables)."""
@@ -82,6 +87,14 @@ class Source:
     @property
     def streamable(self) -> bool:
         return self._chunks is not None
+
+    @property
+    def nbytes(self) -> int:
+        """Size of the data once read (rows x columns x itemsize)."""
+        return math.prod(abs(n) for n in self.shape) * self.dtype.itemsize
+
+    def should_stream(self, budget: int = STREAM_ABOVE) -> bool:
+        return self.streamable and (self.stream_always or self.nbytes > budget)
 
     def describe(self) -> dict:
         return {
@@ -205,7 +218,9 @@ def _numeric_dtype(label: str, dtype: np.dtype) -> np.dtype:
     if kind in "iu":
         return np.dtype(np.float64)
     if kind == "c":
-        raise InputError(label, f"holds complex numbers ({dtype}); KL divergence needs real numbers")
+        raise InputError(
+            label, f"holds complex numbers ({dtype}); KL divergence needs real numbers"
+        )
     if kind == "b":
         raise InputError(label, "holds booleans, not numbers")
     if kind in "US":
@@ -295,7 +310,7 @@ def _open_npy(label: str, path: str | None, data: bytes | None, fmt: str, option
                     raw = f.read(min(step, n * row_items * dtype.itemsize))
                     yield convert(_from_bytes(raw, dtype, (n, *shape[1:]), False))
 
-    return Source(label, fmt, shape, out_dtype, None, read, chunks)
+    return Source(label, fmt, shape, out_dtype, None, read, chunks, stream_always=True)
 
 
 def _open_npz(label: str, path: str | None, data: bytes | None, fmt: str, options: ReadOptions):
@@ -317,9 +332,7 @@ def _open_npz(label: str, path: str | None, data: bytes | None, fmt: str, option
                 )
             key = next(iter(members))
         elif key not in members:
-            raise InputError(
-                label, f"has no array {key!r}; it holds: {', '.join(sorted(members))}"
-            )
+            raise InputError(label, f"has no array {key!r}; it holds: {', '.join(sorted(members))}")
         inner = f"{label}[{key}]"
         info = zf.getinfo(members[key])
         try:
@@ -406,22 +419,30 @@ def _table_to_array(
                     f"column {name!r}: {row_word} {first_row + row} is missing a value "
                     "(use --missing nan to read missing values as NaN)",
                 )
-        arr = col.to_numpy(zero_copy_only=False) if col.num_chunks != 1 else col.chunk(0).to_numpy(
-            zero_copy_only=False
-        )
-        if arr.dtype.kind not in "f":
-            arr = arr.astype(np.float64)
-        arrays.append(arr)
+        arrays.append(col)
     if not arrays:
         return np.empty((table.num_rows, 0))
-    dtype = np.result_type(*arrays)
-    # Column-major: each column lands with one contiguous copy (a row-major
-    # target would scatter every value; 10x slower for wide tables).
+    dtype = np.result_type(*(_column_dtype(c.type) for c in arrays))
+    # Column-major, chunk by chunk: each piece lands with one contiguous copy (a
+    # row-major target would scatter every value; 10x slower for wide tables).
     if out is None:
         out = np.empty((table.num_rows, len(arrays)), dtype=dtype, order="F")
-    for j, a in enumerate(arrays):
-        out[:, j] = a
+    for j, col in enumerate(arrays):
+        pos = 0
+        for chunk in col.chunks:
+            n = len(chunk)
+            out[pos : pos + n, j] = chunk.to_numpy(zero_copy_only=False)
+            pos += n
     return out
+
+
+def _column_dtype(t) -> np.dtype:
+    """float16/32/64 columns keep their dtype; integers and decimals become float64."""
+    import pyarrow as pa
+
+    if pa.types.is_floating(t):
+        return np.dtype(t.to_pandas_dtype())
+    return np.dtype(np.float64)
 
 
 def _first_non_number(col) -> tuple[int, str] | None:
@@ -525,12 +546,18 @@ def _table_source(label, fmt, schema, num_rows, options, read_table, iter_tables
                 n, k = table.num_rows, table.num_columns
                 if block is None:
                     if k == (width or k):
-                        block = _table_to_array(label, table, list(table.column_names), options, first_row=first)
+                        block = _table_to_array(
+                            label, table, list(table.column_names), options, first_row=first
+                        )
                         break
                     block = np.empty((n, width), dtype=dtype, order="F")
                 _table_to_array(
-                    label, table, list(table.column_names), options,
-                    first_row=first, out=block[:, col : col + k],
+                    label,
+                    table,
+                    list(table.column_names),
+                    options,
+                    first_row=first,
+                    out=block[:, col : col + k],
                 )
                 col += k
                 del table
@@ -544,15 +571,7 @@ def _table_source(label, fmt, schema, num_rows, options, read_table, iter_tables
 
 
 def _arrow_dtype(types) -> np.dtype:
-    import pyarrow as pa
-
-    dtypes = []
-    for t in types:
-        if pa.types.is_floating(t):
-            dtypes.append(np.dtype(t.to_pandas_dtype()))
-        else:
-            dtypes.append(np.dtype(np.float64))
-    return np.result_type(*dtypes) if dtypes else np.dtype(np.float64)
+    return np.result_type(*(_column_dtype(t) for t in types)) if types else np.dtype(np.float64)
 
 
 def _arrow_error(label: str, what: str, exc: Exception) -> InputError:
@@ -575,8 +594,11 @@ def _open_parquet(label, path, data, fmt, options):
         raise _arrow_error(label, "Parquet", exc) from None
 
     def read_table(cols):
+        columns = [schema.names[i] for i in cols]
         try:
-            return pf.read(columns=[schema.names[i] for i in cols], use_threads=True)
+            if path is not None:  # read_table pre-buffers and decodes in parallel
+                return pq.read_table(path, columns=columns, use_threads=True)
+            return pf.read(columns=columns, use_threads=True)
         except (pa.ArrowException, OSError) as exc:
             raise _arrow_error(label, "Parquet", exc) from None
 
@@ -656,7 +678,7 @@ def _open_csv(label, path, data, fmt, options):
     first_line = text.splitlines()[0] if text.splitlines() else ""
     first = next(csv.reader([first_line], delimiter=delimiter), [])
     header = not all(_is_number(c) or not c.strip() for c in first)
-    read_opts = pcsv.ReadOptions(autogenerate_column_names=not header, block_size=1 << 24)
+    read_opts = pcsv.ReadOptions(autogenerate_column_names=not header)
     parse_opts = pcsv.ParseOptions(delimiter=delimiter)
     convert = pcsv.ConvertOptions(null_values=[""], strings_can_be_null=False)
     source = path if path is not None else pa.BufferReader(data)

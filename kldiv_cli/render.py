@@ -52,7 +52,9 @@ def resolve_format(fmt: str, is_terminal: bool) -> str:
     if fmt not in OUTPUT_FORMATS:
         from .errors import UsageError
 
-        raise UsageError(f"unknown output format {fmt!r}; choose one of {', '.join(OUTPUT_FORMATS)}")
+        raise UsageError(
+            f"unknown output format {fmt!r}; choose one of {', '.join(OUTPUT_FORMATS)}"
+        )
     if fmt == "auto":
         return "table" if is_terminal else "plain"
     return fmt

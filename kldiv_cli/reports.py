@@ -75,7 +75,11 @@ def compute_report(result: ComputeResult) -> Report:
 
 def inspect_report(info: dict) -> Report:
     rows = [(k, v) for k, v in info.items() if not isinstance(v, (dict, list))]
-    rows += [(k, ", ".join(map(str, v))) for k, v in info.items() if isinstance(v, list) and k != "suggestions"]
+    rows += [
+        (k, ", ".join(map(str, v)))
+        for k, v in info.items()
+        if isinstance(v, list) and k != "suggestions"
+    ]
     table = {"property": [k for k, _ in rows], "value": [v for _, v in rows]}
     plain = [f"{k}: {format_number(v) if not isinstance(v, str) else v}" for k, v in rows]
     plain += [f"suggestion: {s}" for s in info.get("suggestions", [])]

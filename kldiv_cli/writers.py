@@ -13,7 +13,13 @@ from typing import BinaryIO
 from .errors import OutputError
 from .render import Report, render_text
 
-OUTPUT_EXTENSIONS = {".npy": "npy", ".csv": "csv", ".json": "json", ".parquet": "parquet", ".pq": "parquet"}
+OUTPUT_EXTENSIONS = {
+    ".npy": "npy",
+    ".csv": "csv",
+    ".json": "json",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
 
 
 def output_kind(path: str) -> str:

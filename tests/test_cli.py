@@ -87,11 +87,25 @@ def test_transforms_temperature_and_t2(run_cli, tmp_path) -> None:
     np.save(sp := tmp_path / "s.npy", s)
     np.save(tp := tmp_path / "t.npy", te)
     r = run_cli(
-        "compute", sp, tp, "--input-transform", "log-softmax", "--target-transform", "softmax",
-        "-T", "2.5", "--t2-scale", "-r", "batchmean", "-f", "json",
+        "compute",
+        sp,
+        tp,
+        "--input-transform",
+        "log-softmax",
+        "--target-transform",
+        "softmax",
+        "-T",
+        "2.5",
+        "--t2-scale",
+        "-r",
+        "batchmean",
+        "-f",
+        "json",
     )
     assert r.exit_code == 0, r.stderr
-    expected = api(log_softmax(s, temperature=2.5), softmax(te, temperature=2.5), "batchmean") * 2.5**2
+    expected = (
+        api(log_softmax(s, temperature=2.5), softmax(te, temperature=2.5), "batchmean") * 2.5**2
+    )
     doc = strict_json(r.stdout)
     assert math.isclose(doc["loss"], expected, rel_tol=1e-12)
     assert doc["temperature"] == 2.5 and doc["t2_scale"] is True
@@ -158,7 +172,9 @@ def test_json_is_valid_for_nan_and_inf(run_cli, tmp_path) -> None:
 def test_gate(run_cli, pair, tmp_path) -> None:
     xp, tp, x, t = pair
     value = float(api(x, t, "batchmean"))
-    assert run_cli("compute", xp, tp, "-r", "batchmean", "--fail-above", value + 1e-9).exit_code == 0
+    assert (
+        run_cli("compute", xp, tp, "-r", "batchmean", "--fail-above", value + 1e-9).exit_code == 0
+    )
     r = run_cli("compute", xp, tp, "-r", "batchmean", "--fail-above", value / 2)
     assert r.exit_code == 1 and "check failed" in r.stderr and r.stdout.strip()
     rows = api(x, t, "none").sum(axis=1)
@@ -191,7 +207,9 @@ def test_columns_and_globs_from_one_file(run_cli, tmp_path) -> None:
     table.update({f"s_{j}": s[:, j] for j in range(3)})
     table.update({f"t_{j}": te[:, j] for j in range(3)})
     pq.write_table(pa.table(table), both := tmp_path / "both.parquet")
-    r = run_cli("compute", both, both, "--input-columns", "s_*", "--target-columns", "4,5,6", "-r", "sum")
+    r = run_cli(
+        "compute", both, both, "--input-columns", "s_*", "--target-columns", "4,5,6", "-r", "sum"
+    )
     assert r.exit_code == 0, r.stderr
     assert math.isclose(float(r.stdout), api(s, te, "sum"), rel_tol=1e-12)
     r = run_cli("compute", both, both, "--input-columns", "nope", "-r", "sum")
@@ -205,7 +223,9 @@ def test_list_column(run_cli, tmp_path) -> None:
     np.save(xp := tmp_path / "x.npy", np.log(t))
     r = run_cli("compute", xp, lp, "-r", "sum")
     assert r.exit_code == 0 and abs(float(r.stdout)) < 1e-12
-    pq.write_table(pa.table({"p": [[0.5, 0.5], [1.0], [0.2, 0.8]]}), rag := tmp_path / "rag.parquet")
+    pq.write_table(
+        pa.table({"p": [[0.5, 0.5], [1.0], [0.2, 0.8]]}), rag := tmp_path / "rag.parquet"
+    )
     r = run_cli("compute", xp, rag, "-r", "sum")
     assert r.exit_code == 2 and "row 1 has 1 values" in r.stderr
 
@@ -238,9 +258,9 @@ def test_help_says_the_argument_order(run_cli) -> None:
 
 def test_version_does_not_import_heavy_modules() -> None:
     code = (
-        "import sys; from kldiv_cli.cli import main\n"
+        "import sys; from kldiv_cli import main\n"
         "try:\n    main(['--version'])\nexcept SystemExit:\n    pass\n"
-        "heavy = [m for m in ('numpy', 'pyarrow', 'rich.console') if m in sys.modules]\n"
+        "heavy = [m for m in ('numpy', 'pyarrow', 'rich.console', 'typer') if m in sys.modules]\n"
         "assert not heavy, heavy"
     )
     import subprocess
@@ -269,3 +289,19 @@ def test_redirected_output_is_plain(pair, tmp_path) -> None:
         proc = kldiv_subprocess("compute", xp, tp, "-r", "sum", stdout=f, stderr=None)
     del proc
     assert float((tmp_path / "out.txt").read_text()) == float(api(x, t, "sum"))
+
+
+def test_help_does_not_import_numpy_pyarrow_or_rich() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from kldiv_cli import main\n"
+        "for args in (['--help'], ['compute', '--help']):\n"
+        "    try:\n        main(args)\n    except SystemExit:\n        pass\n"
+        "heavy = [m for m in ('numpy', 'pyarrow', 'rich.console') if m in sys.modules]\n"
+        "assert not heavy, heavy"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "KL(TARGET || INPUT)" in proc.stdout

@@ -144,6 +144,12 @@ def test_masked_logits_are_exact() -> None:
 
 
 def test_public_names() -> None:
-    assert set(kldiv_cli.__all__) >= {"kl_div", "kl_div_grad", "KLDivLoss", "softmax", "log_softmax"}
+    assert set(kldiv_cli.__all__) >= {
+        "kl_div",
+        "kl_div_grad",
+        "KLDivLoss",
+        "softmax",
+        "log_softmax",
+    }
     with pytest.raises(AttributeError):
         kldiv_cli.not_a_thing  # noqa: B018

@@ -69,8 +69,10 @@ def test_gradients_match_finite_differences(pair, reduction, log_target) -> None
     h = 1e-6
 
     def loss(a, b):
-        return float(kl_div(a, b, reduction=reduction, log_target=log_target)) if reduction != "mean" else float(
-            kl_div(a, b, reduction="sum", log_target=log_target) / a.size
+        return (
+            float(kl_div(a, b, reduction=reduction, log_target=log_target))
+            if reduction != "mean"
+            else float(kl_div(a, b, reduction="sum", log_target=log_target) / a.size)
         )
 
     for grad, which in ((gx, 0), (gt, 1)):
@@ -83,9 +85,15 @@ def test_gradients_match_finite_differences(pair, reduction, log_target) -> None
             np.testing.assert_allclose(grad[idx], (up - down) / (2 * h), rtol=1e-4, atol=1e-6)
 
 
-@given(arrays(np.float64, st.tuples(st.integers(1, 4), st.integers(1, 5)), elements=st.floats(-50, 50)),
-       st.floats(0.1, 10))
+@given(
+    arrays(
+        np.float64, st.tuples(st.integers(1, 4), st.integers(1, 5)), elements=st.floats(-50, 50)
+    ),
+    st.floats(0.1, 10),
+)
 def test_softmax_rows_sum_to_one(logits, temperature) -> None:
     p = softmax(logits, temperature=temperature)
     np.testing.assert_allclose(p.sum(axis=-1), 1.0, rtol=1e-12)
-    np.testing.assert_allclose(np.exp(log_softmax(logits, temperature=temperature)), p, rtol=1e-9, atol=1e-300)
+    np.testing.assert_allclose(
+        np.exp(log_softmax(logits, temperature=temperature)), p, rtol=1e-9, atol=1e-300
+    )

@@ -81,7 +81,9 @@ def test_streamed_cli_equals_api(tmp_path, reduction, suffix, chunk_rows) -> Non
         if suffix == "npy":
             np.save(path, a)
         else:
-            pq.write_table(pa.table({f"c{j}": a[:, j] for j in range(a.shape[1])}), path, row_group_size=37)
+            pq.write_table(
+                pa.table({f"c{j}": a[:, j] for j in range(a.shape[1])}), path, row_group_size=37
+            )
         paths.append(str(path))
     request = ComputeRequest(paths[0], paths[1], reduction=reduction, per_row=True)
     result = compute(request, chunk_rows=chunk_rows, threads=2)
@@ -93,7 +95,11 @@ def test_streamed_cli_equals_api(tmp_path, reduction, suffix, chunk_rows) -> Non
         assert result.loss == expected
     else:  # column-major blocks are summed in another order
         assert result.loss == pytest.approx(expected, rel=1e-6)
-    rows = pointwise(x, t, False, np.dtype(np.float32)).sum(axis=-1, dtype=np.float64).astype(np.float32)
+    rows = (
+        pointwise(x, t, False, np.dtype(np.float32))
+        .sum(axis=-1, dtype=np.float64)
+        .astype(np.float32)
+    )
     np.testing.assert_array_equal(result.per_row, rows)
     assert result.shape == (503, 12)
 
@@ -104,7 +110,9 @@ def test_streamed_transforms_and_labels(tmp_path) -> None:
     labels = rng.integers(0, 6, 211)
     np.save(xp := tmp_path / "x.npy", logits)
     np.save(lp := tmp_path / "y.npy", labels.reshape(-1, 1))
-    request = ComputeRequest(str(xp), str(lp), reduction="batchmean", input_transform="log-softmax", target_labels=True)
+    request = ComputeRequest(
+        str(xp), str(lp), reduction="batchmean", input_transform="log-softmax", target_labels=True
+    )
     a = compute(request, chunk_rows=13).loss
     b = compute(request, chunk_rows=10_000).loss
     from kldiv_cli import log_softmax

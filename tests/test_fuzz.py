@@ -29,7 +29,9 @@ def _bytes(fmt: str) -> bytes:
     elif fmt == "npz":
         np.savez(buf, t=T)
     elif fmt == "csv":
-        buf.write(b"a,b,c,d\n" + b"".join(b",".join(b"%r" % float(v) for v in row) + b"\n" for row in T))
+        buf.write(
+            b"a,b,c,d\n" + b"".join(b",".join(b"%r" % float(v) for v in row) + b"\n" for row in T)
+        )
     elif fmt == "parquet":
         pq.write_table(pa.table({f"c{j}": T[:, j] for j in range(4)}), buf)
     elif fmt == "arrow":
@@ -66,7 +68,9 @@ def good_input(tmp_path_factory):
     return path
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(mutated())
 def test_mutated_target_files(run_cli, good_input, tmp_path_factory, case) -> None:
     fmt, data = case
@@ -92,7 +96,11 @@ finite_or_special = st.one_of(
 
 @settings(max_examples=200, deadline=None)
 @given(
-    arrays(np.float64, array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4), elements=finite_or_special),
+    arrays(
+        np.float64,
+        array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4),
+        elements=finite_or_special,
+    ),
     st.sampled_from(["none", "sum", "mean", "batchmean"]),
     st.booleans(),
 )

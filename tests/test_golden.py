@@ -42,7 +42,9 @@ def assert_same(actual, expected: np.ndarray, precision: np.dtype | None = None)
 
 
 def case_id(case: dict) -> str:
-    extra = "-".join(f"{k}={case[k]}" for k in ("reduction", "log_target", "axis", "temperature") if k in case)
+    extra = "-".join(
+        f"{k}={case[k]}" for k in ("reduction", "log_target", "axis", "temperature") if k in case
+    )
     return f"{case['id']}-{case['op']}-{case['tag']}-{extra}"
 
 
@@ -55,13 +57,19 @@ def test_kl_div_forward(case: dict) -> None:
     legacy = {k: case[k] for k in ("size_average", "reduce") if k in case}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        out = kl_div(arr(case, "x"), arr(case, "t"), case["reduction"], case["log_target"], **legacy)
+        out = kl_div(
+            arr(case, "x"), arr(case, "t"), case["reduction"], case["log_target"], **legacy
+        )
     assert_same(out, arr(case, "out"))
     if np.ndim(out) == 0:
         assert isinstance(out, np.generic)
 
 
-@pytest.mark.parametrize("case", [c for c in KL_CASES if "gx" in c["arrays"] and "size_average" not in c and "reduce" not in c], ids=case_id)
+@pytest.mark.parametrize(
+    "case",
+    [c for c in KL_CASES if "gx" in c["arrays"] and "size_average" not in c and "reduce" not in c],
+    ids=case_id,
+)
 def test_kl_div_gradients(case: dict) -> None:
     go = arr(case, "go") if "go" in case["arrays"] else None
     gx, gt = kl_div_grad(arr(case, "x"), arr(case, "t"), case["reduction"], case["log_target"], go)

@@ -81,7 +81,9 @@ def test_tsv_and_custom_delimiter(run_cli, tmp_path) -> None:
 
 def test_text_id_column_is_skipped(run_cli, tmp_path) -> None:
     np.save(x := tmp_path / "x.npy", X)
-    lines = ["id,a,b,c"] + [f"s{i}," + ",".join(str(float(v)) for v in row) for i, row in enumerate(T)]
+    lines = ["id,a,b,c"] + [
+        f"s{i}," + ",".join(str(float(v)) for v in row) for i, row in enumerate(T)
+    ]
     (t := tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
     assert math.isclose(run_sum(run_cli, x, t), expected(), rel_tol=1e-12)
 

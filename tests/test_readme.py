@@ -27,7 +27,7 @@ def test_quickstart_has_exactly_two_commands() -> None:
     assert README.lstrip().startswith("# kldiv\n\n## Quickstart")
     first, second = quickstart_commands()
     assert first.startswith("pip install . && kldiv compute sample_data/")
-    assert second.startswith("pip install \".[test]\"") and "pytest" in second
+    assert second.startswith('pip install ".[test]"') and "pytest" in second
 
 
 def test_ci_runs_the_second_command_verbatim() -> None:
@@ -49,7 +49,11 @@ def test_readme_example_runs(line: str) -> None:
         pytest.skip("jq is not installed")
     command = re.sub(r"(^|\| )kldiv ", rf"\1'{sys.executable}' -m kldiv_cli ", line)
     proc = subprocess.run(
-        ["bash", "-o", "pipefail", "-c", command], cwd=ROOT, capture_output=True, text=True, timeout=120
+        ["bash", "-o", "pipefail", "-c", command],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip()

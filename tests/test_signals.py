@@ -37,7 +37,9 @@ def test_head_closes_the_pipe_quietly(tmp_path) -> None:
     np.save(x := tmp_path / "x.npy", np.log(rng.dirichlet(np.ones(50), 20000)))
     np.save(t := tmp_path / "t.npy", rng.dirichlet(np.ones(50), 20000))
     cmd = f"'{sys.executable}' -m kldiv_cli compute '{x}' '{t}' -r none -f plain | head -n 1"
-    proc = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True, timeout=120
+    )
     assert len(proc.stdout.splitlines()) == 1
     assert proc.stderr == ""
     assert proc.returncode == 0

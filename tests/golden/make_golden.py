@@ -27,14 +27,34 @@ NAN = math.nan
 
 # The spec's edge-case tables: (input, target) element pairs.
 EDGE_PLAIN = [
-    (LOG_HALF, 0.25), (LOG_HALF, 0.0), (LOG_HALF, -0.0), (-INF, 0.0), (INF, 0.0), (NAN, 0.0),
-    (-INF, 0.25), (INF, 0.25), (LOG_HALF, -0.25), (LOG_HALF, NAN), (LOG_HALF, INF),
-    (0.0, INF), (1.0, INF), (LOG_HALF, -INF), (LOG_HALF, 2.0),
+    (LOG_HALF, 0.25),
+    (LOG_HALF, 0.0),
+    (LOG_HALF, -0.0),
+    (-INF, 0.0),
+    (INF, 0.0),
+    (NAN, 0.0),
+    (-INF, 0.25),
+    (INF, 0.25),
+    (LOG_HALF, -0.25),
+    (LOG_HALF, NAN),
+    (LOG_HALF, INF),
+    (0.0, INF),
+    (1.0, INF),
+    (LOG_HALF, -INF),
+    (LOG_HALF, 2.0),
 ]
 EDGE_LOG = [
-    (LOG_HALF, math.log(0.25)), (LOG_HALF, -INF), (-INF, -INF), (-INF, math.log(0.25)),
-    (INF, math.log(0.25)), (LOG_HALF, INF), (LOG_HALF, NAN), (LOG_HALF, 0.0), (LOG_HALF, 1.0),
-    (LOG_HALF, -200.0), (LOG_HALF, 100.0),
+    (LOG_HALF, math.log(0.25)),
+    (LOG_HALF, -INF),
+    (-INF, -INF),
+    (-INF, math.log(0.25)),
+    (INF, math.log(0.25)),
+    (LOG_HALF, INF),
+    (LOG_HALF, NAN),
+    (LOG_HALF, 0.0),
+    (LOG_HALF, 1.0),
+    (LOG_HALF, -200.0),
+    (LOG_HALF, 100.0),
 ]
 REDUCTIONS = ["none", "sum", "mean", "batchmean"]
 DTYPES = ["float16", "float32", "float64"]
@@ -57,8 +77,16 @@ class Writer:
         np.savez_compressed(HERE / "arrays.npz", **self.arrays)
 
 
-def kl_case(w: Writer, x: np.ndarray, t: np.ndarray, reduction: str, log_target: bool,
-            tag: str, grad_output: np.ndarray | None = None, **legacy) -> None:
+def kl_case(
+    w: Writer,
+    x: np.ndarray,
+    t: np.ndarray,
+    reduction: str,
+    log_target: bool,
+    tag: str,
+    grad_output: np.ndarray | None = None,
+    **legacy,
+) -> None:
     tx = torch.from_numpy(x.copy()).requires_grad_(True)
     tt = torch.from_numpy(t.copy()).requires_grad_(True)
     with warnings.catch_warnings():
@@ -71,12 +99,18 @@ def kl_case(w: Writer, x: np.ndarray, t: np.ndarray, reduction: str, log_target:
         arrays.update(gx=tx.grad.numpy(), gt=tt.grad.numpy())
         if grad_output is not None:
             arrays["go"] = grad_output
-    w.add(dict(op="kl_div", reduction=reduction, log_target=log_target, tag=tag, **legacy), **arrays)
+    w.add(
+        dict(op="kl_div", reduction=reduction, log_target=log_target, tag=tag, **legacy), **arrays
+    )
 
 
 def values(rng: np.random.Generator, shape, dtype, kind: str) -> np.ndarray:
     """Random log-probabilities (kind 'x'), probabilities ('p') or log-probabilities ('logp')."""
-    p = rng.dirichlet(np.ones(shape[-1]), size=shape[:-1]) if shape and shape[-1] else rng.random(shape)
+    p = (
+        rng.dirichlet(np.ones(shape[-1]), size=shape[:-1])
+        if shape and shape[-1]
+        else rng.random(shape)
+    )
     p = np.asarray(p)
     if kind == "p":
         return np.asarray(p.astype(dtype))
@@ -125,8 +159,15 @@ def main() -> None:
                 t = inject(rng, values(rng, (6, 8), dtype, "logp" if lt else "p"), specials)
                 kl_case(w, x, t, r, lt, "specials")
 
-    broadcast = [((3, 5), (5,)), ((3, 1), (3, 5)), ((5,), (3, 5)), ((), (3, 5)), ((2, 1, 5), (3, 5)),
-                 ((3, 5), ()), ((1, 5), (4, 1))]
+    broadcast = [
+        ((3, 5), (5,)),
+        ((3, 1), (3, 5)),
+        ((5,), (3, 5)),
+        ((), (3, 5)),
+        ((2, 1, 5), (3, 5)),
+        ((3, 5), ()),
+        ((1, 5), (4, 1)),
+    ]
     for xs, ts in broadcast:
         for lt in (False, True):
             for r in REDUCTIONS:
@@ -143,11 +184,18 @@ def main() -> None:
                 t = values(rng, shape, dtype, "p")
                 kl_case(w, x, t, r, False, "empty-or-0d")
 
-    mixed = [("float32", "float64", (3, 4), (3, 4)), ("float16", "float32", (3, 4), (3, 4)),
-             ("float64", "float32", (), (3, 4)), ("float32", "float64", (3, 4), ()),
-             ("float64", "float16", (), (3, 4)), ("float16", "float64", (3, 4), (3, 4)),
-             ("float64", "float32", (), ()), ("float64", "float32", (3, 4), (3, 4)),
-             ("float64", "float16", (3, 4), (3, 4)), ("float32", "float16", (2, 4), (2, 4))]
+    mixed = [
+        ("float32", "float64", (3, 4), (3, 4)),
+        ("float16", "float32", (3, 4), (3, 4)),
+        ("float64", "float32", (), (3, 4)),
+        ("float32", "float64", (3, 4), ()),
+        ("float64", "float16", (), (3, 4)),
+        ("float16", "float64", (3, 4), (3, 4)),
+        ("float64", "float32", (), ()),
+        ("float64", "float32", (3, 4), (3, 4)),
+        ("float64", "float16", (3, 4), (3, 4)),
+        ("float32", "float16", (2, 4), (2, 4)),
+    ]
     for xd, td, xs, ts in mixed:
         for lt in (False, True):
             for r in ("sum", "batchmean", "none"):
@@ -161,8 +209,12 @@ def main() -> None:
     for r in REDUCTIONS:
         kl_case(w, x, t, r, False, "f16-overflow")
 
-    for legacy in [dict(size_average=False), dict(reduce=False), dict(size_average=True, reduce=True),
-                   dict(size_average=False, reduce=True)]:
+    for legacy in [
+        dict(size_average=False),
+        dict(reduce=False),
+        dict(size_average=True, reduce=True),
+        dict(size_average=False, reduce=True),
+    ]:
         for r in ("mean", "batchmean"):
             x = values(rng, (3, 4), "float64", "x")
             t = values(rng, (3, 4), "float64", "p")
@@ -177,12 +229,18 @@ def main() -> None:
             for axis in (-1, 0):
                 scaled = torch.from_numpy(logits) / temperature
                 for op, fn in (("softmax", F.softmax), ("log_softmax", F.log_softmax)):
-                    w.add(dict(op=op, axis=axis, temperature=temperature, tag="transform"),
-                          x=logits, out=fn(scaled, dim=axis).numpy())
+                    w.add(
+                        dict(op=op, axis=axis, temperature=temperature, tag="transform"),
+                        x=logits,
+                        out=fn(scaled, dim=axis).numpy(),
+                    )
     for op, fn in (("softmax", F.softmax), ("log_softmax", F.log_softmax)):
         scalar = np.array(2.5)
-        w.add(dict(op=op, axis=-1, temperature=1.0, tag="transform-0d"),
-              x=scalar, out=fn(torch.from_numpy(scalar), dim=-1).numpy())
+        w.add(
+            dict(op=op, axis=-1, temperature=1.0, tag="transform-0d"),
+            x=scalar,
+            out=fn(torch.from_numpy(scalar), dim=-1).numpy(),
+        )
 
     w.save()
     print(f"{len(w.cases)} cases, torch {torch.__version__}")
