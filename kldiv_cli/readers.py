@@ -349,7 +349,7 @@ def _open_npz(label: str, path: str | None, data: bytes | None, fmt: str, option
 # ---------------------------------------------------------------- tables
 
 
-def _select(label: str, names: list[str], spec: str | None, usable: list[bool]) -> list[int]:
+def select_columns(label: str, names: list[str], spec: str | None, usable: list[bool]) -> list[int]:
     """Resolve a ``--*-columns`` spec (names, globs, 0-based indices) to column indices."""
     if spec is None:
         return [i for i, ok in enumerate(usable) if ok]
@@ -515,7 +515,7 @@ def _table_source(label, fmt, schema, num_rows, options, read_table, iter_tables
         lists = [i for i, t in enumerate(types) if _is_list(t)]
         if len(lists) == 1:
             usable = [i == lists[0] for i in range(len(names))]
-    chosen = _select(label, names, options.columns, usable)
+    chosen = select_columns(label, names, options.columns, usable)
     if not chosen:
         raise InputError(label, "has no numeric columns")
     if num_rows == 0:
@@ -651,7 +651,9 @@ def _open_arrow(label, path, data, fmt, options):
     return _table_source(label, fmt, table.schema, table.num_rows, options, read_table, iter_tables)
 
 
-def _open_csv(label, path, data, fmt, options):
+def _read_csv_table(label, path, data, fmt, options, strings_can_be_null: bool = False):
+    """The whole CSV/TSV as a pyarrow table, with its header detected; names are the
+    header's or 0-based indices. Returns (table, header)."""
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
@@ -680,9 +682,8 @@ def _open_csv(label, path, data, fmt, options):
     header = not all(_is_number(c) or not c.strip() for c in first)
     read_opts = pcsv.ReadOptions(autogenerate_column_names=not header)
     parse_opts = pcsv.ParseOptions(delimiter=delimiter)
-    convert = pcsv.ConvertOptions(null_values=[""], strings_can_be_null=False)
+    convert = pcsv.ConvertOptions(null_values=[""], strings_can_be_null=strings_can_be_null)
     source = path if path is not None else pa.BufferReader(data)
-    first_line_no = 2 if header else 1
     try:
         table = pcsv.read_csv(
             source, read_options=read_opts, parse_options=parse_opts, convert_options=convert
@@ -691,8 +692,17 @@ def _open_csv(label, path, data, fmt, options):
         raise _csv_error(label, path, data, delimiter, header, exc) from None
     if table.num_rows == 0:
         raise InputError(label, "has a header but no data rows" if header else "has no data rows")
-    names = table.column_names if header else [str(i) for i in range(table.num_columns)]
-    table = table.rename_columns(names)
+    if not header:
+        table = table.rename_columns([str(i) for i in range(table.num_columns)])
+    return table, header
+
+
+def _open_csv(label, path, data, fmt, options):
+    import pyarrow as pa
+
+    table, header = _read_csv_table(label, path, data, fmt, options)
+    first_line_no = 2 if header else 1
+    names = table.column_names
     # Text columns (ids, labels) are skipped unless chosen; a column of numbers with
     # a stray word in it is an error, reported by _table_to_array.
     types = [table.schema.field(i).type for i in range(table.num_columns)]
@@ -701,7 +711,7 @@ def _open_csv(label, path, data, fmt, options):
         for i, ok in enumerate(_usable(types))
     ]
     usable = [u or pa.types.is_null(t) for u, t in zip(usable, types)]
-    chosen = _select(label, names, options.columns, usable)
+    chosen = select_columns(label, names, options.columns, usable)
     if not chosen:
         raise InputError(label, "has no numeric columns")
     picked = [names[i] for i in chosen]
@@ -732,3 +742,47 @@ def _csv_error(label, path, data, delimiter, header, exc) -> InputError:
             return InputError(label, f"line {lineno} has {len(row)} fields, expected {width}")
     message = str(exc).strip().splitlines()[0]
     return InputError(label, f"is not valid CSV ({message})")
+
+
+def read_table(path: str, options: ReadOptions, stdin: bytes | None = None):
+    """A whole file as a pyarrow table of named columns, of any type (for drift).
+
+    .npy/.npz arrays become columns "0", "1", ... (a 1-D array is one column).
+    """
+    import pyarrow as pa
+
+    if path == STDIN:
+        if stdin is None:
+            raise UsageError("stdin was not read")
+        fmt, label, file = options.fmt or sniff(stdin), "<stdin>", None
+    else:
+        _check_path(path)
+        fmt, label, file = detect_format(path, options.fmt), path, path
+    try:
+        if fmt in ("csv", "tsv"):
+            return _read_csv_table(label, file, stdin, fmt, options, strings_can_be_null=True)[0]
+        if fmt in ("npy", "npz"):
+            source = open_source(path, ReadOptions(fmt, options.key), stdin)
+            arr = source.read()
+            arr = arr.reshape(-1, 1) if arr.ndim < 2 else arr.reshape(arr.shape[0], -1)
+            return pa.table({str(j): arr[:, j] for j in range(arr.shape[1])})
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            if file is not None and os.path.getsize(file) == 0:
+                raise InputError(label, "is empty")
+            return pq.read_table(file if file is not None else pa.BufferReader(stdin))
+        import pyarrow.ipc as ipc
+
+        if file is not None and os.path.getsize(file) == 0:
+            raise InputError(label, "is empty")
+        raw = pa.memory_map(file) if file is not None else pa.BufferReader(stdin)
+        try:
+            return ipc.open_file(raw).read_all()
+        except pa.ArrowInvalid:
+            raw.seek(0)
+            return ipc.open_stream(raw).read_all()
+    except (InputError, UsageError):
+        raise
+    except (pa.ArrowException, OSError) as exc:
+        raise _arrow_error(label, fmt.capitalize(), exc) from None
