@@ -93,8 +93,8 @@ class Source:
         """Size of the data once read (rows x columns x itemsize)."""
         return math.prod(abs(n) for n in self.shape) * self.dtype.itemsize
 
-    def should_stream(self, budget: int = STREAM_ABOVE) -> bool:
-        return self.streamable and (self.stream_always or self.nbytes > budget)
+    def should_stream(self) -> bool:
+        return self.streamable and (self.stream_always or self.nbytes > STREAM_ABOVE)
 
     def describe(self) -> dict:
         return {
@@ -148,20 +148,75 @@ def detect_format(path: str, override: str | None) -> str:
     return fmt
 
 
+def dataset_files(path: str) -> list[str] | None:
+    """The Parquet files of a partitioned dataset: a folder (searched recursively) or a
+    glob pattern. None when ``path`` is not one. A path that exists is used as given:
+    a file whose name holds ``*`` is that file, not a pattern."""
+    import glob
+
+    if os.path.isdir(path):
+        found = [
+            os.path.join(root, name)
+            for root, _, names in os.walk(path)
+            for name in names
+            if os.path.splitext(name)[1].lower() in (".parquet", ".pq") and not name.startswith((".", "_"))
+        ]
+        if not found:
+            raise InputError(path, "is a directory, not a file, and holds no .parquet files")
+        return sorted(found)
+    if os.path.lexists(path) or not any(c in path for c in "*?["):
+        return None
+    found = sorted(p for p in glob.glob(path, recursive=True) if os.path.isfile(p))
+    if not found:
+        raise InputError(path, "no such file (the pattern matches no files)")
+    return found
+
+
+def _open_dataset(label: str, files: list[str], options: ReadOptions) -> Source:
+    """Many Parquet files read as one table, in file order, streamed by record batches."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    if options.key is not None:
+        raise UsageError(f"{label}: a key selects an array in a .npz file, but this is a Parquet dataset")
+    try:
+        dataset = ds.dataset(files, format="parquet")
+        schema = dataset.schema
+        num_rows = dataset.count_rows()
+    except (pa.ArrowException, OSError) as exc:
+        raise _arrow_error(label, "Parquet dataset", exc) from None
+
+    def read_table(cols):
+        try:
+            return dataset.to_table(columns=[schema.names[i] for i in cols])
+        except (pa.ArrowException, OSError) as exc:
+            raise _arrow_error(label, "Parquet dataset", exc) from None
+
+    def iter_tables(cols, rows):
+        names = [schema.names[i] for i in cols]
+        try:
+            # One fragment and one batch ahead: memory stays flat however many files.
+            for batch in dataset.to_batches(
+                columns=names, batch_size=rows, batch_readahead=1, fragment_readahead=1
+            ):
+                yield [pa.Table.from_batches([batch])]
+        except (pa.ArrowException, OSError) as exc:
+            raise _arrow_error(label, "Parquet dataset", exc) from None
+
+    return _table_source(label, "parquet", schema, num_rows, options, read_table, iter_tables)
+
+
 def _check_path(path: str) -> None:
     try:
-        st = os.stat(path)
+        os.stat(path)
     except FileNotFoundError:
         raise InputError(path, "no such file") from None
     except PermissionError:
         raise InputError(path, "permission denied") from None
     except OSError as exc:
         raise InputError(path, exc.strerror or str(exc)) from None
-    if os.path.isdir(path):
-        raise InputError(path, "is a directory, not a file")
     if not os.access(path, os.R_OK):
         raise InputError(path, "permission denied")
-    del st
 
 
 def open_source(path: str, options: ReadOptions, stdin: bytes | None = None) -> Source:
@@ -174,6 +229,9 @@ def open_source(path: str, options: ReadOptions, stdin: bytes | None = None) -> 
         fmt = options.fmt or sniff(stdin)
         label = "<stdin>"
     else:
+        files = dataset_files(path)
+        if files is not None:
+            return _open_dataset(path, files, options)
         _check_path(path)
         fmt = detect_format(path, options.fmt)
         label = path

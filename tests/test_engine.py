@@ -130,3 +130,26 @@ def test_streamed_row_count_mismatch(tmp_path) -> None:
 
     with pytest.raises(InputError, match="shapes do not match|different numbers of rows"):
         compute(ComputeRequest(str(xp), str(tp), reduction="sum"), chunk_rows=3)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_parquet_dataset_folder_and_glob(tmp_path, monkeypatch, stream) -> None:
+    from kldiv_cli import readers
+
+    if stream:
+        monkeypatch.setattr(readers, "STREAM_ABOVE", 0)
+    x, t = data(120, 5, np.float64, seed=6)
+    folder = tmp_path / "ds"
+    for k, start in enumerate(range(0, 120, 40)):
+        part = folder / f"day={k}"
+        part.mkdir(parents=True)
+        block = t[start : start + 40]
+        pq.write_table(pa.table({f"p{j}": block[:, j] for j in range(5)}), part / "part-0.parquet")
+    np.save(xp := tmp_path / "x.npy", x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = kl_div(x, t, "batchmean")
+    for target in (str(folder), str(folder / "day=*" / "*.parquet")):
+        result = compute(ComputeRequest(str(xp), target, reduction="batchmean", per_row=True), chunk_rows=7)
+        assert result.loss == pytest.approx(expected, rel=1e-12)
+        assert result.per_row.shape == (120,)
