@@ -180,14 +180,14 @@ class _progress:
 
     def update(self, done: int, total: int) -> None:
         if self.bar is None:
-            if total < self.MIN_ROWS_SHOWN or done >= total:
+            if 0 <= total < self.MIN_ROWS_SHOWN or done >= total >= 0:
                 return
             from rich.console import Console
             from rich.progress import Progress
 
             self.bar = Progress(console=Console(stderr=True), transient=True)
             self.bar.start()
-            self.task = self.bar.add_task("rows", total=total)
+            self.task = self.bar.add_task("rows", total=total if total >= 0 else None)
         self.bar.update(self.task, completed=done)
 
     def __exit__(self, *exc) -> None:

@@ -154,7 +154,7 @@ def compute(
     else:
         rows_total, width = stream
         rows = chunk_rows or max(1, BLOCK_ELEMENTS // max(width, 1))
-        input_shape = tuple(source_x.shape)
+        input_shape = tuple(source_x.shape)  # rows are -1 until counted (streamed CSV)
 
         def blocks():
             pairs = _prefetch(_zip_blocks(source_x, source_t, rows))
@@ -166,25 +166,26 @@ def compute(
 
 
 def _stream_shape(request: ComputeRequest, sx: Source, st: Source) -> tuple[int, int] | None:
-    """(rows, width) when both sides can be read block by block, else None."""
+    """(rows, width) when both sides can be read block by block, else None.
+
+    Rows may be -1 (unknown until read: a streamed CSV); _zip_blocks checks that
+    both sides hold the same number of rows.
+    """
     if request.reduction == "none" or not (sx.streamable and st.streamable):
         return None
     if not (sx.should_stream() or st.should_stream()):
         return None
-    if len(sx.shape) != 2 or -1 in sx.shape or -1 in st.shape:
+    if len(sx.shape) != 2 or -1 in sx.shape[1:] or -1 in st.shape[1:]:
         return None
     if request.target_labels:
-        if (
-            st.shape[0] != sx.shape[0]
-            or len(st.shape) > 2
-            or (len(st.shape) == 2 and st.shape[1] != 1)
-        ):
+        if len(st.shape) > 2 or (len(st.shape) == 2 and st.shape[1] != 1):
             return None
-    elif tuple(st.shape) != tuple(sx.shape):
+    elif tuple(st.shape[1:]) != tuple(sx.shape[1:]):
         return None
-    if request.dim not in (-1, 1) and "none" != request.input_transform + request.target_transform:
-        return None
-    return sx.shape[0], sx.shape[1]
+    transforms = request.input_transform != "none" or request.target_transform != "none"
+    if transforms and request.dim not in (-1, 1):
+        return None  # a softmax across rows needs every row at once
+    return max(sx.shape[0], st.shape[0]), sx.shape[1]
 
 
 def _rebatch(blocks, rows: int):
@@ -325,6 +326,8 @@ def _reduce_blocks(
             progress(done, rows_total)
     if dtype is None:
         raise InputError(sx.label, "has no rows")
+    if input_shape and input_shape[0] == -1:
+        input_shape = (done, *input_shape[1:])
     if base != "none":
         batch = input_shape[0] if per_batch and len(input_shape) else None
         loss = finish_reduction(accumulator.total(), count, base, batch, dtype)

@@ -153,3 +153,25 @@ def test_parquet_dataset_folder_and_glob(tmp_path, monkeypatch, stream) -> None:
         result = compute(ComputeRequest(str(xp), target, reduction="batchmean", per_row=True), chunk_rows=7)
         assert result.loss == pytest.approx(expected, rel=1e-12)
         assert result.per_row.shape == (120,)
+
+
+def test_streamed_csv(tmp_path, monkeypatch) -> None:
+    from kldiv_cli import readers
+    from kldiv_cli.errors import InputError
+
+    monkeypatch.setattr(readers, "STREAM_ABOVE", 0)
+    monkeypatch.setattr(readers, "CSV_STREAM_ABOVE", 0)
+    x, t = data(301, 4, np.float64, seed=7)
+    np.savetxt(xp := tmp_path / "x.csv", x, delimiter=",", header="a,b,c,d", comments="")
+    np.savetxt(tp := tmp_path / "t.csv", t, delimiter=",")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = kl_div(x, t, "batchmean")
+    result = compute(ComputeRequest(str(xp), str(tp), reduction="batchmean"), chunk_rows=50)
+    assert result.loss == pytest.approx(expected, rel=1e-12)
+    assert result.shape == (301, 4)
+    lines = tp.read_text().splitlines()
+    lines[200] = "0.1,oops,0.2,0.3"
+    tp.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match="oops"):
+        compute(ComputeRequest(str(xp), str(tp), reduction="sum"), chunk_rows=50)
