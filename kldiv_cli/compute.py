@@ -177,6 +177,13 @@ def _stream_shape(request: ComputeRequest, sx: Source, st: Source) -> tuple[int,
         return None
     if len(sx.shape) != 2 or -1 in sx.shape[1:] or -1 in st.shape[1:]:
         return None
+    if -1 not in (sx.shape[0], st.shape[0]) and sx.shape[0] != st.shape[0]:
+        # Known from the headers: say so before reading anything.
+        what = "labels" if request.target_labels else "shapes"
+        raise InputError(
+            f"{sx.label} and {st.label}",
+            f"{what} do not match: input {tuple(sx.shape)}, target {tuple(st.shape)}",
+        )
     if request.target_labels:
         if len(st.shape) > 2 or (len(st.shape) == 2 and st.shape[1] != 1):
             return None

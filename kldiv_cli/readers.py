@@ -767,7 +767,7 @@ def _read_csv_table(label, path, data, fmt, options, strings_can_be_null: bool =
 def _open_csv(label, path, data, fmt, options):
     import pyarrow as pa
 
-    if path is not None and os.path.getsize(path) > min(CSV_STREAM_ABOVE, STREAM_ABOVE << 3):
+    if path is not None and os.path.getsize(path) > CSV_STREAM_ABOVE:
         return _open_csv_stream(label, path, fmt, options)
     table, header = _read_csv_table(label, path, data, fmt, options)
     first_line_no = 2 if header else 1
