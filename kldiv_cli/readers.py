@@ -163,7 +163,8 @@ def dataset_files(path: str) -> list[str] | None:
             os.path.join(root, name)
             for root, _, names in os.walk(path)
             for name in names
-            if os.path.splitext(name)[1].lower() in (".parquet", ".pq") and not name.startswith((".", "_"))
+            if os.path.splitext(name)[1].lower() in (".parquet", ".pq")
+            and not name.startswith((".", "_"))
         ]
         if not found:
             raise InputError(path, "is a directory, not a file, and holds no .parquet files")
@@ -182,7 +183,9 @@ def _open_dataset(label: str, files: list[str], options: ReadOptions) -> Source:
     import pyarrow.dataset as ds
 
     if options.key is not None:
-        raise UsageError(f"{label}: a key selects an array in a .npz file, but this is a Parquet dataset")
+        raise UsageError(
+            f"{label}: a key selects an array in a .npz file, but this is a Parquet dataset"
+        )
     try:
         dataset = ds.dataset(files, format="parquet")
         schema = dataset.schema
@@ -813,7 +816,9 @@ def _open_csv_stream(label: str, path: str, fmt: str, options: ReadOptions) -> S
         first_block = probe.read_next_batch()
         probe.close()
     except StopIteration:
-        raise InputError(label, "has a header but no data rows" if header else "has no data rows") from None
+        raise InputError(
+            label, "has a header but no data rows" if header else "has no data rows"
+        ) from None
     except pa.ArrowInvalid as exc:
         raise _csv_error(label, path, None, delimiter, header, exc) from None
     raw_names = schema.names
@@ -822,7 +827,9 @@ def _open_csv_stream(label: str, path: str, fmt: str, options: ReadOptions) -> S
     usable = [
         ok
         or pa.types.is_null(t)
-        or any(isinstance(v, str) and _is_number(v) for v in first_block.column(i).to_pylist()[:1000])
+        or any(
+            isinstance(v, str) and _is_number(v) for v in first_block.column(i).to_pylist()[:1000]
+        )
         for i, (ok, t) in enumerate(zip(_usable(schema.types), schema.types))
     ]
     chosen = select_columns(label, names, options.columns, usable)
@@ -842,7 +849,10 @@ def _open_csv_stream(label: str, path: str, fmt: str, options: ReadOptions) -> S
             try:
                 if reader is None:
                     reader = pcsv.open_csv(
-                        path, read_options=read_opts, parse_options=parse_opts, convert_options=convert
+                        path,
+                        read_options=read_opts,
+                        parse_options=parse_opts,
+                        convert_options=convert,
                     )
                 batch = reader.read_next_batch()
             except StopIteration:
@@ -856,7 +866,9 @@ def _open_csv_stream(label: str, path: str, fmt: str, options: ReadOptions) -> S
         first = 2 if header else 1
         for table in batches():
             if table.num_rows:
-                yield _table_to_array(label, table, picked, options, row_word="line", first_row=first)
+                yield _table_to_array(
+                    label, table, picked, options, row_word="line", first_row=first
+                )
             first += table.num_rows
 
     def read() -> np.ndarray:
@@ -865,7 +877,16 @@ def _open_csv_stream(label: str, path: str, fmt: str, options: ReadOptions) -> S
             raise InputError(label, "has no data rows")
         return np.concatenate(parts)
 
-    return Source(label, fmt, (-1, len(chosen)), np.dtype(np.float64), picked, read, chunks, stream_always=True)
+    return Source(
+        label,
+        fmt,
+        (-1, len(chosen)),
+        np.dtype(np.float64),
+        picked,
+        read,
+        chunks,
+        stream_always=True,
+    )
 
 
 def _csv_error(label, path, data, delimiter, header, exc) -> InputError:

@@ -37,6 +37,11 @@ class Report:
     plain: list[str]
     array: Any = None
     notes: list[str] = field(default_factory=list)
+    #: Significant digits for floats in the formats people read (table, markdown);
+    #: None keeps every digit. JSON, CSV and plain always keep every digit.
+    digits: int | None = None
+    #: The columns a terminal table shows (all when None): a screen is narrow.
+    terminal_columns: list[str] | None = None
 
     @property
     def columns(self) -> list[str]:
@@ -60,8 +65,11 @@ def resolve_format(fmt: str, is_terminal: bool) -> str:
     return fmt
 
 
-def format_number(value: Any) -> str:
-    """Shortest text that reads back to the same value in its own dtype."""
+def format_number(value: Any, digits: int | None = None) -> str:
+    """Shortest text that reads back to the same value in its own dtype (or ``digits``
+    significant digits)."""
+    if digits is not None and isinstance(value, float) and math.isfinite(value):
+        return f"{value:.{digits}g}"
     if isinstance(value, bool) or value is None:
         return str(value).lower() if isinstance(value, bool) else ""
     if isinstance(value, int):
@@ -109,9 +117,14 @@ def to_csv(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return buf.getvalue()
 
 
-def to_markdown(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str = "") -> str:
+def to_markdown(
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    title: str = "",
+    digits: int | None = None,
+) -> str:
     def cell(v: Any) -> str:
-        return format_number(v).replace("|", "\\|")
+        return format_number(v, digits).replace("|", "\\|")
 
     lines = [f"### {title}", ""] if title else []
     lines.append("| " + " | ".join(columns) + " |")
@@ -127,7 +140,7 @@ def render_text(report: Report, fmt: str) -> str:
     if fmt == "csv":
         return to_csv(report.columns, report.rows)
     if fmt == "markdown":
-        return to_markdown(report.columns, report.rows, report.title)
+        return to_markdown(report.columns, report.rows, report.title, report.digits)
     return "".join(line + "\n" for line in report.plain)
 
 
@@ -142,13 +155,17 @@ def print_report(report: Report, fmt: str, stream, color: bool | None) -> None:
     console = Console(file=stream, no_color=color is False, force_terminal=color or None)
     table = Table(title=report.title, title_justify="left")
     columns, rows = report.columns, report.rows
+    if report.terminal_columns:
+        keep = [columns.index(c) for c in report.terminal_columns]
+        columns = [columns[i] for i in keep]
+        rows = [[row[i] for i in keep] for row in rows]
     if len(rows) == 1 and len(columns) > 2:
         # One record reads better as a list of fields.
         columns, rows = ["field", "value"], list(zip(columns, rows[0]))
     for name in columns:
         table.add_column(name, justify="left", overflow="fold")
     for row in rows:
-        table.add_row(*(format_number(v) for v in row))
+        table.add_row(*(format_number(v, report.digits) for v in row))
     console.print(table)
     for note in report.notes:
         console.print(note, style="dim", highlight=False)

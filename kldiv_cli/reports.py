@@ -130,4 +130,12 @@ def drift_report(result: dict) -> Report:
         for c in columns
     ]
     notes = [f"{c['name']}: {c['warning']}" for c in columns if c.get("warning")]
-    return Report(title=title, document=result, table=table, plain=plain, notes=notes)
+    return Report(
+        title=title,
+        document=result,
+        table=table,
+        plain=plain,
+        notes=notes,
+        digits=4,
+        terminal_columns=["column", "kind", "state", "value", "threshold", "psi", "note"],
+    )

@@ -46,14 +46,20 @@ def test_bad_input(case: Case, tmp_path: Path) -> None:
 # The same broken files through `inspect` and `drift`: file problems are the reader's,
 # so the command changes, the promise does not.
 FILE_CASES = [
-    c for c in CASES
+    c
+    for c in CASES
     if c.name.split("-")[0] in ("npy", "npz", "csv", "parquet", "arrow", "feather", "path")
     and c.name not in ("npy-target-truncated", "npz-missing-key")
 ]
 # Text, missing values and list cells are data for drift (categories, NaN shares).
 VALID_FOR_DRIFT = {
-    "csv-non-numeric", "csv-missing-cell", "csv-text-only", "parquet-strings", "parquet-nulls",
-    "parquet-ragged-lists", "parquet-no-rows",
+    "csv-non-numeric",
+    "csv-missing-cell",
+    "csv-text-only",
+    "parquet-strings",
+    "parquet-nulls",
+    "parquet-ragged-lists",
+    "parquet-no-rows",
 }
 
 

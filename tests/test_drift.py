@@ -33,8 +33,16 @@ def reference_kl(ref: np.ndarray, cur: np.ndarray, bins=10, eps=1e-4) -> dict:
 @pytest.fixture()
 def tables(tmp_path):
     rng = np.random.default_rng(8)
-    ref = {"x": rng.normal(0, 1, 3000), "y": rng.exponential(1, 3000), "c": rng.choice(list("abc"), 3000)}
-    cur = {"x": rng.normal(0.4, 1, 1500), "y": rng.exponential(1, 1500), "c": rng.choice(list("abcd"), 1500)}
+    ref = {
+        "x": rng.normal(0, 1, 3000),
+        "y": rng.exponential(1, 3000),
+        "c": rng.choice(list("abc"), 3000),
+    }
+    cur = {
+        "x": rng.normal(0.4, 1, 1500),
+        "y": rng.exponential(1, 1500),
+        "c": rng.choice(list("abcd"), 1500),
+    }
     pq.write_table(pa.table(ref), r := tmp_path / "ref.parquet")
     pq.write_table(pa.table(cur), c := tmp_path / "cur.parquet")
     return r, c, ref, cur
@@ -61,8 +69,21 @@ def test_values_follow_the_documented_rules(tables) -> None:
     # Categorical: reference categories plus an unseen bucket.
     assert cols["c"]["kind"] == "categorical"
     assert cols["c"]["histogram"]["bins"] == ["a", "b", "c", "(unseen)"]
-    assert cols["c"]["histogram"]["reference"][-1] == 0 and cols["c"]["histogram"]["current"][-1] > 0
-    for key in ("name", "metric", "value", "threshold", "drift", "kl", "kl_reverse", "psi", "n_reference", "n_current"):
+    assert (
+        cols["c"]["histogram"]["reference"][-1] == 0 and cols["c"]["histogram"]["current"][-1] > 0
+    )
+    for key in (
+        "name",
+        "metric",
+        "value",
+        "threshold",
+        "drift",
+        "kl",
+        "kl_reverse",
+        "psi",
+        "n_reference",
+        "n_current",
+    ):
         assert key in cols["x"]
 
 
@@ -85,7 +106,11 @@ def test_csv_and_sample_data(tmp_path) -> None:
     names = [c["name"] for c in doc["columns"]]
     assert names == ["age", "income", "plan", "rating", "active", "score"]
     kinds = {c["name"]: c["kind"] for c in doc["columns"]}
-    assert kinds["rating"] == "categorical" and kinds["active"] == "categorical" and kinds["age"] == "numeric"
+    assert (
+        kinds["rating"] == "categorical"
+        and kinds["active"] == "categorical"
+        and kinds["age"] == "numeric"
+    )
     score = next(c for c in doc["columns"] if c["name"] == "score")
     assert score["nan_share_current"] > score["nan_share_reference"] > 0
     proc, same = run_json(DRIFT / "reference.csv", DRIFT / "reference.parquet")
@@ -98,17 +123,23 @@ def test_epsilon_zero_and_base_two(tables) -> None:
     _, doc = run_json(r, c, "--epsilon", "0", "--columns", "c")
     col = doc["columns"][0]
     # 'd' is new: it costs nothing in KL(ref || cur) and is infinite the other way.
-    assert isinstance(col["kl"], float) and col["kl_reverse"] == "Infinity" and col["psi"] == "Infinity"
+    assert (
+        isinstance(col["kl"], float)
+        and col["kl_reverse"] == "Infinity"
+        and col["psi"] == "Infinity"
+    )
     _, nats = run_json(r, c, "--columns", "x")
     _, bits = run_json(r, c, "--columns", "x", "--base", "2")
-    assert bits["columns"][0]["kl"] == pytest.approx(nats["columns"][0]["kl"] / math.log(2), rel=1e-12)
+    assert bits["columns"][0]["kl"] == pytest.approx(
+        nats["columns"][0]["kl"] / math.log(2), rel=1e-12
+    )
 
 
 def test_metric_threshold_and_fail_on(tables, tmp_path) -> None:
     r, c, *_ = tables
     proc, doc = run_json(r, c, "--metric", "psi", "--threshold", "10")
     assert proc.returncode == 0 and doc["drift"] is False and doc["columns"][0]["metric"] == "psi"
-    (tf := tmp_path / "t.toml").write_text('default = 0.1\n[thresholds]\nx = 5.0\n')
+    (tf := tmp_path / "t.toml").write_text("default = 0.1\n[thresholds]\nx = 5.0\n")
     proc, doc = run_json(r, c, "--thresholds", tf, "--columns", "x,y")
     assert proc.returncode == 0 and doc["columns"][0]["threshold"] == 5.0
     proc, doc = run_json(r, c, "--fail-on", "share:0.9", "--columns", "x,y")
@@ -156,7 +187,11 @@ def test_junit_html_and_markdown(tables, tmp_path) -> None:
     assert set(cases) == {"x", "y", "c"}
     assert cases["x"].find("failure") is not None and cases["y"].find("failure") is None
     text = page.read_text()
-    assert text.count("<svg") == 3 and "<script" not in text and "http" not in text.replace('http://www.w3.org/2000/svg', '')
+    assert (
+        text.count("<svg") == 3
+        and "<script" not in text
+        and "http" not in text.replace("http://www.w3.org/2000/svg", "")
+    )
 
 
 def test_bad_drift_inputs(tables, tmp_path) -> None:

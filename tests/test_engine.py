@@ -150,7 +150,9 @@ def test_parquet_dataset_folder_and_glob(tmp_path, monkeypatch, stream) -> None:
         warnings.simplefilter("ignore")
         expected = kl_div(x, t, "batchmean")
     for target in (str(folder), str(folder / "day=*" / "*.parquet")):
-        result = compute(ComputeRequest(str(xp), target, reduction="batchmean", per_row=True), chunk_rows=7)
+        result = compute(
+            ComputeRequest(str(xp), target, reduction="batchmean", per_row=True), chunk_rows=7
+        )
         assert result.loss == pytest.approx(expected, rel=1e-12)
         assert result.per_row.shape == (120,)
 
