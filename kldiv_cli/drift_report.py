@@ -79,12 +79,21 @@ box-shadow:0 1px 2px rgba(0,0,0,.06)}
 th,td{padding:8px 12px;text-align:left;border-bottom:1px solid #eceef2;font-variant-numeric:tabular-nums}
 th{background:#fafbfc;font-weight:600;color:#4a5468}
 .cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(360px,1fr));gap:16px;margin-top:24px}
-.card{background:#fff;border-radius:8px;padding:16px;box-shadow:0 1px 2px rgba(0,0,0,.06)}
+.card{background:#fff;border-radius:8px;padding:16px;box-shadow:0 1px 2px rgba(0,0,0,.06);border-top:3px solid #d7dbe3}
+.card.state-drift{border-top-color:#d6453d}.card.state-error{border-top-color:#e0a800}
 .card h3{margin:0 0 4px;font-size:15px}.card .meta{color:#5b6578;font-size:12px;margin-bottom:8px}
 .legend span{display:inline-block;width:10px;height:10px;border-radius:2px;margin:0 4px 0 10px}
 .note{color:#7a5200;font-size:12px}
 """
 _REF, _CUR = "#5b8def", "#f28b30"
+
+
+def _short(label: str) -> str:
+    """Axis text: a numeric bin by its lower edge ("<e" for the first), a category as is."""
+    if label.startswith("[") and label.endswith(")") and ", " in label:
+        low, high = (f"{float(v):.3g}" for v in label[1:-1].split(", "))
+        return f"<{high}" if low == "-inf" else low
+    return label if len(label) <= 12 else label[:11] + "…"
 
 
 def _svg_histogram(hist: dict) -> str:
@@ -93,7 +102,7 @@ def _svg_histogram(hist: dict) -> str:
     n_ref, n_cur = sum(ref) or 1, sum(cur) or 1
     shares = [(r / n_ref, c / n_cur) for r, c in zip(ref, cur)]
     top = max(max(s) for s in shares) or 1
-    width, height, pad, base = 360, 170, 28, 140
+    width, height, pad, base = 360, 200, 40, 140
     slot = (width - pad) / max(len(labels), 1)
     bar = max(2.0, slot * 0.38)
     parts = [
@@ -112,7 +121,7 @@ def _svg_histogram(hist: dict) -> str:
                 f'fill="{color}" rx="1"><title>{tip}</title></rect>'
             )
         if len(labels) <= 12:
-            short = html.escape(label if len(label) <= 14 else label[:13] + "…")
+            short = html.escape(_short(label))
             parts.append(
                 f'<text x="{x + bar:.1f}" y="{base + 12}" font-size="8" fill="#5b6578" '
                 f'text-anchor="end" transform="rotate(-35 {x + bar:.1f} {base + 12})">{short}</text>'
@@ -159,17 +168,24 @@ def html_page(result: dict, reference: str, current: str) -> bytes:
             + "</tr>"
         )
     cards = []
+    legend = (
+        f'<div class="meta legend"><span style="background:{_REF};margin-left:0"></span>reference'
+        f'<span style="background:{_CUR}"></span>current</div>'
+    )
     for c in columns:
+        state = "error" if c.get("error") else "drift" if c["drift"] else "ok"
         if c.get("error"):
             body = f'<p class="note">{esc(c["error"])}</p>'
         else:
             note = f'<p class="note">{esc(c["warning"])}</p>' if c.get("warning") else ""
-            body = _svg_histogram(c["histogram"]) + note
+            body = legend + _svg_histogram(c["histogram"]) + note
+        nan = ""
+        if c.get("nan_share_reference") or c.get("nan_share_current"):
+            nan = f' · NaN {c.get("nan_share_reference") or 0:.1%} → {c.get("nan_share_current") or 0:.1%}'
         cards.append(
-            f'<section class="card"><h3>{esc(str(c["name"]))}</h3>'
+            f'<section class="card state-{state}"><h3>{esc(str(c["name"]))}</h3>'
             f'<div class="meta">{esc(c["kind"])} · {esc(c["metric"])} {_fmt(c.get("value"))} '
-            f'(threshold {_fmt(c["threshold"])}) · <span class="legend"><span style="background:{_REF}">'
-            f'</span>reference<span style="background:{_CUR}"></span>current</span></div>{body}</section>'
+            f'(threshold {_fmt(c["threshold"])}){nan}</div>{body}</section>'
         )
     head = (
         "<th>column</th><th>kind</th><th>state</th><th>value</th><th>threshold</th><th>KL</th>"
