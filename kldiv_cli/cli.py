@@ -353,7 +353,9 @@ def compute(
     chunk_rows: Annotated[
         int | None,
         typer.Option(
-            "--chunk-rows", metavar="N", help="Rows per streamed block (default: about 2M values)."
+            "--chunk-rows",
+            metavar="N",
+            help="Rows per streamed block (default: about 500k values).",
         ),
     ] = None,
     quiet: QuietOpt = False,
@@ -601,7 +603,7 @@ def drift(
     from .readers import ReadOptions, read_table
     from .render import resolve_format
     from .reports import drift_report
-    from .writers import atomic_write, output_kind, write_report
+    from .writers import atomic_write, check_destination, output_kind, write_report
 
     resolve_format(format, False)
     _check_bins(bins, binning)
@@ -618,9 +620,11 @@ def drift(
         d.parse_fail_on(fail_on)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    for path in (output, junit, html):
-        if path and path != "-":
-            output_kind(path if path in (output,) else path + ".json")
+    if output and output != "-":
+        output_kind(output)
+    for path in (junit, html):
+        if path:
+            check_destination(path)
     default, per_column = d.load_thresholds(thresholds) if thresholds else (None, {})
     stdin = _read_stdin_if_needed(reference, current)
     options = ReadOptions(delimiter=delimiter)

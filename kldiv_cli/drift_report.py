@@ -181,11 +181,11 @@ def html_page(result: dict, reference: str, current: str) -> bytes:
             body = legend + _svg_histogram(c["histogram"]) + note
         nan = ""
         if c.get("nan_share_reference") or c.get("nan_share_current"):
-            nan = f' · NaN {c.get("nan_share_reference") or 0:.1%} → {c.get("nan_share_current") or 0:.1%}'
+            nan = f" · NaN {c.get('nan_share_reference') or 0:.1%} → {c.get('nan_share_current') or 0:.1%}"
         cards.append(
             f'<section class="card state-{state}"><h3>{esc(str(c["name"]))}</h3>'
             f'<div class="meta">{esc(c["kind"])} · {esc(c["metric"])} {_fmt(c.get("value"))} '
-            f'(threshold {_fmt(c["threshold"])}){nan}</div>{body}</section>'
+            f"(threshold {_fmt(c['threshold'])}){nan}</div>{body}</section>"
         )
     head = (
         "<th>column</th><th>kind</th><th>state</th><th>value</th><th>threshold</th><th>KL</th>"

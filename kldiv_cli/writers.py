@@ -31,12 +31,20 @@ def output_kind(path: str) -> str:
     kind = OUTPUT_EXTENSIONS.get(os.path.splitext(path)[1].lower())
     if kind is None:
         raise OutputError(f"{path}: unknown output type; name it .npy, .csv, .json or .parquet")
+    check_destination(path)
+    return kind
+
+
+def check_destination(path: str) -> None:
+    """A file can be created at ``path``: not a directory, in a folder that exists and is
+    writable. Checked before any work is done."""
+    if os.path.isdir(path):
+        raise OutputError(f"{path}: is a directory; give a file name")
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise OutputError(f"{path}: folder {parent} does not exist")
     if not os.access(parent, os.W_OK):
         raise OutputError(f"{path}: folder {parent} is not writable")
-    return kind
 
 
 def atomic_write(path: str, write: Callable[[BinaryIO], None]) -> None:
