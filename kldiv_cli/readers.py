@@ -405,7 +405,7 @@ def _open_npz(label: str, path: str | None, data: bytes | None, fmt: str, option
                 shape, fortran, dtype, offset = _npy_header(inner, fp, info.file_size)
                 out_dtype = _numeric_dtype(inner, dtype)
                 raw = fp.read(math.prod(shape) * dtype.itemsize)
-        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        except (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, NotImplementedError) as exc:
             raise InputError(label, f"is a damaged .npz file ({exc})") from None
     arr = _from_bytes(raw, dtype, shape, fortran).astype(out_dtype)
     return Source(inner, fmt, shape, out_dtype, None, lambda: arr, None)

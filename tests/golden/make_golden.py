@@ -177,6 +177,22 @@ def main() -> None:
                 go = rng.standard_normal(out_shape) if r == "none" else None
                 kl_case(w, x, t, r, lt, "broadcast", go)
 
+    # Empty broadcasts: exp/xlogy gradients run at the target's own shape, so a zero
+    # target still gives NaN there, and a zero upstream gradient gives 0 elsewhere.
+    for xs, ts, tv in [((3, 0), (3, 1), [0.0, -0.5, 0.25]), ((0, 3), (3,), [0.0, 0.5, -1.0])]:
+        for lt in (False, True):
+            for r in REDUCTIONS:
+                x = np.zeros(xs)
+                t = np.array(tv).reshape(ts)
+                kl_case(
+                    w,
+                    x,
+                    np.log(np.abs(t) + 0.1) if lt else t,
+                    r,
+                    lt,
+                    "empty-broadcast",
+                    np.zeros(np.broadcast_shapes(xs, ts)) if r == "none" else None,
+                )
     for shape in [(0, 5), (3, 0), (0,), ()]:
         for dtype in ("float32", "float64"):
             for r in REDUCTIONS:
