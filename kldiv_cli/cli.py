@@ -600,7 +600,7 @@ def drift(
 
     from . import drift as d
     from .errors import UsageError
-    from .readers import ReadOptions, read_table
+    from .readers import ReadOptions, open_columns
     from .render import resolve_format
     from .reports import drift_report
     from .writers import atomic_write, check_destination, output_kind, write_report
@@ -628,7 +628,7 @@ def drift(
     default, per_column = d.load_thresholds(thresholds) if thresholds else (None, {})
     stdin = _read_stdin_if_needed(reference, current)
     options = ReadOptions(delimiter=delimiter)
-    cur_table = read_table(current, options, stdin)
+    cur_table = open_columns(current, options, stdin)
     if reference.lower().endswith(".json") and reference != "-":
         profile = d.load_profile(reference)
         if (bins, binning) != (10, "quantile") and (bins, binning) != (
@@ -641,7 +641,7 @@ def drift(
             )
         names = d.shared_columns(list(profile.columns), cur_table.column_names, columns, reference)
     else:
-        ref_table = read_table(reference, options, stdin)
+        ref_table = open_columns(reference, options, stdin)
         names = d.shared_columns(ref_table.column_names, cur_table.column_names, columns, reference)
         profile = d.build_profile(ref_table, reference, bins, binning, names)
         del ref_table
@@ -715,13 +715,13 @@ def profile(
     import json
 
     from . import drift as d
-    from .readers import ReadOptions, read_table, select_columns
+    from .readers import ReadOptions, open_columns, select_columns
     from .writers import atomic_write, output_kind
 
     _check_bins(bins, binning)
     if output and output != "-":
         output_kind(output)
-    table = read_table(
+    table = open_columns(
         reference, ReadOptions(delimiter=delimiter), _read_stdin_if_needed(reference)
     )
     names = table.column_names

@@ -947,3 +947,41 @@ def read_table(path: str, options: ReadOptions, stdin: bytes | None = None):
         raise
     except (pa.ArrowException, OSError) as exc:
         raise _arrow_error(label, fmt.capitalize(), exc) from None
+
+
+class ParquetColumns:
+    """A Parquet file seen as a table whose columns are read one at a time, on demand:
+    a drift profile then holds one column in memory, not the whole reference."""
+
+    def __init__(self, path: str) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            meta = pq.ParquetFile(path)
+            self.column_names = list(meta.schema_arrow.names)
+            self.num_rows = meta.metadata.num_rows
+        except (pa.ArrowException, OSError) as exc:
+            raise _arrow_error(path, "Parquet", exc) from None
+        self.path = path
+
+    def column(self, name: str):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.read_table(self.path, columns=[name]).column(0)
+        except (pa.ArrowException, OSError) as exc:
+            raise _arrow_error(self.path, "Parquet", exc) from None
+
+
+def open_columns(path: str, options: ReadOptions, stdin: bytes | None = None):
+    """Named columns of any type (for drift): a Parquet file lazily, column by column;
+    anything else read whole (see :func:`read_table`)."""
+    if path != STDIN and options.fmt in (None, "parquet") and dataset_files(path) is None:
+        _check_path(path)
+        if detect_format(path, options.fmt) == "parquet":
+            if os.path.getsize(path) == 0:
+                raise InputError(path, "is empty")
+            return ParquetColumns(path)
+    return read_table(path, options, stdin)
