@@ -24,13 +24,20 @@ PY = sys.executable
 KLDIV = [PY, "-m", "kldiv_cli"] if shutil.which("kldiv") is None else [shutil.which("kldiv")]
 
 
-def best(cmd: list[str], repeats: int) -> float:
-    runs = []
+def _time(cmd: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def pair(ours: list[str], peer: list[str], repeats: int) -> tuple[float, float]:
+    """Best times of two commands run alternately, so that a change in the machine's
+    load (a shared VM) hits both alike."""
+    a, b = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        runs.append(time.perf_counter() - start)
-    return min(runs)
+        a.append(_time(ours))
+        b.append(_time(peer))
+    return min(a), min(b)
 
 
 def peak_rss_mb(cmd: list[str]) -> float:
@@ -80,7 +87,8 @@ def make_data(folder: Path, rows: int, cols: int, tag: str, formats: tuple[str, 
         del mm
 
 
-def ratio_line(name: str, ours: float, peer: float, target: str) -> None:
+def ratio_line(name: str, times: tuple[float, float], target: str) -> None:
+    ours, peer = times
     print(f"{name:58} {ours:7.3f} s {peer:7.3f} s {ours / peer:6.2f}x   target {target}")
 
 
@@ -104,8 +112,11 @@ def main() -> None:
     )
     ratio_line(
         "npy 1e6x50 batchmean vs naive np.load + numpy script",
-        best([*KLDIV, "compute", f["x.npy"], f["t.npy"], "-r", "batchmean", "-q"], r),
-        best([PY, "-c", naive], r),
+        pair(
+            [*KLDIV, "compute", f["x.npy"], f["t.npy"], "-r", "batchmean", "-q"],
+            [PY, "-c", naive],
+            r,
+        ),
         "<= 0.8x",
     )
     read_pq = "import pyarrow.parquet as pq; pq.read_table(%r); pq.read_table(%r)" % (
@@ -114,15 +125,21 @@ def main() -> None:
     )
     ratio_line(
         "Parquet 1e6x50 batchmean vs pq.read_table of both",
-        best([*KLDIV, "compute", f["x.parquet"], f["t.parquet"], "-r", "batchmean", "-q"], r),
-        best([PY, "-c", read_pq], r),
+        pair(
+            [*KLDIV, "compute", f["x.parquet"], f["t.parquet"], "-r", "batchmean", "-q"],
+            [PY, "-c", read_pq],
+            r,
+        ),
         "<= 1.3x",
     )
     read_csv = "import pyarrow.csv as c; c.read_csv(%r); c.read_csv(%r)" % (f["x.csv"], f["t.csv"])
     ratio_line(
         "CSV 1e6x50 batchmean vs pyarrow.csv.read_csv of both",
-        best([*KLDIV, "compute", f["x.csv"], f["t.csv"], "-r", "batchmean", "-q"], r),
-        best([PY, "-c", read_csv], r),
+        pair(
+            [*KLDIV, "compute", f["x.csv"], f["t.csv"], "-r", "batchmean", "-q"],
+            [PY, "-c", read_csv],
+            r,
+        ),
         "<= 1.2x",
     )
 
@@ -131,23 +148,24 @@ def main() -> None:
     np.save(tiny_x := folder / "tiny_x.npy", np.log(np.full((2, 3), 1 / 3)))
     np.save(tiny_t := folder / "tiny_t.npy", np.full((2, 3), 1 / 3))
     r2 = max(r, 9)
-    typer_only = best([PY, "-c", "import typer"], r2)
+    typer_only = [PY, "-c", "import typer"]
     ratio_line(
         "kldiv --version vs python -c 'import typer'",
-        best([*KLDIV, "--version"], r2),
-        typer_only,
+        pair([*KLDIV, "--version"], typer_only, r2),
         "<= 1.5x",
     )
     ratio_line(
         "kldiv --help vs python -c 'import typer'",
-        best([*KLDIV, "--help"], r2),
-        typer_only,
+        pair([*KLDIV, "--help"], typer_only, r2),
         "<= 1.5x",
     )
     ratio_line(
         "kldiv compute tiny.npy vs python -c 'import typer, numpy'",
-        best([*KLDIV, "compute", str(tiny_x), str(tiny_t), "-r", "sum", "-q"], r2),
-        best([PY, "-c", "import typer, numpy"], r2),
+        pair(
+            [*KLDIV, "compute", str(tiny_x), str(tiny_t), "-r", "sum", "-q"],
+            [PY, "-c", "import typer, numpy"],
+            r2,
+        ),
         "<= 1.5x",
     )
 

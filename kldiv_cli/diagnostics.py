@@ -34,27 +34,36 @@ class Diagnostics:
     def update(self, x: np.ndarray, t: np.ndarray) -> None:
         """Cheap checks on one block: two reductions and the target's row sums.
         (The causes of a NaN or inf loss are counted by :meth:`explain`.)"""
+        self.update_values(x, t)
+        if self.target_transformed or not t.ndim or not t.shape[-1]:
+            return
+        # Row sums in log space cost an exp pass: check the first block only.
+        if self.log_target and self.rows:
+            return
+        with np.errstate(all="ignore"):
+            p = np.exp(t) if self.log_target else t
+            # A matrix-vector product: the fastest row sum, and precise enough for 1e-3.
+            ones = np.ones(p.shape[-1], p.dtype)
+            self.update_rows(np.dot(p.reshape(-1, p.shape[-1]), ones).astype(np.float64))
+
+    def update_values(self, x: np.ndarray, t: np.ndarray) -> None:
+        """The checks that look at values one by one (any block shape)."""
         with np.errstate(all="ignore"):
             if not self.input_transformed and x.size and x.max() > 0:
                 self._add("input_positive", np.count_nonzero(x > 0))
             if not self.log_target and t.size and t.min() < 0:
                 self._add("target_negative", np.count_nonzero(t < 0))
-            if self.target_transformed or not t.ndim or not t.shape[-1]:
-                return
-            # Row sums in log space cost an exp pass: check the first block only.
-            if self.log_target and self.rows:
-                return
-            p = np.exp(t) if self.log_target else t
-            # A matrix-vector product: the fastest row sum, and precise enough for 1e-3.
-            sums = np.dot(p.reshape(-1, p.shape[-1]), np.ones(p.shape[-1], p.dtype)).astype(
-                np.float64
-            )
-            self.rows += sums.size
-            self._add("rows_off", np.count_nonzero(~(np.abs(sums - 1) <= ROW_SUM_TOLERANCE)))
-            finite = sums[np.isfinite(sums)]
-            if finite.size:
-                self.row_sum_min = min(self.row_sum_min, float(finite.min()))
-                self.row_sum_max = max(self.row_sum_max, float(finite.max()))
+
+    def update_rows(self, sums: np.ndarray) -> None:
+        """Row sums of the target (of exp(target) with log_target), however gathered."""
+        if self.target_transformed:
+            return
+        self.rows += sums.size
+        self._add("rows_off", np.count_nonzero(~(np.abs(sums - 1) <= ROW_SUM_TOLERANCE)))
+        finite = sums[np.isfinite(sums)]
+        if finite.size:
+            self.row_sum_min = min(self.row_sum_min, float(finite.min()))
+            self.row_sum_max = max(self.row_sum_max, float(finite.max()))
 
     def explain(self, x: np.ndarray, t: np.ndarray) -> None:
         """Count the causes of NaN and inf in a block (run when the loss is not finite)."""
