@@ -465,8 +465,6 @@ def _table_to_array(
 ) -> np.ndarray:
     """Selected numeric (or one list) columns of a pyarrow table as a 2-D float array
     (written into ``out`` when given)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
 
     columns = [table.column(i) for i in range(table.num_columns)]
     if len(columns) == 1 and _is_list(columns[0].type):
