@@ -226,19 +226,7 @@ def _compute_columnar(request: ComputeRequest, sx: Source, st: Source, threads) 
     if not np.isfinite(loss):
         for xp, tp in columns():
             diagnostics.explain(xp, tp)
-    scale = request.temperature**2 if request.t2_scale else 1.0
-    if scale != 1.0:
-        loss = (np.asarray(loss) * dtype.type(scale)).astype(dtype)[()]
-    return ComputeResult(
-        request=request,
-        loss=loss,
-        input=sx.describe(),
-        target=st.describe(),
-        dtype=str(dtype),
-        shape=(rows, width),
-        diagnostics=diagnostics.messages(),
-        warnings=[str(w.message) for w in caught],
-    )
+    return _result(request, sx, st, loss, None, dtype, (rows, width), diagnostics, caught)
 
 
 def _stream_shape(request: ComputeRequest, sx: Source, st: Source) -> tuple[int, int] | None:
@@ -420,8 +408,15 @@ def _reduce_blocks(
         # A second pass, only now: what made the NaN or inf.
         for x, t in blocks():
             diagnostics.explain(x, t)
-    scale = request.temperature**2 if request.t2_scale else 1.0
     per_row = np.concatenate(row_values) if row_values else None
+    if len(shape) and len(input_shape) == len(shape):
+        shape = (input_shape[0], *shape[1:])
+    return _result(request, sx, st, loss, per_row, dtype, tuple(shape), diagnostics, caught)
+
+
+def _result(request, sx, st, loss, per_row, dtype, shape, diagnostics, caught) -> ComputeResult:
+    """The T^2 factor, the top rows, and everything the report needs."""
+    scale = request.temperature**2 if request.t2_scale else 1.0
     if scale != 1.0:
         loss = (np.asarray(loss) * dtype.type(scale)).astype(dtype)[()]
         per_row = None if per_row is None else (per_row * dtype.type(scale)).astype(dtype)
@@ -429,15 +424,13 @@ def _reduce_blocks(
     if request.top and per_row is not None:
         order = np.argsort(-np.nan_to_num(per_row.astype(np.float64), nan=np.inf), kind="stable")
         top = [(int(i), float(per_row[i])) for i in order[: request.top]]
-    if len(shape) and len(input_shape) == len(shape):
-        shape = (input_shape[0], *shape[1:])
     return ComputeResult(
         request=request,
         loss=loss,
         input=sx.describe(),
         target=st.describe(),
         dtype=str(dtype),
-        shape=tuple(shape),
+        shape=shape,
         per_row=per_row,
         top=top,
         diagnostics=diagnostics.messages(),

@@ -504,13 +504,17 @@ def _checked_columns(label, columns, names, options, row_word="row", first_row=0
             raise InputError(label, f"column {name!r}: {where}{shown}")
         if col.null_count and options.missing == "error":
             row = int(pc.index(pc.is_null(col), True).as_py())
-            raise InputError(
-                label,
-                f"column {name!r}: {row_word} {first_row + row} is missing a value "
-                "(use --missing nan to read missing values as NaN)",
-            )
+            raise _missing_value(label, name, f"{row_word} {first_row + row}")
         arrays.append(col)
     return arrays
+
+
+def _missing_value(label: str, column: str, where: str) -> InputError:
+    return InputError(
+        label,
+        f"column {column!r}: {where} is missing a value "
+        "(use --missing nan to read missing values as NaN)",
+    )
 
 
 def column_pieces(columns: list, dtype: np.dtype) -> list[list[np.ndarray]]:
@@ -571,11 +575,7 @@ def _list_column_to_array(label, name, col, options, row_word, first_row) -> np.
         raise InputError(label, f"column {name!r} holds lists of {t}, not numbers")
     if values.null_count and options.missing == "error":
         flat = int(pc.index(pc.is_null(values), True).as_py())
-        raise InputError(
-            label,
-            f"column {name!r}: {row_word} {first_row + flat // max(width, 1)} is missing a value "
-            "(use --missing nan to read missing values as NaN)",
-        )
+        raise _missing_value(label, name, f"{row_word} {first_row + flat // max(width, 1)}")
     arr = values.to_numpy(zero_copy_only=False)
     if arr.dtype.kind != "f":
         arr = arr.astype(np.float64)
