@@ -77,7 +77,7 @@ class ComputeResult:
         return float(values.max())
 
 
-def _one_hot(labels: np.ndarray, width: int, label: str) -> np.ndarray:
+def _one_hot(labels: np.ndarray, width: int, label: str, first_row: int = 0) -> np.ndarray:
     flat = labels.reshape(-1) if labels.ndim <= 1 or labels.shape[-1] == 1 else None
     if flat is None:
         raise InputError(
@@ -86,13 +86,16 @@ def _one_hot(labels: np.ndarray, width: int, label: str) -> np.ndarray:
     bad = ~np.isfinite(flat) | (flat != np.round(flat))
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise InputError(label, f"row {row}: label {flat[row]:g} is not an integer class index")
+        raise InputError(
+            label, f"row {first_row + row}: label {flat[row]:g} is not an integer class index"
+        )
     out_of_range = (flat < 0) | (flat >= width)
     if out_of_range.any():
         row = int(np.flatnonzero(out_of_range)[0])
         raise InputError(
             label,
-            f"row {row}: label {int(flat[row])} is out of range for {width} classes (0..{width - 1})",
+            f"row {first_row + row}: label {int(flat[row])} is out of range for {width} classes "
+            f"(0..{width - 1})",
         )
     hot = np.zeros((flat.size, width), dtype=np.float64)
     hot[np.arange(flat.size), flat.astype(np.intp)] = 1.0
@@ -107,10 +110,13 @@ def open_sources(request: ComputeRequest, stdin: bytes | None) -> tuple[Source, 
     )
 
 
-def convert(request: ComputeRequest, x: np.ndarray, t: np.ndarray, labels_source: str):
-    """Labels to one-hot, then the requested transforms (temperature on (log-)softmax only)."""
+def convert(
+    request: ComputeRequest, x: np.ndarray, t: np.ndarray, labels_source: str, first_row: int = 0
+):
+    """Labels to one-hot, then the requested transforms (temperature on (log-)softmax only).
+    ``first_row`` numbers the rows of a streamed block in messages."""
     if request.target_labels:
-        t = _one_hot(t, x.shape[-1] if x.ndim else 1, labels_source)
+        t = _one_hot(t, x.shape[-1] if x.ndim else 1, labels_source, first_row)
     x = _transform(request.input_transform, x, request)
     t = _transform(request.target_transform, t, request)
     return x, t
@@ -329,8 +335,10 @@ def _prefetch(items, depth: int = 2):
 
 
 def _converted(request: ComputeRequest, pairs, labels_source: str):
+    first_row = 0
     for xb, tb in pairs:
-        converted = convert(request, xb, tb, labels_source)
+        converted = convert(request, xb, tb, labels_source, first_row)
+        first_row += len(xb)
         del xb, tb  # generators keep loop variables alive: drop the raw blocks now
         yield converted
         del converted

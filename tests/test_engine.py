@@ -177,3 +177,14 @@ def test_streamed_csv(tmp_path, monkeypatch) -> None:
     tp.write_text("\n".join(lines) + "\n")
     with pytest.raises(InputError, match="oops"):
         compute(ComputeRequest(str(xp), str(tp), reduction="sum"), chunk_rows=50)
+
+
+def test_streamed_label_errors_name_the_global_row(tmp_path) -> None:
+    from kldiv_cli.errors import InputError
+
+    labels = np.zeros((50, 1))
+    labels[37] = 9
+    np.save(xp := tmp_path / "x.npy", np.log(np.full((50, 3), 1 / 3)))
+    np.save(lp := tmp_path / "y.npy", labels)
+    with pytest.raises(InputError, match="row 37: label 9 is out of range"):
+        compute(ComputeRequest(str(xp), str(lp), reduction="sum", target_labels=True), chunk_rows=8)
