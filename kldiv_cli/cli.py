@@ -433,9 +433,12 @@ def compute(
         what = "largest row" if per_row else "loss"
         if not value <= fail_above:
             # Not an error, but never silenced: it is why the exit code is 1.
-            sys.stderr.write(
-                f"kldiv: check failed: {what} {value:.6g} is above --fail-above {fail_above:g}\n"
+            verdict = (
+                f"is NaN (--fail-above {fail_above:g})"
+                if value != value
+                else f"{value:.6g} is above --fail-above {fail_above:g}"
             )
+            sys.stderr.write(f"kldiv: check failed: {what} {verdict}\n")
             raise typer.Exit(ExitCode.CHECK_FAILED)
 
 
