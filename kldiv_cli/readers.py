@@ -674,6 +674,36 @@ def _arrow_dtype(types) -> np.dtype:
     return np.result_type(*(_column_dtype(t) for t in types)) if types else np.dtype(np.float64)
 
 
+def _reject_empty(label: str, path: str | None) -> None:
+    """A zero-byte file is empty, whatever its extension says (pyarrow's own messages
+    for it are about missing magic bytes)."""
+    if path is not None and os.path.getsize(path) == 0:
+        raise InputError(label, "is empty")
+
+
+def _ipc_table(label: str, path: str | None, data: bytes | None):
+    """A whole Arrow IPC file (Feather v2), or an IPC stream."""
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    _reject_empty(label, path)
+    raw = pa.memory_map(path) if path is not None else pa.BufferReader(data)
+    try:
+        try:
+            return ipc.open_file(raw).read_all()
+        except pa.ArrowInvalid:
+            raw.seek(0)
+            return ipc.open_stream(raw).read_all()
+    except (pa.ArrowException, OSError) as exc:
+        raise _arrow_error(label, "Arrow/Feather", exc) from None
+
+
+def _numbers_in(column) -> bool:
+    """Whether a text column holds numbers among its first 1,000 values: then it is a
+    numeric column with stray words (an error later), not a column of names."""
+    return any(isinstance(v, str) and _is_number(v) for v in column.slice(0, 1000).to_pylist())
+
+
 def _arrow_error(label: str, what: str, exc: Exception) -> InputError:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return InputError(label, f"is not a readable {what} file ({text})")
@@ -683,8 +713,7 @@ def _open_parquet(label, path, data, fmt, options):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    if path is not None and os.path.getsize(path) == 0:
-        raise InputError(label, "is empty")
+    _reject_empty(label, path)
     try:
         # pre_buffer=False: the default reads ahead whole row groups, and RSS grows with the file.
         pf = pq.ParquetFile(path if path is not None else pa.BufferReader(data), pre_buffer=False)
@@ -724,21 +753,7 @@ def _open_parquet(label, path, data, fmt, options):
 
 
 def _open_arrow(label, path, data, fmt, options):
-    import pyarrow as pa
-    import pyarrow.ipc as ipc
-
-    if path is not None and os.path.getsize(path) == 0:
-        raise InputError(label, "is empty")
-    raw = pa.memory_map(path) if path is not None else pa.BufferReader(data)
-    try:
-        try:
-            reader = ipc.open_file(raw)
-            table = reader.read_all()
-        except pa.ArrowInvalid:
-            raw.seek(0)
-            table = ipc.open_stream(raw).read_all()
-    except (pa.ArrowException, OSError) as exc:
-        raise _arrow_error(label, "Arrow/Feather", exc) from None
+    table = _ipc_table(label, path, data)
 
     def read_table(cols):
         return table.select(cols)
@@ -814,10 +829,9 @@ def _open_csv(label, path, data, fmt, options):
     # a stray word in it is an error, reported by _table_to_array.
     types = [table.schema.field(i).type for i in range(table.num_columns)]
     usable = [
-        ok or any(isinstance(v, str) and _is_number(v) for v in table.column(i).to_pylist()[:1000])
-        for i, ok in enumerate(_usable(types))
+        ok or pa.types.is_null(t) or _numbers_in(table.column(i))
+        for i, (ok, t) in enumerate(zip(_usable(types), types))
     ]
-    usable = [u or pa.types.is_null(t) for u, t in zip(usable, types)]
     chosen = select_columns(label, names, options.columns, usable)
     if not chosen:
         raise InputError(label, "has no numeric columns")
@@ -872,11 +886,7 @@ def _open_csv_stream(label: str, path: str, fmt: str, options: ReadOptions) -> S
     names = raw_names if header else [str(i) for i in range(len(raw_names))]
     # As for whole files: text columns are skipped, numbers with a stray word are an error.
     usable = [
-        ok
-        or pa.types.is_null(t)
-        or any(
-            isinstance(v, str) and _is_number(v) for v in first_block.column(i).to_pylist()[:1000]
-        )
+        ok or pa.types.is_null(t) or _numbers_in(first_block.column(i))
         for i, (ok, t) in enumerate(zip(_usable(schema.types), schema.types))
     ]
     chosen = select_columns(label, names, options.columns, usable)
@@ -977,19 +987,9 @@ def read_table(path: str, options: ReadOptions, stdin: bytes | None = None):
         if fmt == "parquet":
             import pyarrow.parquet as pq
 
-            if file is not None and os.path.getsize(file) == 0:
-                raise InputError(label, "is empty")
+            _reject_empty(label, file)
             return pq.read_table(file if file is not None else pa.BufferReader(stdin))
-        import pyarrow.ipc as ipc
-
-        if file is not None and os.path.getsize(file) == 0:
-            raise InputError(label, "is empty")
-        raw = pa.memory_map(file) if file is not None else pa.BufferReader(stdin)
-        try:
-            return ipc.open_file(raw).read_all()
-        except pa.ArrowInvalid:
-            raw.seek(0)
-            return ipc.open_stream(raw).read_all()
+        return _ipc_table(label, file, stdin)
     except (InputError, UsageError):
         raise
     except (pa.ArrowException, OSError) as exc:
@@ -1028,7 +1028,6 @@ def open_columns(path: str, options: ReadOptions, stdin: bytes | None = None):
     if path != STDIN and options.fmt in (None, "parquet") and dataset_files(path) is None:
         _check_path(path)
         if detect_format(path, options.fmt) == "parquet":
-            if os.path.getsize(path) == 0:
-                raise InputError(path, "is empty")
+            _reject_empty(path, path)
             return ParquetColumns(path)
     return read_table(path, options, stdin)
