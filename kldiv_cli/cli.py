@@ -606,7 +606,7 @@ def drift(
     from .readers import ReadOptions, open_columns
     from .render import resolve_format
     from .reports import drift_report
-    from .writers import atomic_write, check_destination, output_kind, write_report
+    from .writers import atomic_write, check_destination, output_kind
 
     resolve_format(format, False)
     _check_bins(bins, binning)
@@ -673,11 +673,7 @@ def drift(
 
         page = html_page(result, reference, current)
         atomic_write(html, lambda f: f.write(page))
-    report = drift_report(result)
-    if output and output != "-":
-        write_report(output, report)
-    else:
-        _emit(report, format, output, no_color)
+    _emit(drift_report(result), format, output, no_color)
     if result["drift"]:
         Messages.note(f"drift in {result['n_drifted']} of {result['n_columns']} columns")
         raise typer.Exit(ExitCode.CHECK_FAILED)

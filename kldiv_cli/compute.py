@@ -201,16 +201,13 @@ def _compute_columnar(request: ComputeRequest, sx: Source, st: Source, threads) 
     The elements are visited in column-major order, as a column-major 2-D array
     would be, so the loss has the same bits as the row-block path on that array.
     """
-    from .core import finish_reduction, resolve_reduction
+    from .core import finish_reduction
     from .engine import Accumulator
 
     dtype = result_dtype(np.empty((1, 1), sx.dtype), np.empty((1, 1), st.dtype))
     x_cols, t_cols = sx.read_columns(), st.read_columns()
     rows, width = sx.shape
-    diagnostics = Diagnostics(request.log_target)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        base, per_batch = resolve_reduction(request.reduction)
+    diagnostics, base, per_batch, caught = _start(request)
     accumulator = Accumulator(request.log_target, threads)
     row_sums = np.zeros(rows) if not request.log_target else None
     x_buffer, t_buffer = np.empty(rows, sx.dtype), np.empty(rows, st.dtype)
@@ -362,17 +359,10 @@ def _zip_blocks(sx: Source, st: Source, rows: int):
 def _reduce_blocks(
     request, sx, st, blocks, input_shape, rows_total, threads, progress
 ) -> ComputeResult:
-    from .core import finish_reduction, resolve_reduction
+    from .core import finish_reduction
     from .engine import Accumulator
 
-    diagnostics = Diagnostics(
-        request.log_target,
-        input_transformed=request.input_transform != "none",
-        target_transformed=request.target_transform != "none" or request.target_labels,
-    )
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        base, per_batch = resolve_reduction(request.reduction)
+    diagnostics, base, per_batch, caught = _start(request)
     accumulator = Accumulator(request.log_target, threads)
     row_values: list[np.ndarray] = []
     loss = None
@@ -420,6 +410,22 @@ def _reduce_blocks(
     if len(shape) and len(input_shape) == len(shape):
         shape = (input_shape[0], *shape[1:])
     return _result(request, sx, st, loss, per_row, dtype, tuple(shape), diagnostics, caught)
+
+
+def _start(request: ComputeRequest):
+    """What every way of computing begins with: the diagnostics for this request, and
+    the reduction resolved as torch does (its warning kept for stderr)."""
+    from .core import resolve_reduction
+
+    diagnostics = Diagnostics(
+        request.log_target,
+        input_transformed=request.input_transform != "none",
+        target_transformed=request.target_transform != "none" or request.target_labels,
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        base, per_batch = resolve_reduction(request.reduction)
+    return diagnostics, base, per_batch, caught
 
 
 def _result(request, sx, st, loss, per_row, dtype, shape, diagnostics, caught) -> ComputeResult:

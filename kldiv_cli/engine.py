@@ -4,7 +4,7 @@ The work is split into chunks whose boundaries depend only on the data size
 (never on the thread count); each chunk gives one float64 partial sum, and the
 partials are combined exactly (``math.fsum``). So the same data gives the same
 bits for any number of threads, and a distributed engine (Dask, Spark) can run
-:func:`chunk_sum` on its own partitions and :func:`combine` the results.
+:func:`partial_sums` on its own partitions and :func:`combine` the results.
 
 Per chunk, a fast path serves strictly positive targets:
 ``sum(t * (log t - x))`` with preallocated, cache-sized buffers and in-place
