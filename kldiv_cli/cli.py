@@ -6,8 +6,6 @@ Every command runs inside :func:`error_boundary`, the one place that maps
 exceptions to exit codes (:class:`~kldiv_cli.errors.ExitCode`).
 """
 
-from __future__ import annotations
-
 import functools
 import os
 import sys

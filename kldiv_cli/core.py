@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 __all__ = ["KLDivLoss", "REDUCTIONS", "kl_div", "kl_div_grad", "result_dtype"]
 

@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import math
 import os
-from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .core import pointwise
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 #: Elements per chunk: three chunk-sized arrays (x, t, one buffer) stay in a 2 MiB L2 cache
 #: for float32; 2^16 to 2^19 measured alike on a 2-vCPU VM once the dot released the GIL.
@@ -232,5 +235,7 @@ def _pool(threads: int) -> ThreadPoolExecutor:
     """A long-lived pool per thread count: starting threads on every call costs ~0.2 ms."""
     pool = _POOLS.get(threads)
     if pool is None:
+        from concurrent.futures import ThreadPoolExecutor  # 7 ms; small inputs never need it
+
         pool = _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="kldiv")
     return pool

@@ -10,14 +10,11 @@ here, lazily, by the CLI.
 
 from __future__ import annotations
 
-import csv
 import fnmatch
 import io
 import math
 import os
 import sys
-import zipfile
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -385,6 +382,9 @@ def _open_npy(label: str, path: str | None, data: bytes | None, fmt: str, option
 
 
 def _open_npz(label: str, path: str | None, data: bytes | None, fmt: str, options: ReadOptions):
+    import zipfile
+    import zlib
+
     try:
         zf = zipfile.ZipFile(path if path is not None else io.BytesIO(data))
     except zipfile.BadZipFile:
@@ -788,6 +788,8 @@ def _csv_layout(label, path, data, fmt, options) -> tuple[str, bool]:
         delimiter = "\t"
     if len(delimiter) != 1:
         raise UsageError(f"the delimiter must be one character, got {delimiter!r}")
+    import csv
+
     first_line = text.splitlines()[0] if text.splitlines() else ""
     first = next(csv.reader([first_line], delimiter=delimiter), [])
     return delimiter, not all(_is_number(c) or not c.strip() for c in first)
@@ -948,6 +950,8 @@ def _open_csv_stream(label: str, path: str, fmt: str, options: ReadOptions) -> S
 
 def _csv_error(label, path, data, delimiter, header, exc) -> InputError:
     """Find the line behind a pyarrow CSV parse error (it does not say which)."""
+    import csv
+
     raw = open(path, "rb").read() if path is not None else data
     text = raw.decode("utf-8-sig", errors="replace")
     width = None

@@ -7,9 +7,7 @@ only for the ``table`` format.
 
 from __future__ import annotations
 
-import csv
 import io
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -105,10 +103,14 @@ def json_safe(value: Any) -> Any:
 
 
 def to_json(document: dict[str, Any]) -> str:
+    import json
+
     return json.dumps(json_safe(document), indent=2, allow_nan=False) + "\n"
 
 
 def to_csv(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    import csv
+
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(columns)
