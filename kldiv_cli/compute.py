@@ -149,8 +149,9 @@ def compute(
     """
     source_x, source_t = open_sources(request, stdin)
     stream = _stream_shape(request, source_x, source_t)
-    if stream is None and _columnar(request, source_x, source_t):
-        return _compute_columnar(request, source_x, source_t, threads)
+    groups = _column_groups(request, source_x, source_t, stream is not None)
+    if groups is not None:
+        return _compute_columnar(request, source_x, source_t, groups, threads)
     if stream is None:
         x, t = convert(request, source_x.read(), source_t.read(), source_t.label)
         rows_total = x.shape[0] if x.ndim else 1
@@ -173,62 +174,98 @@ def compute(
     )
 
 
-def _columnar(request: ComputeRequest, sx: Source, st: Source) -> bool:
-    """Whether two tables can be summed column by column from their own buffers."""
-    return (
-        sx._columns is not None
-        and st._columns is not None
-        and request.reduction != "none"
+#: Bytes per column group read from a Parquet row group, each side: memory stays
+#: bounded, and a group holds enough columns to keep every core busy.
+GROUP_BYTES = 16 << 20
+
+
+def _column_groups(request: ComputeRequest, sx: Source, st: Source, streamed: bool):
+    """Two tables as matching column groups, summed column by column straight from the
+    reader's buffers (no row-major copy): a function giving ``(first_column, xs, ts)``
+    for each group, where ``first_column`` 0 starts new rows. None when the request or
+    the tables do not allow it.
+
+    Parquet files with the same row groups are read group by group, decoding the next
+    group while this one is summed. Other tables are read whole (when not streamed).
+    """
+    if not (
+        request.reduction != "none"
         and not (request.per_row or request.top or request.target_labels)
         and request.input_transform == "none"
         and request.target_transform == "none"
         and tuple(sx.shape) == tuple(st.shape)
-    )
+    ):
+        return None
+    if sx.row_groups is not None and sx.row_groups == st.row_groups:
+
+        def pairs():
+            # A reader thread per side: one thread reading both sides kept the cores
+            # half idle (0.5 s against 0.9 s for two 200 MB files here).
+            xs, ts = _prefetch(sx.iter_groups(GROUP_BYTES)), _prefetch(st.iter_groups(GROUP_BYTES))
+            for (first, x_cols), (_, t_cols) in zip(xs, ts):
+                yield first, x_cols, t_cols
+                del x_cols, t_cols
+
+        return pairs
+    if streamed or sx._columns is None or st._columns is None:
+        return None
+
+    def whole():
+        x_cols, t_cols = sx.read_columns(), st.read_columns()
+        rows = sx.shape[0]
+        # One buffer per side, reused: fresh pages for every column cost more than the copy.
+        x_buffer, t_buffer = np.empty(rows, sx.dtype), np.empty(rows, st.dtype)
+        for j, (xc, tc) in enumerate(zip(x_cols, t_cols)):
+            yield j, [_whole_column(xc, x_buffer)], [_whole_column(tc, t_buffer)]
+
+    return whole
 
 
 def _whole_column(chunks: list[np.ndarray], buffer: np.ndarray) -> np.ndarray:
-    """One column as one array: its only chunk as is, or its chunks copied into a
-    buffer reused for every column (fresh pages cost more than the copy)."""
+    """One column as one array: its only chunk as is, or its chunks copied into ``buffer``."""
     if len(chunks) == 1:
         return chunks[0]
     n = sum(len(c) for c in chunks)
     return np.concatenate(chunks, out=buffer[:n])
 
 
-def _compute_columnar(request: ComputeRequest, sx: Source, st: Source, threads) -> ComputeResult:
-    """Whole tables, summed column by column straight from the reader's buffers.
+def _compute_columnar(request: ComputeRequest, sx: Source, st: Source, groups, threads):
+    """The loss of two tables from matching column groups (see :func:`_column_groups`).
 
-    The elements are visited in column-major order, as a column-major 2-D array
-    would be, so the loss has the same bits as the row-block path on that array.
+    The partial sums come per column, in the order of the groups, so the bits depend
+    on the data and its layout in the files, never on the number of threads.
     """
     from .core import finish_reduction
-    from .engine import Accumulator
+    from .engine import column_partials, combine
 
     dtype = result_dtype(np.empty((1, 1), sx.dtype), np.empty((1, 1), st.dtype))
-    x_cols, t_cols = sx.read_columns(), st.read_columns()
     rows, width = sx.shape
     diagnostics, base, per_batch, caught = _start(request)
-    accumulator = Accumulator(request.log_target, threads)
-    row_sums = np.zeros(rows) if not request.log_target else None
-    x_buffer, t_buffer = np.empty(rows, sx.dtype), np.empty(rows, st.dtype)
+    partials: list[float] = []
+    row_sums = None
 
-    def columns():
-        for xc, tc in zip(x_cols, t_cols):
-            yield _whole_column(xc, x_buffer), _whole_column(tc, t_buffer)
-
-    for xp, tp in columns():
-        diagnostics.update_values(xp, tp)
-        if row_sums is not None:
-            row_sums += tp
-        accumulator.add(xp, tp, dtype)
+    for first, xs, ts in groups():
+        partials += column_partials(list(zip(xs, ts)), request.log_target, dtype, threads)
+        for xc, tc in zip(xs, ts):
+            diagnostics.update_values(xc, tc)
+        if request.log_target:
+            continue
+        if first == 0:
+            if row_sums is not None:
+                diagnostics.update_rows(row_sums)
+            # The target's dtype: a float64 accumulator would cast every value (3x slower).
+            row_sums = np.zeros(len(ts[0]), st.dtype)
+        for tc in ts:
+            np.add(row_sums, tc, out=row_sums)
     if row_sums is not None and width:
         diagnostics.update_rows(row_sums)
     loss = finish_reduction(
-        accumulator.total(), rows * width, base, rows if per_batch else None, dtype
+        combine(partials), rows * width, base, rows if per_batch else None, dtype
     )
     if not np.isfinite(loss):
-        for xp, tp in columns():
-            diagnostics.explain(xp, tp)
+        for _, xs, ts in groups():
+            for xc, tc in zip(xs, ts):
+                diagnostics.explain(xc, tc)
     return _result(request, sx, st, loss, None, dtype, (rows, width), diagnostics, caught)
 
 

@@ -47,12 +47,11 @@ class Diagnostics:
             self.update_rows(np.dot(p.reshape(-1, p.shape[-1]), ones).astype(np.float64))
 
     def update_values(self, x: np.ndarray, t: np.ndarray) -> None:
-        """The checks that look at values one by one (any block shape)."""
+        """The checks that look at values one by one (any block shape). A negative
+        target is counted by :meth:`explain`: it always makes the loss NaN."""
         with np.errstate(all="ignore"):
             if not self.input_transformed and x.size and x.max() > 0:
                 self._add("input_positive", np.count_nonzero(x > 0))
-            if not self.log_target and t.size and t.min() < 0:
-                self._add("target_negative", np.count_nonzero(t < 0))
 
     def update_rows(self, sums: np.ndarray) -> None:
         """Row sums of the target (of exp(target) with log_target), however gathered."""
@@ -74,6 +73,8 @@ class Diagnostics:
         self._add("input_nan", np.count_nonzero(np.isnan(x)))
         self._add("target_nan", np.count_nonzero(np.isnan(t)))
         self._add("target_posinf", np.count_nonzero(np.isposinf(t)))
+        if not self.log_target:
+            self._add("target_negative", np.count_nonzero(t < 0))
         self._add("input_neginf", np.count_nonzero(positive & (x == -np.inf)))
         self._add("input_posinf", np.count_nonzero(positive & (x == np.inf)))
 

@@ -159,6 +159,25 @@ def partial_sums(
     return [p for run in _pool(threads).map(work, range(threads)) for p in run]
 
 
+def column_partials(
+    pairs: list[tuple[np.ndarray, np.ndarray]],
+    log_target: bool,
+    dtype: np.dtype,
+    threads: int | None = None,
+) -> list[float]:
+    """:func:`partial_sums` of several pairs of same-shape arrays (table columns), in
+    order. Several pairs run one per thread; a single pair is split across the threads.
+    Either way the partials are the same."""
+    threads = default_threads() if threads is None else max(1, threads)
+    if threads == 1 or len(pairs) == 1:
+        return [p for x, t in pairs for p in partial_sums(x, t, log_target, dtype, threads)]
+
+    def one(pair: tuple[np.ndarray, np.ndarray]) -> list[float]:
+        return partial_sums(pair[0], pair[1], log_target, dtype, 1)
+
+    return [p for part in _pool(threads).map(one, pairs) for p in part]
+
+
 class Accumulator:
     """The loss sum over blocks of rows that arrive one after another (a stream).
 

@@ -74,9 +74,19 @@ class Source:
     #: Tables: the whole data as checked numeric columns, each a list of chunk arrays
     #: (no row-major copy). None when the source is not a plain numeric table.
     _columns: object = field(default=None, repr=False)
+    #: Tables stored in row groups (a Parquet file): the rows in each group, and
+    #: ``_groups(budget)``, which yields ``(first_column, arrays)`` for each group a
+    #: few columns at a time, about ``budget`` bytes each.
+    row_groups: tuple[int, ...] | None = None
+    _groups: object = field(default=None, repr=False)
 
     def read_columns(self) -> list[list[np.ndarray]] | None:
         return self._columns() if self._columns is not None else None
+
+    def iter_groups(self, budget: int) -> Iterator[tuple[int, list[np.ndarray]]]:
+        """Row group by row group, column groups of checked 1-D arrays (zero-copy
+        where Arrow allows); ``first_column`` 0 starts the next row group."""
+        return self._groups(budget)
 
     def read(self) -> np.ndarray:
         """The whole array (rows x columns for tables)."""
@@ -591,8 +601,14 @@ def _usable(schema_types) -> list[bool]:
     ]
 
 
-def _table_source(label, fmt, schema, num_rows, options, read_table, iter_tables) -> Source:
-    """A Source over a pyarrow table reader, with the column selection applied."""
+def _table_source(
+    label, fmt, schema, num_rows, options, read_table, iter_tables, row_groups=None
+) -> Source:
+    """A Source over a pyarrow table reader, with the column selection applied.
+
+    ``row_groups``, if given, is ``(rows per group, read_groups)``, where
+    ``read_groups(cols, budget)`` yields per row group an iterator of column-group tables.
+    """
     import pyarrow as pa
 
     names = list(schema.names)
@@ -657,6 +673,27 @@ def _table_source(label, fmt, schema, num_rows, options, read_table, iter_tables
         table = read_table(chosen)
         return column_pieces(_checked_columns(label, table.columns, picked, options), dtype)
 
+    def groups(budget: int) -> Iterator[tuple[int, list[np.ndarray]]]:
+        first = 0
+        for n, tables in zip(row_groups[0], row_groups[1](chosen, budget)):
+            col = 0
+            for table in tables:
+                k = table.num_columns
+                checked = _checked_columns(
+                    label, table.columns, picked[col : col + k], options, first_row=first
+                )
+                yield (
+                    col,
+                    [
+                        np.concatenate(p) if len(p) > 1 else p[0]
+                        for p in column_pieces(checked, dtype)
+                    ],
+                )
+                col += k
+                del table
+            first += n
+
+    grouped = groups if row_groups is not None and value_type is None else None
     shape = (num_rows, width) if width is not None else (num_rows, -1)
     return Source(
         label,
@@ -667,6 +704,8 @@ def _table_source(label, fmt, schema, num_rows, options, read_table, iter_tables
         read,
         chunks if iter_tables else None,
         _columns=None if value_type is not None else columns,
+        row_groups=None if grouped is None else row_groups[0],
+        _groups=grouped,
     )
 
 
@@ -731,25 +770,32 @@ def _open_parquet(label, path, data, fmt, options):
         except (pa.ArrowException, OSError) as exc:
             raise _arrow_error(label, "Parquet", exc) from None
 
-    def column_groups(group: int, names: list[str]):
-        step = max(1, (1 << 21) // max(pf.metadata.row_group(group).num_rows * 8, 1))
+    def column_groups(group: int, names: list[str], budget: int):
+        step = max(1, budget // max(pf.metadata.row_group(group).num_rows * 8, 1))
         try:
             for k in range(0, len(names), step):
                 yield pf.read_row_group(group, columns=names[k : k + step])
         except (pa.ArrowException, OSError) as exc:
             raise _arrow_error(label, "Parquet", exc) from None
 
-    def iter_tables(cols, rows):
+    def read_groups(cols, budget: int):
         # Row group by row group, a few columns at a time: pyarrow's batch iterator
         # holds whole decoded row groups and its RSS grew past 500 MB on 1.8 GB files.
         names = [schema.names[i] for i in cols]
         pool = pa.default_memory_pool()
         for group in range(pf.metadata.num_row_groups):
-            yield column_groups(group, names)
+            yield column_groups(group, names, budget)
             # Hand decoded pages back to the OS instead of keeping them cached.
             pool.release_unused()
 
-    return _table_source(label, fmt, schema, num_rows, options, read_table, iter_tables)
+    def iter_tables(cols, rows):
+        return read_groups(cols, 1 << 21)
+
+    meta = pf.metadata
+    sizes = tuple(meta.row_group(g).num_rows for g in range(meta.num_row_groups))
+    return _table_source(
+        label, fmt, schema, num_rows, options, read_table, iter_tables, (sizes, read_groups)
+    )
 
 
 def _open_arrow(label, path, data, fmt, options):

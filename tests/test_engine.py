@@ -12,6 +12,7 @@ import pytest
 from kldiv_cli import engine, kl_div
 from kldiv_cli.compute import ComputeRequest, compute
 from kldiv_cli.core import pointwise
+from kldiv_cli.readers import ReadOptions
 
 
 def data(rows: int, cols: int, dtype, seed: int = 0, specials: bool = False):
@@ -188,3 +189,82 @@ def test_streamed_label_errors_name_the_global_row(tmp_path) -> None:
     np.save(lp := tmp_path / "y.npy", labels)
     with pytest.raises(InputError, match="row 37: label 9 is out of range"):
         compute(ComputeRequest(str(xp), str(lp), reduction="sum", target_labels=True), chunk_rows=8)
+
+
+def write_parquet(path, a: np.ndarray, row_group_size: int) -> str:
+    pq.write_table(
+        pa.table({f"c{j}": a[:, j] for j in range(a.shape[1])}), path, row_group_size=row_group_size
+    )
+    return str(path)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("log_target", [False, True])
+def test_parquet_row_groups_summed_column_by_column(tmp_path, monkeypatch, dtype, log_target):
+    """Matching row groups are read group by group, a few columns at a time: the loss
+    is kl_div's, its bits do not depend on the threads, and the diagnostics see
+    every group (rows off, the causes of a NaN, with global counts)."""
+    from kldiv_cli import compute as compute_module
+
+    x, t = data(1000, 9, dtype, seed=11)
+    t[0] *= 2  # a row off in the first group
+    t[950] *= 3  # and in the last
+    if log_target:
+        t = np.log(t)
+    xp = write_parquet(tmp_path / "x.parquet", x, 128)
+    tp = write_parquet(tmp_path / "t.parquet", t, 128)
+    # 4 columns per group read: each row group arrives as three column groups.
+    monkeypatch.setattr(compute_module, "GROUP_BYTES", 128 * 8 * 4)
+    request = ComputeRequest(xp, tp, reduction="sum", log_target=log_target)
+    losses = {threads: compute(request, threads=threads).loss for threads in (1, 2, 3)}
+    assert losses[1] == losses[2] == losses[3]
+    expected = kl_div(x, t, "sum", log_target=log_target)
+    assert losses[1].dtype == expected.dtype
+    assert losses[1] == pytest.approx(expected, rel=1e-6 if dtype == np.float32 else 1e-12)
+    diagnostics = " ".join(compute(request).diagnostics)
+    if not log_target:
+        assert "2 of 1,000 target rows do not sum to 1" in diagnostics
+
+    t2 = t.copy()
+    t2[700, 3] = np.nan
+    t2[5, 1] = -0.5 if not log_target else np.nan
+    tp2 = write_parquet(tmp_path / "t2.parquet", t2, 128)
+    result = compute(ComputeRequest(xp, tp2, reduction="mean", log_target=log_target))
+    assert np.isnan(result.loss)
+    messages = " ".join(result.diagnostics)
+    if log_target:
+        assert "2 target values are NaN" in messages
+    else:
+        assert "1 target value is NaN" in messages and "1 target value is negative" in messages
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_parquet_row_groups_that_differ_still_line_up(tmp_path, monkeypatch, stream) -> None:
+    """Read whole (small), or block by block of rows (large): never group by group."""
+    from kldiv_cli import readers
+
+    if stream:
+        monkeypatch.setattr(readers, "STREAM_ABOVE", 0)
+    x, t = data(777, 5, np.float64, seed=12)
+    xp = write_parquet(tmp_path / "x.parquet", x, 100)
+    tp = write_parquet(tmp_path / "t.parquet", t, 64)
+    for reduction in ("sum", "batchmean"):
+        result = compute(ComputeRequest(xp, tp, reduction=reduction), threads=2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert result.loss == pytest.approx(kl_div(x, t, reduction), rel=1e-12)
+
+
+def test_parquet_row_groups_name_the_global_row_of_a_missing_value(tmp_path) -> None:
+    from kldiv_cli.errors import InputError
+
+    x, t = data(300, 4, np.float64, seed=13)
+    xp = write_parquet(tmp_path / "x.parquet", x, 100)
+    columns = {f"c{j}": pa.array(t[:, j], mask=np.arange(300) == 250) for j in range(4)}
+    pq.write_table(pa.table(columns), tp := tmp_path / "t.parquet", row_group_size=100)
+    with pytest.raises(InputError, match=r"column 'c0': row 250 is missing a value"):
+        compute(ComputeRequest(xp, str(tp), reduction="sum"))
+    result = compute(
+        ComputeRequest(xp, str(tp), reduction="sum", target_options=ReadOptions(missing="nan"))
+    )
+    assert np.isnan(result.loss)
