@@ -11,7 +11,7 @@ import numpy as np
 from .core import REDUCTIONS, broadcast_shape, pointwise, result_dtype
 from .diagnostics import Diagnostics
 from .errors import InputError, UsageError
-from .readers import ReadOptions, Source, open_source
+from .readers import ReadOptions, Source, column_array, open_source
 from .transforms import TRANSFORMS, apply_transform
 
 
@@ -211,22 +211,19 @@ def _column_groups(request: ComputeRequest, sx: Source, st: Source, streamed: bo
         return None
 
     def whole():
+        from .engine import default_threads
+
         x_cols, t_cols = sx.read_columns(), st.read_columns()
-        rows = sx.shape[0]
-        # One buffer per side, reused: fresh pages for every column cost more than the copy.
-        x_buffer, t_buffer = np.empty(rows, sx.dtype), np.empty(rows, st.dtype)
-        for j, (xc, tc) in enumerate(zip(x_cols, t_cols)):
-            yield j, [_whole_column(xc, x_buffer)], [_whole_column(tc, t_buffer)]
+        # As many columns at a time as threads: each column is summed on its own thread.
+        k = default_threads()
+        for j in range(0, len(x_cols), k):
+            yield (
+                j,
+                [column_array(c, sx.dtype) for c in x_cols[j : j + k]],
+                [column_array(c, st.dtype) for c in t_cols[j : j + k]],
+            )
 
     return whole
-
-
-def _whole_column(chunks: list[np.ndarray], buffer: np.ndarray) -> np.ndarray:
-    """One column as one array: its only chunk as is, or its chunks copied into ``buffer``."""
-    if len(chunks) == 1:
-        return chunks[0]
-    n = sum(len(c) for c in chunks)
-    return np.concatenate(chunks, out=buffer[:n])
 
 
 def _compute_columnar(request: ComputeRequest, sx: Source, st: Source, groups, threads):
