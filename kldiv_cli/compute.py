@@ -151,7 +151,7 @@ def compute(
     stream = _stream_shape(request, source_x, source_t)
     groups = _column_groups(request, source_x, source_t, stream is not None)
     if groups is not None:
-        return _compute_columnar(request, source_x, source_t, groups, threads)
+        return _compute_columnar(request, source_x, source_t, groups, threads, progress)
     if stream is None:
         x, t = convert(request, source_x.read(), source_t.read(), source_t.label)
         rows_total = x.shape[0] if x.ndim else 1
@@ -226,7 +226,9 @@ def _column_groups(request: ComputeRequest, sx: Source, st: Source, streamed: bo
     return whole
 
 
-def _compute_columnar(request: ComputeRequest, sx: Source, st: Source, groups, threads):
+def _compute_columnar(
+    request: ComputeRequest, sx: Source, st: Source, groups, threads, progress=None
+):
     """The loss of two tables from matching column groups (see :func:`_column_groups`).
 
     The partial sums come per column, in the order of the groups, so the bits depend
@@ -240,11 +242,15 @@ def _compute_columnar(request: ComputeRequest, sx: Source, st: Source, groups, t
     diagnostics, base, per_batch, caught = _start(request)
     partials: list[float] = []
     row_sums = None
+    done = 0
 
     for first, xs, ts in groups():
         partials += column_partials(list(zip(xs, ts)), request.log_target, dtype, threads)
         for xc, tc in zip(xs, ts):
             diagnostics.update_values(xc, tc)
+        if progress is not None and first + len(xs) == width:
+            done += len(xs[0])
+            progress(done, rows)
         if request.log_target:
             continue
         if first == 0:

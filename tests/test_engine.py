@@ -268,3 +268,23 @@ def test_parquet_row_groups_name_the_global_row_of_a_missing_value(tmp_path) -> 
         ComputeRequest(xp, str(tp), reduction="sum", target_options=ReadOptions(missing="nan"))
     )
     assert np.isnan(result.loss)
+
+
+@pytest.mark.parametrize("suffix", ["npy", "parquet"])
+def test_progress_reaches_every_row(tmp_path, suffix) -> None:
+    x, t = data(1000, 6, np.float32, seed=14)
+    paths = []
+    for name, a in (("x", x), ("t", t)):
+        if suffix == "npy":
+            np.save(path := tmp_path / f"{name}.npy", a)
+            paths.append(str(path))
+        else:
+            paths.append(write_parquet(tmp_path / f"{name}.parquet", a, 300))
+    calls = []
+    compute(
+        ComputeRequest(*paths, reduction="sum"),
+        chunk_rows=250,
+        progress=lambda done, total: calls.append((done, total)),
+    )
+    assert calls[-1] == (1000, 1000)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls) and len(calls) >= 4
