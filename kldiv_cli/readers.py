@@ -499,7 +499,6 @@ def _table_to_array(
 def _checked_columns(label, columns, names, options, row_word="row", first_row=0) -> list:
     """The columns as numeric pyarrow arrays, or an error naming the first bad cell."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     arrays = []
     for name, col in zip(names, columns):
@@ -513,10 +512,17 @@ def _checked_columns(label, columns, names, options, row_word="row", first_row=0
             shown = f"{bad[1]!r} is not a number" if bad else f"is of type {t}, not numeric"
             raise InputError(label, f"column {name!r}: {where}{shown}")
         if col.null_count and options.missing == "error":
-            row = int(pc.index(pc.is_null(col), True).as_py())
-            raise _missing_value(label, name, f"{row_word} {first_row + row}")
+            raise _missing_value(label, name, f"{row_word} {first_row + _first_null(col)}")
         arrays.append(col)
     return arrays
+
+
+def _first_null(col) -> int:
+    """Position of the first null (the column has one). pyarrow.compute costs 75 ms
+    to import, so only an error pays for it."""
+    import pyarrow.compute as pc
+
+    return int(pc.index(pc.is_null(col), True).as_py())
 
 
 def _missing_value(label: str, column: str, where: str) -> InputError:
@@ -568,8 +574,9 @@ def _list_column_to_array(label, name, col, options, row_word, first_row) -> np.
     col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
     n = len(col)
     if col.null_count:
-        row = int(pc.index(pc.is_null(col), True).as_py())
-        raise InputError(label, f"column {name!r}: {row_word} {first_row + row} is null")
+        raise InputError(
+            label, f"column {name!r}: {row_word} {first_row + _first_null(col)} is null"
+        )
     lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False)
     width = int(lengths[0]) if n else 0
     ragged = np.flatnonzero(lengths != width)
@@ -585,7 +592,7 @@ def _list_column_to_array(label, name, col, options, row_word, first_row) -> np.
     if not (pa.types.is_floating(t) or pa.types.is_integer(t)):
         raise InputError(label, f"column {name!r} holds lists of {t}, not numbers")
     if values.null_count and options.missing == "error":
-        flat = int(pc.index(pc.is_null(values), True).as_py())
+        flat = _first_null(values)
         raise _missing_value(label, name, f"{row_word} {first_row + flat // max(width, 1)}")
     arr = values.to_numpy(zero_copy_only=False)
     if arr.dtype.kind != "f":
