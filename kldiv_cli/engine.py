@@ -74,7 +74,7 @@ def _dot(a: np.ndarray, b: np.ndarray) -> float:
     float32 goes to BLAS ``sdot`` (NumPy's OpenBLAS runs it on one thread). float64 goes
     to ``einsum``, as fast as a one-thread ``ddot`` here: OpenBLAS threads ``ddot`` above
     10 000 elements, and its pool serialises concurrent callers (our threads).
-    ``np.vecdot`` and ``matmul`` hold the GIL, which serialised our threads too.
+    ``np.vecdot`` holds the GIL, which serialised our threads too.
     """
     if a.dtype == np.float32:
         return float(np.dot(a, b))
