@@ -72,8 +72,8 @@ def _dot(a: np.ndarray, b: np.ndarray) -> float:
     """``sum(a * b)`` in one pass, on one thread, with the GIL released.
 
     float32 goes to BLAS ``sdot`` (NumPy's OpenBLAS runs it on one thread). float64 goes
-    to ``einsum``, as fast as a one-thread ``ddot`` here: OpenBLAS threads ``ddot`` above
-    10 000 elements, and its pool serialises concurrent callers (our threads).
+    to ``einsum``, as fast as a one-thread ``ddot`` here: OpenBLAS threads ``ddot`` on
+    chunk-long vectors, and its pool serialises concurrent callers (our threads).
     ``np.vecdot`` holds the GIL, which serialised our threads too.
     """
     if a.dtype == np.float32:
