@@ -288,3 +288,31 @@ def test_progress_reaches_every_row(tmp_path, suffix) -> None:
     )
     assert calls[-1] == (1000, 1000)
     assert [d for d, _ in calls] == sorted(d for d, _ in calls) and len(calls) >= 4
+
+
+def test_parquet_row_group_damaged_midway(tmp_path) -> None:
+    """A page broken in the third row group: found by a reader thread after two groups
+    were summed; still one error line, exit 2, and the output file untouched."""
+    from .conftest import kldiv_subprocess
+
+    x, t = data(4000, 8, np.float64, seed=15)
+    xp = write_parquet(tmp_path / "x.parquet", x, 1000)
+    tp = write_parquet(tmp_path / "t.parquet", t, 1000)
+    raw = bytearray(open(tp, "rb").read())
+    page = pq.ParquetFile(tp).metadata.row_group(2).column(3).data_page_offset
+    raw[page + 10 : page + 200] = b"\xab" * 190
+    (bad := tmp_path / "bad.parquet").write_bytes(bytes(raw))
+    (out := tmp_path / "out.json").write_text('{"keep": 1}')
+    r = kldiv_subprocess("compute", xp, bad, "-r", "sum", "-o", out)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        f"kldiv: error: {bad}: is not a readable Parquet"
+    )
+    assert r.stdout == b"" and out.read_text() == '{"keep": 1}'
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "bad.parquet",
+        "out.json",
+        "t.parquet",
+        "x.parquet",
+    ]
