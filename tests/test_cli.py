@@ -262,6 +262,14 @@ def test_help_says_the_argument_order(run_cli) -> None:
         (["--version"], ("numpy", "pyarrow", "rich.console", "typer")),
         (["--help"], ("numpy", "pyarrow", "rich.console")),
         (["compute", "--help"], ("numpy", "pyarrow", "rich.console")),
+        (
+            ["compute", f"{SAMPLES}/student_logits.npy", f"{SAMPLES}/teacher_logits.npy", "-q"],
+            ("pyarrow", "rich.console", "concurrent.futures", "json"),
+        ),
+        (
+            ["compute", f"{SAMPLES}/student_logits.parquet", f"{SAMPLES}/teacher_logits.parquet"],
+            ("pyarrow.compute", "rich.console"),
+        ),
     ],
 )
 def test_light_commands_do_not_import_heavy_modules(args, heavy) -> None:
@@ -278,6 +286,8 @@ def test_light_commands_do_not_import_heavy_modules(args, heavy) -> None:
     assert proc.returncode == 0, proc.stderr
     if args == ["--version"]:
         assert proc.stdout.strip() == __import__("kldiv_cli").__version__
+    elif args[0] == "compute" and "--help" not in args:
+        float(proc.stdout.strip())
     else:
         assert "KL(TARGET || INPUT)" in proc.stdout or "kldiv" in proc.stdout
 
