@@ -158,7 +158,12 @@ def compute(
         input_shape = x.shape
 
         def blocks():
-            return iter([(x, t)])
+            if request.reduction == "none" or x.ndim < 2 or x.shape != t.shape:
+                return iter([(x, t)])
+            # Blocks of rows (views): torch's pointwise terms for --per-row and the
+            # diagnostics then need block-sized temporaries, not ten times the data.
+            rows = chunk_rows or max(1, BLOCK_ELEMENTS // max(math.prod(x.shape[1:]), 1))
+            return ((x[i : i + rows], t[i : i + rows]) for i in range(0, len(x), rows))
 
     else:
         rows_total, width = stream

@@ -123,14 +123,9 @@ def chunk_sum(x: np.ndarray, t: np.ndarray, log_target: bool, dtype: np.dtype) -
 
 
 def flat_pair(x: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Both operands flattened in the same element order, without copies when their
-    layouts agree (column-major tables from Parquet stay column-major)."""
-    if (
-        x.flags.f_contiguous
-        and t.flags.f_contiguous
-        and not (x.flags.c_contiguous and t.flags.c_contiguous)
-    ):
-        return x.T.reshape(-1), t.T.reshape(-1)
+    """Both operands flattened in row-major order (copied only if they are not
+    C-contiguous): the bits of a loss then depend on the values and the shape, never on
+    the memory layout or on how the rows were cut into blocks."""
     return np.ascontiguousarray(x).reshape(-1), np.ascontiguousarray(t).reshape(-1)
 
 

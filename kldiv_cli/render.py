@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,13 +26,15 @@ class Report:
 
     ``table`` is columnar (name -> values, NumPy arrays welcome) and feeds the
     csv, markdown, table and Parquet outputs; ``document`` feeds JSON; ``plain``
-    is the bare, parseable text; ``array`` (if any) is what a .npy file gets.
+    is the bare, parseable text, as lines or a function that makes them (a million
+    per-row values take seconds to format, and a .npy output never needs them);
+    ``array`` (if any) is what a .npy file gets.
     """
 
     title: str
     document: dict[str, Any]
     table: dict[str, Sequence[Any]]
-    plain: list[str]
+    plain: list[str] | Callable[[], list[str]]
     array: Any = None
     notes: list[str] = field(default_factory=list)
     #: Significant digits for floats in the formats people read (table, markdown);
@@ -143,7 +145,8 @@ def render_text(report: Report, fmt: str) -> str:
         return to_csv(report.columns, report.rows)
     if fmt == "markdown":
         return to_markdown(report.columns, report.rows, report.title, report.digits)
-    return "".join(line + "\n" for line in report.plain)
+    lines = report.plain() if callable(report.plain) else report.plain
+    return "".join(line + "\n" for line in lines)
 
 
 def print_report(report: Report, fmt: str, stream, color: bool | None) -> None:

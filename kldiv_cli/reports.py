@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
 from ._version import __version__
@@ -49,14 +51,14 @@ def compute_report(result: ComputeResult) -> Report:
     elif result.per_row is not None:
         rows = result.per_row
         table = {"row": np.arange(rows.size), "kl": rows}
-        plain = _array_lines(rows)
+        plain = partial(_array_lines, rows)
         array = rows
         title = "KL(target || input) per row"
     elif np.ndim(loss):
         values = np.asarray(loss)
         flat = values.reshape(-1, values.shape[-1]) if values.ndim > 1 else values.reshape(-1, 1)
         table = {f"c{j}": flat[:, j] for j in range(flat.shape[1])}
-        plain = _array_lines(values)
+        plain = partial(_array_lines, values)
         array = values
         title = f"Pointwise KL loss, shape {values.shape}"
     else:
