@@ -383,10 +383,12 @@ def compute(
     from .reports import compute_report
 
     resolve_format(format, False)
+    streamed = False  # reduction "none" written to the file block by block
     if output and output != "-":
-        from .writers import output_kind
+        from .writers import STREAMED_KINDS, output_kind
 
-        output_kind(output)
+        kind = output_kind(output)
+        streamed = reduction == "none" and kind in STREAMED_KINDS
     request = ComputeRequest(
         input=input,
         target=target,
@@ -409,23 +411,42 @@ def compute(
             from .errors import UsageError
 
             raise UsageError(f"{name} must be at least 1, got {value}")
+    stdin = _read_stdin_if_needed(input, target)
+
+    def check(result) -> None:
+        if strict and result.diagnostics:
+            from .errors import UsageError
+
+            raise UsageError(f"--strict: {result.diagnostics[0]}")
+
     with _progress(quiet) as progress:
-        result = run(
-            request,
-            _read_stdin_if_needed(input, target),
-            threads=threads,
-            chunk_rows=chunk_rows,
-            progress=progress,
-        )
+        options = {"threads": threads, "chunk_rows": chunk_rows, "progress": progress}
+        if streamed:
+            # Block by block into the file: memory stays bounded for large inputs.
+            from .writers import BlockWriter, report_writer, write_output
+
+            def write(f):
+                sink = BlockWriter(kind, f)
+                result = run(request, stdin, sink=sink, **options)
+                check(result)  # before the file replaces an existing one
+                if result.loss is None:
+                    sink.close()
+                else:
+                    report_writer(kind, compute_report(result))(f)
+                return result
+
+            result = write_output(output, write)
+        else:
+            result = run(request, stdin, **options)
     for text in result.warnings:
         Messages.warn(text)
-    if strict and result.diagnostics:
-        from .errors import UsageError
-
-        raise UsageError(f"--strict: {result.diagnostics[0]}")
+    check(result)
     for text in result.diagnostics:
         Messages.warn(text)
-    _emit(compute_report(result), format, output, no_color)
+    if streamed:
+        Messages.note(f"wrote {output}")
+    else:
+        _emit(compute_report(result), format, output, no_color)
     if fail_above is not None:
         value = result.gate_value
         what = "largest row" if per_row else "loss"

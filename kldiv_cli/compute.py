@@ -64,10 +64,15 @@ class ComputeResult:
     top: list[tuple[int, float]] = field(default_factory=list)
     diagnostics: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: With ``reduction="none"`` streamed into a sink, ``loss`` is None and this is
+    #: the largest value written (NaN if any was NaN).
+    streamed_max: float | None = None
 
     @property
     def gate_value(self) -> float:
         """What ``--fail-above`` compares: the loss, or the largest row with ``--per-row``."""
+        if self.loss is None:
+            return self.streamed_max
         values = self.per_row if self.per_row is not None else np.asarray(self.loss)
         values = np.asarray(values, dtype=np.float64)
         if values.size == 0:
@@ -141,14 +146,17 @@ def compute(
     threads: int | None = None,
     chunk_rows: int | None = None,
     progress=None,
+    sink=None,
 ) -> ComputeResult:
     """Run the job. Large inputs stream block by block when the data allows it.
 
     ``progress``, if given, is called with the number of input rows done so far
-    and the total.
+    and the total. ``sink``, if given, lets ``reduction="none"`` stream too: when the
+    data is read block by block, each block of the pointwise loss goes to
+    ``sink.write(block, full_shape)`` and the result's ``loss`` is None.
     """
     source_x, source_t = open_sources(request, stdin)
-    stream = _stream_shape(request, source_x, source_t)
+    stream = _stream_shape(request, source_x, source_t, sink is not None)
     groups = _column_groups(request, source_x, source_t, stream is not None)
     if groups is not None:
         return _compute_columnar(request, source_x, source_t, groups, threads, progress)
@@ -175,7 +183,15 @@ def compute(
             return _converted(request, pairs, source_t.label)
 
     return _reduce_blocks(
-        request, source_x, source_t, blocks, input_shape, rows_total, threads, progress
+        request,
+        source_x,
+        source_t,
+        blocks,
+        input_shape,
+        rows_total,
+        threads,
+        progress,
+        sink if stream is not None else None,
     )
 
 
@@ -280,13 +296,18 @@ def _compute_columnar(
     return _result(request, sx, st, loss, None, dtype, (rows, width), diagnostics, caught)
 
 
-def _stream_shape(request: ComputeRequest, sx: Source, st: Source) -> tuple[int, int] | None:
+def _stream_shape(
+    request: ComputeRequest, sx: Source, st: Source, sink: bool = False
+) -> tuple[int, int] | None:
     """(rows, width) when both sides can be read block by block, else None.
 
     Rows may be -1 (unknown until read: a streamed CSV); _zip_blocks checks that
-    both sides hold the same number of rows.
+    both sides hold the same number of rows. ``reduction="none"`` streams only into a
+    sink, and only when the rows are known (a .npy header needs them first).
     """
-    if request.reduction == "none" or not (sx.streamable and st.streamable):
+    if request.reduction == "none" and not (sink and -1 not in (sx.shape[0], st.shape[0])):
+        return None
+    if not (sx.streamable and st.streamable):
         return None
     if not (sx.should_stream() or st.should_stream()):
         return None
@@ -405,7 +426,7 @@ def _zip_blocks(sx: Source, st: Source, rows: int):
 
 
 def _reduce_blocks(
-    request, sx, st, blocks, input_shape, rows_total, threads, progress
+    request, sx, st, blocks, input_shape, rows_total, threads, progress, sink=None
 ) -> ComputeResult:
     from .core import finish_reduction
     from .engine import Accumulator
@@ -418,6 +439,8 @@ def _reduce_blocks(
     dtype = None
     count = 0
     done = 0
+    streamed_max = None  # reduction "none" into a sink: the largest value written
+    finite = True
     for x, t in blocks():
         try:
             shape = broadcast_shape(x.shape, t.shape)
@@ -432,8 +455,13 @@ def _reduce_blocks(
         terms = pointwise(x, t, request.log_target, dtype) if want_rows or base == "none" else None
         if want_rows:
             row_values.append(_row_sums(terms, dtype))
-        if base == "none":
+        if base == "none" and sink is None:
             loss = terms
+        elif base == "none":
+            terms = _scaled(terms, request, dtype)
+            sink.write(terms, (rows_total, *shape[1:]))
+            finite = finite and bool(np.isfinite(terms).all())
+            streamed_max = _running_max(streamed_max, terms)
         else:
             accumulator.add(x, t, dtype)
         count += int(np.prod(shape))
@@ -448,7 +476,7 @@ def _reduce_blocks(
     if base != "none":
         batch = input_shape[0] if per_batch and len(input_shape) else None
         loss = finish_reduction(accumulator.total(), count, base, batch, dtype)
-    if not np.isfinite(loss).all() or (
+    if not (finite if loss is None else np.isfinite(loss).all()) or (
         row_values and not np.isfinite(np.concatenate(row_values)).all()
     ):
         # A second pass, only now: what made the NaN or inf.
@@ -457,7 +485,20 @@ def _reduce_blocks(
     per_row = np.concatenate(row_values) if row_values else None
     if len(shape) and len(input_shape) == len(shape):
         shape = (input_shape[0], *shape[1:])
-    return _result(request, sx, st, loss, per_row, dtype, tuple(shape), diagnostics, caught)
+    result = _result(request, sx, st, loss, per_row, dtype, tuple(shape), diagnostics, caught)
+    if loss is None:
+        result.streamed_max = 0.0 if streamed_max is None else streamed_max
+    return result
+
+
+def _running_max(so_far: float | None, values: np.ndarray) -> float | None:
+    """The largest value seen, NaN as soon as one value is NaN (as ``max`` of it all)."""
+    if not values.size:
+        return so_far
+    top = float(values.max())
+    if so_far is None or math.isnan(top):
+        return top
+    return so_far if math.isnan(so_far) else max(so_far, top)
 
 
 def _start(request: ComputeRequest):
@@ -478,10 +519,9 @@ def _start(request: ComputeRequest):
 
 def _result(request, sx, st, loss, per_row, dtype, shape, diagnostics, caught) -> ComputeResult:
     """The T^2 factor, the top rows, and everything the report needs."""
-    scale = request.temperature**2 if request.t2_scale else 1.0
-    if scale != 1.0:
-        loss = (np.asarray(loss) * dtype.type(scale)).astype(dtype)[()]
-        per_row = None if per_row is None else (per_row * dtype.type(scale)).astype(dtype)
+    if loss is not None:
+        loss = _scaled(np.asarray(loss), request, dtype)[()]
+    per_row = None if per_row is None else _scaled(per_row, request, dtype)
     top: list[tuple[int, float]] = []
     if request.top and per_row is not None:
         order = np.argsort(-np.nan_to_num(per_row.astype(np.float64), nan=np.inf), kind="stable")
@@ -498,6 +538,14 @@ def _result(request, sx, st, loss, per_row, dtype, shape, diagnostics, caught) -
         diagnostics=diagnostics.messages(),
         warnings=[str(w.message) for w in caught],
     )
+
+
+def _scaled(values: np.ndarray, request: ComputeRequest, dtype: np.dtype) -> np.ndarray:
+    """``values`` times T^2 when ``--t2-scale`` asks for it (rounded to ``dtype``)."""
+    scale = request.temperature**2 if request.t2_scale else 1.0
+    if scale == 1.0:
+        return values
+    return (values * dtype.type(scale)).astype(dtype)
 
 
 def _row_sums(terms: np.ndarray, dtype: np.dtype) -> np.ndarray:

@@ -8,10 +8,12 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from .errors import OutputError
-from .render import Report, render_text
+from .render import Report, render_text, to_csv
+
+T = TypeVar("T")
 
 OUTPUT_EXTENSIONS = {
     ".npy": "npy",
@@ -47,18 +49,19 @@ def check_destination(path: str) -> None:
         raise OutputError(f"{path}: folder {parent} is not writable")
 
 
-def atomic_write(path: str, write: Callable[[BinaryIO], None]) -> None:
+def atomic_write(path: str, write: Callable[[BinaryIO], T]) -> T:
     parent = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            write(f)
+            result = write(f)
             f.flush()
             os.fsync(f.fileno())
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
+        return result
     except BaseException:
         try:
             os.unlink(tmp)
@@ -67,8 +70,50 @@ def atomic_write(path: str, write: Callable[[BinaryIO], None]) -> None:
         raise
 
 
-def write_report(path: str, report: Report) -> None:
-    kind = output_kind(path)
+#: Output files that :class:`BlockWriter` fills block by block.
+STREAMED_KINDS = ("npy", "csv", "parquet")
+
+
+class BlockWriter:
+    """An array written to an open file block of rows by block (``reduction="none"``
+    streamed), in the layout :func:`write_report` gives the whole array: the same .npy
+    and .csv bytes, the same Parquet columns (one row group per block)."""
+
+    def __init__(self, kind: str, f: BinaryIO) -> None:
+        self.kind, self.f = kind, f
+        self.started = False
+        self._parquet = None
+
+    def write(self, block, shape: tuple[int, ...]) -> None:
+        import numpy as np
+
+        flat = block.reshape(-1, shape[-1]) if len(shape) > 1 else block.reshape(-1, 1)
+        columns = [f"c{j}" for j in range(flat.shape[1])]
+        if self.kind == "npy":
+            if not self.started:
+                header = np.lib.format.header_data_from_array_1_0(block)
+                header["shape"] = tuple(shape)
+                np.lib.format.write_array_header_1_0(self.f, header)
+            self.f.write(np.ascontiguousarray(block).tobytes())
+        elif self.kind == "csv":
+            self.f.write(to_csv(columns, flat, header=not self.started).encode())
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.table({name: flat[:, j] for j, name in enumerate(columns)})
+            if self._parquet is None:
+                self._parquet = pq.ParquetWriter(self.f, table.schema)
+            self._parquet.write_table(table)
+        self.started = True
+
+    def close(self) -> None:
+        if self._parquet is not None:
+            self._parquet.close()
+
+
+def report_writer(kind: str, report: Report) -> Callable[[BinaryIO], None]:
+    """How ``report`` goes into an open file of ``kind`` (see :func:`output_kind`)."""
     if kind == "npy":
         import numpy as np
 
@@ -92,7 +137,16 @@ def write_report(path: str, report: Report) -> None:
         def write(f: BinaryIO) -> None:
             f.write(text)
 
+    return write
+
+
+def write_output(path: str, write: Callable[[BinaryIO], T]) -> T:
+    """:func:`atomic_write`, with a failure to write reported as an :class:`OutputError`."""
     try:
-        atomic_write(path, write)
+        return atomic_write(path, write)
     except OSError as exc:
         raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
+
+
+def write_report(path: str, report: Report) -> None:
+    write_output(path, report_writer(output_kind(path), report))

@@ -335,3 +335,60 @@ def test_whole_tables_in_row_blocks_give_the_same_bits(tmp_path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert results[0].loss == pytest.approx(kl_div(x, t, "batchmean"), rel=1e-13)
+
+
+@pytest.mark.parametrize("suffix", ["npy", "csv", "parquet"])
+def test_reduction_none_streams_into_the_output_file(run_cli, tmp_path, suffix) -> None:
+    """-r none -o FILE with .npy inputs (read block by block): the file holds what the
+    whole computation writes, T^2 scaling included."""
+    x, t = data(257, 6, np.float32, seed=17)
+    np.save(xp := tmp_path / "x.npy", x)
+    np.save(tp := tmp_path / "t.npy", t)
+    out = tmp_path / f"out.{suffix}"
+    args = ("compute", xp, tp, "-r", "none", "-T", "2", "--t2-scale", "--chunk-rows", "10")
+    r = run_cli(*args, "-o", out)
+    assert r.exit_code == 0, r.stderr
+    assert f"wrote {out}" in r.stderr
+    expected = (kl_div(x, t, "none") * np.float32(4)).astype(np.float32)
+    if suffix == "npy":
+        got = np.load(out)
+        assert got.dtype == np.float32 and got.shape == (257, 6)
+        np.testing.assert_array_equal(got, expected)
+    elif suffix == "csv":
+        whole = run_cli(*args, "-f", "csv")
+        assert out.read_text() == whole.stdout
+    else:
+        table = pq.read_table(out)
+        assert table.column_names == [f"c{j}" for j in range(6)]
+        np.testing.assert_array_equal(
+            np.column_stack([c.to_numpy() for c in table.columns]), expected
+        )
+
+
+def test_reduction_none_streamed_failures_keep_the_old_file(run_cli, tmp_path, monkeypatch):
+    """A bad row found midway, or --strict, or --fail-above: the streamed file never
+    replaces the old one on error, and the gate sees every value."""
+    from kldiv_cli import readers
+
+    monkeypatch.setattr(readers, "STREAM_ABOVE", 0)
+    x, t = data(300, 4, np.float64, seed=18)
+    xp = write_parquet(tmp_path / "x.parquet", x, 100)
+    columns = {f"c{j}": pa.array(t[:, j], mask=np.arange(300) == 250) for j in range(4)}
+    pq.write_table(pa.table(columns), tp := tmp_path / "t.parquet", row_group_size=100)
+    (out := tmp_path / "out.npy").write_bytes(b"old")
+    r = run_cli("compute", xp, tp, "-r", "none", "--chunk-rows", "50", "-o", out)
+    assert r.exit_code == 2 and "row 250 is missing a value" in r.stderr
+    assert out.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.npy", "t.parquet", "x.parquet"]
+
+    t2 = t * 2  # rows sum to 2: a diagnostic
+    tp2 = write_parquet(tmp_path / "t2.parquet", t2, 100)
+    r = run_cli("compute", xp, tp2, "-r", "none", "--strict", "-o", out)
+    assert r.exit_code == 2 and "--strict" in r.stderr and out.read_bytes() == b"old"
+
+    top = float(kl_div(x, t2, "none").max())
+    r = run_cli("compute", xp, tp2, "-r", "none", "-o", out, "--fail-above", str(top * 0.99))
+    assert r.exit_code == 1 and "check failed" in r.stderr
+    np.testing.assert_array_equal(np.load(out), kl_div(x, t2, "none"))
+    r = run_cli("compute", xp, tp2, "-r", "none", "-o", out, "--fail-above", str(top * 1.01))
+    assert r.exit_code == 0, r.stderr
