@@ -399,6 +399,8 @@ def _open_npz(label: str, path: str | None, data: bytes | None, fmt: str, option
         zf = zipfile.ZipFile(path if path is not None else io.BytesIO(data))
     except zipfile.BadZipFile:
         raise InputError(label, "is not a valid .npz file (not a zip archive)") from None
+    except NotImplementedError as exc:  # a zip feature Python cannot read (version 6.4...)
+        raise InputError(label, f"is a .npz file Python cannot read ({exc})") from None
     with zf:
         members = {n[:-4]: n for n in zf.namelist() if n.endswith(".npy")}
         if not members:

@@ -118,3 +118,22 @@ def test_core_invariants_on_random_values(x, reduction, log_target) -> None:
         np.testing.assert_allclose(out, total, rtol=1e-12, equal_nan=True)
     elif reduction == "none":
         np.testing.assert_array_equal(out, pointwise)
+
+
+def test_npz_of_a_zip_version_python_cannot_read(run_cli, good_input, tmp_path) -> None:
+    """Found by the fuzzer above: a central directory asking for zip version 6.4 made
+    zipfile raise NotImplementedError while opening the archive."""
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, t=X)
+    data = bytearray(buf.getvalue())
+    central = data.index(b"PK\x01\x02")
+    data[central + 6 : central + 8] = (64).to_bytes(2, "little")  # version needed: 6.4
+    (path := tmp_path / "t.npz").write_bytes(bytes(data))
+    r = run_cli("compute", good_input, path, "-r", "sum", "-q")
+    assert r.exit_code == 2 and r.stdout == ""
+    assert (
+        r.stderr
+        == f"kldiv: error: {path}: is a .npz file Python cannot read (zip file version 6.4)\n"
+    )
