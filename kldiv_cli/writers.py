@@ -92,7 +92,8 @@ class BlockWriter:
         if self.kind == "npy":
             if not self.started:
                 header = np.lib.format.header_data_from_array_1_0(block)
-                header["shape"] = tuple(shape)
+                # Blocks go in row after row, whatever their own memory order.
+                header.update(shape=tuple(shape), fortran_order=False)
                 np.lib.format.write_array_header_1_0(self.f, header)
             self.f.write(np.ascontiguousarray(block).tobytes())
         elif self.kind == "csv":

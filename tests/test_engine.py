@@ -392,3 +392,17 @@ def test_reduction_none_streamed_failures_keep_the_old_file(run_cli, tmp_path, m
     np.testing.assert_array_equal(np.load(out), kl_div(x, t2, "none"))
     r = run_cli("compute", xp, tp2, "-r", "none", "-o", out, "--fail-above", str(top * 1.01))
     assert r.exit_code == 0, r.stderr
+
+
+def test_block_writer_puts_column_major_blocks_in_row_order(tmp_path) -> None:
+    import io
+
+    from kldiv_cli.writers import BlockWriter
+
+    whole = np.arange(24, dtype=np.float32).reshape(6, 4)
+    f = io.BytesIO()
+    writer = BlockWriter("npy", f)
+    for start in (0, 4):
+        writer.write(np.asfortranarray(whole[start : start + 4]), whole.shape)
+    writer.close()
+    np.testing.assert_array_equal(np.load(io.BytesIO(f.getvalue())), whole)
