@@ -170,12 +170,12 @@ def compute(
                 return iter([(x, t)])
             # Blocks of rows (views): torch's pointwise terms for --per-row and the
             # diagnostics then need block-sized temporaries, not ten times the data.
-            rows = chunk_rows or max(1, BLOCK_ELEMENTS // max(math.prod(x.shape[1:]), 1))
+            rows = _block_rows(chunk_rows, math.prod(x.shape[1:]))
             return ((x[i : i + rows], t[i : i + rows]) for i in range(0, len(x), rows))
 
     else:
         rows_total, width = stream
-        rows = chunk_rows or max(1, BLOCK_ELEMENTS // max(width, 1))
+        rows = _block_rows(chunk_rows, width)
         input_shape = tuple(source_x.shape)  # rows are -1 until counted (streamed CSV)
 
         def blocks():
@@ -193,6 +193,11 @@ def compute(
         progress,
         sink if stream is not None else None,
     )
+
+
+def _block_rows(chunk_rows: int | None, width: int) -> int:
+    """Rows per block: ``--chunk-rows``, or about BLOCK_ELEMENTS elements."""
+    return chunk_rows or max(1, BLOCK_ELEMENTS // max(width, 1))
 
 
 #: Bytes per column group read from a Parquet row group, each side: memory stays
@@ -496,9 +501,7 @@ def _running_max(so_far: float | None, values: np.ndarray) -> float | None:
     if not values.size:
         return so_far
     top = float(values.max())
-    if so_far is None or math.isnan(top):
-        return top
-    return so_far if math.isnan(so_far) else max(so_far, top)
+    return top if so_far is None else float(np.maximum(so_far, top))  # NaN wins
 
 
 def _start(request: ComputeRequest):

@@ -52,6 +52,12 @@ class Report:
         return list(zip(*self.table.values()))
 
 
+def as_rows(values):
+    """An array as a 2-D table: its last axis across, everything else down (a 1-D
+    array is one column). The one layout of arrays in every output format."""
+    return values.reshape(-1, values.shape[-1]) if values.ndim > 1 else values.reshape(-1, 1)
+
+
 def resolve_format(fmt: str, is_terminal: bool) -> str:
     """``auto`` is a table for people (a terminal) and ``plain`` for pipes."""
     if fmt not in OUTPUT_FORMATS:

@@ -8,15 +8,14 @@ import numpy as np
 
 from ._version import __version__
 from .compute import ComputeResult
-from .render import Report, format_number
+from .render import Report, as_rows, format_number
 
 
 def _array_lines(values: np.ndarray) -> list[str]:
     """Arrays as CSV rows: one row per line, the last axis across."""
     if values.ndim == 0:
         return [format_number(values[()])]
-    rows = values.reshape(-1, values.shape[-1]) if values.ndim > 1 else values.reshape(-1, 1)
-    return [",".join(format_number(v) for v in row) for row in rows]
+    return [",".join(format_number(v) for v in row) for row in as_rows(values)]
 
 
 def compute_report(result: ComputeResult) -> Report:
@@ -56,7 +55,7 @@ def compute_report(result: ComputeResult) -> Report:
         title = "KL(target || input) per row"
     elif np.ndim(loss):
         values = np.asarray(loss)
-        flat = values.reshape(-1, values.shape[-1]) if values.ndim > 1 else values.reshape(-1, 1)
+        flat = as_rows(values)
         table = {f"c{j}": flat[:, j] for j in range(flat.shape[1])}
         plain = partial(_array_lines, values)
         array = values

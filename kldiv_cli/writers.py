@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import BinaryIO, TypeVar
 
 from .errors import OutputError
-from .render import Report, render_text, to_csv
+from .render import Report, as_rows, render_text, to_csv
 
 T = TypeVar("T")
 
@@ -87,7 +87,7 @@ class BlockWriter:
     def write(self, block, shape: tuple[int, ...]) -> None:
         import numpy as np
 
-        flat = block.reshape(-1, shape[-1]) if len(shape) > 1 else block.reshape(-1, 1)
+        flat = as_rows(block)
         columns = [f"c{j}" for j in range(flat.shape[1])]
         if self.kind == "npy":
             if not self.started:
