@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from .core import KLDivLoss, kl_div, kl_div_grad
-    from .transforms import log_softmax, softmax
+    from .core import KLDivLoss, kl_div, kl_div_grad, log_softmax, softmax
 
 __all__ = ["KLDivLoss", "__version__", "kl_div", "kl_div_grad", "log_softmax", "softmax"]
 
@@ -20,8 +19,8 @@ _LAZY = {
     "KLDivLoss": "core",
     "kl_div": "core",
     "kl_div_grad": "core",
-    "log_softmax": "transforms",
-    "softmax": "transforms",
+    "log_softmax": "core",
+    "softmax": "core",
 }
 
 

@@ -9,10 +9,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from kldiv_cli import engine, kl_div
-from kldiv_cli.compute import ComputeRequest, compute
+from kldiv_cli import kl_div
+from kldiv_cli.core import engine
+from kldiv_cli.jobs.compute import ComputeRequest, compute
 from kldiv_cli.core import pointwise
-from kldiv_cli.readers import ReadOptions
+from kldiv_cli.io.sources import ReadOptions
 
 
 def data(rows: int, cols: int, dtype, seed: int = 0, specials: bool = False):
@@ -132,7 +133,7 @@ def test_streamed_row_count_mismatch(tmp_path) -> None:
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_parquet_dataset_folder_and_glob(tmp_path, monkeypatch, stream) -> None:
-    from kldiv_cli import readers
+    from kldiv_cli.io import sources as readers
 
     if stream:
         monkeypatch.setattr(readers, "STREAM_ABOVE", 0)
@@ -156,7 +157,7 @@ def test_parquet_dataset_folder_and_glob(tmp_path, monkeypatch, stream) -> None:
 
 
 def test_streamed_csv(tmp_path, monkeypatch) -> None:
-    from kldiv_cli import readers
+    from kldiv_cli.io import sources as readers
     from kldiv_cli.errors import InputError
 
     monkeypatch.setattr(readers, "STREAM_ABOVE", 0)
@@ -201,7 +202,7 @@ def test_parquet_row_groups_summed_column_by_column(tmp_path, monkeypatch, dtype
     """Matching row groups are read group by group, a few columns at a time: the loss
     is kl_div's, its bits do not depend on the threads, and the diagnostics see
     every group (rows off, the causes of a NaN, with global counts)."""
-    from kldiv_cli import compute as compute_module
+    from kldiv_cli.jobs import compute as compute_module
 
     x, t = data(1000, 9, dtype, seed=11)
     t[0] *= 2  # a row off in the first group
@@ -238,7 +239,7 @@ def test_parquet_row_groups_summed_column_by_column(tmp_path, monkeypatch, dtype
 @pytest.mark.parametrize("stream", [False, True])
 def test_parquet_row_groups_that_differ_still_line_up(tmp_path, monkeypatch, stream) -> None:
     """Read whole (small), or block by block of rows (large): never group by group."""
-    from kldiv_cli import readers
+    from kldiv_cli.io import sources as readers
 
     if stream:
         monkeypatch.setattr(readers, "STREAM_ABOVE", 0)
@@ -368,7 +369,7 @@ def test_reduction_none_streams_into_the_output_file(run_cli, tmp_path, suffix) 
 def test_reduction_none_streamed_failures_keep_the_old_file(run_cli, tmp_path, monkeypatch):
     """A bad row found midway, or --strict, or --fail-above: the streamed file never
     replaces the old one on error, and the gate sees every value."""
-    from kldiv_cli import readers
+    from kldiv_cli.io import sources as readers
 
     monkeypatch.setattr(readers, "STREAM_ABOVE", 0)
     x, t = data(300, 4, np.float64, seed=18)
@@ -397,7 +398,7 @@ def test_reduction_none_streamed_failures_keep_the_old_file(run_cli, tmp_path, m
 def test_block_writer_puts_column_major_blocks_in_row_order(tmp_path) -> None:
     import io
 
-    from kldiv_cli.writers import BlockWriter
+    from kldiv_cli.io.writers import BlockWriter
 
     whole = np.arange(24, dtype=np.float32).reshape(6, 4)
     f = io.BytesIO()

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .core import pointwise
+from .pointwise import pointwise
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor

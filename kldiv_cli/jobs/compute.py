@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .core import REDUCTIONS, broadcast_shape, pointwise, result_dtype
+from ..core import REDUCTIONS, broadcast_shape, pointwise, result_dtype
+from ..core.transforms import TRANSFORMS, apply_transform
+from ..errors import InputError, UsageError
+from ..io.sources import ReadOptions, Source, column_array, open_source
 from .diagnostics import Diagnostics
-from .errors import InputError, UsageError
-from .readers import ReadOptions, Source, column_array, open_source
-from .transforms import TRANSFORMS, apply_transform
 
 
 @dataclass(frozen=True)
@@ -238,7 +238,7 @@ def _column_groups(request: ComputeRequest, sx: Source, st: Source, streamed: bo
         return None
 
     def whole():
-        from .engine import default_threads
+        from ..core.engine import default_threads
 
         x_cols, t_cols = sx.read_columns(), st.read_columns()
         # As many columns at a time as threads: each column is summed on its own thread,
@@ -263,8 +263,8 @@ def _compute_columnar(
     The partial sums come per column, in the order of the groups, so the bits depend
     on the data and its layout in the files, never on the number of threads.
     """
-    from .core import finish_reduction
-    from .engine import column_partials, combine
+    from ..core import finish_reduction
+    from ..core.engine import column_partials, combine
 
     dtype = result_dtype(np.empty((1, 1), sx.dtype), np.empty((1, 1), st.dtype))
     rows, width = sx.shape
@@ -433,8 +433,8 @@ def _zip_blocks(sx: Source, st: Source, rows: int):
 def _reduce_blocks(
     request, sx, st, blocks, input_shape, rows_total, threads, progress, sink=None
 ) -> ComputeResult:
-    from .core import finish_reduction
-    from .engine import Accumulator
+    from ..core import finish_reduction
+    from ..core.engine import Accumulator
 
     diagnostics, base, per_batch, caught = _start(request)
     accumulator = Accumulator(request.log_target, threads)
@@ -507,7 +507,7 @@ def _running_max(so_far: float | None, values: np.ndarray) -> float | None:
 def _start(request: ComputeRequest):
     """What every way of computing begins with: the diagnostics for this request, and
     the reduction resolved as torch does (its warning kept for stderr)."""
-    from .core import resolve_reduction
+    from ..core import resolve_reduction
 
     diagnostics = Diagnostics(
         request.log_target,

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import InputError, UsageError
+from ..errors import InputError, UsageError
 
 FORMATS: tuple[str, ...] = ("npy", "npz", "csv", "tsv", "parquet", "arrow")
 EXTENSIONS = {

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .core import kl_div
+from ..core import kl_div
 
 MAX_CATEGORIES = 20
 MIN_ROWS = 10
@@ -415,7 +415,7 @@ def check(profile: Profile, current, options: DriftOptions, columns: list[str]) 
 def load_profile(path: str) -> Profile:
     import json
 
-    from .errors import InputError
+    from ..errors import InputError
 
     try:
         with open(path, encoding="utf-8") as f:
@@ -436,7 +436,7 @@ def load_thresholds(path: str) -> tuple[float | None, dict[str, float]]:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
         import tomli as tomllib
-    from .errors import InputError
+    from ..errors import InputError
 
     try:
         with open(path, "rb") as f:
@@ -459,8 +459,8 @@ def load_thresholds(path: str) -> tuple[float | None, dict[str, float]]:
 def shared_columns(
     reference_names: list[str], current_names: list[str], spec: str | None, label: str
 ) -> list[str]:
-    from .errors import UsageError
-    from .readers import select_columns
+    from ..errors import UsageError
+    from ..io.sources import select_columns
 
     shared = [n for n in reference_names if n in set(current_names)]
     if not shared:

@@ -61,7 +61,7 @@ def as_rows(values):
 def resolve_format(fmt: str, is_terminal: bool) -> str:
     """``auto`` is a table for people (a terminal) and ``plain`` for pipes."""
     if fmt not in OUTPUT_FORMATS:
-        from .errors import UsageError
+        from ..errors import UsageError
 
         raise UsageError(
             f"unknown output format {fmt!r}; choose one of {', '.join(OUTPUT_FORMATS)}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .readers import Source
+from ..io.sources import Source
 
 TOL = 1e-3
 

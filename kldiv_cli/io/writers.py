@@ -10,8 +10,8 @@ import tempfile
 from collections.abc import Callable
 from typing import BinaryIO, TypeVar
 
-from .errors import OutputError
-from .render import Report, as_rows, render_text, to_csv
+from ..errors import OutputError
+from ..render import Report, as_rows, render_text, to_csv
 
 T = TypeVar("T")
 

@@ -1,4 +1,5 @@
-"""Drift reports as files for CI: JUnit XML and a self-contained HTML page.
+"""Drift results as a report (table, plain, JSON...) and as files for CI: JUnit XML and a
+self-contained HTML page.
 
 The HTML page has no scripts, fonts or links to anything outside it: the
 histograms are inline SVG, the styles are inline CSS.
@@ -10,6 +11,8 @@ import html
 import math
 from typing import Any
 from xml.etree import ElementTree as ET
+
+from . import Report, format_number
 
 
 def _fmt(value: Any) -> str:
@@ -203,3 +206,52 @@ epsilon {_fmt(result["epsilon"])}</p></header>
 <div class="cards">{"".join(cards)}</div></main></body></html>
 """
     return page.encode()
+
+
+def drift_report(result: dict) -> Report:
+    columns = result["columns"]
+    verdict = "DRIFT" if result["drift"] else "no drift"
+    title = (
+        f"kldiv drift: {verdict} ({result['n_drifted']} of {result['n_columns']} columns, "
+        f"{result['metric']}, fail-on {result['fail_on']})"
+    )
+
+    def state(c: dict) -> str:
+        return "error" if c.get("error") else "drift" if c["drift"] else "ok"
+
+    def note(c: dict) -> str:
+        if c.get("error"):
+            return c["error"]
+        if c["drift"] and c.get("top_bins"):
+            b = c["top_bins"][0]
+            return f"most from {b['bin']}: {b['reference_share']:.1%} -> {b['current_share']:.1%}"
+        return c.get("warning", "")
+
+    table = {
+        "column": [c["name"] for c in columns],
+        "kind": [c["kind"] for c in columns],
+        "state": [state(c) for c in columns],
+        "value": [c.get("value") for c in columns],
+        "threshold": [c["threshold"] for c in columns],
+        "kl": [c.get("kl") for c in columns],
+        "kl_reverse": [c.get("kl_reverse") for c in columns],
+        "psi": [c.get("psi") for c in columns],
+        "js": [c.get("js") for c in columns],
+        "n_reference": [c.get("n_reference") for c in columns],
+        "n_current": [c.get("n_current") for c in columns],
+        "note": [note(c) for c in columns],
+    }
+    plain = [
+        f"{c['name']}\t{state(c)}\t{format_number(c.get('value')) if c.get('value') is not None else '-'}"
+        for c in columns
+    ]
+    notes = [f"{c['name']}: {c['warning']}" for c in columns if c.get("warning")]
+    return Report(
+        title=title,
+        document=result,
+        table=table,
+        plain=plain,
+        notes=notes,
+        digits=4,
+        terminal_columns=["column", "kind", "state", "value", "threshold", "psi", "note"],
+    )

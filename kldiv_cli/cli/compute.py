@@ -1,0 +1,260 @@
+"""``kldiv compute``: torch's kl_div on two files."""
+
+import sys
+from typing import Annotated
+
+import typer
+
+from ..errors import ExitCode
+from .app import app
+from .boundary import Messages, error_boundary
+from .options import (
+    DebugOpt,
+    DelimiterOpt,
+    FormatOpt,
+    MissingOpt,
+    NoColorOpt,
+    QuietOpt,
+    _emit,
+    _progress,
+    _read_stdin_if_needed,
+)
+
+
+@app.command(no_args_is_help=True)
+@error_boundary
+def compute(
+    input: Annotated[
+        str,
+        typer.Argument(
+            metavar="INPUT",
+            help="The model's log-probabilities log q (or logits/probabilities with --input-transform); '-' for stdin.",
+            show_default=False,
+        ),
+    ],
+    target: Annotated[
+        str,
+        typer.Argument(
+            metavar="TARGET",
+            help="The observed distribution p (log p with --log-target); '-' for stdin.",
+            show_default=False,
+        ),
+    ],
+    reduction: Annotated[
+        str,
+        typer.Option(
+            "--reduction",
+            "-r",
+            metavar="[mean|batchmean|sum|none]",
+            help="As torch: mean (default, divides by every element; warns), batchmean "
+            "(divides by the batch size: the KL per sample), sum, none (pointwise).",
+        ),
+    ] = "mean",
+    log_target: Annotated[bool, typer.Option("--log-target", help="TARGET holds log p.")] = False,
+    input_transform: Annotated[
+        str,
+        typer.Option(
+            "--input-transform",
+            metavar="[none|softmax|log-softmax|log|exp]",
+            help="Convert INPUT first, e.g. log-softmax for logits, log for probabilities.",
+        ),
+    ] = "none",
+    target_transform: Annotated[
+        str,
+        typer.Option(
+            "--target-transform",
+            metavar="[none|softmax|log-softmax|log|exp]",
+            help="Convert TARGET first, e.g. softmax for teacher logits.",
+        ),
+    ] = "none",
+    dim: Annotated[int, typer.Option("--dim", help="Axis of the (log-)softmax.")] = -1,
+    temperature: Annotated[
+        float,
+        typer.Option(
+            "--temperature", "-T", help="Divide logits by T before a (log-)softmax, on both sides."
+        ),
+    ] = 1.0,
+    t2_scale: Annotated[
+        bool,
+        typer.Option("--t2-scale", help="Multiply the loss by T^2 (the distillation convention)."),
+    ] = False,
+    per_row: Annotated[
+        bool, typer.Option("--per-row", help="One KL value per row (sum over the last axis).")
+    ] = False,
+    top: Annotated[
+        int | None,
+        typer.Option("--top", metavar="K", help="Show the K rows with the largest KL."),
+    ] = None,
+    target_labels: Annotated[
+        bool,
+        typer.Option(
+            "--target-labels",
+            help="TARGET holds integer class indices; one-hot them to INPUT's width.",
+        ),
+    ] = False,
+    input_format: Annotated[
+        str | None,
+        typer.Option(
+            "--input-format",
+            metavar="FMT",
+            help="npy, npz, csv, tsv, parquet or arrow (default: by extension).",
+        ),
+    ] = None,
+    target_format: Annotated[
+        str | None, typer.Option("--target-format", metavar="FMT", help="As --input-format.")
+    ] = None,
+    input_key: Annotated[
+        str | None, typer.Option("--input-key", help="Array name inside an INPUT .npz.")
+    ] = None,
+    target_key: Annotated[
+        str | None, typer.Option("--target-key", help="Array name inside a TARGET .npz.")
+    ] = None,
+    input_columns: Annotated[
+        str | None,
+        typer.Option(
+            "--input-columns",
+            metavar="COLS",
+            help="Comma-separated names, globs (s_*) or 0-based indices; default: all numeric columns.",
+        ),
+    ] = None,
+    target_columns: Annotated[
+        str | None, typer.Option("--target-columns", metavar="COLS", help="As --input-columns.")
+    ] = None,
+    delimiter: DelimiterOpt = None,
+    missing: MissingOpt = "error",
+    format: FormatOpt = "auto",
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="PATH",
+            help="Write the result to .npy, .csv, .json or .parquet ('-': stdout), atomically.",
+        ),
+    ] = None,
+    fail_above: Annotated[
+        float | None,
+        typer.Option(
+            "--fail-above",
+            metavar="X",
+            help="Exit 1 if the loss (the largest row with --per-row) is above X or NaN.",
+        ),
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Treat diagnostics (suspicious data) as errors.")
+    ] = False,
+    threads: Annotated[
+        int | None,
+        typer.Option("--threads", metavar="N", help="Threads for the sums (default: all cores)."),
+    ] = None,
+    chunk_rows: Annotated[
+        int | None,
+        typer.Option(
+            "--chunk-rows",
+            metavar="N",
+            help="Rows per streamed block (default: about 500k values).",
+        ),
+    ] = None,
+    quiet: QuietOpt = False,
+    no_color: NoColorOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Compute KL(TARGET || INPUT), exactly as torch.nn.functional.kl_div(INPUT, TARGET).
+
+    The argument order is torch's: INPUT (the model, log q) first, TARGET (the
+    data, p) second, although the maths writes KL(p || q) with the target first.
+
+    Examples:
+
+      kldiv compute student.npy teacher.npy -r batchmean
+
+      kldiv compute student_logits.npy teacher_logits.parquet --input-transform log-softmax
+      --target-transform softmax -T 2 --t2-scale -r batchmean
+
+      kldiv compute pred.csv labels.csv --target-labels --per-row --top 5
+
+      kldiv compute a.npy b.npy -r batchmean --fail-above 0.05 -q
+    """
+    from ..io.sources import ReadOptions
+    from ..jobs.compute import ComputeRequest
+    from ..jobs.compute import compute as run
+    from ..render import resolve_format
+    from ..render.reports import compute_report
+
+    resolve_format(format, False)
+    streamed = False  # reduction "none" written to the file block by block
+    if output and output != "-":
+        from ..io.writers import STREAMED_KINDS, output_kind
+
+        kind = output_kind(output)
+        streamed = reduction == "none" and kind in STREAMED_KINDS
+    request = ComputeRequest(
+        input=input,
+        target=target,
+        input_options=ReadOptions(input_format, input_key, input_columns, delimiter, missing),
+        target_options=ReadOptions(target_format, target_key, target_columns, delimiter, missing),
+        reduction=reduction,
+        log_target=log_target,
+        input_transform=input_transform,
+        target_transform=target_transform,
+        dim=dim,
+        temperature=temperature,
+        t2_scale=t2_scale,
+        per_row=per_row,
+        top=top,
+        target_labels=target_labels,
+    )
+    request.validate()
+    for name, value in (("--threads", threads), ("--chunk-rows", chunk_rows)):
+        if value is not None and value < 1:
+            from ..errors import UsageError
+
+            raise UsageError(f"{name} must be at least 1, got {value}")
+    stdin = _read_stdin_if_needed(input, target)
+
+    def check(result) -> None:
+        if strict and result.diagnostics:
+            from ..errors import UsageError
+
+            raise UsageError(f"--strict: {result.diagnostics[0]}")
+
+    with _progress(quiet) as progress:
+        options = {"threads": threads, "chunk_rows": chunk_rows, "progress": progress}
+        if streamed:
+            # Block by block into the file: memory stays bounded for large inputs.
+            from ..io.writers import BlockWriter, report_writer, write_output
+
+            def write(f):
+                sink = BlockWriter(kind, f)
+                result = run(request, stdin, sink=sink, **options)
+                check(result)  # before the file replaces an existing one
+                if result.loss is None:
+                    sink.close()
+                else:
+                    report_writer(kind, compute_report(result))(f)
+                return result
+
+            result = write_output(output, write)
+        else:
+            result = run(request, stdin, **options)
+    for text in result.warnings:
+        Messages.warn(text)
+    check(result)
+    for text in result.diagnostics:
+        Messages.warn(text)
+    if streamed:
+        Messages.note(f"wrote {output}")
+    else:
+        _emit(compute_report(result), format, output, no_color)
+    if fail_above is not None:
+        value = result.gate_value
+        what = "largest row" if per_row else "loss"
+        if not value <= fail_above:
+            # Not an error, but never silenced: it is why the exit code is 1.
+            verdict = (
+                f"is NaN (--fail-above {fail_above:g})"
+                if value != value
+                else f"{value:.6g} is above --fail-above {fail_above:g}"
+            )
+            sys.stderr.write(f"kldiv: check failed: {what} {verdict}\n")
+            raise typer.Exit(ExitCode.CHECK_FAILED)

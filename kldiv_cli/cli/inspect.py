@@ -1,0 +1,61 @@
+"""``kldiv inspect``: what a data file holds, and the flags to use with it."""
+
+from typing import Annotated
+
+import typer
+
+from .app import app
+from .boundary import error_boundary
+from .options import (
+    DebugOpt,
+    DelimiterOpt,
+    FormatOpt,
+    MissingOpt,
+    NoColorOpt,
+    QuietOpt,
+    _emit,
+    _read_stdin_if_needed,
+)
+
+
+@app.command(no_args_is_help=True)
+@error_boundary
+def inspect(
+    file: Annotated[
+        str, typer.Argument(metavar="FILE", help="A data file ('-' for stdin).", show_default=False)
+    ],
+    file_format: Annotated[
+        str | None,
+        typer.Option("--file-format", metavar="FMT", help="npy, npz, csv, tsv, parquet or arrow."),
+    ] = None,
+    key: Annotated[str | None, typer.Option("--key", help="Array name inside a .npz.")] = None,
+    columns: Annotated[
+        str | None,
+        typer.Option("--columns", metavar="COLS", help="Names, globs or 0-based indices."),
+    ] = None,
+    delimiter: DelimiterOpt = None,
+    missing: MissingOpt = "error",
+    format: FormatOpt = "auto",
+    quiet: QuietOpt = False,
+    no_color: NoColorOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Describe a data file: shape, dtype, NaN/inf counts, range, row sums, and what it
+    looks like (probabilities, log-probabilities, logits, labels), with the flags to use.
+
+    Example:
+
+      kldiv inspect sample_data/teacher_logits.npy
+    """
+    from ..io.sources import ReadOptions, open_source
+    from ..jobs.inspect import inspect_source
+    from ..render import resolve_format
+    from ..render.reports import inspect_report
+
+    resolve_format(format, False)
+    source = open_source(
+        file,
+        ReadOptions(file_format, key, columns, delimiter, missing),
+        _read_stdin_if_needed(file),
+    )
+    _emit(inspect_report(inspect_source(source)), format, None, no_color)

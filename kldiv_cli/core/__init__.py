@@ -1,0 +1,28 @@
+"""The numeric core: torch's KL-divergence loss, its exact sums and the softmax family.
+
+No I/O and no printing here. Layers, lowest first: :mod:`.pointwise` (one term,
+torch's dtypes and broadcasting), :mod:`.engine` (fixed-chunk float64 partial sums
+and their exact combine), :mod:`.kl` (reductions, gradients, ``KLDivLoss``),
+:mod:`.transforms` (softmax, log-softmax).
+"""
+
+from .kl import REDUCTIONS, KLDivLoss, finish_reduction, kl_div, kl_div_grad, resolve_reduction
+from .pointwise import DTypeError, broadcast_shape, pointwise, result_dtype
+from .transforms import TRANSFORMS, apply_transform, log_softmax, softmax
+
+__all__ = [
+    "REDUCTIONS",
+    "TRANSFORMS",
+    "DTypeError",
+    "KLDivLoss",
+    "apply_transform",
+    "broadcast_shape",
+    "finish_reduction",
+    "kl_div",
+    "kl_div_grad",
+    "log_softmax",
+    "pointwise",
+    "resolve_reduction",
+    "result_dtype",
+    "softmax",
+]
