@@ -80,6 +80,11 @@ class Source:
     row_groups: tuple[int, ...] | None = None
     _groups: object = field(default=None, repr=False)
 
+    @property
+    def columnar(self) -> bool:
+        """Whether :meth:`read_columns` can give the whole table as numeric columns."""
+        return self._columns is not None
+
     def read_columns(self) -> list | None:
         return self._columns() if self._columns is not None else None
 

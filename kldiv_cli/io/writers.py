@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import BinaryIO, TypeVar
 
 from ..errors import OutputError
@@ -35,6 +35,39 @@ def output_kind(path: str) -> str:
         raise OutputError(f"{path}: unknown output type; name it .npy, .csv, .json or .parquet")
     check_destination(path)
     return kind
+
+
+def check_outputs(outputs: Sequence[str | None], inputs: Sequence[str]) -> None:
+    """Refuse, before any work, a run whose outputs could destroy its inputs or each other.
+
+    ``outputs`` are every file the run will write (None and ``-`` are skipped);
+    ``inputs`` every path it reads. An output that is the same file as an input
+    (compared by device and inode, so symlinks and hard links count) or named twice is
+    a usage error; each output must also pass :func:`check_destination`.
+    """
+    seen: list[tuple[int, int] | str] = []
+    ids = {}
+    for path in inputs:
+        if path and path != "-":
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            ids[(st.st_dev, st.st_ino)] = path
+    for path in outputs:
+        if not path or path == "-":
+            continue
+        check_destination(path)
+        try:
+            st = os.stat(path)
+            key: tuple[int, int] | str = (st.st_dev, st.st_ino)
+        except OSError:
+            key = os.path.abspath(path)
+        if key in ids:
+            raise OutputError(f"{path}: is also an input of this command; write somewhere else")
+        if key in seen:
+            raise OutputError(f"{path}: is named as two outputs; give each output its own file")
+        seen.append(key)
 
 
 def check_destination(path: str) -> None:

@@ -234,7 +234,7 @@ def _column_groups(request: ComputeRequest, sx: Source, st: Source, streamed: bo
                 del x_cols, t_cols
 
         return pairs
-    if streamed or sx._columns is None or st._columns is None:
+    if streamed or not (sx.columnar and st.columnar):
         return None
 
     def whole():
