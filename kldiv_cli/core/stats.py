@@ -1,0 +1,117 @@
+"""Distribution summaries of per-row values: mean ± standard error and percentiles.
+
+The names and formulas are llama.cpp's (``llama-perplexity --kl-divergence``), so
+numbers can be checked against it; the sums are exact (``math.fsum``), so the
+summary of float64 values is their float64 statistic, rounded once or twice.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .engine import combine
+
+__all__ = ["PERCENTILES", "mean_stderr", "percentiles", "proportion", "summary"]
+
+#: Summary keys and the fraction each percentile sits at, in the order they are reported.
+PERCENTILES: tuple[tuple[str, float], ...] = (
+    ("min", 0.0),
+    ("p0.1", 0.001),
+    ("p1", 0.01),
+    ("p5", 0.05),
+    ("p10", 0.1),
+    ("median", 0.5),
+    ("p90", 0.9),
+    ("p95", 0.95),
+    ("p99", 0.99),
+    ("p99.9", 0.999),
+    ("max", 1.0),
+)
+
+
+def _as_values(values: np.ndarray) -> np.ndarray:
+    a = np.asarray(values)
+    if a.dtype.kind not in "fiub":
+        raise TypeError(f"summary: expected a real numeric array, got dtype {a.dtype}")
+    return a.astype(np.float64, copy=False).reshape(-1)
+
+
+def mean_stderr(values: np.ndarray) -> tuple[float, float]:
+    r"""Mean and its standard error, ``sqrt((E[x²] − E[x]²)/(N − 1))``.
+
+    The variance ``E[x²] − E[x]²`` is evaluated as ``E[(x−m)²] − (E[x−m])²``
+    about the float64 mean ``m`` (the same quantity, without the cancellation of
+    the textbook form); both sums are exact.
+
+    Edge cases
+    ----------
+    * ``N = 0``: both NaN. ``N = 1``: the mean, and a NaN standard error.
+    * A NaN value makes both NaN; an infinite value gives an infinite mean and a
+      NaN standard error.
+    * A variance that rounds below zero is reported as 0.
+    """
+    a = _as_values(values)
+    n = a.size
+    if n == 0:
+        return math.nan, math.nan
+    mean = combine(a) / n
+    if n == 1 or not math.isfinite(mean):
+        return mean, math.nan
+    d = a - mean
+    var = combine(d * d) / n - (combine(d) / n) ** 2
+    return mean, math.sqrt(max(var, 0.0) / (n - 1))
+
+
+def percentiles(values: np.ndarray, fractions: tuple[float, ...]) -> list[float]:
+    """Percentiles by linear interpolation at ``frac·(N−1)`` (NumPy's default method).
+
+    Empty input gives NaN for each fraction; NaN values make every percentile NaN.
+    """
+    a = _as_values(values)
+    if a.size == 0:
+        return [math.nan] * len(fractions)
+    if np.isnan(a).any():
+        return [math.nan] * len(fractions)
+    return [float(v) for v in np.quantile(a, fractions)]
+
+
+def summary(values: np.ndarray, extra: tuple[tuple[str, float], ...] = ()) -> dict[str, float]:
+    """``mean, stderr, min, p0.1, p1, p5, p10, median, p90, p95, p99, p99.9, max`` of ``values``.
+
+    Parameters
+    ----------
+    values
+        Any real array; flattened and widened to float64.
+    extra
+        More ``(name, fraction)`` percentiles, e.g. ``(("p25", 0.25),)``, merged
+        into the result in order of their fraction.
+
+    Returns
+    -------
+    dict
+        ``mean`` and ``stderr`` as in :func:`mean_stderr`, the percentiles as in
+        :func:`percentiles` (``min`` and ``max`` are the 0 and 1 fractions). Every
+        value is a Python float; NaN where ``values`` is empty.
+    """
+    mean, stderr = mean_stderr(values)
+    points = sorted(PERCENTILES + tuple(extra), key=lambda kv: kv[1])
+    out: dict[str, float] = {"mean": mean, "stderr": stderr}
+    out.update(zip((k for k, _ in points), percentiles(values, tuple(f for _, f in points))))
+    return out
+
+
+def proportion(p_hat: float, n: int) -> tuple[float, float]:
+    """A proportion and its standard error ``sqrt(p(1−p)/(N−1))``.
+
+    ``n < 2`` gives a NaN standard error (``n = 0``: the proportion is NaN too).
+    """
+    if n < 0:
+        raise ValueError(f"proportion: n must be >= 0, got {n}")
+    if n == 0:
+        return math.nan, math.nan
+    p = float(p_hat)
+    if n == 1:
+        return p, math.nan
+    return p, math.sqrt(max(p * (1.0 - p), 0.0) / (n - 1))
