@@ -1,17 +1,29 @@
-"""Output files, written atomically: a temporary file in the same folder, fsync,
-then ``os.replace``. On any failure (Ctrl-C included) the temporary file is
-removed and an existing file keeps its old content.
+"""Output files that never lose data.
+
+Every output is written atomically: a temporary file in the destination's folder,
+fsync, then ``os.replace``. On any failure (Ctrl-C, SIGTERM and SIGHUP included) the
+temporary files are removed and existing files keep their old content. Before any
+work, :func:`check_outputs` refuses a run whose outputs would replace one of its
+inputs or each other; :func:`write_all` writes several outputs so that either all
+of them are replaced or none is.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import signal
+import stat
 import tempfile
-from collections.abc import Callable, Sequence
-from typing import BinaryIO, TypeVar
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from types import FrameType
+from typing import Any, BinaryIO, TypeVar
 
-from ..errors import OutputError
+from ..errors import OutputError, UsageError
 from ..render import Report, as_rows, render_text, to_csv
+from ..text import clean
 
 T = TypeVar("T")
 
@@ -23,84 +35,310 @@ OUTPUT_EXTENSIONS = {
     ".pq": "parquet",
 }
 
+#: Signals that remove the temporary files before the process dies of them.
+CLEANUP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+#: Room the temporary name needs beside the file's own name: ``.`` NAME ``.`` 8 random
+#: characters ``.tmp``.
+_TEMP_EXTRA = len("..") + 8 + len(".tmp")
 
-def output_kind(path: str) -> str:
-    """Check an output path before any work is done; return how it will be written."""
+
+def output_kind(path: str, allowed: Sequence[str] | None = None, option: str = "--output") -> str:
+    """How the output ``path`` will be written, checked before any work is done.
+
+    Parameters
+    ----------
+    path : str
+        The output path; ``-`` is stdout.
+    allowed : sequence of str, optional
+        The kinds (values of :data:`OUTPUT_EXTENSIONS`) the command can write, e.g.
+        ``("json",)`` for a profile. Default: every kind.
+    option : str
+        The option's name, for the message.
+
+    Returns
+    -------
+    str
+        ``"stdout"`` or one of :data:`OUTPUT_EXTENSIONS`' values.
+
+    Raises
+    ------
+    UsageError
+        The extension names a kind the command does not write (``profile -o out.npy``).
+    OutputError
+        An unknown extension, or a destination :func:`check_destination` refuses.
+    """
     if path == "-":
         return "stdout"
-    if os.path.isdir(path):
-        raise OutputError(f"{path}: is a directory; give a file name")
-    kind = OUTPUT_EXTENSIONS.get(os.path.splitext(path)[1].lower())
-    if kind is None:
-        raise OutputError(f"{path}: unknown output type; name it .npy, .csv, .json or .parquet")
     check_destination(path)
+    kind = OUTPUT_EXTENSIONS.get(os.path.splitext(path)[1].lower())
+    choices = sorted(set(OUTPUT_EXTENSIONS.values()) if allowed is None else allowed)
+    if kind is None or kind not in choices:
+        names = ", ".join(f".{k}" for k in choices)
+        if kind is None:
+            raise OutputError(f"{clean(path)}: unknown output type; name it {names}")
+        raise UsageError(f"{clean(path)}: {option} writes {names}, not .{kind}")
     return kind
 
 
-def check_outputs(outputs: Sequence[str | None], inputs: Sequence[str]) -> None:
+def _identity(path: str) -> tuple[int, int] | str:
+    """The file ``path`` names: (device, inode) through symlinks and hard links, or, for a
+    file not yet there, its absolute path with every symlink resolved."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return os.path.realpath(path)
+    return (st.st_dev, st.st_ino)
+
+
+def check_outputs(outputs: Sequence[str | None], inputs: Sequence[str | None]) -> None:
     """Refuse, before any work, a run whose outputs could destroy its inputs or each other.
 
-    ``outputs`` are every file the run will write (None and ``-`` are skipped);
-    ``inputs`` every path it reads. An output that is the same file as an input
-    (compared by device and inode, so symlinks and hard links count) or named twice is
-    a usage error; each output must also pass :func:`check_destination`.
+    Parameters
+    ----------
+    outputs : sequence of str or None
+        Every file the run will write (None and ``-`` are skipped).
+    inputs : sequence of str or None
+        Every path it reads (data, profiles, threshold files; None and ``-`` skipped).
+
+    Raises
+    ------
+    OutputError
+        An output is the same file as an input (compared by device and inode, so a
+        symlink or a hard link to an input counts), two outputs are the same file, or
+        an output fails :func:`check_destination`.
     """
-    seen: list[tuple[int, int] | str] = []
-    ids = {}
+    ids: dict[tuple[int, int] | str, str] = {}
     for path in inputs:
         if path and path != "-":
-            try:
-                st = os.stat(path)
-            except OSError:
-                continue
-            ids[(st.st_dev, st.st_ino)] = path
+            ids.setdefault(_identity(path), path)
+    seen: dict[tuple[int, int] | str, str] = {}
     for path in outputs:
         if not path or path == "-":
             continue
         check_destination(path)
-        try:
-            st = os.stat(path)
-            key: tuple[int, int] | str = (st.st_dev, st.st_ino)
-        except OSError:
-            key = os.path.abspath(path)
+        key = _identity(path)
         if key in ids:
-            raise OutputError(f"{path}: is also an input of this command; write somewhere else")
+            also = "" if ids[key] == path else f" ({clean(ids[key])})"
+            raise OutputError(
+                f"{clean(path)}: is also an input of this command{also}; write somewhere else"
+            )
         if key in seen:
-            raise OutputError(f"{path}: is named as two outputs; give each output its own file")
-        seen.append(key)
+            raise OutputError(
+                f"{clean(path)}: is named as two outputs; give each output its own file"
+            )
+        seen[key] = path
+
+
+def _name_max(folder: str) -> int:
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255
+
+
+def _is_special(path: str) -> bool:
+    """An existing destination that is not a regular file (/dev/null, a FIFO, a terminal):
+    written in place, since replacing it would destroy the device or pipe."""
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 def check_destination(path: str) -> None:
-    """A file can be created at ``path``: not a directory, in a folder that exists and is
-    writable. Checked before any work is done."""
+    """A file can be created at ``path``: not a directory, a name the file system takes,
+    in a folder that exists and is writable. Checked before any work is done.
+
+    Raises
+    ------
+    OutputError
+        Naming what is wrong with ``path``.
+    """
+    shown = clean(path)
     if os.path.isdir(path):
-        raise OutputError(f"{path}: is a directory; give a file name")
+        raise OutputError(f"{shown}: is a directory; give a file name")
+    if _is_special(path):
+        if not os.access(path, os.W_OK):
+            raise OutputError(f"{shown}: is not writable")
+        return
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
-        raise OutputError(f"{path}: folder {parent} does not exist")
+        raise OutputError(f"{shown}: folder {clean(parent)} does not exist")
     if not os.access(parent, os.W_OK):
-        raise OutputError(f"{path}: folder {parent} is not writable")
+        raise OutputError(f"{shown}: folder {clean(parent)} is not writable")
+    size = len(os.fsencode(os.path.basename(path)))
+    if size > _name_max(parent):
+        raise OutputError(
+            f"{shown}: the file name is too long ({size} bytes; the limit is {_name_max(parent)})"
+        )
+
+
+# --- temporary files, removed when a signal ends the process -------------------------
+
+_live: set[str] = set()
+_previous: dict[int, Any] = {}
+
+
+def _remove(temps: Iterable[str]) -> None:
+    for tmp in list(temps):
+        if tmp in _live:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            _live.discard(tmp)
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    """Remove the temporary files, then die of the signal as if kldiv had not caught it."""
+    previous = _previous.get(signum)
+    if callable(previous):
+        # Python's own SIGINT handler raises KeyboardInterrupt: write_all removes its
+        # temporary files while the exception unwinds, and the error boundary exits 130.
+        previous(signum, frame)
+        return
+    _remove(_live)
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+    os._exit(128 + signum)  # only if the signal did not end the process
+
+
+@contextmanager
+def _signals_remove_temps() -> Iterator[None]:
+    """While inside, SIGINT/SIGTERM/SIGHUP remove the temporary files first. Only the main
+    thread can set handlers; ignored signals stay ignored; handlers are restored after."""
+    if threading.current_thread() is not threading.main_thread() or _previous:
+        yield
+        return
+    for name in CLEANUP_SIGNALS:
+        signum = getattr(signal, name, None)
+        if signum is None:
+            continue
+        previous = signal.getsignal(signum)
+        if previous is signal.SIG_IGN or previous is None:
+            continue
+        _previous[signum] = previous
+        signal.signal(signum, _on_signal)
+    try:
+        yield
+    finally:
+        for signum, previous in _previous.items():
+            signal.signal(signum, previous)
+        _previous.clear()
+
+
+def _temp_for(target: str) -> tuple[int, str]:
+    """A new temporary file beside ``target`` whose name fits the file system's limit."""
+    parent, name = os.path.split(target)
+    room = _name_max(parent or ".") - _TEMP_EXTRA
+    raw = os.fsencode(name)
+    if len(raw) > room:
+        # Cut on a character boundary; mkstemp's random part keeps the name unique.
+        name = raw[: max(room, 1)].decode(errors="ignore") or "o"
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=parent or ".")
+    _live.add(tmp)
+    return fd, tmp
+
+
+def _keep_mode(fd: int, target: str) -> None:
+    """Give the new file the mode (and, where allowed, the owner) of the file it replaces;
+    a new file gets the usual 0666 minus the umask."""
+    try:
+        st = os.stat(target)
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
+        return
+    os.fchmod(fd, stat.S_IMODE(st.st_mode))
+    try:
+        os.fchown(fd, st.st_uid, st.st_gid)
+    except OSError:
+        pass
+
+
+def _output_error(path: str, exc: OSError) -> OutputError:
+    reason = os.strerror(exc.errno) if exc.errno else (str(exc).strip().splitlines() or [""])[0]
+    reason = reason[:1].lower() + reason[1:]
+    if exc.errno == errno.ENAMETOOLONG:
+        reason = "the file name is too long"
+    return OutputError(f"{clean(path)}: cannot write ({clean(reason)}); nothing was replaced")
+
+
+def _not_about_output(exc: OSError, paths: Sequence[str]) -> bool:
+    """An OSError raised inside a writer that names another file (an input read while
+    streaming) is that file's error, not the output's."""
+    name = getattr(exc, "filename", None)
+    return name is not None and os.fspath(name) not in paths
+
+
+def write_all(items: Sequence[tuple[str, Callable[[BinaryIO], Any]]]) -> list[Any]:
+    """Write several output files so that either every one is replaced or none is.
+
+    Each ``(path, write)`` pair gets a temporary file beside its destination, filled by
+    ``write(f)``, flushed and fsynced, with the mode of the file it replaces. Only when
+    every writer succeeded are the temporary files renamed over their destinations
+    (a symlink is followed: its target is replaced). A destination that exists and is
+    not a regular file (``/dev/null``, a FIFO) is written in place, after all the
+    temporary files are ready.
+
+    Parameters
+    ----------
+    items : sequence of (str, callable)
+        Output paths (already accepted by :func:`check_outputs`) and writers.
+
+    Returns
+    -------
+    list
+        What each writer returned, in order.
+
+    Raises
+    ------
+    OutputError
+        One line naming the path and the reason (no space left, permission denied...);
+        existing files are untouched and no temporary file is left.
+    """
+    results: list[Any] = [None] * len(items)
+    temps: list[tuple[str, str, str]] = []  # (temporary file, destination, path as given)
+    special: list[int] = []
+    current = ""
+    with _signals_remove_temps():
+        try:
+            for i, (path, write) in enumerate(items):
+                current = path
+                if _is_special(path):
+                    special.append(i)
+                    continue
+                target = os.path.realpath(path)
+                fd, tmp = _temp_for(target)
+                temps.append((tmp, target, path))
+                with os.fdopen(fd, "wb") as f:
+                    results[i] = write(f)
+                    f.flush()
+                    os.fsync(f.fileno())
+                    _keep_mode(f.fileno(), target)
+            for i in special:
+                current, write = items[i]
+                with open(current, "wb") as f:
+                    results[i] = write(f)
+            for tmp, target, path in temps:
+                current = path
+                os.replace(tmp, target)
+                _live.discard(tmp)
+        except BaseException as exc:
+            _remove(t for t, _, _ in temps)
+            if not isinstance(exc, OSError) or _not_about_output(
+                exc, [p for p, _ in items] + [t for t, _, _ in temps]
+            ):
+                raise
+            raise _output_error(current, exc) from None
+    return results
 
 
 def atomic_write(path: str, write: Callable[[BinaryIO], T]) -> T:
-    parent = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            result = write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-        return result
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    """Write one output file atomically (see :func:`write_all`); returns what ``write`` did."""
+    result: T = write_all([(path, write)])[0]
+    return result
 
 
 #: Output files that :class:`BlockWriter` fills block by block.
@@ -115,7 +353,7 @@ class BlockWriter:
     def __init__(self, kind: str, f: BinaryIO) -> None:
         self.kind, self.f = kind, f
         self.started = False
-        self._parquet = None
+        self._parquet: Any = None
 
     def write(self, block, shape: tuple[int, ...]) -> None:
         import numpy as np
@@ -174,12 +412,8 @@ def report_writer(kind: str, report: Report) -> Callable[[BinaryIO], None]:
     return write
 
 
-def write_output(path: str, write: Callable[[BinaryIO], T]) -> T:
-    """:func:`atomic_write`, with a failure to write reported as an :class:`OutputError`."""
-    try:
-        return atomic_write(path, write)
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
+#: Kept for the commands that call it: :func:`atomic_write` reports its own failures.
+write_output = atomic_write
 
 
 def write_report(path: str, report: Report) -> None:

@@ -3,6 +3,11 @@
 A command builds a :class:`Report` (a JSON document, rows for tables and CSV, and
 the bare plain-text lines); this module turns it into text. Rich is imported
 only for the ``table`` format.
+
+Names and values from data or paths can hold escape sequences, newlines or Rich
+markup. Every format makes them inert here, once: :func:`~kldiv_cli.text.markup` for
+the Rich table, :func:`~kldiv_cli.text.clean` for CSV and markdown cells and headers,
+:func:`~kldiv_cli.text.clean_lines` for plain text; JSON escapes them itself.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from ..text import clean, clean_lines, markup
 
 OUTPUT_FORMATS: tuple[str, ...] = ("auto", "plain", "json", "csv", "table", "markdown")
 
@@ -116,15 +123,22 @@ def to_json(document: dict[str, Any]) -> str:
     return json.dumps(json_safe(document), indent=2, allow_nan=False) + "\n"
 
 
+def _cell(value: Any, digits: int | None = None) -> str:
+    """A table cell as text: numbers by :func:`format_number`, text made inert."""
+    return clean(value) if isinstance(value, str) else format_number(value, digits)
+
+
 def to_csv(columns: Sequence[str], rows: Sequence[Sequence[Any]], header: bool = True) -> str:
+    """RFC 4180 CSV (the csv module's quoting) of cleaned names and cells: a name with a
+    comma or quote is quoted, one with a newline or ESC is escaped visibly first."""
     import csv
 
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     if header:
-        writer.writerow(columns)
+        writer.writerow([clean(c) for c in columns])
     for row in rows:
-        writer.writerow([format_number(v) for v in row])
+        writer.writerow([_cell(v) for v in row])
     return buf.getvalue()
 
 
@@ -135,10 +149,10 @@ def to_markdown(
     digits: int | None = None,
 ) -> str:
     def cell(v: Any) -> str:
-        return format_number(v, digits).replace("|", "\\|")
+        return _cell(v, digits).replace("|", "\\|")
 
-    lines = [f"### {title}", ""] if title else []
-    lines.append("| " + " | ".join(columns) + " |")
+    lines = [f"### {clean(title)}", ""] if title else []
+    lines.append("| " + " | ".join(cell(str(c)) for c in columns) + " |")
     lines.append("|" + "|".join(" --- " for _ in columns) + "|")
     lines.extend("| " + " | ".join(cell(v) for v in row) + " |" for row in rows)
     return "\n".join(lines) + "\n"
@@ -153,7 +167,7 @@ def render_text(report: Report, fmt: str) -> str:
     if fmt == "markdown":
         return to_markdown(report.columns, report.rows, report.title, report.digits)
     lines = report.plain() if callable(report.plain) else report.plain
-    return "".join(line + "\n" for line in lines)
+    return clean_lines("".join(line + "\n" for line in lines))
 
 
 def print_report(report: Report, fmt: str, stream, color: bool | None) -> None:
@@ -164,8 +178,11 @@ def print_report(report: Report, fmt: str, stream, color: bool | None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(file=stream, no_color=color is False, force_terminal=color or None)
-    table = Table(title=report.title, title_justify="left")
+    # emoji=False: a column named ":warning:" is shown as typed.
+    console = Console(
+        file=stream, no_color=color is False, force_terminal=color or None, emoji=False
+    )
+    table = Table(title=markup(report.title), title_justify="left")
     columns, rows = report.columns, report.rows
     if report.terminal_columns:
         keep = [columns.index(c) for c in report.terminal_columns]
@@ -175,9 +192,9 @@ def print_report(report: Report, fmt: str, stream, color: bool | None) -> None:
         # One record reads better as a list of fields.
         columns, rows = ["field", "value"], list(zip(columns, rows[0]))
     for name in columns:
-        table.add_column(name, justify="left", overflow="fold")
+        table.add_column(markup(name), justify="left", overflow="fold")
     for row in rows:
-        table.add_row(*(format_number(v, report.digits) for v in row))
+        table.add_row(*(markup(_cell(v, report.digits)) for v in row))
     console.print(table)
     for note in report.notes:
-        console.print(note, style="dim", highlight=False)
+        console.print(markup(note), style="dim", highlight=False)
