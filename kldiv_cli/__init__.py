@@ -26,15 +26,35 @@ _LAZY = {
 
 def main(argv: list[str] | None = None) -> None:
     """The ``kldiv`` command. ``--version`` answers before Typer is even imported:
-    pipelines ask for it often."""
+    pipelines ask for it often. Ctrl-C while the CLI is still loading is exit 130 and
+    one line, like Ctrl-C at any later moment."""
     import sys
 
-    if (sys.argv[1:] if argv is None else argv) in (["--version"], ["-V"]):
-        sys.stdout.write(f"{__version__}\n")
-        sys.exit(0)
-    from .cli import main as cli_main
-
+    try:
+        if (sys.argv[1:] if argv is None else argv) in (["--version"], ["-V"]):
+            _print_version()
+        from .cli import main as cli_main
+    except KeyboardInterrupt:
+        sys.stderr.write("kldiv: error: interrupted\n")
+        sys.exit(130)
     cli_main(argv)
+
+
+def _print_version() -> None:
+    import sys
+
+    try:
+        sys.stdout.write(f"{__version__}\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        sys.exit(0)
+    except OSError as exc:
+        sys.stderr.write(f"kldiv: error: stdout: {(exc.strerror or 'cannot write').lower()}\n")
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+        sys.exit(2)
+    sys.exit(0)
 
 
 def __getattr__(name: str):

@@ -1,4 +1,9 @@
-"""The Typer application, its global options, and the console entry point."""
+"""The Typer application, its global options, and the process's entry point.
+
+:func:`run` is the boundary of a whole run: it sets the :class:`~.boundary.Environment`,
+turns Click's usage errors into one line that names the subcommand's help, and makes
+sure a failing stdout (a full disk, a closed pipe) ends in one line, never a traceback.
+"""
 
 import os
 import sys
@@ -6,9 +11,12 @@ from typing import Annotated
 
 import typer
 
+# Typer 0.27 carries its own Click (pinned in pyproject); its usage errors carry the context.
+from typer._click import exceptions as click
+
 from .._version import __version__
 from ..errors import ExitCode
-from .boundary import Messages, _silence_stdout
+from .boundary import Environment, exit_code_for, flush_stdout, silence_stdout, use
 
 # kldiv runs its own threads over cache-sized chunks; OpenBLAS's threads (which
 # spin between calls) would only compete with them for the cores. Must be set
@@ -18,15 +26,16 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 app = typer.Typer(
     name="kldiv",
     help=(
-        "PyTorch's KL-divergence loss (torch.nn.KLDivLoss) for data files, without PyTorch.\n\n"
+        "KL divergence for data files: PyTorch's KLDivLoss, model comparison, RL estimators, "
+        "Gaussian KL and data drift, without PyTorch.\n\n"
         "  kldiv compute student.npy teacher.parquet -r batchmean\n\n"
         "  kldiv inspect logits.npy\n\n"
-        "Exit codes: 0 success, 1 a check failed (--fail-above), 2 error, 130 interrupted."
+        "Exit codes: 0 success, 1 a check failed (a gate such as --fail-above, drift found), "
+        "2 error, 130 interrupted."
     ),
     rich_markup_mode=None,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
-    no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 
@@ -46,23 +55,60 @@ def _main(
         ),
     ] = False,
 ) -> None:
-    """PyTorch's KL-divergence loss for data files."""
+    """KL divergence for data files."""
+
+
+def _usage_error(exc: click.UsageError, env: Environment, bare: bool) -> ExitCode:
+    """One line naming the help of the command that was misused; the short usage first
+    when the command got no arguments at all (``bare``)."""
+    ctx = exc.ctx
+    path = ctx.command_path if ctx is not None else "kldiv"
+    if ctx is not None and bare:
+        env.stderr.write(ctx.get_usage() + "\n")
+    message = exc.format_message().rstrip(".")
+    if isinstance(exc, click.MissingParameter):
+        message = message[0].lower() + message[1:]
+    elif message == "Missing command" and ctx is not None:
+        commands = getattr(ctx.command, "commands", {})
+        message = f"missing command; choose one of {', '.join(commands)}"
+    env.error(f"{message} (see '{path} --help')")
+    return ExitCode.ERROR
+
+
+def run(argv: list[str] | None = None, env: Environment | None = None) -> ExitCode:
+    """Run the command line ``argv`` in ``env`` (this process's streams by default) and
+    return the exit code. The tests call this in-process."""
+    env = env or Environment.from_process()
+    args = sys.argv[1:] if argv is None else argv
+    token = use(env)
+    try:
+        try:
+            code = app(args=argv, prog_name="kldiv", standalone_mode=False)
+        except click.UsageError as exc:
+            code = _usage_error(exc, env, bare=len(args) <= 1)
+        except typer.Abort:
+            env.error("interrupted")
+            code = ExitCode.INTERRUPTED
+        except click.ClickException as exc:
+            env.error(exc.format_message())
+            code = ExitCode.ERROR
+        except KeyboardInterrupt as exc:
+            code = exit_code_for(exc, env)
+        except OSError as exc:  # outside a command: Click printing help or usage to stdout
+            code = exit_code_for(OSError(exc.errno, exc.strerror, "stdout"), env)
+            silence_stdout()
+        try:
+            flush_stdout(env)
+        except OSError as exc:  # a full disk or a closed pipe under stdout
+            code = exit_code_for(exc, env) if code == ExitCode.OK else code
+            silence_stdout()
+        return ExitCode(int(code or 0))
+    finally:
+        from .boundary import _CURRENT
+
+        _CURRENT.reset(token)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: usage errors in the house style, quiet closed pipes."""
-    try:
-        code = app(args=argv, prog_name="kldiv", standalone_mode=False)
-    except typer.TyperException as exc:  # click's usage errors
-        Messages.error(f"{exc.format_message()} (see 'kldiv --help')")
-        code = ExitCode.ERROR
-    except typer.Abort:
-        Messages.error("aborted")
-        code = ExitCode.INTERRUPTED
-    except KeyboardInterrupt:
-        code = ExitCode.INTERRUPTED
-    try:
-        sys.stdout.flush()
-    except BrokenPipeError:
-        _silence_stdout()
-    sys.exit(int(code or 0))
+    """The ``kldiv`` console script."""
+    sys.exit(int(run(argv)))

@@ -1,6 +1,5 @@
 """``kldiv compute``: torch's kl_div on two files."""
 
-import sys
 from typing import Annotated
 
 import typer
@@ -21,7 +20,7 @@ from .options import (
 )
 
 
-@app.command(no_args_is_help=True)
+@app.command()
 @error_boundary
 def compute(
     input: Annotated[
@@ -182,12 +181,6 @@ def compute(
     from ..render.reports import compute_report
 
     resolve_format(format, False)
-    streamed = False  # reduction "none" written to the file block by block
-    if output and output != "-":
-        from ..io.writers import STREAMED_KINDS, output_kind
-
-        kind = output_kind(output)
-        streamed = reduction == "none" and kind in STREAMED_KINDS
     request = ComputeRequest(
         input=input,
         target=target,
@@ -203,58 +196,22 @@ def compute(
         per_row=per_row,
         top=top,
         target_labels=target_labels,
+        fail_above=fail_above,
+        strict=strict,
+        output=output if output != "-" else None,
+        threads=threads,
+        chunk_rows=chunk_rows,
     )
-    request.validate()
-    for name, value in (("--threads", threads), ("--chunk-rows", chunk_rows)):
-        if value is not None and value < 1:
-            from ..errors import UsageError
-
-            raise UsageError(f"{name} must be at least 1, got {value}")
+    request.validate()  # before stdin is read
     stdin = _read_stdin_if_needed(input, target)
-
-    def check(result) -> None:
-        if strict and result.diagnostics:
-            from ..errors import UsageError
-
-            raise UsageError(f"--strict: {result.diagnostics[0]}")
-
     with _progress(quiet) as progress:
-        options = {"threads": threads, "chunk_rows": chunk_rows, "progress": progress}
-        if streamed:
-            # Block by block into the file: memory stays bounded for large inputs.
-            from ..io.writers import BlockWriter, report_writer, write_output
-
-            def write(f):
-                sink = BlockWriter(kind, f)
-                result = run(request, stdin, sink=sink, **options)
-                check(result)  # before the file replaces an existing one
-                if result.loss is None:
-                    sink.close()
-                else:
-                    report_writer(kind, compute_report(result))(f)
-                return result
-
-            result = write_output(output, write)
-        else:
-            result = run(request, stdin, **options)
-    for text in result.warnings:
+        result = run(request, stdin, progress=progress)
+    for text in result.warnings + result.diagnostics:
         Messages.warn(text)
-    check(result)
-    for text in result.diagnostics:
-        Messages.warn(text)
-    if streamed:
-        Messages.note(f"wrote {output}")
+    if result.written:
+        Messages.note(f"wrote {result.written}")
     else:
         _emit(compute_report(result), format, output, no_color)
-    if fail_above is not None:
-        value = result.gate_value
-        what = "largest row" if per_row else "loss"
-        if not value <= fail_above:
-            # Not an error, but never silenced: it is why the exit code is 1.
-            verdict = (
-                f"is NaN (--fail-above {fail_above:g})"
-                if value != value
-                else f"{value:.6g} is above --fail-above {fail_above:g}"
-            )
-            sys.stderr.write(f"kldiv: check failed: {what} {verdict}\n")
-            raise typer.Exit(ExitCode.CHECK_FAILED)
+    if result.failed_check:
+        Messages.check_failed(result.failed_check)
+        raise typer.Exit(ExitCode.CHECK_FAILED)

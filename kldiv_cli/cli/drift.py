@@ -31,7 +31,7 @@ def _check_bins(bins: int, binning: str) -> None:
         raise UsageError(f"unknown binning {binning!r}; choose quantile or uniform")
 
 
-@app.command(no_args_is_help=True)
+@app.command()
 @error_boundary
 def drift(
     reference: Annotated[
@@ -203,7 +203,7 @@ def drift(
         raise typer.Exit(ExitCode.ERROR)
 
 
-@app.command(no_args_is_help=True)
+@app.command()
 @error_boundary
 def profile(
     reference: Annotated[

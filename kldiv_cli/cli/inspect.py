@@ -18,7 +18,7 @@ from .options import (
 )
 
 
-@app.command(no_args_is_help=True)
+@app.command()
 @error_boundary
 def inspect(
     file: Annotated[

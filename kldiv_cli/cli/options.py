@@ -1,12 +1,15 @@
 """Options declared once and shared by the commands, and the output helpers they share."""
 
-import os
-import sys
-from typing import Annotated
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from .boundary import Messages
+from .boundary import Messages, current, flush_stdout
+
+if TYPE_CHECKING:
+    from ..render import Report
 
 FormatOpt = Annotated[
     str,
@@ -52,15 +55,8 @@ ColumnsOpt = Annotated[
 ]
 
 
-def _color_choice(no_color: bool) -> bool | None:
-    if no_color or os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
-        return False
-    if os.environ.get("FORCE_COLOR"):
-        return True
-    return None
-
-
-def _emit(report, fmt: str, output: str | None, no_color: bool) -> None:
+def _emit(report: "Report", fmt: str, output: str | None, no_color: bool = False) -> None:
+    """Render ``report`` to stdout in ``fmt``, or write it to the file ``output``."""
     from ..render import print_report, resolve_format
 
     if output and output != "-":
@@ -69,42 +65,55 @@ def _emit(report, fmt: str, output: str | None, no_color: bool) -> None:
         write_report(output, report)
         Messages.note(f"wrote {output}")
         return
-    resolved = resolve_format(fmt, sys.stdout.isatty())
-    print_report(report, resolved, sys.stdout, _color_choice(no_color))
-    sys.stdout.flush()
+    env = current()
+    env.no_color = env.no_color or no_color
+    resolved = resolve_format(fmt, env.stdout_isatty)
+    try:
+        print_report(report, resolved, env.stdout, env.color)
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, "stdout") from None
+    flush_stdout(env)
 
 
 class _progress:
     """A Rich progress bar on stderr, for people: only on a terminal, never with --quiet,
-    and only once a job turns out to be large."""
+    and only once a job has run for :attr:`SHOW_AFTER` seconds without finishing (so
+    wide files of few rows get one too; quick jobs never flash one)."""
 
-    MIN_ROWS_SHOWN = 200_000
+    SHOW_AFTER = 1.0
 
     def __init__(self, quiet: bool) -> None:
-        self.enabled = not quiet and sys.stderr.isatty()
-        self.bar = None
+        env = current()
+        self.enabled = not (quiet or env.quiet) and env.stderr_isatty
+        self.bar: Any = None
+        self.task: Any = None
+        self.started = time.monotonic()
 
-    def __enter__(self):
+    def __enter__(self) -> "Callable[[int, int], None] | None":
         return self.update if self.enabled else None
 
     def update(self, done: int, total: int) -> None:
+        """``done`` of ``total`` units of work (elements; ``total`` -1 while unknown)."""
         if self.bar is None:
-            if 0 <= total < self.MIN_ROWS_SHOWN or done >= total >= 0:
+            if done >= total >= 0 or time.monotonic() - self.started < self.SHOW_AFTER:
                 return
             from rich.console import Console
             from rich.progress import Progress
 
-            self.bar = Progress(console=Console(stderr=True), transient=True)
+            self.bar = Progress(console=Console(file=current().stderr), transient=True)
             self.bar.start()
-            self.task = self.bar.add_task("rows", total=total if total >= 0 else None)
+            self.task = self.bar.add_task("kldiv", total=total if total >= 0 else None)
         self.bar.update(self.task, completed=done)
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
             self.bar.stop()
 
 
 def _read_stdin_if_needed(*paths: str) -> bytes | None:
+    """All of stdin when one of ``paths`` is ``-``, else None."""
     if "-" not in paths:
         return None
     from ..io.sources import read_stdin

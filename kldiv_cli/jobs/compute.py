@@ -1,10 +1,16 @@
-"""The ``compute`` job: read -> convert -> compute. No printing here (see render/writers)."""
+"""The ``compute`` job: read -> convert -> compute. No printing here (see render/writers).
+
+:func:`compute` opens both sources, :func:`plan` names the path from their headers
+(:class:`Plan`), and the plan's executor runs it (:data:`EXECUTORS`).
+"""
 
 from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 
 import numpy as np
 
@@ -13,6 +19,9 @@ from ..core.transforms import TRANSFORMS, apply_transform
 from ..errors import InputError, UsageError
 from ..io.sources import ReadOptions, Source, column_array, open_source
 from .diagnostics import Diagnostics
+
+#: ``progress(done, total)``: input elements summed so far, and in all (-1 while unknown).
+Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -31,6 +40,15 @@ class ComputeRequest:
     per_row: bool = False
     top: int | None = None
     target_labels: bool = False
+    #: ``--fail-above``: the result's gate fails above this (or on NaN).
+    fail_above: float | None = None
+    #: ``--strict``: a diagnostic (suspicious data) is an error.
+    strict: bool = False
+    #: Where the result goes. With ``reduction="none"`` and a .npy/.csv/.parquet file, a
+    #: job that streams writes straight into it (see :func:`compute`).
+    output: str | None = None
+    threads: int | None = None
+    chunk_rows: int | None = None
 
     def validate(self) -> None:
         if self.reduction not in REDUCTIONS:
@@ -50,12 +68,22 @@ class ComputeRequest:
             raise UsageError("only one of INPUT and TARGET can be '-' (stdin)")
         if self.target_labels and self.log_target:
             raise UsageError("--target-labels gives probabilities (one-hot); drop --log-target")
+        if self.fail_above is not None and math.isnan(self.fail_above):
+            raise UsageError("--fail-above must be a number, got nan (a gate that never passes)")
+        for name, value in (("--threads", self.threads), ("--chunk-rows", self.chunk_rows)):
+            if value is not None and value < 1:
+                raise UsageError(f"{name} must be at least 1, got {value}")
+        if self.output is not None and self.output != "-":
+            from ..io.writers import check_outputs, output_kind
+
+            output_kind(self.output)
+            check_outputs([self.output], [self.input, self.target])
 
 
 @dataclass
 class ComputeResult:
     request: ComputeRequest
-    loss: np.generic | np.ndarray
+    loss: np.generic | np.ndarray | None
     input: dict
     target: dict
     dtype: str
@@ -67,9 +95,15 @@ class ComputeResult:
     #: With ``reduction="none"`` streamed into a sink, ``loss`` is None and this is
     #: the largest value written (NaN if any was NaN).
     streamed_max: float | None = None
+    #: The path the job took.
+    plan: Plan | None = None
+    #: The output file the job wrote itself (the streamed pointwise loss), else None.
+    written: str | None = None
+    #: Why the ``--fail-above`` gate failed, or None.
+    failed_check: str | None = None
 
     @property
-    def gate_value(self) -> float:
+    def gate_value(self) -> float | None:
         """What ``--fail-above`` compares: the loss, or the largest row with ``--per-row``."""
         if self.loss is None:
             return self.streamed_max
@@ -139,103 +173,173 @@ def _transform(name: str, a: np.ndarray, request: ComputeRequest) -> np.ndarray:
 BLOCK_ELEMENTS = 1 << 19
 
 
+class Plan(Enum):
+    """How a compute job runs. :func:`plan` picks one from the sources' headers, before any
+    data is read; each has one executor (see :data:`EXECUTORS`)."""
+
+    #: Both sides read whole, then summed in blocks of rows (views, no copies).
+    WHOLE = "whole"
+    #: Blocks of rows read from both sides as they are summed (a reader thread ahead):
+    #: large .npy, CSV and Parquet datasets; ``-r none`` streamed into an output file.
+    ROW_BLOCKS = "row-blocks"
+    #: Two Parquet files with the same row groups: row group by row group, column groups
+    #: straight from Arrow's buffers, a reader thread per side.
+    ROW_GROUPS = "row-groups"
+    #: Two plain numeric tables read whole, summed column by column (a column per thread).
+    COLUMNS = "columns"
+
+
+def plan(request: ComputeRequest, sx: Source, st: Source, into_file: bool = False) -> Plan:
+    """The execution path for ``request`` on these two sources.
+
+    ``into_file``: the pointwise loss (``reduction="none"``) is to be written to a file
+    that can take it block by block, so it may stream.
+    """
+    streams = _stream_shape(request, sx, st, into_file) is not None
+    if _columns_allowed(request, sx, st):
+        if sx.row_groups is not None and sx.row_groups == st.row_groups:
+            return Plan.ROW_GROUPS
+        if not streams and sx.columnar and st.columnar:
+            return Plan.COLUMNS
+    return Plan.ROW_BLOCKS if streams else Plan.WHOLE
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What every executor gets: the request, both sources and the execution options."""
+
+    request: ComputeRequest
+    sx: Source
+    st: Source
+    progress: Progress | None
+
+
 def compute(
     request: ComputeRequest,
     stdin: bytes | None = None,
     *,
-    threads: int | None = None,
-    chunk_rows: int | None = None,
-    progress=None,
-    sink=None,
+    progress: Progress | None = None,
 ) -> ComputeResult:
-    """Run the job. Large inputs stream block by block when the data allows it.
+    """Run a compute job: open both sources, :func:`plan` the path, execute it.
 
-    ``progress``, if given, is called with the number of input rows done so far
-    and the total. ``sink``, if given, lets ``reduction="none"`` stream too: when the
-    data is read block by block, each block of the pointwise loss goes to
-    ``sink.write(block, full_shape)`` and the result's ``loss`` is None.
+    ``progress``, if given, is called with the number of input elements done so far and
+    the total (-1 while unknown). With ``request.output`` naming a .npy/.csv/.parquet
+    file and ``reduction="none"``, a job that streams writes each block of the pointwise
+    loss straight into that (atomic) file; the result then says so in ``written`` and its
+    ``loss`` is None. Every other result is returned whole, for the caller to render.
     """
-    source_x, source_t = open_sources(request, stdin)
-    stream = _stream_shape(request, source_x, source_t, sink is not None)
-    groups = _column_groups(request, source_x, source_t, stream is not None)
-    if groups is not None:
-        return _compute_columnar(request, source_x, source_t, groups, threads, progress)
-    if stream is None:
-        x, t = convert(request, source_x.read(), source_t.read(), source_t.label)
-        rows_total = x.shape[0] if x.ndim else 1
-        input_shape = x.shape
+    sx, st = open_sources(request, stdin)
+    into_file = request.output is not None and _streamable_output(request)
+    chosen = plan(request, sx, st, into_file)
+    run = _Run(request, sx, st, progress)
+    if chosen is Plan.ROW_BLOCKS and into_file:
+        from ..io.writers import BlockWriter, output_kind, write_output
 
-        def blocks():
-            if request.reduction == "none" or x.ndim < 2 or x.shape != t.shape:
-                return iter([(x, t)])
-            # Blocks of rows (views): torch's pointwise terms for --per-row and the
-            # diagnostics then need block-sized temporaries, not ten times the data.
-            rows = _block_rows(chunk_rows, math.prod(x.shape[1:]))
-            return ((x[i : i + rows], t[i : i + rows]) for i in range(0, len(x), rows))
+        def write(f) -> ComputeResult:
+            sink = BlockWriter(output_kind(request.output), f)
+            result = _run_row_blocks(run, sink)
+            _check_strict(request, result)  # before the file replaces an existing one
+            sink.close()
+            return result
 
+        result = write_output(request.output, write)
+        result.written = request.output
     else:
-        rows_total, width = stream
-        rows = _block_rows(chunk_rows, width)
-        input_shape = tuple(source_x.shape)  # rows are -1 until counted (streamed CSV)
-
-        def blocks():
-            pairs = _prefetch(_zip_blocks(source_x, source_t, rows))
-            return _converted(request, pairs, source_t.label)
-
-    return _reduce_blocks(
-        request,
-        source_x,
-        source_t,
-        blocks,
-        input_shape,
-        rows_total,
-        threads,
-        progress,
-        sink if stream is not None else None,
-    )
+        result = EXECUTORS[chosen](run)
+    result.plan = chosen
+    result.warnings += _shape_warnings(request, sx, st)
+    _check_strict(request, result)
+    result.failed_check = _gate(request, result)
+    return result
 
 
-def _block_rows(chunk_rows: int | None, width: int) -> int:
-    """Rows per block: ``--chunk-rows``, or about BLOCK_ELEMENTS elements."""
-    return chunk_rows or max(1, BLOCK_ELEMENTS // max(width, 1))
+def _streamable_output(request: ComputeRequest) -> bool:
+    from ..io.writers import STREAMED_KINDS, output_kind
+
+    assert request.output is not None
+    return request.reduction == "none" and output_kind(request.output) in STREAMED_KINDS
 
 
-#: Bytes per column group read from a Parquet row group, each side: memory stays
-#: bounded, and a group holds enough columns to keep every core busy.
-GROUP_BYTES = 16 << 20
+def _check_strict(request: ComputeRequest, result: ComputeResult) -> None:
+    if request.strict and result.diagnostics:
+        raise UsageError(f"--strict: {result.diagnostics[0]}")
 
 
-def _column_groups(request: ComputeRequest, sx: Source, st: Source, streamed: bool):
-    """Two tables as matching column groups, summed column by column straight from the
-    reader's buffers (no row-major copy): a function giving ``(first_column, xs, ts)``
-    for each group, where ``first_column`` 0 starts new rows. None when the request or
-    the tables do not allow it.
-
-    Parquet files with the same row groups are read group by group, decoding the next
-    group while this one is summed. Other tables are read whole (when not streamed),
-    and their columns made contiguous while the previous ones are summed.
-    """
-    if not (
-        request.reduction != "none"
-        and not (request.per_row or request.top or request.target_labels)
-        and request.input_transform == "none"
-        and request.target_transform == "none"
-        and tuple(sx.shape) == tuple(st.shape)
-    ):
+def _gate(request: ComputeRequest, result: ComputeResult) -> str | None:
+    """Why ``--fail-above`` fails (a sentence), or None when it passes or is not asked."""
+    if request.fail_above is None:
         return None
-    if sx.row_groups is not None and sx.row_groups == st.row_groups:
-
-        def pairs():
-            # A reader thread per side: one thread reading both sides kept the cores
-            # half idle (0.5 s against 0.9 s for two 200 MB files here).
-            xs, ts = _prefetch(sx.iter_groups(GROUP_BYTES)), _prefetch(st.iter_groups(GROUP_BYTES))
-            for (first, x_cols), (_, t_cols) in zip(xs, ts):
-                yield first, x_cols, t_cols
-                del x_cols, t_cols
-
-        return pairs
-    if streamed or not (sx.columnar and st.columnar):
+    value = result.gate_value
+    if value is not None and value <= request.fail_above:
         return None
+    what = "largest row" if request.per_row else "loss"
+    limit = f"--fail-above {request.fail_above:g}"
+    if value is None or value != value:
+        return f"{what} is NaN ({limit})"
+    return f"{what} {value:.6g} is above {limit}"
+
+
+def _shape_warnings(request: ComputeRequest, sx: Source, st: Source) -> list[str]:
+    """A one-column TARGET against a wider INPUT broadcasts silently in torch; it is
+    almost always a file of labels."""
+    if request.target_labels or len(sx.shape) < 2 or len(st.shape) < 2:
+        return []
+    if st.shape[-1] == 1 and sx.shape[-1] > 1:
+        return [
+            f"TARGET has one column and INPUT has {sx.shape[-1]}: the target is broadcast "
+            "across INPUT's columns, as torch does; if TARGET holds class indices, add "
+            "--target-labels"
+        ]
+    return []
+
+
+def _run_whole(run: _Run) -> ComputeResult:
+    request, sx, st = run.request, run.sx, run.st
+    x, t = convert(request, sx.read(), st.read(), st.label)
+
+    def blocks():
+        if request.reduction == "none" or x.ndim < 2 or x.shape != t.shape:
+            return iter([(x, t)])
+        # Blocks of rows (views): the exact row sums and the diagnostics then need
+        # block-sized temporaries, not ten times the data.
+        rows = _block_rows(request.chunk_rows, math.prod(x.shape[1:]))
+        return ((x[i : i + rows], t[i : i + rows]) for i in range(0, len(x), rows))
+
+    return _reduce_blocks(run, blocks, x.shape, x.size)
+
+
+def _run_row_blocks(run: _Run, sink=None) -> ComputeResult:
+    request, sx, st = run.request, run.sx, run.st
+    shape = _stream_shape(request, sx, st, sink is not None)
+    assert shape is not None
+    rows_total, width = shape
+    rows = _block_rows(request.chunk_rows, width)
+
+    def blocks():
+        pairs = _prefetch(_zip_blocks(sx, st, rows))
+        return _converted(request, pairs, st.label)
+
+    # Rows are -1 until counted (a streamed CSV).
+    total = rows_total * width if rows_total >= 0 else -1
+    return _reduce_blocks(run, blocks, tuple(sx.shape), total, sink)
+
+
+def _run_row_groups(run: _Run) -> ComputeResult:
+    sx, st = run.sx, run.st
+
+    def pairs():
+        # A reader thread per side: one thread reading both sides kept the cores
+        # half idle (0.5 s against 0.9 s for two 200 MB files here).
+        xs, ts = _prefetch(sx.iter_groups(GROUP_BYTES)), _prefetch(st.iter_groups(GROUP_BYTES))
+        for (first, x_cols), (_, t_cols) in zip(xs, ts):
+            yield first, x_cols, t_cols
+            del x_cols, t_cols
+
+    return _compute_columnar(run, pairs)
+
+
+def _run_columns(run: _Run) -> ComputeResult:
+    sx, st = run.sx, run.st
 
     def whole():
         from ..core.engine import default_threads
@@ -252,13 +356,43 @@ def _column_groups(request: ComputeRequest, sx: Source, st: Source, streamed: bo
                 [column_array(c, st.dtype) for c in t_cols[j : j + k]],
             )
 
-    return lambda: _prefetch(whole())
+    return _compute_columnar(run, lambda: _prefetch(whole()))
 
 
-def _compute_columnar(
-    request: ComputeRequest, sx: Source, st: Source, groups, threads, progress=None
-) -> ComputeResult:
-    """The loss of two tables from matching column groups (see :func:`_column_groups`).
+#: The one executor of each plan.
+EXECUTORS: dict[Plan, Callable[[_Run], ComputeResult]] = {
+    Plan.WHOLE: _run_whole,
+    Plan.ROW_BLOCKS: _run_row_blocks,
+    Plan.ROW_GROUPS: _run_row_groups,
+    Plan.COLUMNS: _run_columns,
+}
+
+
+def _block_rows(chunk_rows: int | None, width: int) -> int:
+    """Rows per block: ``--chunk-rows``, or about BLOCK_ELEMENTS elements."""
+    return chunk_rows or max(1, BLOCK_ELEMENTS // max(width, 1))
+
+
+#: Bytes per column group read from a Parquet row group, each side: memory stays
+#: bounded, and a group holds enough columns to keep every core busy.
+GROUP_BYTES = 16 << 20
+
+
+def _columns_allowed(request: ComputeRequest, sx: Source, st: Source) -> bool:
+    """Whether a request can be summed column by column, straight from a table's columns
+    (no row-major copy): a scalar reduction of untransformed, same-shape tables."""
+    return (
+        request.reduction != "none"
+        and not (request.per_row or request.top or request.target_labels)
+        and request.input_transform == "none"
+        and request.target_transform == "none"
+        and tuple(sx.shape) == tuple(st.shape)
+    )
+
+
+def _compute_columnar(run: _Run, groups) -> ComputeResult:
+    """The loss of two tables from matching column groups: ``groups()`` gives
+    ``(first_column, xs, ts)`` for each group, where ``first_column`` 0 starts new rows.
 
     The partial sums come per column, in the order of the groups, so the bits depend
     on the data and its layout in the files, never on the number of threads.
@@ -266,20 +400,20 @@ def _compute_columnar(
     from ..core import finish_reduction
     from ..core.engine import column_partials, combine
 
+    request, sx, st, progress = run.request, run.sx, run.st, run.progress
     dtype = result_dtype(np.empty((1, 1), sx.dtype), np.empty((1, 1), st.dtype))
     rows, width = sx.shape
     diagnostics, base, per_batch, caught = _start(request)
     partials: list[float] = []
     row_sums = None
     done = 0
-
     for first, xs, ts in groups():
-        partials += column_partials(list(zip(xs, ts)), request.log_target, dtype, threads)
+        partials += column_partials(list(zip(xs, ts)), request.log_target, dtype, request.threads)
         for xc, tc in zip(xs, ts):
             diagnostics.update_values(xc, tc)
-        if progress is not None and first + len(xs) == width:
-            done += len(xs[0])
-            progress(done, rows)
+        if progress is not None:
+            done += len(xs) * len(xs[0])
+            progress(done, rows * width)
         if request.log_target:
             continue
         if first == 0:
@@ -431,21 +565,27 @@ def _zip_blocks(sx: Source, st: Source, rows: int):
 
 
 def _reduce_blocks(
-    request, sx, st, blocks, input_shape, rows_total, threads, progress, sink=None
+    run: _Run, blocks, input_shape: tuple[int, ...], total: int, sink=None
 ) -> ComputeResult:
+    """Sum (or, for ``reduction="none"``, collect or stream) the loss over ``blocks()``,
+    pairs of converted blocks of rows, with the diagnostics and the per-row values.
+    ``total`` counts the input elements for progress (-1 while unknown)."""
     from ..core import finish_reduction
     from ..core.engine import Accumulator
 
+    request, sx, st, progress = run.request, run.sx, run.st, run.progress
     diagnostics, base, per_batch, caught = _start(request)
-    accumulator = Accumulator(request.log_target, threads)
+    accumulator = Accumulator(request.log_target, request.threads)
     row_values: list[np.ndarray] = []
     loss = None
     shape: tuple[int, ...] = ()
     dtype = None
     count = 0
+    rows_done = 0
     done = 0
     streamed_max = None  # reduction "none" into a sink: the largest value written
     finite = True
+    want_rows = request.per_row or request.top
     for x, t in blocks():
         try:
             shape = broadcast_shape(x.shape, t.shape)
@@ -456,7 +596,6 @@ def _reduce_blocks(
             ) from None
         dtype = result_dtype(x, t)
         diagnostics.update(x, t)
-        want_rows = request.per_row or request.top
         terms = pointwise(x, t, request.log_target, dtype) if want_rows or base == "none" else None
         if want_rows:
             row_values.append(_row_sums(terms, dtype))
@@ -464,20 +603,21 @@ def _reduce_blocks(
             loss = terms
         elif base == "none":
             terms = _scaled(terms, request, dtype)
-            sink.write(terms, (rows_total, *shape[1:]))
+            sink.write(terms, (input_shape[0], *shape[1:]))
             finite = finite and bool(np.isfinite(terms).all())
             streamed_max = _running_max(streamed_max, terms)
         else:
             accumulator.add(x, t, dtype)
         count += int(np.prod(shape))
-        done += x.shape[0] if x.ndim else 1
+        rows_done += x.shape[0] if x.ndim else 1
+        done += x.size
         del x, t, terms  # let the next block reuse the memory
         if progress is not None:
-            progress(done, rows_total)
+            progress(done, total)
     if dtype is None:
         raise InputError(sx.label, "has no rows")
     if input_shape and input_shape[0] == -1:
-        input_shape = (done, *input_shape[1:])
+        input_shape = (rows_done, *input_shape[1:])
     if base != "none":
         batch = input_shape[0] if per_batch and len(input_shape) else None
         loss = finish_reduction(accumulator.total(), count, base, batch, dtype)
@@ -514,9 +654,11 @@ def _start(request: ComputeRequest):
         input_transformed=request.input_transform != "none",
         target_transformed=request.target_transform != "none" or request.target_labels,
     )
+    # With --per-row or --top the rows are the answer: the 'mean' warning is noise there.
+    warn = not (request.per_row or request.top)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        base, per_batch = resolve_reduction(request.reduction)
+        base, per_batch = resolve_reduction(request.reduction, warn=warn)
     return diagnostics, base, per_batch, caught
 
 
