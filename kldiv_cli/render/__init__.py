@@ -5,8 +5,9 @@ the bare plain-text lines); this module turns it into text. Rich is imported
 only for the ``table`` format.
 
 Names and values from data or paths can hold escape sequences, newlines or Rich
-markup. Every format makes them inert here, once: :func:`~kldiv_cli.text.markup` for
-the Rich table, :func:`~kldiv_cli.text.clean` for CSV and markdown cells and headers,
+markup. Every format makes them inert here, once: :func:`~kldiv_cli.text.clean` for
+CSV and markdown cells and headers and, wrapped in ``rich.text.Text`` (never parsed
+as markup, so ``[link=...]`` and ``[/]`` are plain text), for the Rich table;
 :func:`~kldiv_cli.text.clean_lines` for plain text; JSON escapes them itself.
 """
 
@@ -18,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..text import clean, clean_lines, markup
+from ..text import clean, clean_lines
 
 OUTPUT_FORMATS: tuple[str, ...] = ("auto", "plain", "json", "csv", "table", "markdown")
 
@@ -177,12 +178,14 @@ def print_report(report: Report, fmt: str, stream, color: bool | None) -> None:
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     # emoji=False: a column named ":warning:" is shown as typed.
     console = Console(
         file=stream, no_color=color is False, force_terminal=color or None, emoji=False
     )
-    table = Table(title=markup(report.title), title_justify="left")
+    # Text objects are never parsed as markup: names show exactly as clean() writes them.
+    table = Table(title=Text(clean(report.title)), title_justify="left")
     columns, rows = report.columns, report.rows
     if report.terminal_columns:
         keep = [columns.index(c) for c in report.terminal_columns]
@@ -192,9 +195,9 @@ def print_report(report: Report, fmt: str, stream, color: bool | None) -> None:
         # One record reads better as a list of fields.
         columns, rows = ["field", "value"], list(zip(columns, rows[0]))
     for name in columns:
-        table.add_column(markup(name), justify="left", overflow="fold")
+        table.add_column(Text(clean(name)), justify="left", overflow="fold")
     for row in rows:
-        table.add_row(*(markup(_cell(v, report.digits)) for v in row))
+        table.add_row(*(Text(_cell(v, report.digits)) for v in row))
     console.print(table)
     for note in report.notes:
-        console.print(markup(note), style="dim", highlight=False)
+        console.print(Text(clean(note), style="dim"))

@@ -1,0 +1,293 @@
+"""Output files never lose data; rendered names never control a terminal."""
+
+from __future__ import annotations
+
+import csv
+import errno
+import io
+import os
+import signal
+import stat
+from pathlib import Path
+
+import pytest
+
+from kldiv_cli.errors import OutputError, UsageError
+from kldiv_cli.io import writers
+from kldiv_cli.io.writers import atomic_write, check_outputs, output_kind, write_all
+from kldiv_cli.render import Report, print_report, render_text
+
+OLD = b"the previous result\n"
+
+
+def files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+@pytest.fixture()
+def old(tmp_path: Path) -> Path:
+    path = tmp_path / "out.json"
+    path.write_bytes(OLD)
+    return path
+
+
+# --- check_outputs: refused before any work ------------------------------------------
+
+
+def test_an_output_that_is_an_input_is_refused(tmp_path: Path) -> None:
+    data = tmp_path / "x.npy"
+    data.write_bytes(b"input")
+    (tmp_path / "link.npy").symlink_to(data)
+    os.link(data, tmp_path / "hard.npy")
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    for output in [
+        data,
+        tmp_path / "link.npy",
+        tmp_path / "hard.npy",
+        sub / ".." / "x.npy",
+        f"{tmp_path}//./x.npy",
+    ]:
+        with pytest.raises(OutputError, match="is also an input of this command"):
+            check_outputs([str(output)], ["-", str(data)])
+    with pytest.raises(OutputError, match="is also an input"):
+        check_outputs([str(data)], [str(tmp_path / "link.npy")])
+    assert data.read_bytes() == b"input"
+
+
+def test_two_outputs_that_are_one_file_are_refused(tmp_path: Path) -> None:
+    a = tmp_path / "a.xml"
+    (tmp_path / "to-a.xml").symlink_to(a)  # dangling until a is written
+    for pair in [(a, a), (a, tmp_path / "to-a.xml"), (a, tmp_path / "." / "a.xml")]:
+        with pytest.raises(OutputError, match="is named as two outputs"):
+            check_outputs([str(p) for p in pair], [])
+    a.write_text("old")
+    os.link(a, tmp_path / "b.xml")
+    with pytest.raises(OutputError, match="is named as two outputs"):
+        check_outputs([str(a), None, "-", str(tmp_path / "b.xml")], [])
+    check_outputs([str(a), str(tmp_path / "c.xml"), None, "-", "-"], [str(tmp_path / "gone")])
+
+
+def test_destinations_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(OutputError, match="is a directory"):
+        check_outputs([str(tmp_path)], [])
+    with pytest.raises(OutputError, match="folder .* does not exist"):
+        check_outputs([str(tmp_path / "no" / "out.json")], [])
+    with pytest.raises(
+        OutputError, match=r"the file name is too long \(256 bytes; the limit is 255\)"
+    ):
+        check_outputs([str(tmp_path / ("n" * 251 + ".json"))], [])
+    with pytest.raises(OutputError) as info:
+        check_outputs([str(tmp_path / "a\x1b[2J\n" / "o.json")], [])
+    assert "\x1b" not in str(info.value) and "\n" not in str(info.value)
+
+
+def test_output_kind_takes_the_kinds_a_command_writes(tmp_path: Path) -> None:
+    assert output_kind(str(tmp_path / "p.JSON"), allowed=("json",)) == "json"
+    assert output_kind("-", allowed=("json",)) == "stdout"
+    with pytest.raises(UsageError, match=r"p.npy: --output writes .json, not .npy"):
+        output_kind(str(tmp_path / "p.npy"), allowed=("json",))
+    with pytest.raises(UsageError, match=r"--out writes .csv, .json, not .parquet"):
+        output_kind(str(tmp_path / "p.parquet"), allowed=("json", "csv"), option="--out")
+    with pytest.raises(OutputError, match="unknown output type; name it .json"):
+        output_kind(str(tmp_path / "p.xlsx"), allowed=("json",))
+
+
+# --- atomic_write / write_all ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o640, 0o604])
+def test_the_mode_of_a_replaced_file_is_kept(old: Path, mode: int) -> None:
+    old.chmod(mode)
+    atomic_write(str(old), lambda f: f.write(b"new"))
+    assert old.read_bytes() == b"new"
+    assert stat.S_IMODE(old.stat().st_mode) == mode
+    assert files(old.parent) == ["out.json"]
+
+
+def test_a_new_file_gets_the_umask_mode(tmp_path: Path) -> None:
+    umask = os.umask(0o027)
+    try:
+        atomic_write(str(tmp_path / "new.json"), lambda f: f.write(b"x"))
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "new.json").stat().st_mode) == 0o640
+
+
+def test_a_255_byte_name_is_written(tmp_path: Path) -> None:
+    for name in ["n" * 250 + ".json", "é" * 125 + "a.csv"]:
+        assert len(name.encode()) == 255
+        path = tmp_path / name
+        path.write_bytes(OLD)
+        check_outputs([str(path)], [])
+        atomic_write(str(path), lambda f: f.write(b"new"))
+        assert path.read_bytes() == b"new"
+        path.unlink()
+    assert files(tmp_path) == []
+
+
+def test_a_symlinked_output_replaces_its_target(tmp_path: Path) -> None:
+    real = tmp_path / "real.json"
+    real.write_bytes(OLD)
+    (tmp_path / "link.json").symlink_to(real)
+    atomic_write(str(tmp_path / "link.json"), lambda f: f.write(b"new"))
+    assert (tmp_path / "link.json").is_symlink()
+    assert real.read_bytes() == b"new"
+
+
+def test_all_outputs_or_none(tmp_path: Path) -> None:
+    junit, html = tmp_path / "j.xml", tmp_path / "h.html"
+    junit.write_bytes(OLD)
+    html.write_bytes(OLD)
+
+    def fails(f) -> None:
+        f.write(b"half a page")
+        raise ValueError("the page could not be made")
+
+    with pytest.raises(ValueError):
+        write_all([(str(junit), lambda f: f.write(b"new junit")), (str(html), fails)])
+    assert junit.read_bytes() == OLD and html.read_bytes() == OLD
+    assert files(tmp_path) == ["h.html", "j.xml"]
+    assert write_all([(str(junit), lambda f: f.write(b"J")), (str(html), lambda f: 7)]) == [1, 7]
+    assert junit.read_bytes() == b"J" and html.read_bytes() == b""
+
+
+class Full(io.FileIO):
+    """A file on a disk that fills up after ``room`` bytes."""
+
+    room = 10
+
+    def write(self, data) -> int:  # type: ignore[override]
+        if self.tell() + len(data) > self.room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return super().write(data)
+
+
+def test_a_full_disk_is_one_clean_line(old: Path, monkeypatch) -> None:
+    monkeypatch.setattr(writers.os, "fdopen", lambda fd, mode: Full(fd, "wb"))
+    with pytest.raises(OutputError) as info:
+        atomic_write(str(old), lambda f: f.write(b"x" * 100))
+    assert str(info.value) == f"{old}: cannot write (no space left on device); nothing was replaced"
+    assert old.read_bytes() == OLD
+    assert files(old.parent) == ["out.json"]
+
+
+@pytest.mark.parametrize(
+    ("where", "code", "text"),
+    [
+        ("replace", errno.EACCES, "permission denied"),
+        ("fsync", errno.EIO, "input/output error"),
+        ("mkstemp", errno.EROFS, "read-only file system"),
+        ("fsync", errno.EDQUOT, "disk quota exceeded"),
+    ],
+)
+def test_os_errors_while_writing(old: Path, monkeypatch, where: str, code: int, text: str) -> None:
+    def refuse(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    module = writers.tempfile if where == "mkstemp" else writers.os
+    monkeypatch.setattr(module, where, refuse)
+    with pytest.raises(OutputError, match=f"out.json: cannot write \\({text}\\)"):
+        atomic_write(str(old), lambda f: f.write(b"new"))
+    assert old.read_bytes() == OLD
+    assert files(old.parent) == ["out.json"]
+
+
+def test_an_error_about_another_file_is_not_an_output_error(old: Path) -> None:
+    def reads_an_input(f) -> None:
+        open(old.parent / "missing-input.npy", "rb")
+
+    with pytest.raises(FileNotFoundError):
+        atomic_write(str(old), reads_an_input)
+    assert files(old.parent) == ["out.json"]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
+def test_dev_full_is_written_in_place_and_fails_cleanly() -> None:
+    with pytest.raises(OutputError, match=r"^/dev/full: cannot write \(no space left on device\)"):
+        atomic_write("/dev/full", lambda f: f.write(b"x" * 10000))
+    assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
+    atomic_write(os.devnull, lambda f: f.write(b"x"))
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
+
+
+def test_ctrl_c_while_writing_removes_the_temp(old: Path) -> None:
+    def interrupted(f) -> None:
+        f.write(b"partial")
+        os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(str(old), interrupted)
+    assert old.read_bytes() == OLD
+    assert files(old.parent) == ["out.json"]
+
+
+def test_signal_handlers_only_while_a_temp_exists(old: Path) -> None:
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    seen = {}
+
+    def look(f) -> None:
+        seen.update({s: signal.getsignal(s) for s in before})
+        assert len(writers._live) == 1
+
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        atomic_write(str(old), look)
+        assert seen[signal.SIGTERM] is writers._on_signal
+        assert seen[signal.SIGINT] is writers._on_signal
+        assert seen[signal.SIGHUP] is signal.SIG_IGN  # nohup stays nohup
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, before[signal.SIGHUP])
+    assert {s: signal.getsignal(s) for s in before} == before
+    assert writers._live == set()
+
+
+# --- rendering hostile names ---------------------------------------------------------
+
+HOSTILE = ["[/]", "[link=https://evil.example]x", "\x1b]0;title\x07", "a\nb", 'c,"d', "|p|"]
+
+
+def hostile_report() -> Report:
+    table = {name: [name, 1.5] for name in HOSTILE}
+    return Report(
+        title="\x1b[2Jtitle [bold]",
+        document={"columns": HOSTILE},
+        table=table,
+        plain=[f"{n}: 1" for n in HOSTILE],
+        notes=["note \x1b[31m[/]"],
+    )
+
+
+@pytest.mark.parametrize("fmt", ["table", "plain", "csv", "markdown", "json"])
+@pytest.mark.parametrize("color", [None, True, False])
+def test_hostile_names_render_inert(fmt: str, color: bool | None) -> None:
+    out = io.StringIO()
+    print_report(hostile_report(), fmt, out, color)
+    text = out.getvalue()
+    if color is not True or fmt != "table":
+        assert not any(ord(c) < 0x20 and c not in "\n" for c in text), repr(text)
+    assert "\x1b]" not in text and "\x1b[2J" not in text
+    assert "\\x1b" in text or fmt == "json"
+    if fmt == "table":
+        assert "[link=https://evil.example]x" in text and "[/]" in text
+
+
+def test_csv_quoting_stays_correct() -> None:
+    rows = list(csv.reader(io.StringIO(render_text(hostile_report(), "csv"))))
+    assert rows[0] == [
+        "[/]",
+        "[link=https://evil.example]x",
+        "\\x1b]0;title\\x07",
+        "a\\nb",
+        'c,"d',
+        "|p|",
+    ]
+    assert len(rows) == 3 and all(len(r) == len(HOSTILE) for r in rows)
+
+
+def test_markdown_cells_stay_in_their_column() -> None:
+    lines = render_text(hostile_report(), "markdown").splitlines()
+    header = [line for line in lines if line.startswith("| ")][0]
+    assert header.replace("\\|", "").count("|") == len(HOSTILE) + 1
+    assert lines[0] == "### \\x1b[2Jtitle [bold]"
