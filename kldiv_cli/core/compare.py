@@ -1,0 +1,220 @@
+r"""Per-row measures between two models' distributions over the same classes.
+
+Each row is one position (a token, a sample); the last axis holds the classes (the
+vocabulary). ``p`` is the reference (base) model, ``q`` the candidate. Everything is
+computed in float64 from the data as given (a float32 logit widens exactly), in
+log space where digits would otherwise be lost:
+
+* ``kl``         KL(p ‖ q) = Σ p·(log p − log q)
+* ``kl_reverse`` KL(q ‖ p) = Σ q·(log q − log p)
+* ``js``         Jensen–Shannon divergence (nats), ½ KL(p ‖ m) + ½ KL(q ‖ m), m = (p+q)/2
+* ``tv``         total variation, ½ Σ |p − q|
+* ``agree``      whether the argmax of the two rows is the same class (first index on
+  ties, as ``np.argmax``, taken on the data as given)
+
+A class with ``p = 0`` adds nothing to KL(p ‖ q) (``0·log 0 = 0``); ``p > 0`` where
+``q = 0`` makes it ``+inf``. A NaN anywhere in a row makes every measure of the row NaN.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["KINDS", "MEASURES", "Pair", "distribution", "pair", "row_measures", "token_measures"]
+
+#: What an input's numbers are.
+KINDS: tuple[str, ...] = ("logits", "log-probs", "probs")
+#: The per-row divergences, in the order they are reported.
+MEASURES: tuple[str, ...] = ("kl", "kl_reverse", "js", "tv")
+
+_LN2 = math.log(2.0)
+#: Above this log-ratio ``expm1`` overflows; there ``log((1 + e^d)/2) = d − ln 2`` to
+#: within e^-700.
+_BIG = 700.0
+
+
+def distribution(
+    block: np.ndarray, kind: str, temperature: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
+    r"""``(log p, p)`` in float64 for each row of ``block`` (rows × classes).
+
+    Parameters
+    ----------
+    block
+        A 2-D float array: logits, log-probabilities or probabilities (``kind``).
+    kind
+        ``logits``: log p = log_softmax(x / T), from one ``exp`` pass in float64
+        (``z = (x − max)/T``, ``log p = z − log Σ e^z``, ``p = e^z / Σ e^z``).
+        ``log-probs``: taken as given (p = e^x); with ``T ≠ 1``, renormalised as
+        log_softmax(x / T). ``probs``: taken as given (log p = log x); with ``T ≠ 1``,
+        log_softmax(log x / T).
+    temperature
+        ``T > 0``; 1 leaves log-probabilities and probabilities untouched.
+
+    Edge cases
+    ----------
+    ``-inf`` logits (masked classes) get ``p = 0``; a row whose logits are all
+    ``-inf``, or hold ``+inf`` or NaN, is NaN throughout (as torch's log_softmax).
+    A probability of 0 has ``log p = -inf``; a negative one gives NaN.
+    """
+    _check_kind(kind)
+    a = np.asarray(block, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        if temperature == 1.0 and kind == "probs":
+            return np.log(a), a
+        if temperature == 1.0 and kind == "log-probs":
+            return a, np.exp(a)
+        if kind == "probs":
+            a = np.log(a)
+        z = a - np.max(a, axis=-1, keepdims=True)
+        if temperature != 1.0:
+            z /= temperature
+        e = np.exp(z)
+        s = np.sum(e, axis=-1, keepdims=True)
+        z -= np.log(s)
+        e /= s
+    return z, e
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}; choose one of {', '.join(KINDS)}")
+
+
+@dataclass
+class Pair:
+    r"""Two blocks of distributions, row by row, in float64.
+
+    ``d = log q − log p`` and ``ed = expm1(d) = q/p − 1`` are computed from both sides
+    at once (see :func:`pair`), so they keep their digits when ``p ≈ q``; ``lq`` is
+    None when it is ``lp + d``.
+    """
+
+    lp: np.ndarray
+    p: np.ndarray
+    q: np.ndarray
+    d: np.ndarray
+    ed: np.ndarray
+    lq: np.ndarray | None = None
+
+    def log_q_at(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        if self.lq is not None:
+            return self.lq[rows, cols]
+        return self.lp[rows, cols] + self.d[rows, cols]
+
+
+def pair(
+    raw_p: np.ndarray, raw_q: np.ndarray, kind_p: str, kind_q: str, temperature: float = 1.0
+) -> Pair:
+    r"""Reference rows ``raw_p`` and candidate rows ``raw_q`` as a :class:`Pair`.
+
+    The log-ratio ``d`` is where digits are lost when the two are close (a KL of
+    1e-6 lives in the 7th digit of ``log p − log q``), so it is formed from both sides:
+
+    * two logit inputs (and any input with ``T ≠ 1``, brought to logits): with
+      ``z = (x − max x)/T``, ``d = δ − c`` where ``δ = z_q − z_p`` (a difference of
+      the data, exact for float32/float16 values) and ``c = log(S_q/S_p) =
+      log1p(ΔS/S_p)``, ``ΔS = Σ e^{z_p}·expm1(δ)``; then ``expm1(d) = (expm1(δ) −
+      C)/(1 + C)`` with ``C = ΔS/S_p``, and ``q = p·(1 + expm1(d))``;
+    * two log-probability inputs: ``d = y − x``;
+    * two probability inputs: ``d = log1p((q − p)/p)``;
+    * mixed kinds: ``d = log q − log p`` from :func:`distribution`.
+    """
+    _check_kind(kind_p)
+    _check_kind(kind_q)
+    a = np.asarray(raw_p, dtype=np.float64)
+    b = np.asarray(raw_q, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        if temperature != 1.0 or kind_p == kind_q == "logits":
+            return _logits_pair(
+                np.log(a) if kind_p == "probs" else a,
+                np.log(b) if kind_q == "probs" else b,
+                temperature,
+            )
+        lp, p = distribution(a, kind_p)
+        lq, q = distribution(b, kind_q)
+        if kind_p == kind_q == "log-probs":
+            d = b - a
+        elif kind_p == kind_q == "probs":
+            d = np.where((p > 0) & (q > 0), np.log1p((q - p) / p), lq - lp)
+        else:
+            d = lq - lp
+        return Pair(lp=lp, p=p, q=q, d=d, ed=np.expm1(d), lq=lq)
+
+
+def _logits_pair(a: np.ndarray, b: np.ndarray, temperature: float) -> Pair:
+    ma = np.max(a, axis=-1, keepdims=True)
+    mb = np.max(b, axis=-1, keepdims=True)
+    z = a - ma
+    delta = b - a
+    delta -= mb - ma
+    if temperature != 1.0:
+        z /= temperature
+        delta /= temperature
+    ep = np.exp(z)
+    sp = np.sum(ep, axis=-1, keepdims=True)
+    e = np.expm1(delta)
+    change = ep * e
+    # Where e^z_p·expm1(δ) is not a number (masked classes, overflow), the candidate's
+    # terms are taken directly.
+    bad = ~np.isfinite(change)
+    eq = None
+    if bad.any():
+        zq = b - mb
+        if temperature != 1.0:
+            zq /= temperature
+        eq = np.exp(zq)
+        change = np.where(bad, eq - ep, change)
+    big_c = np.sum(change, axis=-1, keepdims=True) / sp
+    z -= np.log(sp)
+    ep /= sp
+    delta -= np.log1p(big_c)
+    e -= big_c
+    e /= 1.0 + big_c
+    q = ep + ep * e
+    if eq is not None:
+        q = np.where(bad, eq / (sp * (1.0 + big_c)), q)
+    return Pair(lp=z, p=ep, q=q, d=delta, ed=e)
+
+
+def row_measures(raw_p: np.ndarray, raw_q: np.ndarray, pr: Pair) -> dict[str, np.ndarray]:
+    r"""``kl, kl_reverse, js, tv`` (float64) and ``agree`` (bool) for each row.
+
+    ``raw_p``/``raw_q`` are the rows as given (for the argmax), ``pr`` their
+    :func:`pair`.
+
+    With ``d = log q − log p``, the Jensen–Shannon term of a class is
+    ``q·d − (p+q)·L`` with ``L = log((1+e^d)/2) = log1p(expm1(d)/2)``: each term is
+    ≥ 0 and keeps its digits when ``d`` is tiny (the naive ``p·log(p/m)`` cancels);
+    a class where only one side has mass adds ``(p+q)·ln 2``.
+    """
+    p, q, d = pr.p, pr.q, pr.d
+    with np.errstate(all="ignore"):
+        kl = np.where(p == 0, 0.0, p * -d).sum(axis=-1)
+        kl_reverse = np.where(q == 0, 0.0, q * d).sum(axis=-1)
+        half = np.where(d > _BIG, d - _LN2, np.log1p(pr.ed * 0.5))
+        mass = p + q
+        terms = np.where((p > 0) & (q > 0), q * d - mass * half, mass * _LN2)
+        js = 0.5 * terms.sum(axis=-1)
+        tv = 0.5 * np.abs(p - q).sum(axis=-1)
+    agree = np.argmax(raw_p, axis=-1) == np.argmax(raw_q, axis=-1)
+    return {"kl": kl, "kl_reverse": kl_reverse, "js": js, "tv": tv, "agree": agree}
+
+
+def token_measures(pr: Pair, tokens: np.ndarray) -> dict[str, np.ndarray]:
+    r"""The observed next token's statistics for each row.
+
+    ``nll_reference = −log p(token)``, ``nll_candidate = −log q(token)`` and
+    ``delta_p = q(token) − p(token)`` (llama.cpp's Δp), all float64. ``tokens`` holds
+    one valid class index per row (checked by the caller).
+    """
+    rows = np.arange(len(tokens))
+    with np.errstate(all="ignore"):
+        return {
+            "nll_reference": -pr.lp[rows, tokens],
+            "nll_candidate": -pr.log_q_at(rows, tokens),
+            "delta_p": pr.q[rows, tokens] - pr.p[rows, tokens],
+        }
