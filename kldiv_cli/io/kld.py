@@ -1,0 +1,117 @@
+"""llama.cpp ``.kld`` files: the base model's log-probabilities written by
+``llama-perplexity --kl-divergence-base FILE`` (``tools/perplexity/perplexity.cpp``).
+
+Layout, all little-endian:
+
+* the magic ``_logits_`` (8 bytes), then int32 ``n_ctx``, ``n_vocab``, ``n_chunk``;
+* int32 ``tokens[n_chunk·n_ctx]``: the evaluated text, chunk after chunk;
+* for each chunk, for each scored position ``j = n_ctx/2 … n_ctx−2`` (``n_ctx − 1 −
+  n_ctx/2`` positions, integer division): ``nv = 2·⌈n_vocab/2⌉ + 4`` uint16 values,
+  the first four holding float32 ``scale`` and ``min_log_prob``, then ``n_vocab``
+  quantised values ``q`` (and one of padding when ``n_vocab`` is odd), with
+  ``log p ≈ scale·q + min_log_prob``.
+
+Position ``j`` of chunk ``c`` predicts ``tokens[c·n_ctx + j + 1]``: those are the rows'
+next tokens (:attr:`KldSource.tokens`). llama.cpp stores ``q = 0`` for every class at or
+below ``max(min logit, max logit − 16)``, so such a class reads back as
+``min_log_prob`` (an upper bound of its log-probability). Rows decode to float64
+log-probabilities: ``scale·q`` is exact in float64, the sum rounded once.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError, UsageError
+from .safetensors import open_binary, read_exact
+
+__all__ = ["MAGIC", "KldSource", "open_kld"]
+
+MAGIC = b"_logits_"
+_HEADER = struct.Struct("<iii")
+_START = len(MAGIC) + _HEADER.size
+
+
+class KldSource:
+    """The log-probabilities of a ``.kld`` file, one row per scored position."""
+
+    fmt = "kld"
+    streamable = True
+    dtype = np.dtype(np.float64)
+
+    def __init__(self, path: str) -> None:
+        self.path = self.label = path
+        f, size = open_binary(path)
+        with f:
+            head = f.read(_START)
+            if len(head) < _START or head[: len(MAGIC)] != MAGIC:
+                raise InputError(path, "is not a llama.cpp .kld file (no '_logits_' header)")
+            n_ctx, n_vocab, n_chunk = _HEADER.unpack(head[len(MAGIC) :])
+            if n_ctx < 2 or n_vocab < 1 or n_chunk < 0:
+                raise InputError(
+                    path,
+                    f"has an invalid header (n_ctx={n_ctx}, n_vocab={n_vocab}, n_chunk={n_chunk})",
+                )
+            first = n_ctx // 2
+            per_chunk = n_ctx - 1 - first
+            self.row_units = 2 * ((n_vocab + 1) // 2) + 4
+            self._data = _START + 4 * n_ctx * n_chunk
+            expected = self._data + 2 * self.row_units * per_chunk * n_chunk
+            if size != expected:
+                raise InputError(
+                    path,
+                    f"has {size} bytes but its header (n_ctx={n_ctx}, n_vocab={n_vocab}, "
+                    f"n_chunk={n_chunk}) needs {expected}",
+                )
+            text = np.frombuffer(read_exact(f, _START, 4 * n_ctx * n_chunk, path), dtype="<i4")
+        self.n_ctx, self.n_vocab, self.n_chunk = n_ctx, n_vocab, n_chunk
+        self.rows = per_chunk * n_chunk
+        self.width = n_vocab
+        self.shape: tuple[int, ...] = (self.rows, n_vocab)
+        #: The next token of each row (int64).
+        self.tokens = text.reshape(n_chunk, n_ctx)[:, first + 1 :].astype(np.int64).reshape(-1)
+
+    def _decode(self, data: bytes, rows: int) -> np.ndarray:
+        units = np.frombuffer(data, dtype="<u2").reshape(rows, self.row_units)
+        params = np.ascontiguousarray(units[:, :4]).view("<f4").astype(np.float64)
+        out = units[:, 4 : 4 + self.n_vocab].astype(np.float64)
+        out *= params[:, :1]
+        out += params[:, 1:2]
+        return out
+
+    def iter_chunks(self, rows: int) -> Iterator[np.ndarray]:
+        """Blocks of at most ``rows`` decoded rows (float64 log-probabilities)."""
+        row_bytes = 2 * self.row_units
+        f, _ = open_binary(self.path)
+        with f:
+            for first in range(0, self.rows, max(rows, 1)):
+                n = min(rows, self.rows - first)
+                data = read_exact(f, self._data + first * row_bytes, n * row_bytes, self.label)
+                yield self._decode(data, n)
+
+    def read(self) -> np.ndarray:
+        blocks = list(self.iter_chunks(max(self.rows, 1)))
+        return np.concatenate(blocks) if blocks else np.empty((0, self.width))
+
+    def should_stream(self) -> bool:
+        return True
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "path": self.label,
+            "format": self.fmt,
+            "shape": list(self.shape),
+            "n_ctx": self.n_ctx,
+            "n_chunk": self.n_chunk,
+        }
+
+
+def open_kld(path: str) -> KldSource:
+    """Open a ``.kld`` file written by ``llama-perplexity --kl-divergence-base``."""
+    if path == "-":
+        raise UsageError(".kld files are read from a path, not stdin")
+    return KldSource(path)
