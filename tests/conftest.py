@@ -1,15 +1,14 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = ROOT / "sample_data"
+from .helpers import ROOT, SAMPLES, kldiv_subprocess
+
+__all__ = ["ROOT", "SAMPLES", "kldiv_subprocess"]
 
 # As Typer's own CI: plain help, a wide terminal, no colour codes in assertions.
 os.environ["_TYPER_FORCE_DISABLE_TERMINAL"] = "1"
@@ -30,19 +29,6 @@ def run_cli():
         return runner.invoke(app, [str(a) for a in args], input=input)
 
     return run
-
-
-def kldiv_subprocess(*args: str, input: bytes | None = None, cwd: Path | None = None, **kw):
-    """The real command in a child process (``python -m kldiv_cli``)."""
-    return subprocess.run(
-        [sys.executable, "-m", "kldiv_cli", *map(str, args)],
-        input=input,
-        stdout=kw.pop("stdout", subprocess.PIPE),
-        stderr=kw.pop("stderr", subprocess.PIPE),
-        cwd=cwd,
-        timeout=120,
-        **kw,
-    )
 
 
 @pytest.fixture()

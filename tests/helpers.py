@@ -1,0 +1,74 @@
+"""What the test files share: running kldiv in-process and as a real process, and small data.
+
+In-process runs go through :func:`kldiv_cli.cli.app.run`, the same boundary as the
+installed command (usage errors, stdout failures, exit codes), with injected streams.
+Subprocesses are for what only a real process shows: signals, pipes, ``python -m``.
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "sample_data"
+
+
+@dataclass
+class Outcome:
+    """What a run left behind: its exit code and its two streams, kept apart."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+class _Stdin(io.TextIOWrapper):
+    """A text stdin with a ``buffer`` of bytes, as a real one has."""
+
+
+def invoke(
+    *args: object,
+    stdin: bytes = b"",
+    stdout_isatty: bool = False,
+    stderr_isatty: bool = False,
+    environ: dict[str, str] | None = None,
+) -> Outcome:
+    """Run ``kldiv ARGS`` in this process, through the real boundary."""
+    from kldiv_cli.cli.app import run
+    from kldiv_cli.cli.boundary import Environment
+
+    out, err = io.StringIO(), io.StringIO()
+    raw_in = io.BytesIO(stdin)
+    env = Environment(
+        stdout=out,
+        stderr=err,
+        stdin=raw_in,
+        stdout_isatty=stdout_isatty,
+        stderr_isatty=stderr_isatty,
+        environ=environ if environ is not None else {},
+    )
+    saved = sys.stdin, sys.stdout, sys.stderr
+    # Readers and Typer's own help still look at sys.*: point them at the same streams.
+    sys.stdin, sys.stdout, sys.stderr = _Stdin(raw_in), out, err
+    try:
+        code = run([str(a) for a in args], env)
+    finally:
+        sys.stdin, sys.stdout, sys.stderr = saved
+    return Outcome(int(code), out.getvalue(), err.getvalue())
+
+
+def kldiv_subprocess(*args: object, input: bytes | None = None, cwd: Path | None = None, **kw):
+    """The real command in a child process (``python -m kldiv_cli``)."""
+    return subprocess.run(
+        [sys.executable, "-m", "kldiv_cli", *map(str, args)],
+        input=input,
+        stdout=kw.pop("stdout", subprocess.PIPE),
+        stderr=kw.pop("stderr", subprocess.PIPE),
+        cwd=cwd,
+        timeout=120,
+        **kw,
+    )
