@@ -1,17 +1,32 @@
-"""How the loss is summed: fixed chunks, float64 partial sums, an ordered combine.
+"""How the loss is summed: float64 terms, fixed chunks, float64 partial sums, an exact combine.
 
-The work is split into chunks whose boundaries depend only on the data size
-(never on the thread count); each chunk gives one float64 partial sum, and the
-partials are combined exactly (``math.fsum``). So the same data gives the same
-bits for any number of threads, and a distributed engine (Dask, Spark) can run
-:func:`partial_sums` on its own partitions and :func:`combine` the results.
+The promise of every aggregate (a sum, a mean, a per-row value): it is the float64 value of
+the data as given, rounded once to the result dtype. Each term ``t * (log t - x)`` (or
+``exp(t) * (t - x)`` with ``log_target``) is computed from ``t`` and ``x`` widened exactly to
+float64, terms are summed in float64, and nothing is rounded to the result dtype before the
+end. float32 terms are not good enough: on near-identical distributions a KL is a small
+difference of large terms, and a float32 ``log`` (not correctly rounded, its errors biased)
+leaves percent-level errors in it.
 
-Per chunk, a fast path serves strictly positive targets:
-``sum(t * (log t - x))`` with preallocated, cache-sized buffers and in-place
-ufuncs (which release the GIL, so threads run in parallel). Any chunk whose fast
-sum is not finite (a zero, negative, NaN or infinite target, an infinite
-input, an overflow) is recomputed exactly with torch's formula, so the NaN/inf
-pattern is torch's.
+The work is split into chunks whose boundaries depend only on the position in the
+flattened data (never on the thread count or on how a stream was cut into blocks); each
+chunk gives one float64 partial sum, and the partials are combined exactly
+(``math.fsum``). So the same data gives the same bits for any number of threads and any
+block sizes, and a distributed engine (Dask, Spark) can run :func:`partial_sums` on its own
+partitions and :func:`combine` the results.
+
+Per chunk, a fast path serves strictly positive, finite targets and finite inputs: the
+chunk is widened into this thread's float64 buffers (float16 through an exact bit-level
+widening, much faster than NumPy's float16 cast), then ``log``, one subtraction and one
+dot product, all in place (ufuncs and the dot release the GIL, so threads run in
+parallel). Any chunk whose fast sum is not finite (a zero, negative, NaN or infinite
+target, an infinite input) is summed again with torch's special-value rules evaluated in
+float64 (``xlogy``: a zero target gives 0 against a finite input), and where torch's own
+terms are not finite (its NaN/inf pattern, including terms that overflow the result dtype
+in torch) the sum is that of torch's non-finite terms, so the NaN/±inf pattern is torch's.
+
+The pointwise loss (``reduction="none"``) is not computed here: it stays torch's, term by
+term, in :mod:`.pointwise`.
 """
 
 from __future__ import annotations
@@ -26,13 +41,31 @@ import numpy as np
 from .pointwise import pointwise
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
     from concurrent.futures import ThreadPoolExecutor
 
-#: Elements per chunk: three chunk-sized arrays (x, t, one buffer) stay in a 2 MiB L2 cache
-#: for float32; 2^16 to 2^19 measured alike on a 2-vCPU VM once the dot released the GIL.
+__all__ = [
+    "CHUNK",
+    "Accumulator",
+    "chunk_sum",
+    "column_partials",
+    "combine",
+    "default_threads",
+    "partial_sums",
+    "row_sums",
+    "total_loss",
+]
+
+#: Elements per chunk: the float64 buffers of a chunk (1 MiB each) stay in cache.
 CHUNK = 1 << 17
 #: Below this many elements, threads cost more than they save.
 PARALLEL_MIN = 1 << 20
+#: float16 bits shifted into a float32's place give the value times 2^-112, exactly
+#: (subnormals included); this factor restores it.
+_F16_SCALE = 2.0**112
+_F16_INF = 0x7C00
+_F16_SIGN = 0x8000
+_F16_NEG_INF = 0xFC00
 
 
 def default_threads() -> int:
@@ -42,84 +75,156 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def combine(parts) -> float:
+def combine(parts: Iterable[float]) -> float:
     """Exact, order-independent combination of float64 partial sums.
 
     ``fsum`` refuses ``inf - inf``; torch gives nan there, and so does the plain sum.
     """
-    arr = np.asarray(parts, dtype=np.float64)
+    arr = np.asarray(list(parts), dtype=np.float64)
     if np.isfinite(arr).all():
         return math.fsum(arr.tolist())
     with np.errstate(invalid="ignore"):
         return float(arr.sum())
 
 
-def exact_chunk_sum(x: np.ndarray, t: np.ndarray, log_target: bool, dtype: np.dtype) -> float:
-    """torch's pointwise loss (each term rounded to ``dtype``), summed in float64."""
-    with np.errstate(all="ignore"):
-        return float(pointwise(x, t, log_target, dtype).sum(dtype=np.float64))
-
-
-_LN2_F32 = np.float32(math.log(2.0))
-
-
 class _Buffers:
-    def __init__(self, dtype: np.dtype, size: int) -> None:
-        self.a = np.empty(size, dtype=dtype)
-        self.b = np.empty(size, dtype=dtype)
+    """One thread's scratch space: float64 buffers for the widened operands and the
+    terms, and a uint32 buffer for the float16 bit widening."""
+
+    def __init__(self, size: int) -> None:
+        self.a = np.empty(size, dtype=np.float64)
+        self.b = np.empty(size, dtype=np.float64)
+        self.t = np.empty(size, dtype=np.float64)
+        self.x = np.empty(size, dtype=np.float64)
+        self.u = np.empty(size, dtype=np.uint32)
 
 
 _LOCAL = threading.local()
 
 
-def _buffers(dtype: np.dtype, size: int) -> _Buffers:
+def _buffers(size: int) -> _Buffers:
     """This thread's scratch buffers, kept between calls: fresh pages for every streamed
-    block cost page faults (a 1e6 x 50 .npy run: 0.52 s -> 0.44 s with them kept)."""
-    cache = getattr(_LOCAL, "buffers", None)
-    if cache is None:
-        cache = _LOCAL.buffers = {}
-    buffers = cache.get(dtype)
+    block cost page faults."""
+    buffers: _Buffers | None = getattr(_LOCAL, "buffers", None)
     if buffers is None or buffers.a.size < size:
-        buffers = cache[dtype] = _Buffers(dtype, size)
+        buffers = _LOCAL.buffers = _Buffers(size)
     return buffers
 
 
-def _dot(a: np.ndarray, b: np.ndarray) -> float:
-    """``sum(a * b)`` in one pass, on one thread, with the GIL released.
+def _widen(a: np.ndarray, out: np.ndarray, scratch: np.ndarray) -> np.ndarray:
+    """``a`` (1-D) as float64, exactly: ``a`` itself when it is float64, else in ``out``.
 
-    float32 goes to BLAS ``sdot`` (NumPy's OpenBLAS runs it on one thread). float64 goes
-    to ``einsum``, as fast as a one-thread ``ddot`` here: OpenBLAS threads ``ddot`` on
-    chunk-long vectors, and its pool serialises concurrent callers (our threads).
-    ``np.vecdot`` holds the GIL, which serialised our threads too.
+    float16 whose values are all finite and of one sign (probabilities, log-probabilities)
+    is widened through its bits: the 15 bits below the sign, shifted into a float32's
+    exponent and mantissa, are the value times 2^-112 (subnormals too), so one multiply
+    restores it. NumPy's own float16 cast is several times slower.
     """
-    if a.dtype == np.float32:
-        return float(np.dot(a, b))
+    if a.dtype == np.float64:
+        return a
+    n = a.size
+    if a.dtype == np.float16 and n:
+        codes = a.view(np.uint16)
+        lo, hi = int(codes.min()), int(codes.max())
+        if hi < _F16_INF or (lo >= _F16_SIGN and hi < _F16_NEG_INF):
+            u = scratch[:n]
+            # The shift left by 17 drops the sign bit out of the word; >> 4 puts the
+            # exponent where a float32's is (bias difference 127 - 15 = 112).
+            np.left_shift(codes, 17, out=u, dtype=np.uint32)
+            np.right_shift(u, 4, out=u)
+            scale = _F16_SCALE if hi < _F16_INF else -_F16_SCALE
+            np.multiply(u.view(np.float32), scale, out=out, dtype=np.float64)
+            return out
+    np.copyto(out, a)
+    return out
+
+
+def _bounds(a: np.ndarray) -> tuple[float, float]:
+    return float(a.min()), float(a.max())
+
+
+def _fits(x: np.ndarray, t: np.ndarray, log_target: bool, dtype: np.dtype) -> bool:
+    """Whether none of torch's intermediate results can overflow ``dtype`` on this chunk
+    (finite operands, positive targets unless ``log_target``; checked by the caller).
+
+    torch computes ``xlogy(t, t) - t * x`` or ``exp(t) * (t - x)`` in the result dtype,
+    and a product that overflows there makes its term infinite (or NaN) although the
+    float64 value is finite. Bounds from the chunk's extremes, with a factor 2 of margin.
+    """
+    if dtype == np.float64 or not x.size:
+        return True
+    limit = float(np.finfo(dtype).max) / 2
+    x_lo, x_hi = _bounds(x)
+    t_lo, t_hi = _bounds(t)
+    x_abs = max(-x_lo, x_hi)
+    if log_target:
+        if t_hi > math.log(limit):
+            return False
+        return math.exp(t_hi) * max(1.0, max(-t_lo, t_hi) + x_abs) < limit
+    return t_hi * (x_abs + (math.log(t_hi) if t_hi > 1 else 0.0)) + 1.0 < limit
+
+
+def _torch_special(x: np.ndarray, t: np.ndarray, log_target: bool, dtype: np.dtype) -> float | None:
+    """The sum of torch's non-finite terms (nan, or ±inf), or None when all are finite."""
+    terms = pointwise(x, t, log_target, dtype)
+    bad = ~np.isfinite(terms)
+    if not bad.any():
+        return None
+    with np.errstate(invalid="ignore"):
+        return float(terms[bad].sum(dtype=np.float64))
+
+
+def _terms64(x: np.ndarray, t: np.ndarray, log_target: bool, out: np.ndarray) -> np.ndarray:
+    """Float64 terms of float64 operands with torch's special-value rules: ``xlogy`` gives
+    0 for a zero target (and nan against an infinite or nan input, as ``0 * x`` does)."""
+    if log_target:
+        np.subtract(t, x, out=out)
+        return np.multiply(out, np.exp(t), out=out)
+    np.log(t, out=out)
+    np.subtract(out, x, out=out)
+    np.multiply(out, t, out=out)
+    zero = t == 0
+    if zero.any():
+        out[zero] = 0.0 - t[zero] * x[zero]
+    return out
+
+
+def _dot(a: np.ndarray, b: np.ndarray) -> float:
+    """``sum(a * b)`` of float64 vectors in one pass, with the GIL released.
+
+    ``einsum`` runs on the calling thread; OpenBLAS ``ddot`` threads chunk-long vectors
+    itself and its pool serialises concurrent callers (our threads). ``np.vecdot`` holds
+    the GIL.
+    """
     return float(np.einsum("i,i", a, b))
 
 
 def chunk_sum(x: np.ndarray, t: np.ndarray, log_target: bool, dtype: np.dtype) -> float:
-    """The float64 loss sum of one chunk of same-shape, same-dtype, 1-D operands."""
+    """The float64 loss sum of one chunk of same-shape 1-D float operands (any dtypes).
+
+    ``dtype`` is the result dtype: it only decides where torch's own terms would overflow
+    (so that the NaN/inf pattern stays torch's); the value is that of the data in float64.
+    """
     n = x.size
-    buffers = _buffers(dtype, n)
-    a, b = buffers.a[:n], buffers.b[:n]
+    buf = _buffers(n)
     with np.errstate(all="ignore"):
+        t64 = _widen(t, buf.t[:n], buf.u)
+        x64 = _widen(x, buf.x[:n], buf.u)
+        a = buf.a[:n]
         if log_target:
-            np.exp(t, out=a)
-            np.subtract(t, x, out=b)
-            fast = _dot(a, b)
-        elif dtype == np.float32:
-            # NumPy's float32 log2 is ~40% faster than its log (1.3 ulp after scaling).
-            np.log2(t, out=a)
-            np.multiply(a, _LN2_F32, out=a)
-            np.subtract(a, x, out=a)
-            fast = _dot(a, t)
+            b = buf.b[:n]
+            np.exp(t64, out=a)
+            np.subtract(t64, x64, out=b)
+            total = _dot(a, b)
         else:
-            np.log(t, out=a)
-            np.subtract(a, x, out=a)
-            fast = _dot(a, t)
-    if math.isfinite(fast):
-        return fast
-    return exact_chunk_sum(x, t, log_target, dtype)
+            np.log(t64, out=a)
+            np.subtract(a, x64, out=a)
+            total = _dot(a, t64)
+        if not math.isfinite(total):
+            total = float(np.sum(_terms64(x64, t64, log_target, a)))
+    if math.isfinite(total) and _fits(x, t, log_target, dtype):
+        return total
+    special = _torch_special(x, t, log_target, dtype)
+    return total if special is None else special
 
 
 def flat_pair(x: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -142,14 +247,10 @@ def partial_sums(
     The partials depend only on the data and ``chunk``, never on ``threads``.
     """
     xf, tf = flat_pair(x, t)
-    fast = xf.dtype == dtype and tf.dtype == dtype and dtype != np.float16
+    dtype = np.dtype(dtype)
 
     def one(i: int) -> float:
-        xc, tc = xf[i : i + chunk], tf[i : i + chunk]
-        if fast:
-            return chunk_sum(xc, tc, log_target, dtype)
-        # Mixed dtypes and float16 follow torch op by op.
-        return exact_chunk_sum(xc, tc, log_target, dtype)
+        return chunk_sum(xf[i : i + chunk], tf[i : i + chunk], log_target, dtype)
 
     starts = range(0, xf.size, chunk)
     threads = default_threads() if threads is None else max(1, threads)
@@ -184,12 +285,28 @@ def column_partials(
     return [p for part in _pool(threads).map(one, pairs) for p in part]
 
 
+def _broadcast_blocks(
+    x: np.ndarray, t: np.ndarray, size: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Same-shape blocks of broadcast ``x`` and ``t``, in row-major order: slices of about
+    ``size`` elements along the first axis, materialised one at a time."""
+    shape = np.broadcast_shapes(x.shape, t.shape)
+    bx, bt = np.broadcast_to(x, shape), np.broadcast_to(t, shape)
+    if not shape:
+        yield bx, bt
+        return
+    per = max(1, size // max(1, math.prod(shape[1:])))
+    for i in range(0, shape[0], per):
+        yield np.ascontiguousarray(bx[i : i + per]), np.ascontiguousarray(bt[i : i + per])
+
+
 class Accumulator:
     """The loss sum over blocks of rows that arrive one after another (a stream).
 
     Blocks are cut into chunks at fixed positions of the whole flattened data
     (a block's tail waits for the next block), so the result has the same bits
     as :func:`total_loss` on everything at once, whatever the block sizes.
+    Broadcast operands are materialised a slice at a time.
     """
 
     def __init__(self, log_target: bool, threads: int | None = None, chunk: int = CHUNK) -> None:
@@ -198,14 +315,13 @@ class Accumulator:
         self.chunk = chunk
         self.partials: list[float] = []
         self._carry: tuple[np.ndarray, np.ndarray] | None = None
-        self._dtype: np.dtype | None = None
+        self._dtype: np.dtype = np.dtype(np.float64)
 
     def add(self, x: np.ndarray, t: np.ndarray, dtype: np.dtype) -> None:
-        self._dtype = dtype
+        self._dtype = np.dtype(dtype)
         if x.shape != t.shape:
-            # Broadcast operands: torch's formula on the whole block, one partial.
-            self._flush()
-            self.partials.append(exact_chunk_sum(x, t, self.log_target, dtype))
+            for bx, bt in _broadcast_blocks(x, t, 8 * self.chunk):
+                self.add(bx, bt, dtype)
             return
         xf, tf = flat_pair(x, t)
         start = 0
@@ -247,10 +363,114 @@ def total_loss(
     threads: int | None = None,
     chunk: int = CHUNK,
 ) -> float:
-    """The float64 sum of torch's pointwise loss over broadcast ``x`` and ``t``."""
+    """The float64 sum of the loss over broadcast ``x`` and ``t`` (float64 terms)."""
     acc = Accumulator(log_target, threads, chunk)
     acc.add(x, t, np.dtype(dtype))
     return acc.total()
+
+
+def _rows_of_block(x: np.ndarray, t: np.ndarray, log_target: bool, dtype: np.dtype) -> np.ndarray:
+    """float64 row sums of one same-shape 2-D block, torch's pattern for non-finite rows."""
+    rows, width = x.shape
+    n = x.size
+    buf = _buffers(n)
+    with np.errstate(all="ignore"):
+        t64 = _widen(t.reshape(-1), buf.t[:n], buf.u)
+        x64 = _widen(x.reshape(-1), buf.x[:n], buf.u)
+        terms = _terms64(x64, t64, log_target, buf.a[:n]).reshape(rows, width)
+        sums = terms.sum(axis=-1)
+    finite = np.isfinite(sums)
+    if finite.all() and _fits(x, t, log_target, dtype):
+        return sums
+    # Torch's terms decide which rows are nan or ±inf.
+    with np.errstate(all="ignore"):
+        torch_terms = pointwise(x, t, log_target, dtype)
+        bad = ~np.isfinite(torch_terms)
+        special = np.where(bad, torch_terms, 0).sum(axis=-1, dtype=np.float64)
+    return np.where(bad.any(axis=-1), special, sums)
+
+
+def row_sums(
+    x: np.ndarray,
+    t: np.ndarray,
+    log_target: bool,
+    dtype: np.dtype,
+    threads: int | None = None,
+) -> np.ndarray:
+    """The KL of each row: the loss summed over the last axis, exactly, rounded once.
+
+    Parameters
+    ----------
+    x, t : numpy.ndarray
+        Input (log q) and target (p, or log p with ``log_target``) of any float dtypes,
+        of the same shape or broadcastable (``np.broadcast_shapes``).
+    log_target : bool
+        Whether ``t`` holds log-probabilities.
+    dtype : numpy.dtype
+        The result dtype (torch's :func:`~.pointwise.result_dtype` of the operands).
+    threads : int, optional
+        Threads to use; the values do not depend on it.
+
+    Returns
+    -------
+    numpy.ndarray
+        Of ``dtype`` and the broadcast shape without its last axis:
+        :math:`\\sum_j t_j (\\log t_j - x_j)` (or :math:`\\sum_j e^{t_j} (t_j - x_j)`)
+        with every term from ``t`` and ``x`` widened to float64, summed in float64
+        (pairwise) and rounded once: within 1 ulp of ``dtype`` of the float64 value.
+        A zero target contributes 0 against a finite input (``xlogy``); a row where any of
+        torch's terms is not finite gets torch's value (nan or ±inf). An empty last axis
+        gives 0.
+
+    Notes
+    -----
+    Temporaries are slices of about :data:`CHUNK` elements, so memory beyond the result
+    is bounded by the caller's block, never by the data. A 0-d or 1-d broadcast shape is
+    one row.
+    """
+    x, t = np.asarray(x), np.asarray(t)
+    dtype = np.dtype(dtype)
+    shape = np.broadcast_shapes(x.shape, t.shape) or (1,)
+    width, lead = shape[-1], shape[:-1]
+    out = np.zeros(math.prod(lead), dtype=np.float64)
+    if width and out.size:
+        # Broadcast operands are materialised a slice of rows at a time.
+        blocks = (
+            [(np.ascontiguousarray(x), np.ascontiguousarray(t))]
+            if x.shape == t.shape == shape
+            else _broadcast_blocks(x.reshape(x.shape or (1,)), t, 8 * CHUNK)
+        )
+        done = 0
+        for bx, bt in blocks:
+            sums = _same_shape_rows(
+                bx.reshape(-1, width), bt.reshape(-1, width), log_target, dtype, threads
+            )
+            out[done : done + sums.size] = sums
+            done += sums.size
+    with np.errstate(over="ignore"):
+        return out.astype(dtype).reshape(lead)
+
+
+def _same_shape_rows(
+    x: np.ndarray, t: np.ndarray, log_target: bool, dtype: np.dtype, threads: int | None
+) -> np.ndarray:
+    """float64 row sums of C-contiguous 2-D operands, in slices of about CHUNK elements
+    (one row per task, so the values do not depend on the threads)."""
+    rows, width = x.shape
+    out = np.empty(rows, dtype=np.float64)
+    per = max(1, CHUNK // width)
+
+    def one(i: int) -> None:
+        out[i : i + per] = _rows_of_block(x[i : i + per], t[i : i + per], log_target, dtype)
+
+    starts = range(0, rows, per)
+    threads = default_threads() if threads is None else max(1, threads)
+    if threads == 1 or x.size < PARALLEL_MIN:
+        for i in starts:
+            one(i)
+    else:
+        list(_pool(threads).map(one, starts))
+    return out
 
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}
