@@ -13,7 +13,7 @@ import numpy as np
 
 from .engine import combine
 
-__all__ = ["PERCENTILES", "mean_stderr", "percentiles", "proportion", "summary"]
+__all__ = ["PERCENTILES", "correlation", "mean_stderr", "percentiles", "proportion", "summary"]
 
 #: Summary keys and the fraction each percentile sits at, in the order they are reported.
 PERCENTILES: tuple[tuple[str, float], ...] = (
@@ -115,3 +115,30 @@ def proportion(p_hat: float, n: int) -> tuple[float, float]:
     if n == 1:
         return p, math.nan
     return p, math.sqrt(max(p * (1.0 - p), 0.0) / (n - 1))
+
+
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
+    r"""Pearson's correlation of paired values, ``cov(a, b)/(σ_a σ_b)``.
+
+    Moments about the float64 means, with exact sums (as :func:`mean_stderr`);
+    llama.cpp's ``Cor(ln(PPL(Q)), ln(PPL(base)))`` is this correlation of the
+    per-token negative log-likelihoods. NaN for fewer than 2 pairs, a constant side,
+    or a NaN value.
+    """
+    x, y = _as_values(a), _as_values(b)
+    if x.size != y.size:
+        raise ValueError(f"correlation: {x.size} values against {y.size}")
+    n = x.size
+    if n < 2:
+        return math.nan
+    mx, my = combine(x) / n, combine(y) / n
+    if not (math.isfinite(mx) and math.isfinite(my)):
+        return math.nan
+    dx, dy = x - mx, y - my
+    sx, sy = combine(dx) / n, combine(dy) / n
+    cov = combine(dx * dy) / n - sx * sy
+    vx = combine(dx * dx) / n - sx * sx
+    vy = combine(dy * dy) / n - sy * sy
+    if not (vx > 0 and vy > 0):
+        return math.nan
+    return max(-1.0, min(1.0, cov / math.sqrt(vx * vy)))

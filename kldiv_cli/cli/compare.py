@@ -1,0 +1,222 @@
+"""``kldiv compare``: model-vs-model statistics, KL(REFERENCE ‖ CANDIDATE) row by row."""
+
+from typing import Annotated
+
+import typer
+
+from ..errors import ExitCode
+from .app import app
+from .boundary import Messages, current, error_boundary
+from .options import (
+    DebugOpt,
+    DelimiterOpt,
+    FormatOpt,
+    MissingOpt,
+    NoColorOpt,
+    QuietOpt,
+    _progress,
+    _read_stdin_if_needed,
+)
+
+_KINDS = "[logits|log-probs|probs]"
+
+
+@app.command(no_args_is_help=True)
+@error_boundary
+def compare(
+    reference: Annotated[
+        str,
+        typer.Argument(
+            metavar="REFERENCE",
+            help="The reference (base, teacher) model: p. Logits by default; .safetensors, "
+            ".kld (llama.cpp) or any format compute reads; '-' for stdin.",
+            show_default=False,
+        ),
+    ],
+    candidate: Annotated[
+        str,
+        typer.Argument(
+            metavar="CANDIDATE",
+            help="The candidate (quantized, student) model: q, same rows and classes.",
+            show_default=False,
+        ),
+    ],
+    as_: Annotated[
+        str | None,
+        typer.Option("--as", metavar=_KINDS, help="What both files hold (default: logits)."),
+    ] = None,
+    reference_as: Annotated[
+        str | None, typer.Option("--reference-as", metavar=_KINDS, help="What REFERENCE holds.")
+    ] = None,
+    candidate_as: Annotated[
+        str | None, typer.Option("--candidate-as", metavar=_KINDS, help="What CANDIDATE holds.")
+    ] = None,
+    temperature: Annotated[
+        float,
+        typer.Option("--temperature", "-T", help="Compare softmax(logits / T) on both sides."),
+    ] = 1.0,
+    tokens: Annotated[
+        str | None,
+        typer.Option(
+            "--tokens",
+            metavar="FILE",
+            help="The next-token id of each row (.npy, CSV, Parquet...): adds Δp and "
+            "perplexity statistics. Taken from .kld inputs automatically.",
+        ),
+    ] = None,
+    tokens_column: Annotated[
+        str | None,
+        typer.Option("--tokens-column", metavar="COL", help="The column of a --tokens table."),
+    ] = None,
+    ignore_index: Annotated[
+        int | None,
+        typer.Option(
+            "--ignore-index",
+            metavar="ID",
+            help="Skip rows whose token is ID (e.g. -100, the masking of TRL and torchtune).",
+        ),
+    ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key", help="Tensor name in .safetensors / array name in .npz (both sides)."
+        ),
+    ] = None,
+    reference_key: Annotated[
+        str | None, typer.Option("--reference-key", help="As --key, for REFERENCE only.")
+    ] = None,
+    candidate_key: Annotated[
+        str | None, typer.Option("--candidate-key", help="As --key, for CANDIDATE only.")
+    ] = None,
+    columns: Annotated[
+        str | None,
+        typer.Option(
+            "--columns",
+            metavar="COLS",
+            help="Columns of CSV/Parquet inputs (names, globs, indices).",
+        ),
+    ] = None,
+    delimiter: DelimiterOpt = None,
+    missing: MissingOpt = "error",
+    fail_above: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fail-above",
+            metavar="NAME=X",
+            help="Exit 1 if the statistic NAME (from the JSON, e.g. kl.p99) is above X or NaN. "
+            "Repeatable.",
+        ),
+    ] = None,
+    fail_below: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fail-below",
+            metavar="NAME=X",
+            help="Exit 1 if NAME (e.g. top1_agreement) is below X or NaN. Repeatable.",
+        ),
+    ] = None,
+    format: FormatOpt = "auto",
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="PATH",
+            help="Also write the per-row measures to .npy, .csv or .parquet (atomically).",
+        ),
+    ] = None,
+    chunk_rows: Annotated[
+        int | None,
+        typer.Option(
+            "--chunk-rows", metavar="N", help="Rows per block (default: about 500k values)."
+        ),
+    ] = None,
+    quiet: QuietOpt = False,
+    no_color: NoColorOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Compare two models' distributions row by row: KL both ways, JS, TV, top-1 agreement.
+
+    compare puts the reference first: KL(REFERENCE ‖ CANDIDATE); unlike compute,
+    whose order is torch's (INPUT, TARGET).
+
+    Examples:
+
+      kldiv compare base_logits.npy quant_logits.npy
+
+      kldiv compare base.kld quant.kld -f json
+
+      kldiv compare teacher.safetensors student.safetensors --key logits --tokens labels.npy
+      --ignore-index -100
+
+      kldiv compare base.npy quant.npy --fail-above kl.p99=0.1 --fail-below top1_agreement=0.97
+
+      kldiv compare base.npy quant.npy -o rows.parquet -q
+
+    Each row is one position; the last axis holds the classes. Statistics are named as
+    llama.cpp's (mean ± standard error, percentiles 0.1 % … 99.9 %), computed in float64.
+    """
+    from ..errors import UsageError
+    from ..io.sources import ReadOptions
+    from ..io.writers import STREAMED_KINDS, check_outputs, output_kind, write_report
+    from ..jobs.compare import CompareRequest, parse_gate
+    from ..jobs.compare import compare as run
+    from ..render import print_report, render_text, resolve_format
+    from ..render.compare import compare_report, rows_report
+
+    resolve_format(format, False)
+    gates = tuple(parse_gate(s, "above") for s in fail_above or ()) + tuple(
+        parse_gate(s, "below") for s in fail_below or ()
+    )
+
+    def side(key_override: str | None) -> ReadOptions:
+        return ReadOptions(None, key_override or key, columns, delimiter, missing)
+
+    request = CompareRequest(
+        reference=reference,
+        candidate=candidate,
+        reference_as=reference_as or as_,
+        candidate_as=candidate_as or as_,
+        temperature=temperature,
+        reference_options=side(reference_key),
+        candidate_options=side(candidate_key),
+        tokens=tokens,
+        tokens_options=ReadOptions(None, None, tokens_column, delimiter, missing),
+        ignore_index=ignore_index,
+        gates=gates,
+        chunk_rows=chunk_rows,
+    )
+    request.validate()
+    if output and output != "-":
+        kind = output_kind(output)
+        if kind not in STREAMED_KINDS:
+            raise UsageError(f"{output}: the per-row measures go to .npy, .csv or .parquet")
+    elif output == "-":
+        raise UsageError("-o takes a file (.npy, .csv or .parquet); the statistics go to stdout")
+    check_outputs([output], [reference, candidate, *([tokens] if tokens else [])])
+    stdin = _read_stdin_if_needed(reference, candidate, *([tokens] if tokens else []))
+    with _progress(quiet) as progress:
+        result = run(request, stdin, progress)
+    for text in result.warnings:
+        Messages.warn(text)
+    if output:
+        write_report(output, rows_report(result))
+        Messages.note(f"wrote {output}")
+    report = compare_report(result)
+    env = current()
+    resolved = resolve_format(format, env.stdout_isatty)
+    if resolved in ("table", "plain"):
+        env.stdout.write(render_text(report, "plain"))
+    else:
+        print_report(report, resolved, env.stdout, env.color)
+    env.stdout.flush()
+    if result.failed:
+        Messages.check_failed("; ".join(_failure(c) for c in result.failed))
+        raise typer.Exit(ExitCode.CHECK_FAILED)
+
+
+def _failure(check: dict) -> str:
+    op = "above" if "fail_above" in check else "below"
+    value, threshold = check["value"], check[f"fail_{op}"]
+    what = "is NaN" if value != value else f"= {value:.6g} is {op}"
+    return f"{check['name']} {what} --fail-{op} {threshold:g}"

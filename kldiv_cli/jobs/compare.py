@@ -1,0 +1,426 @@
+"""The ``compare`` job: two models' distributions, row by row -> statistics and gates.
+
+KL(reference ‖ candidate): the reference (base, teacher) model's distribution is p.
+Both files are read block of rows by block (bounded memory: only a few floats per
+row are kept), each block pair goes through :func:`kldiv_cli.core.compare.pair`, and
+the per-row measures are summarised (:mod:`kldiv_cli.core.stats`) with llama.cpp's
+names and formulas. No printing here (see :mod:`kldiv_cli.render.compare`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..core.compare import KINDS, MEASURES, pair, row_measures, token_measures
+from ..core.stats import PERCENTILES, correlation, mean_stderr, proportion, summary
+from ..errors import InputError, UsageError
+from ..io.sources import ReadOptions, open_source
+from .compute import _prefetch, _rebatch
+
+__all__ = [
+    "CompareRequest",
+    "CompareResult",
+    "Gate",
+    "compare",
+    "parse_gate",
+    "statistic_names",
+]
+
+#: ``progress(done, total)``: elements (rows × classes) compared so far, and in all
+#: (-1 while unknown).
+Progress = Callable[[int, int], None]
+
+#: Elements of one side per block: a block pair needs about ten float64 arrays this size.
+BLOCK_ELEMENTS = 1 << 19
+#: Extra percentiles of Δp (llama.cpp prints them too).
+DELTA_P_EXTRA: tuple[tuple[str, float], ...] = (("p25", 0.25), ("p75", 0.75))
+PERPLEXITY_KEYS = ("reference", "candidate", "ln_ratio", "ln_ratio_stderr", "correlation")
+#: Per-row output columns, in order (the token columns only with tokens).
+ROW_COLUMNS = ("row", *MEASURES, "top1_agree")
+TOKEN_COLUMNS = ("token", "nll_reference", "nll_candidate", "delta_p")
+
+
+class Reader(Protocol):
+    """What compare needs of an opened input (``io.sources.Source`` and the readers
+    in ``io.safetensors`` / ``io.kld`` have it)."""
+
+    label: str
+    shape: tuple[int, ...]
+
+    def read(self) -> np.ndarray: ...
+
+    def iter_chunks(self, rows: int) -> Iterator[np.ndarray]: ...
+
+
+@dataclass(frozen=True)
+class Gate:
+    """``--fail-above NAME=X`` (``op="above"``) or ``--fail-below NAME=X``."""
+
+    name: str
+    op: str
+    threshold: float
+
+    def passed(self, value: float) -> bool:
+        """NaN never passes."""
+        return value <= self.threshold if self.op == "above" else value >= self.threshold
+
+
+def parse_gate(spec: str, op: str) -> Gate:
+    """``NAME=VALUE`` -> :class:`Gate`; a missing ``=``, a non-number or NaN is a usage error."""
+    option = f"--fail-{op}"
+    name, sep, text = spec.partition("=")
+    name = name.strip()
+    if not sep or not name:
+        raise UsageError(f"{option} takes NAME=VALUE (e.g. kl.p99=0.1), got {spec!r}")
+    try:
+        threshold = float(text)
+    except ValueError:
+        raise UsageError(f"{option} {name}: {text.strip()!r} is not a number") from None
+    if math.isnan(threshold):
+        raise UsageError(f"{option} {name}: the threshold is NaN; give a number")
+    return Gate(name, op, threshold)
+
+
+def _measure_keys() -> list[str]:
+    return ["mean", "stderr", *(k for k, _ in PERCENTILES)]
+
+
+def statistic_names(with_tokens: bool) -> list[str]:
+    """Every name a gate may use: the JSON's numbers as ``group.key`` (and
+    ``top1_agreement`` for its value)."""
+    names = ["rows"]
+    names += [f"{m}.{k}" for m in MEASURES for k in _measure_keys()]
+    names += ["top1_agreement", "top1_agreement.value", "top1_agreement.stderr"]
+    if with_tokens:
+        keys = _measure_keys() + [k for k, _ in DELTA_P_EXTRA] + ["rms", "rms_stderr"]
+        names += [f"delta_p.{k}" for k in keys]
+        names += [f"perplexity.{k}" for k in PERPLEXITY_KEYS]
+    return names
+
+
+@dataclass(frozen=True)
+class CompareRequest:
+    reference: str
+    candidate: str
+    #: What each side holds (see :data:`kldiv_cli.core.compare.KINDS`); None: logits,
+    #: or log-probs for a .kld file.
+    reference_as: str | None = None
+    candidate_as: str | None = None
+    temperature: float = 1.0
+    reference_options: ReadOptions = ReadOptions()
+    candidate_options: ReadOptions = ReadOptions()
+    #: The next-token id of each row (a file any reader opens); .kld inputs carry theirs.
+    tokens: str | None = None
+    tokens_options: ReadOptions = ReadOptions()
+    #: Rows whose token is this value are left out of every statistic.
+    ignore_index: int | None = None
+    gates: tuple[Gate, ...] = ()
+    chunk_rows: int | None = None
+
+    def validate(self) -> None:
+        for option, kind in (
+            ("--reference-as", self.reference_as),
+            ("--candidate-as", self.candidate_as),
+        ):
+            if kind is not None and kind not in KINDS:
+                raise UsageError(
+                    f"{option}: unknown kind {kind!r}; choose one of {', '.join(KINDS)}"
+                )
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise UsageError(f"--temperature must be a finite number > 0, got {self.temperature}")
+        if self.chunk_rows is not None and self.chunk_rows < 1:
+            raise UsageError(f"--chunk-rows must be at least 1, got {self.chunk_rows}")
+        for path, kind, option in (
+            (self.reference, self.reference_as, "--reference-as"),
+            (self.candidate, self.candidate_as, "--candidate-as"),
+        ):
+            if _extension(path) == ".kld" and kind not in (None, "log-probs"):
+                raise UsageError(
+                    f"{path}: a .kld file holds log-probs; {option} {kind} does not apply"
+                )
+
+
+@dataclass
+class CompareResult:
+    """The statistics (the JSON document's numbers), the per-row measures and the gates."""
+
+    statistics: dict[str, Any]
+    #: Per-row measures of the rows used (:data:`ROW_COLUMNS`, then :data:`TOKEN_COLUMNS`).
+    per_row: dict[str, np.ndarray]
+    #: One entry per gate: name, ``fail_above`` or ``fail_below``, value, passed.
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        return [c for c in self.checks if not c["passed"]]
+
+
+def _extension(path: str) -> str:
+    return os.path.splitext(path)[1].lower()
+
+
+def open_input(path: str, options: ReadOptions, stdin: bytes | None) -> Any:
+    """A reader for ``path``: safetensors and .kld files by extension, the rest
+    through :func:`kldiv_cli.io.sources.open_source`."""
+    ext = _extension(path) if path != "-" else ""
+    if ext == ".safetensors" and options.fmt is None:
+        from ..io.safetensors import open_safetensors
+
+        return open_safetensors(path, options.key)
+    if ext == ".kld" and options.fmt is None:
+        from ..io.kld import open_kld
+
+        if options.key is not None:
+            raise UsageError(f"{path}: a .kld file holds one array; --key does not apply")
+        return open_kld(path)
+    return open_source(path, options, stdin)
+
+
+def _layout(src: Any) -> tuple[int, int]:
+    """(rows, classes) of a source: every axis but the last counts rows (-1: unknown)."""
+    shape = tuple(src.shape)
+    if len(shape) == 0:
+        raise InputError(src.label, "holds a single number; compare needs rows × classes")
+    width = shape[-1]
+    if width == -1:
+        raise InputError(src.label, "rows have different lengths; compare needs rows × classes")
+    if width == 0:
+        raise InputError(src.label, "has no classes (the last axis is empty)")
+    rows = -1 if -1 in shape[:-1] else math.prod(shape[:-1])
+    return rows, width
+
+
+def _row_blocks(src: Any, rows: int, width: int) -> Iterator[np.ndarray]:
+    """2-D blocks (rows × classes) of exactly ``rows`` rows (the last may be shorter)."""
+    shape = tuple(src.shape)
+    if len(shape) == 1:
+        blocks: Iterator[np.ndarray] = iter([src.read().reshape(1, width)])
+    else:
+        inner = math.prod(shape[1:-1]) if len(shape) > 2 else 1
+        blocks = (b.reshape(-1, width) for b in src.iter_chunks(max(1, rows // max(inner, 1))))
+    return _rebatch(blocks, rows)
+
+
+def _zip(ref: Any, cand: Any, rows: int, width: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    cs = _row_blocks(cand, rows, width)
+    for rb in _row_blocks(ref, rows, width):
+        cb = next(cs, None)
+        if cb is None or len(cb) != len(rb):
+            raise InputError(f"{ref.label} and {cand.label}", "hold different numbers of rows")
+        yield rb, cb
+    if next(cs, None) is not None:
+        raise InputError(f"{ref.label} and {cand.label}", "hold different numbers of rows")
+
+
+def _kind(request_kind: str | None, src: Any) -> str:
+    if getattr(src, "fmt", None) == "kld":
+        return "log-probs"
+    return request_kind or "logits"
+
+
+def _tokens(
+    request: CompareRequest, ref: Any, cand: Any, stdin: bytes | None
+) -> tuple[np.ndarray | None, str]:
+    """The next token of every row (int64) and where it came from, or (None, "")."""
+    if request.tokens is not None:
+        src = open_source(request.tokens, request.tokens_options, stdin)
+        values = np.asarray(src.read())
+        if values.ndim > 2 or (values.ndim == 2 and values.shape[1] != 1):
+            raise InputError(
+                src.label, f"tokens must be one column (one id per row), got shape {values.shape}"
+            )
+        values = values.reshape(-1)
+        whole = np.isfinite(values) & (values == np.round(values))
+        if not whole.all():
+            i = int(np.argmin(whole))
+            raise InputError(src.label, f"token at row {i} is {values[i]!r}, not a whole number")
+        return values.astype(np.int64), src.label
+    kld = [s for s in (ref, cand) if getattr(s, "fmt", None) == "kld"]
+    if len(kld) == 2 and not np.array_equal(kld[0].tokens, kld[1].tokens):
+        raise InputError(
+            f"{ref.label} and {cand.label}", "were computed on different tokens (different texts)"
+        )
+    return (kld[0].tokens, kld[0].label) if kld else (None, "")
+
+
+def _check_tokens(
+    tokens: np.ndarray, label: str, rows: int, width: int, ignore: int | None
+) -> np.ndarray:
+    """Rows to keep; errors for a wrong length or an id outside the vocabulary."""
+    if len(tokens) != rows:
+        raise InputError(
+            label, f"holds {len(tokens)} tokens for {rows} rows; give one next-token id per row"
+        )
+    keep = tokens != ignore if ignore is not None else np.ones(len(tokens), dtype=bool)
+    bad = keep & ((tokens < 0) | (tokens >= width))
+    if bad.any():
+        i = int(np.argmax(bad))
+        hint = (
+            f"; skip such rows with --ignore-index {tokens[i]}"
+            if tokens[i] < 0 and ignore is None
+            else ""
+        )
+        raise InputError(
+            label, f"token {tokens[i]} at row {i} is outside the vocabulary [0, {width}){hint}"
+        )
+    return keep
+
+
+def compare(
+    request: CompareRequest, stdin: bytes | None = None, progress: Progress | None = None
+) -> CompareResult:
+    """Run ``request``: open both inputs, compare them row by row, summarise, gate.
+
+    ``progress``, if given, is called after each block with the elements (rows ×
+    classes of one side) done so far and in all (-1 while unknown).
+    """
+    request.validate()
+    ref = open_input(request.reference, request.reference_options, stdin)
+    cand = open_input(request.candidate, request.candidate_options, stdin)
+    ref_rows, width = _layout(ref)
+    cand_rows, cand_width = _layout(cand)
+    where = f"{ref.label} and {cand.label}"
+    if cand_width != width:
+        raise InputError(where, f"have different vocabularies: {width} and {cand_width} classes")
+    if -1 not in (ref_rows, cand_rows) and ref_rows != cand_rows:
+        raise InputError(where, f"hold different numbers of rows: {ref_rows} and {cand_rows}")
+    tokens, tokens_label = _tokens(request, ref, cand, stdin)
+    known = {name: None for name in statistic_names(tokens is not None)}
+    for gate in request.gates:
+        if gate.name not in known:
+            if gate.name in statistic_names(True):
+                raise UsageError(
+                    f"--fail-{gate.op} {gate.name}: needs the next tokens (--tokens FILE, or .kld inputs)"
+                )
+            raise UsageError(
+                f"--fail-{gate.op}: unknown statistic {gate.name!r}; use a name from the JSON, "
+                "e.g. kl.p99, js.mean, top1_agreement"
+            )
+    rows_known = ref_rows if ref_rows != -1 else cand_rows
+    if tokens is not None and rows_known != -1:
+        _check_tokens(tokens, tokens_label, rows_known, width, request.ignore_index)
+    kind_p, kind_q = _kind(request.reference_as, ref), _kind(request.candidate_as, cand)
+    block = request.chunk_rows or max(1, BLOCK_ELEMENTS // width)
+    total = rows_known * width if rows_known != -1 else -1
+    parts: dict[str, list[np.ndarray]] = {}
+    done = 0
+    for rb, cb in _prefetch(_zip(ref, cand, block, width)):
+        pr = pair(rb, cb, kind_p, kind_q, request.temperature)
+        measures = row_measures(rb, cb, pr)
+        if tokens is not None:
+            t = tokens[done : done + len(rb)]
+            if len(t) == len(rb):
+                safe = np.where((t >= 0) & (t < width), t, 0)
+                measures.update(token_measures(pr, safe))
+        del pr
+        for name, values in measures.items():
+            parts.setdefault(name, []).append(values)
+        done += len(rb)
+        if progress is not None:
+            progress(done * width, total)
+    keep = np.ones(done, dtype=bool)
+    if tokens is not None:
+        keep = _check_tokens(tokens, tokens_label, done, width, request.ignore_index)
+    per_row = _per_row(parts, keep, tokens)
+    if len(per_row["row"]) == 0:
+        raise InputError(
+            where,
+            "have no rows to compare" + (" (every token is the ignore index)" if done else ""),
+        )
+    statistics = _statistics(per_row, tokens is not None)
+    result = CompareResult(statistics=statistics, per_row=per_row, warnings=_warnings(per_row))
+    flat = _flatten(statistics)
+    for gate in request.gates:
+        value = flat[gate.name]
+        result.checks.append(
+            {
+                "name": gate.name,
+                f"fail_{gate.op}": gate.threshold,
+                "value": value,
+                "passed": gate.passed(value),
+            }
+        )
+    return result
+
+
+def _per_row(
+    parts: dict[str, list[np.ndarray]], keep: np.ndarray, tokens: np.ndarray | None
+) -> dict[str, np.ndarray]:
+    def joined(name: str) -> np.ndarray:
+        return np.concatenate(parts[name])[keep] if parts.get(name) else np.empty(0)
+
+    out = {"row": np.flatnonzero(keep)}
+    for name in MEASURES:
+        out[name] = joined(name)
+    out["top1_agree"] = joined("agree").astype(bool)
+    if tokens is not None:
+        out["token"] = tokens[keep]
+        for name in TOKEN_COLUMNS[1:]:
+            out[name] = joined(name)
+    return out
+
+
+def _statistics(per_row: dict[str, np.ndarray], with_tokens: bool) -> dict[str, Any]:
+    n = len(per_row["row"])
+    doc: dict[str, Any] = {"rows": n}
+    for name in MEASURES:
+        doc[name] = summary(per_row[name])
+    value, stderr = proportion(float(np.count_nonzero(per_row["top1_agree"])) / n, n)
+    doc["top1_agreement"] = {"value": value, "stderr": stderr}
+    if with_tokens:
+        dp = per_row["delta_p"]
+        stats = summary(dp, extra=DELTA_P_EXTRA)
+        mse, mse_stderr = mean_stderr(dp * dp)
+        rms = math.sqrt(mse) if mse >= 0 else math.nan
+        # llama.cpp: the uncertainty of sqrt(mean Δp²) by propagation, 0.5/rms · se(Δp²).
+        stats["rms"] = rms
+        stats["rms_stderr"] = 0.5 / rms * mse_stderr if rms > 0 else math.nan
+        doc["delta_p"] = stats
+        nll_p, nll_q = per_row["nll_reference"], per_row["nll_candidate"]
+        ln_ratio, ln_ratio_stderr = mean_stderr(nll_q - nll_p)
+        doc["perplexity"] = {
+            "reference": _exp(mean_stderr(nll_p)[0]),
+            "candidate": _exp(mean_stderr(nll_q)[0]),
+            "ln_ratio": ln_ratio,
+            "ln_ratio_stderr": ln_ratio_stderr,
+            "correlation": correlation(nll_p, nll_q),
+        }
+    return doc
+
+
+def _exp(x: float) -> float:
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return math.inf
+
+
+def _flatten(doc: dict[str, Any]) -> dict[str, float]:
+    flat: dict[str, float] = {}
+    for key, value in doc.items():
+        if isinstance(value, dict):
+            for sub, v in value.items():
+                flat[f"{key}.{sub}"] = v
+            if "value" in value:
+                flat[key] = value["value"]
+        else:
+            flat[key] = value
+    return flat
+
+
+def _warnings(per_row: dict[str, np.ndarray]) -> list[str]:
+    bad = np.isnan(per_row["kl"])
+    if not bad.any():
+        return []
+    first = int(per_row["row"][np.argmax(bad)])
+    return [
+        f"{int(bad.sum())} of {len(bad)} rows have a NaN divergence (first: row {first}: a NaN, "
+        "+inf or all -inf logit, or a negative probability); the statistics are NaN"
+    ]

@@ -1,0 +1,134 @@
+"""``compare`` results -> :class:`~kldiv_cli.render.Report`: the JSON document, one
+``statistic,value`` row per number (CSV, markdown), and a compact block for people
+with one line per statistic, laid out and named as llama.cpp's ``--kl-divergence``
+summary so the two can be read side by side."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from . import Report
+
+if TYPE_CHECKING:
+    from ..jobs.compare import CompareResult
+
+__all__ = ["compare_report", "rows_report"]
+
+#: Section titles and the short name of each measure in its lines.
+_SECTIONS = (
+    ("kl", "KL divergence KL(reference ‖ candidate), nats", "KLD"),
+    ("kl_reverse", "Reverse KL divergence KL(candidate ‖ reference), nats", "rKLD"),
+    ("js", "Jensen-Shannon divergence, nats", "JSD"),
+    ("tv", "Total variation distance", "TVD"),
+)
+#: llama.cpp's order and labels: largest first.
+_LINES = (
+    ("max", "Maximum"),
+    ("p99.9", "99.9%"),
+    ("p99", "99.0%"),
+    ("p95", "95.0%"),
+    ("p90", "90.0%"),
+    ("p75", "75.0%"),
+    ("median", "Median"),
+    ("p25", "25.0%"),
+    ("p10", "10.0%"),
+    ("p5", " 5.0%"),
+    ("p1", " 1.0%"),
+    ("p0.1", " 0.1%"),
+    ("min", "Minimum"),
+)
+
+
+def _num(v: float) -> str:
+    return f"{v:.6g}" if math.isfinite(v) else str(v)
+
+
+def _pct(v: float) -> str:
+    return f"{100.0 * v:.4g} %" if math.isfinite(v) else str(v)
+
+
+def _section(stats: dict[str, float], short: str, fmt: Any) -> list[str]:
+    width = max(len(label) for _, label in _LINES)
+    lines = [f"{'Mean':<{width}} {short}: {fmt(stats['mean'])} ± {fmt(stats['stderr'])}"]
+    lines += [
+        f"{label:<{width}} {short}: {fmt(stats[key])}" for key, label in _LINES if key in stats
+    ]
+    return lines
+
+
+def human_lines(doc: dict[str, Any]) -> list[str]:
+    """The statistics as llama.cpp prints them (one line per statistic)."""
+    lines = [f"compare: {doc['rows']} rows"]
+    for key, title, short in _SECTIONS:
+        lines += ["", f"====== {title} ======", *_section(doc[key], short, _num)]
+    top = doc["top1_agreement"]
+    lines += ["", f"Same top p: {_pct(top['value'])} ± {_pct(top['stderr'])}"]
+    if "delta_p" in doc:
+        dp = doc["delta_p"]
+        lines += ["", "====== Token probability statistics ======", *_section(dp, "Δp", _pct)]
+        lines.append(f"RMS Δp    : {_pct(dp['rms'])} ± {_pct(dp['rms_stderr'])}")
+    if "perplexity" in doc:
+        ppl = doc["perplexity"]
+        lines += [
+            "",
+            "====== Perplexity statistics ======",
+            f"Mean PPL(candidate)            : {_num(ppl['candidate'])}",
+            f"Mean PPL(reference)            : {_num(ppl['reference'])}",
+            f"Cor(ln(PPL(cand)), ln(PPL(ref))): {_pct(ppl['correlation'])}",
+            f"Mean ln(PPL(cand)/PPL(ref))    : {_num(ppl['ln_ratio'])} ± {_num(ppl['ln_ratio_stderr'])}",
+        ]
+    for check in doc.get("thresholds", []):
+        op = "fail_above" if "fail_above" in check else "fail_below"
+        state = "ok" if check["passed"] else "FAILED"
+        lines.append(
+            f"check {check['name']} = {_num(check['value'])} "
+            f"(--{op.replace('_', '-')} {_num(check[op])}): {state}"
+        )
+    return lines
+
+
+def _table(doc: dict[str, Any]) -> dict[str, Sequence[Any]]:
+    names: list[str] = []
+    values: list[Any] = []
+    for key, value in doc.items():
+        if key in ("thresholds", "verdict"):
+            continue
+        if isinstance(value, dict):
+            for sub, v in value.items():
+                names.append(f"{key}.{sub}")
+                values.append(v)
+        else:
+            names.append(key)
+            values.append(value)
+    if "verdict" in doc:
+        names.append("verdict")
+        values.append(doc["verdict"])
+    return {"statistic": names, "value": values}
+
+
+def compare_report(result: CompareResult) -> Report:
+    """The statistics in every format; the JSON schema is the statistics, plus
+    ``thresholds`` and ``verdict`` (``pass``/``fail``) when gates were given."""
+    doc: dict[str, Any] = dict(result.statistics)
+    if result.checks:
+        doc["thresholds"] = result.checks
+        doc["verdict"] = "fail" if result.failed else "pass"
+    return Report(
+        title="kldiv compare",
+        document=doc,
+        table=_table(doc),
+        plain=human_lines(doc),
+        digits=6,
+    )
+
+
+def rows_report(result: CompareResult) -> Report:
+    """The per-row measures, for ``-o rows.npy|.csv|.parquet``: named columns (CSV,
+    Parquet), or a rows × columns float64 array in the same column order (.npy)."""
+    import numpy as np
+
+    table: dict[str, Sequence[Any]] = dict(result.per_row)  # type: ignore[arg-type]
+    array = np.column_stack([np.asarray(v, dtype=np.float64) for v in table.values()])
+    return Report(title="kldiv compare rows", document={}, table=table, plain=[], array=array)
