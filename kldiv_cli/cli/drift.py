@@ -1,13 +1,12 @@
 """``kldiv drift`` and ``kldiv profile``: data drift, column by column."""
 
-import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ..errors import ExitCode
 from .app import app
-from .boundary import Messages, error_boundary
+from .boundary import Messages, current, error_boundary
 from .options import (
     BinningOpt,
     BinsOpt,
@@ -21,38 +20,92 @@ from .options import (
     _read_stdin_if_needed,
 )
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
-def _check_bins(bins: int, binning: str) -> None:
-    from ..errors import UsageError
+    from ..jobs.drift import ColumnRules, DriftReport, DriftRequest
+ExcludeOpt = Annotated[
+    list[str] | None,
+    typer.Option("--exclude", metavar="COLS", help="Leave these columns out (names or globs)."),
+]
+CategoricalOpt = Annotated[
+    list[str] | None,
+    typer.Option("--categorical", metavar="COLS", help="Compare these columns as categories."),
+]
+NumericOpt = Annotated[
+    list[str] | None,
+    typer.Option("--numeric", metavar="COLS", help="Compare these columns as numbers (binned)."),
+]
+SkipOpt = Annotated[
+    list[str] | None,
+    typer.Option("--skip", metavar="COLS", help="List these columns as skipped, unchecked."),
+]
+DatetimeOpt = Annotated[
+    str,
+    typer.Option(
+        "--datetime",
+        metavar="[skip|numeric]",
+        help="Date/time columns: skipped (default) or binned as numbers.",
+    ),
+]
+MaxCategoriesOpt = Annotated[
+    int,
+    typer.Option(
+        "--max-categories", help="Keep the most frequent reference categories; pool the rest."
+    ),
+]
 
-    if bins < 2:
-        raise UsageError(f"--bins must be at least 2, got {bins}")
-    if binning not in ("quantile", "uniform"):
-        raise UsageError(f"unknown binning {binning!r}; choose quantile or uniform")
+
+def _rules(
+    columns: str | None,
+    exclude: list[str] | None,
+    categorical: list[str] | None,
+    numeric: list[str] | None,
+    skip: list[str] | None,
+    datetime: str,
+    bins: int,
+    binning: str,
+    max_categories: int,
+) -> "ColumnRules":
+    from ..jobs.drift import ColumnRules
+
+    return ColumnRules(
+        columns=columns,
+        exclude=tuple(exclude or ()),
+        categorical=tuple(categorical or ()),
+        numeric=tuple(numeric or ()),
+        skip=tuple(skip or ()),
+        datetime=datetime,
+        bins=bins,
+        binning=binning,
+        max_categories=max_categories,
+    )
 
 
-@app.command()
+@app.command(no_args_is_help=True)
 @error_boundary
 def drift(
-    reference: Annotated[
-        str,
+    tables: Annotated[
+        list[str],
         typer.Argument(
-            metavar="REFERENCE",
-            help="Reference table (CSV/TSV, Parquet, Arrow, 2-D .npy) or a profile from "
-            "'kldiv profile'.",
+            metavar="REFERENCE CURRENT...",
+            help="The reference (a table, a Parquet folder or quoted glob, or a profile .json), "
+            "then the current data (the same kinds, or several Parquet files); '-' for stdin.",
             show_default=False,
         ),
     ],
-    current: Annotated[
-        str,
-        typer.Argument(metavar="CURRENT", help="Today's table; '-' for stdin.", show_default=False),
-    ],
     columns: ColumnsOpt = None,
+    exclude: ExcludeOpt = None,
+    categorical: CategoricalOpt = None,
+    numeric: NumericOpt = None,
+    skip: SkipOpt = None,
+    datetime: DatetimeOpt = "skip",
     bins: BinsOpt = 10,
     binning: BinningOpt = "quantile",
+    max_categories: MaxCategoriesOpt = 50,
     epsilon: Annotated[
         float,
-        typer.Option("--epsilon", help="Added to both sides' shares, then renormalised; 0: exact."),
+        typer.Option("--epsilon", help="Smoothing mass spread over a column's bins; 0: exact."),
     ] = 1e-4,
     metric: Annotated[
         str,
@@ -71,7 +124,21 @@ def drift(
         typer.Option(
             "--thresholds",
             metavar="TOML",
-            help="Per-column thresholds: [thresholds] column = value (and default = value).",
+            help="Per-column thresholds: default = X and a [thresholds] table of column = X.",
+        ),
+    ] = None,
+    max_missing_change: Annotated[
+        float,
+        typer.Option(
+            "--max-missing-change",
+            help="Drift when a column's missing share of rows moves by more (1 turns it off).",
+        ),
+    ] = 0.05,
+    max_new_category_share: Annotated[
+        float | None,
+        typer.Option(
+            "--max-new-category-share",
+            help="Drift when more of a column's current values are new categories (off by default).",
         ),
     ] = None,
     fail_on: Annotated[
@@ -85,131 +152,132 @@ def drift(
     format: FormatOpt = "auto",
     output: Annotated[
         str | None,
-        typer.Option(
-            "--output", "-o", metavar="PATH", help="Write the report (.json, .csv), atomically."
-        ),
+        typer.Option("--output", "-o", metavar="PATH", help="Write the report (.json or .csv)."),
     ] = None,
     junit: Annotated[
         str | None,
-        typer.Option("--junit", metavar="PATH", help="JUnit XML: a testcase per column."),
+        typer.Option("--junit", metavar="PATH", help="JUnit XML (.xml): a testcase per column."),
     ] = None,
     html: Annotated[
         str | None,
-        typer.Option(
-            "--html", metavar="PATH", help="A self-contained HTML report with histograms."
-        ),
+        typer.Option("--html", metavar="PATH", help="A self-contained HTML report (.html)."),
     ] = None,
     delimiter: DelimiterOpt = None,
     quiet: QuietOpt = False,
     no_color: NoColorOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Data drift, column by column: KL(reference || current) of binned values.
-
-    Bins come from the reference only (10 quantile bins, open-ended; categories plus an
-    "unseen" bucket for strings, booleans and columns with at most 20 values), shares are
-    smoothed by --epsilon on both sides, and each column drifts when its metric is above
-    the threshold. Reverse KL, PSI and Jensen-Shannon are reported beside it.
+    """Data drift, column by column: KL(reference || current) of binned values, missing
+    shares and new categories.
 
     Examples:
 
       kldiv drift sample_data/drift/reference.csv sample_data/drift/current.csv
 
+      kldiv drift ref.parquet 'days/2026-11-*.parquet' --exclude user_id --html drift.html
+
       kldiv profile reference.parquet -o ref.profile.json
 
-      kldiv drift ref.profile.json today.parquet --format markdown --html drift.html
+      kldiv drift ref.profile.json today/ --format markdown --junit drift.xml
+
+    Identifiers (nearly all values distinct) and date/time columns are listed as skipped;
+    numbers get 10 quantile bins of the reference plus a bin below and one above its
+    range; text, booleans and numbers with at most 20 values are categories (the 50 most
+    frequent, the rest pooled as "other", plus a bin for new values). A column drifts
+    when its metric is above the threshold, or its missing share moves by more than
+    --max-missing-change, or (when set) too many values are new categories.
+
+    Plain output (the default when piped): one line per column,
+    name<TAB>state<TAB>value<TAB>reasons ("-" when none).
 
     Exit codes: 0 no drift, 1 drift, 2 error (also when a column could not be compared).
     """
-    import math
+    import shlex
+    import sys
 
-    from ..errors import UsageError
-    from ..io.sources import ReadOptions, open_columns
-    from ..io.writers import atomic_write, check_destination, output_kind
-    from ..jobs import drift as d
-    from ..render import resolve_format
-    from ..render.drift import drift_report
+    from .._version import __version__
+    from ..jobs.drift import DriftRequest, run_drift
+    from ..render.drift import weak_warning
 
-    resolve_format(format, False)
-    _check_bins(bins, binning)
-    if metric not in d.METRICS:
-        raise UsageError(f"unknown metric {metric!r}; choose one of {', '.join(d.METRICS)}")
-    bases = {"e": math.e, "2": 2.0, "10": 10.0}
-    if base not in bases:
-        raise UsageError(f"--base takes e, 2 or 10, got {base!r}")
-    if not (math.isfinite(epsilon) and 0 <= epsilon < 1):
-        raise UsageError(f"--epsilon must be in [0, 1), got {epsilon}")
-    if not threshold >= 0:
-        raise UsageError(f"--threshold must be >= 0, got {threshold}")
-    try:
-        d.parse_fail_on(fail_on)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    if output and output != "-":
-        output_kind(output)
-    for path in (junit, html):
-        if path:
-            check_destination(path)
-    default, per_column = d.load_thresholds(thresholds) if thresholds else (None, {})
-    stdin = _read_stdin_if_needed(reference, current)
-    options = ReadOptions(delimiter=delimiter)
-    cur_table = open_columns(current, options, stdin)
-    if reference.lower().endswith(".json") and reference != "-":
-        profile = d.load_profile(reference)
-        if (bins, binning) != (10, "quantile") and (bins, binning) != (
-            profile.bins,
-            profile.binning,
-        ):
-            raise UsageError(
-                f"{reference}: the profile was built with {profile.bins} {profile.binning} bins; "
-                "drop --bins/--binning or build a new profile"
-            )
-        names = d.shared_columns(list(profile.columns), cur_table.column_names, columns, reference)
-    else:
-        ref_table = open_columns(reference, options, stdin)
-        names = d.shared_columns(ref_table.column_names, cur_table.column_names, columns, reference)
-        profile = d.build_profile(ref_table, reference, bins, binning, names)
-        del ref_table
-    opts = d.DriftOptions(
+    request = DriftRequest(
+        reference=tuple(tables[:1]),
+        current=tuple(tables[1:]),
+        rules=_rules(
+            columns, exclude, categorical, numeric, skip, datetime, bins, binning, max_categories
+        ),
         metric=metric,
-        threshold=default if default is not None else threshold,
-        thresholds=per_column,
+        base=base,
         epsilon=epsilon,
-        base=bases[base],
+        threshold=threshold,
+        thresholds=thresholds,
         fail_on=fail_on,
+        max_missing_change=max_missing_change,
+        max_new_category_share=max_new_category_share,
+        delimiter=delimiter,
+        output=None if output == "-" else output,
+        junit=junit,
+        html=html,
+        command=shlex.join(["kldiv", *sys.argv[1:]]),
     )
-    result = d.check(profile, cur_table, opts, names)
-    result.update(reference=reference, current=current)
-    for c in result["columns"]:
-        if c.get("error"):
-            Messages.warn(f"column {c['name']!r}: {c['error']}")
-        elif c.get("warning"):
-            Messages.warn(f"column {c['name']!r}: {c['warning']}")
-    if junit:
-        from ..render.drift import junit_xml
-
-        xml = junit_xml(result)
-        atomic_write(junit, lambda f: f.write(xml))
-    if html:
-        from ..render.drift import html_page
-
-        page = html_page(result, reference, current)
-        atomic_write(html, lambda f: f.write(page))
-    _emit(drift_report(result), format, output, no_color)
-    if result["drift"]:
-        Messages.note(f"drift in {result['n_drifted']} of {result['n_columns']} columns")
+    request.validate()  # before stdin is read
+    report = run_drift(request, _read_stdin_if_needed(*tables), __version__)
+    for name in report.unknown_thresholds:
+        Messages.warn(f"--thresholds names {name!r}, which is not a checked column")
+    warning = weak_warning(report)
+    if warning:
+        Messages.warn(warning)
+    _write_files(request, report)
+    _show(report, format, output, no_color)
+    if report.drift:
+        current().check_failed(f"drift in {report.n_drifted} of {len(report.columns)} columns")
         raise typer.Exit(ExitCode.CHECK_FAILED)
-    if result["n_errors"]:
+    if report.n_errors:
         raise typer.Exit(ExitCode.ERROR)
 
 
-@app.command()
+def _write_files(request: "DriftRequest", report: "DriftReport") -> None:
+    """-o, --junit and --html: all of them replaced, or none."""
+    from ..io.writers import output_kind, report_writer, write_all
+    from ..render.drift import drift_report, html_page, junit_xml
+
+    items: list[tuple[str, Callable[[Any], Any]]] = []
+    if request.output:
+        kind = output_kind(request.output, ("json", "csv"))
+        items.append((request.output, report_writer(kind, drift_report(report))))
+    for path, render in ((request.junit, junit_xml), (request.html, html_page)):
+        if path:
+            data = render(report)
+            items.append((path, lambda f, data=data: f.write(data)))
+    if items:
+        write_all(items)
+        for path, _ in items:
+            Messages.note(f"wrote {path}")
+
+
+def _show(report: "DriftReport", fmt: str, output: str | None, no_color: bool) -> None:
+    """The report on stdout (a coloured table on a terminal), unless it went to -o."""
+    from ..render import resolve_format
+    from ..render.drift import drift_report, print_table
+
+    if output and output != "-":
+        return
+    env = current()
+    if resolve_format(fmt, env.stdout_isatty) == "table":
+        env.no_color = env.no_color or no_color
+        print_table(report, env.stdout, env.color)
+        return
+    _emit(drift_report(report), fmt, None, no_color)
+
+
+@app.command(no_args_is_help=True)
 @error_boundary
 def profile(
     reference: Annotated[
-        str,
+        list[str],
         typer.Argument(
-            metavar="REFERENCE", help="Reference table; '-' for stdin.", show_default=False
+            metavar="REFERENCE...",
+            help="Reference table, Parquet folder, quoted glob or files; '-' for stdin.",
+            show_default=False,
         ),
     ],
     output: Annotated[
@@ -219,13 +287,19 @@ def profile(
         ),
     ] = None,
     columns: ColumnsOpt = None,
+    exclude: ExcludeOpt = None,
+    categorical: CategoricalOpt = None,
+    numeric: NumericOpt = None,
+    skip: SkipOpt = None,
+    datetime: DatetimeOpt = "skip",
     bins: BinsOpt = 10,
     binning: BinningOpt = "quantile",
+    max_categories: MaxCategoriesOpt = 50,
     delimiter: DelimiterOpt = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Store a reference's bins and counts, so drift checks need not read it again.
+    """Store a reference's roles, bins and counts, so drift checks need not read it again.
 
     'kldiv drift ref.profile.json CURRENT' gives exactly the results of the raw reference.
 
@@ -233,24 +307,22 @@ def profile(
 
       kldiv profile sample_data/drift/reference.csv -o ref.profile.json
     """
-    import json
+    from ..io.writers import atomic_write
+    from ..jobs.drift import ProfileRequest, run_profile
 
-    from ..io.sources import ReadOptions, open_columns, select_columns
-    from ..io.writers import atomic_write, output_kind
-    from ..jobs import drift as d
-
-    _check_bins(bins, binning)
-    if output and output != "-":
-        output_kind(output)
-    table = open_columns(
-        reference, ReadOptions(delimiter=delimiter), _read_stdin_if_needed(reference)
+    request = ProfileRequest(
+        reference=tuple(reference),
+        rules=_rules(
+            columns, exclude, categorical, numeric, skip, datetime, bins, binning, max_categories
+        ),
+        delimiter=delimiter,
+        output=None if output == "-" else output,
     )
-    names = table.column_names
-    chosen = [names[i] for i in select_columns(reference, names, columns, [True] * len(names))]
-    doc = d.build_profile(table, reference, bins, binning, chosen).to_json()
-    text = (json.dumps(doc, indent=1, allow_nan=False) + "\n").encode()
-    if output and output != "-":
-        atomic_write(output, lambda f: f.write(text))
-        Messages.note(f"wrote {output}: {len(chosen)} columns, {doc['rows']} rows")
+    request.validate()  # before stdin is read
+    built = run_profile(request, _read_stdin_if_needed(*reference))
+    text = built.dumps().encode()
+    if request.output:
+        atomic_write(request.output, lambda f: f.write(text))
+        Messages.note(f"wrote {request.output}: {len(built.columns)} columns, {built.rows} rows")
     else:
-        sys.stdout.write(text.decode())
+        current().stdout.write(text.decode())

@@ -1,299 +1,255 @@
 """Data drift between a reference table and a current one, column by column.
 
-The rules (documented in the README, "Drift checks"):
+The rules (the user's version is ``docs/drift.md``):
 
-* Numeric columns get ``bins`` bins from the **reference only**: quantile edges
-  ``np.quantile(ref, [1/b, ..., (b-1)/b])`` (NumPy's default "linear" method)
-  or ``b`` equal-width bins over the reference range; duplicate edges are
-  merged; the outer bins are open to -inf and +inf. A value v falls in bin
-  ``searchsorted(edges, v, side="right")``: bins are ``[e_i, e_{i+1})``.
-* Strings, booleans and numeric columns with at most ``MAX_CATEGORIES``
-  distinct reference values are categorical: one bin per reference category
-  plus one bucket for values the reference never had.
-* NaN / null values are dropped (their shares are reported).
-* Shares ``p`` (reference) and ``q`` (current) get ``epsilon`` added on both
-  sides, then are renormalised. KL(reference || current) is torch's
-  ``kl_div(log q, p, reduction="sum")`` through :func:`kldiv_cli.kl_div`;
-  bins empty on both sides are left out (they contribute 0).
-  Reverse KL swaps the roles; PSI is their sum; Jensen-Shannon is
-  ``(KL(p||m) + KL(q||m)) / 2`` with ``m = (p + q) / 2``. Values are in nats,
-  or bits with ``base=2``.
-* The noise floor of plug-in KL between two samples of one distribution is
-  about ``(k - 1)/2 * (1/n + 1/m)`` for k bins.
+* **Roles**, decided on the reference (overrides: ``--skip``, ``--categorical``,
+  ``--numeric``, ``--datetime numeric``): Arrow date/time columns and text columns whose
+  every value is ISO-8601 are *datetime*; text and integer columns with more than
+  :data:`ID_MIN_DISTINCT` distinct values making up at least :data:`ID_DISTINCT_SHARE` of
+  their values are *identifiers*; both are listed as skipped (only their missing share
+  is checked). Booleans, text, and numbers with at most :data:`NUMERIC_CATEGORIES`
+  distinct (finite) values are *categorical*; other numbers are *numeric*.
+* **Numeric bins** from the reference only: ``b = min(bins, values)`` quantile edges
+  ``np.quantile(ref, [1/b, ..., (b-1)/b])`` (NumPy's "linear" method) or equal-width
+  edges over ``[min, max]``, with ``min`` as the first edge, duplicates merged. A value
+  v is in bin ``searchsorted(edges, v, side="right")``: bin 0 holds values below the
+  reference's minimum, bins ``[e_i, e_i+1)`` follow, the last inner bin is closed at the
+  reference's maximum, and one more bin holds values above it. The reference has no
+  values outside its own range, so values that move out of it count fully.
+* **Categories**: the ``max_categories`` most frequent reference categories (ties by
+  value), one "other" bin for the rest (listed in the profile), one "new" bin for
+  values the reference never had. New values are reported by name (top 10).
+* **Missing** values (null, NaN) are left out of the bins; each side's missing share
+  of rows and its change are reported, and a change above ``max_missing_change``
+  drifts the column (reason ``missing``).
+* **Smoothing**: ``epsilon`` is spread over the ``k`` bins of a column,
+  ``p_i = (c_i / n + epsilon / k) / (1 + epsilon)``, on both sides. The added mass is
+  ``epsilon`` in total whatever ``k``, so it cannot drown a change: a column whose
+  values all left the reference's bins scores ``KL >= ln(1 + 1/epsilon) / (1 + epsilon)``
+  (9.2 nats for the default), and identical histograms score exactly 0.
+* **Divergences**: KL(reference || current) is torch's ``kl_div(log q, p,
+  reduction="sum")`` through :func:`kldiv_cli.kl_div`; reverse KL swaps the sides, PSI
+  is their sum, Jensen-Shannon ``(KL(p||m) + KL(q||m)) / 2`` with ``m = (p + q) / 2``;
+  nats, or bits with ``base="2"``.
+* **Noise floor**: plug-in KL between two samples of one distribution averages about
+  ``(k' - 1)/2 * (1/n + 1/m)`` for the ``k'`` bins the reference fills (twice that for
+  PSI, a quarter for JS); a threshold below twice that is flagged as unable to tell
+  noise from drift.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 import numpy as np
 
 from ..core import kl_div
+from ..errors import InputError, UsageError
+from ..text import clean
+from .drift_profile import (
+    Category,
+    ColumnProfile,
+    Profile,
+    Role,
+    Thresholds,
+    category_key,
+    load_profile,
+    load_thresholds,
+)
+from .drift_tables import Table, expand, open_table
 
-MAX_CATEGORIES = 20
-MIN_ROWS = 10
+NUMERIC_CATEGORIES = 20
+ID_DISTINCT_SHARE = 0.95
+ID_MIN_DISTINCT = 50
+MIN_VALUES = 10
+SKIPPED_BY_USER = "skipped by --skip"
+MAX_BINS = 10_000
+TOP_NEW = 10
 METRICS = ("kl", "kl_reverse", "psi", "js")
-PROFILE_VERSION = 1
+BASES = {"e": math.e, "2": 2.0, "10": 10.0}
+#: The noise floor of each metric relative to KL's.
+FLOOR_SCALE = {"kl": 1.0, "kl_reverse": 1.0, "psi": 2.0, "js": 0.25}
+_ISO = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$"
 
 
-@dataclass
-class ColumnProfile:
-    """What the reference says about one column: its bins and counts."""
-
-    name: str
-    kind: str  # "numeric" or "categorical"
-    n: int
-    nan: int
-    counts: list[int]
-    edges: list[float] | None = None
-    categories: list[Any] | None = None
-    error: str | None = None
-
-    def to_json(self) -> dict:
-        doc = {"kind": self.kind, "n": self.n, "nan": self.nan, "counts": self.counts}
-        if self.edges is not None:
-            doc["edges"] = self.edges
-        if self.categories is not None:
-            doc["categories"] = self.categories
-        if self.error:
-            doc["error"] = self.error
-        return doc
-
-    @classmethod
-    def from_json(cls, name: str, doc: dict) -> ColumnProfile:
-        return cls(
-            name=name,
-            kind=doc["kind"],
-            n=int(doc["n"]),
-            nan=int(doc["nan"]),
-            counts=[int(c) for c in doc["counts"]],
-            edges=doc.get("edges"),
-            categories=doc.get("categories"),
-            error=doc.get("error"),
-        )
+# ----------------------------------------------------------------- requests
 
 
-@dataclass
-class Profile:
-    source: str
-    rows: int
-    bins: int
-    binning: str
-    columns: dict[str, ColumnProfile] = field(default_factory=dict)
-
-    def to_json(self) -> dict:
-        return {
-            "kldiv_profile": PROFILE_VERSION,
-            "source": self.source,
-            "rows": self.rows,
-            "bins": self.bins,
-            "binning": self.binning,
-            "columns": {name: col.to_json() for name, col in self.columns.items()},
-        }
-
-    @classmethod
-    def from_json(cls, doc: dict) -> Profile:
-        return cls(
-            source=doc.get("source", ""),
-            rows=int(doc["rows"]),
-            bins=int(doc["bins"]),
-            binning=doc["binning"],
-            columns={n: ColumnProfile.from_json(n, c) for n, c in doc["columns"].items()},
-        )
-
-
-# ----------------------------------------------------------------- columns
-
-
-def column_values(column) -> tuple[str, np.ndarray | list, int]:
-    """(kind, non-missing values, missing count) of a pyarrow column.
-
-    kind: "numeric" (a float64 array), "bool" or "string" (a list).
-    """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    t = column.type
-    if (
-        pa.types.is_floating(t)
-        or pa.types.is_integer(t)
-        or pa.types.is_decimal(t)
-        or pa.types.is_null(t)
-    ):
-        values = column.cast(pa.float64()).to_numpy(zero_copy_only=False)
-        keep = ~np.isnan(values)
-        return "numeric", values[keep], int(values.size - keep.sum())
-    valid = pc.drop_null(column)
-    missing = len(column) - len(valid)
-    if pa.types.is_boolean(t):
-        return "bool", valid.to_pylist(), missing
-    return "string", [str(v) for v in valid.to_pylist()], missing
-
-
-def _edges(values: np.ndarray, bins: int, binning: str) -> list[float]:
-    if binning == "quantile":
-        inner = np.quantile(values, np.arange(1, bins) / bins)
-    else:
-        inner = np.linspace(values.min(), values.max(), bins + 1)[1:-1]
-    return [float(e) for e in np.unique(inner)]
-
-
-def _numeric_counts(values: np.ndarray, edges: list[float]) -> list[int]:
-    index = np.searchsorted(np.asarray(edges, dtype=np.float64), values, side="right")
-    return [int(c) for c in np.bincount(index, minlength=len(edges) + 1)]
-
-
-def _category_counts(values, categories: list) -> list[int]:
-    """Counts per reference category, then one bucket for values never seen there."""
-    position = {_key(c): i for i, c in enumerate(categories)}
-    counts = [0] * (len(categories) + 1)
-    if isinstance(values, np.ndarray):
-        uniq, freq = np.unique(values, return_counts=True)
-        pairs = zip(uniq.tolist(), freq.tolist())
-    else:
-        from collections import Counter
-
-        pairs = Counter(values).items()
-    for value, n in pairs:
-        counts[position.get(_key(value), len(categories))] += int(n)
-    return counts
-
-
-def _key(value):
-    """Numbers compare by value (1 and 1.0 are one category)."""
-    if isinstance(value, bool):
-        return ("b", value)
-    if isinstance(value, (int, float)):
-        return ("n", float(value))
-    return ("s", value)
-
-
-def profile_column(name: str, column, bins: int, binning: str) -> ColumnProfile:
-    kind, values, missing = column_values(column)
-    n = len(values)
-    if n == 0:
-        return ColumnProfile(
-            name,
-            "numeric" if kind == "numeric" else "categorical",
-            0,
-            missing,
-            [],
-            error="no values in the reference (all missing)",
-        )
-    if kind == "numeric":
-        distinct = np.unique(values)
-        if distinct.size > MAX_CATEGORIES:
-            edges = _edges(values, bins, binning)
-            return ColumnProfile(
-                name, "numeric", n, missing, _numeric_counts(values, edges), edges=edges
-            )
-        categories = [float(v) for v in distinct]
-    else:
-        categories = sorted(set(values), key=lambda v: (str(type(v)), v))
-    counts = _category_counts(values, categories)
-    return ColumnProfile(name, "categorical", n, missing, counts, categories=categories)
-
-
-def build_profile(
-    table, source: str, bins: int, binning: str, columns: list[str] | None = None
-) -> Profile:
-    profile = Profile(source=source, rows=table.num_rows, bins=bins, binning=binning)
-    for name in columns if columns is not None else table.column_names:
-        profile.columns[name] = profile_column(name, table.column(name), bins, binning)
-    return profile
-
-
-def current_counts(ref: ColumnProfile, column) -> tuple[list[int], int, int]:
-    """(counts in the reference's bins, n, missing) for a current column."""
-    kind, values, missing = column_values(column)
-    if ref.kind == "numeric":
-        if kind != "numeric":
-            raise ValueError(f"is numeric in the reference but {kind} in the current data")
-        return _numeric_counts(values, ref.edges), len(values), missing
-    if kind == "numeric" and ref.categories and not isinstance(ref.categories[0], (int, float)):
-        values = [_number_text(v) for v in values.tolist()]
-    return _category_counts(values, ref.categories), len(values), missing
-
-
-def _number_text(v: float) -> str:
-    return str(int(v)) if float(v).is_integer() else repr(v)
-
-
-# ----------------------------------------------------------------- divergences
-
-
-def divergences(p_counts, q_counts, epsilon: float, base: float = math.e) -> dict[str, float]:
-    """KL(p||q), KL(q||p), PSI and JS of two histograms, after epsilon smoothing."""
-    p = np.asarray(p_counts, dtype=np.float64)
-    q = np.asarray(q_counts, dtype=np.float64)
-    p, q = _smooth(p / p.sum(), epsilon), _smooth(q / q.sum(), epsilon)
-    used = (p > 0) | (q > 0)
-    p, q = p[used], q[used]
-    m = (p + q) / 2
-    scale = 1 / math.log(base)
-    with np.errstate(divide="ignore"):
-        log_p, log_q, log_m = np.log(p), np.log(q), np.log(m)
-    kl = float(kl_div(log_q, p, reduction="sum")) * scale
-    kl_rev = float(kl_div(log_p, q, reduction="sum")) * scale
-    js = (
-        0.5
-        * (float(kl_div(log_m, p, reduction="sum")) + float(kl_div(log_m, q, reduction="sum")))
-        * scale
-    )
-    return {"kl": kl, "kl_reverse": kl_rev, "psi": kl + kl_rev, "js": js}
-
-
-def _smooth(share: np.ndarray, epsilon: float) -> np.ndarray:
-    if epsilon == 0:
-        return share
-    return (share + epsilon) / (1 + epsilon * share.size)
-
-
-def contributions(p_counts, q_counts, epsilon: float, metric: str) -> np.ndarray:
-    """Each bin's term of the metric (what makes a column drift)."""
-    p = _smooth(np.asarray(p_counts, float) / sum(p_counts), epsilon)
-    q = _smooth(np.asarray(q_counts, float) / sum(q_counts), epsilon)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lp, lq = np.log(p), np.log(q)
-        if metric == "kl":
-            terms = np.where(p > 0, p * (lp - lq), 0.0)
-        elif metric == "kl_reverse":
-            terms = np.where(q > 0, q * (lq - lp), 0.0)
-        elif metric == "psi":
-            terms = np.where((p > 0) | (q > 0), (p - q) * (lp - lq), 0.0)
-        else:
-            lm = np.log((p + q) / 2)
-            terms = 0.5 * (
-                np.where(p > 0, p * (lp - lm), 0.0) + np.where(q > 0, q * (lq - lm), 0.0)
-            )
-    return np.nan_to_num(terms, nan=np.inf)
-
-
-def bin_labels(ref: ColumnProfile) -> list[str]:
-    if ref.kind == "numeric":
-        edges = ["-inf", *(f"{e:.6g}" for e in ref.edges), "+inf"]
-        return [f"[{a}, {b})" for a, b in zip(edges[:-1], edges[1:])]
-    return [str(c) for c in ref.categories] + ["(unseen)"]
-
-
-def noise_floor(k: int, n: int, m: int) -> float:
-    return (k - 1) / 2 * (1 / n + 1 / m) if n and m else math.inf
-
-
-# ----------------------------------------------------------------- the check
+def _names(values: Sequence[str]) -> tuple[str, ...]:
+    """Options given several times and/or comma-separated, as one tuple of names/globs."""
+    return tuple(t.strip() for v in values for t in v.split(",") if t.strip())
 
 
 @dataclass(frozen=True)
-class DriftOptions:
+class ColumnRules:
+    """Which columns, and how each is binned: shared by ``drift`` and ``profile``."""
+
+    columns: str | None = None
+    exclude: tuple[str, ...] = ()
+    categorical: tuple[str, ...] = ()
+    numeric: tuple[str, ...] = ()
+    skip: tuple[str, ...] = ()
+    datetime: str = "skip"
+    bins: int = 10
+    binning: str = "quantile"
+    max_categories: int = 50
+
+    def validate(self) -> None:
+        if not 2 <= self.bins <= MAX_BINS:
+            raise UsageError(f"--bins must be between 2 and {MAX_BINS}, got {self.bins}")
+        if self.binning not in ("quantile", "uniform"):
+            raise UsageError(f"unknown binning {self.binning!r}; choose quantile or uniform")
+        if self.datetime not in ("skip", "numeric"):
+            raise UsageError(f"--datetime takes skip or numeric, got {self.datetime!r}")
+        if not 1 <= self.max_categories <= MAX_BINS:
+            raise UsageError(
+                f"--max-categories must be between 1 and {MAX_BINS}, got {self.max_categories}"
+            )
+        both = set(_names(self.categorical)) & set(_names(self.numeric))
+        if both:
+            raise UsageError(
+                f"{clean(sorted(both)[0])!r} is given to both --categorical and --numeric"
+            )
+
+    def select(self, label: str, names: list[str]) -> list[str]:
+        """The columns to check, in table order: ``columns`` minus ``exclude``."""
+        import fnmatch
+
+        from ..io.sources import select_columns
+
+        chosen = [names[i] for i in select_columns(label, names, self.columns, [True] * len(names))]
+        for option, patterns in (
+            ("--exclude", self.exclude),
+            ("--skip", self.skip),
+            ("--categorical", self.categorical),
+            ("--numeric", self.numeric),
+        ):
+            for pattern in _names(patterns):
+                if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
+                    raise UsageError(f"{option}: no column matches {clean(pattern)!r}")
+        excluded = _names(self.exclude)
+        kept = [n for n in chosen if not any(fnmatch.fnmatchcase(n, p) for p in excluded)]
+        if not kept:
+            raise UsageError(f"{clean(label)}: no column left to check after --exclude")
+        return kept
+
+    def override(self, name: str) -> Role | None:
+        """The role a user gave a column, if any."""
+        import fnmatch
+
+        for role, patterns in (
+            (Role.SKIPPED, self.skip),
+            (Role.CATEGORICAL, self.categorical),
+            (Role.NUMERIC, self.numeric),
+        ):
+            if any(fnmatch.fnmatchcase(name, p) for p in _names(patterns)):
+                return role
+        return None
+
+
+def _is_profile(paths: Sequence[str]) -> bool:
+    return len(paths) == 1 and paths[0] != "-" and paths[0].lower().endswith(".json")
+
+
+def _input_files(paths: Sequence[str]) -> list[str]:
+    """Every file a side reads (a dataset's files too), for the output guard."""
+    from ..io.sources import dataset_files
+
+    files: list[str] = []
+    for path in paths:
+        found = dataset_files(path) if path != "-" else None
+        files.extend(found if found is not None else [path])
+    return files
+
+
+def _check_extension(path: str | None, option: str, allowed: tuple[str, ...]) -> None:
+    if path and path != "-" and os.path.splitext(path)[1].lower() not in allowed:
+        raise UsageError(f"{option} writes {' or '.join(allowed)} files, got {clean(path)!r}")
+
+
+@dataclass(frozen=True)
+class DriftRequest:
+    """Everything ``kldiv drift`` was asked, checked by :meth:`validate`."""
+
+    reference: tuple[str, ...]
+    current: tuple[str, ...]
+    rules: ColumnRules = ColumnRules()
     metric: str = "kl"
-    threshold: float = 0.1
-    thresholds: dict[str, float] = field(default_factory=dict)
+    base: str = "e"
     epsilon: float = 1e-4
-    base: float = math.e
+    threshold: float = 0.1
+    thresholds: str | None = None
     fail_on: str = "any"
+    max_missing_change: float = 0.05
+    max_new_category_share: float | None = None
+    delimiter: str | None = None
     top: int = 3
+    output: str | None = None
+    junit: str | None = None
+    html: str | None = None
+    command: str = ""
+
+    def validate(self) -> None:
+        """Options first, then the output guard: nothing is read before this passes."""
+        self.rules.validate()
+        if self.metric not in METRICS:
+            raise UsageError(f"unknown metric {self.metric!r}; choose one of {', '.join(METRICS)}")
+        if self.base not in BASES:
+            raise UsageError(f"--base takes e, 2 or 10, got {self.base!r}")
+        if not (math.isfinite(self.epsilon) and 0 <= self.epsilon < 1):
+            raise UsageError(f"--epsilon must be in [0, 1), got {self.epsilon}")
+        if not self.threshold >= 0:
+            raise UsageError(f"--threshold must be a number >= 0, got {self.threshold}")
+        if not 0 <= self.max_missing_change <= 1:
+            raise UsageError(
+                f"--max-missing-change must be a share in [0, 1], got {self.max_missing_change}"
+            )
+        share = self.max_new_category_share
+        if share is not None and not 0 <= share <= 1:
+            raise UsageError(f"--max-new-category-share must be a share in [0, 1], got {share}")
+        parse_fail_on(self.fail_on)
+        if not self.reference or not self.current:
+            raise UsageError("give a REFERENCE and a CURRENT table")
+        if "-" in self.reference and "-" in self.current:
+            raise UsageError("only one of REFERENCE and CURRENT can be '-' (stdin)")
+        if (len(self.reference) > 1 and "-" in self.reference) or (
+            len(self.current) > 1 and "-" in self.current
+        ):
+            raise UsageError("'-' (stdin) cannot be part of a list of files")
+        from ..io.writers import check_outputs, output_kind
+
+        if self.output is not None:
+            output_kind(self.output, ("json", "csv"))
+        _check_extension(self.junit, "--junit", (".xml",))
+        _check_extension(self.html, "--html", (".html", ".htm"))
+        check_outputs(
+            [self.output, self.junit, self.html],
+            [*_input_files(self.reference), *_input_files(self.current), self.thresholds],
+        )
+
+
+@dataclass(frozen=True)
+class ProfileRequest:
+    """Everything ``kldiv profile`` was asked."""
+
+    reference: tuple[str, ...]
+    rules: ColumnRules = ColumnRules()
+    delimiter: str | None = None
+    output: str | None = None
+
+    def validate(self) -> None:
+        self.rules.validate()
+        from ..io.writers import check_outputs, output_kind
+
+        if self.output is not None:
+            output_kind(self.output, ("json",))
+        check_outputs([self.output], _input_files(self.reference))
 
 
 def parse_fail_on(rule: str) -> tuple[str, float]:
@@ -309,162 +265,876 @@ def parse_fail_on(rule: str) -> tuple[str, float]:
         return kind, number
     if kind == "count" and number >= 1 and number.is_integer():
         return kind, number
-    raise ValueError(f"--fail-on takes any, share:F (0 < F <= 1) or count:N (N >= 1), got {rule!r}")
-
-
-def check_column(ref: ColumnProfile, column, options: DriftOptions) -> dict:
-    threshold = options.thresholds.get(ref.name, options.threshold)
-    row: dict[str, Any] = {
-        "name": ref.name,
-        "kind": ref.kind,
-        "metric": options.metric,
-        "threshold": threshold,
-        "value": None,
-        "drift": False,
-    }
-    n_ref, nan_ref = ref.n, ref.nan
-    try:
-        if ref.error is None:
-            cur, n_cur, nan_cur = current_counts(ref, column)
-        else:
-            _, values, nan_cur = column_values(column)
-            cur, n_cur = [], len(values)
-    except ValueError as exc:
-        return {**row, "error": str(exc), "n_reference": n_ref, "n_current": 0}
-    total_ref, total_cur = n_ref + nan_ref, n_cur + nan_cur
-    row.update(
-        n_reference=n_ref,
-        n_current=n_cur,
-        nan_share_reference=nan_ref / total_ref if total_ref else None,
-        nan_share_current=nan_cur / total_cur if total_cur else None,
+    raise UsageError(
+        f"--fail-on takes any, share:F (0 < F <= 1) or count:N (N >= 1), got {clean(rule)!r}"
     )
-    if total_ref and total_cur:
-        row["nan_share_change"] = row["nan_share_current"] - row["nan_share_reference"]
-    if ref.error:
-        return {**row, "error": ref.error}
-    if n_cur == 0:
-        return {**row, "error": "no values in the current data (all missing)"}
-    if n_ref < MIN_ROWS or n_cur < MIN_ROWS:
-        return {
-            **row,
-            "error": f"too few values to compare ({n_ref} reference, {n_cur} current; at least {MIN_ROWS})",
-        }
-    values = divergences(ref.counts, cur, options.epsilon, options.base)
-    k = len(ref.counts)
-    floor = noise_floor(k, n_ref, n_cur) / math.log(options.base)
-    value = values[options.metric]
-    row.update(values)
-    row.update(value=value, drift=bool(not value <= threshold), bins=k, noise_floor=floor)
-    if threshold < 2 * floor:
-        row["warning"] = (
-            f"the threshold {threshold:g} is below twice the noise floor {floor:.3g} "
-            f"for {k} bins at these sample sizes: expect false alarms"
-        )
-    labels = bin_labels(ref)
-    row["histogram"] = {"bins": labels, "reference": ref.counts, "current": cur}
-    terms = contributions(ref.counts, cur, options.epsilon, options.metric)
-    order = np.argsort(-terms, kind="stable")[: options.top]
-    row["top_bins"] = [
-        {
-            "bin": labels[i],
-            "reference_share": ref.counts[i] / n_ref,
-            "current_share": cur[i] / n_cur,
-            "contribution": float(terms[i]),
-        }
-        for i in order
-    ]
-    return row
 
 
-def check(profile: Profile, current, options: DriftOptions, columns: list[str]) -> dict:
-    """The whole report: one row per column and the dataset verdict."""
-    rows = []
-    for name in columns:
-        rows.append(check_column(profile.columns[name], current.column(name), options))
-    drifted = sum(1 for r in rows if r["drift"])
-    errors = sum(1 for r in rows if r.get("error"))
-    kind, number = parse_fail_on(options.fail_on)
-    compared = len(rows) - errors
-    if kind == "any":
-        decision = drifted > 0
-    elif kind == "share":
-        decision = compared > 0 and drifted / compared >= number
+# ----------------------------------------------------------------- column values
+
+
+def _type_class(t: Any) -> str:
+    """integer | float | bool | text | datetime | null | other, of an Arrow type."""
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    if pa.types.is_boolean(t):
+        return "bool"
+    if pa.types.is_integer(t):
+        return "integer"
+    if pa.types.is_floating(t) or pa.types.is_decimal(t):
+        return "float"
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return "text"
+    if pa.types.is_temporal(t) and not pa.types.is_duration(t) and not pa.types.is_interval(t):
+        return "datetime"
+    if pa.types.is_duration(t):
+        return "integer"
+    if pa.types.is_null(t):
+        return "null"
+    return "other"
+
+
+def _is_iso_text(column: Any) -> bool:
+    """Every value is an ISO-8601 date or date-time (checked on a sample first)."""
+    import pyarrow.compute as pc
+
+    valid = column.drop_null()
+    if len(valid) == 0:
+        return False
+    head = valid.slice(0, 100)
+    if not pc.all(pc.match_substring_regex(head, _ISO)).as_py():
+        return False
+    return bool(pc.all(pc.match_substring_regex(valid, _ISO)).as_py())
+
+
+def _numbers(column: Any, kind: str, label: str) -> np.ndarray:
+    """float64 values of a column (NaN for missing); date/times as seconds since 1970."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if kind in ("datetime", "text"):
+        if kind == "text":
+            column = _parse_iso(column, label)
+        elif pa.types.is_date(column.type) or pa.types.is_time(column.type):
+            column = pc.cast(column, pa.timestamp("s")) if pa.types.is_date(column.type) else column
+        unit = getattr(column.type, "unit", "s")
+        scale = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}[unit]
+        width = pa.int64() if pa.types.is_timestamp(column.type) else None
+        ints = pc.cast(column, width or pa.int64(), safe=False)
+        return pc.cast(ints, pa.float64(), safe=False).to_numpy(zero_copy_only=False) * scale
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    if pa.types.is_duration(column.type):
+        column = pc.cast(column, pa.int64())
+    try:
+        return pc.cast(column, pa.float64(), safe=False).to_numpy(zero_copy_only=False)
+    except pa.ArrowInvalid:
+        raise InputError(label, "holds values that are not numbers") from None
+
+
+def _parse_iso(column: Any, label: str) -> Any:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for target in (pa.timestamp("us"), pa.timestamp("us", tz="UTC")):
+        try:
+            return pc.cast(column, target)
+        except pa.ArrowInvalid:
+            continue
+    raise InputError(label, "mixes dates with and without a time zone; cannot compare them")
+
+
+def _value_counts(column: Any) -> tuple[list[Any], np.ndarray]:
+    """Distinct non-missing values and their counts (Arrow's hash, not a sort)."""
+    import pyarrow.compute as pc
+
+    counts = pc.value_counts(column.drop_null())
+    return counts.field(0).to_pylist(), counts.field(1).to_numpy(zero_copy_only=False)
+
+
+def _category(value: Any) -> Category:
+    """Integer-valued floats are stored (and printed) as integers: ``2``, not ``2.0``."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    return value  # type: ignore[no-any-return]
+
+
+@dataclass
+class _Column:
+    """One column of one side, read once: its type class, rows and missing values."""
+
+    label: str
+    name: str
+    data: Any
+    kind: str
+    rows: int
+    null_count: int
+    _numbers: np.ndarray | None = None
+
+    @classmethod
+    def read(cls, table: Table, name: str) -> _Column:
+        data = table.column(name)
+        return cls(table.label, name, data, _type_class(data.type), len(data), data.null_count)
+
+    @property
+    def where(self) -> str:
+        return f"{self.label}: column {clean(self.name)!r}"
+
+    def numbers(self) -> np.ndarray:
+        if self._numbers is None:
+            self._numbers = _numbers(self.data, self.kind, self.where)
+        return self._numbers
+
+    def missing(self) -> int:
+        if self.kind == "float":
+            return int(np.count_nonzero(np.isnan(self.numbers())))
+        return self.null_count
+
+
+# ----------------------------------------------------------------- profiling
+
+
+def _sorted_values(values: np.ndarray) -> np.ndarray:
+    return np.sort(values[~np.isnan(values)])
+
+
+def bin_counts(sorted_values: np.ndarray, edges: np.ndarray, maximum: float) -> np.ndarray:
+    """Counts of sorted values in the bins of :func:`profile_numeric`: below ``edges[0]``,
+    ``[e_i, e_i+1)``, ``[e_L-1, maximum]``, above ``maximum``."""
+    n = sorted_values.size
+    lefts = np.searchsorted(sorted_values, edges, side="left")
+    top = np.searchsorted(sorted_values, maximum, side="right")
+    inner = np.diff(np.append(lefts, top))
+    return np.concatenate([[lefts[0]], inner, [n - top]]).astype(np.int64)
+
+
+def numeric_edges(finite: np.ndarray, bins: int, binning: str) -> np.ndarray:
+    """Edges from sorted finite reference values: the minimum, then the inner cuts."""
+    b = min(bins, finite.size)
+    lo, hi = finite[0], finite[-1]
+    if binning == "quantile":
+        inner = np.quantile(finite, np.arange(1, b) / b) if b > 1 else np.empty(0)
     else:
-        decision = drifted >= number
-    return {
-        "drift": bool(decision),
-        "metric": options.metric,
-        "threshold": options.threshold,
-        "epsilon": options.epsilon,
-        "base": "e" if options.base == math.e else options.base,
-        "bins": profile.bins,
-        "binning": profile.binning,
-        "fail_on": options.fail_on,
-        "n_columns": len(rows),
-        "n_drifted": drifted,
-        "n_errors": errors,
-        "reference_rows": profile.rows,
-        "current_rows": current.num_rows,
-        "columns": rows,
-    }
+        inner = np.linspace(lo, hi, b + 1)[1:-1]
+    return np.unique(np.concatenate([[lo], inner]))
 
 
-# ----------------------------------------------------------------- the job
+def _is_identifier(distinct: int, values: int) -> bool:
+    return distinct > ID_MIN_DISTINCT and distinct >= ID_DISTINCT_SHARE * values
 
 
-def load_profile(path: str) -> Profile:
-    import json
+def _skipped(col: _Column, role: Role, reason: str, missing: int | None = None) -> ColumnProfile:
+    return ColumnProfile(
+        col.name, role, col.rows, col.missing() if missing is None else missing, reason=reason
+    )
 
-    from ..errors import InputError
+
+def profile_numeric(col: _Column, rules: ColumnRules, from_datetime: bool) -> ColumnProfile:
+    values = col.numbers()
+    missing = int(np.count_nonzero(np.isnan(values)))
+    ordered = _sorted_values(values)
+    finite = ordered[np.isfinite(ordered)]
+    if finite.size == 0:
+        return _skipped(col, Role.SKIPPED, "no finite values in the reference", missing)
+    edges = numeric_edges(finite, rules.bins, rules.binning)
+    counts = bin_counts(ordered, edges, float(finite[-1]))
+    return ColumnProfile(
+        col.name,
+        Role.NUMERIC,
+        col.rows,
+        missing,
+        counts=tuple(int(c) for c in counts),
+        edges=tuple(float(e) for e in edges),
+        maximum=float(finite[-1]),
+        from_datetime=from_datetime,
+    )
+
+
+def _value_sort_key(value: Any) -> tuple[str, Any]:
+    return category_key(value)
+
+
+def profile_categorical(
+    col: _Column, values: list[Any], counts: np.ndarray, missing: int, rules: ColumnRules
+) -> ColumnProfile:
+    order = sorted(range(len(values)), key=lambda i: (-int(counts[i]), _value_sort_key(values[i])))
+    keep = sorted(order[: rules.max_categories], key=lambda i: _value_sort_key(values[i]))
+    rest = sorted(order[rules.max_categories :], key=lambda i: _value_sort_key(values[i]))
+    kept_counts = [int(counts[i]) for i in keep]
+    if rest:
+        kept_counts.append(int(sum(int(counts[i]) for i in rest)))
+    return ColumnProfile(
+        col.name,
+        Role.CATEGORICAL,
+        col.rows,
+        missing,
+        counts=tuple(kept_counts),
+        categories=tuple(_category(values[i]) for i in keep),
+        pooled=tuple(_category(values[i]) for i in rest),
+    )
+
+
+def _float_counts(values: np.ndarray) -> tuple[list[Any], np.ndarray]:
+    distinct, counts = np.unique(values[~np.isnan(values)], return_counts=True)
+    return distinct.tolist(), counts
+
+
+def profile_column(col: _Column, rules: ColumnRules, datetime: str) -> ColumnProfile:
+    """Decide a reference column's role (module docstring) and count its bins."""
+    role = rules.override(col.name)
+    kind = col.kind
+    if role is Role.SKIPPED:
+        return _skipped(col, Role.SKIPPED, SKIPPED_BY_USER)
+    if kind == "other":
+        return _skipped(col, Role.SKIPPED, f"unsupported type {col.data.type}")
+    if col.rows - col.null_count == 0 or kind == "null":
+        return _skipped(col, Role.SKIPPED, "no values in the reference (all missing)", col.rows)
+    iso = kind == "text" and role is not Role.CATEGORICAL and _is_iso_text(col.data)
+    if kind == "datetime" or iso:
+        if role is Role.NUMERIC or datetime == "numeric":
+            return profile_numeric(col, rules, from_datetime=True)
+        if role is None:
+            return _skipped(
+                col, Role.DATETIME, "date/time values (--datetime numeric compares them as numbers)"
+            )
+    elif role is Role.NUMERIC:
+        if kind not in ("integer", "float"):
+            raise InputError(col.where, f"holds {_KIND_WORDS[kind]}; --numeric takes numbers")
+        return profile_numeric(col, rules, from_datetime=False)
+    if kind == "float":
+        values = col.numbers()
+        finite = values[np.isfinite(values)]
+        distinct, counts = _float_counts(finite)
+        missing = int(np.count_nonzero(np.isnan(values)))
+        if role is Role.CATEGORICAL or (
+            len(distinct) <= NUMERIC_CATEGORIES and finite.size + missing == values.size
+        ):
+            if finite.size == 0:
+                return _skipped(col, Role.SKIPPED, "no finite values in the reference", missing)
+            return profile_categorical(col, distinct, counts, missing, rules)
+        return profile_numeric(col, rules, from_datetime=False)
+    if kind == "datetime":  # --categorical on a date/time column
+        text = col.data.cast("string")
+        distinct_values, counts = _value_counts(text)
+        return profile_categorical(col, distinct_values, counts, col.null_count, rules)
+    distinct_values, counts = _value_counts(col.data)
+    values_n = col.rows - col.null_count
+    if (
+        role is None
+        and kind in ("text", "integer")
+        and _is_identifier(len(distinct_values), values_n)
+    ):
+        return _skipped(
+            col,
+            Role.IDENTIFIER,
+            f"identifier: {len(distinct_values)} distinct values in {values_n} "
+            "(--categorical or --numeric compares it)",
+        )
+    if kind == "integer" and role is None and len(distinct_values) > NUMERIC_CATEGORIES:
+        return profile_numeric(col, rules, from_datetime=False)
+    return profile_categorical(col, distinct_values, counts, col.null_count, rules)
+
+
+def _open(paths: Sequence[str], delimiter: str | None, stdin: bytes | None) -> Table:
+    return open_table(paths, delimiter, stdin)
+
+
+def build_profile(
+    table: Table, rules: ColumnRules, names: Sequence[str] | None = None
+) -> Iterator[ColumnProfile]:
+    """Profiles of ``names`` (default: the selected columns), one column read at a time."""
+    for name in names if names is not None else rules.select(table.label, table.column_names):
+        yield profile_column(_Column.read(table, name), rules, rules.datetime)
+
+
+def run_profile(request: ProfileRequest, stdin: bytes | None = None) -> Profile:
+    """``kldiv profile``: the reference's bins and counts, for later drift checks."""
+    request.validate()
+    table = _open(request.reference, request.delimiter, stdin)
+    label, _ = expand(request.reference)
+    return Profile(
+        source=label,
+        rows=table.num_rows,
+        bins=request.rules.bins,
+        binning=request.rules.binning,
+        max_categories=request.rules.max_categories,
+        datetime=request.rules.datetime,
+        columns=tuple(build_profile(table, request.rules)),
+    )
+
+
+# ----------------------------------------------------------------- the current side
+
+
+@dataclass(frozen=True)
+class NewCategory:
+    value: Category
+    count: int
+
+
+def _compatible(ref: ColumnProfile, kind: str) -> bool:
+    if ref.role is Role.NUMERIC:
+        return kind in (("datetime", "text") if ref.from_datetime else ("integer", "float"))
+    first = ref.categories[0]
+    if isinstance(first, bool):
+        return kind == "bool"
+    if isinstance(first, (int, float)):
+        return kind in ("integer", "float")
+    return kind in ("text", "datetime")
+
+
+_KIND_WORDS = {
+    "integer": "numbers",
+    "float": "numbers",
+    "bool": "booleans",
+    "text": "text",
+    "datetime": "dates/times",
+    "null": "all missing",
+    "other": "of another type",
+}
+
+
+def current_counts(
+    ref: ColumnProfile, col: _Column
+) -> tuple[np.ndarray, int, list[NewCategory], int]:
+    """(counts in the reference's bins, values, the new categories (top 10), how many
+    distinct new ones) of a current column."""
+    if ref.role is Role.NUMERIC:
+        ordered = _sorted_values(col.numbers())
+        counts = bin_counts(ordered, np.asarray(ref.edges), float(ref.maximum or 0.0))
+        return counts, int(ordered.size), [], 0
+    if col.kind == "float":
+        values, freq = _float_counts(col.numbers())
+    elif col.kind == "datetime":
+        values, freq = _value_counts(col.data.cast("string"))
+    else:
+        values, freq = _value_counts(col.data)
+    position = {category_key(c): i for i, c in enumerate(ref.categories)}
+    other = len(ref.categories)
+    position.update((category_key(c), other) for c in ref.pooled)
+    k = len(ref.counts) + 1
+    counts = np.zeros(k, dtype=np.int64)
+    new: list[NewCategory] = []
+    for value, n in zip(values, freq.tolist()):
+        index = position.get(category_key(value), k - 1)
+        counts[index] += n
+        if index == k - 1:
+            new.append(NewCategory(_category(value), int(n)))
+    new.sort(key=lambda c: (-c.count, category_key(c.value)))
+    return counts, int(sum(freq.tolist())), new[:TOP_NEW], len(new)
+
+
+# ----------------------------------------------------------------- divergences
+
+
+@dataclass(frozen=True)
+class Divergences:
+    kl: float
+    kl_reverse: float
+    psi: float
+    js: float
+
+    def get(self, metric: str) -> float:
+        return float(getattr(self, metric))
+
+
+def smoothed(counts: np.ndarray, epsilon: float) -> np.ndarray:
+    """Shares with ``epsilon`` spread over the bins: ``(c/n + epsilon/k) / (1 + epsilon)``."""
+    share = counts / counts.sum()
+    if epsilon == 0:
+        return share
+    return (share + epsilon / share.size) / (1 + epsilon)
+
+
+def divergences(
+    p_counts: np.ndarray, q_counts: np.ndarray, epsilon: float, base: float
+) -> Divergences:
+    """KL(p||q), KL(q||p), PSI and JS of two histograms, after :func:`smoothed`."""
+    p, q = smoothed(p_counts, epsilon), smoothed(q_counts, epsilon)
+    used = (p > 0) | (q > 0)
+    p, q = p[used], q[used]
+    m = (p + q) / 2
+    scale = 1 / math.log(base)
+    with np.errstate(divide="ignore"):
+        log_p, log_q, log_m = np.log(p), np.log(q), np.log(m)
+    kl = float(kl_div(log_q, p, reduction="sum")) * scale
+    kl_rev = float(kl_div(log_p, q, reduction="sum")) * scale
+    js = 0.5 * (float(kl_div(log_m, p, reduction="sum")) + float(kl_div(log_m, q, reduction="sum")))
+    return Divergences(kl, kl_rev, kl + kl_rev, js * scale)
+
+
+def contributions(
+    p_counts: np.ndarray, q_counts: np.ndarray, epsilon: float, metric: str
+) -> np.ndarray:
+    """Each bin's term of the metric (what makes a column drift), in nats."""
+    p, q = smoothed(p_counts, epsilon), smoothed(q_counts, epsilon)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lp, lq = np.log(p), np.log(q)
+        kl = np.where(p > 0, p * (lp - lq), 0.0)
+        rev = np.where(q > 0, q * (lq - lp), 0.0)
+        if metric == "kl":
+            terms = kl
+        elif metric == "kl_reverse":
+            terms = rev
+        elif metric == "psi":
+            terms = kl + rev
+        else:
+            lm = np.log((p + q) / 2)
+            terms = 0.5 * (
+                np.where(p > 0, p * (lp - lm), 0.0) + np.where(q > 0, q * (lq - lm), 0.0)
+            )
+    return np.nan_to_num(terms, nan=np.inf)
+
+
+def _number(value: float) -> str:
+    return f"{value:.6g}"
+
+
+def _instant(seconds: float) -> str:
+    from datetime import datetime, timezone
 
     try:
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
-        if not isinstance(doc, dict) or doc.get("kldiv_profile") != PROFILE_VERSION:
-            raise InputError(path, "is not a kldiv profile (make one with 'kldiv profile')")
-        return Profile.from_json(doc)
-    except FileNotFoundError:
-        raise InputError(path, "no such file") from None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InputError(path, f"is not a valid kldiv profile ({exc})") from None
+        moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return _number(seconds)
+    return moment.strftime(
+        "%Y-%m-%d %H:%M:%S" if moment.second or moment.minute or moment.hour else "%Y-%m-%d"
+    )
 
 
-def load_thresholds(path: str) -> tuple[float | None, dict[str, float]]:
-    """A TOML file: an optional top-level ``default = X`` and a ``[thresholds]``
-    table of column = threshold."""
+def bin_labels(ref: ColumnProfile) -> list[str]:
+    """Readable names of a column's bins (numbers to 6 digits, instants in UTC)."""
+    if ref.role is Role.NUMERIC:
+        show = _instant if ref.from_datetime else _number
+        edges = [show(e) for e in ref.edges]
+        top = show(float(ref.maximum or 0.0))
+        inner = [f"[{a}, {b})" for a, b in zip(edges, edges[1:])] + [f"[{edges[-1]}, {top}]"]
+        return [f"< {edges[0]}", *inner, f"> {top}"]
+    labels = [str(c) for c in ref.categories]
+    if ref.pooled:
+        labels.append(f"(other: {len(ref.pooled)} categories)")
+    return [*labels, "(new)"]
+
+
+def noise_floor(filled: int, n: int, m: int) -> float:
+    """Mean plug-in KL of two samples (n, m values) of one distribution over ``filled`` bins."""
+    return (filled - 1) / 2 * (1 / n + 1 / m) if n and m else math.inf
+
+
+# ----------------------------------------------------------------- results
+
+
+class State(str, Enum):
+    OK = "ok"
+    DRIFT = "drift"
+    ERROR = "error"
+    SKIPPED = "skipped"
+
+
+class Reason(str, Enum):
+    DISTRIBUTION = "distribution"
+    MISSING = "missing"
+    NEW_CATEGORIES = "new_categories"
+
+
+@dataclass(frozen=True)
+class Missing:
+    """Missing values (null, NaN) as shares of each side's rows."""
+
+    reference: int
+    reference_rows: int
+    current: int
+    current_rows: int
+
+    @property
+    def reference_share(self) -> float:
+        return self.reference / self.reference_rows if self.reference_rows else 0.0
+
+    @property
+    def current_share(self) -> float:
+        return self.current / self.current_rows if self.current_rows else 0.0
+
+    @property
+    def change(self) -> float:
+        return self.current_share - self.reference_share
+
+
+@dataclass(frozen=True)
+class Bin:
+    label: str
+    reference_share: float
+    current_share: float
+    contribution: float
+
+
+@dataclass(frozen=True)
+class Histogram:
+    labels: tuple[str, ...]
+    reference: tuple[int, ...]
+    current: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ColumnResult:
+    """One column's verdict. Its :attr:`state` is derived here and nowhere else."""
+
+    name: str
+    role: Role
+    metric: str
+    threshold: float
+    missing: Missing
+    reasons: tuple[Reason, ...] = ()
+    n_reference: int = 0
+    n_current: int = 0
+    divergences: Divergences | None = None
+    bins: int = 0
+    noise_floor: float | None = None
+    histogram: Histogram | None = None
+    top_bins: tuple[Bin, ...] = ()
+    new_categories: tuple[NewCategory, ...] = ()
+    n_new_categories: int = 0
+    new_category_share: float | None = None
+    outside_range_share: float | None = None
+    skip_reason: str = ""
+    error: str = ""
+
+    @property
+    def state(self) -> State:
+        if self.reasons:
+            return State.DRIFT
+        if self.error:
+            return State.ERROR
+        if self.divergences is None:
+            return State.SKIPPED
+        return State.OK
+
+    @property
+    def value(self) -> float | None:
+        return None if self.divergences is None else self.divergences.get(self.metric)
+
+    @property
+    def weak(self) -> bool:
+        """The threshold is below twice the noise floor: noise alone can cross it."""
+        return self.noise_floor is not None and self.threshold < 2 * self.noise_floor
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "name": self.name,
+            "role": self.role.value,
+            "state": self.state.value,
+            "drift": self.state is State.DRIFT,
+            "reasons": [r.value for r in self.reasons],
+            "metric": self.metric,
+            "value": self.value,
+            "threshold": self.threshold,
+        }
+        if self.divergences is not None:
+            d = self.divergences
+            doc.update(kl=d.kl, kl_reverse=d.kl_reverse, psi=d.psi, js=d.js)
+        m = self.missing
+        doc.update(
+            n_reference=self.n_reference,
+            n_current=self.n_current,
+            missing_reference=m.reference,
+            missing_current=m.current,
+            missing_share_reference=m.reference_share,
+            missing_share_current=m.current_share,
+            missing_share_change=m.change,
+        )
+        if self.role is Role.CATEGORICAL:
+            doc.update(
+                new_category_share=self.new_category_share,
+                n_new_categories=self.n_new_categories,
+                new_categories=[{"value": c.value, "count": c.count} for c in self.new_categories],
+            )
+        if self.outside_range_share is not None:
+            doc["outside_range_share"] = self.outside_range_share
+        if self.divergences is not None:
+            doc.update(bins=self.bins, noise_floor=self.noise_floor, weak=self.weak)
+            doc["top_bins"] = [
+                {
+                    "bin": b.label,
+                    "reference_share": b.reference_share,
+                    "current_share": b.current_share,
+                    "contribution": b.contribution,
+                }
+                for b in self.top_bins
+            ]
+        if self.histogram is not None:
+            h = self.histogram
+            doc["histogram"] = {
+                "bins": list(h.labels),
+                "reference": list(h.reference),
+                "current": list(h.current),
+            }
+        if self.skip_reason:
+            doc["skip_reason"] = self.skip_reason
+        if self.error:
+            doc["error"] = self.error
+        return doc
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The rules a report was made with (shown in every output)."""
+
+    metric: str
+    threshold: float
+    epsilon: float
+    base: str
+    bins: int
+    binning: str
+    max_categories: int
+    datetime: str
+    fail_on: str
+    max_missing_change: float
+    max_new_category_share: float | None
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    """The whole check: one :class:`ColumnResult` per column and the dataset verdict."""
+
+    reference: str
+    current: str
+    reference_rows: int
+    current_rows: int
+    settings: Settings
+    columns: tuple[ColumnResult, ...]
+    seconds: float = 0.0
+    version: str = ""
+    command: str = ""
+    unknown_thresholds: tuple[str, ...] = ()
+
+    def count(self, state: State) -> int:
+        return sum(1 for c in self.columns if c.state is state)
+
+    @property
+    def n_drifted(self) -> int:
+        return self.count(State.DRIFT)
+
+    @property
+    def n_errors(self) -> int:
+        return self.count(State.ERROR)
+
+    @property
+    def drift(self) -> bool:
+        """The dataset verdict under ``fail_on`` (shares are of the compared columns)."""
+        kind, number = parse_fail_on(self.settings.fail_on)
+        drifted = self.n_drifted
+        if kind == "any":
+            return drifted > 0
+        if kind == "share":
+            compared = drifted + self.count(State.OK)
+            return compared > 0 and drifted / compared >= number
+        return drifted >= number
+
+    @property
+    def weak(self) -> list[ColumnResult]:
+        return [c for c in self.columns if c.weak]
+
+    def to_json(self) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "drift": self.drift,
+            "reference": self.reference,
+            "current": self.current,
+            "reference_rows": self.reference_rows,
+            "current_rows": self.current_rows,
+            "metric": s.metric,
+            "threshold": s.threshold,
+            "epsilon": s.epsilon,
+            "base": s.base,
+            "bins": s.bins,
+            "binning": s.binning,
+            "max_categories": s.max_categories,
+            "datetime": s.datetime,
+            "fail_on": s.fail_on,
+            "max_missing_change": s.max_missing_change,
+            "max_new_category_share": s.max_new_category_share,
+            "n_columns": len(self.columns),
+            "n_drifted": self.n_drifted,
+            "n_errors": self.n_errors,
+            "n_skipped": self.count(State.SKIPPED),
+            "seconds": self.seconds,
+            "version": self.version,
+            "columns": [c.to_json() for c in self.columns],
+        }
+
+
+# ----------------------------------------------------------------- the check
+
+
+def _missing_reasons(missing: Missing, request: DriftRequest) -> tuple[Reason, ...]:
+    return (Reason.MISSING,) if abs(missing.change) > request.max_missing_change else ()
+
+
+def check_column(
+    ref: ColumnProfile, col: _Column, request: DriftRequest, threshold: float
+) -> ColumnResult:
+    """One column against its reference profile (the rules are the module's docstring)."""
+    base = ColumnResult(
+        name=ref.name,
+        role=ref.role,
+        metric=request.metric,
+        threshold=threshold,
+        missing=Missing(ref.missing, ref.rows, 0, col.rows),
+    )
+    if ref.role is Role.SKIPPED and ref.reason == SKIPPED_BY_USER:
+        return _with(base, skip_reason=ref.reason)
+    missing = Missing(ref.missing, ref.rows, col.missing(), col.rows)
+    reasons = _missing_reasons(missing, request)
+    result = _with(base, missing=missing, reasons=reasons, n_reference=ref.values)
+    if not ref.role.compared:
+        return _with(result, skip_reason=ref.reason)
+    if not _compatible(ref, col.kind):
+        found = _KIND_WORDS.get(col.kind, col.kind)
+        return _with(
+            result, error=f"is {ref.role.value} in the reference but {found} in the current data"
+        )
     try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib
-    from ..errors import InputError
+        cur, n_cur, new, n_new = current_counts(ref, col)
+    except InputError as exc:
+        return _with(result, error=str(exc))
+    result = _with(result, n_current=n_cur)
+    if n_cur == 0:
+        return _with(result, error="no values in the current data (all missing)")
+    if ref.values < MIN_VALUES or n_cur < MIN_VALUES:
+        return _with(
+            result,
+            error=f"too few values to compare ({ref.values} reference, {n_cur} current; "
+            f"at least {MIN_VALUES} each)",
+        )
+    p = np.asarray(ref.counts, dtype=np.int64)
+    if ref.role is Role.CATEGORICAL:
+        p = np.append(p, 0)
+    values = divergences(p, cur, request.epsilon, BASES[request.base])
+    value = values.get(request.metric)
+    if not value <= threshold:
+        reasons = (Reason.DISTRIBUTION, *reasons)
+    new_share = None
+    if ref.role is Role.CATEGORICAL:
+        new_share = float(cur[-1]) / n_cur
+        limit = request.max_new_category_share
+        if limit is not None and new_share > limit:
+            reasons = (*reasons, Reason.NEW_CATEGORIES)
+    labels = bin_labels(ref)
+    terms = contributions(p, cur, request.epsilon, request.metric)
+    order = np.argsort(-terms, kind="stable")[: request.top]
+    filled = int(np.count_nonzero(p))
+    floor = noise_floor(filled, ref.values, n_cur) * FLOOR_SCALE[request.metric]
+    return _with(
+        result,
+        reasons=reasons,
+        divergences=values,
+        bins=int(p.size),
+        noise_floor=floor / math.log(BASES[request.base]),
+        histogram=Histogram(tuple(labels), tuple(int(c) for c in p), tuple(int(c) for c in cur)),
+        top_bins=tuple(
+            Bin(labels[i], float(p[i]) / ref.values, float(cur[i]) / n_cur, float(terms[i]))
+            for i in order
+        ),
+        new_categories=tuple(new),
+        n_new_categories=n_new,
+        new_category_share=new_share,
+        outside_range_share=(float(cur[0] + cur[-1]) / n_cur if ref.role is Role.NUMERIC else None),
+    )
 
-    try:
-        with open(path, "rb") as f:
-            doc = tomllib.load(f)
-    except FileNotFoundError:
-        raise InputError(path, "no such file") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(path, f"is not valid TOML ({exc})") from None
-    table = doc.get("thresholds", {})
-    default = doc.get("default")
-    values = {**({"default": default} if default is not None else {}), **table}
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-            raise InputError(path, f"threshold for {name!r} must be a number >= 0, got {value!r}")
-    return (float(default) if default is not None else None), {
-        k: float(v) for k, v in table.items()
-    }
+
+def _with(result: ColumnResult, **changes: Any) -> ColumnResult:
+    from dataclasses import replace
+
+    return replace(result, **changes)
 
 
-def shared_columns(
-    reference_names: list[str], current_names: list[str], spec: str | None, label: str
-) -> list[str]:
-    from ..errors import UsageError
-    from ..io.sources import select_columns
-
-    shared = [n for n in reference_names if n in set(current_names)]
+def _shared(reference: list[str], current: list[str], label: str) -> list[str]:
+    present = set(current)
+    shared = [n for n in reference if n in present]
     if not shared:
-        raise UsageError(f"{label}: the reference and current data have no column in common")
-    if spec is None:
-        return shared
-    return [shared[i] for i in select_columns(label, shared, spec, [True] * len(shared))]
+        raise UsageError(f"{clean(label)}: the reference and current data have no column in common")
+    return shared
+
+
+def _profile_matches(profile: Profile, request: DriftRequest, label: str) -> None:
+    rules, default = request.rules, ColumnRules()
+    for option, asked, built, unset in (
+        ("--bins", rules.bins, profile.bins, default.bins),
+        ("--binning", rules.binning, profile.binning, default.binning),
+        ("--max-categories", rules.max_categories, profile.max_categories, default.max_categories),
+        ("--datetime", rules.datetime, profile.datetime, default.datetime),
+    ):
+        if asked != unset and asked != built:
+            raise UsageError(
+                f"{clean(label)}: the profile was built with {option} {built}; drop {option} "
+                "or build a new profile"
+            )
+    if rules.categorical or rules.numeric:
+        raise UsageError(
+            f"{clean(label)}: roles are fixed when the profile is built; give --categorical "
+            "and --numeric to 'kldiv profile'"
+        )
+
+
+def run_drift(request: DriftRequest, stdin: bytes | None = None, version: str = "") -> DriftReport:
+    """``kldiv drift``: validate, read both sides one column at a time, compare."""
+    started = time.perf_counter()
+    request.validate()
+    thresholds = load_thresholds(request.thresholds) if request.thresholds else Thresholds()
+    current = _open(request.current, request.delimiter, stdin)
+    ref_label, _ = expand(request.reference)
+    cur_label, _ = expand(request.current)
+    reference_table: Table | None = None
+    profile: Profile | None = None
+    if _is_profile(request.reference):
+        profile = load_profile(request.reference[0])
+        _profile_matches(profile, request, ref_label)
+        names = _shared([c.name for c in profile.columns], current.column_names, ref_label)
+        names = request.rules.select(ref_label, names)
+        reference_rows = profile.rows
+    else:
+        reference_table = _open(request.reference, request.delimiter, stdin)
+        names = _shared(reference_table.column_names, current.column_names, ref_label)
+        names = request.rules.select(ref_label, names)
+        reference_rows = reference_table.num_rows
+    results = []
+    for name in names:
+        if profile is None:
+            assert reference_table is not None
+            ref = profile_column(
+                _Column.read(reference_table, name), request.rules, request.rules.datetime
+            )
+        else:
+            ref = profile.column(name)
+            if request.rules.override(name) is Role.SKIPPED:
+                ref = ColumnProfile(
+                    name, Role.SKIPPED, ref.rows, ref.missing, reason=SKIPPED_BY_USER
+                )
+        threshold = thresholds.for_column(name, request.threshold)
+        results.append(check_column(ref, _Column.read(current, name), request, threshold))
+    s = request
+    return DriftReport(
+        reference=ref_label,
+        current=cur_label,
+        reference_rows=reference_rows,
+        current_rows=current.num_rows,
+        settings=Settings(
+            metric=s.metric,
+            threshold=thresholds.default if thresholds.default is not None else s.threshold,
+            epsilon=s.epsilon,
+            base=s.base,
+            bins=profile.bins if profile else s.rules.bins,
+            binning=profile.binning if profile else s.rules.binning,
+            max_categories=profile.max_categories if profile else s.rules.max_categories,
+            datetime=profile.datetime if profile else s.rules.datetime,
+            fail_on=s.fail_on,
+            max_missing_change=s.max_missing_change,
+            max_new_category_share=s.max_new_category_share,
+        ),
+        columns=tuple(results),
+        seconds=time.perf_counter() - started,
+        version=version,
+        command=request.command,
+        unknown_thresholds=tuple(sorted(set(thresholds.columns) - set(names))),
+    )

@@ -1,25 +1,33 @@
-"""Drift results as a report (table, plain, JSON...) and as files for CI: JUnit XML and a
-self-contained HTML page.
+"""Drift results for people and for CI: a report (table, plain, JSON, CSV, markdown), a
+coloured terminal table, JUnit XML and a self-contained HTML page.
 
-The HTML page has no scripts, fonts or links to anything outside it: the
-histograms are inline SVG, the styles are inline CSS.
+Every name that comes from the data (column names, categories, bin labels) passes
+:func:`kldiv_cli.text.clean` (and Rich's escape, ``html.escape``, or XML escaping where it
+goes). The HTML page has no scripts, fonts or links: histograms are inline SVG with at most
+:data:`MAX_BARS` bins each, so its size does not grow with the rows or the categories.
 """
 
 from __future__ import annotations
 
 import html
 import math
-from typing import Any
+from typing import Any, TextIO
 from xml.etree import ElementTree as ET
 
-from . import Report, format_number
+from ..jobs.drift import ColumnResult, DriftReport, Histogram, Reason, State
+from ..text import clean, markup
+from . import Report
+
+#: Bins drawn per histogram in the HTML page (more are merged or cut, as stated there).
+MAX_BARS = 40
+#: Order of columns in the HTML page: what needs attention first.
+_ORDER = {State.DRIFT: 0, State.ERROR: 1, State.OK: 2, State.SKIPPED: 3}
+_STYLE = {State.DRIFT: "bold red", State.ERROR: "yellow", State.OK: "green", State.SKIPPED: "dim"}
 
 
 def _fmt(value: Any) -> str:
     if value is None:
         return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
     if isinstance(value, float):
         if math.isnan(value):
             return "nan"
@@ -29,229 +37,403 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def junit_xml(result: dict) -> bytes:
-    """One testcase per column: drifted columns fail, columns that could not be
-    compared are errors."""
-    columns = result["columns"]
-    suite = ET.Element(
-        "testsuite",
-        name="kldiv drift",
-        tests=str(len(columns)),
-        failures=str(sum(1 for c in columns if c["drift"])),
-        errors=str(sum(1 for c in columns if c.get("error"))),
-        skipped="0",
+def _pct(share: float) -> str:
+    return f"{share:.1%}"
+
+
+def missing_text(c: ColumnResult, change: bool = True) -> str:
+    """``0.0% → 10.0% (+10.0 pts)``: the missing share of rows on each side."""
+    m = c.missing
+    text = f"{_pct(m.reference_share)} → {_pct(m.current_share)}"
+    return text + (f" ({100 * m.change:+.1f} pts)" if change and m.change else "")
+
+
+def new_text(c: ColumnResult, limit: int = 10) -> str:
+    """``smart_tv (1203), vr (2)``: new categories by name, with counts."""
+    shown = ", ".join(f"{clean(n.value)} ({n.count})" for n in c.new_categories[:limit])
+    more = c.n_new_categories - min(limit, len(c.new_categories))
+    return shown + (f", +{more} more" if more > 0 else "")
+
+
+def reasons_text(c: ColumnResult) -> str:
+    return ",".join(r.value for r in c.reasons)
+
+
+def explain(c: ColumnResult, settings_missing: float, settings_new: float | None) -> str:
+    """One sentence per reason, or why the column was not compared."""
+    parts = []
+    for reason in c.reasons:
+        if reason is Reason.DISTRIBUTION:
+            text = f"{c.metric} {_fmt(c.value)} > {_fmt(c.threshold)}"
+            if c.top_bins:
+                b = c.top_bins[0]
+                text += (
+                    f", most from {clean(b.label)}: "
+                    f"{_pct(b.reference_share)} → {_pct(b.current_share)}"
+                )
+            parts.append(text)
+        elif reason is Reason.MISSING:
+            change = 100 * c.missing.change
+            parts.append(f"missing {change:+.1f} pts > {100 * settings_missing:g} pts")
+        else:
+            parts.append(
+                f"new categories {_pct(c.new_category_share or 0)} > {_pct(settings_new or 0)}"
+            )
+    if c.error:
+        parts.append(clean(c.error))
+    if c.skip_reason and c.state is not State.OK:
+        parts.append(clean(c.skip_reason))
+    return "; ".join(parts)
+
+
+def weak_warning(report: DriftReport) -> str | None:
+    """The one line that says which columns cannot tell noise from drift, if any."""
+    weak = report.weak
+    if not weak:
+        return None
+    names = ", ".join(clean(c.name) for c in weak[:5]) + (", ..." if len(weak) > 5 else "")
+    return (
+        f"{len(weak)} column(s) ({names}) have thresholds below twice their noise floor: two "
+        "samples of one distribution would often cross them, so their verdicts are weak "
+        "evidence; use fewer --bins or more rows"
     )
-    for c in columns:
-        case = ET.SubElement(suite, "testcase", classname="kldiv.drift", name=str(c["name"]))
-        if c.get("error"):
-            ET.SubElement(case, "error", message=c["error"]).text = c["error"]
-        elif c["drift"]:
-            message = f"{c['metric']} {_fmt(c['value'])} > threshold {_fmt(c['threshold'])}"
-            details = [message] + [
-                f"bin {b['bin']}: reference {b['reference_share']:.3%}, current "
-                f"{b['current_share']:.3%}, contribution {_fmt(b['contribution'])}"
-                for b in c.get("top_bins", [])
-            ]
-            ET.SubElement(case, "failure", message=message).text = "\n".join(details)
-        out = (
-            f"{c['metric']}={_fmt(c.get('value'))} kl={_fmt(c.get('kl'))} psi={_fmt(c.get('psi'))}"
+
+
+def drift_report(report: DriftReport) -> Report:
+    """The report for ``--format`` plain, json, csv and markdown (and ``-o``)."""
+    cols = report.columns
+    s = report.settings
+
+    def div(c: ColumnResult, key: str) -> float | None:
+        return None if c.divergences is None else float(getattr(c.divergences, key))
+
+    table: dict[str, list[Any]] = {
+        "column": [clean(c.name) for c in cols],
+        "role": [c.role.value for c in cols],
+        "state": [c.state.value for c in cols],
+        "reasons": [reasons_text(c) for c in cols],
+        "value": [c.value for c in cols],
+        "threshold": [c.threshold for c in cols],
+        "kl": [div(c, "kl") for c in cols],
+        "kl_reverse": [div(c, "kl_reverse") for c in cols],
+        "psi": [div(c, "psi") for c in cols],
+        "js": [div(c, "js") for c in cols],
+        "n_reference": [c.n_reference for c in cols],
+        "n_current": [c.n_current for c in cols],
+        "missing_reference": [c.missing.reference_share for c in cols],
+        "missing_current": [c.missing.current_share for c in cols],
+        "missing_change": [c.missing.change for c in cols],
+        "new_category_share": [c.new_category_share for c in cols],
+        "new_categories": [new_text(c) for c in cols],
+        "note": [explain(c, s.max_missing_change, s.max_new_category_share) for c in cols],
+    }
+    plain = [
+        f"{c.state.value} {_fmt(c.value)} {reasons_text(c) or '-'} {clean(c.name)}" for c in cols
+    ]
+    return Report(
+        title=title(report),
+        document=report.to_json(),
+        table=table,
+        plain=plain,
+        digits=4,
+    )
+
+
+def title(report: DriftReport) -> str:
+    verdict = "DRIFT" if report.drift else "no drift"
+    skipped = report.count(State.SKIPPED)
+    return (
+        f"kldiv drift: {verdict} ({report.n_drifted} of {len(report.columns)} columns drifted"
+        f"{f', {skipped} skipped' if skipped else ''}; {report.settings.metric}, "
+        f"fail-on {report.settings.fail_on})"
+    )
+
+
+def print_table(report: DriftReport, stream: TextIO, color: bool | None) -> None:
+    """A terminal table: the state in colour (drift red, ok green) unless colour is off."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    console = Console(file=stream, no_color=color is False, force_terminal=color or None)
+    style = "bold red" if report.drift else "bold green"
+    table = Table(title=Text(title(report), style=style), title_justify="left")
+    for name in ("column", "role", "state", "value", "missing", "new categories", "why"):
+        table.add_column(name, overflow="fold")
+    s = report.settings
+    for c in report.columns:
+        table.add_row(
+            markup(c.name),
+            c.role.value,
+            Text(c.state.value, style=_STYLE[c.state]),
+            _fmt(c.value),
+            Text(missing_text(c, False), style="red" if Reason.MISSING in c.reasons else ""),
+            Text(new_text(c, 3), style="red" if c.n_new_categories else ""),
+            Text(explain(c, s.max_missing_change, s.max_new_category_share)),
         )
-        ET.SubElement(case, "system-out").text = out
+    console.print(table)
+
+
+# ----------------------------------------------------------------- JUnit
+
+
+def junit_xml(report: DriftReport) -> bytes:
+    """One testcase per column: drifted columns fail, uncomparable ones are errors,
+    identifiers, date/times and skipped columns are skipped (with the reason)."""
+    cols = report.columns
+    s = report.settings
+    counts = {
+        "tests": str(len(cols)),
+        "failures": str(report.n_drifted),
+        "errors": str(report.n_errors),
+        "skipped": str(report.count(State.SKIPPED)),
+    }
+    suite = ET.Element("testsuite", name="kldiv drift", time=f"{report.seconds:.3f}", **counts)
+    for c in cols:
+        case = ET.SubElement(suite, "testcase", classname="kldiv.drift", name=clean(c.name))
+        why = explain(c, s.max_missing_change, s.max_new_category_share)
+        if c.state is State.DRIFT:
+            details = [why] + [
+                f"bin {clean(b.label)}: reference {b.reference_share:.3%}, current "
+                f"{b.current_share:.3%}, contribution {_fmt(b.contribution)}"
+                for b in c.top_bins
+            ]
+            ET.SubElement(case, "failure", message=why, type=reasons_text(c)).text = "\n".join(
+                details
+            )
+        elif c.state is State.ERROR:
+            ET.SubElement(case, "error", message=clean(c.error)).text = clean(c.error)
+        elif c.state is State.SKIPPED:
+            ET.SubElement(case, "skipped", message=clean(c.skip_reason))
+        out = [f"role={c.role.value}"]
+        if c.divergences is not None:
+            d = c.divergences
+            out.append(
+                f"kl={_fmt(d.kl)} kl_reverse={_fmt(d.kl_reverse)} psi={_fmt(d.psi)} js={_fmt(d.js)}"
+                f" (threshold {_fmt(c.threshold)} on {c.metric})"
+            )
+        out.append(f"missing {missing_text(c)}")
+        if c.n_new_categories:
+            out.append(f"new categories {_pct(c.new_category_share or 0)}: {new_text(c)}")
+        ET.SubElement(case, "system-out").text = "\n".join(out)
     root = ET.Element(
-        "testsuites",
-        name="kldiv",
-        tests=suite.get("tests"),
-        failures=suite.get("failures"),
-        errors=suite.get("errors"),
+        "testsuites", name="kldiv", **{k: v for k, v in counts.items() if k != "skipped"}
     )
     root.append(suite)
     ET.indent(root)
     return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="utf-8") + b"\n"
 
 
+# ----------------------------------------------------------------- HTML
+
 _CSS = """
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;background:#f6f7f9;color:#1d2330}
+body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;background:#f6f7f9;color:#1d2330}
 header{background:#1d2330;color:#fff;padding:20px 32px}
-header h1{margin:0;font-size:20px;font-weight:600}
-header p{margin:4px 0 0;color:#b8c0d0}
-main{padding:24px 32px;max-width:1200px}
-.verdict{display:inline-block;padding:4px 12px;border-radius:999px;font-weight:600}
-.ok{background:#dcf5e4;color:#17663a}.bad{background:#fde2e1;color:#a4161a}.err{background:#fff1cc;color:#7a5200}
+header h1{margin:0;font-size:22px;font-weight:600}
+header p{margin:6px 0 0;color:#c9d1e0;font-size:13px}
+header code{color:#fff;background:#2e3648;padding:1px 6px;border-radius:4px;word-break:break-all}
+main{padding:24px 32px;max-width:1280px;box-sizing:border-box}
+.pill{display:inline-block;padding:2px 10px;border-radius:999px;font-weight:600;font-size:13px}
+.ok{background:#dcf5e4;color:#17663a}.drift{background:#fde2e1;color:#a4161a}
+.error{background:#fff1cc;color:#7a5200}.skipped{background:#eceef2;color:#4a5468}
 table{border-collapse:collapse;width:100%;background:#fff;border-radius:8px;overflow:hidden;
-box-shadow:0 1px 2px rgba(0,0,0,.06)}
-th,td{padding:8px 12px;text-align:left;border-bottom:1px solid #eceef2;font-variant-numeric:tabular-nums}
+box-shadow:0 1px 2px rgba(0,0,0,.08)}
+th,td{padding:7px 10px;text-align:left;border-bottom:1px solid #eceef2;font-variant-numeric:tabular-nums;
+vertical-align:top;font-size:14px}
 th{background:#fafbfc;font-weight:600;color:#4a5468}
-.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(360px,1fr));gap:16px;margin-top:24px}
-.card{background:#fff;border-radius:8px;padding:16px;box-shadow:0 1px 2px rgba(0,0,0,.06);border-top:3px solid #d7dbe3}
-.card.state-drift{border-top-color:#d6453d}.card.state-error{border-top-color:#e0a800}
-.card h3{margin:0 0 4px;font-size:15px}.card .meta{color:#5b6578;font-size:12px;margin-bottom:8px}
-.legend span{display:inline-block;width:10px;height:10px;border-radius:2px;margin:0 4px 0 10px}
-.note{color:#7a5200;font-size:12px}
+td.num{text-align:right}
+.hot{color:#a4161a;font-weight:600}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(560px,1fr));gap:18px;margin-top:24px}
+.card{background:#fff;border-radius:8px;padding:16px 18px;box-shadow:0 1px 2px rgba(0,0,0,.08);
+border-top:4px solid #d7dbe3}
+.card.drift{border-top-color:#d6453d}.card.error{border-top-color:#e0a800}.card.ok{border-top-color:#3aa663}
+.card h3{margin:0 0 4px;font-size:17px;word-break:break-all}
+.meta{color:#4a5468;font-size:13px;margin-bottom:6px}
+.flag{background:#fde2e1;color:#a4161a;border-radius:6px;padding:6px 10px;margin:6px 0;font-size:13px}
+.legend span{display:inline-block;width:11px;height:11px;border-radius:2px;margin:0 5px 0 12px;vertical-align:-1px}
+.note{color:#4a5468;font-size:12px}
 """
-_REF, _CUR = "#5b8def", "#f28b30"
+_REF, _CUR = "#4c78dd", "#f08a24"
 
 
-def _short(label: str) -> str:
-    """Axis text: a numeric bin by its lower edge ("<e" for the first), a category as is."""
-    if label.startswith("[") and label.endswith(")") and ", " in label:
-        low, high = (f"{float(v):.3g}" for v in label[1:-1].split(", "))
-        return f"<{high}" if low == "-inf" else low
-    return label if len(label) <= 12 else label[:11] + "…"
-
-
-def _svg_histogram(hist: dict) -> str:
-    """Reference and current shares per bin, side by side, as inline SVG."""
-    labels, ref, cur = hist["bins"], hist["reference"], hist["current"]
+def _bars(h: Histogram) -> tuple[list[str], list[float], list[float], str]:
+    """At most :data:`MAX_BARS` bins: numeric bins merged in neighbouring groups,
+    categories cut to the largest (the other and new bins always kept)."""
+    labels, ref, cur = list(h.labels), list(h.reference), list(h.current)
     n_ref, n_cur = sum(ref) or 1, sum(cur) or 1
-    shares = [(r / n_ref, c / n_cur) for r, c in zip(ref, cur)]
-    top = max(max(s) for s in shares) or 1
-    width, height, pad, base = 360, 200, 40, 140
-    slot = (width - pad) / max(len(labels), 1)
-    bar = max(2.0, slot * 0.38)
+    note = ""
+    k = len(labels)
+    if k > MAX_BARS and labels[0].startswith("< "):
+        group = math.ceil((k - 2) / (MAX_BARS - 2))
+        merged_l, merged_r, merged_c = [labels[0]], [ref[0]], [cur[0]]
+        for i in range(1, k - 1, group):
+            j = min(i + group, k - 1)
+            merged_l.append(f"{labels[i].split(',')[0]}, …")
+            merged_r.append(sum(ref[i:j]))
+            merged_c.append(sum(cur[i:j]))
+        labels, ref, cur = merged_l + [labels[-1]], merged_r + [ref[-1]], merged_c + [cur[-1]]
+        note = f"{k} bins drawn as {len(labels)} (neighbours merged)"
+    elif k > MAX_BARS:
+        fixed = [i for i, label in enumerate(labels) if label.startswith("(")]
+        rest = sorted(
+            (i for i in range(k) if i not in fixed),
+            key=lambda i: -max(ref[i] / n_ref, cur[i] / n_cur),
+        )
+        keep = sorted(rest[: MAX_BARS - len(fixed)]) + fixed
+        labels, ref, cur = [labels[i] for i in keep], [ref[i] for i in keep], [cur[i] for i in keep]
+        note = f"the {len(keep)} largest of {k} bins"
+    return labels, [r / n_ref for r in ref], [c / n_cur for c in cur], note
+
+
+def _axis_label(label: str) -> str:
+    text = clean(label)
+    return text if len(text) <= 16 else text[:15] + "…"
+
+
+def svg_histogram(h: Histogram) -> str:
+    """Reference and current shares per bin, side by side, with a y scale in percent."""
+    labels, ref, cur, note = _bars(h)
+    top = max(max(ref), max(cur), 1e-12)
+    width, height, left, base = 560, 250, 46, 170
+    slot = (width - left - 6) / len(labels)
+    bar = max(1.5, slot * 0.4)
+    esc = html.escape
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
-        f'width="100%" role="img" aria-label="histogram">',
-        f'<line x1="{pad}" y1="{base}" x2="{width}" y2="{base}" stroke="#c9ced8"/>',
-        f'<text x="{pad - 4}" y="14" font-size="10" text-anchor="end" fill="#5b6578">{top:.0%}</text>',
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="100%" '
+        'role="img" aria-label="histogram of reference and current shares" font-family="system-ui,sans-serif">'
     ]
-    for i, (label, (r, c)) in enumerate(zip(labels, shares)):
-        x = pad + i * slot + slot * 0.1
-        for j, (share, color, n) in enumerate(((r, _REF, ref[i]), (c, _CUR, cur[i]))):
-            h = (base - 10) * share / top
-            tip = html.escape(f"{label}: {'reference' if j == 0 else 'current'} {share:.2%} ({n})")
+    for tick in (0, 0.5, 1):
+        y = base - (base - 12) * tick
+        parts.append(
+            f'<line x1="{left}" y1="{y:.1f}" x2="{width - 6}" y2="{y:.1f}" stroke="#e3e6ec"/>'
+            f'<text x="{left - 5}" y="{y + 4:.1f}" font-size="11" text-anchor="end" fill="#4a5468">'
+            f"{top * tick:.0%}</text>"
+        )
+    step = max(1, math.ceil(len(labels) / 16))
+    for i, label in enumerate(labels):
+        x = left + i * slot + slot * 0.1
+        for j, (share, color) in enumerate(((ref[i], _REF), (cur[i], _CUR))):
+            hgt = (base - 12) * share / top
+            side = "reference" if j == 0 else "current"
             parts.append(
-                f'<rect x="{x + j * bar:.1f}" y="{base - h:.1f}" width="{bar:.1f}" height="{h:.1f}" '
-                f'fill="{color}" rx="1"><title>{tip}</title></rect>'
+                f'<rect x="{x + j * bar:.1f}" y="{base - hgt:.1f}" width="{bar:.1f}" '
+                f'height="{hgt:.1f}" fill="{color}"><title>{esc(clean(label))}: {side} '
+                f"{share:.2%}</title></rect>"
             )
-        if len(labels) <= 12:
-            short = html.escape(_short(label))
+        if i % step == 0:
+            cx = x + bar
             parts.append(
-                f'<text x="{x + bar:.1f}" y="{base + 12}" font-size="8" fill="#5b6578" '
-                f'text-anchor="end" transform="rotate(-35 {x + bar:.1f} {base + 12})">{short}</text>'
+                f'<text x="{cx:.1f}" y="{base + 14}" font-size="11" fill="#1d2330" text-anchor="end" '
+                f'transform="rotate(-35 {cx:.1f} {base + 14})">{esc(_axis_label(label))}</text>'
             )
     parts.append("</svg>")
+    if note:
+        parts.append(f'<p class="note">{esc(note)}</p>')
     return "".join(parts)
 
 
-def html_page(result: dict, reference: str, current: str) -> bytes:
+def _pill(state: State) -> str:
+    return f'<span class="pill {state.value}">{state.value}</span>'
+
+
+def _summary_row(c: ColumnResult, report: DriftReport) -> str:
     esc = html.escape
-    columns = result["columns"]
-    verdict = (
-        '<span class="verdict bad">drift</span>'
-        if result["drift"]
-        else '<span class="verdict ok">no drift</span>'
-    )
-    rows = []
-    for c in columns:
-        state = (
-            '<span class="verdict err">error</span>'
-            if c.get("error")
-            else '<span class="verdict bad">drift</span>'
-            if c["drift"]
-            else '<span class="verdict ok">ok</span>'
+    s = report.settings
+    hot_missing = Reason.MISSING in c.reasons
+    cells = [
+        f"<td>{esc(clean(c.name))}</td>",
+        f"<td>{c.role.value}</td>",
+        f"<td>{_pill(c.state)}</td>",
+        f'<td class="num">{_fmt(c.value)}</td>',
+        f'<td class="num">{_fmt(c.threshold)}</td>',
+        f'<td class="{"hot" if hot_missing else ""}">{esc(missing_text(c))}</td>',
+        f'<td class="{"hot" if c.n_new_categories else ""}">{esc(new_text(c, 5)) or "-"}</td>',
+        f"<td>{esc(explain(c, s.max_missing_change, s.max_new_category_share))}</td>",
+    ]
+    return "<tr>" + "".join(cells) + "</tr>"
+
+
+def _card(c: ColumnResult, report: DriftReport) -> str:
+    esc = html.escape
+    flags = []
+    if Reason.MISSING in c.reasons or abs(c.missing.change) > 0:
+        flags.append(f"Missing values {esc(missing_text(c))}")
+    if c.n_new_categories:
+        flags.append(
+            f"New categories ({_pct(c.new_category_share or 0)} of current values): {esc(new_text(c))}"
         )
-        rows.append(
-            "<tr>"
-            + "".join(
-                f"<td>{v}</td>"
-                for v in (
-                    esc(str(c["name"])),
-                    esc(c["kind"]),
-                    state,
-                    _fmt(c.get("value")),
-                    _fmt(c["threshold"]),
-                    _fmt(c.get("kl")),
-                    _fmt(c.get("kl_reverse")),
-                    _fmt(c.get("psi")),
-                    _fmt(c.get("js")),
-                    _fmt(c.get("n_reference")),
-                    _fmt(c.get("n_current")),
-                )
-            )
-            + "</tr>"
+    if c.outside_range_share:
+        flags.append(
+            f"{_pct(c.outside_range_share)} of current values outside the reference's range"
         )
-    cards = []
-    legend = (
-        f'<div class="meta legend"><span style="background:{_REF};margin-left:0"></span>reference'
-        f'<span style="background:{_CUR}"></span>current</div>'
+    flag_html = "".join(
+        f'<div class="flag">{f}</div>'
+        if c.state is State.DRIFT or "New" in f
+        else f'<div class="meta">{f}</div>'
+        for f in flags
     )
-    for c in columns:
-        state = "error" if c.get("error") else "drift" if c["drift"] else "ok"
-        if c.get("error"):
-            body = f'<p class="note">{esc(c["error"])}</p>'
-        else:
-            note = f'<p class="note">{esc(c["warning"])}</p>' if c.get("warning") else ""
-            body = legend + _svg_histogram(c["histogram"]) + note
-        nan = ""
-        if c.get("nan_share_reference") or c.get("nan_share_current"):
-            nan = f" · NaN {c.get('nan_share_reference') or 0:.1%} → {c.get('nan_share_current') or 0:.1%}"
-        cards.append(
-            f'<section class="card state-{state}"><h3>{esc(str(c["name"]))}</h3>'
-            f'<div class="meta">{esc(c["kind"])} · {esc(c["metric"])} {_fmt(c.get("value"))} '
-            f"(threshold {_fmt(c['threshold'])}){nan}</div>{body}</section>"
+    meta = (
+        f"{c.role.value} · {esc(c.metric)} {_fmt(c.value)} (threshold {_fmt(c.threshold)}) · "
+        f"{c.n_reference} reference and {c.n_current} current values"
+    )
+    if c.weak:
+        meta += f" · noise floor {_fmt(c.noise_floor)}: weak evidence"
+    body = ""
+    if c.histogram is not None:
+        body = (
+            f'<div class="meta legend"><span style="background:{_REF};margin-left:0"></span>reference'
+            f'<span style="background:{_CUR}"></span>current</div>' + svg_histogram(c.histogram)
         )
-    head = (
-        "<th>column</th><th>kind</th><th>state</th><th>value</th><th>threshold</th><th>KL</th>"
-        "<th>reverse KL</th><th>PSI</th><th>JS</th><th>n ref</th><th>n cur</th>"
+    s = report.settings
+    why = explain(c, s.max_missing_change, s.max_new_category_share)
+    return (
+        f'<section class="card {c.state.value}"><h3>{esc(clean(c.name))} {_pill(c.state)}</h3>'
+        f'<div class="meta">{meta}</div>'
+        + (f'<div class="meta"><b>{esc(why)}</b></div>' if why else "")
+        + flag_html
+        + body
+        + "</section>"
     )
+
+
+def html_page(report: DriftReport) -> bytes:
+    """The whole report as one page: verdict, run facts, a summary table, then one card per
+    compared column (drifted first)."""
+    import datetime as dt
+
+    esc = html.escape
+    s = report.settings
+    cols = sorted(report.columns, key=lambda c: _ORDER[c.state])
+    verdict = _pill(State.DRIFT) if report.drift else _pill(State.OK)
+    when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    head = "".join(
+        f"<th>{h}</th>"
+        for h in (
+            "column",
+            "role",
+            "state",
+            "value",
+            "threshold",
+            "missing (ref → cur)",
+            "new categories",
+            "why",
+        )
+    )
+    compared = [c for c in cols if c.histogram is not None]
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>kldiv drift report</title><style>{_CSS}</style></head>
 <body><header><h1>kldiv drift report {verdict}</h1>
-<p>reference {esc(reference)} · current {esc(current)} · metric {esc(result["metric"])} ·
-{result["n_drifted"]} of {result["n_columns"]} columns drifted · {result["bins"]} {esc(result["binning"])} bins ·
-epsilon {_fmt(result["epsilon"])}</p></header>
-<main><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>
-<div class="cards">{"".join(cards)}</div></main></body></html>
+<p>{report.n_drifted} of {len(report.columns)} columns drifted ({report.n_errors} errors,
+{report.count(State.SKIPPED)} skipped) · reference {esc(clean(report.reference))} ({report.reference_rows} rows) ·
+current {esc(clean(report.current))} ({report.current_rows} rows)</p>
+<p>{esc(s.metric)} threshold {_fmt(s.threshold)} · {s.bins} {esc(s.binning)} bins · at most
+{s.max_categories} categories · epsilon {_fmt(s.epsilon)} · missing change above
+{100 * s.max_missing_change:.1f} pts · fail-on {esc(s.fail_on)}</p>
+<p>run {when} in {report.seconds:.2f} s · kldiv {esc(report.version)} ·
+<code>{esc(clean(report.command))}</code></p></header>
+<main><table><thead><tr>{head}</tr></thead><tbody>{"".join(_summary_row(c, report) for c in cols)}</tbody></table>
+<div class="cards">{"".join(_card(c, report) for c in compared)}</div></main></body></html>
 """
     return page.encode()
-
-
-def drift_report(result: dict) -> Report:
-    columns = result["columns"]
-    verdict = "DRIFT" if result["drift"] else "no drift"
-    title = (
-        f"kldiv drift: {verdict} ({result['n_drifted']} of {result['n_columns']} columns, "
-        f"{result['metric']}, fail-on {result['fail_on']})"
-    )
-
-    def state(c: dict) -> str:
-        return "error" if c.get("error") else "drift" if c["drift"] else "ok"
-
-    def note(c: dict) -> str:
-        if c.get("error"):
-            return c["error"]
-        if c["drift"] and c.get("top_bins"):
-            b = c["top_bins"][0]
-            return f"most from {b['bin']}: {b['reference_share']:.1%} -> {b['current_share']:.1%}"
-        return c.get("warning", "")
-
-    table = {
-        "column": [c["name"] for c in columns],
-        "kind": [c["kind"] for c in columns],
-        "state": [state(c) for c in columns],
-        "value": [c.get("value") for c in columns],
-        "threshold": [c["threshold"] for c in columns],
-        "kl": [c.get("kl") for c in columns],
-        "kl_reverse": [c.get("kl_reverse") for c in columns],
-        "psi": [c.get("psi") for c in columns],
-        "js": [c.get("js") for c in columns],
-        "n_reference": [c.get("n_reference") for c in columns],
-        "n_current": [c.get("n_current") for c in columns],
-        "note": [note(c) for c in columns],
-    }
-    plain = [
-        f"{c['name']}\t{state(c)}\t{format_number(c.get('value')) if c.get('value') is not None else '-'}"
-        for c in columns
-    ]
-    notes = [f"{c['name']}: {c['warning']}" for c in columns if c.get("warning")]
-    return Report(
-        title=title,
-        document=result,
-        table=table,
-        plain=plain,
-        notes=notes,
-        digits=4,
-        terminal_columns=["column", "kind", "state", "value", "threshold", "psi", "note"],
-    )

@@ -1,0 +1,368 @@
+"""The drift profile: what a reference says about each column, and the checked file format.
+
+A profile is JSON written by ``kldiv profile`` and read back by ``kldiv drift``. Whoever
+hands kldiv a profile may have edited it, so :func:`load_profile` checks it against the
+schema before anything is used: the version, the type of every field, and the invariants
+the divergences rely on (edges finite and strictly increasing, counts non-negative
+integers that add up to the column's values, one count per bin, known roles, bounded
+nesting). Every violation is one :class:`~kldiv_cli.errors.InputError` line.
+
+Per-column thresholds come from a TOML file (:func:`load_thresholds`), checked the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Union
+
+from ..errors import InputError
+from ..text import clean
+
+#: Version 2: numeric bins closed at the reference's range with a bin below and one
+#: above it; categories capped with an "other" bin; column roles. Version 1 profiles
+#: (open outer bins, no roles) are refused with a hint to rebuild them.
+PROFILE_VERSION = 2
+#: A profile or TOML file larger than this is not one kldiv wrote.
+MAX_FILE_BYTES = 1 << 30
+
+Category = Union[str, int, float, bool]
+
+
+class Role(str, Enum):
+    """What kldiv does with a column."""
+
+    NUMERIC = "numeric"
+    CATEGORICAL = "categorical"
+    IDENTIFIER = "identifier"
+    DATETIME = "datetime"
+    SKIPPED = "skipped"
+
+    @property
+    def compared(self) -> bool:
+        """Whether the column's distribution is compared (else only its missing share)."""
+        return self in (Role.NUMERIC, Role.CATEGORICAL)
+
+
+@dataclass(frozen=True)
+class ColumnProfile:
+    """One reference column.
+
+    Numeric: ``edges`` ``[e_0 = min, e_1, ..., e_L-1]`` (strictly increasing, finite) and
+    ``maximum``; ``counts`` has ``L + 2`` entries: values below the minimum, the ``L``
+    bins ``[e_i, e_i+1)`` (the last is ``[e_L-1, maximum]``), values above the maximum.
+    Categorical: ``categories`` (the kept ones), ``pooled`` (the rest, counted in one
+    "other" bin), ``counts`` one per kept category plus one for "other" when ``pooled``
+    is not empty. Other roles hold no bins; ``reason`` says why.
+    """
+
+    name: str
+    role: Role
+    rows: int
+    missing: int
+    counts: tuple[int, ...] = ()
+    edges: tuple[float, ...] = ()
+    maximum: float | None = None
+    categories: tuple[Category, ...] = ()
+    pooled: tuple[Category, ...] = ()
+    #: Timestamps compared as numbers (seconds since 1970-01-01 UTC).
+    from_datetime: bool = False
+    reason: str = ""
+
+    @property
+    def values(self) -> int:
+        """Non-missing values."""
+        return self.rows - self.missing
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"role": self.role.value, "rows": self.rows, "missing": self.missing}
+        if self.role is Role.NUMERIC:
+            doc.update(edges=list(self.edges), maximum=self.maximum, counts=list(self.counts))
+            if self.from_datetime:
+                doc["from_datetime"] = True
+        elif self.role is Role.CATEGORICAL:
+            doc.update(categories=list(self.categories), counts=list(self.counts))
+            doc["pooled"] = list(self.pooled)
+        if self.reason:
+            doc["reason"] = self.reason
+        return doc
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Every profiled column of a reference, with the settings that made the bins."""
+
+    source: str
+    rows: int
+    bins: int
+    binning: str
+    max_categories: int
+    datetime: str
+    columns: tuple[ColumnProfile, ...] = field(default_factory=tuple)
+
+    def column(self, name: str) -> ColumnProfile:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kldiv_profile": PROFILE_VERSION,
+            "source": self.source,
+            "rows": self.rows,
+            "bins": self.bins,
+            "binning": self.binning,
+            "max_categories": self.max_categories,
+            "datetime": self.datetime,
+            "columns": {c.name: c.to_json() for c in self.columns},
+        }
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=1, allow_nan=False) + "\n"
+
+
+def category_key(value: Category) -> tuple[str, Any]:
+    """How categories compare: numbers by value (``1`` and ``1.0`` are one category),
+    booleans apart from numbers, strings as they are."""
+    if isinstance(value, bool):
+        return ("b", value)
+    if isinstance(value, (int, float)):
+        return ("n", value)
+    return ("s", value)
+
+
+# ----------------------------------------------------------------- loading, checked
+
+
+class _Invalid(Exception):
+    """A schema violation; becomes an InputError naming the file."""
+
+
+def _need(ok: bool, message: str) -> None:
+    if not ok:
+        raise _Invalid(message)
+
+
+def _int(doc: dict[str, Any], key: str, where: str, minimum: int = 0) -> int:
+    value = doc.get(key)
+    _need(
+        isinstance(value, int) and not isinstance(value, bool) and value >= minimum,
+        f"{where}: {key!r} must be an integer >= {minimum}",
+    )
+    return int(value)  # type: ignore[arg-type]
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _count_list(doc: dict[str, Any], where: str, length: int, total: int) -> tuple[int, ...]:
+    counts = doc.get("counts")
+    _need(isinstance(counts, list), f"{where}: 'counts' must be a list")
+    assert isinstance(counts, list)
+    _need(
+        len(counts) == length,
+        f"{where}: 'counts' has {len(counts)} entries for {length} bins",
+    )
+    _need(
+        all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts),
+        f"{where}: counts must be integers >= 0",
+    )
+    _need(sum(counts) == total, f"{where}: counts add up to {sum(counts)}, not {total} values")
+    return tuple(counts)
+
+
+def _category_list(doc: dict[str, Any], key: str, where: str) -> tuple[Category, ...]:
+    values = doc.get(key, [])
+    _need(isinstance(values, list), f"{where}: {key!r} must be a list")
+    _need(
+        all(isinstance(v, str) or _finite(v) for v in values),
+        f"{where}: {key!r} must hold strings, booleans or finite numbers",
+    )
+    return tuple(values)
+
+
+def _column(name: str, doc: Any) -> ColumnProfile:
+    where = f"column {clean(name)!r}"
+    _need(isinstance(doc, dict), f"{where} must be an object")
+    role_name = doc.get("role")
+    known = [r.value for r in Role]
+    _need(role_name in known, f"{where}: unknown role {clean(role_name)!r}; known: {known}")
+    role = Role(role_name)
+    rows = _int(doc, "rows", where)
+    missing = _int(doc, "missing", where)
+    _need(missing <= rows, f"{where}: more missing values than rows")
+    reason = doc.get("reason", "")
+    _need(isinstance(reason, str), f"{where}: 'reason' must be a string")
+    values = rows - missing
+    if role is Role.NUMERIC:
+        edges = doc.get("edges")
+        _need(
+            isinstance(edges, list) and len(edges) >= 1 and all(_finite(e) for e in edges),
+            f"{where}: 'edges' must be a non-empty list of finite numbers",
+        )
+        assert isinstance(edges, list)
+        _need(
+            all(a < b for a, b in zip(edges, edges[1:])),
+            f"{where}: 'edges' must be strictly increasing",
+        )
+        maximum = doc.get("maximum")
+        _need(
+            _finite(maximum) and maximum >= edges[-1],
+            f"{where}: 'maximum' must be a finite number >= the last edge",
+        )
+        from_dt = doc.get("from_datetime", False)
+        _need(isinstance(from_dt, bool), f"{where}: 'from_datetime' must be true or false")
+        return ColumnProfile(
+            name,
+            role,
+            rows,
+            missing,
+            _count_list(doc, where, len(edges) + 2, values),
+            edges=tuple(float(e) for e in edges),
+            maximum=float(maximum),
+            from_datetime=from_dt,
+            reason=reason,
+        )
+    if role is Role.CATEGORICAL:
+        categories = _category_list(doc, "categories", where)
+        pooled = _category_list(doc, "pooled", where)
+        keys = [category_key(c) for c in categories + pooled]
+        _need(len(set(keys)) == len(keys), f"{where}: categories must be distinct")
+        _need(bool(categories), f"{where}: 'categories' must not be empty")
+        length = len(categories) + (1 if pooled else 0)
+        return ColumnProfile(
+            name,
+            role,
+            rows,
+            missing,
+            _count_list(doc, where, length, values),
+            categories=categories,
+            pooled=pooled,
+            reason=reason,
+        )
+    return ColumnProfile(name, role, rows, missing, reason=reason)
+
+
+def profile_from_json(doc: Any) -> Profile:
+    """A :class:`Profile` from parsed JSON, every field and invariant checked."""
+    _need(isinstance(doc, dict), "the top level must be an object")
+    version = doc.get("kldiv_profile")
+    _need(version is not None, "no 'kldiv_profile' version (make one with 'kldiv profile')")
+    _need(
+        version == PROFILE_VERSION,
+        f"version {clean(version)!r} is not {PROFILE_VERSION}; rebuild it with 'kldiv profile'",
+    )
+    source = doc.get("source", "")
+    _need(isinstance(source, str), "'source' must be a string")
+    rows = _int(doc, "rows", "profile")
+    bins = _int(doc, "bins", "profile", minimum=2)
+    max_categories = _int(doc, "max_categories", "profile", minimum=1)
+    binning = doc.get("binning")
+    _need(binning in ("quantile", "uniform"), "'binning' must be quantile or uniform")
+    datetime = doc.get("datetime")
+    _need(datetime in ("skip", "numeric"), "'datetime' must be skip or numeric")
+    columns = doc.get("columns")
+    _need(isinstance(columns, dict) and bool(columns), "'columns' must be a non-empty object")
+    assert isinstance(columns, dict)
+    parsed = tuple(_column(name, c) for name, c in columns.items())
+    _need(all(c.rows == rows for c in parsed), "every column must have the profile's rows")
+    return Profile(
+        source=source,
+        rows=rows,
+        bins=bins,
+        binning=binning,
+        max_categories=max_categories,
+        datetime=datetime,
+        columns=parsed,
+    )
+
+
+def _read_limited(path: str) -> bytes:
+    try:
+        if os.path.getsize(path) > MAX_FILE_BYTES:
+            raise InputError(path, f"is larger than {MAX_FILE_BYTES >> 20} MiB")
+        with open(path, "rb") as f:
+            return f.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise InputError(path, "no such file") from None
+    except IsADirectoryError:
+        raise InputError(path, "is a directory, not a file") from None
+    except OSError as exc:
+        raise InputError(path, exc.strerror or str(exc)) from None
+
+
+def load_profile(path: str) -> Profile:
+    """Read and check a profile file (see the module's docstring for what is checked)."""
+    raw = _read_limited(path)
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except RecursionError:
+        raise InputError(path, "is not a valid kldiv profile (nested too deeply)") from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        message = clean(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        raise InputError(path, f"is not JSON ({message})") from None
+    if not isinstance(doc, dict) or "kldiv_profile" not in doc:
+        raise InputError(path, "is not a kldiv profile (make one with 'kldiv profile')")
+    try:
+        return profile_from_json(doc)
+    except _Invalid as exc:
+        raise InputError(path, f"is not a valid kldiv profile: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Per-column thresholds from a TOML file: ``default = X`` and ``[thresholds]``."""
+
+    default: float | None = None
+    columns: dict[str, float] = field(default_factory=dict)
+
+    def for_column(self, name: str, fallback: float) -> float:
+        if name in self.columns:
+            return self.columns[name]
+        return fallback if self.default is None else self.default
+
+
+def _threshold(value: Any) -> bool:
+    return (
+        isinstance(value, (int, float)) and not isinstance(value, bool) and not (value < 0)
+    ) and not (isinstance(value, float) and math.isnan(value))
+
+
+def load_thresholds(path: str) -> Thresholds:
+    """A TOML file: an optional top-level ``default = X`` and a ``[thresholds]`` table of
+    ``column = X``; every X a number >= 0 (``inf`` turns a column's gate off)."""
+    import tomllib
+
+    raw = _read_limited(path)
+    try:
+        doc = tomllib.loads(raw.decode("utf-8"))
+    except RecursionError:
+        raise InputError(path, "is not valid TOML (nested too deeply)") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(path, f"is not valid TOML ({clean(str(exc))})") from None
+    unknown = [k for k in doc if k not in ("default", "thresholds")]
+    if unknown:
+        raise InputError(
+            path, f"unknown key {clean(unknown[0])!r}; expected default and [thresholds]"
+        )
+    default = doc.get("default")
+    if default is not None and not _threshold(default):
+        raise InputError(path, f"default must be a number >= 0, got {clean(repr(default))}")
+    table = doc.get("thresholds", {})
+    if not isinstance(table, dict):
+        raise InputError(path, "thresholds must be a table: [thresholds] then column = number")
+    for name, value in table.items():
+        if not _threshold(value):
+            raise InputError(
+                path,
+                f"threshold for {clean(name)!r} must be a number >= 0, got {clean(repr(value))}",
+            )
+    return Thresholds(
+        default=None if default is None else float(default),
+        columns={str(k): float(v) for k, v in table.items()},
+    )

@@ -1,0 +1,158 @@
+"""The tables drift reads: one file, a list of Parquet files, a folder or a glob of them.
+
+Drift needs named columns of any type (text, booleans, timestamps), one at a time, so
+that a ten-million-row reference holds one column in memory, never the table. A small
+Parquet file (and any non-Parquet file) is read whole, once: per-column reads of a file
+with thousands of columns would re-read its footer for every column.
+
+Errors name drift's own arguments (REFERENCE, CURRENT), never another command's options.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from ..errors import InputError
+from ..text import clean
+
+#: Parquet files (or datasets) whose uncompressed data is below this are read whole.
+WHOLE_BELOW = 64 << 20
+#: What drift reads, by extension.
+TABLE_EXTENSIONS = (".csv", ".tsv", ".tab", ".parquet", ".pq", ".arrow", ".feather", ".ipc")
+ARRAY_EXTENSIONS = (".npy", ".npz")
+PARQUET_EXTENSIONS = (".parquet", ".pq")
+
+
+class Table(Protocol):
+    """Named columns, read on demand."""
+
+    label: str
+    column_names: list[str]
+    num_rows: int
+
+    def column(self, name: str) -> Any:
+        """The column as a pyarrow ChunkedArray."""
+        ...
+
+
+class WholeTable:
+    """A pyarrow table already in memory."""
+
+    def __init__(self, label: str, table: Any) -> None:
+        self.label = label
+        self.table = table
+        self.column_names = list(table.column_names)
+        self.num_rows = table.num_rows
+
+    def column(self, name: str) -> Any:
+        return self.table.column(name)
+
+
+class DatasetColumns:
+    """A Parquet file or a list of them, read one column at a time."""
+
+    def __init__(self, label: str, dataset: Any) -> None:
+        self.label = label
+        self.dataset = dataset
+        self.column_names = list(dataset.schema.names)
+        self.num_rows = dataset.count_rows()
+
+    def column(self, name: str) -> Any:
+        import pyarrow as pa
+
+        try:
+            return self.dataset.to_table(columns=[name]).column(0)
+        except (pa.ArrowException, OSError) as exc:
+            raise _arrow_error(self.label, exc) from None
+
+
+def _arrow_error(label: str, exc: Exception) -> InputError:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return InputError(label, f"cannot be read as Parquet ({clean(text)})")
+
+
+def _kind(path: str, label: str) -> str:
+    ext = os.path.splitext(path)[1].lower()
+    if ext in PARQUET_EXTENSIONS:
+        return "parquet"
+    if ext in TABLE_EXTENSIONS or ext in ARRAY_EXTENSIONS:
+        return "other"
+    what = f"extension {clean(ext)!r}" if ext else "no extension"
+    raise InputError(
+        label,
+        f"unknown file type ({what}); drift reads .csv, .tsv, .parquet, .arrow, .npy and "
+        ".npz files, folders and globs of Parquet files, and profiles (.json)",
+    )
+
+
+def expand(paths: Sequence[str]) -> tuple[str, list[str] | None]:
+    """A label for messages, and the Parquet files of a dataset (None: one plain file).
+
+    ``paths`` is one path (a file, a folder, a glob) or several files (as a shell
+    expands an unquoted glob).
+    """
+    from ..io.sources import dataset_files
+
+    if len(paths) == 1:
+        label = paths[0]
+        return label, dataset_files(label) if label != "-" else None
+    label = f"{paths[0]} (and {len(paths) - 1} more)"
+    files: list[str] = []
+    for path in paths:
+        found = dataset_files(path) if path != "-" else None
+        if found is None:
+            if path == "-" or _kind(path, path) != "parquet":
+                raise InputError(path, "a list of files must be Parquet files (.parquet)")
+            if not os.path.isfile(path):
+                raise InputError(path, "no such file")
+            found = [path]
+        files.extend(f for f in found if f not in files)
+    return label, files
+
+
+def _uncompressed(dataset: Any) -> int:
+    """Bytes of the dataset's data once decoded, from the Parquet footers."""
+    total = 0
+    for fragment in dataset.get_fragments():
+        meta = fragment.metadata
+        total += sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    return total
+
+
+def _open_parquet(label: str, files: list[str]) -> Table:
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    for f in files:
+        if os.path.splitext(f)[1].lower() not in PARQUET_EXTENSIONS:
+            raise InputError(f, "is not a Parquet file; a dataset holds only .parquet files")
+        if os.path.isfile(f) and os.path.getsize(f) == 0:
+            raise InputError(f, "is empty")
+    try:
+        dataset = ds.dataset(files, format="parquet")
+        if _uncompressed(dataset) < WHOLE_BELOW:
+            return WholeTable(label, dataset.to_table())
+        return DatasetColumns(label, dataset)
+    except (pa.ArrowException, OSError) as exc:
+        raise _arrow_error(label, exc) from None
+
+
+def open_table(paths: Sequence[str], delimiter: str | None, stdin: bytes | None) -> Table:
+    """One side of a drift check, as named columns (see the module's docstring)."""
+    from ..io.sources import ReadOptions, open_columns
+
+    label, files = expand(paths)
+    if files is not None:
+        return _open_parquet(label, files)
+    path = paths[0]
+    if path != "-":
+        if os.path.isdir(path):
+            raise InputError(path, "is a directory and holds no .parquet files")
+        if not os.path.lexists(path):
+            raise InputError(path, "no such file")
+        if _kind(path, path) == "parquet" and os.path.isfile(path):
+            return _open_parquet(label, [path])
+    table = open_columns(path, ReadOptions(delimiter=delimiter), stdin)
+    return WholeTable("<stdin>" if path == "-" else label, table)
