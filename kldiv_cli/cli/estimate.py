@@ -1,0 +1,222 @@
+"""``kldiv estimate``: the KL estimators RL frameworks log, from sampled tokens' log-probs."""
+
+from typing import Annotated
+
+import typer
+
+from ..errors import ExitCode
+from .app import app
+from .boundary import Messages, error_boundary
+from .options import (
+    DebugOpt,
+    DelimiterOpt,
+    FormatOpt,
+    MissingOpt,
+    NoColorOpt,
+    QuietOpt,
+    _emit,
+    _read_stdin_if_needed,
+)
+
+
+@app.command(no_args_is_help=True)
+@error_boundary
+def estimate(
+    logp: Annotated[
+        str,
+        typer.Argument(
+            metavar="LOGP",
+            help="log pi of each sampled token under the policy that sampled it, "
+            "[sequences, tokens]; '-' for stdin.",
+            show_default=False,
+        ),
+    ],
+    ref_logp: Annotated[
+        str,
+        typer.Argument(
+            metavar="REF_LOGP",
+            help="log pi_ref of the same tokens under the reference (or the other engine).",
+            show_default=False,
+        ),
+    ],
+    estimator: Annotated[
+        str,
+        typer.Option(
+            "--estimator",
+            "-e",
+            metavar="[k1|k2|k3|abs|all]",
+            help="With log r = REF_LOGP - LOGP: k1 = -log r, k2 = (log r)^2/2, "
+            "k3 = r - 1 - log r, abs = |log r|; all (default) reports the four.",
+        ),
+    ] = "all",
+    clamp: Annotated[
+        str,
+        typer.Option(
+            "--clamp",
+            metavar="[none|openrlhf|verl|LO,HI]",
+            help="none (TRL, default); openrlhf: each estimate to [-10, 10]; verl: k3 with "
+            "log r clamped to +-20 and the result to +-10; LO,HI: each estimate to [LO, HI].",
+        ),
+    ] = "none",
+    aggregate: Annotated[
+        str,
+        typer.Option(
+            "--aggregate",
+            "-a",
+            metavar="[token-mean|seq-mean-token-mean|seq-mean-token-sum|seq-mean-token-sum-norm|sum]",
+            help="verl's agg_loss modes (token-mean: over all tokens, the default) or sum.",
+        ),
+    ] = "token-mean",
+    norm_length: Annotated[
+        float | None,
+        typer.Option(
+            "--norm-length",
+            metavar="L",
+            help="Divisor of seq-mean-token-sum-norm (verl's loss_scale_factor); "
+            "default: the padded length (tokens per row).",
+        ),
+    ] = None,
+    mask: Annotated[
+        str | None,
+        typer.Option(
+            "--mask",
+            metavar="FILE",
+            help="0/1 of LOGP's shape (verl's response_mask): 1 = the token counts.",
+        ),
+    ] = None,
+    pad_value: Annotated[
+        float | None,
+        typer.Option(
+            "--pad-value",
+            metavar="X",
+            help="Without --mask: tokens equal to X on both sides are padding (NaN always is).",
+        ),
+    ] = None,
+    sequence_column: Annotated[
+        str | None,
+        typer.Option(
+            "--sequence-column",
+            metavar="NAME",
+            help="Long tables: one row per token, NAME the sequence id, tokens in row order.",
+        ),
+    ] = None,
+    logp_columns: Annotated[
+        str | None,
+        typer.Option(
+            "--logp-columns",
+            metavar="COLS",
+            help="LOGP's columns: names, globs (lp_*) or 0-based indices (one with "
+            "--sequence-column); default all numeric columns.",
+        ),
+    ] = None,
+    ref_columns: Annotated[
+        str | None,
+        typer.Option("--ref-columns", metavar="COLS", help="As --logp-columns, for REF_LOGP."),
+    ] = None,
+    mask_columns: Annotated[
+        str | None,
+        typer.Option("--mask-columns", metavar="COLS", help="As --logp-columns, for --mask."),
+    ] = None,
+    logp_key: Annotated[
+        str | None, typer.Option("--logp-key", help="Array name inside a LOGP .npz.")
+    ] = None,
+    ref_key: Annotated[
+        str | None, typer.Option("--ref-key", help="Array name inside a REF_LOGP .npz.")
+    ] = None,
+    mask_key: Annotated[
+        str | None, typer.Option("--mask-key", help="Array name inside a --mask .npz.")
+    ] = None,
+    logp_format: Annotated[
+        str | None,
+        typer.Option(
+            "--logp-format",
+            metavar="FMT",
+            help="npy, npz, csv, tsv, parquet or arrow (default: by extension).",
+        ),
+    ] = None,
+    ref_format: Annotated[
+        str | None, typer.Option("--ref-format", metavar="FMT", help="As --logp-format.")
+    ] = None,
+    delimiter: DelimiterOpt = None,
+    missing: MissingOpt = "error",
+    format: FormatOpt = "auto",
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="PATH",
+            help="Write the result to .json, .csv or .parquet ('-': stdout), atomically.",
+        ),
+    ] = None,
+    fail_above: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fail-above",
+            metavar="NAME=X",
+            help="Exit 1 if NAME (k1, k2, k3, abs, or a dotted name from -f json such as "
+            "diagnostics.chi2_token) is above X or NaN. Repeatable.",
+        ),
+    ] = None,
+    fail_below: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fail-below",
+            metavar="NAME=X",
+            help="Exit 1 if NAME is below X or NaN (e.g. diagnostics.ess=0.9). Repeatable.",
+        ),
+    ] = None,
+    quiet: QuietOpt = False,
+    no_color: NoColorOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Estimate KL(pi || pi_ref) from the log-probabilities of sampled tokens, as RL
+    frameworks log it (Schulman's k1, k2, k3).
+
+    Which preset reproduces which logged number: TRL GRPO "kl" = -e k3 (token-mean, clamp
+    none); TRL PPO "objective/kl" = -e k1 or k3 -a seq-mean-token-sum; OpenRLHF "kl" =
+    --clamp openrlhf -a seq-mean-token-mean; verl "actor/kl_loss" = --clamp verl and
+    -a your loss_agg_mode (kl_loss_type low_var_kl = k3).
+
+    Examples:
+
+      kldiv estimate logp.npy ref_logp.npy --mask mask.npy
+
+      kldiv estimate logp.npy ref_logp.npy --mask mask.npy -e k3 --clamp verl
+      -a seq-mean-token-mean
+
+      kldiv estimate rollout.parquet rollout.parquet --sequence-column seq
+      --logp-columns logp --ref-columns ref_logp
+
+      kldiv estimate trainer.npy vllm.npy --fail-above k3=0.05 --fail-below diagnostics.ess=0.9
+    """
+    from ..io.sources import ReadOptions
+    from ..jobs.estimate import EstimateRequest
+    from ..jobs.estimate import estimate as run
+    from ..render import resolve_format
+    from ..render.estimate import estimate_report
+
+    resolve_format(format, False)
+    request = EstimateRequest(
+        logp=logp,
+        ref_logp=ref_logp,
+        logp_options=ReadOptions(logp_format, logp_key, logp_columns, delimiter, missing),
+        ref_options=ReadOptions(ref_format, ref_key, ref_columns, delimiter, missing),
+        mask=mask,
+        mask_options=ReadOptions(None, mask_key, mask_columns, delimiter, missing),
+        pad_value=pad_value,
+        sequence_column=sequence_column,
+        estimator=estimator,
+        clamp=clamp,
+        aggregate=aggregate,
+        norm_length=norm_length,
+        fail_above=tuple(fail_above or ()),
+        fail_below=tuple(fail_below or ()),
+        output=output if output != "-" else None,
+    )
+    request.validate()  # before stdin is read
+    result = run(request, _read_stdin_if_needed(logp, ref_logp))
+    _emit(estimate_report(result), format, output, no_color)
+    if result.failed_check:
+        Messages.check_failed(result.failed_check)
+        raise typer.Exit(ExitCode.CHECK_FAILED)

@@ -1,0 +1,403 @@
+"""The ``estimate`` job: RL KL estimators from the log-probabilities of sampled tokens.
+
+Reads LOGP and REF_LOGP as ``[sequences, tokens]`` arrays (padding marked by a 0/1 mask,
+NaN or a pad value) or as long tables of one row per token grouped by a sequence-id
+column, then computes with :mod:`kldiv_cli.core.estimators`. Never prints.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..core.estimators import (
+    AGGREGATES,
+    ESTIMATORS,
+    aggregate_tokens,
+    estimate_diagnostics,
+    parse_clamp,
+    per_token,
+)
+from ..core.stats import summary
+from ..errors import InputError, UsageError
+from ..io.sources import ReadOptions, column_array, open_columns, open_source, select_columns
+from ..text import clean
+
+__all__ = [
+    "EstimateRequest",
+    "EstimateResult",
+    "Gate",
+    "estimate",
+    "evaluate_gates",
+    "flatten",
+    "parse_gate",
+]
+
+
+@dataclass(frozen=True)
+class Gate:
+    """``--fail-above NAME=X`` (``above=True``) or ``--fail-below NAME=X``."""
+
+    name: str
+    threshold: float
+    above: bool
+
+    @property
+    def option(self) -> str:
+        return "--fail-above" if self.above else "--fail-below"
+
+
+def parse_gate(text: str, above: bool) -> Gate:
+    """``NAME=X``: a name from the JSON output (dotted for nested keys) and a number."""
+    option = "--fail-above" if above else "--fail-below"
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise UsageError(f"{option} {text!r}: expected NAME=X, e.g. {option} k3=0.05")
+    try:
+        threshold = float(value)
+    except ValueError:
+        raise UsageError(f"{option} {text!r}: {value!r} is not a number") from None
+    if math.isnan(threshold):
+        raise UsageError(f"{option} {text!r}: the threshold is NaN (a gate that never passes)")
+    return Gate(name.strip(), threshold, above)
+
+
+def flatten(document: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """The numbers of a nested document by dotted name (``diagnostics.ratio.max``)."""
+    out: dict[str, float] = {}
+    for key, value in document.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, name + "."))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[name] = float(value)
+    return out
+
+
+def evaluate_gates(gates: tuple[Gate, ...], numbers: dict[str, float]) -> list[dict[str, Any]]:
+    """Each gate with its value and whether it passed (a NaN value never passes).
+
+    Raises
+    ------
+    UsageError
+        A gate names a number the output does not have.
+    """
+    out = []
+    for gate in gates:
+        if gate.name not in numbers:
+            known = ", ".join(n for n in numbers if "." not in n)
+            raise UsageError(
+                f"{gate.option} {clean(gate.name)!r}: no such number in the output; "
+                f"use one of {known} or a dotted diagnostics name (see -f json)"
+            )
+        value = numbers[gate.name]
+        passed = value <= gate.threshold if gate.above else value >= gate.threshold
+        out.append(
+            {
+                "name": gate.name,
+                "value": value,
+                "threshold": gate.threshold,
+                "kind": "above" if gate.above else "below",
+                "passed": bool(passed),
+            }
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class EstimateRequest:
+    logp: str
+    ref_logp: str
+    logp_options: ReadOptions = ReadOptions()
+    ref_options: ReadOptions = ReadOptions()
+    #: A 0/1 file of the same shape: 1 = the token counts.
+    mask: str | None = None
+    mask_options: ReadOptions = ReadOptions()
+    #: Without a mask, tokens equal to this (or NaN) on both sides are padding.
+    pad_value: float | None = None
+    #: Long tables: the column naming each row's sequence (rows in token order).
+    sequence_column: str | None = None
+    estimator: str = "all"
+    clamp: str = "none"
+    aggregate: str = "token-mean"
+    norm_length: float | None = None
+    fail_above: tuple[str, ...] = ()
+    fail_below: tuple[str, ...] = ()
+    output: str | None = None
+
+    @property
+    def estimators(self) -> tuple[str, ...]:
+        return ESTIMATORS if self.estimator == "all" else (self.estimator,)
+
+    @property
+    def gates(self) -> tuple[Gate, ...]:
+        return tuple(parse_gate(g, True) for g in self.fail_above) + tuple(
+            parse_gate(g, False) for g in self.fail_below
+        )
+
+    def validate(self) -> None:
+        if self.estimator not in (*ESTIMATORS, "all"):
+            raise UsageError(
+                f"unknown estimator {self.estimator!r}; choose one of {', '.join(ESTIMATORS)}, all"
+            )
+        if self.aggregate not in AGGREGATES:
+            raise UsageError(
+                f"unknown aggregate {self.aggregate!r}; choose one of {', '.join(AGGREGATES)}"
+            )
+        try:
+            parse_clamp(self.clamp)
+        except ValueError as exc:
+            raise UsageError(f"--clamp: {exc}") from None
+        if self.norm_length is not None:
+            if self.aggregate != "seq-mean-token-sum-norm":
+                raise UsageError("--norm-length is the divisor of seq-mean-token-sum-norm only")
+            if not (math.isfinite(self.norm_length) and self.norm_length > 0):
+                raise UsageError(f"--norm-length must be a number > 0, got {self.norm_length}")
+        if self.mask is not None and self.pad_value is not None:
+            raise UsageError("give either --mask or --pad-value, not both")
+        if self.pad_value is not None and math.isnan(self.pad_value):
+            raise UsageError("--pad-value nan is the default (NaN always marks padding)")
+        if self.mask == "-":
+            raise UsageError("--mask cannot be '-' (stdin holds LOGP or REF_LOGP)")
+        self.gates  # noqa: B018  (parse them now: a bad gate is a usage error before reading)
+        if self.output is not None and self.output != "-":
+            from ..io.writers import check_outputs, output_kind
+
+            output_kind(self.output)
+            check_outputs([self.output], [self.logp, self.ref_logp, self.mask or ""])
+
+
+@dataclass
+class EstimateResult:
+    request: EstimateRequest
+    #: The aggregated estimate of each requested estimator.
+    estimates: dict[str, float]
+    tokens: int
+    sequences: int
+    #: Sequences with no token (all padding): left out of the seq-mean aggregations.
+    empty_sequences: int
+    #: Tokens per row of the padded layout: the default --norm-length.
+    padded_length: int
+    norm_length: float | None
+    diagnostics: dict[str, Any]
+    logp: dict[str, Any]
+    ref_logp: dict[str, Any]
+    gates: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def numbers(self) -> dict[str, Any]:
+        """The numbers of the output, nested as in its JSON (and as gates name them)."""
+        return {
+            **self.estimates,
+            "tokens": self.tokens,
+            "sequences": self.sequences,
+            "diagnostics": self.diagnostics,
+        }
+
+    @property
+    def failed_check(self) -> str | None:
+        """The ``check failed`` line when a gate failed, else None."""
+        failed = [g for g in self.gates if not g["passed"]]
+        if not failed:
+            return None
+        return "; ".join(
+            f"{clean(g['name'])} = {g['value']:.6g} is "
+            f"{'above' if g['kind'] == 'above' else 'below'} "
+            f"{'--fail-above' if g['kind'] == 'above' else '--fail-below'} {g['threshold']:g}"
+            for g in failed
+        )
+
+
+def _first(flags: np.ndarray) -> str:
+    """``row i, token j`` of the first true element (0-based, as in other messages)."""
+    where = np.argwhere(flags)[0]
+    return f"row {where[0]}, token {where[1]}" if len(where) == 2 else f"row {where[0]}"
+
+
+def _as_2d(a: np.ndarray, label: str) -> np.ndarray:
+    if a.ndim == 1:
+        return a.reshape(1, -1)
+    if a.ndim != 2:
+        raise InputError(label, f"expected [sequences, tokens] (1-D or 2-D), got shape {a.shape}")
+    return a
+
+
+def _valid_tokens(
+    request: EstimateRequest, a: np.ndarray, b: np.ndarray, mask: np.ndarray | None, labels
+) -> np.ndarray:
+    """The tokens that count: the mask's 1s, else those that are not padding."""
+    if mask is not None:
+        if not np.isin(mask, (0, 1)).all():
+            bad = ~np.isin(mask, (0, 1))
+            raise InputError(
+                labels[2], f"{_first(bad)}: {mask[bad][0]:g} is not 0 or 1 (a mask is 0/1 only)"
+            )
+        valid = mask == 1
+        for side, label in ((a, labels[0]), (b, labels[1])):
+            nan = np.isnan(side) & valid
+            if nan.any():
+                raise InputError(label, f"{_first(nan)}: NaN where the mask is 1")
+        return valid
+
+    def padding(x: np.ndarray) -> np.ndarray:
+        pad = np.isnan(x)
+        return pad | (x == request.pad_value) if request.pad_value is not None else pad
+
+    pa, pb = padding(a), padding(b)
+    if (pa != pb).any():
+        which, other = (labels[0], labels[1]) if (pa & ~pb).any() else (labels[1], labels[0])
+        where = _first(pa & ~pb if which == labels[0] else pb & ~pa)
+        raise InputError(
+            which, f"{where}: padding (NaN or --pad-value) here but not in {other}; use --mask"
+        )
+    return ~pa
+
+
+def _read_wide(request: EstimateRequest, stdin: bytes | None):
+    sa = open_source(request.logp, request.logp_options, stdin)
+    sb = open_source(request.ref_logp, request.ref_options, stdin)
+    a, b = _as_2d(sa.read(), sa.label), _as_2d(sb.read(), sb.label)
+    if a.shape != b.shape:
+        raise InputError(
+            f"{sa.label} and {sb.label}",
+            f"shapes do not match: LOGP {tuple(sa.shape)}, REF_LOGP {tuple(sb.shape)}",
+        )
+    mask, mask_label = None, ""
+    if request.mask is not None:
+        sm = open_source(request.mask, request.mask_options)
+        mask_label = sm.label
+        mask = _as_2d(sm.read(), sm.label)
+        if mask.shape != a.shape:
+            raise InputError(
+                mask_label, f"shape {tuple(sm.shape)} does not match LOGP's {tuple(sa.shape)}"
+            )
+    valid = _valid_tokens(request, a, b, mask, (sa.label, sb.label, mask_label))
+    return a, b, valid, sa.describe(), sb.describe()
+
+
+def _value_column(path: str, options: ReadOptions, names: list[str], seq: str) -> str:
+    """The one numeric column of a long table (besides the sequence id) as a column spec."""
+    label = "<stdin>" if path == "-" else path
+    chosen = [i for i in select_columns(label, names, options.columns, [True] * len(names))]
+    chosen = [i for i in chosen if names[i] != seq]
+    if len(chosen) != 1:
+        listing = ", ".join(clean(names[i]) for i in chosen) or "none"
+        raise UsageError(
+            f"{clean(label)}: with --sequence-column, choose the one column of log-probabilities "
+            f"(--logp-columns / --ref-columns); candidates: {listing}"
+        )
+    i = chosen[0]
+    return str(i) if str(i) not in names else names[i]
+
+
+def _sequence_codes(path: str, options: ReadOptions, seq: str, stdin: bytes | None):
+    """Each row's sequence as 0..S-1 in order of first appearance, and the column names."""
+    table = open_columns(
+        path, ReadOptions(options.fmt, options.key, None, options.delimiter, options.missing), stdin
+    )
+    names = list(table.column_names)
+    label = "<stdin>" if path == "-" else path
+    if seq not in names:
+        listing = ", ".join(clean(n) for n in names[:20])
+        raise UsageError(
+            f"{clean(label)}: no column {seq!r} (--sequence-column); columns are: {listing}"
+        )
+    column = table.column(seq)
+    if hasattr(column, "num_chunks"):
+        column = column.combine_chunks()
+    if column.null_count:
+        first = next(i for i, v in enumerate(column.is_valid().to_pylist()) if not v)
+        raise InputError(label, f"column {seq!r}: row {first} has no sequence id")
+    codes = column_array(column.dictionary_encode().indices, np.dtype(np.int64))
+    return codes, names
+
+
+def _read_long(request: EstimateRequest, stdin: bytes | None):
+    seq = request.sequence_column
+    assert seq is not None
+    sides = []
+    for path, options in (
+        (request.logp, request.logp_options),
+        (request.ref_logp, request.ref_options),
+    ):
+        codes, names = _sequence_codes(path, options, seq, stdin)
+        spec = _value_column(path, options, names, seq)
+        source = open_source(
+            path,
+            ReadOptions(options.fmt, options.key, spec, options.delimiter, options.missing),
+            stdin,
+        )
+        values = source.read().reshape(-1)
+        sides.append((codes, values, source))
+    (ca, va, sa), (cb, vb, sb) = sides
+    if len(ca) != len(cb) or not np.array_equal(ca, cb):
+        where = (
+            "numbers of rows differ" if len(ca) != len(cb) else f"row {int(np.argmax(ca != cb))}"
+        )
+        raise InputError(
+            f"{sa.label} and {sb.label}", f"sequence ids do not match ({where}); rows must pair up"
+        )
+    mask = None
+    if request.mask is not None:
+        sm = open_source(request.mask, request.mask_options)
+        mask = sm.read().reshape(-1)
+        if mask.size != va.size:
+            raise InputError(sm.label, f"has {mask.size} values for {va.size} rows of tokens")
+    valid = _valid_tokens(
+        request,
+        va.reshape(-1, 1),
+        vb.reshape(-1, 1),
+        None if mask is None else mask.reshape(-1, 1),
+        (sa.label, sb.label, "" if request.mask is None else request.mask),
+    ).reshape(-1)
+    # One row per sequence, tokens in the order their rows appear.
+    n_seq = int(ca.max()) + 1 if len(ca) else 0
+    counts = np.bincount(ca, minlength=n_seq)
+    order = np.argsort(ca, kind="stable")
+    starts = np.cumsum(counts) - counts
+    pos = np.empty(len(ca), dtype=np.intp)
+    pos[order] = np.arange(len(ca)) - np.repeat(starts, counts)
+    width = int(counts.max()) if len(counts) else 0
+    grid_a, grid_b = np.zeros((n_seq, width)), np.zeros((n_seq, width))
+    grid_valid = np.zeros((n_seq, width), dtype=bool)
+    grid_a[ca, pos], grid_b[ca, pos], grid_valid[ca, pos] = va, vb, valid
+    return grid_a, grid_b, grid_valid, sa.describe(), sb.describe()
+
+
+def estimate(request: EstimateRequest, stdin: bytes | None = None) -> EstimateResult:
+    """Run the job: read, mask, estimate, aggregate, diagnose, gate."""
+    request.validate()
+    reader = _read_long if request.sequence_column is not None else _read_wide
+    a, b, valid, da, db = reader(request, stdin)
+    a64, b64 = a.astype(np.float64, copy=False), b.astype(np.float64, copy=False)
+    logr = np.where(valid, b64 - a64, 0.0)
+    clamp = parse_clamp(request.clamp)
+    estimates: dict[str, float] = {}
+    per_token_summary: dict[str, dict[str, float]] = {}
+    for name in request.estimators:
+        values = per_token(logr, name, clamp)
+        estimates[name] = aggregate_tokens(values, valid, request.aggregate, request.norm_length)
+        per_token_summary[name] = summary(values[valid])
+    counts = valid.sum(axis=1)
+    diagnostics = estimate_diagnostics(np.where(valid, a64, 0.0), np.where(valid, b64, 0.0), valid)
+    diagnostics["per_token"] = per_token_summary
+    norm = None
+    if request.aggregate == "seq-mean-token-sum-norm":
+        norm = request.norm_length if request.norm_length is not None else float(a.shape[1])
+    result = EstimateResult(
+        request=request,
+        estimates=estimates,
+        tokens=int(counts.sum()),
+        sequences=int(np.count_nonzero(counts)),
+        empty_sequences=int(np.count_nonzero(counts == 0)),
+        padded_length=int(a.shape[1]),
+        norm_length=norm,
+        diagnostics=diagnostics,
+        logp=da,
+        ref_logp=db,
+    )
+    result.gates = evaluate_gates(request.gates, flatten(result.numbers))
+    return result

@@ -1,0 +1,86 @@
+"""``kldiv estimate`` results as a :class:`~kldiv_cli.render.Report`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._version import __version__
+from ..jobs.estimate import EstimateResult
+from . import Report, format_number
+
+
+def _g(value: float) -> str:
+    return format_number(value, 6)
+
+
+def estimate_document(result: EstimateResult) -> dict[str, Any]:
+    """The JSON document: the estimates at top level, the settings, the diagnostics."""
+    req = result.request
+    doc: dict[str, Any] = dict(result.estimates)
+    doc.update(
+        tokens=result.tokens,
+        sequences=result.sequences,
+        empty_sequences=result.empty_sequences,
+        padded_length=result.padded_length,
+        estimator=req.estimator,
+        clamp=req.clamp,
+        aggregate=req.aggregate,
+    )
+    if result.norm_length is not None:
+        doc["norm_length"] = result.norm_length
+    doc.update(
+        mask=req.mask,
+        pad_value=req.pad_value,
+        sequence_column=req.sequence_column,
+        logp=result.logp,
+        ref_logp=result.ref_logp,
+        diagnostics=result.diagnostics,
+    )
+    if result.gates:
+        doc["thresholds"] = result.gates
+        doc["verdict"] = "fail" if result.failed_check else "pass"
+    doc["kldiv_version"] = __version__
+    return doc
+
+
+def _notes(result: EstimateResult) -> list[str]:
+    d = result.diagnostics
+    ratio, ppl, delta = d["ratio"], d["perplexity"], d["delta_logp"]
+    req = result.request
+    return [
+        f"{result.tokens} tokens in {result.sequences} sequences"
+        + (f" ({result.empty_sequences} empty, left out)" if result.empty_sequences else "")
+        + f"; aggregate {req.aggregate}, clamp {req.clamp}",
+        f"ratio pi/pi_ref: mean {_g(ratio['mean'])}, min {_g(ratio['min'])}, "
+        f"max {_g(ratio['max'])}, > 2: {_g(ratio['share_above_2'])}, "
+        f"< 0.5: {_g(ratio['share_below_0.5'])}",
+        f"chi2 token {_g(d['chi2_token'])}, sequence {_g(d['chi2_sequence'])}; ESS {_g(d['ess'])}",
+        f"|delta logp| mean {_g(delta['mean'])}, max {_g(delta['max'])}; perplexity "
+        f"LOGP {_g(ppl['logp'])}, REF_LOGP {_g(ppl['ref_logp'])}, ratio {_g(ppl['ratio'])}",
+    ]
+
+
+def estimate_report(result: EstimateResult) -> Report:
+    names = list(result.estimates)
+    per = result.diagnostics["per_token"]
+    table: dict[str, list[Any]] = {
+        "estimator": names,
+        "kl": [result.estimates[n] for n in names],
+        "token_mean": [per[n]["mean"] for n in names],
+        "stderr": [per[n]["stderr"] for n in names],
+        "median": [per[n]["median"] for n in names],
+        "p99": [per[n]["p99"] for n in names],
+        "max": [per[n]["max"] for n in names],
+    }
+    if len(names) == 1:
+        plain = [format_number(result.estimates[names[0]])]
+    else:
+        plain = [f"{n},{format_number(result.estimates[n])}" for n in names]
+    return Report(
+        title=f"KL(pi || pi_ref) estimated from {result.tokens} sampled tokens",
+        document=estimate_document(result),
+        table=table,
+        plain=plain,
+        notes=_notes(result),
+        digits=6,
+    )
