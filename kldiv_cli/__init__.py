@@ -12,8 +12,19 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from .core import KLDivLoss, kl_div, kl_div_grad, log_softmax, softmax
+    from .core.estimators import kl_estimate
+    from .core.gaussian import gaussian_kl
 
-__all__ = ["KLDivLoss", "__version__", "kl_div", "kl_div_grad", "log_softmax", "softmax"]
+__all__ = [
+    "KLDivLoss",
+    "__version__",
+    "gaussian_kl",
+    "kl_div",
+    "kl_div_grad",
+    "kl_estimate",
+    "log_softmax",
+    "softmax",
+]
 
 _LAZY = {
     "KLDivLoss": "core",
@@ -21,6 +32,8 @@ _LAZY = {
     "kl_div_grad": "core",
     "log_softmax": "core",
     "softmax": "core",
+    "kl_estimate": "core.estimators",
+    "gaussian_kl": "core.gaussian",
 }
 
 
