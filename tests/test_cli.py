@@ -264,15 +264,31 @@ def test_help_says_the_argument_order(run_cli) -> None:
         (["compute", "--help"], ("numpy", "pyarrow", "rich.console")),
         (
             ["compute", f"{SAMPLES}/student_logits.npy", f"{SAMPLES}/teacher_logits.npy", "-q"],
-            ("pyarrow", "rich.console", "concurrent.futures", "json"),
+            ("pyarrow", "rich.console", "concurrent.futures", "json", "pandas"),
         ),
         (
             ["compute", f"{SAMPLES}/student_logits.parquet", f"{SAMPLES}/teacher_logits.parquet"],
-            ("pyarrow.compute", "rich.console"),
+            ("pyarrow.compute", "pyarrow.dataset", "rich.console", "pandas"),
+        ),
+        (
+            ["compute", f"{SAMPLES}/predicted.csv", f"{SAMPLES}/observed.csv", "-q"],
+            ("pyarrow.compute", "pyarrow.dataset", "rich.console", "pandas"),
+        ),
+        (
+            [
+                "compute",
+                f"{SAMPLES}/student_logits.npy",
+                f"{SAMPLES}/labels.csv",
+                "-q",
+                "--target-labels",
+            ],
+            ("pyarrow.compute", "rich.console", "pandas"),
         ),
     ],
 )
 def test_light_commands_do_not_import_heavy_modules(args, heavy) -> None:
+    """Start-up must not depend on what else is installed: pyarrow's ``to_numpy`` and
+    ``pyarrow.dataset`` import pandas when it is there (it is, in the test venv)."""
     import subprocess
     import sys
 

@@ -10,10 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from kldiv_cli import kl_div
-from kldiv_cli.core import engine
-from kldiv_cli.jobs.compute import ComputeRequest, compute
-from kldiv_cli.core import pointwise
+from kldiv_cli.core import engine, pointwise
 from kldiv_cli.io.sources import ReadOptions
+from kldiv_cli.jobs.compute import ComputeRequest, compute
 
 
 def data(rows: int, cols: int, dtype, seed: int = 0, specials: bool = False):
@@ -133,10 +132,10 @@ def test_streamed_row_count_mismatch(tmp_path) -> None:
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_parquet_dataset_folder_and_glob(tmp_path, monkeypatch, stream) -> None:
-    from kldiv_cli.io import sources as readers
+    from kldiv_cli.io import base
 
     if stream:
-        monkeypatch.setattr(readers, "STREAM_ABOVE", 0)
+        monkeypatch.setattr(base, "STREAM_ABOVE", 0)
     x, t = data(120, 5, np.float64, seed=6)
     folder = tmp_path / "ds"
     for k, start in enumerate(range(0, 120, 40)):
@@ -157,11 +156,12 @@ def test_parquet_dataset_folder_and_glob(tmp_path, monkeypatch, stream) -> None:
 
 
 def test_streamed_csv(tmp_path, monkeypatch) -> None:
-    from kldiv_cli.io import sources as readers
     from kldiv_cli.errors import InputError
+    from kldiv_cli.io import base
+    from kldiv_cli.io import csv as csv_reader
 
-    monkeypatch.setattr(readers, "STREAM_ABOVE", 0)
-    monkeypatch.setattr(readers, "CSV_STREAM_ABOVE", 0)
+    monkeypatch.setattr(base, "STREAM_ABOVE", 0)
+    monkeypatch.setattr(csv_reader, "CSV_STREAM_ABOVE", 0)
     x, t = data(301, 4, np.float64, seed=7)
     np.savetxt(xp := tmp_path / "x.csv", x, delimiter=",", header="a,b,c,d", comments="")
     np.savetxt(tp := tmp_path / "t.csv", t, delimiter=",")
@@ -239,10 +239,10 @@ def test_parquet_row_groups_summed_column_by_column(tmp_path, monkeypatch, dtype
 @pytest.mark.parametrize("stream", [False, True])
 def test_parquet_row_groups_that_differ_still_line_up(tmp_path, monkeypatch, stream) -> None:
     """Read whole (small), or block by block of rows (large): never group by group."""
-    from kldiv_cli.io import sources as readers
+    from kldiv_cli.io import base
 
     if stream:
-        monkeypatch.setattr(readers, "STREAM_ABOVE", 0)
+        monkeypatch.setattr(base, "STREAM_ABOVE", 0)
     x, t = data(777, 5, np.float64, seed=12)
     xp = write_parquet(tmp_path / "x.parquet", x, 100)
     tp = write_parquet(tmp_path / "t.parquet", t, 64)
@@ -369,9 +369,9 @@ def test_reduction_none_streams_into_the_output_file(run_cli, tmp_path, suffix) 
 def test_reduction_none_streamed_failures_keep_the_old_file(run_cli, tmp_path, monkeypatch):
     """A bad row found midway, or --strict, or --fail-above: the streamed file never
     replaces the old one on error, and the gate sees every value."""
-    from kldiv_cli.io import sources as readers
+    from kldiv_cli.io import base
 
-    monkeypatch.setattr(readers, "STREAM_ABOVE", 0)
+    monkeypatch.setattr(base, "STREAM_ABOVE", 0)
     x, t = data(300, 4, np.float64, seed=18)
     xp = write_parquet(tmp_path / "x.parquet", x, 100)
     columns = {f"c{j}": pa.array(t[:, j], mask=np.arange(300) == 250) for j in range(4)}

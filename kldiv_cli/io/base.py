@@ -1,0 +1,154 @@
+"""What every reader shares: the read options, the size limits and the :class:`Source` base.
+
+A numeric reader (one module per format: :mod:`.npy`, :mod:`.npz`, :mod:`.csv`,
+:mod:`.parquet`, :mod:`.arrow`) returns a :class:`Source`: a label for messages, the
+shape and dtype it will produce, and the data either whole (:meth:`Source.read`) or in
+pieces. A subclass implements :meth:`Source.read` and, where its format allows, the
+optional capabilities:
+
+- ``iter_chunks(rows)`` with ``streamable = True``: blocks of whole rows (bounded memory);
+- ``read_columns()`` with ``columnar = True``: the whole table as checked numeric Arrow
+  columns (see :func:`.columns.column_array`);
+- ``iter_groups(budget)`` with ``row_groups`` set: Parquet row groups, a few columns at a time.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+FORMATS: tuple[str, ...] = ("npy", "npz", "csv", "tsv", "parquet", "arrow")
+EXTENSIONS: dict[str, str] = {
+    ".npy": "npy",
+    ".npz": "npz",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".arrow": "arrow",
+    ".feather": "arrow",
+    ".ipc": "arrow",
+}
+MISSING_POLICIES: tuple[str, ...] = ("error", "nan")
+#: Tables larger than this (once read) are streamed instead of read whole.
+STREAM_ABOVE = 256 << 20
+STDIN = "-"
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How to read one side: format override, .npz key, column selection, CSV delimiter,
+    and what a missing value (empty CSV cell, Parquet null) means."""
+
+    fmt: str | None = None
+    key: str | None = None
+    columns: str | None = None
+    delimiter: str | None = None
+    missing: str = "error"
+
+
+class Source:
+    """One opened numeric input: what it holds, and how to get it.
+
+    Parameters
+    ----------
+    label : str
+        The name used in messages (a path, ``<stdin>``, ``file.npz[key]``).
+    fmt : str
+        One of :data:`FORMATS`.
+    shape : tuple of int
+        The shape :meth:`read` returns; rows are -1 while unknown (a streamed CSV),
+        columns are -1 for a list column of varying width.
+    dtype : numpy.dtype
+        The float dtype the data is read as.
+    columns : list of str, optional
+        The selected column names (tables only).
+    """
+
+    #: :meth:`iter_chunks` reads block by block from the file (otherwise it slices the
+    #: whole array).
+    streamable: bool = False
+    #: Read block by block even when small (cheap for .npy; a whole Parquet read is
+    #: faster, multi-threaded, while it fits comfortably in memory).
+    stream_always: bool = False
+    #: :meth:`read_columns` gives the whole table as numeric Arrow columns.
+    columnar: bool = False
+    #: Rows in each row group, when :meth:`iter_groups` can read group by group.
+    row_groups: tuple[int, ...] | None = None
+
+    def __init__(
+        self,
+        label: str,
+        fmt: str,
+        shape: tuple[int, ...],
+        dtype: np.dtype,
+        columns: list[str] | None = None,
+    ) -> None:
+        self.label = label
+        self.fmt = fmt
+        self.shape = shape
+        self.dtype = dtype
+        self.columns = columns
+
+    def read(self) -> np.ndarray:
+        """The whole array (rows x columns for tables)."""
+        raise NotImplementedError
+
+    def iter_chunks(self, rows: int) -> Iterator[np.ndarray]:
+        """Consecutive blocks of whole rows (first axis), each at most ``rows`` long.
+
+        The default slices the whole array; streamable sources read block by block.
+        """
+        whole = self.read()
+        if whole.ndim == 0:
+            yield whole
+            return
+        for start in range(0, max(len(whole), 1), rows):
+            yield whole[start : start + rows]
+
+    def read_columns(self) -> list[Any] | None:
+        """The whole table as checked numeric pyarrow columns, or None when not columnar."""
+        return None
+
+    def iter_groups(self, budget: int) -> Iterator[tuple[int, list[np.ndarray]]]:
+        """Row group by row group, ``(first_column, arrays)`` of checked 1-D arrays, about
+        ``budget`` bytes each; ``first_column`` 0 starts the next row group."""
+        raise NotImplementedError(f"{self.label}: not stored in row groups")
+
+    @property
+    def nbytes(self) -> int:
+        """Size of the data once read (rows x columns x itemsize)."""
+        return math.prod(abs(n) for n in self.shape) * self.dtype.itemsize
+
+    def should_stream(self) -> bool:
+        """Whether to read block by block: streamable, and cheap or large enough to."""
+        return self.streamable and (self.stream_always or self.nbytes > STREAM_ABOVE)
+
+    def describe(self) -> dict[str, Any]:
+        """The source as it appears in JSON reports."""
+        return {
+            "path": self.label,
+            "format": self.fmt,
+            "shape": list(self.shape),
+            "dtype": str(self.dtype),
+            **({"columns": self.columns} if self.columns is not None else {}),
+        }
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.label!r}, {self.fmt}, shape={self.shape})"
+
+
+class ArraySource(Source):
+    """An array already in memory (a .npz member)."""
+
+    def __init__(self, label: str, fmt: str, array: np.ndarray) -> None:
+        super().__init__(label, fmt, tuple(array.shape), array.dtype)
+        self._array = array
+
+    def read(self) -> np.ndarray:
+        return self._array

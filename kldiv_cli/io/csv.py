@@ -1,0 +1,325 @@
+"""CSV and TSV files: header and delimiter detected, read whole by pyarrow's parallel
+reader, or streamed block by block when very large."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from ..errors import InputError, UsageError
+from .base import ReadOptions, Source
+from .columns import (
+    check_unique,
+    checked_columns,
+    is_number,
+    numbers_in,
+    select_columns,
+    table_to_array,
+    usable_types,
+)
+
+#: CSV files larger than this are streamed. pyarrow's streaming CSV reader is ~3x
+#: slower than its parallel whole-file reader, so it is kept for files that would
+#: not fit comfortably in memory.
+CSV_STREAM_ABOVE = 2 << 30
+#: The longest cell: the limit of Python's csv module, and far more than any number.
+MAX_CELL = 128 << 10
+#: The longest line searched when locating a parse error (bounded memory for a
+#: gigabyte without a newline).
+MAX_LINE = 64 << 20
+#: The streaming reader's block (the whole-file reader keeps pyarrow's 1 MiB); a row
+#: must fit in one block.
+_BLOCK = 1 << 22
+
+
+def _head(path: str | None, data: bytes | None) -> bytes:
+    if path is not None:
+        with open(path, "rb") as f:
+            return f.read(1 << 16)
+    return (data or b"")[: 1 << 16]
+
+
+def csv_layout(
+    label: str, path: str | None, data: bytes | None, fmt: str, options: ReadOptions
+) -> tuple[str, bool]:
+    """(delimiter, has a header) from the first 64 KiB; errors for empty or binary files.
+
+    The header is the first line when it is not all numbers (or empty cells).
+    """
+    head = _head(path, data)
+    if not head.strip():
+        raise InputError(label, "is empty")
+    if b"\x00" in head:
+        raise InputError(label, "is not a text file (it holds binary data)")
+    try:
+        text = head.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:
+            raise InputError(label, "is not UTF-8 text (it holds binary data)") from None
+        text = head[: exc.start].decode("utf-8-sig")
+    delimiter = options.delimiter or ("\t" if fmt == "tsv" else ",")
+    if delimiter in ("\\t", "tab"):
+        delimiter = "\t"
+    if len(delimiter) != 1:
+        raise UsageError(f"the delimiter must be one character, got {delimiter!r}")
+    import csv
+
+    lines = text.splitlines()
+    first = next(csv.reader(lines[:1], delimiter=delimiter), [])
+    return delimiter, not all(is_number(c) or not c.strip() for c in first)
+
+
+def _check_cells(label: str, table: Any, first_line: int) -> None:
+    """No text cell longer than :data:`MAX_CELL` (read from the offsets, not the text)."""
+    import pyarrow as pa
+
+    for name, col in zip(table.column_names, table.columns):
+        t = col.type
+        if not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)):
+            continue
+        wide = np.int64 if pa.types.is_large_string(t) else np.int32
+        row = 0
+        for chunk in col.chunks:
+            offsets = np.frombuffer(
+                chunk.buffers()[1], dtype=wide, count=len(chunk) + 1 + chunk.offset
+            )
+            lengths = np.diff(offsets[chunk.offset :])
+            long = np.flatnonzero(lengths > MAX_CELL)
+            if long.size:
+                raise InputError(
+                    label,
+                    f"column {name!r}: line {first_line + row + int(long[0])} has a cell of "
+                    f"{int(lengths[long[0]]):,} bytes (the limit is {MAX_CELL:,})",
+                )
+            row += len(chunk)
+
+
+def read_csv_table(
+    label: str,
+    path: str | None,
+    data: bytes | None,
+    fmt: str,
+    options: ReadOptions,
+    strings_can_be_null: bool = False,
+) -> tuple[Any, bool]:
+    """The whole CSV/TSV as a pyarrow table, with its header detected; names are the
+    header's or 0-based indices. Returns (table, header)."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    delimiter, header = csv_layout(label, path, data, fmt, options)
+    read_opts = pcsv.ReadOptions(autogenerate_column_names=not header)
+    parse_opts = pcsv.ParseOptions(delimiter=delimiter)
+    convert = pcsv.ConvertOptions(null_values=[""], strings_can_be_null=strings_can_be_null)
+    source = path if path is not None else pa.BufferReader(data)
+    try:
+        table = pcsv.read_csv(
+            source, read_options=read_opts, parse_options=parse_opts, convert_options=convert
+        )
+    except pa.ArrowInvalid as exc:
+        raise csv_error(label, path, data, delimiter, exc) from None
+    if table.num_rows == 0:
+        raise InputError(label, "has a header but no data rows" if header else "has no data rows")
+    if header:
+        check_unique(label, table.column_names)
+    else:
+        table = table.rename_columns([str(i) for i in range(table.num_columns)])
+    _check_cells(label, table, 2 if header else 1)
+    return table, header
+
+
+def _usable(table_or_batch: Any, schema: Any) -> list[bool]:
+    """Numeric columns, all-empty ones, and text columns holding numbers (a numeric
+    column with a stray word: an error later, with its line); other text columns
+    (ids, labels) are skipped unless chosen."""
+    import pyarrow as pa
+
+    return [
+        ok or pa.types.is_null(t) or numbers_in(table_or_batch.column(i))
+        for i, (ok, t) in enumerate(zip(usable_types(schema.types), schema.types))
+    ]
+
+
+class CsvSource(Source):
+    """A CSV/TSV file read whole: as one array, or as Arrow columns."""
+
+    columnar = True
+
+    def __init__(
+        self, label: str, fmt: str, path: str | None, data: bytes | None, options: ReadOptions
+    ) -> None:
+        table, header = read_csv_table(label, path, data, fmt, options)
+        names = table.column_names
+        chosen = select_columns(label, names, options.columns, _usable(table, table.schema))
+        if not chosen:
+            raise InputError(label, "has no numeric columns")
+        picked = [names[i] for i in chosen]
+        super().__init__(label, fmt, (table.num_rows, len(chosen)), np.dtype(np.float64), picked)
+        self._table = table.select(chosen)
+        self._options = options
+        self._first_line = 2 if header else 1
+        self._array: np.ndarray | None = None
+
+    def read(self) -> np.ndarray:
+        if self._array is None:
+            self._array = table_to_array(
+                self.label,
+                self._table,
+                self._picked,
+                self._options,
+                row_word="line",
+                first_row=self._first_line,
+            )
+        return self._array
+
+    @property
+    def _picked(self) -> list[str]:
+        assert self.columns is not None
+        return self.columns
+
+    def read_columns(self) -> list[Any]:
+        return checked_columns(
+            self.label, self._table.columns, self._picked, self._options, "line", self._first_line
+        )
+
+
+class CsvStreamSource(Source):
+    """A large CSV read with pyarrow's streaming reader: column types are taken from
+    the first block, then fixed (float64) for the rest. The row count is not known
+    until the end (shape[0] is -1)."""
+
+    streamable = True
+    stream_always = True
+
+    def __init__(self, label: str, path: str, fmt: str, options: ReadOptions) -> None:
+        import pyarrow as pa
+        import pyarrow.csv as pcsv
+
+        delimiter, header = csv_layout(label, path, None, fmt, options)
+        self._read_opts = pcsv.ReadOptions(autogenerate_column_names=not header, block_size=_BLOCK)
+        self._parse_opts = pcsv.ParseOptions(delimiter=delimiter)
+        try:
+            probe = pcsv.open_csv(
+                path, read_options=self._read_opts, parse_options=self._parse_opts
+            )
+            schema = probe.schema
+            first_block = probe.read_next_batch()
+            probe.close()
+        except StopIteration:
+            raise InputError(
+                label, "has a header but no data rows" if header else "has no data rows"
+            ) from None
+        except pa.ArrowInvalid as exc:
+            raise csv_error(label, path, None, delimiter, exc) from None
+        raw_names = schema.names
+        names = raw_names if header else [str(i) for i in range(len(raw_names))]
+        check_unique(label, names)
+        chosen = select_columns(label, names, options.columns, _usable(first_block, schema))
+        if not chosen:
+            raise InputError(label, "has no numeric columns")
+        picked = [names[i] for i in chosen]
+        super().__init__(label, fmt, (-1, len(chosen)), np.dtype(np.float64), picked)
+        self._path = path
+        self._options = options
+        self._first_line = 2 if header else 1
+        self._convert = pcsv.ConvertOptions(
+            null_values=[""],
+            strings_can_be_null=False,
+            column_types={raw_names[i]: pa.float64() for i in chosen},
+            include_columns=[raw_names[i] for i in chosen],
+        )
+
+    def _batches(self) -> Iterator[Any]:
+        import pyarrow as pa
+        import pyarrow.csv as pcsv
+
+        reader = None
+        while True:
+            try:
+                if reader is None:
+                    reader = pcsv.open_csv(
+                        self._path,
+                        read_options=self._read_opts,
+                        parse_options=self._parse_opts,
+                        convert_options=self._convert,
+                    )
+                batch = reader.read_next_batch()
+            except StopIteration:
+                return
+            except pa.ArrowInvalid as exc:
+                text = str(exc).strip().splitlines()[0]
+                raise InputError(self.label, f"has a cell that is not a number ({text})") from None
+            yield pa.Table.from_batches([batch]).rename_columns(self.columns)
+
+    def iter_chunks(self, rows: int) -> Iterator[np.ndarray]:
+        first = self._first_line
+        for table in self._batches():
+            if table.num_rows:
+                yield table_to_array(
+                    self.label, table, table.column_names, self._options, "line", first
+                )
+            first += table.num_rows
+
+    def read(self) -> np.ndarray:
+        parts = list(self.iter_chunks(1 << 20))
+        if not parts:
+            raise InputError(self.label, "has no data rows")
+        return np.concatenate(parts)
+
+
+def open_csv(
+    label: str, path: str | None, data: bytes | None, fmt: str, options: ReadOptions
+) -> Source:
+    """A CSV/TSV file as a numeric source: read whole, or streamed when very large."""
+    if path is not None and os.path.getsize(path) > CSV_STREAM_ABOVE:
+        return CsvStreamSource(label, path, fmt, options)
+    return CsvSource(label, fmt, path, data, options)
+
+
+def _lines(fp: io.TextIOBase, label: str) -> Iterator[str]:
+    """The lines of a text stream, none longer than :data:`MAX_LINE` (else an error)."""
+    lineno = 0
+    while True:
+        line = fp.readline(MAX_LINE)
+        if not line:
+            return
+        lineno += 1
+        if len(line) >= MAX_LINE and not line.endswith(("\n", "\r")):
+            raise InputError(label, f"line {lineno} is longer than {MAX_LINE:,} characters")
+        yield line
+
+
+def csv_error(
+    label: str, path: str | None, data: bytes | None, delimiter: str, exc: Exception
+) -> InputError:
+    """Find the line behind a pyarrow CSV parse error (it does not say which), reading
+    line by line with bounded memory."""
+    import csv
+
+    raw: BinaryIO = open(path, "rb") if path is not None else io.BytesIO(data or b"")
+    with raw, io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="") as text:
+        reader = csv.reader(_lines(text, label), delimiter=delimiter)
+        width = None
+        lineno = 0
+        try:
+            for lineno, row in enumerate(reader, 1):
+                if not row:
+                    continue
+                if width is None:
+                    width = len(row)
+                elif len(row) != width:
+                    return InputError(
+                        label, f"line {lineno} has {len(row)} fields, expected {width}"
+                    )
+        except csv.Error:  # the only one reachable: a field over the module's limit
+            return InputError(
+                label, f"line {lineno + 1} has a cell longer than {MAX_CELL:,} characters"
+            )
+    message = str(exc).strip().splitlines()[0]
+    if "straddling" in message:
+        message = "a line is longer than the CSV reader's block"
+    return InputError(label, f"is not valid CSV ({message})")

@@ -1,0 +1,156 @@
+"""NumPy ``.npy`` files: the header checked against what the file holds, then the data
+read whole or in blocks of rows, never unpickled."""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Iterator
+from typing import IO
+
+import numpy as np
+
+from ..errors import InputError
+from .base import Source
+
+NPY_MAGIC = b"\x93NUMPY"
+
+
+def numeric_dtype(label: str, dtype: np.dtype) -> np.dtype:
+    """The float dtype kldiv computes in for stored ``dtype``; errors for the rest.
+
+    float16/32/64 keep their width (in native byte order); integers become float64;
+    objects, records, complex, booleans and text are refused.
+    """
+    if dtype.hasobject:
+        raise InputError(
+            label, "holds Python objects (a pickled array); kldiv never unpickles data"
+        )
+    if dtype.names is not None:
+        raise InputError(label, "holds a structured (record) array, not plain numbers")
+    kind = dtype.kind
+    if kind == "f":
+        if dtype.itemsize not in (2, 4, 8):
+            raise InputError(label, f"holds {dtype} numbers; use float16, float32 or float64")
+        return dtype.newbyteorder("=")
+    if kind in "iu":
+        return np.dtype(np.float64)
+    if kind == "c":
+        raise InputError(
+            label, f"holds complex numbers ({dtype}); KL divergence needs real numbers"
+        )
+    if kind == "b":
+        raise InputError(label, "holds booleans, not numbers")
+    if kind in "US":
+        raise InputError(label, f"holds text ({dtype}), not numbers")
+    raise InputError(label, f"holds {dtype} data, not numbers")
+
+
+def read_header(
+    label: str, fp: IO[bytes], available: int
+) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """Parse and check a .npy header without reading the data: ``(shape, fortran,
+    dtype, data offset)``.
+
+    A header can declare any shape: negative dimensions are refused, and the declared
+    byte count (an exact integer product, so ``(2**64, 0)``-style overflow cannot wrap)
+    is compared with the ``available`` bytes, so a "trillion elements" header fails at
+    once, with no allocation.
+    """
+    fmt = np.lib.format
+    start = fp.tell()
+    head = fp.read(len(NPY_MAGIC))
+    if len(head) < len(NPY_MAGIC):
+        raise InputError(label, "is empty or truncated: no .npy header")
+    if head != NPY_MAGIC:
+        raise InputError(label, "is not a .npy file (no NumPy magic bytes)")
+    fp.seek(start)
+    try:
+        version = fmt.read_magic(fp)
+        reader = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+        shape, fortran, dtype = reader(fp)
+    except Exception as exc:  # numpy parses the header with Python's tokenizer: anything goes
+        if "EOF" in str(exc) and "multi-line" not in str(exc):
+            raise InputError(label, "is truncated inside its .npy header") from None
+        detail = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise InputError(label, f"has a malformed .npy header ({detail})") from None
+    offset = fp.tell()
+    if dtype.hasobject:
+        raise InputError(
+            label, "holds Python objects (a pickled array); kldiv never unpickles data"
+        )
+    shape = tuple(int(n) for n in shape)
+    if any(n < 0 for n in shape):
+        raise InputError(label, f"has a malformed .npy header (negative dimension in {shape})")
+    if any(n >= 1 << 63 for n in shape):
+        raise InputError(label, f"has a malformed .npy header (dimension too large in {shape})")
+    need = math.prod(shape) * dtype.itemsize
+    have = available - offset
+    if need > have:
+        raise InputError(
+            label,
+            f"is truncated: its header declares shape {shape} ({need:,} bytes of data) "
+            f"but only {max(have, 0):,} bytes follow",
+        )
+    return shape, fortran, dtype, offset
+
+
+def from_bytes(
+    buf: bytes | bytearray | memoryview, dtype: np.dtype, shape: tuple[int, ...], fortran: bool
+) -> np.ndarray:
+    """A read-only array over raw .npy data."""
+    return np.frombuffer(buf, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+
+
+class NpySource(Source):
+    """A .npy file (or buffered bytes): read whole, or streamed in blocks of rows.
+
+    Row-major arrays stream from the file; a Fortran-ordered array with more than one
+    dimension is read whole (its rows are not contiguous).
+    """
+
+    stream_always = True
+
+    def __init__(self, label: str, path: str | None, data: bytes | None) -> None:
+        if path is not None:
+            import os
+
+            size = os.path.getsize(path)
+            with open(path, "rb") as fp:
+                header = read_header(label, fp, size)
+        else:
+            assert data is not None
+            header = read_header(label, io.BytesIO(data), len(data))
+        shape, fortran, stored, offset = header
+        super().__init__(label, "npy", shape, numeric_dtype(label, stored))
+        self._path, self._data = path, data
+        self._stored, self._fortran, self._offset = stored, fortran, offset
+        self.streamable = bool(shape) and not (fortran and len(shape) > 1)
+
+    def _open(self) -> IO[bytes]:
+        if self._path is not None:
+            return open(self._path, "rb")
+        assert self._data is not None
+        return io.BytesIO(self._data)
+
+    def read(self) -> np.ndarray:
+        nbytes = math.prod(self.shape) * self._stored.itemsize
+        with self._open() as f:
+            f.seek(self._offset)
+            raw = f.read(nbytes)
+        array = from_bytes(raw, self._stored, self.shape, self._fortran)
+        return array.astype(self.dtype, copy=False).copy()
+
+    def iter_chunks(self, rows: int) -> Iterator[np.ndarray]:
+        if not self.streamable:
+            yield from super().iter_chunks(rows)
+            return
+        shape, itemsize = self.shape, self._stored.itemsize
+        row_items = math.prod(shape[1:])
+        with self._open() as f:
+            f.seek(self._offset)
+            for start in range(0, shape[0], rows):
+                n = min(rows, shape[0] - start)
+                raw = f.read(n * row_items * itemsize)
+                block = from_bytes(raw, self._stored, (n, *shape[1:]), False)
+                yield block.astype(self.dtype, copy=False)

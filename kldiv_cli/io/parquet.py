@@ -1,0 +1,164 @@
+"""Parquet: one file (read whole in parallel, by blocks, or row group by row group), a
+dataset of many files read as one table, and :class:`ParquetColumns` for drift.
+
+Everything goes through ``pyarrow.parquet.ParquetFile``: ``pyarrow.parquet.read_table``
+and ``pyarrow.dataset`` import ``pyarrow._dataset``, which imports pandas when it is
+installed (half a second at start-up).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from ..errors import UsageError
+from .base import ReadOptions
+from .columns import arrow_error
+from .paths import reject_empty
+from .tables import TableSource
+
+#: Bytes of decoded columns per piece when a block of rows is read from a row group.
+_BLOCK_BUDGET = 1 << 21
+
+
+def _parquet_file(label: str, source: Any, pre_buffer: bool, what: str = "Parquet") -> Any:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(source, pre_buffer=pre_buffer)
+    except (pa.ArrowException, OSError) as exc:
+        raise arrow_error(label, what, exc) from None
+
+
+class ParquetReader:
+    """One Parquet file (or buffered bytes), as a :class:`~.tables.TableReader`."""
+
+    def __init__(self, label: str, path: str | None, data: bytes | None) -> None:
+        import pyarrow as pa
+
+        reject_empty(label, path)
+        self.label = label
+        self._source: Any = path if path is not None else pa.BufferReader(data)
+        # pre_buffer=False: pre-buffering reads ahead whole row groups, and RSS grows
+        # with the file; whole reads open the file again, pre-buffered (below).
+        self._file = _parquet_file(label, self._source, pre_buffer=False)
+        meta = self._file.metadata
+        self.schema = self._file.schema_arrow
+        self.num_rows = meta.num_rows
+        self.row_groups: tuple[int, ...] = tuple(
+            meta.row_group(g).num_rows for g in range(meta.num_row_groups)
+        )
+
+    def _fail(self, exc: Exception) -> Exception:
+        return arrow_error(self.label, "Parquet", exc)
+
+    def read_table(self, names: list[str] | None) -> Any:
+        """The columns ``names`` (all when None), whole."""
+        import pyarrow as pa
+
+        try:
+            # Pre-buffered and decoded in parallel: a whole read is I/O bound otherwise.
+            whole = self._file
+            if isinstance(self._source, str):
+                whole = _parquet_file(self.label, self._source, pre_buffer=True)
+            return whole.read(columns=names, use_threads=True)
+        except (pa.ArrowException, OSError) as exc:
+            raise self._fail(exc) from None
+
+    def _column_groups(self, group: int, names: list[str], budget: int) -> Iterator[Any]:
+        import pyarrow as pa
+
+        step = max(1, budget // max(self._file.metadata.row_group(group).num_rows * 8, 1))
+        try:
+            for k in range(0, len(names), step):
+                yield self._file.read_row_group(group, columns=names[k : k + step])
+        except (pa.ArrowException, OSError) as exc:
+            raise self._fail(exc) from None
+
+    def read_groups(self, names: list[str], budget: int) -> Iterator[Iterable[Any]]:
+        # Row group by row group, a few columns at a time: pyarrow's batch iterator
+        # holds whole decoded row groups and its RSS grew past 500 MB on 1.8 GB files.
+        import pyarrow as pa
+
+        pool = pa.default_memory_pool()
+        for group in range(self._file.metadata.num_row_groups):
+            yield self._column_groups(group, names, budget)
+            # Hand decoded pages back to the OS instead of keeping them cached.
+            pool.release_unused()
+
+    def iter_tables(self, names: list[str], rows: int) -> Iterator[Iterable[Any]]:
+        return self.read_groups(names, _BLOCK_BUDGET)
+
+
+class DatasetReader:
+    """Many Parquet files read as one table, in the given (sorted) order, as a
+    :class:`~.tables.TableReader`. The schema is the first file's; the others are
+    promoted to it where Arrow can."""
+
+    def __init__(self, label: str, files: list[str]) -> None:
+        self.label = label
+        self._files = [_parquet_file(f, f, False, "Parquet dataset") for f in files]
+        self.schema = self._files[0].schema_arrow
+        self.num_rows = sum(f.metadata.num_rows for f in self._files)
+
+    def read_table(self, names: list[str]) -> Any:
+        import pyarrow as pa
+
+        try:
+            tables = [f.read(columns=names, use_threads=True) for f in self._files]
+            return pa.concat_tables(tables, promote_options="permissive")
+        except (pa.ArrowException, OSError) as exc:
+            raise arrow_error(self.label, "Parquet dataset", exc) from None
+
+    def iter_tables(self, names: list[str], rows: int) -> Iterator[Iterable[Any]]:
+        import pyarrow as pa
+
+        try:
+            # One file and one batch at a time: memory stays flat however many files.
+            for f in self._files:
+                for batch in f.iter_batches(batch_size=rows, columns=names):
+                    yield [pa.Table.from_batches([batch])]
+        except (pa.ArrowException, OSError) as exc:
+            raise arrow_error(self.label, "Parquet dataset", exc) from None
+
+
+def open_parquet(
+    label: str, path: str | None, data: bytes | None, options: ReadOptions
+) -> TableSource:
+    """A Parquet file as a numeric source."""
+    return TableSource(label, "parquet", ParquetReader(label, path, data), options)
+
+
+def open_dataset(label: str, files: list[str], options: ReadOptions) -> TableSource:
+    """The Parquet files of a dataset (see :func:`.paths.dataset_files`) as one source."""
+    if options.key is not None:
+        raise UsageError(
+            f"{label}: a key selects an array in a .npz file, but this is a Parquet dataset"
+        )
+    return TableSource(label, "parquet", DatasetReader(label, files), options)
+
+
+def read_parquet(label: str, path: str | None, data: bytes | None) -> Any:
+    """A whole Parquet file as a pyarrow table of any column types."""
+    return ParquetReader(label, path, data).read_table(None)
+
+
+class ParquetColumns:
+    """A Parquet file seen as a table whose columns are read one at a time, on demand:
+    a drift profile then holds one column in memory, not the whole reference."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._file = _parquet_file(path, path, pre_buffer=False)
+        self.column_names = list(self._file.schema_arrow.names)
+        self.num_rows = self._file.metadata.num_rows
+
+    def column(self, name: str) -> Any:
+        """One column, whole, as a pyarrow ChunkedArray."""
+        import pyarrow as pa
+
+        try:
+            return self._file.read(columns=[name], use_threads=True).column(0)
+        except (pa.ArrowException, OSError) as exc:
+            raise arrow_error(self.path, "Parquet", exc) from None

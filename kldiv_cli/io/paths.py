@@ -1,0 +1,227 @@
+"""Where the bytes come from: files, stdin, FIFOs and devices, Parquet datasets.
+
+A regular file is read where it lies (the readers seek and memory-map). Everything
+that cannot seek — stdin, a FIFO, a character device, a ``/dev/fd/N`` pipe such as
+the shell's ``<(gen_logits)`` — is buffered once into memory, bounded by the memory
+the machine has available, and then read like stdin. :class:`Resolved` carries the
+result: a label for messages, the format, and either a path or the bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from ..errors import InputError, UsageError
+from .base import EXTENSIONS, FORMATS, STDIN
+
+STDIN_LABEL = "<stdin>"
+_NPY_MAGIC = b"\x93NUMPY"
+_PARQUET_SUFFIXES = (".parquet", ".pq")
+#: How much of a stream is looked at before buffering the rest.
+_HEAD_BYTES = 1 << 16
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """One input located: ``path`` to read from, or ``data`` already buffered."""
+
+    label: str
+    fmt: str
+    path: str | None = None
+    data: bytes | None = None
+
+
+def memory_available() -> int:
+    """Bytes of memory the system can give without swapping (``MemAvailable``).
+
+    Falls back to the free physical pages when /proc/meminfo is missing (not Linux).
+    """
+    try:
+        with open("/proc/meminfo", "rb") as f:
+            for line in f:
+                if line.startswith(b"MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62
+
+
+def stream_limit() -> int:
+    """The most bytes buffered from one stream: half the available memory, since the
+    bytes are then decoded into arrays of about the same size."""
+    return memory_available() // 2
+
+
+def sniff(data: bytes) -> str:
+    """The format of bytes from a stream: npy/npz/Parquet/Arrow by magic bytes, else CSV."""
+    if data.startswith(_NPY_MAGIC):
+        return "npy"
+    if data.startswith(b"PK\x03\x04") or data.startswith(b"PK\x05\x06"):
+        return "npz"
+    if data.startswith(b"PAR1"):
+        return "parquet"
+    if data.startswith(b"ARROW1") or data.startswith(b"\xff\xff\xff\xff"):
+        return "arrow"
+    first = data.split(b"\n", 1)[0]
+    return "tsv" if b"\t" in first and b"," not in first else "csv"
+
+
+def check_format(override: str) -> str:
+    """A ``--*-format`` value, checked."""
+    if override not in FORMATS:
+        raise UsageError(f"unknown format {override!r}; choose one of {', '.join(FORMATS)}")
+    return override
+
+
+def detect_format(path: str, override: str | None) -> str:
+    """The format of a file: the override, else its extension."""
+    if override:
+        return check_format(override)
+    ext = os.path.splitext(path)[1].lower()
+    fmt = EXTENSIONS.get(ext)
+    if fmt is None:
+        what = f"extension {ext!r}" if ext else "no extension"
+        raise InputError(
+            path,
+            f"unknown file type ({what}); name it .npy, .npz, .csv, .tsv, .parquet or .arrow, "
+            "or give --input-format/--target-format",
+        )
+    return fmt
+
+
+def dataset_files(path: str) -> list[str] | None:
+    """The Parquet files of a partitioned dataset: a folder (searched recursively) or a
+    glob pattern. None when ``path`` is not one. A path that exists is used as given:
+    a file whose name holds ``*`` is that file, not a pattern.
+
+    Symbolic links to folders are not followed (``os.walk`` and ``glob``'s ``**``
+    both skip them), so a link loop cannot make the search endless.
+    """
+    import glob
+
+    if os.path.isdir(path):
+        found = [
+            os.path.join(root, name)
+            for root, _, names in os.walk(path)
+            for name in names
+            if os.path.splitext(name)[1].lower() in _PARQUET_SUFFIXES
+            and not name.startswith((".", "_"))
+        ]
+        if not found:
+            raise InputError(path, "is a directory, not a file, and holds no .parquet files")
+        return sorted(found)
+    if os.path.lexists(path) or not any(c in path for c in "*?["):
+        return None
+    found = sorted(p for p in glob.glob(path, recursive=True) if os.path.isfile(p))
+    if not found:
+        raise InputError(path, "no such file (the pattern matches no files)")
+    return found
+
+
+def check_path(path: str) -> os.stat_result:
+    """``os.stat`` of an input that must be readable, or a one-line error."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise InputError(path, "no such file") from None
+    except PermissionError:
+        raise InputError(path, "permission denied") from None
+    except OSError as exc:
+        raise InputError(path, exc.strerror or str(exc)) from None
+    if not os.access(path, os.R_OK):
+        raise InputError(path, "permission denied")
+    return info
+
+
+def reject_empty(label: str, path: str | None) -> None:
+    """A zero-byte file is empty, whatever its extension says (pyarrow's own messages
+    for it are about missing magic bytes)."""
+    if path is not None and os.path.getsize(path) == 0:
+        raise InputError(label, "is empty")
+
+
+def is_stream(path: str, info: os.stat_result) -> bool:
+    """Whether ``path`` must be buffered: anything but a regular file, or an open file
+    descriptor (``/dev/fd/N``, ``/proc/self/fd/N``), whose offset is shared."""
+    return not stat.S_ISREG(info.st_mode) or path.startswith(("/dev/fd/", "/proc/self/fd/"))
+
+
+def read_bounded(fp: BinaryIO, label: str, override: str | None) -> bytes:
+    """All of a stream, at most :func:`stream_limit` bytes.
+
+    The first 64 KiB are checked before the rest is read, so an endless binary stream
+    (``/dev/zero``) that cannot be the format asked for fails at once.
+    """
+    limit = stream_limit()
+    head = fp.read(_HEAD_BYTES)
+    if not head:
+        raise InputError(label, "is empty")
+    _check_head(label, head, override)
+    parts = [head]
+    size = len(head)
+    while True:
+        block = fp.read(min(1 << 24, limit + 1 - size))
+        if not block:
+            return b"".join(parts)
+        parts.append(block)
+        size += len(block)
+        if size > limit:
+            raise InputError(
+                label,
+                f"is a stream larger than the {limit:,} bytes kldiv buffers "
+                "(half the available memory); save it to a file first",
+            )
+
+
+def _check_head(label: str, head: bytes, override: str | None) -> None:
+    """Fail early on a stream that cannot be what it is read as."""
+    fmt = override or sniff(head)
+    magic = {"npy": (_NPY_MAGIC,), "npz": (b"PK",), "parquet": (b"PAR1",)}.get(fmt)
+    if magic is not None and not head.startswith(magic):
+        raise InputError(label, f"is not a {fmt} stream (its first bytes are not a {fmt} header)")
+    if fmt in ("csv", "tsv") and b"\x00" in head:
+        raise InputError(label, "is not a text file (it holds binary data)")
+
+
+def read_stdin() -> bytes:
+    """All of stdin: np.load and Parquet need to seek, so a pipe is buffered first
+    (bounded by :func:`stream_limit`)."""
+    stream = sys.stdin
+    if stream is None:  # fd 0 was closed when Python started
+        raise InputError(STDIN_LABEL, "is not open (file descriptor 0 is closed)")
+    try:
+        return read_bounded(stream.buffer, STDIN_LABEL, None)
+    except OSError as exc:
+        raise InputError(STDIN_LABEL, f"cannot be read ({exc.strerror or exc})") from None
+
+
+def resolve(path: str, override: str | None, stdin: bytes | None) -> Resolved:
+    """Locate one input: stdin's buffered bytes, a stream buffered now, or a file path."""
+    if path == STDIN:
+        if stdin is None:
+            raise UsageError("stdin was not read")
+        return Resolved(
+            STDIN_LABEL, check_format(override) if override else sniff(stdin), None, stdin
+        )
+    info = check_path(path)
+    if is_stream(path, info):
+        if stat.S_ISDIR(info.st_mode):
+            raise InputError(path, "is a directory, not a file")
+        try:
+            with open(path, "rb") as fp:
+                data = read_bounded(fp, path, override)
+        except OSError as exc:
+            raise InputError(path, exc.strerror or str(exc)) from None
+        ext = os.path.splitext(path)[1].lower()
+        fmt = check_format(override) if override else EXTENSIONS.get(ext) or sniff(data)
+        return Resolved(path, fmt, None, data)
+    if stat.S_ISDIR(info.st_mode):
+        raise InputError(path, "is a directory, not a file")
+    return Resolved(path, detect_format(path, override), path, None)

@@ -1,0 +1,55 @@
+"""The typed-columns API (``drift``): named columns of any type, as pyarrow tables,
+never converted to floats here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import InputError, UsageError
+from .arrow import read_ipc
+from .base import STDIN, ReadOptions
+from .columns import arrow_error
+from .csv import read_csv_table
+from .numeric import OPENERS
+from .parquet import ParquetColumns, read_parquet
+from .paths import Resolved, dataset_files, reject_empty, resolve
+
+
+def read_table(path: str, options: ReadOptions, stdin: bytes | None = None) -> Any:
+    """A whole file as a pyarrow table of named columns, of any type (for drift).
+
+    .npy/.npz arrays become columns "0", "1", ... (a 1-D array is one column).
+    """
+    return _read(resolve(path, options.fmt, stdin), options)
+
+
+def _read(where: Resolved, options: ReadOptions) -> Any:
+    import pyarrow as pa
+
+    label, fmt, file, data = where.label, where.fmt, where.path, where.data
+    try:
+        if fmt in ("csv", "tsv"):
+            return read_csv_table(label, file, data, fmt, options, strings_can_be_null=True)[0]
+        if fmt in ("npy", "npz"):
+            arr = OPENERS[fmt](label, file, data, fmt, ReadOptions(fmt, options.key)).read()
+            arr = arr.reshape(-1, 1) if arr.ndim < 2 else arr.reshape(arr.shape[0], -1)
+            return pa.table({str(j): arr[:, j] for j in range(arr.shape[1])})
+        if fmt == "parquet":
+            return read_parquet(label, file, data)
+        return read_ipc(label, file, data)
+    except (InputError, UsageError):
+        raise
+    except (pa.ArrowException, OSError) as exc:
+        raise arrow_error(label, fmt.capitalize(), exc) from None
+
+
+def open_columns(path: str, options: ReadOptions, stdin: bytes | None = None) -> Any:
+    """Named columns of any type (for drift): a Parquet file lazily, column by column
+    (:class:`~.parquet.ParquetColumns`); anything else read whole (see :func:`read_table`)."""
+    if path != STDIN and dataset_files(path) is not None:
+        return read_table(path, options, stdin)
+    where = resolve(path, options.fmt, stdin)
+    if where.fmt == "parquet" and where.path is not None:
+        reject_empty(path, path)
+        return ParquetColumns(path)
+    return _read(where, options)
