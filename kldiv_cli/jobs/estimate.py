@@ -25,6 +25,7 @@ from ..core.stats import summary
 from ..errors import InputError, UsageError
 from ..io.sources import ReadOptions, column_array, open_columns, open_source, select_columns
 from ..text import clean
+from .compare import open_input
 
 __all__ = [
     "EstimateRequest",
@@ -257,8 +258,8 @@ def _valid_tokens(
 
 
 def _read_wide(request: EstimateRequest, stdin: bytes | None):
-    sa = open_source(request.logp, request.logp_options, stdin)
-    sb = open_source(request.ref_logp, request.ref_options, stdin)
+    sa = open_input(request.logp, request.logp_options, stdin)
+    sb = open_input(request.ref_logp, request.ref_options, stdin)
     a, b = _as_2d(sa.read(), sa.label), _as_2d(sb.read(), sb.label)
     if a.shape != b.shape:
         raise InputError(
@@ -267,7 +268,7 @@ def _read_wide(request: EstimateRequest, stdin: bytes | None):
         )
     mask, mask_label = None, ""
     if request.mask is not None:
-        sm = open_source(request.mask, request.mask_options)
+        sm = open_input(request.mask, request.mask_options, None)
         mask_label = sm.label
         mask = _as_2d(sm.read(), sm.label)
         if mask.shape != a.shape:

@@ -21,7 +21,8 @@ from ..core.gaussian import (
     gaussian_kl,
 )
 from ..errors import InputError, UsageError
-from ..io.sources import ReadOptions, Source, open_source
+from ..io.sources import ReadOptions
+from .compare import open_input
 
 __all__ = ["GaussianRequest", "GaussianResult", "gaussian"]
 
@@ -104,8 +105,9 @@ class GaussianResult:
     prior: dict[str, Any]
 
 
-def _read(path: str, options: ReadOptions, stdin: bytes | None) -> tuple[np.ndarray, Source]:
-    source = open_source(path, options, stdin)
+def _read(path: str, options: ReadOptions, stdin: bytes | None) -> tuple[np.ndarray, Any]:
+    """The whole array and its source (.safetensors too)."""
+    source = open_input(path, options, stdin)
     return source.read(), source
 
 
@@ -157,7 +159,7 @@ def gaussian(request: GaussianRequest, stdin: bytes | None = None) -> GaussianRe
             )
         priors.append(value)
         prior[key] = source.describe()
-    kl = gaussian_kl(
+    reduced = gaussian_kl(
         mu,
         lv,
         prior_mu=priors[0],
@@ -166,10 +168,7 @@ def gaussian(request: GaussianRequest, stdin: bytes | None = None) -> GaussianRe
         reduction=request.reduction,
         free_bits=request.free_bits,
     )
-    kl_free_bits = None
-    if request.free_bits is not None:
-        assert isinstance(kl, tuple)
-        kl, kl_free_bits = kl
+    kl, kl_free_bits = reduced if isinstance(reduced, tuple) else (reduced, None)
     batch = mu.shape[0] if mu.ndim >= 2 else 1
     return GaussianResult(
         request=request,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from .._version import __version__
+from ..core.estimators import parse_clamp
 from ..jobs.estimate import EstimateResult
 from . import Report, format_number
 
@@ -23,7 +25,7 @@ def estimate_document(result: EstimateResult) -> dict[str, Any]:
         empty_sequences=result.empty_sequences,
         padded_length=result.padded_length,
         estimator=req.estimator,
-        clamp=req.clamp,
+        clamp=parse_clamp(req.clamp).name,
         aggregate=req.aggregate,
     )
     if result.norm_length is not None:
@@ -50,7 +52,7 @@ def _notes(result: EstimateResult) -> list[str]:
     return [
         f"{result.tokens} tokens in {result.sequences} sequences"
         + (f" ({result.empty_sequences} empty, left out)" if result.empty_sequences else "")
-        + f"; aggregate {req.aggregate}, clamp {req.clamp}",
+        + f"; aggregate {req.aggregate}, clamp {parse_clamp(req.clamp).name}",
         f"ratio pi/pi_ref: mean {_g(ratio['mean'])}, min {_g(ratio['min'])}, "
         f"max {_g(ratio['max'])}, > 2: {_g(ratio['share_above_2'])}, "
         f"< 0.5: {_g(ratio['share_below_0.5'])}",
@@ -63,7 +65,7 @@ def _notes(result: EstimateResult) -> list[str]:
 def estimate_report(result: EstimateResult) -> Report:
     names = list(result.estimates)
     per = result.diagnostics["per_token"]
-    table: dict[str, list[Any]] = {
+    table: dict[str, Sequence[Any]] = {
         "estimator": names,
         "kl": [result.estimates[n] for n in names],
         "token_mean": [per[n]["mean"] for n in names],
@@ -83,4 +85,5 @@ def estimate_report(result: EstimateResult) -> Report:
         plain=plain,
         notes=_notes(result),
         digits=6,
+        terminal_columns=["estimator", "kl", "stderr", "median", "p99", "max"],
     )
