@@ -1,0 +1,548 @@
+"""kldiv compare: every statistic recomputed independently (plain NumPy float64), gates,
+inputs, outputs and bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kldiv_cli.core.compare import pair, row_measures
+
+from .helpers import invoke
+
+FRACS = {
+    "min": 0.0,
+    "p0.1": 0.001,
+    "p1": 0.01,
+    "p5": 0.05,
+    "p10": 0.1,
+    "median": 0.5,
+    "p90": 0.9,
+    "p95": 0.95,
+    "p99": 0.99,
+    "p99.9": 0.999,
+    "max": 1.0,
+}
+
+
+# ---------------------------------------------------------------- independent reference
+
+
+def log_softmax(x: np.ndarray, t: float = 1.0) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64) / t
+    m = x.max(axis=-1, keepdims=True)
+    return x - m - np.log(np.exp(x - m).sum(axis=-1, keepdims=True))
+
+
+def describe(v: np.ndarray, extra: dict[str, float] | None = None) -> dict[str, float]:
+    n = len(v)
+    out = {"mean": v.mean(), "stderr": math.sqrt((np.mean(v * v) - v.mean() ** 2) / (n - 1))}
+    for k, f in {**FRACS, **(extra or {})}.items():
+        out[k] = np.percentile(v, 100 * f)
+    return out
+
+
+def reference(lp: np.ndarray, lq: np.ndarray, tokens: np.ndarray | None = None, raw=None) -> dict:
+    """The statistics, written out from their definitions."""
+    p, q = np.exp(lp), np.exp(lq)
+    m = (p + q) / 2
+    with np.errstate(all="ignore"):
+        kl = np.where(p > 0, p * (lp - lq), 0).sum(axis=1)
+        rkl = np.where(q > 0, q * (lq - lp), 0).sum(axis=1)
+        js = 0.5 * np.where(p > 0, p * (lp - np.log(m)), 0).sum(axis=1) + 0.5 * np.where(
+            q > 0, q * (lq - np.log(m)), 0
+        ).sum(axis=1)
+    tv = 0.5 * np.abs(p - q).sum(axis=1)
+    rp, rq = raw if raw is not None else (lp, lq)
+    agree = (np.argmax(rp, axis=1) == np.argmax(rq, axis=1)).astype(float)
+    n = len(kl)
+    out = {
+        "rows": n,
+        "kl": describe(kl),
+        "kl_reverse": describe(rkl),
+        "js": describe(js),
+        "tv": describe(tv),
+        "top1_agreement": {
+            "value": agree.mean(),
+            "stderr": math.sqrt(agree.mean() * (1 - agree.mean()) / (n - 1)),
+        },
+    }
+    if tokens is not None:
+        r = np.arange(n)
+        dp = q[r, tokens] - p[r, tokens]
+        d = describe(dp, {"p25": 0.25, "p75": 0.75})
+        d["rms"] = math.sqrt(np.mean(dp**2))
+        mse_se = math.sqrt((np.mean(dp**4) - np.mean(dp**2) ** 2) / (n - 1))
+        d["rms_stderr"] = 0.5 / d["rms"] * mse_se
+        out["delta_p"] = d
+        a, b = -lp[r, tokens], -lq[r, tokens]
+        se = lambda v: math.sqrt((np.mean(v * v) - v.mean() ** 2) / (n - 1))  # noqa: E731
+        cov = (np.mean(a * b) - a.mean() * b.mean()) / (n - 1)
+        out["perplexity"] = {
+            "reference": math.exp(a.mean()),
+            "candidate": math.exp(b.mean()),
+            "ln_ratio": b.mean() - a.mean(),
+            "ln_ratio_stderr": math.sqrt(se(a) ** 2 + se(b) ** 2 - 2 * cov),
+            "correlation": cov / (se(a) * se(b)),
+        }
+    return out
+
+
+def assert_matches(doc: dict, expected: dict, rel: float = 1e-9) -> None:
+    assert set(expected) <= set(doc)
+    for key, value in expected.items():
+        if isinstance(value, dict):
+            assert list(doc[key]) == list(value) or set(doc[key]) == set(value), key
+            for sub, v in value.items():
+                assert doc[key][sub] == pytest.approx(v, rel=rel, abs=1e-13), f"{key}.{sub}"
+        else:
+            assert doc[key] == value
+
+
+@pytest.fixture()
+def models(tmp_path: Path):
+    rng = np.random.default_rng(7)
+    a = (rng.normal(size=(200, 30)) * 2).astype(np.float32)
+    b = (a + rng.normal(size=a.shape) * 0.2).astype(np.float32)
+    t = rng.integers(0, 30, size=200)
+    np.save(tmp_path / "ref.npy", a)
+    np.save(tmp_path / "cand.npy", b)
+    np.save(tmp_path / "tokens.npy", t)
+    return tmp_path, a, b, t
+
+
+def run_json(*args) -> dict:
+    out = invoke("compare", *args, "-f", "json")
+    assert out.exit_code == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def test_statistics_without_tokens(models) -> None:
+    d, a, b, _ = models
+    doc = run_json(d / "ref.npy", d / "cand.npy")
+    assert list(doc) == ["rows", "kl", "kl_reverse", "js", "tv", "top1_agreement"]
+    assert list(doc["kl"]) == ["mean", "stderr", *FRACS]
+    assert_matches(doc, reference(log_softmax(a), log_softmax(b), raw=(a, b)))
+
+
+def test_statistics_with_tokens(models) -> None:
+    d, a, b, t = models
+    doc = run_json(d / "ref.npy", d / "cand.npy", "--tokens", d / "tokens.npy")
+    assert list(doc) == [
+        "rows",
+        "kl",
+        "kl_reverse",
+        "js",
+        "tv",
+        "top1_agreement",
+        "delta_p",
+        "perplexity",
+    ]
+    assert list(doc["delta_p"])[-2:] == ["rms", "rms_stderr"] and "p25" in doc["delta_p"]
+    assert list(doc["perplexity"]) == [
+        "reference",
+        "candidate",
+        "ln_ratio",
+        "ln_ratio_stderr",
+        "correlation",
+    ]
+    assert_matches(doc, reference(log_softmax(a), log_softmax(b), t, raw=(a, b)), rel=1e-7)
+
+
+def test_temperature_and_kinds(models) -> None:
+    d, a, b, _ = models
+    doc = run_json(d / "ref.npy", d / "cand.npy", "-T", "2.5")
+    assert_matches(doc, reference(log_softmax(a, 2.5), log_softmax(b, 2.5), raw=(a, b)))
+    lp, lq = log_softmax(a), log_softmax(b)
+    np.save(d / "lp.npy", lp)
+    np.save(d / "q.npy", np.exp(lq))
+    assert_matches(
+        run_json(
+            d / "lp.npy", d / "q.npy", "--reference-as", "log-probs", "--candidate-as", "probs"
+        ),
+        reference(lp, np.log(np.exp(lq))),
+    )
+    np.save(d / "lq.npy", lq)
+    assert_matches(run_json(d / "lp.npy", d / "lq.npy", "--as", "log-probs"), reference(lp, lq))
+
+
+def test_3d_inputs_are_rows_of_positions(models) -> None:
+    d, a, b, _ = models
+    np.save(d / "ref3.npy", a.reshape(10, 20, 30))
+    np.save(d / "cand3.npy", b.reshape(10, 20, 30))
+    assert run_json(d / "ref3.npy", d / "cand3.npy") == run_json(d / "ref.npy", d / "cand.npy")
+
+
+def test_block_size_does_not_change_any_bit(models, tmp_path: Path) -> None:
+    d, *_ = models
+    whole = run_json(d / "ref.npy", d / "cand.npy", "--tokens", d / "tokens.npy")
+    for rows in ("1", "7", "64"):
+        assert (
+            run_json(
+                d / "ref.npy", d / "cand.npy", "--tokens", d / "tokens.npy", "--chunk-rows", rows
+            )
+            == whole
+        )
+
+
+def test_other_formats_give_the_same_numbers(models) -> None:
+    d, a, b, _ = models
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({f"c{j}": a[:, j] for j in range(30)}), d / "ref.parquet")
+    np.savetxt(
+        d / "cand.csv",
+        b.astype(np.float64),
+        delimiter=",",
+        header=",".join(f"c{j}" for j in range(30)),
+        comments="",
+    )
+    doc = run_json(d / "ref.parquet", d / "cand.csv")
+    assert_matches(doc, reference(log_softmax(a), log_softmax(b.astype(np.float64)), raw=(a, b)))
+
+
+def test_near_identical_float32_gives_the_float64_value(tmp_path: Path) -> None:
+    """Per-row KL within 1e-10 of a long-double evaluation of the same float32 logits."""
+    rng = np.random.default_rng(3)
+    a = (rng.normal(size=(16, 4000)) * 3).astype(np.float32)
+    b = (a + rng.normal(size=a.shape) * 1e-3).astype(np.float32)
+    np.save(tmp_path / "a.npy", a)
+    np.save(tmp_path / "b.npy", b)
+    out = invoke(
+        "compare", tmp_path / "a.npy", tmp_path / "b.npy", "-o", tmp_path / "rows.npy", "-f", "json"
+    )
+    assert out.exit_code == 0, out.stderr
+    rows = np.load(tmp_path / "rows.npy")
+    L = np.longdouble
+
+    def ls(x):
+        x = x.astype(L)
+        z = x - x.max(axis=1, keepdims=True)
+        return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+    lp, lq = ls(a), ls(b)
+    p, q = np.exp(lp), np.exp(lq)
+    m = (p + q) / 2
+    kl = (p * (lp - lq)).sum(axis=1)
+    js = 0.5 * (p * (lp - np.log(m))).sum(axis=1) + 0.5 * (q * (lq - np.log(m))).sum(axis=1)
+    assert np.abs(rows[:, 1] / kl - 1).max() < 1e-10
+    assert np.abs(rows[:, 2] / (q * (lq - lp)).sum(axis=1) - 1).max() < 1e-10
+    assert np.abs(rows[:, 3] / js - 1).max() < 1e-10
+    doc = json.loads(out.stdout)
+    assert doc["kl"]["mean"] == pytest.approx(float(kl.mean()), rel=1e-10)
+
+
+def test_masked_classes() -> None:
+    a = np.array([[0.0, 1.0, -np.inf], [0.0, 1.0, 2.0], [-np.inf, -np.inf, -np.inf]])
+    b = np.array([[0.0, 1.0, -np.inf], [0.0, -np.inf, 2.0], [0.0, 0.0, 0.0]])
+    m = row_measures(a, b, pair(a, b, "logits", "logits"))
+    assert m["kl"][0] == pytest.approx(0.0, abs=1e-15) and m["js"][0] == pytest.approx(
+        0.0, abs=1e-15
+    )
+    assert m["kl"][1] == math.inf and math.isfinite(m["kl_reverse"][1])
+    p1 = np.exp(log_softmax(a[1]))
+    assert m["js"][1] > 0 and m["tv"][1] == pytest.approx(p1[1], rel=1e-12)
+    assert all(math.isnan(m[k][2]) for k in ("kl", "kl_reverse", "js", "tv"))
+
+
+def test_ties_take_the_first_index() -> None:
+    a = np.array([[1.0, 3.0, 3.0]])
+    b = np.array([[3.0, 3.0, 1.0]])
+    assert not row_measures(a, b, pair(a, b, "logits", "logits"))["agree"][0]
+    assert row_measures(b, b, pair(b, b, "logits", "logits"))["agree"][0]
+
+
+# ---------------------------------------------------------------- tokens
+
+
+def test_ignore_index_skips_rows(models) -> None:
+    d, a, b, t = models
+    t2 = t.copy()
+    t2[::3] = -100
+    np.save(d / "masked.npy", t2)
+    doc = run_json(
+        d / "ref.npy", d / "cand.npy", "--tokens", d / "masked.npy", "--ignore-index", "-100"
+    )
+    keep = t2 != -100
+    assert doc["rows"] == keep.sum()
+    expected = reference(
+        log_softmax(a[keep]), log_softmax(b[keep]), t2[keep], raw=(a[keep], b[keep])
+    )
+    assert_matches(doc, expected, rel=1e-7)
+
+
+def test_tokens_from_csv_column(models) -> None:
+    d, a, b, t = models
+    (d / "tok.csv").write_text("id,token\n" + "".join(f"{i},{v}\n" for i, v in enumerate(t)))
+    doc = run_json(
+        d / "ref.npy", d / "cand.npy", "--tokens", d / "tok.csv", "--tokens-column", "token"
+    )
+    assert (
+        doc["perplexity"]
+        == run_json(d / "ref.npy", d / "cand.npy", "--tokens", d / "tokens.npy")["perplexity"]
+    )
+
+
+@pytest.mark.parametrize(
+    "tokens,extra,message",
+    [
+        (np.arange(199) % 30, (), "holds 199 tokens for 200 rows"),
+        (np.full(200, 30), (), "token 30 at row 0 is outside the vocabulary [0, 30)"),
+        (np.full(200, -100), (), "skip such rows with --ignore-index -100"),
+        (np.full(200, 0.5), (), "not a whole number"),
+        (np.zeros((200, 2)), (), "one column"),
+        (np.full(200, -100), ("--ignore-index", "-100"), "no rows to compare"),
+    ],
+)
+def test_bad_tokens(models, tokens, extra, message) -> None:
+    d, *_ = models
+    np.save(d / "bad_tokens.npy", tokens)
+    (d / "rows.csv").write_text("keep")
+    out = invoke(
+        "compare",
+        d / "ref.npy",
+        d / "cand.npy",
+        "--tokens",
+        d / "bad_tokens.npy",
+        *extra,
+        "-o",
+        d / "rows.csv",
+    )
+    assert out.exit_code == 2
+    assert (
+        out.stderr.startswith("kldiv: error:")
+        and out.stderr.count("\n") == 1
+        and message in out.stderr
+    )
+    assert out.stdout == "" and (d / "rows.csv").read_text() == "keep"
+
+
+# ---------------------------------------------------------------- gates
+
+
+def test_gates_pass_and_fail(models) -> None:
+    d, a, b, _ = models
+    exp = reference(log_softmax(a), log_softmax(b), raw=(a, b))
+    p99, top = exp["kl"]["p99"], exp["top1_agreement"]["value"]
+    ok = invoke(
+        "compare",
+        d / "ref.npy",
+        d / "cand.npy",
+        "--fail-above",
+        f"kl.p99={p99 * 1.01}",
+        "--fail-below",
+        f"top1_agreement={top * 0.99}",
+        "-f",
+        "json",
+    )
+    assert ok.exit_code == 0 and ok.stderr == ""
+    doc = json.loads(ok.stdout)
+    assert doc["verdict"] == "pass"
+    assert doc["thresholds"][0] == {
+        "name": "kl.p99",
+        "fail_above": p99 * 1.01,
+        "value": pytest.approx(p99),
+        "passed": True,
+    }
+    assert doc["thresholds"][1]["fail_below"] == top * 0.99
+
+    bad = invoke(
+        "compare",
+        d / "ref.npy",
+        d / "cand.npy",
+        "--fail-above",
+        f"kl.p99={p99 * 0.99}",
+        "--fail-above",
+        "js.mean=1",
+        "--fail-below",
+        "top1_agreement.value=1",
+        "-f",
+        "json",
+    )
+    assert bad.exit_code == 1
+    assert bad.stderr.count("\n") == 1 and bad.stderr.startswith("kldiv: check failed: kl.p99 = ")
+    assert "top1_agreement.value" in bad.stderr and "js.mean" not in bad.stderr
+    doc = json.loads(bad.stdout)
+    assert doc["verdict"] == "fail" and [c["passed"] for c in doc["thresholds"]] == [
+        False,
+        True,
+        False,
+    ]
+
+
+def test_gate_on_nan_fails(tmp_path: Path) -> None:
+    a = np.array([[0.0, 1.0], [np.nan, 0.0]])
+    np.save(tmp_path / "a.npy", a)
+    out = invoke(
+        "compare", tmp_path / "a.npy", tmp_path / "a.npy", "--fail-above", "kl.max=1", "-f", "json"
+    )
+    assert out.exit_code == 1 and "kl.max is NaN" in out.stderr
+    assert "NaN divergence" in out.stderr  # the warning says why
+    assert json.loads(out.stdout)["kl"]["max"] == "NaN"
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (("--fail-above", "kl.p99=nan"), "threshold is NaN"),
+        (("--fail-above", "kl.p42=0.1"), "unknown statistic 'kl.p42'"),
+        (("--fail-above", "kl.p99"), "takes NAME=VALUE"),
+        (("--fail-below", "top1_agreement=high"), "not a number"),
+        (("--fail-above", "delta_p.rms=0.1"), "needs the next tokens"),
+        (("--fail-above", "kl=0.1"), "unknown statistic 'kl'"),
+        (("--as", "logprobs"), "unknown kind"),
+        (("-T", "0"), "temperature"),
+        (("-o", "rows.json"), ".npy, .csv or .parquet"),
+        (("-f", "yaml"), "unknown output format"),
+    ],
+)
+def test_usage_errors(models, args, message) -> None:
+    d, *_ = models
+    out = invoke("compare", d / "ref.npy", d / "cand.npy", *args)
+    assert out.exit_code == 2, out.stderr
+    assert (
+        out.stderr.startswith("kldiv: error:")
+        and out.stderr.count("\n") == 1
+        and message in out.stderr
+    )
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_bad_inputs(models) -> None:
+    d, a, b, _ = models
+    np.save(d / "wide.npy", np.zeros((200, 31), dtype=np.float32))
+    np.save(d / "short.npy", np.zeros((199, 30), dtype=np.float32))
+    bf16 = d / "bf16.npy"
+    header = "{'descr': '<V2', 'fortran_order': False, 'shape': (200, 30), }"
+    header += " " * (-(len(header) + 11) % 64) + "\n"
+    bf16.write_bytes(
+        b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + b"\0" * 12000
+    )
+    out_file = d / "rows.parquet"
+    out_file.write_bytes(b"old")
+    for other, message in [
+        (d / "wide.npy", "different vocabularies: 30 and 31 classes"),
+        (d / "short.npy", "different numbers of rows: 200 and 199"),
+        (bf16, "bf16.npy"),
+        (d / "missing.npy", "no such file"),
+    ]:
+        out = invoke("compare", d / "ref.npy", other, "-o", out_file)
+        assert out.exit_code == 2, (other, out.stderr)
+        assert (
+            out.stderr.startswith("kldiv: error:")
+            and out.stderr.count("\n") == 1
+            and message in out.stderr
+        )
+        assert out.stdout == "" and out_file.read_bytes() == b"old"
+
+
+def test_output_may_not_be_an_input(models) -> None:
+    d, *_ = models
+    before = (d / "cand.npy").read_bytes()
+    out = invoke("compare", d / "ref.npy", d / "cand.npy", "-o", d / "cand.npy")
+    assert out.exit_code == 2 and "is also an input" in out.stderr
+    assert (d / "cand.npy").read_bytes() == before
+
+
+# ---------------------------------------------------------------- outputs
+
+
+def test_per_row_outputs(models) -> None:
+    d, a, b, t = models
+    for name in ("rows.npy", "rows.csv", "rows.parquet"):
+        out = invoke(
+            "compare",
+            d / "ref.npy",
+            d / "cand.npy",
+            "--tokens",
+            d / "tokens.npy",
+            "-o",
+            d / name,
+            "-f",
+            "json",
+        )
+        assert out.exit_code == 0, out.stderr
+    arr = np.load(d / "rows.npy")
+    cols = [
+        "row",
+        "kl",
+        "kl_reverse",
+        "js",
+        "tv",
+        "top1_agree",
+        "token",
+        "nll_reference",
+        "nll_candidate",
+        "delta_p",
+    ]
+    assert arr.shape == (200, len(cols))
+    exp_kl = (np.exp(log_softmax(a)) * (log_softmax(a) - log_softmax(b))).sum(axis=1)
+    np.testing.assert_allclose(arr[:, 1], exp_kl, rtol=1e-10)
+    assert np.array_equal(arr[:, 0], np.arange(200)) and np.array_equal(arr[:, 6], t)
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(d / "rows.parquet")
+    assert table.column_names == cols
+    assert np.array_equal(table.column("kl").to_numpy(), arr[:, 1])
+    lines = (d / "rows.csv").read_text().splitlines()
+    assert lines[0] == ",".join(cols) and len(lines) == 201
+    assert float(lines[1].split(",")[1]) == arr[0, 1]
+
+
+def test_text_formats(models) -> None:
+    d, *_ = models
+    csv = invoke(
+        "compare", d / "ref.npy", d / "cand.npy", "-f", "csv", "--fail-above", "kl.max=100"
+    )
+    lines = csv.stdout.splitlines()
+    assert (
+        lines[0] == "statistic,value" and lines[1] == "rows,200" and lines[2].startswith("kl.mean,")
+    )
+    assert lines[-1] == "verdict,pass"
+    md = invoke("compare", d / "ref.npy", d / "cand.npy", "-f", "markdown").stdout
+    assert "| statistic | value |" in md and "| kl.p99.9 |" in md
+    human = invoke(
+        "compare", d / "ref.npy", d / "cand.npy", "--tokens", d / "tokens.npy", stdout_isatty=True
+    )
+    assert human.exit_code == 0
+    text = human.stdout
+    for label in (
+        "Mean    KLD:",
+        "99.9%   KLD:",
+        "Minimum JSD:",
+        "Same top p:",
+        "RMS Δp    :",
+        "Mean ln(PPL(cand)/PPL(ref))",
+    ):
+        assert label in text
+    assert (
+        human.stdout
+        == invoke("compare", d / "ref.npy", d / "cand.npy", "--tokens", d / "tokens.npy").stdout
+    )
+
+
+def test_stdin_reference(models) -> None:
+    d, *_ = models
+    out = invoke("compare", "-", d / "cand.npy", "-f", "json", stdin=(d / "ref.npy").read_bytes())
+    assert out.exit_code == 0, out.stderr
+    assert json.loads(out.stdout) == run_json(d / "ref.npy", d / "cand.npy")
+
+
+def test_help_states_the_order() -> None:
+    out = invoke("compare", "--help")
+    text = " ".join(out.stdout.split())
+    assert (
+        "compare puts the reference first: KL(REFERENCE ‖ CANDIDATE); unlike compute, whose order is torch's (INPUT, TARGET)"
+        in text
+    )
+    assert text.index("Examples") < text.index("--fail-above")
