@@ -1,0 +1,290 @@
+"""``--engine dask``: the tasks of :mod:`.tasks` on a Dask cluster, combined exactly here.
+
+Tasks are plain functions submitted with ``client.map`` (never ``dask.array`` or
+``dask.dataframe`` reductions, whose sums move with the block size); each returns the
+float64 partial sums of the engine's own chunks, and the client combines them with
+``engine.combine`` (exact, order-free). The loss therefore has the local engine's bits
+for any worker count, partitioning, execution order or retry.
+
+Without ``--scheduler`` (or ``DASK_SCHEDULER_ADDRESS``, or ``--scheduler-file``) a
+:class:`distributed.LocalCluster` of worker processes is started on 127.0.0.1 without
+a dashboard, announced through ``note`` and closed at the end. A worker that dies is
+replaced and its tasks rerun by the scheduler (``distributed.scheduler.allowed-failures``
+times); after that the job fails with one line. Workers must run this kldiv version.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..errors import KldivError, UsageError
+from . import tasks as T
+
+if TYPE_CHECKING:
+    from ..io.sources import Source
+    from ..jobs.compute import ComputeRequest, ComputeResult, Plan
+
+ENGINES: tuple[str, ...] = ("local", "dask")
+INSTALL_HINT = 'pip install "kldiv[dask]"'
+#: Seconds to wait for a scheduler before saying it cannot be reached.
+CONNECT_TIMEOUT = 10
+#: Elements per grid task: 64 MiB per side in float32, a few times that in a worker's
+#: memory while it converts and sums; 1e8 elements make 6 tasks.
+TASK_ELEMENTS = 1 << 24
+
+
+class ClusterError(KldivError):
+    """The cluster cannot be reached, or it failed the job (exit 2, one line)."""
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """Where to run: a scheduler address or file, else a local cluster of ``workers``."""
+
+    scheduler: str | None = None
+    scheduler_file: str | None = None
+    workers: int | None = None
+    #: ``--storage-option`` settings the workers use for object-store paths.
+    storage: Mapping[str, str] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.workers is not None and self.workers < 1:
+            raise UsageError(f"--workers must be at least 1, got {self.workers}")
+        if self.scheduler and self.scheduler_file:
+            raise UsageError("give --scheduler or --scheduler-file, not both")
+        if self.workers is not None and (self.address or self.scheduler_file):
+            raise UsageError("--workers sizes a local cluster; drop it with --scheduler")
+
+    @property
+    def address(self) -> str | None:
+        return self.scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or None
+
+
+def require_distributed() -> None:
+    """One line naming the extra when ``distributed`` is not installed."""
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        raise UsageError(
+            f"--engine dask needs Dask's distributed package: {INSTALL_HINT}"
+        ) from None
+
+
+def _worker_version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+@contextmanager
+def connect(cluster: Cluster, note: Callable[[str], None] | None = None) -> Iterator[Any]:
+    """A ``distributed.Client`` for ``cluster``, closed (with its local cluster) at the end.
+
+    Raises
+    ------
+    ClusterError
+        When the scheduler cannot be reached, or a worker runs another kldiv version.
+    """
+    from ..text import clean
+
+    cluster.validate()
+    require_distributed()
+    import distributed
+
+    local = None
+    address = cluster.address
+    try:
+        if cluster.scheduler_file:
+            if not os.path.exists(cluster.scheduler_file):
+                raise UsageError(f"--scheduler-file {clean(cluster.scheduler_file)}: no such file")
+            where = f"the scheduler of {clean(cluster.scheduler_file)}"
+            client = distributed.Client(
+                scheduler_file=cluster.scheduler_file, timeout=CONNECT_TIMEOUT
+            )
+        elif address:
+            where = clean(address)
+            client = distributed.Client(address, timeout=CONNECT_TIMEOUT)
+        else:
+            from ..core.engine import default_threads
+
+            n = cluster.workers or default_threads()
+            local = distributed.LocalCluster(
+                n_workers=n,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
+            )
+            where = "the local cluster"
+            client = distributed.Client(local)
+            if note is not None:
+                note(
+                    f"started a local Dask cluster: {n} worker process{'es' if n > 1 else ''} "
+                    "on 127.0.0.1, no dashboard (give --scheduler ADDRESS to use a running one)"
+                )
+    except (OSError, TimeoutError) as exc:
+        if local is not None:
+            local.close()
+        reason = (
+            "timed out"
+            if isinstance(exc, TimeoutError) or "Timed out" in str(exc)
+            else ("connection refused")
+        )
+        raise ClusterError(f"cannot reach the Dask scheduler at {where} ({reason})") from None
+    try:
+        check_versions(client)
+        yield client
+    finally:
+        client.close()
+        if local is not None:
+            local.close()
+
+
+def check_versions(client: Any) -> None:
+    """Every worker must run this kldiv: tasks are its functions, and the bits are its."""
+    from .. import __version__
+
+    try:
+        versions = client.run(_worker_version)
+    except Exception:  # the worker cannot even import kldiv to answer
+        raise ClusterError(
+            f"the Dask workers cannot import kldiv; install kldiv {__version__} on every worker"
+        ) from None
+    other = sorted({v for v in versions.values() if v != __version__})
+    if other:
+        n = sum(v != __version__ for v in versions.values())
+        raise ClusterError(
+            f"{n} Dask worker(s) run kldiv {', '.join(other)}, this client {__version__}; "
+            "install the same version on every worker"
+        )
+
+
+def run_tasks(client: Any, job: T.Job, work: list[T.Task]) -> list[T.Partial]:
+    """Run ``work`` on the cluster and return the tasks' partials (in task order).
+
+    Raises
+    ------
+    KldivError
+        The first error a task met in the data (as the local engine raises it), or a
+        :class:`ClusterError` when workers kept dying on a task.
+    """
+    import distributed
+
+    shared = client.scatter(job, broadcast=True, hash=False)
+    futures = client.map(T.run_task, [shared] * len(work), work, pure=False)
+    try:
+        results = client.gather(futures)
+    except distributed.KilledWorker:
+        raise ClusterError(
+            "a Dask worker died while running a task, and again on every retry "
+            "(out of memory? see the workers' logs); nothing was written"
+        ) from None
+    finally:
+        client.cancel(futures)
+    for r in results:
+        if isinstance(r, T.Failure):
+            raise r.error()
+    return results
+
+
+def check_request(request: ComputeRequest) -> None:
+    """What the Dask engine computes: a scalar loss (sum, mean, batchmean)."""
+    if request.reduction == "none":
+        raise UsageError("--engine dask computes a scalar loss; -r none runs with --engine local")
+    if request.per_row or request.top:
+        raise UsageError("--engine dask computes a scalar loss; --per-row and --top run locally")
+    if request.input == "-" or request.target == "-":
+        raise UsageError("--engine dask reads files or object-store URLs, not stdin")
+
+
+def execute(
+    client: Any,
+    request: ComputeRequest,
+    sx: Source,
+    st: Source,
+    chosen: Plan,
+    storage: Mapping[str, str] | None = None,
+    elements_per_task: int = TASK_ELEMENTS,
+) -> ComputeResult:
+    """The compute job's scalar result for ``chosen`` (the local plan), run as tasks.
+
+    The task layout is the plan's (see :mod:`.tasks`), so the partial sums are those of
+    the local executor; a loss that is not finite gets the local engine's second pass
+    (the causes of the NaN or inf) as a second round of tasks.
+    """
+    from ..core import finish_reduction
+    from ..core.engine import combine
+    from ..jobs.compute import _result, _start
+
+    storage = dict(storage or {})
+    job = T.Job(
+        request,
+        T.describe(sx, request.input, request.input_options, storage),
+        T.describe(st, request.target, request.target_options, storage),
+        T.layout(chosen.value),
+    )
+    per_task = max(1, elements_per_task // job.chunk) if job.layout == T.GRID else 1
+    work = T.split(job, per_task)
+    diagnostics, base, per_batch, caught = _start(request)
+    parts = run_tasks(client, job, work)
+    total = combine([p for part in parts for p in part.partials])
+    count = sum(part.count for part in parts)
+    dtype = _dtype(parts)
+    shape = tuple(job.x.shape) if job.layout != T.GRID else T.loss_shape(job)
+    batch = job.x.shape[0] if per_batch and len(job.x.shape) else None
+    loss = finish_reduction(total, count, base, batch, dtype)
+    if not _finite(loss):
+        from dataclasses import replace
+
+        parts = run_tasks(client, replace(job, explain=True), work)
+    T.merge_diagnostics([part.diagnostics for part in parts], diagnostics)
+    return _result(request, sx, st, loss, None, dtype, shape, diagnostics, caught)
+
+
+def _dtype(parts: list[T.Partial]) -> Any:
+    import numpy as np
+
+    return np.dtype(parts[0].dtype)
+
+
+def _finite(value: Any) -> bool:
+    import numpy as np
+
+    return bool(np.isfinite(value))
+
+
+def run_compute_dask(
+    request: ComputeRequest,
+    scheduler: str | None = None,
+    scheduler_file: str | None = None,
+    workers: int | None = None,
+    *,
+    storage: Mapping[str, str] | None = None,
+    note: Callable[[str], None] | None = None,
+) -> ComputeResult:
+    """The ``compute`` job with ``--engine dask``: the same result (and bits) as
+    ``jobs.compute.compute(request)`` for scalar reductions.
+
+    ``note`` receives the one line announcing a local cluster (for stderr).
+    """
+    from ..jobs import compute as C
+
+    check_request(request)
+    cluster = Cluster(scheduler, scheduler_file, workers, dict(storage or {}))
+    cluster.validate()
+    require_distributed()
+    sx, st = C.open_sources(request, None)
+    chosen = C.plan(request, sx, st)
+    with connect(cluster, note) as client:
+        result = execute(client, request, sx, st, chosen, cluster.storage)
+    result.plan = chosen
+    result.warnings += C._shape_warnings(request, sx, st)
+    C._check_strict(request, result)
+    result.failed_check = C._gate(request, result)
+    return result

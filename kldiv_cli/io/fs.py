@@ -1,0 +1,297 @@
+"""Object storage through ``pyarrow.fs``: ``s3://``, ``gs://``, ``abfs://`` and ``hdfs://``.
+
+A path with one of :data:`SCHEMES` is *remote*; everything else is a local path, read
+with the built-in ``open``. ``--storage-option key=value`` settings (:func:`parse_options`)
+choose the endpoint, the region or anonymous access; credentials come only from the
+environment (``AWS_ACCESS_KEY_ID``, ``GOOGLE_APPLICATION_CREDENTIALS``,
+``AZURE_STORAGE_ACCOUNT_KEY``, Kerberos tickets...), as each SDK finds them, and no
+message ever shows one: errors name the path and a short cause of our own wording.
+
+Outputs (:func:`write_remote`) are written to a local temporary file first and then
+sent with one upload; an object store shows an object only once its upload completes,
+so a failed run leaves nothing (and a replaced object keeps its old content).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, BinaryIO, TypeVar
+
+from ..errors import InputError, OutputError, UsageError
+
+T = TypeVar("T")
+
+#: URL schemes read through ``pyarrow.fs``, and the filesystem class of each.
+SCHEMES: dict[str, str] = {
+    "s3": "S3FileSystem",
+    "gs": "GcsFileSystem",
+    "gcs": "GcsFileSystem",
+    "abfs": "AzureFileSystem",
+    "abfss": "AzureFileSystem",
+    "hdfs": "HadoopFileSystem",
+}
+
+#: ``--storage-option`` keys per filesystem class, and how each value is parsed.
+#: Credentials are deliberately absent: they come from the environment only.
+_OPTIONS: dict[str, dict[str, Callable[[str], Any]]] = {
+    "S3FileSystem": {
+        "endpoint_override": str,
+        "region": str,
+        "anonymous": lambda v: _boolean("anonymous", v),
+        "scheme": str,
+        "force_virtual_addressing": lambda v: _boolean("force_virtual_addressing", v),
+        "connect_timeout": float,
+        "request_timeout": float,
+    },
+    "GcsFileSystem": {
+        "endpoint_override": str,
+        "anonymous": lambda v: _boolean("anonymous", v),
+        "scheme": str,
+        "project_id": str,
+        "default_bucket_location": str,
+    },
+    "AzureFileSystem": {
+        "account_name": str,
+        "blob_storage_authority": str,
+        "dfs_storage_authority": str,
+        "blob_storage_scheme": str,
+        "dfs_storage_scheme": str,
+    },
+    "HadoopFileSystem": {"replication": int, "buffer_size": int},
+}
+#: Aliases users type for the S3/GCS endpoint.
+_ALIASES = {"endpoint": "endpoint_override", "endpoint_url": "endpoint_override"}
+_SECRET_WORDS = ("key", "secret", "token", "password", "credential", "sas")
+
+
+def _boolean(name: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise UsageError(f"--storage-option {name} must be true or false, got {value!r}")
+
+
+def scheme(path: str) -> str | None:
+    """The remote scheme of ``path`` (``"s3"``...), or None for a local path."""
+    head, sep, _ = path.partition("://")
+    return head.lower() if sep and head.lower() in SCHEMES else None
+
+
+def is_remote(path: str | None) -> bool:
+    """Whether ``path`` names an object in a store (``s3://bucket/key`` ...)."""
+    return path is not None and scheme(path) is not None
+
+
+def parse_options(pairs: Iterable[str]) -> dict[str, str]:
+    """``--storage-option key=value`` settings as a dict (values kept as text).
+
+    Raises
+    ------
+    UsageError
+        For a setting without ``=``, an empty key, or a credential (those come from
+        the environment, so that they never appear in a command line or a log).
+    """
+    options: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = _ALIASES.get(key.strip().lower(), key.strip().lower())
+        if not sep or not key:
+            raise UsageError(f"--storage-option takes key=value, got {pair.split('=')[0]!r}")
+        if any(word in key for word in _SECRET_WORDS) and key != "account_name":
+            raise UsageError(
+                f"--storage-option {key}: credentials are read from the environment only "
+                "(for S3: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN)"
+            )
+        options[key] = value
+    return options
+
+
+def filesystem(path: str, options: Mapping[str, str] | None = None) -> tuple[Any, str]:
+    """The ``pyarrow.fs`` filesystem for a remote ``path`` and the path inside it.
+
+    ``options`` are :func:`parse_options` settings, checked against the keys the
+    filesystem takes. HDFS takes its host and port from the URL (``hdfs://host:port/p``).
+    """
+    import pyarrow.fs as pafs
+
+    kind = scheme(path)
+    if kind is None:
+        raise UsageError(f"{path!r} is not an object-store URL")
+    cls_name = SCHEMES[kind]
+    allowed = _OPTIONS[cls_name]
+    kwargs: dict[str, Any] = {}
+    for key, value in (options or {}).items():
+        if key not in allowed:
+            raise UsageError(
+                f"--storage-option {key} does not apply to {kind}:// paths; "
+                f"use one of {', '.join(sorted(allowed))}"
+            )
+        try:
+            kwargs[key] = allowed[key](value)
+        except ValueError:
+            raise UsageError(f"--storage-option {key}: {value!r} is not a valid value") from None
+    rest = path.split("://", 1)[1]
+    if cls_name == "HadoopFileSystem":
+        authority, _, inner = rest.partition("/")
+        host, _, port = authority.partition(":")
+        fs = pafs.HadoopFileSystem(host or "default", int(port or 8020), **kwargs)
+        return fs, "/" + inner
+    if cls_name == "AzureFileSystem":
+        container_at, _, inner = rest.partition("/")
+        container, _, account = container_at.partition("@")
+        if account and "account_name" not in kwargs:
+            kwargs["account_name"] = account.split(".")[0]
+        fs = pafs.AzureFileSystem(**kwargs)
+        return fs, f"{container}/{inner}".rstrip("/")
+    fs = getattr(pafs, cls_name)(**kwargs)
+    return fs, rest.rstrip("/")
+
+
+def _cause(exc: BaseException) -> str:
+    """A short cause of a store's error, in our words: SDK messages can be long and
+    name request ids, headers or (for some SDKs) credential sources."""
+    text = str(exc).lower()
+    if "nosuchbucket" in text.replace("_", "") or "bucket does not exist" in text:
+        return "no such bucket"
+    if any(w in text for w in ("access denied", "accessdenied", "forbidden", "403")):
+        return "access denied (check the credentials in the environment)"
+    if any(w in text for w in ("credential", "invalidaccesskeyid", "signature", "401")):
+        return "no valid credentials (set them in the environment, e.g. AWS_ACCESS_KEY_ID)"
+    if any(w in text for w in ("not found", "nosuchkey", "does not exist", "404")):
+        return "no such file"
+    if any(w in text for w in ("resolve", "connect", "timed out", "timeout", "curl")):
+        return "the object store cannot be reached"
+    return "cannot be read from the object store"
+
+
+def _input_error(path: str, exc: BaseException) -> InputError:
+    from ..text import clean
+
+    return InputError(clean(path), _cause(exc))
+
+
+def info(path: str, options: Mapping[str, str] | None = None) -> Any:
+    """``pyarrow.fs.FileInfo`` of a remote path; an error when the bucket or the
+    object does not exist or cannot be reached."""
+    import pyarrow.fs as pafs
+
+    fs, inner = filesystem(path, options)
+    try:
+        found = fs.get_file_info(inner)
+        if found.type == pafs.FileType.NotFound:
+            bucket = inner.split("/", 1)[0]
+            if bucket != inner and fs.get_file_info(bucket).type == pafs.FileType.NotFound:
+                raise InputError(_label(path), "no such bucket")
+            raise InputError(_label(path), "no such file")
+    except OSError as exc:
+        raise _input_error(path, exc) from None
+    return found
+
+
+def _label(path: str) -> str:
+    from ..text import clean
+
+    return clean(path)
+
+
+def open_input(path: str, options: Mapping[str, str] | None = None) -> BinaryIO:
+    """A seekable binary file for ``path``: a local file, or a remote object read with
+    ranged requests (``seek`` + ``read`` fetch only the bytes asked for)."""
+    if not is_remote(path):
+        return open(path, "rb")
+    fs, inner = filesystem(path, options)
+    info(path, options)
+    try:
+        return fs.open_input_file(inner)
+    except OSError as exc:
+        raise _input_error(path, exc) from None
+
+
+def size(path: str, options: Mapping[str, str] | None = None) -> int:
+    """The size of a local or remote file in bytes."""
+    if not is_remote(path):
+        return os.path.getsize(path)
+    return int(info(path, options).size)
+
+
+def list_parquet(path: str, options: Mapping[str, str] | None = None) -> list[str] | None:
+    """The Parquet objects under a remote prefix (a dataset folder), sorted, as URLs;
+    None when ``path`` is one object. As for local datasets, names starting with ``.``
+    or ``_`` (``_SUCCESS``, ``_metadata``) are skipped."""
+    import pyarrow.fs as pafs
+
+    found = info(path, options)
+    if found.type != pafs.FileType.Directory:
+        return None
+    fs, inner = filesystem(path, options)
+    prefix = path.split("://", 1)[0] + "://"
+    try:
+        entries = fs.get_file_info(pafs.FileSelector(inner, recursive=True))
+    except OSError as exc:
+        raise _input_error(path, exc) from None
+    files = sorted(
+        e.path
+        for e in entries
+        if e.type == pafs.FileType.File
+        and e.base_name.lower().endswith((".parquet", ".pq"))
+        and not e.base_name.startswith((".", "_"))
+    )
+    if not files:
+        raise InputError(_label(path), "is a folder that holds no .parquet files")
+    return [prefix + f for f in files]
+
+
+def write_remote(
+    path: str, write: Callable[[BinaryIO], T], options: Mapping[str, str] | None = None
+) -> T:
+    """Write an object atomically: ``write(f)`` fills a local temporary file, which is
+    then sent in one upload. On any failure nothing is uploaded and the temporary file
+    is removed, so the store holds the old object or none.
+
+    Raises
+    ------
+    OutputError
+        When the bucket does not exist, the credentials are refused, or the upload fails.
+    """
+    import pyarrow.fs as pafs
+
+    fs, inner = filesystem(path, options)
+    bucket = inner.split("/", 1)[0]
+    try:
+        if fs.get_file_info(bucket).type == pafs.FileType.NotFound:
+            raise OutputError(f"{_label(path)}: no such bucket")
+    except OSError as exc:
+        raise OutputError(f"{_label(path)}: {_cause(exc)}") from None
+    fd, temp = tempfile.mkstemp(prefix=".kldiv-", suffix=".part")
+    try:
+        with os.fdopen(fd, "w+b") as f:
+            result = write(f)
+            f.flush()
+            _upload(fs, inner, f, path)
+        return result
+    finally:
+        try:
+            os.unlink(temp)
+        except FileNotFoundError:
+            pass
+
+
+def _upload(fs: Any, inner: str, f: BinaryIO, path: str) -> None:
+    """Send a whole local file as one object. The bytes go in ONE ``write`` (a memory
+    map, not a copy): the stream's close completes the object, and a close forced by an
+    interruption can then only complete it whole, never with part of the data."""
+    import mmap
+
+    f.seek(0, os.SEEK_END)
+    n = f.tell()
+    try:
+        with fs.open_output_stream(inner) as out:
+            if n:
+                with mmap.mmap(f.fileno(), n, access=mmap.ACCESS_READ) as view:
+                    out.write(view)
+    except OSError as exc:
+        raise OutputError(f"{_label(path)}: {_cause(exc)}") from None
