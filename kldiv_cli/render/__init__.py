@@ -62,8 +62,11 @@ class Report:
 
 def as_rows(values):
     """An array as a 2-D table: its last axis across, everything else down (a 1-D
-    array is one column). The one layout of arrays in every output format."""
-    return values.reshape(-1, values.shape[-1]) if values.ndim > 1 else values.reshape(-1, 1)
+    array is one column). The one layout of arrays in every output format; an array
+    with no columns, e.g. (5, 0), is 5 empty rows."""
+    if values.ndim <= 1:
+        return values.reshape(-1, 1)
+    return values.reshape(math.prod(values.shape[:-1]), values.shape[-1])
 
 
 def resolve_format(fmt: str, is_terminal: bool) -> str:
@@ -168,7 +171,18 @@ def render_text(report: Report, fmt: str) -> str:
     if fmt == "markdown":
         return to_markdown(report.columns, report.rows, report.title, report.digits)
     lines = report.plain() if callable(report.plain) else report.plain
-    return clean_lines("".join(line + "\n" for line in lines))
+    return plain_text(lines)
+
+
+def plain_text(lines: Sequence[str]) -> str:
+    """Lines as text, one per line, every unsafe character escaped: a newline inside a
+    line (a column name) is shown as ``\\n`` and cannot start a line of its own."""
+    text = "\n".join(lines)
+    if text.count("\n") != max(len(lines) - 1, 0):
+        text = "\n".join(clean(line) for line in lines)
+    else:  # the usual case, a million numbers: one scan of the whole text
+        text = clean_lines(text)
+    return text + "\n" if lines else ""
 
 
 def print_report(report: Report, fmt: str, stream, color: bool | None) -> None:

@@ -460,6 +460,650 @@ def dangling(folder: Path) -> str:
     return str(path)
 
 
+# --- round 2 (issue 13): outputs that must not lose data, names that must not control a
+# terminal, option abuse and faults, for every command. Each Attack builds its files and
+# returns a Run: what to execute and what must hold afterwards (tests/test_corpus.py
+# also checks, for every run: the exit code, one error line, every stderr line kldiv's
+# own, no control character on stdout/stderr, no file lost or changed but the declared
+# outputs, no temporary file left).
+
+
+ORIGINAL_OUTPUT = b'{"loss": "the previous result, which must survive"}\n'
+
+
+@dataclass(frozen=True)
+class Run:
+    argv: list[str]
+    exit: int
+    error: str | None = None  # regex the one error line must match (exit 2)
+    stdin: bytes = b""
+    outputs: tuple[str, ...] = ()  # files this run may create or replace
+    modes: tuple[tuple[str, int], ...] = ()  # (output, mode it must have afterwards)
+    stdout_has: tuple[str, ...] = ()  # text stdout must show literally
+    env: tuple[tuple[str, str], ...] = ()
+    colors: bool = False  # colour asked for: SGR escapes are allowed, nothing else
+    xml: tuple[str, ...] = ()  # outputs that must be well-formed XML
+    not_in: tuple[tuple[str, str], ...] = ()  # (output, text it must not contain raw)
+    process: bool = False  # run in a child process (memory and time bombs)
+
+
+@dataclass(frozen=True)
+class Attack:
+    name: str
+    build: Callable[[Path], Run]
+    #: "<owner>: <what>" when the fix belongs to another file (a strict xfail).
+    owner: str | None = None
+
+
+#: Names chosen by whoever wrote the file, each trying something different.
+HOSTILE_NAMES = {
+    "esc-clear": "\x1b[2J\x1b[Hcleared",
+    "osc-title": "\x1b]0;pwned\x07t",
+    "osc-link": "\x1b]8;;https://evil.example\x1b\\click\x1b]8;;\x1b\\",
+    "newline": "first\nkldiv: error: forged",
+    "carriage-return": "real\rfake",
+    "c1-csi": "\x9b31mred",
+    "bidi": "admin\u202etxt.exe",
+    "rich-link": "[link=https://evil.example]click[/link]",
+    "rich-close": "[/]",
+    "rich-style": "[bold red]loud",
+}
+#: The ones a file name can hold (no "/").
+FILE_NAMES = {k: v for k, v in HOSTILE_NAMES.items() if "/" not in v or k == "rich-close"}
+FILE_NAMES["rich-close"] = "[_]"
+
+
+def _probs(rows: int = 6, cols: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return np.log(rng.dirichlet(np.ones(cols), rows)), rng.dirichlet(np.ones(cols), rows)
+
+
+def pair_npy(d: Path) -> tuple[str, str]:
+    x, t = _probs()
+    np.save(d / "x.npy", x)
+    np.save(d / "t.npy", t)
+    return str(d / "x.npy"), str(d / "t.npy")
+
+
+def pair_csv(d: Path) -> tuple[str, str]:
+    x, t = _probs()
+    for name, a in (("x.csv", x), ("t.csv", t)):
+        np.savetxt(d / name, a, delimiter=",", header="a,b,c,d", comments="")
+    return str(d / "x.csv"), str(d / "t.csv")
+
+
+def table_csv(d: Path, name: str, columns: list[str], rows: int = 40, shift: int = 0) -> str:
+    """A CSV table (written with the csv module, so any name is quoted correctly)."""
+    import csv
+
+    path = d / name
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(columns)
+        for i in range(rows):
+            w.writerow([(i * 7 + j + shift) % 11 for j in range(len(columns))])
+    return str(path)
+
+
+def drift_pair(d: Path, columns: list[str] | None = None) -> tuple[str, str]:
+    cols = columns or ["a", "b"]
+    return table_csv(d, "ref.csv", cols), table_csv(d, "cur.csv", cols)
+
+
+def existing(d: Path, name: str, mode: int = 0o644, data: bytes = ORIGINAL_OUTPUT) -> str:
+    path = d / name
+    path.write_bytes(data)
+    path.chmod(mode)
+    return str(path)
+
+
+def symlink(d: Path, name: str, to: str) -> str:
+    os.symlink(to, d / name)
+    return str(d / name)
+
+
+def hardlink(d: Path, name: str, to: str) -> str:
+    os.link(to, d / name)
+    return str(d / name)
+
+
+SAME = r"is also an input of this command"
+TWICE = r"is named as two outputs"
+
+
+def _refuse(argv_of: Callable[[Path], list[str]], error: str = SAME) -> Callable[[Path], Run]:
+    return lambda d: Run(argv_of(d), 2, error)
+
+
+def _loss_attacks() -> list[Attack]:
+    """-o naming an input, through every kind of name for the same file."""
+    out: list[Attack] = []
+
+    def compute_into(which: int, how: str, extra: tuple[str, ...] = (), csv: bool = False):
+        def argv(d: Path) -> list[str]:
+            x, t = pair_csv(d) if csv else pair_npy(d)
+            victim = (x, t)[which]
+            name = os.path.basename(victim)
+            target = {
+                "same": lambda: victim,
+                "symlink": lambda: symlink(d, "link" + name[-4:], victim),
+                "hardlink": lambda: hardlink(d, "hard" + name[-4:], victim),
+                "dotdot": lambda: os.mkdir(d / "sub") or str(d / "sub" / ".." / name),
+                "relative-symlink": lambda: symlink(d, "rel" + name[-4:], name),
+            }[how]()
+            return ["compute", x, t, *extra, "-o", target]
+
+        return argv
+
+    for which, side in ((0, "input"), (1, "target")):
+        for how in ("same", "symlink", "hardlink", "dotdot", "relative-symlink"):
+            out.append(Attack(f"loss-compute-{side}-{how}", _refuse(compute_into(which, how))))
+        out.append(
+            Attack(
+                f"loss-compute-{side}-streamed",
+                _refuse(compute_into(which, "same", ("-r", "none"))),
+            )
+        )
+        out.append(
+            Attack(
+                f"loss-compute-{side}-csv-streamed",
+                _refuse(compute_into(which, "hardlink", ("-r", "none"), csv=True)),
+            )
+        )
+    out.append(
+        Attack(
+            "loss-compute-stdin-target",
+            lambda d: Run(
+                ["compute", pair_npy(d)[0], "-", "-o", str(d / "x.npy")],
+                2,
+                SAME,
+                stdin=(d / "t.npy").read_bytes(),
+            ),
+        )
+    )
+
+    def drift_into(option: str, which: int, how: str):
+        def argv(d: Path) -> list[str]:
+            ref, cur = drift_pair(d)
+            victim = (ref, cur)[which]
+            ext = {"-o": ".csv", "--junit": ".xml", "--html": ".html"}[option]
+            if how == "symlink":
+                victim = symlink(d, "link" + ext, victim)
+            elif how == "hardlink":
+                victim = hardlink(d, "hard" + ext, victim)
+            return ["drift", ref, cur, option, victim]
+
+        return argv
+
+    for option in ("-o", "--junit", "--html"):
+        for which, side in ((0, "ref"), (1, "cur")):
+            out.append(
+                Attack(
+                    f"loss-drift{option.lstrip('-')[0:1]}-{option.strip('-')}-{side}",
+                    _refuse(drift_into(option, which, "same"), f"{SAME}|{option} writes "),
+                )
+            )
+        out.append(
+            Attack(
+                f"loss-drift-{option.strip('-')}-symlink", _refuse(drift_into(option, 1, "symlink"))
+            )
+        )
+        out.append(
+            Attack(
+                f"loss-drift-{option.strip('-')}-hardlink",
+                _refuse(drift_into(option, 0, "hardlink")),
+            )
+        )
+
+    def drift_profile_input(d: Path) -> list[str]:
+        ref, cur = drift_pair(d)
+        prof = d / "ref.profile.json"
+        prof.write_bytes(b"{}")
+        return ["drift", str(prof), cur, "--junit", hardlink(d, "p.xml", str(prof))]
+
+    out.append(Attack("loss-drift-junit-profile", _refuse(drift_profile_input)))
+
+    def drift_thresholds(d: Path) -> list[str]:
+        ref, cur = drift_pair(d)
+        (d / "th.toml").write_text("[thresholds]\ndefault = 0.5\n")
+        th = str(d / "th.toml")
+        return ["drift", ref, cur, "--thresholds", th, "--html", symlink(d, "th.html", th)]
+
+    out.append(Attack("loss-drift-html-thresholds", _refuse(drift_thresholds)))
+
+    def profile_into(how: str):
+        def argv(d: Path) -> list[str]:
+            ref = table_csv(d, "ref.csv", ["a", "b"])
+            target = symlink(d, "p.json", ref) if how == "symlink" else hardlink(d, "p.json", ref)
+            return ["profile", ref, "-o", target]
+
+        return argv
+
+    out.append(Attack("loss-profile-symlink", _refuse(profile_into("symlink"))))
+    out.append(Attack("loss-profile-hardlink", _refuse(profile_into("hardlink"))))
+    out.append(
+        Attack(
+            "loss-profile-same",
+            lambda d: Run(["profile", p := table_csv(d, "ref.csv", ["a"]), "-o", p], 2, r"ref.csv"),
+        )
+    )
+
+    # Two outputs that are one file, and a second output that cannot be written:
+    # nothing may be replaced.
+    def two(first: str, second: str, how: str):
+        def build(d: Path) -> Run:
+            ref, cur = drift_pair(d)
+            ext = {"-o": ".json", "--junit": ".xml", "--html": ".html"}
+            a = existing(d, "out" + ext[first])
+            b = {
+                "same": lambda: a,
+                "symlink": lambda: symlink(d, "other" + ext[second], a),
+                "hardlink": lambda: hardlink(d, "other" + ext[second], a),
+                "missing-folder": lambda: str(d / "nope" / ("x" + ext[second])),
+                "directory": lambda: str(d),
+            }[how]()
+            error = TWICE if how in ("symlink", "hardlink") else r"does not exist|is a directory"
+            if how in ("same", "directory"):  # also right: the name does not fit the option
+                error += f"|{second} writes "
+            return Run(["drift", ref, cur, first, a, second, b], 2, error)
+
+        return build
+
+    for first, second, how in [
+        ("--junit", "--html", "same"),
+        ("-o", "--junit", "same"),
+        ("-o", "--html", "symlink"),
+        ("--junit", "-o", "hardlink"),
+        ("--junit", "--html", "missing-folder"),
+        ("-o", "--html", "directory"),
+        ("--html", "--junit", "missing-folder"),
+    ]:
+        out.append(
+            Attack(
+                f"loss-drift-{first.strip('-')}-and-{second.strip('-')}-{how}",
+                two(first, second, how),
+            )
+        )
+    return out
+
+
+def _kept_attacks() -> list[Attack]:
+    """Runs that succeed: a replaced 0600 file stays 0600; a legal 255-byte name works."""
+    out: list[Attack] = []
+
+    def compute(name: str, mode: int, extra: tuple[str, ...] = ()):
+        def build(d: Path) -> Run:
+            x, t = pair_npy(d)
+            o = existing(d, name, mode)
+            return Run(
+                ["compute", x, t, "-r", "sum", *extra, "-o", o], 0, outputs=(o,), modes=((o, mode),)
+            )
+
+        return build
+
+    for name, mode, extra in [
+        ("out.json", 0o600, ()),
+        ("out.csv", 0o600, ()),
+        ("out.npy", 0o640, ()),
+        ("rows.npy", 0o600, ("-r", "none")),
+        ("rows.csv", 0o600, ("-r", "none")),
+        ("rows.parquet", 0o600, ("-r", "none")),
+        ("top.json", 0o600, ("--per-row", "--top", "2")),
+    ]:
+        out.append(
+            Attack(
+                f"kept-mode-compute-{name.replace('.', '-')}-{'-'.join(extra).strip('-') or 'sum'}",
+                compute(name, mode, extra),
+            )
+        )
+
+    def drift(option: str, name: str, mode: int):
+        def build(d: Path) -> Run:
+            ref, cur = drift_pair(d)
+            o = existing(d, name, mode)
+            return Run(["drift", ref, cur, option, o, "-q"], 0, outputs=(o,), modes=((o, mode),))
+
+        return build
+
+    for option, name in (
+        ("-o", "r.json"),
+        ("-o", "r.csv"),
+        ("--junit", "j.xml"),
+        ("--html", "h.html"),
+    ):
+        out.append(
+            Attack(
+                f"kept-mode-drift-{option.strip('-')}-{name.split('.')[1]}",
+                drift(option, name, 0o600),
+            )
+        )
+
+    def profile(d: Path) -> Run:
+        ref = table_csv(d, "ref.csv", ["a", "b"])
+        o = existing(d, "p.json", 0o600)
+        return Run(["profile", ref, "-o", o, "-q"], 0, outputs=(o,), modes=((o, 0o600),))
+
+    out.append(Attack("kept-mode-profile", profile))
+
+    def long_name(command: str, option: str, ext: str, extra: tuple[str, ...] = ()):
+        def build(d: Path) -> Run:
+            o = str(d / ("n" * (255 - len(ext)) + ext))
+            if command == "compute":
+                x, t = pair_npy(d)
+                argv = ["compute", x, t, *extra, option, o]
+            elif command == "profile":
+                argv = ["profile", table_csv(d, "ref.csv", ["a"]), option, o]
+            else:
+                argv = ["drift", *drift_pair(d), option, o, "-q"]
+            return Run(argv, 0, outputs=(o,))
+
+        return build
+
+    for command, option, ext, extra in [
+        ("compute", "-o", ".json", ("-r", "sum")),
+        ("compute", "-o", ".npy", ("-r", "none")),
+        ("compute", "-o", ".parquet", ("-r", "none")),
+        ("profile", "-o", ".json", ()),
+        ("drift", "--junit", ".xml", ()),
+        ("drift", "--html", ".html", ()),
+        ("drift", "-o", ".csv", ()),
+    ]:
+        out.append(
+            Attack(
+                f"kept-255-bytes-{command}-{option.strip('-')}{ext.replace('.', '-')}{'-streamed' if extra[1:] == ('none',) else ''}",
+                long_name(command, option, ext, extra),
+            )
+        )
+
+    def too_long(d: Path) -> Run:
+        x, t = pair_npy(d)
+        return Run(
+            ["compute", x, t, "-o", str(d / ("n" * 251 + ".json"))], 2, r"file name is too long"
+        )
+
+    out.append(Attack("kept-256-bytes-refused", too_long))
+    return out
+
+
+def _kind_attacks() -> list[Attack]:
+    """An output whose extension the command does not write is a usage error."""
+    out = []
+    for command, name in [
+        ("profile", "out.npy"),
+        ("profile", "out.csv"),
+        ("profile", "out.parquet"),
+        ("drift", "out.npy"),
+        ("drift", "out.parquet"),
+    ]:
+
+        def build(d: Path, command: str = command, name: str = name) -> Run:
+            data = [table_csv(d, "ref.csv", ["a"])] if command == "profile" else list(drift_pair(d))
+            return Run([command, *data, "-o", str(d / name)], 2, rf"{name}: (--output|-o) writes ")
+
+        out.append(Attack(f"kind-{command}-{name.replace('.', '-')}", build))
+    return out
+
+
+def _injection_attacks() -> list[Attack]:
+    out = []
+    for key, name in HOSTILE_NAMES.items():
+        shown = clean_name(name)
+
+        def drift_table(d: Path, name: str = name, shown: str = shown) -> Run:
+            ref, cur = drift_pair(d, ["ok", name])
+            return Run(["drift", ref, cur, "-f", "table", "-q"], 0, stdout_has=(shown,))
+
+        out.append(Attack(f"inject-column-drift-table-{key}", drift_table))
+
+        def compute_error(d: Path, name: str = name, shown: str = shown) -> Run:
+            x = table_csv(d, "x.csv", ["a", name])
+            t = table_csv(d, "t.csv", ["a", "b"])
+            return Run(["compute", x, t, "--input-columns", "zz"], 2, re_escape(shown))
+
+        out.append(Attack(f"inject-column-compute-error-{key}", compute_error))
+
+        def npz_member(d: Path, name: str = name, shown: str = shown) -> Run:
+            path = d / "m.npz"
+            with zipfile.ZipFile(path, "w") as zf:
+                zf.writestr(name + ".npy", npy_bytes(_probs()[0]))
+                zf.writestr("b.npy", npy_bytes(_probs()[0]))
+            return Run(["compute", str(path), pair_npy(d)[1]], 2, r"holds 2 arrays \(")
+
+        out.append(Attack(f"inject-npz-member-{key}", npz_member))
+
+        def inspect_columns(d: Path, name: str = name, shown: str = shown) -> Run:
+            return Run(["inspect", table_csv(d, "c.csv", ["a", name])], 0, stdout_has=(shown,))
+
+        out.append(Attack(f"inject-column-inspect-{key}", inspect_columns))
+
+    for key in ("esc-clear", "newline", "rich-link", "bidi"):
+        name = HOSTILE_NAMES[key]
+        for fmt in ("plain", "markdown", "csv", "json"):
+
+            def drift_fmt(d: Path, name: str = name, fmt: str = fmt) -> Run:
+                ref, cur = drift_pair(d, ["ok", name])
+                return Run(["drift", ref, cur, "-f", fmt, "-q"], 0)
+
+            out.append(Attack(f"inject-column-drift-{fmt}-{key}", drift_fmt))
+
+        def junit(d: Path, name: str = name) -> Run:
+            ref, cur = drift_pair(d, ["ok", name, "<b>&amp;</b>"])
+            j = str(d / "j.xml")
+            return Run(["drift", ref, cur, "--junit", j, "-q"], 0, outputs=(j,), xml=(j,))
+
+        out.append(Attack(f"inject-column-junit-{key}", junit))
+
+    def html(d: Path) -> Run:
+        ref, cur = drift_pair(d, ["ok", "<script>alert(1)</script>", "\x1b[2J"])
+        h = str(d / "h.html")
+        return Run(
+            ["drift", ref, cur, "--html", h, "-q"],
+            0,
+            outputs=(h,),
+            not_in=((h, "<script>alert"), (h, "\x1b")),
+        )
+
+    out.append(Attack("inject-column-html-script", html))
+
+    def few_rows_warnings(d: Path) -> Run:
+        cols = ["ok", HOSTILE_NAMES["newline"], HOSTILE_NAMES["esc-clear"]]
+        ref, cur = table_csv(d, "ref.csv", cols, rows=12), table_csv(d, "cur.csv", cols, rows=12)
+        return Run(["drift", ref, cur, "-f", "plain"], 0)
+
+    out.append(Attack("inject-column-in-warnings", few_rows_warnings))
+
+    for key, name in FILE_NAMES.items():
+
+        def bad_file(d: Path, name: str = name) -> Run:
+            path = write(d, name + ".npy", b"not an array")
+            return Run(["compute", path, pair_npy(d)[1]], 2, re_escape(clean_name(name)))
+
+        out.append(Attack(f"inject-file-name-{key}", bad_file))
+
+    def missing_file(d: Path) -> Run:
+        return Run(["inspect", str(d / "gone\x1b[2J\n.npy")], 2, r"gone\\x1b\[2J\\n\.npy")
+
+    out.append(Attack("inject-file-name-missing", missing_file))
+
+    def colored_link(d: Path) -> Run:
+        ref, cur = drift_pair(d, ["ok", HOSTILE_NAMES["rich-link"], HOSTILE_NAMES["rich-close"]])
+        return Run(
+            ["drift", ref, cur, "-f", "table", "-q"],
+            0,
+            stdout_has=("[link=https://evil.example]", "[/]"),
+            env=(("FORCE_COLOR", "1"),),
+            colors=True,
+        )
+
+    out.append(Attack("inject-rich-link-on-a-colour-terminal", colored_link))
+
+    def compute_table(d: Path) -> Run:
+        x = table_csv(d, "x.csv", ["[/]", "b"])
+        t = table_csv(d, "t.csv", ["a", "b"])
+        return Run(
+            [
+                "compute",
+                x,
+                t,
+                "--input-transform",
+                "log-softmax",
+                "--target-transform",
+                "softmax",
+                "-f",
+                "table",
+            ],
+            0,
+        )
+
+    out.append(Attack("inject-column-compute-table", compute_table))
+    return out
+
+
+def _option_attacks() -> list[Attack]:
+    def compute(*extra: str, error: str = r"", exit: int = 2):
+        def build(d: Path) -> Run:
+            x, t = pair_npy(d)
+            return Run(["compute", x, t, *extra], exit, error or None)
+
+        return build
+
+    out = [
+        Attack("opt-fail-above-nan", compute("--fail-above", "nan", error=r"--fail-above")),
+        Attack("opt-temperature-inf", compute("-T", "inf", error=r"--temperature")),
+        Attack("opt-top-negative", compute("--top", "-1", error=r"--top")),
+        Attack("opt-threads-zero", compute("--threads", "0", error=r"--threads")),
+        Attack("opt-chunk-rows-zero", compute("--chunk-rows", "0", error=r"--chunk-rows")),
+    ]
+
+    def drift(*extra: str, error: str, process: bool = False):
+        def build(d: Path) -> Run:
+            return Run(["drift", *drift_pair(d), *extra], 2, error, process=process)
+
+        return build
+
+    out += [
+        Attack("opt-drift-bins-1e9", drift("--bins", "1000000000", error=r"--bins", process=True)),
+        Attack("opt-drift-threshold-nan", drift("--threshold", "nan", error=r"--threshold")),
+        Attack("opt-drift-epsilon-inf", drift("--epsilon", "inf", error=r"--epsilon")),
+    ]
+
+    def profile_bins(d: Path) -> Run:
+        ref = table_csv(d, "ref.csv", ["a"])
+        return Run(["profile", ref, "--bins", "1000000000"], 2, r"--bins", process=True)
+
+    out.append(Attack("opt-profile-bins-1e9", profile_bins))
+    return out
+
+
+def _fault_attacks() -> list[Attack]:
+    def empty_rows(reduction: str):
+        def build(d: Path) -> Run:
+            np.save(d / "x.npy", np.zeros((5, 0)))
+            np.save(d / "t.npy", np.zeros((5, 0)))
+            return Run(["compute", str(d / "x.npy"), str(d / "t.npy"), "-r", reduction, "-q"], 0)
+
+        return build
+
+    out = [Attack(f"fault-5x0-{r}", empty_rows(r)) for r in ("none", "sum", "batchmean")]
+
+    def streamed_5x0(d: Path) -> Run:
+        np.save(d / "x.npy", np.zeros((5, 0)))
+        np.save(d / "t.npy", np.zeros((5, 0)))
+        o = str(d / "o.npy")
+        return Run(
+            ["compute", str(d / "x.npy"), str(d / "t.npy"), "-r", "none", "-o", o, "-q"],
+            0,
+            outputs=(o,),
+        )
+
+    out.append(Attack("fault-5x0-none-into-npy", streamed_5x0))
+
+    def overflow(*extra: str):
+        def build(d: Path) -> Run:
+            rng = np.random.default_rng(1)
+            np.save(d / "x.npy", rng.normal(size=(6, 4)) * 1e300)
+            np.save(d / "t.npy", rng.normal(size=(6, 4)))
+            return Run(["compute", str(d / "x.npy"), str(d / "t.npy"), *extra], 0)
+
+        return build
+
+    for name, extra in [
+        (
+            "temperature-t2",
+            (
+                "--input-transform",
+                "log-softmax",
+                "--target-transform",
+                "softmax",
+                "--temperature",
+                "1e300",
+                "--t2-scale",
+            ),
+        ),
+        (
+            "tiny-temperature",
+            (
+                "--input-transform",
+                "log-softmax",
+                "--target-transform",
+                "softmax",
+                "--temperature",
+                "1e-300",
+                "-r",
+                "batchmean",
+            ),
+        ),
+        ("exp", ("--input-transform", "log", "--target-transform", "exp", "-r", "sum")),
+    ]:
+        owner = (
+            "lead: jobs/compute.py _scaled: temperature**2 raises OverflowError for T=1e300 "
+            "(a float64 product gives inf; or refuse a T whose square overflows in validate)"
+            if name == "temperature-t2"
+            else None
+        )
+        out.append(Attack(f"fault-overflow-{name}", overflow(*extra), owner))
+
+    def full(option: str):
+        def build(d: Path) -> Run:
+            ref, cur = drift_pair(d)
+            r = existing(d, "r.json")
+            full = symlink(d, "full" + {"--junit": ".xml", "--html": ".html"}[option], "/dev/full")
+            return Run(
+                ["drift", ref, cur, "-o", r, option, full, "-q"],
+                2,
+                r"full\.x?html?|full\.xml: cannot write \(no space left on device\)",
+            )
+
+        return build
+
+    if os.path.exists("/dev/full"):
+        out += [Attack(f"fault-full-disk-{o.strip('-')}", full(o)) for o in ("--junit", "--html")]
+    return out
+
+
+def clean_name(name: str) -> str:
+    """How kldiv shows a hostile name (kldiv_cli.text.clean)."""
+    from kldiv_cli.text import clean
+
+    return clean(name)
+
+
+def re_escape(text: str) -> str:
+    import re
+
+    return re.escape(text)
+
+
+ATTACKS: list[Attack] = [
+    *_loss_attacks(),
+    *_kept_attacks(),
+    *_kind_attacks(),
+    *_injection_attacks(),
+    *_option_attacks(),
+    *_fault_attacks(),
+]
+
+
 def main(target: str) -> None:
     root = Path(target)
     for case in CASES:
@@ -467,7 +1111,12 @@ def main(target: str) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         args = case.build(folder)
         (folder / "ARGS").write_text(" ".join(args) + "\n")
-    print(f"{len(CASES)} cases in {root}")
+    for attack in ATTACKS:
+        folder = root / attack.name
+        folder.mkdir(parents=True, exist_ok=True)
+        run = attack.build(folder)
+        (folder / "ARGS").write_text(repr(run.argv) + "\n")
+    print(f"{len(CASES) + len(ATTACKS)} cases in {root}")
 
 
 if __name__ == "__main__":
