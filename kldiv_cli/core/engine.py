@@ -111,55 +111,84 @@ def _buffers(size: int) -> _Buffers:
     return buffers
 
 
-def _widen(a: np.ndarray, out: np.ndarray, scratch: np.ndarray) -> np.ndarray:
-    """``a`` (1-D) as float64, exactly: ``a`` itself when it is float64, else in ``out``.
+class _Operand:
+    """One chunk operand: as given, widened exactly to float64, and its extremes (known for
+    free after the float16 widening, else found by one reduction when asked)."""
 
-    float16 whose values are all finite and of one sign (probabilities, log-probabilities)
-    is widened through its bits: the 15 bits below the sign, shifted into a float32's
-    exponent and mantissa, are the value times 2^-112 (subnormals too), so one multiply
-    restores it. NumPy's own float16 cast is several times slower.
-    """
-    if a.dtype == np.float64:
-        return a
-    n = a.size
-    if a.dtype == np.float16 and n:
-        codes = a.view(np.uint16)
-        lo, hi = int(codes.min()), int(codes.max())
-        if hi < _F16_INF or (lo >= _F16_SIGN and hi < _F16_NEG_INF):
-            u = scratch[:n]
-            # The shift left by 17 drops the sign bit out of the word; >> 4 puts the
-            # exponent where a float32's is (bias difference 127 - 15 = 112).
-            np.left_shift(codes, 17, out=u, dtype=np.uint32)
-            np.right_shift(u, 4, out=u)
-            scale = _F16_SCALE if hi < _F16_INF else -_F16_SCALE
-            np.multiply(u.view(np.float32), scale, out=out, dtype=np.float64)
-            return out
-    np.copyto(out, a)
-    return out
+    __slots__ = ("a", "a64", "known")
+
+    def __init__(self, a: np.ndarray, out: np.ndarray, scratch: np.ndarray) -> None:
+        self.a = a
+        self.known: tuple[float, float] | None = None
+        self.a64 = self._widen(out, scratch)
+
+    def _widen(self, out: np.ndarray, scratch: np.ndarray) -> np.ndarray:
+        """``a`` (1-D) as float64: ``a`` itself when it is float64, else in ``out``.
+
+        float16 whose values are all finite and of one sign (probabilities,
+        log-probabilities) is widened through its bits: the 15 bits below the sign,
+        shifted into a float32's exponent and mantissa, are the value times 2^-112
+        (subnormals too), so one multiply restores it. NumPy's own float16 cast is
+        several times slower.
+        """
+        a = self.a
+        if a.dtype == np.float64:
+            return a
+        if a.dtype == np.float16 and a.size:
+            codes = a.view(np.uint16)
+            lo, hi = codes.min(), codes.max()
+            if hi < _F16_INF or (lo >= _F16_SIGN and hi < _F16_NEG_INF):
+                u = scratch[: a.size]
+                f = u.view(np.float32)
+                # In place, one dtype per ufunc: casting inside a ufunc is several times
+                # slower than copyto. << 17 drops the sign bit out of the word; >> 4 puts
+                # the exponent where a float32's is (bias difference 127 - 15 = 112).
+                np.copyto(u, codes)
+                np.left_shift(u, 17, out=u)
+                np.right_shift(u, 4, out=u)
+                scale = _F16_SCALE if hi < _F16_INF else -_F16_SCALE
+                np.multiply(f, np.float32(scale), out=f)
+                np.copyto(out, f)
+                ends = sorted(float(c.view(np.float16)) for c in (lo, hi))
+                self.known = (ends[0], ends[1])
+                return out
+        np.copyto(out, a)
+        return out
+
+    def hi(self) -> float:
+        if self.known is not None:
+            return self.known[1]
+        # float16 reductions are slow in NumPy; the widened copy gives the same extremes.
+        return float((self.a64 if self.a.dtype == np.float16 else self.a).max())
+
+    def lo(self) -> float:
+        if self.known is not None:
+            return self.known[0]
+        return float((self.a64 if self.a.dtype == np.float16 else self.a).min())
 
 
-def _bounds(a: np.ndarray) -> tuple[float, float]:
-    return float(a.min()), float(a.max())
-
-
-def _fits(x: np.ndarray, t: np.ndarray, log_target: bool, dtype: np.dtype) -> bool:
+def _fits(x: _Operand, t: _Operand, log_target: bool, dtype: np.dtype) -> bool:
     """Whether none of torch's intermediate results can overflow ``dtype`` on this chunk
-    (finite operands, positive targets unless ``log_target``; checked by the caller).
+    (finite operands, and non-negative targets unless ``log_target``: the caller's
+    float64 sum was finite).
 
     torch computes ``xlogy(t, t) - t * x`` or ``exp(t) * (t - x)`` in the result dtype,
     and a product that overflows there makes its term infinite (or NaN) although the
-    float64 value is finite. Bounds from the chunk's extremes, with a factor 2 of margin.
+    float64 value is finite. Probabilities (``t <= 1``) against an input of at most the
+    result dtype's width cannot overflow: ``|t x| <= |x|`` and ``|xlogy(t, t)| <= 1/e``.
+    Otherwise bounds from the chunk's extremes, with a factor 2 of margin.
     """
-    if dtype == np.float64 or not x.size:
+    if dtype == np.float64 or not x.a.size:
+        return True
+    t_hi = t.hi()
+    if not log_target and t_hi <= 1 and x.a.dtype.itemsize <= dtype.itemsize:
         return True
     limit = float(np.finfo(dtype).max) / 2
-    x_lo, x_hi = _bounds(x)
-    t_lo, t_hi = _bounds(t)
-    x_abs = max(-x_lo, x_hi)
+    x_abs = max(-x.lo(), x.hi())
     if log_target:
         if t_hi > math.log(limit):
             return False
-        return math.exp(t_hi) * max(1.0, max(-t_lo, t_hi) + x_abs) < limit
+        return math.exp(t_hi) * max(1.0, max(-t.lo(), t_hi) + x_abs) < limit
     return t_hi * (x_abs + (math.log(t_hi) if t_hi > 1 else 0.0)) + 1.0 < limit
 
 
@@ -207,8 +236,9 @@ def chunk_sum(x: np.ndarray, t: np.ndarray, log_target: bool, dtype: np.dtype) -
     n = x.size
     buf = _buffers(n)
     with np.errstate(all="ignore"):
-        t64 = _widen(t, buf.t[:n], buf.u)
-        x64 = _widen(x, buf.x[:n], buf.u)
+        to = _Operand(t, buf.t[:n], buf.u)
+        xo = _Operand(x, buf.x[:n], buf.u)
+        t64, x64 = to.a64, xo.a64
         a = buf.a[:n]
         if log_target:
             b = buf.b[:n]
@@ -221,8 +251,8 @@ def chunk_sum(x: np.ndarray, t: np.ndarray, log_target: bool, dtype: np.dtype) -
             total = _dot(a, t64)
         if not math.isfinite(total):
             total = float(np.sum(_terms64(x64, t64, log_target, a)))
-    if math.isfinite(total) and _fits(x, t, log_target, dtype):
-        return total
+        if math.isfinite(total) and _fits(xo, to, log_target, dtype):
+            return total
     special = _torch_special(x, t, log_target, dtype)
     return total if special is None else special
 
@@ -375,13 +405,12 @@ def _rows_of_block(x: np.ndarray, t: np.ndarray, log_target: bool, dtype: np.dty
     n = x.size
     buf = _buffers(n)
     with np.errstate(all="ignore"):
-        t64 = _widen(t.reshape(-1), buf.t[:n], buf.u)
-        x64 = _widen(x.reshape(-1), buf.x[:n], buf.u)
-        terms = _terms64(x64, t64, log_target, buf.a[:n]).reshape(rows, width)
+        to = _Operand(t.reshape(-1), buf.t[:n], buf.u)
+        xo = _Operand(x.reshape(-1), buf.x[:n], buf.u)
+        terms = _terms64(xo.a64, to.a64, log_target, buf.a[:n]).reshape(rows, width)
         sums = terms.sum(axis=-1)
-    finite = np.isfinite(sums)
-    if finite.all() and _fits(x, t, log_target, dtype):
-        return sums
+        if np.isfinite(sums).all() and _fits(xo, to, log_target, dtype):
+            return sums
     # Torch's terms decide which rows are nan or ±inf.
     with np.errstate(all="ignore"):
         torch_terms = pointwise(x, t, log_target, dtype)

@@ -8,28 +8,41 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from numpy.typing import ArrayLike
+    from numpy.typing import ArrayLike, DTypeLike
 
 __all__ = ["TRANSFORMS", "apply_transform", "log_softmax", "softmax"]
 
 TRANSFORMS: tuple[str, ...] = ("none", "softmax", "log-softmax", "log", "exp")
 
 
-def _prepare(x: ArrayLike, axis: int, temperature: float) -> tuple[np.ndarray, np.dtype]:
+def _float_dtype(dtype: DTypeLike, what: str) -> np.dtype:
+    d = np.dtype(dtype)
+    if d.kind != "f" or d.itemsize not in (2, 4, 8):
+        raise TypeError(f"{what}: expected a float16/32/64 dtype, got {d}")
+    return d
+
+
+def _prepare(
+    x: ArrayLike, axis: int, temperature: float, dtype: DTypeLike | None
+) -> tuple[np.ndarray, np.dtype]:
+    """The array to compute with and the dtype to return.
+
+    ``dtype=None`` is torch's behaviour: the input's dtype, float16 computed in float32
+    and rounded once. A given ``dtype`` is computed in (float16 again through float32)
+    after an exact widening, so ``dtype=np.float64`` rounds nothing before the end.
+    """
     a = np.asarray(x)
-    if a.dtype.kind not in "f" or a.dtype.itemsize not in (2, 4, 8):
-        raise TypeError(f"softmax: expected a float16/32/64 array, got dtype {a.dtype}")
+    _float_dtype(a.dtype, "softmax")
+    out = a.dtype if dtype is None else _float_dtype(dtype, "softmax")
     if not (math.isfinite(temperature) and temperature > 0):
         raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
     if a.ndim and not -a.ndim <= axis < a.ndim:
         raise ValueError(f"axis {axis} is out of bounds for an array of dimension {a.ndim}")
-    dtype = a.dtype
-    # Like torch on CPU, float16 is computed in float32 and rounded once.
-    if dtype == np.float16:
-        a = a.astype(np.float32)
+    work = np.dtype(np.float32) if out == np.float16 else out
+    a = a.astype(work, copy=False)
     if temperature != 1.0:
-        a = a / a.dtype.type(temperature)
-    return a, dtype
+        a = a / work.type(temperature)
+    return a, out
 
 
 def _shifted(a: np.ndarray, axis: int) -> np.ndarray:
@@ -38,11 +51,19 @@ def _shifted(a: np.ndarray, axis: int) -> np.ndarray:
         return a - np.max(a, axis=axis, keepdims=True)
 
 
-def log_softmax(x: ArrayLike, axis: int = -1, temperature: float = 1.0) -> np.ndarray:
+def log_softmax(
+    x: ArrayLike, axis: int = -1, temperature: float = 1.0, *, dtype: DTypeLike | None = None
+) -> np.ndarray:
     r"""Log of the softmax of ``x / temperature`` along ``axis``, as ``F.log_softmax``.
 
     Computed as ``z - log(sum(exp(z)))`` with ``z = x/T - max(x/T)``, so large
     logits neither overflow nor lose precision.
+
+    ``dtype`` is the dtype to compute in and return. ``None`` (the default) is
+    torch's: the input's dtype (float16 computed in float32, with torch's float16
+    row-sum buffer, and rounded once). ``dtype=np.float64`` widens the logits
+    exactly and rounds nothing: what an exact aggregate needs, so that a
+    log-softmax of float32 or float16 logits is never rounded before the KL.
 
     Edge cases
     ----------
@@ -53,30 +74,35 @@ def log_softmax(x: ArrayLike, axis: int = -1, temperature: float = 1.0) -> np.nd
     * A 0-d array is treated as one row of one class (result ``0``); an empty
       axis gives an empty result.
     """
-    a, dtype = _prepare(x, axis, temperature)
+    torch_f16 = dtype is None and np.asarray(x).dtype == np.float16
+    a, dtype = _prepare(x, axis, temperature, dtype)
     if a.ndim == 0:
-        return log_softmax(a.reshape(1), 0).reshape(()).astype(dtype)
+        return log_softmax(a.reshape(1), 0, dtype=dtype).reshape(())
     if a.size == 0:
         return a.astype(dtype)
     z = _shifted(a, axis)
     total = np.sum(np.exp(z), axis=axis, keepdims=True)
-    if dtype == np.float16 and axis in (-1, a.ndim - 1):
+    if torch_f16 and axis in (-1, a.ndim - 1):
         # torch's last-axis float16 kernel keeps the sum in a float16 buffer.
         total = total.astype(np.float16).astype(np.float32)
     with np.errstate(divide="ignore", invalid="ignore"):
         return (z - np.log(total)).astype(dtype, copy=False)
 
 
-def softmax(x: ArrayLike, axis: int = -1, temperature: float = 1.0) -> np.ndarray:
+def softmax(
+    x: ArrayLike, axis: int = -1, temperature: float = 1.0, *, dtype: DTypeLike | None = None
+) -> np.ndarray:
     r"""Softmax of ``x / temperature`` along ``axis``, as ``F.softmax``.
 
     ``exp(z) / sum(exp(z))`` with ``z = x/T - max(x/T)``. ``-inf`` logits give
     exactly 0; a row that is entirely ``-inf`` (or holds ``+inf`` or NaN) is
-    all NaN, as in torch. A 0-d array gives ``1``.
+    all NaN, as in torch. A 0-d array gives ``1``. ``dtype``: as for
+    :func:`log_softmax` (``None``: torch's; ``np.float64``: exact widening, no
+    rounding before the end).
     """
-    a, dtype = _prepare(x, axis, temperature)
+    a, dtype = _prepare(x, axis, temperature, dtype)
     if a.ndim == 0:
-        return softmax(a.reshape(1), 0).reshape(()).astype(dtype)
+        return softmax(a.reshape(1), 0, dtype=dtype).reshape(())
     if a.size == 0:
         return a.astype(dtype)
     e = np.exp(_shifted(a, axis))
@@ -85,18 +111,28 @@ def softmax(x: ArrayLike, axis: int = -1, temperature: float = 1.0) -> np.ndarra
 
 
 def apply_transform(
-    name: str, x: np.ndarray, axis: int = -1, temperature: float = 1.0
+    name: str,
+    x: np.ndarray,
+    axis: int = -1,
+    temperature: float = 1.0,
+    *,
+    dtype: DTypeLike | None = None,
 ) -> np.ndarray:
-    """Apply one of :data:`TRANSFORMS` (the temperature only scales (log-)softmax)."""
+    """Apply one of :data:`TRANSFORMS` (the temperature only scales (log-)softmax).
+
+    ``dtype``: the dtype ``softmax``, ``log-softmax``, ``log`` and ``exp`` compute in
+    and return (``None``: torch's, the input's own). ``"none"`` returns ``x`` as it is
+    whatever ``dtype``: the engine widens it exactly, chunk by chunk, and a copy would
+    only cost memory.
+    """
     if name == "none":
         return x
     if name == "softmax":
-        return softmax(x, axis, temperature)
+        return softmax(x, axis, temperature, dtype=dtype)
     if name == "log-softmax":
-        return log_softmax(x, axis, temperature)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        if name == "log":
-            return np.log(x)
-        if name == "exp":
-            return np.exp(x)
+        return log_softmax(x, axis, temperature, dtype=dtype)
+    if name in ("log", "exp"):
+        a = x if dtype is None else np.asarray(x).astype(_float_dtype(dtype, name), copy=False)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            return np.log(a) if name == "log" else np.exp(a)
     raise ValueError(f"unknown transform {name!r}; choose one of {', '.join(TRANSFORMS)}")
