@@ -180,16 +180,12 @@ def test_3d_inputs_are_rows_of_positions(models) -> None:
     assert run_json(d / "ref3.npy", d / "cand3.npy") == run_json(d / "ref.npy", d / "cand.npy")
 
 
-def test_block_size_does_not_change_any_bit(models, tmp_path: Path) -> None:
+def test_blocks_and_threads_do_not_change_any_bit(models) -> None:
     d, *_ = models
     whole = run_json(d / "ref.npy", d / "cand.npy", "--tokens", d / "tokens.npy")
-    for rows in ("1", "7", "64"):
-        assert (
-            run_json(
-                d / "ref.npy", d / "cand.npy", "--tokens", d / "tokens.npy", "--chunk-rows", rows
-            )
-            == whole
-        )
+    for rows, threads in (("1", "1"), ("7", "3"), ("64", "2")):
+        args = ("--chunk-rows", rows, "--threads", threads)
+        assert run_json(d / "ref.npy", d / "cand.npy", "--tokens", d / "tokens.npy", *args) == whole
 
 
 def test_other_formats_give_the_same_numbers(models) -> None:

@@ -131,6 +131,10 @@ def compare(
             "--chunk-rows", metavar="N", help="Rows per block (default: about 500k values)."
         ),
     ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option("--threads", metavar="N", help="Threads (default: all cores)."),
+    ] = None,
     quiet: QuietOpt = False,
     no_color: NoColorOpt = False,
     debug: DebugOpt = False,
@@ -185,6 +189,7 @@ def compare(
         ignore_index=ignore_index,
         gates=gates,
         chunk_rows=chunk_rows,
+        threads=threads,
     )
     request.validate()
     if output and output != "-":

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..core.compare import KINDS, MEASURES, pair, row_measures, token_measures
+from ..core.engine import default_threads
 from ..core.stats import PERCENTILES, correlation, mean_stderr, proportion, summary
 from ..errors import InputError, UsageError
 from ..io.sources import ReadOptions, open_source
@@ -122,6 +123,8 @@ class CompareRequest:
     ignore_index: int | None = None
     gates: tuple[Gate, ...] = ()
     chunk_rows: int | None = None
+    #: Threads measuring blocks at once (default: every core).
+    threads: int | None = None
 
     def validate(self) -> None:
         for option, kind in (
@@ -134,8 +137,9 @@ class CompareRequest:
                 )
         if not (math.isfinite(self.temperature) and self.temperature > 0):
             raise UsageError(f"--temperature must be a finite number > 0, got {self.temperature}")
-        if self.chunk_rows is not None and self.chunk_rows < 1:
-            raise UsageError(f"--chunk-rows must be at least 1, got {self.chunk_rows}")
+        for option, value in (("--chunk-rows", self.chunk_rows), ("--threads", self.threads)):
+            if value is not None and value < 1:
+                raise UsageError(f"{option} must be at least 1, got {value}")
         for path, kind, option in (
             (self.reference, self.reference_as, "--reference-as"),
             (self.candidate, self.candidate_as, "--candidate-as"),
@@ -292,37 +296,19 @@ def compare(
     if -1 not in (ref_rows, cand_rows) and ref_rows != cand_rows:
         raise InputError(where, f"hold different numbers of rows: {ref_rows} and {cand_rows}")
     tokens, tokens_label = _tokens(request, ref, cand, stdin)
-    known = {name: None for name in statistic_names(tokens is not None)}
-    for gate in request.gates:
-        if gate.name not in known:
-            if gate.name in statistic_names(True):
-                raise UsageError(
-                    f"--fail-{gate.op} {gate.name}: needs the next tokens (--tokens FILE, or .kld inputs)"
-                )
-            raise UsageError(
-                f"--fail-{gate.op}: unknown statistic {gate.name!r}; use a name from the JSON, "
-                "e.g. kl.p99, js.mean, top1_agreement"
-            )
+    _check_gates(request.gates, tokens is not None)
     rows_known = ref_rows if ref_rows != -1 else cand_rows
     if tokens is not None and rows_known != -1:
         _check_tokens(tokens, tokens_label, rows_known, width, request.ignore_index)
-    kind_p, kind_q = _kind(request.reference_as, ref), _kind(request.candidate_as, cand)
+    kinds = _kind(request.reference_as, ref), _kind(request.candidate_as, cand)
     block = request.chunk_rows or max(1, BLOCK_ELEMENTS // width)
     total = rows_known * width if rows_known != -1 else -1
     parts: dict[str, list[np.ndarray]] = {}
     done = 0
-    for rb, cb in _prefetch(_zip(ref, cand, block, width)):
-        pr = pair(rb, cb, kind_p, kind_q, request.temperature)
-        measures = row_measures(rb, cb, pr)
-        if tokens is not None:
-            t = tokens[done : done + len(rb)]
-            if len(t) == len(rb):
-                safe = np.where((t >= 0) & (t < width), t, 0)
-                measures.update(token_measures(pr, safe))
-        del pr
+    for measures in _measured(request, _zip(ref, cand, block, width), tokens, kinds, width):
         for name, values in measures.items():
             parts.setdefault(name, []).append(values)
-        done += len(rb)
+        done += len(measures["kl"])
         if progress is not None:
             progress(done * width, total)
     keep = np.ones(done, dtype=bool)
@@ -348,6 +334,74 @@ def compare(
             }
         )
     return result
+
+
+def _check_gates(gates: tuple[Gate, ...], with_tokens: bool) -> None:
+    """Every gate names a statistic this run will have (checked before any work)."""
+    known = set(statistic_names(with_tokens))
+    for gate in gates:
+        if gate.name in known:
+            continue
+        if gate.name in statistic_names(True):
+            raise UsageError(
+                f"--fail-{gate.op} {gate.name}: needs the next tokens (--tokens FILE, or .kld inputs)"
+            )
+        raise UsageError(
+            f"--fail-{gate.op}: unknown statistic {gate.name!r}; use a name from the JSON, "
+            "e.g. kl.p99, js.mean, top1_agreement"
+        )
+
+
+def _measure_block(
+    rb: np.ndarray,
+    cb: np.ndarray,
+    kinds: tuple[str, str],
+    temperature: float,
+    t: np.ndarray | None,
+    width: int,
+) -> dict[str, np.ndarray]:
+    pr = pair(rb, cb, kinds[0], kinds[1], temperature)
+    measures = row_measures(rb, cb, pr)
+    if t is not None and len(t) == len(rb):
+        measures.update(token_measures(pr, np.where((t >= 0) & (t < width), t, 0)))
+    return measures
+
+
+def _measured(
+    request: CompareRequest,
+    blocks: Iterator[tuple[np.ndarray, np.ndarray]],
+    tokens: np.ndarray | None,
+    kinds: tuple[str, str],
+    width: int,
+) -> Iterator[dict[str, np.ndarray]]:
+    """The measures of each block pair, in order; blocks are measured on ``threads``
+    threads at once (NumPy releases the GIL), read ahead in another. Each row's
+    measures depend on that row alone, so the bits do not depend on the threads."""
+    threads = request.threads or default_threads()
+    start = 0
+
+    def submit(rb: np.ndarray, cb: np.ndarray) -> Any:
+        nonlocal start
+        t = tokens[start : start + len(rb)] if tokens is not None else None
+        start += len(rb)
+        return pool.submit(_measure_block, rb, cb, kinds, request.temperature, t, width)
+
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(threads, thread_name_prefix="kldiv-compare") as pool:
+        pending: deque[Any] = deque()
+        try:
+            for rb, cb in _prefetch(blocks):
+                pending.append(submit(rb, cb))
+                del rb, cb
+                if len(pending) >= threads:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 def _per_row(
