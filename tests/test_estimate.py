@@ -1,0 +1,546 @@
+"""kldiv estimate and kl_estimate: every estimator, clamp preset and aggregation recomputed
+independently (Decimal for k3, the frameworks' own formulas for the presets, fractions for
+the sums), padding by mask / NaN / pad value / long tables, diagnostics, gates, errors."""
+
+from __future__ import annotations
+
+import json
+import math
+from decimal import Decimal, localcontext
+from fractions import Fraction
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kldiv_cli import kl_estimate
+from kldiv_cli.core.estimators import (
+    estimate_diagnostics,
+    expm1_minus,
+    parse_clamp,
+    per_token,
+)
+
+from .conftest import SAMPLES
+
+
+def batch(seed: int = 0, sequences: int = 5, width: int = 9, scale: float = 0.3):
+    rng = np.random.default_rng(seed)
+    logp = np.log(rng.uniform(0.02, 1.0, (sequences, width))).astype(np.float32)
+    ref = (logp + rng.normal(0.0, scale, (sequences, width))).astype(np.float32)
+    lengths = rng.integers(1, width + 1, sequences)
+    lengths[0] = width
+    mask = (np.arange(width) < lengths[:, None]).astype(np.int8)
+    return logp, ref, mask
+
+
+def exact_mean(values) -> float:
+    values = [Fraction(float(v)) for v in values]
+    return float(sum(values) / len(values)) if values else math.nan
+
+
+def exact_k3(x: float) -> float:
+    """e^x − 1 − x to 60 significant digits: the series, whose terms never cancel badly
+    for |x| < 1, else Decimal's exp."""
+    with localcontext() as ctx:
+        ctx.prec = 60
+        d = Decimal(x)
+        if abs(d) >= 1:
+            return float(d.exp() - 1 - d)
+        term, total, k = d * d / 2, Decimal(0), 2
+        while term != 0 and abs(term) > abs(total) * Decimal("1e-70"):
+            total += term
+            k += 1
+            term = term * d / k
+        return float(total)
+
+
+# ---------------------------------------------------------------- estimators
+
+
+@pytest.mark.parametrize(
+    "x", [0.0, 1e-300, -1e-12, 3e-9, -2e-6, 1e-4, -0.01, 0.3, -0.49, 0.5, -0.7, 2.0, -15.0, 30.0]
+)
+def test_k3_is_exact_to_an_ulp_or_two(x):
+    ours = float(per_token(np.array([x]), "k3")[0])
+    want = exact_k3(x)
+    assert ours >= 0.0
+    assert abs(ours - want) <= 2 * np.spacing(want), (x, ours, want)
+
+
+def test_k3_edges():
+    out = expm1_minus(np.array([np.inf, -np.inf, np.nan, 0.0]))
+    assert out[0] == np.inf and out[1] == np.inf and np.isnan(out[2]) and out[3] == 0.0
+
+
+def test_estimators_follow_schulman():
+    logp, ref, _ = batch()
+    logr = ref.astype(np.float64) - logp.astype(np.float64)
+    np.testing.assert_array_equal(per_token(logr, "k1"), -logr)
+    np.testing.assert_array_equal(per_token(logr, "k2"), 0.5 * logr**2)
+    np.testing.assert_array_equal(per_token(logr, "abs"), np.abs(logr))
+    want = np.array([exact_k3(v) for v in logr.ravel()]).reshape(logr.shape)
+    np.testing.assert_allclose(per_token(logr, "k3"), want, rtol=4e-16, atol=0)
+
+
+# ---------------------------------------------------------------- clamp presets
+
+
+def openrlhf_approx_kl(log_probs, log_probs_base, kl_estimator):
+    """openrlhf/models/utils.py compute_approx_kl, transcribed to NumPy."""
+    log_ratio = log_probs.astype(np.float64) - log_probs_base.astype(np.float64)
+    if kl_estimator == "k2":
+        log_ratio = log_ratio**2 / 2.0
+    elif kl_estimator == "k3":
+        log_ratio = np.exp(-log_ratio) - 1 + log_ratio
+    return np.clip(log_ratio, -10, 10)
+
+
+def verl_kl_penalty(logprob, ref_logprob, kl_penalty):
+    """verl/trainer/ppo/core_algos.py kl_penalty_forward, transcribed to NumPy."""
+    logprob, ref_logprob = logprob.astype(np.float64), ref_logprob.astype(np.float64)
+    if kl_penalty in ("kl", "k1"):
+        return logprob - ref_logprob
+    if kl_penalty == "abs":
+        return np.abs(logprob - ref_logprob)
+    if kl_penalty in ("mse", "k2"):
+        return 0.5 * (logprob - ref_logprob) ** 2
+    kl = np.clip(ref_logprob - logprob, -20, 20)
+    return np.clip(np.exp(kl) - kl - 1, -10, 10)
+
+
+def wild_batch():
+    """Log-ratios up to ±40: every clamp bites somewhere."""
+    rng = np.random.default_rng(5)
+    logp = rng.uniform(-45, 0, (6, 10))
+    ref = rng.uniform(-45, 0, (6, 10))
+    return logp, ref
+
+
+@pytest.mark.parametrize("estimator", ["k1", "k2", "k3"])
+def test_openrlhf_preset_matches_compute_approx_kl(estimator):
+    logp, ref = wild_batch()
+    ours = per_token(ref - logp, estimator, "openrlhf")
+    np.testing.assert_allclose(ours, openrlhf_approx_kl(logp, ref, estimator), rtol=1e-12)
+    assert ours.max() == 10.0
+
+
+@pytest.mark.parametrize("estimator", ["k1", "k2", "k3", "abs"])
+def test_verl_preset_matches_kl_penalty(estimator):
+    logp, ref = wild_batch()
+    ours = per_token(ref - logp, estimator, "verl")
+    np.testing.assert_allclose(ours, verl_kl_penalty(logp, ref, estimator), rtol=1e-12, atol=1e-12)
+    if estimator == "k3":
+        assert ours.max() == 10.0
+    else:  # verl clamps k3 only
+        assert np.abs(ours).max() > 10.0
+
+
+def test_verl_clamps_the_log_ratio_before_k3():
+    # log r = -30: unclamped k3 = e^-30 - 1 + 30 (~29); verl: clamp to -20 first, then 10.
+    assert per_token(np.array([-30.0]), "k3", "verl")[0] == 10.0
+    # log r = -9: k3 = 8.0001..., below 10 and untouched by verl.
+    assert per_token(np.array([-9.0]), "k3", "verl")[0] == pytest.approx(math.exp(-9) + 8)
+
+
+def test_none_preset_is_trl():
+    logp, ref = wild_batch()
+    logr = ref - logp
+    # trl PPOTrainer: kl = -logr (k1) or (logr.exp() - 1) - logr (k3); GRPO: k3; no clamp.
+    np.testing.assert_array_equal(per_token(logr, "k1", "none"), -logr)
+    np.testing.assert_allclose(per_token(logr, "k3", "none"), np.expm1(logr) - logr, rtol=1e-12)
+
+
+def test_custom_clamp_and_bad_clamps():
+    c = parse_clamp("-0.5,2")
+    assert (c.result, c.only, c.log_ratio) == ((-0.5, 2.0), None, None)
+    np.testing.assert_array_equal(per_token(np.array([3.0, -3.0]), "k1", c), [-0.5, 2.0])
+    for bad in ("2,1", "a,b", "1", "nan,1", "1,2,3", "tight"):
+        with pytest.raises(ValueError):
+            parse_clamp(bad)
+
+
+# ---------------------------------------------------------------- aggregation
+
+
+def verl_agg_loss(loss_mat, loss_mask, mode):
+    """verl agg_loss (dp_size 1, no global sizes), transcribed to NumPy float64."""
+    m = loss_mask.astype(np.float64)
+    if mode == "token-mean":
+        return np.where(m.astype(bool), loss_mat, 0.0).sum() / m.sum()
+    if mode == "seq-mean-token-sum":
+        seq = (loss_mat * m).sum(-1)
+        seq_mask = (m.sum(-1) > 0).astype(float)
+        return (seq * seq_mask).sum() / seq_mask.sum()
+    if mode == "seq-mean-token-mean":
+        n = m.sum(-1)
+        seq = (loss_mat * m).sum(-1) / (n + 1e-8)
+        seq_mask = (n > 0).astype(float)
+        return (seq * seq_mask).sum() / seq_mask.sum()
+    if mode == "seq-mean-token-sum-norm":
+        return (loss_mat * m).sum(-1).sum() / m.shape[-1]
+    raise ValueError(mode)
+
+
+def exact_aggregate(values, mask, how, norm=None):
+    rows = [[Fraction(float(v)) for v, k in zip(r, mr) if k] for r, mr in zip(values, mask)]
+    if how == "sum":
+        return float(sum(sum(r) for r in rows))
+    if how == "token-mean":
+        return float(sum(sum(r) for r in rows) / sum(len(r) for r in rows))
+    if how == "seq-mean-token-sum-norm":
+        return float(sum(Fraction(float(sum(r))) for r in rows) / (norm or values.shape[1]))
+    kept = [r for r in rows if r]
+    if how == "seq-mean-token-sum":
+        return float(sum(Fraction(float(sum(r))) for r in kept) / len(kept))
+    return float(sum(Fraction(float(sum(r)) / len(r)) for r in kept) / len(kept))
+
+
+AGG = ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"]
+
+
+@pytest.mark.parametrize("how", AGG)
+@pytest.mark.parametrize("estimator", ["k1", "k3"])
+def test_aggregations_match_verl_agg_loss(how, estimator):
+    logp, ref, mask = batch(seed=3)
+    mask[3] = 0  # an empty sequence: verl leaves it out of the seq-means
+    values = per_token(ref.astype(np.float64) - logp, estimator)
+    ours = kl_estimate(logp, ref, estimator, mask, aggregate=how)
+    np.testing.assert_allclose(ours, verl_agg_loss(values, mask, how), rtol=1e-7)
+    # and exactly: each sum rounded once, as the docstring says
+    want = exact_aggregate(values, mask, how)
+    assert abs(ours - want) <= 2 * np.spacing(abs(want))
+
+
+def test_sum_and_norm_length():
+    logp, ref, mask = batch(seed=4)
+    values = per_token(ref.astype(np.float64) - logp, "k2")
+    assert kl_estimate(logp, ref, "k2", mask, aggregate="sum") == exact_aggregate(
+        values, mask, "sum"
+    )
+    got = kl_estimate(logp, ref, "k2", mask, aggregate="seq-mean-token-sum-norm", norm_length=64)
+    assert abs(got - exact_aggregate(values, mask, "seq-mean-token-sum-norm", 64)) <= 1e-18
+
+
+def test_no_tokens_gives_nan_means_and_zero_sum():
+    z = np.zeros((2, 3))
+    m = np.zeros((2, 3))
+    assert math.isnan(kl_estimate(z, z, "k3", m))
+    assert math.isnan(kl_estimate(z, z, "k3", m, aggregate="seq-mean-token-mean"))
+    assert kl_estimate(z, z, "k3", m, aggregate="sum") == 0.0
+
+
+def test_nan_outside_the_mask_is_ignored_inside_propagates():
+    logp, ref, mask = batch()
+    a = logp.astype(np.float64)
+    a[mask == 0] = np.nan
+    assert kl_estimate(a, ref, "k3", mask) == kl_estimate(logp, ref, "k3", mask)
+    a[0, 0] = np.nan
+    assert math.isnan(kl_estimate(a, ref, "k3", mask))
+
+
+def test_api_all_and_errors():
+    logp, ref, mask = batch()
+    out = kl_estimate(logp, ref, "all", mask, clamp="openrlhf", aggregate="seq-mean-token-sum")
+    assert set(out) == {"k1", "k2", "k3", "abs"}
+    assert out["k3"] == kl_estimate(logp, ref, "k3", mask, "openrlhf", "seq-mean-token-sum")
+    with pytest.raises(ValueError, match="shapes"):
+        kl_estimate(logp, ref[:, :3])
+    with pytest.raises(ValueError, match="0 and 1"):
+        kl_estimate(logp, ref, mask=mask * 2)
+    with pytest.raises(ValueError, match="estimator"):
+        kl_estimate(logp, ref, "k4")
+    with pytest.raises(ValueError, match="aggregate"):
+        kl_estimate(logp, ref, aggregate="mean")
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(-30, 0, allow_nan=False), st.floats(-30, 0, allow_nan=False), st.booleans()
+        ),
+        min_size=1,
+        max_size=40,
+    ),
+    st.integers(1, 8),
+)
+def test_properties(tokens, width):
+    n = -(-len(tokens) // width) * width
+    tokens = tokens + [(0.0, 0.0, False)] * (n - len(tokens))
+    a = np.array([t[0] for t in tokens]).reshape(-1, width)
+    b = np.array([t[1] for t in tokens]).reshape(-1, width)
+    m = np.array([t[2] for t in tokens]).reshape(-1, width)
+    if not m.any():
+        return
+    k3 = kl_estimate(a, b, "k3", m)
+    assert k3 >= 0.0
+    # k3 <= k1 + k2-ish is not a law; but k3 = E[r] - 1 + k1 is, token by token.
+    r_mean = exact_mean(np.exp(b - a)[m])
+    assert k3 == pytest.approx(r_mean - 1 + kl_estimate(a, b, "k1", m), abs=1e-9 * (1 + r_mean))
+    # the order of the sequences never matters
+    order = np.arange(len(a))[::-1]
+    for how in AGG:
+        assert kl_estimate(a[order], b[order], "k2", m[order], aggregate=how) == pytest.approx(
+            kl_estimate(a, b, "k2", m, aggregate=how), rel=1e-15
+        )
+
+
+# ---------------------------------------------------------------- diagnostics
+
+
+def test_diagnostics_recomputed():
+    logp, ref, mask = batch(seed=9, scale=0.8)
+    valid = mask.astype(bool)
+    a, b = logp.astype(np.float64), ref.astype(np.float64)
+    d = estimate_diagnostics(a, b, valid)
+    rho = np.exp(a - b)[valid]
+    assert d["ratio"]["mean"] == pytest.approx(rho.mean(), rel=1e-14)
+    assert d["ratio"]["min"] == rho.min() and d["ratio"]["max"] == rho.max()
+    assert d["ratio"]["share_above_2"] == np.mean(rho > 2)
+    assert d["ratio"]["share_below_0.5"] == np.mean(rho < 0.5)
+    assert d["chi2_token"] == pytest.approx(np.mean(rho**2) - 1, rel=1e-13)
+    seq = np.array([(a - b)[i][valid[i]].sum() for i in range(len(a)) if valid[i].any()])
+    assert d["chi2_sequence"] == pytest.approx(np.mean(np.exp(2 * seq)) - 1, rel=1e-13)
+    w = rho / rho.mean()
+    assert d["ess"] == pytest.approx(1 / np.mean(w**2), rel=1e-13)
+    assert d["delta_logp"]["mean"] == pytest.approx(np.abs(a - b)[valid].mean(), rel=1e-14)
+    assert d["delta_logp"]["max"] == np.abs(a - b)[valid].max()
+    ppl, ppl_ref = np.exp(-a[valid].mean()), np.exp(-b[valid].mean())
+    assert d["perplexity"]["logp"] == pytest.approx(ppl, rel=1e-14)
+    assert d["perplexity"]["ref_logp"] == pytest.approx(ppl_ref, rel=1e-14)
+    assert d["perplexity"]["ratio"] == pytest.approx(ppl / ppl_ref, rel=1e-13)
+
+
+def test_chi2_log_is_clamped_and_ess_never_overflows():
+    a = np.array([[0.0, -800.0, -1.0]])
+    b = np.array([[-30.0, 0.0, -1.0]])
+    d = estimate_diagnostics(a, b)
+    assert d["chi2_token"] == pytest.approx((math.exp(40) + math.exp(-40) + 1) / 3 - 1)
+    assert d["chi2_sequence"] == pytest.approx(math.exp(-40) - 1)  # sum -770 clamped to -20
+    assert d["ess"] == pytest.approx(1 / 3 * (1 + math.exp(-30)) ** 2 / (1 + math.exp(-60)))
+
+
+# ---------------------------------------------------------------- CLI
+
+
+@pytest.fixture()
+def files(tmp_path):
+    logp, ref, mask = batch(seed=11)
+    paths = {}
+    for name, arr in (("logp", logp), ("ref", ref), ("mask", mask)):
+        paths[name] = tmp_path / f"{name}.npy"
+        np.save(paths[name], arr)
+    padded = {}
+    for name, arr in (("logp", logp), ("ref", ref)):
+        x = arr.copy()
+        x[mask == 0] = np.nan
+        padded[name] = tmp_path / f"{name}_nan.npy"
+        np.save(padded[name], x)
+        y = arr.copy()
+        y[mask == 0] = -999.0
+        padded[name + "_pad"] = tmp_path / f"{name}_pad.npy"
+        np.save(padded[name + "_pad"], y)
+    return paths, padded, (logp, ref, mask)
+
+
+def as_json(result):
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_cli_json_keys_and_values(run_cli, files):
+    paths, _, (logp, ref, mask) = files
+    args = [paths["logp"], paths["ref"], "--mask", paths["mask"], "-f", "json"]
+    doc = as_json(run_cli("estimate", *args, "--clamp", "verl", "-a", "seq-mean-token-mean"))
+    for key in ("k1", "k2", "k3", "abs", "tokens", "sequences", "estimator", "clamp"):
+        assert key in doc
+    assert doc["tokens"] == int(mask.sum()) and doc["sequences"] == len(mask)
+    assert (doc["estimator"], doc["clamp"], doc["aggregate"]) == (
+        "all",
+        "verl",
+        "seq-mean-token-mean",
+    )
+    for name in ("k1", "k2", "k3", "abs"):
+        assert doc[name] == kl_estimate(logp, ref, name, mask, "verl", "seq-mean-token-mean")
+    diag = doc["diagnostics"]
+    for key in ("ratio", "chi2_token", "chi2_sequence", "ess", "delta_logp", "perplexity"):
+        assert key in diag
+    values = per_token(ref.astype(np.float64) - logp, "k3", "verl")[mask == 1]
+    assert diag["per_token"]["k3"]["median"] == float(np.median(values))
+    assert diag["per_token"]["k3"]["p99"] == float(np.quantile(values, 0.99))
+
+
+def test_cli_one_estimator_plain_is_a_bare_number(run_cli, files):
+    paths, _, (logp, ref, mask) = files
+    r = run_cli("estimate", paths["logp"], paths["ref"], "--mask", paths["mask"], "-e", "k3")
+    assert r.exit_code == 0, r.stderr
+    assert float(r.stdout) == kl_estimate(logp, ref, "k3", mask)
+    doc = as_json(
+        run_cli("estimate", paths["logp"], paths["ref"], "-e", "k2", "-f", "json", "-a", "sum")
+    )
+    assert "k1" not in doc and doc["k2"] == kl_estimate(logp, ref, "k2", aggregate="sum")
+
+
+def test_mask_nan_and_pad_value_agree(run_cli, files):
+    paths, padded, _ = files
+    by_mask = run_cli("estimate", paths["logp"], paths["ref"], "--mask", paths["mask"]).stdout
+    by_nan = run_cli("estimate", padded["logp"], padded["ref"]).stdout
+    by_pad = run_cli(
+        "estimate", padded["logp_pad"], padded["ref_pad"], "--pad-value", "-999"
+    ).stdout
+    assert by_mask == by_nan == by_pad and by_mask.count("\n") == 4
+
+
+def test_long_tables_by_sequence_column(run_cli, files, tmp_path):
+    paths, _, (logp, ref, mask) = files
+    rng = np.random.default_rng(0)
+    seq, tok = np.nonzero(mask)
+    order = rng.permutation(len(seq))
+    order = order[np.lexsort((tok[order],))]  # tokens in order within each sequence
+    ids = np.array([f"s{i}" for i in seq[order]])
+    table = pa.table(
+        {
+            "step": np.arange(len(order)),
+            "seq": ids,
+            "logp": logp[seq[order], tok[order]],
+            "ref_logp": ref[seq[order], tok[order]],
+        }
+    )
+    pq.write_table(table, tmp_path / "long.parquet")
+    with open(tmp_path / "long.csv", "w") as f:
+        f.write("step,seq,logp,ref_logp\n")
+        for row in zip(*(table.column(i).to_pylist() for i in range(4))):
+            f.write(",".join(repr(v) if isinstance(v, float) else str(v) for v in row) + "\n")
+    wide = run_cli("estimate", paths["logp"], paths["ref"], "--mask", paths["mask"], "-f", "json")
+    want = as_json(wide)
+    for name in ("long.parquet", "long.csv"):
+        path = tmp_path / name
+        args = ["--sequence-column", "seq", "--logp-columns", "logp", "--ref-columns", "ref_logp"]
+        doc = as_json(run_cli("estimate", path, path, *args, "-f", "json"))
+        for key in ("k1", "k2", "k3", "abs", "tokens", "sequences"):
+            assert doc[key] == want[key], (name, key)
+    # stdin, both sides from the same table
+    data = (tmp_path / "long.csv").read_bytes()
+    r = run_cli("estimate", "-", "-", *args, "-e", "k3", input=data)
+    assert r.exit_code == 0, r.stderr
+    assert float(r.stdout) == want["k3"]
+
+
+def test_long_table_needs_one_value_column(run_cli, tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("seq,a,b\n1,-1,-2\n1,-2,-1\n")
+    r = run_cli("estimate", path, path, "--sequence-column", "seq")
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1 and "one column" in r.stderr
+    r = run_cli("estimate", path, path, "--sequence-column", "nope", "--logp-columns", "a")
+    assert r.exit_code == 2 and "nope" in r.stderr
+
+
+def test_gates(run_cli, files):
+    paths, _, (logp, ref, mask) = files
+    base = ["estimate", paths["logp"], paths["ref"], "--mask", paths["mask"], "-q"]
+    k3 = kl_estimate(logp, ref, "k3", mask)
+    r = run_cli(*base, "--fail-above", f"k3={k3 / 2}")
+    assert r.exit_code == 1
+    assert r.stderr.startswith("kldiv: check failed: k3 = ") and r.stderr.count("\n") == 1
+    assert run_cli(*base, "--fail-above", f"k3={k3 * 2}").exit_code == 0
+    r = run_cli(*base, "--fail-below", "diagnostics.ess=1.01", "-f", "json")
+    assert r.exit_code == 1
+    doc = json.loads(r.stdout)
+    assert doc["verdict"] == "fail" and doc["thresholds"][0]["name"] == "diagnostics.ess"
+    for bad in ("k3=nan", "k9=1", "k3", "k3=x"):
+        r = run_cli(*base, "--fail-above", bad)
+        assert r.exit_code == 2 and r.stderr.startswith("kldiv: error:"), bad
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("shapes", "shapes do not match"),
+        ("mask_values", "not 0 or 1"),
+        ("mask_shape", "does not match"),
+        ("nan_in_mask", "NaN where the mask is 1"),
+        ("padding_differs", "padding"),
+        ("3d", "1-D or 2-D"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(run_cli, files, tmp_path, case, message):
+    paths, padded, (logp, ref, mask) = files
+    args = [paths["logp"], paths["ref"], "--mask", paths["mask"]]
+    if case == "shapes":
+        np.save(tmp_path / "short.npy", ref[:, :4])
+        args = [paths["logp"], tmp_path / "short.npy"]
+    elif case == "mask_values":
+        np.save(tmp_path / "m2.npy", mask * 2)
+        args[-1] = tmp_path / "m2.npy"
+    elif case == "mask_shape":
+        np.save(tmp_path / "m3.npy", mask[:, :3])
+        args[-1] = tmp_path / "m3.npy"
+    elif case == "nan_in_mask":
+        x = logp.copy()
+        x[0, 0] = np.nan
+        np.save(tmp_path / "x.npy", x)
+        args[0] = tmp_path / "x.npy"
+    elif case == "padding_differs":
+        args = [padded["logp"], paths["ref"]]
+    else:
+        np.save(tmp_path / "cube.npy", np.zeros((2, 2, 2)))
+        args = [tmp_path / "cube.npy", tmp_path / "cube.npy"]
+    r = run_cli("estimate", *args)
+    assert r.exit_code == 2, r.stdout
+    assert r.stderr.startswith("kldiv: error:") and r.stderr.count("\n") == 1
+    assert message in r.stderr
+    assert r.stdout == ""
+
+
+def test_usage_errors(run_cli, files):
+    paths, _, _ = files
+    base = ["estimate", paths["logp"], paths["ref"]]
+    for extra in (
+        ["-e", "k4"],
+        ["-a", "mean"],
+        ["--clamp", "3,1"],
+        ["--norm-length", "4"],
+        ["-a", "seq-mean-token-sum-norm", "--norm-length", "0"],
+        ["--mask", paths["mask"], "--pad-value", "0"],
+    ):
+        r = run_cli(*base, *extra)
+        assert r.exit_code == 2 and r.stderr.count("\n") == 1, extra
+
+
+def test_output_file_and_guard(run_cli, files, tmp_path):
+    paths, _, _ = files
+    out = tmp_path / "kl.json"
+    r = run_cli("estimate", paths["logp"], paths["ref"], "-o", out)
+    assert r.exit_code == 0 and r.stdout == ""
+    assert "k3" in json.loads(out.read_text())
+    r = run_cli("estimate", paths["logp"], paths["ref"], "-o", paths["ref"])
+    assert r.exit_code == 2 and "input" in r.stderr
+
+
+def test_sample_data_long_and_wide_agree(run_cli):
+    rl = SAMPLES / "rl"
+    wide = run_cli("estimate", rl / "logp.npy", rl / "ref_logp.npy", "--mask", rl / "mask.npy")
+    long = run_cli(
+        "estimate",
+        rl / "rollout.csv",
+        rl / "rollout.csv",
+        "--sequence-column",
+        "seq",
+        "--logp-columns",
+        "logp",
+        "--ref-columns",
+        "ref_logp",
+    )
+    assert wide.exit_code == long.exit_code == 0
+    assert wide.stdout == long.stdout
+
+
+def test_help_names_the_presets(run_cli):
+    r = run_cli("estimate", "--help")
+    assert r.exit_code == 0
+    for word in ("openrlhf", "verl", "TRL", "seq-mean-token-sum-norm", "--fail-above"):
+        assert word in r.stdout
