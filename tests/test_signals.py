@@ -1,4 +1,4 @@
-"""Ctrl-C and closed pipes, with the real process."""
+"""Ctrl-C, SIGTERM, SIGHUP and closed pipes, with the real process."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
+import pytest
 
 
 def test_ctrl_c_exits_130_and_keeps_the_output(tmp_path) -> None:
@@ -43,3 +45,41 @@ def test_head_closes_the_pipe_quietly(tmp_path) -> None:
     assert len(proc.stdout.splitlines()) == 1
     assert proc.stderr == ""
     assert proc.returncode == 0
+
+
+def _temps(folder: Path) -> list[Path]:
+    return [p for p in folder.iterdir() if p.name.startswith(".out.csv.") and p.suffix == ".tmp"]
+
+
+@pytest.mark.parametrize(
+    ("signum", "status"),
+    [(signal.SIGTERM, -signal.SIGTERM), (signal.SIGHUP, -signal.SIGHUP), (signal.SIGINT, 130)],
+    ids=["SIGTERM", "SIGHUP", "SIGINT"],
+)
+def test_a_signal_during_a_large_write_leaves_no_temp(
+    tmp_path: Path, signum: int, status: int
+) -> None:
+    """Killed while ``-r none -o out.csv`` streams into its temporary file: the temporary
+    file is removed, the old output is intact, and the process dies of the signal
+    (returncode -N: the shell's exit status 128+N); Ctrl-C is kldiv's exit 130."""
+    rng = np.random.default_rng(0)
+    np.save(x := tmp_path / "x.npy", np.log(rng.dirichlet(np.ones(4), 20000)))
+    np.save(t := tmp_path / "t.npy", rng.dirichlet(np.ones(4), 20000))
+    out = tmp_path / "out.csv"
+    out.write_text("old")
+    argv = [sys.executable, "-m", "kldiv_cli", "compute", str(x), str(t), "-r", "none"]
+    # One row per block: the write lasts seconds, long enough to be caught in the act.
+    argv += ["--chunk-rows", "1", "-o", str(out), "-q"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not any(p.stat().st_size > 0 for p in _temps(tmp_path) if p.exists()):
+        assert proc.poll() is None and time.monotonic() < deadline, "the write ended first"
+        time.sleep(0.01)
+    proc.send_signal(signum)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == status, stderr
+    assert b"Traceback" not in stderr
+    assert stderr in (b"", b"kldiv: error: interrupted\n"), stderr
+    assert stdout == b""
+    assert out.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv", "t.npy", "x.npy"]
