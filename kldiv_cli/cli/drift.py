@@ -187,8 +187,8 @@ def drift(
     when its metric is above the threshold, or its missing share moves by more than
     --max-missing-change, or (when set) too many values are new categories.
 
-    Plain output (the default when piped): one line per column,
-    name<TAB>state<TAB>value<TAB>reasons ("-" when none).
+    Plain output (the default when piped): one line per column, "state value reasons
+    name" separated by spaces ("-" for none; the name last, as it may hold spaces).
 
     Exit codes: 0 no drift, 1 drift, 2 error (also when a column could not be compared).
     """

@@ -6,7 +6,8 @@ The rules (the user's version is ``docs/drift.md``):
   ``--numeric``, ``--datetime numeric``): Arrow date/time columns and text columns whose
   every value is ISO-8601 are *datetime*; text and integer columns with more than
   :data:`ID_MIN_DISTINCT` distinct values making up at least :data:`ID_DISTINCT_SHARE` of
-  their values are *identifiers*; both are listed as skipped (only their missing share
+  their values are *identifiers* (counted on at most :data:`ID_SAMPLE` values taken at
+  even intervals); both are listed as skipped (only their missing share
   is checked). Booleans, text, and numbers with at most :data:`NUMERIC_CATEGORIES`
   distinct (finite) values are *categorical*; other numbers are *numeric*.
 * **Numeric bins** from the reference only: ``b = min(bins, values)`` quantile edges
@@ -67,6 +68,7 @@ from .drift_tables import Table, expand, open_table
 NUMERIC_CATEGORIES = 20
 ID_DISTINCT_SHARE = 0.95
 ID_MIN_DISTINCT = 50
+ID_SAMPLE = 20_000
 MIN_VALUES = 10
 SKIPPED_BY_USER = "skipped by --skip"
 MAX_BINS = 10_000
@@ -396,29 +398,50 @@ class _Column:
 # ----------------------------------------------------------------- profiling
 
 
-def _sorted_values(values: np.ndarray) -> np.ndarray:
-    return np.sort(values[~np.isnan(values)])
+def _present(values: np.ndarray) -> np.ndarray:
+    """The values that are not missing (NaN)."""
+    return values[~np.isnan(values)]
 
 
-def bin_counts(sorted_values: np.ndarray, edges: np.ndarray, maximum: float) -> np.ndarray:
-    """Counts of sorted values in the bins of :func:`profile_numeric`: below ``edges[0]``,
-    ``[e_i, e_i+1)``, ``[e_L-1, maximum]``, above ``maximum``."""
-    n = sorted_values.size
-    lefts = np.searchsorted(sorted_values, edges, side="left")
-    top = np.searchsorted(sorted_values, maximum, side="right")
-    inner = np.diff(np.append(lefts, top))
-    return np.concatenate([[lefts[0]], inner, [n - top]]).astype(np.int64)
+def bin_counts(values: np.ndarray, edges: np.ndarray, maximum: float) -> np.ndarray:
+    """Counts of (non-NaN) values in the bins of :func:`profile_numeric`: below
+    ``edges[0]``, ``[e_i, e_i+1)``, ``[e_L-1, maximum]``, above ``maximum``."""
+    index = np.searchsorted(edges, values, side="right")
+    index[values > maximum] = edges.size + 1
+    return np.bincount(index, minlength=edges.size + 2)
 
 
 def numeric_edges(finite: np.ndarray, bins: int, binning: str) -> np.ndarray:
-    """Edges from sorted finite reference values: the minimum, then the inner cuts."""
+    """Edges from finite reference values: the minimum, then the inner cuts."""
     b = min(bins, finite.size)
-    lo, hi = finite[0], finite[-1]
+    lo, hi = finite.min(), finite.max()
     if binning == "quantile":
         inner = np.quantile(finite, np.arange(1, b) / b) if b > 1 else np.empty(0)
     else:
         inner = np.linspace(lo, hi, b + 1)[1:-1]
     return np.unique(np.concatenate([[lo], inner]))
+
+
+def _float_categories(present: np.ndarray) -> tuple[list[Any], np.ndarray] | None:
+    """Distinct values and counts when there are at most :data:`NUMERIC_CATEGORIES`, all
+    finite; None otherwise (a sample rules most columns out without a full sort)."""
+    if np.unique(present[:1000]).size > NUMERIC_CATEGORIES:
+        return None
+    distinct, counts = np.unique(present, return_counts=True)
+    if distinct.size > NUMERIC_CATEGORIES or not np.isfinite(distinct).all():
+        return None
+    return distinct.tolist(), counts
+
+
+def _sample_distinct(data: Any) -> tuple[int, int]:
+    """(distinct values, values looked at) among at most :data:`ID_SAMPLE` non-missing
+    values taken at even intervals (all of them in a smaller column)."""
+    import pyarrow.compute as pc
+
+    valid = data.drop_null()
+    if len(valid) > ID_SAMPLE:
+        valid = valid.take(np.linspace(0, len(valid) - 1, ID_SAMPLE).astype(np.int64))
+    return int(pc.count_distinct(valid).as_py()), len(valid)
 
 
 def _is_identifier(distinct: int, values: int) -> bool:
@@ -432,14 +455,15 @@ def _skipped(col: _Column, role: Role, reason: str, missing: int | None = None) 
 
 
 def profile_numeric(col: _Column, rules: ColumnRules, from_datetime: bool) -> ColumnProfile:
-    values = col.numbers()
-    missing = int(np.count_nonzero(np.isnan(values)))
-    ordered = _sorted_values(values)
-    finite = ordered[np.isfinite(ordered)]
+    present = _present(col.numbers())
+    missing = col.rows - present.size
+    infinite = np.isinf(present)
+    finite = present[~infinite] if infinite.any() else present
     if finite.size == 0:
         return _skipped(col, Role.SKIPPED, "no finite values in the reference", missing)
     edges = numeric_edges(finite, rules.bins, rules.binning)
-    counts = bin_counts(ordered, edges, float(finite[-1]))
+    maximum = float(finite.max())
+    counts = bin_counts(present, edges, maximum)
     return ColumnProfile(
         col.name,
         Role.NUMERIC,
@@ -447,7 +471,7 @@ def profile_numeric(col: _Column, rules: ColumnRules, from_datetime: bool) -> Co
         missing,
         counts=tuple(int(c) for c in counts),
         edges=tuple(float(e) for e in edges),
-        maximum=float(finite[-1]),
+        maximum=maximum,
         from_datetime=from_datetime,
     )
 
@@ -476,11 +500,6 @@ def profile_categorical(
     )
 
 
-def _float_counts(values: np.ndarray) -> tuple[list[Any], np.ndarray]:
-    distinct, counts = np.unique(values[~np.isnan(values)], return_counts=True)
-    return distinct.tolist(), counts
-
-
 def profile_column(col: _Column, rules: ColumnRules, datetime: str) -> ColumnProfile:
     """Decide a reference column's role (module docstring) and count its bins."""
     role = rules.override(col.name)
@@ -496,42 +515,40 @@ def profile_column(col: _Column, rules: ColumnRules, datetime: str) -> ColumnPro
         if role is Role.NUMERIC or datetime == "numeric":
             return profile_numeric(col, rules, from_datetime=True)
         if role is None:
-            return _skipped(
-                col, Role.DATETIME, "date/time values (--datetime numeric compares them as numbers)"
-            )
+            return _skipped(col, Role.DATETIME, "date/time values (--datetime numeric bins them)")
     elif role is Role.NUMERIC:
         if kind not in ("integer", "float"):
             raise InputError(col.where, f"holds {_KIND_WORDS[kind]}; --numeric takes numbers")
         return profile_numeric(col, rules, from_datetime=False)
     if kind == "float":
-        values = col.numbers()
-        finite = values[np.isfinite(values)]
-        distinct, counts = _float_counts(finite)
-        missing = int(np.count_nonzero(np.isnan(values)))
-        if role is Role.CATEGORICAL or (
-            len(distinct) <= NUMERIC_CATEGORIES and finite.size + missing == values.size
-        ):
+        present = _present(col.numbers())
+        if role is Role.CATEGORICAL:
+            # Infinities cannot be stored as categories: they count as missing here.
+            finite = present[np.isfinite(present)]
             if finite.size == 0:
-                return _skipped(col, Role.SKIPPED, "no finite values in the reference", missing)
-            return profile_categorical(col, distinct, counts, missing, rules)
+                return _skipped(col, Role.SKIPPED, "no finite values in the reference")
+            distinct, counts = np.unique(finite, return_counts=True)
+            return profile_categorical(
+                col, distinct.tolist(), counts, col.rows - finite.size, rules
+            )
+        few = _float_categories(present)
+        if few is not None:
+            return profile_categorical(col, *few, col.rows - present.size, rules)
         return profile_numeric(col, rules, from_datetime=False)
     if kind == "datetime":  # --categorical on a date/time column
         text = col.data.cast("string")
         distinct_values, counts = _value_counts(text)
         return profile_categorical(col, distinct_values, counts, col.null_count, rules)
+    if role is None and kind in ("text", "integer"):
+        distinct, sampled = _sample_distinct(col.data)
+        if _is_identifier(distinct, sampled):
+            where = "" if sampled == col.rows - col.null_count else " sampled"
+            return _skipped(
+                col, Role.IDENTIFIER, f"identifier: {distinct} distinct of {sampled}{where} values"
+            )
+        if kind == "integer" and distinct > NUMERIC_CATEGORIES:
+            return profile_numeric(col, rules, from_datetime=False)
     distinct_values, counts = _value_counts(col.data)
-    values_n = col.rows - col.null_count
-    if (
-        role is None
-        and kind in ("text", "integer")
-        and _is_identifier(len(distinct_values), values_n)
-    ):
-        return _skipped(
-            col,
-            Role.IDENTIFIER,
-            f"identifier: {len(distinct_values)} distinct values in {values_n} "
-            "(--categorical or --numeric compares it)",
-        )
     if kind == "integer" and role is None and len(distinct_values) > NUMERIC_CATEGORIES:
         return profile_numeric(col, rules, from_datetime=False)
     return profile_categorical(col, distinct_values, counts, col.null_count, rules)
@@ -602,11 +619,12 @@ def current_counts(
     """(counts in the reference's bins, values, the new categories (top 10), how many
     distinct new ones) of a current column."""
     if ref.role is Role.NUMERIC:
-        ordered = _sorted_values(col.numbers())
-        counts = bin_counts(ordered, np.asarray(ref.edges), float(ref.maximum or 0.0))
-        return counts, int(ordered.size), [], 0
+        present = _present(col.numbers())
+        counts = bin_counts(present, np.asarray(ref.edges), float(ref.maximum or 0.0))
+        return counts, int(present.size), [], 0
     if col.kind == "float":
-        values, freq = _float_counts(col.numbers())
+        distinct, freq = np.unique(_present(col.numbers()), return_counts=True)
+        values = distinct.tolist()
     elif col.kind == "datetime":
         values, freq = _value_counts(col.data.cast("string"))
     else:

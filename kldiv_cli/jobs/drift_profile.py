@@ -180,7 +180,7 @@ def _category_list(doc: dict[str, Any], key: str, where: str) -> tuple[Category,
     values = doc.get(key, [])
     _need(isinstance(values, list), f"{where}: {key!r} must be a list")
     _need(
-        all(isinstance(v, str) or _finite(v) for v in values),
+        all(isinstance(v, (str, bool)) or _finite(v) for v in values),
         f"{where}: {key!r} must hold strings, booleans or finite numbers",
     )
     return tuple(values)
