@@ -165,8 +165,14 @@ def check_versions(client: Any) -> None:
         )
 
 
-def run_tasks(client: Any, job: T.Job, work: list[T.Task]) -> list[T.Partial]:
+def run_tasks(
+    client: Any,
+    job: T.Job,
+    work: list[T.Task],
+    function: Callable[[T.Job, T.Task], T.Partial | T.Failure] = T.run_task,
+) -> list[T.Partial]:
     """Run ``work`` on the cluster and return the tasks' partials (in task order).
+    ``function`` runs one task (tests wrap :func:`.tasks.run_task` in one that dies).
 
     Raises
     ------
@@ -177,7 +183,7 @@ def run_tasks(client: Any, job: T.Job, work: list[T.Task]) -> list[T.Partial]:
     import distributed
 
     shared = client.scatter(job, broadcast=True, hash=False)
-    futures = client.map(T.run_task, [shared] * len(work), work, pure=False)
+    futures = client.map(function, [shared] * len(work), work, pure=False)
     try:
         results = client.gather(futures)
     except distributed.KilledWorker:
@@ -187,10 +193,12 @@ def run_tasks(client: Any, job: T.Job, work: list[T.Task]) -> list[T.Partial]:
         ) from None
     finally:
         client.cancel(futures)
+    parts: list[T.Partial] = []
     for r in results:
         if isinstance(r, T.Failure):
             raise r.error()
-    return results
+        parts.append(r)
+    return parts
 
 
 def check_request(request: ComputeRequest) -> None:
@@ -203,6 +211,63 @@ def check_request(request: ComputeRequest) -> None:
         raise UsageError("--engine dask reads files or object-store URLs, not stdin")
 
 
+def make_job(
+    request: ComputeRequest,
+    sx: Source,
+    st: Source,
+    chosen: Plan,
+    storage: Mapping[str, str] | None = None,
+) -> T.Job:
+    """The :class:`~.tasks.Job` of a request on its opened sources, laid out as the
+    local plan ``chosen`` sums it."""
+    storage = dict(storage or {})
+    return T.Job(
+        request,
+        T.describe(sx, request.input, request.input_options, storage),
+        T.describe(st, request.target, request.target_options, storage),
+        T.layout(chosen.value),
+    )
+
+
+def default_split(job: T.Job, elements_per_task: int = TASK_ELEMENTS) -> list[T.Task]:
+    """Grid tasks of about ``elements_per_task`` elements; one row group per task."""
+    per_task = max(1, elements_per_task // job.chunk) if job.layout == T.GRID else 1
+    return T.split(job, per_task)
+
+
+def reduce_job(
+    request: ComputeRequest,
+    sx: Source,
+    st: Source,
+    job: T.Job,
+    run: Callable[[T.Job], list[T.Partial]],
+) -> ComputeResult:
+    """The compute result from the partials ``run(job)`` returns (in any order).
+
+    The partials are combined exactly, the reduction finished as the local engine
+    does; a loss that is not finite gets the local engine's second pass (the causes
+    of the NaN or inf) as ``run(job with explain=True)``.
+    """
+    from dataclasses import replace
+
+    from ..core import finish_reduction
+    from ..core.engine import combine
+    from ..jobs.compute import _result, _start
+
+    diagnostics, base, per_batch, caught = _start(request)
+    parts = run(job)
+    total = combine([p for part in parts for p in part.partials])
+    count = sum(part.count for part in parts)
+    dtype = _dtype(parts)
+    shape = T.loss_shape(job) if job.layout == T.GRID else tuple(job.x.shape)
+    batch = job.x.shape[0] if per_batch and len(job.x.shape) else None
+    loss = finish_reduction(total, count, base, batch, dtype)
+    if not _finite(loss):
+        parts = run(replace(job, explain=True))
+    T.merge_diagnostics([part.diagnostics for part in parts], diagnostics)
+    return _result(request, sx, st, loss, None, dtype, shape, diagnostics, caught)
+
+
 def execute(
     client: Any,
     request: ComputeRequest,
@@ -212,39 +277,11 @@ def execute(
     storage: Mapping[str, str] | None = None,
     elements_per_task: int = TASK_ELEMENTS,
 ) -> ComputeResult:
-    """The compute job's scalar result for ``chosen`` (the local plan), run as tasks.
-
-    The task layout is the plan's (see :mod:`.tasks`), so the partial sums are those of
-    the local executor; a loss that is not finite gets the local engine's second pass
-    (the causes of the NaN or inf) as a second round of tasks.
-    """
-    from ..core import finish_reduction
-    from ..core.engine import combine
-    from ..jobs.compute import _result, _start
-
-    storage = dict(storage or {})
-    job = T.Job(
-        request,
-        T.describe(sx, request.input, request.input_options, storage),
-        T.describe(st, request.target, request.target_options, storage),
-        T.layout(chosen.value),
-    )
-    per_task = max(1, elements_per_task // job.chunk) if job.layout == T.GRID else 1
-    work = T.split(job, per_task)
-    diagnostics, base, per_batch, caught = _start(request)
-    parts = run_tasks(client, job, work)
-    total = combine([p for part in parts for p in part.partials])
-    count = sum(part.count for part in parts)
-    dtype = _dtype(parts)
-    shape = tuple(job.x.shape) if job.layout != T.GRID else T.loss_shape(job)
-    batch = job.x.shape[0] if per_batch and len(job.x.shape) else None
-    loss = finish_reduction(total, count, base, batch, dtype)
-    if not _finite(loss):
-        from dataclasses import replace
-
-        parts = run_tasks(client, replace(job, explain=True), work)
-    T.merge_diagnostics([part.diagnostics for part in parts], diagnostics)
-    return _result(request, sx, st, loss, None, dtype, shape, diagnostics, caught)
+    """The compute job's scalar result for ``chosen`` (the local plan), run as tasks on
+    ``client``'s cluster: the same partial sums as the local executor of that plan."""
+    job = make_job(request, sx, st, chosen, storage)
+    work = default_split(job, elements_per_task)
+    return reduce_job(request, sx, st, job, lambda j: run_tasks(client, j, work))
 
 
 def _dtype(parts: list[T.Partial]) -> Any:

@@ -1,0 +1,198 @@
+"""The task layout (engines/tasks.py): any split of the work into tasks, run in any order,
+gives the local engine's bits. No scheduler here: tasks are plain functions."""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kldiv_cli import kl_div
+from kldiv_cli.core import engine
+from kldiv_cli.engines import tasks as T
+from kldiv_cli.engines.dask import check_request, default_split, make_job, reduce_job
+from kldiv_cli.errors import InputError, UsageError
+from kldiv_cli.jobs.compute import ComputeRequest, compute, convert, open_sources, plan
+
+
+def _pair(rows: int, width: int, dtype: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    t = rng.dirichlet(np.ones(width), rows).astype(dtype)
+    x = np.log(rng.dirichlet(np.ones(width), rows)).astype(dtype)
+    return x, t
+
+
+def _job(request: ComputeRequest, chunk: int | None = None) -> tuple[T.Job, object, object]:
+    sx, st_ = open_sources(request, None)
+    job = make_job(request, sx, st_, plan(request, sx, st_))
+    if chunk is not None:
+        job = T.Job(job.request, job.x, job.t, job.layout, chunk)
+    return job, sx, st_
+
+
+def _shuffled_split(job: T.Job, cuts: list[int], order: list[int]) -> list[T.Task]:
+    """Tasks cut at ``cuts`` (unit positions), listed in the order of ``order``."""
+    n = T.units(job)
+    edges = sorted({0, n, *(c % (n + 1) for c in cuts)})
+    work = [T.Task(a, b) for a, b in zip(edges, edges[1:])]
+    first = [i % len(work) for i in order]
+    return [work[i] for i in dict.fromkeys(first + list(range(len(work))))]
+
+
+def _run(job: T.Job, work: list[T.Task]) -> list[T.Partial]:
+    parts = [T.run_task(job, task) for task in work]
+    assert all(isinstance(p, T.Partial) for p in parts), parts
+    return parts  # type: ignore[return-value]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    rows=st.integers(1, 40),
+    width=st.integers(1, 9),
+    chunk=st.sampled_from([1, 2, 5, 16, 64]),
+    dtype=st.sampled_from(["float32", "float64"]),
+    log_target=st.booleans(),
+    transform=st.sampled_from(["none", "log-softmax"]),
+    cuts=st.lists(st.integers(0, 10_000), max_size=8),
+    order=st.lists(st.integers(0, 50), max_size=10),
+    seed=st.integers(0, 2**16),
+)
+def test_any_split_and_order_gives_the_engine_bits(
+    rows, width, chunk, dtype, log_target, transform, cuts, order, seed
+) -> None:
+    """Small chunks make many tasks out of small data; the reference is the engine's
+    own sum of the converted data at the same chunk size."""
+    x, t = _pair(rows, width, dtype, seed)
+    if log_target:
+        t = np.log(t)
+    with tempfile.TemporaryDirectory() as d:
+        np.save(f"{d}/x.npy", x)
+        np.save(f"{d}/t.npy", t)
+        request = ComputeRequest(
+            f"{d}/x.npy", f"{d}/t.npy", reduction="sum", log_target=log_target,
+            input_transform=transform,
+        )  # fmt: skip
+        job, _, _ = _job(request, chunk)
+        assert job.layout == T.GRID
+        parts = _run(job, _shuffled_split(job, cuts, order))
+    xc, tc = convert(request, x, t, "t")
+    want = engine.total_loss(xc, tc, log_target, np.dtype(dtype), 1, chunk)
+    got = engine.combine([p for part in parts for p in part.partials])
+    assert np.float64(got).tobytes() == np.float64(want).tobytes()
+    assert sum(part.count for part in parts) == x.size
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean", "batchmean"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_compute_result_equals_local_for_random_splits(tmp_path: Path, reduction, dtype) -> None:
+    """At the engine's real chunk size: the compute job's result, and kl_div's sum."""
+    x, t = _pair(9000, 37, dtype, 1)  # 333,000 elements: 3 chunks, rows across chunks
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "t.npy", t)
+    request = ComputeRequest(str(tmp_path / "x.npy"), str(tmp_path / "t.npy"), reduction=reduction)
+    local = compute(request)
+    rng = np.random.default_rng(7)
+    for _ in range(3):
+        job, sx, st_ = _job(request)
+        assert T.units(job) == 3
+        cuts = rng.integers(0, 4, 2).tolist()
+        order = rng.permutation(3).tolist()
+        result = reduce_job(
+            request, sx, st_, job, lambda j, c=cuts, o=order: _run(j, _shuffled_split(j, c, o))
+        )
+        assert result.loss.tobytes() == local.loss.tobytes()
+        assert result.diagnostics == local.diagnostics
+        assert result.shape == local.shape and result.dtype == local.dtype
+    if reduction == "sum":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert np.asarray(kl_div(x, t, "sum")).tobytes() == local.loss.tobytes()
+
+
+def _parquet(path: Path, a: np.ndarray, row_group_size: int) -> None:
+    table = pa.table({f"c{j}": a[:, j] for j in range(a.shape[1])})
+    pq.write_table(table, path, row_group_size=row_group_size)
+
+
+@pytest.mark.parametrize(
+    ("x_groups", "t_groups", "layout"),
+    [(700, 700, T.GROUPS), (700, 1100, T.COLUMNS)],
+)
+def test_parquet_layouts_equal_local(tmp_path: Path, x_groups, t_groups, layout) -> None:
+    x, t = _pair(5000, 11, "float32", 2)
+    _parquet(tmp_path / "x.parquet", x, x_groups)
+    _parquet(tmp_path / "t.parquet", t, t_groups)
+    for reduction in ("sum", "batchmean"):
+        request = ComputeRequest(
+            str(tmp_path / "x.parquet"), str(tmp_path / "t.parquet"), reduction=reduction
+        )
+        local = compute(request)
+        job, sx, st_ = _job(request)
+        assert job.layout == layout
+        n = T.units(job)
+        work = _shuffled_split(job, [3, 5], list(range(n))[::-1])
+        result = reduce_job(request, sx, st_, job, lambda j, w=work: _run(j, w))
+        assert result.loss.tobytes() == local.loss.tobytes()
+        assert result.diagnostics == local.diagnostics
+
+
+def test_parquet_grid_reads_rows_across_row_groups(tmp_path: Path) -> None:
+    """A grid task's rows straddle row groups: read_rows joins them."""
+    x, _ = _pair(1000, 3, "float64", 3)
+    _parquet(tmp_path / "x.parquet", x, 64)
+    request = ComputeRequest(str(tmp_path / "x.parquet"), str(tmp_path / "x.parquet"))
+    job, _, _ = _job(request)
+    assert np.array_equal(T.read_rows(job.x, 60, 200), x[60:200])
+    assert np.array_equal(T.read_all(job.x), x)
+
+
+def test_non_finite_loss_gets_the_local_explanations(tmp_path: Path) -> None:
+    x, t = _pair(3000, 50, "float32", 4)
+    t[5, 3] = -0.5
+    x[2999, 0] = np.nan
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "t.npy", t)
+    request = ComputeRequest(str(tmp_path / "x.npy"), str(tmp_path / "t.npy"), reduction="sum")
+    local = compute(request)
+    job, sx, st_ = _job(request)
+    passes = []
+
+    def run(j: T.Job) -> list[T.Partial]:
+        passes.append(j.explain)
+        return _run(j, default_split(j, 1 << 17))
+
+    result = reduce_job(request, sx, st_, job, run)
+    assert passes == [False, True]
+    assert np.isnan(result.loss) and np.isnan(local.loss)
+    assert result.diagnostics == local.diagnostics
+
+
+def test_errors_in_tasks_come_back_as_data(tmp_path: Path) -> None:
+    """A missing value found by a task is the local engine's kind of error, one line."""
+    x, t = _pair(100, 2, "float64", 5)
+    table = pa.table({"a": pa.array(x[:, 0]), "b": pa.array([*x[:99, 1], None])})
+    pq.write_table(table, tmp_path / "x.parquet")
+    _parquet(tmp_path / "t.parquet", t, 1000)
+    request = ComputeRequest(str(tmp_path / "x.parquet"), str(tmp_path / "t.parquet"))
+    job, _, _ = _job(request)
+    failure = T.run_task(job, T.Task(0, T.units(job)))
+    assert isinstance(failure, T.Failure)
+    error = failure.error()
+    assert isinstance(error, InputError) and "missing a value" in str(error)
+    assert "\n" not in str(error)
+
+
+@pytest.mark.parametrize(
+    "changes", [{"reduction": "none"}, {"per_row": True}, {"top": 3}, {"input": "-"}]
+)
+def test_dask_engine_computes_scalar_losses_only(changes) -> None:
+    request = ComputeRequest(**{"input": "x.npy", "target": "t.npy", **changes})
+    with pytest.raises(UsageError, match="--engine dask"):
+        check_request(request)
