@@ -35,6 +35,19 @@ def test_mean_warns_and_mentions_batchmean() -> None:
         kl_div(X, T, reduction="none")
 
 
+@pytest.mark.parametrize(
+    ("x", "t", "error"),
+    [
+        (np.zeros(3, dtype=np.int64), T[0, :3], TypeError),
+        (X, np.zeros((4, 5)), ValueError),
+    ],
+)
+def test_mean_warns_before_an_invalid_operand_raises(x, t, error) -> None:
+    """torch resolves the reduction (and warns) before it looks at the operands."""
+    with pytest.warns(UserWarning, match="batchmean"), pytest.raises(error):
+        kl_div(x, t)
+
+
 def test_unknown_reduction() -> None:
     with pytest.raises(ValueError, match="^bogus is not a valid value for reduction$"):
         kl_div(X, T, reduction="bogus")
