@@ -55,6 +55,22 @@ def test_an_output_that_is_an_input_is_refused(tmp_path: Path) -> None:
     assert data.read_bytes() == b"input"
 
 
+def test_stdin_redirected_from_the_output_is_refused(tmp_path: Path) -> None:
+    data = tmp_path / "t.npy"
+    data.write_bytes(b"target")
+    saved = os.dup(0)
+    try:
+        with open(data, "rb") as f:
+            os.dup2(f.fileno(), 0)
+        with pytest.raises(OutputError, match=r"t.npy: is also an input of this command \(stdin\)"):
+            check_outputs([str(data)], ["x.npy", "-"])
+        check_outputs([str(tmp_path / "other.npy")], ["-"])
+    finally:
+        os.dup2(saved, 0)
+        os.close(saved)
+    assert data.read_bytes() == b"target"
+
+
 def test_two_outputs_that_are_one_file_are_refused(tmp_path: Path) -> None:
     a = tmp_path / "a.xml"
     (tmp_path / "to-a.xml").symlink_to(a)  # dangling until a is written

@@ -98,7 +98,8 @@ def check_outputs(outputs: Sequence[str | None], inputs: Sequence[str | None]) -
     outputs : sequence of str or None
         Every file the run will write (None and ``-`` are skipped).
     inputs : sequence of str or None
-        Every path it reads (data, profiles, threshold files; None and ``-`` skipped).
+        Every path it reads (data, profiles, threshold files; None skipped). ``-``
+        counts when stdin is redirected from a file.
 
     Raises
     ------
@@ -109,7 +110,15 @@ def check_outputs(outputs: Sequence[str | None], inputs: Sequence[str | None]) -
     """
     ids: dict[tuple[int, int] | str, str] = {}
     for path in inputs:
-        if path and path != "-":
+        if path == "-":
+            # ``kldiv compute x.npy - -o t.npy < t.npy``: stdin redirected from a file.
+            try:
+                st = os.fstat(0)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                ids.setdefault((st.st_dev, st.st_ino), "stdin")
+        elif path:
             ids.setdefault(_identity(path), path)
     seen: dict[tuple[int, int] | str, str] = {}
     for path in outputs:

@@ -1006,17 +1006,23 @@ def _fault_attacks() -> list[Attack]:
 
     out = [Attack(f"fault-5x0-{r}", empty_rows(r)) for r in ("none", "sum", "batchmean")]
 
-    def streamed_5x0(d: Path) -> Run:
-        np.save(d / "x.npy", np.zeros((5, 0)))
-        np.save(d / "t.npy", np.zeros((5, 0)))
-        o = str(d / "o.npy")
-        return Run(
-            ["compute", str(d / "x.npy"), str(d / "t.npy"), "-r", "none", "-o", o, "-q"],
-            0,
-            outputs=(o,),
-        )
+    def streamed_5x0(ext: str):
+        def build(d: Path) -> Run:
+            np.save(d / "x.npy", np.zeros((5, 0)))
+            np.save(d / "t.npy", np.zeros((5, 0)))
+            o = str(d / ("o" + ext))
+            return Run(
+                ["compute", str(d / "x.npy"), str(d / "t.npy"), "-r", "none", "-o", o, "-q"],
+                0,
+                outputs=(o,),
+            )
 
-    out.append(Attack("fault-5x0-none-into-npy", streamed_5x0))
+        return build
+
+    out += [
+        Attack(f"fault-5x0-none-into-{ext[1:]}", streamed_5x0(ext))
+        for ext in (".npy", ".csv", ".parquet", ".json")
+    ]
 
     def overflow(*extra: str):
         def build(d: Path) -> Run:
@@ -1076,8 +1082,35 @@ def _fault_attacks() -> list[Attack]:
 
         return build
 
+    def html_after_junit(d: Path) -> Run:
+        """The JUnit file is fine, the HTML page cannot be written: neither is replaced."""
+        ref, cur = drift_pair(d)
+        j = existing(d, "j.xml")
+        full = symlink(d, "full.html", "/dev/full")
+        return Run(["drift", ref, cur, "--junit", j, "--html", full, "-q"], 2, r"no space left")
+
+    def full_output(command: str, name: str, *extra: str):
+        def build(d: Path) -> Run:
+            full = symlink(d, name, "/dev/full")
+            if command == "profile":
+                argv = ["profile", table_csv(d, "ref.csv", ["a"])]
+            else:
+                argv = ["compute", *pair_npy(d)]
+            return Run([*argv, *extra, "-o", full, "-q"], 2, rf"{name}: cannot write \(no space")
+
+        return build
+
     if os.path.exists("/dev/full"):
         out += [Attack(f"fault-full-disk-{o.strip('-')}", full(o)) for o in ("--junit", "--html")]
+        out += [
+            Attack("fault-full-disk-html-after-junit", html_after_junit),
+            Attack("fault-full-disk-compute-json", full_output("compute", "full.json")),
+            Attack("fault-full-disk-compute-npy", full_output("compute", "full.npy", "-r", "sum")),
+            Attack(
+                "fault-full-disk-compute-streamed", full_output("compute", "full.csv", "-r", "none")
+            ),
+            Attack("fault-full-disk-profile", full_output("profile", "full.json")),
+        ]
     return out
 
 
