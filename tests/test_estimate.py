@@ -451,9 +451,18 @@ def test_gates(run_cli, files):
     assert r.exit_code == 1
     doc = json.loads(r.stdout)
     assert doc["verdict"] == "fail" and doc["thresholds"][0]["name"] == "diagnostics.ess"
-    for bad in ("k3=nan", "k9=1", "k3", "k3=x"):
+    for bad in ("k3=nan", "k9=1", "k3", "k3=x", "diagnostics.nope=1"):
         r = run_cli(*base, "--fail-above", bad)
         assert r.exit_code == 2 and r.stderr.startswith("kldiv: error:"), bad
+    # names are checked before anything is read
+    r = run_cli("estimate", "missing.npy", "missing.npy", "-e", "k3", "--fail-above", "k1=1")
+    assert r.exit_code == 2 and "unknown statistic 'k1'" in r.stderr
+    empty = paths["mask"].parent / "empty.npy"
+    np.save(empty, np.zeros_like(mask))
+    r = run_cli("estimate", paths["logp"], paths["ref"], "--mask", empty, "--fail-above", "k3=1")
+    assert r.exit_code == 1 and "k3 is NaN --fail-above 1" in r.stderr
+    r = run_cli("estimate", paths["logp"], paths["logp"], "-e", "k3", "--clamp", "none")
+    assert r.exit_code == 0 and float(r.stdout) == 0.0
 
 
 @pytest.mark.parametrize(

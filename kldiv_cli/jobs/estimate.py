@@ -25,45 +25,15 @@ from ..core.stats import summary
 from ..errors import InputError, UsageError
 from ..io.sources import ReadOptions, column_array, open_columns, open_source, select_columns
 from ..text import clean
-from .compare import open_input
+from .compare import Gate, open_input, parse_gate
 
 __all__ = [
     "EstimateRequest",
     "EstimateResult",
-    "Gate",
     "estimate",
     "evaluate_gates",
     "flatten",
-    "parse_gate",
 ]
-
-
-@dataclass(frozen=True)
-class Gate:
-    """``--fail-above NAME=X`` (``above=True``) or ``--fail-below NAME=X``."""
-
-    name: str
-    threshold: float
-    above: bool
-
-    @property
-    def option(self) -> str:
-        return "--fail-above" if self.above else "--fail-below"
-
-
-def parse_gate(text: str, above: bool) -> Gate:
-    """``NAME=X``: a name from the JSON output (dotted for nested keys) and a number."""
-    option = "--fail-above" if above else "--fail-below"
-    name, sep, value = text.partition("=")
-    if not sep or not name.strip():
-        raise UsageError(f"{option} {text!r}: expected NAME=X, e.g. {option} k3=0.05")
-    try:
-        threshold = float(value)
-    except ValueError:
-        raise UsageError(f"{option} {text!r}: {value!r} is not a number") from None
-    if math.isnan(threshold):
-        raise UsageError(f"{option} {text!r}: the threshold is NaN (a gate that never passes)")
-    return Gate(name.strip(), threshold, above)
 
 
 def flatten(document: dict[str, Any], prefix: str = "") -> dict[str, float]:
@@ -79,7 +49,8 @@ def flatten(document: dict[str, Any], prefix: str = "") -> dict[str, float]:
 
 
 def evaluate_gates(gates: tuple[Gate, ...], numbers: dict[str, float]) -> list[dict[str, Any]]:
-    """Each gate with its value and whether it passed (a NaN value never passes).
+    """Each gate as compare reports it: name, ``fail_above``/``fail_below``, value, passed
+    (a NaN value never passes).
 
     Raises
     ------
@@ -91,18 +62,16 @@ def evaluate_gates(gates: tuple[Gate, ...], numbers: dict[str, float]) -> list[d
         if gate.name not in numbers:
             known = ", ".join(n for n in numbers if "." not in n)
             raise UsageError(
-                f"{gate.option} {clean(gate.name)!r}: no such number in the output; "
-                f"use one of {known} or a dotted diagnostics name (see -f json)"
+                f"--fail-{gate.op}: unknown statistic {clean(gate.name)!r}; use one of {known} "
+                "or a dotted name from -f json (e.g. diagnostics.chi2_token)"
             )
         value = numbers[gate.name]
-        passed = value <= gate.threshold if gate.above else value >= gate.threshold
         out.append(
             {
                 "name": gate.name,
+                f"fail_{gate.op}": gate.threshold,
                 "value": value,
-                "threshold": gate.threshold,
-                "kind": "above" if gate.above else "below",
-                "passed": bool(passed),
+                "passed": gate.passed(value),
             }
         )
     return out
@@ -135,8 +104,8 @@ class EstimateRequest:
 
     @property
     def gates(self) -> tuple[Gate, ...]:
-        return tuple(parse_gate(g, True) for g in self.fail_above) + tuple(
-            parse_gate(g, False) for g in self.fail_below
+        return tuple(parse_gate(g, "above") for g in self.fail_above) + tuple(
+            parse_gate(g, "below") for g in self.fail_below
         )
 
     def validate(self) -> None:
@@ -163,7 +132,15 @@ class EstimateRequest:
             raise UsageError("--pad-value nan is the default (NaN always marks padding)")
         if self.mask == "-":
             raise UsageError("--mask cannot be '-' (stdin holds LOGP or REF_LOGP)")
-        self.gates  # noqa: B018  (parse them now: a bad gate is a usage error before reading)
+        # Gates name numbers of the output: checked now, before anything is read.
+        zero = np.zeros((1, 1))
+        skeleton = _numbers(
+            dict.fromkeys(self.estimators, 0.0),
+            0,
+            0,
+            _diagnostics(zero, zero, zero == 0, dict.fromkeys(self.estimators, zero[0])),
+        )
+        evaluate_gates(self.gates, flatten(skeleton))
         if self.output is not None and self.output != "-":
             from ..io.writers import check_outputs, output_kind
 
@@ -191,12 +168,7 @@ class EstimateResult:
     @property
     def numbers(self) -> dict[str, Any]:
         """The numbers of the output, nested as in its JSON (and as gates name them)."""
-        return {
-            **self.estimates,
-            "tokens": self.tokens,
-            "sequences": self.sequences,
-            "diagnostics": self.diagnostics,
-        }
+        return _numbers(self.estimates, self.tokens, self.sequences, self.diagnostics)
 
     @property
     def failed_check(self) -> str | None:
@@ -204,12 +176,29 @@ class EstimateResult:
         failed = [g for g in self.gates if not g["passed"]]
         if not failed:
             return None
-        return "; ".join(
-            f"{clean(g['name'])} = {g['value']:.6g} is "
-            f"{'above' if g['kind'] == 'above' else 'below'} "
-            f"{'--fail-above' if g['kind'] == 'above' else '--fail-below'} {g['threshold']:g}"
-            for g in failed
-        )
+        parts = []
+        for g in failed:
+            op = "above" if "fail_above" in g else "below"
+            value, threshold = g["value"], g[f"fail_{op}"]
+            verdict = "is NaN" if value != value else f"= {value:.6g} is {op}"
+            parts.append(f"{clean(g['name'])} {verdict} --fail-{op} {threshold:g}")
+        return "; ".join(parts)
+
+
+def _numbers(
+    estimates: dict[str, float], tokens: int, sequences: int, diagnostics: dict[str, Any]
+) -> dict[str, Any]:
+    return {**estimates, "tokens": tokens, "sequences": sequences, "diagnostics": diagnostics}
+
+
+def _diagnostics(
+    a: np.ndarray, b: np.ndarray, valid: np.ndarray, per_token: dict[str, np.ndarray]
+) -> dict[str, Any]:
+    """The diagnostics object: how far apart the sides are, and each per-token estimate's
+    summary (``per_token`` holds the values of the valid tokens)."""
+    out = estimate_diagnostics(np.where(valid, a, 0.0), np.where(valid, b, 0.0), valid)
+    out["per_token"] = {name: summary(values) for name, values in per_token.items()}
+    return out
 
 
 def _first(flags: np.ndarray) -> str:
@@ -374,17 +363,17 @@ def estimate(request: EstimateRequest, stdin: bytes | None = None) -> EstimateRe
     reader = _read_long if request.sequence_column is not None else _read_wide
     a, b, valid, da, db = reader(request, stdin)
     a64, b64 = a.astype(np.float64, copy=False), b.astype(np.float64, copy=False)
-    logr = np.where(valid, b64 - a64, 0.0)
+    with np.errstate(invalid="ignore"):  # inf - inf outside the mask
+        logr = np.where(valid, b64 - a64, 0.0)
     clamp = parse_clamp(request.clamp)
     estimates: dict[str, float] = {}
-    per_token_summary: dict[str, dict[str, float]] = {}
+    values: dict[str, np.ndarray] = {}
     for name in request.estimators:
-        values = per_token(logr, name, clamp)
-        estimates[name] = aggregate_tokens(values, valid, request.aggregate, request.norm_length)
-        per_token_summary[name] = summary(values[valid])
+        tokens = per_token(logr, name, clamp)
+        estimates[name] = aggregate_tokens(tokens, valid, request.aggregate, request.norm_length)
+        values[name] = tokens[valid]
     counts = valid.sum(axis=1)
-    diagnostics = estimate_diagnostics(np.where(valid, a64, 0.0), np.where(valid, b64, 0.0), valid)
-    diagnostics["per_token"] = per_token_summary
+    diagnostics = _diagnostics(a64, b64, valid, values)
     norm = None
     if request.aggregate == "seq-mean-token-sum-norm":
         norm = request.norm_length if request.norm_length is not None else float(a.shape[1])
