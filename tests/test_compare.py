@@ -542,3 +542,53 @@ def test_help_states_the_order() -> None:
         in text
     )
     assert text.index("Examples") < text.index("--fail-above")
+
+
+# ---------------------------------------------------------------- properties
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra.numpy import arrays  # noqa: E402
+
+logit_rows = arrays(
+    np.float64,
+    st.tuples(st.integers(1, 4), st.integers(1, 12)),
+    elements=st.floats(-30, 30, allow_nan=False, width=32),
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(logit_rows, st.data())
+def test_measure_properties(a: np.ndarray, data) -> None:
+    b = data.draw(
+        arrays(np.float64, a.shape, elements=st.floats(-30, 30, allow_nan=False, width=32))
+    )
+    m = row_measures(a, b, pair(a, b, "logits", "logits"))
+    swapped = row_measures(b, a, pair(b, a, "logits", "logits"))
+    same = row_measures(a, a, pair(a, a, "logits", "logits"))
+    for k in ("kl", "kl_reverse", "js", "tv"):
+        assert np.all(same[k] == 0), k
+        assert np.all(m[k] >= -1e-12), k
+    assert np.all(m["js"] <= math.log(2) + 1e-12) and np.all(m["tv"] <= 1 + 1e-12)
+    np.testing.assert_allclose(m["kl"], swapped["kl_reverse"], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(m["js"], swapped["js"], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(m["tv"], swapped["tv"], rtol=1e-12, atol=1e-15)
+    shifted = row_measures(a + 7.0, b - 3.0, pair(a + 7.0, b - 3.0, "logits", "logits"))
+    np.testing.assert_allclose(shifted["kl"], m["kl"], rtol=1e-9, atol=1e-12)
+    # The same distributions given as log-probs and as probs.
+    lp, lq = log_softmax(a), log_softmax(b)
+    via_lp = row_measures(lp, lq, pair(lp, lq, "log-probs", "log-probs"))
+    via_p = row_measures(np.exp(lp), np.exp(lq), pair(np.exp(lp), np.exp(lq), "probs", "probs"))
+    for k in ("kl", "js", "tv"):
+        np.testing.assert_allclose(via_lp[k], m[k], rtol=1e-7, atol=1e-12)
+        np.testing.assert_allclose(via_p[k], m[k], rtol=1e-7, atol=1e-12)
+
+
+def test_progress_counts_elements(models) -> None:
+    from kldiv_cli.jobs.compare import CompareRequest, compare
+
+    d, *_ = models
+    calls: list[tuple[int, int]] = []
+    request = CompareRequest(str(d / "ref.npy"), str(d / "cand.npy"), chunk_rows=64)
+    compare(request, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(64 * 30, 6000), (128 * 30, 6000), (192 * 30, 6000), (6000, 6000)]

@@ -120,7 +120,7 @@ def pair(
       log1p(ΔS/S_p)``, ``ΔS = Σ e^{z_p}·expm1(δ)``; then ``expm1(d) = (expm1(δ) −
       C)/(1 + C)`` with ``C = ΔS/S_p``, and ``q = p·(1 + expm1(d))``;
     * two log-probability inputs: ``d = y − x``;
-    * two probability inputs: ``d = log1p((q − p)/p)``;
+    * two probability inputs: ``d = log1p((q − p)/p)`` where ``|q − p| ≤ p/2``;
     * mixed kinds: ``d = log q − log p`` from :func:`distribution`.
     """
     _check_kind(kind_p)
@@ -139,7 +139,10 @@ def pair(
         if kind_p == kind_q == "log-probs":
             d = b - a
         elif kind_p == kind_q == "probs":
-            d = np.where((p > 0) & (q > 0), np.log1p((q - p) / p), lq - lp)
+            # log1p keeps the digits of a ratio near 1; far from 1, (q − p)/p near −1
+            # would lose them, and the logs' difference is exact enough.
+            near = np.abs(q - p) <= 0.5 * p
+            d = np.where(near, np.log1p((q - p) / np.where(near, p, 1.0)), lq - lp)
         else:
             d = lq - lp
         return Pair(lp=lp, p=p, q=q, d=d, ed=np.expm1(d), lq=lq)
