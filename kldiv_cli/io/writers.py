@@ -175,10 +175,10 @@ def check_destination(path: str) -> None:
         raise OutputError(f"{shown}: folder {clean(parent)} does not exist")
     if not os.access(parent, os.W_OK):
         raise OutputError(f"{shown}: folder {clean(parent)} is not writable")
-    size = len(os.fsencode(os.path.basename(path)))
-    if size > _name_max(parent):
+    size, limit = len(os.fsencode(os.path.basename(path))), _name_max(parent)
+    if size > limit:
         raise OutputError(
-            f"{shown}: the file name is too long ({size} bytes; the limit is {_name_max(parent)})"
+            f"{shown}: the file name is too long ({size} bytes; the limit is {limit})"
         )
 
 
