@@ -717,9 +717,7 @@ def _instant(seconds: float) -> str:
         moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
     except (OverflowError, OSError, ValueError):
         return _number(seconds)
-    return moment.strftime(
-        "%Y-%m-%d %H:%M:%S" if moment.second or moment.minute or moment.hour else "%Y-%m-%d"
-    )
+    return moment.strftime("%Y-%m-%d %H:%M" if moment.minute or moment.hour else "%Y-%m-%d")
 
 
 def bin_labels(ref: ColumnProfile) -> list[str]:

@@ -286,6 +286,10 @@ def _bars(h: Histogram) -> tuple[list[str], list[float], list[float], str]:
 
 
 def _axis_label(label: str) -> str:
+    """A numeric bin by its lower edge (the first and last by their bound), a category
+    as it is; at most 16 characters."""
+    if label.startswith("[") and ", " in label:
+        label = label[1:].split(", ")[0]
     text = clean(label)
     return text if len(text) <= 16 else text[:15] + "…"
 
@@ -294,13 +298,13 @@ def svg_histogram(h: Histogram) -> str:
     """Reference and current shares per bin, side by side, with a y scale in percent."""
     labels, ref, cur, note = _bars(h)
     top = max(max(ref), max(cur), 1e-12)
-    width, height, left, base = 560, 250, 46, 170
+    width, height, left, base = 560, 260, 64, 170
     slot = (width - left - 6) / len(labels)
     bar = max(1.5, slot * 0.4)
     esc = html.escape
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="100%" '
-        'role="img" aria-label="histogram of reference and current shares" font-family="system-ui,sans-serif">'
+        'role="img" aria-label="histogram of reference and current shares" overflow="visible" font-family="system-ui,sans-serif">'
     ]
     for tick in (0, 0.5, 1):
         y = base - (base - 12) * tick
@@ -355,22 +359,18 @@ def _summary_row(c: ColumnResult, report: DriftReport) -> str:
 
 def _card(c: ColumnResult, report: DriftReport) -> str:
     esc = html.escape
-    flags = []
-    if Reason.MISSING in c.reasons or abs(c.missing.change) > 0:
-        flags.append(f"Missing values {esc(missing_text(c))}")
+    # (text, highlighted): missing-share changes and new categories always stand out.
+    flags: list[tuple[str, bool]] = []
+    if c.missing.change:
+        flags.append((f"Missing values {esc(missing_text(c))}", True))
     if c.n_new_categories:
-        flags.append(
-            f"New categories ({_pct(c.new_category_share or 0)} of current values): {esc(new_text(c))}"
-        )
-    if c.outside_range_share:
-        flags.append(
-            f"{_pct(c.outside_range_share)} of current values outside the reference's range"
-        )
+        share = _pct(c.new_category_share or 0)
+        flags.append((f"New categories ({share} of current values): {esc(new_text(c))}", True))
+    if c.outside_range_share and c.outside_range_share >= 0.001:
+        share = _pct(c.outside_range_share)
+        flags.append((f"{share} of current values outside the reference's range", False))
     flag_html = "".join(
-        f'<div class="flag">{f}</div>'
-        if c.state is State.DRIFT or "New" in f
-        else f'<div class="meta">{f}</div>'
-        for f in flags
+        f'<div class="{"flag" if hot else "meta"}">{text}</div>' for text, hot in flags
     )
     meta = (
         f"{c.role.value} · {esc(c.metric)} {_fmt(c.value)} (threshold {_fmt(c.threshold)}) · "
