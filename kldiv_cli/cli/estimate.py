@@ -171,24 +171,22 @@ def estimate(
     debug: DebugOpt = False,
 ) -> None:
     """Estimate KL(pi || pi_ref) from the log-probabilities of sampled tokens, as RL
-    frameworks log it (Schulman's k1, k2, k3).
-
-    Which preset reproduces which logged number: TRL GRPO "kl" = -e k3 (token-mean, clamp
-    none); TRL PPO "objective/kl" = -e k1 or k3 -a seq-mean-token-sum; OpenRLHF "kl" =
-    --clamp openrlhf -a seq-mean-token-mean; verl "actor/kl_loss" = --clamp verl and
-    -a your loss_agg_mode (kl_loss_type low_var_kl = k3).
+    frameworks log it (Schulman's k1, k2, k3), with diagnostics.
 
     Examples:
 
       kldiv estimate logp.npy ref_logp.npy --mask mask.npy
 
       kldiv estimate logp.npy ref_logp.npy --mask mask.npy -e k3 --clamp verl
-      -a seq-mean-token-mean
 
-      kldiv estimate rollout.parquet rollout.parquet --sequence-column seq
-      --logp-columns logp --ref-columns ref_logp
+      kldiv estimate rollout.csv rollout.csv --sequence-column seq --logp-columns 1 --ref-columns 2
 
       kldiv estimate trainer.npy vllm.npy --fail-above k3=0.05 --fail-below diagnostics.ess=0.9
+
+    Which settings reproduce which logged number: TRL GRPO "kl": -e k3 (token-mean, clamp
+    none). TRL PPO "objective/kl": -e k1 or -e k3, -a seq-mean-token-sum. OpenRLHF "kl":
+    --clamp openrlhf -a seq-mean-token-mean. verl "actor/kl_loss": --clamp verl and -a your
+    loss_agg_mode (kl_loss_type low_var_kl is k3).
     """
     from ..io.sources import ReadOptions
     from ..jobs.estimate import EstimateRequest

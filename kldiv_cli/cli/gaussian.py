@@ -130,10 +130,6 @@ def gaussian(
 ) -> None:
     """KL(N(mu, sigma^2) || prior) of diagonal Gaussians: the VAE latent KL, in closed form.
 
-    Per dimension 0.5 * (sigma^2 + mu^2 - 1 - log sigma^2) against N(0, 1), or
-    0.5 * (s1^2/s2^2 + (mu1 - mu2)^2/s2^2 - 1 - log(s1^2/s2^2)) against --prior-mu and
-    --prior-logvar, as torch.distributions.kl_divergence(Normal, Normal).
-
     Examples:
 
       kldiv gaussian mu.npy logvar.npy
@@ -141,6 +137,10 @@ def gaussian(
       kldiv gaussian latents.parquet --mu-columns 'mu_*' --logvar-columns 'logvar_*' -r per-dim
 
       kldiv gaussian z.npz --mu-key mu --logvar-key logstd --scale-param logstd --free-bits 0.5
+
+    Per dimension 0.5 * (sigma^2 + mu^2 - 1 - log sigma^2) against N(0, 1), or
+    0.5 * (s1^2/s2^2 + (mu1 - mu2)^2/s2^2 - 1 - log(s1^2/s2^2)) against --prior-mu and
+    --prior-logvar, as torch.distributions.kl_divergence(Normal, Normal).
     """
     from ..io.sources import ReadOptions
     from ..jobs.gaussian import GaussianRequest
