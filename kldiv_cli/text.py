@@ -21,11 +21,12 @@ __all__ = ["clean", "clean_lines", "markup"]
 # it is), invisible characters that make two names look the same (zero-width space,
 # word joiner, invisible operators, tags, BOM), line and paragraph separators, and
 # lone surrogates (how Python carries the undecodable bytes of a file name). The
-# zero-width (non-)joiners U+200C/U+200D stay: scripts and emoji need them.
+# zero-width (non-)joiners U+200C/U+200D stay: scripts and emoji need them. With the
+# non-characters U+FFFE/U+FFFF also escaped, the result is valid in XML 1.0.
 _C0_BUT_NEWLINE = "\x00-\x09\x0b-\x1f"
 _OTHERS = (
     "\x7f-\x9f\u061c\u180e\u200b\u200e\u200f\u2028-\u202e\u2060-\u206f"
-    "\ufeff\ufff9-\ufffb\ud800-\udfff\U000e0000-\U000e007f"
+    "\ufeff\ufff9-\ufffb\ufffe\uffff\ud800-\udfff\U000e0000-\U000e007f"
 )
 _UNSAFE = re.compile(f"[\n{_C0_BUT_NEWLINE}{_OTHERS}]")
 # The same but newlines stay: for whole texts of several lines.

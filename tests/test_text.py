@@ -90,6 +90,16 @@ def test_clean_output_is_always_safe(text: str) -> None:
 
 
 @given(st.text())
+def test_clean_output_is_valid_xml_text(text: str) -> None:
+    import xml.etree.ElementTree as ET
+    from xml.sax.saxutils import escape, quoteattr
+
+    shown = clean(text)
+    root = ET.fromstring(f"<a name={quoteattr(shown)}>{escape(shown)}</a>")
+    assert root.text in (shown, None) and root.get("name") == shown
+
+
+@given(st.text())
 def test_clean_lines_keeps_only_newlines(text: str) -> None:
     out = clean_lines(text)
     assert out.split("\n") == [clean(part) for part in text.split("\n")]

@@ -507,6 +507,8 @@ HOSTILE_NAMES = {
     "rich-link": "[link=https://evil.example]click[/link]",
     "rich-close": "[/]",
     "rich-style": "[bold red]loud",
+    "noncharacter": "not\uffffxml",  # U+FFFF: not allowed in XML 1.0
+    "zero-width": "twin\u200bname",
 }
 #: The ones a file name can hold (no "/").
 FILE_NAMES = {k: v for k, v in HOSTILE_NAMES.items() if "/" not in v or k == "rich-close"}
@@ -727,6 +729,55 @@ def _loss_attacks() -> list[Attack]:
     return out
 
 
+def _model_inputs(d: Path, command: str) -> list[str]:
+    """Small valid inputs for the model commands: two logit tables (compare), token
+    log-probabilities and a mask (estimate), means and log-variances (gaussian)."""
+    rng = np.random.default_rng(0)
+    names = {"compare": ("ref.npy", "cand.npy"), "gaussian": ("mu.npy", "logvar.npy")}
+    if command == "estimate":
+        np.save(d / "logp.npy", -rng.random((8, 5)))
+        np.save(d / "ref_logp.npy", -rng.random((8, 5)))
+        np.save(d / "mask.npy", (rng.random((8, 5)) > 0.2).astype(np.int8))
+        return [str(d / "logp.npy"), str(d / "ref_logp.npy"), "--mask", str(d / "mask.npy")]
+    for name in names[command]:
+        np.save(d / name, rng.normal(size=(8, 5)))
+    return [str(d / name) for name in names[command]]
+
+
+#: Where each model command's -o goes, by default.
+MODEL_OUTPUTS = {"compare": "rows.npy", "estimate": "kl.json", "gaussian": "kl.json"}
+
+
+def _model_attacks() -> list[Attack]:
+    """compare, estimate and gaussian: the same guard, the same kept modes."""
+    out = []
+    for command in MODEL_OUTPUTS:
+        for victim in (0, 1, -1):
+            for how in ("same", "symlink", "hardlink"):
+
+                def build(d: Path, command=command, victim=victim, how=how) -> Run:
+                    inputs = _model_inputs(d, command)
+                    target = inputs[victim]
+                    if how != "same":
+                        link = d / ("alias" + os.path.splitext(MODEL_OUTPUTS[command])[1])
+                        (os.symlink if how == "symlink" else os.link)(target, link)
+                        target = str(link)
+                    return Run([command, *inputs, "-o", target], 2, SAME + "| writes |go to ")
+
+                if victim == -1 and command != "estimate":
+                    continue
+                side = {0: "first", 1: "second", -1: "mask"}[victim]
+                out.append(Attack(f"loss-{command}-{side}-{how}", build))
+
+        def kept(d: Path, command=command) -> Run:
+            o = existing(d, MODEL_OUTPUTS[command], 0o600)
+            argv = [command, *_model_inputs(d, command), "-o", o, "-q"]
+            return Run(argv, 0, outputs=(o,), modes=((o, 0o600),))
+
+        out.append(Attack(f"kept-mode-{command}", kept))
+    return out
+
+
 def _kept_attacks() -> list[Attack]:
     """Runs that succeed: a replaced 0600 file stays 0600; a legal 255-byte name works."""
     out: list[Attack] = []
@@ -876,7 +927,7 @@ def _injection_attacks() -> list[Attack]:
 
         out.append(Attack(f"inject-column-inspect-{key}", inspect_columns))
 
-    for key in ("esc-clear", "newline", "rich-link", "bidi"):
+    for key in ("esc-clear", "newline", "rich-link", "bidi", "noncharacter"):
         name = HOSTILE_NAMES[key]
         for fmt in ("plain", "markdown", "csv", "json"):
 
@@ -1130,6 +1181,7 @@ def re_escape(text: str) -> str:
 ATTACKS: list[Attack] = [
     *_loss_attacks(),
     *_kept_attacks(),
+    *_model_attacks(),
     *_kind_attacks(),
     *_injection_attacks(),
     *_option_attacks(),
