@@ -216,7 +216,11 @@ def _as_2d(a: np.ndarray, label: str) -> np.ndarray:
 
 
 def _valid_tokens(
-    request: EstimateRequest, a: np.ndarray, b: np.ndarray, mask: np.ndarray | None, labels
+    request: EstimateRequest,
+    a: np.ndarray,
+    b: np.ndarray,
+    mask: np.ndarray | None,
+    labels: tuple[str, str, str],
 ) -> np.ndarray:
     """The tokens that count: the mask's 1s, else those that are not padding."""
     if mask is not None:
@@ -246,7 +250,12 @@ def _valid_tokens(
     return ~pa
 
 
-def _read_wide(request: EstimateRequest, stdin: bytes | None):
+#: What a reader gives: LOGP and REF_LOGP as [sequences, tokens], the tokens that count,
+#: and both inputs described.
+Tokens = tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any], dict[str, Any]]
+
+
+def _read_wide(request: EstimateRequest, stdin: bytes | None) -> Tokens:
     sa = open_input(request.logp, request.logp_options, stdin)
     sb = open_input(request.ref_logp, request.ref_options, stdin)
     a, b = _as_2d(sa.read(), sa.label), _as_2d(sb.read(), sb.label)
@@ -271,7 +280,7 @@ def _read_wide(request: EstimateRequest, stdin: bytes | None):
 def _value_column(path: str, options: ReadOptions, names: list[str], seq: str) -> str:
     """The one numeric column of a long table (besides the sequence id) as a column spec."""
     label = "<stdin>" if path == "-" else path
-    chosen = [i for i in select_columns(label, names, options.columns, [True] * len(names))]
+    chosen = select_columns(label, names, options.columns, [True] * len(names))
     chosen = [i for i in chosen if names[i] != seq]
     if len(chosen) != 1:
         listing = ", ".join(clean(names[i]) for i in chosen) or "none"
@@ -283,7 +292,9 @@ def _value_column(path: str, options: ReadOptions, names: list[str], seq: str) -
     return str(i) if str(i) not in names else names[i]
 
 
-def _sequence_codes(path: str, options: ReadOptions, seq: str, stdin: bytes | None):
+def _sequence_codes(
+    path: str, options: ReadOptions, seq: str, stdin: bytes | None
+) -> tuple[np.ndarray, list[str]]:
     """Each row's sequence as 0..S-1 in order of first appearance, and the column names."""
     table = open_columns(
         path, ReadOptions(options.fmt, options.key, None, options.delimiter, options.missing), stdin
@@ -305,7 +316,7 @@ def _sequence_codes(path: str, options: ReadOptions, seq: str, stdin: bytes | No
     return codes, names
 
 
-def _read_long(request: EstimateRequest, stdin: bytes | None):
+def _read_long(request: EstimateRequest, stdin: bytes | None) -> Tokens:
     seq = request.sequence_column
     assert seq is not None
     sides = []
@@ -332,7 +343,7 @@ def _read_long(request: EstimateRequest, stdin: bytes | None):
         )
     mask = None
     if request.mask is not None:
-        sm = open_source(request.mask, request.mask_options)
+        sm = open_input(request.mask, request.mask_options, None)
         mask = sm.read().reshape(-1)
         if mask.size != va.size:
             raise InputError(sm.label, f"has {mask.size} values for {va.size} rows of tokens")
@@ -341,7 +352,7 @@ def _read_long(request: EstimateRequest, stdin: bytes | None):
         va.reshape(-1, 1),
         vb.reshape(-1, 1),
         None if mask is None else mask.reshape(-1, 1),
-        (sa.label, sb.label, "" if request.mask is None else request.mask),
+        (sa.label, sb.label, "" if request.mask is None else clean(request.mask)),
     ).reshape(-1)
     # One row per sequence, tokens in the order their rows appear.
     n_seq = int(ca.max()) + 1 if len(ca) else 0
