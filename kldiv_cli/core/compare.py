@@ -125,15 +125,15 @@ def pair(
     """
     _check_kind(kind_p)
     _check_kind(kind_q)
-    a = np.asarray(raw_p, dtype=np.float64)
-    b = np.asarray(raw_q, dtype=np.float64)
     with np.errstate(all="ignore"):
         if temperature != 1.0 or kind_p == kind_q == "logits":
             return _logits_pair(
-                np.log(a) if kind_p == "probs" else a,
-                np.log(b) if kind_q == "probs" else b,
+                np.log(raw_p, dtype=np.float64) if kind_p == "probs" else np.asarray(raw_p),
+                np.log(raw_q, dtype=np.float64) if kind_q == "probs" else np.asarray(raw_q),
                 temperature,
             )
+        a = np.asarray(raw_p, dtype=np.float64)
+        b = np.asarray(raw_q, dtype=np.float64)
         lp, p = distribution(a, kind_p)
         lq, q = distribution(b, kind_q)
         if kind_p == kind_q == "log-probs":
@@ -149,10 +149,13 @@ def pair(
 
 
 def _logits_pair(a: np.ndarray, b: np.ndarray, temperature: float) -> Pair:
-    ma = np.max(a, axis=-1, keepdims=True)
-    mb = np.max(b, axis=-1, keepdims=True)
-    z = a - ma
-    delta = b - a
+    """:func:`pair` of two logit blocks (any float dtype; differences taken in float64,
+    where those of float32/float16 values are exact)."""
+    f64 = np.float64
+    ma = np.max(a, axis=-1, keepdims=True).astype(f64)
+    mb = np.max(b, axis=-1, keepdims=True).astype(f64)
+    z = np.subtract(a, ma, dtype=f64)
+    delta = np.subtract(b, a, dtype=f64)
     delta -= mb - ma
     if temperature != 1.0:
         z /= temperature
@@ -161,17 +164,19 @@ def _logits_pair(a: np.ndarray, b: np.ndarray, temperature: float) -> Pair:
     sp = np.sum(ep, axis=-1, keepdims=True)
     e = np.expm1(delta)
     change = ep * e
-    # Where e^z_p·expm1(δ) is not a number (masked classes, overflow), the candidate's
-    # terms are taken directly.
-    bad = ~np.isfinite(change)
-    eq = None
-    if bad.any():
-        zq = b - mb
+    total = np.sum(change, axis=-1, keepdims=True)
+    eq: np.ndarray | None = None
+    bad = np.zeros((), dtype=bool)
+    if not np.isfinite(total).all():
+        # Where e^z_p·expm1(δ) is not a number (masked classes, overflow), the
+        # candidate's terms are taken directly: |e^z_q − e^z_p| ≤ 1 cannot overflow.
+        bad = ~np.isfinite(change)
+        zq = np.subtract(b, mb, dtype=f64)
         if temperature != 1.0:
             zq /= temperature
         eq = np.exp(zq)
-        change = np.where(bad, eq - ep, change)
-    big_c = np.sum(change, axis=-1, keepdims=True) / sp
+        total = np.sum(np.where(bad, eq - ep, change), axis=-1, keepdims=True)
+    big_c = total / sp
     z -= np.log(sp)
     ep /= sp
     delta -= np.log1p(big_c)
@@ -196,12 +201,20 @@ def row_measures(raw_p: np.ndarray, raw_q: np.ndarray, pr: Pair) -> dict[str, np
     """
     p, q, d = pr.p, pr.q, pr.d
     with np.errstate(all="ignore"):
-        kl = np.where(p == 0, 0.0, p * -d).sum(axis=-1)
-        kl_reverse = np.where(q == 0, 0.0, q * d).sum(axis=-1)
-        half = np.where(d > _BIG, d - _LN2, np.log1p(pr.ed * 0.5))
-        mass = p + q
-        terms = np.where((p > 0) & (q > 0), q * d - mass * half, mass * _LN2)
-        js = 0.5 * terms.sum(axis=-1)
+        qd = q * d
+        if p.min(initial=1.0) > 0 and q.min(initial=1.0) > 0 and d.max(initial=0.0) <= _BIG:
+            # Every class has mass on both sides (no NaN either): the general formulas
+            # below without their special cases, and the same bits.
+            kl = -(p * d).sum(axis=-1)
+            kl_reverse = qd.sum(axis=-1)
+            js = 0.5 * (qd - (p + q) * np.log1p(pr.ed * 0.5)).sum(axis=-1)
+        else:
+            kl = np.where(p == 0, 0.0, p * -d).sum(axis=-1)
+            kl_reverse = np.where(q == 0, 0.0, qd).sum(axis=-1)
+            half = np.where(d > _BIG, d - _LN2, np.log1p(pr.ed * 0.5))
+            mass = p + q
+            terms = np.where((p > 0) & (q > 0), qd - mass * half, mass * _LN2)
+            js = 0.5 * terms.sum(axis=-1)
         tv = 0.5 * np.abs(p - q).sum(axis=-1)
     agree = np.argmax(raw_p, axis=-1) == np.argmax(raw_q, axis=-1)
     return {"kl": kl, "kl_reverse": kl_reverse, "js": js, "tv": tv, "agree": agree}
