@@ -119,6 +119,9 @@ def connect(cluster: Cluster, note: Callable[[str], None] | None = None) -> Iter
                 processes=True,
                 host="127.0.0.1",
                 dashboard_address=None,
+                # The scheduler's HTTP routes (health, metrics) still listen: on a free
+                # port of 127.0.0.1, not on 8787 (taken by any other cluster here).
+                scheduler_kwargs={"dashboard_address": "127.0.0.1:0", "dashboard": False},
                 silence_logs=logging.ERROR,
             )
             where = "the local cluster"
@@ -180,7 +183,10 @@ def run_tasks(
         The first error a task met in the data (as the local engine raises it), or a
         :class:`ClusterError` when workers kept dying on a task.
     """
+    from asyncio import CancelledError
+
     import distributed
+    from distributed.client import FutureCancelledError
 
     shared = client.scatter(job, broadcast=True, hash=False)
     futures = client.map(function, [shared] * len(work), work, pure=False)
@@ -190,6 +196,11 @@ def run_tasks(
         raise ClusterError(
             "a Dask worker died while running a task, and again on every retry "
             "(out of memory? see the workers' logs); nothing was written"
+        ) from None
+    except (FutureCancelledError, CancelledError):
+        raise ClusterError(
+            "the Dask scheduler cancelled the job's tasks (restarted, or lost every "
+            "worker); nothing was written"
         ) from None
     finally:
         client.cancel(futures)

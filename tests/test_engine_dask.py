@@ -1,0 +1,168 @@
+"""--engine dask on real schedulers: gen_cluster (in-process workers) for the task logic,
+one module-scoped 2-process LocalCluster for real serialization, a worker that dies,
+and the cluster errors. Skipped when the ``dask`` extra is not installed."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+distributed = pytest.importorskip("distributed")
+
+from distributed.utils_test import gen_cluster  # noqa: E402
+
+import kldiv_cli  # noqa: E402
+from kldiv_cli.core import engine  # noqa: E402
+from kldiv_cli.engines import dask as D  # noqa: E402
+from kldiv_cli.engines import tasks as T  # noqa: E402
+from kldiv_cli.jobs.compute import ComputeRequest, compute, open_sources, plan  # noqa: E402
+
+
+def _files(d: str, rows: int = 6000, width: int = 50, seed: int = 0) -> tuple[str, str]:
+    rng = np.random.default_rng(seed)
+    t = rng.dirichlet(np.ones(width), rows).astype(np.float32)
+    x = np.log(rng.dirichlet(np.ones(width), rows)).astype(np.float32)
+    np.save(f"{d}/x.npy", x)
+    np.save(f"{d}/t.npy", t)
+    for name, a in (("x", x), ("t", t)):
+        table = pa.table({f"c{j}": a[:, j] for j in range(width)})
+        pq.write_table(table, f"{d}/{name}.parquet", row_group_size=1000)
+    return f"{d}/x", f"{d}/t"
+
+
+def _job(request: ComputeRequest) -> T.Job:
+    sx, st = open_sources(request, None)
+    return D.make_job(request, sx, st, plan(request, sx, st))
+
+
+@gen_cluster(client=True)
+async def test_tasks_on_a_gen_cluster_give_the_local_bits(c, s, a, b) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        x, t = _files(d)
+        for ext in (".npy", ".parquet"):
+            # One thread: the local engine's pool would count as threads leaked by the test.
+            request = ComputeRequest(x + ext, t + ext, reduction="sum", threads=1)
+            want = compute(request).loss
+            job = _job(request)
+            for per_task in (1, 2, 5):
+                work = T.split(job, per_task)[::-1]
+                parts = await c.gather(c.map(T.run_task, [job] * len(work), work, pure=False))
+                total = engine.combine([p for part in parts for p in part.partials])
+                assert np.float32(total).tobytes() == want.tobytes()
+
+
+@gen_cluster(client=True)
+async def test_a_task_error_comes_back_as_one_line(c, s, a, b) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        x, t = _files(d, rows=10, width=3)
+        request = ComputeRequest(x + ".npy", t + ".npy")
+        job = _job(request)
+        os.truncate(x + ".npy", 200)  # shorter than its header says, after planning
+        result = await c.submit(T.run_task, job, T.Task(0, 1), pure=False)
+        assert isinstance(result, T.Failure)
+        assert "shorter than its header" in str(result.error())
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    import dask
+
+    # One retry after a worker dies (the default allows three): the tests stay short.
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+        with distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            silence_logs=50,
+        ) as local:
+            yield local
+
+
+@pytest.fixture()
+def data(tmp_path: Path) -> tuple[str, str]:
+    return _files(str(tmp_path), rows=12000, width=40, seed=1)
+
+
+@pytest.mark.parametrize("ext", [".npy", ".parquet"])
+def test_two_worker_processes_give_the_local_bits(cluster, data, ext) -> None:
+    x, t = data
+    for reduction in ("sum", "mean", "batchmean"):
+        request = ComputeRequest(x + ext, t + ext, reduction=reduction)
+        local = compute(request)
+        remote = D.run_compute_dask(request, scheduler=cluster.scheduler_address)
+        assert remote.loss.tobytes() == local.loss.tobytes()
+        assert remote.diagnostics == local.diagnostics
+        assert remote.plan == local.plan
+
+
+def test_a_worker_that_dies_is_retried_with_the_same_bits(cluster, data, tmp_path) -> None:
+    x, t = data
+    request = ComputeRequest(x + ".npy", t + ".npy", reduction="sum")
+    want = compute(request).loss
+    marker = str(tmp_path / "died")
+
+    def dies_once(job: T.Job, task: T.Task):
+        try:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            return T.run_task(job, task)
+        os._exit(1)  # the worker process dies mid-task, once
+
+    job = _job(request)
+    with distributed.Client(cluster) as client:
+        client.wait_for_workers(2, timeout=30)
+        parts = D.run_tasks(client, job, D.default_split(job, 1 << 17), dies_once)
+    assert os.path.exists(marker)
+    total = engine.combine([p for part in parts for p in part.partials])
+    assert np.float32(total).tobytes() == want.tobytes()
+
+
+def test_a_worker_that_always_dies_is_one_clear_error(cluster, data) -> None:
+    x, t = data
+    job = _job(ComputeRequest(x + ".npy", t + ".npy"))
+
+    def always_dies(job: T.Job, task: T.Task):
+        os._exit(1)
+
+    with distributed.Client(cluster) as client:
+        client.wait_for_workers(2, timeout=30)
+        with pytest.raises(D.ClusterError, match="worker died") as caught:
+            D.run_tasks(client, job, [T.Task(0, 1)], always_dies)
+        assert "\n" not in str(caught.value)
+        client.wait_for_workers(2, timeout=30)
+
+
+def test_workers_with_another_version_are_refused(cluster, data, monkeypatch) -> None:
+    x, t = data
+    monkeypatch.setattr(kldiv_cli, "__version__", "0.0.0-client")
+    with pytest.raises(D.ClusterError, match=r"2 Dask worker\(s\) run kldiv .*0\.0\.0-client"):
+        D.run_compute_dask(ComputeRequest(x + ".npy", t + ".npy"), cluster.scheduler_address)
+
+
+def test_an_unreachable_scheduler_is_one_line(data, monkeypatch) -> None:
+    x, t = data
+    monkeypatch.setattr(D, "CONNECT_TIMEOUT", 1)
+    with pytest.raises(
+        D.ClusterError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"
+    ):
+        D.run_compute_dask(ComputeRequest(x + ".npy", t + ".npy"), "tcp://127.0.0.1:9")
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", "tcp://127.0.0.1:9")
+    with pytest.raises(D.ClusterError, match="cannot reach"):
+        D.run_compute_dask(ComputeRequest(x + ".npy", t + ".npy"))
+
+
+def test_without_an_address_a_local_cluster_is_started_noted_and_closed(data) -> None:
+    x, t = data
+    request = ComputeRequest(x + ".npy", t + ".npy", reduction="batchmean")
+    notes: list[str] = []
+    result = D.run_compute_dask(request, workers=1, note=notes.append)
+    assert result.loss.tobytes() == compute(request).loss.tobytes()
+    assert len(notes) == 1 and "1 worker process on 127.0.0.1, no dashboard" in notes[0]
