@@ -114,14 +114,22 @@ def test_mixed_dtypes_widen_each_operand_exactly() -> None:
         assert_within_one_ulp(kl_div(x, t, "sum"), total, "float32")
 
 
-def test_float16_widening_is_exact_for_every_one_signed_value() -> None:
-    codes = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)
-    values = codes.view(np.float16)
-    for part in (values[values >= 0], values[np.signbit(values)]):
-        part = part[np.isfinite(part)]
+def test_float16_widening_is_exact_for_every_value() -> None:
+    values = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16)
+    finite = values[np.isfinite(values)]
+    normal_negative = finite[finite < -np.finfo(np.float16).tiny]
+    # Each one-signed bit path (positive; negative with and without zeros and subnormals)
+    # and the general one (mixed signs, inf, nan).
+    for part in (finite[~np.signbit(finite)], finite[np.signbit(finite)], normal_negative):
         buf = engine._buffers(part.size)
-        widened = engine._Operand(part, buf.t[: part.size], buf.u).a64
-        assert np.array_equal(widened, part.astype(np.float64))
+        operand = engine._Operand(part, buf.t[: part.size], buf)
+        assert operand.known == (float(part.min()), float(part.max()))
+        assert np.array_equal(operand.a64, part.astype(np.float64))
+        assert np.array_equal(np.signbit(operand.a64), np.signbit(part))
+    for part in (values, finite, values.reshape(256, 256)[:, ::3]):
+        widened = engine.widen(part)
+        assert widened.shape == part.shape
+        assert np.array_equal(widened, part.astype(np.float64), equal_nan=True)
         assert np.array_equal(np.signbit(widened), np.signbit(part))
 
 

@@ -54,6 +54,7 @@ __all__ = [
     "partial_sums",
     "row_sums",
     "total_loss",
+    "widen",
 ]
 
 #: Elements per chunk: the float64 buffers of a chunk (1 MiB each) stay in cache.
@@ -66,6 +67,7 @@ _F16_SCALE = 2.0**112
 _F16_INF = 0x7C00
 _F16_SIGN = 0x8000
 _F16_NEG_INF = 0xFC00
+_F16_SUBNORMAL_END = 0x0400
 
 
 def default_threads() -> int:
@@ -89,7 +91,7 @@ def combine(parts: Iterable[float]) -> float:
 
 class _Buffers:
     """One thread's scratch space: float64 buffers for the widened operands and the
-    terms, and a uint32 buffer for the float16 bit widening."""
+    terms, and uint32 buffers for the float16 bit widening."""
 
     def __init__(self, size: int) -> None:
         self.a = np.empty(size, dtype=np.float64)
@@ -97,6 +99,7 @@ class _Buffers:
         self.t = np.empty(size, dtype=np.float64)
         self.x = np.empty(size, dtype=np.float64)
         self.u = np.empty(size, dtype=np.uint32)
+        self.w = np.empty(size, dtype=np.uint32)
 
 
 _LOCAL = threading.local()
@@ -111,48 +114,107 @@ def _buffers(size: int) -> _Buffers:
     return buffers
 
 
+def _f16_bits(codes: np.ndarray, lo: int, hi: int, u: np.ndarray, out: np.ndarray) -> bool:
+    """Widen float16 ``codes`` (their bits) exactly into float64 ``out`` when all values
+    are finite and of one sign, given the smallest and largest code; else return False.
+
+    The bits shifted left by 13 sit where a float32's exponent and mantissa are, so the
+    float32 they spell is the value times 2^-112 (subnormals included); one multiply
+    restores it. A negative code's sign bit lands on exponent bit 5 (a factor 2^32): with
+    no zero or subnormal among them the factor is -2^80; otherwise the sign bit is
+    shifted out first. In place, one dtype per ufunc: a cast inside a ufunc costs
+    several times a copyto, and NumPy's own float16 cast several times all of this.
+    """
+    if hi < _F16_INF:
+        scale = _F16_SCALE
+    elif lo >= _F16_SIGN and hi < _F16_NEG_INF:
+        scale = -_F16_SCALE
+    else:
+        return False
+    f = u.view(np.float32)
+    np.copyto(u, codes)
+    if scale > 0 or lo >= _F16_SIGN + _F16_SUBNORMAL_END:
+        np.left_shift(u, 13, out=u)
+        scale = scale if scale > 0 else -(2.0**80)
+    else:
+        np.left_shift(u, 17, out=u)
+        np.right_shift(u, 4, out=u)
+    np.multiply(f, np.float32(scale), out=f)
+    np.copyto(out, f)
+    return True
+
+
+def _f16_signed(codes: np.ndarray, u: np.ndarray, w: np.ndarray, out: np.ndarray) -> None:
+    """Widen any float16 ``codes`` exactly into float64 ``out`` (mixed signs, inf, nan):
+    :func:`_f16_bits` with the sign bit moved to a float32's, then infinities and NaNs
+    (whose float32 comes out finite) taken from NumPy's cast."""
+    f = u.view(np.float32)
+    np.copyto(u, codes)
+    np.right_shift(u, 15, out=w)
+    np.left_shift(w, 31, out=w)
+    np.left_shift(u, 17, out=u)
+    np.right_shift(u, 4, out=u)
+    special = int(u.max()) >= _F16_INF << 13
+    np.bitwise_or(u, w, out=u)
+    np.multiply(f, np.float32(_F16_SCALE), out=f)
+    np.copyto(out, f)
+    if special:
+        bad = (codes & 0x7FFF) >= _F16_INF
+        out[bad] = codes[bad].view(np.float16)
+
+
+def widen(a: np.ndarray) -> np.ndarray:
+    """``a`` as float64, exactly (a float64 array is returned as it is).
+
+    float16 goes through its bits a chunk at a time (:func:`_f16_bits`,
+    :func:`_f16_signed`): NumPy's float16 cast is several times slower, and slower
+    still on subnormals. For the transforms of an aggregate (logits widened before a
+    float64 log-softmax).
+    """
+    a = np.asarray(a)
+    if a.dtype == np.float64:
+        return a
+    out = np.empty(a.shape, dtype=np.float64)
+    if a.dtype != np.float16:
+        np.copyto(out, a)
+        return out
+    flat, dest = np.ascontiguousarray(a).reshape(-1).view(np.uint16), out.reshape(-1)
+    for i in range(0, flat.size, CHUNK):
+        codes = flat[i : i + CHUNK]
+        n = codes.size
+        buf = _buffers(n)
+        if not _f16_bits(codes, int(codes.min()), int(codes.max()), buf.u[:n], dest[i : i + n]):
+            _f16_signed(codes, buf.u[:n], buf.w[:n], dest[i : i + n])
+    return out
+
+
 class _Operand:
     """One chunk operand: as given, widened exactly to float64, and its extremes (known for
     free after the float16 widening, else found by one reduction when asked)."""
 
     __slots__ = ("a", "a64", "known")
 
-    def __init__(self, a: np.ndarray, out: np.ndarray, scratch: np.ndarray) -> None:
+    def __init__(self, a: np.ndarray, out: np.ndarray, buf: _Buffers) -> None:
         self.a = a
         self.known: tuple[float, float] | None = None
-        self.a64 = self._widen(out, scratch)
+        self.a64 = self._widen(out, buf)
 
-    def _widen(self, out: np.ndarray, scratch: np.ndarray) -> np.ndarray:
-        """``a`` (1-D) as float64: ``a`` itself when it is float64, else in ``out``.
-
-        float16 whose values are all finite and of one sign (probabilities,
-        log-probabilities) is widened through its bits: the 15 bits below the sign,
-        shifted into a float32's exponent and mantissa, are the value times 2^-112
-        (subnormals too), so one multiply restores it. NumPy's own float16 cast is
-        several times slower.
-        """
+    def _widen(self, out: np.ndarray, buf: _Buffers) -> np.ndarray:
+        """``a`` (1-D) as float64: ``a`` itself when it is float64, else in ``out``."""
         a = self.a
+        n = a.size
         if a.dtype == np.float64:
             return a
-        if a.dtype == np.float16 and a.size:
-            codes = a.view(np.uint16)
-            lo, hi = codes.min(), codes.max()
-            if hi < _F16_INF or (lo >= _F16_SIGN and hi < _F16_NEG_INF):
-                u = scratch[: a.size]
-                f = u.view(np.float32)
-                # In place, one dtype per ufunc: casting inside a ufunc is several times
-                # slower than copyto. << 17 drops the sign bit out of the word; >> 4 puts
-                # the exponent where a float32's is (bias difference 127 - 15 = 112).
-                np.copyto(u, codes)
-                np.left_shift(u, 17, out=u)
-                np.right_shift(u, 4, out=u)
-                scale = _F16_SCALE if hi < _F16_INF else -_F16_SCALE
-                np.multiply(f, np.float32(scale), out=f)
-                np.copyto(out, f)
-                ends = sorted(float(c.view(np.float16)) for c in (lo, hi))
-                self.known = (ends[0], ends[1])
-                return out
-        np.copyto(out, a)
+        if a.dtype != np.float16 or not n:
+            np.copyto(out, a)
+            return out
+        codes = a.view(np.uint16)
+        lo, hi = int(codes.min()), int(codes.max())
+        if _f16_bits(codes, lo, hi, buf.u[:n], out):
+            ends = sorted(float(np.uint16(c).view(np.float16)) for c in (lo, hi))
+            self.known = (ends[0], ends[1])
+        else:
+            _f16_signed(codes, buf.u[:n], buf.w[:n], out)
         return out
 
     def hi(self) -> float:
@@ -218,13 +280,15 @@ def _terms64(x: np.ndarray, t: np.ndarray, log_target: bool, out: np.ndarray) ->
 
 
 def _dot(a: np.ndarray, b: np.ndarray) -> float:
-    """``sum(a * b)`` of float64 vectors in one pass, with the GIL released.
+    """``sum(a * b)`` of float64 vectors, with the GIL released; overwrites ``a``.
 
-    ``einsum`` runs on the calling thread; OpenBLAS ``ddot`` threads chunk-long vectors
-    itself and its pool serialises concurrent callers (our threads). ``np.vecdot`` holds
-    the GIL.
+    An in-place multiply and NumPy's pairwise sum: a few percent faster than ``einsum``
+    on one thread, and more accurate. OpenBLAS ``ddot`` threads chunk-long vectors itself
+    and its pool serialises concurrent callers (our threads): 3-6x slower end to end on
+    2 cores. ``np.vecdot`` holds the GIL.
     """
-    return float(np.einsum("i,i", a, b))
+    np.multiply(a, b, out=a)
+    return float(a.sum())
 
 
 def chunk_sum(x: np.ndarray, t: np.ndarray, log_target: bool, dtype: np.dtype) -> float:
@@ -236,8 +300,8 @@ def chunk_sum(x: np.ndarray, t: np.ndarray, log_target: bool, dtype: np.dtype) -
     n = x.size
     buf = _buffers(n)
     with np.errstate(all="ignore"):
-        to = _Operand(t, buf.t[:n], buf.u)
-        xo = _Operand(x, buf.x[:n], buf.u)
+        to = _Operand(t, buf.t[:n], buf)
+        xo = _Operand(x, buf.x[:n], buf)
         t64, x64 = to.a64, xo.a64
         a = buf.a[:n]
         if log_target:
@@ -405,8 +469,8 @@ def _rows_of_block(x: np.ndarray, t: np.ndarray, log_target: bool, dtype: np.dty
     n = x.size
     buf = _buffers(n)
     with np.errstate(all="ignore"):
-        to = _Operand(t.reshape(-1), buf.t[:n], buf.u)
-        xo = _Operand(x.reshape(-1), buf.x[:n], buf.u)
+        to = _Operand(t.reshape(-1), buf.t[:n], buf)
+        xo = _Operand(x.reshape(-1), buf.x[:n], buf)
         terms = _terms64(xo.a64, to.a64, log_target, buf.a[:n]).reshape(rows, width)
         sums = terms.sum(axis=-1)
         if np.isfinite(sums).all() and _fits(xo, to, log_target, dtype):

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .engine import widen
+
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike, DTypeLike
 
@@ -39,7 +41,7 @@ def _prepare(
     if a.ndim and not -a.ndim <= axis < a.ndim:
         raise ValueError(f"axis {axis} is out of bounds for an array of dimension {a.ndim}")
     work = np.dtype(np.float32) if out == np.float16 else out
-    a = a.astype(work, copy=False)
+    a = widen(a) if work == np.float64 else a.astype(work, copy=False)
     if temperature != 1.0:
         a = a / work.type(temperature)
     return a, out
@@ -132,7 +134,10 @@ def apply_transform(
     if name == "log-softmax":
         return log_softmax(x, axis, temperature, dtype=dtype)
     if name in ("log", "exp"):
-        a = x if dtype is None else np.asarray(x).astype(_float_dtype(dtype, name), copy=False)
+        a = x
+        if dtype is not None:
+            d = _float_dtype(dtype, name)
+            a = widen(x) if d == np.float64 else np.asarray(x).astype(d, copy=False)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             return np.log(a) if name == "log" else np.exp(a)
     raise ValueError(f"unknown transform {name!r}; choose one of {', '.join(TRANSFORMS)}")
