@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import sys
 import zipfile
 from collections.abc import Callable
@@ -23,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from kldiv_cli.text import clean
 
 # What a successful unpickle of the hostile payload would create.
 PWNED = "PWNED-by-unpickling"
@@ -510,9 +513,8 @@ HOSTILE_NAMES = {
     "noncharacter": "not\uffffxml",  # U+FFFF: not allowed in XML 1.0
     "zero-width": "twin\u200bname",
 }
-#: The ones a file name can hold (no "/").
-FILE_NAMES = {k: v for k, v in HOSTILE_NAMES.items() if "/" not in v or k == "rich-close"}
-FILE_NAMES["rich-close"] = "[_]"
+#: The same as file names ("/" cannot be in one).
+FILE_NAMES = {k: v.replace("/", "_") for k, v in HOSTILE_NAMES.items()}
 
 
 def _probs(rows: int = 6, cols: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -534,7 +536,7 @@ def pair_csv(d: Path) -> tuple[str, str]:
     return str(d / "x.csv"), str(d / "t.csv")
 
 
-def table_csv(d: Path, name: str, columns: list[str], rows: int = 40, shift: int = 0) -> str:
+def table_csv(d: Path, name: str, columns: list[str], rows: int = 40) -> str:
     """A CSV table (written with the csv module, so any name is quoted correctly)."""
     import csv
 
@@ -543,7 +545,7 @@ def table_csv(d: Path, name: str, columns: list[str], rows: int = 40, shift: int
         w = csv.writer(f)
         w.writerow(columns)
         for i in range(rows):
-            w.writerow([(i * 7 + j + shift) % 11 for j in range(len(columns))])
+            w.writerow([(i * 7 + j) % 11 for j in range(len(columns))])
     return str(path)
 
 
@@ -898,7 +900,7 @@ def _kind_attacks() -> list[Attack]:
 def _injection_attacks() -> list[Attack]:
     out = []
     for key, name in HOSTILE_NAMES.items():
-        shown = clean_name(name)
+        shown = clean(name)
 
         def drift_table(d: Path, name: str = name, shown: str = shown) -> Run:
             ref, cur = drift_pair(d, ["ok", name])
@@ -909,7 +911,7 @@ def _injection_attacks() -> list[Attack]:
         def compute_error(d: Path, name: str = name, shown: str = shown) -> Run:
             x = table_csv(d, "x.csv", ["a", name])
             t = table_csv(d, "t.csv", ["a", "b"])
-            return Run(["compute", x, t, "--input-columns", "zz"], 2, re_escape(shown))
+            return Run(["compute", x, t, "--input-columns", "zz"], 2, re.escape(shown))
 
         out.append(Attack(f"inject-column-compute-error-{key}", compute_error))
 
@@ -967,7 +969,7 @@ def _injection_attacks() -> list[Attack]:
 
         def bad_file(d: Path, name: str = name) -> Run:
             path = write(d, name + ".npy", b"not an array")
-            return Run(["compute", path, pair_npy(d)[1]], 2, re_escape(clean_name(name)))
+            return Run(["compute", path, pair_npy(d)[1]], 2, re.escape(clean(name)))
 
         out.append(Attack(f"inject-file-name-{key}", bad_file))
 
@@ -1163,19 +1165,6 @@ def _fault_attacks() -> list[Attack]:
             Attack("fault-full-disk-profile", full_output("profile", "full.json")),
         ]
     return out
-
-
-def clean_name(name: str) -> str:
-    """How kldiv shows a hostile name (kldiv_cli.text.clean)."""
-    from kldiv_cli.text import clean
-
-    return clean(name)
-
-
-def re_escape(text: str) -> str:
-    import re
-
-    return re.escape(text)
 
 
 ATTACKS: list[Attack] = [
