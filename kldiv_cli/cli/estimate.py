@@ -1,12 +1,12 @@
 """``kldiv estimate``: the KL estimators RL frameworks log, from sampled tokens' log-probs."""
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ..errors import ExitCode
 from .app import app
-from .boundary import Messages, error_boundary
+from .boundary import Messages, current, error_boundary
 from .options import (
     DebugOpt,
     DelimiterOpt,
@@ -17,6 +17,22 @@ from .options import (
     _emit,
     _read_stdin_if_needed,
 )
+
+if TYPE_CHECKING:
+    from ..render import Report
+
+
+def emit_with_notes(report: "Report", fmt: str, output: str | None, no_color: bool) -> None:
+    """:func:`~.options._emit`, and the report's notes (diagnostics) on stderr wherever
+    the output does not carry them: only a terminal table prints them and JSON holds
+    their numbers."""
+    from ..render import resolve_format
+
+    _emit(report, fmt, output, no_color)
+    to_file = bool(output and output != "-")
+    if to_file or resolve_format(fmt, current().stdout_isatty) not in ("table", "json"):
+        for note in report.notes:
+            Messages.note(note)
 
 
 @app.command(no_args_is_help=True)
@@ -214,7 +230,7 @@ def estimate(
     )
     request.validate()  # before stdin is read
     result = run(request, _read_stdin_if_needed(logp, ref_logp))
-    _emit(estimate_report(result), format, output, no_color)
+    emit_with_notes(estimate_report(result), format, output, no_color)
     if result.failed_check:
         Messages.check_failed(result.failed_check)
         raise typer.Exit(ExitCode.CHECK_FAILED)

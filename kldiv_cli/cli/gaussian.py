@@ -6,6 +6,7 @@ import typer
 
 from .app import app
 from .boundary import error_boundary
+from .estimate import emit_with_notes
 from .options import (
     DebugOpt,
     DelimiterOpt,
@@ -13,7 +14,6 @@ from .options import (
     MissingOpt,
     NoColorOpt,
     QuietOpt,
-    _emit,
     _read_stdin_if_needed,
 )
 
@@ -165,4 +165,4 @@ def gaussian(
     request.validate()  # before stdin is read
     stdin = _read_stdin_if_needed(*(p for p in (mu, logvar, prior_mu, prior_logvar) if p))
     result = run(request, stdin)
-    _emit(gaussian_report(result), format, output, no_color)
+    emit_with_notes(gaussian_report(result), format, output, no_color)
