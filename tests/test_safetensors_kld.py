@@ -379,6 +379,9 @@ def test_compare_safetensors_errors(tmp_path: Path) -> None:
         ((good, two), "choose one with --key"),
         ((good, good, "--candidate-key", "nope"), "no tensor named"),
     ]:
-        out = invoke("compare", *args)
+        (tmp_path / "rows.csv").write_text("keep")
+        out = invoke("compare", *args, "-o", tmp_path / "rows.csv")
         assert out.exit_code == 2, out.stderr
+        assert out.stderr.startswith("kldiv: error:")
         assert out.stderr.count("\n") == 1 and message in out.stderr
+        assert out.stdout == "" and (tmp_path / "rows.csv").read_text() == "keep"

@@ -1,5 +1,6 @@
 """``kldiv compare``: model-vs-model statistics, KL(REFERENCE ‖ CANDIDATE) row by row."""
 
+import os
 from typing import Annotated
 
 import typer
@@ -162,7 +163,13 @@ def compare(
     """
     from ..errors import UsageError
     from ..io.sources import ReadOptions
-    from ..io.writers import STREAMED_KINDS, check_outputs, output_kind, write_report
+    from ..io.writers import (
+        OUTPUT_EXTENSIONS,
+        STREAMED_KINDS,
+        check_outputs,
+        output_kind,
+        write_report,
+    )
     from ..jobs.compare import CompareRequest, parse_gate
     from ..jobs.compare import compare as run
     from ..render import print_report, render_text, resolve_format
@@ -192,12 +199,14 @@ def compare(
         threads=threads,
     )
     request.validate()
-    if output and output != "-":
-        kind = output_kind(output)
-        if kind not in STREAMED_KINDS:
-            raise UsageError(f"{output}: the per-row measures go to .npy, .csv or .parquet")
-    elif output == "-":
-        raise UsageError("-o takes a file (.npy, .csv or .parquet); the statistics go to stdout")
+    if output is not None:
+        ext = os.path.splitext(output)[1].lower()
+        if output == "-" or OUTPUT_EXTENSIONS.get(ext) not in STREAMED_KINDS:
+            raise UsageError(
+                f"-o {output}: the per-row measures go to a .npy, .csv or .parquet file "
+                "(the statistics go to stdout)"
+            )
+        output_kind(output)
     check_outputs([output], [reference, candidate, *([tokens] if tokens else [])])
     stdin = _read_stdin_if_needed(reference, candidate, *([tokens] if tokens else []))
     with _progress(quiet) as progress:

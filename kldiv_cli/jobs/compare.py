@@ -140,6 +140,8 @@ class CompareRequest:
         for option, value in (("--chunk-rows", self.chunk_rows), ("--threads", self.threads)):
             if value is not None and value < 1:
                 raise UsageError(f"{option} must be at least 1, got {value}")
+        if self.tokens is None and self.tokens_options.columns is not None:
+            raise UsageError("--tokens-column selects a column of --tokens FILE; give the file")
         for path, kind, option in (
             (self.reference, self.reference_as, "--reference-as"),
             (self.candidate, self.candidate_as, "--candidate-as"),
@@ -296,6 +298,8 @@ def compare(
     if -1 not in (ref_rows, cand_rows) and ref_rows != cand_rows:
         raise InputError(where, f"hold different numbers of rows: {ref_rows} and {cand_rows}")
     tokens, tokens_label = _tokens(request, ref, cand, stdin)
+    if tokens is None and request.ignore_index is not None:
+        raise UsageError("--ignore-index skips rows by their token; give --tokens FILE")
     _check_gates(request.gates, tokens is not None)
     rows_known = ref_rows if ref_rows != -1 else cand_rows
     if tokens is not None and rows_known != -1:
@@ -360,6 +364,8 @@ def _measure_block(
     t: np.ndarray | None,
     width: int,
 ) -> dict[str, np.ndarray]:
+    # float16 widened once, exactly: NumPy's float16 loops (max, casts) are slow.
+    rb, cb = (x.astype(np.float64) if x.dtype.itemsize < 4 else x for x in (rb, cb))
     pr = pair(rb, cb, kinds[0], kinds[1], temperature)
     measures = row_measures(rb, cb, pr)
     if t is not None and len(t) == len(rb):
