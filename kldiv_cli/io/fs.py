@@ -154,13 +154,16 @@ def filesystem(path: str, options: Mapping[str, str] | None = None) -> tuple[Any
 def _cause(exc: BaseException) -> str:
     """A short cause of a store's error, in our words: SDK messages can be long and
     name request ids, headers or (for some SDKs) credential sources."""
-    text = str(exc).lower()
-    if "nosuchbucket" in text.replace("_", "") or "bucket does not exist" in text:
+    text = str(exc).lower().replace("_", " ")
+    if "nosuchbucket" in text.replace(" ", "") or "bucket does not exist" in text:
         return "no such bucket"
     if any(w in text for w in ("access denied", "accessdenied", "forbidden", "403")):
-        return "access denied (check the credentials in the environment)"
+        return (
+            "access denied (no credentials, or credentials without access to it; "
+            "kldiv reads them from the environment only)"
+        )
     if any(w in text for w in ("credential", "invalidaccesskeyid", "signature", "401")):
-        return "no valid credentials (set them in the environment, e.g. AWS_ACCESS_KEY_ID)"
+        return "no valid credentials (kldiv reads them from the environment only)"
     if any(w in text for w in ("not found", "nosuchkey", "does not exist", "404")):
         return "no such file"
     if any(w in text for w in ("resolve", "connect", "timed out", "timeout", "curl")):

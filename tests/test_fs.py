@@ -1,0 +1,218 @@
+"""Object storage (io/fs.py) against an in-process S3 server on 127.0.0.1 (moto):
+ranged .npy reads, Parquet files and folders, tasks reading s3:// with the local bits,
+atomic single-PUT outputs, and one-line errors that never show a credential.
+Skipped when moto is not installed (the ``cluster-test`` extra)."""
+
+from __future__ import annotations
+
+import glob
+import io
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+moto_server = pytest.importorskip("moto.server")
+boto3 = pytest.importorskip("boto3")
+
+from kldiv_cli.core import engine  # noqa: E402
+from kldiv_cli.engines import tasks as T  # noqa: E402
+from kldiv_cli.engines.dask import make_job, reduce_job  # noqa: E402
+from kldiv_cli.errors import InputError, OutputError, UsageError  # noqa: E402
+from kldiv_cli.io import fs  # noqa: E402
+from kldiv_cli.jobs.compute import ComputeRequest, compute, open_sources, plan  # noqa: E402
+
+BUCKET = "kldiv-data"
+SECRET = "not-a-real-secret-0123456789"
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[dict[str, str]]:
+    """A moto S3 server on 127.0.0.1 with dummy credentials in the environment; yields
+    the storage options that point pyarrow at it."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
+        mp.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+        mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=BUCKET)
+        try:
+            yield {"endpoint_override": endpoint, "region": "us-east-1"}
+        finally:
+            server.stop()
+
+
+@pytest.fixture(scope="module")
+def data(s3, tmp_path_factory) -> tuple[Path, np.ndarray, np.ndarray]:
+    """The same files locally and in the bucket: .npy, Parquet (row groups), a dataset."""
+    d = tmp_path_factory.mktemp("s3data")
+    rng = np.random.default_rng(0)
+    t = rng.dirichlet(np.ones(40), 5000).astype(np.float32)
+    x = np.log(rng.dirichlet(np.ones(40), 5000)).astype(np.float32)
+    np.save(d / "x.npy", x)
+    np.save(d / "t.npy", t)
+    for name, a in (("x", x), ("t", t)):
+        table = pa.table({f"c{j}": a[:, j] for j in range(a.shape[1])})
+        pq.write_table(table, d / f"{name}.parquet", row_group_size=900)
+        (d / f"{name}_ds").mkdir()
+        pq.write_table(table.slice(0, 2000), d / f"{name}_ds" / "part-0.parquet")
+        pq.write_table(table.slice(2000), d / f"{name}_ds" / "part-1.parquet")
+        (d / f"{name}_ds" / "_SUCCESS").write_bytes(b"")
+    client = boto3.client("s3", endpoint_url=s3["endpoint_override"])
+    for path in d.rglob("*"):
+        if path.is_file():
+            client.upload_file(str(path), BUCKET, str(path.relative_to(d)))
+    return d, x, t
+
+
+def url(name: str) -> str:
+    return f"s3://{BUCKET}/{name}"
+
+
+def test_storage_options_are_parsed_and_credentials_refused() -> None:
+    assert fs.parse_options(["endpoint=http://h:1", "anonymous=true"]) == {
+        "endpoint_override": "http://h:1",
+        "anonymous": "true",
+    }
+    for bad in ("secret_key=abc", "access_key=abc", "session_token=abc"):
+        with pytest.raises(UsageError, match="environment only") as caught:
+            fs.parse_options([bad])
+        assert "abc" not in str(caught.value)
+    with pytest.raises(UsageError, match="key=value"):
+        fs.parse_options(["region"])
+    with pytest.raises(UsageError, match="does not apply to s3"):
+        fs.filesystem(url("x.npy"), {"replication": "3"})
+    with pytest.raises(UsageError, match="true or false"):
+        fs.filesystem(url("x.npy"), {"anonymous": "maybe"})
+
+
+def test_remote_paths_are_recognised() -> None:
+    assert fs.is_remote("s3://b/k") and fs.is_remote("GS://b/k") and fs.is_remote("hdfs://h/p")
+    assert fs.is_remote("abfs://container@account.dfs.core.windows.net/p")
+    assert (
+        not fs.is_remote("data/x.npy") and not fs.is_remote("file:///x") and not fs.is_remote(None)
+    )
+
+
+def test_npy_rows_are_ranged_reads(s3, data) -> None:
+    d, x, _ = data
+    with fs.open_input(url("x.npy"), s3) as f:
+        assert f.read(6) == b"\x93NUMPY"
+        assert fs.size(url("x.npy"), s3) == os.path.getsize(d / "x.npy")
+    side = _side(d, "x.npy", s3)
+    assert side.npy is not None
+    assert np.array_equal(T.read_rows(side, 1234, 1300), x[1234:1300])
+
+
+def test_a_parquet_folder_is_its_sorted_files(s3, data) -> None:
+    assert fs.list_parquet(url("x_ds"), s3) == [
+        url("x_ds/part-0.parquet"),
+        url("x_ds/part-1.parquet"),
+    ]
+    assert fs.list_parquet(url("x.parquet"), s3) is None
+
+
+def _side(d: Path, name: str, storage: dict[str, str]) -> T.Side:
+    """A side whose header facts come from the local copy, and whose data is read from
+    the bucket (the client-side opener for s3:// is the readers' hook)."""
+    source = open_sources(ComputeRequest(str(d / name), str(d / name)), None)[0]
+    return T.describe(source, url(name), ComputeRequest("a", "b").input_options, storage)
+
+
+@pytest.mark.parametrize(
+    ("xs", "ts"), [("x.npy", "t.npy"), ("x.parquet", "t.parquet"), ("x_ds", "t_ds")]
+)
+@pytest.mark.parametrize("reduction", ["sum", "batchmean"])
+def test_tasks_reading_s3_give_the_local_bits(s3, data, xs, ts, reduction) -> None:
+    d = data[0]
+    local_request = ComputeRequest(str(d / xs), str(d / ts), reduction=reduction)
+    local = compute(local_request)
+    sx, st = open_sources(local_request, None)
+    remote_request = ComputeRequest(url(xs), url(ts), reduction=reduction)
+    job = make_job(local_request, sx, st, plan(local_request, sx, st), s3)
+    job = T.Job(remote_request, _side(d, xs, s3), _side(d, ts, s3), job.layout)
+    assert job.x.path.startswith("s3://")
+
+    def run(j: T.Job) -> list[T.Partial]:
+        parts = [T.run_task(j, task) for task in T.split(j, 1)]
+        assert all(isinstance(p, T.Partial) for p in parts), parts
+        return parts  # type: ignore[return-value]
+
+    result = reduce_job(local_request, sx, st, job, run)
+    assert result.loss.tobytes() == local.loss.tobytes()
+
+
+def test_missing_bucket_and_object_are_one_line(s3) -> None:
+    with pytest.raises(InputError, match=r"s3://no-such-bucket-here/x.npy: no such bucket$"):
+        fs.open_input("s3://no-such-bucket-here/x.npy", s3)
+    with pytest.raises(InputError, match=r"no such file$"):
+        fs.open_input(url("missing.npy"), s3)
+
+
+def test_without_credentials_no_access_and_no_secret_shown(s3, data, monkeypatch) -> None:
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    with pytest.raises(InputError) as caught:
+        fs.open_input(url("x.npy"), s3)
+    message = str(caught.value)
+    assert "access denied" in message and "environment" in message
+    assert SECRET not in message and "\n" not in message
+
+
+def _objects(s3: dict[str, str], prefix: str) -> dict[str, bytes]:
+    client = boto3.client("s3", endpoint_url=s3["endpoint_override"])
+    listed = client.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])
+    return {o["Key"]: client.get_object(Bucket=BUCKET, Key=o["Key"])["Body"].read() for o in listed}
+
+
+def _temps() -> set[str]:
+    return set(glob.glob(os.path.join(tempfile.gettempdir(), ".kldiv-*.part")))
+
+
+def test_outputs_are_one_put_and_all_or_nothing(s3) -> None:
+    before = _temps()
+    assert fs.write_remote(url("out/loss.json"), lambda f: f.write(b'{"loss": 1}'), s3) == 11
+    assert _objects(s3, "out/") == {"out/loss.json": b'{"loss": 1}'}
+
+    def fails(f: io.BufferedIOBase) -> None:
+        f.write(b"partial")
+        raise OutputError("stopped midway")
+
+    with pytest.raises(OutputError, match="stopped midway"):
+        fs.write_remote(url("out/loss.json"), fails, s3)
+    with pytest.raises(OutputError, match="stopped midway"):
+        fs.write_remote(url("out/new.json"), fails, s3)
+    assert _objects(s3, "out/") == {"out/loss.json": b'{"loss": 1}'}  # old kept, none new
+    with pytest.raises(OutputError, match="no such bucket"):
+        fs.write_remote("s3://no-such-bucket-here/o.json", lambda f: f.write(b"x"), s3)
+    assert _temps() == before
+    fs.write_remote(url("out/empty.csv"), lambda f: None, s3)
+    assert _objects(s3, "out/empty")["out/empty.csv"] == b""
+
+
+def test_dask_workers_read_s3(s3, data) -> None:
+    """Real worker processes get the endpoint from the job and the credentials from
+    their environment."""
+    distributed = pytest.importorskip("distributed")
+    from kldiv_cli.engines.dask import run_tasks
+
+    d = data[0]
+    request = ComputeRequest(str(d / "x.npy"), str(d / "t.npy"), reduction="sum")
+    want = compute(request).loss
+    job = T.Job(request, _side(d, "x.npy", s3), _side(d, "t.npy", s3), T.GRID)
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+        dashboard_address=None, silence_logs=50,
+    ) as cluster, distributed.Client(cluster) as client:  # fmt: skip
+        parts = run_tasks(client, job, T.split(job, 1))
+    total = np.float32(engine.combine([p for part in parts for p in part.partials]))
+    assert total.tobytes() == want.tobytes()
