@@ -21,6 +21,8 @@ from ..core.compare import KINDS, MEASURES, pair, row_measures, token_measures
 from ..core.engine import default_threads
 from ..core.stats import PERCENTILES, correlation, mean_stderr, proportion, summary
 from ..errors import InputError, UsageError
+from ..io.kld import KldSource, open_kld
+from ..io.safetensors import open_safetensors
 from ..io.sources import ReadOptions, open_source
 from .compute import _prefetch, _rebatch
 
@@ -52,6 +54,7 @@ class Reader(Protocol):
     in ``io.safetensors`` / ``io.kld`` have it)."""
 
     label: str
+    fmt: str
     shape: tuple[int, ...]
 
     def read(self) -> np.ndarray: ...
@@ -172,24 +175,20 @@ def _extension(path: str) -> str:
     return os.path.splitext(path)[1].lower()
 
 
-def open_input(path: str, options: ReadOptions, stdin: bytes | None) -> Any:
+def open_input(path: str, options: ReadOptions, stdin: bytes | None) -> Reader:
     """A reader for ``path``: safetensors and .kld files by extension, the rest
     through :func:`kldiv_cli.io.sources.open_source`."""
     ext = _extension(path) if path != "-" else ""
     if ext == ".safetensors" and options.fmt is None:
-        from ..io.safetensors import open_safetensors
-
         return open_safetensors(path, options.key)
     if ext == ".kld" and options.fmt is None:
-        from ..io.kld import open_kld
-
         if options.key is not None:
             raise UsageError(f"{path}: a .kld file holds one array; --key does not apply")
         return open_kld(path)
     return open_source(path, options, stdin)
 
 
-def _layout(src: Any) -> tuple[int, int]:
+def _layout(src: Reader) -> tuple[int, int]:
     """(rows, classes) of a source: every axis but the last counts rows (-1: unknown)."""
     shape = tuple(src.shape)
     if len(shape) == 0:
@@ -203,7 +202,7 @@ def _layout(src: Any) -> tuple[int, int]:
     return rows, width
 
 
-def _row_blocks(src: Any, rows: int, width: int) -> Iterator[np.ndarray]:
+def _row_blocks(src: Reader, rows: int, width: int) -> Iterator[np.ndarray]:
     """2-D blocks (rows × classes) of exactly ``rows`` rows (the last may be shorter)."""
     shape = tuple(src.shape)
     if len(shape) == 1:
@@ -214,7 +213,9 @@ def _row_blocks(src: Any, rows: int, width: int) -> Iterator[np.ndarray]:
     return _rebatch(blocks, rows)
 
 
-def _zip(ref: Any, cand: Any, rows: int, width: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def _zip(
+    ref: Reader, cand: Reader, rows: int, width: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     cs = _row_blocks(cand, rows, width)
     for rb in _row_blocks(ref, rows, width):
         cb = next(cs, None)
@@ -225,14 +226,14 @@ def _zip(ref: Any, cand: Any, rows: int, width: int) -> Iterator[tuple[np.ndarra
         raise InputError(f"{ref.label} and {cand.label}", "hold different numbers of rows")
 
 
-def _kind(request_kind: str | None, src: Any) -> str:
-    if getattr(src, "fmt", None) == "kld":
+def _kind(request_kind: str | None, src: Reader) -> str:
+    if src.fmt == "kld":
         return "log-probs"
     return request_kind or "logits"
 
 
 def _tokens(
-    request: CompareRequest, ref: Any, cand: Any, stdin: bytes | None
+    request: CompareRequest, ref: Reader, cand: Reader, stdin: bytes | None
 ) -> tuple[np.ndarray | None, str]:
     """The next token of every row (int64) and where it came from, or (None, "")."""
     if request.tokens is not None:
@@ -248,7 +249,7 @@ def _tokens(
             i = int(np.argmin(whole))
             raise InputError(src.label, f"token at row {i} is {values[i]!r}, not a whole number")
         return values.astype(np.int64), src.label
-    kld = [s for s in (ref, cand) if getattr(s, "fmt", None) == "kld"]
+    kld = [s for s in (ref, cand) if isinstance(s, KldSource)]
     if len(kld) == 2 and not np.array_equal(kld[0].tokens, kld[1].tokens):
         raise InputError(
             f"{ref.label} and {cand.label}", "were computed on different tokens (different texts)"
