@@ -44,8 +44,7 @@ BLOCK_ELEMENTS = 1 << 19
 #: Extra percentiles of Δp (llama.cpp prints them too).
 DELTA_P_EXTRA: tuple[tuple[str, float], ...] = (("p25", 0.25), ("p75", 0.75))
 PERPLEXITY_KEYS = ("reference", "candidate", "ln_ratio", "ln_ratio_stderr", "correlation")
-#: Per-row output columns, in order (the token columns only with tokens).
-ROW_COLUMNS = ("row", *MEASURES, "top1_agree")
+#: The per-row columns that need tokens (after ``row``, the measures and ``top1_agree``).
 TOKEN_COLUMNS = ("token", "nll_reference", "nll_candidate", "delta_p")
 
 
@@ -160,7 +159,8 @@ class CompareResult:
     """The statistics (the JSON document's numbers), the per-row measures and the gates."""
 
     statistics: dict[str, Any]
-    #: Per-row measures of the rows used (:data:`ROW_COLUMNS`, then :data:`TOKEN_COLUMNS`).
+    #: Per-row measures of the rows used: ``row`` (index in the input), the measures,
+    #: ``top1_agree``, then :data:`TOKEN_COLUMNS` with tokens.
     per_row: dict[str, np.ndarray]
     #: One entry per gate: name, ``fail_above`` or ``fail_below``, value, passed.
     checks: list[dict[str, Any]] = field(default_factory=list)
