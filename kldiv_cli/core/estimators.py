@@ -157,7 +157,7 @@ def log_ratio(logp: ArrayLike, ref_logp: ArrayLike) -> np.ndarray:
     TypeError
         Non-real inputs.
     """
-    a, b = _as_float64(logp, "logp"), _as_float64(ref_logp, "ref_logp")
+    a, b = real_float64(logp, "logp"), real_float64(ref_logp, "ref_logp")
     if a.shape != b.shape:
         raise ValueError(f"shapes do not match: logp {a.shape}, ref_logp {b.shape}")
     with np.errstate(invalid="ignore"):
@@ -195,7 +195,8 @@ def per_token(logr: np.ndarray, estimator: str, clamp: str | Clamp = "none") -> 
     return np.asarray(out, dtype=np.float64)
 
 
-def _as_float64(value: ArrayLike, name: str) -> np.ndarray:
+def real_float64(value: ArrayLike, name: str) -> np.ndarray:
+    """``value`` as a float64 array (widened exactly); TypeError for anything not real."""
     a = np.asarray(value)
     if a.dtype.kind not in "fiu":
         raise TypeError(f"{name}: expected real numbers, got dtype {a.dtype}")

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .engine import combine
-from .estimators import expm1_minus, row_sums
+from .estimators import expm1_minus, real_float64, row_sums
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
@@ -39,13 +39,6 @@ FREE_BITS_REDUCTIONS: tuple[str, ...] = ("batch-mean", "sum", "per-dim")
 ACTIVE_THRESHOLD = 0.01
 
 
-def _real(value: ArrayLike, name: str) -> np.ndarray:
-    a = np.asarray(value)
-    if a.dtype.kind not in "fiu":
-        raise TypeError(f"{name}: expected real numbers, got dtype {a.dtype}")
-    return a.astype(np.float64, copy=False)
-
-
 def to_logvar(scale: ArrayLike, scale_param: str = "logvar") -> np.ndarray:
     """log σ² (float64) from a scale given as ``logvar``, ``logstd`` (log σ), ``std`` or ``var``.
 
@@ -56,7 +49,7 @@ def to_logvar(scale: ArrayLike, scale_param: str = "logvar") -> np.ndarray:
     ValueError
         An unknown ``scale_param``, or a negative ``std``/``var``.
     """
-    s = _real(scale, "scale")
+    s = real_float64(scale, "scale")
     if scale_param not in SCALE_PARAMS:
         raise ValueError(
             f"unknown scale parameter {scale_param!r}; choose one of {', '.join(SCALE_PARAMS)}"
@@ -97,7 +90,7 @@ def active_units(mu: ArrayLike, threshold: float = ACTIVE_THRESHOLD) -> int:
     The variance is the unbiased one (``ddof=1``, as He et al.'s reference code and
     ``torch.var``); a batch of one has no variance and no active unit.
     """
-    m = _rows2(_real(mu, "mu"))
+    m = _rows2(real_float64(mu, "mu"))
     if len(m) < 2:
         return 0
     centred = m - np.mean(m, axis=0)
@@ -169,12 +162,12 @@ def gaussian_kl(
             )
         if math.isnan(free_bits):
             raise ValueError("free bits must be a number, not NaN")
-    m = _real(mu, "mu")
+    m = real_float64(mu, "mu")
     lv = to_logvar(logvar, scale_param)
     if m.shape != lv.shape:
         raise ValueError(f"shapes do not match: mu {m.shape}, logvar {lv.shape}")
     prior = [
-        None if p is None else _real(p, n)
+        None if p is None else real_float64(p, n)
         for p, n in ((prior_mu, "prior_mu"), (prior_logvar, "prior_logvar"))
     ]
     for p, name in zip(prior, ("prior_mu", "prior_logvar")):

@@ -196,7 +196,7 @@ def _diagnostics(
 ) -> dict[str, Any]:
     """The diagnostics object: how far apart the sides are, and each per-token estimate's
     summary (``per_token`` holds the values of the valid tokens)."""
-    out = estimate_diagnostics(np.where(valid, a, 0.0), np.where(valid, b, 0.0), valid)
+    out = estimate_diagnostics(a, b, valid)
     out["per_token"] = {name: summary(values) for name, values in per_token.items()}
     return out
 
