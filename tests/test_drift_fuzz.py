@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from .helpers import invoke
 
-FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def files(tmp_path_factory) -> tuple[Path, Path, dict[str, Any]]:
 
 def assert_clean(out) -> None:
     assert out.exit_code in (0, 1, 2), out
-    assert "unexpected" not in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert "error: unexpected" not in out.stderr and "Traceback" not in out.stderr, out.stderr
     if out.exit_code == 2:
         lines = out.stderr.splitlines()
         errors = [line for line in lines if line.startswith("kldiv: error: ")]

@@ -246,12 +246,15 @@ def _write_files(request: "DriftRequest", report: "DriftReport") -> None:
         items.append((request.output, report_writer(kind, drift_report(report))))
     for path, render in ((request.junit, junit_xml), (request.html, html_page)):
         if path:
-            data = render(report)
-            items.append((path, lambda f, data=data: f.write(data)))
+            items.append((path, _bytes_writer(render(report))))
     if items:
         write_all(items)
         for path, _ in items:
             Messages.note(f"wrote {path}")
+
+
+def _bytes_writer(data: bytes) -> "Callable[[Any], Any]":
+    return lambda f: f.write(data)
 
 
 def _show(report: "DriftReport", fmt: str, output: str | None, no_color: bool) -> None:

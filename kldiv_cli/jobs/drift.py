@@ -9,7 +9,8 @@ The rules (the user's version is ``docs/drift.md``):
   their values are *identifiers* (counted on at most :data:`ID_SAMPLE` values taken at
   even intervals); both are listed as skipped (only their missing share
   is checked). Booleans, text, and numbers with at most :data:`NUMERIC_CATEGORIES`
-  distinct (finite) values are *categorical*; other numbers are *numeric*.
+  distinct (finite) values, each seen twice on average, are *categorical*; other
+  numbers are *numeric*.
 * **Numeric bins** from the reference only: ``b = min(bins, values)`` quantile edges
   ``np.quantile(ref, [1/b, ..., (b-1)/b])`` (NumPy's "linear" method) or equal-width
   edges over ``[min, max]``, with ``min`` as the first edge, duplicates merged. A value
@@ -275,12 +276,22 @@ def parse_fail_on(rule: str) -> tuple[str, float]:
 # ----------------------------------------------------------------- column values
 
 
+def _plain(data: Any) -> Any:
+    """Dictionary-encoded columns decoded, durations as their integer counts: the types
+    the rules below know."""
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(data.type):
+        data = data.cast(data.type.value_type)
+    if pa.types.is_duration(data.type):
+        data = data.cast(pa.int64())
+    return data
+
+
 def _type_class(t: Any) -> str:
     """integer | float | bool | text | datetime | null | other, of an Arrow type."""
     import pyarrow as pa
 
-    if pa.types.is_dictionary(t):
-        t = t.value_type
     if pa.types.is_boolean(t):
         return "bool"
     if pa.types.is_integer(t):
@@ -289,10 +300,8 @@ def _type_class(t: Any) -> str:
         return "float"
     if pa.types.is_string(t) or pa.types.is_large_string(t):
         return "text"
-    if pa.types.is_temporal(t) and not pa.types.is_duration(t) and not pa.types.is_interval(t):
+    if pa.types.is_timestamp(t) or pa.types.is_date(t) or pa.types.is_time(t):
         return "datetime"
-    if pa.types.is_duration(t):
-        return "integer"
     if pa.types.is_null(t):
         return "null"
     return "other"
@@ -311,29 +320,33 @@ def _is_iso_text(column: Any) -> bool:
     return bool(pc.all(pc.match_substring_regex(valid, _ISO)).as_py())
 
 
+_UNIT_SECONDS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
+
+
 def _numbers(column: Any, kind: str, label: str) -> np.ndarray:
-    """float64 values of a column (NaN for missing); date/times as seconds since 1970."""
+    """float64 values of a column (NaN for missing). Dates, times and timestamps become
+    seconds (since 1970-01-01 UTC, since midnight)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    if kind in ("datetime", "text"):
-        if kind == "text":
-            column = _parse_iso(column, label)
-        elif pa.types.is_date(column.type) or pa.types.is_time(column.type):
-            column = pc.cast(column, pa.timestamp("s")) if pa.types.is_date(column.type) else column
-        unit = getattr(column.type, "unit", "s")
-        scale = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}[unit]
-        width = pa.int64() if pa.types.is_timestamp(column.type) else None
-        ints = pc.cast(column, width or pa.int64(), safe=False)
-        return pc.cast(ints, pa.float64(), safe=False).to_numpy(zero_copy_only=False) * scale
-    if pa.types.is_dictionary(column.type):
-        column = column.cast(column.type.value_type)
-    if pa.types.is_duration(column.type):
-        column = pc.cast(column, pa.int64())
-    try:
-        return pc.cast(column, pa.float64(), safe=False).to_numpy(zero_copy_only=False)
-    except pa.ArrowInvalid:
-        raise InputError(label, "holds values that are not numbers") from None
+    if kind == "text":
+        column = _parse_iso(column, label)
+    t = column.type
+    if pa.types.is_date32(t):
+        ints, scale = column.cast(pa.int32()), 86400.0
+    elif pa.types.is_date64(t):
+        ints, scale = column.cast(pa.int64()), 1e-3
+    elif pa.types.is_time32(t):
+        ints, scale = column.cast(pa.int32()), _UNIT_SECONDS[t.unit]
+    elif pa.types.is_time64(t) or pa.types.is_timestamp(t):
+        ints, scale = column.cast(pa.int64()), _UNIT_SECONDS[t.unit]
+    else:
+        try:
+            return pc.cast(column, pa.float64(), safe=False).to_numpy(zero_copy_only=False)
+        except pa.ArrowInvalid:
+            raise InputError(label, "holds values that are not numbers") from None
+    values = pc.cast(ints, pa.float64(), safe=False).to_numpy(zero_copy_only=False)
+    return values * scale
 
 
 def _parse_iso(column: Any, label: str) -> Any:
@@ -377,7 +390,7 @@ class _Column:
 
     @classmethod
     def read(cls, table: Table, name: str) -> _Column:
-        data = table.column(name)
+        data = _plain(table.column(name))
         return cls(table.label, name, data, _type_class(data.type), len(data), data.null_count)
 
     @property
@@ -428,7 +441,7 @@ def _float_categories(present: np.ndarray) -> tuple[list[Any], np.ndarray] | Non
     if np.unique(present[:1000]).size > NUMERIC_CATEGORIES:
         return None
     distinct, counts = np.unique(present, return_counts=True)
-    if distinct.size > NUMERIC_CATEGORIES or not np.isfinite(distinct).all():
+    if not _few(distinct.size, present.size) or not np.isfinite(distinct).all():
         return None
     return distinct.tolist(), counts
 
@@ -442,6 +455,12 @@ def _sample_distinct(data: Any) -> tuple[int, int]:
     if len(valid) > ID_SAMPLE:
         valid = valid.take(np.linspace(0, len(valid) - 1, ID_SAMPLE).astype(np.int64))
     return int(pc.count_distinct(valid).as_py()), len(valid)
+
+
+def _few(distinct: int, values: int) -> bool:
+    """Few enough distinct numbers to be categories: at most :data:`NUMERIC_CATEGORIES`,
+    each seen twice on average."""
+    return distinct <= NUMERIC_CATEGORIES and 2 * distinct <= values
 
 
 def _is_identifier(distinct: int, values: int) -> bool:
@@ -527,10 +546,8 @@ def profile_column(col: _Column, rules: ColumnRules, datetime: str) -> ColumnPro
             finite = present[np.isfinite(present)]
             if finite.size == 0:
                 return _skipped(col, Role.SKIPPED, "no finite values in the reference")
-            distinct, counts = np.unique(finite, return_counts=True)
-            return profile_categorical(
-                col, distinct.tolist(), counts, col.rows - finite.size, rules
-            )
+            uniques, counts = np.unique(finite, return_counts=True)
+            return profile_categorical(col, uniques.tolist(), counts, col.rows - finite.size, rules)
         few = _float_categories(present)
         if few is not None:
             return profile_categorical(col, *few, col.rows - present.size, rules)
@@ -546,10 +563,11 @@ def profile_column(col: _Column, rules: ColumnRules, datetime: str) -> ColumnPro
             return _skipped(
                 col, Role.IDENTIFIER, f"identifier: {distinct} distinct of {sampled}{where} values"
             )
-        if kind == "integer" and distinct > NUMERIC_CATEGORIES:
+        if kind == "integer" and not _few(distinct, sampled):
             return profile_numeric(col, rules, from_datetime=False)
     distinct_values, counts = _value_counts(col.data)
-    if kind == "integer" and role is None and len(distinct_values) > NUMERIC_CATEGORIES:
+    values_n = int(sum(counts.tolist()))
+    if kind == "integer" and role is None and not _few(len(distinct_values), values_n):
         return profile_numeric(col, rules, from_datetime=False)
     return profile_categorical(col, distinct_values, counts, col.null_count, rules)
 
@@ -562,8 +580,18 @@ def build_profile(
     table: Table, rules: ColumnRules, names: Sequence[str] | None = None
 ) -> Iterator[ColumnProfile]:
     """Profiles of ``names`` (default: the selected columns), one column read at a time."""
+    import pyarrow as pa
+
     for name in names if names is not None else rules.select(table.label, table.column_names):
-        yield profile_column(_Column.read(table, name), rules, rules.datetime)
+        try:
+            yield profile_column(_Column.read(table, name), rules, rules.datetime)
+        except pa.ArrowException as exc:
+            raise InputError(f"{table.label}: column {clean(name)!r}", _arrow_text(exc)) from None
+
+
+def _arrow_text(exc: Exception) -> str:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return f"cannot be compared ({clean(first)})"
 
 
 def run_profile(request: ProfileRequest, stdin: bytes | None = None) -> Profile:
@@ -1059,6 +1087,18 @@ def check_column(
     )
 
 
+def _unreadable(name: str, request: DriftRequest, threshold: float, error: str) -> ColumnResult:
+    """A column whose values Arrow cannot turn into anything kldiv compares."""
+    return ColumnResult(
+        name=name,
+        role=Role.SKIPPED,
+        metric=request.metric,
+        threshold=threshold,
+        missing=Missing(0, 0, 0, 0),
+        error=error,
+    )
+
+
 def _with(result: ColumnResult, **changes: Any) -> ColumnResult:
     from dataclasses import replace
 
@@ -1115,20 +1155,23 @@ def run_drift(request: DriftRequest, stdin: bytes | None = None, version: str = 
         names = request.rules.select(ref_label, names)
         reference_rows = reference_table.num_rows
     results = []
+    import pyarrow as pa
+
     for name in names:
-        if profile is None:
-            assert reference_table is not None
-            ref = profile_column(
-                _Column.read(reference_table, name), request.rules, request.rules.datetime
-            )
-        else:
-            ref = profile.column(name)
-            if request.rules.override(name) is Role.SKIPPED:
-                ref = ColumnProfile(
-                    name, Role.SKIPPED, ref.rows, ref.missing, reason=SKIPPED_BY_USER
-                )
         threshold = thresholds.for_column(name, request.threshold)
-        results.append(check_column(ref, _Column.read(current, name), request, threshold))
+        try:
+            if profile is None:
+                assert reference_table is not None
+                ref = next(build_profile(reference_table, request.rules, [name]))
+            else:
+                ref = profile.column(name)
+                if request.rules.override(name) is Role.SKIPPED:
+                    ref = ColumnProfile(
+                        name, Role.SKIPPED, ref.rows, ref.missing, reason=SKIPPED_BY_USER
+                    )
+            results.append(check_column(ref, _Column.read(current, name), request, threshold))
+        except pa.ArrowException as exc:
+            results.append(_unreadable(name, request, threshold, _arrow_text(exc)))
     s = request
     return DriftReport(
         reference=ref_label,

@@ -296,14 +296,21 @@ def _read_limited(path: str) -> bytes:
         raise InputError(path, exc.strerror or str(exc)) from None
 
 
+def _text(path: str, raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(path, f"is not UTF-8 text (byte {exc.start})") from None
+
+
 def load_profile(path: str) -> Profile:
     """Read and check a profile file (see the module's docstring for what is checked)."""
-    raw = _read_limited(path)
+    text = _text(path, _read_limited(path))
     try:
-        doc = json.loads(raw.decode("utf-8"))
+        doc = json.loads(text)
     except RecursionError:
         raise InputError(path, "is not a valid kldiv profile (nested too deeply)") from None
-    except (UnicodeDecodeError, ValueError) as exc:
+    except ValueError as exc:
         message = clean(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         raise InputError(path, f"is not JSON ({message})") from None
     if not isinstance(doc, dict) or "kldiv_profile" not in doc:
@@ -338,12 +345,12 @@ def load_thresholds(path: str) -> Thresholds:
     ``column = X``; every X a number >= 0 (``inf`` turns a column's gate off)."""
     import tomllib
 
-    raw = _read_limited(path)
+    text = _text(path, _read_limited(path))
     try:
-        doc = tomllib.loads(raw.decode("utf-8"))
+        doc = tomllib.loads(text)
     except RecursionError:
         raise InputError(path, "is not valid TOML (nested too deeply)") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+    except tomllib.TOMLDecodeError as exc:
         raise InputError(path, f"is not valid TOML ({clean(str(exc))})") from None
     unknown = [k for k in doc if k not in ("default", "thresholds")]
     if unknown:

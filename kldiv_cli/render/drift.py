@@ -4,14 +4,16 @@ coloured terminal table, JUnit XML and a self-contained HTML page.
 Every name that comes from the data (column names, categories, bin labels) passes
 :func:`kldiv_cli.text.clean` (and Rich's escape, ``html.escape``, or XML escaping where it
 goes). The HTML page has no scripts, fonts or links: histograms are inline SVG with at most
-:data:`MAX_BARS` bins each, so its size does not grow with the rows or the categories.
+:data:`MAX_BARS` bins each, for at most :data:`MAX_CARDS` columns, so its size does not grow
+with the rows or the categories.
 """
 
 from __future__ import annotations
 
 import html
 import math
-from typing import Any, TextIO
+from collections.abc import Sequence
+from typing import IO, Any
 from xml.etree import ElementTree as ET
 
 from ..jobs.drift import ColumnResult, DriftReport, Histogram, Reason, State
@@ -20,6 +22,8 @@ from . import Report
 
 #: Bins drawn per histogram in the HTML page (more are merged or cut, as stated there).
 MAX_BARS = 40
+#: Histograms in the HTML page (the first columns in its order; the table lists all).
+MAX_CARDS = 60
 #: Order of columns in the HTML page: what needs attention first.
 _ORDER = {State.DRIFT: 0, State.ERROR: 1, State.OK: 2, State.SKIPPED: 3}
 _STYLE = {State.DRIFT: "bold red", State.ERROR: "yellow", State.OK: "green", State.SKIPPED: "dim"}
@@ -107,7 +111,7 @@ def drift_report(report: DriftReport) -> Report:
     def div(c: ColumnResult, key: str) -> float | None:
         return None if c.divergences is None else float(getattr(c.divergences, key))
 
-    table: dict[str, list[Any]] = {
+    table: dict[str, Sequence[Any]] = {
         "column": [clean(c.name) for c in cols],
         "role": [c.role.value for c in cols],
         "state": [c.state.value for c in cols],
@@ -149,7 +153,7 @@ def title(report: DriftReport) -> str:
     )
 
 
-def print_table(report: DriftReport, stream: TextIO, color: bool | None) -> None:
+def print_table(report: DriftReport, stream: IO[str], color: bool | None) -> None:
     """A terminal table: the state in colour (drift red, ok green) unless colour is off."""
     from rich.console import Console
     from rich.table import Table
@@ -188,7 +192,9 @@ def junit_xml(report: DriftReport) -> bytes:
         "errors": str(report.n_errors),
         "skipped": str(report.count(State.SKIPPED)),
     }
-    suite = ET.Element("testsuite", name="kldiv drift", time=f"{report.seconds:.3f}", **counts)
+    suite = ET.Element(
+        "testsuite", {"name": "kldiv drift", "time": f"{report.seconds:.3f}", **counts}
+    )
     for c in cols:
         case = ET.SubElement(suite, "testcase", classname="kldiv.drift", name=clean(c.name))
         why = explain(c, s.max_missing_change, s.max_new_category_share)
@@ -217,7 +223,7 @@ def junit_xml(report: DriftReport) -> bytes:
             out.append(f"new categories {_pct(c.new_category_share or 0)}: {new_text(c)}")
         ET.SubElement(case, "system-out").text = "\n".join(out)
     root = ET.Element(
-        "testsuites", name="kldiv", **{k: v for k, v in counts.items() if k != "skipped"}
+        "testsuites", {"name": "kldiv", **{k: v for k, v in counts.items() if k != "skipped"}}
     )
     root.append(suite)
     ET.indent(root)
@@ -420,6 +426,13 @@ def html_page(report: DriftReport) -> bytes:
         )
     )
     compared = [c for c in cols if c.histogram is not None]
+    more = ""
+    if len(compared) > MAX_CARDS:
+        more = (
+            f'<p class="note">Histograms of the first {MAX_CARDS} of {len(compared)} compared '
+            "columns; the table above lists every column.</p>"
+        )
+        compared = compared[:MAX_CARDS]
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -434,6 +447,6 @@ current {esc(clean(report.current))} ({report.current_rows} rows)</p>
 <p>run {when} in {report.seconds:.2f} s · kldiv {esc(report.version)} ·
 <code>{esc(clean(report.command))}</code></p></header>
 <main><table><thead><tr>{head}</tr></thead><tbody>{"".join(_summary_row(c, report) for c in cols)}</tbody></table>
-<div class="cards">{"".join(_card(c, report) for c in compared)}</div></main></body></html>
+<div class="cards">{"".join(_card(c, report) for c in compared)}</div>{more}</main></body></html>
 """
     return page.encode()
