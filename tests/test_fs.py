@@ -216,3 +216,21 @@ def test_dask_workers_read_s3(s3, data) -> None:
         parts = run_tasks(client, job, T.split(job, 1))
     total = np.float32(engine.combine([p for part in parts for p in part.partials]))
     assert total.tobytes() == want.tobytes()
+
+
+def test_run_settings_whole_objects_and_destinations(s3, data) -> None:
+    d = data[0]
+    fs.configure(s3)
+    try:
+        assert fs.current_options() == s3
+        assert fs.read_bytes(url("x.npy")) == (d / "x.npy").read_bytes()
+        fs.check_destination(url("new/loss.npy"))
+        for bad, why in [
+            ("s3://no-such-bucket-here/o.npy", "no such bucket"),
+            (f"s3://{BUCKET}", "names a bucket"),
+            (url("x_ds"), "is a folder"),
+        ]:
+            with pytest.raises(OutputError, match=why):
+                fs.check_destination(bad)
+    finally:
+        fs.configure({})

@@ -230,8 +230,11 @@ def make_job(
     storage: Mapping[str, str] | None = None,
 ) -> T.Job:
     """The :class:`~.tasks.Job` of a request on its opened sources, laid out as the
-    local plan ``chosen`` sums it."""
-    storage = dict(storage or {})
+    local plan ``chosen`` sums it. ``storage``: the object-store settings the workers
+    use (by default the run's, :func:`kldiv_cli.io.fs.configure`)."""
+    from ..io import fs
+
+    storage = fs.current_options() if storage is None else dict(storage)
     return T.Job(
         request,
         T.describe(sx, request.input, request.input_options, storage),
@@ -324,7 +327,10 @@ def run_compute_dask(
     from ..jobs import compute as C
 
     check_request(request)
-    cluster = Cluster(scheduler, scheduler_file, workers, dict(storage or {}))
+    from ..io import fs
+
+    storage = fs.current_options() if storage is None else dict(storage)
+    cluster = Cluster(scheduler, scheduler_file, workers, storage)
     cluster.validate()
     require_distributed()
     sx, st = C.open_sources(request, None)

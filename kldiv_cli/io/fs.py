@@ -66,6 +66,22 @@ _ALIASES = {"endpoint": "endpoint_override", "endpoint_url": "endpoint_override"
 _SECRET_WORDS = ("key", "secret", "token", "password", "credential", "sas")
 
 
+#: The ``--storage-option`` settings of this run (see :func:`configure`).
+_DEFAULTS: dict[str, str] = {}
+
+
+def configure(options: Mapping[str, str]) -> None:
+    """Set the run's ``--storage-option`` settings: every function here uses them when
+    it is not given its own (the CLI calls this once, before opening anything)."""
+    _DEFAULTS.clear()
+    _DEFAULTS.update(options)
+
+
+def current_options() -> dict[str, str]:
+    """The settings :func:`configure` set (a copy, for tasks sent to workers)."""
+    return dict(_DEFAULTS)
+
+
 def _boolean(name: str, value: str) -> bool:
     lowered = value.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -121,10 +137,11 @@ def filesystem(path: str, options: Mapping[str, str] | None = None) -> tuple[Any
     kind = scheme(path)
     if kind is None:
         raise UsageError(f"{path!r} is not an object-store URL")
+    options = _DEFAULTS if options is None else options
     cls_name = SCHEMES[kind]
     allowed = _OPTIONS[cls_name]
     kwargs: dict[str, Any] = {}
-    for key, value in (options or {}).items():
+    for key, value in options.items():
         if key not in allowed:
             raise UsageError(
                 f"--storage-option {key} does not apply to {kind}:// paths; "
@@ -221,6 +238,40 @@ def size(path: str, options: Mapping[str, str] | None = None) -> int:
     return int(info(path, options).size)
 
 
+def read_bytes(path: str, options: Mapping[str, str] | None = None) -> bytes:
+    """A whole remote object in memory, for readers that take bytes (as for stdin)."""
+    with open_input(path, options) as f:
+        try:
+            return f.read()
+        except OSError as exc:
+            raise _input_error(path, exc) from None
+
+
+def check_destination(path: str, options: Mapping[str, str] | None = None) -> None:
+    """An object can be written at ``path``: it names a key in a bucket that exists.
+    Checked before any work is done (as ``writers.check_destination`` for files).
+
+    Raises
+    ------
+    OutputError
+        Naming what is wrong with ``path``.
+    """
+    import pyarrow.fs as pafs
+
+    fs, inner = filesystem(path, options)
+    bucket, _, key = inner.partition("/")
+    if not key:
+        raise OutputError(f"{_label(path)}: names a bucket, not an object; add a file name")
+    try:
+        found = fs.get_file_info([bucket, inner])
+    except OSError as exc:
+        raise OutputError(f"{_label(path)}: {_cause(exc)}") from None
+    if found[0].type == pafs.FileType.NotFound:
+        raise OutputError(f"{_label(path)}: no such bucket")
+    if found[1].type == pafs.FileType.Directory:
+        raise OutputError(f"{_label(path)}: is a folder; give a file name")
+
+
 def list_parquet(path: str, options: Mapping[str, str] | None = None) -> list[str] | None:
     """The Parquet objects under a remote prefix (a dataset folder), sorted, as URLs;
     None when ``path`` is one object. As for local datasets, names starting with ``.``
@@ -260,15 +311,9 @@ def write_remote(
     OutputError
         When the bucket does not exist, the credentials are refused, or the upload fails.
     """
-    import pyarrow.fs as pafs
 
+    check_destination(path, options)
     fs, inner = filesystem(path, options)
-    bucket = inner.split("/", 1)[0]
-    try:
-        if fs.get_file_info(bucket).type == pafs.FileType.NotFound:
-            raise OutputError(f"{_label(path)}: no such bucket")
-    except OSError as exc:
-        raise OutputError(f"{_label(path)}: {_cause(exc)}") from None
     fd, temp = tempfile.mkstemp(prefix=".kldiv-", suffix=".part")
     try:
         with os.fdopen(fd, "w+b") as f:
