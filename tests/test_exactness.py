@@ -147,31 +147,50 @@ def test_one_hot_targets_and_masked_inputs_keep_torch_pattern() -> None:
 
 
 @pytest.mark.parametrize(
-    ("x", "t", "log_target", "dtype"),
+    ("x", "t", "log_target", "x_dtype", "t_dtype"),
     [
         # torch's float32 exp(100) overflows: inf * (t - x) = inf * 0 = nan.
-        ([100.0, -1.0], [100.0, -1.0], True, "float32"),
+        ([100.0, -1.0], [100.0, -1.0], True, "float32", "float32"),
         # torch's float16 t * x overflows: xlogy(300, 300) - (-90000) = inf.
-        ([-300.0, -1.0], [300.0, 0.5], False, "float16"),
+        ([-300.0, -1.0], [300.0, 0.5], False, "float16", "float16"),
         # inf - inf in torch's float32 terms.
-        ([1e30, -1.0], [1e37, 0.5], False, "float32"),
+        ([1e30, -1.0], [1e37, 0.5], False, "float32", "float32"),
+        # exp(t) and xlogy(t, t) are computed in the target's dtype, whatever the result's.
+        ([0.0, -1.0], [12.0, -1.0], True, "float64", "float16"),
+        ([-1.0, -1.0], [8000.0, 0.5], False, "float64", "float16"),
     ],
 )
-def test_terms_that_overflow_in_torch_give_torch_result(x, t, log_target, dtype) -> None:
-    x, t = np.array(x, dtype=dtype), np.array(t, dtype=dtype)
-    torch_terms = pointwise(x, t, log_target, np.dtype(dtype))
+def test_terms_that_overflow_in_torch_give_torch_result(x, t, log_target, x_dtype, t_dtype):
+    x, t = np.array(x, dtype=x_dtype), np.array(t, dtype=t_dtype)
+    dtype = np.result_type(x, t)
+    torch_terms = pointwise(x, t, log_target, dtype)
     with np.errstate(invalid="ignore"):
         expected = torch_terms.sum(dtype=np.float64)
+    assert not np.isfinite(expected)
     for got in (
         kl_div(x, t, "sum", log_target),
         kl_div(x, t, "batchmean", log_target),
-        engine.row_sums(x, t, log_target, np.dtype(dtype)),
+        engine.row_sums(x, t, log_target, dtype),
     ):
         assert np.isnan(got) == np.isnan(expected)
         assert np.isposinf(got) == np.isposinf(expected)
 
 
-SPECIALS = [np.nan, np.inf, -np.inf, 0.0, -0.0, -0.5, 0.25, 1.0, 3.0, math.log(0.5), -40.0]
+SPECIALS = [
+    np.nan,
+    np.inf,
+    -np.inf,
+    0.0,
+    -0.0,
+    -0.5,
+    0.25,
+    1.0,
+    3.0,
+    20.0,
+    8000.0,
+    math.log(0.5),
+    -40.0,
+]
 FLOATS = ["float16", "float32", "float64"]
 
 

@@ -230,28 +230,31 @@ class _Operand:
 
 
 def _fits(x: _Operand, t: _Operand, log_target: bool, dtype: np.dtype) -> bool:
-    """Whether none of torch's intermediate results can overflow ``dtype`` on this chunk
-    (finite operands, and non-negative targets unless ``log_target``: the caller's
-    float64 sum was finite).
+    """Whether none of torch's intermediate results can overflow on this chunk (finite
+    operands, and non-negative targets unless ``log_target``: the caller's float64 sum
+    was finite).
 
-    torch computes ``xlogy(t, t) - t * x`` or ``exp(t) * (t - x)`` in the result dtype,
-    and a product that overflows there makes its term infinite (or NaN) although the
-    float64 value is finite. Probabilities (``t <= 1``) against an input of at most the
-    result dtype's width cannot overflow: ``|t x| <= |x|`` and ``|xlogy(t, t)| <= 1/e``.
-    Otherwise bounds from the chunk's extremes, with a factor 2 of margin.
+    torch computes ``xlogy(t, t)`` and ``exp(t)`` in the target's own dtype and the rest
+    (``- t * x``, ``* (t - x)``) in the result dtype; a value that overflows there makes
+    its term infinite (or NaN) although the float64 value is finite. Probabilities
+    (``t <= 1``) against an input of at most the result dtype's width cannot overflow:
+    ``|t x| <= |x|`` and ``|xlogy(t, t)| <= 1/e``. Otherwise bounds from the chunk's
+    extremes, with a factor 2 of margin.
     """
-    if dtype == np.float64 or not x.a.size:
+    if not x.a.size or (dtype == np.float64 and t.a.dtype == np.float64):
         return True
     t_hi = t.hi()
     if not log_target and t_hi <= 1 and x.a.dtype.itemsize <= dtype.itemsize:
         return True
     limit = float(np.finfo(dtype).max) / 2
+    own_limit = float(np.finfo(t.a.dtype).max) / 2
     x_abs = max(-x.lo(), x.hi())
     if log_target:
-        if t_hi > math.log(limit):
+        if t_hi > math.log(min(limit, own_limit)):
             return False
         return math.exp(t_hi) * max(1.0, max(-t.lo(), t_hi) + x_abs) < limit
-    return t_hi * (x_abs + (math.log(t_hi) if t_hi > 1 else 0.0)) + 1.0 < limit
+    xlogy = t_hi * math.log(t_hi) if t_hi > 1 else 0.0
+    return xlogy < own_limit and t_hi * x_abs + xlogy + 1.0 < limit
 
 
 def _torch_special(x: np.ndarray, t: np.ndarray, log_target: bool, dtype: np.dtype) -> float | None:
