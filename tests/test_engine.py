@@ -149,7 +149,7 @@ def test_parquet_dataset_folder_and_glob(tmp_path, monkeypatch, stream) -> None:
         expected = kl_div(x, t, "batchmean")
     for target in (str(folder), str(folder / "day=*" / "*.parquet")):
         result = compute(
-            ComputeRequest(str(xp), target, reduction="batchmean", per_row=True), chunk_rows=7
+            ComputeRequest(str(xp), target, reduction="batchmean", per_row=True, chunk_rows=7)
         )
         assert result.loss == pytest.approx(expected, rel=1e-12)
         assert result.per_row.shape == (120,)
@@ -168,14 +168,14 @@ def test_streamed_csv(tmp_path, monkeypatch) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         expected = kl_div(x, t, "batchmean")
-    result = compute(ComputeRequest(str(xp), str(tp), reduction="batchmean"), chunk_rows=50)
+    result = compute(ComputeRequest(str(xp), str(tp), reduction="batchmean", chunk_rows=50))
     assert result.loss == pytest.approx(expected, rel=1e-12)
     assert result.shape == (301, 4)
     lines = tp.read_text().splitlines()
     lines[200] = "0.1,oops,0.2,0.3"
     tp.write_text("\n".join(lines) + "\n")
     with pytest.raises(InputError, match="oops"):
-        compute(ComputeRequest(str(xp), str(tp), reduction="sum"), chunk_rows=50)
+        compute(ComputeRequest(str(xp), str(tp), reduction="sum", chunk_rows=50))
 
 
 def test_streamed_label_errors_name_the_global_row(tmp_path) -> None:
@@ -213,8 +213,13 @@ def test_parquet_row_groups_summed_column_by_column(tmp_path, monkeypatch, dtype
     tp = write_parquet(tmp_path / "t.parquet", t, 128)
     # 4 columns per group read: each row group arrives as three column groups.
     monkeypatch.setattr(compute_module, "GROUP_BYTES", 128 * 8 * 4)
+    losses = {
+        threads: compute(
+            ComputeRequest(xp, tp, reduction="sum", log_target=log_target, threads=threads)
+        ).loss
+        for threads in (1, 2, 3)
+    }
     request = ComputeRequest(xp, tp, reduction="sum", log_target=log_target)
-    losses = {threads: compute(request, threads=threads).loss for threads in (1, 2, 3)}
     assert losses[1] == losses[2] == losses[3]
     expected = kl_div(x, t, "sum", log_target=log_target)
     assert losses[1].dtype == expected.dtype
@@ -247,7 +252,7 @@ def test_parquet_row_groups_that_differ_still_line_up(tmp_path, monkeypatch, str
     xp = write_parquet(tmp_path / "x.parquet", x, 100)
     tp = write_parquet(tmp_path / "t.parquet", t, 64)
     for reduction in ("sum", "batchmean"):
-        result = compute(ComputeRequest(xp, tp, reduction=reduction), threads=2)
+        result = compute(ComputeRequest(xp, tp, reduction=reduction, threads=2))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             assert result.loss == pytest.approx(kl_div(x, t, reduction), rel=1e-12)

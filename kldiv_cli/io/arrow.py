@@ -46,7 +46,7 @@ class ArrowReader:
 
 
 def open_arrow(
-    label: str, path: str | None, data: bytes | None, options: ReadOptions
+    label: str, path: str | None, data: bytes | None, fmt: str, options: ReadOptions
 ) -> TableSource:
     """An Arrow/Feather file as a numeric source."""
     return TableSource(label, "arrow", ArrowReader(read_ipc(label, path, data)), options)

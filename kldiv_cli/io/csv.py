@@ -28,12 +28,12 @@ from .columns import (
 CSV_STREAM_ABOVE = 2 << 30
 #: The longest cell: the limit of Python's csv module, and far more than any number.
 MAX_CELL = 128 << 10
-#: The longest line searched when locating a parse error (bounded memory for a
-#: gigabyte without a newline).
-MAX_LINE = 64 << 20
 #: The streaming reader's block (the whole-file reader keeps pyarrow's 1 MiB); a row
 #: must fit in one block.
 _BLOCK = 1 << 22
+#: The longest line searched when locating a parse error: no reader parses a longer
+#: one, and memory stays bounded for a gigabyte without a newline.
+MAX_LINE = _BLOCK
 
 
 def _head(path: str | None, data: bytes | None) -> bytes:
@@ -71,6 +71,17 @@ def csv_layout(
     lines = text.splitlines()
     first = next(csv.reader(lines[:1], delimiter=delimiter), [])
     return delimiter, not all(is_number(c) or not c.strip() for c in first)
+
+
+def _check_header(label: str, names: list[str]) -> None:
+    """Unique column names, none longer than :data:`MAX_CELL`."""
+    for name in names:
+        if len(name) > MAX_CELL:
+            raise InputError(
+                label,
+                f"line 1 has a column name of {len(name):,} characters (the limit is {MAX_CELL:,})",
+            )
+    check_unique(label, names)
 
 
 def _check_cells(label: str, table: Any, first_line: int) -> None:
@@ -125,7 +136,7 @@ def read_csv_table(
     if table.num_rows == 0:
         raise InputError(label, "has a header but no data rows" if header else "has no data rows")
     if header:
-        check_unique(label, table.column_names)
+        _check_header(label, table.column_names)
     else:
         table = table.rename_columns([str(i) for i in range(table.num_columns)])
     _check_cells(label, table, 2 if header else 1)
@@ -217,7 +228,7 @@ class CsvStreamSource(Source):
             raise csv_error(label, path, None, delimiter, exc) from None
         raw_names = schema.names
         names = raw_names if header else [str(i) for i in range(len(raw_names))]
-        check_unique(label, names)
+        _check_header(label, names)
         chosen = select_columns(label, names, options.columns, _usable(first_block, schema))
         if not chosen:
             raise InputError(label, "has no numeric columns")

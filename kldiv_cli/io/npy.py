@@ -11,7 +11,7 @@ from typing import IO
 import numpy as np
 
 from ..errors import InputError
-from .base import Source
+from .base import ReadOptions, Source
 
 NPY_MAGIC = b"\x93NUMPY"
 
@@ -154,3 +154,10 @@ class NpySource(Source):
                 raw = f.read(n * row_items * itemsize)
                 block = from_bytes(raw, self._stored, (n, *shape[1:]), False)
                 yield block.astype(self.dtype, copy=False)
+
+
+def open_npy(
+    label: str, path: str | None, data: bytes | None, fmt: str, options: ReadOptions
+) -> NpySource:
+    """A .npy file (or bytes) as a numeric source."""
+    return NpySource(label, path, data)

@@ -9,9 +9,9 @@ import zipfile
 import zlib
 
 from ..errors import InputError
+from . import paths
 from .base import ArraySource, ReadOptions
 from .npy import from_bytes, numeric_dtype, read_header
-from .paths import memory_available
 
 #: Deflate cannot compress better than about 1032:1; a member declaring more is lying
 #: about its size (a zip bomb) or damaged.
@@ -30,7 +30,7 @@ def check_member(label: str, info: zipfile.ZipInfo) -> None:
             f"declares {info.file_size:,} bytes inflated from {info.compress_size:,} "
             f"(more than the {MAX_RATIO}:1 deflate can reach): a damaged file or a zip bomb",
         )
-    available = memory_available()
+    available = paths.memory_available()
     if 2 * info.file_size > available:
         raise InputError(
             label,
@@ -39,7 +39,9 @@ def check_member(label: str, info: zipfile.ZipInfo) -> None:
         )
 
 
-def open_npz(label: str, path: str | None, data: bytes | None, options: ReadOptions) -> ArraySource:
+def open_npz(
+    label: str, path: str | None, data: bytes | None, fmt: str, options: ReadOptions
+) -> ArraySource:
     """The array ``options.key`` of a .npz file (the only one when no key is given)."""
     try:
         zf = zipfile.ZipFile(path if path is not None else io.BytesIO(data or b""))

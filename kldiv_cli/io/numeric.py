@@ -3,28 +3,33 @@ of floats. One line per format in :data:`OPENERS`."""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 
 from ..errors import InputError, UsageError
-from .arrow import open_arrow
 from .base import MISSING_POLICIES, ReadOptions, Source
-from .csv import open_csv
-from .npy import NpySource
-from .npz import open_npz
-from .parquet import open_dataset, open_parquet
 from .paths import dataset_files, resolve
 
 #: ``(label, path or None, buffered bytes or None, format, options) -> Source``
 Opener = Callable[[str, "str | None", "bytes | None", str, ReadOptions], Source]
 
-OPENERS: dict[str, Opener] = {
-    "npy": lambda label, path, data, fmt, options: NpySource(label, path, data),
-    "npz": lambda label, path, data, fmt, options: open_npz(label, path, data, options),
-    "csv": open_csv,
-    "tsv": open_csv,
-    "parquet": lambda label, path, data, fmt, options: open_parquet(label, path, data, options),
-    "arrow": lambda label, path, data, fmt, options: open_arrow(label, path, data, options),
+#: format -> (module of this package, its opener). A module is imported only when a
+#: file of its format is opened (start-up pays for the formats it reads).
+OPENERS: dict[str, tuple[str, str]] = {
+    "npy": ("npy", "open_npy"),
+    "npz": ("npz", "open_npz"),
+    "csv": ("csv", "open_csv"),
+    "tsv": ("csv", "open_csv"),
+    "parquet": ("parquet", "open_parquet"),
+    "arrow": ("arrow", "open_arrow"),
 }
+
+
+def opener(fmt: str) -> Opener:
+    """The opener of a format of :data:`OPENERS`."""
+    module, name = OPENERS[fmt]
+    found: Opener = getattr(importlib.import_module(f".{module}", __package__), name)
+    return found
 
 
 def open_source(path: str, options: ReadOptions, stdin: bytes | None = None) -> Source:
@@ -45,6 +50,8 @@ def open_source(path: str, options: ReadOptions, stdin: bytes | None = None) -> 
     if path != "-":
         files = dataset_files(path)
         if files is not None:
+            from .parquet import open_dataset
+
             return open_dataset(path, files, options)
     where = resolve(path, options.fmt, stdin)
     label, fmt = where.label, where.fmt
@@ -53,7 +60,7 @@ def open_source(path: str, options: ReadOptions, stdin: bytes | None = None) -> 
     if options.columns is not None and fmt in ("npy", "npz"):
         raise UsageError(f"{label}: columns select from a table; this is a .{fmt} array")
     try:
-        return OPENERS[fmt](label, where.path, where.data, fmt, options)
+        return opener(fmt)(label, where.path, where.data, fmt, options)
     except (InputError, UsageError):
         raise
     except MemoryError:

@@ -124,7 +124,7 @@ class DatasetReader:
 
 
 def open_parquet(
-    label: str, path: str | None, data: bytes | None, options: ReadOptions
+    label: str, path: str | None, data: bytes | None, fmt: str, options: ReadOptions
 ) -> TableSource:
     """A Parquet file as a numeric source."""
     return TableSource(label, "parquet", ParquetReader(label, path, data), options)

@@ -101,8 +101,8 @@ def dataset_files(path: str) -> list[str] | None:
     glob pattern. None when ``path`` is not one. A path that exists is used as given:
     a file whose name holds ``*`` is that file, not a pattern.
 
-    Symbolic links to folders are not followed (``os.walk`` and ``glob``'s ``**``
-    both skip them), so a link loop cannot make the search endless.
+    Symbolic links to folders are not followed, so a link loop cannot make the
+    search endless (``glob``'s own ``**`` follows them, exponentially).
     """
     import glob
 
@@ -119,10 +119,50 @@ def dataset_files(path: str) -> list[str] | None:
         return sorted(found)
     if os.path.lexists(path) or not any(c in path for c in "*?["):
         return None
-    found = sorted(p for p in glob.glob(path, recursive=True) if os.path.isfile(p))
+    if "**" in path.split(os.sep):
+        matches = _globstar(path)
+    else:
+        matches = glob.glob(path)
+    found = sorted(p for p in matches if os.path.isfile(p))
     if not found:
         raise InputError(path, "no such file (the pattern matches no files)")
     return found
+
+
+def _globstar(pattern: str) -> list[str]:
+    """Paths matching a pattern with ``**`` (any number of folders), found by walking
+    from its fixed leading folders without following symbolic links to folders.
+    Hidden names (``.x``) match only a pattern part that starts with a dot, as in
+    ``glob``."""
+    parts = pattern.split(os.sep)
+    fixed = 0
+    while fixed < len(parts) - 1 and not any(c in parts[fixed] for c in "*?["):
+        fixed += 1
+    prefix = os.sep.join(parts[:fixed]) or (os.sep if fixed else "")
+    found = []
+    for folder, dirs, names in os.walk(prefix or "."):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        rel = os.path.relpath(folder, prefix or ".")
+        below = [] if rel == "." else rel.split(os.sep)
+        for name in names:
+            if _match([*below, name], parts[fixed:]):
+                found.append(os.path.join(prefix, *below, name))
+    return found
+
+
+def _match(names: list[str], pattern: list[str]) -> bool:
+    """Whether path components match pattern components (``**``: zero or more)."""
+    import fnmatch
+
+    if not pattern:
+        return not names
+    head, tail = pattern[0], pattern[1:]
+    if head == "**":
+        visible = next((k for k, n in enumerate(names) if n.startswith(".")), len(names))
+        return any(_match(names[k:], tail) for k in range(visible + 1))
+    if not names or (names[0].startswith(".") and not head.startswith(".")):
+        return False
+    return fnmatch.fnmatchcase(names[0], head) and _match(names[1:], tail)
 
 
 def check_path(path: str) -> os.stat_result:
@@ -185,19 +225,21 @@ def _check_head(label: str, head: bytes, override: str | None) -> None:
     fmt = override or sniff(head)
     magic = {"npy": (_NPY_MAGIC,), "npz": (b"PK",), "parquet": (b"PAR1",)}.get(fmt)
     if magic is not None and not head.startswith(magic):
-        raise InputError(label, f"is not a {fmt} stream (its first bytes are not a {fmt} header)")
+        raise InputError(label, f"is not {fmt} data (its first bytes are not a {fmt} header)")
     if fmt in ("csv", "tsv") and b"\x00" in head:
         raise InputError(label, "is not a text file (it holds binary data)")
 
 
-def read_stdin() -> bytes:
-    """All of stdin: np.load and Parquet need to seek, so a pipe is buffered first
-    (bounded by :func:`stream_limit`)."""
-    stream = sys.stdin
-    if stream is None:  # fd 0 was closed when Python started
-        raise InputError(STDIN_LABEL, "is not open (file descriptor 0 is closed)")
+def read_stdin(stream: BinaryIO | None = None) -> bytes:
+    """All of stdin (or of ``stream``, a binary stdin given by the caller): np.load and
+    Parquet need to seek, so a pipe is buffered first (bounded by :func:`stream_limit`)."""
+    if stream is None:
+        text = sys.stdin
+        if text is None:  # fd 0 was closed when Python started
+            raise InputError(STDIN_LABEL, "is not open (file descriptor 0 is closed)")
+        stream = text.buffer
     try:
-        return read_bounded(stream.buffer, STDIN_LABEL, None)
+        return read_bounded(stream, STDIN_LABEL, None)
     except OSError as exc:
         raise InputError(STDIN_LABEL, f"cannot be read ({exc.strerror or exc})") from None
 

@@ -6,12 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import InputError, UsageError
-from .arrow import read_ipc
 from .base import STDIN, ReadOptions
 from .columns import arrow_error
-from .csv import read_csv_table
-from .numeric import OPENERS
-from .parquet import ParquetColumns, read_parquet
+from .numeric import opener
 from .paths import Resolved, dataset_files, reject_empty, resolve
 
 
@@ -29,13 +26,19 @@ def _read(where: Resolved, options: ReadOptions) -> Any:
     label, fmt, file, data = where.label, where.fmt, where.path, where.data
     try:
         if fmt in ("csv", "tsv"):
+            from .csv import read_csv_table
+
             return read_csv_table(label, file, data, fmt, options, strings_can_be_null=True)[0]
         if fmt in ("npy", "npz"):
-            arr = OPENERS[fmt](label, file, data, fmt, ReadOptions(fmt, options.key)).read()
+            arr = opener(fmt)(label, file, data, fmt, ReadOptions(fmt, options.key)).read()
             arr = arr.reshape(-1, 1) if arr.ndim < 2 else arr.reshape(arr.shape[0], -1)
             return pa.table({str(j): arr[:, j] for j in range(arr.shape[1])})
         if fmt == "parquet":
+            from .parquet import read_parquet
+
             return read_parquet(label, file, data)
+        from .arrow import read_ipc
+
         return read_ipc(label, file, data)
     except (InputError, UsageError):
         raise
@@ -50,6 +53,8 @@ def open_columns(path: str, options: ReadOptions, stdin: bytes | None = None) ->
         return read_table(path, options, stdin)
     where = resolve(path, options.fmt, stdin)
     if where.fmt == "parquet" and where.path is not None:
+        from .parquet import ParquetColumns
+
         reject_empty(path, path)
         return ParquetColumns(path)
     return _read(where, options)
