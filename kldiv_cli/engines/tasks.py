@@ -422,7 +422,7 @@ def read_rows(side: Side, r0: int, r1: int) -> np.ndarray:
         if len(raw) != (r1 - r0) * row_bytes:
             raise InputError(side.label, "is shorter than its header says (changed while read?)")
         block = np.frombuffer(raw, dtype=dt).reshape((r1 - r0, *side.shape[1:]))
-        return block.astype(side.dtype)
+        return block.astype(side.dtype, copy=False)  # a view when stored as computed
     assert side.columns is not None
     pieces, first = [], 0
     for f_index, sizes in enumerate(side.groups):
