@@ -319,3 +319,17 @@ def test_sample_data(run_cli):
     )
     da, db = doc_of(a), doc_of(b)
     assert da["kl"] == db["kl"] and da["active_units"] == db["active_units"] == 4
+
+
+def test_conv_latents_and_array_output(run_cli, tmp_path):
+    rng = np.random.default_rng(6)
+    mu, lv = rng.normal(size=(3, 2, 2, 2)), rng.normal(size=(3, 2, 2, 2))
+    flat = gaussian_kl(mu.reshape(3, -1), lv.reshape(3, -1), reduction="per-dim")
+    np.testing.assert_array_equal(gaussian_kl(mu, lv, reduction="per-dim"), flat)
+    assert gaussian_kl(mu, lv, reduction="none").shape == mu.shape
+    np.save(tmp_path / "mu.npy", mu)
+    np.save(tmp_path / "lv.npy", lv)
+    out = tmp_path / "rows.npy"
+    r = run_cli("gaussian", tmp_path / "mu.npy", tmp_path / "lv.npy", "-r", "per-row", "-o", out)
+    assert r.exit_code == 0 and r.stdout == ""
+    np.testing.assert_array_equal(np.load(out), gaussian_kl(mu, lv, reduction="per-row"))
