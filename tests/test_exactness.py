@@ -123,7 +123,7 @@ def test_float16_widening_is_exact_for_every_value() -> None:
     for part in (finite[~np.signbit(finite)], finite[np.signbit(finite)], normal_negative):
         buf = engine._buffers(part.size)
         operand = engine._Operand(part, buf.t[: part.size], buf)
-        assert operand.known == (float(part.min()), float(part.max()))
+        assert (operand.lo(), operand.hi()) == (float(part.min()), float(part.max()))
         assert np.array_equal(operand.a64, part.astype(np.float64))
         assert np.array_equal(np.signbit(operand.a64), np.signbit(part))
     for part in (values, finite, values.reshape(256, 256)[:, ::3]):

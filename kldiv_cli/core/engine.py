@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 import os
+import struct
 import threading
 from typing import TYPE_CHECKING
 
@@ -57,8 +58,9 @@ __all__ = [
     "widen",
 ]
 
-#: Elements per chunk: the float64 buffers of a chunk (1 MiB each) stay in cache.
-CHUNK = 1 << 17
+#: Elements per chunk: large enough that the fixed cost of a chunk's dozen NumPy calls
+#: (more for float16) disappears, small enough that its buffers stay in cache.
+CHUNK = 1 << 18
 #: Below this many elements, threads cost more than they save.
 PARALLEL_MIN = 1 << 20
 #: float16 bits shifted into a float32's place give the value times 2^-112, exactly
@@ -188,15 +190,21 @@ def widen(a: np.ndarray) -> np.ndarray:
     return out
 
 
+def _f16_value(code: int) -> float:
+    """The float16 whose bits are ``code``, as a Python float (no NumPy scalar detour)."""
+    return float(struct.unpack("<e", struct.pack("<H", code))[0])
+
+
 class _Operand:
     """One chunk operand: as given, widened exactly to float64, and its extremes (known for
     free after the float16 widening, else found by one reduction when asked)."""
 
-    __slots__ = ("a", "a64", "known")
+    __slots__ = ("a", "a64", "codes")
 
     def __init__(self, a: np.ndarray, out: np.ndarray, buf: _Buffers) -> None:
         self.a = a
-        self.known: tuple[float, float] | None = None
+        #: The smallest and the largest float16 code of a one-signed float16 operand.
+        self.codes: tuple[int, int] | None = None
         self.a64 = self._widen(out, buf)
 
     def _widen(self, out: np.ndarray, buf: _Buffers) -> np.ndarray:
@@ -211,21 +219,28 @@ class _Operand:
         codes = a.view(np.uint16)
         lo, hi = int(codes.min()), int(codes.max())
         if _f16_bits(codes, lo, hi, buf.u[:n], out):
-            ends = sorted(float(np.uint16(c).view(np.float16)) for c in (lo, hi))
-            self.known = (ends[0], ends[1])
+            self.codes = (lo, hi)
         else:
             _f16_signed(codes, buf.u[:n], buf.w[:n], out)
         return out
 
+    def _ends(self) -> tuple[float, float] | None:
+        if self.codes is None:
+            return None
+        lo, hi = (_f16_value(c) for c in self.codes)
+        return (lo, hi) if lo <= hi else (hi, lo)  # negative codes run backwards
+
     def hi(self) -> float:
-        if self.known is not None:
-            return self.known[1]
+        ends = self._ends()
+        if ends is not None:
+            return ends[1]
         # float16 reductions are slow in NumPy; the widened copy gives the same extremes.
         return float((self.a64 if self.a.dtype == np.float16 else self.a).max())
 
     def lo(self) -> float:
-        if self.known is not None:
-            return self.known[0]
+        ends = self._ends()
+        if ends is not None:
+            return ends[0]
         return float((self.a64 if self.a.dtype == np.float16 else self.a).min())
 
 
@@ -285,10 +300,9 @@ def _terms64(x: np.ndarray, t: np.ndarray, log_target: bool, out: np.ndarray) ->
 def _dot(a: np.ndarray, b: np.ndarray) -> float:
     """``sum(a * b)`` of float64 vectors, with the GIL released; overwrites ``a``.
 
-    An in-place multiply and NumPy's pairwise sum: a few percent faster than ``einsum``
-    on one thread, and more accurate. OpenBLAS ``ddot`` threads chunk-long vectors itself
-    and its pool serialises concurrent callers (our threads): 3-6x slower end to end on
-    2 cores. ``np.vecdot`` holds the GIL.
+    An in-place multiply and NumPy's pairwise sum: faster than ``einsum`` and more
+    accurate. OpenBLAS ``ddot`` threads chunk-long vectors itself and its pool serialises
+    concurrent callers (our threads). ``np.vecdot`` holds the GIL.
     """
     np.multiply(a, b, out=a)
     return float(a.sum())
@@ -573,10 +587,12 @@ _POOLS: dict[int, ThreadPoolExecutor] = {}
 
 
 def _pool(threads: int) -> ThreadPoolExecutor:
-    """A long-lived pool per thread count: starting threads on every call costs ~0.2 ms."""
+    """A long-lived pool per thread count: starting threads on every call would cost more
+    than a small input's whole sum."""
     pool = _POOLS.get(threads)
     if pool is None:
-        from concurrent.futures import ThreadPoolExecutor  # 7 ms; small inputs never need it
+        # Imported here: small inputs never need it, and the CLI starts faster without it.
+        from concurrent.futures import ThreadPoolExecutor
 
         pool = _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="kldiv")
     return pool
