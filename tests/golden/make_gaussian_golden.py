@@ -12,6 +12,8 @@ prior, ``C__prior_mu``, ``C__prior_logvar``; log-variances throughout) and:
 * ``C__torch64``: the same in float64 from the same (widened) values, and its reductions
   summed in float64 by torch: ``C__sum``, ``C__batch_mean`` (sum over dims, mean over
   the batch), ``C__per_dim`` (batch mean of each dim), ``C__per_row`` (sum over dims);
+* ``C__own_sum``, ``C__own_batch_mean``: torch's sums of ``C__torch`` in the case's dtype
+  (what a float32 training script logs);
 * ``C__exact``: the KL of each element to 40 digits (mpmath, which torch's sympy brings),
   rounded to float64: the reference where torch's ``var_ratio − 1 − log(var_ratio)``
   cancels (posterior nearly equal to the prior).
@@ -112,7 +114,10 @@ def main() -> None:
         for key, value in case.items():
             arrays[f"{name}__{key}"] = np.asarray(value)
         own = torch.float32 if case["mu"].dtype == np.float32 else torch.float64
-        arrays[f"{name}__torch"] = torch_kl(case, own).numpy()
+        kl_own = torch_kl(case, own)
+        arrays[f"{name}__torch"] = kl_own.numpy()
+        arrays[f"{name}__own_sum"] = kl_own.sum().numpy()
+        arrays[f"{name}__own_batch_mean"] = (kl_own.sum() / kl_own.shape[0]).numpy()
         kl64 = torch_kl(case, torch.float64)
         arrays[f"{name}__torch64"] = kl64.numpy()
         arrays[f"{name}__sum"] = kl64.sum().numpy()
