@@ -6,8 +6,8 @@ The rules (the user's version is ``docs/drift.md``):
   ``--numeric``, ``--datetime numeric``): Arrow date/time columns and text columns whose
   every value is ISO-8601 are *datetime*; text and integer columns with more than
   :data:`ID_MIN_DISTINCT` distinct values making up at least :data:`ID_DISTINCT_SHARE` of
-  their values are *identifiers* (counted on at most :data:`ID_SAMPLE` values taken at
-  even intervals); both are listed as skipped (only their missing share
+  their values are *identifiers* (counted on the values of at most :data:`ID_SAMPLE`
+  rows taken at even intervals); both are listed as skipped (only their missing share
   is checked). Booleans, text, and numbers with at most :data:`NUMERIC_CATEGORIES`
   distinct (finite) values, each seen twice on average, are *categorical*; other
   numbers are *numeric*.
@@ -70,6 +70,7 @@ NUMERIC_CATEGORIES = 20
 ID_DISTINCT_SHARE = 0.95
 ID_MIN_DISTINCT = 50
 ID_SAMPLE = 20_000
+BLOCK = 1 << 20
 MIN_VALUES = 10
 SKIPPED_BY_USER = "skipped by --skip"
 MAX_BINS = 10_000
@@ -412,16 +413,22 @@ class _Column:
 
 
 def _present(values: np.ndarray) -> np.ndarray:
-    """The values that are not missing (NaN)."""
-    return values[~np.isnan(values)]
+    """The values that are not missing (NaN); no copy when none is."""
+    missing = np.isnan(values)
+    return values[~missing] if missing.any() else values
 
 
 def bin_counts(values: np.ndarray, edges: np.ndarray, maximum: float) -> np.ndarray:
     """Counts of (non-NaN) values in the bins of :func:`profile_numeric`: below
-    ``edges[0]``, ``[e_i, e_i+1)``, ``[e_L-1, maximum]``, above ``maximum``."""
-    index = np.searchsorted(edges, values, side="right")
-    index[values > maximum] = edges.size + 1
-    return np.bincount(index, minlength=edges.size + 2)
+    ``edges[0]``, ``[e_i, e_i+1)``, ``[e_L-1, maximum]``, above ``maximum``. Blocks of
+    :data:`BLOCK` values keep the bin indices small beside the column."""
+    counts = np.zeros(edges.size + 2, dtype=np.int64)
+    for start in range(0, values.size, BLOCK):
+        block = values[start : start + BLOCK]
+        index = np.searchsorted(edges, block, side="right")
+        index[block > maximum] = edges.size + 1
+        counts += np.bincount(index, minlength=edges.size + 2)
+    return counts
 
 
 def numeric_edges(finite: np.ndarray, bins: int, binning: str) -> np.ndarray:
@@ -447,14 +454,13 @@ def _float_categories(present: np.ndarray) -> tuple[list[Any], np.ndarray] | Non
 
 
 def _sample_distinct(data: Any) -> tuple[int, int]:
-    """(distinct values, values looked at) among at most :data:`ID_SAMPLE` non-missing
-    values taken at even intervals (all of them in a smaller column)."""
+    """(distinct values, values looked at) among the non-missing values of at most
+    :data:`ID_SAMPLE` rows taken at even intervals (all rows of a smaller column)."""
     import pyarrow.compute as pc
 
-    valid = data.drop_null()
-    if len(valid) > ID_SAMPLE:
-        valid = valid.take(np.linspace(0, len(valid) - 1, ID_SAMPLE).astype(np.int64))
-    return int(pc.count_distinct(valid).as_py()), len(valid)
+    if len(data) > ID_SAMPLE:
+        data = data.take(np.linspace(0, len(data) - 1, ID_SAMPLE).astype(np.int64))
+    return int(pc.count_distinct(data).as_py()), len(data) - data.null_count
 
 
 def _few(distinct: int, values: int) -> bool:
