@@ -26,8 +26,9 @@ def _float_dtype(dtype: DTypeLike, what: str) -> np.dtype:
 
 def _prepare(
     x: ArrayLike, axis: int, temperature: float, dtype: DTypeLike | None
-) -> tuple[np.ndarray, np.dtype]:
-    """The array to compute with and the dtype to return.
+) -> tuple[np.ndarray, np.dtype, bool]:
+    """The array to compute with, the dtype to return, and whether the array is a copy
+    of our own (so that the next steps may overwrite it instead of allocating).
 
     ``dtype=None`` is torch's behaviour: the input's dtype, float16 computed in float32
     and rounded once. A given ``dtype`` is computed in (float16 again through float32)
@@ -41,16 +42,20 @@ def _prepare(
     if a.ndim and not -a.ndim <= axis < a.ndim:
         raise ValueError(f"axis {axis} is out of bounds for an array of dimension {a.ndim}")
     work = np.dtype(np.float32) if out == np.float16 else out
+    given = a
     a = widen(a) if work == np.float64 else a.astype(work, copy=False)
+    owned = a is not given
     if temperature != 1.0:
-        a = a / work.type(temperature)
-    return a, out
+        a = np.divide(a, work.type(temperature), out=a if owned else None)
+        owned = True
+    return a, out, owned
 
 
-def _shifted(a: np.ndarray, axis: int) -> np.ndarray:
-    """``a - max(a)`` along ``axis``: the shift that keeps exp from overflowing."""
+def _shifted(a: np.ndarray, axis: int, owned: bool) -> np.ndarray:
+    """``a - max(a)`` along ``axis`` (the shift that keeps exp from overflowing), in a
+    new array, or in ``a`` itself when it is ``owned``."""
     with np.errstate(invalid="ignore"):
-        return a - np.max(a, axis=axis, keepdims=True)
+        return np.subtract(a, np.max(a, axis=axis, keepdims=True), out=a if owned else None)
 
 
 def log_softmax(
@@ -77,18 +82,18 @@ def log_softmax(
       axis gives an empty result.
     """
     torch_f16 = dtype is None and np.asarray(x).dtype == np.float16
-    a, dtype = _prepare(x, axis, temperature, dtype)
+    a, dtype, owned = _prepare(x, axis, temperature, dtype)
     if a.ndim == 0:
         return log_softmax(a.reshape(1), 0, dtype=dtype).reshape(())
     if a.size == 0:
         return a.astype(dtype)
-    z = _shifted(a, axis)
+    z = _shifted(a, axis, owned)
     total = np.sum(np.exp(z), axis=axis, keepdims=True)
     if torch_f16 and axis in (-1, a.ndim - 1):
         # torch's last-axis float16 kernel keeps the sum in a float16 buffer.
         total = total.astype(np.float16).astype(np.float32)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return (z - np.log(total)).astype(dtype, copy=False)
+        return np.subtract(z, np.log(total), out=z).astype(dtype, copy=False)
 
 
 def softmax(
@@ -102,14 +107,15 @@ def softmax(
     :func:`log_softmax` (``None``: torch's; ``np.float64``: exact widening, no
     rounding before the end).
     """
-    a, dtype = _prepare(x, axis, temperature, dtype)
+    a, dtype, owned = _prepare(x, axis, temperature, dtype)
     if a.ndim == 0:
         return softmax(a.reshape(1), 0, dtype=dtype).reshape(())
     if a.size == 0:
         return a.astype(dtype)
-    e = np.exp(_shifted(a, axis))
+    e = _shifted(a, axis, owned)
+    np.exp(e, out=e)
     with np.errstate(invalid="ignore"):
-        return (e / np.sum(e, axis=axis, keepdims=True)).astype(dtype, copy=False)
+        return np.divide(e, np.sum(e, axis=axis, keepdims=True), out=e).astype(dtype, copy=False)
 
 
 def apply_transform(
