@@ -69,14 +69,18 @@ def good_input(tmp_path_factory):
 
 
 @settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(mutated())
-def test_mutated_target_files(run_cli, good_input, tmp_path_factory, case) -> None:
+@given(mutated(), st.booleans())
+def test_mutated_target_files(run_cli, good_input, tmp_path_factory, case, on_stdin) -> None:
+    """As a file (format from the extension) or on stdin (format sniffed from the bytes)."""
     fmt, data = case
-    path = tmp_path_factory.mktemp("m") / f"t.{fmt}"
-    path.write_bytes(data)
-    r = run_cli("compute", good_input, path, "-r", "sum", "-q")
+    if on_stdin:
+        r = run_cli("compute", good_input, "-", "-r", "sum", "-q", input=data)
+    else:
+        path = tmp_path_factory.mktemp("m") / f"t.{fmt}"
+        path.write_bytes(data)
+        r = run_cli("compute", good_input, path, "-r", "sum", "-q")
     assert r.exit_code in (0, 2), (r.exit_code, r.stderr, r.exception)
     if r.exit_code == 0:
         float(r.stdout)

@@ -150,6 +150,34 @@ def test_npz_member_larger_than_memory_is_refused_before_inflating(
     assert "memory available" in out.stderr
 
 
+def test_large_npz_members_stream_with_the_bits_of_a_whole_read(tmp_path, monkeypatch) -> None:
+    from kldiv_cli.io import base
+
+    rng = np.random.default_rng(5)
+    x = np.log(rng.dirichlet(np.ones(7), size=1000))
+    t = rng.dirichlet(np.ones(7), size=1000)
+    _npz(xp := tmp_path / "x.npz", {"x": x})
+    _npz(tp := tmp_path / "t.npz", {"t": t})
+    whole = invoke("compute", xp, tp, "-r", "sum", "-f", "plain")
+    monkeypatch.setattr(base, "STREAM_ABOVE", 0)
+    streamed = invoke("compute", xp, tp, "-r", "sum", "-f", "plain", "--chunk-rows", "64")
+    assert whole.exit_code == streamed.exit_code == 0, whole.stderr + streamed.stderr
+    assert whole.stdout == streamed.stdout
+
+
+def test_npz_damaged_midway_fails_in_one_line(tmp_path, target, monkeypatch) -> None:
+    from kldiv_cli.io import base
+
+    bad = _npz(tmp_path / "bad.npz", {"x": np.random.default_rng(2).random((2000, 3))})
+    raw = bytearray(bad.read_bytes())
+    raw[len(raw) // 2 : len(raw) // 2 + 64] = b"\xff" * 64
+    bad.write_bytes(bytes(raw))
+    np.save(target, np.full((2000, 3), 1 / 3))
+    for stream_above in (1 << 30, 0):
+        monkeypatch.setattr(base, "STREAM_ABOVE", stream_above)
+        refused_keeping_output(tmp_path, bad, target, "bad.npz")
+
+
 def test_npz_member_names_with_escapes_are_shown_escaped(tmp_path, target) -> None:
     bad = _npz(tmp_path / "names.npz", {"a\x1b[2J": np.zeros(3), "b\x1b]0;pwn\x07": np.zeros(3)})
     out = invoke("compute", bad, target)

@@ -141,14 +141,3 @@ class Source:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.label!r}, {self.fmt}, shape={self.shape})"
-
-
-class ArraySource(Source):
-    """An array already in memory (a .npz member)."""
-
-    def __init__(self, label: str, fmt: str, array: np.ndarray) -> None:
-        super().__init__(label, fmt, tuple(array.shape), array.dtype)
-        self._array = array
-
-    def read(self) -> np.ndarray:
-        return self._array

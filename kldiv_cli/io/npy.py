@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import io
 import math
+import os
 from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import IO
 
 import numpy as np
@@ -102,41 +104,31 @@ def from_bytes(
     return np.frombuffer(buf, dtype=dtype).reshape(shape, order="F" if fortran else "C")
 
 
-class NpySource(Source):
-    """A .npy file (or buffered bytes): read whole, or streamed in blocks of rows.
+class NpyData(Source):
+    """The data of a .npy array whose header was read: whole, or in blocks of rows.
 
-    Row-major arrays stream from the file; a Fortran-ordered array with more than one
-    dimension is read whole (its rows are not contiguous).
+    Row-major arrays stream block by block from :meth:`_open_data`; a Fortran-ordered
+    array with more than one dimension is read whole (its rows are not contiguous).
     """
 
-    stream_always = True
-
-    def __init__(self, label: str, path: str | None, data: bytes | None) -> None:
-        if path is not None:
-            import os
-
-            size = os.path.getsize(path)
-            with open(path, "rb") as fp:
-                header = read_header(label, fp, size)
-        else:
-            assert data is not None
-            header = read_header(label, io.BytesIO(data), len(data))
+    def __init__(
+        self,
+        label: str,
+        fmt: str,
+        header: tuple[tuple[int, ...], bool, np.dtype, int],
+    ) -> None:
         shape, fortran, stored, offset = header
-        super().__init__(label, "npy", shape, numeric_dtype(label, stored))
-        self._path, self._data = path, data
+        super().__init__(label, fmt, shape, numeric_dtype(label, stored))
         self._stored, self._fortran, self._offset = stored, fortran, offset
         self.streamable = bool(shape) and not (fortran and len(shape) > 1)
 
-    def _open(self) -> IO[bytes]:
-        if self._path is not None:
-            return open(self._path, "rb")
-        assert self._data is not None
-        return io.BytesIO(self._data)
+    def _open_data(self) -> AbstractContextManager[IO[bytes]]:
+        """A binary stream positioned at the first byte of the data."""
+        raise NotImplementedError
 
     def read(self) -> np.ndarray:
         nbytes = math.prod(self.shape) * self._stored.itemsize
-        with self._open() as f:
-            f.seek(self._offset)
+        with self._open_data() as f:
             raw = f.read(nbytes)
         array = from_bytes(raw, self._stored, self.shape, self._fortran)
         return array.astype(self.dtype, copy=False).copy()
@@ -147,13 +139,36 @@ class NpySource(Source):
             return
         shape, itemsize = self.shape, self._stored.itemsize
         row_items = math.prod(shape[1:])
-        with self._open() as f:
-            f.seek(self._offset)
+        with self._open_data() as f:
             for start in range(0, shape[0], rows):
                 n = min(rows, shape[0] - start)
                 raw = f.read(n * row_items * itemsize)
                 block = from_bytes(raw, self._stored, (n, *shape[1:]), False)
                 yield block.astype(self.dtype, copy=False)
+
+
+class NpySource(NpyData):
+    """A .npy file (or buffered bytes), read block by block even when small (cheap)."""
+
+    stream_always = True
+
+    def __init__(self, label: str, path: str | None, data: bytes | None) -> None:
+        self._path, self._data = path, data
+        with self._open() as fp:
+            size = os.fstat(fp.fileno()).st_size if path is not None else len(data or b"")
+            super().__init__(label, "npy", read_header(label, fp, size))
+
+    def _open(self) -> IO[bytes]:
+        if self._path is not None:
+            return open(self._path, "rb")
+        assert self._data is not None
+        return io.BytesIO(self._data)
+
+    @contextmanager
+    def _open_data(self) -> Iterator[IO[bytes]]:
+        with self._open() as f:
+            f.seek(self._offset)
+            yield f
 
 
 def open_npy(

@@ -4,15 +4,27 @@ inflated."""
 from __future__ import annotations
 
 import io
-import math
 import zipfile
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO
 
 from ..errors import InputError
 from . import paths
-from .base import ArraySource, ReadOptions
-from .npy import from_bytes, numeric_dtype, read_header
+from .base import ReadOptions
+from .npy import NpyData, read_header
 
+#: What reading a damaged member raises (RuntimeError: encrypted; ValueError: bad offsets).
+_DAMAGED = (
+    zipfile.BadZipFile,
+    zlib.error,
+    EOFError,
+    RuntimeError,
+    NotImplementedError,
+    ValueError,
+    OSError,
+)
 #: Deflate cannot compress better than about 1032:1; a member declaring more is lying
 #: about its size (a zip bomb) or damaged.
 MAX_RATIO = 1032
@@ -39,13 +51,43 @@ def check_member(label: str, info: zipfile.ZipInfo) -> None:
         )
 
 
+class NpzSource(NpyData):
+    """One member of a .npz archive: read whole when small, streamed from the
+    inflating member when large (bounded memory whatever it inflates to)."""
+
+    def __init__(
+        self, archive: str, key: str, path: str | None, data: bytes | None, info: zipfile.ZipInfo
+    ) -> None:
+        label = f"{archive}[{key}]"
+        self._archive = archive
+        self._path, self._data, self._info = path, data, info
+        with self._member() as fp:
+            super().__init__(label, "npz", read_header(label, fp, info.file_size))
+
+    @contextmanager
+    def _member(self) -> Iterator[IO[bytes]]:
+        """The member's stream; zip and zlib errors become one line naming the archive."""
+        archive = self._path if self._path is not None else io.BytesIO(self._data or b"")
+        try:
+            with zipfile.ZipFile(archive) as zf, zf.open(self._info) as fp:
+                yield fp
+        except _DAMAGED as exc:
+            raise InputError(self._archive, f"is a damaged .npz file ({exc})") from None
+
+    @contextmanager
+    def _open_data(self) -> Iterator[IO[bytes]]:
+        with self._member() as fp:
+            fp.read(self._offset)
+            yield fp
+
+
 def open_npz(
     label: str, path: str | None, data: bytes | None, fmt: str, options: ReadOptions
-) -> ArraySource:
+) -> NpzSource:
     """The array ``options.key`` of a .npz file (the only one when no key is given)."""
     try:
         zf = zipfile.ZipFile(path if path is not None else io.BytesIO(data or b""))
-    except zipfile.BadZipFile:
+    except (zipfile.BadZipFile, ValueError, OSError):  # ValueError: offsets before the start
         raise InputError(label, "is not a valid .npz file (not a zip archive)") from None
     except NotImplementedError as exc:  # a zip feature Python cannot read (version 6.4...)
         raise InputError(label, f"is a .npz file Python cannot read ({exc})") from None
@@ -64,15 +106,6 @@ def open_npz(
             key = next(iter(members))
         elif key not in members:
             raise InputError(label, f"has no array {key!r}; it holds: {', '.join(sorted(members))}")
-        inner = f"{label}[{key}]"
         info = zf.getinfo(members[key])
-        check_member(inner, info)
-        try:
-            with zf.open(info) as fp:
-                shape, fortran, dtype, _ = read_header(inner, fp, info.file_size)
-                out_dtype = numeric_dtype(inner, dtype)
-                raw = fp.read(math.prod(shape) * dtype.itemsize)
-        except (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, NotImplementedError) as exc:
-            raise InputError(label, f"is a damaged .npz file ({exc})") from None
-    array = from_bytes(raw, dtype, shape, fortran).astype(out_dtype)
-    return ArraySource(inner, "npz", array)
+    check_member(f"{label}[{key}]", info)
+    return NpzSource(label, key, path, data, info)
