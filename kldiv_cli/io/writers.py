@@ -24,6 +24,7 @@ from typing import Any, BinaryIO, TypeVar
 from ..errors import OutputError, UsageError
 from ..render import Report, as_rows, render_text, to_csv
 from ..text import clean
+from . import fs
 
 T = TypeVar("T")
 
@@ -82,7 +83,10 @@ def output_kind(path: str, allowed: Sequence[str] | None = None, option: str = "
 
 def _identity(path: str) -> tuple[int, int] | str:
     """The file ``path`` names: (device, inode) through symlinks and hard links, or, for a
-    file not yet there, its absolute path with every symlink resolved."""
+    file not yet there, its absolute path with every symlink resolved (an object in a
+    store: its URL)."""
+    if fs.is_remote(path):
+        return path
     try:
         st = os.stat(path)
     except OSError:
@@ -156,13 +160,17 @@ def _is_special(path: str) -> bool:
 
 def check_destination(path: str) -> None:
     """A file can be created at ``path``: not a directory, a name the file system takes,
-    in a folder that exists and is writable. Checked before any work is done.
+    in a folder that exists and is writable (an object in a store: a key in a bucket
+    that exists, see :func:`.fs.check_destination`). Checked before any work is done.
 
     Raises
     ------
     OutputError
         Naming what is wrong with ``path``.
     """
+    if fs.is_remote(path):
+        fs.check_destination(path)
+        return
     shown = clean(path)
     if os.path.isdir(path):
         raise OutputError(f"{shown}: is a directory; give a file name")
@@ -288,7 +296,8 @@ def write_all(items: Sequence[tuple[str, Callable[[BinaryIO], Any]]]) -> list[An
     ``write(f)``, flushed and fsynced, with the mode of the file it replaces. Only when
     every writer succeeded are the temporary files renamed over their destinations
     (a symlink is followed: its target is replaced). A destination that exists and is
-    not a regular file (``/dev/null``, a FIFO) is written in place, after all the
+    not a regular file (``/dev/null``, a FIFO) is written in place, and an object in a
+    store (``s3://...``) uploaded whole by :func:`.fs.write_remote`, after all the
     temporary files are ready.
 
     Parameters
@@ -309,13 +318,13 @@ def write_all(items: Sequence[tuple[str, Callable[[BinaryIO], Any]]]) -> list[An
     """
     results: list[Any] = [None] * len(items)
     temps: list[tuple[str, str, str]] = []  # (temporary file, destination, path as given)
-    special: list[int] = []
+    special: list[int] = []  # devices, pipes and objects in a store: written last
     current = ""
     with _signals_remove_temps():
         try:
             for i, (path, write) in enumerate(items):
                 current = path
-                if _is_special(path):
+                if fs.is_remote(path) or _is_special(path):
                     special.append(i)
                     continue
                 target = os.path.realpath(path)
@@ -328,6 +337,9 @@ def write_all(items: Sequence[tuple[str, Callable[[BinaryIO], Any]]]) -> list[An
                     _keep_mode(f.fileno(), target)
             for i in special:
                 current, write = items[i]
+                if fs.is_remote(current):  # one upload: the store shows it whole or not
+                    results[i] = fs.write_remote(current, write)
+                    continue
                 with open(current, "wb") as f:
                     results[i] = write(f)
             for tmp, target, path in temps:
