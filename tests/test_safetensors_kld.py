@@ -363,6 +363,11 @@ def test_compare_safetensors_matches_npy(tmp_path: Path) -> None:
     )
     assert st.exit_code == 0, st.stderr
     assert json.loads(st.stdout) == json.loads(npy.stdout)
+    mixed = invoke(
+        "compare", tmp_path / "a.npy", tmp_path / "b.safetensors", "--key", "logits", "-f", "json"
+    )
+    assert mixed.exit_code == 0, mixed.stderr
+    assert json.loads(mixed.stdout) == json.loads(npy.stdout)
 
 
 def test_compare_safetensors_errors(tmp_path: Path) -> None:

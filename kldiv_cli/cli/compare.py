@@ -180,8 +180,12 @@ def compare(
         parse_gate(s, "below") for s in fail_below or ()
     )
 
-    def side(key_override: str | None) -> ReadOptions:
-        return ReadOptions(None, key_override or key, columns, delimiter, missing)
+    def side(path: str, own_key: str | None) -> ReadOptions:
+        # --key names a tensor of either side; a file that holds one array ignores it.
+        holds_many = os.path.splitext(path)[1].lower() in (".safetensors", ".npz")
+        return ReadOptions(
+            None, own_key or (key if holds_many else None), columns, delimiter, missing
+        )
 
     request = CompareRequest(
         reference=reference,
@@ -189,8 +193,8 @@ def compare(
         reference_as=reference_as or as_,
         candidate_as=candidate_as or as_,
         temperature=temperature,
-        reference_options=side(reference_key),
-        candidate_options=side(candidate_key),
+        reference_options=side(reference, reference_key),
+        candidate_options=side(candidate, candidate_key),
         tokens=tokens,
         tokens_options=ReadOptions(None, None, tokens_column, delimiter, missing),
         ignore_index=ignore_index,
