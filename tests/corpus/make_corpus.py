@@ -973,6 +973,20 @@ def _injection_attacks() -> list[Attack]:
 
         out.append(Attack(f"inject-file-name-{key}", bad_file))
 
+    for key in ("esc-clear", "newline", "bidi", "osc-title"):
+
+        def output_name(d: Path, key: str = key) -> Run:
+            o = str(d / (FILE_NAMES[key] + ".json"))
+            return Run(["compute", *pair_npy(d), "-r", "sum", "-o", o], 0, outputs=(o,))
+
+        out.append(Attack(f"inject-output-name-{key}", output_name))
+
+    def missing_folder(d: Path) -> Run:
+        o = str(d / "no\x1b[2J\n" / "out.json")
+        return Run(["compute", *pair_npy(d), "-o", o], 2, r"no\\x1b\[2J\\n.* does not exist")
+
+    out.append(Attack("inject-output-folder-missing", missing_folder))
+
     def missing_file(d: Path) -> Run:
         return Run(["inspect", str(d / "gone\x1b[2J\n.npy")], 2, r"gone\\x1b\[2J\\n\.npy")
 
