@@ -203,6 +203,11 @@ def test_other_formats_give_the_same_numbers(models) -> None:
     )
     doc = run_json(d / "ref.parquet", d / "cand.csv")
     assert_matches(doc, reference(log_softmax(a), log_softmax(b.astype(np.float64)), raw=(a, b)))
+    # --columns selects from the tables and leaves arrays alone.
+    np.save(d / "cand3.npy", b[:, :3])
+    picked = run_json(d / "ref.parquet", d / "cand3.npy", "--columns", "c0,c1,c2")
+    lp, lq = log_softmax(a[:, :3]), log_softmax(b[:, :3])
+    assert_matches(picked, reference(lp, lq, raw=(a[:, :3], b[:, :3])))
 
 
 def test_near_identical_float32_gives_the_float64_value(tmp_path: Path) -> None:

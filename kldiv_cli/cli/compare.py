@@ -181,11 +181,12 @@ def compare(
     )
 
     def side(path: str, own_key: str | None) -> ReadOptions:
-        # --key names a tensor of either side; a file that holds one array ignores it.
-        holds_many = os.path.splitext(path)[1].lower() in (".safetensors", ".npz")
-        return ReadOptions(
-            None, own_key or (key if holds_many else None), columns, delimiter, missing
-        )
+        # --key and --columns apply to the sides they can: --key to files of several
+        # arrays, --columns to tables.
+        ext = os.path.splitext(path)[1].lower()
+        shared_key = key if ext in (".safetensors", ".npz") else None
+        cols = None if ext in (".npy", ".npz", ".safetensors", ".kld") else columns
+        return ReadOptions(None, own_key or shared_key, cols, delimiter, missing)
 
     request = CompareRequest(
         reference=reference,
