@@ -1,5 +1,5 @@
-"""Parquet: one file (read whole in parallel, by blocks, or row group by row group), a
-dataset of many files read as one table, and :class:`ParquetColumns` for drift.
+"""Parquet: one file (read whole in parallel, by blocks, or row group by row group), and
+a dataset of many files read as one table.
 
 Everything goes through ``pyarrow.parquet.ParquetFile``: ``pyarrow.parquet.read_table``
 and ``pyarrow.dataset`` import ``pyarrow._dataset``, which imports pandas when it is
@@ -21,7 +21,8 @@ from .tables import TableSource
 _BLOCK_BUDGET = 1 << 21
 
 
-def _parquet_file(label: str, source: Any, pre_buffer: bool, what: str = "Parquet") -> Any:
+def parquet_file(label: str, source: Any, pre_buffer: bool, what: str = "Parquet") -> Any:
+    """``pyarrow.parquet.ParquetFile`` of a path or buffer; a damaged file is one line."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -42,7 +43,7 @@ class ParquetReader:
         self._source: Any = path if path is not None else pa.BufferReader(data)
         # pre_buffer=False: pre-buffering reads ahead whole row groups, and RSS grows
         # with the file; whole reads open the file again, pre-buffered (below).
-        self._file = _parquet_file(label, self._source, pre_buffer=False)
+        self._file = parquet_file(label, self._source, pre_buffer=False)
         meta = self._file.metadata
         self.schema = self._file.schema_arrow
         self.num_rows = meta.num_rows
@@ -61,7 +62,7 @@ class ParquetReader:
             # Pre-buffered and decoded in parallel: a whole read is I/O bound otherwise.
             whole = self._file
             if isinstance(self._source, str):
-                whole = _parquet_file(self.label, self._source, pre_buffer=True)
+                whole = parquet_file(self.label, self._source, pre_buffer=True)
             return whole.read(columns=names, use_threads=True)
         except (pa.ArrowException, OSError) as exc:
             raise self._fail(exc) from None
@@ -98,7 +99,7 @@ class DatasetReader:
 
     def __init__(self, label: str, files: list[str]) -> None:
         self.label = label
-        self._files = [_parquet_file(f, f, False, "Parquet dataset") for f in files]
+        self._files = [parquet_file(f, f, False, "Parquet dataset") for f in files]
         self.schema = self._files[0].schema_arrow
         self.num_rows = sum(f.metadata.num_rows for f in self._files)
 
@@ -142,23 +143,3 @@ def open_dataset(label: str, files: list[str], options: ReadOptions) -> TableSou
 def read_parquet(label: str, path: str | None, data: bytes | None) -> Any:
     """A whole Parquet file as a pyarrow table of any column types."""
     return ParquetReader(label, path, data).read_table(None)
-
-
-class ParquetColumns:
-    """A Parquet file seen as a table whose columns are read one at a time, on demand:
-    a drift profile then holds one column in memory, not the whole reference."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._file = _parquet_file(path, path, pre_buffer=False)
-        self.column_names = list(self._file.schema_arrow.names)
-        self.num_rows = self._file.metadata.num_rows
-
-    def column(self, name: str) -> Any:
-        """One column, whole, as a pyarrow ChunkedArray."""
-        import pyarrow as pa
-
-        try:
-            return self._file.read(columns=[name], use_threads=True).column(0)
-        except (pa.ArrowException, OSError) as exc:
-            raise arrow_error(self.path, "Parquet", exc) from None

@@ -17,9 +17,8 @@ from __future__ import annotations
 from .base import EXTENSIONS, FORMATS, MISSING_POLICIES, STDIN, STREAM_ABOVE, ReadOptions, Source
 from .columns import column_array, select_columns
 from .numeric import open_source
-from .parquet import ParquetColumns
 from .paths import dataset_files, read_stdin, sniff
-from .typed import open_columns, read_table
+from .typed import ParquetColumns, open_columns, read_table
 
 __all__ = [
     "EXTENSIONS",

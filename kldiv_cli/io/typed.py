@@ -46,15 +46,35 @@ def _read(where: Resolved, options: ReadOptions) -> Any:
         raise arrow_error(label, fmt.capitalize(), exc) from None
 
 
+class ParquetColumns:
+    """A Parquet file seen as a table whose columns are read one at a time, on demand:
+    a drift profile then holds one column in memory, not the whole reference."""
+
+    def __init__(self, path: str) -> None:
+        from .parquet import parquet_file
+
+        self.path = path
+        self._file = parquet_file(path, path, pre_buffer=False)
+        self.column_names = list(self._file.schema_arrow.names)
+        self.num_rows = self._file.metadata.num_rows
+
+    def column(self, name: str) -> Any:
+        """One column, whole, as a pyarrow ChunkedArray."""
+        import pyarrow as pa
+
+        try:
+            return self._file.read(columns=[name], use_threads=True).column(0)
+        except (pa.ArrowException, OSError) as exc:
+            raise arrow_error(self.path, "Parquet", exc) from None
+
+
 def open_columns(path: str, options: ReadOptions, stdin: bytes | None = None) -> Any:
     """Named columns of any type (for drift): a Parquet file lazily, column by column
-    (:class:`~.parquet.ParquetColumns`); anything else read whole (see :func:`read_table`)."""
+    (:class:`ParquetColumns`); anything else read whole (see :func:`read_table`)."""
     if path != STDIN and dataset_files(path) is not None:
         return read_table(path, options, stdin)
     where = resolve(path, options.fmt, stdin)
     if where.fmt == "parquet" and where.path is not None:
-        from .parquet import ParquetColumns
-
         reject_empty(path, path)
         return ParquetColumns(path)
     return _read(where, options)
