@@ -199,12 +199,13 @@ class _Operand:
     """One chunk operand: as given, widened exactly to float64, and its extremes (known for
     free after the float16 widening, else found by one reduction when asked)."""
 
-    __slots__ = ("a", "a64", "codes")
+    __slots__ = ("_hi", "a", "a64", "codes")
 
     def __init__(self, a: np.ndarray, out: np.ndarray, buf: _Buffers) -> None:
         self.a = a
         #: The smallest and the largest float16 code of a one-signed float16 operand.
         self.codes: tuple[int, int] | None = None
+        self._hi: float | None = None
         self.a64 = self._widen(out, buf)
 
     def _widen(self, out: np.ndarray, buf: _Buffers) -> np.ndarray:
@@ -231,11 +232,15 @@ class _Operand:
         return (lo, hi) if lo <= hi else (hi, lo)  # negative codes run backwards
 
     def hi(self) -> float:
-        ends = self._ends()
-        if ends is not None:
-            return ends[1]
-        # float16 reductions are slow in NumPy; the widened copy gives the same extremes.
-        return float((self.a64 if self.a.dtype == np.float16 else self.a).max())
+        if self._hi is None:
+            ends = self._ends()
+            # float16 reductions are slow in NumPy; the widened copy has the same extremes.
+            self._hi = (
+                ends[1]
+                if ends is not None
+                else float((self.a64 if self.a.dtype == np.float16 else self.a).max())
+            )
+        return self._hi
 
     def lo(self) -> float:
         ends = self._ends()
@@ -318,6 +323,8 @@ def chunk_sum(x: np.ndarray, t: np.ndarray, log_target: bool, dtype: np.dtype) -
     buf = _buffers(n)
     with np.errstate(all="ignore"):
         to = _Operand(t, buf.t[:n], buf)
+        if dtype != np.float64 or t.dtype != np.float64:
+            to.hi()  # for _fits, now that the chunk is in cache
         xo = _Operand(x, buf.x[:n], buf)
         t64, x64 = to.a64, xo.a64
         a = buf.a[:n]
