@@ -11,7 +11,7 @@ Errors name drift's own arguments (REFERENCE, CURRENT), never another command's 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from ..errors import InputError
@@ -50,20 +50,20 @@ class WholeTable:
         return self.table.column(name)
 
 
-class DatasetColumns:
-    """A Parquet file or a list of them, read one column at a time."""
+class LazyColumns:
+    """Parquet data read one column at a time (``read(name)`` gives a ChunkedArray)."""
 
-    def __init__(self, label: str, dataset: Any) -> None:
+    def __init__(self, label: str, names: list[str], rows: int, read: Callable[[str], Any]) -> None:
         self.label = label
-        self.dataset = dataset
-        self.column_names = list(dataset.schema.names)
-        self.num_rows = dataset.count_rows()
+        self.column_names = names
+        self.num_rows = rows
+        self._read = read
 
     def column(self, name: str) -> Any:
         import pyarrow as pa
 
         try:
-            return self.dataset.to_table(columns=[name]).column(0)
+            return self._read(name)
         except (pa.ArrowException, OSError) as exc:
             raise _arrow_error(self.label, exc) from None
 
@@ -112,18 +112,17 @@ def expand(paths: Sequence[str]) -> tuple[str, list[str] | None]:
     return label, files
 
 
-def _uncompressed(dataset: Any) -> int:
-    """Bytes of the dataset's data once decoded, from the Parquet footers."""
-    total = 0
-    for fragment in dataset.get_fragments():
-        meta = fragment.metadata
-        total += sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
-    return total
+def _decoded_bytes(metadata: Any) -> int:
+    """Bytes of a Parquet file's data once decoded, from its footer."""
+    return sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
 
 
 def _open_parquet(label: str, files: list[str]) -> Table:
+    """One Parquet file (read through its own footer) or several (a pyarrow dataset):
+    whole when small, else column by column."""
     import pyarrow as pa
     import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
 
     for f in files:
         if os.path.splitext(f)[1].lower() not in PARQUET_EXTENSIONS:
@@ -131,10 +130,22 @@ def _open_parquet(label: str, files: list[str]) -> Table:
         if os.path.isfile(f) and os.path.getsize(f) == 0:
             raise InputError(f, "is empty")
     try:
+        if len(files) == 1:
+            file = pq.ParquetFile(files[0])
+            if _decoded_bytes(file.metadata) < WHOLE_BELOW:
+                return WholeTable(label, file.read())
+            names, rows = list(file.schema_arrow.names), file.metadata.num_rows
+            return LazyColumns(label, names, rows, lambda n: file.read(columns=[n]).column(0))
         dataset = ds.dataset(files, format="parquet")
-        if _uncompressed(dataset) < WHOLE_BELOW:
+        size = sum(_decoded_bytes(f.metadata) for f in dataset.get_fragments())
+        if size < WHOLE_BELOW:
             return WholeTable(label, dataset.to_table())
-        return DatasetColumns(label, dataset)
+        return LazyColumns(
+            label,
+            list(dataset.schema.names),
+            dataset.count_rows(),
+            lambda n: dataset.to_table(columns=[n]).column(0),
+        )
     except (pa.ArrowException, OSError) as exc:
         raise _arrow_error(label, exc) from None
 
