@@ -1,0 +1,99 @@
+"""Start-up of a tiny compute against the imports it cannot avoid, with pandas installed.
+
+    python benchmarks/bench_startup.py             # 20 interleaved runs per pair
+    python benchmarks/bench_startup.py --runs 5    # a quick check
+
+Each pair runs alternately (kldiv, then its floor), so a change in the machine's load
+hits both alike; the ratios are of the best and of the median wall times. The floor
+of a Parquet compute is ``python -c "import typer, numpy, pyarrow.parquet"`` (CSV:
+``pyarrow.csv``; .npy: ``typer, numpy``). The run also says whether pandas is
+importable (pyarrow imports it on some paths when it is) and whether Python may
+write bytecode: with ``PYTHONDONTWRITEBYTECODE`` set and an editable install, every
+kldiv module is compiled at each start, which the floors (installed packages with
+their .pyc files) never pay.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PY = sys.executable
+
+
+def _wall(cmd: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def pair(ours: list[str], floor: list[str], runs: int) -> tuple[list[float], list[float]]:
+    """Wall times of two commands run alternately (after one warm-up run each)."""
+    _wall(ours), _wall(floor)
+    a, b = [], []
+    for _ in range(runs):
+        a.append(_wall(ours))
+        b.append(_wall(floor))
+    return a, b
+
+
+def make_samples(folder: Path) -> dict[str, tuple[str, str]]:
+    """Tiny input/target pairs, 8 x 4, in each format."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(0)
+    x = np.log(rng.dirichlet(np.ones(4), 8))
+    t = rng.dirichlet(np.ones(4), 8)
+    files: dict[str, tuple[str, str]] = {}
+    for fmt in ("npy", "csv", "parquet"):
+        paths = []
+        for name, a in (("x", x), ("t", t)):
+            path = folder / f"{name}.{fmt}"
+            if fmt == "npy":
+                np.save(path, a)
+            elif fmt == "csv":
+                np.savetxt(path, a, delimiter=",", header="a,b,c,d", comments="")
+            else:
+                pq.write_table(pa.table({c: a[:, j] for j, c in enumerate("abcd")}), path)
+            paths.append(str(path))
+        files[fmt] = (paths[0], paths[1])
+    return files
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=20)
+    args = parser.parse_args()
+    print(f"pandas importable: {importlib.util.find_spec('pandas') is not None}")
+    print(f"PYTHONDONTWRITEBYTECODE: {os.environ.get('PYTHONDONTWRITEBYTECODE') or 'unset'}")
+    floors = {
+        "parquet": "import typer, numpy, pyarrow.parquet",
+        "csv": "import typer, numpy, pyarrow.csv",
+        "npy": "import typer, numpy",
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        files = make_samples(Path(tmp))
+        print(
+            f"{'tiny compute vs floor':36} {'kldiv ms':>9} {'floor ms':>9} {'best':>6} {'median':>7}"
+        )
+        for fmt, (x, t) in files.items():
+            ours = [PY, "-m", "kldiv_cli", "compute", x, t, "-r", "sum", "-q"]
+            a, b = pair(ours, [PY, "-c", floors[fmt]], args.runs)
+            print(
+                f"{fmt + ' vs ' + floors[fmt].split(', ')[-1]:36} {min(a) * 1e3:9.1f} "
+                f"{min(b) * 1e3:9.1f} {min(a) / min(b):5.2f}x "
+                f"{statistics.median(a) / statistics.median(b):6.2f}x"
+            )
+
+
+if __name__ == "__main__":
+    main()
