@@ -166,3 +166,17 @@ def test_without_an_address_a_local_cluster_is_started_noted_and_closed(data) ->
     result = D.run_compute_dask(request, workers=1, note=notes.append)
     assert result.loss.tobytes() == compute(request).loss.tobytes()
     assert len(notes) == 1 and "1 worker process on 127.0.0.1, no dashboard" in notes[0]
+
+
+def test_exact_quantiles_on_the_cluster(cluster) -> None:
+    """The two passes of engines.quantiles as tasks on worker processes."""
+    pytest.importorskip("datasketches")
+    from kldiv_cli.engines.quantiles import exact_quantiles
+
+    rng = np.random.default_rng(4)
+    parts = [rng.normal(size=n) for n in (50_000, 1, 20_000, 0, 70_000)]
+    qs = np.arange(1, 10) / 10
+    with distributed.Client(cluster) as client:
+        client.wait_for_workers(2, timeout=30)
+        got = exact_quantiles(parts, lambda p: p, qs, D.runner(client))
+    assert got.tobytes() == np.quantile(np.concatenate(parts), qs).tobytes()

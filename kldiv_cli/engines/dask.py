@@ -212,6 +212,15 @@ def run_tasks(
     return parts
 
 
+def runner(client: Any) -> Callable[[Callable[[Any], Any], list[Any]], list[Any]]:
+    """A ``map``-like runner on the cluster (for :func:`.quantiles.exact_quantiles`)."""
+
+    def run(function: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+        return list(client.gather(client.map(function, items, pure=False)))
+
+    return run
+
+
 def check_request(request: ComputeRequest) -> None:
     """What the Dask engine computes: a scalar loss (sum, mean, batchmean)."""
     if request.reduction == "none":

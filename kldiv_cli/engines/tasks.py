@@ -153,7 +153,7 @@ def describe(source: Source, path: str, options: ReadOptions, storage: Mapping[s
         return replace(side, npy=_npy_layout(path, storage))
     if source.fmt == "parquet" and source.columnar:
         files = parquet_files(path, storage)
-        groups = tuple(_row_groups(f, storage) for f in files)
+        groups = tuple(row_groups(f, storage) for f in files)
         return replace(side, files=tuple(files), groups=groups)
     return side
 
@@ -166,7 +166,8 @@ def parquet_files(path: str, storage: Mapping[str, str]) -> list[str]:
     return found if found is not None else [path]
 
 
-def _row_groups(path: str, storage: Mapping[str, str]) -> tuple[int, ...]:
+def row_groups(path: str, storage: Mapping[str, str]) -> tuple[int, ...]:
+    """The rows of each row group of one Parquet file (its footer only)."""
     import pyarrow.parquet as pq
 
     with fs.open_input(path, storage) as f:
@@ -514,6 +515,8 @@ __all__ = [
     "merge_diagnostics",
     "read_all",
     "read_rows",
+    "row_groups",
+    "parquet_files",
     "run_task",
     "split",
     "units",
