@@ -1,9 +1,11 @@
 """The numeric core: torch's KL-divergence loss, its exact sums and the softmax family.
 
 No I/O and no printing here. Layers, lowest first: :mod:`.pointwise` (one term,
-torch's dtypes and broadcasting), :mod:`.engine` (fixed-chunk float64 partial sums
-and their exact combine), :mod:`.kl` (reductions, gradients, ``KLDivLoss``),
-:mod:`.transforms` (softmax, log-softmax).
+torch's dtypes and broadcasting: the pointwise loss is torch's), :mod:`.engine` (every
+aggregate exact: float64 terms from exactly widened operands, fixed-chunk float64 partial
+sums, their exact combine, and ``engine.row_sums`` per row), :mod:`.kl` (reductions,
+gradients, ``KLDivLoss``), :mod:`.transforms` (softmax, log-softmax; ``dtype=np.float64``
+for aggregates).
 """
 
 from .kl import REDUCTIONS, KLDivLoss, finish_reduction, kl_div, kl_div_grad, resolve_reduction
