@@ -233,7 +233,7 @@ def compute(
     chosen = plan(request, sx, st, into_file)
     run = _Run(request, sx, st, progress)
     if chosen is Plan.ROW_BLOCKS and into_file:
-        from ..io.writers import BlockWriter, output_kind, write_output
+        from ..io.writers import BlockWriter, atomic_write, output_kind
 
         def write(f) -> ComputeResult:
             sink = BlockWriter(output_kind(request.output), f)
@@ -242,7 +242,7 @@ def compute(
             sink.close()
             return result
 
-        result = write_output(request.output, write)
+        result = atomic_write(request.output, write)
         result.written = request.output
     else:
         result = EXECUTORS[chosen](run)
@@ -687,10 +687,11 @@ def _result(request, sx, st, loss, per_row, dtype, shape, diagnostics, caught) -
 
 def _scaled(values: np.ndarray, request: ComputeRequest, dtype: np.dtype) -> np.ndarray:
     """``values`` times T^2 when ``--t2-scale`` asks for it (rounded to ``dtype``)."""
-    scale = request.temperature**2 if request.t2_scale else 1.0
-    if scale == 1.0:
+    if not request.t2_scale or request.temperature == 1.0:
         return values
-    return (values * dtype.type(scale)).astype(dtype)
+    with np.errstate(over="ignore"):  # T = 1e300: T^2 is inf, and so is the scaled loss
+        scale = np.square(np.float64(request.temperature))
+        return (values * dtype.type(scale)).astype(dtype)
 
 
 def _row_sums(terms: np.ndarray, dtype: np.dtype) -> np.ndarray:

@@ -494,8 +494,6 @@ class Run:
 class Attack:
     name: str
     build: Callable[[Path], Run]
-    #: "<owner>: <what>" when the fix belongs to another file (a strict xfail).
-    owner: str | None = None
 
 
 #: Names chosen by whoever wrote the file, each trying something different.
@@ -1128,13 +1126,7 @@ def _fault_attacks() -> list[Attack]:
         ),
         ("exp", ("--input-transform", "log", "--target-transform", "exp", "-r", "sum")),
     ]:
-        owner = (
-            "lead: jobs/compute.py _scaled: temperature**2 raises OverflowError for T=1e300 "
-            "(a float64 product gives inf; or refuse a T whose square overflows in validate)"
-            if name == "temperature-t2"
-            else None
-        )
-        out.append(Attack(f"fault-overflow-{name}", overflow(*extra), owner))
+        out.append(Attack(f"fault-overflow-{name}", overflow(*extra)))
 
     def full(option: str):
         def build(d: Path) -> Run:
