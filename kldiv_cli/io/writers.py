@@ -433,9 +433,5 @@ def report_writer(kind: str, report: Report) -> Callable[[BinaryIO], None]:
     return write
 
 
-#: The older name, still used by jobs/compute.py; :func:`atomic_write` reports its own failures.
-write_output = atomic_write
-
-
 def write_report(path: str, report: Report) -> None:
     atomic_write(path, report_writer(output_kind(path), report))
