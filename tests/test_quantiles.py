@@ -105,6 +105,25 @@ def test_parquet_row_groups_as_partitions(tmp_path) -> None:
         )
     parts = Q.parquet_parts(str(tmp_path / "ref"), "v")
     assert len(parts) == 9 and parts[0].path.endswith("p0.parquet")
-    finite = np.concatenate([Q.read_finite(p) for p in parts])
+    present = np.concatenate([Q.read_present(p) for p in parts])
     qs = np.arange(1, 20) / 20
-    assert _same(Q.exact_quantiles(parts, Q.read_finite, qs), np.quantile(finite, qs))
+    assert _same(Q.exact_quantiles(parts, Q.read_present, qs), np.quantile(present, qs))
+
+
+@pytest.mark.parametrize("binning", ["quantile", "uniform"])
+@pytest.mark.parametrize("bins", [1, 10, 37])
+def test_numeric_bins_equal_drifts_on_all_values(binning, bins) -> None:
+    from kldiv_cli.jobs.drift import bin_counts, numeric_edges
+
+    rng = np.random.default_rng(6)
+    parts = [rng.lognormal(size=n) for n in (900, 0, 4000, 1)]
+    parts[0][:3] = [np.inf, -np.inf, 5.0]
+    parts[2][::7] = 2.0  # ties
+    present = np.concatenate(parts)
+    finite = present[np.isfinite(present)]
+    edges = numeric_edges(finite, bins, binning)
+    got = Q.numeric_bins(parts, _identity, bins, binning)
+    assert got is not None
+    assert _same(got[0], edges) and got[1] == finite.max()
+    assert np.array_equal(got[2], bin_counts(present, edges, float(finite.max())))
+    assert Q.numeric_bins([np.array([np.inf])], _identity, 10, binning) is None

@@ -175,6 +175,7 @@ def exact_quantiles(
     qs: Sequence[float] | np.ndarray,
     runner: Runner | None = None,
     k: int = K,
+    summaries: list[Summary] | None = None,
 ) -> np.ndarray:
     """``np.quantile(all values, qs)`` of the partitions, bit for bit, in two passes.
 
@@ -190,6 +191,8 @@ def exact_quantiles(
     runner : callable, optional
         ``runner(function, items) -> list``: ``map`` locally, ``client.map`` +
         ``gather`` on a cluster.
+    summaries : list of Summary, optional
+        The sketch pass, when the caller has run it already.
 
     Raises
     ------
@@ -197,9 +200,10 @@ def exact_quantiles(
         When the partitions hold no values (as ``np.quantile`` of an empty array).
     """
     items = list(parts)
-    run: Runner = runner or (lambda f, xs: list(map(f, xs)))
+    run: Runner = runner or _map
     q = np.asarray(qs, dtype=np.float64)
-    summaries: list[Summary] = run(_Sketch(read, k), items)
+    if summaries is None:
+        summaries = run(_Sketch(read, k), items)
     n = sum(s.count for s in summaries)
     if n == 0:
         raise ValueError("no values to take quantiles of")
@@ -223,6 +227,82 @@ def exact_quantiles(
     pairs = [np.array([at[a], at[z]], dtype) for a, z in zip(prev.tolist(), nxt.tolist())]
     # NumPy's own lerp on the two order statistics: (2 - 1) * g is g exactly.
     return np.array([np.quantile(pair, w) for pair, w in zip(pairs, g)])
+
+
+def _map(function: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+    return [function(item) for item in items]
+
+
+def numeric_bins(
+    parts: Iterable[P],
+    read: Callable[[P], np.ndarray],
+    bins: int,
+    binning: str,
+    runner: Runner | None = None,
+) -> tuple[np.ndarray, float, np.ndarray] | None:
+    """A drift profile's numeric bins of partitioned data: ``(edges, maximum, counts)``
+    equal to ``jobs.drift.numeric_edges`` and ``bin_counts`` of all the values at once.
+
+    ``read(part)`` gives a partition's values without NaN (infinities included: they
+    are counted, not binned). The edges come from the finite values (exact quantiles or
+    equal widths over the exact range); the counts are integer counts added across
+    partitions. None when no value is finite.
+    """
+    items = list(parts)
+    run: Runner = runner or _map
+    summaries: list[Summary] = run(_FiniteSketch(read, K), items)
+    n = sum(s.count for s in summaries)
+    if n == 0:
+        return None
+    merged = merge(summaries)
+    lo, hi = float(merged.get_min_value()), float(merged.get_max_value())
+    b = min(bins, n)
+    if binning == "quantile":
+        qs = np.arange(1, b) / b
+        inner = (
+            exact_quantiles(items, _Finite(read), qs, run, summaries=summaries)
+            if b > 1
+            else np.empty(0)
+        )
+    else:
+        inner = np.linspace(lo, hi, b + 1)[1:-1]
+    edges = np.unique(np.concatenate([[lo], inner]))
+    counts = np.sum(run(_Counts(read, edges, hi), items), axis=0).astype(np.int64)
+    return edges, hi, counts
+
+
+@dataclass(frozen=True)
+class _Finite:
+    """A partition's finite values."""
+
+    read: Callable[[Any], np.ndarray]
+
+    def __call__(self, part: Any) -> np.ndarray:
+        values = self.read(part)
+        return values[np.isfinite(values)]
+
+
+@dataclass(frozen=True)
+class _FiniteSketch:
+    read: Callable[[Any], np.ndarray]
+    k: int
+
+    def __call__(self, part: Any) -> Summary:
+        return sketch(_Finite(self.read)(part), self.k)
+
+
+@dataclass(frozen=True)
+class _Counts:
+    """A partition's bin counts (drift's bins; integers, added across partitions)."""
+
+    read: Callable[[Any], np.ndarray]
+    edges: np.ndarray
+    maximum: float
+
+    def __call__(self, part: Any) -> np.ndarray:
+        from ..jobs.drift import bin_counts
+
+        return bin_counts(self.read(part), self.edges, self.maximum)
 
 
 @dataclass(frozen=True)
@@ -275,8 +355,9 @@ def parquet_parts(
     ]
 
 
-def read_finite(part: ColumnPart) -> np.ndarray:
-    """The finite values of one :class:`ColumnPart` as float64 (nulls and NaN dropped)."""
+def read_present(part: ColumnPart) -> np.ndarray:
+    """The values of one :class:`ColumnPart` as float64, nulls and NaN dropped
+    (infinities kept, as drift counts them)."""
     import pyarrow.parquet as pq
 
     from ..io import fs
@@ -285,4 +366,4 @@ def read_finite(part: ColumnPart) -> np.ndarray:
     with fs.open_input(part.path, dict(part.storage)) as f:
         table = pq.ParquetFile(f).read_row_group(part.row_group, columns=[part.column])
     values = column_array(table.column(0), np.dtype(np.float64))
-    return values[np.isfinite(values)]
+    return values[~np.isnan(values)]
