@@ -201,6 +201,7 @@ def test_identifiers_and_datetimes_are_skipped_with_reasons(prod) -> None:
         assert cols[name]["role"] == role and cols[name]["state"] == "skipped", name
         assert cols[name]["skip_reason"] and cols[name]["value"] is None
     assert "distinct" in cols["user_id"]["skip_reason"]
+    assert cols["user_id"]["n_reference"] == cols["user_id"]["n_current"] == 2000
     assert cols["avg_session_min"]["reasons"] == ["missing"]
     plain = invoke("drift", r, c).stdout.splitlines()
     assert "skipped - - user_id" in plain

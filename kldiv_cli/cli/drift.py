@@ -172,7 +172,7 @@ def drift(
 
     Examples:
 
-      kldiv drift sample_data/drift/reference.csv sample_data/drift/current.csv
+      kldiv drift sample_data/drift/users_reference.parquet sample_data/drift/users_current/
 
       kldiv drift ref.parquet 'days/2026-11-*.parquet' --exclude user_id --html drift.html
 
@@ -182,7 +182,7 @@ def drift(
 
     Identifiers (nearly all values distinct) and date/time columns are listed as skipped;
     numbers get 10 quantile bins of the reference plus a bin below and one above its
-    range; text, booleans and numbers with at most 20 values are categories (the 50 most
+    range; text, booleans and numbers with at most 20 values (each seen twice on average) are categories (the 50 most
     frequent, the rest pooled as "other", plus a bin for new values). A column drifts
     when its metric is above the threshold, or its missing share moves by more than
     --max-missing-change, or (when set) too many values are new categories.
@@ -308,7 +308,7 @@ def profile(
 
     Example:
 
-      kldiv profile sample_data/drift/reference.csv -o ref.profile.json
+      kldiv profile sample_data/drift/users_reference.parquet -o ref.profile.json
     """
     from ..io.writers import atomic_write
     from ..jobs.drift import ProfileRequest, run_profile

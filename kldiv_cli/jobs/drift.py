@@ -1045,7 +1045,13 @@ def check_column(
         return _with(base, skip_reason=ref.reason)
     missing = Missing(ref.missing, ref.rows, col.missing(), col.rows)
     reasons = _missing_reasons(missing, request)
-    result = _with(base, missing=missing, reasons=reasons, n_reference=ref.values)
+    result = _with(
+        base,
+        missing=missing,
+        reasons=reasons,
+        n_reference=ref.values,
+        n_current=col.rows - missing.current,
+    )
     if not ref.role.compared:
         return _with(result, skip_reason=ref.reason)
     if not _compatible(ref, col.kind):
