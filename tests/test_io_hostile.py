@@ -138,6 +138,16 @@ def test_npz_member_declaring_an_impossible_ratio_is_refused(tmp_path, target) -
     assert "zip bomb" in invoke("compute", bad, target).stderr
 
 
+def test_stored_npz_member_declaring_more_than_it_holds(tmp_path, target) -> None:
+    """The zip says 4 KiB, the .npy header 960 bytes of data; only 96 are there."""
+    header = "{'descr': '<f8', 'fortran_order': False, 'shape': (40, 3), }"
+    member = npy_with_header(tmp_path / "m.npy", header, b"\0" * 96).read_bytes()
+    with zipfile.ZipFile(bad := tmp_path / "stored.npz", "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("x.npy", member)
+    _patch_declared_size(bad, 4096)
+    refused_keeping_output(tmp_path, bad, target, "stored.npz")
+
+
 def test_npz_member_larger_than_memory_is_refused_before_inflating(
     tmp_path, target, monkeypatch
 ) -> None:

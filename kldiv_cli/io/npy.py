@@ -126,10 +126,18 @@ class NpyData(Source):
         """A binary stream positioned at the first byte of the data."""
         raise NotImplementedError
 
+    def _read_exactly(self, f: IO[bytes], nbytes: int) -> bytes:
+        """``nbytes`` of data, or an error: a file that shrank, or a zip member whose
+        declared size lied."""
+        raw = f.read(nbytes)
+        if len(raw) != nbytes:
+            raise InputError(self.label, "is truncated: its data ends before its header says")
+        return raw
+
     def read(self) -> np.ndarray:
         nbytes = math.prod(self.shape) * self._stored.itemsize
         with self._open_data() as f:
-            raw = f.read(nbytes)
+            raw = self._read_exactly(f, nbytes)
         array = from_bytes(raw, self._stored, self.shape, self._fortran)
         return array.astype(self.dtype, copy=False).copy()
 
@@ -142,7 +150,7 @@ class NpyData(Source):
         with self._open_data() as f:
             for start in range(0, shape[0], rows):
                 n = min(rows, shape[0] - start)
-                raw = f.read(n * row_items * itemsize)
+                raw = self._read_exactly(f, n * row_items * itemsize)
                 block = from_bytes(raw, self._stored, (n, *shape[1:]), False)
                 yield block.astype(self.dtype, copy=False)
 
