@@ -197,7 +197,7 @@ def drift(
 
     from .._version import __version__
     from ..jobs.drift import DriftRequest, run_drift
-    from ..render.drift import weak_warning
+    from ..render.drift import run_warnings
 
     request = DriftRequest(
         reference=tuple(tables[:1]),
@@ -221,10 +221,7 @@ def drift(
     )
     request.validate()  # before stdin is read
     report = run_drift(request, _read_stdin_if_needed(*tables), __version__)
-    for name in report.unknown_thresholds:
-        Messages.warn(f"--thresholds names {name!r}, which is not a checked column")
-    warning = weak_warning(report)
-    if warning:
+    for warning in run_warnings(report):
         Messages.warn(warning)
     _write_files(request, report)
     _show(report, format, output, no_color)

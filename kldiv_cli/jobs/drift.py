@@ -122,8 +122,10 @@ class ColumnRules:
                 f"{clean(sorted(both)[0])!r} is given to both --categorical and --numeric"
             )
 
-    def select(self, label: str, names: list[str]) -> list[str]:
-        """The columns to check, in table order: ``columns`` minus ``exclude``."""
+    def select(self, label: str, names: list[str], known: Sequence[str] = ()) -> list[str]:
+        """The columns to check, in table order: ``columns`` minus ``exclude``. A pattern
+        that matches none of ``names`` nor ``known`` (the columns of either side) is an
+        error."""
         import fnmatch
 
         from ..io.sources import select_columns
@@ -136,7 +138,7 @@ class ColumnRules:
             ("--numeric", self.numeric),
         ):
             for pattern in _names(patterns):
-                if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
+                if not any(fnmatch.fnmatchcase(n, pattern) for n in [*names, *known]):
                     raise UsageError(f"{option}: no column matches {clean(pattern)!r}")
         excluded = _names(self.exclude)
         kept = [n for n in chosen if not any(fnmatch.fnmatchcase(n, p) for p in excluded)]
@@ -966,6 +968,9 @@ class DriftReport:
     version: str = ""
     command: str = ""
     unknown_thresholds: tuple[str, ...] = ()
+    #: Columns of one side only (not compared; a schema change).
+    only_in_reference: tuple[str, ...] = ()
+    only_in_current: tuple[str, ...] = ()
 
     def count(self, state: State) -> int:
         return sum(1 for c in self.columns if c.state is state)
@@ -1017,6 +1022,8 @@ class DriftReport:
             "n_drifted": self.n_drifted,
             "n_errors": self.n_errors,
             "n_skipped": self.count(State.SKIPPED),
+            "only_in_reference": list(self.only_in_reference),
+            "only_in_current": list(self.only_in_current),
             "seconds": self.seconds,
             "version": self.version,
             "columns": [c.to_json() for c in self.columns],
@@ -1134,6 +1141,23 @@ def _shared(reference: list[str], current: list[str], label: str) -> list[str]:
     return shared
 
 
+def _unmatched(
+    reference: list[str], current: list[str], rules: ColumnRules
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Columns on one side only (a schema change), leaving out what ``--exclude`` names."""
+    import fnmatch
+
+    def kept(names: list[str], other: set[str]) -> tuple[str, ...]:
+        patterns = _names(rules.exclude)
+        return tuple(
+            n
+            for n in names
+            if n not in other and not any(fnmatch.fnmatchcase(n, p) for p in patterns)
+        )
+
+    return kept(reference, set(current)), kept(current, set(reference))
+
+
 def _profile_matches(profile: Profile, request: DriftRequest, label: str) -> None:
     rules, default = request.rules, ColumnRules()
     for option, asked, built, unset in (
@@ -1179,14 +1203,18 @@ def run_drift(request: DriftRequest, stdin: bytes | None = None, version: str = 
     if _is_profile(request.reference):
         profile = load_profile(request.reference[0])
         _profile_matches(profile, request, ref_label)
-        names = _shared([c.name for c in profile.columns], current.column_names, ref_label)
-        names = request.rules.select(ref_label, names)
+        reference_names = [c.name for c in profile.columns]
         reference_rows = profile.rows
     else:
         reference_table = _open(request.reference, request.delimiter, stdin)
-        names = _shared(reference_table.column_names, current.column_names, ref_label)
-        names = request.rules.select(ref_label, names)
+        reference_names = reference_table.column_names
         reference_rows = reference_table.num_rows
+    names = request.rules.select(
+        ref_label,
+        _shared(reference_names, current.column_names, ref_label),
+        [*reference_names, *current.column_names],
+    )
+    unmatched = _unmatched(reference_names, current.column_names, request.rules)
     import pyarrow as pa
 
     def one(name: str) -> ColumnResult:
@@ -1230,4 +1258,6 @@ def run_drift(request: DriftRequest, stdin: bytes | None = None, version: str = 
         version=version,
         command=request.command,
         unknown_thresholds=tuple(sorted(set(thresholds.columns) - set(names))),
+        only_in_reference=unmatched[0],
+        only_in_current=unmatched[1],
     )

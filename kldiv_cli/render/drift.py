@@ -90,14 +90,38 @@ def explain(c: ColumnResult, settings_missing: float, settings_new: float | None
     return "; ".join(parts)
 
 
-def weak_warning(report: DriftReport) -> str | None:
+def _listing(names: Sequence[str]) -> str:
+    return ", ".join(clean(n) for n in names[:5]) + (", ..." if len(names) > 5 else "")
+
+
+def run_warnings(report: DriftReport) -> list[str]:
+    """What the run says on stderr besides the verdict: each kind of warning once."""
+    lines = []
+    if report.only_in_reference:
+        lines.append(
+            f"{len(report.only_in_reference)} column(s) only in the reference, not compared: "
+            f"{_listing(report.only_in_reference)}"
+        )
+    if report.only_in_current:
+        lines.append(
+            f"{len(report.only_in_current)} column(s) only in the current data, not compared: "
+            f"{_listing(report.only_in_current)}"
+        )
+    if report.unknown_thresholds:
+        lines.append(
+            f"--thresholds names column(s) not checked: {_listing(report.unknown_thresholds)}"
+        )
+    weak = _weak_warning(report)
+    return lines + ([weak] if weak else [])
+
+
+def _weak_warning(report: DriftReport) -> str | None:
     """The one line that says which columns cannot tell noise from drift, if any."""
     weak = report.weak
     if not weak:
         return None
-    names = ", ".join(clean(c.name) for c in weak[:5]) + (", ..." if len(weak) > 5 else "")
     return (
-        f"{len(weak)} column(s) ({names}) have thresholds below twice their noise floor: two "
+        f"{len(weak)} column(s) ({_listing([c.name for c in weak])}) have thresholds below twice their noise floor: two "
         "samples of one distribution would often cross them, so their verdicts are weak "
         "evidence; use fewer --bins or more rows"
     )
@@ -248,7 +272,7 @@ th,td{padding:7px 10px;text-align:left;border-bottom:1px solid #eceef2;font-vari
 vertical-align:top;font-size:14px}
 th{background:#fafbfc;font-weight:600;color:#4a5468}
 td.num{text-align:right}
-.hot{color:#a4161a;font-weight:600}
+.hot{color:#a4161a;font-weight:600}header .hot{color:#ffb4ae}
 .cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(560px,1fr));gap:18px;margin-top:24px}
 .card{background:#fff;border-radius:8px;padding:16px 18px;box-shadow:0 1px 2px rgba(0,0,0,.08);
 border-top:4px solid #d7dbe3}
@@ -426,6 +450,8 @@ def html_page(report: DriftReport) -> bytes:
         )
     )
     compared = [c for c in cols if c.histogram is not None]
+    changes = [w for w in run_warnings(report) if "only in the" in w]
+    schema = "".join(f'<p class="hot">{esc(w)}</p>' for w in changes)
     more = ""
     if len(compared) > MAX_CARDS:
         more = (
@@ -445,7 +471,7 @@ current {esc(clean(report.current))} ({report.current_rows} rows)</p>
 {s.max_categories} categories · epsilon {_fmt(s.epsilon)} · missing change above
 {100 * s.max_missing_change:.1f} pts · fail-on {esc(s.fail_on)}</p>
 <p>run {when} in {report.seconds:.2f} s · kldiv {esc(report.version)} ·
-<code>{esc(clean(report.command))}</code></p></header>
+<code>{esc(clean(report.command))}</code></p>{schema}</header>
 <main><table><thead><tr>{head}</tr></thead><tbody>{"".join(_summary_row(c, report) for c in cols)}</tbody></table>
 <div class="cards">{"".join(_card(c, report) for c in compared)}</div>{more}</main></body></html>
 """
