@@ -51,12 +51,17 @@ def refused(out: Outcome, name: str) -> None:
     assert not CONTROL.search(out.stdout + out.stderr)
 
 
-def refused_keeping_output(tmp_path: Path, bad: Path, target: Path, name: str) -> None:
-    """Refused with ``-o``: the old output is kept and no temp file is left."""
+def refused_keeping_output(
+    tmp_path: Path, bad: Path, target: Path, name: str, because: str = ""
+) -> None:
+    """Refused with ``-o`` (for the reason ``because``, when given): the old output is
+    kept and no temp file is left."""
     old = tmp_path / "out.npy"
     old.write_bytes(b"old")
     before = sorted(os.listdir(tmp_path))
-    refused(invoke("compute", bad, target, "-r", "none", "-o", old), name)
+    out = invoke("compute", bad, target, "-r", "none", "-o", old)
+    refused(out, name)
+    assert because in out.stderr
     assert old.read_bytes() == b"old"
     assert sorted(os.listdir(tmp_path)) == before
 
@@ -72,29 +77,32 @@ def npy_with_header(path: Path, header: str, data: bytes = b"") -> Path:
 
 # ---------------------------------------------------------------- .npy headers
 
+_F8 = "{'descr': '<f8', 'fortran_order': False, 'shape': %s, }"
+#: A header, and why it is refused.
 LYING_HEADERS = {
-    "negative": "{'descr': '<f8', 'fortran_order': False, 'shape': (-3, 3), }",
-    "negative-inner": "{'descr': '<f8', 'fortran_order': False, 'shape': (4, -1), }",
-    "2**64 x 0": "{'descr': '<f8', 'fortran_order': False, 'shape': (18446744073709551616, 0), }",
-    "0 x 2**64": "{'descr': '<f8', 'fortran_order': False, 'shape': (0, 18446744073709551616), }",
-    "2**63": "{'descr': '<f8', 'fortran_order': False, 'shape': (9223372036854775808,), }",
-    "trillion": "{'descr': '<f8', 'fortran_order': False, 'shape': (1000000000000, 3), }",
-    "one too many": "{'descr': '<f8', 'fortran_order': False, 'shape': (5, 3), }",
-    "huge product": "{'descr': '<f8', 'fortran_order': False, 'shape': (4294967296, 4294967296), }",
-    "object": "{'descr': '|O', 'fortran_order': False, 'shape': (4, 3), }",
-    "not a dict": "[1, 2, 3]",
-    "unknown dtype": "{'descr': '<q9', 'fortran_order': False, 'shape': (4, 3), }",
+    "negative": (_F8 % "(-3, 3)", "negative dimension"),
+    "negative-inner": (_F8 % "(4, -1)", "negative dimension"),
+    "2**64 x 0": (_F8 % "(18446744073709551616, 0)", "too large"),
+    "0 x 2**64": (_F8 % "(0, 18446744073709551616)", "too large"),
+    "2**63": (_F8 % "(9223372036854775808,)", "too large"),
+    "trillion": (_F8 % "(1000000000000, 3)", "truncated"),
+    "one too many": (_F8 % "(5, 3)", "truncated"),
+    "huge product": (_F8 % "(4294967296, 4294967296)", "truncated"),
+    "object": ("{'descr': '|O', 'fortran_order': False, 'shape': (4, 3), }", "Python objects"),
+    "not a dict": ("[1, 2, 3]", "malformed"),
+    "unknown dtype": ("{'descr': '<q9', 'fortran_order': False, 'shape': (4, 3), }", "malformed"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(LYING_HEADERS))
 def test_npy_headers_that_lie_are_refused(tmp_path, target, case) -> None:
-    bad = npy_with_header(tmp_path / "bad.npy", LYING_HEADERS[case], b"\0" * 96)
-    refused_keeping_output(tmp_path, bad, target, "bad.npy")
+    header, because = LYING_HEADERS[case]
+    bad = npy_with_header(tmp_path / "bad.npy", header, b"\0" * 96)
+    refused_keeping_output(tmp_path, bad, target, "bad.npy", because)
 
 
 def test_npy_header_names_the_declared_and_available_bytes(tmp_path, target) -> None:
-    bad = npy_with_header(tmp_path / "bad.npy", LYING_HEADERS["trillion"], b"\0" * 96)
+    bad = npy_with_header(tmp_path / "bad.npy", LYING_HEADERS["trillion"][0], b"\0" * 96)
     out = invoke("compute", bad, target)
     refused(out, "bad.npy")
     assert "24,000,000,000,000 bytes" in out.stderr and "96 bytes follow" in out.stderr
@@ -134,8 +142,7 @@ def _patch_declared_size(path: Path, size: int) -> None:
 def test_npz_member_declaring_an_impossible_ratio_is_refused(tmp_path, target) -> None:
     bad = _npz(tmp_path / "bomb.npz", {"x": np.zeros((4, 3))})
     _patch_declared_size(bad, 0xFFFFFFF0)
-    refused_keeping_output(tmp_path, bad, target, "bomb.npz")
-    assert "zip bomb" in invoke("compute", bad, target).stderr
+    refused_keeping_output(tmp_path, bad, target, "bomb.npz", "zip bomb")
 
 
 def test_stored_npz_member_declaring_more_than_it_holds(tmp_path, target) -> None:
@@ -145,7 +152,8 @@ def test_stored_npz_member_declaring_more_than_it_holds(tmp_path, target) -> Non
     with zipfile.ZipFile(bad := tmp_path / "stored.npz", "w", zipfile.ZIP_STORED) as zf:
         zf.writestr("x.npy", member)
     _patch_declared_size(bad, 4096)
-    refused_keeping_output(tmp_path, bad, target, "stored.npz")
+    np.save(target, np.full((40, 3), 1 / 3))
+    refused_keeping_output(tmp_path, bad, target, "stored.npz[x]", "is truncated")
 
 
 def test_npz_member_larger_than_memory_is_refused_before_inflating(
@@ -185,7 +193,7 @@ def test_npz_damaged_midway_fails_in_one_line(tmp_path, target, monkeypatch) -> 
     np.save(target, np.full((2000, 3), 1 / 3))
     for stream_above in (1 << 30, 0):
         monkeypatch.setattr(base, "STREAM_ABOVE", stream_above)
-        refused_keeping_output(tmp_path, bad, target, "bad.npz")
+        refused_keeping_output(tmp_path, bad, target, "bad.npz", "damaged")
 
 
 def test_npz_member_names_with_escapes_are_shown_escaped(tmp_path, target) -> None:
@@ -360,13 +368,13 @@ def _long_cell_csv(path: Path, where: str) -> Path:
 @pytest.mark.parametrize("where", ["header", "text", "quoted"])
 def test_csv_cell_over_128_kib(tmp_path, target, where) -> None:
     bad = _long_cell_csv(tmp_path / "cell.csv", where)
-    refused_keeping_output(tmp_path, bad, target, "cell.csv")
+    refused_keeping_output(tmp_path, bad, target, "cell.csv", "131,072")
     assert len(invoke("compute", bad, target).stderr) < 1000
 
 
 def test_csv_single_line_without_newline(tmp_path, target) -> None:
     (bad := tmp_path / "line.csv").write_bytes(b"0.5," * (1 << 20))
-    refused_keeping_output(tmp_path, bad, target, "line.csv")
+    refused_keeping_output(tmp_path, bad, target, "line.csv", "line 1 is longer")
 
 
 def test_csv_error_search_is_bounded(tmp_path, target, monkeypatch) -> None:
