@@ -512,16 +512,12 @@ def profile_numeric(col: _Column, rules: ColumnRules, from_datetime: bool) -> Co
     )
 
 
-def _value_sort_key(value: Any) -> tuple[str, Any]:
-    return category_key(value)
-
-
 def profile_categorical(
     col: _Column, values: list[Any], counts: np.ndarray, missing: int, rules: ColumnRules
 ) -> ColumnProfile:
-    order = sorted(range(len(values)), key=lambda i: (-int(counts[i]), _value_sort_key(values[i])))
-    keep = sorted(order[: rules.max_categories], key=lambda i: _value_sort_key(values[i]))
-    rest = sorted(order[rules.max_categories :], key=lambda i: _value_sort_key(values[i]))
+    order = sorted(range(len(values)), key=lambda i: (-int(counts[i]), category_key(values[i])))
+    keep = sorted(order[: rules.max_categories], key=lambda i: category_key(values[i]))
+    rest = sorted(order[rules.max_categories :], key=lambda i: category_key(values[i]))
     kept_counts = [int(counts[i]) for i in keep]
     if rest:
         kept_counts.append(int(sum(int(counts[i]) for i in rest)))
@@ -536,7 +532,7 @@ def profile_categorical(
     )
 
 
-def profile_column(col: _Column, rules: ColumnRules, datetime: str) -> ColumnProfile:
+def profile_column(col: _Column, rules: ColumnRules) -> ColumnProfile:
     """Decide a reference column's role (module docstring) and count its bins."""
     role = rules.override(col.name)
     kind = col.kind
@@ -548,7 +544,7 @@ def profile_column(col: _Column, rules: ColumnRules, datetime: str) -> ColumnPro
         return _skipped(col, Role.SKIPPED, "no values in the reference (all missing)", col.rows)
     iso = kind == "text" and role is not Role.CATEGORICAL and _is_iso_text(col.data)
     if kind == "datetime" or iso:
-        if role is Role.NUMERIC or datetime == "numeric":
+        if role is Role.NUMERIC or rules.datetime == "numeric":
             return profile_numeric(col, rules, from_datetime=True)
         if role is None:
             return _skipped(col, Role.DATETIME, "date/time values (--datetime numeric bins them)")
@@ -589,10 +585,6 @@ def profile_column(col: _Column, rules: ColumnRules, datetime: str) -> ColumnPro
     return profile_categorical(col, distinct_values, counts, col.null_count, rules)
 
 
-def _open(paths: Sequence[str], delimiter: str | None, stdin: bytes | None) -> Table:
-    return open_table(paths, delimiter, stdin)
-
-
 def build_profile(
     table: Table, rules: ColumnRules, names: Sequence[str] | None = None
 ) -> Iterator[ColumnProfile]:
@@ -601,7 +593,7 @@ def build_profile(
 
     for name in names if names is not None else rules.select(table.label, table.column_names):
         try:
-            yield profile_column(_Column.read(table, name), rules, rules.datetime)
+            yield profile_column(_Column.read(table, name), rules)
         except pa.ArrowException as exc:
             raise InputError(f"{table.label}: column {clean(name)!r}", _arrow_text(exc)) from None
 
@@ -614,7 +606,7 @@ def _arrow_text(exc: Exception) -> str:
 def run_profile(request: ProfileRequest, stdin: bytes | None = None) -> Profile:
     """``kldiv profile``: the reference's bins and counts, for later drift checks."""
     request.validate()
-    table = _open(request.reference, request.delimiter, stdin)
+    table = open_table(request.reference, request.delimiter, stdin)
     label, _ = expand(request.reference)
     return Profile(
         source=label,
@@ -731,7 +723,8 @@ def divergences(
 def contributions(
     p_counts: np.ndarray, q_counts: np.ndarray, epsilon: float, metric: str
 ) -> np.ndarray:
-    """Each bin's term of the metric (what makes a column drift), in nats."""
+    """Each bin's term of the metric (what makes a column drift), in nats; the terms add
+    up to the metric."""
     p, q = smoothed(p_counts, epsilon), smoothed(q_counts, epsilon)
     with np.errstate(divide="ignore", invalid="ignore"):
         lp, lq = np.log(p), np.log(q)
@@ -1093,7 +1086,7 @@ def check_column(
         if limit is not None and new_share > limit:
             reasons = (*reasons, Reason.NEW_CATEGORIES)
     labels = bin_labels(ref)
-    terms = contributions(p, cur, request.epsilon, request.metric)
+    terms = contributions(p, cur, request.epsilon, request.metric) / math.log(BASES[request.base])
     order = np.argsort(-terms, kind="stable")[: request.top]
     filled = int(np.count_nonzero(p))
     floor = noise_floor(filled, ref.values, n_cur) * FLOOR_SCALE[request.metric]
@@ -1195,7 +1188,7 @@ def run_drift(request: DriftRequest, stdin: bytes | None = None, version: str = 
     started = time.perf_counter()
     request.validate()
     thresholds = load_thresholds(request.thresholds) if request.thresholds else Thresholds()
-    current = _open(request.current, request.delimiter, stdin)
+    current = open_table(request.current, request.delimiter, stdin)
     ref_label, _ = expand(request.reference)
     cur_label, _ = expand(request.current)
     reference_table: Table | None = None
@@ -1206,7 +1199,7 @@ def run_drift(request: DriftRequest, stdin: bytes | None = None, version: str = 
         reference_names = [c.name for c in profile.columns]
         reference_rows = profile.rows
     else:
-        reference_table = _open(request.reference, request.delimiter, stdin)
+        reference_table = open_table(request.reference, request.delimiter, stdin)
         reference_names = reference_table.column_names
         reference_rows = reference_table.num_rows
     names = request.rules.select(
