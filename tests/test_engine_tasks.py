@@ -21,6 +21,8 @@ from kldiv_cli.engines.dask import check_request, default_split, make_job, reduc
 from kldiv_cli.errors import InputError, UsageError
 from kldiv_cli.jobs.compute import ComputeRequest, compute, convert, open_sources, plan
 
+from .helpers import SAMPLES
+
 
 def _pair(rows: int, width: int, dtype: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
@@ -93,7 +95,8 @@ def test_any_split_and_order_gives_the_engine_bits(
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_compute_result_equals_local_for_random_splits(tmp_path: Path, reduction, dtype) -> None:
     """At the engine's real chunk size: the compute job's result, and kl_div's sum."""
-    x, t = _pair(9000, 37, dtype, 1)  # 333,000 elements: 3 chunks, rows across chunks
+    rows = int(2.5 * engine.CHUNK) // 37  # 3 chunks, rows across chunk boundaries
+    x, t = _pair(rows, 37, dtype, 1)
     np.save(tmp_path / "x.npy", x)
     np.save(tmp_path / "t.npy", t)
     request = ComputeRequest(str(tmp_path / "x.npy"), str(tmp_path / "t.npy"), reduction=reduction)
@@ -101,7 +104,7 @@ def test_compute_result_equals_local_for_random_splits(tmp_path: Path, reduction
     rng = np.random.default_rng(7)
     for _ in range(3):
         job, sx, st_ = _job(request)
-        assert T.units(job) == 3
+        assert T.units(job) == -(-x.size // engine.CHUNK) == 3
         cuts = rng.integers(0, 4, 2).tolist()
         order = rng.permutation(3).tolist()
         result = reduce_job(
@@ -196,3 +199,21 @@ def test_dask_engine_computes_scalar_losses_only(changes) -> None:
     request = ComputeRequest(**{"input": "x.npy", "target": "t.npy", **changes})
     with pytest.raises(UsageError, match="--engine dask"):
         check_request(request)
+
+
+@pytest.mark.parametrize("ext", [".npy", ".parquet"])
+def test_transforms_of_small_tables_equal_local(ext) -> None:
+    """A small Parquet table is read whole locally (column-major): one WHOLE task reads it
+    the same way, so a softmax's row sums add in the same order."""
+    request = ComputeRequest(
+        str(SAMPLES / f"student_logits{ext}"),
+        str(SAMPLES / f"teacher_logits{ext}"),
+        reduction="batchmean",
+        input_transform="log-softmax",
+        target_transform="softmax",
+    )
+    local = compute(request)
+    job, sx, st_ = _job(request)
+    result = reduce_job(request, sx, st_, job, lambda j: _run(j, T.split(j, 1)))
+    assert result.loss.tobytes() == local.loss.tobytes()
+    assert result.diagnostics == local.diagnostics

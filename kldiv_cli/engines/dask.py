@@ -282,7 +282,7 @@ def reduce_job(
     total = combine([p for part in parts for p in part.partials])
     count = sum(part.count for part in parts)
     dtype = _dtype(parts)
-    shape = T.loss_shape(job) if job.layout == T.GRID else tuple(job.x.shape)
+    shape = T.loss_shape(job) if job.layout in (T.GRID, T.WHOLE) else tuple(job.x.shape)
     batch = job.x.shape[0] if per_batch and len(job.x.shape) else None
     loss = finish_reduction(total, count, base, batch, dtype)
     if not _finite(loss):

@@ -8,7 +8,7 @@ that the partial sums are exactly those of the local engine), :func:`units` and
 
 The layouts, by the local plan they reproduce:
 
-``GRID`` (``WHOLE``, ``ROW_BLOCKS``)
+``GRID`` (``ROW_BLOCKS``)
     The row-major flattened data cut at every :data:`~kldiv_cli.core.engine.CHUNK`
     elements (the engine's ``Accumulator`` cuts a stream at the same positions).
     A task is a range of chunks ``[start, stop)``; it reads the whole rows that cover
@@ -16,6 +16,8 @@ The layouts, by the local plan they reproduce:
     groups that hold them) and sums exactly those chunks. A side without ranged reads
     (CSV, ``.npz``, Arrow, a Fortran-ordered ``.npy``), a transform across rows, or
     broadcast operands make the whole grid one task.
+``WHOLE`` (``WHOLE``)
+    Small inputs the local engine reads whole: one task, the local whole-data path.
 ``GROUPS`` (``ROW_GROUPS``)
     Two Parquet inputs with the same row groups: a task is a range of row groups
     (counted across the files in sorted order); each column of a group gives the
@@ -45,10 +47,11 @@ from ..jobs.compute import convert
 from ..jobs.diagnostics import Diagnostics
 
 GRID = "grid"
+WHOLE = "whole"
 GROUPS = "groups"
 COLUMNS = "columns"
 #: Local plan (``jobs.compute.Plan`` value) -> layout.
-LAYOUTS = {"whole": GRID, "row-blocks": GRID, "row-groups": GROUPS, "columns": COLUMNS}
+LAYOUTS = {"whole": WHOLE, "row-blocks": GRID, "row-groups": GROUPS, "columns": COLUMNS}
 
 
 @dataclass(frozen=True)
@@ -210,10 +213,10 @@ def loss_shape(job: Job) -> tuple[int, ...]:
 
 
 def _grid_in_one(job: Job) -> bool:
-    """Whether the grid must be summed by one task: a side without ranged reads,
-    broadcast operands, 0-d data, or a transform along the rows' axis."""
+    """Whether the grid must be summed by one task: the WHOLE layout, a side without
+    ranged reads, broadcast operands, 0-d data, or a transform along the rows' axis."""
     request, x, t = job.request, job.x, job.t
-    if not (x.ranged and t.ranged) or len(x.shape) == 0:
+    if job.layout == WHOLE or not (x.ranged and t.ranged) or len(x.shape) == 0:
         return True
     if not request.target_labels and x.shape != t.shape:
         return True
@@ -425,16 +428,18 @@ def read_rows(side: Side, r0: int, r1: int) -> np.ndarray:
         block = np.frombuffer(raw, dtype=dt).reshape((r1 - r0, *side.shape[1:]))
         return block.astype(side.dtype, copy=False)  # a view when stored as computed
     assert side.columns is not None
-    pieces, first = [], 0
+    # Column-major, as the local table reader gives rows: a transform's row sums then
+    # add in the same order (NumPy sums a row of a column-major block column by column).
+    out = np.empty((max(r1 - r0, 0), len(side.columns)), dtype=side.dtype, order="F")
+    first = 0
     for f_index, sizes in enumerate(side.groups):
         for g, n in enumerate(sizes):
             if first < r1 and first + n > r0:
-                cols = _read_group(side, f_index, g)
-                block = np.column_stack(cols) if cols else np.empty((n, 0))
-                pieces.append(block[max(r0 - first, 0) : min(r1 - first, n)])
+                a, z = max(r0 - first, 0), min(r1 - first, n)
+                for j, col in enumerate(_read_group(side, f_index, g)):
+                    out[first + a - r0 : first + z - r0, j] = col[a:z]
             first += n
-    out = np.concatenate(pieces) if pieces else np.empty((0, len(side.columns)))
-    return out.astype(side.dtype, copy=False)
+    return out
 
 
 def _group_columns(side: Side, g: int) -> list[np.ndarray]:
@@ -503,6 +508,7 @@ def merge_diagnostics(parts: list[Diagnostics], into: Diagnostics) -> Diagnostic
 __all__ = [
     "COLUMNS",
     "GRID",
+    "WHOLE",
     "GROUPS",
     "Failure",
     "Job",
