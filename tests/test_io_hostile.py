@@ -411,6 +411,15 @@ def test_duplicate_column_names(tmp_path, target, fmt) -> None:
     assert "two columns named 'a'" in out.stderr
 
 
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "arrow"])
+def test_duplicate_column_names_in_drift(tmp_path, fmt) -> None:
+    """Through the typed-columns API (drift reads Parquet files itself)."""
+    bad = DUPLICATES[fmt](tmp_path)
+    out = invoke("drift", bad, bad)
+    refused(out, bad.name)
+    assert "two columns named 'a'" in out.stderr
+
+
 # ---------------------------------------------------------------- datasets
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..errors import InputError, UsageError
 from .base import STDIN, ReadOptions
-from .columns import arrow_error
+from .columns import arrow_error, check_unique
 from .numeric import opener
 from .paths import Resolved, dataset_files, reject_empty, resolve
 
@@ -16,11 +16,18 @@ def read_table(path: str, options: ReadOptions, stdin: bytes | None = None) -> A
     """A whole file as a pyarrow table of named columns, of any type (for drift).
 
     .npy/.npz arrays become columns "0", "1", ... (a 1-D array is one column).
+    Column names are unique (else an error).
     """
     return _read(resolve(path, options.fmt, stdin), options)
 
 
 def _read(where: Resolved, options: ReadOptions) -> Any:
+    table = _read_any(where, options)
+    check_unique(where.label, table.column_names)
+    return table
+
+
+def _read_any(where: Resolved, options: ReadOptions) -> Any:
     import pyarrow as pa
 
     label, fmt, file, data = where.label, where.fmt, where.path, where.data
@@ -56,6 +63,7 @@ class ParquetColumns:
         self.path = path
         self._file = parquet_file(path, path, pre_buffer=False)
         self.column_names = list(self._file.schema_arrow.names)
+        check_unique(path, self.column_names)
         self.num_rows = self._file.metadata.num_rows
 
     def column(self, name: str) -> Any:
