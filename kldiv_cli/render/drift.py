@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import IO, Any
 from xml.etree import ElementTree as ET
 
-from ..jobs.drift import ColumnResult, DriftReport, Histogram, Reason, State
+from ..jobs.drift import ColumnResult, DriftReport, Histogram, Reason, Settings, State
 from ..text import clean, markup
 from . import Report
 
@@ -63,7 +63,7 @@ def reasons_text(c: ColumnResult) -> str:
     return ",".join(r.value for r in c.reasons)
 
 
-def explain(c: ColumnResult, settings_missing: float, settings_new: float | None) -> str:
+def explain(c: ColumnResult, settings: Settings) -> str:
     """One sentence per reason, or why the column was not compared."""
     parts = []
     for reason in c.reasons:
@@ -78,10 +78,11 @@ def explain(c: ColumnResult, settings_missing: float, settings_new: float | None
             parts.append(text)
         elif reason is Reason.MISSING:
             change = 100 * c.missing.change
-            parts.append(f"missing {change:+.1f} pts > {100 * settings_missing:g} pts")
+            parts.append(f"missing {change:+.1f} pts > {100 * settings.max_missing_change:g} pts")
         else:
             parts.append(
-                f"new categories {_pct(c.new_category_share or 0)} > {_pct(settings_new or 0)}"
+                f"new categories {_pct(c.new_category_share or 0)} > "
+                f"{_pct(settings.max_new_category_share or 0)}"
             )
     if c.error:
         parts.append(clean(c.error))
@@ -153,7 +154,7 @@ def drift_report(report: DriftReport) -> Report:
         "missing_change": [c.missing.change for c in cols],
         "new_category_share": [c.new_category_share for c in cols],
         "new_categories": [new_text(c) for c in cols],
-        "note": [explain(c, s.max_missing_change, s.max_new_category_share) for c in cols],
+        "note": [explain(c, s) for c in cols],
     }
     plain = [
         f"{c.state.value} {_fmt(c.value)} {reasons_text(c) or '-'} {clean(c.name)}" for c in cols
@@ -197,7 +198,7 @@ def print_table(report: DriftReport, stream: IO[str], color: bool | None) -> Non
             _fmt(c.value),
             Text(missing_text(c, False), style="red" if Reason.MISSING in c.reasons else ""),
             Text(new_text(c, 3), style="red" if c.n_new_categories else ""),
-            Text(explain(c, s.max_missing_change, s.max_new_category_share)),
+            Text(explain(c, s)),
         )
     console.print(table)
 
@@ -221,7 +222,7 @@ def junit_xml(report: DriftReport) -> bytes:
     )
     for c in cols:
         case = ET.SubElement(suite, "testcase", classname="kldiv.drift", name=clean(c.name))
-        why = explain(c, s.max_missing_change, s.max_new_category_share)
+        why = explain(c, s)
         if c.state is State.DRIFT:
             details = [why] + [
                 f"bin {clean(b.label)}: reference {b.reference_share:.3%}, current "
@@ -382,7 +383,7 @@ def _summary_row(c: ColumnResult, report: DriftReport) -> str:
         f'<td class="num">{_fmt(c.threshold)}</td>',
         f'<td class="{"hot" if hot_missing else ""}">{esc(missing_text(c))}</td>',
         f'<td class="{"hot" if c.n_new_categories else ""}">{esc(new_text(c, 5)) or "-"}</td>',
-        f"<td>{esc(explain(c, s.max_missing_change, s.max_new_category_share))}</td>",
+        f"<td>{esc(explain(c, s))}</td>",
     ]
     return "<tr>" + "".join(cells) + "</tr>"
 
@@ -415,7 +416,7 @@ def _card(c: ColumnResult, report: DriftReport) -> str:
             f'<span style="background:{_CUR}"></span>current</div>' + svg_histogram(c.histogram)
         )
     s = report.settings
-    why = explain(c, s.max_missing_change, s.max_new_category_share)
+    why = explain(c, s)
     return (
         f'<section class="card {c.state.value}"><h3>{esc(clean(c.name))} {_pill(c.state)}</h3>'
         f'<div class="meta">{meta}</div>'
