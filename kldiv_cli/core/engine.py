@@ -93,7 +93,7 @@ def combine(parts: Iterable[float]) -> float:
 
 class _Buffers:
     """One thread's scratch space: float64 buffers for the widened operands and the
-    terms, and uint32 buffers for the float16 bit widening."""
+    terms, uint32 buffers for the float16 bit widening, and a boolean mask."""
 
     def __init__(self, size: int) -> None:
         self.a = np.empty(size, dtype=np.float64)
@@ -102,6 +102,7 @@ class _Buffers:
         self.x = np.empty(size, dtype=np.float64)
         self.u = np.empty(size, dtype=np.uint32)
         self.w = np.empty(size, dtype=np.uint32)
+        self.m = np.empty(size, dtype=bool)
 
 
 _LOCAL = threading.local()
@@ -197,14 +198,13 @@ def _f16_value(code: int) -> float:
 
 class _Operand:
     """One chunk operand: as given, widened exactly to float64, and its extremes (known for
-    free after the float16 widening, else found by one reduction when asked)."""
+    free after the float16 widening, else found by one reduction when first asked)."""
 
-    __slots__ = ("_hi", "a", "a64", "codes")
+    __slots__ = ("_hi", "_lo", "a", "a64")
 
     def __init__(self, a: np.ndarray, out: np.ndarray, buf: _Buffers) -> None:
         self.a = a
-        #: The smallest and the largest float16 code of a one-signed float16 operand.
-        self.codes: tuple[int, int] | None = None
+        self._lo: float | None = None
         self._hi: float | None = None
         self.a64 = self._widen(out, buf)
 
@@ -220,33 +220,25 @@ class _Operand:
         codes = a.view(np.uint16)
         lo, hi = int(codes.min()), int(codes.max())
         if _f16_bits(codes, lo, hi, buf.u[:n], out):
-            self.codes = (lo, hi)
+            # One sign: the extreme codes are the extreme values (backwards if negative).
+            self._lo, self._hi = sorted((_f16_value(lo), _f16_value(hi)))
         else:
             _f16_signed(codes, buf.u[:n], buf.w[:n], out)
         return out
 
-    def _ends(self) -> tuple[float, float] | None:
-        if self.codes is None:
-            return None
-        lo, hi = (_f16_value(c) for c in self.codes)
-        return (lo, hi) if lo <= hi else (hi, lo)  # negative codes run backwards
+    def _reduced(self) -> np.ndarray:
+        # float16 reductions are slow in NumPy; the widened copy has the same extremes.
+        return self.a64 if self.a.dtype == np.float16 else self.a
 
     def hi(self) -> float:
         if self._hi is None:
-            ends = self._ends()
-            # float16 reductions are slow in NumPy; the widened copy has the same extremes.
-            self._hi = (
-                ends[1]
-                if ends is not None
-                else float((self.a64 if self.a.dtype == np.float16 else self.a).max())
-            )
+            self._hi = float(self._reduced().max())
         return self._hi
 
     def lo(self) -> float:
-        ends = self._ends()
-        if ends is not None:
-            return ends[0]
-        return float((self.a64 if self.a.dtype == np.float16 else self.a).min())
+        if self._lo is None:
+            self._lo = float(self._reduced().min())
+        return self._lo
 
 
 def _fits(x: _Operand, t: _Operand, log_target: bool, dtype: np.dtype) -> bool:
@@ -287,30 +279,39 @@ def _torch_special(x: np.ndarray, t: np.ndarray, log_target: bool, dtype: np.dty
         return float(terms[bad].sum(dtype=np.float64))
 
 
-def _terms64(x: np.ndarray, t: np.ndarray, log_target: bool, out: np.ndarray) -> np.ndarray:
-    """Float64 terms of float64 operands with torch's special-value rules: ``xlogy`` gives
-    0 for a zero target (and nan against an infinite or nan input, as ``0 * x`` does)."""
+def _terms64(
+    x: np.ndarray,
+    t: np.ndarray,
+    log_target: bool,
+    out: np.ndarray,
+    scratch: np.ndarray,
+    mask: np.ndarray,
+    zeros: bool,
+) -> np.ndarray:
+    """The float64 terms ``t * (log t - x)`` (or ``exp(t) * (t - x)``) of float64
+    operands, in ``out``, in place (``scratch``: a buffer like ``out``; ``mask``: a
+    boolean one).
+
+    ``zeros``: the targets may hold zeros, which get torch's ``xlogy`` rule, 0 against a
+    finite input and nan against an infinite or nan one (``0 * x``): their log is taken
+    of 1 instead, which is also much faster than NumPy's log of 0.
+    In-place ufuncs release the GIL, so threads sum chunks in parallel; a multiply and
+    NumPy's pairwise sum beat ``einsum`` and are more accurate. (OpenBLAS ``ddot``
+    threads chunk-long vectors itself and its pool serialises concurrent callers;
+    ``np.vecdot`` holds the GIL.)
+    """
     if log_target:
         np.subtract(t, x, out=out)
-        return np.multiply(out, np.exp(t), out=out)
-    np.log(t, out=out)
+        np.exp(t, out=scratch)
+        return np.multiply(out, scratch, out=out)
+    source = t
+    if zeros and np.equal(t, 0, out=mask).any():
+        np.copyto(scratch, t)
+        np.copyto(scratch, 1.0, where=mask)
+        source = scratch
+    np.log(source, out=out)
     np.subtract(out, x, out=out)
-    np.multiply(out, t, out=out)
-    zero = t == 0
-    if zero.any():
-        out[zero] = 0.0 - t[zero] * x[zero]
-    return out
-
-
-def _dot(a: np.ndarray, b: np.ndarray) -> float:
-    """``sum(a * b)`` of float64 vectors, with the GIL released; overwrites ``a``.
-
-    An in-place multiply and NumPy's pairwise sum: faster than ``einsum`` and more
-    accurate. OpenBLAS ``ddot`` threads chunk-long vectors itself and its pool serialises
-    concurrent callers (our threads). ``np.vecdot`` holds the GIL.
-    """
-    np.multiply(a, b, out=a)
-    return float(a.sum())
+    return np.multiply(out, t, out=out)
 
 
 def chunk_sum(x: np.ndarray, t: np.ndarray, log_target: bool, dtype: np.dtype) -> float:
@@ -323,22 +324,14 @@ def chunk_sum(x: np.ndarray, t: np.ndarray, log_target: bool, dtype: np.dtype) -
     buf = _buffers(n)
     with np.errstate(all="ignore"):
         to = _Operand(t, buf.t[:n], buf)
+        # Extremes now, while the chunk is in cache: zero targets take the xlogy rule,
+        # and the maximum is what _fits needs.
+        zeros = not log_target and not to.lo() > 0
         if dtype != np.float64 or t.dtype != np.float64:
-            to.hi()  # for _fits, now that the chunk is in cache
+            to.hi()
         xo = _Operand(x, buf.x[:n], buf)
-        t64, x64 = to.a64, xo.a64
-        a = buf.a[:n]
-        if log_target:
-            b = buf.b[:n]
-            np.exp(t64, out=a)
-            np.subtract(t64, x64, out=b)
-            total = _dot(a, b)
-        else:
-            np.log(t64, out=a)
-            np.subtract(a, x64, out=a)
-            total = _dot(a, t64)
-        if not math.isfinite(total):
-            total = float(np.sum(_terms64(x64, t64, log_target, a)))
+        t64, x64, a, b = to.a64, xo.a64, buf.a[:n], buf.b[:n]
+        total = float(_terms64(x64, t64, log_target, a, b, buf.m[:n], zeros).sum())
         if math.isfinite(total) and _fits(xo, to, log_target, dtype):
             return total
     special = _torch_special(x, t, log_target, dtype)
@@ -495,8 +488,10 @@ def _rows_of_block(x: np.ndarray, t: np.ndarray, log_target: bool, dtype: np.dty
     with np.errstate(all="ignore"):
         to = _Operand(t.reshape(-1), buf.t[:n], buf)
         xo = _Operand(x.reshape(-1), buf.x[:n], buf)
-        terms = _terms64(xo.a64, to.a64, log_target, buf.a[:n]).reshape(rows, width)
-        sums = terms.sum(axis=-1)
+        x64, t64, a, b = xo.a64, to.a64, buf.a[:n], buf.b[:n]
+        zeros = not log_target and not to.lo() > 0
+        terms = _terms64(x64, t64, log_target, a, b, buf.m[:n], zeros)
+        sums = terms.reshape(rows, width).sum(axis=-1)
         if np.isfinite(sums).all() and _fits(xo, to, log_target, dtype):
             return sums
     # Torch's terms decide which rows are nan or ±inf.
