@@ -217,3 +217,20 @@ def test_transforms_of_small_tables_equal_local(ext) -> None:
     result = reduce_job(request, sx, st_, job, lambda j: _run(j, T.split(j, 1)))
     assert result.loss.tobytes() == local.loss.tobytes()
     assert result.diagnostics == local.diagnostics
+
+
+def test_a_whole_plan_without_transforms_is_spread(tmp_path: Path) -> None:
+    """A 3-D .npy is read whole locally; untransformed, its partials are the grid's."""
+    x, t = _pair(int(1.5 * engine.CHUNK) // 10, 10, "float32", 8)
+    x, t = x.reshape(-1, 5, 2), t.reshape(-1, 5, 2)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "t.npy", t)
+    request = ComputeRequest(str(tmp_path / "x.npy"), str(tmp_path / "t.npy"), reduction="sum")
+    local = compute(request)
+    job, sx, st_ = _job(request)
+    assert local.plan.value == "whole" and job.layout == T.GRID and T.units(job) == 2
+    result = reduce_job(request, sx, st_, job, lambda j: _run(j, T.split(j, 1)[::-1]))
+    assert result.loss.tobytes() == local.loss.tobytes()
+    assert result.diagnostics == local.diagnostics
+    transformed = ComputeRequest(request.input, request.target, input_transform="log-softmax")
+    assert _job(transformed)[0].layout == T.WHOLE

@@ -244,12 +244,12 @@ def make_job(
     from ..io import fs
 
     storage = fs.current_options() if storage is None else dict(storage)
-    return T.Job(
-        request,
-        T.describe(sx, request.input, request.input_options, storage),
-        T.describe(st, request.target, request.target_options, storage),
-        T.layout(chosen.value),
-    )
+    x = T.describe(sx, request.input, request.input_options, storage)
+    t = T.describe(st, request.target, request.target_options, storage)
+    layout = T.layout(chosen.value)
+    if layout == T.WHOLE and T.spreadable(request, x, t):
+        layout = T.GRID
+    return T.Job(request, x, t, layout)
 
 
 def default_split(job: T.Job, elements_per_task: int = TASK_ELEMENTS) -> list[T.Task]:

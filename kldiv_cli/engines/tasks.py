@@ -17,7 +17,8 @@ The layouts, by the local plan they reproduce:
     (CSV, ``.npz``, Arrow, a Fortran-ordered ``.npy``), a transform across rows, or
     broadcast operands make the whole grid one task.
 ``WHOLE`` (``WHOLE``)
-    Small inputs the local engine reads whole: one task, the local whole-data path.
+    Inputs the local engine reads whole: one task, the local whole-data path; or the
+    GRID when that gives the same partials (:func:`spreadable`: a large 3-D ``.npy``).
 ``GROUPS`` (``ROW_GROUPS``)
     Two Parquet inputs with the same row groups: a task is a range of row groups
     (counted across the files in sorted order); each column of a group gives the
@@ -198,6 +199,22 @@ def _npy_layout(path: str, storage: Mapping[str, str]) -> tuple[int, str] | None
 def layout(plan_value: str) -> str:
     """The task layout that reproduces the local plan named ``plan_value``."""
     return LAYOUTS[plan_value]
+
+
+def spreadable(request: Any, x: Side, t: Side) -> bool:
+    """Whether the local WHOLE plan's partials are also the GRID's, so the work can be
+    spread: untransformed, same-shape, ranged sides of at least 2 dimensions (the local
+    path then sums blocks of rows through the Accumulator, and its diagnostics look at
+    rows, as the grid's tasks do)."""
+    untransformed = request.input_transform == "none" and request.target_transform == "none"
+    return (
+        untransformed
+        and not request.target_labels
+        and x.ranged
+        and t.ranged
+        and len(x.shape) >= 2
+        and x.shape == t.shape
+    )
 
 
 def _width(shape: tuple[int, ...]) -> int:
@@ -525,5 +542,6 @@ __all__ = [
     "parquet_files",
     "run_task",
     "split",
+    "spreadable",
     "units",
 ]
