@@ -96,8 +96,9 @@ def expand(paths: Sequence[str]) -> tuple[str, list[str] | None]:
     from ..io.sources import dataset_files
 
     if len(paths) == 1:
-        label = paths[0]
-        return label, dataset_files(label) if label != "-" else None
+        if paths[0] == "-":
+            return "<stdin>", None
+        return paths[0], dataset_files(paths[0])
     label = f"{paths[0]} (and {len(paths) - 1} more)"
     files: list[str] = []
     for path in paths:
@@ -165,5 +166,4 @@ def open_table(paths: Sequence[str], delimiter: str | None, stdin: bytes | None)
             raise InputError(path, "no such file")
         if _kind(path, path) == "parquet" and os.path.isfile(path):
             return _open_parquet(label, [path])
-    table = open_columns(path, ReadOptions(delimiter=delimiter), stdin)
-    return WholeTable("<stdin>" if path == "-" else label, table)
+    return WholeTable(label, open_columns(path, ReadOptions(delimiter=delimiter), stdin))

@@ -380,7 +380,7 @@ def _summary_row(c: ColumnResult, report: DriftReport) -> str:
         f"<td>{c.role.value}</td>",
         f"<td>{_pill(c.state)}</td>",
         f'<td class="num">{_fmt(c.value)}</td>',
-        f'<td class="num">{_fmt(c.threshold)}</td>',
+        f'<td class="num">{_fmt(c.threshold) if c.role.compared else "-"}</td>',
         f'<td class="{"hot" if hot_missing else ""}">{esc(missing_text(c))}</td>',
         f'<td class="{"hot" if c.n_new_categories else ""}">{esc(new_text(c, 5)) or "-"}</td>',
         f"<td>{esc(explain(c, s))}</td>",
