@@ -234,3 +234,19 @@ def test_run_settings_whole_objects_and_destinations(s3, data) -> None:
                 fs.check_destination(bad)
     finally:
         fs.configure({})
+
+
+def test_stores_that_cannot_be_opened_here_are_one_line() -> None:
+    gcs, inner = fs.filesystem("gs://bucket/x.npy", {"anonymous": "true"})
+    assert type(gcs).__name__ == "GcsFileSystem" and inner == "bucket/x.npy"
+    azure, inner = fs.filesystem("abfs://c@acct.dfs.core.windows.net/d/x.npy")
+    assert type(azure).__name__ == "AzureFileSystem" and inner == "c/d/x.npy"
+    with pytest.raises(InputError, match="account_name") as caught:
+        fs.filesystem("abfs://c/x.npy")
+    assert "\n" not in str(caught.value)
+    with pytest.raises(UsageError, match="port must be a number"):
+        fs.filesystem("hdfs://namenode:http/x.npy")
+    try:
+        fs.filesystem("hdfs://namenode:8020/x.npy")
+    except InputError as exc:  # no Java here: one line naming what is missing
+        assert "libhdfs" in str(exc) and "\n" not in str(exc)

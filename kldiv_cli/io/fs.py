@@ -151,10 +151,28 @@ def filesystem(path: str, options: Mapping[str, str] | None = None) -> tuple[Any
             kwargs[key] = allowed[key](value)
         except ValueError:
             raise UsageError(f"--storage-option {key}: {value!r} is not a valid value") from None
-    rest = path.split("://", 1)[1]
+    try:
+        return _make(pafs, cls_name, path.split("://", 1)[1], kwargs)
+    except (OSError, TypeError, ValueError) as exc:
+        # A missing client library (HDFS needs Java's libhdfs) or account (Azure).
+        what = (
+            "an account (--storage-option account_name=...)"
+            if kind.startswith("abfs")
+            else ("its client libraries (HDFS: Java and libhdfs)")
+        )
+        raise InputError(
+            _label(path),
+            f"cannot open the {kind}:// store here: it needs {what} ({type(exc).__name__})",
+        ) from None
+
+
+def _make(pafs: Any, cls_name: str, rest: str, kwargs: dict[str, Any]) -> tuple[Any, str]:
+    """The filesystem object and the path inside it, from the URL after ``scheme://``."""
     if cls_name == "HadoopFileSystem":
         authority, _, inner = rest.partition("/")
         host, _, port = authority.partition(":")
+        if port and not port.isdigit():
+            raise UsageError(f"{_label('hdfs://' + rest)}: the port must be a number")
         fs = pafs.HadoopFileSystem(host or "default", int(port or 8020), **kwargs)
         return fs, "/" + inner
     if cls_name == "AzureFileSystem":
