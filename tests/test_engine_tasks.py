@@ -234,3 +234,21 @@ def test_a_whole_plan_without_transforms_is_spread(tmp_path: Path) -> None:
     assert result.diagnostics == local.diagnostics
     transformed = ComputeRequest(request.input, request.target, input_transform="log-softmax")
     assert _job(transformed)[0].layout == T.WHOLE
+
+
+def test_log_target_diagnostics_look_at_the_first_block_as_locally(tmp_path: Path) -> None:
+    """With --log-target the local engine checks the row sums of its first block only."""
+    x, t = _pair(40_000, 20, "float32", 9)
+    t = np.log(t * 1.5)  # no row sums to 1
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "t.npy", t)
+    request = ComputeRequest(
+        str(tmp_path / "x.npy"), str(tmp_path / "t.npy"), reduction="sum", log_target=True
+    )
+    local = compute(request)
+    job, sx, st_ = _job(request)
+    assert T.units(job) > 2
+    result = reduce_job(request, sx, st_, job, lambda j: _run(j, T.split(j, 1)[::-1]))
+    assert result.loss.tobytes() == local.loss.tobytes()
+    assert any("do not sum to 1" in m for m in local.diagnostics)
+    assert result.diagnostics == local.diagnostics

@@ -44,7 +44,7 @@ from ..core.engine import CHUNK, column_partials, partial_sums
 from ..errors import InputError, KldivError, OutputError, UsageError
 from ..io import fs
 from ..io.sources import ReadOptions, Source, column_array, open_source
-from ..jobs.compute import convert
+from ..jobs.compute import _block_rows, convert
 from ..jobs.diagnostics import Diagnostics
 
 GRID = "grid"
@@ -318,10 +318,23 @@ def _run_grid(job: Job, task: Task) -> Partial:
     partials = partial_sums(xf, tf, request.log_target, dtype, threads=1, chunk=job.chunk)
     own = slice(-(-e0 // width) - r0, -(-e1 // width) - r0)
     if x[own].size:
-        diagnostics.update(x[own], t[own])
+        _check(job, diagnostics, x[own], t[own], r0 + own.start)
         if job.explain:
             diagnostics.explain(x[own], t[own])
     return Partial(partials, e1 - e0, str(dtype), diagnostics)
+
+
+def _check(job: Job, diagnostics: Diagnostics, x: np.ndarray, t: np.ndarray, first: int) -> None:
+    """The cheap diagnostics of rows ``first...`` as the local engine gathers them: with
+    ``log_target`` it sums rows (an exp pass) in its first block of rows only."""
+    if not job.request.log_target:
+        diagnostics.update(x, t)
+        return
+    head = max(_block_rows(job.request.chunk_rows, _width(job.x.shape)) - first, 0)
+    if head:
+        diagnostics.update(x[:head], t[:head])
+    if head < len(x):
+        diagnostics.update_values(x[head:], t[head:])
 
 
 def _whole(job: Job, x: np.ndarray, t: np.ndarray, diagnostics: Diagnostics) -> Partial:
@@ -338,8 +351,8 @@ def _whole(job: Job, x: np.ndarray, t: np.ndarray, diagnostics: Diagnostics) -> 
     dtype = result_dtype(x, t)
     accumulator = Accumulator(job.request.log_target, 1, job.chunk)
     if x.ndim >= 2 and x.shape == t.shape:
-        # Blocks of rows, as the local path: the diagnostics' temporaries stay small.
-        rows = max(1, (1 << 19) // _width(x.shape))
+        # The local path's blocks of rows (its diagnostics look at them one by one).
+        rows = _block_rows(job.request.chunk_rows, _width(x.shape))
         for i in range(0, len(x), rows):
             accumulator.add(x[i : i + rows], t[i : i + rows], dtype)
             diagnostics.update(x[i : i + rows], t[i : i + rows])
