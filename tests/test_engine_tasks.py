@@ -252,3 +252,38 @@ def test_log_target_diagnostics_look_at_the_first_block_as_locally(tmp_path: Pat
     assert result.loss.tobytes() == local.loss.tobytes()
     assert any("do not sum to 1" in m for m in local.diagnostics)
     assert result.diagnostics == local.diagnostics
+
+
+def test_without_distributed_the_dask_engine_names_the_extra(monkeypatch) -> None:
+    import sys
+
+    from kldiv_cli.engines import dask as D
+
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import fails as if absent
+    with pytest.raises(UsageError, match=r'pip install "kldiv\[dask\]"') as caught:
+        D.run_compute_dask(ComputeRequest(str(SAMPLES / "student_logits.npy"), "t.npy"))
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("cluster", "message"),
+    [
+        ({"workers": 0}, "--workers must be at least 1"),
+        ({"scheduler": "tcp://h:1", "scheduler_file": "s.json"}, "not both"),
+        ({"scheduler": "tcp://h:1", "workers": 2}, "sizes a local cluster"),
+    ],
+)
+def test_cluster_options_are_checked_first(cluster, message) -> None:
+    from kldiv_cli.engines.dask import Cluster
+
+    with pytest.raises(UsageError, match=message):
+        Cluster(**cluster).validate()
+
+
+def test_a_missing_scheduler_file_is_one_line(tmp_path: Path) -> None:
+    pytest.importorskip("distributed")
+    from kldiv_cli.engines.dask import Cluster, connect
+
+    with pytest.raises(UsageError, match="--scheduler-file .*nope.json: no such file"):
+        with connect(Cluster(scheduler_file=str(tmp_path / "nope.json"))):
+            pass
