@@ -209,6 +209,22 @@ def test_identifiers_and_datetimes_are_skipped_with_reasons(prod) -> None:
     assert "| user_id | identifier | skipped |" in md and "identifier:" in md
 
 
+def test_identifier_thresholds_for_text_and_integers(tmp_path) -> None:
+    rng = np.random.default_rng(3)
+    n = 1000
+    table = {
+        # 600 distinct of 1000: more distinct values than repeats, so not categories.
+        "session": [f"s{i % 600}" for i in range(n)],
+        # Integers 90 % distinct: a measurement, binned as numbers.
+        "income": np.concatenate([np.arange(900) * 37, np.arange(100) * 37]),
+        "city": rng.choice([f"c{i}" for i in range(300)], n),
+    }
+    pq.write_table(pa.table(table), r := tmp_path / "r.parquet")
+    cols = by_name(drift_json(r, r)[1])
+    assert cols["session"]["role"] == "identifier"
+    assert cols["income"]["role"] == "numeric" and cols["city"]["role"] == "categorical"
+
+
 def test_datetime_numeric_sees_a_month_apart(prod) -> None:
     r, c = prod
     _, doc, _ = drift_json(r, c, "--datetime", "numeric", "--columns", "signup_ts,signup_day")

@@ -4,9 +4,9 @@ The rules (the user's version is ``docs/drift.md``):
 
 * **Roles**, decided on the reference (overrides: ``--skip``, ``--categorical``,
   ``--numeric``, ``--datetime numeric``): Arrow date/time columns and text columns whose
-  every value is ISO-8601 are *datetime*; text and integer columns with more than
-  :data:`ID_MIN_DISTINCT` distinct values making up at least :data:`ID_DISTINCT_SHARE` of
-  their values are *identifiers* (counted on the values of at most :data:`ID_SAMPLE`
+  every value is ISO-8601 are *datetime*; integer (text) columns with more than
+  :data:`ID_MIN_DISTINCT` distinct values making up at least 95 % (50 %) of their values
+  are *identifiers* (counted on the values of at most :data:`ID_SAMPLE`
   rows taken at even intervals); both are listed as skipped (only their missing share
   is checked). Booleans, text, and numbers with at most :data:`NUMERIC_CATEGORIES`
   distinct (finite) values, each seen twice on average, are *categorical*; other
@@ -67,7 +67,10 @@ from .drift_profile import (
 from .drift_tables import Table, expand, open_table
 
 NUMERIC_CATEGORIES = 20
-ID_DISTINCT_SHARE = 0.95
+#: Distinct share of values above which a column is an identifier: integers must be
+#: nearly all distinct (a measurement stored as integers can be mostly distinct); text
+#: with more distinct values than repeats is ids, keys or free text, not categories.
+ID_DISTINCT_SHARE = {"integer": 0.95, "text": 0.5}
 ID_MIN_DISTINCT = 50
 ID_SAMPLE = 20_000
 BLOCK = 1 << 20
@@ -480,8 +483,8 @@ def _few(distinct: int, values: int) -> bool:
     return distinct <= NUMERIC_CATEGORIES and 2 * distinct <= values
 
 
-def _is_identifier(distinct: int, values: int) -> bool:
-    return distinct > ID_MIN_DISTINCT and distinct >= ID_DISTINCT_SHARE * values
+def _is_identifier(kind: str, distinct: int, values: int) -> bool:
+    return distinct > ID_MIN_DISTINCT and distinct >= ID_DISTINCT_SHARE[kind] * values
 
 
 def _skipped(col: _Column, role: Role, reason: str, missing: int | None = None) -> ColumnProfile:
@@ -571,7 +574,7 @@ def profile_column(col: _Column, rules: ColumnRules) -> ColumnProfile:
         return profile_categorical(col, distinct_values, counts, col.null_count, rules)
     if role is None and kind in ("text", "integer"):
         distinct, sampled = _sample_distinct(col.data)
-        if _is_identifier(distinct, sampled):
+        if _is_identifier(kind, distinct, sampled):
             where = "" if sampled == col.rows - col.null_count else " sampled"
             return _skipped(
                 col, Role.IDENTIFIER, f"identifier: {distinct} distinct of {sampled}{where} values"
