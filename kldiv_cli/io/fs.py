@@ -15,7 +15,6 @@ so a failed run leaves nothing (and a replaced object keeps its old content).
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, BinaryIO, TypeVar
 
@@ -329,6 +328,8 @@ def write_remote(
     OutputError
         When the bucket does not exist, the credentials are refused, or the upload fails.
     """
+
+    import tempfile
 
     check_destination(path, options)
     fs, inner = filesystem(path, options)
