@@ -323,13 +323,17 @@ def chunk_sum(x: np.ndarray, t: np.ndarray, log_target: bool, dtype: np.dtype) -
     n = x.size
     buf = _buffers(n)
     with np.errstate(all="ignore"):
+        # Extremes right after each widening, while the chunk is in cache: zero targets
+        # take the xlogy rule, and _fits needs the target's maximum (with log_target, every
+        # extreme).
+        narrow = dtype != np.float64 or t.dtype != np.float64
         to = _Operand(t, buf.t[:n], buf)
-        # Extremes now, while the chunk is in cache: zero targets take the xlogy rule,
-        # and the maximum is what _fits needs.
         zeros = not log_target and not to.lo() > 0
-        if dtype != np.float64 or t.dtype != np.float64:
-            to.hi()
+        if narrow:
+            to.lo(), to.hi()
         xo = _Operand(x, buf.x[:n], buf)
+        if narrow and log_target:
+            xo.lo(), xo.hi()
         t64, x64, a, b = to.a64, xo.a64, buf.a[:n], buf.b[:n]
         total = float(_terms64(x64, t64, log_target, a, b, buf.m[:n], zeros).sum())
         if math.isfinite(total) and _fits(xo, to, log_target, dtype):
