@@ -287,3 +287,18 @@ def test_a_missing_scheduler_file_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="--scheduler-file .*nope.json: no such file"):
         with connect(Cluster(scheduler_file=str(tmp_path / "nope.json"))):
             pass
+
+
+def test_streams_cannot_be_read_again_by_tasks(tmp_path: Path) -> None:
+    import os
+
+    x, t = _pair(10, 3, "float64", 10)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "t.npy", t)
+    os.mkfifo(tmp_path / "t.fifo")
+    request = ComputeRequest(str(tmp_path / "x.npy"), str(tmp_path / "t.fifo"))
+    sx = open_sources(ComputeRequest(request.input, request.input), None)[0]
+    with pytest.raises(UsageError, match="is a stream"):
+        T.describe(sx, request.target, request.target_options, {})
+    with pytest.raises(UsageError, match="not stdin"):
+        T.describe(sx, "-", request.target_options, {})

@@ -35,7 +35,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
 
 import numpy as np
 
@@ -44,7 +43,7 @@ from ..core.engine import CHUNK, column_partials, partial_sums
 from ..errors import InputError, KldivError, OutputError, UsageError
 from ..io import fs
 from ..io.sources import ReadOptions, Source, column_array, open_source
-from ..jobs.compute import _block_rows, convert
+from ..jobs.compute import ComputeRequest, _block_rows, convert
 from ..jobs.diagnostics import Diagnostics
 
 GRID = "grid"
@@ -90,7 +89,7 @@ class Side:
 class Job:
     """One compute request laid out: what every task of it shares."""
 
-    request: Any  # jobs.compute.ComputeRequest (imported lazily: jobs imports engines)
+    request: ComputeRequest
     x: Side
     t: Side
     layout: str
@@ -141,8 +140,7 @@ class Failure:
 def describe(source: Source, path: str, options: ReadOptions, storage: Mapping[str, str]) -> Side:
     """The :class:`Side` of an opened source: its header facts and, for ``.npy`` and
     Parquet, what ranged reads need (read from the headers and footers only)."""
-    if path == "-":
-        raise UsageError("--engine dask reads files or object-store URLs, not stdin")
+    _check_rereadable(path)
     side = Side(
         path=path,
         label=source.label,
@@ -160,6 +158,23 @@ def describe(source: Source, path: str, options: ReadOptions, storage: Mapping[s
         groups = tuple(row_groups(f, storage) for f in files)
         return replace(side, files=tuple(files), groups=groups)
     return side
+
+
+def _check_rereadable(path: str) -> None:
+    """Tasks read their pieces again, elsewhere: stdin, FIFOs, devices and ``/dev/fd/N``
+    (read once, into the client's memory) cannot be."""
+    import os
+    import stat
+
+    if path == "-":
+        raise UsageError("--engine dask reads files or object-store URLs, not stdin")
+    if fs.is_remote(path) or not os.path.exists(path) or os.path.isdir(path):
+        return  # an object, or a dataset (a folder or a glob pattern)
+    if not stat.S_ISREG(os.stat(path).st_mode) or path.startswith(("/dev/fd/", "/proc/")):
+        raise UsageError(
+            f"--engine dask reads files or object-store URLs; {path} is a stream "
+            "(save it to a file first)"
+        )
 
 
 def parquet_files(path: str, storage: Mapping[str, str]) -> list[str]:
@@ -201,7 +216,7 @@ def layout(plan_value: str) -> str:
     return LAYOUTS[plan_value]
 
 
-def spreadable(request: Any, x: Side, t: Side) -> bool:
+def spreadable(request: ComputeRequest, x: Side, t: Side) -> bool:
     """Whether the local WHOLE plan's partials are also the GRID's, so the work can be
     spread: untransformed, same-shape, ranged sides of at least 2 dimensions (the local
     path then sums blocks of rows through the Accumulator, and its diagnostics look at
