@@ -129,7 +129,7 @@ def compare(
     chunk_rows: Annotated[
         int | None,
         typer.Option(
-            "--chunk-rows", metavar="N", help="Rows per block (default: about 500k values)."
+            "--chunk-rows", metavar="N", help="Rows per block (default: about 130k values)."
         ),
     ] = None,
     threads: Annotated[

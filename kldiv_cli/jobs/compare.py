@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
-from ..core.compare import KINDS, MEASURES, pair, row_measures, token_measures
+from ..core.compare import KINDS, MEASURES, Scratch, pair, row_measures, token_measures
 from ..core.engine import default_threads
 from ..core.stats import PERCENTILES, correlation, mean_stderr, proportion, summary
 from ..errors import InputError, UsageError
@@ -39,8 +40,10 @@ __all__ = [
 #: (-1 while unknown).
 Progress = Callable[[int, int], None]
 
-#: Elements of one side per block: a block pair needs about ten float64 arrays this size.
-BLOCK_ELEMENTS = 1 << 19
+#: Elements of one side per block: a block pair works in about ten float64 arrays of
+#: this size, 1 MiB each, which stay in a core's L2 cache (a 2000 × 32000 comparison,
+#: CPU: 0.87 s with 2^17, 1.13 s with 2^19, 1.46 s with 2^21).
+BLOCK_ELEMENTS = 1 << 17
 #: Extra percentiles of Δp (llama.cpp prints them too).
 DELTA_P_EXTRA: tuple[tuple[str, float], ...] = (("p25", 0.25), ("p75", 0.75))
 PERPLEXITY_KEYS = ("reference", "candidate", "ln_ratio", "ln_ratio_stderr", "correlation")
@@ -357,6 +360,26 @@ def _check_gates(gates: tuple[Gate, ...], with_tokens: bool) -> None:
         )
 
 
+_LOCAL = threading.local()
+
+
+def _scratch() -> Scratch:
+    """This thread's work arrays (see :class:`kldiv_cli.core.compare.Scratch`)."""
+    scratch = getattr(_LOCAL, "scratch", None)
+    if scratch is None:
+        scratch = _LOCAL.scratch = Scratch()
+    return scratch
+
+
+def _widened(x: np.ndarray, name: str, scratch: Scratch) -> np.ndarray:
+    """float16 widened once, exactly: NumPy's float16 loops (max, casts) are slow."""
+    if x.dtype.itemsize >= 4:
+        return x
+    out = scratch.get(name, x.shape)
+    np.copyto(out, x)
+    return out
+
+
 def _measure_block(
     rb: np.ndarray,
     cb: np.ndarray,
@@ -365,10 +388,10 @@ def _measure_block(
     t: np.ndarray | None,
     width: int,
 ) -> dict[str, np.ndarray]:
-    # float16 widened once, exactly: NumPy's float16 loops (max, casts) are slow.
-    rb, cb = (x.astype(np.float64) if x.dtype.itemsize < 4 else x for x in (rb, cb))
-    pr = pair(rb, cb, kinds[0], kinds[1], temperature)
-    measures = row_measures(rb, cb, pr)
+    scratch = _scratch()
+    rb, cb = _widened(rb, "reference", scratch), _widened(cb, "candidate", scratch)
+    pr = pair(rb, cb, kinds[0], kinds[1], temperature, scratch)
+    measures = row_measures(rb, cb, pr, scratch)
     if t is not None and len(t) == len(rb):
         measures.update(token_measures(pr, np.where((t >= 0) & (t < width), t, 0)))
     return measures
