@@ -468,6 +468,23 @@ def test_folders_globs_and_lists_of_parquet_files(prod, tmp_path) -> None:
     assert out.exit_code == 2 and "no .parquet files" in out.stderr
 
 
+def test_column_by_column_reading_gives_the_same_report(prod, tmp_path, monkeypatch) -> None:
+    r, c = prod
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    whole = pq.read_table(c)
+    for i in range(2):
+        pq.write_table(whole.slice(i * 1000, 1000), parts / f"{i}.parquet")
+    _, at_once, _ = drift_json(r, parts)
+    import kldiv_cli.jobs.drift_tables as tables
+
+    monkeypatch.setattr(tables, "WHOLE_BELOW", 0)
+    _, lazily, _ = drift_json(r, parts)
+    at_once.pop("seconds")
+    lazily.pop("seconds")
+    assert at_once == lazily
+
+
 # ----------------------------------------------------------------- outputs
 
 
