@@ -1,12 +1,20 @@
-"""Core speed: kldiv's kl_div(reduction="sum") against its peers, side by side in one run.
+"""Core speed and accuracy: kldiv's kl_div(reduction="sum") against its peers, side by side.
 
-    python benchmarks/bench_core.py            # 2e7 float32 and 1e7 float64 elements
-    python benchmarks/bench_core.py --quick    # smaller arrays
+    python benchmarks/bench_core.py            # 2e7 elements per dtype
+    python benchmarks/bench_core.py --quick    # 2e6
+    PYTHONPATH=. /path/to/venv-with-torch/bin/python benchmarks/bench_core.py   # with torch
+
+Data: near-identical distributions (logits and logits + N(0, 0.001^2) noise, through a
+float64 log-softmax/softmax, then stored as float16, float32 or float64): the case where a
+KL is a small difference of large terms and float32 terms go wrong.
 
 Peers: torch.nn.functional.kl_div (all cores; when torch is installed),
-scipy.special.rel_entr (when installed), naive NumPy (t * (log t - x)), and the
-floor: one single-threaded np.log(t, out=buf) pass over the target. Each is timed
-as the best of several interleaved runs; ratios are what to read.
+scipy.special.rel_entr (when installed), naive NumPy in the data's dtype
+(``t * (log t - x)``), and two floors: one single-threaded ``np.log`` pass over the
+target in its own dtype, and one in float64 (the exact computation cannot avoid a
+float64 log). Each is timed as the best of several runs, peer after peer; ratios are
+what to read. "error" is the distance to the float64 value of the data (float64 terms,
+long-double sum), in ulps of the result dtype.
 """
 
 from __future__ import annotations
@@ -16,13 +24,14 @@ import os
 import platform
 import time
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 
-from kldiv_cli import kl_div
+from kldiv_cli import kl_div, log_softmax, softmax
 
 
-def best_of(fns: dict, repeats: int) -> dict[str, float]:
+def best_of(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
     """Best time of each, peer after peer with a pause between: torch's OpenMP workers
     spin for a while after their work and would slow whatever runs next."""
     times = {}
@@ -38,11 +47,14 @@ def best_of(fns: dict, repeats: int) -> dict[str, float]:
     return times
 
 
-def peers(x: np.ndarray, t: np.ndarray) -> dict:
+def peers(x: np.ndarray, t: np.ndarray) -> dict[str, Callable[[], object]]:
     buf = np.empty_like(t)
-    fns = {
+    buf64 = np.empty(t.shape)
+    t64 = t.astype(np.float64)
+    fns: dict[str, Callable[[], object]] = {
         "kldiv kl_div": lambda: kl_div(x, t, reduction="sum"),
-        "np.log pass (1 thread)": lambda: np.log(t, out=buf),
+        f"np.log pass {t.dtype} (1 thread)": lambda: np.log(t, out=buf),
+        "np.log pass float64 (1 thread)": lambda: np.log(t64, out=buf64),
         "naive numpy": lambda: np.sum(t * (np.log(t) - x)),
     }
     try:
@@ -50,7 +62,7 @@ def peers(x: np.ndarray, t: np.ndarray) -> dict:
         import torch.nn.functional as F
 
         tx, tt = torch.from_numpy(x), torch.from_numpy(t)
-        fns["torch kl_div"] = lambda: F.kl_div(tx, tt, reduction="sum")
+        fns["torch kl_div"] = lambda: F.kl_div(tx, tt, reduction="sum").numpy()
     except ImportError:
         pass
     try:
@@ -62,8 +74,39 @@ def peers(x: np.ndarray, t: np.ndarray) -> dict:
     return fns
 
 
+def close_pair(rows: int, cols: int, dtype: str) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(rows, cols))
+    x = log_softmax(logits + rng.normal(0, 1e-3, logits.shape)).astype(dtype)
+    return x, softmax(logits).astype(dtype)
+
+
+def exact(x: np.ndarray, t: np.ndarray) -> float:
+    x64, t64 = x.astype(np.float64), t.astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(t64 == 0, 0.0, t64 * (np.log(t64) - x64))
+    return float(terms.astype(np.longdouble).sum())
+
+
+def ulps(value: object, reference: float, dtype: np.dtype) -> float:
+    v = float(np.asarray(value, dtype=np.float64))
+    return abs(v - reference) / float(np.spacing(dtype.type(abs(reference))))
+
+
+def one_thread_cpu(x: np.ndarray, t: np.ndarray, repeats: int) -> float:
+    """Seconds per element of the engine's sum on one thread, by that thread's CPU time."""
+    from kldiv_cli.core.engine import total_loss
+
+    runs = []
+    for _ in range(repeats + 1):
+        start = time.thread_time()
+        total_loss(x, t, False, np.result_type(x, t), threads=1)
+        runs.append(time.thread_time() - start)
+    return min(runs) / t.size
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
@@ -72,20 +115,38 @@ def main() -> None:
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"numpy {np.__version__}"
     )
-    rng = np.random.default_rng(0)
-    cases = [("float32", 200_000, 100), ("float64", 100_000, 100)]
-    if args.quick:
-        cases = [(d, r // 10, c) for d, r, c in cases]
-    for dtype, rows, cols in cases:
-        t = rng.dirichlet(np.ones(cols), rows).astype(dtype)
-        x = np.log(rng.dirichlet(np.ones(cols), rows)).astype(dtype)
+    rows, cols = (20_000, 100) if args.quick else (200_000, 100)
+    per_element: dict[str, float] = {}
+    for dtype in ("float16", "float32", "float64"):
+        x, t = close_pair(rows, cols, dtype)
         n = t.size
-        times = best_of(peers(x, t), args.repeats)
+        fns = peers(x, t)
+        reference = exact(x, t)
+        errors = {
+            name: ulps(fn(), reference, np.dtype(dtype))
+            for name, fn in fns.items()
+            if "pass" not in name
+        }
+        times = best_of(fns, args.repeats)
         ours = times["kldiv kl_div"]
-        print(f"\n{dtype}, {rows} x {cols} = {n:,} elements")
-        print(f"{'':26} {'Melem/s':>9} {'time/kldiv':>11}")
+        per_element[dtype] = ours / n
+        print(f"\n{dtype}, {rows} x {cols} = {n:,} elements (near-identical distributions)")
+        print(f"{'':32} {'Melem/s':>9} {'time/kldiv':>11} {'error (ulp)':>12}")
         for name, sec in times.items():
-            print(f"{name:26} {n / sec / 1e6:9.0f} {sec / ours:10.2f}x")
+            err = f"{errors[name]:12.3g}" if name in errors else ""
+            print(f"{name:32} {n / sec / 1e6:9.0f} {sec / ours:10.2f}x {err}")
+    print(
+        "\nkldiv per element, wall clock: float16 / float32 time = "
+        f"{per_element['float16'] / per_element['float32']:.2f}, "
+        f"float64 / float32 = {per_element['float64'] / per_element['float32']:.2f}"
+    )
+    # Thread CPU time on one thread: what other load on the machine changes least.
+    cpu = {d: one_thread_cpu(*close_pair(rows, cols, d), args.repeats) for d in per_element}
+    print(
+        "kldiv per element, one thread, CPU time: "
+        + ", ".join(f"{d} {sec * 1e9:.2f} ns" for d, sec in cpu.items())
+        + f"; float16 / float32 = {cpu['float16'] / cpu['float32']:.2f}"
+    )
 
 
 if __name__ == "__main__":
