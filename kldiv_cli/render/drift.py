@@ -45,11 +45,12 @@ def _pct(share: float) -> str:
     return f"{share:.1%}"
 
 
-def missing_text(c: ColumnResult, change: bool = True) -> str:
-    """``0.0% → 10.0% (+10.0 pts)``: the missing share of rows on each side."""
+def missing_text(c: ColumnResult) -> str:
+    """``0.0% → 10.0% (+10.0 pts)``: the missing share of rows on each side, and the
+    change when there is one."""
     m = c.missing
     text = f"{_pct(m.reference_share)} → {_pct(m.current_share)}"
-    return text + (f" ({100 * m.change:+.1f} pts)" if change and m.change else "")
+    return text + (f" ({100 * m.change:+.1f} pts)" if m.change else "")
 
 
 def new_text(c: ColumnResult, limit: int = 10) -> str:
@@ -196,7 +197,7 @@ def print_table(report: DriftReport, stream: IO[str], color: bool | None) -> Non
             c.role.value,
             Text(c.state.value, style=_STYLE[c.state]),
             _fmt(c.value),
-            Text(missing_text(c, False), style="red" if Reason.MISSING in c.reasons else ""),
+            Text(missing_text(c), style="red" if Reason.MISSING in c.reasons else ""),
             Text(new_text(c, 3), style="red" if c.n_new_categories else ""),
             Text(explain(c, s)),
         )
