@@ -23,7 +23,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["KINDS", "MEASURES", "Pair", "distribution", "pair", "row_measures", "token_measures"]
+__all__ = [
+    "KINDS",
+    "MEASURES",
+    "Pair",
+    "Scratch",
+    "distribution",
+    "pair",
+    "row_measures",
+    "token_measures",
+]
 
 #: What an input's numbers are.
 KINDS: tuple[str, ...] = ("logits", "log-probs", "probs")
