@@ -17,7 +17,7 @@ FormatOpt = Annotated[
         "--format",
         "-f",
         metavar="[auto|plain|json|csv|table|markdown]",
-        help="Output format. auto: a table on a terminal, plain (bare numbers) otherwise.",
+        help="Output format. auto: a table on a terminal, plain otherwise (parseable lines: a bare number for a scalar, CSV rows for arrays; see the command's help).",
     ),
 ]
 QuietOpt = Annotated[
