@@ -252,9 +252,8 @@ def row_measures(
             kl = -np.multiply(p, d, out=work).sum(axis=-1)
             kl_reverse = qd.sum(axis=-1)
             half = np.log1p(np.multiply(pr.ed, 0.5, out=work), out=work)
-            terms = np.subtract(
-                qd, np.multiply(np.add(p, q, out=s.get("mass", d.shape)), half, out=work), out=work
-            )
+            mass = np.add(p, q, out=s.get("mass", d.shape))
+            terms = np.subtract(qd, np.multiply(mass, half, out=work), out=work)
             js = 0.5 * terms.sum(axis=-1)
         else:
             kl = np.where(p == 0, 0.0, p * -d).sum(axis=-1)
