@@ -290,3 +290,20 @@ def test_float64_transforms_round_nothing(dtype) -> None:
     assert apply_transform("exp", logits, dtype=np.float64).dtype == np.float64
     assert apply_transform("none", logits, dtype=np.float64) is logits
     assert log_softmax(logits).dtype == np.dtype(dtype)  # None: torch's dtype
+
+
+def test_engine_calls_inside_its_own_pool_do_not_wait_on_it() -> None:
+    """The job layer may call the engine from workers of the engine's pool: nested calls
+    run on their worker, where waiting for the busy pool would deadlock it."""
+    x, t = close_pair(SHAPES[1], "float32", False)
+    f32 = np.dtype("float32")
+
+    def both() -> tuple[float, np.ndarray]:
+        return engine.total_loss(x, t, False, f32, 2), engine.row_sums(x, t, False, f32, 2)
+
+    expected = both()
+    pool = engine._pool(2)
+    for future in [pool.submit(both) for _ in range(2)]:  # every worker busy at once
+        total, rows = future.result(timeout=60)
+        assert total == expected[0]
+        np.testing.assert_array_equal(rows, expected[1])

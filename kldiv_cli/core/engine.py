@@ -79,6 +79,14 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _threads(threads: int | None) -> int:
+    """The thread count to use: 1 inside a worker of our own pools, whose waiting on the
+    pool it runs in could deadlock it."""
+    if threading.current_thread().name.startswith(_POOL_PREFIX):
+        return 1
+    return default_threads() if threads is None else max(1, threads)
+
+
 def combine(parts: Iterable[float]) -> float:
     """Exact, order-independent combination of float64 partial sums.
 
@@ -368,7 +376,7 @@ def partial_sums(
         return chunk_sum(xf[i : i + chunk], tf[i : i + chunk], log_target, dtype)
 
     starts = range(0, xf.size, chunk)
-    threads = default_threads() if threads is None else max(1, threads)
+    threads = _threads(threads)
     if threads == 1 or xf.size < PARALLEL_MIN:
         return [one(i) for i in starts]
 
@@ -390,7 +398,7 @@ def column_partials(
     """:func:`partial_sums` of several pairs of same-shape arrays (table columns), in
     order. Several pairs run one per thread; a single pair is split across the threads.
     Either way the partials are the same."""
-    threads = default_threads() if threads is None else max(1, threads)
+    threads = _threads(threads)
     if threads == 1 or len(pairs) == 1:
         return [p for x, t in pairs for p in partial_sums(x, t, log_target, dtype, threads)]
 
@@ -580,7 +588,7 @@ def _same_shape_rows(
         out[i : i + per] = _rows_of_block(x[i : i + per], t[i : i + per], log_target, dtype)
 
     starts = range(0, rows, per)
-    threads = default_threads() if threads is None else max(1, threads)
+    threads = _threads(threads)
     if threads == 1 or x.size < PARALLEL_MIN:
         for i in starts:
             one(i)
@@ -590,6 +598,7 @@ def _same_shape_rows(
 
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOL_PREFIX = "kldiv-engine"
 
 
 def _pool(threads: int) -> ThreadPoolExecutor:
@@ -600,5 +609,5 @@ def _pool(threads: int) -> ThreadPoolExecutor:
         # Imported here: small inputs never need it, and the CLI starts faster without it.
         from concurrent.futures import ThreadPoolExecutor
 
-        pool = _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="kldiv")
+        pool = _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix=_POOL_PREFIX)
     return pool
