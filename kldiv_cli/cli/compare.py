@@ -160,6 +160,8 @@ def compare(
 
     Each row is one position; the last axis holds the classes. Statistics are named as
     llama.cpp's (mean ± standard error, percentiles 0.1 % … 99.9 %), computed in float64.
+    Output: one line per statistic as llama.cpp prints them (auto, plain, table); -f json
+    (the names --fail-above/--fail-below take), csv and markdown (statistic,value rows).
     """
     from ..errors import UsageError
     from ..io.sources import ReadOptions
