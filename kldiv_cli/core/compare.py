@@ -97,9 +97,8 @@ class Scratch:
     """Block-sized float64 work arrays kept from one call to the next (one per thread).
 
     Fresh temporaries of a megabyte or more come from ``mmap`` and are page-faulted
-    in anew for every block; kept buffers are not (a 2000 × 32000 comparison: 1.2
-    million page faults, 3.3 s of CPU -> 0.9 s). A :class:`Pair` made with a scratch
-    lives in its buffers until the next call that uses the same scratch.
+    in anew for every block; kept buffers are not. A :class:`Pair` made with a
+    scratch lives in its buffers until the next call that uses the same scratch.
     """
 
     def __init__(self) -> None:
