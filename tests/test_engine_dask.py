@@ -159,6 +159,15 @@ def test_an_unreachable_scheduler_is_one_line(data, monkeypatch) -> None:
         D.run_compute_dask(ComputeRequest(x + ".npy", t + ".npy"))
 
 
+@pytest.mark.parametrize("address", ["foo", "http://127.0.0.1:1"])
+def test_a_malformed_scheduler_address_is_a_usage_error(data, address) -> None:
+    from kldiv_cli.errors import UsageError
+
+    x, t = data
+    with pytest.raises(UsageError, match="not a Dask scheduler address.*tcp://HOST:PORT"):
+        D.run_compute_dask(ComputeRequest(x + ".npy", t + ".npy"), address)
+
+
 def test_without_an_address_a_local_cluster_is_started_noted_and_closed(data) -> None:
     x, t = data
     request = ComputeRequest(x + ".npy", t + ".npy", reduction="batchmean")

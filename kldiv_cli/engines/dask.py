@@ -131,6 +131,11 @@ def connect(cluster: Cluster, note: Callable[[str], None] | None = None) -> Iter
                     f"started a local Dask cluster: {n} worker process{'es' if n > 1 else ''} "
                     "on 127.0.0.1, no dashboard (give --scheduler ADDRESS to use a running one)"
                 )
+    except ValueError as exc:  # a malformed address: no port, an unknown scheme
+        raise UsageError(
+            f"--scheduler {clean(str(address))}: not a Dask scheduler address ({exc}); "
+            "give tcp://HOST:PORT"
+        ) from None
     except (OSError, TimeoutError) as exc:
         if local is not None:
             local.close()
