@@ -15,15 +15,15 @@ chunk gives one float64 partial sum, and the partials are combined exactly
 block sizes, and a distributed engine (Dask, Spark) can run :func:`partial_sums` on its own
 partitions and :func:`combine` the results.
 
-Per chunk, a fast path serves strictly positive, finite targets and finite inputs: the
-chunk is widened into this thread's float64 buffers (float16 through an exact bit-level
-widening, much faster than NumPy's float16 cast), then ``log``, one subtraction and one
-dot product, all in place (ufuncs and the dot release the GIL, so threads run in
-parallel). Any chunk whose fast sum is not finite (a zero, negative, NaN or infinite
-target, an infinite input) is summed again with torch's special-value rules evaluated in
-float64 (``xlogy``: a zero target gives 0 against a finite input), and where torch's own
-terms are not finite (its NaN/inf pattern, including terms that overflow the result dtype
-in torch) the sum is that of torch's non-finite terms, so the NaN/±inf pattern is torch's.
+Per chunk: the operands are widened into this thread's float64 buffers (float16 through an
+exact bit-level widening, much faster than NumPy's float16 cast), then ``log``, a
+subtraction, a multiply and a pairwise sum run in place (ufuncs release the GIL, so threads
+run in parallel). Zero targets (found by the chunk's minimum) get torch's ``xlogy`` rule, 0
+against a finite input. Wherever torch's own terms would not be finite (a zero target
+against an infinite input, negative, NaN or infinite values, and terms that overflow in
+torch's dtypes, found from the chunk's extremes), the chunk's sum is that of torch's
+non-finite terms, so the NaN/±inf pattern is torch's. :func:`row_sums` gives the same exact
+values per row.
 
 The pointwise loss (``reduction="none"``) is not computed here: it stays torch's, term by
 term, in :mod:`.pointwise`.
