@@ -25,7 +25,7 @@ from ..errors import InputError, UsageError
 from ..io.kld import KldSource, open_kld
 from ..io.safetensors import open_safetensors
 from ..io.sources import ReadOptions, open_source
-from .compute import _prefetch, _rebatch
+from .blocks import prefetch, rebatch
 
 __all__ = [
     "CompareRequest",
@@ -212,7 +212,7 @@ def _row_blocks(src: Reader, rows: int, width: int) -> Iterator[np.ndarray]:
     else:
         inner = math.prod(shape[1:-1]) if len(shape) > 2 else 1
         blocks = (b.reshape(-1, width) for b in src.iter_chunks(max(1, rows // max(inner, 1))))
-    return _rebatch(blocks, rows)
+    return rebatch(blocks, rows)
 
 
 def _zip(
@@ -421,7 +421,7 @@ def _measured(
     with ThreadPoolExecutor(threads, thread_name_prefix="kldiv-compare") as pool:
         pending: deque[Any] = deque()
         try:
-            for rb, cb in _prefetch(blocks):
+            for rb, cb in prefetch(blocks):
                 pending.append(submit(rb, cb))
                 del rb, cb
                 if len(pending) >= threads:

@@ -18,6 +18,7 @@ from ..core import REDUCTIONS, broadcast_shape, pointwise, result_dtype
 from ..core.transforms import TRANSFORMS, apply_transform
 from ..errors import InputError, UsageError
 from ..io.sources import ReadOptions, Source, column_array, open_source
+from .blocks import prefetch, rebatch
 from .diagnostics import Diagnostics
 
 #: ``progress(done, total)``: input elements summed so far, and in all (-1 while unknown).
@@ -316,7 +317,7 @@ def _run_row_blocks(run: _Run, sink=None) -> ComputeResult:
     rows = _block_rows(request.chunk_rows, width)
 
     def blocks():
-        pairs = _prefetch(_zip_blocks(sx, st, rows))
+        pairs = prefetch(_zip_blocks(sx, st, rows))
         return _converted(request, pairs, st.label)
 
     # Rows are -1 until counted (a streamed CSV).
@@ -330,7 +331,7 @@ def _run_row_groups(run: _Run) -> ComputeResult:
     def pairs():
         # A reader thread per side: one thread reading both sides kept the cores
         # half idle (0.5 s against 0.9 s for two 200 MB files here).
-        xs, ts = _prefetch(sx.iter_groups(GROUP_BYTES)), _prefetch(st.iter_groups(GROUP_BYTES))
+        xs, ts = prefetch(sx.iter_groups(GROUP_BYTES)), prefetch(st.iter_groups(GROUP_BYTES))
         for (first, x_cols), (_, t_cols) in zip(xs, ts):
             yield first, x_cols, t_cols
             del x_cols, t_cols
@@ -356,7 +357,7 @@ def _run_columns(run: _Run) -> ComputeResult:
                 [column_array(c, st.dtype) for c in t_cols[j : j + k]],
             )
 
-    return _compute_columnar(run, lambda: _prefetch(whole()))
+    return _compute_columnar(run, lambda: prefetch(whole()))
 
 
 #: The one executor of each plan.
@@ -470,75 +471,6 @@ def _stream_shape(
     return max(sx.shape[0], st.shape[0]), sx.shape[1]
 
 
-def _rebatch(blocks, rows: int):
-    """Blocks of exactly ``rows`` rows (the last may be shorter), whatever the reader yields.
-
-    Only small tails are copied, and a reader's block (a whole Parquet row group,
-    say) is released before the next one is read.
-    """
-    carry = None
-    for block in blocks:
-        start = 0
-        if carry is not None:
-            need = rows - len(carry)
-            if len(block) < need:
-                carry = np.concatenate([carry, block])
-                continue
-            piece = np.concatenate([carry, block[:need]])
-            carry, start = None, need
-            yield piece
-            del piece
-        while len(block) - start >= rows:
-            yield block[start : start + rows]
-            start += rows
-        if start < len(block):
-            carry = block[start:].copy()
-        del block
-    if carry is not None and len(carry):
-        yield carry
-
-
-def _prefetch(items, depth: int = 2):
-    """Produce ``items`` in a background thread, ``depth`` ahead: reading the next block
-    (file I/O and Parquet decoding release the GIL) overlaps computing this one."""
-    import queue
-    import threading
-
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    done = object()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        q.put((item, None), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                del item
-                if stop.is_set():
-                    return
-            q.put((done, None))
-        except BaseException as exc:  # handed to the consumer, raised there
-            q.put((done, exc))
-
-    thread = threading.Thread(target=produce, name="kldiv-reader", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item, error = q.get()
-            if item is done:
-                if error is not None:
-                    raise error
-                return
-            yield item
-            del item
-    finally:
-        stop.set()
-
-
 def _converted(request: ComputeRequest, pairs, labels_source: str):
     first_row = 0
     for xb, tb in pairs:
@@ -550,8 +482,8 @@ def _converted(request: ComputeRequest, pairs, labels_source: str):
 
 
 def _zip_blocks(sx: Source, st: Source, rows: int):
-    xs = _rebatch(sx.iter_chunks(rows), rows)
-    ts = _rebatch(st.iter_chunks(rows), rows)
+    xs = rebatch(sx.iter_chunks(rows), rows)
+    ts = rebatch(st.iter_chunks(rows), rows)
     for xb in xs:
         tb = next(ts, None)
         if tb is None or len(tb) != len(xb):
