@@ -22,7 +22,7 @@ from .options import (
 _KINDS = "[logits|log-probs|probs]"
 
 
-@app.command(no_args_is_help=True)
+@app.command()
 @error_boundary
 def compare(
     reference: Annotated[

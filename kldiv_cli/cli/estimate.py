@@ -1,12 +1,12 @@
 """``kldiv estimate``: the KL estimators RL frameworks log, from sampled tokens' log-probs."""
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from ..errors import ExitCode
 from .app import app
-from .boundary import Messages, current, error_boundary
+from .boundary import Messages, error_boundary
 from .options import (
     DebugOpt,
     DelimiterOpt,
@@ -14,28 +14,12 @@ from .options import (
     MissingOpt,
     NoColorOpt,
     QuietOpt,
-    _emit,
     _read_stdin_if_needed,
+    emit_with_notes,
 )
 
-if TYPE_CHECKING:
-    from ..render import Report
 
-
-def emit_with_notes(report: "Report", fmt: str, output: str | None, no_color: bool) -> None:
-    """:func:`~.options._emit`, and the report's notes (diagnostics) on stderr wherever
-    the output does not carry them: only a terminal table prints them and JSON holds
-    their numbers."""
-    from ..render import resolve_format
-
-    _emit(report, fmt, output, no_color)
-    to_file = bool(output and output != "-")
-    if to_file or resolve_format(fmt, current().stdout_isatty) not in ("table", "json"):
-        for note in report.notes:
-            Messages.note(note)
-
-
-@app.command(no_args_is_help=True)
+@app.command()
 @error_boundary
 def estimate(
     logp: Annotated[

@@ -6,7 +6,6 @@ import typer
 
 from .app import app
 from .boundary import error_boundary
-from .estimate import emit_with_notes
 from .options import (
     DebugOpt,
     DelimiterOpt,
@@ -15,10 +14,11 @@ from .options import (
     NoColorOpt,
     QuietOpt,
     _read_stdin_if_needed,
+    emit_with_notes,
 )
 
 
-@app.command(no_args_is_help=True)
+@app.command()
 @error_boundary
 def gaussian(
     mu: Annotated[

@@ -77,6 +77,19 @@ def _emit(report: "Report", fmt: str, output: str | None, no_color: bool = False
     flush_stdout(env)
 
 
+def emit_with_notes(report: "Report", fmt: str, output: str | None, no_color: bool) -> None:
+    """:func:`_emit`, and the report's notes (diagnostics) on stderr wherever
+    the output does not carry them: only a terminal table prints them and JSON holds
+    their numbers."""
+    from ..render import resolve_format
+
+    _emit(report, fmt, output, no_color)
+    to_file = bool(output and output != "-")
+    if to_file or resolve_format(fmt, current().stdout_isatty) not in ("table", "json"):
+        for note in report.notes:
+            Messages.note(note)
+
+
 class _progress:
     """A Rich progress bar on stderr, for people: only on a terminal, never with --quiet,
     and only once a job has run for :attr:`SHOW_AFTER` seconds without finishing (so
