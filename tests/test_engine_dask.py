@@ -4,6 +4,7 @@ and the cluster errors. Skipped when the ``dask`` extra is not installed."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -101,6 +102,15 @@ def test_two_worker_processes_give_the_local_bits(cluster, data, ext) -> None:
         assert remote.loss.tobytes() == local.loss.tobytes()
         assert remote.diagnostics == local.diagnostics
         assert remote.plan == local.plan
+
+
+def test_a_scheduler_file_is_followed(cluster, data, tmp_path) -> None:
+    x, t = data
+    request = ComputeRequest(x + ".npy", t + ".npy", reduction="batchmean")
+    # What `dask scheduler --scheduler-file` writes, as much as a client reads of it.
+    (tmp_path / "scheduler.json").write_text(json.dumps({"address": cluster.scheduler_address}))
+    result = D.run_compute_dask(request, scheduler_file=str(tmp_path / "scheduler.json"))
+    assert result.loss.tobytes() == compute(request).loss.tobytes()
 
 
 def test_a_worker_that_dies_is_retried_with_the_same_bits(cluster, data, tmp_path) -> None:
