@@ -209,6 +209,16 @@ def test_npz_with_a_member_not_npy_only(tmp_path, target) -> None:
     refused_keeping_output(tmp_path, bad, target, "none.npz")
 
 
+def test_encrypted_npz(tmp_path, target) -> None:
+    with zipfile.ZipFile(bad := tmp_path / "enc.npz", "w") as zf:
+        zf.writestr("x.npy", target.read_bytes())
+    raw = bytearray(bad.read_bytes())
+    raw[6] |= 1  # the "encrypted" flag, local and central headers
+    raw[raw.index(b"PK\x01\x02") + 8] |= 1
+    bad.write_bytes(bytes(raw))
+    refused_keeping_output(tmp_path, bad, target, "enc.npz", "encrypted")
+
+
 # ---------------------------------------------------------------- streams
 
 
@@ -385,6 +395,13 @@ def test_csv_error_search_is_bounded(tmp_path, target, monkeypatch) -> None:
     (bad := tmp_path / "ragged.csv").write_bytes(b"a,b\n" + b"1" * (1 << 20) + b"\n1,2,3\n")
     out = invoke("compute", bad, target)
     refused(out, "ragged.csv")
+
+
+def test_a_semicolon_file_read_with_commas_names_the_delimiter(tmp_path, target) -> None:
+    (bad := tmp_path / "semi.csv").write_text("a;b;c\n0.1;0.2;0.7\n")
+    out = invoke("compute", bad, target)
+    refused(out, "semi.csv")
+    assert "--delimiter ';'" in out.stderr
 
 
 DUPLICATES: dict[str, Callable[[Path], Path]] = {

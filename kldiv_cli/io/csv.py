@@ -155,6 +155,19 @@ def _usable(table_or_batch: Any, schema: Any) -> list[bool]:
     ]
 
 
+def _no_numeric_columns(label: str, names: list[str]) -> InputError:
+    """The error for a table without numbers, with the likely delimiter when the whole
+    header is one column holding another one (a ';'-separated file read with ',')."""
+    if len(names) == 1:
+        other = next((d for d in ";\t|" if d in names[0]), None)
+        if other is not None:
+            return InputError(
+                label,
+                f"has no numeric columns; is the delimiter {other!r}? (--delimiter {other!r})",
+            )
+    return InputError(label, "has no numeric columns")
+
+
 class CsvSource(Source):
     """A CSV/TSV file read whole: as one array, or as Arrow columns."""
 
@@ -167,7 +180,7 @@ class CsvSource(Source):
         names = table.column_names
         chosen = select_columns(label, names, options.columns, _usable(table, table.schema))
         if not chosen:
-            raise InputError(label, "has no numeric columns")
+            raise _no_numeric_columns(label, names)
         picked = [names[i] for i in chosen]
         super().__init__(label, fmt, (table.num_rows, len(chosen)), np.dtype(np.float64), picked)
         self._table = table.select(chosen)
@@ -231,7 +244,7 @@ class CsvStreamSource(Source):
         _check_header(label, names)
         chosen = select_columns(label, names, options.columns, _usable(first_block, schema))
         if not chosen:
-            raise InputError(label, "has no numeric columns")
+            raise _no_numeric_columns(label, names)
         picked = [names[i] for i in chosen]
         super().__init__(label, fmt, (-1, len(chosen)), np.dtype(np.float64), picked)
         self._path = path

@@ -72,6 +72,8 @@ class NpzSource(NpyData):
             with zipfile.ZipFile(archive) as zf, zf.open(self._info) as fp:
                 yield fp
         except _DAMAGED as exc:
+            if isinstance(exc, RuntimeError) and "encrypted" in str(exc):
+                raise InputError(self._archive, "is encrypted (password-protected)") from None
             raise InputError(self._archive, f"is a damaged .npz file ({exc})") from None
 
     @contextmanager
