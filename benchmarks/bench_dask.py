@@ -97,6 +97,7 @@ def main() -> None:
             threads_per_worker=1,
             host="127.0.0.1",
             dashboard_address=None,
+            scheduler_kwargs=D.LOCAL_SCHEDULER,
             silence_logs=logging.ERROR,
         )
 

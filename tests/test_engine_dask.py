@@ -82,6 +82,7 @@ def cluster():
             processes=True,
             host="127.0.0.1",
             dashboard_address=None,
+            scheduler_kwargs=D.LOCAL_SCHEDULER,
             silence_logs=50,
         ) as local:
             yield local
@@ -176,6 +177,20 @@ def test_a_malformed_scheduler_address_is_a_usage_error(data, address) -> None:
     x, t = data
     with pytest.raises(UsageError, match="not a Dask scheduler address.*tcp://HOST:PORT"):
         D.run_compute_dask(ComputeRequest(x + ".npy", t + ".npy"), address)
+
+
+def test_a_scheduler_without_workers_is_one_line(data, monkeypatch) -> None:
+    x, t = data
+    monkeypatch.setattr(D, "CONNECT_TIMEOUT", 1)
+    with distributed.LocalCluster(
+        n_workers=0,
+        host="127.0.0.1",
+        dashboard_address=None,
+        scheduler_kwargs=D.LOCAL_SCHEDULER,
+        silence_logs=50,
+    ) as empty:
+        with pytest.raises(D.ClusterError, match="has no workers"):
+            D.run_compute_dask(ComputeRequest(x + ".npy", t + ".npy"), empty.scheduler_address)
 
 
 def test_without_an_address_a_local_cluster_is_started_noted_and_closed(data) -> None:

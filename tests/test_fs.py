@@ -21,6 +21,7 @@ moto_server = pytest.importorskip("moto.server")
 boto3 = pytest.importorskip("boto3")
 
 from kldiv_cli.core import engine  # noqa: E402
+from kldiv_cli.engines import dask as D  # noqa: E402
 from kldiv_cli.engines import tasks as T  # noqa: E402
 from kldiv_cli.engines.dask import make_job, reduce_job  # noqa: E402
 from kldiv_cli.errors import InputError, OutputError, UsageError  # noqa: E402
@@ -211,7 +212,8 @@ def test_dask_workers_read_s3(s3, data) -> None:
     job = T.Job(request, _side(d, "x.npy", s3), _side(d, "t.npy", s3), T.GRID)
     with distributed.LocalCluster(
         n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
-        dashboard_address=None, silence_logs=50,
+        dashboard_address=None,
+            scheduler_kwargs=D.LOCAL_SCHEDULER, silence_logs=50,
     ) as cluster, distributed.Client(cluster) as client:  # fmt: skip
         parts = run_tasks(client, job, T.split(job, 1))
     total = np.float32(engine.combine([p for part in parts for p in part.partials]))

@@ -38,6 +38,11 @@ CONNECT_TIMEOUT = 10
 TASK_ELEMENTS = 1 << 24
 
 
+#: The local cluster's scheduler: no dashboard, and its HTTP routes (health, metrics),
+#: which listen anyway, on a free port of 127.0.0.1 rather than on 8787.
+LOCAL_SCHEDULER: dict[str, Any] = {"dashboard_address": "127.0.0.1:0", "dashboard": False}
+
+
 class ClusterError(KldivError):
     """The cluster cannot be reached, or it failed the job (exit 2, one line)."""
 
@@ -113,18 +118,16 @@ def connect(cluster: Cluster, note: Callable[[str], None] | None = None) -> Iter
             from ..core.engine import default_threads
 
             n = cluster.workers or default_threads()
+            where = "the local cluster"
             local = distributed.LocalCluster(
                 n_workers=n,
                 threads_per_worker=1,
                 processes=True,
                 host="127.0.0.1",
                 dashboard_address=None,
-                # The scheduler's HTTP routes (health, metrics) still listen: on a free
-                # port of 127.0.0.1, not on 8787 (taken by any other cluster here).
-                scheduler_kwargs={"dashboard_address": "127.0.0.1:0", "dashboard": False},
+                scheduler_kwargs=LOCAL_SCHEDULER,
                 silence_logs=logging.ERROR,
             )
-            where = "the local cluster"
             client = distributed.Client(local)
             if note is not None:
                 note(
@@ -139,13 +142,19 @@ def connect(cluster: Cluster, note: Callable[[str], None] | None = None) -> Iter
     except (OSError, TimeoutError) as exc:
         if local is not None:
             local.close()
-        reason = (
-            "timed out"
-            if isinstance(exc, TimeoutError) or "Timed out" in str(exc)
-            else ("connection refused")
-        )
+        timed_out = isinstance(exc, TimeoutError) or "Timed out" in str(exc)
+        reason = "timed out" if timed_out else "connection refused"
         raise ClusterError(f"cannot reach the Dask scheduler at {where} ({reason})") from None
+    except RuntimeError as exc:  # worker processes that could not start
+        raise ClusterError(f"could not start a local Dask cluster ({exc})") from None
     try:
+        try:
+            client.wait_for_workers(1, timeout=CONNECT_TIMEOUT)
+        except TimeoutError:
+            raise ClusterError(
+                f"the Dask scheduler at {where} has no workers (none joined in "
+                f"{CONNECT_TIMEOUT} s); start some with `dask worker ADDRESS`"
+            ) from None
         check_versions(client)
         yield client
     finally:
