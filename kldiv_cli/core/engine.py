@@ -16,9 +16,9 @@ block sizes, and a distributed engine (Dask, Spark) can run :func:`partial_sums`
 partitions and :func:`combine` the results.
 
 Per chunk: the operands are widened into this thread's float64 buffers (float16 through an
-exact bit-level widening, much faster than NumPy's float16 cast), then ``log``, a
-subtraction, a multiply and a pairwise sum run in place (ufuncs release the GIL, so threads
-run in parallel). Zero targets (found by the chunk's minimum) get torch's ``xlogy`` rule, 0
+exact bit-level widening, much faster than NumPy's float16 cast), then ``log`` and a
+subtraction run in place and BLAS ``ddot`` sums the products on short slices (all release
+the GIL, so threads run in parallel). Zero targets (found by the chunk's minimum) get torch's ``xlogy`` rule, 0
 against a finite input. Wherever torch's own terms would not be finite (a zero target
 against an infinite input, negative, NaN or infinite values, and terms that overflow in
 torch's dtypes, found from the chunk's extremes), the chunk's sum is that of torch's
