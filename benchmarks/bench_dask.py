@@ -67,6 +67,7 @@ def main() -> None:
 
     import distributed
 
+    from kldiv_cli.core.engine import CHUNK
     from kldiv_cli.engines import dask as D
     from kldiv_cli.engines import tasks as T
     from kldiv_cli.jobs.compute import ComputeRequest, compute, open_sources, plan
@@ -102,7 +103,7 @@ def main() -> None:
         )
 
     # Per task: one chunk per task on a running cluster.
-    small_x, small_t = make_pair(folder, args.tasks * (1 << 17), 1 << 10)
+    small_x, small_t = make_pair(folder, args.tasks * CHUNK, 1 << 10)
     small = request(small_x, small_t)
     sx, st = open_sources(small, None)
     job = D.make_job(small, sx, st, plan(small, sx, st))
