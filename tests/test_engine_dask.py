@@ -130,7 +130,7 @@ def test_a_worker_that_dies_is_retried_with_the_same_bits(cluster, data, tmp_pat
     job = _job(request)
     with distributed.Client(cluster) as client:
         client.wait_for_workers(2, timeout=30)
-        parts = D.run_tasks(client, job, D.default_split(job, 1 << 17), dies_once)
+        parts = D.run_tasks(client, job, D.default_split(job, engine.CHUNK), dies_once)
     assert os.path.exists(marker)
     total = engine.combine([p for part in parts for p in part.partials])
     assert np.float32(total).tobytes() == want.tobytes()

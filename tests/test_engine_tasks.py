@@ -169,7 +169,7 @@ def test_non_finite_loss_gets_the_local_explanations(tmp_path: Path) -> None:
 
     def run(j: T.Job) -> list[T.Partial]:
         passes.append(j.explain)
-        return _run(j, default_split(j, 1 << 17))
+        return _run(j, default_split(j, engine.CHUNK))
 
     result = reduce_job(request, sx, st_, job, run)
     assert passes == [False, True]
