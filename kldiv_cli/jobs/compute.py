@@ -163,11 +163,26 @@ def convert(
 
 
 def _transform(name: str, a: np.ndarray, request: ComputeRequest) -> np.ndarray:
+    """A transform as torch computes it for ``-r none`` (its pointwise terms are torch's),
+    and in float64 for every aggregate (nothing rounded before the KL is summed)."""
     if name == "none":
         return a
     if a.ndim and not -a.ndim <= request.dim < a.ndim:
         raise UsageError(f"--dim {request.dim} is out of range for data of shape {a.shape}")
-    return apply_transform(name, a, request.dim, request.temperature)
+    exact = np.float64 if request.reduction != "none" else None
+    return apply_transform(name, a, request.dim, request.temperature, dtype=exact)
+
+
+def result_dtype_for(request: ComputeRequest, sx: Source, st: Source) -> np.dtype:
+    """The dtype torch gives this job's result: transforms keep their operand's dtype
+    (the float64 used for exact aggregates is not torch's), labels become float64 one-hot
+    rows, a 0-d operand is weak."""
+    x = np.empty((0,) * len(sx.shape), sx.dtype)
+    if request.target_labels:
+        t = np.empty((0, 0), np.float64)
+    else:
+        t = np.empty((0,) * len(st.shape), st.dtype)
+    return result_dtype(x, t)
 
 
 #: Elements per streamed block on each side: about 2 MB of float32, cache-friendly and bounded.
@@ -213,6 +228,8 @@ class _Run:
     sx: Source
     st: Source
     progress: Progress | None
+    #: torch's result dtype (see :func:`result_dtype_for`).
+    dtype: np.dtype
 
 
 def compute(
@@ -232,7 +249,7 @@ def compute(
     sx, st = open_sources(request, stdin)
     into_file = request.output is not None and _streamable_output(request)
     chosen = plan(request, sx, st, into_file)
-    run = _Run(request, sx, st, progress)
+    run = _Run(request, sx, st, progress, result_dtype_for(request, sx, st))
     if chosen is Plan.ROW_BLOCKS and into_file:
         from ..io.writers import BlockWriter, atomic_write, output_kind
 
@@ -402,7 +419,7 @@ def _compute_columnar(run: _Run, groups) -> ComputeResult:
     from ..core.engine import column_partials, combine
 
     request, sx, st, progress = run.request, run.sx, run.st, run.progress
-    dtype = result_dtype(np.empty((1, 1), sx.dtype), np.empty((1, 1), st.dtype))
+    dtype = run.dtype
     rows, width = sx.shape
     diagnostics, base, per_batch, caught = _start(request)
     partials: list[float] = []
@@ -526,11 +543,11 @@ def _reduce_blocks(
                 f"{sx.label} and {st.label}",
                 f"shapes do not match: input {x.shape}, target {t.shape}",
             ) from None
-        dtype = result_dtype(x, t)
+        dtype = run.dtype
         diagnostics.update(x, t)
-        terms = pointwise(x, t, request.log_target, dtype) if want_rows or base == "none" else None
+        terms = pointwise(x, t, request.log_target, dtype) if base == "none" else None
         if want_rows:
-            row_values.append(_row_sums(terms, dtype))
+            row_values.append(_row_kl(x, t, request, dtype))
         if base == "none" and sink is None:
             loss = terms
         elif base == "none":
@@ -626,9 +643,10 @@ def _scaled(values: np.ndarray, request: ComputeRequest, dtype: np.dtype) -> np.
         return (values * dtype.type(scale)).astype(dtype)
 
 
-def _row_sums(terms: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """KL per row: the pointwise loss summed over the last axis (float64, rounded once)."""
-    if terms.ndim == 0:
-        return terms.reshape(1)
-    with np.errstate(invalid="ignore"):
-        return terms.sum(axis=-1, dtype=np.float64).astype(dtype).reshape(-1)
+def _row_kl(x: np.ndarray, t: np.ndarray, request: ComputeRequest, dtype: np.dtype) -> np.ndarray:
+    """KL per row (a sum over the last axis), exact: float64 terms, one rounding."""
+    from ..core.engine import row_sums
+
+    if x.ndim == 0 and t.ndim == 0:
+        return pointwise(x, t, request.log_target, dtype).reshape(1)
+    return np.asarray(row_sums(x, t, request.log_target, dtype, request.threads)).reshape(-1)
