@@ -94,7 +94,7 @@ def column_dtype(t: Any) -> np.dtype:
 
 def arrow_dtype(types: Sequence[Any]) -> np.dtype:
     """The dtype a table of these column types is read as."""
-    return np.result_type(*(column_dtype(t) for t in types)) if types else np.dtype(np.float64)
+    return np.dtype(np.result_type(*(column_dtype(t) for t in types)) if types else np.float64)
 
 
 def array_values(array: Any) -> np.ndarray:
