@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .engine import widen
+from .engine import CHUNK, widen
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike, DTypeLike
@@ -58,6 +58,27 @@ def _shifted(a: np.ndarray, axis: int, owned: bool) -> np.ndarray:
         return np.subtract(a, np.max(a, axis=axis, keepdims=True), out=a if owned else None)
 
 
+def _sum_exp(z: np.ndarray, axis: int) -> np.ndarray:
+    """``sum(exp(z))`` along ``axis``, keeping the axis.
+
+    Along the last axis of a C-contiguous array, a block of rows at a time through one
+    small buffer: the same sums (each row is summed on its own either way) without a
+    full-size temporary, whose fresh pages cost more than the ``exp`` itself.
+    """
+    if z.ndim == 0 or axis not in (-1, z.ndim - 1) or not z.flags.c_contiguous:
+        return np.sum(np.exp(z), axis=axis, keepdims=True)
+    width = z.shape[-1]
+    rows = z.reshape(-1, width)
+    per = max(1, CHUNK // max(1, width))
+    buf = np.empty((min(per, len(rows)), width), dtype=z.dtype)
+    out = np.empty(len(rows), dtype=z.dtype)
+    for i in range(0, len(rows), per):
+        block = rows[i : i + per]
+        e = np.exp(block, out=buf[: len(block)])
+        np.sum(e, axis=-1, out=out[i : i + per])
+    return out.reshape((*z.shape[:-1], 1))
+
+
 def log_softmax(
     x: ArrayLike, axis: int = -1, temperature: float = 1.0, *, dtype: DTypeLike | None = None
 ) -> np.ndarray:
@@ -88,7 +109,7 @@ def log_softmax(
     if a.size == 0:
         return a.astype(dtype)
     z = _shifted(a, axis, owned)
-    total = np.sum(np.exp(z), axis=axis, keepdims=True)
+    total = _sum_exp(z, axis)
     if torch_f16 and axis in (-1, a.ndim - 1):
         # torch's last-axis float16 kernel keeps the sum in a float16 buffer.
         total = total.astype(np.float16).astype(np.float32)
