@@ -88,7 +88,8 @@ def column_dtype(t: Any) -> np.dtype:
     import pyarrow as pa
 
     if pa.types.is_floating(t):
-        return np.dtype(t.to_pandas_dtype())
+        kept: np.dtype = np.dtype(t.to_pandas_dtype())
+        return kept
     return np.dtype(np.float64)
 
 
