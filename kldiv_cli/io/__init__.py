@@ -1,8 +1,23 @@
 """Reading inputs and writing outputs: every byte that enters or leaves kldiv passes here.
 
 :mod:`.sources` is the readers' public surface: :func:`~.sources.open_source` opens a
-file, dataset, stream or stdin as a :class:`~.base.Source` of numbers (one module per
-format: :mod:`.npy`, :mod:`.npz`, :mod:`.csv`, :mod:`.parquet`, :mod:`.arrow`), and
+file, dataset, stream or stdin as a :class:`~.base.Source` of numbers, and
 :func:`~.sources.open_columns` gives typed columns for drift. :mod:`.writers` writes
 results atomically. Nothing here computes a divergence.
+
+The rooms:
+
+- :mod:`.base`: ``ReadOptions``, the format names and the :class:`~.base.Source` base;
+- :mod:`.paths`: files, stdin, FIFOs and devices (buffered, bounded), dataset globs;
+- :mod:`.columns`: the column selector and the Arrow to NumPy checks (through buffers);
+- :mod:`.tables`: the ``TableReader`` protocol and ``TableSource`` over it;
+- one module per format: :mod:`.npy`, :mod:`.npz`, :mod:`.csv`, :mod:`.parquet`,
+  :mod:`.arrow`;
+- :mod:`.numeric` (numbers, for compute) and :mod:`.typed` (columns of any type, for
+  drift): the two APIs, each dispatching by format.
+
+A new format is one module with ``open_<fmt>(label, path, data, fmt, options) ->
+Source`` (a table format implements ``tables.TableReader`` and returns a
+``TableSource``), one line in ``numeric.OPENERS``, and its name and extensions in
+``base.FORMATS``/``base.EXTENSIONS``.
 """
