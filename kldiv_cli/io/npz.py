@@ -33,10 +33,10 @@ MAX_RATIO = 1032
 def check_member(label: str, info: zipfile.ZipInfo) -> None:
     """Refuse a member before inflating it: a declared size beyond the memory available
     (with the copy the conversion makes, twice the size), or a compression ratio no
-    deflate stream can have."""
-    if info.compress_type != zipfile.ZIP_STORED and info.file_size > MAX_RATIO * max(
-        info.compress_size, 1
-    ):
+    deflate stream can have (a zeros array reaches about 1026:1; bzip2 and LZMA
+    members, which can go further, are held to the memory check only)."""
+    deflated = info.compress_type == zipfile.ZIP_DEFLATED
+    if deflated and info.file_size > MAX_RATIO * max(info.compress_size, 1):
         raise InputError(
             label,
             f"declares {info.file_size:,} bytes inflated from {info.compress_size:,} "
