@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tempfile
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,7 @@ def _job(request: ComputeRequest, chunk: int | None = None) -> tuple[T.Job, obje
     sx, st_ = open_sources(request, None)
     job = make_job(request, sx, st_, plan(request, sx, st_))
     if chunk is not None:
-        job = T.Job(job.request, job.x, job.t, job.layout, chunk)
+        job = replace(job, chunk=chunk)
     return job, sx, st_
 
 

@@ -10,6 +10,7 @@ import io
 import os
 import tempfile
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -140,7 +141,7 @@ def test_tasks_reading_s3_give_the_local_bits(s3, data, xs, ts, reduction) -> No
     sx, st = open_sources(local_request, None)
     remote_request = ComputeRequest(url(xs), url(ts), reduction=reduction)
     job = make_job(local_request, sx, st, plan(local_request, sx, st), s3)
-    job = T.Job(remote_request, _side(d, xs, s3), _side(d, ts, s3), job.layout)
+    job = replace(job, request=remote_request, x=_side(d, xs, s3), t=_side(d, ts, s3))
     assert job.x.path.startswith("s3://")
 
     def run(j: T.Job) -> list[T.Partial]:
@@ -209,7 +210,9 @@ def test_dask_workers_read_s3(s3, data) -> None:
     d = data[0]
     request = ComputeRequest(str(d / "x.npy"), str(d / "t.npy"), reduction="sum")
     want = compute(request).loss
-    job = T.Job(request, _side(d, "x.npy", s3), _side(d, "t.npy", s3), T.GRID)
+    sx, st = open_sources(request, None)
+    job = make_job(request, sx, st, plan(request, sx, st))
+    job = replace(job, x=_side(d, "x.npy", s3), t=_side(d, "t.npy", s3))
     with distributed.LocalCluster(
         n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
         dashboard_address=None,

@@ -263,7 +263,9 @@ def make_job(
     layout = T.layout(chosen.value)
     if layout == T.WHOLE and T.spreadable(request, x, t):
         layout = T.GRID
-    return T.Job(request, x, t, layout)
+    from ..jobs.compute import result_dtype_for
+
+    return T.Job(request, x, t, layout, str(result_dtype_for(request, sx, st)))
 
 
 def default_split(job: T.Job, elements_per_task: int = TASK_ELEMENTS) -> list[T.Task]:

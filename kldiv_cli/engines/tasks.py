@@ -38,7 +38,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..core import broadcast_shape, result_dtype
+from ..core import broadcast_shape
 from ..core.engine import CHUNK, column_partials, partial_sums
 from ..errors import InputError, KldivError, OutputError, UsageError
 from ..io import fs
@@ -93,6 +93,9 @@ class Job:
     x: Side
     t: Side
     layout: str
+    #: torch's result dtype, from the sources (``jobs.compute.result_dtype_for``): the
+    #: engine sums in it, whatever dtype the transforms computed in.
+    dtype: str
     chunk: int = CHUNK
     #: Count the causes of NaN and inf too (the second pass, after a non-finite loss).
     explain: bool = False
@@ -326,7 +329,7 @@ def _run_grid(job: Job, task: Task) -> Partial:
     r0, r1 = e0 // width, -(-e1 // width)
     x, t = read_rows(job.x, r0, r1), read_rows(job.t, r0, r1)
     x, t = convert(request, x, t, job.t.label, r0)
-    dtype = result_dtype(x, t)
+    dtype = np.dtype(job.dtype)
     lo = e0 - r0 * width
     xf = np.ascontiguousarray(x).reshape(-1)[lo : lo + e1 - e0]
     tf = np.ascontiguousarray(t).reshape(-1)[lo : lo + e1 - e0]
@@ -363,7 +366,7 @@ def _whole(job: Job, x: np.ndarray, t: np.ndarray, diagnostics: Diagnostics) -> 
             f"{job.x.label} and {job.t.label}",
             f"shapes do not match: input {x.shape}, target {t.shape}",
         ) from None
-    dtype = result_dtype(x, t)
+    dtype = np.dtype(job.dtype)
     accumulator = Accumulator(job.request.log_target, 1, job.chunk)
     if x.ndim >= 2 and x.shape == t.shape:
         # The local path's blocks of rows (its diagnostics look at them one by one).
@@ -380,15 +383,11 @@ def _whole(job: Job, x: np.ndarray, t: np.ndarray, diagnostics: Diagnostics) -> 
     return Partial(list(accumulator.partials), int(np.prod(shape)), str(dtype), diagnostics)
 
 
-def _pair_dtype(job: Job) -> np.dtype:
-    return result_dtype(np.empty((1, 1), job.x.dtype), np.empty((1, 1), job.t.dtype))
-
-
 def _run_groups(job: Job, task: Task) -> Partial:
     """Row groups ``[start, stop)``: per column, the partial sums of its chunks (as the
     local row-group path), the value checks per column, the target's row sums per group."""
     request = job.request
-    dtype = _pair_dtype(job)
+    dtype = np.dtype(job.dtype)
     diagnostics = _diagnostics(job)
     partials: list[float] = []
     count = 0
@@ -412,7 +411,7 @@ def _run_groups(job: Job, task: Task) -> Partial:
 def _run_columns(job: Job) -> Partial:
     """The whole tables, column by column (as the local column path)."""
     request = job.request
-    dtype = _pair_dtype(job)
+    dtype = np.dtype(job.dtype)
     diagnostics = _diagnostics(job)
     xs, ts = read_columns(job.x), read_columns(job.t)
     partials = column_partials(list(zip(xs, ts)), request.log_target, dtype, 1)
