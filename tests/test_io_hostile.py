@@ -278,6 +278,13 @@ def test_an_endless_fifo_hits_the_stream_limit(tmp_path, target, monkeypatch) ->
     assert "larger than the 4,194,304 bytes" in out.stderr
 
 
+def test_a_fifo_is_checked_against_its_extension_from_its_first_bytes(tmp_path, target) -> None:
+    fifo, thread = _fifo(tmp_path, "x.parquet", lambda f: f.write(b"0.5,0.5,0.5\n" * 10))
+    out = invoke("compute", fifo, target)
+    refused(out, "x.parquet")
+    assert "not parquet data" in out.stderr
+
+
 def test_an_empty_fifo(tmp_path, target) -> None:
     fifo, thread = _fifo(tmp_path, "empty", lambda f: None)
     refused(invoke("compute", fifo, target), "empty")

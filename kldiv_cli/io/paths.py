@@ -193,36 +193,36 @@ def is_stream(path: str, info: os.stat_result) -> bool:
     return not stat.S_ISREG(info.st_mode) or path.startswith(("/dev/fd/", "/proc/self/fd/"))
 
 
-def read_bounded(fp: BinaryIO, label: str, override: str | None) -> bytes:
+def read_bounded(fp: BinaryIO, label: str, expected: str | None) -> bytes:
     """All of a stream, at most :func:`stream_limit` bytes.
 
     The first 64 KiB are checked before the rest is read, so an endless binary stream
-    (``/dev/zero``) that cannot be the format asked for fails at once.
+    (``/dev/zero``) that cannot be the ``expected`` format (by default: the one its
+    first bytes suggest) fails at once.
     """
     limit = stream_limit()
     head = fp.read(_HEAD_BYTES)
     if not head:
         raise InputError(label, "is empty")
-    _check_head(label, head, override)
+    _check_head(label, head, expected)
     parts = [head]
     size = len(head)
-    while True:
+    while size <= limit:
         block = fp.read(min(1 << 24, limit + 1 - size))
         if not block:
             return b"".join(parts)
         parts.append(block)
         size += len(block)
-        if size > limit:
-            raise InputError(
-                label,
-                f"is a stream larger than the {limit:,} bytes kldiv buffers "
-                "(half the available memory); save it to a file first",
-            )
+    raise InputError(
+        label,
+        f"is a stream larger than the {limit:,} bytes kldiv buffers "
+        "(half the available memory); save it to a file first",
+    )
 
 
-def _check_head(label: str, head: bytes, override: str | None) -> None:
+def _check_head(label: str, head: bytes, expected: str | None) -> None:
     """Fail early on a stream that cannot be what it is read as."""
-    fmt = override or sniff(head)
+    fmt = expected or sniff(head)
     magic = {"npy": (_NPY_MAGIC,), "npz": (b"PK",), "parquet": (b"PAR1",)}.get(fmt)
     if magic is not None and not head.startswith(magic):
         raise InputError(label, f"is not {fmt} data (its first bytes are not a {fmt} header)")
@@ -253,17 +253,16 @@ def resolve(path: str, override: str | None, stdin: bytes | None) -> Resolved:
             STDIN_LABEL, check_format(override) if override else sniff(stdin), None, stdin
         )
     info = check_path(path)
-    if is_stream(path, info):
-        if stat.S_ISDIR(info.st_mode):
-            raise InputError(path, "is a directory, not a file")
-        try:
-            with open(path, "rb") as fp:
-                data = read_bounded(fp, path, override)
-        except OSError as exc:
-            raise InputError(path, exc.strerror or str(exc)) from None
-        ext = os.path.splitext(path)[1].lower()
-        fmt = check_format(override) if override else EXTENSIONS.get(ext) or sniff(data)
-        return Resolved(path, fmt, None, data)
     if stat.S_ISDIR(info.st_mode):
         raise InputError(path, "is a directory, not a file")
-    return Resolved(path, detect_format(path, override), path, None)
+    if not is_stream(path, info):
+        return Resolved(path, detect_format(path, override), path, None)
+    named = (
+        check_format(override) if override else EXTENSIONS.get(os.path.splitext(path)[1].lower())
+    )
+    try:
+        with open(path, "rb") as fp:
+            data = read_bounded(fp, path, named)
+    except OSError as exc:
+        raise InputError(path, exc.strerror or str(exc)) from None
+    return Resolved(path, named or sniff(data), None, data)
