@@ -26,7 +26,7 @@ import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
 
-from .helpers import Outcome, invoke
+from .helpers import SAMPLES, Outcome, invoke
 
 # C0 controls but newline, DEL and C1 controls: none may reach the terminal.
 CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f]")
@@ -409,6 +409,25 @@ def test_a_semicolon_file_read_with_commas_names_the_delimiter(tmp_path, target)
     out = invoke("compute", bad, target)
     refused(out, "semi.csv")
     assert "--delimiter ';'" in out.stderr
+
+
+@pytest.mark.parametrize("delimiter", ["\n", "\r", '"', "ab"])
+def test_impossible_delimiters_are_usage_errors(target, delimiter) -> None:
+    out = invoke(
+        "compute", SAMPLES / "predicted.csv", SAMPLES / "observed.csv", "--delimiter", delimiter
+    )
+    assert out.exit_code == 2 and out.stdout == ""
+    assert len(out.stderr.splitlines()) == 1 and "delimiter" in out.stderr
+    assert not CONTROL.search(out.stderr)
+
+
+@pytest.mark.parametrize("spec", ["", ",", " , "])
+def test_an_empty_column_selection_is_a_usage_error(spec) -> None:
+    out = invoke(
+        "compute", SAMPLES / "predicted.csv", SAMPLES / "observed.csv", "--target-columns", spec
+    )
+    assert out.exit_code == 2 and "names no column" in out.stderr
+    assert len(out.stderr.splitlines()) == 1
 
 
 DUPLICATES: dict[str, Callable[[Path], Path]] = {

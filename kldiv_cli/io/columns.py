@@ -45,6 +45,8 @@ def select_columns(label: str, names: list[str], spec: str | None, usable: list[
             listing = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
             raise UsageError(f"{label}: no column matches {token!r}; columns are: {listing}")
         chosen.extend(h for h in hits if h not in chosen)
+    if not chosen:
+        raise UsageError(f"{label}: the column selection {spec!r} names no column")
     return chosen
 
 

@@ -66,6 +66,8 @@ def csv_layout(
         delimiter = "\t"
     if len(delimiter) != 1:
         raise UsageError(f"the delimiter must be one character, got {delimiter!r}")
+    if delimiter in '\r\n"':
+        raise UsageError(f"the delimiter cannot be {delimiter!r} (a line end or the quote)")
     import csv
 
     lines = text.splitlines()
