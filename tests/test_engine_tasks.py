@@ -303,3 +303,34 @@ def test_streams_cannot_be_read_again_by_tasks(tmp_path: Path) -> None:
         T.describe(sx, request.target, request.target_options, {})
     with pytest.raises(UsageError, match="not stdin"):
         T.describe(sx, "-", request.target_options, {})
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_transforms_of_float64_tables_equal_local_read_whole_or_streamed(
+    tmp_path: Path, monkeypatch, streamed
+) -> None:
+    """float64 logits in Parquet with softmax transforms: the local engine reads a small
+    table whole (column-major) and streams a large one in row blocks; the tasks read rows
+    as the local plan does, so the last bits agree both ways."""
+    if streamed:
+        monkeypatch.setattr("kldiv_cli.io.base.STREAM_ABOVE", 1024)
+    rng = np.random.default_rng(11)
+    for name in ("x", "t"):
+        a = rng.normal(size=(12_000, 37)) * 3
+        table = pa.table({f"c{j}": a[:, j] for j in range(37)})
+        pq.write_table(
+            table, tmp_path / f"{name}.parquet", row_group_size=int(rng.integers(900, 5000))
+        )
+    request = ComputeRequest(
+        str(tmp_path / "x.parquet"),
+        str(tmp_path / "t.parquet"),
+        reduction="sum",
+        input_transform="log-softmax",
+        target_transform="softmax",
+    )
+    local = compute(request)
+    assert local.plan.value == ("row-blocks" if streamed else "whole")
+    job, sx, st_ = _job(request, chunk=None)
+    result = reduce_job(request, sx, st_, job, lambda j: _run(j, T.split(j, 1)))
+    assert result.loss.dtype == np.float64
+    assert result.loss.tobytes() == local.loss.tobytes()

@@ -444,7 +444,10 @@ def read_all(side: Side) -> np.ndarray:
     if side.npy is not None:
         return read_rows(side, 0, side.shape[0]) if side.shape else _npy_scalar(side)
     if side.groups:
-        return read_rows(side, 0, side.shape[0])
+        # Column-major, as the local table reader gives a whole table: a transform's row
+        # sums then add in the same order (NumPy sums the rows of a column-major array
+        # column by column, those of a row-major one pairwise).
+        return read_rows(side, 0, side.shape[0], order="F")
     return _local_source(side).read()
 
 
@@ -457,8 +460,9 @@ def _npy_scalar(side: Side) -> np.ndarray:
     return np.frombuffer(raw, dtype=stored).reshape(()).astype(side.dtype)
 
 
-def read_rows(side: Side, r0: int, r1: int) -> np.ndarray:
-    """Rows ``[r0, r1)`` of a side with ranged reads, in its compute dtype."""
+def read_rows(side: Side, r0: int, r1: int, order: str = "C") -> np.ndarray:
+    """Rows ``[r0, r1)`` of a side with ranged reads, in its compute dtype; a table's in
+    ``order`` (see :func:`read_all`)."""
     r1 = min(r1, side.shape[0])
     if side.npy is not None:
         offset, stored = side.npy
@@ -472,9 +476,7 @@ def read_rows(side: Side, r0: int, r1: int) -> np.ndarray:
         block = np.frombuffer(raw, dtype=dt).reshape((r1 - r0, *side.shape[1:]))
         return block.astype(side.dtype, copy=False)  # a view when stored as computed
     assert side.columns is not None
-    # Column-major, as the local table reader gives rows: a transform's row sums then
-    # add in the same order (NumPy sums a row of a column-major block column by column).
-    out = np.empty((max(r1 - r0, 0), len(side.columns)), dtype=side.dtype, order="F")
+    out = np.empty((max(r1 - r0, 0), len(side.columns)), dtype=side.dtype, order=order)
     first = 0
     for f_index, sizes in enumerate(side.groups):
         for g, n in enumerate(sizes):
