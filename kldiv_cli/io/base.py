@@ -10,14 +10,18 @@ optional capabilities:
 - ``read_columns()`` with ``columnar = True``: the whole table as checked numeric Arrow
   columns (see :func:`.columns.column_array`);
 - ``iter_groups(budget)`` with ``row_groups`` set: Parquet row groups, a few columns at a time.
+
+A table format implements the smaller :class:`TableReader` protocol instead (schema,
+row count, whole and block reads of named columns; :class:`GroupedTableReader` adds
+row groups) and gets its :class:`Source` from :class:`.tables.TableSource`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -141,3 +145,35 @@ class Source:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.label!r}, {self.fmt}, shape={self.shape})"
+
+
+@runtime_checkable
+class TableReader(Protocol):
+    """What a table format gives :class:`.tables.TableSource`.
+
+    ``schema`` and ``num_rows`` are known without reading data. The readers take the
+    selected column names.
+    """
+
+    schema: Any
+    num_rows: int
+
+    def read_table(self, names: list[str]) -> Any:
+        """The selected columns, whole, as one pyarrow table."""
+        ...
+
+    def iter_tables(self, names: list[str], rows: int) -> Iterator[Iterable[Any]]:
+        """Blocks of about ``rows`` rows, each as one or more tables of adjacent columns."""
+        ...
+
+
+@runtime_checkable
+class GroupedTableReader(TableReader, Protocol):
+    """A :class:`TableReader` stored in row groups (a Parquet file)."""
+
+    #: Rows in each row group.
+    row_groups: tuple[int, ...]
+
+    def read_groups(self, names: list[str], budget: int) -> Iterator[Iterable[Any]]:
+        """Row group by row group, tables of adjacent columns of about ``budget`` bytes."""
+        ...

@@ -1,17 +1,17 @@
-"""Numeric sources over Arrow tables: the :class:`TableReader` protocol each table
-format implements (Parquet file, Parquet dataset, Arrow IPC), and :class:`TableSource`,
-which applies the column selection and converts to NumPy for all of them.
+"""Numeric sources over Arrow tables: :class:`TableSource` applies the column selection
+and converts to NumPy for every format implementing :class:`~.base.TableReader`
+(Parquet file, Parquet dataset, Arrow IPC).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
 from ..errors import InputError, UsageError
-from .base import ReadOptions, Source
+from .base import GroupedTableReader, ReadOptions, Source, TableReader
 from .columns import (
     arrow_dtype,
     check_unique,
@@ -22,38 +22,6 @@ from .columns import (
     table_to_array,
     usable_types,
 )
-
-
-@runtime_checkable
-class TableReader(Protocol):
-    """What a table format gives :class:`TableSource`.
-
-    ``schema`` and ``num_rows`` are known without reading data. The readers take the
-    selected column names.
-    """
-
-    schema: Any
-    num_rows: int
-
-    def read_table(self, names: list[str]) -> Any:
-        """The selected columns, whole, as one pyarrow table."""
-        ...
-
-    def iter_tables(self, names: list[str], rows: int) -> Iterator[Iterable[Any]]:
-        """Blocks of about ``rows`` rows, each as one or more tables of adjacent columns."""
-        ...
-
-
-@runtime_checkable
-class GroupedTableReader(TableReader, Protocol):
-    """A :class:`TableReader` stored in row groups (a Parquet file)."""
-
-    #: Rows in each row group.
-    row_groups: tuple[int, ...]
-
-    def read_groups(self, names: list[str], budget: int) -> Iterator[Iterable[Any]]:
-        """Row group by row group, tables of adjacent columns of about ``budget`` bytes."""
-        ...
 
 
 class TableSource(Source):
