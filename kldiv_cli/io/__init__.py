@@ -7,17 +7,18 @@ results atomically. Nothing here computes a divergence.
 
 The rooms:
 
-- :mod:`.base`: ``ReadOptions``, the format names and the :class:`~.base.Source` base;
+- :mod:`.base`: ``ReadOptions``, the format names, the :class:`~.base.Source` base and
+  the ``TableReader`` protocol;
 - :mod:`.paths`: files, stdin, FIFOs and devices (buffered, bounded), dataset globs;
 - :mod:`.columns`: the column selector and the Arrow to NumPy checks (through buffers);
-- :mod:`.tables`: the ``TableReader`` protocol and ``TableSource`` over it;
+- :mod:`.tables`: ``TableSource``, the numeric source over any ``TableReader``;
 - one module per format: :mod:`.npy`, :mod:`.npz`, :mod:`.csv`, :mod:`.parquet`,
   :mod:`.arrow`;
 - :mod:`.numeric` (numbers, for compute) and :mod:`.typed` (columns of any type, for
   drift): the two APIs, each dispatching by format.
 
 A new format is one module with ``open_<fmt>(label, path, data, fmt, options) ->
-Source`` (a table format implements ``tables.TableReader`` and returns a
+Source`` (a table format implements ``base.TableReader`` and returns a
 ``TableSource``), one line in ``numeric.OPENERS``, and its name and extensions in
 ``base.FORMATS``/``base.EXTENSIONS``.
 """
