@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kldiv_cli import kl_div, log_softmax, softmax
-from kldiv_cli.core import engine
+from kldiv_cli.core import engine, half
 from kldiv_cli.core.pointwise import pointwise
 from kldiv_cli.core.transforms import apply_transform
 
@@ -127,10 +127,57 @@ def test_float16_widening_is_exact_for_every_value() -> None:
         assert np.array_equal(operand.a64, part.astype(np.float64))
         assert np.array_equal(np.signbit(operand.a64), np.signbit(part))
     for part in (values, finite, values.reshape(256, 256)[:, ::3]):
-        widened = engine.widen(part)
-        assert widened.shape == part.shape
-        assert np.array_equal(widened, part.astype(np.float64), equal_nan=True)
-        assert np.array_equal(np.signbit(widened), np.signbit(part))
+        for dtype in (np.float64, np.float32):
+            widened = half.widen(part, dtype)
+            assert widened.shape == part.shape and widened.dtype == dtype
+            assert np.array_equal(widened, part.astype(dtype), equal_nan=True)
+            assert np.array_equal(np.signbit(widened), np.signbit(part))
+
+
+def test_float16_narrowing_has_numpys_bits() -> None:
+    """Round to nearest even, ties, subnormals, overflow, inf and NaN payloads: the bits
+    of NumPy's cast, for every float32 exponent and float16 mantissa, with the bits below
+    it at and around each rounding boundary, both signs, and random bit patterns."""
+    rng = np.random.default_rng(3)
+    exponents = np.arange(256, dtype=np.uint32)[:, None, None] << 23
+    mantissas = np.arange(1024, dtype=np.uint32)[None, :, None] << 13
+    below = np.array([0, 1, 0x7FF, 0x800, 0xFFF, 0x1000, 0x1001, 0x1FFF], np.uint32)
+    bits = (exponents | mantissas | below[None, None, :]).reshape(-1)
+    # Results that are float16 subnormals round at other bits: random low bits there.
+    small = (np.arange(100, 114, dtype=np.uint32)[:, None] << 23) | rng.integers(
+        0, 1 << 23, (14, 20_000), dtype=np.uint32
+    )
+    bits = np.concatenate([bits, small.ravel(), rng.integers(0, 1 << 32, 200_000, np.uint32)])
+    bits = np.concatenate([bits, bits | np.uint32(0x80000000)])
+    values = bits.view(np.float32).reshape(-1, 4)
+    with np.errstate(all="ignore"):
+        expected = values.astype(np.float16)
+    got = half.narrow(values)
+    assert got.shape == values.shape and got.dtype == np.float16
+    assert np.array_equal(got.view(np.uint16), expected.view(np.uint16))
+    assert isinstance(half.narrow(np.float32(1.5)), np.float16)
+    assert half.narrow(np.array(1.5, np.float32)).shape == ()
+
+
+def test_float16_pointwise_is_numpys_float16_arithmetic() -> None:
+    """The float16 pointwise loss through the bit conversions has the bits of the same
+    operations through NumPy's float16 casts (what it was computed with before)."""
+    rng = np.random.default_rng(4)
+    x = np.log(rng.dirichlet(np.ones(64), 300)).astype(np.float16)
+    t = rng.dirichlet(np.full(64, 0.05), 300).astype(np.float16)  # many subnormals
+    t.flat[rng.choice(t.size, 40)] = rng.choice(SPECIALS, 40)
+    x.flat[rng.choice(x.size, 40)] = rng.choice(SPECIALS, 40)
+    f32 = np.float32
+    with np.errstate(all="ignore"):
+        xlogy = np.where(t == 0, np.float16(0), t * np.log(t))
+        tx = (t.astype(f32) * x.astype(f32)).astype(np.float16)
+        plain = (xlogy.astype(f32) - tx.astype(f32)).astype(np.float16)
+        e = np.exp(t)
+        d = (t.astype(f32) - x.astype(f32)).astype(np.float16)
+        logged = (e.astype(f32) * d.astype(f32)).astype(np.float16)
+    for log_target, expected in ((False, plain), (True, logged)):
+        got = pointwise(x, t, log_target, np.dtype(np.float16))
+        assert np.array_equal(got.view(np.uint16), expected.view(np.uint16))
 
 
 def test_one_hot_targets_and_masked_inputs_keep_torch_pattern() -> None:

@@ -16,7 +16,7 @@ block sizes, and a distributed engine (Dask, Spark) can run :func:`partial_sums`
 partitions and :func:`combine` the results.
 
 Per chunk: the operands are widened into this thread's float64 buffers (float16 through an
-exact bit-level widening, much faster than NumPy's float16 cast), then ``log`` and a
+exact bit-level widening, :mod:`.half`), then ``log`` and a
 subtraction run in place and BLAS ``ddot`` sums the products on short slices (all release
 the GIL, so threads run in parallel). Zero targets (found by the chunk's minimum) get torch's ``xlogy`` rule, 0
 against a finite input. Wherever torch's own terms would not be finite (a zero target
@@ -33,12 +33,12 @@ from __future__ import annotations
 
 import math
 import os
-import struct
 import threading
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from . import half
 from .pointwise import pointwise
 
 if TYPE_CHECKING:
@@ -55,7 +55,6 @@ __all__ = [
     "partial_sums",
     "row_sums",
     "total_loss",
-    "widen",
 ]
 
 #: Elements per chunk: large enough that the fixed cost of a chunk's dozen NumPy calls
@@ -63,13 +62,6 @@ __all__ = [
 CHUNK = 1 << 18
 #: Below this many elements, threads cost more than they save.
 PARALLEL_MIN = 1 << 20
-#: float16 bits shifted into a float32's place give the value times 2^-112, exactly
-#: (subnormals included); this factor restores it.
-_F16_SCALE = 2.0**112
-_F16_INF = 0x7C00
-_F16_SIGN = 0x8000
-_F16_NEG_INF = 0xFC00
-_F16_SUBNORMAL_END = 0x0400
 
 
 def default_threads() -> int:
@@ -125,85 +117,6 @@ def _buffers(size: int) -> _Buffers:
     return buffers
 
 
-def _f16_bits(codes: np.ndarray, lo: int, hi: int, u: np.ndarray, out: np.ndarray) -> bool:
-    """Widen float16 ``codes`` (their bits) exactly into float64 ``out`` when all values
-    are finite and of one sign, given the smallest and largest code; else return False.
-
-    The bits shifted left by 13 sit where a float32's exponent and mantissa are, so the
-    float32 they spell is the value times 2^-112 (subnormals included); one multiply
-    restores it. A negative code's sign bit lands on exponent bit 5 (a factor 2^32): with
-    no zero or subnormal among them the factor is -2^80; otherwise the sign bit is
-    shifted out first. In place, one dtype per ufunc: a cast inside a ufunc costs
-    several times a copyto, and NumPy's own float16 cast several times all of this.
-    """
-    if hi < _F16_INF:
-        scale = _F16_SCALE
-    elif lo >= _F16_SIGN and hi < _F16_NEG_INF:
-        scale = -_F16_SCALE
-    else:
-        return False
-    f = u.view(np.float32)
-    np.copyto(u, codes)
-    if scale > 0 or lo >= _F16_SIGN + _F16_SUBNORMAL_END:
-        np.left_shift(u, 13, out=u)
-        scale = scale if scale > 0 else -(2.0**80)
-    else:
-        np.left_shift(u, 17, out=u)
-        np.right_shift(u, 4, out=u)
-    np.multiply(f, np.float32(scale), out=f)
-    np.copyto(out, f)
-    return True
-
-
-def _f16_signed(codes: np.ndarray, u: np.ndarray, w: np.ndarray, out: np.ndarray) -> None:
-    """Widen any float16 ``codes`` exactly into float64 ``out`` (mixed signs, inf, nan):
-    :func:`_f16_bits` with the sign bit moved to a float32's, then infinities and NaNs
-    (whose float32 comes out finite) taken from NumPy's cast."""
-    f = u.view(np.float32)
-    np.copyto(u, codes)
-    np.right_shift(u, 15, out=w)
-    np.left_shift(w, 31, out=w)
-    np.left_shift(u, 17, out=u)
-    np.right_shift(u, 4, out=u)
-    special = int(u.max()) >= _F16_INF << 13
-    np.bitwise_or(u, w, out=u)
-    np.multiply(f, np.float32(_F16_SCALE), out=f)
-    np.copyto(out, f)
-    if special:
-        bad = (codes & 0x7FFF) >= _F16_INF
-        out[bad] = codes[bad].view(np.float16)
-
-
-def widen(a: np.ndarray) -> np.ndarray:
-    """``a`` as float64, exactly (a float64 array is returned as it is).
-
-    float16 goes through its bits a chunk at a time (:func:`_f16_bits`,
-    :func:`_f16_signed`): NumPy's float16 cast is several times slower, and slower
-    still on subnormals. For the transforms of an aggregate (logits widened before a
-    float64 log-softmax).
-    """
-    a = np.asarray(a)
-    if a.dtype == np.float64:
-        return a
-    out = np.empty(a.shape, dtype=np.float64)
-    if a.dtype != np.float16:
-        np.copyto(out, a)
-        return out
-    flat, dest = np.ascontiguousarray(a).reshape(-1).view(np.uint16), out.reshape(-1)
-    for i in range(0, flat.size, CHUNK):
-        codes = flat[i : i + CHUNK]
-        n = codes.size
-        buf = _buffers(n)
-        if not _f16_bits(codes, int(codes.min()), int(codes.max()), buf.u[:n], dest[i : i + n]):
-            _f16_signed(codes, buf.u[:n], buf.w[:n], dest[i : i + n])
-    return out
-
-
-def _f16_value(code: int) -> float:
-    """The float16 whose bits are ``code``, as a Python float (no NumPy scalar detour)."""
-    return float(struct.unpack("<e", struct.pack("<H", code))[0])
-
-
 class _Operand:
     """One chunk operand: as given, widened exactly to float64, and its extremes (known for
     free after the float16 widening, else found by one reduction when first asked)."""
@@ -227,11 +140,11 @@ class _Operand:
             return out
         codes = a.view(np.uint16)
         lo, hi = int(codes.min()), int(codes.max())
-        if _f16_bits(codes, lo, hi, buf.u[:n], out):
+        if half.one_sign(codes, lo, hi, buf.u[:n], out):
             # One sign: the extreme codes are the extreme values (backwards if negative).
-            self._lo, self._hi = sorted((_f16_value(lo), _f16_value(hi)))
+            self._lo, self._hi = sorted((half.value(lo), half.value(hi)))
         else:
-            _f16_signed(codes, buf.u[:n], buf.w[:n], out)
+            half.any_sign(codes, buf.u[:n], buf.w[:n], out)
         return out
 
     def _reduced(self) -> np.ndarray:

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .half import narrow, widen
+
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
 
@@ -76,11 +78,14 @@ def _op(ufunc: np.ufunc, a: np.ndarray, b: np.ndarray, dtype: np.dtype) -> np.nd
     """``ufunc(a, b)`` as torch computes it for a result of ``dtype``.
 
     float16 ops run in float32 and round once; a weak 0-d float64 operand enters
-    at that working precision instead of being rounded to ``dtype`` first.
+    at that working precision instead of being rounded to ``dtype`` first. The float16
+    conversions go through the bits (:mod:`.half`): the same values as NumPy's casts,
+    which are slow, and very slow on subnormals.
     """
-    work = np.dtype(np.float32) if dtype == np.float16 else dtype
-    out = ufunc(a.astype(work, copy=False), b.astype(work, copy=False), dtype=work)
-    return out.astype(dtype, copy=False)
+    if dtype != np.float16:
+        return ufunc(a.astype(dtype, copy=False), b.astype(dtype, copy=False), dtype=dtype)
+    out = ufunc(widen(a, np.float32), widen(b, np.float32), dtype=np.float32)
+    return narrow(out)
 
 
 def _in_own_dtype(ufunc: np.ufunc, t: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -97,7 +102,8 @@ def _in_own_dtype(ufunc: np.ufunc, t: np.ndarray, dtype: np.dtype) -> np.ndarray
 
 def _xlogy_self(t: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """``xlogy(t, t)`` in ``t``'s own dtype: NaN for NaN, 0 for ±0, else ``t*log(t)``."""
-    return np.where(t == 0, t.dtype.type(0), t * _in_own_dtype(np.log, t, dtype))
+    product = _op(np.multiply, t, _in_own_dtype(np.log, t, dtype), t.dtype)
+    return np.where(t == 0, t.dtype.type(0), product)
 
 
 def pointwise(x: np.ndarray, t: np.ndarray, log_target: bool, dtype: np.dtype) -> np.ndarray:

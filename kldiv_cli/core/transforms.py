@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .engine import CHUNK, widen
+from .engine import CHUNK
+from .half import widen
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike, DTypeLike
@@ -43,7 +44,8 @@ def _prepare(
         raise ValueError(f"axis {axis} is out of bounds for an array of dimension {a.ndim}")
     work = np.dtype(np.float32) if out == np.float16 else out
     given = a
-    a = widen(a) if work == np.float64 else a.astype(work, copy=False)
+    exact = work == np.float64 or a.dtype == np.float16
+    a = widen(a, work.type) if exact else a.astype(work, copy=False)
     owned = a is not given
     if temperature != 1.0:
         a = np.divide(a, work.type(temperature), out=a if owned else None)
