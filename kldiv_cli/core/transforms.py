@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .engine import CHUNK
-from .half import widen
+from .half import narrow, widen
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike, DTypeLike
@@ -58,6 +58,15 @@ def _shifted(a: np.ndarray, axis: int, owned: bool) -> np.ndarray:
     new array, or in ``a`` itself when it is ``owned``."""
     with np.errstate(invalid="ignore"):
         return np.subtract(a, np.max(a, axis=axis, keepdims=True), out=a if owned else None)
+
+
+def _as(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``a`` (float32 or float64) in ``dtype``: float16 through :func:`.half.narrow`, the
+    same rounding as NumPy's cast, which is very slow on subnormal results (softmax
+    probabilities)."""
+    return (
+        narrow(a) if dtype == np.float16 and a.dtype == np.float32 else a.astype(dtype, copy=False)
+    )
 
 
 def _sum_exp(z: np.ndarray, axis: int) -> np.ndarray:
@@ -114,9 +123,9 @@ def log_softmax(
     total = _sum_exp(z, axis)
     if torch_f16 and axis in (-1, a.ndim - 1):
         # torch's last-axis float16 kernel keeps the sum in a float16 buffer.
-        total = total.astype(np.float16).astype(np.float32)
+        total = widen(narrow(total), np.float32)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.subtract(z, np.log(total), out=z).astype(dtype, copy=False)
+        return _as(np.subtract(z, np.log(total), out=z), dtype)
 
 
 def softmax(
@@ -138,7 +147,7 @@ def softmax(
     e = _shifted(a, axis, owned)
     np.exp(e, out=e)
     with np.errstate(invalid="ignore"):
-        return np.divide(e, np.sum(e, axis=axis, keepdims=True), out=e).astype(dtype, copy=False)
+        return _as(np.divide(e, np.sum(e, axis=axis, keepdims=True), out=e), dtype)
 
 
 def apply_transform(
