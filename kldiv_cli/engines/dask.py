@@ -289,6 +289,8 @@ def reduce_job(
     """
     from dataclasses import replace
 
+    import numpy as np
+
     from ..core import finish_reduction
     from ..core.engine import combine
     from ..jobs.compute import _result, _start
@@ -297,11 +299,11 @@ def reduce_job(
     parts = run(job)
     total = combine([p for part in parts for p in part.partials])
     count = sum(part.count for part in parts)
-    dtype = _dtype(parts)
+    dtype = np.dtype(job.dtype)
     shape = T.loss_shape(job) if job.layout in (T.GRID, T.WHOLE) else tuple(job.x.shape)
     batch = job.x.shape[0] if per_batch and len(job.x.shape) else None
     loss = finish_reduction(total, count, base, batch, dtype)
-    if not _finite(loss):
+    if not np.isfinite(loss):
         parts = run(replace(job, explain=True))
     T.merge_diagnostics([part.diagnostics for part in parts], diagnostics)
     return _result(request, sx, st, loss, None, dtype, shape, diagnostics, caught)
@@ -321,18 +323,6 @@ def execute(
     job = make_job(request, sx, st, chosen, storage)
     work = default_split(job, elements_per_task)
     return reduce_job(request, sx, st, job, lambda j: run_tasks(client, j, work))
-
-
-def _dtype(parts: list[T.Partial]) -> Any:
-    import numpy as np
-
-    return np.dtype(parts[0].dtype)
-
-
-def _finite(value: Any) -> bool:
-    import numpy as np
-
-    return bool(np.isfinite(value))
 
 
 def run_compute_dask(

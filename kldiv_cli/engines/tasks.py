@@ -35,6 +35,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Literal
 
 import numpy as np
 
@@ -117,7 +118,6 @@ class Partial:
 
     partials: list[float]
     count: int
-    dtype: str
     diagnostics: Diagnostics
 
 
@@ -339,7 +339,7 @@ def _run_grid(job: Job, task: Task) -> Partial:
         _check(job, diagnostics, x[own], t[own], r0 + own.start)
         if job.explain:
             diagnostics.explain(x[own], t[own])
-    return Partial(partials, e1 - e0, str(dtype), diagnostics)
+    return Partial(partials, e1 - e0, diagnostics)
 
 
 def _check(job: Job, diagnostics: Diagnostics, x: np.ndarray, t: np.ndarray, first: int) -> None:
@@ -380,7 +380,7 @@ def _whole(job: Job, x: np.ndarray, t: np.ndarray, diagnostics: Diagnostics) -> 
     if job.explain:
         diagnostics.explain(x, t)
     accumulator.total()  # closes the last chunk
-    return Partial(list(accumulator.partials), int(np.prod(shape)), str(dtype), diagnostics)
+    return Partial(list(accumulator.partials), int(np.prod(shape)), diagnostics)
 
 
 def _run_groups(job: Job, task: Task) -> Partial:
@@ -405,7 +405,7 @@ def _run_groups(job: Job, task: Task) -> Partial:
             for tc in ts:
                 np.add(sums, tc, out=sums)
             diagnostics.update_rows(sums)
-    return Partial(partials, count, str(dtype), diagnostics)
+    return Partial(partials, count, diagnostics)
 
 
 def _run_columns(job: Job) -> Partial:
@@ -424,7 +424,7 @@ def _run_columns(job: Job) -> Partial:
         for tc in ts:
             np.add(sums, tc, out=sums)
         diagnostics.update_rows(sums)
-    return Partial(partials, sum(c.size for c in xs), str(dtype), diagnostics)
+    return Partial(partials, sum(c.size for c in xs), diagnostics)
 
 
 # ---------------------------------------------------------------- reading
@@ -460,7 +460,7 @@ def _npy_scalar(side: Side) -> np.ndarray:
     return np.frombuffer(raw, dtype=stored).reshape(()).astype(side.dtype)
 
 
-def read_rows(side: Side, r0: int, r1: int, order: str = "C") -> np.ndarray:
+def read_rows(side: Side, r0: int, r1: int, order: Literal["C", "F"] = "C") -> np.ndarray:
     """Rows ``[r0, r1)`` of a side with ranged reads, in its compute dtype; a table's in
     ``order`` (see :func:`read_all`)."""
     r1 = min(r1, side.shape[0])
