@@ -96,7 +96,7 @@ def _in_own_dtype(ufunc: np.ufunc, t: np.ndarray, dtype: np.dtype) -> np.ndarray
     float32 SIMD versions in only 60-80%.
     """
     if t.dtype == np.float32 or t.dtype != dtype:
-        return ufunc(t.astype(np.float64)).astype(t.dtype)
+        return ufunc(widen(t)).astype(t.dtype)
     return ufunc(t)
 
 
