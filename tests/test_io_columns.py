@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import decimal
+import json
 
 import numpy as np
 import pyarrow as pa
@@ -115,3 +116,75 @@ def test_parquet_nulls_read_as_nan_on_request(run_cli, tmp_path) -> None:
     r = run_cli("compute", xp, tp, "-r", "none", "--missing", "nan", "-f", "json", "-q")
     assert r.exit_code == 0, r.stderr
     assert r.stdout.count('"NaN"') == 2
+
+
+# ---------------------------------------------------------------- wide CSVs through NumPy
+
+_cells = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.integers(-(2**70), 2**70).map(str),
+    st.sampled_from(["1e5", ".5", "5.", "+1.5", "-0.0", "1E-300", '"0.25"', " 7 "]),
+)
+
+
+@st.composite
+def numeric_csvs(draw):
+    """A CSV of plain numbers: header or not, comma or tab, LF or CRLF, quoted cells."""
+    rows, cols = draw(st.integers(1, 6)), draw(st.integers(1, 6))
+    delimiter = draw(st.sampled_from([",", "\t"]))
+    newline = draw(st.sampled_from(["\n", "\r\n"]))
+    lines = [delimiter.join(f"c{j}" for j in range(cols))] if draw(st.booleans()) else []
+    for _ in range(rows):
+        lines.append(delimiter.join(draw(_cells) for _ in range(cols)))
+    return delimiter, (newline.join(lines) + newline).encode()
+
+
+@settings(max_examples=150, deadline=None)
+@given(numeric_csvs())
+def test_wide_numpy_reader_reads_what_pyarrow_reads(case) -> None:
+    from kldiv_cli.io import csv as csv_reader
+
+    delimiter, data = case
+    options = ReadOptions(delimiter=delimiter)
+    layout = csv_reader.csv_layout("t", None, data, "csv", options)
+    wide = csv_reader.read_wide("t", None, data, "csv", layout)
+    assert wide is not None
+    whole = csv_reader.CsvSource("t", "csv", None, data, options)
+    assert wide.shape == whole.shape and wide.columns == whole.columns
+    np.testing.assert_array_equal(wide.read(), whole.read())
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["a,b\n1,x\n", "a,b\n1,\n", "a,b\n1,2\n3\n", "a,b\n1,2,\n", "a,b\n", "1,0x10\n", "a,a\n1,2\n"],
+)
+def test_wide_numpy_reader_leaves_anything_else_to_pyarrow(text) -> None:
+    from kldiv_cli.errors import InputError
+    from kldiv_cli.io import csv as csv_reader
+
+    data = text.encode()
+    layout = csv_reader.csv_layout("t", None, data, "csv", ReadOptions())
+    try:
+        assert csv_reader.read_wide("t", None, data, "csv", layout) is None
+    except InputError as exc:  # duplicate names are refused by either reader
+        assert "two columns named" in str(exc)
+
+
+def test_a_wide_csv_is_read_by_numpy_and_a_text_cell_still_names_its_line(
+    run_cli, tmp_path, monkeypatch
+) -> None:
+    from kldiv_cli.io import csv as csv_reader
+
+    rng = np.random.default_rng(9)
+    t = rng.dirichlet(np.ones(6000), size=3)
+    np.savetxt(tp := tmp_path / "t.csv", t, delimiter=",", fmt="%.17g")
+    np.save(xp := tmp_path / "x.npy", np.log(t))
+    r = run_cli("compute", xp, tp, "-r", "sum", "-f", "json", "-q")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["target"]["shape"] == [3, 6000]
+    lines = tp.read_text().splitlines()
+    lines[2] = "oops," + lines[2].split(",", 1)[1]
+    tp.write_text("\n".join(lines) + "\n")
+    r = run_cli("compute", xp, tp, "-r", "sum")
+    assert r.exit_code == 2 and "line 3: 'oops' is not a number" in r.stderr, r.stderr
+    assert csv_reader.WIDE <= 6000
