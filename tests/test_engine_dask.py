@@ -214,3 +214,18 @@ def test_exact_quantiles_on_the_cluster(cluster) -> None:
         client.wait_for_workers(2, timeout=30)
         got = exact_quantiles(parts, lambda p: p, qs, D.runner(client))
     assert got.tobytes() == np.quantile(np.concatenate(parts), qs).tobytes()
+
+
+def test_the_command_line_runs_on_the_cluster(cluster, data) -> None:
+    from .helpers import invoke
+
+    x, t = data
+    args = ("compute", x + ".npy", t + ".npy", "-r", "batchmean", "-f", "json")
+    local = invoke(*args)
+    remote = invoke(*args, "--engine", "dask", "--scheduler", cluster.scheduler_address)
+    assert remote.exit_code == local.exit_code == 0, remote.stderr
+    import json
+
+    assert json.loads(remote.stdout)["loss"] == json.loads(local.stdout)["loss"]
+    bad = invoke(*args, "--engine", "spark")
+    assert bad.exit_code == 2 and bad.stderr.count("\n") == 1 and "local or dask" in bad.stderr

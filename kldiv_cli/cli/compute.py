@@ -4,19 +4,25 @@ from typing import Annotated
 
 import typer
 
-from ..errors import ExitCode
+from ..errors import ExitCode, UsageError
 from .app import app
 from .boundary import Messages, error_boundary
 from .options import (
     DebugOpt,
     DelimiterOpt,
+    EngineOpt,
     FormatOpt,
     MissingOpt,
     NoColorOpt,
     QuietOpt,
+    SchedulerFileOpt,
+    SchedulerOpt,
+    StorageOpt,
+    WorkersOpt,
     _emit,
     _progress,
     _read_stdin_if_needed,
+    configure_storage,
 )
 
 
@@ -154,6 +160,11 @@ def compute(
             help="Rows per streamed block (default: about 500k values).",
         ),
     ] = None,
+    engine: EngineOpt = "local",
+    scheduler: SchedulerOpt = None,
+    scheduler_file: SchedulerFileOpt = None,
+    workers: WorkersOpt = None,
+    storage_option: StorageOpt = None,
     quiet: QuietOpt = False,
     no_color: NoColorOpt = False,
     debug: DebugOpt = False,
@@ -202,10 +213,18 @@ def compute(
         threads=threads,
         chunk_rows=chunk_rows,
     )
+    configure_storage(storage_option)
     request.validate()  # before stdin is read
-    stdin = _read_stdin_if_needed(input, target)
-    with _progress(quiet) as progress:
-        result = run(request, stdin, progress=progress)
+    if engine not in ("local", "dask"):
+        raise UsageError(f"unknown engine {engine!r}; choose local or dask")
+    if engine == "dask":
+        from ..engines.dask import run_compute_dask
+
+        result = run_compute_dask(request, scheduler, scheduler_file, workers, note=Messages.note)
+    else:
+        stdin = _read_stdin_if_needed(input, target)
+        with _progress(quiet) as progress:
+            result = run(request, stdin, progress=progress)
     for text in result.warnings + result.diagnostics:
         Messages.warn(text)
     if result.written:

@@ -40,6 +40,43 @@ DelimiterOpt = Annotated[
     typer.Option("--delimiter", help="CSV delimiter (default ',' for .csv, tab for .tsv)."),
 ]
 
+EngineOpt = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        metavar="[local|dask]",
+        help="Where the sums run: this process (local), or tasks on a Dask cluster "
+        '(pip install "kldiv[dask]"); the same bits either way.',
+    ),
+]
+SchedulerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--scheduler",
+        metavar="ADDRESS",
+        envvar="DASK_SCHEDULER_ADDRESS",
+        help="A running Dask scheduler (tcp://HOST:8786); default: a local cluster on 127.0.0.1.",
+    ),
+]
+SchedulerFileOpt = Annotated[
+    str | None,
+    typer.Option("--scheduler-file", metavar="PATH", help="A Dask scheduler file to connect to."),
+]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option("--workers", metavar="N", help="Workers of the local Dask cluster."),
+]
+StorageOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--storage-option",
+        metavar="KEY=VALUE",
+        help="For s3://, gs://, abfs://, hdfs:// paths: endpoint, region, anonymous=true... "
+        "(repeatable; credentials come from the environment only).",
+    ),
+]
+
+
 BinsOpt = Annotated[
     int, typer.Option("--bins", help="Bins per numeric column, from the reference only.")
 ]
@@ -123,6 +160,14 @@ class _progress:
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
             self.bar.stop()
+
+
+def configure_storage(pairs: list[str] | None) -> None:
+    """Apply ``--storage-option KEY=VALUE`` settings to every remote path of this run."""
+    if pairs:
+        from ..io import fs
+
+        fs.configure(fs.parse_options(pairs))
 
 
 def _read_stdin_if_needed(*paths: str) -> bytes | None:

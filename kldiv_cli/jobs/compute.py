@@ -170,6 +170,9 @@ def _transform(name: str, a: np.ndarray, request: ComputeRequest) -> np.ndarray:
     if a.ndim and not -a.ndim <= request.dim < a.ndim:
         raise UsageError(f"--dim {request.dim} is out of range for data of shape {a.shape}")
     exact = np.float64 if request.reduction != "none" else None
+    # Row-major first: a softmax's sums then have the same bits whatever the file's layout
+    # (a Parquet table read whole is column-major; its streamed blocks are row-major).
+    a = np.ascontiguousarray(a)
     return apply_transform(name, a, request.dim, request.temperature, dtype=exact)
 
 
