@@ -52,18 +52,25 @@ def refused(out: Outcome, name: str) -> None:
 
 
 def refused_keeping_output(
-    tmp_path: Path, bad: Path, target: Path, name: str, because: str = ""
-) -> None:
+    tmp_path: Path,
+    bad: Path | str,
+    target: Path,
+    name: str,
+    because: str = "",
+    stdin: bytes = b"",
+    options: tuple[str, ...] = (),
+) -> Outcome:
     """Refused with ``-o`` (for the reason ``because``, when given): the old output is
     kept and no temp file is left."""
     old = tmp_path / "out.npy"
     old.write_bytes(b"old")
     before = sorted(os.listdir(tmp_path))
-    out = invoke("compute", bad, target, "-r", "none", "-o", old)
+    out = invoke("compute", bad, target, "-r", "none", "-o", old, *options, stdin=stdin)
     refused(out, name)
     assert because in out.stderr
     assert old.read_bytes() == b"old"
     assert sorted(os.listdir(tmp_path)) == before
+    return out
 
 
 def npy_with_header(path: Path, header: str, data: bytes = b"") -> Path:
@@ -273,49 +280,45 @@ def test_an_endless_fifo_hits_the_stream_limit(tmp_path, target, monkeypatch) ->
             f.write(line)
 
     fifo, thread = _fifo(tmp_path, "endless", endless)
-    out = invoke("compute", fifo, target)
-    refused(out, "endless")
-    assert "larger than the 4,194,304 bytes" in out.stderr
+    refused_keeping_output(tmp_path, fifo, target, "endless", "larger than the 4,194,304 bytes")
 
 
 def test_a_fifo_is_checked_against_its_extension_from_its_first_bytes(tmp_path, target) -> None:
     fifo, thread = _fifo(tmp_path, "x.parquet", lambda f: f.write(b"0.5,0.5,0.5\n" * 10))
-    out = invoke("compute", fifo, target)
-    refused(out, "x.parquet")
-    assert "not parquet data" in out.stderr
+    refused_keeping_output(tmp_path, fifo, target, "x.parquet", "not parquet data")
 
 
 def test_an_empty_fifo(tmp_path, target) -> None:
     fifo, thread = _fifo(tmp_path, "empty", lambda f: None)
-    refused(invoke("compute", fifo, target), "empty")
+    refused_keeping_output(tmp_path, fifo, target, "empty", "is empty")
 
 
 @pytest.mark.parametrize("fmt", [None, "npy", "npz", "parquet", "csv"])
-def test_dev_zero_fails_at_once(target, fmt) -> None:
-    args = ["--input-format", fmt] if fmt else []
-    refused(invoke("compute", "/dev/zero", target, *args), "/dev/zero")
+def test_dev_zero_fails_at_once(tmp_path, target, fmt) -> None:
+    args = ("--input-format", fmt) if fmt else ()
+    refused_keeping_output(tmp_path, "/dev/zero", target, "/dev/zero", options=args)
 
 
-def test_dev_null_is_empty(target) -> None:
-    refused(invoke("compute", "/dev/null", target), "/dev/null")
+def test_dev_null_is_empty(tmp_path, target) -> None:
+    refused_keeping_output(tmp_path, "/dev/null", target, "/dev/null", "is empty")
 
 
 def test_a_directory_is_not_a_file(tmp_path, target) -> None:
     (d := tmp_path / "d.npy").mkdir()
-    refused(invoke("compute", d, target), "d.npy")
+    refused_keeping_output(tmp_path, d, target, "d.npy", "directory")
 
 
-def test_stdin_is_bounded(target, monkeypatch) -> None:
+def test_stdin_is_bounded(tmp_path, target, monkeypatch) -> None:
     from kldiv_cli.io import paths
 
     monkeypatch.setattr(paths, "memory_available", lambda: 1 << 20)
-    out = invoke("compute", "-", target, stdin=b"0.5,0.5,0.5\n" * 100_000)
-    refused(out, "<stdin>")
+    big = b"0.5,0.5,0.5\n" * 100_000
+    refused_keeping_output(tmp_path, "-", target, "<stdin>", "larger than", stdin=big)
 
 
-def test_stdin_of_binary_noise_fails_from_its_head(target) -> None:
+def test_stdin_of_binary_noise_fails_from_its_head(tmp_path, target) -> None:
     noise = np.random.default_rng(1).bytes(1 << 20).replace(b"PK", b"pk")
-    refused(invoke("compute", "-", target, stdin=b"\x00" + noise), "<stdin>")
+    refused_keeping_output(tmp_path, "-", target, "<stdin>", "binary", stdin=b"\x00" + noise)
 
 
 def test_process_substitution_works(tmp_path, target) -> None:
@@ -406,9 +409,7 @@ def test_csv_error_search_is_bounded(tmp_path, target, monkeypatch) -> None:
 
 def test_a_semicolon_file_read_with_commas_names_the_delimiter(tmp_path, target) -> None:
     (bad := tmp_path / "semi.csv").write_text("a;b;c\n0.1;0.2;0.7\n")
-    out = invoke("compute", bad, target)
-    refused(out, "semi.csv")
-    assert "--delimiter ';'" in out.stderr
+    refused_keeping_output(tmp_path, bad, target, "semi.csv", "--delimiter ';'")
 
 
 @pytest.mark.parametrize("delimiter", ["\n", "\r", '"', "ab"])
@@ -449,9 +450,7 @@ DUPLICATES: dict[str, Callable[[Path], Path]] = {
 @pytest.mark.parametrize("fmt", sorted(DUPLICATES))
 def test_duplicate_column_names(tmp_path, target, fmt) -> None:
     bad = DUPLICATES[fmt](tmp_path)
-    out = invoke("compute", bad, target)
-    refused(out, bad.name)
-    assert "two columns named 'a'" in out.stderr
+    refused_keeping_output(tmp_path, bad, target, bad.name, "two columns named 'a'")
 
 
 @pytest.mark.parametrize("fmt", ["csv", "tsv", "arrow"])
@@ -482,4 +481,5 @@ def test_a_recursive_glob_over_symlink_loops_terminates(tmp_path, target) -> Non
 
 
 def test_a_glob_matching_nothing(tmp_path, target) -> None:
-    refused(invoke("compute", str(tmp_path / "**" / "*.parquet"), target), "*.parquet")
+    pattern = str(tmp_path / "**" / "*.parquet")
+    refused_keeping_output(tmp_path, pattern, target, "*.parquet", "matches no files")
