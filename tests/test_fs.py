@@ -255,3 +255,29 @@ def test_stores_that_cannot_be_opened_here_are_one_line() -> None:
         fs.filesystem("hdfs://namenode:8020/x.npy")
     except InputError as exc:  # no Java here: one line naming what is missing
         assert "libhdfs" in str(exc) and "\n" not in str(exc)
+
+
+@pytest.mark.parametrize(("xs", "ts"), [("x.npy", "t.npy"), ("x_ds", "t_ds")])
+def test_the_command_line_reads_and_writes_s3(s3, data, xs, ts) -> None:
+    """compute on s3:// inputs (local engine) gives the local file's bits; -o s3:// works."""
+    import json
+
+    from .helpers import invoke
+
+    d = data[0]
+    options = [
+        f"--storage-option=endpoint={s3['endpoint_override']}",
+        "--storage-option=region=us-east-1",
+    ]
+    try:
+        local = invoke("compute", d / xs, d / ts, "-r", "batchmean", "-f", "json")
+        remote = invoke("compute", url(xs), url(ts), "-r", "batchmean", "-f", "json", *options)
+        assert remote.exit_code == local.exit_code == 0, remote.stderr
+        assert json.loads(remote.stdout)["loss"] == json.loads(local.stdout)["loss"]
+        out = invoke(
+            "compute", url(xs), url(ts), "-r", "sum", "-o", url(f"out-{xs}.json"), *options
+        )
+        assert out.exit_code == 0, out.stderr
+        assert json.loads(fs.read_bytes(url(f"out-{xs}.json"), s3))["reduction"] == "sum"
+    finally:
+        fs.configure({})  # --storage-option is a setting of the run

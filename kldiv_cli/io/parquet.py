@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ..errors import UsageError
+from . import fs
 from .base import ReadOptions
 from .columns import arrow_error
 from .paths import reject_empty
@@ -99,7 +100,10 @@ class DatasetReader:
 
     def __init__(self, label: str, files: list[str]) -> None:
         self.label = label
-        self._files = [parquet_file(f, f, False, "Parquet dataset") for f in files]
+        self._files = [
+            parquet_file(f, fs.open_input(f) if fs.is_remote(f) else f, False, "Parquet dataset")
+            for f in files
+        ]
         self.schema = self._files[0].schema_arrow
         self.num_rows = sum(f.metadata.num_rows for f in self._files)
 

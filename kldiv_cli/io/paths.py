@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from ..errors import InputError, UsageError
+from . import fs
 from .base import EXTENSIONS, FORMATS, STDIN
 
 STDIN_LABEL = "<stdin>"
@@ -106,6 +107,8 @@ def dataset_files(path: str) -> list[str] | None:
     """
     import glob
 
+    if fs.is_remote(path):
+        return fs.list_parquet(path)
     if os.path.isdir(path):
         found = [
             os.path.join(root, name)
@@ -252,6 +255,10 @@ def resolve(path: str, override: str | None, stdin: bytes | None) -> Resolved:
         return Resolved(
             STDIN_LABEL, check_format(override) if override else sniff(stdin), None, stdin
         )
+    if fs.is_remote(path):
+        # An object in a store is fetched once, like a stream (ranged reads are the Dask
+        # engine's: its tasks read only their rows).
+        return Resolved(path, detect_format(path, override), None, fs.read_bytes(path))
     info = check_path(path)
     if stat.S_ISDIR(info.st_mode):
         raise InputError(path, "is a directory, not a file")
