@@ -130,9 +130,11 @@ class Pair:
     lq: np.ndarray | None = None
 
     def log_q_at(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        if self.lq is not None:
-            return self.lq[rows, cols]
-        return self.lp[rows, cols] + self.d[rows, cols]
+        # Fancy indexing is typed Any in NumPy's stubs; the result is a float64 array.
+        picked: np.ndarray = (
+            self.lq[rows, cols] if self.lq is not None else self.lp[rows, cols] + self.d[rows, cols]
+        )
+        return picked
 
 
 def pair(

@@ -34,7 +34,7 @@ import numpy as np
 from .engine import combine
 
 if TYPE_CHECKING:
-    from numpy.typing import ArrayLike
+    from numpy.typing import ArrayLike, NDArray
 
 __all__ = [
     "AGGREGATES",
@@ -147,7 +147,7 @@ def parse_clamp(spec: str | Clamp) -> Clamp:
     return Clamp(f"{lo:g},{hi:g}", result=(lo, hi))
 
 
-def log_ratio(logp: ArrayLike, ref_logp: ArrayLike) -> np.ndarray:
+def log_ratio(logp: ArrayLike, ref_logp: ArrayLike) -> NDArray[np.float64]:
     """``ref_logp − logp`` in float64 (the inputs widened exactly first).
 
     Raises
@@ -195,7 +195,7 @@ def per_token(logr: np.ndarray, estimator: str, clamp: str | Clamp = "none") -> 
     return np.asarray(out, dtype=np.float64)
 
 
-def real_float64(value: ArrayLike, name: str) -> np.ndarray:
+def real_float64(value: ArrayLike, name: str) -> NDArray[np.float64]:
     """``value`` as a float64 array (widened exactly); TypeError for anything not real."""
     a = np.asarray(value)
     if a.dtype.kind not in "fiu":

@@ -27,7 +27,7 @@ from .engine import combine
 from .estimators import expm1_minus, real_float64, row_sums
 
 if TYPE_CHECKING:
-    from numpy.typing import ArrayLike
+    from numpy.typing import ArrayLike, NDArray
 
 __all__ = ["GAUSSIAN_REDUCTIONS", "SCALE_PARAMS", "active_units", "gaussian_kl", "to_logvar"]
 
@@ -39,7 +39,7 @@ FREE_BITS_REDUCTIONS: tuple[str, ...] = ("batch-mean", "sum", "per-dim")
 ACTIVE_THRESHOLD = 0.01
 
 
-def to_logvar(scale: ArrayLike, scale_param: str = "logvar") -> np.ndarray:
+def to_logvar(scale: ArrayLike, scale_param: str = "logvar") -> NDArray[np.float64]:
     """log σ² (float64) from a scale given as ``logvar``, ``logstd`` (log σ), ``std`` or ``var``.
 
     ``std``/``var`` of 0 give log σ² = −inf (an infinite KL).

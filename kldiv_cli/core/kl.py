@@ -103,12 +103,14 @@ def finish_reduction(
             value = total / count if count else math.nan
         else:
             value = total
+        # ``dtype.type`` of a dtype[Any] is typed Any; it is a NumPy float scalar type.
         if batch is not None:
-            rounded = dtype.type(value)
+            rounded: np.generic = dtype.type(value)
             if not np.isfinite(rounded):
                 return rounded
             value = np.float64(value) / np.float64(batch)
-        return dtype.type(value)
+        result: np.generic = dtype.type(value)
+        return result
 
 
 def kl_div(

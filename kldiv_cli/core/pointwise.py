@@ -6,7 +6,7 @@ The lowest layer of the numeric core: :mod:`.engine` sums these terms and
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -57,7 +57,7 @@ def result_dtype(input: np.ndarray, target: np.ndarray) -> np.dtype:
     return np.promote_types(input.dtype, target.dtype)
 
 
-def broadcast_shape(input_shape: tuple[int, ...], target_shape: tuple[int, ...]) -> tuple:
+def broadcast_shape(input_shape: tuple[int, ...], target_shape: tuple[int, ...]) -> tuple[int, ...]:
     try:
         return np.broadcast_shapes(input_shape, target_shape)
     except ValueError:
@@ -67,7 +67,10 @@ def broadcast_shape(input_shape: tuple[int, ...], target_shape: tuple[int, ...])
         ) from None
 
 
-def _operands(input: ArrayLike, target: ArrayLike):
+def _operands(
+    input: ArrayLike, target: ArrayLike
+) -> tuple[np.ndarray, np.ndarray, np.dtype[Any], tuple[int, ...]]:
+    """Both operands as float arrays, their result dtype and broadcast shape."""
     x = _as_float_array(input, "input")
     t = _as_float_array(target, "target")
     shape = broadcast_shape(x.shape, t.shape)
@@ -82,9 +85,13 @@ def _op(ufunc: np.ufunc, a: np.ndarray, b: np.ndarray, dtype: np.dtype) -> np.nd
     conversions go through the bits (:mod:`.half`): the same values as NumPy's casts,
     which are slow, and very slow on subnormals.
     """
+    # A generic ufunc's call is typed Any in NumPy's stubs; with arrays in, an array out.
     if dtype != np.float16:
-        return ufunc(a.astype(dtype, copy=False), b.astype(dtype, copy=False), dtype=dtype)
-    out = ufunc(widen(a, np.float32), widen(b, np.float32), dtype=np.float32)
+        same: np.ndarray = ufunc(
+            a.astype(dtype, copy=False), b.astype(dtype, copy=False), dtype=dtype
+        )
+        return same
+    out: np.ndarray = ufunc(widen(a, np.float32), widen(b, np.float32), dtype=np.float32)
     return narrow(out)
 
 
@@ -95,9 +102,11 @@ def _in_own_dtype(ufunc: np.ufunc, t: np.ndarray, dtype: np.dtype) -> np.ndarray
     rounded once: it equals torch's float32 log/exp in 99.9% of elements, NumPy's
     float32 SIMD versions in only 60-80%.
     """
-    if t.dtype == np.float32 or t.dtype != dtype:
-        return ufunc(widen(t)).astype(t.dtype)
-    return ufunc(t)
+    # A generic ufunc's call is typed Any in NumPy's stubs; with an array in, an array out.
+    out: np.ndarray = (
+        ufunc(widen(t)).astype(t.dtype) if t.dtype == np.float32 or t.dtype != dtype else ufunc(t)
+    )
+    return out
 
 
 def _xlogy_self(t: np.ndarray, dtype: np.dtype) -> np.ndarray:

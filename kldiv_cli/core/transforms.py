@@ -57,7 +57,11 @@ def _shifted(a: np.ndarray, axis: int, owned: bool) -> np.ndarray:
     """``a - max(a)`` along ``axis`` (the shift that keeps exp from overflowing), in a
     new array, or in ``a`` itself when it is ``owned``."""
     with np.errstate(invalid="ignore"):
-        return np.subtract(a, np.max(a, axis=axis, keepdims=True), out=a if owned else None)
+        # NumPy's stubs type a ufunc with an optional ``out`` as Any.
+        shifted: np.ndarray = np.subtract(
+            a, np.max(a, axis=axis, keepdims=True), out=a if owned else None
+        )
+    return shifted
 
 
 def _as(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -77,7 +81,9 @@ def _sum_exp(z: np.ndarray, axis: int) -> np.ndarray:
     full-size temporary, whose fresh pages cost more than the ``exp`` itself.
     """
     if z.ndim == 0 or axis not in (-1, z.ndim - 1) or not z.flags.c_contiguous:
-        return np.sum(np.exp(z), axis=axis, keepdims=True)
+        # NumPy's stubs type a sum with ``keepdims`` as Any; it is an array.
+        sums: np.ndarray = np.sum(np.exp(z), axis=axis, keepdims=True)
+        return sums
     width = z.shape[-1]
     rows = z.reshape(-1, width)
     per = max(1, CHUNK // max(1, width))
@@ -177,5 +183,7 @@ def apply_transform(
             d = _float_dtype(dtype, name)
             a = widen(x) if d == np.float64 else np.asarray(x).astype(d, copy=False)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            return np.log(a) if name == "log" else np.exp(a)
+            # A ufunc of an untyped-dtype array is typed Any in NumPy's stubs.
+            result: np.ndarray = np.log(a) if name == "log" else np.exp(a)
+        return result
     raise ValueError(f"unknown transform {name!r}; choose one of {', '.join(TRANSFORMS)}")
