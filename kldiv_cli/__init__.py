@@ -70,7 +70,7 @@ def _print_version() -> None:
     sys.exit(0)
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'kldiv_cli' has no attribute {name!r}")
