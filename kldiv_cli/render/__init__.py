@@ -15,11 +15,19 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
 
 from ..text import clean, clean_lines
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    import numpy as np
+
+    #: A table column: a list of cells or a 1-D NumPy array.
+    Column: TypeAlias = Sequence[Any] | np.ndarray
 
 OUTPUT_FORMATS: tuple[str, ...] = ("auto", "plain", "json", "csv", "table", "markdown")
 
@@ -41,7 +49,7 @@ class Report:
 
     title: str
     document: dict[str, Any]
-    table: dict[str, Sequence[Any]]
+    table: Mapping[str, Column]
     plain: list[str] | Callable[[], list[str]]
     array: Any = None
     notes: list[str] = field(default_factory=list)
@@ -60,7 +68,7 @@ class Report:
         return list(zip(*self.table.values()))
 
 
-def as_rows(values):
+def as_rows(values: np.ndarray) -> np.ndarray:
     """An array as a 2-D table: its last axis across, everything else down (a 1-D
     array is one column). The one layout of arrays in every output format; an array
     with no columns, e.g. (5, 0), is 5 empty rows."""
@@ -185,7 +193,7 @@ def plain_text(lines: Sequence[str]) -> str:
     return text + "\n" if lines else ""
 
 
-def print_report(report: Report, fmt: str, stream, color: bool | None) -> None:
+def print_report(report: Report, fmt: str, stream: IO[str], color: bool | None) -> None:
     """Write ``report`` to ``stream`` (stdout) in ``fmt`` (already resolved)."""
     if fmt != "table":
         stream.write(render_text(report, fmt))

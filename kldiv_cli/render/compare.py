@@ -13,6 +13,7 @@ from . import Report
 
 if TYPE_CHECKING:
     from ..jobs.compare import CompareResult
+    from . import Column
 
 __all__ = ["compare_report", "rows_report"]
 
@@ -129,6 +130,6 @@ def rows_report(result: CompareResult) -> Report:
     Parquet), or a rows × columns float64 array in the same column order (.npy)."""
     import numpy as np
 
-    table: dict[str, Sequence[Any]] = dict(result.per_row)  # type: ignore[arg-type]
+    table: dict[str, Column] = dict(result.per_row)
     array = np.column_stack([np.asarray(v, dtype=np.float64) for v in table.values()])
     return Report(title="kldiv compare rows", document={}, table=table, plain=[], array=array)

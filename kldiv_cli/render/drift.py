@@ -253,7 +253,9 @@ def junit_xml(report: DriftReport) -> bytes:
     )
     root.append(suite)
     ET.indent(root)
-    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="utf-8") + b"\n"
+    # typeshed types tostring() with an encoding other than "unicode" as Any: bytes.
+    body: bytes = ET.tostring(root, encoding="utf-8")
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + body + b"\n"
 
 
 # ----------------------------------------------------------------- HTML

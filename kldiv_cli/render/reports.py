@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .._version import __version__
 from ..jobs.compute import ComputeResult
 from . import Report, as_rows, format_number
+
+if TYPE_CHECKING:
+    from . import Column
 
 
 def _array_lines(values: np.ndarray) -> list[str]:
@@ -21,7 +26,7 @@ def _array_lines(values: np.ndarray) -> list[str]:
 def compute_report(result: ComputeResult) -> Report:
     req = result.request
     loss = result.loss
-    doc = {
+    doc: dict[str, Any] = {
         "loss": loss,
         "reduction": req.reduction,
         "log_target": req.log_target,
@@ -39,6 +44,8 @@ def compute_report(result: ComputeResult) -> Report:
         "kldiv_version": __version__,
     }
     notes = list(result.diagnostics)
+    table: Mapping[str, Column]
+    plain: list[str] | Callable[[], list[str]]
     if result.per_row is not None:
         doc["per_row"] = result.per_row
     if result.top:
@@ -53,7 +60,7 @@ def compute_report(result: ComputeResult) -> Report:
         plain = partial(_array_lines, rows)
         array = rows
         title = "KL(target || input) per row"
-    elif np.ndim(loss):
+    elif loss is not None and np.ndim(loss):
         values = np.asarray(loss)
         flat = as_rows(values)
         table = {f"c{j}": flat[:, j] for j in range(flat.shape[1])}
@@ -74,7 +81,7 @@ def compute_report(result: ComputeResult) -> Report:
     return Report(title=title, document=doc, table=table, plain=plain, array=array, notes=notes)
 
 
-def inspect_report(info: dict) -> Report:
+def inspect_report(info: dict[str, Any]) -> Report:
     rows = [(k, v) for k, v in info.items() if not isinstance(v, (dict, list))]
     rows += [
         (k, ", ".join(map(str, v)))
