@@ -188,7 +188,9 @@ def compare(
         ext = os.path.splitext(path)[1].lower()
         shared_key = key if ext in (".safetensors", ".npz") else None
         cols = None if ext in (".npy", ".npz", ".safetensors", ".kld") else columns
-        return ReadOptions(None, own_key or shared_key, cols, delimiter, missing)
+        return ReadOptions(
+            None, own_key or shared_key, cols, delimiter, missing, key_option="--key"
+        )
 
     request = CompareRequest(
         reference=reference,

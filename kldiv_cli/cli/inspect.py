@@ -55,7 +55,15 @@ def inspect(
     resolve_format(format, False)
     source = open_source(
         file,
-        ReadOptions(file_format, key, columns, delimiter, missing),
+        ReadOptions(
+            file_format,
+            key,
+            columns,
+            delimiter,
+            missing,
+            key_option="--key",
+            format_option="--file-format",
+        ),
         _read_stdin_if_needed(file),
     )
     _emit(inspect_report(inspect_source(source)), format, None, no_color)

@@ -176,4 +176,4 @@ def _read_stdin_if_needed(*paths: str) -> bytes | None:
         return None
     from ..io.sources import read_stdin
 
-    return read_stdin()
+    return read_stdin(current().stdin)

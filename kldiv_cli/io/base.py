@@ -54,6 +54,11 @@ class ReadOptions:
     columns: str | None = None
     delimiter: str | None = None
     missing: str = "error"
+    #: Booleans read as 0 and 1 (a mask); refused otherwise.
+    booleans: bool = False
+    #: The command's own options for a key and a format, named in hints (None: none).
+    key_option: str | None = None
+    format_option: str | None = None
 
 
 class Source:

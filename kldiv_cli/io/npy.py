@@ -18,11 +18,12 @@ from .base import ReadOptions, Source
 NPY_MAGIC = b"\x93NUMPY"
 
 
-def numeric_dtype(label: str, dtype: np.dtype) -> np.dtype:
+def numeric_dtype(label: str, dtype: np.dtype, booleans: bool = False) -> np.dtype:
     """The float dtype kldiv computes in for stored ``dtype``; errors for the rest.
 
-    float16/32/64 keep their width (in native byte order); integers become float64;
-    objects, records, complex, booleans and text are refused.
+    float16/32/64 keep their width (in native byte order); integers (and booleans, when
+    ``booleans``: a mask) become float64; objects, records, complex, booleans and text
+    are refused.
     """
     if dtype.hasobject:
         raise InputError(
@@ -35,7 +36,7 @@ def numeric_dtype(label: str, dtype: np.dtype) -> np.dtype:
         if dtype.itemsize not in (2, 4, 8):
             raise InputError(label, f"holds {dtype} numbers; use float16, float32 or float64")
         return dtype.newbyteorder("=")
-    if kind in "iu":
+    if kind in "iu" or (kind == "b" and booleans):
         return np.dtype(np.float64)
     if kind == "c":
         raise InputError(
@@ -45,6 +46,12 @@ def numeric_dtype(label: str, dtype: np.dtype) -> np.dtype:
         raise InputError(label, "holds booleans, not numbers")
     if kind in "US":
         raise InputError(label, f"holds text ({dtype}), not numbers")
+    if kind == "V" and dtype.itemsize == 2:
+        raise InputError(
+            label,
+            "holds 2-byte raw data (|V2: bfloat16?); NumPy has no bfloat16: "
+            "save float32, or use .safetensors",
+        )
     raise InputError(label, f"holds {dtype} data, not numbers")
 
 
@@ -116,9 +123,10 @@ class NpyData(Source):
         label: str,
         fmt: str,
         header: tuple[tuple[int, ...], bool, np.dtype, int],
+        booleans: bool = False,
     ) -> None:
         shape, fortran, stored, offset = header
-        super().__init__(label, fmt, shape, numeric_dtype(label, stored))
+        super().__init__(label, fmt, shape, numeric_dtype(label, stored, booleans))
         self._stored, self._fortran, self._offset = stored, fortran, offset
         self.streamable = bool(shape) and not (fortran and len(shape) > 1)
 
@@ -160,11 +168,13 @@ class NpySource(NpyData):
 
     stream_always = True
 
-    def __init__(self, label: str, path: str | None, data: bytes | None) -> None:
+    def __init__(
+        self, label: str, path: str | None, data: bytes | None, booleans: bool = False
+    ) -> None:
         self._path, self._data = path, data
         with self._open() as fp:
             size = os.fstat(fp.fileno()).st_size if path is not None else len(data or b"")
-            super().__init__(label, "npy", read_header(label, fp, size))
+            super().__init__(label, "npy", read_header(label, fp, size), booleans)
 
     def _open(self) -> IO[bytes]:
         if self._path is not None:
@@ -183,4 +193,4 @@ def open_npy(
     label: str, path: str | None, data: bytes | None, fmt: str, options: ReadOptions
 ) -> NpySource:
     """A .npy file (or bytes) as a numeric source."""
-    return NpySource(label, path, data)
+    return NpySource(label, path, data, options.booleans)

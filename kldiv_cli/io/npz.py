@@ -56,13 +56,19 @@ class NpzSource(NpyData):
     inflating member when large (bounded memory whatever it inflates to)."""
 
     def __init__(
-        self, archive: str, key: str, path: str | None, data: bytes | None, info: zipfile.ZipInfo
+        self,
+        archive: str,
+        key: str,
+        path: str | None,
+        data: bytes | None,
+        info: zipfile.ZipInfo,
+        booleans: bool = False,
     ) -> None:
         label = f"{archive}[{key}]"
         self._archive = archive
         self._path, self._data, self._info = path, data, info
         with self._member() as fp:
-            super().__init__(label, "npz", read_header(label, fp, info.file_size))
+            super().__init__(label, "npz", read_header(label, fp, info.file_size), booleans)
 
     @contextmanager
     def _member(self) -> Iterator[IO[bytes]]:
@@ -102,12 +108,12 @@ def open_npz(
             if len(members) > 1:
                 raise InputError(
                     label,
-                    f"holds {len(members)} arrays ({', '.join(sorted(members))}); "
-                    "choose one with --input-key/--target-key",
+                    f"holds {len(members)} arrays ({', '.join(sorted(members))})"
+                    + (f"; choose one with {options.key_option}" if options.key_option else ""),
                 )
             key = next(iter(members))
         elif key not in members:
             raise InputError(label, f"has no array {key!r}; it holds: {', '.join(sorted(members))}")
         info = zf.getinfo(members[key])
     check_member(f"{label}[{key}]", info)
-    return NpzSource(label, key, path, data, info)
+    return NpzSource(label, key, path, data, info, options.booleans)

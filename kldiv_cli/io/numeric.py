@@ -53,7 +53,7 @@ def open_source(path: str, options: ReadOptions, stdin: bytes | None = None) -> 
             from .parquet import open_dataset
 
             return open_dataset(path, files, options)
-    where = resolve(path, options.fmt, stdin)
+    where = resolve(path, options.fmt, stdin, options.format_option)
     label, fmt = where.label, where.fmt
     if options.key is not None and fmt != "npz":
         raise UsageError(f"{label}: a key selects an array in a .npz file, but this is {fmt}")

@@ -81,7 +81,7 @@ def check_format(override: str) -> str:
     return override
 
 
-def detect_format(path: str, override: str | None) -> str:
+def detect_format(path: str, override: str | None, format_option: str | None = None) -> str:
     """The format of a file: the override, else its extension."""
     if override:
         return check_format(override)
@@ -91,8 +91,8 @@ def detect_format(path: str, override: str | None) -> str:
         what = f"extension {ext!r}" if ext else "no extension"
         raise InputError(
             path,
-            f"unknown file type ({what}); name it .npy, .npz, .csv, .tsv, .parquet or .arrow, "
-            "or give --input-format/--target-format",
+            f"unknown file type ({what}); name it .npy, .npz, .csv, .tsv, .parquet or .arrow"
+            + (f", or give {format_option}" if format_option else ""),
         )
     return fmt
 
@@ -247,7 +247,9 @@ def read_stdin(stream: BinaryIO | None = None) -> bytes:
         raise InputError(STDIN_LABEL, f"cannot be read ({exc.strerror or exc})") from None
 
 
-def resolve(path: str, override: str | None, stdin: bytes | None) -> Resolved:
+def resolve(
+    path: str, override: str | None, stdin: bytes | None, format_option: str | None = None
+) -> Resolved:
     """Locate one input: stdin's buffered bytes, a stream buffered now, or a file path."""
     if path == STDIN:
         if stdin is None:
@@ -258,12 +260,13 @@ def resolve(path: str, override: str | None, stdin: bytes | None) -> Resolved:
     if fs.is_remote(path):
         # An object in a store is fetched once, like a stream (ranged reads are the Dask
         # engine's: its tasks read only their rows).
-        return Resolved(path, detect_format(path, override), None, fs.read_bytes(path))
+        fmt = detect_format(path, override, format_option)
+        return Resolved(path, fmt, None, fs.read_bytes(path))
     info = check_path(path)
     if stat.S_ISDIR(info.st_mode):
         raise InputError(path, "is a directory, not a file")
     if not is_stream(path, info):
-        return Resolved(path, detect_format(path, override), path, None)
+        return Resolved(path, detect_format(path, override, format_option), path, None)
     named = (
         check_format(override) if override else EXTENSIONS.get(os.path.splitext(path)[1].lower())
     )

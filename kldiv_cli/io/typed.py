@@ -18,7 +18,7 @@ def read_table(path: str, options: ReadOptions, stdin: bytes | None = None) -> A
     .npy/.npz arrays become columns "0", "1", ... (a 1-D array is one column).
     Column names are unique (else an error).
     """
-    return _read(resolve(path, options.fmt, stdin), options)
+    return _read(resolve(path, options.fmt, stdin, options.format_option), options)
 
 
 def _read(where: Resolved, options: ReadOptions) -> Any:
@@ -81,7 +81,7 @@ def open_columns(path: str, options: ReadOptions, stdin: bytes | None = None) ->
     (:class:`ParquetColumns`); anything else read whole (see :func:`read_table`)."""
     if path != STDIN and dataset_files(path) is not None:
         return read_table(path, options, stdin)
-    where = resolve(path, options.fmt, stdin)
+    where = resolve(path, options.fmt, stdin, options.format_option)
     if where.fmt == "parquet" and where.path is not None:
         reject_empty(path, path)
         return ParquetColumns(path)
