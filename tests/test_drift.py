@@ -604,3 +604,30 @@ def test_request_validation_names_the_option() -> None:
         DriftRequest(("a.parquet",), ("b.parquet",), rules=ColumnRules(datetime="yes")).validate()
     with pytest.raises(UsageError, match="both --categorical and --numeric"):
         ColumnRules(categorical=("a",), numeric=("a",)).validate()
+
+
+def test_parquet_datasets_load_no_pandas_and_duplicate_names_are_one_line(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    for i in range(2):
+        pq.write_table(
+            pa.table({"a": np.arange(50.0) + i, "b": ["x", "y"] * 25}), folder / f"{i}.parquet"
+        )
+    code = (
+        "import sys; from kldiv_cli.cli.app import run\n"
+        f"code = run(['drift', {str(folder)!r}, {str(folder)!r}, '-q', '-f', 'json'])\n"
+        "assert 'pandas' not in sys.modules, 'pandas was imported'\n"
+        "sys.exit(int(code))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    dup = tmp_path / "dup.parquet"
+    pq.write_table(
+        pa.Table.from_arrays([pa.array([1.0] * 20), pa.array([2.0] * 20)], ["a", "a"]), dup
+    )
+    out = invoke("drift", dup, dup)
+    assert out.exit_code == 2 and out.stderr.count("\n") == 1
+    assert "two columns named 'a'" in out.stderr and "unexpected" not in out.stderr

@@ -107,6 +107,15 @@ class DatasetReader:
         self.schema = self._files[0].schema_arrow
         self.num_rows = sum(f.metadata.num_rows for f in self._files)
 
+    @property
+    def decoded_bytes(self) -> int:
+        """Bytes of the data once decoded, from the files' footers."""
+        return sum(
+            f.metadata.row_group(i).total_byte_size
+            for f in self._files
+            for i in range(f.metadata.num_row_groups)
+        )
+
     def read_table(self, names: list[str]) -> Any:
         import pyarrow as pa
 

@@ -53,6 +53,7 @@ import numpy as np
 
 from ..core import kl_div
 from ..errors import InputError, UsageError
+from ..io.columns import column_array
 from ..text import clean
 from .drift_profile import (
     Category,
@@ -65,6 +66,8 @@ from .drift_profile import (
     load_thresholds,
 )
 from .drift_tables import Table, expand, open_table
+
+_F64 = np.dtype(np.float64)
 
 NUMERIC_CATEGORIES = 20
 #: Distinct share of values above which a column is an identifier: integers must be
@@ -349,10 +352,10 @@ def _numbers(column: Any, kind: str, label: str) -> np.ndarray:
         ints, scale = column.cast(pa.int64()), _UNIT_SECONDS[t.unit]
     else:
         try:
-            return pc.cast(column, pa.float64(), safe=False).to_numpy(zero_copy_only=False)
+            return column_array(pc.cast(column, pa.float64(), safe=False), _F64)
         except pa.ArrowInvalid:
             raise InputError(label, "holds values that are not numbers") from None
-    values = pc.cast(ints, pa.float64(), safe=False).to_numpy(zero_copy_only=False)
+    values = column_array(pc.cast(ints, pa.float64(), safe=False), _F64)
     return values * scale
 
 
@@ -373,7 +376,7 @@ def _value_counts(column: Any) -> tuple[list[Any], np.ndarray]:
     import pyarrow.compute as pc
 
     counts = pc.value_counts(column.drop_null())
-    return counts.field(0).to_pylist(), counts.field(1).to_numpy(zero_copy_only=False)
+    return counts.field(0).to_pylist(), column_array(counts.field(1), np.dtype(np.int64))
 
 
 def _category(value: Any) -> Category:

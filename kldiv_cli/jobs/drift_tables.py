@@ -113,17 +113,14 @@ def expand(paths: Sequence[str]) -> tuple[str, list[str] | None]:
     return label, files
 
 
-def _decoded_bytes(metadata: Any) -> int:
-    """Bytes of a Parquet file's data once decoded, from its footer."""
-    return sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
-
-
 def _open_parquet(label: str, files: list[str]) -> Table:
-    """One Parquet file (read through its own footer) or several (a pyarrow dataset):
-    whole when small, else column by column."""
+    """One Parquet file or several (read in order, through their own footers, never
+    through pyarrow.dataset, which loads pandas): whole when small, else column by
+    column."""
     import pyarrow as pa
-    import pyarrow.dataset as ds
-    import pyarrow.parquet as pq
+
+    from ..io.columns import check_unique
+    from ..io.parquet import DatasetReader
 
     for f in files:
         if os.path.splitext(f)[1].lower() not in PARQUET_EXTENSIONS:
@@ -131,21 +128,13 @@ def _open_parquet(label: str, files: list[str]) -> Table:
         if os.path.isfile(f) and os.path.getsize(f) == 0:
             raise InputError(f, "is empty")
     try:
-        if len(files) == 1:
-            file = pq.ParquetFile(files[0])
-            if _decoded_bytes(file.metadata) < WHOLE_BELOW:
-                return WholeTable(label, file.read())
-            names, rows = list(file.schema_arrow.names), file.metadata.num_rows
-            return LazyColumns(label, names, rows, lambda n: file.read(columns=[n]).column(0))
-        dataset = ds.dataset(files, format="parquet")
-        size = sum(_decoded_bytes(f.metadata) for f in dataset.get_fragments())
-        if size < WHOLE_BELOW:
-            return WholeTable(label, dataset.to_table())
+        reader = DatasetReader(label, files)
+        names = list(reader.schema.names)
+        check_unique(label, names)
+        if reader.decoded_bytes < WHOLE_BELOW:
+            return WholeTable(label, reader.read_table(names))
         return LazyColumns(
-            label,
-            list(dataset.schema.names),
-            dataset.count_rows(),
-            lambda n: dataset.to_table(columns=[n]).column(0),
+            label, names, reader.num_rows, lambda n: reader.read_table([n]).column(0)
         )
     except (pa.ArrowException, OSError) as exc:
         raise _arrow_error(label, exc) from None
