@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
@@ -21,8 +22,16 @@ from ..io.sources import ReadOptions, Source, column_array, open_source
 from .blocks import prefetch, rebatch
 from .diagnostics import Diagnostics
 
+if TYPE_CHECKING:
+    from ..io.writers import BlockWriter
+
 #: ``progress(done, total)``: input elements summed so far, and in all (-1 while unknown).
 Progress = Callable[[int, int], None]
+#: A block of input rows and the matching block of target rows.
+BlockPair = tuple[np.ndarray, np.ndarray]
+#: ``(first_column, input_columns, target_columns)``: a group of matching 1-D columns;
+#: ``first_column`` 0 starts new rows.
+ColumnGroup = tuple[int, list[np.ndarray], list[np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -85,8 +94,8 @@ class ComputeRequest:
 class ComputeResult:
     request: ComputeRequest
     loss: np.generic | np.ndarray | None
-    input: dict
-    target: dict
+    input: dict[str, Any]
+    target: dict[str, Any]
     dtype: str
     shape: tuple[int, ...]
     per_row: np.ndarray | None = None
@@ -152,7 +161,7 @@ def open_sources(request: ComputeRequest, stdin: bytes | None) -> tuple[Source, 
 
 def convert(
     request: ComputeRequest, x: np.ndarray, t: np.ndarray, labels_source: str, first_row: int = 0
-):
+) -> BlockPair:
     """Labels to one-hot, then the requested transforms (temperature on (log-)softmax only).
     ``first_row`` numbers the rows of a streamed block in messages."""
     if request.target_labels:
@@ -250,21 +259,22 @@ def compute(
     ``loss`` is None. Every other result is returned whole, for the caller to render.
     """
     sx, st = open_sources(request, stdin)
-    into_file = request.output is not None and _streamable_output(request)
-    chosen = plan(request, sx, st, into_file)
+    # The output file the pointwise loss may stream into, if any.
+    into = request.output if request.output is not None and _streamable_output(request) else None
+    chosen = plan(request, sx, st, into is not None)
     run = _Run(request, sx, st, progress, result_dtype_for(request, sx, st))
-    if chosen is Plan.ROW_BLOCKS and into_file:
+    if chosen is Plan.ROW_BLOCKS and into is not None:
         from ..io.writers import BlockWriter, atomic_write, output_kind
 
-        def write(f) -> ComputeResult:
-            sink = BlockWriter(output_kind(request.output), f)
+        def write(f: BinaryIO) -> ComputeResult:
+            sink = BlockWriter(output_kind(into), f)
             result = _run_row_blocks(run, sink)
             _check_strict(request, result)  # before the file replaces an existing one
             sink.close()
             return result
 
-        result = atomic_write(request.output, write)
-        result.written = request.output
+        result = atomic_write(into, write)
+        result.written = into
     else:
         result = EXECUTORS[chosen](run)
     result.plan = chosen
@@ -318,7 +328,7 @@ def _run_whole(run: _Run) -> ComputeResult:
     request, sx, st = run.request, run.sx, run.st
     x, t = convert(request, sx.read(), st.read(), st.label)
 
-    def blocks():
+    def blocks() -> Iterator[BlockPair]:
         if request.reduction == "none" or x.ndim < 2 or x.shape != t.shape:
             return iter([(x, t)])
         # Blocks of rows (views): the exact row sums and the diagnostics then need
@@ -329,14 +339,14 @@ def _run_whole(run: _Run) -> ComputeResult:
     return _reduce_blocks(run, blocks, x.shape, x.size)
 
 
-def _run_row_blocks(run: _Run, sink=None) -> ComputeResult:
+def _run_row_blocks(run: _Run, sink: BlockWriter | None = None) -> ComputeResult:
     request, sx, st = run.request, run.sx, run.st
     shape = _stream_shape(request, sx, st, sink is not None)
     assert shape is not None
     rows_total, width = shape
     rows = _block_rows(request.chunk_rows, width)
 
-    def blocks():
+    def blocks() -> Iterator[BlockPair]:
         pairs = prefetch(_zip_blocks(sx, st, rows))
         return _converted(request, pairs, st.label)
 
@@ -348,7 +358,7 @@ def _run_row_blocks(run: _Run, sink=None) -> ComputeResult:
 def _run_row_groups(run: _Run) -> ComputeResult:
     sx, st = run.sx, run.st
 
-    def pairs():
+    def pairs() -> Iterator[ColumnGroup]:
         # A reader thread per side: one thread reading both sides kept the cores
         # half idle (0.5 s against 0.9 s for two 200 MB files here).
         xs, ts = prefetch(sx.iter_groups(GROUP_BYTES)), prefetch(st.iter_groups(GROUP_BYTES))
@@ -362,10 +372,12 @@ def _run_row_groups(run: _Run) -> ComputeResult:
 def _run_columns(run: _Run) -> ComputeResult:
     sx, st = run.sx, run.st
 
-    def whole():
+    def whole() -> Iterator[ColumnGroup]:
         from ..core.engine import default_threads
 
         x_cols, t_cols = sx.read_columns(), st.read_columns()
+        # Plan.COLUMNS is chosen only for two columnar sources.
+        assert x_cols is not None and t_cols is not None
         # As many columns at a time as threads: each column is summed on its own thread,
         # while the reader thread joins the next columns' chunks (0.7 s -> 0.47 s for
         # two 1e6 x 50 CSV tables here).
@@ -411,7 +423,7 @@ def _columns_allowed(request: ComputeRequest, sx: Source, st: Source) -> bool:
     )
 
 
-def _compute_columnar(run: _Run, groups) -> ComputeResult:
+def _compute_columnar(run: _Run, groups: Callable[[], Iterable[ColumnGroup]]) -> ComputeResult:
     """The loss of two tables from matching column groups: ``groups()`` gives
     ``(first_column, xs, ts)`` for each group, where ``first_column`` 0 starts new rows.
 
@@ -426,7 +438,7 @@ def _compute_columnar(run: _Run, groups) -> ComputeResult:
     rows, width = sx.shape
     diagnostics, base, per_batch, caught = _start(request)
     partials: list[float] = []
-    row_sums = None
+    row_sums: np.ndarray | None = None
     done = 0
     for first, xs, ts in groups():
         partials += column_partials(list(zip(xs, ts)), request.log_target, dtype, request.threads)
@@ -442,6 +454,8 @@ def _compute_columnar(run: _Run, groups) -> ComputeResult:
                 diagnostics.update_rows(row_sums)
             # The target's dtype: a float64 accumulator would cast every value (3x slower).
             row_sums = np.zeros(len(ts[0]), st.dtype)
+        # Every row group's first column group starts it (first == 0).
+        assert row_sums is not None
         for tc in ts:
             np.add(row_sums, tc, out=row_sums)
     if row_sums is not None and width:
@@ -491,7 +505,9 @@ def _stream_shape(
     return max(sx.shape[0], st.shape[0]), sx.shape[1]
 
 
-def _converted(request: ComputeRequest, pairs, labels_source: str):
+def _converted(
+    request: ComputeRequest, pairs: Iterable[BlockPair], labels_source: str
+) -> Iterator[BlockPair]:
     first_row = 0
     for xb, tb in pairs:
         converted = convert(request, xb, tb, labels_source, first_row)
@@ -501,7 +517,7 @@ def _converted(request: ComputeRequest, pairs, labels_source: str):
         del converted
 
 
-def _zip_blocks(sx: Source, st: Source, rows: int):
+def _zip_blocks(sx: Source, st: Source, rows: int) -> Iterator[BlockPair]:
     xs = rebatch(sx.iter_chunks(rows), rows)
     ts = rebatch(st.iter_chunks(rows), rows)
     for xb in xs:
@@ -517,7 +533,11 @@ def _zip_blocks(sx: Source, st: Source, rows: int):
 
 
 def _reduce_blocks(
-    run: _Run, blocks, input_shape: tuple[int, ...], total: int, sink=None
+    run: _Run,
+    blocks: Callable[[], Iterable[BlockPair]],
+    input_shape: tuple[int, ...],
+    total: int,
+    sink: BlockWriter | None = None,
 ) -> ComputeResult:
     """Sum (or, for ``reduction="none"``, collect or stream) the loss over ``blocks()``,
     pairs of converted blocks of rows, with the diagnostics and the per-row values.
@@ -529,13 +549,13 @@ def _reduce_blocks(
     diagnostics, base, per_batch, caught = _start(request)
     accumulator = Accumulator(request.log_target, request.threads)
     row_values: list[np.ndarray] = []
-    loss = None
+    loss: np.ndarray | np.generic | None = None
     shape: tuple[int, ...] = ()
-    dtype = None
+    dtype: np.dtype | None = None
     count = 0
     rows_done = 0
     done = 0
-    streamed_max = None  # reduction "none" into a sink: the largest value written
+    streamed_max: float | None = None  # reduction "none" into a sink: the largest value written
     finite = True
     want_rows = request.per_row or request.top
     for x, t in blocks():
@@ -551,15 +571,15 @@ def _reduce_blocks(
         terms = pointwise(x, t, request.log_target, dtype) if base == "none" else None
         if want_rows:
             row_values.append(_row_kl(x, t, request, dtype))
-        if base == "none" and sink is None:
+        if terms is None:
+            accumulator.add(x, t, dtype)
+        elif sink is None:
             loss = terms
-        elif base == "none":
+        else:
             terms = _scaled(terms, request, dtype)
             sink.write(terms, (input_shape[0], *shape[1:]))
             finite = finite and bool(np.isfinite(terms).all())
             streamed_max = _running_max(streamed_max, terms)
-        else:
-            accumulator.add(x, t, dtype)
         count += int(np.prod(shape))
         rows_done += x.shape[0] if x.ndim else 1
         done += x.size
@@ -596,7 +616,9 @@ def _running_max(so_far: float | None, values: np.ndarray) -> float | None:
     return top if so_far is None else float(np.maximum(so_far, top))  # NaN wins
 
 
-def _start(request: ComputeRequest):
+def _start(
+    request: ComputeRequest,
+) -> tuple[Diagnostics, str, bool, list[warnings.WarningMessage]]:
     """What every way of computing begins with: the diagnostics for this request, and
     the reduction resolved as torch does (its warning kept for stderr)."""
     from ..core import resolve_reduction
@@ -614,7 +636,17 @@ def _start(request: ComputeRequest):
     return diagnostics, base, per_batch, caught
 
 
-def _result(request, sx, st, loss, per_row, dtype, shape, diagnostics, caught) -> ComputeResult:
+def _result(
+    request: ComputeRequest,
+    sx: Source,
+    st: Source,
+    loss: np.ndarray | np.generic | None,
+    per_row: np.ndarray | None,
+    dtype: np.dtype,
+    shape: tuple[int, ...],
+    diagnostics: Diagnostics,
+    caught: list[warnings.WarningMessage],
+) -> ComputeResult:
     """The T^2 factor, the top rows, and everything the report needs."""
     if loss is not None:
         loss = _scaled(np.asarray(loss), request, dtype)[()]
@@ -643,7 +675,9 @@ def _scaled(values: np.ndarray, request: ComputeRequest, dtype: np.dtype) -> np.
         return values
     with np.errstate(over="ignore"):  # T = 1e300: T^2 is inf, and so is the scaled loss
         scale = np.square(np.float64(request.temperature))
-        return (values * dtype.type(scale)).astype(dtype)
+        # ``dtype.type`` of a dtype[Any] is typed Any, and so is this product: an array.
+        scaled: np.ndarray = (values * dtype.type(scale)).astype(dtype)
+    return scaled
 
 
 def _row_kl(x: np.ndarray, t: np.ndarray, request: ComputeRequest, dtype: np.dtype) -> np.ndarray:
@@ -652,4 +686,4 @@ def _row_kl(x: np.ndarray, t: np.ndarray, request: ComputeRequest, dtype: np.dty
 
     if x.ndim == 0 and t.ndim == 0:
         return pointwise(x, t, request.log_target, dtype).reshape(1)
-    return np.asarray(row_sums(x, t, request.log_target, dtype, request.threads)).reshape(-1)
+    return row_sums(x, t, request.log_target, dtype, request.threads).reshape(-1)
