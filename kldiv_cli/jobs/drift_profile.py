@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Union
@@ -149,11 +150,9 @@ def _need(ok: bool, message: str) -> None:
 
 def _int(doc: dict[str, Any], key: str, where: str, minimum: int = 0) -> int:
     value = doc.get(key)
-    _need(
-        isinstance(value, int) and not isinstance(value, bool) and value >= minimum,
-        f"{where}: {key!r} must be an integer >= {minimum}",
-    )
-    return int(value)  # type: ignore[arg-type]
+    if not (isinstance(value, int) and not isinstance(value, bool) and value >= minimum):
+        raise _Invalid(f"{where}: {key!r} must be an integer >= {minimum}")
+    return int(value)
 
 
 def _finite(value: Any) -> bool:
@@ -343,7 +342,10 @@ def _threshold(value: Any) -> bool:
 def load_thresholds(path: str) -> Thresholds:
     """A TOML file: an optional top-level ``default = X`` and a ``[thresholds]`` table of
     ``column = X``; every X a number >= 0 (``inf`` turns a column's gate off)."""
-    import tomllib
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # the same module, a dependency before Python 3.11
+        import tomli as tomllib
 
     text = _text(path, _read_limited(path))
     try:
