@@ -379,11 +379,11 @@ def _value_counts(column: Any) -> tuple[list[Any], np.ndarray]:
     return counts.field(0).to_pylist(), column_array(counts.field(1), np.dtype(np.int64))
 
 
-def _category(value: Any) -> Category:
+def _category(value: Category) -> Category:
     """Integer-valued floats are stored (and printed) as integers: ``2``, not ``2.0``."""
     if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
         return int(value)
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 @dataclass
@@ -703,10 +703,12 @@ class Divergences:
 
 def smoothed(counts: np.ndarray, epsilon: float) -> np.ndarray:
     """Shares with ``epsilon`` spread over the bins: ``(c/n + epsilon/k) / (1 + epsilon)``."""
-    share = counts / counts.sum()
+    # Arithmetic on an untyped-dtype array is typed Any in NumPy's stubs: a float array.
+    share: np.ndarray = counts / counts.sum()
     if epsilon == 0:
         return share
-    return (share + epsilon / share.size) / (1 + epsilon)
+    out: np.ndarray = (share + epsilon / share.size) / (1 + epsilon)
+    return out
 
 
 def divergences(
