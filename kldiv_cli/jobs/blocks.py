@@ -47,36 +47,37 @@ def prefetch(items: Iterable[T], depth: int = 2) -> Iterator[T]:
     import queue
     import threading
 
-    q: queue.Queue = queue.Queue(maxsize=depth)
+    # An item travels as a 1-tuple (whatever it is); the end as None, a failure as its
+    # exception.
+    q: queue.Queue[tuple[T] | BaseException | None] = queue.Queue(maxsize=depth)
     stop = threading.Event()
-    done = object()
 
     def produce() -> None:
         try:
             for item in items:
                 while not stop.is_set():
                     try:
-                        q.put((item, None), timeout=0.1)
+                        q.put((item,), timeout=0.1)
                         break
                     except queue.Full:
                         continue
                 del item
                 if stop.is_set():
                     return
-            q.put((done, None))
+            q.put(None)
         except BaseException as exc:  # handed to the consumer, raised there
-            q.put((done, exc))
+            q.put(exc)
 
     thread = threading.Thread(target=produce, name="kldiv-reader", daemon=True)
     thread.start()
     try:
         while True:
-            item, error = q.get()
-            if item is done:
-                if error is not None:
-                    raise error
+            got = q.get()
+            if got is None:
                 return
-            yield item
-            del item
+            if isinstance(got, BaseException):
+                raise got
+            yield got[0]
+            del got
     finally:
         stop.set()
