@@ -26,10 +26,9 @@ class Diagnostics:
     row_sum_min: float = np.inf
     row_sum_max: float = -np.inf
 
-    def _add(self, key: str, n) -> None:
-        n = int(n)
+    def _add(self, key: str, n: int | np.integer) -> None:
         if n:
-            self.counts[key] = self.counts.get(key, 0) + n
+            self.counts[key] = self.counts.get(key, 0) + int(n)
 
     def update(self, x: np.ndarray, t: np.ndarray) -> None:
         """Cheap checks on one block: two reductions and the target's row sums.
