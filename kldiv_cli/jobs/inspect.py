@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ..io.sources import Source
@@ -46,9 +48,9 @@ def classify(a: np.ndarray) -> tuple[str, list[str]]:
     ]
 
 
-def inspect_source(source: Source) -> dict:
+def inspect_source(source: Source) -> dict[str, Any]:
     a = source.read()
-    info: dict = {
+    info: dict[str, Any] = {
         "path": source.label,
         "format": source.fmt,
         "shape": list(a.shape),
