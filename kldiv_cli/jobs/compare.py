@@ -51,7 +51,7 @@ TOKEN_COLUMNS = ("token", "nll_reference", "nll_candidate", "delta_p")
 
 
 class Reader(Protocol):
-    """What compare needs of an opened input (``io.sources.Source`` and the readers
+    """What compare and estimate need of an opened input (``io.sources.Source`` and the readers
     in ``io.safetensors`` / ``io.kld`` have it)."""
 
     label: str
@@ -61,6 +61,8 @@ class Reader(Protocol):
     def read(self) -> np.ndarray: ...
 
     def iter_chunks(self, rows: int) -> Iterator[np.ndarray]: ...
+
+    def describe(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
