@@ -229,7 +229,8 @@ def _valid_tokens(
             raise InputError(
                 labels[2], f"{_first(bad)}: {mask[bad][0]:g} is not 0 or 1 (a mask is 0/1 only)"
             )
-        valid = mask == 1
+        # Comparisons of an untyped-dtype array are typed Any in NumPy's stubs: bool arrays.
+        valid: np.ndarray = mask == 1
         for side, label in ((a, labels[0]), (b, labels[1])):
             nan = np.isnan(side) & valid
             if nan.any():
@@ -237,8 +238,10 @@ def _valid_tokens(
         return valid
 
     def padding(x: np.ndarray) -> np.ndarray:
-        pad = np.isnan(x)
-        return pad | (x == request.pad_value) if request.pad_value is not None else pad
+        pad: np.ndarray = np.isnan(x)
+        if request.pad_value is not None:
+            pad = pad | (x == request.pad_value)
+        return pad
 
     pa, pb = padding(a), padding(b)
     if (pa != pb).any():
