@@ -73,7 +73,7 @@ class Cut:
 
 def sketch(values: np.ndarray, k: int = K) -> Summary:
     """Pass 1 on one partition of finite values."""
-    from datasketches import kll_doubles_sketch  # type: ignore[import-untyped]
+    from datasketches import kll_doubles_sketch
 
     s = kll_doubles_sketch(k)
     values = np.asarray(values).reshape(-1)
@@ -93,7 +93,7 @@ def _ranks(n: int, qs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def merge(summaries: Sequence[Summary], k: int = K) -> Any:
     """The partitions' sketches merged into one."""
-    from datasketches import kll_doubles_sketch  # type: ignore[import-untyped]
+    from datasketches import kll_doubles_sketch
 
     merged = kll_doubles_sketch(k)
     for s in summaries:
@@ -279,7 +279,9 @@ class _Finite:
 
     def __call__(self, part: Any) -> np.ndarray:
         values = self.read(part)
-        return values[np.isfinite(values)]
+        # Boolean indexing is typed Any in NumPy's stubs; it gives a 1-D array.
+        finite: np.ndarray = values[np.isfinite(values)]
+        return finite
 
 
 @dataclass(frozen=True)
@@ -355,15 +357,23 @@ def parquet_parts(
     ]
 
 
-def read_present(part: ColumnPart) -> np.ndarray:
-    """The values of one :class:`ColumnPart` as float64, nulls and NaN dropped
-    (infinities kept, as drift counts them)."""
+def read_part(part: ColumnPart) -> Any:
+    """One :class:`ColumnPart` as it is stored: a pyarrow ChunkedArray."""
     import pyarrow.parquet as pq
 
     from ..io import fs
-    from ..io.sources import column_array
 
     with fs.open_input(part.path, dict(part.storage)) as f:
         table = pq.ParquetFile(f).read_row_group(part.row_group, columns=[part.column])
-    values = column_array(table.column(0), np.dtype(np.float64))
-    return values[~np.isnan(values)]
+    return table.column(0)
+
+
+def read_present(part: ColumnPart) -> np.ndarray:
+    """The values of one :class:`ColumnPart` as float64, nulls and NaN dropped
+    (infinities kept, as drift counts them)."""
+    from ..io.sources import column_array
+
+    values = column_array(read_part(part), np.dtype(np.float64))
+    # Boolean indexing is typed Any in NumPy's stubs; it gives a 1-D array.
+    present: np.ndarray = values[~np.isnan(values)]
+    return present
