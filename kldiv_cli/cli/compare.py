@@ -1,7 +1,7 @@
 """``kldiv compare``: model-vs-model statistics, KL(REFERENCE ‖ CANDIDATE) row by row."""
 
 import os
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -238,7 +238,7 @@ def compare(
         raise typer.Exit(ExitCode.CHECK_FAILED)
 
 
-def _failure(check: dict) -> str:
+def _failure(check: dict[str, Any]) -> str:
     op = "above" if "fail_above" in check else "below"
     value, threshold = check["value"], check[f"fail_{op}"]
     what = "is NaN" if value != value else f"= {value:.6g} is {op}"
