@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
@@ -140,9 +140,10 @@ def _cell(value: Any, digits: int | None = None) -> str:
     return clean(value) if isinstance(value, str) else format_number(value, digits)
 
 
-def to_csv(columns: Sequence[str], rows: Sequence[Sequence[Any]], header: bool = True) -> str:
+def to_csv(columns: Sequence[str], rows: Iterable[Iterable[Any]], header: bool = True) -> str:
     """RFC 4180 CSV (the csv module's quoting) of cleaned names and cells: a name with a
-    comma or quote is quoted, one with a newline or ESC is escaped visibly first."""
+    comma or quote is quoted, one with a newline or ESC is escaped visibly first. ``rows``
+    may be a 2-D array (a streamed block)."""
     import csv
 
     buf = io.StringIO()
