@@ -19,7 +19,7 @@ import sys
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import IO, Any, TypeVar
+from typing import IO, Any, ParamSpec, TypeVar
 
 import typer
 
@@ -189,10 +189,11 @@ def exit_code_for(exc: BaseException, env: Environment) -> ExitCode:
     return ExitCode.ERROR
 
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
-def error_boundary(command: F) -> F:
+def error_boundary(command: Callable[P, R]) -> Callable[P, R]:
     """Run a command inside the boundary.
 
     Every command declares the shared ``--quiet``, ``--debug`` (and, if it prints,
@@ -203,7 +204,7 @@ def error_boundary(command: F) -> F:
     """
 
     @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         env = _CURRENT.get(None)
         if env is not None:
             return _run_command(command, env, args, kwargs)
@@ -214,10 +215,12 @@ def error_boundary(command: F) -> F:
         finally:
             _CURRENT.reset(token)
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
-def _run_command(command: Callable[..., Any], env: Environment, args: Any, kwargs: Any) -> Any:
+def _run_command(
+    command: Callable[..., R], env: Environment, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> R:
     env.quiet = bool(kwargs.get("quiet", False))
     env.debug = bool(kwargs.get("debug", False))
     env.no_color = bool(kwargs.get("no_color", False))
