@@ -14,7 +14,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -26,6 +26,9 @@ from ..io.kld import KldSource, open_kld
 from ..io.safetensors import open_safetensors
 from ..io.sources import ReadOptions, open_source
 from .blocks import prefetch, rebatch
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 __all__ = [
     "CompareRequest",
@@ -411,7 +414,7 @@ def _measured(
     threads = request.threads or default_threads()
     start = 0
 
-    def submit(rb: np.ndarray, cb: np.ndarray) -> Any:
+    def submit(rb: np.ndarray, cb: np.ndarray) -> Future[dict[str, np.ndarray]]:
         nonlocal start
         t = tokens[start : start + len(rb)] if tokens is not None else None
         start += len(rb)
@@ -421,7 +424,7 @@ def _measured(
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(threads, thread_name_prefix="kldiv-compare") as pool:
-        pending: deque[Any] = deque()
+        pending: deque[Future[dict[str, np.ndarray]]] = deque()
         try:
             for rb, cb in prefetch(blocks):
                 pending.append(submit(rb, cb))
