@@ -22,7 +22,7 @@ from ..core.gaussian import (
 )
 from ..errors import InputError, UsageError
 from ..io.sources import ReadOptions
-from .compare import open_input
+from .compare import Reader, open_input
 
 __all__ = ["GaussianRequest", "GaussianResult", "gaussian"]
 
@@ -105,7 +105,7 @@ class GaussianResult:
     prior: dict[str, Any]
 
 
-def _read(path: str, options: ReadOptions, stdin: bytes | None) -> tuple[np.ndarray, Any]:
+def _read(path: str, options: ReadOptions, stdin: bytes | None) -> tuple[np.ndarray, Reader]:
     """The whole array and its source (.safetensors too)."""
     source = open_input(path, options, stdin)
     return source.read(), source
