@@ -6,7 +6,7 @@ summary so the two can be read side by side."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import Report
@@ -50,7 +50,7 @@ def _pct(v: float) -> str:
     return f"{100.0 * v:.4g} %" if math.isfinite(v) else str(v)
 
 
-def _section(stats: dict[str, float], short: str, fmt: Any) -> list[str]:
+def _section(stats: dict[str, float], short: str, fmt: Callable[[float], str]) -> list[str]:
     width = max(len(label) for _, label in _LINES)
     lines = [f"{'Mean':<{width}} {short}: {fmt(stats['mean'])} ± {fmt(stats['stderr'])}"]
     lines += [
