@@ -51,7 +51,7 @@ class Report:
     document: dict[str, Any]
     table: Mapping[str, Column]
     plain: list[str] | Callable[[], list[str]]
-    array: Any = None
+    array: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)
     #: Significant digits for floats in the formats people read (table, markdown);
     #: None keeps every digit. JSON, CSV and plain always keep every digit.
