@@ -101,8 +101,9 @@ def connect(cluster: Cluster, note: Callable[[str], None] | None = None) -> Iter
     require_distributed()
     import distributed
 
-    # distributed's Client, LocalCluster and their close() have unannotated signatures:
-    # the calls below carry type: ignore[no-untyped-call] for that reason alone.
+    # distributed's Client, LocalCluster and Client.close() are unannotated: the calls
+    # below carry type: ignore[no-untyped-call] for that reason alone (and unused-ignore,
+    # since only a configuration that disallows untyped calls here reports them).
     local = None
     address = cluster.address
     try:
@@ -110,18 +111,18 @@ def connect(cluster: Cluster, note: Callable[[str], None] | None = None) -> Iter
             if not os.path.exists(cluster.scheduler_file):
                 raise UsageError(f"--scheduler-file {clean(cluster.scheduler_file)}: no such file")
             where = f"the scheduler of {clean(cluster.scheduler_file)}"
-            client = distributed.Client(  # type: ignore[no-untyped-call]
+            client = distributed.Client(  # type: ignore[no-untyped-call, unused-ignore]
                 scheduler_file=cluster.scheduler_file, timeout=CONNECT_TIMEOUT
             )
         elif address:
             where = clean(address)
-            client = distributed.Client(address, timeout=CONNECT_TIMEOUT)  # type: ignore[no-untyped-call]
+            client = distributed.Client(address, timeout=CONNECT_TIMEOUT)  # type: ignore[no-untyped-call, unused-ignore]
         else:
             from ..core.engine import default_threads
 
             n = cluster.workers or default_threads()
             where = "the local cluster"
-            local = distributed.LocalCluster(  # type: ignore[no-untyped-call]
+            local = distributed.LocalCluster(  # type: ignore[no-untyped-call, unused-ignore]
                 n_workers=n,
                 threads_per_worker=1,
                 processes=True,
@@ -130,7 +131,7 @@ def connect(cluster: Cluster, note: Callable[[str], None] | None = None) -> Iter
                 scheduler_kwargs=LOCAL_SCHEDULER,
                 silence_logs=logging.ERROR,
             )
-            client = distributed.Client(local)  # type: ignore[no-untyped-call]
+            client = distributed.Client(local)  # type: ignore[no-untyped-call, unused-ignore]
             if note is not None:
                 note(
                     f"started a local Dask cluster: {n} worker process{'es' if n > 1 else ''} "
@@ -160,7 +161,7 @@ def connect(cluster: Cluster, note: Callable[[str], None] | None = None) -> Iter
         check_versions(client)
         yield client
     finally:
-        client.close()  # type: ignore[no-untyped-call]
+        client.close()  # type: ignore[no-untyped-call, unused-ignore]
         if local is not None:
             local.close()
 
