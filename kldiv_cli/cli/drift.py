@@ -4,7 +4,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ..errors import ExitCode
+from ..errors import ExitCode, UsageError
 from .app import app
 from .boundary import Messages, current, error_boundary
 from .options import (
@@ -13,17 +13,24 @@ from .options import (
     ColumnsOpt,
     DebugOpt,
     DelimiterOpt,
+    EngineOpt,
     FormatOpt,
     NoColorOpt,
     QuietOpt,
+    SchedulerFileOpt,
+    SchedulerOpt,
+    StorageOpt,
+    WorkersOpt,
     _emit,
     _read_stdin_if_needed,
+    configure_storage,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
+    from contextlib import AbstractContextManager
 
-    from ..jobs.drift import ColumnRules, DriftReport, DriftRequest
+    from ..jobs.drift import ColumnRules, DriftReport, DriftRequest, Profiler
 ExcludeOpt = Annotated[
     list[str] | None,
     typer.Option("--exclude", metavar="COLS", help="Leave these columns out (names or globs)."),
@@ -80,6 +87,26 @@ def _rules(
         binning=binning,
         max_categories=max_categories,
     )
+
+
+def _engine(
+    engine: str,
+    reference: "Sequence[str]",
+    scheduler: str | None,
+    scheduler_file: str | None,
+    workers: int | None,
+) -> "AbstractContextManager[Profiler | None]":
+    """The reference's profiler for ``--engine``: None locally; with dask, tasks on the
+    cluster for a Parquet reference (engines.drift), open while the job runs."""
+    from contextlib import nullcontext
+
+    if engine not in ("local", "dask"):
+        raise UsageError(f"unknown engine {engine!r}; choose local or dask")
+    if engine == "local":
+        return nullcontext(None)
+    from ..engines.drift import profiler
+
+    return profiler(reference, scheduler, scheduler_file, workers, note=Messages.note)
 
 
 @app.command(no_args_is_help=True)
@@ -163,6 +190,11 @@ def drift(
         typer.Option("--html", metavar="PATH", help="A self-contained HTML report (.html)."),
     ] = None,
     delimiter: DelimiterOpt = None,
+    engine: EngineOpt = "local",
+    scheduler: SchedulerOpt = None,
+    scheduler_file: SchedulerFileOpt = None,
+    workers: WorkersOpt = None,
+    storage_option: StorageOpt = None,
     quiet: QuietOpt = False,
     no_color: NoColorOpt = False,
     debug: DebugOpt = False,
@@ -180,6 +212,8 @@ def drift(
 
       kldiv drift ref.profile.json today/ --format markdown --junit drift.xml
 
+      kldiv drift 's3://bucket/ref/*.parquet' today/ --engine dask --scheduler tcp://HOST:8786
+
     Identifiers (nearly all values distinct) and date/time columns are listed as skipped;
     numbers get 10 quantile bins of the reference plus a bin below and one above its
     range; text, booleans and numbers with at most 20 values (each seen twice on average) are categories (the 50 most
@@ -190,6 +224,10 @@ def drift(
     Plain output (the default when piped): one line per column, "state value reasons
     name" separated by spaces ("-" for none; the name last, as it may hold spaces).
 
+    --engine dask profiles a Parquet reference's numeric columns (exact quantile bins,
+    exact counts) by tasks on a Dask cluster, with the local bits; text, booleans, dates,
+    --categorical columns and the current data are read here, a column at a time.
+
     Exit codes: 0 no drift, 1 drift, 2 error (also when a column could not be compared).
     """
     import shlex
@@ -199,6 +237,7 @@ def drift(
     from ..jobs.drift import DriftRequest, run_drift
     from ..render.drift import run_warnings
 
+    configure_storage(storage_option)
     request = DriftRequest(
         reference=tuple(tables[:1]),
         current=tuple(tables[1:]),
@@ -220,7 +259,8 @@ def drift(
         command=shlex.join(["kldiv", *sys.argv[1:]]),
     )
     request.validate()  # before stdin is read
-    report = run_drift(request, _read_stdin_if_needed(*tables), __version__)
+    with _engine(engine, request.reference, scheduler, scheduler_file, workers) as profiler:
+        report = run_drift(request, _read_stdin_if_needed(*tables), __version__, profiler)
     for warning in run_warnings(report):
         Messages.warn(warning)
     _write_files(request, report)
@@ -296,6 +336,11 @@ def profile(
     binning: BinningOpt = "quantile",
     max_categories: MaxCategoriesOpt = 50,
     delimiter: DelimiterOpt = None,
+    engine: EngineOpt = "local",
+    scheduler: SchedulerOpt = None,
+    scheduler_file: SchedulerFileOpt = None,
+    workers: WorkersOpt = None,
+    storage_option: StorageOpt = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -303,13 +348,19 @@ def profile(
 
     'kldiv drift ref.profile.json CURRENT' gives exactly the results of the raw reference.
 
-    Example:
+    Examples:
 
       kldiv profile sample_data/drift/users_reference.parquet -o ref.profile.json
+
+      kldiv profile 'days/*.parquet' -o ref.profile.json --engine dask --workers 2
+
+    --engine dask: the numeric columns of a Parquet reference are profiled by tasks on a
+    Dask cluster (the same profile, bit for bit); other columns here.
     """
     from ..io.writers import atomic_write
     from ..jobs.drift import ProfileRequest, run_profile
 
+    configure_storage(storage_option)
     request = ProfileRequest(
         reference=tuple(reference),
         rules=_rules(
@@ -319,7 +370,8 @@ def profile(
         output=None if output == "-" else output,
     )
     request.validate()  # before stdin is read
-    built = run_profile(request, _read_stdin_if_needed(*reference))
+    with _engine(engine, request.reference, scheduler, scheduler_file, workers) as profiler:
+        built = run_profile(request, _read_stdin_if_needed(*reference), profiler)
     text = built.dumps().encode()
     if request.output:
         atomic_write(request.output, lambda f: f.write(text))

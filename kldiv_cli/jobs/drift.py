@@ -80,6 +80,8 @@ BLOCK = 1 << 20
 THREADS = min(2, os.cpu_count() or 1)
 MIN_VALUES = 10
 SKIPPED_BY_USER = "skipped by --skip"
+ALL_MISSING = "no values in the reference (all missing)"
+NO_FINITE = "no finite values in the reference"
 MAX_BINS = 10_000
 TOP_NEW = 10
 METRICS = ("kl", "kl_reverse", "psi", "js")
@@ -490,6 +492,11 @@ def _is_identifier(kind: str, distinct: int, values: int) -> bool:
     return distinct > ID_MIN_DISTINCT and distinct >= ID_DISTINCT_SHARE[kind] * values
 
 
+def identifier_reason(distinct: int, sampled: int, every_value: bool) -> str:
+    """Why a column is an identifier: its distinct values among those looked at."""
+    return f"identifier: {distinct} distinct of {sampled}{'' if every_value else ' sampled'} values"
+
+
 def _skipped(col: _Column, role: Role, reason: str, missing: int | None = None) -> ColumnProfile:
     return ColumnProfile(
         col.name, role, col.rows, col.missing() if missing is None else missing, reason=reason
@@ -502,7 +509,7 @@ def profile_numeric(col: _Column, rules: ColumnRules, from_datetime: bool) -> Co
     infinite = np.isinf(present)
     finite = present[~infinite] if infinite.any() else present
     if finite.size == 0:
-        return _skipped(col, Role.SKIPPED, "no finite values in the reference", missing)
+        return _skipped(col, Role.SKIPPED, NO_FINITE, missing)
     edges = numeric_edges(finite, rules.bins, rules.binning)
     maximum = float(finite.max())
     counts = bin_counts(present, edges, maximum)
@@ -546,8 +553,8 @@ def profile_column(col: _Column, rules: ColumnRules) -> ColumnProfile:
         return _skipped(col, Role.SKIPPED, SKIPPED_BY_USER)
     if kind == "other":
         return _skipped(col, Role.SKIPPED, f"unsupported type {col.data.type}")
-    if col.rows - col.null_count == 0 or kind == "null":
-        return _skipped(col, Role.SKIPPED, "no values in the reference (all missing)", col.rows)
+    if kind == "null" or col.rows - col.missing() == 0:  # NaN is missing too
+        return _skipped(col, Role.SKIPPED, ALL_MISSING, col.rows)
     iso = kind == "text" and role is not Role.CATEGORICAL and _is_iso_text(col.data)
     if kind == "datetime" or iso:
         if role is Role.NUMERIC or rules.datetime == "numeric":
@@ -564,7 +571,7 @@ def profile_column(col: _Column, rules: ColumnRules) -> ColumnProfile:
             # Infinities cannot be stored as categories: they count as missing here.
             finite = present[np.isfinite(present)]
             if finite.size == 0:
-                return _skipped(col, Role.SKIPPED, "no finite values in the reference")
+                return _skipped(col, Role.SKIPPED, NO_FINITE)
             uniques, counts = np.unique(finite, return_counts=True)
             return profile_categorical(col, uniques.tolist(), counts, col.rows - finite.size, rules)
         few = _float_categories(present)
@@ -578,10 +585,8 @@ def profile_column(col: _Column, rules: ColumnRules) -> ColumnProfile:
     if role is None and kind in ("text", "integer"):
         distinct, sampled = _sample_distinct(col.data)
         if _is_identifier(kind, distinct, sampled):
-            where = "" if sampled == col.rows - col.null_count else " sampled"
-            return _skipped(
-                col, Role.IDENTIFIER, f"identifier: {distinct} distinct of {sampled}{where} values"
-            )
+            reason = identifier_reason(distinct, sampled, sampled == col.rows - col.null_count)
+            return _skipped(col, Role.IDENTIFIER, reason)
         if kind == "integer" and not _few(distinct, sampled):
             return profile_numeric(col, rules, from_datetime=False)
     distinct_values, counts = _value_counts(col.data)
@@ -591,15 +596,26 @@ def profile_column(col: _Column, rules: ColumnRules) -> ColumnProfile:
     return profile_categorical(col, distinct_values, counts, col.null_count, rules)
 
 
+#: An engine's profiler: ``profiler(name, rules)`` gives the profile of a reference
+#: column computed elsewhere (``engines.drift``: tasks on a cluster), or None for a
+#: column this process profiles itself.
+Profiler = Callable[[str, ColumnRules], ColumnProfile | None]
+
+
 def build_profile(
-    table: Table, rules: ColumnRules, names: Sequence[str] | None = None
+    table: Table,
+    rules: ColumnRules,
+    names: Sequence[str] | None = None,
+    profiler: Profiler | None = None,
 ) -> Iterator[ColumnProfile]:
-    """Profiles of ``names`` (default: the selected columns), one column read at a time."""
+    """Profiles of ``names`` (default: the selected columns), one column read at a time
+    (or by ``profiler``, which gives the same profile, where it takes the column)."""
     import pyarrow as pa
 
     for name in names if names is not None else rules.select(table.label, table.column_names):
         try:
-            yield profile_column(_Column.read(table, name), rules)
+            done = profiler(name, rules) if profiler is not None else None
+            yield done if done is not None else profile_column(_Column.read(table, name), rules)
         except pa.ArrowException as exc:
             raise InputError(f"{table.label}: column {clean(name)!r}", _arrow_text(exc)) from None
 
@@ -609,8 +625,11 @@ def _arrow_text(exc: Exception) -> str:
     return f"cannot be compared ({clean(first)})"
 
 
-def run_profile(request: ProfileRequest, stdin: bytes | None = None) -> Profile:
-    """``kldiv profile``: the reference's bins and counts, for later drift checks."""
+def run_profile(
+    request: ProfileRequest, stdin: bytes | None = None, profiler: Profiler | None = None
+) -> Profile:
+    """``kldiv profile``: the reference's bins and counts, for later drift checks
+    (``profiler``: see :func:`build_profile`)."""
     request.validate()
     table = open_table(request.reference, request.delimiter, stdin)
     label, _ = expand(request.reference)
@@ -621,7 +640,7 @@ def run_profile(request: ProfileRequest, stdin: bytes | None = None) -> Profile:
         binning=request.rules.binning,
         max_categories=request.rules.max_categories,
         datetime=request.rules.datetime,
-        columns=tuple(build_profile(table, request.rules)),
+        columns=tuple(build_profile(table, request.rules, profiler=profiler)),
     )
 
 
@@ -1191,8 +1210,14 @@ def _map_columns(work: Callable[[str], ColumnResult], names: Sequence[str]) -> l
         return list(pool.map(work, names))
 
 
-def run_drift(request: DriftRequest, stdin: bytes | None = None, version: str = "") -> DriftReport:
-    """``kldiv drift``: validate, read both sides one column at a time, compare."""
+def run_drift(
+    request: DriftRequest,
+    stdin: bytes | None = None,
+    version: str = "",
+    profiler: Profiler | None = None,
+) -> DriftReport:
+    """``kldiv drift``: validate, read both sides one column at a time, compare
+    (``profiler``: a raw reference's columns profiled elsewhere, see :func:`build_profile`)."""
     started = time.perf_counter()
     request.validate()
     thresholds = load_thresholds(request.thresholds) if request.thresholds else Thresholds()
@@ -1223,7 +1248,7 @@ def run_drift(request: DriftRequest, stdin: bytes | None = None, version: str = 
         try:
             if profile is None:
                 assert reference_table is not None
-                ref = next(build_profile(reference_table, request.rules, [name]))
+                ref = next(build_profile(reference_table, request.rules, [name], profiler))
             else:
                 ref = profile.column(name)
                 if request.rules.override(name) is Role.SKIPPED:

@@ -1,0 +1,225 @@
+"""``drift`` and ``profile`` with ``--engine dask`` (engines/drift.py): the profile of a
+Parquet reference computed by tasks has the local profile's bits, in one process
+(hypothesis), on a gen_cluster and on a module-scoped 2-process LocalCluster through
+the command line. Skipped without the ``dask`` extra."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+pytest.importorskip("datasketches")
+
+from kldiv_cli.engines import drift as E  # noqa: E402
+from kldiv_cli.engines import quantiles as Q  # noqa: E402
+from kldiv_cli.jobs.drift import ColumnRules, build_profile  # noqa: E402
+from kldiv_cli.jobs.drift_tables import open_table  # noqa: E402
+
+
+def _columns(n: int, seed: int) -> dict[str, pa.Array]:
+    """Every path of the role rules: numbers, few-valued numbers, identifiers, all
+    missing, infinities, NaN and nulls, text and booleans (profiled on the client)."""
+    rng = np.random.default_rng(seed)
+    normal = rng.normal(size=n)
+    normal[rng.random(n) < 0.05] = np.nan
+    normal[rng.random(n) < 0.01] = np.inf
+    ints = rng.integers(0, 1000, n)
+    return {
+        "normal": pa.array(normal),
+        "lognormal32": pa.array(rng.lognormal(sigma=2, size=n).astype(np.float32)),
+        "ties": pa.array(rng.integers(0, 4, n).astype(np.float64) / 2),
+        "levels": pa.array(rng.integers(1, 6, n), mask=rng.random(n) < 0.1),
+        "counts": pa.array(ints, mask=rng.random(n) < 0.02),
+        "user_id": pa.array(rng.permutation(n) + 10**6),
+        "empty": pa.array(np.full(n, np.nan)),
+        "nulls": pa.array([None] * n, type=pa.int64()),
+        "infinite": pa.array(np.where(rng.random(n) < 0.5, np.inf, np.nan)),
+        "nan_few": pa.array(np.where(rng.random(n) < 0.5, 1.0, np.nan)),
+        "label": pa.array(rng.choice(["a", "b", "c"], n)),
+        "flag": pa.array(rng.random(n) < 0.3),
+    }
+
+
+def _write(path: Path, columns: dict[str, pa.Array], groups: list[int]) -> None:
+    table = pa.table(columns)
+    with pq.ParquetWriter(path, table.schema) as w:
+        start = 0
+        for size in groups:
+            w.write_table(table.slice(start, size))
+            start += size
+
+
+def _local(paths: list[str], rules: ColumnRules) -> list[dict]:
+    return [c.to_json() for c in build_profile(open_table(paths, None, None), rules)]
+
+
+def _tasks(paths: list[str], rules: ColumnRules, run: Q.Runner = Q._map) -> list[dict]:
+    files = E.reference_files(paths)
+    assert files is not None
+    profiler = E.TaskProfiler(files, run)
+    return [
+        c.to_json() for c in build_profile(open_table(paths, None, None), rules, None, profiler)
+    ]
+
+
+def _same(a: list[dict], b: list[dict]) -> None:
+    # JSON text compares the floats by their shortest repr: equal text, equal bits.
+    assert json.dumps(a) == json.dumps(b)
+
+
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    groups=st.lists(st.integers(1, 700), min_size=1, max_size=5),
+    files=st.integers(1, 3),
+    bins=st.integers(2, 12),
+    binning=st.sampled_from(["quantile", "uniform"]),
+    seed=st.integers(0, 2**16),
+)
+def test_tasks_give_the_local_profile(tmp_path_factory, groups, files, bins, binning, seed) -> None:
+    d = tmp_path_factory.mktemp("ref")
+    n = sum(groups)
+    columns = _columns(n * files, seed)
+    for i in range(files):
+        part = {k: v.slice(i * n, n) for k, v in columns.items()}
+        _write(d / f"part-{i}.parquet", part, groups)
+    rules = ColumnRules(bins=bins, binning=binning, numeric=("ties",), skip=("flag",))
+    paths = [str(d)]
+    _same(_tasks(paths, rules), _local(paths, rules))
+
+
+def test_roles_of_large_columns_use_the_sample_as_locally(tmp_path: Path) -> None:
+    """Above ID_SAMPLE rows the identifier check samples rows across the partitions."""
+    n = 30_000
+    rng = np.random.default_rng(5)
+    columns = {
+        "user_id": pa.array(rng.permutation(n)),
+        "wide": pa.array(rng.integers(0, 5000, n)),
+        "few": pa.array(rng.integers(0, 15, n)),
+    }
+    _write(tmp_path / "ref.parquet", columns, [7000, 7000, 16_000])
+    rules = ColumnRules(categorical=("few",))
+    _same(
+        _tasks([str(tmp_path / "ref.parquet")], rules),
+        _local([str(tmp_path / "ref.parquet")], rules),
+    )
+    roles = [c["role"] for c in _tasks([str(tmp_path / "ref.parquet")], ColumnRules())]
+    assert roles == ["identifier", "numeric", "categorical"]
+
+
+def test_other_references_stay_on_the_client(tmp_path: Path) -> None:
+    (tmp_path / "r.csv").write_text("a\n1\n")
+    assert E.reference_files([str(tmp_path / "r.csv")]) is None
+    assert E.reference_files(["-"]) is None
+    assert E.reference_files([str(tmp_path / "ref.profile.json")]) is None
+    _write(tmp_path / "r.parquet", {"a": pa.array([1.0])}, [1])
+    assert E.reference_files([str(tmp_path / "r.parquet")]) == [str(tmp_path / "r.parquet")]
+
+
+# ------------------------------------------------------------------ on Dask
+
+distributed = pytest.importorskip("distributed")
+
+from distributed.utils_test import gen_cluster  # noqa: E402
+
+from kldiv_cli.engines import dask as D  # noqa: E402
+
+
+@gen_cluster(client=True)
+async def test_census_tasks_on_a_gen_cluster(c, s, a, b) -> None:
+    column = pa.chunked_array([pa.array([3, None, 3, 7, 1], type=pa.int32())])
+    rows = np.array([0, 1, 4])
+    got = await c.submit(E.census, column, "integer", rows, pure=False)
+    want = E.census(column, "integer", rows)
+    assert (got.rows, got.nulls, got.missing, got.sample_nulls) == (5, 1, 1, 1)
+    assert got.distinct.tolist() == want.distinct.tolist() == [1, 3, 7]
+    assert got.counts.tolist() == [1, 2, 1]
+    assert got.sample.tolist() == [3, 1]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+        scheduler_kwargs=D.LOCAL_SCHEDULER,
+        silence_logs=50,
+    ) as local:
+        yield local
+
+
+@pytest.fixture(scope="module")
+def tables(tmp_path_factory) -> tuple[Path, Path]:
+    d = tmp_path_factory.mktemp("drift")
+    (d / "ref").mkdir()
+    for i in range(2):
+        _write(d / "ref" / f"part-{i}.parquet", _columns(3000, i), [1000, 2000])
+    current = _columns(4000, 7)
+    current["normal"] = pa.array(np.random.default_rng(8).normal(0.3, 1, 4000))
+    _write(d / "current.parquet", current, [4000])
+    return d / "ref", d / "current.parquet"
+
+
+def _report(stdout: str) -> dict:
+    doc = json.loads(stdout)
+    doc.pop("seconds")
+    return doc
+
+
+def test_the_command_line_gives_the_local_bits(cluster, tables, run_cli, tmp_path) -> None:
+    ref, cur = tables
+    address = ("--engine", "dask", "--scheduler", cluster.scheduler_address)
+    for extra in ((), ("--bins", "7", "--binning", "uniform")):
+        local = run_cli("profile", ref, *extra)
+        remote = run_cli("profile", ref, *extra, *address)
+        assert local.exit_code == remote.exit_code == 0, remote.stderr
+        assert remote.stdout == local.stdout
+    local = run_cli("drift", ref, cur, "-f", "json")
+    remote = run_cli("drift", ref, cur, "-f", "json", *address)
+    assert local.exit_code == remote.exit_code == 1, remote.stderr
+    assert _report(remote.stdout) == _report(local.stdout)
+    assert _report(remote.stdout)["n_drifted"] >= 1
+
+
+def test_a_reference_that_is_not_parquet_runs_here_with_a_note(tables, run_cli, tmp_path) -> None:
+    ref, cur = tables
+    csv = tmp_path / "ref.csv"
+    csv.write_text("normal\n" + "\n".join(str(v) for v in np.linspace(0, 1, 50)) + "\n")
+    # The unreachable address proves that no cluster is needed for it.
+    result = run_cli(
+        "drift", csv, cur, "-f", "json", "--engine", "dask", "--scheduler", "tcp://127.0.0.1:9"
+    )
+    assert result.exit_code in (0, 1), result.stderr
+    assert "is not Parquet; it is read on this machine" in result.stderr
+    assert _report(result.stdout) == _report(run_cli("drift", csv, cur, "-f", "json").stdout)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--engine", "spark"), "unknown engine 'spark'; choose local or dask"),
+        (("--engine", "dask", "--workers", "0"), "--workers must be at least 1"),
+        (
+            ("--engine", "dask", "--scheduler", "tcp://127.0.0.1:9"),
+            "cannot reach the Dask scheduler at tcp://127.0.0.1:9",
+        ),
+    ],
+)
+def test_engine_errors_are_one_line(tables, run_cli, monkeypatch, args, message) -> None:
+    ref, _ = tables
+    monkeypatch.setattr(D, "CONNECT_TIMEOUT", 1)
+    result = run_cli("profile", ref, *args)
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and message in result.stderr
+    assert result.stdout == ""
