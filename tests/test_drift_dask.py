@@ -223,3 +223,65 @@ def test_engine_errors_are_one_line(tables, run_cli, monkeypatch, args, message)
     assert result.exit_code == 2
     assert result.stderr.count("\n") == 1 and message in result.stderr
     assert result.stdout == ""
+
+
+# ------------------------------------------------------------------ on S3
+
+
+@pytest.fixture(scope="module")
+def s3():
+    """A moto S3 server on 127.0.0.1 (dummy credentials), with the tables uploaded;
+    yields the --storage-option arguments that point kldiv at it."""
+    moto_server = pytest.importorskip("moto.server")
+    boto3 = pytest.importorskip("boto3")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
+        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="drift")
+        try:
+            yield (
+                boto3.client("s3", endpoint_url=endpoint),
+                [
+                    f"--storage-option=endpoint={endpoint}",
+                    "--storage-option=region=us-east-1",
+                ],
+            )
+        finally:
+            server.stop()
+
+
+def test_a_reference_in_s3_gives_the_local_bits(tables, s3, run_cli) -> None:
+    """On a local cluster kldiv starts (its workers read the credentials of this
+    environment), announced on stderr."""
+    from kldiv_cli.io import fs
+
+    client, options = s3
+    ref, cur = tables
+    for path in sorted(ref.iterdir()):
+        client.upload_file(str(path), "drift", f"ref/{path.name}")
+    address = ("--engine", "dask", "--workers", "1")
+    try:
+        local = run_cli("profile", ref)
+        remote = run_cli("profile", "s3://drift/ref", *options, *address)
+        assert remote.exit_code == 0, remote.stderr
+        assert "started a local Dask cluster: 1 worker process on 127.0.0.1" in remote.stderr
+        profile = json.loads(remote.stdout)
+        assert profile.pop("source") == "s3://drift/ref"
+        want = json.loads(local.stdout)
+        want.pop("source")
+        assert profile == want
+        local = run_cli("drift", ref, cur, "-f", "json")
+        remote = run_cli("drift", "s3://drift/ref", cur, "-f", "json", *options, *address)
+        assert remote.exit_code == local.exit_code == 1, remote.stderr
+        got, want = _report(remote.stdout), _report(local.stdout)
+        assert got.pop("reference") == "s3://drift/ref"
+        want.pop("reference")
+        assert got == want
+    finally:
+        fs.configure({})  # --storage-option is a setting of the run
