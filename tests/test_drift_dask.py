@@ -115,6 +115,23 @@ def test_roles_of_large_columns_use_the_sample_as_locally(tmp_path: Path) -> Non
     assert roles == ["identifier", "numeric", "categorical"]
 
 
+@pytest.mark.parametrize("bins", [10, 100])
+def test_brackets_of_a_large_reference_keep_the_bits(tmp_path: Path, bins: int) -> None:
+    """200,000 values in 8 row groups: the edges go through the sketch's brackets."""
+    rng = np.random.default_rng(9)
+    n = 200_000
+    columns = {
+        "lognormal": pa.array(rng.lognormal(sigma=3, size=n)),
+        "float32": pa.array(rng.normal(size=n).astype(np.float32)),
+        "ties": pa.array(rng.integers(0, 50, n).astype(np.float64)),
+    }
+    _write(tmp_path / "ref.parquet", columns, [25_000] * 8)
+    paths, rules = [str(tmp_path / "ref.parquet")], ColumnRules(bins=bins)
+    got = _tasks(paths, rules)
+    assert [c["role"] for c in got] == ["numeric"] * 3
+    _same(got, _local(paths, rules))
+
+
 def test_other_references_stay_on_the_client(tmp_path: Path) -> None:
     (tmp_path / "r.csv").write_text("a\n1\n")
     assert E.reference_files([str(tmp_path / "r.csv")]) is None
@@ -203,6 +220,12 @@ def test_a_reference_that_is_not_parquet_runs_here_with_a_note(tables, run_cli, 
     assert result.exit_code in (0, 1), result.stderr
     assert "is not Parquet; it is read on this machine" in result.stderr
     assert _report(result.stdout) == _report(run_cli("drift", csv, cur, "-f", "json").stdout)
+    profile = tmp_path / "ref.profile.json"
+    assert run_cli("profile", ref, "-o", profile).exit_code == 0
+    dask = ("--engine", "dask", "--scheduler", "tcp://127.0.0.1:9")
+    result = run_cli("drift", profile, cur, "-f", "json", *dask)
+    assert result.exit_code == 1, result.stderr
+    assert "is a profile; it is read on this machine" in result.stderr
 
 
 @pytest.mark.parametrize(

@@ -262,14 +262,21 @@ def profiler(
     """The profiler ``--engine dask`` gives ``run_drift``/``run_profile``: tasks on the
     cluster for a Parquet reference, None (after a note) for any other reference,
     which is read on this machine without starting a cluster."""
+    from ..errors import UsageError
     from ..io import fs
     from ..jobs.drift_tables import expand
     from ..text import clean
-    from .dask import Cluster, connect, require_distributed, runner
+    from .dask import INSTALL_HINT, Cluster, connect, require_distributed, runner
 
     cluster = Cluster(scheduler, scheduler_file, workers, fs.current_options())
     cluster.validate()
     require_distributed()
+    try:
+        import datasketches  # noqa: F401
+    except ImportError:
+        raise UsageError(
+            f"--engine dask needs the KLL sketches of datasketches for drift: {INSTALL_HINT}"
+        ) from None
     files = reference_files(reference)
     if files is None:
         if note is not None:
