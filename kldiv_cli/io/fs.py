@@ -243,9 +243,11 @@ def open_input(path: str, options: Mapping[str, str] | None = None) -> BinaryIO:
     fs, inner = filesystem(path, options)
     info(path, options)
     try:
-        return fs.open_input_file(inner)
+        # pyarrow is untyped; its NativeFile is a seekable binary file.
+        f: BinaryIO = fs.open_input_file(inner)
     except OSError as exc:
         raise _input_error(path, exc) from None
+    return f
 
 
 def size(path: str, options: Mapping[str, str] | None = None) -> int:
