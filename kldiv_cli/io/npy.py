@@ -8,7 +8,7 @@ import math
 import os
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 
@@ -35,7 +35,9 @@ def numeric_dtype(label: str, dtype: np.dtype, booleans: bool = False) -> np.dty
     if kind == "f":
         if dtype.itemsize not in (2, 4, 8):
             raise InputError(label, f"holds {dtype} numbers; use float16, float32 or float64")
-        return dtype.newbyteorder("=")
+        # NumPy's stubs type newbyteorder() of a dtype[Any] as Any: a dtype.
+        native: np.dtype[Any] = dtype.newbyteorder("=")
+        return native
     if kind in "iu" or (kind == "b" and booleans):
         return np.dtype(np.float64)
     if kind == "c":
@@ -147,7 +149,8 @@ class NpyData(Source):
         with self._open_data() as f:
             raw = self._read_exactly(f, nbytes)
         array = from_bytes(raw, self._stored, self.shape, self._fortran)
-        return array.astype(self.dtype, copy=False).copy()
+        own: np.ndarray = array.astype(self.dtype, copy=False).copy()
+        return own
 
     def iter_chunks(self, rows: int) -> Iterator[np.ndarray]:
         if not self.streamable:
