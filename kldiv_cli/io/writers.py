@@ -19,12 +19,15 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from types import FrameType
-from typing import Any, BinaryIO, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from ..errors import OutputError, UsageError
 from ..render import Report, as_rows, render_text, to_csv
 from ..text import clean
 from . import fs
+
+if TYPE_CHECKING:
+    import numpy as np
 
 T = TypeVar("T")
 
@@ -376,7 +379,7 @@ class BlockWriter:
         self.started = False
         self._parquet: Any = None
 
-    def write(self, block, shape: tuple[int, ...]) -> None:
+    def write(self, block: np.ndarray, shape: tuple[int, ...]) -> None:
         import numpy as np
 
         flat = as_rows(block)
