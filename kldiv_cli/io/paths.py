@@ -13,7 +13,7 @@ import os
 import stat
 import sys
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import IO
 
 from ..errors import InputError, UsageError
 from . import fs
@@ -196,7 +196,7 @@ def is_stream(path: str, info: os.stat_result) -> bool:
     return not stat.S_ISREG(info.st_mode) or path.startswith(("/dev/fd/", "/proc/self/fd/"))
 
 
-def read_bounded(fp: BinaryIO, label: str, expected: str | None) -> bytes:
+def read_bounded(fp: IO[bytes], label: str, expected: str | None) -> bytes:
     """All of a stream, at most :func:`stream_limit` bytes.
 
     The first 64 KiB are checked before the rest is read, so an endless binary stream
@@ -233,7 +233,7 @@ def _check_head(label: str, head: bytes, expected: str | None) -> None:
         raise InputError(label, "is not a text file (it holds binary data)")
 
 
-def read_stdin(stream: BinaryIO | None = None) -> bytes:
+def read_stdin(stream: IO[bytes] | None = None) -> bytes:
     """All of stdin (or of ``stream``, a binary stdin given by the caller): np.load and
     Parquet need to seek, so a pipe is buffered first (bounded by :func:`stream_limit`)."""
     if stream is None:
