@@ -11,9 +11,11 @@ not dictionary-encoded) the client runs:
    the rows an identifier check samples (integers). Added on the client, these decide
    the column's role by the same rules as ``jobs.drift.profile_column``: a partition
    with more distinct values than a category column may hold means the column has
-   more too, so the merged counts are exact whenever they are needed;
-2. for a numeric column, :func:`.quantiles.numeric_bins`: exact quantile (or
-   equal-width) edges and exact integer bin counts, added across partitions.
+   more too, so the merged counts are exact whenever they are needed. The census
+   also sketches the finite values (:func:`.quantiles.sketch`), the first pass of
+2. :func:`.quantiles.numeric_bins` for a numeric column: exact quantile (or
+   equal-width) edges and exact integer bin counts, added across partitions. A
+   partition is thus read three times (census, bracket cut, counts).
 
 Everything else (text, booleans, dates, decimals, dictionary-encoded columns,
 ``--categorical`` and ``--skip`` columns) is profiled on the client as with
@@ -55,7 +57,8 @@ class Census:
 
     ``distinct``/``counts`` are None when the partition holds more than
     :data:`NUMERIC_CATEGORIES` distinct values; ``sample`` holds the valid values at
-    the sampled rows and ``sample_nulls`` the nulls among them.
+    the sampled rows and ``sample_nulls`` the nulls among them; ``sketch`` sketches
+    the finite values, for :func:`.quantiles.numeric_bins`.
     """
 
     rows: int
@@ -65,6 +68,7 @@ class Census:
     counts: np.ndarray | None
     sample: np.ndarray
     sample_nulls: int
+    sketch: Q.Summary
 
 
 @dataclass(frozen=True)
@@ -93,9 +97,11 @@ def census(column: Any, kind: str, rows: np.ndarray) -> Census:
         values = array_values(array).astype(np.float64, copy=False)
         present = values[~np.isnan(values)]
         missing = values.size - present.size
+        finite = present[np.isfinite(present)]
     else:
         present = array_values(array.drop_null())
         missing = array.null_count
+        finite = present.astype(np.float64)
     distinct, counts = _distinct(present)
     return Census(
         len(array),
@@ -105,6 +111,7 @@ def census(column: Any, kind: str, rows: np.ndarray) -> Census:
         counts,
         array_values(sample.drop_null()),
         sample_nulls,
+        Q.sketch(finite),
     )
 
 
@@ -190,14 +197,14 @@ class TaskProfiler:
         if rows - missing == 0:
             return ColumnProfile(name, Role.SKIPPED, rows, rows, reason=ALL_MISSING)
         if role is Role.NUMERIC:
-            return self._numeric(parts, col, missing, rules)
+            return self._numeric(parts, found, col, missing, rules)
         merged = merge_distinct(found)
         present = rows - missing
         if kind == "float":
             if merged is not None and _few(merged[0].size, present):
                 if np.isfinite(merged[0]).all():
                     return profile_categorical(col, merged[0].tolist(), merged[1], missing, rules)
-            return self._numeric(parts, col, missing, rules)
+            return self._numeric(parts, found, col, missing, rules)
         sample = np.concatenate([c.sample for c in found])
         distinct = int(np.unique(sample).size)
         looked = sampled.size - sum(c.sample_nulls for c in found)
@@ -205,7 +212,7 @@ class TaskProfiler:
             reason = identifier_reason(distinct, looked, looked == rows - nulls)
             return ColumnProfile(name, Role.IDENTIFIER, rows, nulls, reason=reason)
         if not _few(distinct, looked) or merged is None or not _few(merged[0].size, present):
-            return self._numeric(parts, col, missing, rules)
+            return self._numeric(parts, found, col, missing, rules)
         return profile_categorical(col, merged[0].tolist(), merged[1], nulls, rules)
 
     @staticmethod
@@ -216,9 +223,15 @@ class TaskProfiler:
         return np.arange(rows, dtype=np.int64)
 
     def _numeric(
-        self, parts: list[ColumnPart], col: _Column, missing: int, rules: ColumnRules
+        self,
+        parts: list[ColumnPart],
+        found: list[Census],
+        col: _Column,
+        missing: int,
+        rules: ColumnRules,
     ) -> ColumnProfile:
-        got = Q.numeric_bins(parts, Q.read_present, rules.bins, rules.binning, self.run)
+        sketches = [c.sketch for c in found]
+        got = Q.numeric_bins(parts, Q.read_present, rules.bins, rules.binning, self.run, sketches)
         if got is None:
             return ColumnProfile(col.name, Role.SKIPPED, col.rows, missing, reason=NO_FINITE)
         edges, maximum, counts = got

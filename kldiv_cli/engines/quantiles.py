@@ -239,6 +239,7 @@ def numeric_bins(
     bins: int,
     binning: str,
     runner: Runner | None = None,
+    summaries: list[Summary] | None = None,
 ) -> tuple[np.ndarray, float, np.ndarray] | None:
     """A drift profile's numeric bins of partitioned data: ``(edges, maximum, counts)``
     equal to ``jobs.drift.numeric_edges`` and ``bin_counts`` of all the values at once.
@@ -246,11 +247,13 @@ def numeric_bins(
     ``read(part)`` gives a partition's values without NaN (infinities included: they
     are counted, not binned). The edges come from the finite values (exact quantiles or
     equal widths over the exact range); the counts are integer counts added across
-    partitions. None when no value is finite.
+    partitions. None when no value is finite. ``summaries``: the partitions' sketches of
+    their finite values (:func:`sketch`, ``k=K``), when the caller has made them already.
     """
     items = list(parts)
     run: Runner = runner or _map
-    summaries: list[Summary] = run(_FiniteSketch(read, K), items)
+    if summaries is None:
+        summaries = run(_FiniteSketch(read, K), items)
     n = sum(s.count for s in summaries)
     if n == 0:
         return None
