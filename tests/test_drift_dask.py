@@ -141,6 +141,15 @@ def test_other_references_stay_on_the_client(tmp_path: Path) -> None:
     assert E.reference_files([str(tmp_path / "r.parquet")]) == [str(tmp_path / "r.parquet")]
 
 
+@pytest.mark.parametrize("missing", ["distributed", "datasketches"])
+def test_without_the_extra_one_line_names_it(tmp_path, run_cli, monkeypatch, missing) -> None:
+    _write(tmp_path / "r.parquet", {"a": pa.array([1.0])}, [1])
+    monkeypatch.setitem(__import__("sys").modules, missing, None)  # import fails
+    result = run_cli("profile", tmp_path / "r.parquet", "--engine", "dask")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and 'pip install "kldiv[dask]"' in result.stderr
+
+
 # ------------------------------------------------------------------ on Dask
 
 distributed = pytest.importorskip("distributed")
@@ -280,31 +289,40 @@ def s3():
 
 
 def test_a_reference_in_s3_gives_the_local_bits(tables, s3, run_cli) -> None:
-    """On a local cluster kldiv starts (its workers read the credentials of this
-    environment), announced on stderr."""
+    """On a cluster started here, after the fixture set the credentials the workers
+    read from their environment; a few columns, as the in-process server is slow."""
     from kldiv_cli.io import fs
 
     client, options = s3
     ref, cur = tables
     for path in sorted(ref.iterdir()):
         client.upload_file(str(path), "drift", f"ref/{path.name}")
-    address = ("--engine", "dask", "--workers", "1")
-    try:
-        local = run_cli("profile", ref)
-        remote = run_cli("profile", "s3://drift/ref", *options, *address)
-        assert remote.exit_code == 0, remote.stderr
-        assert "started a local Dask cluster: 1 worker process on 127.0.0.1" in remote.stderr
-        profile = json.loads(remote.stdout)
-        assert profile.pop("source") == "s3://drift/ref"
-        want = json.loads(local.stdout)
-        want.pop("source")
-        assert profile == want
-        local = run_cli("drift", ref, cur, "-f", "json")
-        remote = run_cli("drift", "s3://drift/ref", cur, "-f", "json", *options, *address)
-        assert remote.exit_code == local.exit_code == 1, remote.stderr
-        got, want = _report(remote.stdout), _report(local.stdout)
-        assert got.pop("reference") == "s3://drift/ref"
-        want.pop("reference")
-        assert got == want
-    finally:
-        fs.configure({})  # --storage-option is a setting of the run
+    some = ("--columns", "normal,levels,user_id,label")
+    with distributed.LocalCluster(
+        n_workers=1,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+        scheduler_kwargs=D.LOCAL_SCHEDULER,
+        silence_logs=50,
+    ) as cluster:
+        address = ("--engine", "dask", "--scheduler", cluster.scheduler_address, *options)
+        try:
+            local = run_cli("profile", ref, *some)
+            remote = run_cli("profile", "s3://drift/ref", *some, *address)
+            assert remote.exit_code == 0, remote.stderr
+            profile = json.loads(remote.stdout)
+            assert profile.pop("source") == "s3://drift/ref"
+            want = json.loads(local.stdout)
+            want.pop("source")
+            assert profile == want
+            local = run_cli("drift", ref, cur, "-f", "json", *some)
+            remote = run_cli("drift", "s3://drift/ref", cur, "-f", "json", *some, *address)
+            assert remote.exit_code == local.exit_code == 1, remote.stderr
+            got, want = _report(remote.stdout), _report(local.stdout)
+            assert got.pop("reference") == "s3://drift/ref"
+            want.pop("reference")
+            assert got == want
+        finally:
+            fs.configure({})  # --storage-option is a setting of the run

@@ -292,7 +292,10 @@ def profiler(
         ) from None
     files = reference_files(reference)
     if files is None:
-        if note is not None:
+        # A reference that does not exist gets the local engine's error, without a note.
+        if note is not None and any(
+            p == "-" or fs.is_remote(p) or os.path.exists(p) for p in reference
+        ):
             label = expand(reference)[0] if "-" not in reference else "<stdin>"
             what = "a profile" if _is_profile(reference) else "not Parquet"
             note(
