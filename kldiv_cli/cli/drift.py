@@ -212,7 +212,7 @@ def drift(
 
       kldiv drift ref.profile.json today/ --format markdown --junit drift.xml
 
-      kldiv drift 's3://bucket/ref/*.parquet' today/ --engine dask --scheduler tcp://HOST:8786
+      kldiv drift s3://bucket/reference/ today/ --engine dask --scheduler tcp://HOST:8786
 
     Identifiers (nearly all values distinct) and date/time columns are listed as skipped;
     numbers get 10 quantile bins of the reference plus a bin below and one above its
