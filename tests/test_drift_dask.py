@@ -132,6 +132,26 @@ def test_brackets_of_a_large_reference_keep_the_bits(tmp_path: Path, bins: int) 
     _same(got, _local(paths, rules))
 
 
+def test_a_column_stored_with_other_types_is_profiled_on_the_client(tmp_path: Path) -> None:
+    """Arrow promotes int64 and float64 files to one column; tasks see each file's type."""
+    rng = np.random.default_rng(2)
+    _write(
+        tmp_path / "a.parquet",
+        {"v": pa.array(rng.integers(0, 9, 500)), "w": pa.array(rng.normal(size=500))},
+        [500],
+    )
+    _write(
+        tmp_path / "b.parquet",
+        {"v": pa.array(rng.normal(size=500)), "w": pa.array(rng.normal(size=500))},
+        [500],
+    )
+    paths = [str(tmp_path)]
+    profiler = E.TaskProfiler(E.reference_files(paths) or [], Q._map)
+    assert profiler("v", ColumnRules()) is None
+    assert profiler("w", ColumnRules()) is not None
+    _same(_tasks(paths, ColumnRules()), _local(paths, ColumnRules()))
+
+
 def test_other_references_stay_on_the_client(tmp_path: Path) -> None:
     (tmp_path / "r.csv").write_text("a\n1\n")
     assert E.reference_files([str(tmp_path / "r.csv")]) is None

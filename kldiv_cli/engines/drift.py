@@ -162,19 +162,34 @@ class TaskProfiler:
         import pyarrow.parquet as pq
 
         from ..io import fs
-        from .tasks import row_groups
 
         self.storage = tuple(sorted((fs.current_options() if storage is None else storage).items()))
-        self.files = list(files)
         self.run = run
-        self.groups = [(f, row_groups(f, dict(self.storage))) for f in self.files]
-        with fs.open_input(self.files[0], dict(self.storage)) as f:
-            self.schema = pq.ParquetFile(f).schema_arrow
+        self.groups: list[tuple[str, list[int]]] = []
+        self.schemas: list[Any] = []
+        for path in files:  # the footers only, each read once
+            with fs.open_input(path, dict(self.storage)) as f:
+                parquet = pq.ParquetFile(f)
+                meta = parquet.metadata
+                self.groups.append(
+                    (path, [meta.row_group(g).num_rows for g in range(meta.num_row_groups)])
+                )
+                self.schemas.append(parquet.schema_arrow)
+
+    def _column_kind(self, name: str) -> str | None:
+        """The column's kind when every file stores it as the same integer or float
+        type; None otherwise (a file without it, or types the client's read promotes)."""
+        types = set()
+        for schema in self.schemas:
+            index = schema.get_field_index(name)
+            if index < 0:
+                return None
+            types.add(schema.field(index).type)
+        return _kind(types.pop()) if len(types) == 1 else None
 
     def __call__(self, name: str, rules: ColumnRules) -> ColumnProfile | None:
         role = rules.override(name)
-        index = self.schema.get_field_index(name)
-        kind = _kind(self.schema.field(index).type) if index >= 0 else None
+        kind = self._column_kind(name)
         if kind is None or role in (Role.SKIPPED, Role.CATEGORICAL):
             return None
         parts: list[ColumnPart] = []
