@@ -188,3 +188,21 @@ def test_a_wide_csv_is_read_by_numpy_and_a_text_cell_still_names_its_line(
     r = run_cli("compute", xp, tp, "-r", "sum")
     assert r.exit_code == 2 and "line 3: 'oops' is not a number" in r.stderr, r.stderr
     assert csv_reader.WIDE <= 6000
+
+
+def test_a_dataset_file_without_the_chosen_columns_is_one_line(tmp_path) -> None:
+    """Arrow gives such a file zero columns; its rows must never be read as data."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .helpers import invoke
+
+    (tmp_path / "ds").mkdir()
+    t = np.full((4, 3), 1 / 3)
+    pq.write_table(pa.table({f"c{j}": t[:, j] for j in range(3)}), tmp_path / "ds" / "a.parquet")
+    pq.write_table(pa.table({"other": np.ones(4)}), tmp_path / "ds" / "b.parquet")
+    for command in ("compute", "compare"):
+        out = invoke(command, tmp_path / "ds", tmp_path / "ds")
+        assert out.exit_code == 2, (command, out)
+        assert out.stderr.count("\n") == 1 and "b.parquet: has no column 'c0'" in out.stderr

@@ -307,3 +307,14 @@ def test_markdown_cells_stay_in_their_column() -> None:
     header = [line for line in lines if line.startswith("| ")][0]
     assert header.replace("\\|", "").count("|") == len(HOSTILE) + 1
     assert lines[0] == "### \\x1b[2Jtitle [bold]"
+
+
+def test_a_member_of_a_dataset_input_is_an_input(tmp_path: Path) -> None:
+    """A folder or glob given as an input protects each of its files."""
+    (tmp_path / "ds").mkdir()
+    part = tmp_path / "ds" / "p0.parquet"
+    part.write_bytes(b"PAR1")
+    for given in (str(tmp_path / "ds"), str(tmp_path / "ds" / "*.parquet")):
+        with pytest.raises(OutputError, match="is also an input"):
+            check_outputs([str(part)], [given])
+    check_outputs([str(tmp_path / "out.parquet")], [str(tmp_path / "ds")])

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import InputError, UsageError
 from . import fs
 from .base import ReadOptions
 from .columns import arrow_error
@@ -100,6 +100,7 @@ class DatasetReader:
 
     def __init__(self, label: str, files: list[str]) -> None:
         self.label = label
+        self._paths = list(files)
         self._files = [
             parquet_file(f, fs.open_input(f) if fs.is_remote(f) else f, False, "Parquet dataset")
             for f in files
@@ -116,9 +117,23 @@ class DatasetReader:
             for i in range(f.metadata.num_row_groups)
         )
 
+    def _check_columns(self, names: list[str]) -> None:
+        """Every file holds every chosen column (Arrow would give a file without them
+        zero columns, not an error)."""
+        for path, f in zip(self._paths, self._files):
+            have = set(f.schema_arrow.names)
+            missing = [n for n in names if n not in have]
+            if missing:
+                raise InputError(
+                    path,
+                    f"has no column {missing[0]!r}, which the dataset's first file has "
+                    f"({self.label})",
+                )
+
     def read_table(self, names: list[str]) -> Any:
         import pyarrow as pa
 
+        self._check_columns(names)
         try:
             tables = [f.read(columns=names, use_threads=True) for f in self._files]
             return pa.concat_tables(tables, promote_options="permissive")
@@ -128,6 +143,7 @@ class DatasetReader:
     def iter_tables(self, names: list[str], rows: int) -> Iterator[Iterable[Any]]:
         import pyarrow as pa
 
+        self._check_columns(names)
         try:
             # One file and one batch at a time: memory stays flat however many files.
             for f in self._files:

@@ -100,6 +100,7 @@ class TableSource(Source):
                         block = table_to_array(
                             self.label, table, names, self._options, first_row=first
                         )
+                        col = k
                         break
                     block = np.empty((n, self._width), dtype=self.dtype, order="F")
                 table_to_array(
@@ -112,6 +113,9 @@ class TableSource(Source):
                 )
                 col += k
                 del table
+            if block is not None and self._width is not None and col < self._width:
+                # Never hand on a block whose columns were not all filled.
+                raise InputError(self.label, f"rows {first}..: {col} of {self._width} columns read")
             if n and block is not None:
                 yield block
             del block

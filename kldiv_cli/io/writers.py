@@ -25,6 +25,7 @@ from ..errors import OutputError, UsageError
 from ..render import Report, as_rows, render_text, to_csv
 from ..text import clean
 from . import fs
+from .paths import dataset_files
 
 if TYPE_CHECKING:
     import numpy as np
@@ -106,7 +107,8 @@ def check_outputs(outputs: Sequence[str | None], inputs: Sequence[str | None]) -
         Every file the run will write (None and ``-`` are skipped).
     inputs : sequence of str or None
         Every path it reads (data, profiles, threshold files; None skipped). ``-``
-        counts when stdin is redirected from a file.
+        counts when stdin is redirected from a file; a folder or a glob counts as every
+        file of its dataset.
 
     Raises
     ------
@@ -126,7 +128,10 @@ def check_outputs(outputs: Sequence[str | None], inputs: Sequence[str | None]) -
             if stat.S_ISREG(st.st_mode):
                 ids.setdefault((st.st_dev, st.st_ino), "stdin")
         elif path:
-            ids.setdefault(_identity(path), path)
+            # A folder or a glob is every file of the dataset it names.
+            members = None if fs.is_remote(path) else dataset_files(path)
+            for member in members if members is not None else [path]:
+                ids.setdefault(_identity(member), member)
     seen: dict[tuple[int, int] | str, str] = {}
     for path in outputs:
         if not path or path == "-":
