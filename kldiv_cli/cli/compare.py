@@ -1,7 +1,7 @@
 """``kldiv compare``: model-vs-model statistics, KL(REFERENCE ‖ CANDIDATE) row by row."""
 
 import os
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -172,15 +172,14 @@ def compare(
         output_kind,
         write_report,
     )
-    from ..jobs.compare import CompareRequest, parse_gate
+    from ..jobs.compare import CompareRequest
     from ..jobs.compare import compare as run
+    from ..jobs.gates import parse_gates
     from ..render import print_report, render_text, resolve_format
     from ..render.compare import compare_report, rows_report
 
     resolve_format(format, False)
-    gates = tuple(parse_gate(s, "above") for s in fail_above or ()) + tuple(
-        parse_gate(s, "below") for s in fail_below or ()
-    )
+    gates = parse_gates(fail_above or (), fail_below or ())
 
     def side(path: str, own_key: str | None) -> ReadOptions:
         # --key and --columns apply to the sides they can: --key to files of several
@@ -233,13 +232,6 @@ def compare(
     else:
         print_report(report, resolved, env.stdout, env.color)
     env.stdout.flush()
-    if result.failed:
-        Messages.check_failed("; ".join(_failure(c) for c in result.failed))
+    if result.failed_check:
+        Messages.check_failed(result.failed_check)
         raise typer.Exit(ExitCode.CHECK_FAILED)
-
-
-def _failure(check: dict[str, Any]) -> str:
-    op = "above" if "fail_above" in check else "below"
-    value, threshold = check["value"], check[f"fail_{op}"]
-    what = "is NaN" if value != value else f"= {value:.6g} is {op}"
-    return f"{check['name']} {what} --fail-{op} {threshold:g}"

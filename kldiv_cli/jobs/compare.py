@@ -26,6 +26,7 @@ from ..io.kld import KldSource, open_kld
 from ..io.safetensors import open_safetensors
 from ..io.sources import ReadOptions, open_source
 from .blocks import prefetch, rebatch
+from .gates import Gate, check_names, evaluate, failure_text, flatten
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -33,9 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CompareRequest",
     "CompareResult",
-    "Gate",
     "compare",
-    "parse_gate",
     "statistic_names",
 ]
 
@@ -66,35 +65,6 @@ class Reader(Protocol):
     def iter_chunks(self, rows: int) -> Iterator[np.ndarray]: ...
 
     def describe(self) -> dict[str, Any]: ...
-
-
-@dataclass(frozen=True)
-class Gate:
-    """``--fail-above NAME=X`` (``op="above"``) or ``--fail-below NAME=X``."""
-
-    name: str
-    op: str
-    threshold: float
-
-    def passed(self, value: float) -> bool:
-        """NaN never passes."""
-        return value <= self.threshold if self.op == "above" else value >= self.threshold
-
-
-def parse_gate(spec: str, op: str) -> Gate:
-    """``NAME=VALUE`` -> :class:`Gate`; a missing ``=``, a non-number or NaN is a usage error."""
-    option = f"--fail-{op}"
-    name, sep, text = spec.partition("=")
-    name = name.strip()
-    if not sep or not name:
-        raise UsageError(f"{option} takes NAME=VALUE (e.g. kl.p99=0.1), got {spec!r}")
-    try:
-        threshold = float(text)
-    except ValueError:
-        raise UsageError(f"{option} {name}: {text.strip()!r} is not a number") from None
-    if math.isnan(threshold):
-        raise UsageError(f"{option} {name}: the threshold is NaN; give a number")
-    return Gate(name, op, threshold)
 
 
 def _measure_keys() -> list[str]:
@@ -175,7 +145,13 @@ class CompareResult:
 
     @property
     def failed(self) -> list[dict[str, Any]]:
+        """The checks that did not pass."""
         return [c for c in self.checks if not c["passed"]]
+
+    @property
+    def failed_check(self) -> str | None:
+        """The ``check failed`` line when a gate failed, else None."""
+        return failure_text(self.checks)
 
 
 def _extension(path: str) -> str:
@@ -333,35 +309,26 @@ def compare(
             "have no rows to compare" + (" (every token is the ignore index)" if done else ""),
         )
     statistics = _statistics(per_row, tokens is not None)
-    result = CompareResult(statistics=statistics, per_row=per_row, warnings=_warnings(per_row))
-    flat = _flatten(statistics)
-    for gate in request.gates:
-        value = flat[gate.name]
-        result.checks.append(
-            {
-                "name": gate.name,
-                f"fail_{gate.op}": gate.threshold,
-                "value": value,
-                "passed": gate.passed(value),
-            }
-        )
-    return result
+    return CompareResult(
+        statistics=statistics,
+        per_row=per_row,
+        checks=evaluate(request.gates, flatten(statistics), _GATE_HINT),
+        warnings=_warnings(per_row),
+    )
+
+
+_GATE_HINT = "use a name from the JSON, e.g. kl.p99, js.mean, top1_agreement"
 
 
 def _check_gates(gates: tuple[Gate, ...], with_tokens: bool) -> None:
     """Every gate names a statistic this run will have (checked before any work)."""
     known = set(statistic_names(with_tokens))
     for gate in gates:
-        if gate.name in known:
-            continue
-        if gate.name in statistic_names(True):
+        if gate.name not in known and gate.name in statistic_names(True):
             raise UsageError(
-                f"--fail-{gate.op} {gate.name}: needs the next tokens (--tokens FILE, or .kld inputs)"
+                f"{gate.option} {gate.name}: needs the next tokens (--tokens FILE, or .kld inputs)"
             )
-        raise UsageError(
-            f"--fail-{gate.op}: unknown statistic {gate.name!r}; use a name from the JSON, "
-            "e.g. kl.p99, js.mean, top1_agreement"
-        )
+    check_names(gates, known, _GATE_HINT)
 
 
 _LOCAL = threading.local()
@@ -488,19 +455,6 @@ def _exp(x: float) -> float:
         return math.exp(x)
     except OverflowError:
         return math.inf
-
-
-def _flatten(doc: dict[str, Any]) -> dict[str, float]:
-    flat: dict[str, float] = {}
-    for key, value in doc.items():
-        if isinstance(value, dict):
-            for sub, v in value.items():
-                flat[f"{key}.{sub}"] = v
-            if "value" in value:
-                flat[key] = value["value"]
-        else:
-            flat[key] = value
-    return flat
 
 
 def _warnings(per_row: dict[str, np.ndarray]) -> list[str]:

@@ -25,56 +25,19 @@ from ..core.stats import summary
 from ..errors import InputError, UsageError
 from ..io.sources import ReadOptions, column_array, open_columns, open_source, select_columns
 from ..text import clean
-from .compare import Gate, open_input, parse_gate
+from .compare import open_input
+from .gates import Gate, evaluate, failure_text, flatten, parse_gates
 
 __all__ = [
     "EstimateRequest",
     "EstimateResult",
     "estimate",
-    "evaluate_gates",
-    "flatten",
 ]
 
 
-def flatten(document: dict[str, Any], prefix: str = "") -> dict[str, float]:
-    """The numbers of a nested document by dotted name (``diagnostics.ratio.max``)."""
-    out: dict[str, float] = {}
-    for key, value in document.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flatten(value, name + "."))
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            out[name] = float(value)
-    return out
-
-
-def evaluate_gates(gates: tuple[Gate, ...], numbers: dict[str, float]) -> list[dict[str, Any]]:
-    """Each gate as compare reports it: name, ``fail_above``/``fail_below``, value, passed
-    (a NaN value never passes).
-
-    Raises
-    ------
-    UsageError
-        A gate names a number the output does not have.
-    """
-    out = []
-    for gate in gates:
-        if gate.name not in numbers:
-            known = ", ".join(n for n in numbers if "." not in n)
-            raise UsageError(
-                f"--fail-{gate.op}: unknown statistic {clean(gate.name)!r}; use one of {known} "
-                "or a dotted name from -f json (e.g. diagnostics.chi2_token)"
-            )
-        value = numbers[gate.name]
-        out.append(
-            {
-                "name": gate.name,
-                f"fail_{gate.op}": gate.threshold,
-                "value": value,
-                "passed": gate.passed(value),
-            }
-        )
-    return out
+def _gate_hint(numbers: dict[str, float]) -> str:
+    known = ", ".join(n for n in numbers if "." not in n)
+    return f"use one of {known} or a dotted name from -f json (e.g. diagnostics.chi2_token)"
 
 
 @dataclass(frozen=True)
@@ -104,9 +67,7 @@ class EstimateRequest:
 
     @property
     def gates(self) -> tuple[Gate, ...]:
-        return tuple(parse_gate(g, "above") for g in self.fail_above) + tuple(
-            parse_gate(g, "below") for g in self.fail_below
-        )
+        return parse_gates(self.fail_above, self.fail_below)
 
     def validate(self) -> None:
         if self.estimator not in (*ESTIMATORS, "all"):
@@ -140,7 +101,8 @@ class EstimateRequest:
             0,
             _diagnostics(zero, zero, zero == 0, dict.fromkeys(self.estimators, zero[0])),
         )
-        evaluate_gates(self.gates, flatten(skeleton))
+        numbers = flatten(skeleton)
+        evaluate(self.gates, numbers, _gate_hint(numbers))
         if self.output is not None and self.output != "-":
             from ..io.writers import check_outputs, output_kind
 
@@ -173,16 +135,7 @@ class EstimateResult:
     @property
     def failed_check(self) -> str | None:
         """The ``check failed`` line when a gate failed, else None."""
-        failed = [g for g in self.gates if not g["passed"]]
-        if not failed:
-            return None
-        parts = []
-        for g in failed:
-            op = "above" if "fail_above" in g else "below"
-            value, threshold = g["value"], g[f"fail_{op}"]
-            verdict = "is NaN" if value != value else f"= {value:.6g} is {op}"
-            parts.append(f"{clean(g['name'])} {verdict} --fail-{op} {threshold:g}")
-        return "; ".join(parts)
+        return failure_text(self.gates)
 
 
 def _numbers(
@@ -403,5 +356,6 @@ def estimate(request: EstimateRequest, stdin: bytes | None = None) -> EstimateRe
         logp=da,
         ref_logp=db,
     )
-    result.gates = evaluate_gates(request.gates, flatten(result.numbers))
+    numbers = flatten(result.numbers)
+    result.gates = evaluate(request.gates, numbers, _gate_hint(numbers))
     return result

@@ -1,0 +1,145 @@
+"""Gates: ``--fail-above NAME=X`` / ``--fail-below NAME=X`` on the numbers of a result.
+
+A job names its numbers by :func:`flatten`-ing its JSON document (``kl.p99``,
+``diagnostics.ess``), checks the gates' names before any work (:func:`check_names`),
+and :func:`evaluate`\\s them on its result; :func:`failure_text` is the ``check
+failed`` line. Shared by ``compare`` and ``estimate``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import UsageError
+from ..text import clean
+
+__all__ = [
+    "Gate",
+    "check_names",
+    "evaluate",
+    "failure_text",
+    "flatten",
+    "parse_gate",
+    "parse_gates",
+]
+
+
+@dataclass(frozen=True)
+class Gate:
+    """``--fail-above NAME=X`` (``op="above"``) or ``--fail-below NAME=X``."""
+
+    name: str
+    op: str
+    threshold: float
+
+    @property
+    def option(self) -> str:
+        """The option that set the gate: ``--fail-above`` or ``--fail-below``."""
+        return f"--fail-{self.op}"
+
+    def passed(self, value: float) -> bool:
+        """``value <= threshold`` (above) or ``value >= threshold`` (below); NaN never passes."""
+        return value <= self.threshold if self.op == "above" else value >= self.threshold
+
+
+def parse_gate(spec: str, op: str) -> Gate:
+    """``NAME=VALUE`` -> :class:`Gate`.
+
+    Raises
+    ------
+    UsageError
+        A missing ``=`` or name, a threshold that is not a number, or NaN.
+    """
+    option = f"--fail-{op}"
+    name, sep, text = spec.partition("=")
+    name = name.strip()
+    if not sep or not name:
+        raise UsageError(f"{option} takes NAME=VALUE (e.g. kl.p99=0.1), got {spec!r}")
+    try:
+        threshold = float(text)
+    except ValueError:
+        raise UsageError(f"{option} {name}: {text.strip()!r} is not a number") from None
+    if math.isnan(threshold):
+        raise UsageError(f"{option} {name}: the threshold is NaN; give a number")
+    return Gate(name, op, threshold)
+
+
+def parse_gates(fail_above: Iterable[str], fail_below: Iterable[str]) -> tuple[Gate, ...]:
+    """Every ``--fail-above`` gate, then every ``--fail-below`` gate, in the order given."""
+    return tuple(parse_gate(s, "above") for s in fail_above) + tuple(
+        parse_gate(s, "below") for s in fail_below
+    )
+
+
+def flatten(document: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    """The numbers of a nested document by dotted name (``diagnostics.ratio.max``).
+
+    A group holding a ``value`` is also named by the group itself (``top1_agreement``
+    for ``top1_agreement.value``). Booleans and non-numbers are left out; integers stay
+    integers.
+    """
+    out: dict[str, float] = {}
+    for key, value in document.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, name + "."))
+            inner = value.get("value")
+            if isinstance(inner, (int, float)) and not isinstance(inner, bool):
+                out[name] = inner
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[name] = value
+    return out
+
+
+def check_names(gates: Iterable[Gate], known: Collection[str], hint: str) -> None:
+    """Every gate names one of ``known``.
+
+    Raises
+    ------
+    UsageError
+        ``--fail-above: unknown statistic 'NAME'; <hint>`` for the first that does not.
+    """
+    for gate in gates:
+        if gate.name not in known:
+            raise UsageError(f"{gate.option}: unknown statistic {clean(gate.name)!r}; {hint}")
+
+
+def evaluate(
+    gates: Iterable[Gate], numbers: Mapping[str, float], hint: str
+) -> list[dict[str, Any]]:
+    """Each gate as the JSON reports it: ``name``, ``fail_above`` or ``fail_below`` (the
+    threshold), ``value`` and ``passed`` (a NaN value never passes).
+
+    Raises
+    ------
+    UsageError
+        A gate names a number ``numbers`` does not have (see :func:`check_names`).
+    """
+    gates = tuple(gates)
+    check_names(gates, numbers.keys(), hint)
+    return [
+        {
+            "name": gate.name,
+            f"fail_{gate.op}": gate.threshold,
+            "value": numbers[gate.name],
+            "passed": gate.passed(numbers[gate.name]),
+        }
+        for gate in gates
+    ]
+
+
+def failure_text(checks: Iterable[Mapping[str, Any]]) -> str | None:
+    """The ``check failed`` line for the failed ones of :func:`evaluate`'s ``checks``
+    (``kl.p99 = 0.12 is above --fail-above 0.1``), or None when every gate passed."""
+    parts = []
+    for check in checks:
+        if check["passed"]:
+            continue
+        op = "above" if "fail_above" in check else "below"
+        value, threshold = check["value"], check[f"fail_{op}"]
+        verdict = "is NaN" if value != value else f"= {value:.6g} is {op}"
+        parts.append(f"{clean(check['name'])} {verdict} --fail-{op} {threshold:g}")
+    return "; ".join(parts) or None
