@@ -631,3 +631,18 @@ def test_parquet_datasets_load_no_pandas_and_duplicate_names_are_one_line(tmp_pa
     out = invoke("drift", dup, dup)
     assert out.exit_code == 2 and out.stderr.count("\n") == 1
     assert "two columns named 'a'" in out.stderr and "unexpected" not in out.stderr
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_a_column_that_cannot_be_compared_is_an_error_line_even_when_quiet(tmp_path, quiet) -> None:
+    ref, cur = tmp_path / "r.csv", tmp_path / "c.csv"
+    ref.write_text("a,b\n" + "".join(f"{i},{i % 3}\n" for i in range(30)))
+    cur.write_text("a,b\n" + "".join(f"x{i},{i % 3}\n" for i in range(30)))
+    out = invoke("drift", ref, cur, "-f", "json", *(["-q"] if quiet else []))
+    assert out.exit_code == 2
+    errors = [line for line in out.stderr.splitlines() if line.startswith("kldiv: error:")]
+    assert errors == [
+        "kldiv: error: 1 column could not be compared: a "
+        "(a: is numeric in the reference but text in the current data)"
+    ]
+    assert json.loads(out.stdout)["n_errors"] == 1

@@ -281,3 +281,23 @@ def test_the_command_line_reads_and_writes_s3(s3, data, xs, ts) -> None:
         assert json.loads(fs.read_bytes(url(f"out-{xs}.json"), s3))["reduction"] == "sum"
     finally:
         fs.configure({})  # --storage-option is a setting of the run
+
+
+def test_drift_reads_a_single_parquet_object(s3, data) -> None:
+    from .helpers import invoke
+
+    d = data[0]
+    options = [
+        f"--storage-option=endpoint={s3['endpoint_override']}",
+        "--storage-option=region=us-east-1",
+    ]
+    try:
+        local = invoke("drift", d / "x.parquet", d / "t.parquet", "-f", "json")
+        remote = invoke("drift", url("x.parquet"), url("t.parquet"), "-f", "json", *options)
+    finally:
+        fs.configure({})
+    assert remote.exit_code == local.exit_code, remote.stderr
+    import json
+
+    strip = lambda doc: [(c["name"], c["value"]) for c in json.loads(doc)["columns"]]  # noqa: E731
+    assert strip(remote.stdout) == strip(local.stdout)

@@ -109,7 +109,7 @@ def _engine(
     return profiler(reference, scheduler, scheduler_file, workers, note=Messages.note)
 
 
-@app.command(no_args_is_help=True)
+@app.command()
 @error_boundary
 def drift(
     tables: Annotated[
@@ -265,6 +265,15 @@ def drift(
         Messages.warn(warning)
     _write_files(request, report)
     _show(report, format, output, no_color)
+    if report.n_errors:
+        # Never silent, even with -q: an uncompared column is an error (exit 2 unless drift
+        # elsewhere already fails the check, exit 1).
+        failed = [c for c in report.columns if c.error]
+        first = failed[0]
+        current().error(
+            f"{len(failed)} column{'s' if len(failed) > 1 else ''} could not be compared: "
+            f"{', '.join(c.name for c in failed)} ({first.name}: {first.error})"
+        )
     if report.drift:
         current().check_failed(f"drift in {report.n_drifted} of {len(report.columns)} columns")
         raise typer.Exit(ExitCode.CHECK_FAILED)
@@ -309,7 +318,7 @@ def _show(report: "DriftReport", fmt: str, output: str | None, no_color: bool) -
     _emit(drift_report(report), fmt, None, no_color)
 
 
-@app.command(no_args_is_help=True)
+@app.command()
 @error_boundary
 def profile(
     reference: Annotated[

@@ -172,17 +172,6 @@ def _is_profile(paths: Sequence[str]) -> bool:
     return len(paths) == 1 and paths[0] != "-" and paths[0].lower().endswith(".json")
 
 
-def _input_files(paths: Sequence[str]) -> list[str]:
-    """Every file a side reads (a dataset's files too), for the output guard."""
-    from ..io.sources import dataset_files
-
-    files: list[str] = []
-    for path in paths:
-        found = dataset_files(path) if path != "-" else None
-        files.extend(found if found is not None else [path])
-    return files
-
-
 def _check_extension(path: str | None, option: str, allowed: tuple[str, ...]) -> None:
     if path and path != "-" and os.path.splitext(path)[1].lower() not in allowed:
         raise UsageError(f"{option} writes {' or '.join(allowed)} files, got {clean(path)!r}")
@@ -245,7 +234,7 @@ class DriftRequest:
         _check_extension(self.html, "--html", (".html", ".htm"))
         check_outputs(
             [self.output, self.junit, self.html],
-            [*_input_files(self.reference), *_input_files(self.current), self.thresholds],
+            [*self.reference, *self.current, self.thresholds],
         )
 
 
@@ -264,7 +253,7 @@ class ProfileRequest:
 
         if self.output is not None:
             output_kind(self.output, ("json",))
-        check_outputs([self.output], _input_files(self.reference))
+        check_outputs([self.output], list(self.reference))
 
 
 def parse_fail_on(rule: str) -> tuple[str, float]:

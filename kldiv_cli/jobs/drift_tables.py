@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from ..errors import InputError
+from ..io import fs
 from ..text import clean
 
 #: Parquet files (or datasets) whose uncompressed data is below this are read whole.
@@ -106,7 +107,7 @@ def expand(paths: Sequence[str]) -> tuple[str, list[str] | None]:
         if found is None:
             if path == "-" or _kind(path, path) != "parquet":
                 raise InputError(path, "a list of files must be Parquet files (.parquet)")
-            if not os.path.isfile(path):
+            if not fs.is_remote(path) and not os.path.isfile(path):
                 raise InputError(path, "no such file")
             found = [path]
         files.extend(f for f in found if f not in files)
@@ -125,7 +126,7 @@ def _open_parquet(label: str, files: list[str]) -> Table:
     for f in files:
         if os.path.splitext(f)[1].lower() not in PARQUET_EXTENSIONS:
             raise InputError(f, "is not a Parquet file; a dataset holds only .parquet files")
-        if os.path.isfile(f) and os.path.getsize(f) == 0:
+        if not fs.is_remote(f) and os.path.isfile(f) and os.path.getsize(f) == 0:
             raise InputError(f, "is empty")
     try:
         reader = DatasetReader(label, files)
@@ -149,10 +150,11 @@ def open_table(paths: Sequence[str], delimiter: str | None, stdin: bytes | None)
         return _open_parquet(label, files)
     path = paths[0]
     if path != "-":
-        if os.path.isdir(path):
+        remote = fs.is_remote(path)
+        if not remote and os.path.isdir(path):
             raise InputError(path, "is a directory and holds no .parquet files")
-        if not os.path.lexists(path):
+        if not remote and not os.path.lexists(path):
             raise InputError(path, "no such file")
-        if _kind(path, path) == "parquet" and os.path.isfile(path):
+        if _kind(path, path) == "parquet" and (remote or os.path.isfile(path)):
             return _open_parquet(label, [path])
     return WholeTable(label, open_columns(path, ReadOptions(delimiter=delimiter), stdin))
