@@ -73,12 +73,14 @@ def test_safetensors_bf16_widens_exactly(tmp_path: Path, logits: np.ndarray) -> 
     assert np.array_equal(out.view("<u4"), expected.reshape(6, 7).view("<u4"))
 
 
-def test_safetensors_rows_are_all_leading_axes(tmp_path: Path) -> None:
-    a = np.arange(2 * 3 * 4, dtype="<f4").reshape(2, 3, 4)
-    path = write_safetensors(tmp_path / "x.safetensors", {"t": ("F32", [2, 3, 4], a.tobytes())})
+def test_safetensors_blocks_follow_the_first_axis(tmp_path: Path) -> None:
+    a = np.arange(5 * 3 * 4, dtype="<f4").reshape(5, 3, 4)
+    path = write_safetensors(tmp_path / "x.safetensors", {"t": ("F32", [5, 3, 4], a.tobytes())})
     src = open_safetensors(str(path), None)
-    assert (src.rows, src.width) == (6, 4)
-    assert np.array_equal(np.concatenate(list(src.iter_chunks(5))), a.reshape(6, 4))
+    assert src.shape == (5, 3, 4) and np.array_equal(src.read(), a)
+    blocks = list(src.iter_chunks(2))
+    assert [b.shape for b in blocks] == [(2, 3, 4), (2, 3, 4), (1, 3, 4)]
+    assert np.array_equal(np.concatenate(blocks), a)
 
 
 def test_safetensors_key_choice(tmp_path: Path, logits: np.ndarray) -> None:

@@ -1,7 +1,7 @@
 """What every reader shares: the read options, the size limits and the :class:`Source` base.
 
 A numeric reader (one module per format: :mod:`.npy`, :mod:`.npz`, :mod:`.csv`,
-:mod:`.parquet`, :mod:`.arrow`) returns a :class:`Source`: a label for messages, the
+:mod:`.parquet`, :mod:`.arrow`, :mod:`.safetensors`, :mod:`.kld`) returns a :class:`Source`: a label for messages, the
 shape and dtype it will produce, and the data either whole (:meth:`Source.read`) or in
 pieces. A subclass implements :meth:`Source.read` and, where its format allows, the
 optional capabilities:
@@ -25,7 +25,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-FORMATS: tuple[str, ...] = ("npy", "npz", "csv", "tsv", "parquet", "arrow")
+FORMATS: tuple[str, ...] = ("npy", "npz", "csv", "tsv", "parquet", "arrow", "safetensors", "kld")
 EXTENSIONS: dict[str, str] = {
     ".npy": "npy",
     ".npz": "npz",
@@ -37,7 +37,13 @@ EXTENSIONS: dict[str, str] = {
     ".arrow": "arrow",
     ".feather": "arrow",
     ".ipc": "arrow",
+    ".safetensors": "safetensors",
+    ".kld": "kld",
 }
+#: Formats that hold arrays (no columns to select).
+ARRAY_FORMATS: tuple[str, ...] = ("npy", "npz", "safetensors", "kld")
+#: Formats that hold several named arrays, one chosen by ``ReadOptions.key``.
+KEYED_FORMATS: tuple[str, ...] = ("npz", "safetensors")
 MISSING_POLICIES: tuple[str, ...] = ("error", "nan")
 #: Tables larger than this (once read) are streamed instead of read whole.
 STREAM_ABOVE = 256 << 20
@@ -46,8 +52,9 @@ STDIN = "-"
 
 @dataclass(frozen=True)
 class ReadOptions:
-    """How to read one side: format override, .npz key, column selection, CSV delimiter,
-    and what a missing value (empty CSV cell, Parquet null) means."""
+    """How to read one side: format override, key (a .npz array, a safetensors tensor),
+    column selection, CSV delimiter, and what a missing value (empty CSV cell, Parquet
+    null) means."""
 
     fmt: str | None = None
     key: str | None = None

@@ -26,34 +26,39 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, UsageError
-from .safetensors import open_binary, read_exact
+from ..errors import InputError
+from .base import ReadOptions, Source
+from .paths import open_binary, read_exact
 
-__all__ = ["MAGIC", "KldSource", "open_kld"]
+__all__ = ["MAGIC", "KldSource", "open_kld", "open_kld_source"]
 
 MAGIC = b"_logits_"
 _HEADER = struct.Struct("<iii")
 _START = len(MAGIC) + _HEADER.size
 
 
-class KldSource:
-    """The log-probabilities of a ``.kld`` file, one row per scored position."""
+class KldSource(Source):
+    """The log-probabilities of a ``.kld`` file (or of its buffered bytes), one row per
+    scored position (positions × vocabulary, float64), read in blocks of rows.
 
-    fmt = "kld"
+    :attr:`tokens` holds each row's next token (int64), read with the header.
+    """
+
     streamable = True
-    dtype = np.dtype(np.float64)
+    #: Reading a block is a seek, a read and one multiply-add: cheap even when small.
+    stream_always = True
 
-    def __init__(self, path: str) -> None:
-        self.path = self.label = path
-        f, size = open_binary(path)
+    def __init__(self, label: str, path: str | None, data: bytes | None) -> None:
+        self._path, self._bytes = path, data
+        f, size = open_binary(path, data)
         with f:
             head = f.read(_START)
             if len(head) < _START or head[: len(MAGIC)] != MAGIC:
-                raise InputError(path, "is not a llama.cpp .kld file (no '_logits_' header)")
+                raise InputError(label, "is not a llama.cpp .kld file (no '_logits_' header)")
             n_ctx, n_vocab, n_chunk = _HEADER.unpack(head[len(MAGIC) :])
             if n_ctx < 2 or n_vocab < 1 or n_chunk < 0:
                 raise InputError(
-                    path,
+                    label,
                     f"has an invalid header (n_ctx={n_ctx}, n_vocab={n_vocab}, n_chunk={n_chunk})",
                 )
             first = n_ctx // 2
@@ -63,15 +68,13 @@ class KldSource:
             expected = self._data + 2 * self.row_units * per_chunk * n_chunk
             if size != expected:
                 raise InputError(
-                    path,
+                    label,
                     f"has {size} bytes but its header (n_ctx={n_ctx}, n_vocab={n_vocab}, "
                     f"n_chunk={n_chunk}) needs {expected}",
                 )
-            text = np.frombuffer(read_exact(f, _START, 4 * n_ctx * n_chunk, path), dtype="<i4")
+            text = np.frombuffer(read_exact(f, _START, 4 * n_ctx * n_chunk, label), dtype="<i4")
+        super().__init__(label, "kld", (per_chunk * n_chunk, n_vocab), np.dtype(np.float64))
         self.n_ctx, self.n_vocab, self.n_chunk = n_ctx, n_vocab, n_chunk
-        self.rows = per_chunk * n_chunk
-        self.width = n_vocab
-        self.shape: tuple[int, ...] = (self.rows, n_vocab)
         #: The next token of each row (int64).
         self.tokens = text.reshape(n_chunk, n_ctx)[:, first + 1 :].astype(np.int64).reshape(-1)
 
@@ -85,33 +88,34 @@ class KldSource:
 
     def iter_chunks(self, rows: int) -> Iterator[np.ndarray]:
         """Blocks of at most ``rows`` decoded rows (float64 log-probabilities)."""
-        row_bytes = 2 * self.row_units
-        f, _ = open_binary(self.path)
+        total, row_bytes = self.shape[0], 2 * self.row_units
+        f, _ = open_binary(self._path, self._bytes)
         with f:
-            for first in range(0, self.rows, max(rows, 1)):
-                n = min(rows, self.rows - first)
+            for first in range(0, total, max(rows, 1)):
+                n = min(rows, total - first)
                 data = read_exact(f, self._data + first * row_bytes, n * row_bytes, self.label)
                 yield self._decode(data, n)
 
     def read(self) -> np.ndarray:
-        blocks = list(self.iter_chunks(max(self.rows, 1)))
-        return np.concatenate(blocks) if blocks else np.empty((0, self.width))
-
-    def should_stream(self) -> bool:
-        return True
+        blocks = list(self.iter_chunks(max(self.shape[0], 1)))
+        return np.concatenate(blocks) if blocks else np.empty(self.shape)
 
     def describe(self) -> dict[str, Any]:
-        return {
-            "path": self.label,
-            "format": self.fmt,
-            "shape": list(self.shape),
-            "n_ctx": self.n_ctx,
-            "n_chunk": self.n_chunk,
-        }
+        return {**super().describe(), "n_ctx": self.n_ctx, "n_chunk": self.n_chunk}
+
+
+def open_kld_source(
+    label: str, path: str | None, data: bytes | None, fmt: str, options: ReadOptions
+) -> KldSource:
+    """A ``.kld`` file (or its buffered bytes) as a numeric source."""
+    return KldSource(label, path, data)
 
 
 def open_kld(path: str) -> KldSource:
-    """Open a ``.kld`` file written by ``llama-perplexity --kl-divergence-base``."""
-    if path == "-":
-        raise UsageError(".kld files are read from a path, not stdin")
-    return KldSource(path)
+    """Open a ``.kld`` file written by ``llama-perplexity --kl-divergence-base`` (a local
+    path, a FIFO, an object in a store) through :func:`.numeric.open_source`."""
+    from .numeric import open_source
+
+    source = open_source(path, ReadOptions("kld"))
+    assert isinstance(source, KldSource)
+    return source

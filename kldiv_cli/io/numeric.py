@@ -7,7 +7,7 @@ import importlib
 from collections.abc import Callable
 
 from ..errors import InputError, UsageError
-from .base import MISSING_POLICIES, ReadOptions, Source
+from .base import ARRAY_FORMATS, KEYED_FORMATS, MISSING_POLICIES, ReadOptions, Source
 from .paths import dataset_files, resolve
 
 #: ``(label, path or None, buffered bytes or None, format, options) -> Source``
@@ -22,6 +22,8 @@ OPENERS: dict[str, tuple[str, str]] = {
     "tsv": ("csv", "open_csv"),
     "parquet": ("parquet", "open_parquet"),
     "arrow": ("arrow", "open_arrow"),
+    "safetensors": ("safetensors", "open_safetensors_source"),
+    "kld": ("kld", "open_kld_source"),
 }
 
 
@@ -55,9 +57,12 @@ def open_source(path: str, options: ReadOptions, stdin: bytes | None = None) -> 
             return open_dataset(path, files, options)
     where = resolve(path, options.fmt, stdin, options.format_option)
     label, fmt = where.label, where.fmt
-    if options.key is not None and fmt != "npz":
-        raise UsageError(f"{label}: a key selects an array in a .npz file, but this is {fmt}")
-    if options.columns is not None and fmt in ("npy", "npz"):
+    if options.key is not None and fmt not in KEYED_FORMATS:
+        raise UsageError(
+            f"{label}: a key selects an array in a .npz file or a tensor in a .safetensors "
+            f"file, but this is {fmt}"
+        )
+    if options.columns is not None and fmt in ARRAY_FORMATS:
         raise UsageError(f"{label}: columns select from a table; this is a .{fmt} array")
     try:
         return opener(fmt)(label, where.path, where.data, fmt, options)

@@ -9,6 +9,7 @@ result: a label for messages, the format, and either a path or the bytes.
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import sys
@@ -21,6 +22,7 @@ from .base import EXTENSIONS, FORMATS, STDIN
 
 STDIN_LABEL = "<stdin>"
 _NPY_MAGIC = b"\x93NUMPY"
+_KLD_MAGIC = b"_logits_"
 _PARQUET_SUFFIXES = (".parquet", ".pq")
 #: How much of a stream is looked at before buffering the rest.
 _HEAD_BYTES = 1 << 16
@@ -61,9 +63,14 @@ def stream_limit() -> int:
 
 
 def sniff(data: bytes) -> str:
-    """The format of bytes from a stream: npy/npz/Parquet/Arrow by magic bytes, else CSV."""
+    """The format of bytes from a stream: npy/npz/Parquet/Arrow/.kld by magic bytes,
+    safetensors by its header (a little-endian length, then a JSON object), else CSV."""
     if data.startswith(_NPY_MAGIC):
         return "npy"
+    if data.startswith(_KLD_MAGIC):
+        return "kld"
+    if len(data) > 9 and data[8:9] == b"{" and 0 < int.from_bytes(data[:8], "little") < 1 << 32:
+        return "safetensors"
     if data.startswith(b"PK\x03\x04") or data.startswith(b"PK\x05\x06"):
         return "npz"
     if data.startswith(b"PAR1"):
@@ -91,8 +98,8 @@ def detect_format(path: str, override: str | None, format_option: str | None = N
         what = f"extension {ext!r}" if ext else "no extension"
         raise InputError(
             path,
-            f"unknown file type ({what}); name it .npy, .npz, .csv, .tsv, .parquet or .arrow"
-            + (f", or give {format_option}" if format_option else ""),
+            f"unknown file type ({what}); name it .npy, .npz, .csv, .tsv, .parquet, .arrow, "
+            ".safetensors or .kld" + (f", or give {format_option}" if format_option else ""),
         )
     return fmt
 
@@ -183,6 +190,61 @@ def check_path(path: str) -> os.stat_result:
     return info
 
 
+def read_limited(path: str, limit: int) -> bytes:
+    """All of a small file (a profile, a thresholds file): at most ``limit`` bytes, from a
+    local path, a stream (FIFO, ``/dev/fd/N``) or an object in a store.
+
+    Raises
+    ------
+    InputError
+        One line: missing, unreadable or a directory (as :func:`check_path` words it),
+        or larger than ``limit`` bytes (checked before reading when the size is known).
+    """
+    too_large = f"is larger than {limit:,} bytes"
+    if fs.is_remote(path):
+        if fs.size(path) > limit:
+            raise InputError(path, too_large)
+        with fs.open_input(path) as remote:
+            data = remote.read(limit + 1)
+    else:
+        info = check_path(path)
+        if stat.S_ISDIR(info.st_mode):
+            raise InputError(path, "is a directory, not a file")
+        if stat.S_ISREG(info.st_mode) and info.st_size > limit:
+            raise InputError(path, too_large)
+        try:
+            with open(path, "rb") as f:
+                data = f.read(limit + 1)
+        except OSError as exc:
+            raise InputError(path, exc.strerror or str(exc)) from None
+    if len(data) > limit:
+        raise InputError(path, too_large)
+    return data
+
+
+def open_binary(path: str | None, data: bytes | None) -> tuple[IO[bytes], int]:
+    """A resolved input (:class:`Resolved`'s ``path`` or buffered ``data``) opened for
+    reading, and its size in bytes. The caller closes it."""
+    if path is None:
+        assert data is not None
+        return io.BytesIO(data), len(data)
+    f = open(path, "rb")  # noqa: SIM115 (the caller owns it)
+    try:
+        return f, os.fstat(f.fileno()).st_size
+    except OSError:
+        f.close()
+        raise
+
+
+def read_exact(f: IO[bytes], offset: int, nbytes: int, label: str) -> bytes:
+    """``nbytes`` bytes at ``offset``; a short read (a file cut while read) is an error."""
+    f.seek(offset)
+    data = f.read(nbytes)
+    if len(data) != nbytes:
+        raise InputError(label, f"is truncated: {nbytes} bytes expected at offset {offset}")
+    return data
+
+
 def reject_empty(label: str, path: str | None) -> None:
     """A zero-byte file is empty, whatever its extension says (pyarrow's own messages
     for it are about missing magic bytes)."""
@@ -226,7 +288,12 @@ def read_bounded(fp: IO[bytes], label: str, expected: str | None) -> bytes:
 def _check_head(label: str, head: bytes, expected: str | None) -> None:
     """Fail early on a stream that cannot be what it is read as."""
     fmt = expected or sniff(head)
-    magic = {"npy": (_NPY_MAGIC,), "npz": (b"PK",), "parquet": (b"PAR1",)}.get(fmt)
+    magic = {
+        "npy": (_NPY_MAGIC,),
+        "npz": (b"PK",),
+        "parquet": (b"PAR1",),
+        "kld": (_KLD_MAGIC,),
+    }.get(fmt)
     if magic is not None and not head.startswith(magic):
         raise InputError(label, f"is not {fmt} data (its first bytes are not a {fmt} header)")
     if fmt in ("csv", "tsv") and b"\x00" in head:

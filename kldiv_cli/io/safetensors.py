@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Iterator
 from typing import IO, Any
 
 import numpy as np
 
-from ..errors import InputError, UsageError
+from ..errors import InputError
+from .base import ReadOptions, Source
+from .paths import open_binary, read_exact
 
-__all__ = ["MAX_HEADER", "SafetensorsSource", "open_binary", "open_safetensors", "read_exact"]
+__all__ = ["MAX_HEADER", "SafetensorsSource", "open_safetensors", "open_safetensors_source"]
 
 #: The reference implementation refuses larger headers too.
 MAX_HEADER = 100_000_000
@@ -34,37 +35,8 @@ DTYPES: dict[str, tuple[np.dtype, np.dtype]] = {
     "F32": (np.dtype("<f4"), np.dtype(np.float32)),
     "F64": (np.dtype("<f8"), np.dtype(np.float64)),
 }
-#: safetensors dtypes that exist but compare does not read.
+#: safetensors dtypes that exist but kldiv does not read.
 OTHER_DTYPES = {"BOOL", "U8", "I8", "F8_E4M3", "F8_E5M2", "I16", "U16", "I32", "U32", "I64", "U64"}
-
-
-def open_binary(path: str) -> tuple[IO[bytes], int]:
-    """``path`` opened for reading, and its size; errors as :class:`InputError`."""
-    try:
-        f = open(path, "rb")  # noqa: SIM115 (the caller owns it)
-    except FileNotFoundError:
-        raise InputError(path, "no such file") from None
-    except PermissionError:
-        raise InputError(path, "permission denied") from None
-    except IsADirectoryError:
-        raise InputError(path, "is a directory") from None
-    except OSError as exc:
-        raise InputError(path, exc.strerror or str(exc)) from None
-    try:
-        size = os.fstat(f.fileno()).st_size
-    except OSError as exc:
-        f.close()
-        raise InputError(path, exc.strerror or str(exc)) from None
-    return f, size
-
-
-def read_exact(f: IO[bytes], offset: int, nbytes: int, label: str) -> bytes:
-    """``nbytes`` bytes at ``offset``; a short read (a file cut while read) is an error."""
-    f.seek(offset)
-    data = f.read(nbytes)
-    if len(data) != nbytes:
-        raise InputError(label, f"is truncated: {nbytes} bytes expected at offset {offset}")
-    return data
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -76,26 +48,27 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _header(path: str, f: IO[bytes], size: int) -> tuple[dict[str, Any], int]:
+def _header(label: str, f: IO[bytes], size: int) -> tuple[dict[str, Any], int]:
+    """The tensors' entries (metadata dropped) and where the data starts."""
     if size < 8:
-        raise InputError(path, f"truncated safetensors header: {size} bytes, fewer than 8")
-    n = int.from_bytes(read_exact(f, 0, 8, path), "little")
+        raise InputError(label, f"truncated safetensors header: {size} bytes, fewer than 8")
+    n = int.from_bytes(read_exact(f, 0, 8, label), "little")
     if n > MAX_HEADER:
         raise InputError(
-            path, f"safetensors header of {n} bytes is over the {MAX_HEADER}-byte limit"
+            label, f"safetensors header of {n} bytes is over the {MAX_HEADER}-byte limit"
         )
     if n > size - 8:
         raise InputError(
-            path, f"truncated safetensors header: it declares {n} bytes, {size - 8} follow"
+            label, f"truncated safetensors header: it declares {n} bytes, {size - 8} follow"
         )
     try:
         header = json.loads(
-            read_exact(f, 8, n, path).decode("utf-8"), object_pairs_hook=_no_duplicates
+            read_exact(f, 8, n, label).decode("utf-8"), object_pairs_hook=_no_duplicates
         )
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise InputError(path, f"safetensors header is not valid JSON ({exc})") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise InputError(label, f"safetensors header is not valid JSON ({exc})") from None
     if not isinstance(header, dict):
-        raise InputError(path, "safetensors header is not a JSON object")
+        raise InputError(label, "safetensors header is not a JSON object")
     header.pop("__metadata__", None)
     return header, 8 + n
 
@@ -104,111 +77,138 @@ def _is_count(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
 
-class SafetensorsSource:
-    """One tensor of a safetensors file: rows are every axis but the last."""
+def _choose(label: str, names: list[str], key: str | None, key_option: str | None) -> str:
+    """The tensor to read: ``key``, or the only one."""
+    shown = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
+    if key is None:
+        if not names:
+            raise InputError(label, "holds no tensors")
+        if len(names) > 1:
+            hint = f"; choose one with {key_option}" if key_option else ""
+            raise InputError(label, f"holds {len(names)} tensors ({shown}){hint}")
+        return names[0]
+    if key not in names:
+        raise InputError(label, f"has no tensor named {key!r}; it holds: {shown}")
+    return key
 
-    fmt = "safetensors"
+
+class SafetensorsSource(Source):
+    """One tensor of a safetensors file (or of its buffered bytes), read in blocks along
+    its first axis.
+
+    Parameters
+    ----------
+    label : str
+        The file as messages name it; a file of several tensors labels the chosen one
+        ``label[key]``.
+    path, data : str or None, bytes or None
+        Where the bytes are: a local path (read lazily, block by block) or the whole
+        file buffered (stdin, a FIFO, an object in a store).
+    key : str, optional
+        The tensor's name; None when the file holds exactly one.
+    key_option : str, optional
+        The command's option for a key, named in the error for a file of several.
+    """
+
     streamable = True
+    #: Reading a block is a seek and a read: cheap even when small.
+    stream_always = True
 
-    def __init__(self, path: str, key: str | None) -> None:
-        f, size = open_binary(path)
-        try:
-            header, start = _header(path, f, size)
-        finally:
-            f.close()
+    def __init__(
+        self,
+        label: str,
+        path: str | None,
+        data: bytes | None,
+        key: str | None,
+        key_option: str | None = None,
+    ) -> None:
+        self._path, self._data = path, data
+        f, size = open_binary(path, data)
+        with f:
+            header, start = _header(label, f, size)
         names = sorted(header)
-        if key is None:
-            if len(names) != 1:
-                listed = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
-                what = (
-                    "no tensors"
-                    if not names
-                    else f"{len(names)} tensors ({listed}); choose one with --key"
-                )
-                raise InputError(path, f"holds {what}")
-            key = names[0]
-        if key not in header:
-            raise InputError(
-                path, f"has no tensor named {key!r}; it holds: {', '.join(names[:10])}"
-            )
-        self.path, self.key = path, key
-        self.label = f"{path}[{key}]" if len(names) > 1 else path
-        entry = header[key]
+        self.key = _choose(label, names, key, key_option)
+        name = f"{label}[{self.key}]" if len(names) > 1 else label
+        entry = header[self.key]
         if not isinstance(entry, dict):
-            raise InputError(self.label, "tensor entry is not a JSON object")
-        dtype_name = entry.get("dtype")
-        if dtype_name not in DTYPES:
-            known = dtype_name in OTHER_DTYPES
-            raise InputError(
-                self.label,
-                f"{'dtype ' + str(dtype_name) if known else 'an unknown dtype'}: "
-                "compare reads F16, BF16, F32 or F64 tensors",
-            )
+            raise InputError(name, "tensor entry is not a JSON object")
+        stored = entry.get("dtype")
+        if stored not in DTYPES:
+            what = f"dtype {stored}" if stored in OTHER_DTYPES else "an unknown dtype"
+            raise InputError(name, f"{what}: kldiv reads F16, BF16, F32 or F64 tensors")
         shape, offsets = entry.get("shape"), entry.get("data_offsets")
         if not (isinstance(shape, list) and all(_is_count(n) for n in shape)):
-            raise InputError(self.label, "shape is not a list of non-negative integers")
+            raise InputError(name, "shape is not a list of non-negative integers")
         if not (
             isinstance(offsets, list) and len(offsets) == 2 and all(_is_count(n) for n in offsets)
         ):
-            raise InputError(self.label, "data_offsets is not two non-negative integers")
-        disk, dtype = DTYPES[dtype_name]
+            raise InputError(name, "data_offsets is not two non-negative integers")
+        disk, dtype = DTYPES[stored]
         begin, end = offsets
         needed = math.prod(shape) * disk.itemsize
         if not begin <= end <= size - start:
             raise InputError(
-                self.label,
+                name,
                 f"data_offsets [{begin}, {end}] run past the end of the file "
                 f"({size - start} bytes of data)",
             )
         if end - begin != needed:
             raise InputError(
-                self.label,
-                f"data_offsets hold {end - begin} bytes; shape {tuple(shape)} of {dtype_name} needs {needed}",
+                name,
+                f"data_offsets hold {end - begin} bytes; shape {tuple(shape)} of {stored} "
+                f"needs {needed}",
             )
-        self.dtype_name = dtype_name
-        self.shape: tuple[int, ...] = tuple(shape) if shape else (1,)
-        self.dtype = dtype
+        super().__init__(name, "safetensors", tuple(shape), dtype)
+        self.stored = stored
         self._disk = disk
         self._offset = start + begin
-        self.width = self.shape[-1]
-        self.rows = math.prod(self.shape[:-1])
+        self.streamable = bool(shape)
 
-    def _decode(self, data: bytes, rows: int) -> np.ndarray:
-        raw = np.frombuffer(data, dtype=self._disk).reshape(rows, self.width)
-        if self.dtype_name == "BF16":
-            return (raw.astype(np.uint32) << 16).view(np.float32)
-        return raw.astype(self.dtype)
+    def _decode(self, raw: bytes, shape: tuple[int, ...]) -> np.ndarray:
+        """An array of ``shape`` from its stored bytes, in :attr:`dtype`."""
+        array = np.frombuffer(raw, dtype=self._disk).reshape(shape)
+        if self.stored == "BF16":
+            widened: np.ndarray = (array.astype(np.uint32) << 16).view(np.float32)
+            return widened
+        return array.astype(self.dtype)
 
     def iter_chunks(self, rows: int) -> Iterator[np.ndarray]:
-        """Blocks of at most ``rows`` rows (rows × classes), read from the file."""
-        row_bytes = self.width * self._disk.itemsize
-        f, _ = open_binary(self.path)
+        """Blocks of at most ``rows`` slices of the first axis, read from the file."""
+        if not self.shape:
+            yield self.read()
+            return
+        row_bytes = math.prod(self.shape[1:]) * self._disk.itemsize
+        f, _ = open_binary(self._path, self._data)
         with f:
-            for first in range(0, self.rows, max(rows, 1)):
-                n = min(rows, self.rows - first)
-                yield self._decode(
-                    read_exact(f, self._offset + first * row_bytes, n * row_bytes, self.label), n
-                )
+            for first in range(0, self.shape[0], max(rows, 1)):
+                n = min(rows, self.shape[0] - first)
+                at = self._offset + first * row_bytes
+                raw = read_exact(f, at, n * row_bytes, self.label)
+                yield self._decode(raw, (n, *self.shape[1:]))
 
     def read(self) -> np.ndarray:
-        blocks = list(self.iter_chunks(max(self.rows, 1)))
-        return np.concatenate(blocks) if blocks else np.empty((0, self.width), self.dtype)
-
-    def should_stream(self) -> bool:
-        return True
+        f, _ = open_binary(self._path, self._data)
+        with f:
+            nbytes = math.prod(self.shape) * self._disk.itemsize
+            raw = read_exact(f, self._offset, nbytes, self.label)
+        return self._decode(raw, self.shape)
 
     def describe(self) -> dict[str, Any]:
-        return {
-            "path": self.label,
-            "format": self.fmt,
-            "shape": list(self.shape),
-            "dtype": self.dtype_name,
-        }
+        return {**super().describe(), "stored_dtype": self.stored}
 
 
-def open_safetensors(path: str, key: str | None) -> SafetensorsSource:
-    """Open one tensor of the safetensors file ``path`` (``key`` may be None when the
-    file holds exactly one)."""
-    if path == "-":
-        raise UsageError("safetensors files are read from a path, not stdin")
-    return SafetensorsSource(path, key)
+def open_safetensors_source(
+    label: str, path: str | None, data: bytes | None, fmt: str, options: ReadOptions
+) -> SafetensorsSource:
+    """The tensor ``options.key`` of a safetensors file (the only one when no key is
+    given), from a path or buffered bytes."""
+    return SafetensorsSource(label, path, data, options.key, options.key_option)
+
+
+def open_safetensors(path: str, key: str | None) -> Source:
+    """Open one tensor of the safetensors file ``path`` (a local path, a FIFO, an object
+    in a store) through :func:`.numeric.open_source` (``key`` may be None when the file
+    holds exactly one)."""
+    from .numeric import open_source
+
+    return open_source(path, ReadOptions("safetensors", key, key_option="--key"))

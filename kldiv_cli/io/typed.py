@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import InputError, UsageError
-from .base import STDIN, ReadOptions
+from .base import ARRAY_FORMATS, STDIN, ReadOptions
 from .columns import arrow_error, check_unique
 from .numeric import opener
 from .paths import Resolved, dataset_files, reject_empty, resolve
@@ -15,7 +15,8 @@ from .paths import Resolved, dataset_files, reject_empty, resolve
 def read_table(path: str, options: ReadOptions, stdin: bytes | None = None) -> Any:
     """A whole file as a pyarrow table of named columns, of any type (for drift).
 
-    .npy/.npz arrays become columns "0", "1", ... (a 1-D array is one column).
+    Arrays (.npy, .npz, safetensors, .kld) become columns "0", "1", ... (a 1-D array is
+    one column).
     Column names are unique (else an error).
     """
     return _read(resolve(path, options.fmt, stdin, options.format_option), options)
@@ -36,7 +37,7 @@ def _read_any(where: Resolved, options: ReadOptions) -> Any:
             from .csv import read_csv_table
 
             return read_csv_table(label, file, data, fmt, options, strings_can_be_null=True)[0]
-        if fmt in ("npy", "npz"):
+        if fmt in ARRAY_FORMATS:
             arr = opener(fmt)(label, file, data, fmt, ReadOptions(fmt, options.key)).read()
             arr = arr.reshape(-1, 1) if arr.ndim < 2 else arr.reshape(arr.shape[0], -1)
             return pa.table({str(j): arr[:, j] for j in range(arr.shape[1])})
