@@ -5,18 +5,23 @@ from typing import Annotated
 
 import typer
 
-from ..errors import ExitCode
 from .app import app
 from .boundary import Messages, current, error_boundary
 from .options import (
+    ChunkRowsOpt,
     DebugOpt,
     DelimiterOpt,
+    FailAboveOpt,
+    FailBelowOpt,
     FormatOpt,
     MissingOpt,
     NoColorOpt,
     QuietOpt,
-    _progress,
-    _read_stdin_if_needed,
+    ThreadsOpt,
+    exit_if_failed,
+    progress,
+    read_options,
+    read_stdin_if_needed,
 )
 
 _KINDS = "[logits|log-probs|probs]"
@@ -99,23 +104,8 @@ def compare(
     ] = None,
     delimiter: DelimiterOpt = None,
     missing: MissingOpt = "error",
-    fail_above: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--fail-above",
-            metavar="NAME=X",
-            help="Exit 1 if the statistic NAME (from the JSON, e.g. kl.p99) is above X or NaN. "
-            "Repeatable.",
-        ),
-    ] = None,
-    fail_below: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--fail-below",
-            metavar="NAME=X",
-            help="Exit 1 if NAME (e.g. top1_agreement) is below X or NaN. Repeatable.",
-        ),
-    ] = None,
+    fail_above: FailAboveOpt = None,
+    fail_below: FailBelowOpt = None,
     format: FormatOpt = "auto",
     output: Annotated[
         str | None,
@@ -126,16 +116,8 @@ def compare(
             help="Also write the per-row measures to .npy, .csv or .parquet (atomically).",
         ),
     ] = None,
-    chunk_rows: Annotated[
-        int | None,
-        typer.Option(
-            "--chunk-rows", metavar="N", help="Rows per block (default: about 130k values)."
-        ),
-    ] = None,
-    threads: Annotated[
-        int | None,
-        typer.Option("--threads", metavar="N", help="Threads (default: all cores)."),
-    ] = None,
+    chunk_rows: ChunkRowsOpt = None,
+    threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
     no_color: NoColorOpt = False,
     debug: DebugOpt = False,
@@ -164,7 +146,7 @@ def compare(
     (the names --fail-above/--fail-below take), csv and markdown (statistic,value rows).
     """
     from ..errors import UsageError
-    from ..io.sources import ReadOptions
+    from ..io.base import ReadOptions
     from ..io.writers import (
         OUTPUT_EXTENSIONS,
         STREAMED_KINDS,
@@ -187,8 +169,14 @@ def compare(
         ext = os.path.splitext(path)[1].lower()
         shared_key = key if ext in (".safetensors", ".npz") else None
         cols = None if ext in (".npy", ".npz", ".safetensors", ".kld") else columns
-        return ReadOptions(
-            None, own_key or shared_key, cols, delimiter, missing, key_option="--key"
+        return read_options(
+            None,
+            own_key or shared_key,
+            cols,
+            delimiter,
+            missing,
+            key_option="--key",
+            format_option=None,
         )
 
     request = CompareRequest(
@@ -200,7 +188,9 @@ def compare(
         reference_options=side(reference, reference_key),
         candidate_options=side(candidate, candidate_key),
         tokens=tokens,
-        tokens_options=ReadOptions(None, None, tokens_column, delimiter, missing),
+        tokens_options=read_options(
+            None, None, tokens_column, delimiter, missing, key_option=None, format_option=None
+        ),
         ignore_index=ignore_index,
         gates=gates,
         chunk_rows=chunk_rows,
@@ -216,9 +206,9 @@ def compare(
             )
         output_kind(output)
     check_outputs([output], [reference, candidate, *([tokens] if tokens else [])])
-    stdin = _read_stdin_if_needed(reference, candidate, *([tokens] if tokens else []))
-    with _progress(quiet) as progress:
-        result = run(request, stdin, progress)
+    stdin = read_stdin_if_needed(reference, candidate, *([tokens] if tokens else []))
+    with progress(quiet) as on_progress:
+        result = run(request, stdin, on_progress)
     for text in result.warnings:
         Messages.warn(text)
     if output:
@@ -232,6 +222,4 @@ def compare(
     else:
         print_report(report, resolved, env.stdout, env.color)
     env.stdout.flush()
-    if result.failed_check:
-        Messages.check_failed(result.failed_check)
-        raise typer.Exit(ExitCode.CHECK_FAILED)
+    exit_if_failed(result.failed_check)

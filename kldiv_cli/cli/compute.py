@@ -4,25 +4,30 @@ from typing import Annotated
 
 import typer
 
-from ..errors import ExitCode, UsageError
+from ..errors import UsageError
 from .app import app
 from .boundary import Messages, error_boundary
 from .options import (
+    ChunkRowsOpt,
     DebugOpt,
     DelimiterOpt,
     EngineOpt,
     FormatOpt,
     MissingOpt,
     NoColorOpt,
+    OutputOpt,
     QuietOpt,
     SchedulerFileOpt,
     SchedulerOpt,
     StorageOpt,
+    ThreadsOpt,
     WorkersOpt,
-    _emit,
-    _progress,
-    _read_stdin_if_needed,
     configure_storage,
+    emit,
+    exit_if_failed,
+    progress,
+    read_options,
+    read_stdin_if_needed,
 )
 
 
@@ -128,15 +133,7 @@ def compute(
     delimiter: DelimiterOpt = None,
     missing: MissingOpt = "error",
     format: FormatOpt = "auto",
-    output: Annotated[
-        str | None,
-        typer.Option(
-            "--output",
-            "-o",
-            metavar="PATH",
-            help="Write the result to .npy, .csv, .json or .parquet ('-': stdout), atomically.",
-        ),
-    ] = None,
+    output: OutputOpt = None,
     fail_above: Annotated[
         float | None,
         typer.Option(
@@ -148,18 +145,8 @@ def compute(
     strict: Annotated[
         bool, typer.Option("--strict", help="Treat diagnostics (suspicious data) as errors.")
     ] = False,
-    threads: Annotated[
-        int | None,
-        typer.Option("--threads", metavar="N", help="Threads for the sums (default: all cores)."),
-    ] = None,
-    chunk_rows: Annotated[
-        int | None,
-        typer.Option(
-            "--chunk-rows",
-            metavar="N",
-            help="Rows per streamed block (default: about 500k values).",
-        ),
-    ] = None,
+    threads: ThreadsOpt = None,
+    chunk_rows: ChunkRowsOpt = None,
     engine: EngineOpt = "local",
     scheduler: SchedulerOpt = None,
     scheduler_file: SchedulerFileOpt = None,
@@ -185,7 +172,6 @@ def compute(
 
       kldiv compute a.npy b.npy -r batchmean --fail-above 0.05 -q
     """
-    from ..io.sources import ReadOptions
     from ..jobs.compute import ComputeRequest
     from ..jobs.compute import compute as run
     from ..render import resolve_format
@@ -195,7 +181,7 @@ def compute(
     request = ComputeRequest(
         input=input,
         target=target,
-        input_options=ReadOptions(
+        input_options=read_options(
             input_format,
             input_key,
             input_columns,
@@ -204,7 +190,7 @@ def compute(
             key_option="--input-key",
             format_option="--input-format",
         ),
-        target_options=ReadOptions(
+        target_options=read_options(
             target_format,
             target_key,
             target_columns,
@@ -238,15 +224,13 @@ def compute(
 
         result = run_compute_dask(request, scheduler, scheduler_file, workers, note=Messages.note)
     else:
-        stdin = _read_stdin_if_needed(input, target)
-        with _progress(quiet) as progress:
-            result = run(request, stdin, progress=progress)
+        stdin = read_stdin_if_needed(input, target)
+        with progress(quiet) as on_progress:
+            result = run(request, stdin, progress=on_progress)
     for text in result.warnings + result.diagnostics:
         Messages.warn(text)
     if result.written:
         Messages.note(f"wrote {result.written}")
     else:
-        _emit(compute_report(result), format, output, no_color)
-    if result.failed_check:
-        Messages.check_failed(result.failed_check)
-        raise typer.Exit(ExitCode.CHECK_FAILED)
+        emit(compute_report(result), format, output, no_color)
+    exit_if_failed(result.failed_check)

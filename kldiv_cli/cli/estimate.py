@@ -4,18 +4,22 @@ from typing import Annotated
 
 import typer
 
-from ..errors import ExitCode
 from .app import app
-from .boundary import Messages, error_boundary
+from .boundary import error_boundary
 from .options import (
     DebugOpt,
     DelimiterOpt,
+    FailAboveOpt,
+    FailBelowOpt,
     FormatOpt,
     MissingOpt,
     NoColorOpt,
+    OutputOpt,
     QuietOpt,
-    _read_stdin_if_needed,
     emit_with_notes,
+    exit_if_failed,
+    read_options,
+    read_stdin_if_needed,
 )
 
 
@@ -140,32 +144,9 @@ def estimate(
     delimiter: DelimiterOpt = None,
     missing: MissingOpt = "error",
     format: FormatOpt = "auto",
-    output: Annotated[
-        str | None,
-        typer.Option(
-            "--output",
-            "-o",
-            metavar="PATH",
-            help="Write the result to .json, .csv or .parquet ('-': stdout), atomically.",
-        ),
-    ] = None,
-    fail_above: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--fail-above",
-            metavar="NAME=X",
-            help="Exit 1 if NAME (k1, k2, k3, abs, or a dotted name from -f json such as "
-            "diagnostics.chi2_token) is above X or NaN. Repeatable.",
-        ),
-    ] = None,
-    fail_below: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--fail-below",
-            metavar="NAME=X",
-            help="Exit 1 if NAME is below X or NaN (e.g. diagnostics.ess=0.9). Repeatable.",
-        ),
-    ] = None,
+    output: OutputOpt = None,
+    fail_above: FailAboveOpt = None,
+    fail_below: FailBelowOpt = None,
     quiet: QuietOpt = False,
     no_color: NoColorOpt = False,
     debug: DebugOpt = False,
@@ -188,7 +169,6 @@ def estimate(
     --clamp openrlhf -a seq-mean-token-mean. verl "actor/kl_loss": --clamp verl and -a your
     loss_agg_mode (kl_loss_type low_var_kl is k3).
     """
-    from ..io.sources import ReadOptions
     from ..jobs.estimate import EstimateRequest
     from ..jobs.estimate import estimate as run
     from ..render import resolve_format
@@ -198,7 +178,7 @@ def estimate(
     request = EstimateRequest(
         logp=logp,
         ref_logp=ref_logp,
-        logp_options=ReadOptions(
+        logp_options=read_options(
             logp_format,
             logp_key,
             logp_columns,
@@ -207,7 +187,7 @@ def estimate(
             key_option="--logp-key",
             format_option="--logp-format",
         ),
-        ref_options=ReadOptions(
+        ref_options=read_options(
             ref_format,
             ref_key,
             ref_columns,
@@ -217,14 +197,15 @@ def estimate(
             format_option="--ref-format",
         ),
         mask=mask,
-        mask_options=ReadOptions(
+        mask_options=read_options(
             None,
             mask_key,
             mask_columns,
             delimiter,
             missing,
-            booleans=True,
             key_option="--mask-key",
+            format_option=None,
+            booleans=True,
         ),
         pad_value=pad_value,
         sequence_column=sequence_column,
@@ -237,8 +218,6 @@ def estimate(
         output=output if output != "-" else None,
     )
     request.validate()  # before stdin is read
-    result = run(request, _read_stdin_if_needed(logp, ref_logp))
+    result = run(request, read_stdin_if_needed(logp, ref_logp))
     emit_with_notes(estimate_report(result), format, output, no_color)
-    if result.failed_check:
-        Messages.check_failed(result.failed_check)
-        raise typer.Exit(ExitCode.CHECK_FAILED)
+    exit_if_failed(result.failed_check)

@@ -12,9 +12,11 @@ from .options import (
     FormatOpt,
     MissingOpt,
     NoColorOpt,
+    OutputOpt,
     QuietOpt,
-    _read_stdin_if_needed,
     emit_with_notes,
+    read_options,
+    read_stdin_if_needed,
 )
 
 
@@ -115,15 +117,7 @@ def gaussian(
     delimiter: DelimiterOpt = None,
     missing: MissingOpt = "error",
     format: FormatOpt = "auto",
-    output: Annotated[
-        str | None,
-        typer.Option(
-            "--output",
-            "-o",
-            metavar="PATH",
-            help="Write the result to .npy, .csv, .json or .parquet ('-': stdout), atomically.",
-        ),
-    ] = None,
+    output: OutputOpt = None,
     quiet: QuietOpt = False,
     no_color: NoColorOpt = False,
     debug: DebugOpt = False,
@@ -142,7 +136,6 @@ def gaussian(
     0.5 * (s1^2/s2^2 + (mu1 - mu2)^2/s2^2 - 1 - log(s1^2/s2^2)) against --prior-mu and
     --prior-logvar, as torch.distributions.kl_divergence(Normal, Normal).
     """
-    from ..io.sources import ReadOptions
     from ..jobs.gaussian import GaussianRequest
     from ..jobs.gaussian import gaussian as run
     from ..render import resolve_format
@@ -152,7 +145,7 @@ def gaussian(
     request = GaussianRequest(
         mu=mu,
         logvar=logvar,
-        mu_options=ReadOptions(
+        mu_options=read_options(
             input_format,
             mu_key,
             mu_columns,
@@ -161,7 +154,7 @@ def gaussian(
             key_option="--mu-key",
             format_option="--input-format",
         ),
-        logvar_options=ReadOptions(
+        logvar_options=read_options(
             input_format,
             logvar_key,
             logvar_columns,
@@ -172,13 +165,15 @@ def gaussian(
         ),
         prior_mu=prior_mu,
         prior_logvar=prior_logvar,
-        prior_options=ReadOptions(input_format, None, None, delimiter, missing),
+        prior_options=read_options(
+            input_format, None, None, delimiter, missing, key_option=None, format_option=None
+        ),
         scale_param=scale_param,
         reduction=reduction,
         free_bits=free_bits,
         output=output if output != "-" else None,
     )
     request.validate()  # before stdin is read
-    stdin = _read_stdin_if_needed(*(p for p in (mu, logvar, prior_mu, prior_logvar) if p))
+    stdin = read_stdin_if_needed(*(p for p in (mu, logvar, prior_mu, prior_logvar) if p))
     result = run(request, stdin)
     emit_with_notes(gaussian_report(result), format, output, no_color)

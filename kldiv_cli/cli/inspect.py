@@ -13,8 +13,9 @@ from .options import (
     MissingOpt,
     NoColorOpt,
     QuietOpt,
-    _emit,
-    _read_stdin_if_needed,
+    emit,
+    read_options,
+    read_stdin_if_needed,
 )
 
 
@@ -47,7 +48,7 @@ def inspect(
 
       kldiv inspect sample_data/teacher_logits.npy
     """
-    from ..io.sources import ReadOptions, open_source
+    from ..io.sources import open_source
     from ..jobs.inspect import inspect_source
     from ..render import resolve_format
     from ..render.reports import inspect_report
@@ -55,7 +56,7 @@ def inspect(
     resolve_format(format, False)
     source = open_source(
         file,
-        ReadOptions(
+        read_options(
             file_format,
             key,
             columns,
@@ -64,6 +65,6 @@ def inspect(
             key_option="--key",
             format_option="--file-format",
         ),
-        _read_stdin_if_needed(file),
+        read_stdin_if_needed(file),
     )
-    _emit(inspect_report(inspect_source(source)), format, None, no_color)
+    emit(inspect_report(inspect_source(source)), format, None, no_color)

@@ -6,9 +6,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ..errors import ExitCode
 from .boundary import Messages, current, flush_stdout
 
 if TYPE_CHECKING:
+    from ..io.base import ReadOptions
     from ..render import Report
 
 FormatOpt = Annotated[
@@ -75,6 +77,47 @@ StorageOpt = Annotated[
         "(repeatable; credentials come from the environment only).",
     ),
 ]
+OutputOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--output",
+        "-o",
+        metavar="PATH",
+        help="Write the result to PATH, atomically; its extension picks the kind "
+        "(.npy, .csv, .json, .parquet...; '-': stdout).",
+    ),
+]
+# The gate pair (GateOpt): --fail-above NAME=X and --fail-below NAME=X, parsed by
+# kldiv_cli.jobs.gates; a NaN never passes.
+FailAboveOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--fail-above",
+        metavar="NAME=X",
+        help="Exit 1 if the number NAME of -f json (kl.p99, k3, diagnostics.chi2_token...) "
+        "is above X or NaN. Repeatable.",
+    ),
+]
+FailBelowOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--fail-below",
+        metavar="NAME=X",
+        help="Exit 1 if NAME (top1_agreement, diagnostics.ess...) is below X or NaN. Repeatable.",
+    ),
+]
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option("--threads", metavar="N", help="Threads (default: all cores)."),
+]
+ChunkRowsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--chunk-rows",
+        metavar="N",
+        help="Rows per block (default: a few hundred thousand values' worth).",
+    ),
+]
 
 
 BinsOpt = Annotated[
@@ -92,7 +135,34 @@ ColumnsOpt = Annotated[
 ]
 
 
-def _emit(report: "Report", fmt: str, output: str | None, no_color: bool = False) -> None:
+def read_options(
+    fmt: str | None,
+    key: str | None,
+    columns: str | None,
+    delimiter: str | None,
+    missing: str,
+    *,
+    key_option: str | None,
+    format_option: str | None,
+    booleans: bool = False,
+) -> "ReadOptions":
+    """One input's :class:`~kldiv_cli.io.base.ReadOptions`, with the command's own names of
+    its key and format options (the ones hints name; None: the command has none)."""
+    from ..io.base import ReadOptions
+
+    return ReadOptions(
+        fmt,
+        key,
+        columns,
+        delimiter,
+        missing,
+        booleans=booleans,
+        key_option=key_option,
+        format_option=format_option,
+    )
+
+
+def emit(report: "Report", fmt: str, output: str | None, no_color: bool = False) -> None:
     """Render ``report`` to stdout in ``fmt``, or write it to the file ``output``."""
     from ..render import print_report, resolve_format
 
@@ -115,19 +185,26 @@ def _emit(report: "Report", fmt: str, output: str | None, no_color: bool = False
 
 
 def emit_with_notes(report: "Report", fmt: str, output: str | None, no_color: bool) -> None:
-    """:func:`_emit`, and the report's notes (diagnostics) on stderr wherever
+    """:func:`emit`, and the report's notes (diagnostics) on stderr wherever
     the output does not carry them: only a terminal table prints them and JSON holds
     their numbers."""
     from ..render import resolve_format
 
-    _emit(report, fmt, output, no_color)
+    emit(report, fmt, output, no_color)
     to_file = bool(output and output != "-")
     if to_file or resolve_format(fmt, current().stdout_isatty) not in ("table", "json"):
         for note in report.notes:
             Messages.note(note)
 
 
-class _progress:
+def exit_if_failed(text: str | None) -> None:
+    """A failed check (``text``, the ``check failed`` line): say why on stderr, exit 1."""
+    if text:
+        Messages.check_failed(text)
+        raise typer.Exit(ExitCode.CHECK_FAILED)
+
+
+class progress:
     """A Rich progress bar on stderr, for people: only on a terminal, never with --quiet,
     and only once a job has run for :attr:`SHOW_AFTER` seconds without finishing (so
     wide files of few rows get one too; quick jobs never flash one)."""
@@ -170,10 +247,15 @@ def configure_storage(pairs: list[str] | None) -> None:
         fs.configure(fs.parse_options(pairs))
 
 
-def _read_stdin_if_needed(*paths: str) -> bytes | None:
-    """All of stdin when one of ``paths`` is ``-``, else None."""
+def read_stdin_if_needed(*paths: str | None) -> bytes | None:
+    """All of stdin when one of ``paths`` is ``-``, else None (None paths are unset options)."""
     if "-" not in paths:
         return None
     from ..io.sources import read_stdin
 
     return read_stdin(current().stdin)
+
+
+# The former private names, for cli/drift.py until its owner renames its uses.
+_emit = emit
+_read_stdin_if_needed = read_stdin_if_needed
