@@ -10,7 +10,11 @@ import signal
 import stat
 from pathlib import Path
 
+import hypothesis.extra.numpy as hnp
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kldiv_cli.errors import OutputError, UsageError
 from kldiv_cli.io import writers
@@ -314,7 +318,53 @@ def test_a_member_of_a_dataset_input_is_an_input(tmp_path: Path) -> None:
     (tmp_path / "ds").mkdir()
     part = tmp_path / "ds" / "p0.parquet"
     part.write_bytes(b"PAR1")
-    for given in (str(tmp_path / "ds"), str(tmp_path / "ds" / "*.parquet")):
+    for named in (str(tmp_path / "ds"), str(tmp_path / "ds" / "*.parquet")):
         with pytest.raises(OutputError, match="is also an input"):
-            check_outputs([str(part)], [given])
+            check_outputs([str(part)], [named])
     check_outputs([str(tmp_path / "out.parquet")], [str(tmp_path / "ds")])
+
+
+# --- streamed blocks and whole reports give the same bytes ----------------------------
+
+
+def _pointwise_report(values: np.ndarray) -> Report:
+    flat = values.reshape(-1, 1) if values.ndim <= 1 else values.reshape(-1, values.shape[-1])
+    table = {f"c{j}": flat[:, j] for j in range(flat.shape[1])}
+    return Report("loss", {}, table, [], array=values)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    values=hnp.arrays(
+        st.sampled_from([np.float16, np.float32, np.float64]),
+        hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=5),
+        elements={"allow_subnormal": True},
+    ),
+    rows=st.integers(1, 4),
+)
+def test_block_writer_csv_and_npy_match_the_whole_report(values: np.ndarray, rows: int) -> None:
+    """BlockWriter (io, streamed -r none) and report_writer (render, whole arrays) write
+    the same .csv and .npy bytes, NaN, infinities and float16 included."""
+    from kldiv_cli.render.files import report_writer
+
+    for kind in ("csv", "npy"):
+        streamed = io.BytesIO()
+        sink = writers.BlockWriter(kind, streamed)
+        for start in range(0, len(values), rows):
+            sink.write(values[start : start + rows], values.shape)
+        sink.close()
+        whole = io.BytesIO()
+        report_writer(kind, _pointwise_report(values))(whole)
+        assert streamed.getvalue() == whole.getvalue(), kind
+
+
+def test_io_does_not_import_render() -> None:
+    """io sits below render: output files take bytes or a writer, never a Report."""
+    import ast
+
+    root = Path(writers.__file__).parent
+    for module in root.glob("*.py"):
+        for node in ast.walk(ast.parse(module.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                name = node.module.removeprefix("kldiv_cli.")
+                assert not name.startswith(("render", "jobs", "cli")), module.name

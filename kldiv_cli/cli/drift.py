@@ -283,8 +283,9 @@ def drift(
 
 def _write_files(request: "DriftRequest", report: "DriftReport") -> None:
     """-o, --junit and --html: all of them replaced, or none."""
-    from ..io.writers import output_kind, report_writer, write_all
+    from ..io.writers import output_kind, write_all
     from ..render.drift import drift_report, html_page, junit_xml
+    from ..render.files import report_writer
 
     items: list[tuple[str, Callable[[Any], Any]]] = []
     if request.output:

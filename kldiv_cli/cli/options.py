@@ -167,7 +167,7 @@ def emit(report: "Report", fmt: str, output: str | None, no_color: bool = False)
     from ..render import print_report, resolve_format
 
     if output and output != "-":
-        from ..io.writers import write_report
+        from ..render.files import write_report
 
         write_report(output, report)
         Messages.note(f"wrote {output}")

@@ -11,6 +11,7 @@ of them are replaced or none is.
 from __future__ import annotations
 
 import errno
+import math
 import os
 import signal
 import stat
@@ -22,7 +23,6 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from ..errors import OutputError, UsageError
-from ..render import Report, as_rows, render_text, to_csv
 from ..text import clean
 from . import fs
 from .paths import dataset_files
@@ -376,8 +376,15 @@ STREAMED_KINDS = ("npy", "csv", "parquet")
 
 class BlockWriter:
     """An array written to an open file block of rows by block (``reduction="none"``
-    streamed), in the layout :func:`write_report` gives the whole array: the same .npy
-    and .csv bytes, the same Parquet columns (one row group per block)."""
+    streamed), in the layout :func:`kldiv_cli.render.files.write_report` gives the whole
+    array: the same .npy and .csv bytes, the same Parquet columns (one row group per
+    block).
+
+    The layout is the one of every output format: the last axis across, named ``c0``,
+    ``c1``, ..., every other axis down (a 1-D array is one column). A CSV cell is a
+    NumPy scalar's ``str``, the shortest text that reads back to the same value in its
+    own dtype, as ``render.format_number`` writes it; names and numbers need no quoting.
+    """
 
     def __init__(self, kind: str, f: BinaryIO) -> None:
         self.kind, self.f = kind, f
@@ -387,7 +394,10 @@ class BlockWriter:
     def write(self, block: np.ndarray, shape: tuple[int, ...]) -> None:
         import numpy as np
 
-        flat = as_rows(block)
+        if block.ndim <= 1:
+            flat = block.reshape(-1, 1)
+        else:
+            flat = block.reshape(math.prod(block.shape[:-1]), block.shape[-1])
         columns = [f"c{j}" for j in range(flat.shape[1])]
         if self.kind == "npy":
             if not self.started:
@@ -397,7 +407,9 @@ class BlockWriter:
                 np.lib.format.write_array_header_1_0(self.f, header)
             self.f.write(np.ascontiguousarray(block).tobytes())
         elif self.kind == "csv":
-            self.f.write(to_csv(columns, flat, header=not self.started).encode())
+            lines = [",".join(columns)] if not self.started else []
+            lines.extend(",".join(map(str, row)) for row in flat)
+            self.f.write("".join(line + "\n" for line in lines).encode())
         else:
             import pyarrow as pa
             import pyarrow.parquet as pq
@@ -411,35 +423,3 @@ class BlockWriter:
     def close(self) -> None:
         if self._parquet is not None:
             self._parquet.close()
-
-
-def report_writer(kind: str, report: Report) -> Callable[[BinaryIO], None]:
-    """How ``report`` goes into an open file of ``kind`` (see :func:`output_kind`)."""
-    if kind == "npy":
-        import numpy as np
-
-        array = np.asarray(report.array)
-
-        def write(f: BinaryIO) -> None:
-            np.save(f, array, allow_pickle=False)
-
-    elif kind == "parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        table = pa.table({name: pa.array(values) for name, values in report.table.items()})
-
-        def write(f: BinaryIO) -> None:
-            pq.write_table(table, f)
-
-    else:
-        text = render_text(report, kind).encode()
-
-        def write(f: BinaryIO) -> None:
-            f.write(text)
-
-    return write
-
-
-def write_report(path: str, report: Report) -> None:
-    atomic_write(path, report_writer(output_kind(path), report))
