@@ -296,9 +296,9 @@ def reduce_job(
 
     from ..core import finish_reduction
     from ..core.engine import combine
-    from ..jobs.compute import _result, _start
+    from ..jobs.compute import begin, build_result
 
-    diagnostics, base, per_batch, caught = _start(request)
+    diagnostics, base, per_batch, caught = begin(request)
     parts = run(job)
     total = combine([p for part in parts for p in part.partials])
     count = sum(part.count for part in parts)
@@ -309,7 +309,7 @@ def reduce_job(
     if not np.isfinite(loss):
         parts = run(replace(job, explain=True))
     T.merge_diagnostics([part.diagnostics for part in parts], diagnostics)
-    return _result(request, sx, st, loss, None, dtype, shape, diagnostics, caught)
+    return build_result(request, sx, st, loss, None, dtype, shape, diagnostics, caught)
 
 
 def execute(
@@ -355,8 +355,4 @@ def run_compute_dask(
     chosen = C.plan(request, sx, st)
     with connect(cluster, note) as client:
         result = execute(client, request, sx, st, chosen, cluster.storage)
-    result.plan = chosen
-    result.warnings += C._shape_warnings(request, sx, st)
-    C._check_strict(request, result)
-    result.failed_check = C._gate(request, result)
-    return result
+    return C.finish(request, sx, st, chosen, result)

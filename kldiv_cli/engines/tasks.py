@@ -44,7 +44,7 @@ from ..core.engine import CHUNK, column_partials, partial_sums
 from ..errors import InputError, KldivError, OutputError, UsageError
 from ..io import fs
 from ..io.sources import ReadOptions, Source, column_array, open_source
-from ..jobs.compute import ComputeRequest, _block_rows, convert
+from ..jobs.compute import ComputeRequest, block_rows, convert
 from ..jobs.diagnostics import Diagnostics
 
 GRID = "grid"
@@ -348,7 +348,7 @@ def _check(job: Job, diagnostics: Diagnostics, x: np.ndarray, t: np.ndarray, fir
     if not job.request.log_target:
         diagnostics.update(x, t)
         return
-    head = max(_block_rows(job.request.chunk_rows, _width(job.x.shape)) - first, 0)
+    head = max(block_rows(job.request.chunk_rows, _width(job.x.shape)) - first, 0)
     if head:
         diagnostics.update(x[:head], t[:head])
     if head < len(x):
@@ -370,7 +370,7 @@ def _whole(job: Job, x: np.ndarray, t: np.ndarray, diagnostics: Diagnostics) -> 
     accumulator = Accumulator(job.request.log_target, 1, job.chunk)
     if x.ndim >= 2 and x.shape == t.shape:
         # The local path's blocks of rows (its diagnostics look at them one by one).
-        rows = _block_rows(job.request.chunk_rows, _width(x.shape))
+        rows = block_rows(job.request.chunk_rows, _width(x.shape))
         for i in range(0, len(x), rows):
             accumulator.add(x[i : i + rows], t[i : i + rows], dtype)
             diagnostics.update(x[i : i + rows], t[i : i + rows])

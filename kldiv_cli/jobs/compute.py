@@ -277,6 +277,20 @@ def compute(
         result.written = into
     else:
         result = EXECUTORS[chosen](run)
+    return finish(request, sx, st, chosen, result)
+
+
+def finish(
+    request: ComputeRequest, sx: Source, st: Source, chosen: Plan, result: ComputeResult
+) -> ComputeResult:
+    """What every engine does with the result of ``chosen``: record the plan, add the
+    shape warnings, apply ``--strict`` and the ``--fail-above`` gate.
+
+    Raises
+    ------
+    UsageError
+        ``--strict`` and a diagnostic.
+    """
     result.plan = chosen
     result.warnings += _shape_warnings(request, sx, st)
     _check_strict(request, result)
@@ -333,7 +347,7 @@ def _run_whole(run: _Run) -> ComputeResult:
             return iter([(x, t)])
         # Blocks of rows (views): the exact row sums and the diagnostics then need
         # block-sized temporaries, not ten times the data.
-        rows = _block_rows(request.chunk_rows, math.prod(x.shape[1:]))
+        rows = block_rows(request.chunk_rows, math.prod(x.shape[1:]))
         return ((x[i : i + rows], t[i : i + rows]) for i in range(0, len(x), rows))
 
     return _reduce_blocks(run, blocks, x.shape, x.size)
@@ -344,7 +358,7 @@ def _run_row_blocks(run: _Run, sink: BlockWriter | None = None) -> ComputeResult
     shape = _stream_shape(request, sx, st, sink is not None)
     assert shape is not None
     rows_total, width = shape
-    rows = _block_rows(request.chunk_rows, width)
+    rows = block_rows(request.chunk_rows, width)
 
     def blocks() -> Iterator[BlockPair]:
         pairs = prefetch(_zip_blocks(sx, st, rows))
@@ -401,8 +415,10 @@ EXECUTORS: dict[Plan, Callable[[_Run], ComputeResult]] = {
 }
 
 
-def _block_rows(chunk_rows: int | None, width: int) -> int:
-    """Rows per block: ``--chunk-rows``, or about BLOCK_ELEMENTS elements."""
+def block_rows(chunk_rows: int | None, width: int) -> int:
+    """Rows per block of rows ``width`` elements wide: ``--chunk-rows``, or about
+    :data:`BLOCK_ELEMENTS` elements. Every engine blocks rows by it, so its partial sums
+    (and their bits) are the same everywhere."""
     return chunk_rows or max(1, BLOCK_ELEMENTS // max(width, 1))
 
 
@@ -436,7 +452,7 @@ def _compute_columnar(run: _Run, groups: Callable[[], Iterable[ColumnGroup]]) ->
     request, sx, st, progress = run.request, run.sx, run.st, run.progress
     dtype = run.dtype
     rows, width = sx.shape
-    diagnostics, base, per_batch, caught = _start(request)
+    diagnostics, base, per_batch, caught = begin(request)
     partials: list[float] = []
     row_sums: np.ndarray | None = None
     done = 0
@@ -467,7 +483,7 @@ def _compute_columnar(run: _Run, groups: Callable[[], Iterable[ColumnGroup]]) ->
         for _, xs, ts in groups():
             for xc, tc in zip(xs, ts):
                 diagnostics.explain(xc, tc)
-    return _result(request, sx, st, loss, None, dtype, (rows, width), diagnostics, caught)
+    return build_result(request, sx, st, loss, None, dtype, (rows, width), diagnostics, caught)
 
 
 def _stream_shape(
@@ -546,7 +562,7 @@ def _reduce_blocks(
     from ..core.engine import Accumulator
 
     request, sx, st, progress = run.request, run.sx, run.st, run.progress
-    diagnostics, base, per_batch, caught = _start(request)
+    diagnostics, base, per_batch, caught = begin(request)
     accumulator = Accumulator(request.log_target, request.threads)
     row_values: list[np.ndarray] = []
     loss: np.ndarray | np.generic | None = None
@@ -602,7 +618,7 @@ def _reduce_blocks(
     per_row = np.concatenate(row_values) if row_values else None
     if len(shape) and len(input_shape) == len(shape):
         shape = (input_shape[0], *shape[1:])
-    result = _result(request, sx, st, loss, per_row, dtype, tuple(shape), diagnostics, caught)
+    result = build_result(request, sx, st, loss, per_row, dtype, tuple(shape), diagnostics, caught)
     if loss is None:
         result.streamed_max = 0.0 if streamed_max is None else streamed_max
     return result
@@ -616,11 +632,13 @@ def _running_max(so_far: float | None, values: np.ndarray) -> float | None:
     return top if so_far is None else float(np.maximum(so_far, top))  # NaN wins
 
 
-def _start(
+def begin(
     request: ComputeRequest,
 ) -> tuple[Diagnostics, str, bool, list[warnings.WarningMessage]]:
-    """What every way of computing begins with: the diagnostics for this request, and
-    the reduction resolved as torch does (its warning kept for stderr)."""
+    """What every way of computing begins with (any executor, any engine): the
+    diagnostics for this request, the reduction resolved as torch does (the base
+    reduction and whether it divides by the batch), and torch's warning kept for stderr.
+    """
     from ..core import resolve_reduction
 
     diagnostics = Diagnostics(
@@ -636,7 +654,7 @@ def _start(
     return diagnostics, base, per_batch, caught
 
 
-def _result(
+def build_result(
     request: ComputeRequest,
     sx: Source,
     st: Source,
@@ -647,7 +665,9 @@ def _result(
     diagnostics: Diagnostics,
     caught: list[warnings.WarningMessage],
 ) -> ComputeResult:
-    """The T^2 factor, the top rows, and everything the report needs."""
+    """The :class:`ComputeResult` of a finished sum (any executor, any engine): the T^2
+    factor applied to ``loss`` and ``per_row``, the top rows, the sources described,
+    the diagnostics and the warnings ``caught`` by :func:`begin`."""
     if loss is not None:
         loss = _scaled(np.asarray(loss), request, dtype)[()]
     per_row = None if per_row is None else _scaled(per_row, request, dtype)
