@@ -22,9 +22,9 @@ from .columns import (
     usable_types,
 )
 
-#: CSV files larger than this are streamed. pyarrow's streaming CSV reader is ~3x
-#: slower than its parallel whole-file reader, so it is kept for files that would
-#: not fit comfortably in memory.
+#: CSV files larger than this are streamed. pyarrow's streaming CSV reader parses on
+#: one thread, its whole-file reader on all of them, so streaming is kept for files
+#: that would not fit comfortably in memory.
 CSV_STREAM_ABOVE = 2 << 30
 #: From this many columns, a CSV of plain numbers is parsed by NumPy (see :func:`read_wide`).
 WIDE = 4000
@@ -250,9 +250,9 @@ def read_wide(
     as anything is not (a text column, an empty cell, a ragged line): pyarrow then
     reads the file and names the problem.
 
-    pyarrow's reader costs about 13 us per column per 1 MiB block, NumPy about 21 ms
-    per MiB whatever the width, so from a few thousand columns NumPy is faster at any
-    length (200,000 columns x 2 rows: 17 s and 2.2 GB with pyarrow). The values are
+    pyarrow's reader pays per column of every block, NumPy per byte whatever the
+    width, so from :data:`WIDE` columns NumPy is the faster at any length (and
+    pyarrow's memory grows with the width). The values are
     the same, correctly rounded, but for one sign: pyarrow reads ``-0`` in a column of
     integers as 0, NumPy as -0.0.
     """

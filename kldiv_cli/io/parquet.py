@@ -80,7 +80,7 @@ class ParquetReader:
 
     def read_groups(self, names: list[str], budget: int) -> Iterator[Iterable[Any]]:
         # Row group by row group, a few columns at a time: pyarrow's batch iterator
-        # holds whole decoded row groups and its RSS grew past 500 MB on 1.8 GB files.
+        # holds whole decoded row groups, so its memory grows with the file.
         import pyarrow as pa
 
         pool = pa.default_memory_pool()
