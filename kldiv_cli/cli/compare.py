@@ -1,6 +1,5 @@
 """``kldiv compare``: model-vs-model statistics, KL(REFERENCE ‖ CANDIDATE) row by row."""
 
-import os
 from typing import Annotated
 
 import typer
@@ -18,9 +17,9 @@ from .options import (
     NoColorOpt,
     QuietOpt,
     ThreadsOpt,
+    emit,
     exit_if_failed,
     progress,
-    read_options,
     read_stdin_if_needed,
 )
 
@@ -145,81 +144,41 @@ def compare(
     Output: one line per statistic as llama.cpp prints them (auto, plain, table); -f json
     (the names --fail-above/--fail-below take), csv and markdown (statistic,value rows).
     """
-    from ..errors import UsageError
-    from ..io.base import ReadOptions
-    from ..io.writers import (
-        OUTPUT_EXTENSIONS,
-        STREAMED_KINDS,
-        check_outputs,
-        output_kind,
-        write_report,
-    )
     from ..jobs.compare import CompareRequest
     from ..jobs.compare import compare as run
-    from ..jobs.gates import parse_gates
-    from ..render import print_report, render_text, resolve_format
+    from ..render import resolve_format
     from ..render.compare import compare_report, rows_report
 
     resolve_format(format, False)
-    gates = parse_gates(fail_above or (), fail_below or ())
-
-    def side(path: str, own_key: str | None) -> ReadOptions:
-        # --key and --columns apply to the sides they can: --key to files of several
-        # arrays, --columns to tables.
-        ext = os.path.splitext(path)[1].lower()
-        shared_key = key if ext in (".safetensors", ".npz") else None
-        cols = None if ext in (".npy", ".npz", ".safetensors", ".kld") else columns
-        return read_options(
-            None,
-            own_key or shared_key,
-            cols,
-            delimiter,
-            missing,
-            key_option="--key",
-            format_option=None,
-        )
-
     request = CompareRequest(
         reference=reference,
         candidate=candidate,
         reference_as=reference_as or as_,
         candidate_as=candidate_as or as_,
         temperature=temperature,
-        reference_options=side(reference, reference_key),
-        candidate_options=side(candidate, candidate_key),
+        key=key,
+        reference_key=reference_key,
+        candidate_key=candidate_key,
+        columns=columns,
+        delimiter=delimiter,
+        missing=missing,
         tokens=tokens,
-        tokens_options=read_options(
-            None, None, tokens_column, delimiter, missing, key_option=None, format_option=None
-        ),
+        tokens_column=tokens_column,
         ignore_index=ignore_index,
-        gates=gates,
+        fail_above=tuple(fail_above or ()),
+        fail_below=tuple(fail_below or ()),
+        output=output,
         chunk_rows=chunk_rows,
         threads=threads,
     )
-    request.validate()
-    if output is not None:
-        ext = os.path.splitext(output)[1].lower()
-        if output == "-" or OUTPUT_EXTENSIONS.get(ext) not in STREAMED_KINDS:
-            raise UsageError(
-                f"-o {output}: the per-row measures go to a .npy, .csv or .parquet file "
-                "(the statistics go to stdout)"
-            )
-        output_kind(output)
-    check_outputs([output], [reference, candidate, *([tokens] if tokens else [])])
-    stdin = read_stdin_if_needed(reference, candidate, *([tokens] if tokens else []))
+    request.validate()  # before stdin is read
     with progress(quiet) as on_progress:
-        result = run(request, stdin, on_progress)
+        result = run(request, read_stdin_if_needed(*request.inputs), on_progress)
     for text in result.warnings:
         Messages.warn(text)
     if output:
-        write_report(output, rows_report(result))
-        Messages.note(f"wrote {output}")
-    report = compare_report(result)
-    env = current()
-    resolved = resolve_format(format, env.stdout_isatty)
-    if resolved in ("table", "plain"):
-        env.stdout.write(render_text(report, "plain"))
-    else:
-        print_report(report, resolved, env.stdout, env.color)
-    env.stdout.flush()
+        emit(rows_report(result), "auto", output)
+    # The statistics read as llama.cpp prints them: plain lines, on a terminal too.
+    table = resolve_format(format, current().stdout_isatty) == "table"
+    emit(compare_report(result), "plain" if table else format, None, no_color)
     exit_if_failed(result.failed_check)

@@ -4,7 +4,6 @@ from typing import Annotated
 
 import typer
 
-from ..errors import UsageError
 from .app import app
 from .boundary import Messages, error_boundary
 from .options import (
@@ -172,7 +171,7 @@ def compute(
 
       kldiv compute a.npy b.npy -r batchmean --fail-above 0.05 -q
     """
-    from ..jobs.compute import ComputeRequest
+    from ..jobs.compute import ComputeRequest, EngineOptions
     from ..jobs.compute import compute as run
     from ..render import resolve_format
     from ..render.reports import compute_report
@@ -214,19 +213,18 @@ def compute(
         output=output if output != "-" else None,
         threads=threads,
         chunk_rows=chunk_rows,
+        engine=engine,
+        engine_options=EngineOptions(scheduler, scheduler_file, workers),
     )
     configure_storage(storage_option)
     request.validate()  # before stdin is read
-    if engine not in ("local", "dask"):
-        raise UsageError(f"unknown engine {engine!r}; choose local or dask")
-    if engine == "dask":
-        from ..engines.dask import run_compute_dask
-
-        result = run_compute_dask(request, scheduler, scheduler_file, workers, note=Messages.note)
-    else:
-        stdin = read_stdin_if_needed(input, target)
-        with progress(quiet) as on_progress:
-            result = run(request, stdin, progress=on_progress)
+    with progress(quiet) as on_progress:
+        result = run(
+            request,
+            read_stdin_if_needed(input, target),
+            progress=on_progress,
+            note=Messages.note,
+        )
     for text in result.warnings + result.diagnostics:
         Messages.warn(text)
     if result.written:

@@ -13,6 +13,8 @@ from .options import (
     MissingOpt,
     NoColorOpt,
     QuietOpt,
+    StorageOpt,
+    configure_storage,
     emit,
     read_options,
     read_stdin_if_needed,
@@ -36,6 +38,7 @@ def inspect(
     ] = None,
     delimiter: DelimiterOpt = None,
     missing: MissingOpt = "error",
+    storage_option: StorageOpt = None,
     format: FormatOpt = "auto",
     quiet: QuietOpt = False,
     no_color: NoColorOpt = False,
@@ -48,23 +51,21 @@ def inspect(
 
       kldiv inspect sample_data/teacher_logits.npy
     """
-    from ..io.sources import open_source
-    from ..jobs.inspect import inspect_source
+    from ..jobs.inspect import InspectRequest
+    from ..jobs.inspect import inspect as run
     from ..render import resolve_format
     from ..render.reports import inspect_report
 
     resolve_format(format, False)
-    source = open_source(
-        file,
-        read_options(
-            file_format,
-            key,
-            columns,
-            delimiter,
-            missing,
-            key_option="--key",
-            format_option="--file-format",
-        ),
-        read_stdin_if_needed(file),
+    options = read_options(
+        file_format,
+        key,
+        columns,
+        delimiter,
+        missing,
+        key_option="--key",
+        format_option="--file-format",
     )
-    emit(inspect_report(inspect_source(source)), format, None, no_color)
+    configure_storage(storage_option)
+    result = run(InspectRequest(file, options), read_stdin_if_needed(file))
+    emit(inspect_report(result), format, None, no_color)

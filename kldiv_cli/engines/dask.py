@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from ..io.sources import Source
     from ..jobs.compute import ComputeRequest, ComputeResult, Plan
 
-ENGINES: tuple[str, ...] = ("local", "dask")
 INSTALL_HINT = 'pip install "kldiv[dask]"'
 #: Seconds to wait for a scheduler before saying it cannot be reached.
 CONNECT_TIMEOUT = 10

@@ -25,8 +25,9 @@ from ..errors import InputError, UsageError
 from ..io.kld import KldSource, open_kld
 from ..io.safetensors import open_safetensors
 from ..io.sources import ReadOptions, open_source
+from ..io.writers import OUTPUT_EXTENSIONS, STREAMED_KINDS, check_outputs, output_kind
 from .blocks import prefetch, rebatch
-from .gates import Gate, check_names, evaluate, failure_text, flatten
+from .gates import Gate, check_names, evaluate, failure_text, flatten, parse_gates
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -86,6 +87,8 @@ def statistic_names(with_tokens: bool) -> list[str]:
 
 @dataclass(frozen=True)
 class CompareRequest:
+    """What ``kldiv compare`` was asked; :meth:`validate` checks it before anything is read."""
+
     reference: str
     candidate: str
     #: What each side holds (see :data:`kldiv_cli.core.compare.KINDS`); None: logits,
@@ -93,19 +96,62 @@ class CompareRequest:
     reference_as: str | None = None
     candidate_as: str | None = None
     temperature: float = 1.0
-    reference_options: ReadOptions = ReadOptions()
-    candidate_options: ReadOptions = ReadOptions()
+    #: The tensor (.safetensors) or array (.npz) of both sides; a side's own key wins.
+    key: str | None = None
+    reference_key: str | None = None
+    candidate_key: str | None = None
+    #: The columns of table inputs (CSV, Parquet...), both sides.
+    columns: str | None = None
+    delimiter: str | None = None
+    missing: str = "error"
     #: The next-token id of each row (a file any reader opens); .kld inputs carry theirs.
     tokens: str | None = None
-    tokens_options: ReadOptions = ReadOptions()
+    tokens_column: str | None = None
     #: Rows whose token is this value are left out of every statistic.
     ignore_index: int | None = None
-    gates: tuple[Gate, ...] = ()
+    #: ``NAME=X`` specs of ``--fail-above`` / ``--fail-below`` (see :mod:`.gates`).
+    fail_above: tuple[str, ...] = ()
+    fail_below: tuple[str, ...] = ()
+    #: A .npy, .csv or .parquet file for the per-row measures.
+    output: str | None = None
     chunk_rows: int | None = None
     #: Threads measuring blocks at once (default: every core).
     threads: int | None = None
 
+    @property
+    def gates(self) -> tuple[Gate, ...]:
+        return parse_gates(self.fail_above, self.fail_below)
+
+    @property
+    def reference_options(self) -> ReadOptions:
+        return self._side(self.reference, self.reference_key)
+
+    @property
+    def candidate_options(self) -> ReadOptions:
+        return self._side(self.candidate, self.candidate_key)
+
+    @property
+    def tokens_options(self) -> ReadOptions:
+        return ReadOptions(None, None, self.tokens_column, self.delimiter, self.missing)
+
+    @property
+    def inputs(self) -> list[str]:
+        """Every input path (the output must be none of them)."""
+        return [self.reference, self.candidate, *([self.tokens] if self.tokens else [])]
+
+    def _side(self, path: str, own_key: str | None) -> ReadOptions:
+        # --key and --columns apply to the sides they can: --key to files of several
+        # arrays, --columns to tables.
+        ext = _extension(path)
+        shared_key = self.key if ext in (".safetensors", ".npz") else None
+        columns = None if ext in (".npy", ".npz", ".safetensors", ".kld") else self.columns
+        return ReadOptions(
+            None, own_key or shared_key, columns, self.delimiter, self.missing, key_option="--key"
+        )
+
     def validate(self) -> None:
+        """Usage errors, in the order a user meets them; the output is checked against the
+        inputs (:func:`kldiv_cli.io.writers.check_outputs`) last."""
         for option, kind in (
             ("--reference-as", self.reference_as),
             ("--candidate-as", self.candidate_as),
@@ -119,8 +165,10 @@ class CompareRequest:
         for option, value in (("--chunk-rows", self.chunk_rows), ("--threads", self.threads)):
             if value is not None and value < 1:
                 raise UsageError(f"{option} must be at least 1, got {value}")
-        if self.tokens is None and self.tokens_options.columns is not None:
+        if self.tokens is None and self.tokens_column is not None:
             raise UsageError("--tokens-column selects a column of --tokens FILE; give the file")
+        # Every name a run with tokens has; whether this run has them is known once open.
+        check_names(self.gates, statistic_names(True), _GATE_HINT)
         for path, kind, option in (
             (self.reference, self.reference_as, "--reference-as"),
             (self.candidate, self.candidate_as, "--candidate-as"),
@@ -129,6 +177,20 @@ class CompareRequest:
                 raise UsageError(
                     f"{path}: a .kld file holds log-probs; {option} {kind} does not apply"
                 )
+        if self.output is not None:
+            _check_output(self.output)
+        check_outputs([self.output], self.inputs)
+
+
+def _check_output(output: str) -> None:
+    """``-o`` takes the per-row measures: a file of a streamed kind, never stdout."""
+    ext = _extension(output)
+    if output == "-" or OUTPUT_EXTENSIONS.get(ext) not in STREAMED_KINDS:
+        raise UsageError(
+            f"-o {output}: the per-row measures go to a .npy, .csv or .parquet file "
+            "(the statistics go to stdout)"
+        )
+    output_kind(output)
 
 
 @dataclass
@@ -321,14 +383,14 @@ _GATE_HINT = "use a name from the JSON, e.g. kl.p99, js.mean, top1_agreement"
 
 
 def _check_gates(gates: tuple[Gate, ...], with_tokens: bool) -> None:
-    """Every gate names a statistic this run will have (checked before any work)."""
+    """Every gate names a statistic this run will have (checked before any work; the
+    names no run has are refused by :meth:`CompareRequest.validate`)."""
     known = set(statistic_names(with_tokens))
     for gate in gates:
-        if gate.name not in known and gate.name in statistic_names(True):
+        if gate.name not in known:
             raise UsageError(
                 f"{gate.option} {gate.name}: needs the next tokens (--tokens FILE, or .kld inputs)"
             )
-    check_names(gates, known, _GATE_HINT)
 
 
 _LOCAL = threading.local()

@@ -34,6 +34,22 @@ BlockPair = tuple[np.ndarray, np.ndarray]
 ColumnGroup = tuple[int, list[np.ndarray], list[np.ndarray]]
 
 
+#: Where the sums run: this process, or tasks on a Dask cluster (:mod:`kldiv_cli.engines.dask`).
+ENGINES: tuple[str, ...] = ("local", "dask")
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """Which Dask cluster ``engine="dask"`` runs on (see :class:`kldiv_cli.engines.dask.Cluster`)."""
+
+    #: A running scheduler (``tcp://HOST:8786``); None: ``DASK_SCHEDULER_ADDRESS``, else a
+    #: local cluster.
+    scheduler: str | None = None
+    scheduler_file: str | None = None
+    #: Workers of the local cluster.
+    workers: int | None = None
+
+
 @dataclass(frozen=True)
 class ComputeRequest:
     input: str
@@ -59,8 +75,13 @@ class ComputeRequest:
     output: str | None = None
     threads: int | None = None
     chunk_rows: int | None = None
+    #: One of :data:`ENGINES`.
+    engine: str = "local"
+    engine_options: EngineOptions = EngineOptions()
 
     def validate(self) -> None:
+        if self.engine not in ENGINES:
+            raise UsageError(f"unknown engine {self.engine!r}; choose {' or '.join(ENGINES)}")
         if self.reduction not in REDUCTIONS:
             raise UsageError(
                 f"unknown reduction {self.reduction!r}; choose one of {', '.join(REDUCTIONS)}"
@@ -88,6 +109,10 @@ class ComputeRequest:
 
             output_kind(self.output)
             check_outputs([self.output], [self.input, self.target])
+        if self.engine == "dask":
+            from ..engines.dask import check_request
+
+            check_request(self)
 
 
 @dataclass
@@ -249,8 +274,12 @@ def compute(
     stdin: bytes | None = None,
     *,
     progress: Progress | None = None,
+    note: Callable[[str], None] | None = None,
 ) -> ComputeResult:
-    """Run a compute job: open both sources, :func:`plan` the path, execute it.
+    """Run a compute job: open both sources, :func:`plan` the path, execute it; with
+    ``engine="dask"``, :func:`kldiv_cli.engines.dask.run_compute_dask` does (``note``
+    then receives its line announcing a local cluster; ``stdin`` and ``progress`` are
+    not used).
 
     ``progress``, if given, is called with the number of input elements done so far and
     the total (-1 while unknown). With ``request.output`` naming a .npy/.csv/.parquet
@@ -258,6 +287,13 @@ def compute(
     loss straight into that (atomic) file; the result then says so in ``written`` and its
     ``loss`` is None. Every other result is returned whole, for the caller to render.
     """
+    if request.engine == "dask":
+        from ..engines.dask import run_compute_dask
+
+        options = request.engine_options
+        return run_compute_dask(
+            request, options.scheduler, options.scheduler_file, options.workers, note=note
+        )
     sx, st = open_sources(request, stdin)
     # The output file the pointwise loss may stream into, if any.
     into = request.output if request.output is not None and _streamable_output(request) else None

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..io.sources import Source
+from ..io.sources import ReadOptions, Source, open_source
+
+__all__ = ["InspectRequest", "classify", "inspect", "inspect_source"]
 
 TOL = 1e-3
 
@@ -48,7 +51,22 @@ def classify(a: np.ndarray) -> tuple[str, list[str]]:
     ]
 
 
+@dataclass(frozen=True)
+class InspectRequest:
+    """The file to describe (``-``: stdin) and how to read it."""
+
+    path: str
+    options: ReadOptions = ReadOptions()
+
+
+def inspect(request: InspectRequest, stdin: bytes | None = None) -> dict[str, Any]:
+    """Open ``request.path`` and describe it (:func:`inspect_source`)."""
+    return inspect_source(open_source(request.path, request.options, stdin))
+
+
 def inspect_source(source: Source) -> dict[str, Any]:
+    """Shape, dtype, NaN/inf counts, range, row sums, and what the numbers look like
+    (:func:`classify`) with the flags that fit."""
     a = source.read()
     info: dict[str, Any] = {
         "path": source.label,
