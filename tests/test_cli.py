@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import math
+import os
 import warnings
 from pathlib import Path
 
@@ -326,3 +329,35 @@ def test_redirected_output_is_plain(pair, tmp_path) -> None:
         proc = kldiv_subprocess("compute", xp, tp, "-r", "sum", stdout=f, stderr=None)
     del proc
     assert float((tmp_path / "out.txt").read_text()) == float(api(x, t, "sum"))
+
+
+class _FullStdout(io.StringIO):
+    """A stdout on a full disk."""
+
+    def write(self, text: str) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("compute", SAMPLES / "student_logits.npy", SAMPLES / "teacher_logits.npy"),
+        ("inspect", SAMPLES / "teacher_logits.npy"),
+        (
+            "compare",
+            SAMPLES / "compare" / "base_logits.npy",
+            SAMPLES / "compare" / "quant_logits.npy",
+        ),
+        ("estimate", SAMPLES / "rl" / "logp.npy", SAMPLES / "rl" / "ref_logp.npy"),
+        ("gaussian", SAMPLES / "vae" / "mu.npy", SAMPLES / "vae" / "logvar.npy"),
+    ],
+    ids=lambda a: a[0] if isinstance(a, tuple) else None,
+)
+def test_every_command_names_stdout_when_it_fails(args) -> None:
+    from kldiv_cli.cli.app import run
+    from kldiv_cli.cli.boundary import Environment
+
+    err = io.StringIO()
+    env = Environment(_FullStdout(), err, None, stdout_isatty=False, stderr_isatty=False)
+    code = run([str(a) for a in args] + ["-q"], env)
+    assert (code, err.getvalue()) == (2, "kldiv: error: stdout: no space left on device\n")
