@@ -361,3 +361,31 @@ def test_every_command_names_stdout_when_it_fails(args) -> None:
     env = Environment(_FullStdout(), err, None, stdout_isatty=False, stderr_isatty=False)
     code = run([str(a) for a in args] + ["-q"], env)
     assert (code, err.getvalue()) == (2, "kldiv: error: stdout: no space left on device\n")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("compute", SAMPLES / "student_logits.npy", SAMPLES / "teacher_logits.npy"),
+        ("inspect", SAMPLES / "teacher_logits.npy"),
+        (
+            "compare",
+            SAMPLES / "compare" / "base_logits.npy",
+            SAMPLES / "compare" / "quant_logits.npy",
+        ),
+        ("estimate", SAMPLES / "rl" / "logp.npy", SAMPLES / "rl" / "ref_logp.npy"),
+        ("gaussian", SAMPLES / "vae" / "mu.npy", SAMPLES / "vae" / "logvar.npy"),
+    ],
+    ids=lambda a: a[0] if isinstance(a, tuple) else None,
+)
+def test_storage_options_last_one_run(run_cli, args) -> None:
+    """Every command that reads takes --storage-option; the next run in the same process
+    starts without the previous run's settings."""
+    from kldiv_cli.io import fs
+
+    r = run_cli(*args, "--storage-option", "region=eu-west-1", "-q")
+    assert r.exit_code == 0, r.stderr
+    assert fs.current_options() == {"region": "eu-west-1"}
+    r = run_cli(*args, "-q")
+    assert r.exit_code == 0, r.stderr
+    assert fs.current_options() == {}

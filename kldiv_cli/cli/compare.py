@@ -16,7 +16,9 @@ from .options import (
     MissingOpt,
     NoColorOpt,
     QuietOpt,
+    StorageOpt,
     ThreadsOpt,
+    configure_storage,
     emit,
     exit_if_failed,
     progress,
@@ -103,6 +105,7 @@ def compare(
     ] = None,
     delimiter: DelimiterOpt = None,
     missing: MissingOpt = "error",
+    storage_option: StorageOpt = None,
     fail_above: FailAboveOpt = None,
     fail_below: FailBelowOpt = None,
     format: FormatOpt = "auto",
@@ -171,6 +174,7 @@ def compare(
         chunk_rows=chunk_rows,
         threads=threads,
     )
+    configure_storage(storage_option)
     request.validate()  # before stdin is read
     with progress(quiet) as on_progress:
         result = run(request, read_stdin_if_needed(*request.inputs), on_progress)

@@ -16,6 +16,8 @@ from .options import (
     NoColorOpt,
     OutputOpt,
     QuietOpt,
+    StorageOpt,
+    configure_storage,
     emit_with_notes,
     exit_if_failed,
     read_options,
@@ -143,6 +145,7 @@ def estimate(
     ] = None,
     delimiter: DelimiterOpt = None,
     missing: MissingOpt = "error",
+    storage_option: StorageOpt = None,
     format: FormatOpt = "auto",
     output: OutputOpt = None,
     fail_above: FailAboveOpt = None,
@@ -217,6 +220,7 @@ def estimate(
         fail_below=tuple(fail_below or ()),
         output=output if output != "-" else None,
     )
+    configure_storage(storage_option)
     request.validate()  # before stdin is read
     result = run(request, read_stdin_if_needed(logp, ref_logp))
     emit_with_notes(estimate_report(result), format, output, no_color)

@@ -14,6 +14,8 @@ from .options import (
     NoColorOpt,
     OutputOpt,
     QuietOpt,
+    StorageOpt,
+    configure_storage,
     emit_with_notes,
     read_options,
     read_stdin_if_needed,
@@ -116,6 +118,7 @@ def gaussian(
     ] = None,
     delimiter: DelimiterOpt = None,
     missing: MissingOpt = "error",
+    storage_option: StorageOpt = None,
     format: FormatOpt = "auto",
     output: OutputOpt = None,
     quiet: QuietOpt = False,
@@ -173,6 +176,7 @@ def gaussian(
         free_bits=free_bits,
         output=output if output != "-" else None,
     )
+    configure_storage(storage_option)
     request.validate()  # before stdin is read
     stdin = read_stdin_if_needed(*(p for p in (mu, logvar, prior_mu, prior_logvar) if p))
     result = run(request, stdin)

@@ -240,11 +240,14 @@ class progress:
 
 
 def configure_storage(pairs: list[str] | None) -> None:
-    """Apply ``--storage-option KEY=VALUE`` settings to every remote path of this run."""
-    if pairs:
-        from ..io import fs
+    """Apply ``--storage-option KEY=VALUE`` settings to every remote path of this run.
 
-        fs.configure(fs.parse_options(pairs))
+    Always called, with no settings too (they are cleared): a run in the same process
+    (the tests, a library user) never inherits the previous run's settings.
+    """
+    from ..io import fs
+
+    fs.configure(fs.parse_options(pairs or ()))
 
 
 def read_stdin_if_needed(*paths: str | None) -> bytes | None:
