@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kldiv_cli.errors import InputError
 from kldiv_cli.io.kld import open_kld
@@ -392,3 +394,165 @@ def test_compare_safetensors_errors(tmp_path: Path) -> None:
         assert out.stderr.startswith("kldiv: error:")
         assert out.stderr.count("\n") == 1 and message in out.stderr
         assert out.stdout == "" and (tmp_path / "rows.csv").read_text() == "keep"
+
+
+# ---------------------------------------------------------------- compute and inspect
+
+
+def _loss(*args: object, stdin: bytes = b"") -> float:
+    out = invoke("compute", *args, "-f", "json", stdin=stdin)
+    assert out.exit_code == 0, out.stderr
+    return json.loads(out.stdout)["loss"]
+
+
+def _one_error_line(out, *words: str) -> None:
+    assert out.exit_code == 2 and out.stdout == ""
+    assert out.stderr.startswith("kldiv: error: ") and out.stderr.count("\n") == 1, out.stderr
+    for word in words:
+        assert word in out.stderr, out.stderr
+
+
+@pytest.fixture()
+def pair(tmp_path: Path) -> tuple[Path, Path, Path, Path]:
+    """Two tensors in one safetensors file (BF16 log-probs, F32 probabilities), and .npy
+    files of the values compare's reader gives for each."""
+    rng = np.random.default_rng(3)
+    p = rng.dirichlet(np.ones(9), size=(4, 5)).astype("<f4")
+    raw, widened = bf16_bytes(np.log(rng.dirichlet(np.ones(9), size=(4, 5))))
+    path = write_safetensors(
+        tmp_path / "two.safetensors",
+        {"lp": ("BF16", [4, 5, 9], raw), "p": ("F32", [4, 5, 9], p.tobytes())},
+    )
+    np.save(tmp_path / "lp.npy", open_safetensors(str(path), "lp").read())
+    np.save(tmp_path / "p.npy", open_safetensors(str(path), "p").read())
+    assert np.array_equal(np.load(tmp_path / "lp.npy"), widened.reshape(4, 5, 9))
+    return path, tmp_path / "lp.npy", tmp_path / "p.npy", tmp_path
+
+
+@pytest.mark.parametrize("reduction", ["sum", "batchmean", "none"])
+def test_compute_reads_safetensors_like_npy(pair, reduction: str) -> None:
+    st, lp, p, _ = pair
+    keys = ("--input-key", "lp", "--target-key", "p")
+    ours = invoke("compute", st, st, *keys, "-r", reduction, "-f", "json")
+    npy = invoke("compute", lp, p, "-r", reduction, "-f", "json")
+    assert ours.exit_code == 0, ours.stderr
+    a, b = json.loads(ours.stdout), json.loads(npy.stdout)
+    assert a["loss"] == b["loss"] and a["shape"] == [4, 5, 9]
+    assert a["input"]["format"] == "safetensors" and a["input"]["stored_dtype"] == "BF16"
+    assert a["input"]["path"].endswith("two.safetensors[lp]")
+
+
+def test_compute_safetensors_keys_and_options(pair) -> None:
+    st, lp, p, tmp = pair
+    _one_error_line(invoke("compute", st, p), "holds 2 tensors (lp, p)", "--input-key")
+    _one_error_line(invoke("compute", lp, st, "--target-key", "q"), "no tensor named 'q'")
+    _one_error_line(invoke("compute", lp, p, "--input-key", "lp"), "a key selects")
+    _one_error_line(
+        invoke("compute", st, p, "--input-key", "lp", "--input-columns", "0"), "columns select"
+    )
+    (tmp / "cut.safetensors").write_bytes(st.read_bytes()[:-10])
+    cut = invoke("compute", tmp / "cut.safetensors", p, "--input-key", "p")
+    _one_error_line(cut, "cut.safetensors[p]", "run past the end")
+    (tmp / "one.safetensors").write_bytes(b"\x05\0\0\0\0\0\0\0{nope")
+    _one_error_line(invoke("compute", tmp / "one.safetensors", p), "not valid JSON")
+
+
+def test_inspect_reads_safetensors(pair) -> None:
+    st, _, _, _ = pair
+    out = invoke("inspect", st, "--key", "p", "-f", "json")
+    assert out.exit_code == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["format"] == "safetensors" and doc["shape"] == [4, 5, 9]
+    assert doc["looks_like"].startswith("probabilities")
+    _one_error_line(invoke("inspect", st), "holds 2 tensors", "--key")
+
+
+def test_compute_and_inspect_read_kld(tmp_path: Path) -> None:
+    base, quant, lp, lq, _ = kld_pair(tmp_path)
+    np.save(tmp_path / "lp.npy", open_kld(str(base)).read())
+    np.save(tmp_path / "lq.npy", open_kld(str(quant)).read())
+    args = ("--log-target", "-r", "batchmean")
+    loss = _loss(quant, base, *args)
+    assert loss == _loss(tmp_path / "lq.npy", tmp_path / "lp.npy", *args)
+    kl = (np.exp(lp) * (lp - lq)).sum(axis=1)
+    assert loss == pytest.approx(kl.mean(), rel=1e-12)
+    out = invoke("inspect", base, "-f", "json")
+    doc = json.loads(out.stdout)
+    assert out.exit_code == 0 and doc["format"] == "kld" and doc["shape"] == list(lp.shape)
+    assert doc["looks_like"].startswith("log-probabilities")
+    _one_error_line(invoke("compute", quant, base, "--input-key", "a"), "a key selects")
+    base.write_bytes(base.read_bytes()[:-2])
+    _one_error_line(invoke("compute", quant, base), "bytes but its header")
+
+
+def test_stdin_is_sniffed_and_read(pair, tmp_path: Path) -> None:
+    st, lp, p, _ = pair
+    expected = _loss(st, p, "--input-key", "lp", "-r", "sum")
+    assert _loss("-", p, "--input-key", "lp", "-r", "sum", stdin=st.read_bytes()) == expected
+    base, quant, *_ = kld_pair(tmp_path)
+    expected = _loss(quant, base, "--log-target", "-r", "sum")
+    assert _loss("-", base, "--log-target", "-r", "sum", stdin=quant.read_bytes()) == expected
+
+
+def test_a_fifo_is_read_like_a_file(tmp_path: Path) -> None:
+    import os
+    import threading
+
+    base, quant, *_ = kld_pair(tmp_path)
+    fifo = tmp_path / "quant.kld.fifo"
+    os.mkfifo(fifo)
+    data = quant.read_bytes()
+
+    def feed() -> None:
+        with open(fifo, "wb") as f:
+            f.write(data)
+
+    thread = threading.Thread(target=feed)
+    thread.start()
+    try:
+        # A FIFO's name says nothing: the format comes from --input-format.
+        got = _loss(fifo, base, "--input-format", "kld", "--log-target", "-r", "sum")
+    finally:
+        thread.join(10)
+    assert got == _loss(quant, base, "--log-target", "-r", "sum")
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    dtype=st.sampled_from(["F16", "BF16", "F32", "F64"]),
+    shape=st.lists(st.integers(0, 4), min_size=0, max_size=3),
+    rows=st.integers(1, 5),
+    padding=st.integers(0, 16),
+)
+def test_safetensors_blocks_are_the_whole_tensor(
+    tmp_path_factory, dtype: str, shape: list[int], rows: int, padding: int
+) -> None:
+    """Any shape (scalars and empty axes too), any block size: the blocks joined are
+    the whole read, which is the stored tensor (BF16 widened bit for bit); the tensor
+    may sit anywhere after another one."""
+    from kldiv_cli.io.base import ReadOptions
+    from kldiv_cli.io.numeric import open_source
+
+    rng = np.random.default_rng(len(shape) * 31 + rows)
+    values = rng.normal(size=shape) * 100
+    if dtype == "BF16":
+        raw, expected = bf16_bytes(values)
+        expected = expected.reshape(shape)
+    else:
+        disk = {"F16": "<f2", "F32": "<f4", "F64": "<f8"}[dtype]
+        expected = values.astype(disk)
+        raw = expected.tobytes()
+    path = write_safetensors(
+        tmp_path_factory.mktemp("st") / "t.safetensors",
+        {"pad": ("U8", [padding], b"\1" * padding), "t": (dtype, shape, raw)},
+    )
+    src = open_source(str(path), ReadOptions(key="t"))
+    whole = src.read()
+    assert whole.shape == tuple(shape) and whole.dtype == src.dtype
+    assert np.array_equal(whole.view(f"u{whole.itemsize}"), expected.view(f"u{whole.itemsize}"))
+    if shape:
+        blocks = list(src.iter_chunks(rows))
+        assert len(blocks) == -(-shape[0] // rows)  # none for an empty first axis, as .npy
+        if blocks:
+            assert np.array_equal(np.concatenate(blocks), whole, equal_nan=True)
+    assert src.should_stream() == bool(shape)
