@@ -16,7 +16,7 @@ from typer._click import exceptions as click
 
 from .._version import __version__
 from ..errors import ExitCode
-from .boundary import Environment, exit_code_for, flush_stdout, silence_stdout, use
+from .boundary import Environment, exit_code_for, flush_stdout, restore, silence_stdout, use
 
 # kldiv runs its own threads over cache-sized chunks; OpenBLAS's threads (which
 # spin between calls) would only compete with them for the cores. Must be set
@@ -104,9 +104,7 @@ def run(argv: list[str] | None = None, env: Environment | None = None) -> ExitCo
             silence_stdout()
         return ExitCode(int(code or 0))
     finally:
-        from .boundary import _CURRENT
-
-        _CURRENT.reset(token)
+        restore(token)
 
 
 def main(argv: list[str] | None = None) -> None:

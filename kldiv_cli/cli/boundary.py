@@ -110,8 +110,13 @@ def current() -> Environment:
 
 
 def use(env: Environment) -> contextvars.Token[Environment]:
-    """Make ``env`` the environment of what runs next (undo with ``_CURRENT.reset``)."""
+    """Make ``env`` the environment of what runs next (undo with :func:`restore`)."""
     return _CURRENT.set(env)
+
+
+def restore(token: contextvars.Token[Environment]) -> None:
+    """Undo the :func:`use` that returned ``token``: the environment before it is current again."""
+    _CURRENT.reset(token)
 
 
 def silence_stdout() -> None:
@@ -247,10 +252,6 @@ class Messages:
     @staticmethod
     def note(text: str) -> None:
         current().note(text)
-
-    @staticmethod
-    def error(text: str) -> None:
-        current().error(text)
 
     @staticmethod
     def check_failed(text: str) -> None:
