@@ -12,7 +12,7 @@ import pytest
 
 from kldiv_cli.core.compare import pair, row_measures
 
-from .helpers import invoke
+from .helpers import SAMPLES, invoke
 
 FRACS = {
     "min": 0.0,
@@ -602,3 +602,16 @@ def test_progress_counts_elements(models) -> None:
     request = CompareRequest(str(d / "ref.npy"), str(d / "cand.npy"), chunk_rows=64)
     compare(request, progress=lambda done, total: calls.append((done, total)))
     assert calls == [(64 * 30, 6000), (128 * 30, 6000), (192 * 30, 6000), (6000, 6000)]
+
+
+@pytest.mark.parametrize("ext", [".kld", ".safetensors"])
+def test_stdin_reference_of_every_compare_format(ext: str) -> None:
+    """compare opens every input through io.sources: .kld and .safetensors come from
+    stdin too (sniffed by their header), with the file's result."""
+    d = SAMPLES / "compare"
+    files = invoke("compare", d / f"base{ext}", d / f"quant{ext}", "-f", "json")
+    piped = invoke(
+        "compare", "-", d / f"quant{ext}", "-f", "json", stdin=(d / f"base{ext}").read_bytes()
+    )
+    assert files.exit_code == piped.exit_code == 0, piped.stderr
+    assert piped.stdout == files.stdout

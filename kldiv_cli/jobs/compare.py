@@ -14,7 +14,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,9 +22,8 @@ from ..core.compare import KINDS, MEASURES, Scratch, pair, row_measures, token_m
 from ..core.engine import default_threads
 from ..core.stats import PERCENTILES, correlation, mean_stderr, proportion, summary
 from ..errors import InputError, UsageError
-from ..io.kld import KldSource, open_kld
-from ..io.safetensors import open_safetensors
-from ..io.sources import ReadOptions, open_source
+from ..io.kld import KldSource
+from ..io.sources import ReadOptions, Source, open_source
 from ..io.writers import OUTPUT_EXTENSIONS, STREAMED_KINDS, check_outputs, output_kind
 from .blocks import prefetch, rebatch
 from .gates import Gate, check_names, evaluate, failure_text, flatten, parse_gates
@@ -51,21 +50,6 @@ DELTA_P_EXTRA: tuple[tuple[str, float], ...] = (("p25", 0.25), ("p75", 0.75))
 PERPLEXITY_KEYS = ("reference", "candidate", "ln_ratio", "ln_ratio_stderr", "correlation")
 #: The per-row columns that need tokens (after ``row``, the measures and ``top1_agree``).
 TOKEN_COLUMNS = ("token", "nll_reference", "nll_candidate", "delta_p")
-
-
-class Reader(Protocol):
-    """What compare and estimate need of an opened input (``io.sources.Source`` and the readers
-    in ``io.safetensors`` / ``io.kld`` have it)."""
-
-    label: str
-    fmt: str
-    shape: tuple[int, ...]
-
-    def read(self) -> np.ndarray: ...
-
-    def iter_chunks(self, rows: int) -> Iterator[np.ndarray]: ...
-
-    def describe(self) -> dict[str, Any]: ...
 
 
 def _measure_keys() -> list[str]:
@@ -177,6 +161,12 @@ class CompareRequest:
                 raise UsageError(
                     f"{path}: a .kld file holds log-probs; {option} {kind} does not apply"
                 )
+        for path, key in (
+            (self.reference, self.reference_key),
+            (self.candidate, self.candidate_key),
+        ):
+            if _extension(path) == ".kld" and key is not None:
+                raise UsageError(f"{path}: a .kld file holds one array; --key does not apply")
         if self.output is not None:
             _check_output(self.output)
         check_outputs([self.output], self.inputs)
@@ -220,20 +210,7 @@ def _extension(path: str) -> str:
     return os.path.splitext(path)[1].lower()
 
 
-def open_input(path: str, options: ReadOptions, stdin: bytes | None) -> Reader:
-    """A reader for ``path``: safetensors and .kld files by extension, the rest
-    through :func:`kldiv_cli.io.sources.open_source`."""
-    ext = _extension(path) if path != "-" else ""
-    if ext == ".safetensors" and options.fmt is None:
-        return open_safetensors(path, options.key)
-    if ext == ".kld" and options.fmt is None:
-        if options.key is not None:
-            raise UsageError(f"{path}: a .kld file holds one array; --key does not apply")
-        return open_kld(path)
-    return open_source(path, options, stdin)
-
-
-def _layout(src: Reader) -> tuple[int, int]:
+def _layout(src: Source) -> tuple[int, int]:
     """(rows, classes) of a source: every axis but the last counts rows (-1: unknown)."""
     shape = tuple(src.shape)
     if len(shape) == 0:
@@ -247,7 +224,7 @@ def _layout(src: Reader) -> tuple[int, int]:
     return rows, width
 
 
-def _row_blocks(src: Reader, rows: int, width: int) -> Iterator[np.ndarray]:
+def _row_blocks(src: Source, rows: int, width: int) -> Iterator[np.ndarray]:
     """2-D blocks (rows × classes) of exactly ``rows`` rows (the last may be shorter)."""
     shape = tuple(src.shape)
     if len(shape) == 1:
@@ -259,7 +236,7 @@ def _row_blocks(src: Reader, rows: int, width: int) -> Iterator[np.ndarray]:
 
 
 def _zip(
-    ref: Reader, cand: Reader, rows: int, width: int
+    ref: Source, cand: Source, rows: int, width: int
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     cs = _row_blocks(cand, rows, width)
     for rb in _row_blocks(ref, rows, width):
@@ -271,14 +248,14 @@ def _zip(
         raise InputError(f"{ref.label} and {cand.label}", "hold different numbers of rows")
 
 
-def _kind(request_kind: str | None, src: Reader) -> str:
+def _kind(request_kind: str | None, src: Source) -> str:
     if src.fmt == "kld":
         return "log-probs"
     return request_kind or "logits"
 
 
 def _tokens(
-    request: CompareRequest, ref: Reader, cand: Reader, stdin: bytes | None
+    request: CompareRequest, ref: Source, cand: Source, stdin: bytes | None
 ) -> tuple[np.ndarray | None, str]:
     """The next token of every row (int64) and where it came from, or (None, "")."""
     if request.tokens is not None:
@@ -334,8 +311,8 @@ def compare(
     classes of one side) done so far and in all (-1 while unknown).
     """
     request.validate()
-    ref = open_input(request.reference, request.reference_options, stdin)
-    cand = open_input(request.candidate, request.candidate_options, stdin)
+    ref = open_source(request.reference, request.reference_options, stdin)
+    cand = open_source(request.candidate, request.candidate_options, stdin)
     ref_rows, width = _layout(ref)
     cand_rows, cand_width = _layout(cand)
     where = f"{ref.label} and {cand.label}"

@@ -25,7 +25,6 @@ from ..core.stats import summary
 from ..errors import InputError, UsageError
 from ..io.sources import ReadOptions, column_array, open_columns, open_source, select_columns
 from ..text import clean
-from .compare import open_input
 from .gates import Gate, evaluate, failure_text, flatten, parse_gates
 
 __all__ = [
@@ -212,8 +211,8 @@ Tokens = tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any], dict[str, Any
 
 
 def _read_wide(request: EstimateRequest, stdin: bytes | None) -> Tokens:
-    sa = open_input(request.logp, request.logp_options, stdin)
-    sb = open_input(request.ref_logp, request.ref_options, stdin)
+    sa = open_source(request.logp, request.logp_options, stdin)
+    sb = open_source(request.ref_logp, request.ref_options, stdin)
     a, b = _as_2d(sa.read(), sa.label), _as_2d(sb.read(), sb.label)
     if a.shape != b.shape:
         raise InputError(
@@ -222,7 +221,7 @@ def _read_wide(request: EstimateRequest, stdin: bytes | None) -> Tokens:
         )
     mask, mask_label = None, ""
     if request.mask is not None:
-        sm = open_input(request.mask, request.mask_options, None)
+        sm = open_source(request.mask, request.mask_options, None)
         mask_label = sm.label
         mask = _as_2d(sm.read(), sm.label)
         if mask.shape != a.shape:
@@ -299,7 +298,7 @@ def _read_long(request: EstimateRequest, stdin: bytes | None) -> Tokens:
         )
     mask = None
     if request.mask is not None:
-        sm = open_input(request.mask, request.mask_options, None)
+        sm = open_source(request.mask, request.mask_options, None)
         mask = sm.read().reshape(-1)
         if mask.size != va.size:
             raise InputError(sm.label, f"has {mask.size} values for {va.size} rows of tokens")

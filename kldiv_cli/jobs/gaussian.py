@@ -21,8 +21,7 @@ from ..core.gaussian import (
     gaussian_kl,
 )
 from ..errors import InputError, UsageError
-from ..io.sources import ReadOptions
-from .compare import Reader, open_input
+from ..io.sources import ReadOptions, Source, open_source
 
 __all__ = ["GaussianRequest", "GaussianResult", "gaussian"]
 
@@ -105,9 +104,9 @@ class GaussianResult:
     prior: dict[str, Any]
 
 
-def _read(path: str, options: ReadOptions, stdin: bytes | None) -> tuple[np.ndarray, Reader]:
+def _read(path: str, options: ReadOptions, stdin: bytes | None) -> tuple[np.ndarray, Source]:
     """The whole array and its source (.safetensors too)."""
-    source = open_input(path, options, stdin)
+    source = open_source(path, options, stdin)
     return source.read(), source
 
 
