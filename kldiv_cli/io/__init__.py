@@ -3,22 +3,28 @@
 :mod:`.sources` is the readers' public surface: :func:`~.sources.open_source` opens a
 file, dataset, stream or stdin as a :class:`~.base.Source` of numbers, and
 :func:`~.sources.open_columns` gives typed columns for drift. :mod:`.writers` writes
-results atomically. Nothing here computes a divergence.
+results atomically (bytes or a writer callable: turning a report into bytes is
+:mod:`kldiv_cli.render.files`). Nothing here computes a divergence.
 
 The rooms:
 
 - :mod:`.base`: ``ReadOptions``, the format names, the :class:`~.base.Source` base and
   the ``TableReader`` protocol;
-- :mod:`.paths`: files, stdin, FIFOs and devices (buffered, bounded), dataset globs;
+- :mod:`.paths`: files, stdin, FIFOs and devices (buffered, bounded), objects in a
+  store (through :mod:`.fs`), dataset globs, small files read whole
+  (:func:`~.paths.read_limited`);
 - :mod:`.columns`: the column selector and the Arrow to NumPy checks (through buffers);
 - :mod:`.tables`: ``TableSource``, the numeric source over any ``TableReader``;
 - one module per format: :mod:`.npy`, :mod:`.npz`, :mod:`.csv`, :mod:`.parquet`,
-  :mod:`.arrow`;
+  :mod:`.arrow`, :mod:`.safetensors` (one tensor, chosen by key), :mod:`.kld`
+  (llama.cpp's log-probabilities, and the tokens they score);
 - :mod:`.numeric` (numbers, for compute) and :mod:`.typed` (columns of any type, for
   drift): the two APIs, each dispatching by format.
 
 A new format is one module with ``open_<fmt>(label, path, data, fmt, options) ->
 Source`` (a table format implements ``base.TableReader`` and returns a
 ``TableSource``), one line in ``numeric.OPENERS``, and its name and extensions in
-``base.FORMATS``/``base.EXTENSIONS``.
+``base.FORMATS``/``base.EXTENSIONS``. (The safetensors and .kld openers are
+``open_safetensors_source`` and ``open_kld_source``: ``open_safetensors(path, key)`` and
+``open_kld(path)`` open a path through :func:`~.numeric.open_source` for ``compare``.)
 """
