@@ -13,10 +13,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kldiv_cli.errors import InputError
-from kldiv_cli.io.kld import open_kld
-from kldiv_cli.io.safetensors import open_safetensors
+from kldiv_cli.io.base import ReadOptions
+from kldiv_cli.io.numeric import open_source
 
 from .helpers import invoke
+
+
+def open_safetensors(path: str, key: str | None):
+    """One tensor, as every command opens it (compare's --key named in hints)."""
+    return open_source(path, ReadOptions(key=key, key_option="--key"))
+
+
+def open_kld(path: str):
+    return open_source(path, ReadOptions())
+
 
 # ---------------------------------------------------------------- safetensors encoder
 
@@ -530,9 +540,6 @@ def test_safetensors_blocks_are_the_whole_tensor(
     """Any shape (scalars and empty axes too), any block size: the blocks joined are
     the whole read, which is the stored tensor (BF16 widened bit for bit); the tensor
     may sit anywhere after another one."""
-    from kldiv_cli.io.base import ReadOptions
-    from kldiv_cli.io.numeric import open_source
-
     rng = np.random.default_rng(len(shape) * 31 + rows)
     values = rng.normal(size=shape) * 100
     if dtype == "BF16":

@@ -24,7 +24,5 @@ The rooms:
 A new format is one module with ``open_<fmt>(label, path, data, fmt, options) ->
 Source`` (a table format implements ``base.TableReader`` and returns a
 ``TableSource``), one line in ``numeric.OPENERS``, and its name and extensions in
-``base.FORMATS``/``base.EXTENSIONS``. (The safetensors and .kld openers are
-``open_safetensors_source`` and ``open_kld_source``: ``open_safetensors(path, key)`` and
-``open_kld(path)`` open a path through :func:`~.numeric.open_source` for ``compare``.)
+``base.FORMATS``/``base.EXTENSIONS``.
 """

@@ -30,7 +30,7 @@ from ..errors import InputError
 from .base import ReadOptions, Source
 from .paths import open_binary, read_exact
 
-__all__ = ["MAGIC", "KldSource", "open_kld", "open_kld_source"]
+__all__ = ["MAGIC", "KldSource", "open_kld"]
 
 MAGIC = b"_logits_"
 _HEADER = struct.Struct("<iii")
@@ -104,18 +104,9 @@ class KldSource(Source):
         return {**super().describe(), "n_ctx": self.n_ctx, "n_chunk": self.n_chunk}
 
 
-def open_kld_source(
+def open_kld(
     label: str, path: str | None, data: bytes | None, fmt: str, options: ReadOptions
 ) -> KldSource:
     """A ``.kld`` file (or its buffered bytes) as a numeric source."""
     return KldSource(label, path, data)
 
-
-def open_kld(path: str) -> KldSource:
-    """Open a ``.kld`` file written by ``llama-perplexity --kl-divergence-base`` (a local
-    path, a FIFO, an object in a store) through :func:`.numeric.open_source`."""
-    from .numeric import open_source
-
-    source = open_source(path, ReadOptions("kld"))
-    assert isinstance(source, KldSource)
-    return source

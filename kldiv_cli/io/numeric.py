@@ -22,8 +22,8 @@ OPENERS: dict[str, tuple[str, str]] = {
     "tsv": ("csv", "open_csv"),
     "parquet": ("parquet", "open_parquet"),
     "arrow": ("arrow", "open_arrow"),
-    "safetensors": ("safetensors", "open_safetensors_source"),
-    "kld": ("kld", "open_kld_source"),
+    "safetensors": ("safetensors", "open_safetensors"),
+    "kld": ("kld", "open_kld"),
 }
 
 

@@ -24,7 +24,7 @@ from ..errors import InputError
 from .base import ReadOptions, Source
 from .paths import open_binary, read_exact
 
-__all__ = ["MAX_HEADER", "SafetensorsSource", "open_safetensors", "open_safetensors_source"]
+__all__ = ["MAX_HEADER", "SafetensorsSource", "open_safetensors"]
 
 #: The reference implementation refuses larger headers too.
 MAX_HEADER = 100_000_000
@@ -197,18 +197,10 @@ class SafetensorsSource(Source):
         return {**super().describe(), "stored_dtype": self.stored}
 
 
-def open_safetensors_source(
+def open_safetensors(
     label: str, path: str | None, data: bytes | None, fmt: str, options: ReadOptions
 ) -> SafetensorsSource:
     """The tensor ``options.key`` of a safetensors file (the only one when no key is
     given), from a path or buffered bytes."""
     return SafetensorsSource(label, path, data, options.key, options.key_option)
 
-
-def open_safetensors(path: str, key: str | None) -> Source:
-    """Open one tensor of the safetensors file ``path`` (a local path, a FIFO, an object
-    in a store) through :func:`.numeric.open_source` (``key`` may be None when the file
-    holds exactly one)."""
-    from .numeric import open_source
-
-    return open_source(path, ReadOptions("safetensors", key, key_option="--key"))
