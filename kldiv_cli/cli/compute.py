@@ -106,17 +106,17 @@ def compute(
         typer.Option(
             "--input-format",
             metavar="FMT",
-            help="npy, npz, csv, tsv, parquet or arrow (default: by extension).",
+            help="npy, npz, csv, tsv, parquet, arrow, safetensors or kld (default: by extension).",
         ),
     ] = None,
     target_format: Annotated[
         str | None, typer.Option("--target-format", metavar="FMT", help="As --input-format.")
     ] = None,
     input_key: Annotated[
-        str | None, typer.Option("--input-key", help="Array name inside an INPUT .npz.")
+        str | None, typer.Option("--input-key", help="Array (.npz) or tensor (.safetensors) name in INPUT.")
     ] = None,
     target_key: Annotated[
-        str | None, typer.Option("--target-key", help="Array name inside a TARGET .npz.")
+        str | None, typer.Option("--target-key", help="Array (.npz) or tensor (.safetensors) name in TARGET.")
     ] = None,
     input_columns: Annotated[
         str | None,

@@ -21,9 +21,9 @@ from .options import (
     SchedulerOpt,
     StorageOpt,
     WorkersOpt,
-    _emit,
-    _read_stdin_if_needed,
     configure_storage,
+    emit,
+    read_stdin_if_needed,
 )
 
 if TYPE_CHECKING:
@@ -100,8 +100,10 @@ def _engine(
     cluster for a Parquet reference (engines.drift), open while the job runs."""
     from contextlib import nullcontext
 
-    if engine not in ("local", "dask"):
-        raise UsageError(f"unknown engine {engine!r}; choose local or dask")
+    from ..jobs.compute import ENGINES
+
+    if engine not in ENGINES:
+        raise UsageError(f"unknown engine {engine!r}; choose {' or '.join(ENGINES)}")
     if engine == "local":
         return nullcontext(None)
     from ..engines.drift import profiler
@@ -260,7 +262,7 @@ def drift(
     )
     request.validate()  # before stdin is read
     with _engine(engine, request.reference, scheduler, scheduler_file, workers) as profiler:
-        report = run_drift(request, _read_stdin_if_needed(*tables), __version__, profiler)
+        report = run_drift(request, read_stdin_if_needed(*tables), __version__, profiler)
     for warning in run_warnings(report):
         Messages.warn(warning)
     _write_files(request, report)
@@ -316,7 +318,7 @@ def _show(report: "DriftReport", fmt: str, output: str | None, no_color: bool) -
         env.no_color = env.no_color or no_color
         print_table(report, env.stdout, env.color)
         return
-    _emit(drift_report(report), fmt, None, no_color)
+    emit(drift_report(report), fmt, None, no_color)
 
 
 @app.command()
@@ -381,7 +383,7 @@ def profile(
     )
     request.validate()  # before stdin is read
     with _engine(engine, request.reference, scheduler, scheduler_file, workers) as profiler:
-        built = run_profile(request, _read_stdin_if_needed(*reference), profiler)
+        built = run_profile(request, read_stdin_if_needed(*reference), profiler)
     text = built.dumps().encode()
     if request.output:
         atomic_write(request.output, lambda f: f.write(text))

@@ -257,8 +257,3 @@ def read_stdin_if_needed(*paths: str | None) -> bytes | None:
     from ..io.sources import read_stdin
 
     return read_stdin(current().stdin)
-
-
-# The former private names, for cli/drift.py until its owner renames its uses.
-_emit = emit
-_read_stdin_if_needed = read_stdin_if_needed

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Union
 
 from ..errors import InputError
+from ..io.paths import read_limited
 from ..text import clean
 
 #: Version 2: numeric bins closed at the reference's range with a bin below and one
@@ -281,20 +281,6 @@ def profile_from_json(doc: Any) -> Profile:
     )
 
 
-def _read_limited(path: str) -> bytes:
-    try:
-        if os.path.getsize(path) > MAX_FILE_BYTES:
-            raise InputError(path, f"is larger than {MAX_FILE_BYTES >> 20} MiB")
-        with open(path, "rb") as f:
-            return f.read(MAX_FILE_BYTES + 1)
-    except FileNotFoundError:
-        raise InputError(path, "no such file") from None
-    except IsADirectoryError:
-        raise InputError(path, "is a directory, not a file") from None
-    except OSError as exc:
-        raise InputError(path, exc.strerror or str(exc)) from None
-
-
 def _text(path: str, raw: bytes) -> str:
     try:
         return raw.decode("utf-8")
@@ -304,7 +290,7 @@ def _text(path: str, raw: bytes) -> str:
 
 def load_profile(path: str) -> Profile:
     """Read and check a profile file (see the module's docstring for what is checked)."""
-    text = _text(path, _read_limited(path))
+    text = _text(path, read_limited(path, MAX_FILE_BYTES))
     try:
         doc = json.loads(text)
     except RecursionError:
@@ -347,7 +333,7 @@ def load_thresholds(path: str) -> Thresholds:
     else:  # the same module, a dependency before Python 3.11
         import tomli as tomllib
 
-    text = _text(path, _read_limited(path))
+    text = _text(path, read_limited(path, MAX_FILE_BYTES))
     try:
         doc = tomllib.loads(text)
     except RecursionError:
