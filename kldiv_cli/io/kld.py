@@ -109,4 +109,3 @@ def open_kld(
 ) -> KldSource:
     """A ``.kld`` file (or its buffered bytes) as a numeric source."""
     return KldSource(label, path, data)
-

@@ -203,4 +203,3 @@ def open_safetensors(
     """The tensor ``options.key`` of a safetensors file (the only one when no key is
     given), from a path or buffered bytes."""
     return SafetensorsSource(label, path, data, options.key, options.key_option)
-
