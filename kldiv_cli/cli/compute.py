@@ -113,10 +113,12 @@ def compute(
         str | None, typer.Option("--target-format", metavar="FMT", help="As --input-format.")
     ] = None,
     input_key: Annotated[
-        str | None, typer.Option("--input-key", help="Array (.npz) or tensor (.safetensors) name in INPUT.")
+        str | None,
+        typer.Option("--input-key", help="Array (.npz) or tensor (.safetensors) name in INPUT."),
     ] = None,
     target_key: Annotated[
-        str | None, typer.Option("--target-key", help="Array (.npz) or tensor (.safetensors) name in TARGET.")
+        str | None,
+        typer.Option("--target-key", help="Array (.npz) or tensor (.safetensors) name in TARGET."),
     ] = None,
     input_columns: Annotated[
         str | None,

@@ -29,9 +29,15 @@ def inspect(
     ],
     file_format: Annotated[
         str | None,
-        typer.Option("--file-format", metavar="FMT", help="npy, npz, csv, tsv, parquet, arrow, safetensors or kld."),
+        typer.Option(
+            "--file-format",
+            metavar="FMT",
+            help="npy, npz, csv, tsv, parquet, arrow, safetensors or kld.",
+        ),
     ] = None,
-    key: Annotated[str | None, typer.Option("--key", help="Array (.npz) or tensor (.safetensors) name.")] = None,
+    key: Annotated[
+        str | None, typer.Option("--key", help="Array (.npz) or tensor (.safetensors) name.")
+    ] = None,
     columns: Annotated[
         str | None,
         typer.Option("--columns", metavar="COLS", help="Names, globs or 0-based indices."),
