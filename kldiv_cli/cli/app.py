@@ -80,6 +80,7 @@ def run(argv: list[str] | None = None, env: Environment | None = None) -> ExitCo
     return the exit code. The tests call this in-process."""
     env = env or Environment.from_process()
     args = sys.argv[1:] if argv is None else argv
+    env.argv = list(args)
     token = use(env)
     try:
         try:

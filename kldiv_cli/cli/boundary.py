@@ -40,6 +40,8 @@ class Environment:
     quiet: bool = False
     debug: bool = False
     no_color: bool = False
+    #: The command line after ``kldiv`` (reports record how they were made).
+    argv: list[str] = field(default_factory=lambda: sys.argv[1:])
 
     @classmethod
     def from_process(cls) -> "Environment":

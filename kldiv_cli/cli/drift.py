@@ -233,7 +233,6 @@ def drift(
     Exit codes: 0 no drift, 1 drift, 2 error (also when a column could not be compared).
     """
     import shlex
-    import sys
 
     from .._version import __version__
     from ..jobs.drift import DriftRequest, run_drift
@@ -258,7 +257,7 @@ def drift(
         output=None if output == "-" else output,
         junit=junit,
         html=html,
-        command=shlex.join(["kldiv", *sys.argv[1:]]),
+        command=shlex.join(["kldiv", *current().argv]),
     )
     request.validate()  # before stdin is read
     with _engine(engine, request.reference, scheduler, scheduler_file, workers) as profiler:
