@@ -199,27 +199,8 @@ def run_tasks(
         The first error a task met in the data (as the local engine raises it), or a
         :class:`ClusterError` when workers kept dying on a task.
     """
-    from asyncio import CancelledError
-
-    import distributed
-    from distributed.client import FutureCancelledError
-
     shared = client.scatter(job, broadcast=True, hash=False)
-    futures = client.map(function, [shared] * len(work), work, pure=False)
-    try:
-        results = client.gather(futures)
-    except distributed.KilledWorker:
-        raise ClusterError(
-            "a Dask worker died while running a task, and again on every retry "
-            "(out of memory? see the workers' logs); nothing was written"
-        ) from None
-    except (FutureCancelledError, CancelledError):
-        raise ClusterError(
-            "the Dask scheduler cancelled the job's tasks (restarted, or lost every "
-            "worker); nothing was written"
-        ) from None
-    finally:
-        client.cancel(futures)
+    results = _gather(client, client.map(function, [shared] * len(work), work, pure=False))
     parts: list[T.Partial] = []
     for r in results:
         if isinstance(r, T.Failure):
@@ -232,9 +213,33 @@ def runner(client: Any) -> Callable[[Callable[[Any], Any], list[Any]], list[Any]
     """A ``map``-like runner on the cluster (for :func:`.quantiles.exact_quantiles`)."""
 
     def run(function: Callable[[Any], Any], items: list[Any]) -> list[Any]:
-        return list(client.gather(client.map(function, items, pure=False)))
+        return _gather(client, client.map(function, items, pure=False))
 
     return run
+
+
+def _gather(client: Any, futures: list[Any]) -> list[Any]:
+    """The futures' results, in order; workers that kept dying and cancelled jobs become
+    one :class:`ClusterError` line, and nothing is left running."""
+    from asyncio import CancelledError
+
+    import distributed
+    from distributed.client import FutureCancelledError
+
+    try:
+        return list(client.gather(futures))
+    except distributed.KilledWorker:
+        raise ClusterError(
+            "a Dask worker died while running a task, and again on every retry "
+            "(out of memory? see the workers' logs); nothing was written"
+        ) from None
+    except (FutureCancelledError, CancelledError):
+        raise ClusterError(
+            "the Dask scheduler cancelled the job's tasks (restarted, or lost every "
+            "worker); nothing was written"
+        ) from None
+    finally:
+        client.cancel(futures)
 
 
 def check_request(request: ComputeRequest) -> None:
