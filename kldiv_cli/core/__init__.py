@@ -6,6 +6,12 @@ aggregate exact: float64 terms from exactly widened operands, fixed-chunk float6
 sums, their exact combine, and ``engine.row_sums`` per row), :mod:`.kl` (reductions,
 gradients, ``KLDivLoss``), :mod:`.transforms` (softmax, log-softmax; ``dtype=np.float64``
 for aggregates).
+
+Beside them, each with its maths in its docstrings: :mod:`.half` (float16 widened
+exactly through its bits), :mod:`.stats` (mean ± standard error and percentiles, as
+``compare`` reports them), :mod:`.compare` (per-row KL both ways, JS, TV, top-1 between
+two models), :mod:`.estimators` (the k1/k2/k3 KL estimators of RL trainers) and
+:mod:`.gaussian` (the closed-form KL of diagonal Gaussians).
 """
 
 from .kl import REDUCTIONS, KLDivLoss, finish_reduction, kl_div, kl_div_grad, resolve_reduction
