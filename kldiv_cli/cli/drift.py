@@ -143,7 +143,10 @@ def drift(
         ),
     ] = "kl",
     base: Annotated[
-        str, typer.Option("--base", metavar="[e|2]", help="Logarithm base: nats (e) or bits (2).")
+        str,
+        typer.Option(
+            "--base", metavar="[e|2|10]", help="Logarithm base: nats (e), bits (2) or 10."
+        ),
     ] = "e",
     threshold: Annotated[
         float, typer.Option("--threshold", help="Drift when a column's metric is above this.")
