@@ -67,3 +67,25 @@ def test_a_boolean_mask_is_read_as_zeros_and_ones(tmp_path) -> None:
     # Booleans are still not numbers for a distribution.
     refused = invoke("compute", tmp_path / "mask.npy", tmp_path / "mask.npy")
     assert refused.exit_code == 2 and "booleans" in refused.stderr
+
+
+def test_one_column_target_against_a_wider_input_warns_naming_target_labels(tmp_path) -> None:
+    x = np.log(np.full((64, 10), 0.1))
+    labels = np.arange(64).reshape(-1, 1) % 10
+    np.save(xp := tmp_path / "x.npy", x)
+    np.save(lp := tmp_path / "y.npy", labels.astype(np.float64))
+    out = invoke("compute", xp, lp, "-r", "batchmean")
+    assert out.exit_code == 0
+    assert "--target-labels" in out.stderr and "one column" in out.stderr
+    fixed = invoke("compute", xp, lp, "-r", "batchmean", "--target-labels")
+    assert fixed.exit_code == 0 and "one column" not in fixed.stderr
+
+
+def test_the_mean_warning_is_not_printed_where_rows_are_the_answer(tmp_path) -> None:
+    t = np.full((4, 3), 1 / 3)
+    np.save(xp := tmp_path / "x.npy", np.log(t))
+    np.save(tp := tmp_path / "t.npy", t)
+    assert "'mean'" in invoke("compute", xp, tp).stderr
+    for extra in (("--per-row",), ("--top", "2")):
+        out = invoke("compute", xp, tp, *extra)
+        assert out.exit_code == 0 and "'mean'" not in out.stderr, extra
