@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -97,3 +98,30 @@ def test_softmax_rows_sum_to_one(logits, temperature) -> None:
     np.testing.assert_allclose(
         np.exp(log_softmax(logits, temperature=temperature)), p, rtol=1e-9, atol=1e-300
     )
+
+
+@given(
+    arrays(
+        np.float64,
+        st.tuples(st.integers(0, 5), st.integers(0, 7)),
+        elements=st.floats(allow_nan=True, allow_infinity=True),
+    )
+)
+def test_combine_rows_is_combine_of_each_row(rows) -> None:
+    from kldiv_cli.core.engine import combine, combine_rows
+
+    got = combine_rows(rows)
+    assert got.dtype == np.float64 and got.shape == (len(rows),)
+    np.testing.assert_array_equal(got, [combine(r) for r in rows])
+
+
+def test_as_float64_widens_real_numbers_only() -> None:
+    from kldiv_cli.core.engine import as_float64
+
+    x = np.arange(3, dtype=np.float64)
+    assert as_float64(x, "x") is x
+    assert as_float64(np.array([1, 2], dtype=np.int8), "x").dtype == np.float64
+    np.testing.assert_array_equal(as_float64(np.array([True, False]), "x", bools=True), [1, 0])
+    for bad, kwargs in ((np.array([True]), {}), (np.array([1j]), {"bools": True})):
+        with pytest.raises(TypeError, match="x: expected real numbers"):
+            as_float64(bad, "x", **kwargs)

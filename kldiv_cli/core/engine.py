@@ -45,12 +45,16 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
     from concurrent.futures import ThreadPoolExecutor
 
+    from numpy.typing import ArrayLike, NDArray
+
 __all__ = [
     "CHUNK",
     "Accumulator",
+    "as_float64",
     "chunk_sum",
     "column_partials",
     "combine",
+    "combine_rows",
     "default_threads",
     "partial_sums",
     "row_sums",
@@ -89,6 +93,38 @@ def combine(parts: Iterable[float]) -> float:
         return math.fsum(arr.tolist())
     with np.errstate(invalid="ignore"):
         return float(arr.sum())
+
+
+def combine_rows(rows: np.ndarray) -> NDArray[np.float64]:
+    """:func:`combine` of each row of a 2-D array: the exact float64 sum of every row.
+
+    A row of finite values is summed by ``math.fsum`` (exact, rounded once); a row with
+    a NaN or an infinity by the plain sum, so ``inf - inf`` is NaN as in torch (fsum
+    would raise). A row of no values sums to 0.
+    """
+    w = np.asarray(rows, dtype=np.float64)
+    out = np.empty(len(w), dtype=np.float64)
+    finite = np.isfinite(w).all(axis=1)
+    out[finite] = [math.fsum(r) for r in w[finite].tolist()]
+    with np.errstate(invalid="ignore"):
+        out[~finite] = w[~finite].sum(axis=1)
+    return out
+
+
+def as_float64(value: ArrayLike, name: str, *, bools: bool = False) -> NDArray[np.float64]:
+    """``value`` as a float64 array, widened exactly (no copy when it already is one).
+
+    Integers and floats are real numbers; booleans only with ``bools`` (as 0 and 1).
+
+    Raises
+    ------
+    TypeError
+        Any other dtype (complex, strings, objects), named by ``name``.
+    """
+    a = np.asarray(value)
+    if a.dtype.kind not in ("fiub" if bools else "fiu"):
+        raise TypeError(f"{name}: expected real numbers, got dtype {a.dtype}")
+    return a.astype(np.float64, copy=False)
 
 
 class _Buffers:

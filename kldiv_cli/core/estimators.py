@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .engine import combine
+from .engine import as_float64, combine, combine_rows
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike, NDArray
@@ -157,7 +157,7 @@ def log_ratio(logp: ArrayLike, ref_logp: ArrayLike) -> NDArray[np.float64]:
     TypeError
         Non-real inputs.
     """
-    a, b = real_float64(logp, "logp"), real_float64(ref_logp, "ref_logp")
+    a, b = as_float64(logp, "logp"), as_float64(ref_logp, "ref_logp")
     if a.shape != b.shape:
         raise ValueError(f"shapes do not match: logp {a.shape}, ref_logp {b.shape}")
     with np.errstate(invalid="ignore"):
@@ -195,14 +195,6 @@ def per_token(logr: np.ndarray, estimator: str, clamp: str | Clamp = "none") -> 
     return np.asarray(out, dtype=np.float64)
 
 
-def real_float64(value: ArrayLike, name: str) -> NDArray[np.float64]:
-    """``value`` as a float64 array (widened exactly); TypeError for anything not real."""
-    a = np.asarray(value)
-    if a.dtype.kind not in "fiu":
-        raise TypeError(f"{name}: expected real numbers, got dtype {a.dtype}")
-    return a.astype(np.float64, copy=False)
-
-
 def _layout(shape: tuple[int, ...], mask: ArrayLike | None) -> np.ndarray:
     """The mask as a 2-D bool array [sequences, tokens] (a 1-D input is one sequence)."""
     if len(shape) not in (1, 2):
@@ -222,17 +214,6 @@ def _layout(shape: tuple[int, ...], mask: ArrayLike | None) -> np.ndarray:
 
 def _rows(values: np.ndarray) -> np.ndarray:
     return values.reshape(1, -1) if values.ndim < 2 else values
-
-
-def row_sums(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Exact float64 sums of each row over its masked-in tokens (masked-out NaN ignored)."""
-    w = np.where(mask, _rows(values), 0.0)
-    out = np.empty(len(w), dtype=np.float64)
-    finite = np.isfinite(w).all(axis=1)
-    out[finite] = [math.fsum(r) for r in w[finite].tolist()]
-    with np.errstate(invalid="ignore"):
-        out[~finite] = w[~finite].sum(axis=1)  # inf − inf is NaN, as torch; fsum would raise
-    return out
 
 
 def aggregate_tokens(
@@ -268,7 +249,8 @@ def aggregate_tokens(
             return total
         n = int(counts.sum())
         return total / n if n else math.nan
-    sums = row_sums(v, m)
+    # Masked-out tokens count as 0, so a NaN outside the mask is ignored.
+    sums = combine_rows(np.where(m, v, 0.0))
     if how == "seq-mean-token-sum-norm":
         length = v.shape[1] if norm_length is None else norm_length
         return combine(sums) / length if length else math.nan
@@ -378,7 +360,7 @@ def estimate_diagnostics(
         rho = np.exp(d)
         chi2_token = mean(np.exp(2.0 * np.clip(d, -LOG_BOUND, LOG_BOUND))) - 1.0
         counts = m.sum(axis=1)
-        seq = row_sums(a - b, m)[counts > 0]
+        seq = combine_rows(np.where(m, a - b, 0.0))[counts > 0]
         chi2_seq = mean(np.exp(2.0 * np.clip(seq, -LOG_BOUND, LOG_BOUND))) - 1.0
         if n and np.isfinite(d.max()):
             w = np.exp(d - d.max())  # log ρ = -inf is a weight of 0

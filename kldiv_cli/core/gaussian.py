@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .engine import combine
-from .estimators import expm1_minus, real_float64, row_sums
+from .engine import as_float64, combine, combine_rows
+from .estimators import expm1_minus
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike, NDArray
@@ -49,7 +49,7 @@ def to_logvar(scale: ArrayLike, scale_param: str = "logvar") -> NDArray[np.float
     ValueError
         An unknown ``scale_param``, or a negative ``std``/``var``.
     """
-    s = real_float64(scale, "scale")
+    s = as_float64(scale, "scale")
     if scale_param not in SCALE_PARAMS:
         raise ValueError(
             f"unknown scale parameter {scale_param!r}; choose one of {', '.join(SCALE_PARAMS)}"
@@ -90,7 +90,7 @@ def active_units(mu: ArrayLike, threshold: float = ACTIVE_THRESHOLD) -> int:
     The variance is the unbiased one (``ddof=1``, as He et al.'s reference code and
     ``torch.var``); a batch of one has no variance and no active unit.
     """
-    m = _rows2(real_float64(mu, "mu"))
+    m = _rows2(as_float64(mu, "mu"))
     if len(m) < 2:
         return 0
     centred = m - np.mean(m, axis=0)
@@ -162,12 +162,12 @@ def gaussian_kl(
             )
         if math.isnan(free_bits):
             raise ValueError("free bits must be a number, not NaN")
-    m = real_float64(mu, "mu")
+    m = as_float64(mu, "mu")
     lv = to_logvar(logvar, scale_param)
     if m.shape != lv.shape:
         raise ValueError(f"shapes do not match: mu {m.shape}, logvar {lv.shape}")
     prior = [
-        None if p is None else real_float64(p, n)
+        None if p is None else as_float64(p, n)
         for p, n in ((prior_mu, "prior_mu"), (prior_logvar, "prior_logvar"))
     ]
     for p, name in zip(prior, ("prior_mu", "prior_logvar")):
@@ -179,7 +179,7 @@ def gaussian_kl(
     rows = _rows2(kl)
     batch = len(rows)
     if reduction == "per-row":
-        return row_sums(rows, np.ones(rows.shape, dtype=bool))
+        return combine_rows(rows)
     per_dim = _column_means(rows) if reduction == "per-dim" or free_bits is not None else None
     if reduction == "per-dim":
         assert per_dim is not None
@@ -196,4 +196,4 @@ def _column_means(rows: np.ndarray) -> np.ndarray:
     """Exact batch mean of each dimension (NaN for an empty batch)."""
     if not len(rows):
         return np.full(rows.shape[1], np.nan)
-    return row_sums(rows.T, np.ones(rows.T.shape, dtype=bool)) / len(rows)
+    return combine_rows(rows.T) / len(rows)

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from .engine import combine
+from .engine import as_float64, combine
 
 __all__ = ["PERCENTILES", "correlation", "mean_stderr", "percentiles", "proportion", "summary"]
 
@@ -32,10 +32,8 @@ PERCENTILES: tuple[tuple[str, float], ...] = (
 
 
 def _as_values(values: np.ndarray) -> np.ndarray:
-    a = np.asarray(values)
-    if a.dtype.kind not in "fiub":
-        raise TypeError(f"summary: expected a real numeric array, got dtype {a.dtype}")
-    return a.astype(np.float64, copy=False).reshape(-1)
+    """``values`` flattened to float64; booleans count as 0 and 1."""
+    return as_float64(values, "summary", bools=True).reshape(-1)
 
 
 def mean_stderr(values: np.ndarray) -> tuple[float, float]:
