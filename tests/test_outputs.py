@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from kldiv_cli.errors import OutputError, UsageError
 from kldiv_cli.io import writers
-from kldiv_cli.io.writers import atomic_write, check_outputs, output_kind, write_all
+from kldiv_cli.io.writers import atomic_write, check_outputs, guard, output_kind, write_all
 from kldiv_cli.render import Report, print_report, render_text
 
 OLD = b"the previous result\n"
@@ -111,6 +111,26 @@ def test_output_kind_takes_the_kinds_a_command_writes(tmp_path: Path) -> None:
         output_kind(str(tmp_path / "p.parquet"), allowed=("json", "csv"), option="--out")
     with pytest.raises(OutputError, match="unknown output type; name it .json"):
         output_kind(str(tmp_path / "p.xlsx"), allowed=("json",))
+
+
+def test_guard_types_the_first_output_then_checks_them_all(tmp_path: Path) -> None:
+    data = tmp_path / "x.npy"
+    data.write_bytes(b"")
+    guard([None], [str(data)])
+    guard(["-", str(tmp_path / "r.xml")], [str(data)], allowed=("json",))
+    guard([str(tmp_path / "r.json"), str(tmp_path / "r.xml")], [str(data)], ("json", "csv"))
+    with pytest.raises(UsageError, match=r"r.npy: --profile writes .json, not .npy"):
+        guard([str(tmp_path / "r.npy")], [], allowed=("json",), option="--profile")
+    with pytest.raises(OutputError, match="unknown output type"):
+        guard([str(tmp_path / "r.xlsx")], [])
+    # The other outputs are not typed here, but they may not be an input or each other.
+    with pytest.raises(OutputError, match="is also an input"):
+        guard([None, str(data)], [str(data)], allowed=("json",))
+    with pytest.raises(OutputError, match="named as two outputs"):
+        guard([str(tmp_path / "o.json"), str(tmp_path / "o.json")], [])
+    # The kind is checked before the inputs: a wrong -o is a UsageError even over an input.
+    with pytest.raises(UsageError):
+        guard([str(data)], [str(data)], allowed=("json",))
 
 
 # --- atomic_write / write_all ------------------------------------------------------------

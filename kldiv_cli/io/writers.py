@@ -85,6 +85,38 @@ def output_kind(path: str, allowed: Sequence[str] | None = None, option: str = "
     return kind
 
 
+def guard(
+    outputs: Sequence[str | None],
+    inputs: Sequence[str | None],
+    allowed: Sequence[str] | None = None,
+    option: str = "--output",
+) -> None:
+    """Check a command's outputs before any work: the main output's kind, then that no
+    output can destroy an input or another output.
+
+    Parameters
+    ----------
+    outputs : sequence of str or None
+        Every file the run will write; the first is the one ``option`` names (None when
+        not given). Files of other options (``--junit``) are the caller's to type.
+    inputs : sequence of str or None
+        Every path the run reads, as :func:`check_outputs` takes them.
+    allowed : sequence of str, optional
+        The kinds the first output may be, as :func:`output_kind` takes them. Default:
+        every kind.
+    option : str
+        The first output's option, for the message.
+
+    Raises
+    ------
+    UsageError, OutputError
+        As :func:`output_kind` (the first output) and :func:`check_outputs`.
+    """
+    if outputs and outputs[0] is not None:
+        output_kind(outputs[0], allowed, option)
+    check_outputs(outputs, inputs)
+
+
 def _identity(path: str) -> tuple[int, int] | str:
     """The file ``path`` names: (device, inode) through symlinks and hard links, or, for a
     file not yet there, its absolute path with every symlink resolved (an object in a

@@ -24,7 +24,7 @@ from ..core.stats import PERCENTILES, correlation, mean_stderr, proportion, summ
 from ..errors import InputError, UsageError
 from ..io.kld import KldSource
 from ..io.sources import ReadOptions, Source, open_source
-from ..io.writers import OUTPUT_EXTENSIONS, STREAMED_KINDS, check_outputs, output_kind
+from ..io.writers import OUTPUT_EXTENSIONS, STREAMED_KINDS, guard
 from .blocks import prefetch, rebatch
 from .gates import Gate, check_names, evaluate, failure_text, flatten, parse_gates
 
@@ -135,7 +135,7 @@ class CompareRequest:
 
     def validate(self) -> None:
         """Usage errors, in the order a user meets them; the output is checked against the
-        inputs (:func:`kldiv_cli.io.writers.check_outputs`) last."""
+        inputs (:func:`kldiv_cli.io.writers.guard`) last."""
         for option, kind in (
             ("--reference-as", self.reference_as),
             ("--candidate-as", self.candidate_as),
@@ -168,11 +168,11 @@ class CompareRequest:
             if _extension(path) == ".kld" and key is not None:
                 raise UsageError(f"{path}: a .kld file holds one array; --key does not apply")
         if self.output is not None:
-            _check_output(self.output)
-        check_outputs([self.output], self.inputs)
+            _check_streamed(self.output)
+        guard([self.output], self.inputs)
 
 
-def _check_output(output: str) -> None:
+def _check_streamed(output: str) -> None:
     """``-o`` takes the per-row measures: a file of a streamed kind, never stdout."""
     ext = _extension(output)
     if output == "-" or OUTPUT_EXTENSIONS.get(ext) not in STREAMED_KINDS:
@@ -180,7 +180,6 @@ def _check_output(output: str) -> None:
             f"-o {output}: the per-row measures go to a .npy, .csv or .parquet file "
             "(the statistics go to stdout)"
         )
-    output_kind(output)
 
 
 @dataclass

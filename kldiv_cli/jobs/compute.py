@@ -105,10 +105,9 @@ class ComputeRequest:
             if value is not None and value < 1:
                 raise UsageError(f"{name} must be at least 1, got {value}")
         if self.output is not None and self.output != "-":
-            from ..io.writers import check_outputs, output_kind
+            from ..io.writers import guard
 
-            output_kind(self.output)
-            check_outputs([self.output], [self.input, self.target])
+            guard([self.output], [self.input, self.target])
         if self.engine == "dask":
             from ..engines.dask import check_request
 

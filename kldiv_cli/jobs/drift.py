@@ -226,15 +226,14 @@ class DriftRequest:
             len(self.current) > 1 and "-" in self.current
         ):
             raise UsageError("'-' (stdin) cannot be part of a list of files")
-        from ..io.writers import check_outputs, output_kind
+        from ..io.writers import guard
 
-        if self.output is not None:
-            output_kind(self.output, ("json", "csv"))
         _check_extension(self.junit, "--junit", (".xml",))
         _check_extension(self.html, "--html", (".html", ".htm"))
-        check_outputs(
+        guard(
             [self.output, self.junit, self.html],
             [*self.reference, *self.current, self.thresholds],
+            ("json", "csv"),
         )
 
 
@@ -249,11 +248,9 @@ class ProfileRequest:
 
     def validate(self) -> None:
         self.rules.validate()
-        from ..io.writers import check_outputs, output_kind
+        from ..io.writers import guard
 
-        if self.output is not None:
-            output_kind(self.output, ("json",))
-        check_outputs([self.output], list(self.reference))
+        guard([self.output], list(self.reference), ("json",))
 
 
 def parse_fail_on(rule: str) -> tuple[str, float]:

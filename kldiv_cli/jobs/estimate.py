@@ -103,10 +103,9 @@ class EstimateRequest:
         numbers = flatten(skeleton)
         evaluate(self.gates, numbers, _gate_hint(numbers))
         if self.output is not None and self.output != "-":
-            from ..io.writers import check_outputs, output_kind
+            from ..io.writers import guard
 
-            output_kind(self.output)
-            check_outputs([self.output], [self.logp, self.ref_logp, self.mask or ""])
+            guard([self.output], [self.logp, self.ref_logp, self.mask or ""])
 
 
 @dataclass

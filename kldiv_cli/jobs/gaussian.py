@@ -82,11 +82,10 @@ class GaussianRequest:
         if len(stdin) > 1:
             raise UsageError("only one input can be '-' (stdin)")
         if self.output is not None and self.output != "-":
-            from ..io.writers import check_outputs, output_kind
+            from ..io.writers import guard
 
-            output_kind(self.output)
             inputs = [self.mu, self.logvar_path, self.prior_mu or "", self.prior_logvar or ""]
-            check_outputs([self.output], inputs)
+            guard([self.output], inputs)
 
 
 @dataclass
