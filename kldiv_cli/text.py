@@ -7,13 +7,17 @@ characters visible instead of letting them act (an ESC sequence can clear the
 screen or set the window title; a newline would split a one-line error in two).
 :func:`markup` additionally escapes Rich markup, so ``[link=...]`` or ``[/]`` in a
 column name is shown as typed instead of becoming a hyperlink or a crash.
+:func:`format_number` writes the numbers beside them, for the render layer and for
+the jobs that name values in labels (drift's bin edges).
 """
 
 from __future__ import annotations
 
+import math
 import re
+from typing import Any
 
-__all__ = ["clean", "clean_lines", "markup"]
+__all__ = ["clean", "clean_lines", "format_number", "markup"]
 
 # What never reaches a terminal raw: C0 controls, DEL, C1 controls (U+009B is a
 # one-character CSI), the Unicode controls that reorder text (bidi embeddings,
@@ -95,3 +99,39 @@ def markup(text: object) -> str:
     from rich.markup import escape
 
     return escape(s)
+
+
+def format_number(value: Any, digits: int | None = None) -> str:
+    """A number as text: the shortest that reads back to the same value in its own dtype.
+
+    Parameters
+    ----------
+    value
+        A Python or NumPy number (anything else is passed through ``str``).
+    digits : int, optional
+        Significant digits (``{:.{digits}g}``) for a finite float instead of the
+        shortest round trip.
+
+    Returns
+    -------
+    str
+        Integers in full, booleans as ``true``/``false``, None as an empty string,
+        non-finite floats as ``nan``, ``inf``, ``-inf`` (also with ``digits``).
+    """
+    if digits is not None and isinstance(value, float) and math.isfinite(value):
+        return f"{value:.{digits}g}"
+    if isinstance(value, bool) or value is None:
+        return str(value).lower() if isinstance(value, bool) else ""
+    if isinstance(value, int):
+        return str(value)
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        if value.dtype.kind in "iu":
+            return str(int(value))
+        if value.dtype.kind == "b":
+            return str(bool(value)).lower()
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)

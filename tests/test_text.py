@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kldiv_cli.text import clean, clean_lines, markup
+from kldiv_cli.text import clean, clean_lines, format_number, markup
 
 # Everything a terminal, a bidi renderer or a line-based reader may act on.
 UNSAFE = {chr(c) for c in [*range(0x20), *range(0x7F, 0xA0)]} | {
@@ -156,3 +156,25 @@ def test_every_unsafe_category_is_escaped() -> None:
             or ch in "\u200e\u200f\u061c"
         ):
             assert clean(ch) != ch, hex(code)
+
+
+@given(st.floats(allow_nan=True, allow_infinity=True), st.floats(width=32, allow_nan=False))
+def test_format_number_round_trips_and_rounds_to_digits(x: float, y: float) -> None:
+    import numpy as np
+
+    assert format_number(x, 6) == f"{x:.6g}"
+    if x == x:
+        assert float(format_number(x)) == x
+    assert np.float32(format_number(np.float32(y))) == np.float32(y)
+
+
+def test_format_number_of_other_values() -> None:
+    import numpy as np
+
+    assert [format_number(v) for v in (True, None, 7, np.int64(-3), np.bool_(False))] == [
+        "true",
+        "",
+        "7",
+        "-3",
+        "false",
+    ]

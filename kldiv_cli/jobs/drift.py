@@ -54,7 +54,7 @@ import numpy as np
 from ..core import kl_div
 from ..errors import InputError, UsageError
 from ..io.columns import column_array
-from ..text import clean
+from ..text import clean, format_number
 from .drift_profile import (
     Category,
     ColumnProfile,
@@ -758,7 +758,8 @@ def contributions(
 
 
 def _number(value: float) -> str:
-    return f"{value:.6g}"
+    """Six significant digits (an edge from a JSON profile may be an int)."""
+    return format_number(float(value), 6)
 
 
 def _instant(seconds: float) -> str:

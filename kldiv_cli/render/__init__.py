@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
-from ..text import clean, clean_lines
+from ..text import clean, clean_lines, format_number
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -88,28 +88,6 @@ def resolve_format(fmt: str, is_terminal: bool) -> str:
     if fmt == "auto":
         return "table" if is_terminal else "plain"
     return fmt
-
-
-def format_number(value: Any, digits: int | None = None) -> str:
-    """Shortest text that reads back to the same value in its own dtype (or ``digits``
-    significant digits)."""
-    if digits is not None and isinstance(value, float) and math.isfinite(value):
-        return f"{value:.{digits}g}"
-    if isinstance(value, bool) or value is None:
-        return str(value).lower() if isinstance(value, bool) else ""
-    if isinstance(value, int):
-        return str(value)
-    import numpy as np
-
-    if isinstance(value, np.generic):
-        if value.dtype.kind in "iu":
-            return str(int(value))
-        if value.dtype.kind == "b":
-            return str(bool(value)).lower()
-        return str(value)
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
 
 
 def json_safe(value: Any) -> Any:
