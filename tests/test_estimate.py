@@ -471,7 +471,7 @@ def test_gates(run_cli, files):
         ("shapes", "shapes do not match"),
         ("mask_values", "not 0 or 1"),
         ("mask_shape", "does not match"),
-        ("nan_in_mask", "NaN where the mask is 1"),
+        ("nan_in_mask", "row 0, token 0: NaN where the mask is 1"),
         ("padding_differs", "padding"),
         ("3d", "1-D or 2-D"),
     ],

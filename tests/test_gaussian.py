@@ -279,7 +279,7 @@ def test_cli_safetensors(run_cli, vae):
         (["mu.npy", "short.npy"], "shapes do not match"),
         (["mu.npy", "lv.npy", "--scale-param", "std"], "negative std"),
         (["mu.npy", "lv.npy", "--scale-param", "var"], "negative var"),
-        (["nan.npy", "lv.npy"], "NaN"),
+        (["nan.npy", "lv.npy"], "MU: NaN at row 2, column 1"),
         (["mu.npy", "lv.npy", "--prior-mu", "short.npy"], "does not broadcast"),
         (["mu.npy", "lv.npy", "-r", "per-row", "--free-bits", "1"], "--free-bits"),
         (["mu.npy", "lv.npy", "--scale-param", "sigma"], "--scale-param"),

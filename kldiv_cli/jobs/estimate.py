@@ -26,12 +26,16 @@ from ..errors import InputError, UsageError
 from ..io.sources import ReadOptions, column_array, open_columns, open_source, select_columns
 from ..text import clean
 from .gates import Gate, evaluate, failure_text, flatten, parse_gates
+from .positions import first_position
 
 __all__ = [
     "EstimateRequest",
     "EstimateResult",
     "estimate",
 ]
+
+#: How messages name a position in LOGP, REF_LOGP or the mask (0-based).
+_AXES = ("row", "token")
 
 
 def _gate_hint(numbers: dict[str, float]) -> str:
@@ -152,12 +156,6 @@ def _diagnostics(
     return out
 
 
-def _first(flags: np.ndarray) -> str:
-    """``row i, token j`` of the first true element (0-based, as in other messages)."""
-    where = np.argwhere(flags)[0]
-    return f"row {where[0]}, token {where[1]}" if len(where) == 2 else f"row {where[0]}"
-
-
 def _as_2d(a: np.ndarray, label: str) -> np.ndarray:
     if a.ndim == 1:
         return a.reshape(1, -1)
@@ -178,14 +176,15 @@ def _valid_tokens(
         if not np.isin(mask, (0, 1)).all():
             bad = ~np.isin(mask, (0, 1))
             raise InputError(
-                labels[2], f"{_first(bad)}: {mask[bad][0]:g} is not 0 or 1 (a mask is 0/1 only)"
+                labels[2],
+                f"{first_position(bad, _AXES)}: {mask[bad][0]:g} is not 0 or 1 (a mask is 0/1 only)",
             )
         # Comparisons of an untyped-dtype array are typed Any in NumPy's stubs: bool arrays.
         valid: np.ndarray = mask == 1
         for side, label in ((a, labels[0]), (b, labels[1])):
             nan = np.isnan(side) & valid
             if nan.any():
-                raise InputError(label, f"{_first(nan)}: NaN where the mask is 1")
+                raise InputError(label, f"{first_position(nan, _AXES)}: NaN where the mask is 1")
         return valid
 
     def padding(x: np.ndarray) -> np.ndarray:
@@ -197,7 +196,7 @@ def _valid_tokens(
     pa, pb = padding(a), padding(b)
     if (pa != pb).any():
         which, other = (labels[0], labels[1]) if (pa & ~pb).any() else (labels[1], labels[0])
-        where = _first(pa & ~pb if which == labels[0] else pb & ~pa)
+        where = first_position(pa & ~pb if which == labels[0] else pb & ~pa, _AXES)
         raise InputError(
             which, f"{where}: padding (NaN or --pad-value) here but not in {other}; use --mask"
         )

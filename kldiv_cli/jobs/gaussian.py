@@ -22,6 +22,7 @@ from ..core.gaussian import (
 )
 from ..errors import InputError, UsageError
 from ..io.sources import ReadOptions, Source, open_source
+from .positions import first_position
 
 __all__ = ["GaussianRequest", "GaussianResult", "gaussian"]
 
@@ -112,8 +113,7 @@ def _read(path: str, options: ReadOptions, stdin: bytes | None) -> tuple[np.ndar
 def _check_finite(a: np.ndarray, label: str, what: str) -> None:
     nan = np.isnan(a)
     if nan.any():
-        where = np.argwhere(nan)[0]
-        at = ", ".join(f"{axis} {int(i)}" for axis, i in zip(("row", "column", "axis 2"), where))
+        at = first_position(nan, ("row", "column", "axis 2"))
         raise InputError(label, f"{what}: NaN at {at or 'the value'}")
 
 

@@ -1,0 +1,33 @@
+"""Where in an input something is, for messages: ``row 3, token 7``.
+
+Shared by the jobs that point at the first bad value of an array (``estimate``,
+``gaussian``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["first_position"]
+
+
+def first_position(flags: np.ndarray, axes: Sequence[str]) -> str:
+    """The 0-based position of the first true element of ``flags`` (C order), named by axis.
+
+    Parameters
+    ----------
+    flags : numpy.ndarray
+        A boolean array with at least one true element.
+    axes : sequence of str
+        The name of each axis, outermost first, e.g. ``("row", "token")``.
+
+    Returns
+    -------
+    str
+        ``"row 3, token 7"``: one ``name index`` per axis, as many as there are both
+        axes and names (a 0-d array gives ``""``).
+    """
+    where = np.argwhere(flags)[0]
+    return ", ".join(f"{axis} {int(i)}" for axis, i in zip(axes, where))
