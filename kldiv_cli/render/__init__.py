@@ -19,7 +19,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
-from ..text import clean, clean_lines, format_number
+from ..text import clean, clean_lines
+from ..text import format_number as format_number  # re-exported for the renderers
 
 if TYPE_CHECKING:
     from typing import TypeAlias
