@@ -60,7 +60,11 @@ def csv_layout(
 ) -> Layout:
     """The delimiter, header and width from the first 64 KiB; errors for empty or
     binary files."""
-    head = _head(path, data)
+    return _layout_of(label, _head(path, data), fmt, options)
+
+
+def _layout_of(label: str, head: bytes, fmt: str, options: ReadOptions) -> Layout:
+    """:func:`csv_layout` of the first 64 KiB ``head``."""
     if not head.strip():
         raise InputError(label, "is empty")
     if b"\x00" in head:
@@ -121,6 +125,34 @@ def _check_cells(label: str, table: Any, first_line: int) -> None:
             row += len(chunk)
 
 
+def _float_columns(head: bytes, read_opts: Any, parse_opts: Any, convert: Any) -> dict[str, Any]:
+    """The columns that type inference makes float64 in the whole lines of ``head``
+    (the file's first 64 KiB), by name; empty when the head does not parse.
+
+    A column of floats in the head cannot be inferred as anything but float64 or text
+    for the whole file, and the float64 converter is the one inference uses.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    end = head.rfind(b"\n")
+    if end < 0:
+        return {}
+    probe_opts = pcsv.ReadOptions(
+        autogenerate_column_names=read_opts.autogenerate_column_names, use_threads=False
+    )
+    try:
+        probe = pcsv.read_csv(
+            pa.py_buffer(head[: end + 1]),
+            read_options=probe_opts,
+            parse_options=parse_opts,
+            convert_options=convert,
+        )
+    except pa.ArrowInvalid:
+        return {}
+    return {f.name: f.type for f in probe.schema if pa.types.is_float64(f.type)}
+
+
 def read_csv_table(
     label: str,
     path: str | None,
@@ -134,15 +166,30 @@ def read_csv_table(
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
-    delimiter, header, _ = csv_layout(label, path, data, fmt, options)
+    head = _head(path, data)
+    delimiter, header, _ = _layout_of(label, head, fmt, options)
     read_opts = pcsv.ReadOptions(autogenerate_column_names=not header)
     parse_opts = pcsv.ParseOptions(delimiter=delimiter)
     convert = pcsv.ConvertOptions(null_values=[""], strings_can_be_null=strings_can_be_null)
-    source = path if path is not None else pa.BufferReader(data)
-    try:
-        table = pcsv.read_csv(
+    floats = _float_columns(head, read_opts, parse_opts, convert)
+
+    def read(column_types: dict[str, Any]) -> Any:
+        convert.column_types = column_types
+        source = path if path is not None else pa.BufferReader(data)
+        return pcsv.read_csv(
             source, read_options=read_opts, parse_options=parse_opts, convert_options=convert
         )
+
+    try:
+        # The columns of floats in the head are read as float64 without type inference;
+        # if one of them holds something else further on, that read fails and the file
+        # is read again with inference, so types, values and errors are inference's.
+        try:
+            table = read(floats)
+        except pa.ArrowInvalid:
+            if not floats:
+                raise
+            table = read({})
     except pa.ArrowInvalid as exc:
         raise csv_error(label, path, data, delimiter, exc) from None
     if table.num_rows == 0:
