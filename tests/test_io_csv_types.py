@@ -1,7 +1,10 @@
-"""The CSV reader's float64 fast path (columns of floats in the first 64 KiB read without
-type inference) gives inference's table, bit for bit, and inference's errors."""
+"""The CSV reader's fast paths (columns of floats in the first 64 KiB read without type
+inference; a file of float columns parsed in parts on threads) give inference's table of
+the whole file, bit for bit, and inference's errors."""
 
 from __future__ import annotations
+
+from unittest import mock
 
 import numpy as np
 import pyarrow as pa
@@ -16,11 +19,12 @@ from kldiv_cli.io.base import ReadOptions
 
 #: Rows of plain floats filling more than the 64 KiB head, so that the rows drawn after
 #: them are read only by the whole-file read.
-HEAD = b"".join(b"%r,%r,7\n" % (i / 7, -i / 3) for i in range(3000))
+HEAD = b"".join(b"%r,%r,7.5\n" % (i / 7, -i / 3) for i in range(3000))
 
 #: Cells the float64 converter, inference or both treat specially.
 TOKENS = ["", "nan", "-nan", "NaN", "inf", "-inf", "Infinity", "1e400", "-0", "0", "7", "1.5"]
 TOKENS += ["abc", " 2.5", "2.5 ", "+1", "0x10", "1_0", "1,5", "N/A", "null", "true", "1e", "."]
+TOKENS += ["1\n2", "1.5\n", "\n"]
 
 cells = st.one_of(
     st.sampled_from(TOKENS),
@@ -53,24 +57,42 @@ def _bits(table: pa.Table) -> list[tuple[str, list[object]]]:
     return out
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(tail=rows, strings_can_be_null=st.booleans())
-def test_same_table_or_error_as_inference(tail, strings_can_be_null) -> None:
-    body = b"".join(
-        ",".join(f'"{c}"' if "," in c else c for c in row).encode() + b"\n" for row in tail
+def _body(tail: list[tuple[str, str, str]], quote: bool) -> bytes:
+    """Rows as CSV lines; cells holding the delimiter or a line end quoted, or all when
+    ``quote``."""
+    return b"".join(
+        ",".join(f'"{c}"' if quote or "," in c or "\n" in c else c for c in row).encode() + b"\n"
+        for row in tail
     )
-    data = b"a,b,c\n" + HEAD + body
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tail=rows, strings_can_be_null=st.booleans(), quote=st.booleans(), split=st.booleans())
+def test_same_table_or_error_as_inference(
+    tmp_path_factory, tail, strings_can_be_null, quote, split
+):
+    data = b"a,b,c\n" + HEAD + _body(tail, quote)
     try:
         expected = _inferred(data, strings_can_be_null)
     except pa.ArrowInvalid:
         expected = None
-    try:
-        table, header = csv_reader.read_csv_table(
-            "t", None, data, "csv", ReadOptions(), strings_can_be_null
-        )
-    except InputError:
-        assert expected is None
-        return
+    path = None
+    if split:
+        # From a file, cut into parts whatever its size and the machine's cores.
+        path = str(tmp_path_factory.mktemp("csv") / "t.csv")
+        with open(path, "wb") as f:
+            f.write(data)
+    with (
+        mock.patch.object(csv_reader, "SPLIT_ABOVE", 0 if split else 1 << 62),
+        mock.patch.object(pa, "cpu_count", return_value=3),
+    ):
+        try:
+            table, header = csv_reader.read_csv_table(
+                "t", path, None if split else data, "csv", ReadOptions(), strings_can_be_null
+            )
+        except InputError:
+            assert expected is None
+            return
     assert header and expected is not None
     assert table.schema == expected.schema
     assert _bits(table) == _bits(expected)
@@ -92,7 +114,8 @@ def test_float_columns_of_the_head_skip_inference(monkeypatch) -> None:
         return read_csv(source, **kwargs)
 
     monkeypatch.setattr(pcsv, "read_csv", spy)
-    csv_reader.read_csv_table("t", None, b"a,b,c\n" + HEAD, "csv", ReadOptions())
+    integers = HEAD.replace(b",7.5\n", b",7\n")
+    csv_reader.read_csv_table("t", None, b"a,b,c\n" + integers, "csv", ReadOptions())
     # The probe of the head (inferred), then one read with a and b fixed; c holds integers.
     assert seen == [{}, {"a": pa.float64(), "b": pa.float64()}]
 
@@ -101,3 +124,36 @@ def test_a_head_without_a_whole_data_line_is_inferred() -> None:
     table, header = csv_reader.read_csv_table("t", None, b"a,b\n0.5,-0", "csv", ReadOptions())
     assert header and table.schema.types == [pa.float64(), pa.int64()]
     assert table.column("a").to_pylist() == [0.5] and table.column("b").to_pylist() == [0]
+
+
+@pytest.mark.parametrize("header", [True, False])
+def test_a_file_of_floats_is_read_in_parts(tmp_path, monkeypatch, header) -> None:
+    data = (b"a,b,c\n" if header else b"") + HEAD
+    path = tmp_path / "t.csv"
+    path.write_bytes(data)
+    monkeypatch.setattr(csv_reader, "SPLIT_ABOVE", 0)
+    monkeypatch.setattr(pa, "cpu_count", lambda: 2)
+    table, found = csv_reader.read_csv_table("t", str(path), None, "csv", ReadOptions())
+    expected, _ = csv_reader.read_csv_table("t", None, data, "csv", ReadOptions())
+    assert found == header and table.num_rows == 3000
+    # Parts: one table per part, each of its own blocks.
+    assert table.column(0).num_chunks == 4
+    assert table.equals(expected) and _bits(table) == _bits(expected)
+
+
+def test_a_ragged_line_in_a_later_part_is_the_same_error(tmp_path, monkeypatch) -> None:
+    path = tmp_path / "t.csv"
+    path.write_bytes(b"a,b,c\n" + HEAD + b"1.5,2.5\n")
+    monkeypatch.setattr(csv_reader, "SPLIT_ABOVE", 0)
+    with pytest.raises(InputError, match="line 3002 has 2 fields, expected 3"):
+        csv_reader.read_csv_table("t", str(path), None, "csv", ReadOptions())
+
+
+def test_a_quote_after_the_first_line_keeps_the_file_whole(tmp_path) -> None:
+    # A quoted field may hold a line end, so no line end is known to end a row.
+    path = tmp_path / "t.csv"
+    path.write_bytes(b'"a","b","c"\n' + HEAD)
+    cuts = csv_reader._cuts(str(path), 4)
+    assert cuts is not None and len(cuts) == 5 and cuts[-1] == path.stat().st_size
+    path.write_bytes(b"a,b,c\n" + HEAD + b'1.5,"2.5",7.5\n')
+    assert csv_reader._cuts(str(path), 4) is None

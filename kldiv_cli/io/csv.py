@@ -28,6 +28,8 @@ from .columns import (
 CSV_STREAM_ABOVE = 2 << 30
 #: From this many columns, a CSV of plain numbers is parsed by NumPy (see :func:`read_wide`).
 WIDE = 4000
+#: CSV files of float columns from this size are parsed in parts (see :func:`_read_parts`).
+SPLIT_ABOVE = 8 << 20
 #: The longest cell: the limit of Python's csv module, and far more than any number.
 MAX_CELL = 128 << 10
 #: The streaming reader's block (the whole-file reader keeps pyarrow's 1 MiB); a row
@@ -125,9 +127,9 @@ def _check_cells(label: str, table: Any, first_line: int) -> None:
             row += len(chunk)
 
 
-def _float_columns(head: bytes, read_opts: Any, parse_opts: Any, convert: Any) -> dict[str, Any]:
-    """The columns that type inference makes float64 in the whole lines of ``head``
-    (the file's first 64 KiB), by name; empty when the head does not parse.
+def _head_schema(head: bytes, read_opts: Any, parse_opts: Any, convert: Any) -> Any | None:
+    """The schema type inference gives the whole lines of ``head`` (the file's first
+    64 KiB); None when they do not parse.
 
     A column of floats in the head cannot be inferred as anything but float64 or text
     for the whole file, and the float64 converter is the one inference uses.
@@ -137,7 +139,7 @@ def _float_columns(head: bytes, read_opts: Any, parse_opts: Any, convert: Any) -
 
     end = head.rfind(b"\n")
     if end < 0:
-        return {}
+        return None
     probe_opts = pcsv.ReadOptions(
         autogenerate_column_names=read_opts.autogenerate_column_names, use_threads=False
     )
@@ -149,8 +151,74 @@ def _float_columns(head: bytes, read_opts: Any, parse_opts: Any, convert: Any) -
             convert_options=convert,
         )
     except pa.ArrowInvalid:
-        return {}
-    return {f.name: f.type for f in probe.schema if pa.types.is_float64(f.type)}
+        return None
+    return probe.schema
+
+
+def _cuts(path: str, parts: int) -> list[int] | None:
+    """Offsets cutting the file into about ``parts`` ranges of whole lines (the first
+    holding the header); None when a quote follows the first line: a quoted field
+    may hold a line end, so a line end would not always end a row."""
+    import mmap
+
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        size = len(m)
+        if m.find(b'"', m.find(b"\n") + 1) >= 0:
+            return None
+        cuts = [0]
+        for k in range(1, parts):
+            end = m.find(b"\n", max(size * k // parts, cuts[-1]))
+            if end < 0 or end + 1 >= size:
+                break
+            if end + 1 > cuts[-1]:
+                cuts.append(end + 1)
+    return [*cuts, size]
+
+
+def _read_parts(
+    path: str, names: list[str], read_opts: Any, parse_opts: Any, convert: Any
+) -> Any | None:
+    """A file of float columns parsed in parts, one single-threaded read per part on
+    as many threads as pyarrow's CPU pool, joined in file order; None (read it whole then) when
+    it cannot be cut or a part does not parse.
+
+    pyarrow's parallel reader splits one file into blocks too, but keeps a core busy
+    finding them and handing them out; separate readers of whole parts need less CPU.
+    Every part is read with the float64 columns fixed, so a part cannot infer a type
+    the others do not; each value is parsed by the same converter as in a whole read.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    threads = pa.cpu_count()
+    cuts = _cuts(path, 2 * threads)
+    if cuts is None or len(cuts) < 3:
+        return None
+    first = pcsv.ReadOptions(
+        autogenerate_column_names=read_opts.autogenerate_column_names, use_threads=False
+    )
+    rest = pcsv.ReadOptions(column_names=names, use_threads=False)
+    data = pa.memory_map(path).read_buffer()
+
+    def part(k: int) -> Any:
+        piece = pa.BufferReader(data.slice(cuts[k], cuts[k + 1] - cuts[k]))
+        return pcsv.read_csv(
+            piece,
+            read_options=first if k == 0 else rest,
+            parse_options=parse_opts,
+            convert_options=convert,
+        )
+
+    try:
+        with ThreadPoolExecutor(threads) as pool:
+            tables = list(pool.map(part, range(len(cuts) - 1)))
+    except pa.ArrowInvalid:
+        return None
+    if any(t.schema != tables[0].schema for t in tables):
+        return None
+    return pa.concat_tables(tables)
 
 
 def read_csv_table(
@@ -171,7 +239,8 @@ def read_csv_table(
     read_opts = pcsv.ReadOptions(autogenerate_column_names=not header)
     parse_opts = pcsv.ParseOptions(delimiter=delimiter)
     convert = pcsv.ConvertOptions(null_values=[""], strings_can_be_null=strings_can_be_null)
-    floats = _float_columns(head, read_opts, parse_opts, convert)
+    schema = _head_schema(head, read_opts, parse_opts, convert)
+    floats = {} if schema is None else {f.name: f.type for f in schema if f.type == pa.float64()}
 
     def read(column_types: dict[str, Any]) -> Any:
         convert.column_types = column_types
@@ -180,12 +249,24 @@ def read_csv_table(
             source, read_options=read_opts, parse_options=parse_opts, convert_options=convert
         )
 
+    table = None
+    if (
+        schema is not None
+        and len(floats) == len(schema)
+        and path is not None
+        and pa.cpu_count() > 1
+        and os.path.isfile(path)
+        and os.path.getsize(path) >= SPLIT_ABOVE
+    ):
+        convert.column_types = floats
+        table = _read_parts(path, schema.names, read_opts, parse_opts, convert)
     try:
         # The columns of floats in the head are read as float64 without type inference;
         # if one of them holds something else further on, that read fails and the file
         # is read again with inference, so types, values and errors are inference's.
         try:
-            table = read(floats)
+            if table is None:
+                table = read(floats)
         except pa.ArrowInvalid:
             if not floats:
                 raise
