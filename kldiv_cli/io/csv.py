@@ -1,5 +1,6 @@
-"""CSV and TSV files: header and delimiter detected, read whole by pyarrow's parallel
-reader, or streamed block by block when very large."""
+"""CSV and TSV files: header and delimiter detected, read whole by pyarrow (float
+columns without type inference, a large file of floats in parts on threads), or
+streamed block by block when very large."""
 
 from __future__ import annotations
 
@@ -182,8 +183,8 @@ def _read_parts(
     as many threads as pyarrow's CPU pool, joined in file order; None (read it whole then) when
     it cannot be cut or a part does not parse.
 
-    pyarrow's parallel reader splits one file into blocks too, but keeps a core busy
-    finding them and handing them out; separate readers of whole parts need less CPU.
+    pyarrow's parallel reader of the whole file needs more CPU for the same parse (see
+    docs/inputs.md); a part costs a single-threaded reader what the file costs it.
     Every part is read with the float64 columns fixed, so a part cannot infer a type
     the others do not; each value is parsed by the same converter as in a whole read.
     """
