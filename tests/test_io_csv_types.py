@@ -149,11 +149,24 @@ def test_a_ragged_line_in_a_later_part_is_the_same_error(tmp_path, monkeypatch) 
         csv_reader.read_csv_table("t", str(path), None, "csv", ReadOptions())
 
 
-def test_a_quote_after_the_first_line_keeps_the_file_whole(tmp_path) -> None:
-    # A quoted field may hold a line end, so no line end is known to end a row.
-    path = tmp_path / "t.csv"
-    path.write_bytes(b'"a","b","c"\n' + HEAD)
-    cuts = csv_reader._cuts(str(path), 4)
-    assert cuts is not None and len(cuts) == 5 and cuts[-1] == path.stat().st_size
-    path.write_bytes(b"a,b,c\n" + HEAD + b'1.5,"2.5",7.5\n')
-    assert csv_reader._cuts(str(path), 4) is None
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_parts_cut_at_any_line_ends_are_the_whole_read_or_none(tmp_path_factory, data) -> None:
+    # A few rows of floats, then drawn rows (quoted cells, line ends in quotes), cut at
+    # drawn line ends, inside quoted fields too.
+    text = b"a,b,c\n" + HEAD[:400] + _body(data.draw(rows), data.draw(st.booleans()))
+    ends = [i + 1 for i in range(len(text) - 1) if text[i] == 10]
+    cuts = sorted(set(data.draw(st.lists(st.sampled_from(ends), min_size=1, max_size=4))))
+    path = str(tmp_path_factory.mktemp("csv") / "t.csv")
+    with open(path, "wb") as f:
+        f.write(text)
+    floats = {n: pa.float64() for n in "abc"}
+    convert = pcsv.ConvertOptions(null_values=[""], column_types=floats)
+    with mock.patch.object(csv_reader, "_cuts", return_value=[0, *cuts, len(text)]):
+        table = csv_reader._read_parts(
+            path, list("abc"), pcsv.ReadOptions(), pcsv.ParseOptions(), convert
+        )
+    if table is not None:
+        expected = _inferred(text, False)
+        assert table.schema == expected.schema
+        assert _bits(table) == _bits(expected)

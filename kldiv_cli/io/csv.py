@@ -156,16 +156,13 @@ def _head_schema(head: bytes, read_opts: Any, parse_opts: Any, convert: Any) -> 
     return probe.schema
 
 
-def _cuts(path: str, parts: int) -> list[int] | None:
-    """Offsets cutting the file into about ``parts`` ranges of whole lines (the first
-    holding the header); None when a quote follows the first line: a quoted field
-    may hold a line end, so a line end would not always end a row."""
+def _cuts(path: str, parts: int) -> list[int]:
+    """Offsets cutting the file into about ``parts`` ranges of whole lines, the first
+    holding the header."""
     import mmap
 
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
         size = len(m)
-        if m.find(b'"', m.find(b"\n") + 1) >= 0:
-            return None
         cuts = [0]
         for k in range(1, parts):
             end = m.find(b"\n", max(size * k // parts, cuts[-1]))
@@ -187,6 +184,10 @@ def _read_parts(
     docs/inputs.md); a part costs a single-threaded reader what the file costs it.
     Every part is read with the float64 columns fixed, so a part cannot infer a type
     the others do not; each value is parsed by the same converter as in a whole read.
+    A quoted field may hold a line end, so a cut may fall inside a row; the part before
+    it then ends in a value holding a line end, which no float64 parses, and the file
+    is read whole. (When every part parses, no value holds a line end, so every cut,
+    and every block boundary of a whole read, ends a row.)
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -195,7 +196,7 @@ def _read_parts(
 
     threads = pa.cpu_count()
     cuts = _cuts(path, 2 * threads)
-    if cuts is None or len(cuts) < 3:
+    if len(cuts) < 3:
         return None
     first = pcsv.ReadOptions(
         autogenerate_column_names=read_opts.autogenerate_column_names, use_threads=False
