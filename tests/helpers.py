@@ -12,6 +12,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_data"
@@ -71,4 +72,22 @@ def kldiv_subprocess(*args: object, input: bytes | None = None, cwd: Path | None
         cwd=cwd,
         timeout=120,
         **kw,
+    )
+
+
+def local_cluster(workers: int = 2) -> Any:
+    """A Dask ``LocalCluster`` as the tests run it: worker processes of one thread on
+    127.0.0.1, no dashboard, quiet logs (a context manager)."""
+    import distributed
+
+    from kldiv_cli.engines.dask import LOCAL_SCHEDULER
+
+    return distributed.LocalCluster(
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+        scheduler_kwargs=LOCAL_SCHEDULER,
+        silence_logs=50,
     )

@@ -178,6 +178,8 @@ from distributed.utils_test import gen_cluster  # noqa: E402
 
 from kldiv_cli.engines import dask as D  # noqa: E402
 
+from .helpers import local_cluster  # noqa: E402
+
 
 @gen_cluster(client=True)
 async def test_census_tasks_on_a_gen_cluster(c, s, a, b) -> None:
@@ -193,15 +195,7 @@ async def test_census_tasks_on_a_gen_cluster(c, s, a, b) -> None:
 
 @pytest.fixture(scope="module")
 def cluster():
-    with distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-        scheduler_kwargs=D.LOCAL_SCHEDULER,
-        silence_logs=50,
-    ) as local:
+    with local_cluster(2) as local:
         yield local
 
 
@@ -318,15 +312,7 @@ def test_a_reference_in_s3_gives_the_local_bits(tables, s3, run_cli) -> None:
     for path in sorted(ref.iterdir()):
         client.upload_file(str(path), "drift", f"ref/{path.name}")
     some = ("--columns", "normal,levels,user_id,label")
-    with distributed.LocalCluster(
-        n_workers=1,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-        scheduler_kwargs=D.LOCAL_SCHEDULER,
-        silence_logs=50,
-    ) as cluster:
+    with local_cluster(1) as cluster:
         address = ("--engine", "dask", "--scheduler", cluster.scheduler_address, *options)
         try:
             local = run_cli("profile", ref, *some)

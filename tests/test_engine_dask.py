@@ -24,6 +24,8 @@ from kldiv_cli.engines import dask as D  # noqa: E402
 from kldiv_cli.engines import tasks as T  # noqa: E402
 from kldiv_cli.jobs.compute import ComputeRequest, compute, open_sources, plan  # noqa: E402
 
+from .helpers import local_cluster  # noqa: E402
+
 
 def _files(d: str, rows: int = 6000, width: int = 50, seed: int = 0) -> tuple[str, str]:
     rng = np.random.default_rng(seed)
@@ -76,15 +78,7 @@ def cluster():
 
     # One retry after a worker dies (the default allows three): the tests stay short.
     with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
-        with distributed.LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=None,
-            scheduler_kwargs=D.LOCAL_SCHEDULER,
-            silence_logs=50,
-        ) as local:
+        with local_cluster(2) as local:
             yield local
 
 
@@ -182,13 +176,7 @@ def test_a_malformed_scheduler_address_is_a_usage_error(data, address) -> None:
 def test_a_scheduler_without_workers_is_one_line(data, monkeypatch) -> None:
     x, t = data
     monkeypatch.setattr(D, "CONNECT_TIMEOUT", 1)
-    with distributed.LocalCluster(
-        n_workers=0,
-        host="127.0.0.1",
-        dashboard_address=None,
-        scheduler_kwargs=D.LOCAL_SCHEDULER,
-        silence_logs=50,
-    ) as empty:
+    with local_cluster(0) as empty:
         with pytest.raises(D.ClusterError, match="has no workers"):
             D.run_compute_dask(ComputeRequest(x + ".npy", t + ".npy"), empty.scheduler_address)
 

@@ -22,7 +22,6 @@ moto_server = pytest.importorskip("moto.server")
 boto3 = pytest.importorskip("boto3")
 
 from kldiv_cli.core import engine  # noqa: E402
-from kldiv_cli.engines import dask as D  # noqa: E402
 from kldiv_cli.engines import tasks as T  # noqa: E402
 from kldiv_cli.engines.dask import make_job, reduce_job  # noqa: E402
 from kldiv_cli.errors import InputError, OutputError, UsageError  # noqa: E402
@@ -207,17 +206,15 @@ def test_dask_workers_read_s3(s3, data) -> None:
     distributed = pytest.importorskip("distributed")
     from kldiv_cli.engines.dask import run_tasks
 
+    from .helpers import local_cluster
+
     d = data[0]
     request = ComputeRequest(str(d / "x.npy"), str(d / "t.npy"), reduction="sum")
     want = compute(request).loss
     sx, st = open_sources(request, None)
     job = make_job(request, sx, st, plan(request, sx, st))
     job = replace(job, x=_side(d, "x.npy", s3), t=_side(d, "t.npy", s3))
-    with distributed.LocalCluster(
-        n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
-        dashboard_address=None,
-            scheduler_kwargs=D.LOCAL_SCHEDULER, silence_logs=50,
-    ) as cluster, distributed.Client(cluster) as client:  # fmt: skip
+    with local_cluster(1) as cluster, distributed.Client(cluster) as client:
         parts = run_tasks(client, job, T.split(job, 1))
     total = np.float32(engine.combine([p for part in parts for p in part.partials]))
     assert total.tobytes() == want.tobytes()
