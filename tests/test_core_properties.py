@@ -125,3 +125,14 @@ def test_as_float64_widens_real_numbers_only() -> None:
     for bad, kwargs in ((np.array([True]), {}), (np.array([1j]), {"bools": True})):
         with pytest.raises(TypeError, match="x: expected real numbers"):
             as_float64(bad, "x", **kwargs)
+
+
+def test_exact_combines_overflow_to_inf_as_torch_does() -> None:
+    """fsum raises OverflowError when finite values sum beyond float64; the sum is inf."""
+    from kldiv_cli.core import engine
+
+    big = [3.59538627e307] * 5
+    assert engine.combine(big) == np.inf
+    assert engine.combine([-v for v in big]) == -np.inf
+    rows = engine.combine_rows(np.array([big, [1.0, 2.0, 3.0, 4.0, 5.0]]))
+    assert rows[0] == np.inf and rows[1] == 15.0

@@ -90,9 +90,19 @@ def combine(parts: Iterable[float]) -> float:
     """
     arr = np.asarray(list(parts), dtype=np.float64)
     if np.isfinite(arr).all():
-        return math.fsum(arr.tolist())
+        return _fsum(arr.tolist())
     with np.errstate(invalid="ignore"):
         return float(arr.sum())
+
+
+def _fsum(values: list[float]) -> float:
+    """``math.fsum``, except where finite values sum beyond float64 (fsum raises
+    OverflowError there): then the plain sum's infinity, as torch's sum overflows too."""
+    try:
+        return math.fsum(values)
+    except OverflowError:
+        with np.errstate(over="ignore", invalid="ignore"):
+            return float(np.sum(values))
 
 
 def combine_rows(rows: np.ndarray) -> NDArray[np.float64]:
@@ -105,7 +115,7 @@ def combine_rows(rows: np.ndarray) -> NDArray[np.float64]:
     w = np.asarray(rows, dtype=np.float64)
     out = np.empty(len(w), dtype=np.float64)
     finite = np.isfinite(w).all(axis=1)
-    out[finite] = [math.fsum(r) for r in w[finite].tolist()]
+    out[finite] = [_fsum(r) for r in w[finite].tolist()]
     with np.errstate(invalid="ignore"):
         out[~finite] = w[~finite].sum(axis=1)
     return out
