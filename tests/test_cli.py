@@ -338,21 +338,17 @@ class _FullStdout(io.StringIO):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
-@pytest.mark.parametrize(
-    "args",
-    [
-        ("compute", SAMPLES / "student_logits.npy", SAMPLES / "teacher_logits.npy"),
-        ("inspect", SAMPLES / "teacher_logits.npy"),
-        (
-            "compare",
-            SAMPLES / "compare" / "base_logits.npy",
-            SAMPLES / "compare" / "quant_logits.npy",
-        ),
-        ("estimate", SAMPLES / "rl" / "logp.npy", SAMPLES / "rl" / "ref_logp.npy"),
-        ("gaussian", SAMPLES / "vae" / "mu.npy", SAMPLES / "vae" / "logvar.npy"),
-    ],
-    ids=lambda a: a[0] if isinstance(a, tuple) else None,
-)
+#: One run of every command that reads data, on the sample files.
+EVERY_COMMAND = [
+    ("compute", SAMPLES / "student_logits.npy", SAMPLES / "teacher_logits.npy"),
+    ("inspect", SAMPLES / "teacher_logits.npy"),
+    ("compare", SAMPLES / "compare" / "base_logits.npy", SAMPLES / "compare" / "quant_logits.npy"),
+    ("estimate", SAMPLES / "rl" / "logp.npy", SAMPLES / "rl" / "ref_logp.npy"),
+    ("gaussian", SAMPLES / "vae" / "mu.npy", SAMPLES / "vae" / "logvar.npy"),
+]
+
+
+@pytest.mark.parametrize("args", EVERY_COMMAND, ids=lambda a: a[0])
 def test_every_command_names_stdout_when_it_fails(args) -> None:
     from kldiv_cli.cli.app import run
     from kldiv_cli.cli.boundary import Environment
@@ -363,21 +359,7 @@ def test_every_command_names_stdout_when_it_fails(args) -> None:
     assert (code, err.getvalue()) == (2, "kldiv: error: stdout: no space left on device\n")
 
 
-@pytest.mark.parametrize(
-    "args",
-    [
-        ("compute", SAMPLES / "student_logits.npy", SAMPLES / "teacher_logits.npy"),
-        ("inspect", SAMPLES / "teacher_logits.npy"),
-        (
-            "compare",
-            SAMPLES / "compare" / "base_logits.npy",
-            SAMPLES / "compare" / "quant_logits.npy",
-        ),
-        ("estimate", SAMPLES / "rl" / "logp.npy", SAMPLES / "rl" / "ref_logp.npy"),
-        ("gaussian", SAMPLES / "vae" / "mu.npy", SAMPLES / "vae" / "logvar.npy"),
-    ],
-    ids=lambda a: a[0] if isinstance(a, tuple) else None,
-)
+@pytest.mark.parametrize("args", EVERY_COMMAND, ids=lambda a: a[0])
 def test_storage_options_last_one_run(run_cli, args) -> None:
     """Every command that reads takes --storage-option; the next run in the same process
     starts without the previous run's settings."""
