@@ -386,35 +386,35 @@ def _whole(job: Job, x: np.ndarray, t: np.ndarray, diagnostics: Diagnostics) -> 
 def _run_groups(job: Job, task: Task) -> Partial:
     """Row groups ``[start, stop)``: per column, the partial sums of its chunks (as the
     local row-group path), the value checks per column, the target's row sums per group."""
-    request = job.request
-    dtype = np.dtype(job.dtype)
     diagnostics = _diagnostics(job)
     partials: list[float] = []
     count = 0
     for g in range(task.start, task.stop):
-        xs = _group_columns(job.x, g)
-        ts = _group_columns(job.t, g)
-        partials += column_partials(list(zip(xs, ts)), request.log_target, dtype, 1)
-        count += sum(c.size for c in xs)
-        for xc, tc in zip(xs, ts):
-            diagnostics.update_values(xc, tc)
-            if job.explain:
-                diagnostics.explain(xc, tc)
-        if not request.log_target and ts:
-            sums = np.zeros(len(ts[0]), job.t.dtype)
-            for tc in ts:
-                np.add(sums, tc, out=sums)
-            diagnostics.update_rows(sums)
+        count += _sum_columns(
+            job, _group_columns(job.x, g), _group_columns(job.t, g), diagnostics, partials
+        )
     return Partial(partials, count, diagnostics)
 
 
 def _run_columns(job: Job) -> Partial:
     """The whole tables, column by column (as the local column path)."""
-    request = job.request
-    dtype = np.dtype(job.dtype)
     diagnostics = _diagnostics(job)
-    xs, ts = read_columns(job.x), read_columns(job.t)
-    partials = column_partials(list(zip(xs, ts)), request.log_target, dtype, 1)
+    partials: list[float] = []
+    count = _sum_columns(job, read_columns(job.x), read_columns(job.t), diagnostics, partials)
+    return Partial(partials, count, diagnostics)
+
+
+def _sum_columns(
+    job: Job,
+    xs: list[np.ndarray],
+    ts: list[np.ndarray],
+    diagnostics: Diagnostics,
+    partials: list[float],
+) -> int:
+    """One group of matching columns (whole rows): their chunks' partial sums appended to
+    ``partials``, the value checks per column, the target's row sums; the element count."""
+    request = job.request
+    partials += column_partials(list(zip(xs, ts)), request.log_target, np.dtype(job.dtype), 1)
     for xc, tc in zip(xs, ts):
         diagnostics.update_values(xc, tc)
         if job.explain:
@@ -424,7 +424,7 @@ def _run_columns(job: Job) -> Partial:
         for tc in ts:
             np.add(sums, tc, out=sums)
         diagnostics.update_rows(sums)
-    return Partial(partials, sum(c.size for c in xs), diagnostics)
+    return sum(c.size for c in xs)
 
 
 # ---------------------------------------------------------------- reading
