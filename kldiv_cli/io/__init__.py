@@ -14,6 +14,8 @@ The rooms:
   store (through :mod:`.fs`), dataset globs, small files read whole
   (:func:`~.paths.read_limited`);
 - :mod:`.columns`: the column selector and the Arrow to NumPy checks (through buffers);
+- :mod:`.roles`: the one rule for which columns are row keys (never a class, never a
+  measurement), :func:`~.roles.key_reason`;
 - :mod:`.tables`: ``TableSource``, the numeric source over any ``TableReader``;
 - one module per format: :mod:`.npy`, :mod:`.npz`, :mod:`.csv`, :mod:`.parquet`,
   :mod:`.arrow`, :mod:`.safetensors` (one tensor, chosen by key), :mod:`.kld`

@@ -1,0 +1,206 @@
+"""Which columns of a table are row keys: the one rule every command follows.
+
+A row key names a row; it is never a class of a distribution, never a measurement.
+A column is a key when its values are integers (or strings) with no missing value,
+all distinct, and one of:
+
+* its name is a key's name (:func:`is_key_name`: ``id``, ``idx``, ``index``, ``row``,
+  ``key``, ``uuid``, ``guid``, ``row_number``, ``Unnamed: 0`` (pandas' index written to
+  CSV), ``__index_level_0__`` (pandas' index in Parquet), an empty name, or a name
+  ending in ``_id``, ``-key``, ``userId``... case-insensitive);
+* its values are strictly increasing or strictly decreasing (at least
+  :data:`MIN_ROWS` of them: two or three sorted counts are a coincidence);
+* its values share none with the other side's same column (at least :data:`MIN_ROWS`
+  on each side), where integers must also fill at least half of the range they span
+  together (ids are dense; a unique measurement split in two halves is disjoint too,
+  but sparse) and strings must look like tokens (one length, no spaces: uuids, hashes),
+  not free text.
+
+Floats, booleans, dates and decimals are never keys, and neither is a column with a
+repeated value: a measurement with many distinct values (182 weights in 189 rows) is
+a measurement. The rule looks at the first :data:`SAMPLE` values it is given: a
+streamed table passes its first block.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+
+#: Whole names of key columns (compared lower-case).
+KEY_NAMES: frozenset[str] = frozenset(
+    {
+        "",
+        "id",
+        "ids",
+        "idx",
+        "index",
+        "row",
+        "rowid",
+        "row_id",
+        "rownum",
+        "row_num",
+        "row_nr",
+        "row_number",
+        "row_index",
+        "row_idx",
+        "key",
+        "pk",
+        "uuid",
+        "guid",
+        "uid",
+        "level_0",
+    }
+)
+#: Last words (after ``_``, ``-``, ``.``, ``:`` or a space) that make a name a key's.
+KEY_SUFFIXES: frozenset[str] = frozenset({"id", "idx", "index", "key", "uuid", "guid", "uid"})
+#: Names pandas gives an index it writes out.
+_PANDAS_INDEX = re.compile(r"(unnamed: ?\d+|__index_level_\d+__)", re.IGNORECASE)
+#: camelCase keys: ``userId``, ``sampleID``, ``rowIndex``, ``itemKey``, ``requestUuid``.
+_CAMEL = re.compile(r"[a-z0-9](Id|ID|Idx|Index|Key|Uuid|UUID|Guid|GUID)$")
+_WORDS = re.compile(r"[\s_\-.:]+")
+
+#: Fewest values for the rules that do not rest on the name.
+MIN_ROWS = 8
+#: Values looked at (the first ones).
+SAMPLE = 1 << 16
+#: Share of the range two integer sides span that they must fill to be ids.
+MIN_DENSITY = 0.5
+
+
+def is_key_name(name: str) -> bool:
+    """Whether ``name`` is a key's name (see the module's rule).
+
+    >>> [is_key_name(n) for n in ("id", "user_id", "userId", "Unnamed: 0", "paid", "c0")]
+    [True, True, True, True, False, False]
+    """
+    stripped = name.strip()
+    lower = stripped.lower()
+    words = [w for w in _WORDS.split(lower) if w]
+    if "_".join(words) in KEY_NAMES or _PANDAS_INDEX.fullmatch(stripped):
+        return True
+    if len(words) > 1 and words[-1] in KEY_SUFFIXES:
+        return True
+    return bool(_CAMEL.search(stripped))
+
+
+def key_values(values: Any) -> np.ndarray | None:
+    """The first :data:`SAMPLE` values as a 1-D NumPy array of integers or strings, or
+    None when they cannot be a key (another type, or a missing value).
+
+    ``values`` is a NumPy array or a pyarrow ``Array``/``ChunkedArray``.
+    """
+    if isinstance(values, np.ndarray):
+        return _numpy_key_values(values[:SAMPLE])
+    return _arrow_key_values(values.slice(0, SAMPLE))
+
+
+def _numpy_key_values(v: np.ndarray) -> np.ndarray | None:
+    if v.ndim != 1:
+        return None
+    if v.dtype.kind in "iu" or v.dtype.kind in "US":
+        return v
+    if v.dtype.kind == "O" and all(isinstance(x, str) for x in v):
+        return v
+    return None
+
+
+def _arrow_key_values(a: Any) -> np.ndarray | None:
+    import pyarrow as pa
+
+    from .columns import array_values
+
+    if isinstance(a, pa.ChunkedArray):
+        a = a.combine_chunks() if a.num_chunks != 1 else a.chunk(0)
+    if pa.types.is_dictionary(a.type):
+        a = a.dictionary_decode()
+    if a.null_count:
+        return None
+    t = a.type
+    if pa.types.is_integer(t):
+        return array_values(a)
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return np.array(a.to_pylist(), dtype=object)
+    return None
+
+
+def _unique_sorted(v: np.ndarray) -> np.ndarray | None:
+    """The values sorted, or None when one repeats."""
+    s = np.sort(v)
+    if s.size > 1 and bool(np.any(s[1:] == s[:-1])):
+        return None
+    return s
+
+
+def _monotone(v: np.ndarray) -> str | None:
+    if v.size < MIN_ROWS:
+        return None
+    if bool(np.all(v[1:] > v[:-1])):
+        return "increasing"
+    if bool(np.all(v[1:] < v[:-1])):
+        return "decreasing"
+    return None
+
+
+def _disjoint(mine: np.ndarray, theirs: np.ndarray) -> bool:
+    """Unique sorted values of the two sides, of one kind, share none and look like ids."""
+    if min(mine.size, theirs.size) < MIN_ROWS:
+        return False
+    if (mine.dtype.kind in "iu") != (theirs.dtype.kind in "iu"):
+        return False
+    if mine.dtype.kind in "iu":
+        both = np.concatenate([mine, theirs])
+        if np.intersect1d(mine, theirs).size:
+            return False
+        span = float(both.max()) - float(both.min()) + 1.0
+        return both.size >= MIN_DENSITY * span
+    if np.intersect1d(mine.astype(str), theirs.astype(str)).size:
+        return False
+    lengths = {len(str(x)) for x in np.concatenate([mine, theirs])}
+    return len(lengths) == 1 and not any(any(c.isspace() for c in str(x)) for x in mine)
+
+
+def key_reason(name: str, values: Any, other: Any | None = None) -> str | None:
+    """Why the column ``name`` is a row key, or None when it is not one.
+
+    Parameters
+    ----------
+    name : str
+        The column's name.
+    values : numpy.ndarray or pyarrow.Array or pyarrow.ChunkedArray
+        Its values (or the first block of a streamed table); only the first
+        :data:`SAMPLE` are looked at.
+    other : same as ``values``, optional
+        The same column on the other side (the target, the current table), for the
+        disjointness test.
+
+    Returns
+    -------
+    str or None
+        A short reason ("named like a key and unique", "unique and increasing",
+        "unique and disjoint from the other side's values"), or None.
+
+    Notes
+    -----
+    The rule is the module's: integers or strings, no missing value, all distinct, and
+    a key's name, or monotone, or disjoint from the other side. Floats are never keys.
+    """
+    v = key_values(values)
+    if v is None or v.size == 0:
+        return None
+    s = _unique_sorted(v)
+    if s is None:
+        return None
+    if is_key_name(name):
+        return "named like a key and unique"
+    order = _monotone(v)
+    if order is not None:
+        return f"unique and {order}"
+    if other is not None:
+        w = key_values(other)
+        t = None if w is None else _unique_sorted(w)
+        if t is not None and _disjoint(s, t):
+            return "unique and disjoint from the other side's values"
+    return None
