@@ -221,7 +221,8 @@ def test_transforms_of_small_tables_equal_local(ext) -> None:
 
 
 def test_a_whole_plan_without_transforms_is_spread(tmp_path: Path) -> None:
-    """A 3-D .npy is read whole locally; untransformed, its partials are the grid's."""
+    """A 3-D .npy streams locally as rows of its last axis; untransformed, its partials
+    are the grid's."""
     x, t = _pair(int(1.5 * engine.CHUNK) // 10, 10, "float32", 8)
     x, t = x.reshape(-1, 5, 2), t.reshape(-1, 5, 2)
     np.save(tmp_path / "x.npy", x)
@@ -229,12 +230,16 @@ def test_a_whole_plan_without_transforms_is_spread(tmp_path: Path) -> None:
     request = ComputeRequest(str(tmp_path / "x.npy"), str(tmp_path / "t.npy"), reduction="sum")
     local = compute(request)
     job, sx, st_ = _job(request)
-    assert local.plan.value == "whole" and job.layout == T.GRID and T.units(job) == 2
+    assert local.plan.value == "row-blocks" and job.layout == T.GRID and T.units(job) == 2
     result = reduce_job(request, sx, st_, job, lambda j: _run(j, T.split(j, 1)[::-1]))
     assert result.loss.tobytes() == local.loss.tobytes()
     assert result.diagnostics == local.diagnostics
+    # Transformed along the last axis, rows stay row-local: the grid has the local bits.
     transformed = ComputeRequest(request.input, request.target, input_transform="log-softmax")
-    assert _job(transformed)[0].layout == T.WHOLE
+    job, sx, st_ = _job(transformed)
+    assert job.layout == T.GRID
+    result = reduce_job(transformed, sx, st_, job, lambda j: _run(j, T.split(j, 1)))
+    assert result.loss.tobytes() == compute(transformed).loss.tobytes()
 
 
 def test_log_target_diagnostics_look_at_the_first_block_as_locally(tmp_path: Path) -> None:

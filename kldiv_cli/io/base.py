@@ -7,6 +7,8 @@ pieces. A subclass implements :meth:`Source.read` and, where its format allows, 
 optional capabilities:
 
 - ``iter_chunks(rows)`` with ``streamable = True``: blocks of whole rows (bounded memory);
+  :meth:`Source.iter_rows` gives the same data as rows of the last axis (a rank-3 tensor
+  streams along its leading axes), read straight from the file by the array formats;
 - ``read_columns()`` with ``columnar = True``: the whole table as checked numeric Arrow
   columns (see :func:`.columns.column_array`);
 - ``iter_groups(budget)`` with ``row_groups`` set: Parquet row groups, a few columns at a time.
@@ -126,6 +128,37 @@ class Source:
             return
         for start in range(0, max(len(whole), 1), rows):
             yield whole[start : start + rows]
+
+    def iter_rows(self, rows: int) -> Iterator[np.ndarray]:
+        """Blocks of at most ``rows`` rows of the last axis, 2-D: every leading axis is
+        flattened into rows (a ``(1, 2040, 32000)`` tensor is 2040 rows of 32000), a 1-D
+        or 0-d array is one row.
+
+        The default reads :meth:`iter_chunks` a few leading slices at a time (bounded by
+        one slice of the first axis); formats whose rows lie contiguous in the file
+        (.npy, .npz members, safetensors) read exactly ``rows`` rows at a time.
+        """
+        shape = self.shape
+        if len(shape) <= 1:
+            yield self.read().reshape(1, -1)
+            return
+        if len(shape) == 2:
+            yield from self.iter_chunks(rows)
+            return
+        inner = math.prod(shape[1:-1])
+        for block in self.iter_chunks(max(1, rows // max(inner, 1))):
+            flat = block.reshape(-1, shape[-1])
+            for start in range(0, len(flat), rows):
+                yield flat[start : start + rows]
+            del block, flat
+
+    @property
+    def flat_rows(self) -> int:
+        """Rows of :meth:`iter_rows` (every axis but the last; -1 while unknown)."""
+        if len(self.shape) <= 1:
+            return 1
+        lead = self.shape[:-1]
+        return -1 if -1 in lead else math.prod(lead)
 
     def read_columns(self) -> list[Any] | None:
         """The whole table as checked numeric pyarrow columns, or None when not columnar."""

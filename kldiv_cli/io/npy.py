@@ -156,13 +156,22 @@ class NpyData(Source):
         if not self.streamable:
             yield from super().iter_chunks(rows)
             return
-        shape, itemsize = self.shape, self._stored.itemsize
-        row_items = math.prod(shape[1:])
+        yield from self._stream(self.shape[0], self.shape[1:], rows)
+
+    def iter_rows(self, rows: int) -> Iterator[np.ndarray]:
+        if not self.streamable or len(self.shape) < 2:
+            yield from super().iter_rows(rows)
+            return
+        yield from self._stream(math.prod(self.shape[:-1]), self.shape[-1:], rows)
+
+    def _stream(self, count: int, item: tuple[int, ...], step: int) -> Iterator[np.ndarray]:
+        """``count`` items of shape ``item`` (row-major), read ``step`` items at a time."""
+        item_bytes = math.prod(item) * self._stored.itemsize
         with self._open_data() as f:
-            for start in range(0, shape[0], rows):
-                n = min(rows, shape[0] - start)
-                raw = self._read_exactly(f, n * row_items * itemsize)
-                block = from_bytes(raw, self._stored, (n, *shape[1:]), False)
+            for start in range(0, count, max(step, 1)):
+                n = min(step, count - start)
+                raw = self._read_exactly(f, n * item_bytes)
+                block = from_bytes(raw, self._stored, (n, *item), False)
                 yield block.astype(self.dtype, copy=False)
 
 

@@ -225,13 +225,7 @@ def _layout(src: Source) -> tuple[int, int]:
 
 def _row_blocks(src: Source, rows: int, width: int) -> Iterator[np.ndarray]:
     """2-D blocks (rows × classes) of exactly ``rows`` rows (the last may be shorter)."""
-    shape = tuple(src.shape)
-    if len(shape) == 1:
-        blocks: Iterator[np.ndarray] = iter([src.read().reshape(1, width)])
-    else:
-        inner = math.prod(shape[1:-1]) if len(shape) > 2 else 1
-        blocks = (b.reshape(-1, width) for b in src.iter_chunks(max(1, rows // max(inner, 1))))
-    return rebatch(blocks, rows)
+    return rebatch(src.iter_rows(rows), rows)
 
 
 def _zip(

@@ -534,8 +534,10 @@ def _stream_shape(
         return None
     if not (sx.should_stream() or st.should_stream()):
         return None
-    if len(sx.shape) != 2 or -1 in sx.shape[1:] or -1 in st.shape[1:]:
+    if len(sx.shape) < 2 or -1 in sx.shape[1:] or -1 in st.shape[1:]:
         return None
+    if len(sx.shape) > 2 and (request.target_labels or tuple(st.shape) != tuple(sx.shape)):
+        return None  # rank 3+ streams as rows of its last axis, both sides alike
     if -1 not in (sx.shape[0], st.shape[0]) and sx.shape[0] != st.shape[0]:
         # Known from the headers: say so before reading anything.
         what = "labels" if request.target_labels else "shapes"
@@ -549,8 +551,11 @@ def _stream_shape(
     elif tuple(st.shape[1:]) != tuple(sx.shape[1:]):
         return None
     transforms = request.input_transform != "none" or request.target_transform != "none"
-    if transforms and request.dim not in (-1, 1):
+    if transforms and request.dim not in (-1, len(sx.shape) - 1):
         return None  # a softmax across rows needs every row at once
+    if len(sx.shape) > 2:
+        # Leading axes flattened into rows: a (1, 2040, 32000) tensor is 2040 rows.
+        return sx.flat_rows, sx.shape[-1]
     return max(sx.shape[0], st.shape[0]), sx.shape[1]
 
 
@@ -567,8 +572,8 @@ def _converted(
 
 
 def _zip_blocks(sx: Source, st: Source, rows: int) -> Iterator[BlockPair]:
-    xs = rebatch(sx.iter_chunks(rows), rows)
-    ts = rebatch(st.iter_chunks(rows), rows)
+    xs = rebatch(sx.iter_rows(rows), rows)
+    ts = rebatch(st.iter_rows(rows), rows)
     for xb in xs:
         tb = next(ts, None)
         if tb is None or len(tb) != len(xb):
@@ -626,7 +631,7 @@ def _reduce_blocks(
             loss = terms
         else:
             terms = _scaled(terms, request, dtype)
-            sink.write(terms, (input_shape[0], *shape[1:]))
+            sink.write(terms, _whole_shape(input_shape, shape))
             finite = finite and bool(np.isfinite(terms).all())
             streamed_max = _running_max(streamed_max, terms)
         count += int(np.prod(shape))
@@ -649,12 +654,20 @@ def _reduce_blocks(
         for x, t in blocks():
             diagnostics.explain(x, t)
     per_row = np.concatenate(row_values) if row_values else None
-    if len(shape) and len(input_shape) == len(shape):
-        shape = (input_shape[0], *shape[1:])
+    if len(shape) and len(input_shape) >= len(shape):
+        shape = _whole_shape(input_shape, shape)
     result = build_result(request, sx, st, loss, per_row, dtype, tuple(shape), diagnostics, caught)
     if loss is None:
         result.streamed_max = 0.0 if streamed_max is None else streamed_max
     return result
+
+
+def _whole_shape(input_shape: tuple[int, ...], block: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape of the whole loss from a block's: the input's rows, the block's other
+    axes; a rank 3+ input streamed as rows of its last axis keeps its own shape."""
+    if len(input_shape) > len(block):
+        return input_shape
+    return (input_shape[0], *block[1:])
 
 
 def _running_max(so_far: float | None, values: np.ndarray) -> float | None:
