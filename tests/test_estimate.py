@@ -30,7 +30,9 @@ from .conftest import SAMPLES
 def batch(seed: int = 0, sequences: int = 5, width: int = 9, scale: float = 0.3):
     rng = np.random.default_rng(seed)
     logp = np.log(rng.uniform(0.02, 1.0, (sequences, width))).astype(np.float32)
-    ref = (logp + rng.normal(0.0, scale, (sequences, width))).astype(np.float32)
+    # A log-probability is at most 0 (kldiv refuses more): the noisy side is capped.
+    ref = np.minimum(logp + rng.normal(0.0, scale, (sequences, width)), np.log(0.999))
+    ref = ref.astype(np.float32)
     lengths = rng.integers(1, width + 1, sequences)
     lengths[0] = width
     mask = (np.arange(width) < lengths[:, None]).astype(np.int8)
@@ -166,37 +168,67 @@ def test_custom_clamp_and_bad_clamps():
 # ---------------------------------------------------------------- aggregation
 
 
-def verl_agg_loss(loss_mat, loss_mask, mode):
-    """verl agg_loss (dp_size 1, no global sizes), transcribed to NumPy float64."""
+def verl_agg_loss(loss_mat, loss_mask, mode, loss_scale_factor=None):
+    """verl 0.9.1's agg_loss (verl/trainer/ppo/core_algos.py; dp_size 1, no global batch
+    sizes), transcribed to NumPy float64: masked_sum zeroes what the mask leaves out."""
     m = loss_mask.astype(np.float64)
-    if mode == "token-mean":
-        return np.where(m.astype(bool), loss_mat, 0.0).sum() / m.sum()
-    if mode == "seq-mean-token-sum":
-        seq = (loss_mat * m).sum(-1)
-        seq_mask = (m.sum(-1) > 0).astype(float)
-        return (seq * seq_mask).sum() / seq_mask.sum()
-    if mode == "seq-mean-token-mean":
-        n = m.sum(-1)
-        seq = (loss_mat * m).sum(-1) / (n + 1e-8)
-        seq_mask = (n > 0).astype(float)
-        return (seq * seq_mask).sum() / seq_mask.sum()
-    if mode == "seq-mean-token-sum-norm":
-        return (loss_mat * m).sum(-1).sum() / m.shape[-1]
+
+    def masked_sum(values, mask):
+        return (np.where(mask.astype(bool), values, 0.0) * mask).sum()
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if mode == "token-mean":
+            return masked_sum(loss_mat, m) / m.sum()
+        if mode == "token-sum":
+            return masked_sum(loss_mat, m)
+        if mode in ("seq-mean-token-sum", "seq-mean-token-sum-norm"):
+            seq_losses = (loss_mat * m).sum(-1)
+            seq_mask = (m.sum(-1) > 0).astype(float)
+            loss = masked_sum(seq_losses, seq_mask) / seq_mask.sum()
+            if mode == "seq-mean-token-sum-norm":
+                loss /= m.shape[-1] if loss_scale_factor is None else loss_scale_factor
+            return loss
+        if mode == "seq-mean-token-mean":
+            n = m.sum(-1)
+            seq_losses = (loss_mat * m).sum(-1) / (n + 1e-8)
+            seq_mask = (n > 0).astype(float)
+            return masked_sum(seq_losses, seq_mask) / seq_mask.sum()
     raise ValueError(mode)
 
 
-def exact_aggregate(values, mask, how, norm=None):
+def verl07_sum_norm(loss_mat, loss_mask):
+    """verl 0.4.0-0.7.x's seq-mean-token-sum-norm: torch.sum(seq_losses) / loss_mask.shape[-1]."""
+    return (loss_mat * loss_mask).sum(-1).sum() / loss_mask.shape[-1]
+
+
+def trl_ppo_mean_kl(logprobs, ref_logprobs, lengths, estimator):
+    """TRL's PPOTrainer (trl/experimental/ppo/ppo_trainer.py): padding set to
+    INVALID_LOGPROB = 1.0 on both sides, then kl.sum(1).mean() over every sequence."""
+    response_idxs = np.arange(logprobs.shape[1])
+    padding_mask = response_idxs[None, :] > (lengths - 1)[:, None]
+    a = np.where(padding_mask, 1.0, logprobs.astype(np.float64))
+    b = np.where(padding_mask, 1.0, ref_logprobs.astype(np.float64))
+    logr = b - a
+    kl = -logr if estimator == "k1" else (np.exp(logr) - 1) - logr
+    return kl.sum(1).mean()
+
+
+def exact_aggregate(values, mask, how, norm=None, empty="skip"):
     rows = [[Fraction(float(v)) for v, k in zip(r, mr) if k] for r, mr in zip(values, mask)]
-    if how == "sum":
+    if how in ("sum", "token-sum"):
         return float(sum(sum(r) for r in rows))
     if how == "token-mean":
         return float(sum(sum(r) for r in rows) / sum(len(r) for r in rows))
-    if how == "seq-mean-token-sum-norm":
-        return float(sum(Fraction(float(sum(r))) for r in rows) / (norm or values.shape[1]))
-    kept = [r for r in rows if r]
+    length = norm or values.shape[1]
+    if how == "seq-mean-token-sum-norm-verl0.7":
+        return float(sum(Fraction(float(sum(r))) for r in rows) / length)
+    kept = [r for r in rows if r] if empty == "skip" else rows
+    sums = [Fraction(float(sum(r))) for r in kept]
     if how == "seq-mean-token-sum":
-        return float(sum(Fraction(float(sum(r))) for r in kept) / len(kept))
-    return float(sum(Fraction(float(sum(r)) / len(r)) for r in kept) / len(kept))
+        return float(sum(sums) / len(kept))
+    if how == "seq-mean-token-sum-norm":
+        return float(sum(sums) / len(kept) / length)
+    return float(sum(Fraction(float(sum(r)) / len(r)) if r else 0 for r in kept) / len(kept))
 
 
 AGG = ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"]
@@ -215,22 +247,65 @@ def test_aggregations_match_verl_agg_loss(how, estimator):
     assert abs(ours - want) <= 2 * np.spacing(abs(want))
 
 
-def test_sum_and_norm_length():
+def test_seq_mean_token_sum_norm_is_verl_09_and_verl07_keeps_its_name():
+    """The issue's example: verl 0.9.1 divides the summed sequence losses by the non-empty
+    sequences and by the horizon; the verl 0.4-0.7 definition is off by exactly that count."""
+    logp, ref, mask = batch(seed=5, sequences=6)
+    mask[2] = 0
+    values = per_token(ref.astype(np.float64) - logp, "k3", "verl")
+    new = kl_estimate(logp, ref, "k3", mask, "verl", "seq-mean-token-sum-norm")
+    old = kl_estimate(logp, ref, "k3", mask, "verl", "seq-mean-token-sum-norm-verl0.7")
+    np.testing.assert_allclose(new, verl_agg_loss(values, mask, "seq-mean-token-sum-norm"))
+    np.testing.assert_allclose(old, verl07_sum_norm(values, mask), rtol=1e-12)
+    np.testing.assert_allclose(old / new, 5.0, rtol=1e-12)  # 5 non-empty sequences
+    for how in ("seq-mean-token-sum-norm", "seq-mean-token-sum-norm-verl0.7"):
+        got = kl_estimate(logp, ref, "k3", mask, "verl", how, norm_length=64)
+        assert abs(got - exact_aggregate(values, mask, how, 64)) <= 2 * np.spacing(got)
+    np.testing.assert_allclose(
+        kl_estimate(logp, ref, "k3", mask, "verl", "seq-mean-token-sum-norm", norm_length=64),
+        verl_agg_loss(values, mask, "seq-mean-token-sum-norm", loss_scale_factor=64),
+    )
+
+
+def test_sum_and_token_sum():
     logp, ref, mask = batch(seed=4)
     values = per_token(ref.astype(np.float64) - logp, "k2")
-    assert kl_estimate(logp, ref, "k2", mask, aggregate="sum") == exact_aggregate(
-        values, mask, "sum"
-    )
-    got = kl_estimate(logp, ref, "k2", mask, aggregate="seq-mean-token-sum-norm", norm_length=64)
-    assert abs(got - exact_aggregate(values, mask, "seq-mean-token-sum-norm", 64)) <= 1e-18
+    want = exact_aggregate(values, mask, "sum")
+    assert kl_estimate(logp, ref, "k2", mask, aggregate="sum") == want
+    assert kl_estimate(logp, ref, "k2", mask, aggregate="token-sum") == want
+    np.testing.assert_allclose(want, verl_agg_loss(values, mask, "token-sum"), rtol=1e-12)
+
+
+@pytest.mark.parametrize("estimator", ["k1", "k3"])
+def test_empty_sequences_zero_is_trl_ppo(estimator):
+    """TRL PPO's objective/kl counts an empty response as 0 KL; --empty-sequences zero too."""
+    logp, ref, mask = batch(seed=6, sequences=7)
+    mask[[1, 4]] = 0
+    lengths = mask.sum(1)
+    trl = trl_ppo_mean_kl(logp, ref, lengths, estimator)
+    ours = kl_estimate(logp, ref, estimator, mask, aggregate="seq-mean-token-sum", empty="zero")
+    np.testing.assert_allclose(ours, trl, rtol=1e-6)  # TRL's exp(0) - 1 - 0 adds exact zeros
+    values = per_token(ref.astype(np.float64) - logp, estimator)
+    for how in ("seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm"):
+        got = kl_estimate(logp, ref, estimator, mask, aggregate=how, empty="zero")
+        want = exact_aggregate(values, mask, how, empty="zero")
+        assert abs(got - want) <= 2 * np.spacing(abs(want)), how
+    skip = kl_estimate(logp, ref, estimator, mask, aggregate="seq-mean-token-sum")
+    np.testing.assert_allclose(skip * 5 / 7, ours, rtol=1e-12)
+    with pytest.raises(ValueError, match="skip or zero"):
+        kl_estimate(logp, ref, estimator, mask, empty="drop")
 
 
 def test_no_tokens_gives_nan_means_and_zero_sum():
+    """As verl 0.9.1: 0/0 for every mean (seq-mean-token-sum-norm included), 0 for sums."""
     z = np.zeros((2, 3))
     m = np.zeros((2, 3))
-    assert math.isnan(kl_estimate(z, z, "k3", m))
-    assert math.isnan(kl_estimate(z, z, "k3", m, aggregate="seq-mean-token-mean"))
-    assert kl_estimate(z, z, "k3", m, aggregate="sum") == 0.0
+    for how in AGG:
+        assert math.isnan(kl_estimate(z, z, "k3", m, aggregate=how)), how
+        assert math.isnan(verl_agg_loss(per_token(z, "k3"), m, how)), how
+    for how in ("sum", "token-sum", "seq-mean-token-sum-norm-verl0.7"):
+        assert kl_estimate(z, z, "k3", m, aggregate=how) == 0.0
+    assert kl_estimate(z, z, "k3", m, aggregate="seq-mean-token-sum", empty="zero") == 0.0
 
 
 def test_nan_outside_the_mask_is_ignored_inside_propagates():
@@ -553,3 +628,105 @@ def test_help_names_the_presets(run_cli):
     assert r.exit_code == 0
     for word in ("openrlhf", "verl", "TRL", "seq-mean-token-sum-norm", "--fail-above"):
         assert word in r.stdout
+    for word in ("verl 0.9.1", "--empty-sequences", "--strict", "verl0.7"):
+        assert word in r.stdout
+
+
+# ------------------------------------------------ wrong-space and padding diagnostics
+
+
+def test_probabilities_as_log_probs_are_one_error_line(run_cli, files, tmp_path):
+    """A log-probability is at most 0: probabilities given as LOGP exit 2, with the count
+    and the first position (only the tokens that count are looked at)."""
+    paths, _, (logp, ref, mask) = files
+    probs = np.exp(logp)
+    probs[mask == 0] = 5.0  # padding is never looked at
+    np.save(tmp_path / "probs.npy", probs)
+    r = run_cli("estimate", tmp_path / "probs.npy", paths["ref"], "--mask", paths["mask"])
+    assert r.exit_code == 2 and r.stdout == "" and r.stderr.count("\n") == 1
+    n = int(mask.sum())
+    assert r.stderr.startswith(f"kldiv: error: {tmp_path / 'probs.npy'}: {n} of {n} ")
+    assert f"log-probabilities are above 0 (first: row 0, token 0: {probs[0, 0]:g})" in r.stderr
+    # rounding just above 0 (float32 log-softmax) is no error
+    near = logp.copy()
+    near[0, 0] = 1e-7
+    np.save(tmp_path / "near.npy", near)
+    r = run_cli("estimate", tmp_path / "near.npy", paths["ref"], "--mask", paths["mask"])
+    assert r.exit_code == 0 and "warning" not in r.stderr, r.stderr
+
+
+def padded_batch(tmp_path, pad: float = 0.0):
+    """The issue's case: right-padded rows, the padding 0.0 in both files, no mask."""
+    logp, ref, _ = batch(seed=21, sequences=6, width=10)
+    mask = np.ones_like(logp, dtype=np.int8)
+    mask[1:, 7:] = 0
+    mask[3, 4:] = 0
+    for x in (logp, ref):
+        x[mask == 0] = pad
+    np.save(tmp_path / "lp.npy", logp)
+    np.save(tmp_path / "rf.npy", ref)
+    np.save(tmp_path / "m.npy", mask)
+    return [tmp_path / "lp.npy", tmp_path / "rf.npy"], tmp_path / "m.npy", (logp, ref, mask)
+
+
+def test_padding_without_a_mask_is_warned_about_with_counts(run_cli, tmp_path):
+    sides, mask_path, (logp, ref, mask) = padded_batch(tmp_path)
+    r = run_cli("estimate", *sides, "-e", "k3")
+    assert r.exit_code == 0
+    warnings = [line for line in r.stderr.splitlines() if "warning" in line]
+    assert warnings == [
+        f"kldiv: warning: 5 of 6 rows of {sides[0]} and {sides[1]} end in runs of identical "
+        "values (18 tokens, 0 in every such row): suspected padding, counted as tokens; "
+        "give --mask FILE (or --pad-value X)"
+    ]
+    unmasked, masked = float(r.stdout), kl_estimate(logp, ref, "k3", mask)
+    assert unmasked == kl_estimate(logp, ref, "k3") and unmasked < masked  # diluted
+    r = run_cli("estimate", *sides, "-e", "k3", "--mask", mask_path)
+    assert r.exit_code == 0 and "warning" not in r.stderr and float(r.stdout) == masked
+    r = run_cli("estimate", *sides, "-e", "k3", "--pad-value", "0")
+    assert r.exit_code == 0 and "warning" not in r.stderr and float(r.stdout) == masked
+    r = run_cli("estimate", *sides, "--strict")
+    assert r.exit_code == 2 and r.stdout == "" and r.stderr.count("\n") == 1
+    assert r.stderr.startswith("kldiv: error: --strict: 5 of 6 rows")
+    # rows that end in two different values: no warning
+    np.save(tmp_path / "full.npy", logp + np.linspace(-1, 0, logp.shape[1], dtype=np.float32))
+    r = run_cli("estimate", tmp_path / "full.npy", sides[1], "--strict")
+    assert r.exit_code == 0, r.stderr
+
+
+def test_all_masked_batch_is_nan_with_one_warning_as_verl(run_cli, files, tmp_path):
+    paths, _, (logp, ref, mask) = files
+    np.save(tmp_path / "none.npy", np.zeros_like(mask))
+    args = ["estimate", paths["logp"], paths["ref"], "--mask", tmp_path / "none.npy"]
+    r = run_cli(*args, "-e", "k3", "-a", "seq-mean-token-sum-norm")
+    assert r.exit_code == 0 and r.stdout == "nan\n"
+    warnings = [line for line in r.stderr.splitlines() if "warning" in line]
+    assert warnings == [
+        "kldiv: warning: no token counts (the mask is all 0, or every token is padding): the "
+        "estimate is NaN, as verl's agg_loss gives"
+    ]
+    r = run_cli(*args, "-e", "k3", "-a", "sum")
+    assert r.stdout == "0\n" or float(r.stdout) == 0.0
+    assert "the estimate is 0" in r.stderr
+    r = run_cli(*args, "--strict")
+    assert r.exit_code == 2 and "--strict: no token counts" in r.stderr
+
+
+def test_cli_empty_sequences_and_verl07(run_cli, files):
+    paths, _, (logp, ref, mask) = files
+    mask = mask.copy()
+    mask[2] = 0
+    np.save(paths["mask"], mask)
+    base = ["estimate", paths["logp"], paths["ref"], "--mask", paths["mask"], "-e", "k1"]
+    r = run_cli(*base, "-a", "seq-mean-token-sum", "--empty-sequences", "zero", "-f", "json")
+    doc = as_json(r)
+    assert doc["k1"] == kl_estimate(
+        logp, ref, "k1", mask, aggregate="seq-mean-token-sum", empty="zero"
+    )
+    assert doc["empty_sequences"] == 1 and doc["empty_sequences_rule"] == "zero"
+    r = run_cli(*base, "-a", "seq-mean-token-sum-norm-verl0.7", "--norm-length", "32")
+    assert float(r.stdout) == kl_estimate(
+        logp, ref, "k1", mask, aggregate="seq-mean-token-sum-norm-verl0.7", norm_length=32
+    )
+    r = run_cli(*base, "--empty-sequences", "drop")
+    assert r.exit_code == 2 and "--empty-sequences" in r.stderr and r.stderr.count("\n") == 1

@@ -19,6 +19,7 @@ from .options import (
     SchedulerFileOpt,
     SchedulerOpt,
     StorageOpt,
+    StrictOpt,
     ThreadsOpt,
     WorkersOpt,
     configure_storage,
@@ -143,9 +144,7 @@ def compute(
             help="Exit 1 if the loss (the largest row with --per-row) is above X or NaN.",
         ),
     ] = None,
-    strict: Annotated[
-        bool, typer.Option("--strict", help="Treat diagnostics (suspicious data) as errors.")
-    ] = False,
+    strict: StrictOpt = False,
     threads: ThreadsOpt = None,
     chunk_rows: ChunkRowsOpt = None,
     engine: EngineOpt = "local",

@@ -5,7 +5,7 @@ from typing import Annotated
 import typer
 
 from .app import app
-from .boundary import error_boundary
+from .boundary import Messages, error_boundary
 from .options import (
     DebugOpt,
     DelimiterOpt,
@@ -17,6 +17,7 @@ from .options import (
     OutputOpt,
     QuietOpt,
     StorageOpt,
+    StrictOpt,
     configure_storage,
     emit_with_notes,
     exit_if_failed,
@@ -69,16 +70,28 @@ def estimate(
         typer.Option(
             "--aggregate",
             "-a",
-            metavar="[token-mean|seq-mean-token-mean|seq-mean-token-sum|seq-mean-token-sum-norm|sum]",
-            help="verl's agg_loss modes (token-mean: over all tokens, the default) or sum.",
+            metavar="MODE",
+            help="verl 0.9.1's agg_loss modes: token-mean (over all tokens, the default), "
+            "seq-mean-token-mean, seq-mean-token-sum, seq-mean-token-sum-norm (the mean "
+            "sequence sum / L), token-sum; seq-mean-token-sum-norm-verl0.7 (verl 0.4-0.7: "
+            "the total / L); sum (= token-sum).",
         ),
     ] = "token-mean",
+    empty_sequences: Annotated[
+        str,
+        typer.Option(
+            "--empty-sequences",
+            metavar="[skip|zero]",
+            help="Sequences with no token in the seq-mean modes: skip (verl's agg_loss, "
+            "the default) or zero (count as 0 KL: TRL PPO's objective/kl).",
+        ),
+    ] = "skip",
     norm_length: Annotated[
         float | None,
         typer.Option(
             "--norm-length",
             metavar="L",
-            help="Divisor of seq-mean-token-sum-norm (verl's loss_scale_factor); "
+            help="Divisor L of seq-mean-token-sum-norm (verl's loss_scale_factor); "
             "default: the padded length (tokens per row).",
         ),
     ] = None,
@@ -150,6 +163,7 @@ def estimate(
     output: OutputOpt = None,
     fail_above: FailAboveOpt = None,
     fail_below: FailBelowOpt = None,
+    strict: StrictOpt = False,
     quiet: QuietOpt = False,
     no_color: NoColorOpt = False,
     debug: DebugOpt = False,
@@ -167,10 +181,15 @@ def estimate(
 
       kldiv estimate trainer.npy vllm.npy --fail-above k3=0.05 --fail-below diagnostics.ess=0.9
 
-    Which settings reproduce which logged number: TRL GRPO "kl": -e k3 (token-mean, clamp
-    none). TRL PPO "objective/kl": -e k1 or -e k3, -a seq-mean-token-sum. OpenRLHF "kl":
-    --clamp openrlhf -a seq-mean-token-mean. verl "actor/kl_loss": --clamp verl and -a your
-    loss_agg_mode (kl_loss_type low_var_kl is k3).
+    Which settings reproduce which logged number (checked against verl 0.9.1 and TRL's
+    PPO and GRPO trainers): TRL GRPO "kl": -e k3 (token-mean, clamp
+    none). TRL PPO "objective/kl": -e k1 or -e k3, -a seq-mean-token-sum --empty-sequences
+    zero. OpenRLHF "kl": --clamp openrlhf -a seq-mean-token-mean. verl "actor/kl_loss":
+    --clamp verl and -a your loss_agg_mode (kl_loss_type low_var_kl is k3); verl 0.4-0.7's
+    seq-mean-token-sum-norm is -a seq-mean-token-sum-norm-verl0.7.
+
+    Log-probabilities above 0 are an error; rows that end in runs of identical values on
+    both sides without --mask are warned about (suspected padding).
     """
     from ..jobs.estimate import EstimateRequest
     from ..jobs.estimate import estimate as run
@@ -216,6 +235,8 @@ def estimate(
         clamp=clamp,
         aggregate=aggregate,
         norm_length=norm_length,
+        empty_sequences=empty_sequences,
+        strict=strict,
         fail_above=tuple(fail_above or ()),
         fail_below=tuple(fail_below or ()),
         output=output if output != "-" else None,
@@ -223,5 +244,7 @@ def estimate(
     configure_storage(storage_option)
     request.validate()  # before stdin is read
     result = run(request, read_stdin_if_needed(logp, ref_logp))
+    for text in result.warnings:
+        Messages.warn(text)
     emit_with_notes(estimate_report(result), format, output, no_color)
     exit_if_failed(result.failed_check)

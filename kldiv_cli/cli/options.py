@@ -106,6 +106,13 @@ FailBelowOpt = Annotated[
         help="Exit 1 if NAME (top1_agreement, diagnostics.ess...) is below X or NaN. Repeatable.",
     ),
 ]
+StrictOpt = Annotated[
+    bool,
+    typer.Option(
+        "--strict",
+        help="Treat diagnostics (suspicious data: the warnings) as errors (exit 2).",
+    ),
+]
 ThreadsOpt = Annotated[
     int | None,
     typer.Option("--threads", metavar="N", help="Threads (default: all cores)."),

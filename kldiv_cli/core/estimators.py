@@ -19,8 +19,10 @@ Clamp presets reproduce what each framework logs (checked against their code):
 * ``verl`` — verl ``kl_penalty``: k3 only, log r clamped to ±20 first, the result to ±10.
 * ``LO,HI`` — every estimate clamped to [LO, HI].
 
-Aggregations are verl's ``agg_loss`` modes over the tokens where ``mask`` is true, plus
-``sum``. All sums are exact (``math.fsum``) in float64 and rounded once.
+Aggregations are verl's ``agg_loss`` modes over the tokens where ``mask`` is true, as
+verl 0.9.1 computes them (``verl/trainer/ppo/core_algos.py``), plus verl 0.4–0.7's
+``seq-mean-token-sum-norm`` under its own name and ``sum``. All sums are exact
+(``math.fsum``) in float64 and rounded once.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AGGREGATES",
     "CLAMP_PRESETS",
+    "EMPTY_SEQUENCES",
     "ESTIMATORS",
     "Clamp",
     "aggregate_tokens",
@@ -51,13 +54,20 @@ __all__ = [
 ]
 
 ESTIMATORS: tuple[str, ...] = ("k1", "k2", "k3", "abs")
+#: verl 0.4.0–0.7.x's ``seq-mean-token-sum-norm``: Σ s_i / L, not divided by the sequences.
+SUM_NORM_V07 = "seq-mean-token-sum-norm-verl0.7"
 AGGREGATES: tuple[str, ...] = (
     "token-mean",
     "seq-mean-token-mean",
     "seq-mean-token-sum",
     "seq-mean-token-sum-norm",
+    SUM_NORM_V07,
+    "token-sum",
     "sum",
 )
+#: What the seq-mean modes do with a sequence that has no token: leave it out (``skip``,
+#: verl's ``agg_loss``) or count it as 0 (``zero``, TRL PPO's ``kl.sum(1).mean()``).
+EMPTY_SEQUENCES: tuple[str, ...] = ("skip", "zero")
 CLAMP_PRESETS: tuple[str, ...] = ("none", "openrlhf", "verl")
 #: verl's ``SAFETY_BOUND`` on log-ratios before ``exp`` (k3 and the χ² diagnostics).
 LOG_BOUND = 20.0
@@ -221,44 +231,60 @@ def aggregate_tokens(
     mask: np.ndarray | None = None,
     how: str = "token-mean",
     norm_length: float | None = None,
+    empty: str = "skip",
 ) -> float:
     r"""Aggregate per-token values ``[sequences, tokens]`` over the tokens in ``mask``.
 
     With :math:`s_i` the (exact) sum of sequence i over its :math:`n_i` tokens and
-    :math:`S_+` the sequences with :math:`n_i > 0` (verl's ``agg_loss``):
+    :math:`S` the sequences averaged over — those with :math:`n_i > 0` (``empty="skip"``,
+    verl 0.9.1's ``agg_loss``) or all of them, an empty one counting as 0
+    (``empty="zero"``, TRL PPO's ``kl.sum(1).mean()``):
 
     * ``token-mean``: :math:`\sum_i s_i / \sum_i n_i`
-    * ``seq-mean-token-mean``: :math:`\frac{1}{|S_+|}\sum_{i \in S_+} s_i / n_i`
+    * ``seq-mean-token-mean``: :math:`\frac{1}{|S|}\sum_{i \in S} s_i / n_i`
       (verl divides by :math:`n_i + 10^{-8}`, which float32 rounds to :math:`n_i`)
-    * ``seq-mean-token-sum``: :math:`\frac{1}{|S_+|}\sum_{i \in S_+} s_i`
-    * ``seq-mean-token-sum-norm``: :math:`\sum_i s_i / L`, ``L = norm_length``, by
-      default the padded length (the number of columns; verl's ``loss_mask.shape[-1]``)
-    * ``sum``: :math:`\sum_i s_i`
+    * ``seq-mean-token-sum``: :math:`\frac{1}{|S|}\sum_{i \in S} s_i`
+    * ``seq-mean-token-sum-norm``: :math:`\frac{1}{|S|\,L}\sum_{i \in S} s_i` (verl
+      0.8 and later), ``L = norm_length``, by default the padded length (the number of
+      columns; verl's ``loss_mask.shape[-1]``, its horizon)
+    * ``seq-mean-token-sum-norm-verl0.7``: :math:`\sum_i s_i / L` (verl 0.4–0.7's
+      definition, not divided by the number of sequences)
+    * ``token-sum`` (verl's name) and ``sum``: :math:`\sum_i s_i`
 
-    Token-level sums are exact over all tokens (not a sum of row sums). No tokens
-    gives NaN for the means and 0 for ``sum``.
+    Token-level sums are exact over all tokens (not a sum of row sums). No tokens gives
+    NaN for the means (as verl's 0/0) and 0 for the sums and for
+    ``seq-mean-token-sum-norm-verl0.7``; with ``empty="zero"`` the seq-means are then 0
+    (as TRL's).
     """
     if how not in AGGREGATES:
         raise ValueError(f"unknown aggregate {how!r}; choose one of {', '.join(AGGREGATES)}")
+    if empty not in EMPTY_SEQUENCES:
+        raise ValueError(f"unknown empty-sequence rule {empty!r}; choose skip or zero")
     v = _rows(np.asarray(values, dtype=np.float64))
     m = np.ones(v.shape, dtype=bool) if mask is None else _rows(np.asarray(mask, dtype=bool))
     counts = m.sum(axis=1)
-    if how in ("token-mean", "sum"):
+    if how in ("token-mean", "token-sum", "sum"):
         total = combine(v[m]) if m.any() else 0.0
-        if how == "sum":
+        if how != "token-mean":
             return total
         n = int(counts.sum())
         return total / n if n else math.nan
     # Masked-out tokens count as 0, so a NaN outside the mask is ignored.
     sums = combine_rows(np.where(m, v, 0.0))
-    if how == "seq-mean-token-sum-norm":
-        length = v.shape[1] if norm_length is None else norm_length
+    length = v.shape[1] if norm_length is None else norm_length
+    if how == SUM_NORM_V07:
         return combine(sums) / length if length else math.nan
-    kept = counts > 0
+    kept = counts > 0 if empty == "skip" else np.ones(len(counts), dtype=bool)
     if not kept.any():
         return math.nan
-    per_seq = sums[kept] / counts[kept] if how == "seq-mean-token-mean" else sums[kept]
-    return combine(per_seq) / int(kept.sum())
+    if how == "seq-mean-token-mean":
+        per_seq = sums[kept] / np.maximum(counts[kept], 1)  # an empty one's sum is 0
+    else:
+        per_seq = sums[kept]
+    mean = combine(per_seq) / int(kept.sum())
+    if how == "seq-mean-token-sum-norm":
+        return mean / length if length else math.nan
+    return mean
 
 
 def kl_estimate(
@@ -269,6 +295,7 @@ def kl_estimate(
     clamp: str | Clamp = "none",
     aggregate: str = "token-mean",
     norm_length: float | None = None,
+    empty: str = "skip",
 ) -> float | dict[str, float]:
     r"""The KL(π ‖ π_ref) estimated from the log-probabilities of sampled tokens.
 
@@ -291,11 +318,15 @@ def kl_estimate(
         to ±20, then the result to ±10), or ``"LO,HI"``.
     aggregate : str
         ``token-mean`` (default), ``seq-mean-token-mean``, ``seq-mean-token-sum``,
-        ``seq-mean-token-sum-norm`` (verl's ``agg_loss`` modes) or ``sum``; see
+        ``seq-mean-token-sum-norm``, ``token-sum`` (verl 0.9.1's ``agg_loss`` modes),
+        ``seq-mean-token-sum-norm-verl0.7`` (verl 0.4–0.7's) or ``sum``; see
         :func:`aggregate_tokens`.
     norm_length : float, optional
         The divisor of ``seq-mean-token-sum-norm`` (verl's ``loss_scale_factor``);
         default the number of tokens per row (the padded length).
+    empty : {'skip', 'zero'}
+        The seq-mean modes leave sequences without tokens out (``skip``, verl) or count
+        them as 0 (``zero``, TRL PPO).
 
     Returns
     -------
@@ -312,7 +343,9 @@ def kl_estimate(
     m = _layout(logr.shape, mask)
     names = ESTIMATORS if estimator == "all" else (estimator,)
     out = {
-        name: aggregate_tokens(_rows(per_token(logr, name, clamp)), m, aggregate, norm_length)
+        name: aggregate_tokens(
+            _rows(per_token(logr, name, clamp)), m, aggregate, norm_length, empty
+        )
         for name in names
     }
     return out if estimator == "all" else out[estimator]

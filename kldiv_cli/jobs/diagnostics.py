@@ -1,9 +1,15 @@
-"""Plain-language diagnostics about the data behind a loss; they never change the number.
+"""Plain-language diagnostics about the data behind a number; they never change it.
 
 They are gathered chunk by chunk, so streamed files get the same messages as
 files read whole. :meth:`Diagnostics.update` does only cheap passes (a max, a
 min, row sums); :meth:`Diagnostics.explain` counts the causes of NaN and inf,
 and is called only for chunks whose loss is not finite.
+
+The wrong-space checks are shared by the commands: :func:`looks_like` tells
+probabilities and log-probabilities from the first rows of a block (``compute``'s
+target, ``compare``'s sides), :func:`trailing_runs` finds right padding in
+``estimate``'s matrices, and :data:`LOGPROB_SLACK` is how far above 0 a
+log-probability may be rounded.
 """
 
 from __future__ import annotations
@@ -14,6 +20,55 @@ import numpy as np
 
 #: Target rows whose sum is further than this from 1 are reported.
 ROW_SUM_TOLERANCE = 1e-3
+#: :func:`looks_like`: how close to 1 a row's sum (of exp, for log-probabilities) must be.
+#: Looser than :data:`ROW_SUM_TOLERANCE`: float16 softmax rows and llama.cpp's .kld rows
+#: (classes below max − 16 stored at the floor) are off by up to a few 1e-3.
+SPACE_TOLERANCE = 1e-2
+#: :func:`looks_like` looks at this many rows of a block (its first ones).
+SPACE_ROWS = 256
+#: A log-probability above this is refused: float32 log-softmax rounds near 0 by ~1e-7,
+#: while a probability or a logit passed as a log-probability is far above it.
+LOGPROB_SLACK = 1e-3
+
+
+def looks_like(block: np.ndarray) -> str | None:
+    """What the first rows of ``block`` (rows on the last axis) look like.
+
+    Returns
+    -------
+    str or None
+        ``"probs"`` when every value is in [0, 1] and every row sums to 1 (within
+        :data:`SPACE_TOLERANCE`); ``"log-probs"`` when every value is ≤ 0 and every row's
+        logsumexp is 0 (−inf is a probability of 0); None otherwise, for rows of fewer
+        than two classes, and for rows holding a NaN or +inf. Only the first
+        :data:`SPACE_ROWS` rows are read (cheap on any block, streamed or whole).
+    """
+    if block.ndim == 0 or block.shape[-1] < 2 or not block.size:
+        return None
+    rows = np.asarray(block.reshape(-1, block.shape[-1])[:SPACE_ROWS], dtype=np.float64)
+    with np.errstate(all="ignore"):
+        if np.isnan(rows).any() or np.isposinf(rows).any():
+            return None
+        if rows.min() >= 0 and rows.max() <= 1:
+            sums = rows.sum(axis=-1)
+            return "probs" if np.all(np.abs(sums - 1) <= SPACE_TOLERANCE) else None
+        if rows.max() <= 0:
+            sums = np.exp(rows).sum(axis=-1)  # values ≤ 0: no overflow
+            return "log-probs" if np.all(np.abs(sums - 1) <= SPACE_TOLERANCE) else None
+    return None
+
+
+def trailing_runs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """For each row of two ``[rows, tokens]`` arrays, how many of its last positions hold
+    the row's last value in both (1 for a row that ends in two different values, 0 for
+    an empty row or a NaN last value). Right padding written as a constant shows as a
+    run of 2 or more."""
+    if a.shape[-1] == 0:
+        return np.zeros(a.shape[0], dtype=np.intp)
+    same = (a == a[:, -1:]) & (b == b[:, -1:])
+    backwards = same[:, ::-1]
+    runs: np.ndarray = np.where(backwards.all(axis=1), a.shape[1], np.argmin(backwards, axis=1))
+    return runs
 
 
 @dataclass

@@ -15,7 +15,9 @@ import numpy as np
 
 from ..core.estimators import (
     AGGREGATES,
+    EMPTY_SEQUENCES,
     ESTIMATORS,
+    SUM_NORM_V07,
     aggregate_tokens,
     estimate_diagnostics,
     parse_clamp,
@@ -25,6 +27,7 @@ from ..core.stats import summary
 from ..errors import InputError, UsageError
 from ..io.sources import ReadOptions, column_array, open_columns, open_source, select_columns
 from ..text import clean
+from .diagnostics import LOGPROB_SLACK, trailing_runs
 from .gates import Gate, evaluate, failure_text, flatten, parse_gates
 from .positions import first_position
 
@@ -36,6 +39,8 @@ __all__ = [
 
 #: How messages name a position in LOGP, REF_LOGP or the mask (0-based).
 _AXES = ("row", "token")
+#: The aggregations divided by a horizon (``--norm-length``).
+_NORMED = ("seq-mean-token-sum-norm", SUM_NORM_V07)
 
 
 def _gate_hint(numbers: dict[str, float]) -> str:
@@ -60,6 +65,10 @@ class EstimateRequest:
     clamp: str = "none"
     aggregate: str = "token-mean"
     norm_length: float | None = None
+    #: The seq-mean modes: ``skip`` sequences with no token (verl) or count them as 0 (TRL).
+    empty_sequences: str = "skip"
+    #: ``--strict``: a warning (suspected padding, no token at all) is an error.
+    strict: bool = False
     fail_above: tuple[str, ...] = ()
     fail_below: tuple[str, ...] = ()
     output: str | None = None
@@ -85,8 +94,12 @@ class EstimateRequest:
             parse_clamp(self.clamp)
         except ValueError as exc:
             raise UsageError(f"--clamp: {exc}") from None
+        if self.empty_sequences not in EMPTY_SEQUENCES:
+            raise UsageError(
+                f"unknown --empty-sequences {self.empty_sequences!r}; choose skip or zero"
+            )
         if self.norm_length is not None:
-            if self.aggregate != "seq-mean-token-sum-norm":
+            if self.aggregate not in _NORMED:
                 raise UsageError("--norm-length is the divisor of seq-mean-token-sum-norm only")
             if not (math.isfinite(self.norm_length) and self.norm_length > 0):
                 raise UsageError(f"--norm-length must be a number > 0, got {self.norm_length}")
@@ -128,6 +141,8 @@ class EstimateResult:
     logp: dict[str, Any]
     ref_logp: dict[str, Any]
     gates: list[dict[str, Any]] = field(default_factory=list)
+    #: Suspicious data that did not stop the job (``--strict`` makes them errors).
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def numbers(self) -> dict[str, Any]:
@@ -321,11 +336,60 @@ def _read_long(request: EstimateRequest, stdin: bytes | None) -> Tokens:
     return grid_a, grid_b, grid_valid, sa.describe(), sb.describe()
 
 
+def _check_log_probs(a: np.ndarray, valid: np.ndarray, label: str) -> None:
+    """A log-probability is at most 0: refuse values above it (probabilities, logits)."""
+    with np.errstate(invalid="ignore"):
+        above = valid & (a > LOGPROB_SLACK)
+    if above.any():
+        n, first = int(np.count_nonzero(above)), a[above][0]
+        raise InputError(
+            label,
+            f"{n:,} of {int(np.count_nonzero(valid)):,} log-probabilities are above 0 (first: "
+            f"{first_position(above, _AXES)}: {first:g}); these look like probabilities or "
+            "logits: pass log-probabilities of the sampled tokens",
+        )
+
+
+def _padding_warning(a: np.ndarray, b: np.ndarray, labels: tuple[str, str]) -> list[str]:
+    """Rows that end in a run of identical values on both sides: right padding that no
+    ``--mask`` or ``--pad-value`` marks (counted as tokens, it dilutes the means)."""
+    runs = trailing_runs(a, b)
+    padded = runs >= 2
+    if not padded.any():
+        return []
+    ends = np.unique(a[padded, -1])
+    value = f"{ends[0]:g} in every such row" if len(ends) == 1 else f"{len(ends)} values"
+    return [
+        f"{int(np.count_nonzero(padded)):,} of {len(runs):,} rows of {labels[0]} and "
+        f"{labels[1]} end in runs of identical values ({int(runs[padded].sum()):,} tokens, "
+        f"{value}): suspected padding, counted as tokens; give --mask FILE (or --pad-value X)"
+    ]
+
+
+def _no_token_warning(request: EstimateRequest) -> str:
+    zero = request.aggregate in ("token-sum", "sum", SUM_NORM_V07) or (
+        request.empty_sequences == "zero" and request.aggregate != "token-mean"
+    )
+    value = "0" if zero else "NaN, as verl's agg_loss gives"
+    return (
+        f"no token counts (the mask is all 0, or every token is padding): the estimate is {value}"
+    )
+
+
 def estimate(request: EstimateRequest, stdin: bytes | None = None) -> EstimateResult:
     """Run the job: read, mask, estimate, aggregate, diagnose, gate."""
     request.validate()
     reader = _read_long if request.sequence_column is not None else _read_wide
     a, b, valid, da, db = reader(request, stdin)
+    for side, described in ((a, da), (b, db)):
+        _check_log_probs(side, valid, described["path"])
+    warnings: list[str] = []
+    if request.sequence_column is None and request.mask is None and request.pad_value is None:
+        warnings += _padding_warning(a, b, (da["path"], db["path"]))
+    if not valid.any():
+        warnings.append(_no_token_warning(request))
+    if request.strict and warnings:
+        raise UsageError(f"--strict: {warnings[0]}")
     a64, b64 = a.astype(np.float64, copy=False), b.astype(np.float64, copy=False)
     with np.errstate(invalid="ignore"):  # inf - inf outside the mask
         logr = np.where(valid, b64 - a64, 0.0)
@@ -334,12 +398,14 @@ def estimate(request: EstimateRequest, stdin: bytes | None = None) -> EstimateRe
     values: dict[str, np.ndarray] = {}
     for name in request.estimators:
         tokens = per_token(logr, name, clamp)
-        estimates[name] = aggregate_tokens(tokens, valid, request.aggregate, request.norm_length)
+        estimates[name] = aggregate_tokens(
+            tokens, valid, request.aggregate, request.norm_length, request.empty_sequences
+        )
         values[name] = tokens[valid]
     counts = valid.sum(axis=1)
     diagnostics = _diagnostics(a64, b64, valid, values)
     norm = None
-    if request.aggregate == "seq-mean-token-sum-norm":
+    if request.aggregate in _NORMED:
         norm = request.norm_length if request.norm_length is not None else float(a.shape[1])
     result = EstimateResult(
         request=request,
@@ -352,6 +418,7 @@ def estimate(request: EstimateRequest, stdin: bytes | None = None) -> EstimateRe
         diagnostics=diagnostics,
         logp=da,
         ref_logp=db,
+        warnings=warnings,
     )
     numbers = flatten(result.numbers)
     result.gates = evaluate(request.gates, numbers, _gate_hint(numbers))

@@ -10,6 +10,8 @@ from ..core.estimators import parse_clamp
 from ..jobs.estimate import EstimateResult
 from . import Report, format_number
 
+_EMPTY = {"skip": "left out", "zero": "counted as 0"}
+
 
 def _g(value: float) -> str:
     return format_number(value, 6)
@@ -23,6 +25,7 @@ def estimate_document(result: EstimateResult) -> dict[str, Any]:
         tokens=result.tokens,
         sequences=result.sequences,
         empty_sequences=result.empty_sequences,
+        empty_sequences_rule=req.empty_sequences,
         padded_length=result.padded_length,
         estimator=req.estimator,
         clamp=parse_clamp(req.clamp).name,
@@ -37,6 +40,7 @@ def estimate_document(result: EstimateResult) -> dict[str, Any]:
         logp=result.logp,
         ref_logp=result.ref_logp,
         diagnostics=result.diagnostics,
+        warnings=result.warnings,
     )
     if result.gates:
         doc["thresholds"] = result.gates
@@ -51,7 +55,11 @@ def _notes(result: EstimateResult) -> list[str]:
     req = result.request
     return [
         f"{result.tokens} tokens in {result.sequences} sequences"
-        + (f" ({result.empty_sequences} empty, left out)" if result.empty_sequences else "")
+        + (
+            f" ({result.empty_sequences} empty, {_EMPTY[req.empty_sequences]})"
+            if result.empty_sequences
+            else ""
+        )
         + f"; aggregate {req.aggregate}, clamp {parse_clamp(req.clamp).name}",
         f"ratio pi/pi_ref: mean {_g(ratio['mean'])}, min {_g(ratio['min'])}, "
         f"max {_g(ratio['max'])}, > 2: {_g(ratio['share_above_2'])}, "

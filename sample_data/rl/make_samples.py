@@ -25,6 +25,7 @@ def main() -> None:
     mask = (np.arange(width) < lengths[:, None]).astype(np.int8)
     logp = np.log(rng.uniform(0.05, 1.0, (sequences, width)))
     ref = logp + rng.normal(0.0, 0.15, (sequences, width)) - 0.02
+    ref = np.minimum(ref, np.log(0.999))  # a log-probability is at most 0
     logp, ref = logp.astype(np.float32), ref.astype(np.float32)
     logp[mask == 0] = 0.0
     ref[mask == 0] = 0.0
