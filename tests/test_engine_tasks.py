@@ -73,6 +73,8 @@ def test_any_split_and_order_gives_the_engine_bits(
     """Small chunks make many tasks out of small data; the reference is the engine's
     own sum of the converted data at the same chunk size."""
     x, t = _pair(rows, width, dtype, seed)
+    if width == 1:
+        transform = "none"  # a softmax over one class is refused (jobs.compute.check_classes)
     if log_target:
         t = np.log(t)
     with tempfile.TemporaryDirectory() as d:

@@ -68,7 +68,12 @@ def test_single_row_and_single_column(run_cli, tmp_path, rows) -> None:
     x, t = X[rows, :1], T[rows, :1]
     np.savetxt(xp := tmp_path / "x.csv", x, delimiter=",")
     np.savetxt(tp := tmp_path / "t.csv", t, delimiter=",")
-    assert math.isclose(run_sum(run_cli, xp, tp), expected(x, t), rel_tol=1e-12)
+    # One column summed is a KL only when named: chosen by default, it is refused.
+    named = ("--input-columns", "0", "--target-columns", "0")
+    assert math.isclose(run_sum(run_cli, xp, tp, *named), expected(x, t), rel_tol=1e-12)
+    r = run_cli("compute", xp, tp, "-r", "sum")
+    assert r.exit_code == 2
+    assert "1 class (column '0' of" in r.stderr and "--input-columns" in r.stderr
 
 
 def test_tsv_and_custom_delimiter(run_cli, tmp_path) -> None:

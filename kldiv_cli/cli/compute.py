@@ -189,6 +189,7 @@ def compute(
             missing,
             key_option="--input-key",
             format_option="--input-format",
+            columns_option="--input-columns",
         ),
         target_options=read_options(
             target_format,
@@ -198,6 +199,7 @@ def compute(
             missing,
             key_option="--target-key",
             format_option="--target-format",
+            columns_option="--target-columns",
         ),
         reduction=reduction,
         log_target=log_target,

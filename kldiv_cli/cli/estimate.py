@@ -208,6 +208,7 @@ def estimate(
             missing,
             key_option="--logp-key",
             format_option="--logp-format",
+            columns_option="--logp-columns",
         ),
         ref_options=read_options(
             ref_format,
@@ -217,6 +218,7 @@ def estimate(
             missing,
             key_option="--ref-key",
             format_option="--ref-format",
+            columns_option="--ref-columns",
         ),
         mask=mask,
         mask_options=read_options(
@@ -226,6 +228,7 @@ def estimate(
             delimiter,
             missing,
             key_option="--mask-key",
+            columns_option="--mask-columns",
             format_option=None,
             booleans=True,
         ),

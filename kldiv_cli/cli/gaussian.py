@@ -155,6 +155,7 @@ def gaussian(
             delimiter,
             missing,
             key_option="--mu-key",
+            columns_option="--mu-columns",
             format_option="--input-format",
         ),
         logvar_options=read_options(
@@ -164,6 +165,7 @@ def gaussian(
             delimiter,
             missing,
             key_option="--logvar-key",
+            columns_option="--logvar-columns",
             format_option="--input-format",
         ),
         prior_mu=prior_mu,

@@ -151,10 +151,11 @@ def read_options(
     *,
     key_option: str | None,
     format_option: str | None,
+    columns_option: str | None = None,
     booleans: bool = False,
 ) -> "ReadOptions":
     """One input's :class:`~kldiv_cli.io.base.ReadOptions`, with the command's own names of
-    its key and format options (the ones hints name; None: the command has none)."""
+    its key, format and columns options (the ones hints name; None: the command has none)."""
     from ..io.base import ReadOptions
 
     return ReadOptions(
@@ -166,6 +167,7 @@ def read_options(
         booleans=booleans,
         key_option=key_option,
         format_option=format_option,
+        columns_option=columns_option,
     )
 
 

@@ -68,6 +68,21 @@ class ReadOptions:
     #: The command's own options for a key and a format, named in hints (None: none).
     key_option: str | None = None
     format_option: str | None = None
+    #: The command's option choosing this input's columns, named in notes and errors
+    #: about the column selection (None: ``--columns``).
+    columns_option: str | None = None
+
+
+@dataclass(frozen=True)
+class ColumnRole:
+    """One column of a table and what the column selection made of it (:mod:`.roles`)."""
+
+    name: str
+    #: ``class`` (one class of the distribution), ``distribution`` (a list column: a
+    #: whole distribution per row), ``key`` (a row key, left out), ``metadata`` (beside a
+    #: list column, left out) or ``unused`` (not numeric, or not chosen).
+    role: str
+    reason: str = ""
 
 
 class Source:
@@ -112,6 +127,10 @@ class Source:
         self.shape = shape
         self.dtype = dtype
         self.columns = columns
+        #: What the column selection left out, and why (one sentence each, for stderr).
+        self.notes: list[str] = []
+        #: Every column of a table with its role (see :mod:`.roles`); None for arrays.
+        self.roles: list[ColumnRole] | None = None
 
     def read(self) -> np.ndarray:
         """The whole array (rows x columns for tables)."""

@@ -12,16 +12,16 @@ from typing import Any, BinaryIO, NamedTuple
 import numpy as np
 
 from ..errors import InputError, UsageError
-from .base import ReadOptions, Source
+from .base import ColumnRole, ReadOptions, Source
 from .columns import (
     check_unique,
     checked_columns,
     is_number,
     numbers_in,
-    select_columns,
     table_to_array,
     usable_types,
 )
+from .roles import Selection, choose_columns, float_keys, key_notes
 
 #: CSV files larger than this are streamed. pyarrow's streaming CSV reader parses on
 #: one thread, its whole-file reader on all of them, so streaming is kept for files
@@ -310,6 +310,24 @@ def _no_numeric_columns(label: str, names: list[str]) -> InputError:
     return InputError(label, "has no numeric columns")
 
 
+def _choose(
+    label: str, table_or_batch: Any, schema: Any, names: list[str], options: ReadOptions
+) -> Selection:
+    """The columns of a CSV that are the distribution (:func:`.roles.choose_columns`,
+    on the whole table or the streamed reader's first block)."""
+    selection = choose_columns(
+        label,
+        names,
+        schema.types,
+        _usable(table_or_batch, schema),
+        options,
+        lambda wanted: {n: table_or_batch.column(names.index(n)) for n in wanted},
+    )
+    if not selection.chosen:
+        raise _no_numeric_columns(label, names)
+    return selection
+
+
 class CsvSource(Source):
     """A CSV/TSV file read whole: as one array, or as Arrow columns."""
 
@@ -320,11 +338,12 @@ class CsvSource(Source):
     ) -> None:
         table, header = read_csv_table(label, path, data, fmt, options)
         names = table.column_names
-        chosen = select_columns(label, names, options.columns, _usable(table, table.schema))
-        if not chosen:
-            raise _no_numeric_columns(label, names)
+        selection = _choose(label, table, table.schema, names, options)
+        chosen = selection.chosen
         picked = [names[i] for i in chosen]
         super().__init__(label, fmt, (table.num_rows, len(chosen)), np.dtype(np.float64), picked)
+        self.notes = selection.notes
+        self.roles = selection.roles
         self._table = table.select(chosen)
         self._options = options
         self._first_line = 2 if header else 1
@@ -354,10 +373,25 @@ class CsvSource(Source):
 
 
 class WideCsvSource(Source):
-    """A wide CSV of plain numbers, parsed by NumPy (see :func:`read_wide`)."""
+    """A wide CSV of plain numbers, parsed by NumPy (see :func:`read_wide`), its row
+    keys left out (:func:`.roles.float_keys`)."""
 
-    def __init__(self, label: str, fmt: str, names: list[str], array: np.ndarray) -> None:
-        super().__init__(label, fmt, tuple(array.shape), array.dtype, names)
+    def __init__(
+        self, label: str, fmt: str, names: list[str], array: np.ndarray, flag: str
+    ) -> None:
+        keys = float_keys(names, array)
+        if keys and len(keys) < len(names):
+            keep = [j for j in range(len(names)) if j not in keys]
+            array = np.asfortranarray(array[:, keep])
+        else:
+            keys = {}
+        picked = [n for j, n in enumerate(names) if j not in keys]
+        super().__init__(label, fmt, tuple(array.shape), array.dtype, picked)
+        self.notes = key_notes(label, {names[j]: r for j, r in keys.items()}, flag)
+        self.roles = [
+            ColumnRole(n, "key", keys[j]) if j in keys else ColumnRole(n, "class")
+            for j, n in enumerate(names)
+        ]
         self._array = array
 
     def read(self) -> np.ndarray:
@@ -374,7 +408,12 @@ def _first_row(label: str, path: str | None, data: bytes | None, delimiter: str)
 
 
 def read_wide(
-    label: str, path: str | None, data: bytes | None, fmt: str, layout: Layout
+    label: str,
+    path: str | None,
+    data: bytes | None,
+    fmt: str,
+    layout: Layout,
+    flag: str = "--columns",
 ) -> WideCsvSource | None:
     """A CSV whose every cell is a plain number, parsed by ``numpy.loadtxt``; None as soon
     as anything is not (a text column, an empty cell, a ragged line): pyarrow then
@@ -410,7 +449,7 @@ def read_wide(
     if array.shape[0] == 0 or len(names) != array.shape[1]:
         return None
     _check_header(label, names)
-    return WideCsvSource(label, fmt, names, np.asfortranarray(array))
+    return WideCsvSource(label, fmt, names, np.asfortranarray(array), flag)
 
 
 class CsvStreamSource(Source):
@@ -444,11 +483,12 @@ class CsvStreamSource(Source):
         raw_names = schema.names
         names = raw_names if header else [str(i) for i in range(len(raw_names))]
         _check_header(label, names)
-        chosen = select_columns(label, names, options.columns, _usable(first_block, schema))
-        if not chosen:
-            raise _no_numeric_columns(label, names)
+        selection = _choose(label, first_block, schema, names, options)
+        chosen = selection.chosen
         picked = [names[i] for i in chosen]
         super().__init__(label, fmt, (-1, len(chosen)), np.dtype(np.float64), picked)
+        self.notes = selection.notes
+        self.roles = selection.roles
         self._path = path
         self._options = options
         self._first_line = 2 if header else 1
@@ -505,7 +545,7 @@ def open_csv(
         return CsvStreamSource(label, path, fmt, options)
     layout = csv_layout(label, path, data, fmt, options)
     if layout.width >= WIDE and options.columns is None:
-        wide = read_wide(label, path, data, fmt, layout)
+        wide = read_wide(label, path, data, fmt, layout, options.columns_option or "--columns")
         if wide is not None:
             return wide
     return CsvSource(label, fmt, path, data, options)

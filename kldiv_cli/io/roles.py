@@ -25,9 +25,15 @@ streamed table passes its first block.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from ..errors import UsageError
+from .base import ColumnRole, ReadOptions, Source
+from .columns import array_values, is_list, select_columns
 
 #: Whole names of key columns (compared lower-case).
 KEY_NAMES: frozenset[str] = frozenset(
@@ -110,8 +116,6 @@ def _numpy_key_values(v: np.ndarray) -> np.ndarray | None:
 def _arrow_key_values(a: Any) -> np.ndarray | None:
     import pyarrow as pa
 
-    from .columns import array_values
-
     if isinstance(a, pa.ChunkedArray):
         a = a.combine_chunks() if a.num_chunks != 1 else a.chunk(0)
     if pa.types.is_dictionary(a.type):
@@ -190,17 +194,178 @@ def key_reason(name: str, values: Any, other: Any | None = None) -> str | None:
     v = key_values(values)
     if v is None or v.size == 0:
         return None
+    # The cheap tests first: a wide table of counts pays one pass per column, no sort.
+    order = _monotone(v)
+    if order is not None:
+        return "named like a key and unique" if is_key_name(name) else f"unique and {order}"
+    if not is_key_name(name) and other is None:
+        return None
     s = _unique_sorted(v)
     if s is None:
         return None
     if is_key_name(name):
         return "named like a key and unique"
-    order = _monotone(v)
-    if order is not None:
-        return f"unique and {order}"
-    if other is not None:
-        w = key_values(other)
-        t = None if w is None else _unique_sorted(w)
-        if t is not None and _disjoint(s, t):
-            return "unique and disjoint from the other side's values"
+    assert other is not None
+    w = key_values(other)
+    t = None if w is None else _unique_sorted(w)
+    if t is not None and _disjoint(s, t):
+        return "unique and disjoint from the other side's values"
     return None
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What :func:`choose_columns` made of a table."""
+
+    #: Indices of the columns that are the distribution, in file order.
+    chosen: list[int]
+    #: Every column with its role.
+    roles: list[ColumnRole]
+    #: One sentence per kind of column left out (keys, metadata), for stderr.
+    notes: list[str]
+    #: The one chosen column is a list column (one distribution per row).
+    list_column: bool
+
+
+def numeric_list(t: Any) -> bool:
+    """Whether an Arrow type is a list (any kind) of integers or floats."""
+    import pyarrow as pa
+
+    return is_list(t) and bool(
+        pa.types.is_integer(t.value_type) or pa.types.is_floating(t.value_type)
+    )
+
+
+def _keyable(t: Any) -> bool:
+    import pyarrow as pa
+
+    return bool(pa.types.is_integer(t) or pa.types.is_string(t) or pa.types.is_large_string(t))
+
+
+def _quoted(names: Sequence[str]) -> str:
+    return ", ".join(repr(n) for n in names)
+
+
+def choose_columns(
+    label: str,
+    names: Sequence[str],
+    types: Sequence[Any],
+    usable: Sequence[bool],
+    options: ReadOptions,
+    sample: Callable[[list[str]], Mapping[str, Any]],
+) -> Selection:
+    """The columns of a table that are the distribution, with every column's role.
+
+    With ``options.columns``, exactly those (:func:`.columns.select_columns`). Otherwise:
+    a table with one list column of numbers uses it (each row one distribution; the
+    other columns are metadata); two or more list columns are a usage error; else every
+    ``usable`` column but the row keys (:func:`key_reason` on the first values, given
+    by ``sample(names)`` for the integer and text columns among them). Keys are kept
+    when nothing else is left: a table of one integer column is its own data.
+    """
+    flag = options.columns_option or "--columns"
+    names = list(names)
+    if options.columns is not None:
+        chosen = select_columns(label, names, options.columns, list(usable))
+        one_list = len(chosen) == 1 and is_list(types[chosen[0]])
+        picked = "distribution" if one_list else "class"
+        roles = [
+            ColumnRole(n, picked, f"chosen by {flag}")
+            if i in chosen
+            else ColumnRole(n, "unused", f"not chosen by {flag}")
+            for i, n in enumerate(names)
+        ]
+        return Selection(chosen, roles, [], one_list)
+    lists = [i for i, t in enumerate(types) if numeric_list(t)]
+    if len(lists) > 1:
+        raise UsageError(
+            f"{label}: has {len(lists)} list columns ({_quoted([names[i] for i in lists])}), "
+            f"each a whole distribution per row; choose one with {flag}"
+        )
+    if lists:
+        j = lists[0]
+        meta = [n for i, n in enumerate(names) if i != j]
+        roles = [
+            ColumnRole(n, "distribution", "the table's one list column")
+            if i == j
+            else ColumnRole(n, "metadata", f"beside the list column {names[j]!r}")
+            for i, n in enumerate(names)
+        ]
+        notes = (
+            [
+                f"{label}: each row of the list column {names[j]!r} is one distribution; "
+                f"left out as metadata: {_quoted(meta)} (choose columns with {flag})"
+            ]
+            if meta
+            else []
+        )
+        return Selection([j], roles, notes, True)
+    candidates = [n for n, ok, t in zip(names, usable, types) if ok and _keyable(t)]
+    values = sample(candidates) if candidates else {}
+    keys = {n: r for n in candidates if (r := key_reason(n, values[n])) is not None}
+    chosen = [i for i, ok in enumerate(usable) if ok and names[i] not in keys]
+    if not chosen:
+        keys = {}
+        chosen = [i for i, ok in enumerate(usable) if ok]
+    roles = [
+        ColumnRole(n, "key", keys[n])
+        if n in keys
+        else ColumnRole(n, "class")
+        if i in chosen
+        else ColumnRole(n, "unused", f"not numbers ({t})")
+        for i, (n, t) in enumerate(zip(names, types))
+    ]
+    return Selection(chosen, roles, key_notes(label, keys, flag), False)
+
+
+def key_notes(label: str, keys: Mapping[str, str], flag: str) -> list[str]:
+    """The one note naming the key columns left out, with why, and the flag to choose."""
+    if not keys:
+        return []
+    listed = ", ".join(f"{n!r} ({r})" for n, r in keys.items())
+    what = "a row key" if len(keys) == 1 else "row keys"
+    column = "column" if len(keys) == 1 else "columns"
+    return [
+        f"{label}: left out {column} {listed}: {what}, not a class (choose columns with {flag})"
+    ]
+
+
+def float_keys(names: Sequence[str], array: np.ndarray) -> dict[int, str]:
+    """Row keys among the columns of a 2-D float ``array`` parsed from text (a wide CSV):
+    whole-number columns, named like a key or monotone, as :func:`key_reason` sees
+    them as integers. Vectorized: one pass over the first :data:`SAMPLE` rows."""
+    head = array[:SAMPLE]
+    if head.ndim != 2 or not head.size:
+        return {}
+    with np.errstate(all="ignore"):
+        # Whole numbers that int64 holds exactly.
+        whole = np.all((np.abs(head) < 2.0**53) & (head == np.round(head)), axis=0)
+        if len(head) > 1:
+            steps = np.diff(head, axis=0)
+            ordered = np.all(steps > 0, axis=0) | np.all(steps < 0, axis=0)
+        else:
+            ordered = np.zeros(head.shape[1], dtype=bool)
+    named = np.array([is_key_name(n) for n in names], dtype=bool)
+    keys: dict[int, str] = {}
+    for j in map(int, np.flatnonzero(whole & (named | ordered))):
+        reason = key_reason(names[j], head[:, j].astype(np.int64))
+        if reason is not None:
+            keys[j] = reason
+    return keys
+
+
+def one_class(src: Source, axis: int) -> str:
+    """The one class of ``src``'s axis, for a message: its column, or the shape."""
+    if src.columns is not None and axis in (-1, len(src.shape) - 1):
+        return f"column {src.columns[0]!r} of {src.label}"
+    return f"{src.label} has shape {tuple(src.shape)}"
+
+
+def choose_hint(
+    src: Source, options: ReadOptions, array_hint: str = "choose the class axis with --dim"
+) -> str:
+    """The option that chooses a wider class axis for ``src`` (for an array:
+    ``array_hint``)."""
+    if src.columns is not None:
+        return f"choose its columns with {options.columns_option or '--columns'}"
+    return array_hint

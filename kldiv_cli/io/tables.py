@@ -6,6 +6,7 @@ and converts to NumPy for every format implementing :class:`~.base.TableReader`
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -18,17 +19,17 @@ from .columns import (
     checked_columns,
     column_array,
     is_list,
-    select_columns,
     table_to_array,
     usable_types,
 )
+from .roles import SAMPLE, choose_columns
 
 
 class TableSource(Source):
     """A numeric :class:`Source` over a :class:`TableReader`.
 
-    Without ``--*-columns``, every numeric column in file order; when there is none,
-    a single list column (one distribution per row). The data can be read whole,
+    Without ``--*-columns``, the columns :func:`.roles.choose_columns` picks: the one
+    list column (one distribution per row), or every numeric column but the row keys. The data can be read whole,
     in blocks of rows, as whole Arrow columns (plain numeric tables) and, when the
     reader has row groups, group by group.
     """
@@ -42,12 +43,10 @@ class TableSource(Source):
         names = list(schema.names)
         check_unique(label, names)
         types = [schema.field(i).type for i in range(len(names))]
-        usable = usable_types(types)
-        if options.columns is None and not any(usable):
-            lists = [i for i, t in enumerate(types) if is_list(t)]
-            if len(lists) == 1:
-                usable = [i == lists[0] for i in range(len(names))]
-        chosen = select_columns(label, names, options.columns, usable)
+        selection = choose_columns(
+            label, names, types, usable_types(types), options, partial(first_block, reader)
+        )
+        chosen = selection.chosen
         if not chosen:
             raise InputError(label, "has no numeric columns")
         if reader.num_rows == 0:
@@ -56,9 +55,13 @@ class TableSource(Source):
             raise UsageError(f"{label}: a list column must be the only column selected")
         picked = [names[i] for i in chosen]
         width: int | None
-        if len(chosen) == 1 and is_list(types[chosen[0]]):
+        if selection.list_column:
             t = types[chosen[0]]
-            width = t.list_size if pa.types.is_fixed_size_list(t) else None
+            width = (
+                t.list_size
+                if pa.types.is_fixed_size_list(t)
+                else first_length(first_block(reader, picked).get(picked[0]))
+            )
             self._list = True
             dtype = arrow_dtype([t.value_type])
         else:
@@ -67,6 +70,8 @@ class TableSource(Source):
             dtype = arrow_dtype([types[i] for i in chosen])
         shape = (reader.num_rows, width if width is not None else -1)
         super().__init__(label, fmt, shape, dtype, picked)
+        self.notes = selection.notes
+        self.roles = selection.roles
         self._reader = reader
         self._options = options
         self._width = width
@@ -78,6 +83,8 @@ class TableSource(Source):
 
     def read(self) -> np.ndarray:
         table = self._reader.read_table(self._picked)
+        if self._list:
+            return self._list_rows(table, 0)
         return table_to_array(self.label, table, self._picked, self._options)
 
     @property
@@ -90,6 +97,14 @@ class TableSource(Source):
         converted one at a time into the block (bounded memory for wide row groups)."""
         first = 0
         for groups in self._reader.iter_tables(self._picked, rows):
+            if self._list:
+                # One column of lists: each piece is whole rows, checked for their width.
+                for table in groups:
+                    piece = self._list_rows(table, first)
+                    first += len(piece)
+                    if len(piece):
+                        yield piece
+                continue
             block: np.ndarray | None = None
             col = n = 0
             for table in groups:
@@ -121,6 +136,17 @@ class TableSource(Source):
             del block
             first += n
 
+    def _list_rows(self, table: Any, first: int) -> np.ndarray:
+        """Rows of the list column; every row as long as the first row of the file."""
+        piece = table_to_array(self.label, table, self._picked, self._options, first_row=first)
+        if self._width is not None and len(piece) and piece.shape[1] != self._width:
+            raise InputError(
+                self.label,
+                f"column {self._picked[0]!r}: row {first} has {piece.shape[1]} values, "
+                f"but row 0 has {self._width} (ragged lists)",
+            )
+        return piece
+
     def read_columns(self) -> list[Any] | None:
         if not self.columnar:
             return None
@@ -148,3 +174,21 @@ class TableSource(Source):
                 col += k
                 del table
             first += n
+
+
+def first_block(reader: TableReader, names: list[str]) -> dict[str, Any]:
+    """The first block of rows (about :data:`.roles.SAMPLE`; a Parquet file's first row
+    group) of the columns ``names``, as Arrow columns by name."""
+    columns: dict[str, Any] = {}
+    for groups in reader.iter_tables(names, SAMPLE):
+        for table in groups:
+            columns.update(zip(table.column_names, table.columns))
+        break
+    return columns
+
+
+def first_length(column: Any) -> int | None:
+    """The length of the first list of a list column (None: no rows, or a null first)."""
+    if column is None or not len(column) or not column[0].is_valid:
+        return None
+    return len(column[0])

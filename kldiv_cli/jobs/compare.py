@@ -23,6 +23,7 @@ from ..core.engine import default_threads
 from ..core.stats import PERCENTILES, correlation, mean_stderr, proportion, summary
 from ..errors import InputError, UsageError
 from ..io.kld import KldSource
+from ..io.roles import choose_hint, one_class
 from ..io.sources import ReadOptions, Source, open_source
 from ..io.writers import OUTPUT_EXTENSIONS, STREAMED_KINDS, guard
 from .blocks import prefetch, rebatch
@@ -130,7 +131,13 @@ class CompareRequest:
         shared_key = self.key if ext in (".safetensors", ".npz") else None
         columns = None if ext in (".npy", ".npz", ".safetensors", ".kld") else self.columns
         return ReadOptions(
-            None, own_key or shared_key, columns, self.delimiter, self.missing, key_option="--key"
+            None,
+            own_key or shared_key,
+            columns,
+            self.delimiter,
+            self.missing,
+            key_option="--key",
+            columns_option="--columns",
         )
 
     def validate(self) -> None:
@@ -209,8 +216,9 @@ def _extension(path: str) -> str:
     return os.path.splitext(path)[1].lower()
 
 
-def _layout(src: Source) -> tuple[int, int]:
-    """(rows, classes) of a source: every axis but the last counts rows (-1: unknown)."""
+def _layout(src: Source, options: ReadOptions) -> tuple[int, int]:
+    """(rows, classes) of a source: every axis but the last counts rows (-1: unknown).
+    One class is an error: any comparison of one-class distributions is 0."""
     shape = tuple(src.shape)
     if len(shape) == 0:
         raise InputError(src.label, "holds a single number; compare needs rows × classes")
@@ -219,6 +227,11 @@ def _layout(src: Source) -> tuple[int, int]:
         raise InputError(src.label, "rows have different lengths; compare needs rows × classes")
     if width == 0:
         raise InputError(src.label, "has no classes (the last axis is empty)")
+    if width == 1:
+        raise UsageError(
+            f"{src.label}: 1 class ({one_class(src, -1)}); a distribution needs >= 2 classes: "
+            f"{choose_hint(src, options, 'the last axis holds the classes')}"
+        )
     rows = -1 if -1 in shape[:-1] else math.prod(shape[:-1])
     return rows, width
 
@@ -306,8 +319,8 @@ def compare(
     request.validate()
     ref = open_source(request.reference, request.reference_options, stdin)
     cand = open_source(request.candidate, request.candidate_options, stdin)
-    ref_rows, width = _layout(ref)
-    cand_rows, cand_width = _layout(cand)
+    ref_rows, width = _layout(ref, request.reference_options)
+    cand_rows, cand_width = _layout(cand, request.candidate_options)
     where = f"{ref.label} and {cand.label}"
     if cand_width != width:
         raise InputError(where, f"have different vocabularies: {width} and {cand_width} classes")
@@ -345,7 +358,7 @@ def compare(
         statistics=statistics,
         per_row=per_row,
         checks=evaluate(request.gates, flatten(statistics), _GATE_HINT),
-        warnings=_warnings(per_row),
+        warnings=[*ref.notes, *cand.notes, *_warnings(per_row)],
     )
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from ..core import REDUCTIONS, broadcast_shape, pointwise, result_dtype
 from ..core.transforms import TRANSFORMS, apply_transform
 from ..errors import InputError, UsageError
+from ..io.roles import choose_hint, one_class
 from ..io.sources import ReadOptions, Source, column_array, open_source
 from .blocks import prefetch, rebatch
 from .diagnostics import Diagnostics
@@ -176,11 +177,45 @@ def _one_hot(labels: np.ndarray, width: int, label: str, first_row: int = 0) -> 
 
 
 def open_sources(request: ComputeRequest, stdin: bytes | None) -> tuple[Source, Source]:
+    """Validate ``request`` and open both sides; refuse a distribution of one class."""
     request.validate()
-    return (
-        open_source(request.input, request.input_options, stdin),
-        open_source(request.target, request.target_options, stdin),
+    sx = open_source(request.input, request.input_options, stdin)
+    st = open_source(request.target, request.target_options, stdin)
+    check_classes(request, sx, st)
+    return sx, st
+
+
+def check_classes(request: ComputeRequest, sx: Source, st: Source) -> None:
+    """No silent degenerate answer: a (log-)softmax over an axis of one class is always
+    1 (0), and a table whose column selection left one column makes a "distribution" of
+    one class, whatever the reduction. Both are usage errors naming the columns and the
+    option that chooses them; one column chosen by name may still be summed pointwise.
+    """
+    sides = (
+        ("input", sx, request.input_transform, request.input_options),
+        ("target", st, request.target_transform, request.target_options),
     )
+    for side, src, transform, options in sides:
+        if transform not in ("softmax", "log-softmax") or not src.shape:
+            continue
+        if -len(src.shape) <= request.dim < len(src.shape) and src.shape[request.dim] == 1:
+            raise UsageError(
+                f"{side}: {transform} over 1 class ({one_class(src, request.dim)}) is always "
+                f"{'1' if transform == 'softmax' else '0'}; a distribution needs >= 2 classes: "
+                f"{choose_hint(src, options)}"
+            )
+    if request.reduction == "none" and not request.per_row and request.top is None:
+        return
+    # Labels are one column by design: the classes are then the input's.
+    classes = sides[:1] if request.target_labels else sides
+    if max((src.shape[-1] for _, src, _, _ in classes if src.shape), default=0) != 1:
+        return
+    for side, src, _, options in classes:
+        if src.roles is not None and options.columns is None and src.shape[-1] == 1:
+            raise UsageError(
+                f"{side}: 1 class ({one_class(src, -1)}); a distribution needs >= 2 "
+                f"classes: {choose_hint(src, options)}"
+            )
 
 
 def convert(
@@ -327,7 +362,7 @@ def finish(
         ``--strict`` and a diagnostic.
     """
     result.plan = chosen
-    result.warnings += _shape_warnings(request, sx, st)
+    result.warnings = [*sx.notes, *st.notes, *result.warnings, *_shape_warnings(request, sx, st)]
     _check_strict(request, result)
     result.failed_check = _gate(request, result)
     return result

@@ -12,6 +12,8 @@ from ..io.sources import ReadOptions, Source, open_source
 __all__ = ["InspectRequest", "classify", "inspect", "inspect_source"]
 
 TOL = 1e-3
+#: The column roles (:class:`kldiv_cli.io.base.ColumnRole`) that are the distribution.
+USED = ("class", "distribution")
 
 
 def classify(a: np.ndarray) -> tuple[str, list[str]]:
@@ -76,6 +78,12 @@ def inspect_source(source: Source) -> dict[str, Any]:
     }
     if source.columns is not None:
         info["columns"] = source.columns
+    if source.roles is not None:
+        # Which columns compute and compare use, and why the others are left out.
+        info["column_roles"] = [
+            {"name": r.name, "role": r.role, "used": r.role in USED, "reason": r.reason}
+            for r in source.roles
+        ]
     with np.errstate(all="ignore"):
         info["elements"] = int(a.size)
         info["nan"] = int(np.count_nonzero(np.isnan(a)))

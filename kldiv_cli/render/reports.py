@@ -81,12 +81,29 @@ def compute_report(result: ComputeResult) -> Report:
     return Report(title=title, document=doc, table=table, plain=plain, array=array, notes=notes)
 
 
+#: How inspect words each column role.
+_ROLE_WORDS = {
+    "class": "used, a class",
+    "distribution": "used, one distribution per row",
+    "key": "left out, a row key",
+    "metadata": "left out, metadata",
+    "unused": "left out",
+}
+
+
 def inspect_report(info: dict[str, Any]) -> Report:
     rows = [(k, v) for k, v in info.items() if not isinstance(v, (dict, list))]
     rows += [
         (k, ", ".join(map(str, v)))
         for k, v in info.items()
-        if isinstance(v, list) and k != "suggestions"
+        if isinstance(v, list) and k not in ("suggestions", "column_roles")
+    ]
+    rows += [
+        (
+            f"column {c['name']}",
+            _ROLE_WORDS.get(c["role"], c["role"]) + (f" ({c['reason']})" if c["reason"] else ""),
+        )
+        for c in info.get("column_roles", [])
     ]
     table = {"property": [k for k, _ in rows], "value": [v for _, v in rows]}
     plain = [f"{k}: {format_number(v) if not isinstance(v, str) else v}" for k, v in rows]

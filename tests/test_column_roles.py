@@ -1,0 +1,171 @@
+"""The column rule on exporter-shaped tables (tests/corpus/make_tables.py): compute,
+compare and inspect use the distribution's columns (keys and metadata left out with a
+note naming them), give the number NumPy gives, or one clear error; never a silent 0."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from .corpus.make_tables import TABLES, Table, Written
+from .helpers import invoke
+
+SOFTMAX = ("--input-transform", "log-softmax", "--target-transform", "softmax")
+
+
+def log_softmax(a: np.ndarray) -> np.ndarray:
+    a = a.astype(np.float64) - a.max(axis=1, keepdims=True)
+    return a - np.log(np.exp(a).sum(axis=1, keepdims=True))
+
+
+def batchmean_kl(x: np.ndarray, t: np.ndarray) -> float:
+    """KL(softmax(t) || softmax(x)) averaged over rows, from the logits written."""
+    lt = log_softmax(t)
+    return float(np.sum(np.exp(lt) * (lt - log_softmax(x))) / len(x))
+
+
+def build(table: Table, tmp_path: Path) -> Written:
+    return table.build(tmp_path, np.random.default_rng(TABLES.index(table)))
+
+
+@pytest.mark.parametrize("table", TABLES, ids=lambda t: t.name)
+def test_compute_gives_the_right_number_or_one_error(table: Table, tmp_path: Path) -> None:
+    w = build(table, tmp_path)
+    args = ("-r", "sum") if table.plain else ("-r", "batchmean", *SOFTMAX)
+    r = invoke("compute", w.input, w.target, *args, "-f", "json")
+    if table.error is not None:
+        assert r.exit_code == 2, r.stderr
+        assert r.stdout == ""
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("kldiv: error: "), r.stderr
+        assert re.search(table.error, lines[0]), lines[0]
+        return
+    assert r.exit_code == 0, r.stderr
+    loss = json.loads(r.stdout)["loss"]
+    if table.plain:
+        want = float(np.sum(w.t * (np.log(w.t) - w.x)))
+    else:
+        want = batchmean_kl(w.x, w.t)
+    assert loss != 0.0
+    assert math.isclose(loss, want, rel_tol=1e-5), (loss, want)
+    notes = [line for line in r.stderr.splitlines() if "left out" in line]
+    if table.left_out:
+        # One note a side, naming every column left out and the flag that chooses.
+        assert len(notes) == 2, r.stderr
+        for name in table.left_out:
+            assert f"'{name}'" in notes[0] and f"'{name}'" in notes[1]
+        assert "--input-columns" in notes[0] and "--target-columns" in notes[1]
+    else:
+        assert notes == []
+
+
+def test_issue_example_and_its_override(tmp_path: Path) -> None:
+    """An ``id`` then c0..c9: the same number with and without ``--*-columns``; naming the
+    id column alone is the one-class error, not 0."""
+    table = next(t for t in TABLES if t.name == "id_then_classes")
+    w = build(table, tmp_path)
+    base = ("compute", w.input, w.target, "-r", "batchmean", *SOFTMAX)
+    auto = invoke(*base)
+    chosen = invoke(*base, "--input-columns", "c*", "--target-columns", "c*")
+    assert auto.exit_code == chosen.exit_code == 0
+    assert auto.stdout == chosen.stdout
+    assert "left out" not in chosen.stderr
+    only_id = invoke(*base, "--input-columns", "id", "--target-columns", "id")
+    assert only_id.exit_code == 2
+    assert "log-softmax over 1 class (column 'id'" in only_id.stderr
+
+
+def test_one_named_column_may_be_summed_pointwise(tmp_path: Path) -> None:
+    table = next(t for t in TABLES if t.name == "id_and_one_column")
+    w = build(table, tmp_path)
+    p = np.exp(log_softmax(w.t))[:, :1]  # any positive column
+    np.savetxt(tp := tmp_path / "p.csv", p, header="p", comments="", delimiter=",")
+    named = invoke(
+        "compute", w.input, tp, "-r", "sum", "--input-columns", "score", "--target-columns", "p"
+    )
+    assert named.exit_code == 0, named.stderr
+    want = float(np.sum(p[:, 0] * (np.log(p[:, 0]) - w.x[:, 0])))
+    assert math.isclose(float(named.stdout), want, rel_tol=1e-12)
+    auto = invoke("compute", w.input, tp, "-r", "sum")
+    assert auto.exit_code == 2
+    assert "input: 1 class (column 'score'" in auto.stderr and "--input-columns" in auto.stderr
+
+
+@pytest.mark.parametrize("name", ["list_beside_metadata", "id_then_classes"])
+def test_compare_uses_the_same_columns(name: str, tmp_path: Path) -> None:
+    table = next(t for t in TABLES if t.name == name)
+    w = build(table, tmp_path)
+    r = invoke("compare", w.input, w.target, "-f", "json")
+    assert r.exit_code == 0, r.stderr
+    kl = json.loads(r.stdout)["kl"]["mean"]
+    # compare's KL(reference || candidate) per row, from the logits written.
+    lx = log_softmax(w.x)
+    want = float(np.mean(np.sum(np.exp(lx) * (lx - log_softmax(w.t)), axis=1)))
+    assert math.isclose(kl, want, rel_tol=1e-5), (kl, want)
+    assert sum("left out" in line for line in r.stderr.splitlines()) == 2
+
+
+def test_compare_refuses_one_class(tmp_path: Path) -> None:
+    table = next(t for t in TABLES if t.name == "id_and_one_column")
+    w = build(table, tmp_path)
+    r = invoke("compare", w.input, w.target)
+    assert r.exit_code == 2 and r.stdout == ""
+    assert "1 class (column 'score'" in r.stderr and "--columns" in r.stderr
+    two = next(t for t in TABLES if t.name == "two_lists")
+    w2 = build(two, tmp_path)
+    r2 = invoke("compare", w2.input, w2.target)
+    assert r2.exit_code == 2 and "has 2 list columns" in r2.stderr and "--columns" in r2.stderr
+    r3 = invoke("compare", w2.input, w2.target, "--columns", "logits")
+    assert r3.exit_code == 0, r3.stderr
+
+
+@pytest.mark.parametrize("fmt", ["plain", "csv", "json", "table"])
+def test_inspect_shows_the_roles(fmt: str, tmp_path: Path) -> None:
+    table = next(t for t in TABLES if t.name == "list_beside_metadata")
+    w = build(table, tmp_path)
+    r = invoke("inspect", w.input, "-f", fmt)
+    assert r.exit_code == 0, r.stderr
+    if fmt == "json":
+        roles = {c["name"]: c for c in json.loads(r.stdout)["column_roles"]}
+        assert roles["logits"]["role"] == "distribution" and roles["logits"]["used"]
+        assert roles["id"]["role"] == "metadata" and not roles["id"]["used"]
+        return
+    assert re.search(r"column logits\W+used, one distribution per row", r.stdout)
+    assert re.search(r"column id\W+left out, metadata", r.stdout)
+
+
+def test_inspect_names_the_key_and_why(tmp_path: Path) -> None:
+    table = next(t for t in TABLES if t.name == "pandas_index")
+    w = build(table, tmp_path)
+    r = invoke("inspect", w.input)
+    assert "column Unnamed: 0: left out, a row key (named like a key and unique)" in r.stdout
+    assert "column c0: used, a class" in r.stdout
+
+
+def test_list_column_streams_in_row_groups(tmp_path: Path) -> None:
+    """A list column read block by block (several row groups) gives the whole read's
+    number; a group whose lists are longer than the first row's is an error."""
+    rng = np.random.default_rng(5)
+    x, t = rng.normal(size=(60, 6)), rng.normal(size=(60, 6))
+    for name, a in (("x", x), ("t", t)):
+        table = pa.table({"id": np.arange(60), "logits": list(a)})
+        pq.write_table(table, tmp_path / f"{name}.parquet", row_group_size=16)
+    args = ("compute", tmp_path / "x.parquet", tmp_path / "t.parquet", "-r", "batchmean")
+    whole = invoke(*args, *SOFTMAX, "-f", "json")
+    blocks = invoke(*args, *SOFTMAX, "-f", "json", "--chunk-rows", "7", "--per-row")
+    assert whole.exit_code == blocks.exit_code == 0, whole.stderr + blocks.stderr
+    assert math.isclose(json.loads(whole.stdout)["loss"], batchmean_kl(x, t), rel_tol=1e-12)
+    per_row = json.loads(blocks.stdout)["per_row"]
+    assert math.isclose(sum(per_row) / 60, batchmean_kl(x, t), rel_tol=1e-12)
+    rows = [list(r) for r in x[:40]] + [list(r) + [0.0] for r in x[40:]]
+    pq.write_table(pa.table({"logits": rows}), tmp_path / "r.parquet", row_group_size=16)
+    bad = invoke("compute", tmp_path / "r.parquet", tmp_path / "t.parquet", *SOFTMAX)
+    assert bad.exit_code == 2
+    assert "row 40 has 7 values, but row 0 has 6 (ragged lists)" in bad.stderr
