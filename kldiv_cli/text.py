@@ -17,7 +17,14 @@ import math
 import re
 from typing import Any
 
-__all__ = ["clean", "clean_lines", "format_number", "markup"]
+__all__ = ["clean", "clean_lines", "format_number", "markup", "shorten"]
+
+#: The longest run of text without a space that a message shows whole (a path, a URL,
+#: a name): longer ones keep their start and end around ``...``.
+WORD_LIMIT = 160
+#: The longest message line: a longer one keeps its start and end around ``...``.
+LINE_LIMIT = 1000
+_ELLIPSIS = "..."
 
 # What never reaches a terminal raw: C0 controls, DEL, C1 controls (U+009B is a
 # one-character CSI), the Unicode controls that reorder text (bidi embeddings,
@@ -88,6 +95,46 @@ def clean_lines(text: str) -> str:
     if text.isascii() and not text.encode("ascii").translate(None, _PRINTABLE_ASCII):
         return text
     return _UNSAFE_IN_LINES.sub(_escape, text) if _UNSAFE_IN_LINES.search(text) else text
+
+
+def _elide(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters by dropping its middle (the start names the
+    folder or the message, the end the file or the cause)."""
+    if len(text) <= limit:
+        return text
+    keep = limit - len(_ELLIPSIS)
+    head = keep * 3 // 5
+    return text[:head] + _ELLIPSIS + text[len(text) - (keep - head) :]
+
+
+def shorten(text: str, word: int = WORD_LIMIT, line: int = LINE_LIMIT) -> str:
+    """A message bounded in length, whatever names and paths it holds.
+
+    Parameters
+    ----------
+    text : str
+        One message line (already :func:`clean`, so escapes count as shown).
+    word : int
+        The most characters kept of one run without spaces (a path of 300 folders,
+        a 50,000-character column name): its middle is replaced by ``...``.
+    line : int
+        The most characters of the whole line (a list of 20,000 member names),
+        again by eliding the middle.
+
+    Returns
+    -------
+    str
+        ``text`` itself when it is within both limits; else at most ``line``
+        characters, every run without spaces at most ``word``.
+
+    Examples
+    --------
+    >>> shorten("a/" * 200 + "x.npy: no such file", word=20)
+    'a/a/a/a/a/.../x.npy: no such file'
+    """
+    if len(text) > word:
+        text = re.sub(r"\S{%d,}" % (word + 1), lambda m: _elide(m.group(), word), text)
+    return _elide(text, line)
 
 
 def markup(text: object) -> str:

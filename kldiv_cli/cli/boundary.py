@@ -8,7 +8,8 @@ three streams, whether they are terminals, the environment variables, and the ru
 :func:`error_boundary` wraps every command and :func:`exit_code_for` is the only place
 that turns an exception into a message and an :class:`~kldiv_cli.errors.ExitCode`:
 library errors are one line, ``OSError`` by errno, anything unexpected one line too
-(a traceback only with ``--debug``).
+(a traceback only with ``--debug``). Every line it prints, tracebacks included, passes
+:func:`shown`: credentials redacted, controls escaped, length bounded.
 """
 
 import contextvars
@@ -24,7 +25,8 @@ from typing import IO, Any, ParamSpec, TypeVar
 import typer
 
 from ..errors import ExitCode, KldivError
-from ..text import clean
+from ..redact import redact
+from ..text import clean, clean_lines, shorten
 
 
 @dataclass
@@ -72,20 +74,37 @@ class Environment:
     def warn(self, text: str) -> None:
         """A warning on stderr, unless ``--quiet``."""
         if not self.quiet:
-            self._line(f"kldiv: warning: {clean(text)}")
+            self._line(f"kldiv: warning: {shown(text)}")
 
     def note(self, text: str) -> None:
         """A note on stderr ("wrote out.npy"), unless ``--quiet``."""
         if not self.quiet:
-            self._line(f"kldiv: {clean(text)}")
+            self._line(f"kldiv: {shown(text)}")
 
     def error(self, text: str) -> None:
         """An error: always shown, always one line."""
-        self._line(f"kldiv: error: {clean(text)}")
+        self._line(f"kldiv: error: {shown(text)}")
 
     def check_failed(self, text: str) -> None:
         """Why the exit code is 1: not an error, and never silenced by ``--quiet``."""
-        self._line(f"kldiv: check failed: {clean(text)}")
+        self._line(f"kldiv: check failed: {shown(text)}")
+
+
+def shown(text: str) -> str:
+    """A message as it may reach the user: credentials redacted (a URL's user-info or
+    query values, an option's secret), then controls escaped, then names and paths and
+    the whole line cut to a bounded length (middle elided)."""
+    return shorten(clean(redact(text)))
+
+
+def _traceback(exc: BaseException, env: Environment) -> None:
+    """``--debug``'s traceback, redacted as every message is (an exception's arguments
+    and the source lines shown can hold a path with a credential)."""
+    import traceback
+
+    text = "".join(traceback.format_exception(exc))
+    env.stderr.write(clean_lines(redact(text)))
+    env.stderr.flush()
 
 
 def _isatty(stream: Any) -> bool:
@@ -167,8 +186,8 @@ def _os_error_text(exc: OSError) -> str:
 def exit_code_for(exc: BaseException, env: Environment) -> ExitCode:
     """Print what ``exc`` means for the user (one line) and return the exit code.
 
-    Raises ``exc`` again with ``--debug`` (a traceback), except for the outcomes that are
-    not errors: a closed pipe (exit 0, quietly) and Ctrl-C (exit 130).
+    With ``--debug`` the (redacted) traceback comes first, except for the outcomes that
+    are not errors: a closed pipe (exit 0, quietly) and Ctrl-C (exit 130).
     """
     if isinstance(exc, BrokenPipeError):
         silence_stdout()
@@ -177,7 +196,7 @@ def exit_code_for(exc: BaseException, env: Environment) -> ExitCode:
         env.error("interrupted")
         return ExitCode.INTERRUPTED
     if env.debug:
-        raise exc
+        _traceback(exc, env)
     if isinstance(exc, KldivError):
         env.error(str(exc))
         return exc.exit_code
@@ -189,10 +208,8 @@ def exit_code_for(exc: BaseException, env: Environment) -> ExitCode:
         return ExitCode.ERROR
     text = str(exc).strip()
     first = text.splitlines()[0] if text else ""
-    env.error(
-        f"unexpected {type(exc).__name__}{': ' + first if first else ''} "
-        "(run with --debug for a traceback)"
-    )
+    hint = "" if env.debug else " (run with --debug for a traceback)"
+    env.error(f"unexpected {type(exc).__name__}{': ' + first if first else ''}{hint}")
     return ExitCode.ERROR
 
 

@@ -21,6 +21,7 @@ from .options import (
     StorageOpt,
     StrictOpt,
     ThreadsOpt,
+    TimeoutOpt,
     WorkersOpt,
     configure_storage,
     emit,
@@ -151,6 +152,7 @@ def compute(
     scheduler: SchedulerOpt = None,
     scheduler_file: SchedulerFileOpt = None,
     workers: WorkersOpt = None,
+    timeout: TimeoutOpt = 10.0,
     storage_option: StorageOpt = None,
     quiet: QuietOpt = False,
     no_color: NoColorOpt = False,
@@ -217,7 +219,7 @@ def compute(
         threads=threads,
         chunk_rows=chunk_rows,
         engine=engine,
-        engine_options=EngineOptions(scheduler, scheduler_file, workers),
+        engine_options=EngineOptions(scheduler, scheduler_file, workers, timeout),
     )
     configure_storage(storage_option)
     request.validate()  # before stdin is read

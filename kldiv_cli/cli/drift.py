@@ -20,6 +20,7 @@ from .options import (
     SchedulerFileOpt,
     SchedulerOpt,
     StorageOpt,
+    TimeoutOpt,
     WorkersOpt,
     configure_storage,
     emit,
@@ -95,6 +96,7 @@ def _engine(
     scheduler: str | None,
     scheduler_file: str | None,
     workers: int | None,
+    timeout: float,
 ) -> "AbstractContextManager[Profiler | None]":
     """The reference's profiler for ``--engine``: None locally; with dask, tasks on the
     cluster for a Parquet reference (engines.drift), open while the job runs."""
@@ -108,7 +110,9 @@ def _engine(
         return nullcontext(None)
     from ..engines.drift import profiler
 
-    return profiler(reference, scheduler, scheduler_file, workers, note=Messages.note)
+    return profiler(
+        reference, scheduler, scheduler_file, workers, timeout=timeout, note=Messages.note
+    )
 
 
 @app.command()
@@ -199,6 +203,7 @@ def drift(
     scheduler: SchedulerOpt = None,
     scheduler_file: SchedulerFileOpt = None,
     workers: WorkersOpt = None,
+    timeout: TimeoutOpt = 10.0,
     storage_option: StorageOpt = None,
     quiet: QuietOpt = False,
     no_color: NoColorOpt = False,
@@ -238,7 +243,9 @@ def drift(
     import shlex
 
     from .._version import __version__
+    from ..io import fs
     from ..jobs.drift import DriftRequest, run_drift
+    from ..redact import redact_argv
     from ..render.drift import run_warnings
 
     configure_storage(storage_option)
@@ -260,10 +267,12 @@ def drift(
         output=None if output == "-" else output,
         junit=junit,
         html=html,
-        command=shlex.join(["kldiv", *current().argv]),
+        command=shlex.join(["kldiv", *redact_argv(current().argv, fs.option_names())]),
     )
     request.validate()  # before stdin is read
-    with _engine(engine, request.reference, scheduler, scheduler_file, workers) as profiler:
+    with _engine(
+        engine, request.reference, scheduler, scheduler_file, workers, timeout
+    ) as profiler:
         report = run_drift(request, read_stdin_if_needed(*tables), __version__, profiler)
     for warning in run_warnings(report):
         Messages.warn(warning)
@@ -354,6 +363,7 @@ def profile(
     scheduler: SchedulerOpt = None,
     scheduler_file: SchedulerFileOpt = None,
     workers: WorkersOpt = None,
+    timeout: TimeoutOpt = 10.0,
     storage_option: StorageOpt = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -384,7 +394,9 @@ def profile(
         output=None if output == "-" else output,
     )
     request.validate()  # before stdin is read
-    with _engine(engine, request.reference, scheduler, scheduler_file, workers) as profiler:
+    with _engine(
+        engine, request.reference, scheduler, scheduler_file, workers, timeout
+    ) as profiler:
         built = run_profile(request, read_stdin_if_needed(*reference), profiler)
     text = built.dumps().encode()
     if request.output:

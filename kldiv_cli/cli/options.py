@@ -51,18 +51,41 @@ EngineOpt = Annotated[
         '(pip install "kldiv[dask]"); the same bits either way.',
     ),
 ]
+
+
+def _not_empty(value: str | None) -> str | None:
+    """An option that names something cannot be given as an empty string."""
+    if value is not None and not value.strip():
+        raise typer.BadParameter("is empty")
+    return value
+
+
 SchedulerOpt = Annotated[
     str | None,
     typer.Option(
         "--scheduler",
         metavar="ADDRESS",
         envvar="DASK_SCHEDULER_ADDRESS",
+        callback=_not_empty,
         help="A running Dask scheduler (tcp://HOST:8786); default: a local cluster on 127.0.0.1.",
     ),
 ]
 SchedulerFileOpt = Annotated[
     str | None,
-    typer.Option("--scheduler-file", metavar="PATH", help="A Dask scheduler file to connect to."),
+    typer.Option(
+        "--scheduler-file",
+        metavar="PATH",
+        callback=_not_empty,
+        help="A Dask scheduler file to connect to.",
+    ),
+]
+TimeoutOpt = Annotated[
+    float,
+    typer.Option(
+        "--timeout",
+        metavar="SECONDS",
+        help="Seconds to wait for the Dask scheduler to answer and for a worker to join.",
+    ),
 ]
 WorkersOpt = Annotated[
     int | None,

@@ -16,13 +16,14 @@ times); after that the job fails with one line. Workers must run this kldiv vers
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import KldivError, UsageError
+from ..errors import InputError, KldivError, UsageError
 from . import tasks as T
 
 if TYPE_CHECKING:
@@ -30,8 +31,10 @@ if TYPE_CHECKING:
     from ..jobs.compute import ComputeRequest, ComputeResult, Plan
 
 INSTALL_HINT = 'pip install "kldiv[dask]"'
-#: Seconds to wait for a scheduler before saying it cannot be reached.
-CONNECT_TIMEOUT = 10
+#: Seconds to wait for a scheduler before saying it cannot be reached (``--timeout``).
+CONNECT_TIMEOUT = 10.0
+#: The longest ``--timeout``: an hour.
+MAX_TIMEOUT = 3600.0
 #: Elements per grid task: 64 MiB per side in float32, a few times that in a worker's
 #: memory while it converts and sums; 1e8 elements make 6 tasks.
 TASK_ELEMENTS = 1 << 24
@@ -55,10 +58,20 @@ class Cluster:
     workers: int | None = None
     #: ``--storage-option`` settings the workers use for object-store paths.
     storage: Mapping[str, str] = field(default_factory=dict)
+    #: ``--timeout``: seconds to wait for the scheduler to answer, and for a worker.
+    timeout: float = CONNECT_TIMEOUT
 
     def validate(self) -> None:
         if self.workers is not None and self.workers < 1:
             raise UsageError(f"--workers must be at least 1, got {self.workers}")
+        if self.scheduler is not None and not self.scheduler.strip():
+            raise UsageError(
+                "--scheduler is empty; give tcp://HOST:PORT, or leave it out for a local cluster"
+            )
+        if self.scheduler_file is not None and not self.scheduler_file.strip():
+            raise UsageError("--scheduler-file is empty; give the path of a scheduler file")
+        if not (math.isfinite(self.timeout) and 0 < self.timeout <= MAX_TIMEOUT):
+            raise UsageError(f"--timeout must be a number of seconds > 0 and <= {MAX_TIMEOUT:g}")
         if self.scheduler and self.scheduler_file:
             raise UsageError("give --scheduler or --scheduler-file, not both")
         if self.workers is not None and (self.address or self.scheduler_file):
@@ -85,37 +98,126 @@ def _worker_version() -> str:
     return __version__
 
 
+def scheduler_address(path: str) -> str:
+    """The address in a Dask scheduler file (JSON with an ``address``), read here rather
+    than by ``distributed``, which waits for a missing file and asserts on a bad one.
+
+    Raises
+    ------
+    UsageError
+        The file does not exist.
+    InputError
+        It is not JSON, or holds no address.
+    """
+    import json
+
+    from ..io.paths import read_limited
+
+    label = f"--scheduler-file {path}"
+    if not os.path.exists(path):
+        raise UsageError(f"{label}: no such file")
+    try:
+        doc = json.loads(read_limited(path, 1 << 20))
+    except (ValueError, UnicodeDecodeError):
+        raise InputError(label, "is not a Dask scheduler file (not JSON)") from None
+    address = doc.get("address") if isinstance(doc, dict) else None
+    if not isinstance(address, str) or not address.strip():
+        raise InputError(label, "is not a Dask scheduler file (it names no 'address')")
+    return address
+
+
+def _probe(address: str, timeout: float) -> None:
+    """Connect to ``address`` and complete distributed's handshake within ``timeout``
+    seconds, or raise ``TimeoutError``/``OSError``. ``distributed.Client`` waits for
+    the handshake without a limit: a server that accepts the connection and never
+    answers would hang it for ever."""
+    import asyncio
+
+    from distributed.comm import connect as comm_connect
+    from distributed.security import Security
+
+    args = Security().get_connection_args("client")  # type: ignore[no-untyped-call, unused-ignore]
+
+    async def once() -> None:
+        # A refused connection is retried by distributed until ``timeout`` (then an
+        # OSError); the handshake is given a little more (then a TimeoutError).
+        grace = min(timeout, 1.0)
+        comm = await asyncio.wait_for(comm_connect(address, timeout, **args), timeout + grace)
+        await comm.close()
+
+    asyncio.run(once())
+
+
+@contextmanager
+def _scratch() -> Iterator[str]:
+    """A temporary folder for Dask's scratch space (worker spill files, lock files),
+    removed at the end whatever happens: Dask's default leaves ``dask-scratch-space``
+    in the temporary folder."""
+    import shutil
+    import tempfile
+
+    import dask
+
+    folder = tempfile.mkdtemp(prefix="kldiv-dask-")
+    try:
+        with dask.config.set({"temporary-directory": folder}):
+            yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def _quiet_logs() -> Iterator[None]:
+    """distributed's and fsspec's loggers silenced while the client runs: a failure is
+    one line of ours, never their log records on stderr."""
+    loggers = [logging.getLogger(name) for name in ("distributed", "fsspec", "tornado")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
 @contextmanager
 def connect(cluster: Cluster, note: Callable[[str], None] | None = None) -> Iterator[Any]:
     """A ``distributed.Client`` for ``cluster``, closed (with its local cluster) at the end.
+    Dask's scratch files go to a temporary folder removed at the end.
 
     Raises
     ------
     ClusterError
-        When the scheduler cannot be reached, or a worker runs another kldiv version.
+        When the scheduler cannot be reached or does not answer within
+        ``cluster.timeout`` seconds, or a worker runs another kldiv version.
     """
-    from ..text import clean
-
     cluster.validate()
     require_distributed()
+    with _scratch() as scratch, _quiet_logs():
+        with _client(cluster, scratch, note) as client:
+            yield client
+
+
+@contextmanager
+def _client(cluster: Cluster, scratch: str, note: Callable[[str], None] | None) -> Iterator[Any]:
     import distributed
 
     # distributed's Client, LocalCluster and Client.close() are unannotated: the calls
     # below carry type: ignore[no-untyped-call] for that reason alone (and unused-ignore,
     # since only a configuration that disallows untyped calls here reports them).
     local = None
-    address = cluster.address
+    timeout = cluster.timeout
+    address = scheduler_address(cluster.scheduler_file) if cluster.scheduler_file else None
+    address = address or cluster.address
+    if cluster.scheduler_file:
+        where = f"the scheduler of --scheduler-file {_shown(cluster.scheduler_file)}"
+    else:
+        where = _shown(address or "")
     try:
-        if cluster.scheduler_file:
-            if not os.path.exists(cluster.scheduler_file):
-                raise UsageError(f"--scheduler-file {clean(cluster.scheduler_file)}: no such file")
-            where = f"the scheduler of {clean(cluster.scheduler_file)}"
-            client = distributed.Client(  # type: ignore[no-untyped-call, unused-ignore]
-                scheduler_file=cluster.scheduler_file, timeout=CONNECT_TIMEOUT
-            )
-        elif address:
-            where = clean(address)
-            client = distributed.Client(address, timeout=CONNECT_TIMEOUT)  # type: ignore[no-untyped-call, unused-ignore]
+        if address:
+            _probe(address, timeout)
+            client = distributed.Client(address, timeout=timeout)  # type: ignore[no-untyped-call, unused-ignore]
         else:
             from ..core.engine import default_threads
 
@@ -129,6 +231,7 @@ def connect(cluster: Cluster, note: Callable[[str], None] | None = None) -> Iter
                 dashboard_address=None,
                 scheduler_kwargs=LOCAL_SCHEDULER,
                 silence_logs=logging.ERROR,
+                local_directory=scratch,
             )
             client = distributed.Client(local)  # type: ignore[no-untyped-call, unused-ignore]
             if note is not None:
@@ -136,26 +239,31 @@ def connect(cluster: Cluster, note: Callable[[str], None] | None = None) -> Iter
                     f"started a local Dask cluster: {n} worker process{'es' if n > 1 else ''} "
                     "on 127.0.0.1, no dashboard (give --scheduler ADDRESS to use a running one)"
                 )
-    except ValueError as exc:  # a malformed address: no port, an unknown scheme
+    except (ValueError, TypeError):  # a malformed address: no port, an unknown scheme
         raise UsageError(
-            f"--scheduler {clean(str(address))}: not a Dask scheduler address ({exc}); "
+            f"--scheduler {_shown(str(address))}: not a Dask scheduler address; "
             "give tcp://HOST:PORT"
         ) from None
-    except (OSError, TimeoutError) as exc:
+    except OSError as exc:
         if local is not None:
             local.close()
-        timed_out = isinstance(exc, TimeoutError) or "Timed out" in str(exc)
-        reason = "timed out" if timed_out else "connection refused"
-        raise ClusterError(f"cannot reach the Dask scheduler at {where} ({reason})") from None
+        # TimeoutError (an OSError): the server took the connection and never answered;
+        # any other OSError: nothing took it (distributed retries until the timeout).
+        mute = isinstance(exc, TimeoutError)
+        why = "it accepted the connection but did not answer" if mute else "no connection"
+        raise ClusterError(
+            f"could not connect to the Dask scheduler at {where} within {timeout:g} s "
+            f"({why}; is it running? --timeout SECONDS waits longer)"
+        ) from None
     except RuntimeError as exc:  # worker processes that could not start
         raise ClusterError(f"could not start a local Dask cluster ({exc})") from None
     try:
         try:
-            client.wait_for_workers(1, timeout=CONNECT_TIMEOUT)
+            client.wait_for_workers(1, timeout=timeout)
         except TimeoutError:
             raise ClusterError(
                 f"the Dask scheduler at {where} has no workers (none joined in "
-                f"{CONNECT_TIMEOUT} s); start some with `dask worker ADDRESS`"
+                f"{timeout:g} s); start some with `dask worker ADDRESS`"
             ) from None
         check_versions(client)
         yield client
@@ -163,6 +271,14 @@ def connect(cluster: Cluster, note: Callable[[str], None] | None = None) -> Iter
         client.close()  # type: ignore[no-untyped-call, unused-ignore]
         if local is not None:
             local.close()
+
+
+def _shown(text: str) -> str:
+    """An address or path as a message shows it: credentials redacted, controls escaped."""
+    from ..redact import redact
+    from ..text import clean
+
+    return clean(redact(text))
 
 
 def check_versions(client: Any) -> None:
@@ -339,6 +455,7 @@ def run_compute_dask(
     workers: int | None = None,
     *,
     storage: Mapping[str, str] | None = None,
+    timeout: float = CONNECT_TIMEOUT,
     note: Callable[[str], None] | None = None,
 ) -> ComputeResult:
     """The ``compute`` job with ``--engine dask``: the same result (and bits) as
@@ -352,7 +469,7 @@ def run_compute_dask(
     from ..io import fs
 
     storage = fs.current_options() if storage is None else dict(storage)
-    cluster = Cluster(scheduler, scheduler_file, workers, storage)
+    cluster = Cluster(scheduler, scheduler_file, workers, storage, timeout)
     cluster.validate()
     require_distributed()
     sx, st = C.open_sources(request, None)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -285,6 +285,7 @@ def profiler(
     scheduler_file: str | None = None,
     workers: int | None = None,
     *,
+    timeout: float | None = None,
     note: Callable[[str], None] | None = None,
 ) -> Iterator[Profiler | None]:
     """The profiler ``--engine dask`` gives ``run_drift``/``run_profile``: tasks on the
@@ -297,6 +298,8 @@ def profiler(
     from .dask import INSTALL_HINT, Cluster, connect, require_distributed, runner
 
     cluster = Cluster(scheduler, scheduler_file, workers, fs.current_options())
+    if timeout is not None:
+        cluster = replace(cluster, timeout=timeout)
     cluster.validate()
     require_distributed()
     try:

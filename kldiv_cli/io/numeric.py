@@ -7,6 +7,7 @@ import importlib
 from collections.abc import Callable
 
 from ..errors import InputError, UsageError
+from ..redact import redact
 from .base import ARRAY_FORMATS, KEYED_FORMATS, MISSING_POLICIES, ReadOptions, Source
 from .paths import dataset_files, resolve
 
@@ -54,7 +55,7 @@ def open_source(path: str, options: ReadOptions, stdin: bytes | None = None) -> 
         if files is not None:
             from .parquet import open_dataset
 
-            return open_dataset(path, files, options)
+            return open_dataset(redact(path), files, options)
     where = resolve(path, options.fmt, stdin, options.format_option)
     label, fmt = where.label, where.fmt
     if options.key is not None and fmt not in KEYED_FORMATS:

@@ -4,7 +4,8 @@ A regular file is read where it lies (the readers seek and memory-map). Everythi
 that cannot seek — stdin, a FIFO, a character device, a ``/dev/fd/N`` pipe such as
 the shell's ``<(gen_logits)`` — is buffered once into memory, bounded by the memory
 the machine has available, and then read like stdin. :class:`Resolved` carries the
-result: a label for messages, the format, and either a path or the bytes.
+result: a label for messages and reports (the path, credentials redacted), the format,
+and either a path or the bytes.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from typing import IO
 
 from ..errors import InputError, UsageError
+from ..redact import redact
 from . import fs
 from .base import EXTENSIONS, FORMATS, STDIN
 
@@ -328,12 +330,12 @@ def resolve(
         # An object in a store is fetched once, like a stream (ranged reads are the Dask
         # engine's: its tasks read only their rows).
         fmt = detect_format(path, override, format_option)
-        return Resolved(path, fmt, None, fs.read_bytes(path))
+        return Resolved(redact(path), fmt, None, fs.read_bytes(path))
     info = check_path(path)
     if stat.S_ISDIR(info.st_mode):
         raise InputError(path, "is a directory, not a file")
     if not is_stream(path, info):
-        return Resolved(path, detect_format(path, override, format_option), path, None)
+        return Resolved(redact(path), detect_format(path, override, format_option), path, None)
     named = (
         check_format(override) if override else EXTENSIONS.get(os.path.splitext(path)[1].lower())
     )
@@ -342,4 +344,4 @@ def resolve(
             data = read_bounded(fp, path, named)
     except OSError as exc:
         raise InputError(path, exc.strerror or str(exc)) from None
-    return Resolved(path, named or sniff(data), None, data)
+    return Resolved(redact(path), named or sniff(data), None, data)

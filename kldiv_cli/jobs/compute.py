@@ -49,6 +49,8 @@ class EngineOptions:
     scheduler_file: str | None = None
     #: Workers of the local cluster.
     workers: int | None = None
+    #: Seconds to wait for the scheduler (``--timeout``).
+    timeout: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -326,7 +328,12 @@ def compute(
 
         options = request.engine_options
         return run_compute_dask(
-            request, options.scheduler, options.scheduler_file, options.workers, note=note
+            request,
+            options.scheduler,
+            options.scheduler_file,
+            options.workers,
+            timeout=options.timeout,
+            note=note,
         )
     sx, st = open_sources(request, stdin)
     # The output file the pointwise loss may stream into, if any.

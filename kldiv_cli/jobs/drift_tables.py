@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from ..errors import InputError
 from ..io import fs
+from ..redact import redact
 from ..text import clean
 
 #: Parquet files (or datasets) whose uncompressed data is below this are read whole.
@@ -99,8 +100,8 @@ def expand(paths: Sequence[str]) -> tuple[str, list[str] | None]:
     if len(paths) == 1:
         if paths[0] == "-":
             return "<stdin>", None
-        return paths[0], dataset_files(paths[0])
-    label = f"{paths[0]} (and {len(paths) - 1} more)"
+        return redact(paths[0]), dataset_files(paths[0])
+    label = f"{redact(paths[0])} (and {len(paths) - 1} more)"
     files: list[str] = []
     for path in paths:
         found = dataset_files(path) if path != "-" else None
