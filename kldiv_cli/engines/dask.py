@@ -133,7 +133,7 @@ def _probe(address: str, timeout: float) -> None:
     answers would hang it for ever."""
     import asyncio
 
-    from distributed.comm import connect as comm_connect
+    from distributed.comm.core import connect as comm_connect
     from distributed.security import Security
 
     args = Security().get_connection_args("client")  # type: ignore[no-untyped-call, unused-ignore]
@@ -142,7 +142,8 @@ def _probe(address: str, timeout: float) -> None:
         # A refused connection is retried by distributed until ``timeout`` (then an
         # OSError); the handshake is given a little more (then a TimeoutError).
         grace = min(timeout, 1.0)
-        comm = await asyncio.wait_for(comm_connect(address, timeout, **args), timeout + grace)
+        opening = comm_connect(address, timeout, **args)  # type: ignore[no-untyped-call, unused-ignore]
+        comm = await asyncio.wait_for(opening, timeout + grace)
         await comm.close()
 
     asyncio.run(once())
