@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from kldiv_cli.io.sources import ReadOptions, open_source
+
 from .helpers import invoke
 from .test_safetensors_kld import write_safetensors
 
@@ -95,3 +97,113 @@ def test_rank3_compare_matches_2d(tmp_path: Path) -> None:
     assert {k: a[k] for k in ("rows", "kl", "js", "tv")} == {
         k: b[k] for k in ("rows", "kl", "js", "tv")
     }
+
+
+# ---------------------------------------------------------------- inspect, streamed
+
+
+def _whole_inspect(a: np.ndarray) -> dict:
+    """The numbers inspect gave when it read the whole array (its former code)."""
+    info: dict = {"shape": list(a.shape), "dtype": str(a.dtype)}
+    with np.errstate(all="ignore"):
+        info["elements"] = int(a.size)
+        info["nan"] = int(np.count_nonzero(np.isnan(a)))
+        info["posinf"] = int(np.count_nonzero(np.isposinf(a)))
+        info["neginf"] = int(np.count_nonzero(np.isneginf(a)))
+        finite = a[np.isfinite(a)]
+        info["min"] = float(finite.min()) if finite.size else None
+        info["max"] = float(finite.max()) if finite.size else None
+        info["negative"] = int(np.count_nonzero(a < 0))
+        info["zeros"] = int(np.count_nonzero(a == 0))
+        if a.ndim >= 1 and a.size:
+            rows = a.reshape(-1, a.shape[-1]) if a.ndim > 1 else a.reshape(1, -1)
+            sums = rows.sum(axis=-1, dtype=np.float64)
+            known = not np.isnan(sums).all()
+            info["rows"] = int(rows.shape[0])
+            info["row_sum_min"] = float(np.nanmin(sums)) if known else None
+            info["row_sum_mean"] = float(np.nanmean(sums)) if known else None
+            info["row_sum_max"] = float(np.nanmax(sums)) if known else None
+    return info
+
+
+def _inspect_fixtures(tmp_path: Path) -> list[tuple[Path, np.ndarray]]:
+    """Files of every shape inspect streams, with the array each holds."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(21)
+    logits = rng.normal(0, 4, (700, 33)).astype(np.float32)
+    logits[3, 4], logits[9, 1], logits[9, 2] = np.nan, np.inf, -np.inf
+    e = np.exp(np.nan_to_num(logits[:, :20], posinf=9, neginf=-9).astype(np.float64))
+    probs = e / e.sum(axis=1, keepdims=True)
+    out: list[tuple[Path, np.ndarray]] = []
+
+    def npy(name: str, a: np.ndarray) -> None:
+        np.save(tmp_path / name, a)
+        out.append((tmp_path / name, a))
+
+    npy("logits.npy", logits)
+    npy("probs.npy", probs)
+    npy("logprobs3.npy", np.log(probs).reshape(35, 20, 20).astype(np.float16))
+    npy("labels.npy", rng.integers(0, 9, 1500).astype(np.int64))
+    flat = rng.normal(0, 1e3, 5003)
+    npy("long64.npy", flat)
+    npy("long32.npy", flat.astype(np.float32))
+    row = np.log(np.full(3001, 1 / 3001))
+    npy("logprob_row.npy", row)
+    npy("scalar.npy", np.array(2.5))
+    np.savez_compressed(tmp_path / "z.npz", logits=logits)
+    out.append((tmp_path / "z.npz", logits))
+    write_safetensors(tmp_path / "t.safetensors", {"l": ("F32", [7, 100, 33], logits.tobytes())})
+    out.append((tmp_path / "t.safetensors", logits.reshape(7, 100, 33)))
+    table = pa.table({f"c{j}": probs[:, j] for j in range(20)})
+    pq.write_table(table, tmp_path / "p.parquet", row_group_size=128)
+    out.append((tmp_path / "p.parquet", probs))
+    lists = pa.FixedSizeListArray.from_arrays(pa.array(logits.reshape(-1)), 33)
+    pq.write_table(pa.table({"logits": lists}), tmp_path / "l.parquet", row_group_size=100)
+    out.append((tmp_path / "l.parquet", logits))
+    header = ",".join(f"c{j}" for j in range(20))
+    lines = "\n".join(",".join(repr(float(v)) for v in r) for r in probs)
+    (tmp_path / "p.csv").write_text(header + "\n" + lines + "\n")
+    out.append((tmp_path / "p.csv", probs))
+    return out
+
+
+def _json(v: object) -> object:
+    """A number as kldiv's JSON writes it (infinities and NaN as strings)."""
+    if isinstance(v, float) and not np.isfinite(v):
+        return "NaN" if np.isnan(v) else ("Infinity" if v > 0 else "-Infinity")
+    return v
+
+
+def test_inspect_streams_with_the_numbers_of_the_whole_array(tmp_path: Path, monkeypatch) -> None:
+    """Blocks far smaller than the files, and a pairwise tree of many leaves: every
+    number is still the whole array's, bit for bit, and so is the verdict."""
+    from kldiv_cli.core import running
+    from kldiv_cli.jobs import inspect as job
+
+    monkeypatch.setattr(job, "BLOCK_ELEMENTS", 1000)
+    monkeypatch.setattr(running, "LEAF", 256)
+    for path, a in _inspect_fixtures(tmp_path):
+        got = json.loads(invoke("inspect", path, "-f", "json").stdout)
+        a = open_source(str(path), ReadOptions()).read()  # the whole-read path
+        whole = _whole_inspect(a)
+        assert {k: got.get(k) for k in whole} == {k: _json(v) for k, v in whole.items()}, path
+        monkeypatch.setattr(job, "BLOCK_ELEMENTS", 1 << 30)
+        assert got["looks_like"] == job.classify(a)[0]
+        monkeypatch.setattr(job, "BLOCK_ELEMENTS", 1000)
+    assert json.loads(invoke("inspect", tmp_path / "logprob_row.npy", "-f", "json").stdout)[
+        "looks_like"
+    ].startswith("log-probabilities")
+
+
+def test_inspect_reports_progress_by_blocks(tmp_path: Path, monkeypatch) -> None:
+    from kldiv_cli.jobs import inspect as job
+
+    monkeypatch.setattr(job, "BLOCK_ELEMENTS", 1000)
+    np.save(tmp_path / "a.npy", np.zeros((50, 100), np.float32))
+    seen: list[tuple[int, int]] = []
+    job.inspect(
+        job.InspectRequest(str(tmp_path / "a.npy")), progress=lambda d, t: seen.append((d, t))
+    )
+    assert len(seen) == 5 and seen[-1] == (5000, 5000)

@@ -16,6 +16,7 @@ from .options import (
     StorageOpt,
     configure_storage,
     emit,
+    progress,
     read_options,
     read_stdin_if_needed,
 )
@@ -73,5 +74,6 @@ def inspect(
         format_option="--file-format",
     )
     configure_storage(storage_option)
-    result = run(InspectRequest(file, options), read_stdin_if_needed(file))
+    with progress(quiet) as on_progress:
+        result = run(InspectRequest(file, options), read_stdin_if_needed(file), on_progress)
     emit(inspect_report(result), format, None, no_color)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,43 +16,115 @@ __all__ = ["InspectRequest", "classify", "inspect", "inspect_source"]
 TOL = 1e-3
 #: The column roles (:class:`kldiv_cli.io.base.ColumnRole`) that are the distribution.
 USED = ("class", "distribution")
+#: Elements per block read: a few MB, with about ten block-sized temporaries.
+BLOCK_ELEMENTS = 1 << 19
+
+#: ``progress(done, total)``: elements read so far, and in all (-1 while unknown).
+Progress = Callable[[int, int], None]
+
+
+class _Scan:
+    """Everything :func:`inspect_source` and :func:`classify` report, gathered block of
+    rows by block: counts, the finite range, and per row (the last axis) the sum and
+    whether its log-sum-exp is 0. Only the row sums are kept (the per-row results);
+    the rest are running counts, so the numbers are those of the whole array."""
+
+    def __init__(self) -> None:
+        self.elements = self.nan = self.posinf = self.neginf = 0
+        self.negative = self.zeros = self.finite = 0
+        self.lo: float | None = None
+        self.hi: float | None = None
+        self.integral = True
+        self.sums: list[np.ndarray] = []
+        #: Every row sums to 1 / log-sum-exps to 0, within TOL (rows with a finite one).
+        self.sum_one = True
+        self.lse_zero = True
+
+    def values(self, a: np.ndarray, labels: bool = True) -> None:
+        """The element counts and the finite range of ``a`` (any shape); ``labels``:
+        whether the verdict may still look at integrality (one column or one row)."""
+        with np.errstate(all="ignore"):
+            self.elements += int(a.size)
+            fin = np.isfinite(a)
+            count = int(np.count_nonzero(fin))
+            finite = a
+            if count < a.size:
+                self.nan += int(np.count_nonzero(np.isnan(a)))
+                self.posinf += int(np.count_nonzero(np.isposinf(a)))
+                self.neginf += int(np.count_nonzero(np.isneginf(a)))
+                finite = a[fin]
+            del fin
+            self.negative += int(np.count_nonzero(a < 0))
+            self.zeros += int(np.count_nonzero(a == 0))
+            if count:
+                self.finite += count
+                lo, hi = float(finite.min()), float(finite.max())
+                self.lo = lo if self.lo is None else min(self.lo, lo)
+                self.hi = hi if self.hi is None else max(self.hi, hi)
+                if labels and self.integral and self.lo >= 0:
+                    self.integral = bool(np.all(finite == np.round(finite)))
+
+    def rows(self, rows: np.ndarray, labels: bool) -> None:
+        """Whole rows (2-D, the last axis across): their values, sums and log-sum-exps;
+        ``labels``: the data are one column or one row (they may be class indices).
+
+        The tests of the verdict that the values so far rule out are skipped: row sums
+        of 1 once a value lies outside [0, 1], log-sum-exps once one is above 0."""
+        self.values(rows, labels)
+        if not rows.size:
+            return
+        with np.errstate(all="ignore"):
+            sums = rows.sum(axis=-1, dtype=np.float64)
+            self.sums.append(sums)
+            if self.sum_one and _within(self.lo, self.hi, 0.0, 1.0):
+                self.sum_one = bool(np.all(np.abs(sums - 1) <= TOL))
+            if self.lse_zero and _within(self.lo, self.hi, -np.inf, 0.0):
+                top = rows.max(axis=-1)
+                lse = np.log(np.exp(rows - top[:, None]).sum(axis=-1)) + top
+                self.lse_zero = bool(np.all(np.abs(lse[np.isfinite(lse)]) <= TOL))
+
+    def verdict(self, ndim: int, width: int) -> tuple[str, list[str]]:
+        """What the numbers look like, with the flags that fit (as input / as target)."""
+        if self.elements == 0 or self.finite == 0:
+            return "empty" if self.elements == 0 else "no finite values", []
+        assert self.lo is not None and self.hi is not None
+        lo, hi = self.lo, self.hi
+        if self.integral and lo >= 0 and (ndim == 1 or width == 1) and hi > 1:
+            return "integer labels (class indices)", [
+                "as TARGET: --target-labels (one-hot rows as wide as INPUT)"
+            ]
+        if lo >= 0 and hi <= 1 and self.sum_one:
+            return "probabilities (rows sum to 1)", [
+                "as TARGET: no flag needed",
+                "as INPUT: --input-transform log",
+            ]
+        if hi <= 0 and self.lse_zero:
+            return "log-probabilities (rows log-sum-exp to 0)", [
+                "as INPUT: no flag needed",
+                "as TARGET: --log-target (or --target-transform exp)",
+            ]
+        if lo >= 0:
+            return "non-negative values whose rows do not sum to 1", [
+                "as TARGET: normalise the rows first, or --target-transform softmax if "
+                "these are scores",
+            ]
+        return "logits (unnormalised scores)", [
+            "as INPUT: --input-transform log-softmax",
+            "as TARGET: --target-transform softmax",
+        ]
+
+
+def _within(lo: float | None, hi: float | None, low: float, high: float) -> bool:
+    """Whether the finite values seen so far (none: ``lo`` None) lie in [low, high]."""
+    return lo is None or (hi is not None and low <= lo and hi <= high)
 
 
 def classify(a: np.ndarray) -> tuple[str, list[str]]:
     """Name what the numbers look like, with the flags that fit (as input / as target)."""
-    finite = a[np.isfinite(a)]
-    if a.size == 0 or finite.size == 0:
-        return "empty" if a.size == 0 else "no finite values", []
-    rows = a.reshape(-1, a.shape[-1]) if a.ndim > 1 else a.reshape(1, -1)
-    integral = bool(np.all(finite == np.round(finite))) and finite.min() >= 0
-    if integral and (a.ndim == 1 or a.shape[-1] == 1) and finite.max() > 1:
-        return "integer labels (class indices)", [
-            "as TARGET: --target-labels (one-hot rows as wide as INPUT)"
-        ]
-    with np.errstate(all="ignore"):
-        sums = rows.sum(axis=-1, dtype=np.float64)
-        lse = np.log(np.exp(rows - rows.max(axis=-1, keepdims=True)).sum(axis=-1)) + rows.max(
-            axis=-1
-        )
-    lo, hi = float(finite.min()), float(finite.max())
-    if lo >= 0 and hi <= 1 and np.all(np.abs(sums - 1) <= TOL):
-        return "probabilities (rows sum to 1)", [
-            "as TARGET: no flag needed",
-            "as INPUT: --input-transform log",
-        ]
-    if hi <= 0 and np.all(np.abs(lse[np.isfinite(lse)]) <= TOL):
-        return "log-probabilities (rows log-sum-exp to 0)", [
-            "as INPUT: no flag needed",
-            "as TARGET: --log-target (or --target-transform exp)",
-        ]
-    if lo >= 0:
-        return "non-negative values whose rows do not sum to 1", [
-            "as TARGET: normalise the rows first, or --target-transform softmax if these are scores",
-        ]
-    return "logits (unnormalised scores)", [
-        "as INPUT: --input-transform log-softmax",
-        "as TARGET: --target-transform softmax",
-    ]
+    scan = _Scan()
+    labels = a.ndim <= 1 or a.shape[-1] == 1
+    scan.rows(a.reshape(-1, a.shape[-1]) if a.ndim > 1 else a.reshape(1, -1), labels)
+    return scan.verdict(a.ndim, a.shape[-1] if a.ndim else 1)
 
 
 @dataclass(frozen=True)
@@ -61,20 +135,50 @@ class InspectRequest:
     options: ReadOptions = ReadOptions()
 
 
-def inspect(request: InspectRequest, stdin: bytes | None = None) -> dict[str, Any]:
+def inspect(
+    request: InspectRequest, stdin: bytes | None = None, progress: Progress | None = None
+) -> dict[str, Any]:
     """Open ``request.path`` and describe it (:func:`inspect_source`)."""
-    return inspect_source(open_source(request.path, request.options, stdin))
+    return inspect_source(open_source(request.path, request.options, stdin), progress)
 
 
-def inspect_source(source: Source) -> dict[str, Any]:
+def inspect_source(source: Source, progress: Progress | None = None) -> dict[str, Any]:
     """Shape, dtype, NaN/inf counts, range, row sums, and what the numbers look like
-    (:func:`classify`) with the flags that fit."""
-    a = source.read()
+    (:func:`classify`) with the flags that fit.
+
+    The file is read block of rows by block (``progress(done, total)`` after each):
+    memory is a block and one float per row (the row sums), and every number is the
+    one the whole array gives, bit for bit. A 1-D array is one row: its sum is cut
+    where NumPy's summation cuts it (:class:`~kldiv_cli.core.running.BlockSum`), and
+    its log-sum-exp, when the verdict needs it, takes a second pass.
+    """
+    shape = tuple(source.shape)
+    scan = _Scan()
+    total = math.prod(shape) if -1 not in shape else -1
+    done = 0
+    if -1 in shape[1:]:  # a list column of rows of varying width: read whole (an error)
+        whole = source.read()
+        shape = whole.shape
+        scan.rows(whole.reshape(-1, shape[-1]), shape[-1] == 1)
+    elif len(shape) <= 1:
+        _scan_one_row(source, scan, progress)
+    else:
+        rows = max(1, BLOCK_ELEMENTS // max(shape[-1], 1))
+        count = 0
+        for block in source.iter_rows(rows):
+            scan.rows(block, shape[-1] == 1)
+            count += len(block)
+            done += block.size
+            if progress is not None:
+                progress(done, total)
+            del block
+        if shape[0] == -1:  # a streamed CSV: its rows are known now
+            shape = (count, *shape[1:])
     info: dict[str, Any] = {
         "path": source.label,
         "format": source.fmt,
-        "shape": list(a.shape),
-        "dtype": str(a.dtype),
+        "shape": list(shape),
+        "dtype": str(source.dtype),
     }
     if source.columns is not None:
         info["columns"] = source.columns
@@ -84,24 +188,49 @@ def inspect_source(source: Source) -> dict[str, Any]:
             {"name": r.name, "role": r.role, "used": r.role in USED, "reason": r.reason}
             for r in source.roles
         ]
-    with np.errstate(all="ignore"):
-        info["elements"] = int(a.size)
-        info["nan"] = int(np.count_nonzero(np.isnan(a)))
-        info["posinf"] = int(np.count_nonzero(np.isposinf(a)))
-        info["neginf"] = int(np.count_nonzero(np.isneginf(a)))
-        finite = a[np.isfinite(a)]
-        info["min"] = float(finite.min()) if finite.size else None
-        info["max"] = float(finite.max()) if finite.size else None
-        info["negative"] = int(np.count_nonzero(a < 0))
-        info["zeros"] = int(np.count_nonzero(a == 0))
-        if a.ndim >= 1 and a.size:
-            rows = a.reshape(-1, a.shape[-1]) if a.ndim > 1 else a.reshape(1, -1)
-            sums = rows.sum(axis=-1, dtype=np.float64)
-            info["rows"] = int(rows.shape[0])
-            info["row_sum_min"] = float(np.nanmin(sums)) if not np.isnan(sums).all() else None
-            info["row_sum_mean"] = float(np.nanmean(sums)) if not np.isnan(sums).all() else None
-            info["row_sum_max"] = float(np.nanmax(sums)) if not np.isnan(sums).all() else None
-    kind, suggestions = classify(a)
+    info["elements"] = scan.elements
+    info["nan"], info["posinf"], info["neginf"] = scan.nan, scan.posinf, scan.neginf
+    info["min"], info["max"] = scan.lo, scan.hi
+    info["negative"], info["zeros"] = scan.negative, scan.zeros
+    if len(shape) >= 1 and scan.elements:
+        with np.errstate(all="ignore"):
+            sums = np.concatenate(scan.sums)
+            info["rows"] = int(sums.shape[0])
+            known = not np.isnan(sums).all()
+            info["row_sum_min"] = float(np.nanmin(sums)) if known else None
+            info["row_sum_mean"] = float(np.nanmean(sums)) if known else None
+            info["row_sum_max"] = float(np.nanmax(sums)) if known else None
+    kind, suggestions = scan.verdict(len(shape), shape[-1] if shape else 1)
     info["looks_like"] = kind
     info["suggestions"] = suggestions
     return info
+
+
+def _scan_one_row(source: Source, scan: _Scan, progress: Progress | None) -> None:
+    """A 0-d or 1-D array (one row), block by block: the values, the row's sum with
+    NumPy's bits, and, only when the verdict would look at it, its log-sum-exp."""
+    from ..core.running import BlockSum
+
+    n = math.prod(source.shape)
+    row_sum = BlockSum(n, source.dtype, np.dtype(np.float64))
+    done = 0
+    for block in source.iter_chunks(BLOCK_ELEMENTS):
+        scan.values(block)
+        row_sum.add(block)
+        done += block.size
+        if progress is not None:
+            progress(done, n)
+    if not scan.elements:
+        return
+    total = row_sum.total()
+    scan.sums.append(np.array([total]))
+    scan.sum_one = abs(total - 1) <= TOL
+    if scan.hi is not None and scan.hi <= 0:
+        # As the whole row: log(sum(exp(a - max))) + max, the sum in the data's dtype.
+        top = source.dtype.type(np.nan if scan.nan else np.inf if scan.posinf else scan.hi)
+        exps = BlockSum(n, source.dtype, source.dtype)
+        with np.errstate(all="ignore"):
+            for block in source.iter_chunks(BLOCK_ELEMENTS):
+                exps.add(np.exp(block.reshape(-1) - top))
+            lse = np.log(source.dtype.type(exps.total())) + top
+        scan.lse_zero = not np.isfinite(lse) or abs(float(lse)) <= TOL
