@@ -44,6 +44,11 @@ def reference_bins(ref: np.ndarray, cur: np.ndarray, bins=10) -> tuple[np.ndarra
     return counts(ref), counts(cur)
 
 
+#: Chi-square quantiles at 99.99 % by degrees of freedom (printed tables).
+CHI2_9999 = {1: 15.137, 2: 18.421, 3: 21.108, 4: 23.513, 5: 25.745, 6: 27.856, 7: 29.878,
+             8: 31.828, 9: 33.720, 10: 35.564, 11: 37.367, 12: 39.134, 13: 40.871}
+
+
 def drift_json(*args) -> tuple[int, dict, str]:
     out = invoke("drift", *args, "--format", "json")
     return out.exit_code, json.loads(out.stdout) if out.stdout else {}, out.stderr
@@ -200,16 +205,21 @@ def test_identifiers_and_datetimes_are_skipped_with_reasons(prod) -> None:
     ):
         assert cols[name]["role"] == role and cols[name]["state"] == "skipped", name
         assert cols[name]["skip_reason"] and cols[name]["value"] is None
-    assert "distinct" in cols["user_id"]["skip_reason"]
+    assert cols["user_id"]["skip_reason"] == "row key: named like a key and unique"
+    assert cols["account"]["skip_reason"] == "row key: unique and increasing"
     assert cols["user_id"]["n_reference"] == cols["user_id"]["n_current"] == 2000
     assert cols["avg_session_min"]["reasons"] == ["missing"]
-    plain = invoke("drift", r, c).stdout.splitlines()
-    assert "skipped - - user_id" in plain
+    # Plain output says why on an indented line after the column's, -q or not.
+    for quiet in ((), ("-q",)):
+        plain = invoke("drift", r, c, *quiet).stdout.splitlines()
+        at = plain.index("skipped - - user_id")
+        assert plain[at + 1] == "  row key: named like a key and unique"
+        assert plain[plain.index("skipped - - signup_ts") + 1].startswith("  date/time values")
     md = invoke("drift", r, c, "-f", "markdown").stdout
-    assert "| user_id | identifier | skipped |" in md and "identifier:" in md
+    assert "| user_id | identifier | skipped |" in md and "row key:" in md
 
 
-def test_identifier_thresholds_for_text_and_integers(tmp_path) -> None:
+def test_roles_of_keys_text_and_measurements(tmp_path) -> None:
     rng = np.random.default_rng(3)
     n = 1000
     table = {
@@ -217,12 +227,16 @@ def test_identifier_thresholds_for_text_and_integers(tmp_path) -> None:
         "session": [f"s{i % 600}" for i in range(n)],
         # Integers 90 % distinct: a measurement, binned as numbers.
         "income": np.concatenate([np.arange(900) * 37, np.arange(100) * 37]),
+        # Unique but neither named like a key nor monotone: still a measurement.
+        "weight_lbs": rng.permutation(n) * 3 + 1500,
+        "row": rng.permutation(n),
         "city": rng.choice([f"c{i}" for i in range(300)], n),
     }
     pq.write_table(pa.table(table), r := tmp_path / "r.parquet")
     cols = by_name(drift_json(r, r)[1])
-    assert cols["session"]["role"] == "identifier"
+    assert cols["session"]["role"] == "text" and cols["session"]["state"] == "ok"
     assert cols["income"]["role"] == "numeric" and cols["city"]["role"] == "categorical"
+    assert cols["weight_lbs"]["role"] == "numeric" and cols["row"]["role"] == "identifier"
 
 
 def test_datetime_numeric_sees_a_month_apart(prod) -> None:
@@ -239,9 +253,11 @@ def test_columns_on_one_side_are_named_once(tables, tmp_path) -> None:
     pq.write_table(pa.table({**cur, "extra": cur["x"]}), more := tmp_path / "more.parquet")
     pq.write_table(pa.table({"x": cur["x"]}), fewer := tmp_path / "fewer.parquet")
     code, doc, err = drift_json(r, more)
-    assert doc["only_in_current"] == ["extra"] and "only in the current data" in err
+    assert doc["only_in_current"] == ["extra"] and by_name(doc)["extra"]["reasons"] == [
+        "column_added"
+    ]
     code, doc, err = drift_json(r, fewer)
-    assert doc["only_in_reference"] == ["y", "c"] and err.count("only in the reference") == 1
+    assert doc["only_in_reference"] == ["y", "c"] and doc["n_schema_changes"] == 2
     assert drift_json(r, fewer, "--exclude", "y,c")[1]["only_in_reference"] == []
 
 
@@ -365,10 +381,19 @@ def test_noise_floor_warning_once_and_too_few_values(tmp_path) -> None:
     pq.write_table(pa.table({"a": rng.normal(size=50), "b": rng.normal(size=50)}), c)
     code, doc, err = drift_json(r, c)
     col = doc["columns"][0]
-    # 10 inner bins filled by the reference.
-    assert col["noise_floor"] == pytest.approx(9 / 2 * (1 / 60 + 1 / 50))
+    # 10 quantile bins of ~6 values are joined in neighbours of at least 12 (10 x 60/50).
+    inner = col["histogram"]["reference"][1:-1]
+    assert all(c >= 12 for c in inner) and col["bins"] == len(inner) + 2 < 12
+    assert sum(inner) == 60 and col["histogram"]["bins"][1].startswith("[")
+    filled = len(inner)
+    assert col["noise_floor"] == pytest.approx((filled - 1) / 2 * (1 / 60 + 1 / 50))
     assert col["weak"] is True
-    assert err.count("noise floor") == 1 and "2 column(s) (a, b)" in err
+    assert err.count("noise bound") == 1 and "2 column(s) (a, b)" in err
+    # The bound: the 99.99 % chi-square quantile (filled - 1 + 2 outer bins degrees of
+    # freedom, from a table) in KL units; the rows needed put it at the threshold 0.1.
+    chi2 = CHI2_9999[filled + 1]
+    assert col["noise_bound"] == pytest.approx(chi2 / 2 * (1 / 60 + 1 / 50), rel=0.03)
+    assert col["rows_needed"] == pytest.approx(chi2 / 0.1, rel=0.03)
 
 
 # ----------------------------------------------------------------- missing and new values
@@ -578,7 +603,7 @@ def test_bad_inputs_and_outputs(tables, tmp_path) -> None:
 def test_profile_outputs(tables, tmp_path) -> None:
     r, *_ = tables
     out = invoke("profile", r)
-    assert out.exit_code == 0 and json.loads(out.stdout)["kldiv_profile"] == 2
+    assert out.exit_code == 0 and json.loads(out.stdout)["kldiv_profile"] == 3
     out = invoke("profile", r, "-o", tmp_path / "p.npy")
     assert out.exit_code == 2 and "--output writes .json" in out.stderr
     (link := tmp_path / "link.json").symlink_to(r)
@@ -636,13 +661,13 @@ def test_parquet_datasets_load_no_pandas_and_duplicate_names_are_one_line(tmp_pa
 @pytest.mark.parametrize("quiet", [False, True])
 def test_a_column_that_cannot_be_compared_is_an_error_line_even_when_quiet(tmp_path, quiet) -> None:
     ref, cur = tmp_path / "r.csv", tmp_path / "c.csv"
-    ref.write_text("a,b\n" + "".join(f"{i},{i % 3}\n" for i in range(30)))
-    cur.write_text("a,b\n" + "".join(f"x{i},{i % 3}\n" for i in range(30)))
+    ref.write_text("weight\n" + "".join(f"{2000 + (i * 37) % 900}\n" for i in range(30)))
+    cur.write_text("weight\n" + "".join(f"{2100 + i * 53}\n" for i in range(6)))
     out = invoke("drift", ref, cur, "-f", "json", *(["-q"] if quiet else []))
     assert out.exit_code == 2
     errors = [line for line in out.stderr.splitlines() if line.startswith("kldiv: error:")]
     assert errors == [
-        "kldiv: error: 1 column could not be compared: a "
-        "(a: is numeric in the reference but text in the current data)"
+        "kldiv: error: 1 column could not be compared: weight "
+        "(weight: too few values to compare (30 reference, 6 current; at least 10 each))"
     ]
     assert json.loads(out.stdout)["n_errors"] == 1

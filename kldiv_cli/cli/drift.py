@@ -185,6 +185,15 @@ def drift(
             help="Dataset verdict: any (default), share:F (a share of columns), count:N.",
         ),
     ] = "any",
+    schema: Annotated[
+        str,
+        typer.Option(
+            "--schema",
+            metavar="[fail|warn]",
+            help="Schema changes (a column removed, added, of another type): fail the check "
+            "(default) or list them as warnings.",
+        ),
+    ] = "fail",
     format: FormatOpt = "auto",
     output: Annotated[
         str | None,
@@ -224,15 +233,21 @@ def drift(
 
       kldiv drift s3://bucket/reference/ today/ --engine dask --scheduler tcp://HOST:8786
 
-    Identifiers (nearly all values distinct) and date/time columns are listed as skipped;
-    numbers get 10 quantile bins of the reference plus a bin below and one above its
-    range; text, booleans and numbers with at most 20 values (each seen twice on average) are categories (the 50 most
-    frequent, the rest pooled as "other", plus a bin for new values). A column drifts
-    when its metric is above the threshold, or its missing share moves by more than
-    --max-missing-change, or (when set) too many values are new categories.
+    Row keys (unique integers or text, named like a key or monotone) and date/time
+    columns are listed as skipped; free text (most values distinct) is compared by its
+    lengths; numbers get 10 quantile bins of the reference plus a bin below and one above
+    its range; text, booleans and numbers with at most 20 values (each seen twice on
+    average) are categories (the 50 most frequent, the rest pooled as "other", plus a bin
+    for new values). A column drifts when its metric is above the threshold and above
+    what noise gives at its sample sizes (else it is "weak": too few values to tell), or
+    its missing share moves by more than --max-missing-change, or (when set) too many
+    values are new categories. A column removed, added or of another type fails the
+    check too (--schema warn lists it without failing).
 
     Plain output (the default when piped): one line per column, "state value reasons
-    name" separated by spaces ("-" for none; the name last, as it may hold spaces).
+    name" separated by spaces ("-" for none; the name last, as it may hold spaces),
+    followed by an indented line saying why when there is something to say (skipped,
+    weak, drift, schema change, error).
 
     --engine dask profiles a Parquet reference's numeric columns (exact quantile bins,
     exact counts) by tasks on a Dask cluster, with the local bits; text, booleans, dates,
@@ -263,6 +278,7 @@ def drift(
         fail_on=fail_on,
         max_missing_change=max_missing_change,
         max_new_category_share=max_new_category_share,
+        schema=schema,
         delimiter=delimiter,
         output=None if output == "-" else output,
         junit=junit,

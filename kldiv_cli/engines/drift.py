@@ -41,10 +41,9 @@ from ..jobs.drift import (
     Profiler,
     _Column,
     _few,
-    _is_identifier,
     _is_profile,
-    identifier_reason,
     profile_categorical,
+    row_key_reason,
 )
 from ..jobs.drift_profile import ColumnProfile, Role
 from . import quantiles as Q
@@ -188,8 +187,14 @@ class TaskProfiler:
         return _kind(types.pop()) if len(types) == 1 else None
 
     def __call__(self, name: str, rules: ColumnRules) -> ColumnProfile | None:
-        role = rules.override(name)
+        from dataclasses import replace
+
         kind = self._column_kind(name)
+        found = self._profile(name, rules, kind)
+        return None if found is None else replace(found, kind=kind or "")
+
+    def _profile(self, name: str, rules: ColumnRules, kind: str | None) -> ColumnProfile | None:
+        role = rules.override(name)
         if kind is None or role in (Role.SKIPPED, Role.CATEGORICAL):
             return None
         parts: list[ColumnPart] = []
@@ -223,9 +228,10 @@ class TaskProfiler:
         sample = np.concatenate([c.sample for c in found])
         distinct = int(np.unique(sample).size)
         looked = sampled.size - sum(c.sample_nulls for c in found)
-        if _is_identifier(kind, distinct, looked):
-            reason = identifier_reason(distinct, looked, looked == rows - nulls)
-            return ColumnProfile(name, Role.IDENTIFIER, rows, nulls, reason=reason)
+        # The key rule wants no missing value: the sampled rows held one when some were null.
+        key = None if looked < sampled.size else row_key_reason(name, sample)
+        if key is not None:
+            return ColumnProfile(name, Role.IDENTIFIER, rows, nulls, reason=key)
         if not _few(distinct, looked) or merged is None or not _few(merged[0].size, present):
             return self._numeric(parts, found, col, missing, rules)
         return profile_categorical(col, merged[0].tolist(), merged[1], nulls, rules)

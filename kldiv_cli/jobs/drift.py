@@ -70,21 +70,35 @@ from .drift_tables import Table, expand, open_table
 _F64 = np.dtype(np.float64)
 
 NUMERIC_CATEGORIES = 20
-#: Distinct share of values above which a column is an identifier: integers must be
-#: nearly all distinct (a measurement stored as integers can be mostly distinct); text
-#: with more distinct values than repeats is ids, keys or free text, not categories.
-ID_DISTINCT_SHARE = {"integer": 0.95, "text": 0.5}
-ID_MIN_DISTINCT = 50
+#: Text is free text (role ``text``, compared by its lengths), not categories, when most
+#: of its values are distinct (a category would hold fewer than two rows on average, and
+#: a histogram of one-row bins is noise) and either there are more distinct values than
+#: ``--max-categories`` keeps by default, or the values are long (about four words):
+#: sentences, not codes.
+TEXT_DISTINCT_SHARE = 0.5
+TEXT_MIN_DISTINCT = 50
+TEXT_MIN_LENGTH = 20
 ID_SAMPLE = 20_000
 BLOCK = 1 << 20
 THREADS = min(2, os.cpu_count() or 1)
 MIN_VALUES = 10
+#: Bins with fewer reference values than this (scaled up when the current side is
+#: smaller) are joined before comparing: a bin expected to hold 10 values on the other
+#: side is empty there by chance with probability e^-10 (4.5e-5); with 3 it is 5 %, and
+#: an empty bin alone scores ~ (c/n) ln(c k / (n epsilon)), above 0.1 for small n.
+MIN_BIN_COUNT = 10
+#: A column drifts on its distribution only when its metric is above the value that
+#: noise alone exceeds with probability 1 - NOISE_LEVEL (per column): see noise_bound.
+NOISE_LEVEL = 0.9999
+#: The standard normal quantile at NOISE_LEVEL (for the Wilson-Hilferty approximation).
+_Z_NOISE = 3.719016485455709
 SKIPPED_BY_USER = "skipped by --skip"
 ALL_MISSING = "no values in the reference (all missing)"
 NO_FINITE = "no finite values in the reference"
 MAX_BINS = 10_000
 TOP_NEW = 10
 METRICS = ("kl", "kl_reverse", "psi", "js")
+SCHEMA_POLICIES = ("fail", "warn")
 BASES = {"e": math.e, "2": 2.0, "10": 10.0}
 #: The noise floor of each metric relative to KL's.
 FLOOR_SCALE = {"kl": 1.0, "kl_reverse": 1.0, "psi": 2.0, "js": 0.25}
@@ -192,6 +206,8 @@ class DriftRequest:
     fail_on: str = "any"
     max_missing_change: float = 0.05
     max_new_category_share: float | None = None
+    #: Schema changes (columns removed, added, of another type): fail or warn.
+    schema: str = "fail"
     delimiter: str | None = None
     top: int = 3
     output: str | None = None
@@ -218,6 +234,8 @@ class DriftRequest:
         if share is not None and not 0 <= share <= 1:
             raise UsageError(f"--max-new-category-share must be a share in [0, 1], got {share}")
         parse_fail_on(self.fail_on)
+        if self.schema not in SCHEMA_POLICIES:
+            raise UsageError(f"--schema takes fail or warn, got {clean(self.schema)!r}")
         if not self.reference or not self.current:
             raise UsageError("give a REFERENCE and a CURRENT table")
         if "-" in self.reference and "-" in self.current:
@@ -458,14 +476,12 @@ def _float_categories(present: np.ndarray) -> tuple[list[Any], np.ndarray] | Non
     return distinct.tolist(), counts
 
 
-def _sample_distinct(data: Any) -> tuple[int, int]:
-    """(distinct values, values looked at) among the non-missing values of at most
-    :data:`ID_SAMPLE` rows taken at even intervals (all rows of a smaller column)."""
-    import pyarrow.compute as pc
-
+def sampled_values(data: Any) -> Any:
+    """The values (missing ones too) of at most :data:`ID_SAMPLE` rows taken at even
+    intervals (all rows of a smaller column): what the role rules look at."""
     if len(data) > ID_SAMPLE:
         data = data.take(np.linspace(0, len(data) - 1, ID_SAMPLE).astype(np.int64))
-    return int(pc.count_distinct(data).as_py()), len(data) - data.null_count
+    return data
 
 
 def _few(distinct: int, values: int) -> bool:
@@ -474,13 +490,39 @@ def _few(distinct: int, values: int) -> bool:
     return distinct <= NUMERIC_CATEGORIES and 2 * distinct <= values
 
 
-def _is_identifier(kind: str, distinct: int, values: int) -> bool:
-    return distinct > ID_MIN_DISTINCT and distinct >= ID_DISTINCT_SHARE[kind] * values
+def row_key_reason(name: str, values: Any) -> str | None:
+    """Why a column of integers or text is a row key (role ``identifier``), or None.
+
+    ``values``: the sampled values (:func:`sampled_values`, a pyarrow array), so that
+    every engine decides on the same values. The rule is the one :mod:`kldiv_cli.io.roles`
+    states for every command: unique values, none missing, named like a key or monotone
+    (the reference alone decides, so a stored profile gives the raw reference's roles).
+    A measurement with many distinct values is not a key.
+    """
+    from ..io.roles import key_reason
+
+    reason = key_reason(name, values)
+    return None if reason is None else f"row key: {reason}"
 
 
-def identifier_reason(distinct: int, sampled: int, every_value: bool) -> str:
-    """Why a column is an identifier: its distinct values among those looked at."""
-    return f"identifier: {distinct} distinct of {sampled}{'' if every_value else ' sampled'} values"
+def text_reason(values: Any) -> str | None:
+    """Why a text column is free text (role ``text``), or None for categories
+    (:data:`TEXT_DISTINCT_SHARE`, :data:`TEXT_MIN_DISTINCT`, :data:`TEXT_MIN_LENGTH`)."""
+    import pyarrow.compute as pc
+
+    n = len(values)
+    if n == 0:
+        return None
+    distinct = int(pc.count_distinct(values).as_py())
+    length = float(pc.mean(pc.utf8_length(values)).as_py())
+    if distinct < TEXT_DISTINCT_SHARE * n or (
+        distinct <= TEXT_MIN_DISTINCT and length < TEXT_MIN_LENGTH
+    ):
+        return None
+    return (
+        f"free text: {distinct} distinct of {n} values, {length:.0f} characters on average; "
+        "compared by its lengths"
+    )
 
 
 def _skipped(col: _Column, role: Role, reason: str, missing: int | None = None) -> ColumnProfile:
@@ -489,8 +531,24 @@ def _skipped(col: _Column, role: Role, reason: str, missing: int | None = None) 
     )
 
 
-def profile_numeric(col: _Column, rules: ColumnRules, from_datetime: bool) -> ColumnProfile:
-    present = _present(col.numbers())
+def _lengths(col: _Column) -> np.ndarray:
+    """The lengths (characters) of a text column's values, NaN for missing ones."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    lengths = pc.cast(pc.utf8_length(col.data), pa.float64())
+    return column_array(lengths, _F64)
+
+
+def profile_numeric(
+    col: _Column,
+    rules: ColumnRules,
+    from_datetime: bool,
+    role: Role = Role.NUMERIC,
+    reason: str = "",
+) -> ColumnProfile:
+    """Numeric bins of a column's values (of its lengths, for role ``text``)."""
+    present = _present(_lengths(col) if role is Role.TEXT else col.numbers())
     missing = col.rows - present.size
     infinite = np.isinf(present)
     finite = present[~infinite] if infinite.any() else present
@@ -501,13 +559,14 @@ def profile_numeric(col: _Column, rules: ColumnRules, from_datetime: bool) -> Co
     counts = bin_counts(present, edges, maximum)
     return ColumnProfile(
         col.name,
-        Role.NUMERIC,
+        role,
         col.rows,
         missing,
         counts=tuple(int(c) for c in counts),
         edges=tuple(float(e) for e in edges),
         maximum=maximum,
         from_datetime=from_datetime,
+        reason=reason,
     )
 
 
@@ -532,7 +591,14 @@ def profile_categorical(
 
 
 def profile_column(col: _Column, rules: ColumnRules) -> ColumnProfile:
-    """Decide a reference column's role (module docstring) and count its bins."""
+    """Decide a reference column's role (module docstring) and count its bins; the
+    profile records the class of its values (for type changes)."""
+    from dataclasses import replace
+
+    return replace(_profile_role(col, rules), kind=col.kind)
+
+
+def _profile_role(col: _Column, rules: ColumnRules) -> ColumnProfile:
     role = rules.override(col.name)
     kind = col.kind
     if role is Role.SKIPPED:
@@ -569,11 +635,18 @@ def profile_column(col: _Column, rules: ColumnRules) -> ColumnProfile:
         distinct_values, counts = _value_counts(text)
         return profile_categorical(col, distinct_values, counts, col.null_count, rules)
     if role is None and kind in ("text", "integer"):
-        distinct, sampled = _sample_distinct(col.data)
-        if _is_identifier(kind, distinct, sampled):
-            reason = identifier_reason(distinct, sampled, sampled == col.rows - col.null_count)
-            return _skipped(col, Role.IDENTIFIER, reason)
-        if kind == "integer" and not _few(distinct, sampled):
+        import pyarrow.compute as pc
+
+        sample = sampled_values(col.data)
+        key = row_key_reason(col.name, sample)
+        if key is not None:
+            return _skipped(col, Role.IDENTIFIER, key)
+        sample = sample.drop_null()
+        free = text_reason(sample) if kind == "text" else None
+        if free is not None:
+            return profile_numeric(col, rules, False, Role.TEXT, free)
+        distinct = int(pc.count_distinct(sample).as_py())
+        if kind == "integer" and not _few(distinct, len(sample)):
             return profile_numeric(col, rules, from_datetime=False)
     distinct_values, counts = _value_counts(col.data)
     values_n = int(sum(counts.tolist()))
@@ -640,6 +713,9 @@ class NewCategory:
 
 
 def _compatible(ref: ColumnProfile, kind: str) -> bool:
+    """Whether current values of ``kind`` can be compared with the reference's bins."""
+    if ref.role is Role.TEXT:
+        return kind == "text"
     if ref.role is Role.NUMERIC:
         return kind in (("datetime", "text") if ref.from_datetime else ("integer", "float"))
     first = ref.categories[0]
@@ -666,8 +742,8 @@ def current_counts(
 ) -> tuple[np.ndarray, int, list[NewCategory], int]:
     """(counts in the reference's bins, values, the new categories (top 10), how many
     distinct new ones) of a current column."""
-    if ref.role is Role.NUMERIC:
-        present = _present(col.numbers())
+    if ref.role.binned:
+        present = _present(_lengths(col) if ref.role is Role.TEXT else col.numbers())
         counts = bin_counts(present, np.asarray(ref.edges), float(ref.maximum or 0.0))
         return counts, int(present.size), [], 0
     if col.kind == "float":
@@ -773,13 +849,15 @@ def _instant(seconds: float) -> str:
 
 
 def bin_labels(ref: ColumnProfile) -> list[str]:
-    """Readable names of a column's bins (numbers to 6 digits, instants in UTC)."""
-    if ref.role is Role.NUMERIC:
+    """Readable names of a column's bins (numbers to 6 digits, instants in UTC; text by
+    its lengths in characters)."""
+    if ref.role.binned:
         show = _instant if ref.from_datetime else _number
         edges = [show(e) for e in ref.edges]
         top = show(float(ref.maximum or 0.0))
         inner = [f"[{a}, {b})" for a, b in zip(edges, edges[1:])] + [f"[{edges[-1]}, {top}]"]
-        return [f"< {edges[0]}", *inner, f"> {top}"]
+        labels = [f"< {edges[0]}", *inner, f"> {top}"]
+        return [f"{b} chars" for b in labels] if ref.role is Role.TEXT else labels
     labels = [str(c) for c in ref.categories]
     if ref.pooled:
         labels.append(f"(other: {len(ref.pooled)} categories)")
@@ -791,12 +869,112 @@ def noise_floor(filled: int, n: int, m: int) -> float:
     return (filled - 1) / 2 * (1 / n + 1 / m) if n and m else math.inf
 
 
+def chi2_quantile(dof: int, z: float = _Z_NOISE) -> float:
+    """The chi-square quantile with ``dof`` degrees of freedom at the standard normal
+    quantile ``z`` (Wilson-Hilferty: ``dof (1 - 2/(9 dof) + z sqrt(2/(9 dof)))^3``;
+    within 3 % of the exact value at the 99.9 % level for every dof, above it for 1 and 2)."""
+    if dof < 1:
+        return 0.0
+    c = 2 / (9 * dof)
+    return float(dof * (1 - c + z * math.sqrt(c)) ** 3)
+
+
+def noise_dof(filled: int, binned: bool) -> int:
+    """Degrees of freedom of a column's noise: one less than the bins the reference
+    fills, plus the two bins outside a numeric reference's range (the current side puts
+    about ``m / (n + 1)`` values in each by chance, and KL counts them fully)."""
+    return max(0, filled - 1) + (2 if binned else 0)
+
+
+def noise_bound(dof: int, n: int, m: int) -> float:
+    """The plug-in KL that two samples (n, m values) of one distribution exceed with
+    probability about ``1 - NOISE_LEVEL``, for ``dof`` degrees of freedom.
+
+    Under no change, ``2 n m / (n + m) * KL`` is approximately chi-square with
+    ``dof`` degrees of freedom (the G-test of homogeneity; KL's second-order term is
+    Pearson's statistic), so the bound is that quantile times ``(1/n + 1/m) / 2``.
+    Bins are joined first (:func:`merge_rare`) so that each holds enough values for the
+    approximation; the level is high (1 in 10,000 per column) because at a few hundred
+    values the statistic's tail is heavier than chi-square's."""
+    if not (n and m):
+        return math.inf
+    return chi2_quantile(dof) / 2 * (1 / n + 1 / m)
+
+
+def rows_needed(dof: int, threshold_nats: float) -> int | None:
+    """Rows per side at which :func:`noise_bound` (n = m) falls to the threshold: noise
+    alone then crosses it with probability about ``1 - NOISE_LEVEL``."""
+    if threshold_nats <= 0 or not math.isfinite(threshold_nats):
+        return None
+    return max(MIN_VALUES, math.ceil(chi2_quantile(dof) / threshold_nats))
+
+
+def merge_rare(
+    p: np.ndarray, q: np.ndarray, labels: list[str], need: int, adjacent: bool
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Bins (reference counts ``p``, current ``q``) joined until each bin the reference
+    fills holds at least ``need`` reference values.
+
+    Numeric bins (``adjacent``) are joined with their neighbours from the left, the
+    inner bins only (a last group still short joins the one before); the bins below
+    and above the reference's range stay as they are. Categories with fewer values
+    are pooled into one bin, joined with the smallest other category while it is short.
+    Bins the reference leaves empty (new categories, outside its range) are never
+    joined, so a total change still scores at least ``ln(1 + 1/epsilon) / (1 + epsilon)``.
+    """
+    size = p.size
+    if adjacent:
+        groups: list[list[int]] = [[0]]
+        inner: list[list[int]] = []
+        total = 0
+        for i in range(1, size - 1):
+            if not inner or total >= need:
+                inner.append([])
+                total = 0
+            inner[-1].append(i)
+            total += int(p[i])
+        if len(inner) > 1 and total < need:
+            inner[-2].extend(inner.pop())
+        groups += [*inner, [size - 1]]
+    else:
+        rare = [i for i in range(size) if 0 < p[i] < need]
+        if not rare:
+            return p, q, labels
+        common = [i for i in range(size) if p[i] >= need]
+        if int(p[rare].sum()) < need and common:
+            smallest = min(common, key=lambda i: (int(p[i]), -i))
+            rare = sorted([*rare, smallest])
+        pooled = set(rare)
+        groups = [[i] for i in range(size) if i not in pooled]
+        groups.insert(sum(1 for g in groups if g[0] < rare[0]), rare)
+    if len(groups) == size:
+        return p, q, labels
+    merged_p = np.array([int(p[g].sum()) for g in groups], dtype=np.int64)
+    merged_q = np.array([int(q[g].sum()) for g in groups], dtype=np.int64)
+    return merged_p, merged_q, [_joined([labels[i] for i in g], adjacent) for g in groups]
+
+
+def _joined(labels: list[str], numeric: bool) -> str:
+    """The label of joined bins: a numeric range, or the categories (at most five)."""
+    if len(labels) == 1:
+        return labels[0]
+    if numeric:
+        return f"{labels[0].split(', ')[0]}, {labels[-1].split(', ')[-1]}"
+    shown = " + ".join(labels[:5])
+    return f"({shown}{f' + {len(labels) - 5} more' if len(labels) > 5 else ''})"
+
+
 # ----------------------------------------------------------------- results
 
 
 class State(str, Enum):
     OK = "ok"
     DRIFT = "drift"
+    #: The metric is above the threshold but within what noise gives at these sample
+    #: sizes (:func:`noise_bound`): too few values to tell; does not fail the check.
+    WEAK = "weak"
+    #: A schema change under ``--schema warn``: listed, does not fail the check.
+    WARNING = "warning"
     ERROR = "error"
     SKIPPED = "skipped"
 
@@ -805,6 +983,15 @@ class Reason(str, Enum):
     DISTRIBUTION = "distribution"
     MISSING = "missing"
     NEW_CATEGORIES = "new_categories"
+    #: Schema changes: a reference column missing from the current data, a column only
+    #: in the current data, values of another type.
+    COLUMN_REMOVED = "column_removed"
+    COLUMN_ADDED = "column_added"
+    TYPE_CHANGED = "type_changed"
+
+    @property
+    def schema(self) -> bool:
+        return self in (Reason.COLUMN_REMOVED, Reason.COLUMN_ADDED, Reason.TYPE_CHANGED)
 
 
 @dataclass(frozen=True)
@@ -859,6 +1046,10 @@ class ColumnResult:
     divergences: Divergences | None = None
     bins: int = 0
     noise_floor: float | None = None
+    #: What noise alone exceeds with probability 1 - NOISE_LEVEL (in the metric's units).
+    noise_bound: float | None = None
+    #: Rows per side for the threshold to sit above the noise bound (when it does not).
+    rows_needed: int | None = None
     histogram: Histogram | None = None
     top_bins: tuple[Bin, ...] = ()
     new_categories: tuple[NewCategory, ...] = ()
@@ -867,6 +1058,10 @@ class ColumnResult:
     outside_range_share: float | None = None
     skip_reason: str = ""
     error: str = ""
+    #: Schema changes reported, not gated (``--schema warn``).
+    warnings: tuple[Reason, ...] = ()
+    #: What changed in the schema, in words ("numeric in the reference, text now").
+    schema_change: str = ""
 
     @property
     def state(self) -> State:
@@ -874,8 +1069,13 @@ class ColumnResult:
             return State.DRIFT
         if self.error:
             return State.ERROR
+        if self.warnings:
+            return State.WARNING
         if self.divergences is None:
             return State.SKIPPED
+        value = self.value
+        if value is not None and value > self.threshold:
+            return State.WEAK  # above the threshold, within the noise bound
         return State.OK
 
     @property
@@ -884,8 +1084,9 @@ class ColumnResult:
 
     @property
     def weak(self) -> bool:
-        """The threshold is below twice the noise floor: noise alone can cross it."""
-        return self.noise_floor is not None and self.threshold < 2 * self.noise_floor
+        """The threshold is below the noise bound: noise alone crosses it more often than
+        ``1 - NOISE_LEVEL``, so only values above the bound count as drift."""
+        return self.noise_bound is not None and self.threshold < self.noise_bound
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -894,6 +1095,7 @@ class ColumnResult:
             "state": self.state.value,
             "drift": self.state is State.DRIFT,
             "reasons": [r.value for r in self.reasons],
+            "warnings": [r.value for r in self.warnings],
             "metric": self.metric,
             "value": self.value,
             "threshold": self.threshold,
@@ -920,7 +1122,13 @@ class ColumnResult:
         if self.outside_range_share is not None:
             doc["outside_range_share"] = self.outside_range_share
         if self.divergences is not None:
-            doc.update(bins=self.bins, noise_floor=self.noise_floor, weak=self.weak)
+            doc.update(
+                bins=self.bins,
+                noise_floor=self.noise_floor,
+                noise_bound=self.noise_bound,
+                weak=self.weak,
+                rows_needed=self.rows_needed,
+            )
             doc["top_bins"] = [
                 {
                     "bin": b.label,
@@ -939,6 +1147,8 @@ class ColumnResult:
             }
         if self.skip_reason:
             doc["skip_reason"] = self.skip_reason
+        if self.schema_change:
+            doc["schema_change"] = self.schema_change
         if self.error:
             doc["error"] = self.error
         return doc
@@ -959,6 +1169,7 @@ class Settings:
     fail_on: str
     max_missing_change: float
     max_new_category_share: float | None
+    schema: str = "fail"
 
 
 @dataclass(frozen=True)
@@ -998,13 +1209,18 @@ class DriftReport:
         if kind == "any":
             return drifted > 0
         if kind == "share":
-            compared = drifted + self.count(State.OK)
+            compared = drifted + self.count(State.OK) + self.count(State.WEAK)
             return compared > 0 and drifted / compared >= number
         return drifted >= number
 
     @property
     def weak(self) -> list[ColumnResult]:
         return [c for c in self.columns if c.weak]
+
+    @property
+    def schema_changes(self) -> list[ColumnResult]:
+        """Columns removed, added or of another type (failing or warned)."""
+        return [c for c in self.columns if any(r.schema for r in (*c.reasons, *c.warnings))]
 
     def to_json(self) -> dict[str, Any]:
         s = self.settings
@@ -1025,10 +1241,13 @@ class DriftReport:
             "fail_on": s.fail_on,
             "max_missing_change": s.max_missing_change,
             "max_new_category_share": s.max_new_category_share,
+            "schema": s.schema,
             "n_columns": len(self.columns),
             "n_drifted": self.n_drifted,
             "n_errors": self.n_errors,
             "n_skipped": self.count(State.SKIPPED),
+            "n_weak": self.count(State.WEAK),
+            "n_schema_changes": len(self.schema_changes),
             "only_in_reference": list(self.only_in_reference),
             "only_in_current": list(self.only_in_current),
             "seconds": self.seconds,
@@ -1066,9 +1285,12 @@ def check_column(
         n_reference=ref.values,
         n_current=col.rows - missing.current,
     )
+    changed = _type_change(ref, col.kind)
+    if changed:
+        return schema_change(result, Reason.TYPE_CHANGED, changed, request.schema)
     if not ref.role.compared:
         return _with(result, skip_reason=ref.reason)
-    if not _compatible(ref, col.kind):
+    if not _compatible(ref, col.kind):  # all missing now
         found = _KIND_WORDS.get(col.kind, col.kind)
         return _with(
             result, error=f"is {ref.role.value} in the reference but {found} in the current data"
@@ -1089,9 +1311,16 @@ def check_column(
     p = np.asarray(ref.counts, dtype=np.int64)
     if ref.role is Role.CATEGORICAL:
         p = np.append(p, 0)
+    need = math.ceil(MIN_BIN_COUNT * max(1.0, ref.values / n_cur))
+    p, cur, labels = merge_rare(p, cur, bin_labels(ref), need, ref.role.binned)
     values = divergences(p, cur, request.epsilon, BASES[request.base])
     value = values.get(request.metric)
-    if not value <= threshold:
+    nats = math.log(BASES[request.base])
+    filled = int(np.count_nonzero(p))
+    scale = FLOOR_SCALE[request.metric]
+    dof = noise_dof(filled, ref.role.binned)
+    bound = noise_bound(dof, ref.values, n_cur) * scale / nats
+    if not (value <= threshold or value <= bound):
         reasons = (Reason.DISTRIBUTION, *reasons)
     new_share = None
     if ref.role is Role.CATEGORICAL:
@@ -1099,17 +1328,17 @@ def check_column(
         limit = request.max_new_category_share
         if limit is not None and new_share > limit:
             reasons = (*reasons, Reason.NEW_CATEGORIES)
-    labels = bin_labels(ref)
-    terms = contributions(p, cur, request.epsilon, request.metric) / math.log(BASES[request.base])
+    terms = contributions(p, cur, request.epsilon, request.metric) / nats
     order = np.argsort(-terms, kind="stable")[: request.top]
-    filled = int(np.count_nonzero(p))
-    floor = noise_floor(filled, ref.values, n_cur) * FLOOR_SCALE[request.metric]
+    floor = noise_floor(filled, ref.values, n_cur) * scale / nats
     return _with(
         result,
         reasons=reasons,
         divergences=values,
         bins=int(p.size),
-        noise_floor=floor / math.log(BASES[request.base]),
+        noise_floor=floor,
+        noise_bound=bound,
+        rows_needed=rows_needed(dof, threshold * nats / scale) if threshold < bound else None,
         histogram=Histogram(tuple(labels), tuple(int(c) for c in p), tuple(int(c) for c in cur)),
         top_bins=tuple(
             Bin(labels[i], float(p[i]) / ref.values, float(cur[i]) / n_cur, float(terms[i]))
@@ -1118,8 +1347,39 @@ def check_column(
         new_categories=tuple(new),
         n_new_categories=n_new,
         new_category_share=new_share,
-        outside_range_share=(float(cur[0] + cur[-1]) / n_cur if ref.role is Role.NUMERIC else None),
+        outside_range_share=(float(cur[0] + cur[-1]) / n_cur if ref.role.binned else None),
     )
+
+
+_CLASSES = {"integer": "number", "float": "number"}
+
+
+def _type_change(ref: ColumnProfile, kind: str) -> str:
+    """What changed when the current values are of another class than the reference's
+    (numbers, text, booleans, dates/times); empty when they are not, when either side
+    is all missing, or when the reference's class is unknown (a version 2 profile)."""
+    if kind == "null" or (ref.role is Role.SKIPPED and not ref.kind):
+        return ""
+    if ref.role.compared:
+        if _compatible(ref, kind):
+            return ""
+        was = ref.kind or ("text" if ref.role is Role.TEXT else "")
+    else:
+        was = ref.kind
+        if not was or was == "null" or _CLASSES.get(was, was) == _CLASSES.get(kind, kind):
+            return ""
+        if ref.role is Role.DATETIME and {was, kind} <= {"text", "datetime"}:
+            return ""
+    before = _KIND_WORDS.get(was, was) if was else ref.role.value
+    return f"{before} in the reference, {_KIND_WORDS.get(kind, kind)} in the current data"
+
+
+def schema_change(result: ColumnResult, reason: Reason, text: str, policy: str) -> ColumnResult:
+    """A schema change: a reason (it fails the check) or, with ``--schema warn``, a
+    warning (listed, not failing)."""
+    if policy == "warn":
+        return _with(result, warnings=(*result.warnings, reason), schema_change=text)
+    return _with(result, reasons=(*result.reasons, reason), schema_change=text)
 
 
 def _unreadable(name: str, request: DriftRequest, threshold: float, error: str) -> ColumnResult:
@@ -1163,6 +1423,13 @@ def _unmatched(
         )
 
     return kept(reference, set(current)), kept(current, set(reference))
+
+
+def _lone_role(profile: Profile | None, name: str) -> Role:
+    """The role of a column on one side only: the profile's, else not known (skipped)."""
+    if profile is not None and name in {c.name for c in profile.columns}:
+        return profile.column(name).role
+    return Role.SKIPPED
 
 
 def _profile_matches(profile: Profile, request: DriftRequest, label: str) -> None:
@@ -1247,6 +1514,15 @@ def run_drift(
             return _unreadable(name, request, threshold, _arrow_text(exc))
 
     results = _map_columns(one, names)
+    default = thresholds.default if thresholds.default is not None else request.threshold
+    for names_, reason, text in (
+        (unmatched[0], Reason.COLUMN_REMOVED, "in the reference, missing from the current data"),
+        (unmatched[1], Reason.COLUMN_ADDED, "in the current data, not in the reference"),
+    ):
+        for name in names_:
+            missing = Missing(0, reference_rows, 0, current.num_rows)
+            lone = ColumnResult(name, _lone_role(profile, name), request.metric, default, missing)
+            results.append(schema_change(lone, reason, text, request.schema))
     s = request
     return DriftReport(
         reference=ref_label,
@@ -1265,6 +1541,7 @@ def run_drift(
             fail_on=s.fail_on,
             max_missing_change=s.max_missing_change,
             max_new_category_share=s.max_new_category_share,
+            schema=s.schema,
         ),
         columns=tuple(results),
         seconds=time.perf_counter() - started,

@@ -24,9 +24,14 @@ from ..io.paths import read_limited
 from ..text import clean
 
 #: Version 2: numeric bins closed at the reference's range with a bin below and one
-#: above it; categories capped with an "other" bin; column roles. Version 1 profiles
-#: (open outer bins, no roles) are refused with a hint to rebuild them.
-PROFILE_VERSION = 2
+#: above it; categories capped with an "other" bin; column roles. Version 3 adds the
+#: ``text`` role (binned string lengths) and each column's value ``kind`` (for type
+#: changes); version 2 profiles are still read (no text role, kinds unknown). Version 1
+#: profiles (open outer bins, no roles) are refused with a hint to rebuild them.
+PROFILE_VERSION = 3
+READ_VERSIONS = (2, 3)
+#: The classes of values a column holds (``jobs.drift``'s type classes).
+KINDS = ("integer", "float", "bool", "text", "datetime", "null", "other")
 #: A profile or TOML file larger than this is not one kldiv wrote.
 MAX_FILE_BYTES = 1 << 30
 
@@ -38,6 +43,8 @@ class Role(str, Enum):
 
     NUMERIC = "numeric"
     CATEGORICAL = "categorical"
+    #: Free text (most values distinct): compared by its string lengths, binned as numbers.
+    TEXT = "text"
     IDENTIFIER = "identifier"
     DATETIME = "datetime"
     SKIPPED = "skipped"
@@ -45,7 +52,12 @@ class Role(str, Enum):
     @property
     def compared(self) -> bool:
         """Whether the column's distribution is compared (else only its missing share)."""
-        return self in (Role.NUMERIC, Role.CATEGORICAL)
+        return self in (Role.NUMERIC, Role.CATEGORICAL, Role.TEXT)
+
+    @property
+    def binned(self) -> bool:
+        """Whether the column has numeric bins (edges): numbers, and text by its lengths."""
+        return self in (Role.NUMERIC, Role.TEXT)
 
 
 @dataclass(frozen=True)
@@ -57,7 +69,9 @@ class ColumnProfile:
     bins ``[e_i, e_i+1)`` (the last is ``[e_L-1, maximum]``), values above the maximum.
     Categorical: ``categories`` (the kept ones), ``pooled`` (the rest, counted in one
     "other" bin), ``counts`` one per kept category plus one for "other" when ``pooled``
-    is not empty. Other roles hold no bins; ``reason`` says why.
+    is not empty. Text: numeric bins of the values' lengths in characters. Other roles
+    hold no bins; ``reason`` says why. ``kind``: the class of the reference's values
+    (``integer``, ``text``...; empty when unknown, in version 2 profiles).
     """
 
     name: str
@@ -72,6 +86,7 @@ class ColumnProfile:
     #: Timestamps compared as numbers (seconds since 1970-01-01 UTC).
     from_datetime: bool = False
     reason: str = ""
+    kind: str = ""
 
     @property
     def values(self) -> int:
@@ -80,7 +95,9 @@ class ColumnProfile:
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"role": self.role.value, "rows": self.rows, "missing": self.missing}
-        if self.role is Role.NUMERIC:
+        if self.kind:
+            doc["kind"] = self.kind
+        if self.role.binned:
             doc.update(edges=list(self.edges), maximum=self.maximum, counts=list(self.counts))
             if self.from_datetime:
                 doc["from_datetime"] = True
@@ -185,11 +202,11 @@ def _category_list(doc: dict[str, Any], key: str, where: str) -> tuple[Category,
     return tuple(values)
 
 
-def _column(name: str, doc: Any) -> ColumnProfile:
+def _column(name: str, doc: Any, version: int) -> ColumnProfile:
     where = f"column {clean(name)!r}"
     _need(isinstance(doc, dict), f"{where} must be an object")
     role_name = doc.get("role")
-    known = [r.value for r in Role]
+    known = [r.value for r in Role if version >= 3 or r is not Role.TEXT]
     _need(role_name in known, f"{where}: unknown role {clean(role_name)!r}; known: {known}")
     role = Role(role_name)
     rows = _int(doc, "rows", where)
@@ -197,8 +214,10 @@ def _column(name: str, doc: Any) -> ColumnProfile:
     _need(missing <= rows, f"{where}: more missing values than rows")
     reason = doc.get("reason", "")
     _need(isinstance(reason, str), f"{where}: 'reason' must be a string")
+    kind = doc.get("kind", "")
+    _need(kind == "" or kind in KINDS, f"{where}: unknown kind {clean(kind)!r}; known: {KINDS}")
     values = rows - missing
-    if role is Role.NUMERIC:
+    if role.binned:
         edges = doc.get("edges")
         _need(
             isinstance(edges, list) and len(edges) >= 1 and all(_finite(e) for e in edges),
@@ -226,6 +245,7 @@ def _column(name: str, doc: Any) -> ColumnProfile:
             maximum=float(maximum),
             from_datetime=from_dt,
             reason=reason,
+            kind=kind,
         )
     if role is Role.CATEGORICAL:
         categories = _category_list(doc, "categories", where)
@@ -243,8 +263,9 @@ def _column(name: str, doc: Any) -> ColumnProfile:
             categories=categories,
             pooled=pooled,
             reason=reason,
+            kind=kind,
         )
-    return ColumnProfile(name, role, rows, missing, reason=reason)
+    return ColumnProfile(name, role, rows, missing, reason=reason, kind=kind)
 
 
 def profile_from_json(doc: Any) -> Profile:
@@ -253,7 +274,7 @@ def profile_from_json(doc: Any) -> Profile:
     version = doc.get("kldiv_profile")
     _need(version is not None, "no 'kldiv_profile' version (make one with 'kldiv profile')")
     _need(
-        version == PROFILE_VERSION,
+        version in READ_VERSIONS and not isinstance(version, bool),
         f"version {clean(version)!r} is not {PROFILE_VERSION}; rebuild it with 'kldiv profile'",
     )
     source = doc.get("source", "")
@@ -268,7 +289,7 @@ def profile_from_json(doc: Any) -> Profile:
     columns = doc.get("columns")
     _need(isinstance(columns, dict) and bool(columns), "'columns' must be a non-empty object")
     assert isinstance(columns, dict)
-    parsed = tuple(_column(name, c) for name, c in columns.items())
+    parsed = tuple(_column(name, c, version) for name, c in columns.items())
     _need(all(c.rows == rows for c in parsed), "every column must have the profile's rows")
     return Profile(
         source=source,

@@ -25,8 +25,22 @@ MAX_BARS = 40
 #: Histograms in the HTML page (the first columns in its order; the table lists all).
 MAX_CARDS = 60
 #: Order of columns in the HTML page: what needs attention first.
-_ORDER = {State.DRIFT: 0, State.ERROR: 1, State.OK: 2, State.SKIPPED: 3}
-_STYLE = {State.DRIFT: "bold red", State.ERROR: "yellow", State.OK: "green", State.SKIPPED: "dim"}
+_ORDER = {
+    State.DRIFT: 0,
+    State.ERROR: 1,
+    State.WARNING: 2,
+    State.WEAK: 3,
+    State.OK: 4,
+    State.SKIPPED: 5,
+}
+_STYLE = {
+    State.DRIFT: "bold red",
+    State.ERROR: "yellow",
+    State.WARNING: "yellow",
+    State.WEAK: "magenta",
+    State.OK: "green",
+    State.SKIPPED: "dim",
+}
 
 
 def _fmt(value: Any) -> str:
@@ -61,7 +75,7 @@ def new_text(c: ColumnResult, limit: int = 10) -> str:
 
 
 def reasons_text(c: ColumnResult) -> str:
-    return ",".join(r.value for r in c.reasons)
+    return ",".join(r.value for r in (*c.reasons, *c.warnings))
 
 
 def explain(c: ColumnResult, settings: Settings) -> str:
@@ -80,16 +94,37 @@ def explain(c: ColumnResult, settings: Settings) -> str:
         elif reason is Reason.MISSING:
             change = 100 * c.missing.change
             parts.append(f"missing {change:+.1f} pts > {100 * settings.max_missing_change:g} pts")
-        else:
+        elif reason is Reason.NEW_CATEGORIES:
             parts.append(
                 f"new categories {_pct(c.new_category_share or 0)} > "
                 f"{_pct(settings.max_new_category_share or 0)}"
             )
+    if c.schema_change:
+        warned = " (--schema warn)" if c.warnings else ""
+        parts.append(f"schema change{warned}: {clean(c.schema_change)}")
     if c.error:
         parts.append(clean(c.error))
     if c.skip_reason and c.state is not State.OK:
         parts.append(clean(c.skip_reason))
+    if c.weak:
+        parts.append(noise_text(c))
     return "; ".join(parts)
+
+
+def noise_text(c: ColumnResult) -> str:
+    """Why a column's verdict is weak: its threshold is below what noise reaches."""
+    needs = f"; needs ≈ {c.rows_needed} rows per side" if c.rows_needed else ""
+    if c.state is State.WEAK:
+        head = (
+            f"{c.metric} {_fmt(c.value)} > {_fmt(c.threshold)} but within the noise bound "
+            f"{_fmt(c.noise_bound)} of {c.n_reference} and {c.n_current} values: too few to tell"
+        )
+    else:
+        head = (
+            f"weak: threshold {_fmt(c.threshold)} below the noise bound {_fmt(c.noise_bound)} "
+            f"of {c.n_reference} and {c.n_current} values, only a larger change can drift"
+        )
+    return head + needs
 
 
 def _listing(names: Sequence[str]) -> str:
@@ -99,16 +134,6 @@ def _listing(names: Sequence[str]) -> str:
 def run_warnings(report: DriftReport) -> list[str]:
     """What the run says on stderr besides the verdict: each kind of warning once."""
     lines = []
-    if report.only_in_reference:
-        lines.append(
-            f"{len(report.only_in_reference)} column(s) only in the reference, not compared: "
-            f"{_listing(report.only_in_reference)}"
-        )
-    if report.only_in_current:
-        lines.append(
-            f"{len(report.only_in_current)} column(s) only in the current data, not compared: "
-            f"{_listing(report.only_in_current)}"
-        )
     if report.unknown_thresholds:
         lines.append(
             f"--thresholds names column(s) not checked: {_listing(report.unknown_thresholds)}"
@@ -123,9 +148,9 @@ def _weak_warning(report: DriftReport) -> str | None:
     if not weak:
         return None
     return (
-        f"{len(weak)} column(s) ({_listing([c.name for c in weak])}) have thresholds below twice their noise floor: two "
-        "samples of one distribution would often cross them, so their verdicts are weak "
-        "evidence; use fewer --bins or more rows"
+        f"{len(weak)} column(s) ({_listing([c.name for c in weak])}) have thresholds below "
+        "their noise bound: too few values to tell a change of that size from chance, so "
+        "only a larger one drifts (each says how many rows it needs)"
     )
 
 
@@ -155,11 +180,16 @@ def drift_report(report: DriftReport) -> Report:
         "missing_change": [c.missing.change for c in cols],
         "new_category_share": [c.new_category_share for c in cols],
         "new_categories": [new_text(c) for c in cols],
+        "noise_bound": [c.noise_bound for c in cols],
+        "rows_needed": [c.rows_needed for c in cols],
         "note": [explain(c, s) for c in cols],
     }
-    plain = [
-        f"{c.state.value} {_fmt(c.value)} {reasons_text(c) or '-'} {clean(c.name)}" for c in cols
-    ]
+    plain = []
+    for c in cols:
+        plain.append(f"{c.state.value} {_fmt(c.value)} {reasons_text(c) or '-'} {clean(c.name)}")
+        why = explain(c, s)
+        if why:  # the reason, on an indented line: the name stays the line's last field
+            plain.append(f"  {why}")
     return Report(
         title=title(report),
         document=report.to_json(),
@@ -172,8 +202,12 @@ def drift_report(report: DriftReport) -> Report:
 def title(report: DriftReport) -> str:
     verdict = "DRIFT" if report.drift else "no drift"
     skipped = report.count(State.SKIPPED)
+    weak = report.count(State.WEAK)
+    schema = len(report.schema_changes)
     return (
         f"kldiv drift: {verdict} ({report.n_drifted} of {len(report.columns)} columns drifted"
+        f"{f', {schema} schema changes' if schema else ''}"
+        f"{f', {weak} weak' if weak else ''}"
         f"{f', {skipped} skipped' if skipped else ''}; {report.settings.metric}, "
         f"fail-on {report.settings.fail_on})"
     )
@@ -216,7 +250,7 @@ def junit_xml(report: DriftReport) -> bytes:
         "tests": str(len(cols)),
         "failures": str(report.n_drifted),
         "errors": str(report.n_errors),
-        "skipped": str(report.count(State.SKIPPED)),
+        "skipped": str(report.count(State.SKIPPED) + report.count(State.WARNING)),
     }
     suite = ET.Element(
         "testsuite", {"name": "kldiv drift", "time": f"{report.seconds:.3f}", **counts}
@@ -235,9 +269,11 @@ def junit_xml(report: DriftReport) -> bytes:
             )
         elif c.state is State.ERROR:
             ET.SubElement(case, "error", message=clean(c.error)).text = clean(c.error)
-        elif c.state is State.SKIPPED:
-            ET.SubElement(case, "skipped", message=clean(c.skip_reason))
-        out = [f"role={c.role.value}"]
+        elif c.state in (State.SKIPPED, State.WARNING):
+            ET.SubElement(case, "skipped", message=why)
+        out = [f"role={c.role.value} state={c.state.value}"]
+        if c.state in (State.WEAK, State.OK) and why:
+            out.append(why)
         if c.divergences is not None:
             d = c.divergences
             out.append(
@@ -270,6 +306,7 @@ main{padding:24px 32px;max-width:1280px;box-sizing:border-box}
 .pill{display:inline-block;padding:2px 10px;border-radius:999px;font-weight:600;font-size:13px}
 .ok{background:#dcf5e4;color:#17663a}.drift{background:#fde2e1;color:#a4161a}
 .error{background:#fff1cc;color:#7a5200}.skipped{background:#eceef2;color:#4a5468}
+.warning{background:#fff1cc;color:#7a5200}.weak{background:#f3e5f7;color:#6a1b7a}
 table{border-collapse:collapse;width:100%;background:#fff;border-radius:8px;overflow:hidden;
 box-shadow:0 1px 2px rgba(0,0,0,.08)}
 th,td{padding:7px 10px;text-align:left;border-bottom:1px solid #eceef2;font-variant-numeric:tabular-nums;
@@ -454,8 +491,10 @@ def html_page(report: DriftReport) -> bytes:
         )
     )
     compared = [c for c in cols if c.histogram is not None]
-    changes = [w for w in run_warnings(report) if "only in the" in w]
-    schema = "".join(f'<p class="hot">{esc(w)}</p>' for w in changes)
+    schema = "".join(
+        f'<p class="hot">schema change: {esc(clean(c.name))}: {esc(clean(c.schema_change))}</p>'
+        for c in report.schema_changes
+    )
     more = ""
     if len(compared) > MAX_CARDS:
         more = (
