@@ -27,10 +27,38 @@ _BRANDS = {
     "Japan": ["toyota", "datsun", "honda", "mazda", "subaru"],
 }
 _MODELS = [
-    "chevelle", "skylark", "satellite", "rebel", "torino", "galaxie", "impala", "fury",
-    "ambassador", "corona", "maverick", "duster", "hornet", "pinto", "beetle", "civic",
-    "corolla", "escort", "fairmont", "monarch", "nova", "vega", "gremlin", "colt",
-    "rabbit", "dasher", "accord", "celica", "cutlass", "regal", "lesabre", "catalina",
+    "chevelle",
+    "skylark",
+    "satellite",
+    "rebel",
+    "torino",
+    "galaxie",
+    "impala",
+    "fury",
+    "ambassador",
+    "corona",
+    "maverick",
+    "duster",
+    "hornet",
+    "pinto",
+    "beetle",
+    "civic",
+    "corolla",
+    "escort",
+    "fairmont",
+    "monarch",
+    "nova",
+    "vega",
+    "gremlin",
+    "colt",
+    "rabbit",
+    "dasher",
+    "accord",
+    "celica",
+    "cutlass",
+    "regal",
+    "lesabre",
+    "catalina",
 ]
 _TRIMS = ["", "", "", " custom", " sw", " deluxe", " brougham", " (diesel)", " 2+2", " gl"]
 
@@ -56,12 +84,12 @@ def cars(seed: int = 0, rows: int = 406) -> pa.Table:
         np.int64
     )
     mpg = np.round(np.clip(48 - 0.0075 * weight + 9 * new + rng.normal(0, 2.5, rows), 9, 47), 1)
-    acceleration = np.round(np.clip(rng.normal(15.5, 2.7, rows) - 0.01 * (horsepower - 100), 8, 25), 1)
+    acceleration = np.round(
+        np.clip(rng.normal(15.5, 2.7, rows) - 0.01 * (horsepower - 100), 8, 25), 1
+    )
     mpg_missing = rng.permutation(rows)[:8]
     hp_missing = rng.permutation(rows)[:6]
-    names = [
-        f"{rng.choice(_BRANDS[o])} {rng.choice(_MODELS)}{rng.choice(_TRIMS)}" for o in origin
-    ]
+    names = [f"{rng.choice(_BRANDS[o])} {rng.choice(_MODELS)}{rng.choice(_TRIMS)}" for o in origin]
     mpg_col = pa.array(mpg, mask=np.isin(np.arange(rows), mpg_missing))
     hp_col = pa.array(horsepower, mask=np.isin(np.arange(rows), hp_missing))
     return pa.table(
@@ -101,7 +129,9 @@ def orders(seed: int = 0, rows: int = 3000) -> pa.Table:
     comments = [
         " ".join(rng.choice(_WORDS, rng.integers(4, 16))) if c else None for c in has_comment
     ]
-    coupon = np.where(rng.random(rows) < 0.15, rng.choice(["SPRING10", "WELCOME", "VIP"], rows), None)
+    coupon = np.where(
+        rng.random(rows) < 0.15, rng.choice(["SPRING10", "WELCOME", "VIP"], rows), None
+    )
     return pa.table(
         {
             "order_id": pa.array(np.arange(100_000, 100_000 + rows), pa.int64()),

@@ -45,8 +45,21 @@ def reference_bins(ref: np.ndarray, cur: np.ndarray, bins=10) -> tuple[np.ndarra
 
 
 #: Chi-square quantiles at 99.99 % by degrees of freedom (printed tables).
-CHI2_9999 = {1: 15.137, 2: 18.421, 3: 21.108, 4: 23.513, 5: 25.745, 6: 27.856, 7: 29.878,
-             8: 31.828, 9: 33.720, 10: 35.564, 11: 37.367, 12: 39.134, 13: 40.871}
+CHI2_9999 = {
+    1: 15.137,
+    2: 18.421,
+    3: 21.108,
+    4: 23.513,
+    5: 25.745,
+    6: 27.856,
+    7: 29.878,
+    8: 31.828,
+    9: 33.720,
+    10: 35.564,
+    11: 37.367,
+    12: 39.134,
+    13: 40.871,
+}
 
 
 def drift_json(*args) -> tuple[int, dict, str]:

@@ -490,18 +490,18 @@ def _few(distinct: int, values: int) -> bool:
     return distinct <= NUMERIC_CATEGORIES and 2 * distinct <= values
 
 
-def row_key_reason(name: str, values: Any) -> str | None:
+def row_key_reason(name: str, values: Any, other: Any = None) -> str | None:
     """Why a column of integers or text is a row key (role ``identifier``), or None.
 
     ``values``: the sampled values (:func:`sampled_values`, a pyarrow array), so that
-    every engine decides on the same values. The rule is the one :mod:`kldiv_cli.io.roles`
-    states for every command: unique values, none missing, named like a key or monotone
-    (the reference alone decides, so a stored profile gives the raw reference's roles).
-    A measurement with many distinct values is not a key.
+    every engine decides on the same values; ``other``: the current data's (a raw
+    reference only). The rule is the one :mod:`kldiv_cli.io.roles` states for every
+    command: unique values, none missing, named like a key, or monotone, or disjoint
+    from the other side's. A measurement with many distinct values is not a key.
     """
     from ..io.roles import key_reason
 
-    reason = key_reason(name, values)
+    reason = key_reason(name, values, other)
     return None if reason is None else f"row key: {reason}"
 
 
@@ -590,15 +590,16 @@ def profile_categorical(
     )
 
 
-def profile_column(col: _Column, rules: ColumnRules) -> ColumnProfile:
+def profile_column(col: _Column, rules: ColumnRules, other: Any = None) -> ColumnProfile:
     """Decide a reference column's role (module docstring) and count its bins; the
-    profile records the class of its values (for type changes)."""
+    profile records the class of its values (for type changes). ``other``: the same
+    column of the current data, when known (for the key rule's disjointness)."""
     from dataclasses import replace
 
-    return replace(_profile_role(col, rules), kind=col.kind)
+    return replace(_profile_role(col, rules, other), kind=col.kind)
 
 
-def _profile_role(col: _Column, rules: ColumnRules) -> ColumnProfile:
+def _profile_role(col: _Column, rules: ColumnRules, other: Any) -> ColumnProfile:
     role = rules.override(col.name)
     kind = col.kind
     if role is Role.SKIPPED:
@@ -638,7 +639,7 @@ def _profile_role(col: _Column, rules: ColumnRules) -> ColumnProfile:
         import pyarrow.compute as pc
 
         sample = sampled_values(col.data)
-        key = row_key_reason(col.name, sample)
+        key = row_key_reason(col.name, sample, other)
         if key is not None:
             return _skipped(col, Role.IDENTIFIER, key)
         sample = sample.drop_null()
@@ -666,15 +667,20 @@ def build_profile(
     rules: ColumnRules,
     names: Sequence[str] | None = None,
     profiler: Profiler | None = None,
+    other: Any = None,
 ) -> Iterator[ColumnProfile]:
     """Profiles of ``names`` (default: the selected columns), one column read at a time
-    (or by ``profiler``, which gives the same profile, where it takes the column)."""
+    (or by ``profiler``, which gives the same profile, where it takes the column).
+    ``other``: the current data's values of a single named column (the key rule's
+    disjointness; a profile built alone decides on the reference only)."""
     import pyarrow as pa
 
     for name in names if names is not None else rules.select(table.label, table.column_names):
         try:
             done = profiler(name, rules) if profiler is not None else None
-            yield done if done is not None else profile_column(_Column.read(table, name), rules)
+            if done is None:
+                done = profile_column(_Column.read(table, name), rules, other)
+            yield done
         except pa.ArrowException as exc:
             raise InputError(f"{table.label}: column {clean(name)!r}", _arrow_text(exc)) from None
 
@@ -1062,6 +1068,9 @@ class ColumnResult:
     warnings: tuple[Reason, ...] = ()
     #: What changed in the schema, in words ("numeric in the reference, text now").
     schema_change: str = ""
+    #: Why a compared column has its role, when the rule says more than the type
+    #: (free text: its distinct values and lengths).
+    role_reason: str = ""
 
     @property
     def state(self) -> State:
@@ -1149,6 +1158,8 @@ class ColumnResult:
             doc["skip_reason"] = self.skip_reason
         if self.schema_change:
             doc["schema_change"] = self.schema_change
+        if self.role_reason:
+            doc["role_reason"] = self.role_reason
         if self.error:
             doc["error"] = self.error
         return doc
@@ -1290,6 +1301,7 @@ def check_column(
         return schema_change(result, Reason.TYPE_CHANGED, changed, request.schema)
     if not ref.role.compared:
         return _with(result, skip_reason=ref.reason)
+    result = _with(result, role_reason=ref.reason)
     if not _compatible(ref, col.kind):  # all missing now
         found = _KIND_WORDS.get(col.kind, col.kind)
         return _with(
@@ -1411,15 +1423,22 @@ def _shared(reference: list[str], current: list[str], label: str) -> list[str]:
 def _unmatched(
     reference: list[str], current: list[str], rules: ColumnRules
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Columns on one side only (a schema change), leaving out what ``--exclude`` names."""
+    """Columns on one side only (a schema change), among those ``--columns`` names (by
+    name or glob; indices count on the shared columns only), less what ``--exclude``
+    names."""
     import fnmatch
 
+    wanted = [t.strip() for t in (rules.columns or "").split(",") if t.strip()]
+    wanted = [t for t in wanted if not t.lstrip("-").isdigit()]
+    excluded = _names(rules.exclude)
+
     def kept(names: list[str], other: set[str]) -> tuple[str, ...]:
-        patterns = _names(rules.exclude)
         return tuple(
             n
             for n in names
-            if n not in other and not any(fnmatch.fnmatchcase(n, p) for p in patterns)
+            if n not in other
+            and (rules.columns is None or any(fnmatch.fnmatchcase(n, p) for p in wanted))
+            and not any(fnmatch.fnmatchcase(n, p) for p in excluded)
         )
 
     return kept(reference, set(current)), kept(current, set(reference))
@@ -1500,16 +1519,18 @@ def run_drift(
     def one(name: str) -> ColumnResult:
         threshold = thresholds.for_column(name, request.threshold)
         try:
+            col = _Column.read(current, name)
             if profile is None:
                 assert reference_table is not None
-                ref = next(build_profile(reference_table, request.rules, [name], profiler))
+                other = sampled_values(col.data)
+                ref = next(build_profile(reference_table, request.rules, [name], profiler, other))
             else:
                 ref = profile.column(name)
                 if request.rules.override(name) is Role.SKIPPED:
                     ref = ColumnProfile(
                         name, Role.SKIPPED, ref.rows, ref.missing, reason=SKIPPED_BY_USER
                     )
-            return check_column(ref, _Column.read(current, name), request, threshold)
+            return check_column(ref, col, request, threshold)
         except pa.ArrowException as exc:
             return _unreadable(name, request, threshold, _arrow_text(exc))
 

@@ -114,16 +114,14 @@ def explain(c: ColumnResult, settings: Settings) -> str:
 def noise_text(c: ColumnResult) -> str:
     """Why a column's verdict is weak: its threshold is below what noise reaches."""
     needs = f"; needs ≈ {c.rows_needed} rows per side" if c.rows_needed else ""
+    sizes = f"{c.n_reference}/{c.n_current} values"
     if c.state is State.WEAK:
         head = (
             f"{c.metric} {_fmt(c.value)} > {_fmt(c.threshold)} but within the noise bound "
-            f"{_fmt(c.noise_bound)} of {c.n_reference} and {c.n_current} values: too few to tell"
+            f"{_fmt(c.noise_bound)} of {sizes}: too few to tell"
         )
     else:
-        head = (
-            f"weak: threshold {_fmt(c.threshold)} below the noise bound {_fmt(c.noise_bound)} "
-            f"of {c.n_reference} and {c.n_current} values, only a larger change can drift"
-        )
+        head = f"weak: noise reaches {_fmt(c.noise_bound)} with {sizes}, above the threshold"
     return head + needs
 
 
