@@ -79,17 +79,63 @@ def reference(lp: np.ndarray, lq: np.ndarray, tokens: np.ndarray | None = None, 
         mse_se = math.sqrt((np.mean(dp**4) - np.mean(dp**2) ** 2) / (n - 1))
         d["rms_stderr"] = 0.5 / d["rms"] * mse_se
         out["delta_p"] = d
-        a, b = -lp[r, tokens], -lq[r, tokens]
-        se = lambda v: math.sqrt((np.mean(v * v) - v.mean() ** 2) / (n - 1))  # noqa: E731
-        cov = (np.mean(a * b) - a.mean() * b.mean()) / (n - 1)
-        out["perplexity"] = {
-            "reference": math.exp(a.mean()),
-            "candidate": math.exp(b.mean()),
-            "ln_ratio": b.mean() - a.mean(),
-            "ln_ratio_stderr": math.sqrt(se(a) ** 2 + se(b) ** 2 - 2 * cov),
-            "correlation": cov / (se(a) * se(b)),
-        }
+        out["perplexity"] = llama_perplexity(-lp[r, tokens], -lq[r, tokens])
     return out
+
+
+def llama_perplexity(nll_base: np.ndarray, nll: np.ndarray) -> dict:
+    """llama.cpp's "Perplexity statistics", transcribed line by line from kl_divergence()
+    in tools/perplexity/perplexity.cpp (commit 050fc7f3): running sums of nll, nll²,
+    nll_base, nll_base², nll·nll_base, then mean_and_uncertainty() and covariance()."""
+    count = len(nll)
+    sum_nll, sum_nll2 = float(np.sum(nll)), float(np.sum(nll * nll))
+    sum_nll_base, sum_nll_base2 = float(np.sum(nll_base)), float(np.sum(nll_base * nll_base))
+    sum_nll_nll_base = float(np.sum(nll * nll_base))
+
+    def mean_and_uncertainty(total, total2, count):
+        if count < 1:
+            return 0.0, 0.0
+        f = total / count
+        df = total2 / count - f * f
+        df = math.sqrt(df / (count - 1)) if df > 0 and count > 10 else 0.0
+        return f, df
+
+    def covariance(suma, sumb, sumab, count):
+        if count < 10:
+            return 0.0
+        var = sumab / count - (suma / count) * (sumb / count)
+        return var / (count - 1)
+
+    log_ppl = mean_and_uncertainty(sum_nll, sum_nll2, count)
+    ppl_val = math.exp(log_ppl[0])
+    ppl_unc = ppl_val * log_ppl[1]
+    log_ppl_base = mean_and_uncertainty(sum_nll_base, sum_nll_base2, count)
+    ppl_base_val = math.exp(log_ppl_base[0])
+    ppl_base_unc = ppl_base_val * log_ppl_base[1]
+    log_ppl_cov = covariance(sum_nll, sum_nll_base, sum_nll_nll_base, count)
+    log_ppl_cor = log_ppl_cov / (log_ppl[1] * log_ppl_base[1])
+    log_ppl_ratio_val = log_ppl[0] - log_ppl_base[0]
+    log_ppl_ratio_unc = math.sqrt(
+        log_ppl[1] * log_ppl[1] + log_ppl_base[1] * log_ppl_base[1] - 2.0 * log_ppl_cov
+    )
+    ppl_ratio_val = math.exp(log_ppl_ratio_val)
+    ppl_ratio_unc = ppl_ratio_val * log_ppl_ratio_unc
+    ppl_cov = ppl_val * ppl_base_val * log_ppl_cov
+    ppl_diff_val = ppl_val - ppl_base_val
+    ppl_diff_unc = math.sqrt(ppl_unc * ppl_unc + ppl_base_unc * ppl_base_unc - 2.0 * ppl_cov)
+    return {
+        "reference": ppl_base_val,
+        "reference_stderr": ppl_base_unc,
+        "candidate": ppl_val,
+        "candidate_stderr": ppl_unc,
+        "correlation": log_ppl_cor,
+        "ln_ratio": log_ppl_ratio_val,
+        "ln_ratio_stderr": log_ppl_ratio_unc,
+        "ratio": ppl_ratio_val,
+        "ratio_stderr": ppl_ratio_unc,
+        "difference": ppl_diff_val,
+        "difference_stderr": ppl_diff_unc,
+    }
 
 
 def assert_matches(doc: dict, expected: dict, rel: float = 1e-9) -> None:
@@ -115,10 +161,20 @@ def models(tmp_path: Path):
     return tmp_path, a, b, t
 
 
-def run_json(*args) -> dict:
+#: The JSON's keys that describe the run rather than the data's statistics.
+RUN_KEYS = ("reference", "candidate", "tokens", "warnings", "kldiv_version")
+
+
+def statistics(doc: dict) -> dict:
+    """The statistics of a compare document (what two runs on the same data share)."""
+    return {k: v for k, v in doc.items() if k not in RUN_KEYS}
+
+
+def run_json(*args, full: bool = False) -> dict:
     out = invoke("compare", *args, "-f", "json")
     assert out.exit_code == 0, out.stderr
-    return json.loads(out.stdout)
+    doc = json.loads(out.stdout)
+    return doc if full else statistics(doc)
 
 
 # ---------------------------------------------------------------- statistics
@@ -148,10 +204,16 @@ def test_statistics_with_tokens(models) -> None:
     assert list(doc["delta_p"])[-2:] == ["rms", "rms_stderr"] and "p25" in doc["delta_p"]
     assert list(doc["perplexity"]) == [
         "reference",
+        "reference_stderr",
         "candidate",
+        "candidate_stderr",
+        "correlation",
         "ln_ratio",
         "ln_ratio_stderr",
-        "correlation",
+        "ratio",
+        "ratio_stderr",
+        "difference",
+        "difference_stderr",
     ]
     assert_matches(doc, reference(log_softmax(a), log_softmax(b), t, raw=(a, b)), rel=1e-7)
 
@@ -528,7 +590,12 @@ def test_text_formats(models) -> None:
         "Minimum JSD:",
         "Same top p:",
         "RMS Δp    :",
-        "Mean ln(PPL(cand)/PPL(ref))",
+        "Mean PPL(Q)                   : ",
+        "Mean PPL(base)                : ",
+        "Cor(ln(PPL(Q)), ln(PPL(base))): ",
+        "Mean ln(PPL(Q)/PPL(base))     : ",
+        "Mean PPL(Q)/PPL(base)         : ",
+        "Mean PPL(Q)-PPL(base)         : ",
     ):
         assert label in text
     assert (
@@ -541,7 +608,7 @@ def test_stdin_reference(models) -> None:
     d, *_ = models
     out = invoke("compare", "-", d / "cand.npy", "-f", "json", stdin=(d / "ref.npy").read_bytes())
     assert out.exit_code == 0, out.stderr
-    assert json.loads(out.stdout) == run_json(d / "ref.npy", d / "cand.npy")
+    assert statistics(json.loads(out.stdout)) == run_json(d / "ref.npy", d / "cand.npy")
 
 
 def test_help_states_the_order() -> None:
@@ -614,4 +681,141 @@ def test_stdin_reference_of_every_compare_format(ext: str) -> None:
         "compare", "-", d / f"quant{ext}", "-f", "json", stdin=(d / f"base{ext}").read_bytes()
     )
     assert files.exit_code == piped.exit_code == 0, piped.stderr
-    assert piped.stdout == files.stdout
+    assert statistics(json.loads(piped.stdout)) == statistics(json.loads(files.stdout))
+    assert json.loads(piped.stdout)["reference"]["path"] == "<stdin>"
+
+
+# ------------------------------------------------ llama.cpp's perplexity headline
+
+
+def test_perplexity_lines_match_llama_cpp_transcription() -> None:
+    """perplexity_statistics against llama.cpp's own formulas (llama_perplexity above),
+    on correlated and on independent NLLs, N > 10 (where llama.cpp reports errors)."""
+    from kldiv_cli.core.compare import perplexity_statistics
+
+    rng = np.random.default_rng(3)
+    base = rng.gamma(2.0, 1.5, 400)
+    for nll in (base + rng.normal(0, 0.05, 400), rng.gamma(2.0, 1.6, 400)):
+        ours = perplexity_statistics(base, nll)
+        want = llama_perplexity(base, nll)
+        assert list(ours) == list(want)
+        for key, value in want.items():
+            assert ours[key] == pytest.approx(value, rel=1e-9), key
+    # the covariance matters: with it the difference's error is far below the naive one
+    nll = base + rng.normal(0, 0.01, 400)
+    ours = perplexity_statistics(base, nll)
+    naive = math.hypot(ours["reference_stderr"], ours["candidate_stderr"])
+    assert ours["difference_stderr"] < naive / 10
+
+
+def test_perplexity_gates_and_json_inputs(models) -> None:
+    d, a, b, t = models
+    args = ["compare", d / "ref.npy", d / "cand.npy", "--tokens", d / "tokens.npy"]
+    doc = run_json(*args[1:], full=True)
+    ppl = doc["perplexity"]
+    assert ppl["ratio"] == pytest.approx(ppl["candidate"] / ppl["reference"], rel=1e-12)
+    assert ppl["difference"] == ppl["candidate"] - ppl["reference"]
+    r = invoke(*args, "--fail-above", f"perplexity.ratio={ppl['ratio'] - 1e-4}")
+    assert r.exit_code == 1
+    assert f"kldiv: check failed: perplexity.ratio = {ppl['ratio']:.6g} is above" in r.stderr
+    r = invoke(*args, "--fail-above", f"perplexity.ratio={ppl['ratio'] + 1e-4}")
+    assert r.exit_code == 0
+    r = invoke(*args, "--fail-below", "perplexity.difference_stderr=1e9", "-f", "json")
+    assert r.exit_code == 1 and json.loads(r.stdout)["verdict"] == "fail"
+    r = invoke("compare", d / "ref.npy", d / "cand.npy", "--fail-above", "perplexity.ratio=1")
+    assert r.exit_code == 2 and "needs the next tokens" in r.stderr
+    # compare's JSON carries the version and both inputs, as compute's does
+    from kldiv_cli import __version__
+
+    assert doc["kldiv_version"] == __version__
+    assert doc["reference"] == {
+        "path": str(d / "ref.npy"),
+        "format": "npy",
+        "shape": [200, 30],
+        "dtype": "float32",
+        "as": "logits",
+    }
+    assert doc["candidate"]["path"] == str(d / "cand.npy") and doc["candidate"]["as"] == "logits"
+    assert doc["tokens"] == str(d / "tokens.npy") and doc["warnings"] == []
+    kld = run_json(SAMPLES / "compare" / "base.kld", SAMPLES / "compare" / "quant.kld", full=True)
+    assert kld["reference"]["format"] == "kld" and kld["reference"]["as"] == "log-probs"
+    assert kld["reference"]["n_ctx"] > 0 and kld["tokens"].endswith("base.kld")
+
+
+# ------------------------------------------------ wrong-space diagnostics
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def test_probabilities_read_as_logits_are_warned_about(models) -> None:
+    """The issue's case: two softmax outputs compared as logits give a tiny KL that passes
+    a gate; compare now says so, naming --as, and --strict refuses."""
+    d, a, b, _ = models
+    np.save(d / "pb.npy", softmax(a.astype(np.float64)).astype(np.float32))
+    np.save(d / "pq.npy", softmax(b.astype(np.float64)).astype(np.float32))
+    args = ["compare", d / "pb.npy", d / "pq.npy", "--fail-above", "kl.mean=0.01", "-f", "json"]
+    r = invoke(*args)
+    assert r.exit_code == 0  # the wrong number passes the gate...
+    wrong = json.loads(r.stdout)["kl"]["mean"]
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("kldiv: warning:")]
+    assert warnings == [
+        f"kldiv: warning: {d / side}.npy looks like probabilities (every value in [0, 1], rows "
+        "summing to 1) but is read as logits: a softmax of probabilities flattens them and the "
+        f"divergences come out far too small; give --as probs (or --{name}-as probs)"
+        for side, name in (("pb", "reference"), ("pq", "candidate"))
+    ]  # ...but not silently
+    assert json.loads(r.stdout)["warnings"] == [w[len("kldiv: warning: ") :] for w in warnings]
+    r = invoke(*args, "--as", "probs")
+    right = json.loads(r.stdout)["kl"]["mean"]
+    assert r.exit_code == 1 and "warning" not in r.stderr and right > 10 * wrong
+    r = invoke(*args, "--strict", "-o", d / "rows.npy")
+    assert r.exit_code == 2 and r.stdout == "" and r.stderr.count("\n") == 1
+    assert r.stderr.startswith(f"kldiv: error: --strict: {d / 'pb.npy'} looks like probabilities")
+    assert not (d / "rows.npy").exists()
+    # streamed in small blocks: the first block is enough
+    r = invoke("compare", d / "pq.npy", d / "ref.npy", "--chunk-rows", "7")
+    assert r.exit_code == 0 and r.stderr.count("looks like probabilities") == 1
+
+
+def test_log_probabilities_read_as_logits_are_warned_about(models) -> None:
+    d, a, b, _ = models
+    la = a - np.log(np.exp(a.astype(np.float64)).sum(axis=1, keepdims=True))
+    np.save(d / "la.npy", la)
+    r = invoke("compare", d / "la.npy", d / "cand.npy", "-f", "json")
+    assert r.exit_code == 0
+    assert r.stderr == (
+        f"kldiv: warning: {d / 'la.npy'} looks like log-probabilities (every value <= 0, each "
+        "row's logsumexp 0) but is read as logits: the numbers are the same (a softmax gives "
+        "log-probabilities back); say so with --as log-probs (or --reference-as log-probs)\n"
+    )
+    said = invoke(
+        "compare", d / "la.npy", d / "cand.npy", "-f", "json", "--reference-as", "log-probs"
+    )
+    assert said.exit_code == 0 and said.stderr == ""
+    doc, doc_said = json.loads(r.stdout), json.loads(said.stdout)
+    assert doc["kl"]["mean"] == pytest.approx(doc_said["kl"]["mean"], rel=1e-9)
+    # logits, .kld files (log-probs by format): no warning
+    for sides in ((d / "ref.npy", d / "cand.npy"), (SAMPLES / "compare" / "base.kld",) * 2):
+        r = invoke("compare", *sides, "--strict")
+        assert r.exit_code == 0 and "warning" not in r.stderr, r.stderr
+
+
+def test_kld_target_hint_names_log_target() -> None:
+    """compute with a .kld target (log-probabilities) and no --log-target: the first
+    diagnostic says what to add, and --strict stops on it."""
+    d = SAMPLES / "compare"
+    r = invoke("compute", d / "quant.kld", d / "base.kld", "-r", "batchmean")
+    assert r.exit_code == 0
+    first = r.stderr.splitlines()[0]
+    assert first == (
+        "kldiv: warning: the target looks like log-probabilities (every value <= 0, each row's "
+        "logsumexp 0; a llama.cpp .kld file holds them): add --log-target"
+    )
+    assert "(--log-target reads log-probabilities)" in r.stderr
+    r = invoke("compute", d / "quant.kld", d / "base.kld", "-r", "batchmean", "--strict")
+    assert r.exit_code == 2 and "--strict: the target looks like log-probabilities" in r.stderr
+    r = invoke("compute", d / "quant.kld", d / "base.kld", "-r", "batchmean", "--log-target")
+    assert r.exit_code == 0 and r.stderr == "" and float(r.stdout) > 0

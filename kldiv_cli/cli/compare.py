@@ -17,6 +17,7 @@ from .options import (
     NoColorOpt,
     QuietOpt,
     StorageOpt,
+    StrictOpt,
     ThreadsOpt,
     configure_storage,
     emit,
@@ -120,6 +121,7 @@ def compare(
     ] = None,
     chunk_rows: ChunkRowsOpt = None,
     threads: ThreadsOpt = None,
+    strict: StrictOpt = False,
     quiet: QuietOpt = False,
     no_color: NoColorOpt = False,
     debug: DebugOpt = False,
@@ -140,10 +142,16 @@ def compare(
 
       kldiv compare base.npy quant.npy --fail-above kl.p99=0.1 --fail-below top1_agreement=0.97
 
+      kldiv compare base.kld quant.kld --fail-above perplexity.ratio=1.01
+
       kldiv compare base.npy quant.npy -o rows.parquet -q
 
     Each row is one position; the last axis holds the classes. Statistics are named as
-    llama.cpp's (mean ± standard error, percentiles 0.1 % … 99.9 %), computed in float64.
+    llama.cpp's (mean ± standard error, percentiles 0.1 % … 99.9 %), computed in float64;
+    with tokens, its perplexity lines too: PPL(Q), PPL(base), Mean PPL(Q)/PPL(base) and
+    PPL(Q)-PPL(base) ± their covariance-aware errors (as tools/perplexity/perplexity.cpp,
+    llama.cpp commit 050fc7f3). A side read as logits that looks like probabilities or
+    log-probabilities gets a warning naming --as (--strict: an error).
     Output: one line per statistic as llama.cpp prints them (auto, plain, table); -f json
     (the names --fail-above/--fail-below take), csv and markdown (statistic,value rows).
     """
@@ -173,6 +181,7 @@ def compare(
         output=output,
         chunk_rows=chunk_rows,
         threads=threads,
+        strict=strict,
     )
     configure_storage(storage_option)
     request.validate()  # before stdin is read

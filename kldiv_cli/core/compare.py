@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .stats import correlation, mean_stderr
+
 __all__ = [
     "KINDS",
     "MEASURES",
@@ -30,6 +32,7 @@ __all__ = [
     "Scratch",
     "distribution",
     "pair",
+    "perplexity_statistics",
     "row_measures",
     "token_measures",
 ]
@@ -282,3 +285,63 @@ def token_measures(pr: Pair, tokens: np.ndarray) -> dict[str, np.ndarray]:
             "nll_candidate": -pr.log_q_at(rows, tokens),
             "delta_p": pr.q[rows, tokens] - pr.p[rows, tokens],
         }
+
+
+def _exp(x: float) -> float:
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return math.inf
+
+
+def perplexity_statistics(nll_reference: np.ndarray, nll_candidate: np.ndarray) -> dict[str, float]:
+    r"""llama.cpp's "Perplexity statistics" of two models on the same tokens.
+
+    From the per-token negative log-likelihoods :math:`a_i` (reference, llama.cpp's
+    *base*) and :math:`b_i` (candidate, *Q*), with :math:`s_a, s_b` the standard errors
+    of their means (:func:`~kldiv_cli.core.stats.mean_stderr`) and
+    :math:`c = \operatorname{cov}(\bar a, \bar b)`, as ``tools/perplexity/perplexity.cpp``
+    computes them (llama.cpp commit 050fc7f3):
+
+    * ``reference`` :math:`= e^{\bar a}` ± ``reference_stderr`` :math:`= e^{\bar a} s_a`,
+      and ``candidate`` alike;
+    * ``correlation``: Pearson's of :math:`a` and :math:`b` (llama.cpp's
+      :math:`c/(s_a s_b)`, the same number);
+    * ``ln_ratio`` :math:`= \overline{b - a}` ± ``ln_ratio_stderr``
+      :math:`= \sqrt{s_a^2 + s_b^2 - 2c}`, evaluated as the standard error of the
+      per-token differences (the same quantity without the cancellation);
+    * ``ratio`` :math:`= e^{\text{ln\_ratio}}` ± ``ratio_stderr``
+      :math:`= \text{ratio} \cdot \text{ln\_ratio\_stderr}`;
+    * ``difference`` :math:`= e^{\bar b} - e^{\bar a}` ± ``difference_stderr``
+      :math:`= \sqrt{u_b^2 + u_a^2 - 2 e^{\bar a} e^{\bar b} c}`, with
+      :math:`u = e^{\bar x} s_x` each side's error and
+      :math:`c = (s_a^2 + s_b^2 - s_{b-a}^2)/2`.
+
+    Edge cases: llama.cpp prints errors of 0 below 11 tokens (and a covariance of 0
+    below 10); here every error is reported for N ≥ 2 and NaN for N = 1. A variance
+    that rounds below 0 is 0.
+    """
+    mean_a, se_a = mean_stderr(nll_reference)
+    mean_b, se_b = mean_stderr(nll_candidate)
+    with np.errstate(invalid="ignore", over="ignore"):
+        ln_ratio, se_d = mean_stderr(np.asarray(nll_candidate) - np.asarray(nll_reference))
+    ppl_a, ppl_b = _exp(mean_a), _exp(mean_b)
+    u_a, u_b = ppl_a * se_a, ppl_b * se_b
+    cov = 0.5 * (se_a * se_a + se_b * se_b - se_d * se_d)
+    ratio = _exp(ln_ratio)
+    var_difference = u_a * u_a + u_b * u_b - 2.0 * ppl_a * ppl_b * cov
+    return {
+        "reference": ppl_a,
+        "reference_stderr": u_a,
+        "candidate": ppl_b,
+        "candidate_stderr": u_b,
+        "correlation": correlation(nll_reference, nll_candidate),
+        "ln_ratio": ln_ratio,
+        "ln_ratio_stderr": se_d,
+        "ratio": ratio,
+        "ratio_stderr": ratio * se_d,
+        "difference": ppl_b - ppl_a,
+        "difference_stderr": math.sqrt(max(var_difference, 0.0))
+        if not math.isnan(var_difference)
+        else math.nan,
+    }

@@ -9,6 +9,7 @@ names and formulas. No printing here (see :mod:`kldiv_cli.render.compare`).
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import threading
@@ -18,15 +19,24 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..core.compare import KINDS, MEASURES, Scratch, pair, row_measures, token_measures
+from ..core.compare import (
+    KINDS,
+    MEASURES,
+    Scratch,
+    pair,
+    perplexity_statistics,
+    row_measures,
+    token_measures,
+)
 from ..core.engine import default_threads
-from ..core.stats import PERCENTILES, correlation, mean_stderr, proportion, summary
+from ..core.stats import PERCENTILES, mean_stderr, proportion, summary
 from ..errors import InputError, UsageError
 from ..io.kld import KldSource
 from ..io.roles import choose_hint, one_class
 from ..io.sources import ReadOptions, Source, open_source
 from ..io.writers import OUTPUT_EXTENSIONS, STREAMED_KINDS, guard
 from .blocks import prefetch, rebatch
+from .diagnostics import looks_like
 from .gates import Gate, check_names, evaluate, failure_text, flatten, parse_gates
 
 if TYPE_CHECKING:
@@ -48,7 +58,20 @@ Progress = Callable[[int, int], None]
 BLOCK_ELEMENTS = 1 << 17
 #: Extra percentiles of Δp (llama.cpp prints them too).
 DELTA_P_EXTRA: tuple[tuple[str, float], ...] = (("p25", 0.25), ("p75", 0.75))
-PERPLEXITY_KEYS = ("reference", "candidate", "ln_ratio", "ln_ratio_stderr", "correlation")
+#: llama.cpp's perplexity lines (see :func:`kldiv_cli.core.compare.perplexity_statistics`).
+PERPLEXITY_KEYS = (
+    "reference",
+    "reference_stderr",
+    "candidate",
+    "candidate_stderr",
+    "correlation",
+    "ln_ratio",
+    "ln_ratio_stderr",
+    "ratio",
+    "ratio_stderr",
+    "difference",
+    "difference_stderr",
+)
 #: The per-row columns that need tokens (after ``row``, the measures and ``top1_agree``).
 TOKEN_COLUMNS = ("token", "nll_reference", "nll_candidate", "delta_p")
 
@@ -102,6 +125,8 @@ class CompareRequest:
     chunk_rows: int | None = None
     #: Threads measuring blocks at once (default: every core).
     threads: int | None = None
+    #: ``--strict``: a warning (a side that looks like probabilities...) is an error.
+    strict: bool = False
 
     @property
     def gates(self) -> tuple[Gate, ...]:
@@ -200,6 +225,11 @@ class CompareResult:
     #: One entry per gate: name, ``fail_above`` or ``fail_below``, value, passed.
     checks: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: Both inputs as the JSON describes them (path, format, shape, dtype, ``as``), and
+    #: where the tokens came from (None without tokens).
+    reference: dict[str, Any] = field(default_factory=dict)
+    candidate: dict[str, Any] = field(default_factory=dict)
+    tokens: str | None = None
 
     @property
     def failed(self) -> list[dict[str, Any]]:
@@ -335,10 +365,19 @@ def compare(
         _check_tokens(tokens, tokens_label, rows_known, width, request.ignore_index)
     kinds = _kind(request.reference_as, ref), _kind(request.candidate_as, cand)
     block = request.chunk_rows or max(1, BLOCK_ELEMENTS // width)
+    blocks = _zip(ref, cand, block, width)
+    # The wrong-space checks look at the first block pair only (cheap, streamed or not).
+    first = next(blocks, None)
+    warnings = _space_warnings(first, kinds, (ref.label, cand.label)) if first else []
+    if request.strict and warnings:
+        raise UsageError(f"--strict: {warnings[0]}")
+    if first is not None:
+        blocks = itertools.chain([first], blocks)
+    del first
     total = rows_known * width if rows_known != -1 else -1
     parts: dict[str, list[np.ndarray]] = {}
     done = 0
-    for measures in _measured(request, _zip(ref, cand, block, width), tokens, kinds, width):
+    for measures in _measured(request, blocks, tokens, kinds, width):
         for name, values in measures.items():
             parts.setdefault(name, []).append(values)
         done += len(measures["kl"])
@@ -354,12 +393,46 @@ def compare(
             "have no rows to compare" + (" (every token is the ignore index)" if done else ""),
         )
     statistics = _statistics(per_row, tokens is not None)
+    warnings += _warnings(per_row)
+    if request.strict and warnings:
+        raise UsageError(f"--strict: {warnings[0]}")
     return CompareResult(
         statistics=statistics,
         per_row=per_row,
         checks=evaluate(request.gates, flatten(statistics), _GATE_HINT),
-        warnings=[*ref.notes, *cand.notes, *_warnings(per_row)],
+        # The sources' notes (columns left out) are information, not suspicious data:
+        # printed with the warnings, never made errors by --strict.
+        warnings=[*ref.notes, *cand.notes, *warnings],
+        reference={**ref.describe(), "as": kinds[0]},
+        candidate={**cand.describe(), "as": kinds[1]},
+        tokens=tokens_label or None,
     )
+
+
+#: A side read as logits that looks like another kind: the evidence, what reading it as
+#: logits does to the numbers, and the option (``{option}``) that says what it is.
+_SPACE_WARNING = {
+    "probs": "looks like probabilities (every value in [0, 1], rows summing to 1) but is read "
+    "as logits: a softmax of probabilities flattens them and the divergences come out far "
+    "too small; give {option}",
+    "log-probs": "looks like log-probabilities (every value <= 0, each row's logsumexp 0) but "
+    "is read as logits: the numbers are the same (a softmax gives log-probabilities back); "
+    "say so with {option}",
+}
+
+
+def _space_warnings(
+    first: tuple[np.ndarray, np.ndarray], kinds: tuple[str, str], labels: tuple[str, str]
+) -> list[str]:
+    """A side read as logits whose first rows look like probabilities or log-probabilities
+    (:func:`kldiv_cli.jobs.diagnostics.looks_like`), with the option that says so."""
+    out = []
+    for block, kind, label, side in zip(first, kinds, labels, ("reference", "candidate")):
+        looks = looks_like(block) if kind == "logits" else None
+        if looks is not None:
+            option = f"--as {looks} (or --{side}-as {looks})"
+            out.append(f"{label} {_SPACE_WARNING[looks].format(option=option)}")
+    return out
 
 
 _GATE_HINT = "use a name from the JSON, e.g. kl.p99, js.mean, top1_agreement"
@@ -483,23 +556,10 @@ def _statistics(per_row: dict[str, np.ndarray], with_tokens: bool) -> dict[str, 
         stats["rms"] = rms
         stats["rms_stderr"] = 0.5 / rms * mse_stderr if rms > 0 else math.nan
         doc["delta_p"] = stats
-        nll_p, nll_q = per_row["nll_reference"], per_row["nll_candidate"]
-        ln_ratio, ln_ratio_stderr = mean_stderr(nll_q - nll_p)
-        doc["perplexity"] = {
-            "reference": _exp(mean_stderr(nll_p)[0]),
-            "candidate": _exp(mean_stderr(nll_q)[0]),
-            "ln_ratio": ln_ratio,
-            "ln_ratio_stderr": ln_ratio_stderr,
-            "correlation": correlation(nll_p, nll_q),
-        }
+        doc["perplexity"] = perplexity_statistics(
+            per_row["nll_reference"], per_row["nll_candidate"]
+        )
     return doc
-
-
-def _exp(x: float) -> float:
-    try:
-        return math.exp(x)
-    except OverflowError:
-        return math.inf
 
 
 def _warnings(per_row: dict[str, np.ndarray]) -> list[str]:

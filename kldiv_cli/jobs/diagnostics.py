@@ -91,6 +91,10 @@ class Diagnostics:
         self.update_values(x, t)
         if self.target_transformed or not t.ndim or not t.shape[-1]:
             return
+        if not self.rows and not self.log_target and looks_like(t) == "log-probs":
+            # Counted per block that starts a stream (any task's first), so merged
+            # diagnostics keep it.
+            self._add("target_log_probs", 1)
         # Row sums in log space cost an exp pass: check the first block only.
         if self.log_target and self.rows:
             return
@@ -136,6 +140,11 @@ class Diagnostics:
         """One sentence per finding, most consequential first."""
         c = self.counts
         out: list[str] = []
+        if "target_log_probs" in c:
+            out.append(
+                "the target looks like log-probabilities (every value <= 0, each row's "
+                "logsumexp 0; a llama.cpp .kld file holds them): add --log-target"
+            )
         zero = "-inf (log 0)" if self.log_target else "0"
         if "zero_target_inf_input" in c:
             out.append(
@@ -178,10 +187,14 @@ class Diagnostics:
                 else ""
             )
             what = "exp(target) rows" if self.log_target else "target rows"
+            hint = (
+                "--log-target reads log-probabilities"
+                if "target_log_probs" in c
+                else "--target-transform softmax normalises logits"
+            )
             out.append(
                 f"{c['rows_off']:,} of {self.rows:,} {what} do not sum to 1{span}: the loss is "
-                "not a KL divergence between distributions (--target-transform softmax "
-                "normalises logits)"
+                f"not a KL divergence between distributions ({hint})"
             )
         return out
 

@@ -9,6 +9,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .._version import __version__
 from . import Report
 
 if TYPE_CHECKING:
@@ -71,14 +72,22 @@ def human_lines(doc: dict[str, Any]) -> list[str]:
         lines += ["", "====== Token probability statistics ======", *_section(dp, "Δp", _pct)]
         lines.append(f"RMS Δp    : {_pct(dp['rms'])} ± {_pct(dp['rms_stderr'])}")
     if "perplexity" in doc:
+        # llama.cpp's labels (tools/perplexity/perplexity.cpp): Q is the candidate, base
+        # the reference.
         ppl = doc["perplexity"]
+
+        def pm(key: str) -> str:
+            return f"{_num(ppl[key])} ± {_num(ppl[key + '_stderr'])}"
+
         lines += [
             "",
             "====== Perplexity statistics ======",
-            f"Mean PPL(candidate)            : {_num(ppl['candidate'])}",
-            f"Mean PPL(reference)            : {_num(ppl['reference'])}",
-            f"Cor(ln(PPL(cand)), ln(PPL(ref))): {_pct(ppl['correlation'])}",
-            f"Mean ln(PPL(cand)/PPL(ref))    : {_num(ppl['ln_ratio'])} ± {_num(ppl['ln_ratio_stderr'])}",
+            f"Mean PPL(Q)                   : {pm('candidate')}",
+            f"Mean PPL(base)                : {pm('reference')}",
+            f"Cor(ln(PPL(Q)), ln(PPL(base))): {_pct(ppl['correlation'])}",
+            f"Mean ln(PPL(Q)/PPL(base))     : {pm('ln_ratio')}",
+            f"Mean PPL(Q)/PPL(base)         : {pm('ratio')}",
+            f"Mean PPL(Q)-PPL(base)         : {pm('difference')}",
         ]
     for check in doc.get("thresholds", []):
         op = "fail_above" if "fail_above" in check else "fail_below"
@@ -110,19 +119,23 @@ def _table(doc: dict[str, Any]) -> dict[str, Sequence[Any]]:
 
 
 def compare_report(result: CompareResult) -> Report:
-    """The statistics in every format; the JSON schema is the statistics, plus
-    ``thresholds`` and ``verdict`` (``pass``/``fail``) when gates were given."""
+    """The statistics in every format. The JSON document is the statistics, plus
+    ``thresholds`` and ``verdict`` (``pass``/``fail``) when gates were given, then the
+    inputs (``reference``, ``candidate``, ``tokens``), ``warnings`` and ``kldiv_version``;
+    the CSV/markdown rows and the plain lines are the statistics (and gates) only."""
     doc: dict[str, Any] = dict(result.statistics)
     if result.checks:
         doc["thresholds"] = result.checks
         doc["verdict"] = "fail" if result.failed else "pass"
-    return Report(
-        title="kldiv compare",
-        document=doc,
-        table=_table(doc),
-        plain=human_lines(doc),
-        digits=6,
+    table, plain = _table(doc), human_lines(doc)
+    doc.update(
+        reference=result.reference,
+        candidate=result.candidate,
+        tokens=result.tokens,
+        warnings=result.warnings,
+        kldiv_version=__version__,
     )
+    return Report(title="kldiv compare", document=doc, table=table, plain=plain, digits=6)
 
 
 def rows_report(result: CompareResult) -> Report:
