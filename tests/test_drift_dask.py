@@ -228,6 +228,21 @@ def test_the_command_line_gives_the_local_bits(cluster, tables, run_cli, tmp_pat
     assert local.exit_code == remote.exit_code == 1, remote.stderr
     assert _report(remote.stdout) == _report(local.stdout)
     assert _report(remote.stdout)["n_drifted"] >= 1
+    # Schema changes: a column lost, one gained, integers (profiled by tasks) now text.
+    import pyarrow.compute as pc
+
+    changed = pq.read_table(cur).drop_columns(["flag"])
+    changed = changed.append_column("extra", pa.array(np.arange(changed.num_rows) % 7))
+    at = changed.schema.get_field_index("counts")
+    changed = changed.set_column(at, "counts", pc.cast(changed["counts"], pa.string()))
+    pq.write_table(changed, schema := tmp_path / "schema.parquet")
+    local = run_cli("drift", ref, schema, "-f", "json", "--exclude", "normal")
+    remote = run_cli("drift", ref, schema, "-f", "json", "--exclude", "normal", *address)
+    assert local.exit_code == remote.exit_code == 1, remote.stderr
+    assert _report(remote.stdout) == _report(local.stdout)
+    reasons = {c["name"]: c["reasons"] for c in _report(remote.stdout)["columns"]}
+    assert reasons["flag"] == ["column_removed"] and reasons["extra"] == ["column_added"]
+    assert reasons["counts"] == ["type_changed"]
 
 
 def test_a_reference_that_is_not_parquet_runs_here_with_a_note(tables, run_cli, tmp_path) -> None:

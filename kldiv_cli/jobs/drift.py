@@ -4,13 +4,14 @@ The rules (the user's version is ``docs/drift.md``):
 
 * **Roles**, decided on the reference (overrides: ``--skip``, ``--categorical``,
   ``--numeric``, ``--datetime numeric``): Arrow date/time columns and text columns whose
-  every value is ISO-8601 are *datetime*; integer (text) columns with more than
-  :data:`ID_MIN_DISTINCT` distinct values making up at least 95 % (50 %) of their values
-  are *identifiers* (counted on the values of at most :data:`ID_SAMPLE`
-  rows taken at even intervals); both are listed as skipped (only their missing share
-  is checked). Booleans, text, and numbers with at most :data:`NUMERIC_CATEGORIES`
-  distinct (finite) values, each seen twice on average, are *categorical*; other
-  numbers are *numeric*.
+  every value is ISO-8601 are *datetime*; row keys by :mod:`kldiv_cli.io.roles`' rule
+  (unique integers or text, named like a key, monotone, or disjoint from the current
+  values; looked at on the values of at most :data:`ID_SAMPLE` rows taken at even
+  intervals) are *identifiers*; both are listed as skipped (only their missing share
+  is checked). Text that is mostly distinct (:func:`text_reason`) is *text*, binned by
+  its values' lengths like a numeric column. Booleans, other text, and numbers with at
+  most :data:`NUMERIC_CATEGORIES` distinct (finite) values, each seen twice on average,
+  are *categorical*; other numbers are *numeric*.
 * **Numeric bins** from the reference only: ``b = min(bins, values)`` quantile edges
   ``np.quantile(ref, [1/b, ..., (b-1)/b])`` (NumPy's "linear" method) or equal-width
   edges over ``[min, max]``, with ``min`` as the first edge, duplicates merged. A value
@@ -33,10 +34,14 @@ The rules (the user's version is ``docs/drift.md``):
   reduction="sum")`` through :func:`kldiv_cli.kl_div`; reverse KL swaps the sides, PSI
   is their sum, Jensen-Shannon ``(KL(p||m) + KL(q||m)) / 2`` with ``m = (p + q) / 2``;
   nats, or bits with ``base="2"``.
-* **Noise floor**: plug-in KL between two samples of one distribution averages about
-  ``(k' - 1)/2 * (1/n + 1/m)`` for the ``k'`` bins the reference fills (twice that for
-  PSI, a quarter for JS); a threshold below twice that is flagged as unable to tell
-  noise from drift.
+* **Noise**: bins with fewer than :data:`MIN_BIN_COUNT` reference values (scaled by
+  n/m) are joined first (:func:`merge_rare`). Plug-in KL between two samples of one
+  distribution averages about ``(k' - 1)/2 * (1/n + 1/m)`` for the ``k'`` bins the
+  reference fills (twice that for PSI, a quarter for JS), and ``2 n m/(n + m) KL`` is
+  about chi-square: a column drifts on its distribution only above both its threshold
+  and :func:`noise_bound` (the 99.99 % quantile); between the two it is *weak*.
+* **Schema changes** (a column on one side only, values of another class) are reasons
+  that fail the check, or warnings with ``schema="warn"``.
 """
 
 from __future__ import annotations
