@@ -14,21 +14,27 @@ from typing import Any
 from ..errors import InputError, UsageError
 from . import fs
 from .base import ReadOptions
-from .columns import arrow_error
+from .columns import arrow_error, is_list
 from .paths import reject_empty
 from .tables import TableSource
 
 #: Bytes of decoded columns per piece when a block of rows is read from a row group.
 _BLOCK_BUDGET = 1 << 21
+#: The read buffer of a list column streamed page by page.
+_PAGE_BUFFER = 1 << 20
 
 
-def parquet_file(label: str, source: Any, pre_buffer: bool, what: str = "Parquet") -> Any:
-    """``pyarrow.parquet.ParquetFile`` of a path or buffer; a damaged file is one line."""
+def parquet_file(
+    label: str, source: Any, pre_buffer: bool, what: str = "Parquet", buffer_size: int = 0
+) -> Any:
+    """``pyarrow.parquet.ParquetFile`` of a path or buffer; a damaged file is one line.
+    ``buffer_size``: read column chunks through a buffer of this many bytes, page by
+    page (0: each column chunk of a row group whole)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        return pq.ParquetFile(source, pre_buffer=pre_buffer)
+        return pq.ParquetFile(source, pre_buffer=pre_buffer, buffer_size=buffer_size)
     except (pa.ArrowException, OSError) as exc:
         raise arrow_error(label, what, exc) from None
 
@@ -90,7 +96,23 @@ class ParquetReader:
             pool.release_unused()
 
     def iter_tables(self, names: list[str], rows: int) -> Iterator[Iterable[Any]]:
+        if len(names) == 1 and is_list(self.schema.field(names[0]).type):
+            return self._list_batches(names, rows)
         return self.read_groups(names, _BLOCK_BUDGET)
+
+    def _list_batches(self, names: list[str], rows: int) -> Iterator[Iterable[Any]]:
+        """A list column (rows of thousands of values) in batches of ``rows`` rows,
+        decoded page by page through a buffered stream: memory is a batch and a page,
+        however large the row groups (a writer's default is one for the whole file)."""
+        import pyarrow as pa
+
+        paged = parquet_file(self.label, self._source, False, buffer_size=_PAGE_BUFFER)
+        try:
+            for batch in paged.iter_batches(batch_size=rows, columns=names, use_threads=False):
+                yield [pa.Table.from_batches([batch])]
+                del batch
+        except (pa.ArrowException, OSError) as exc:
+            raise self._fail(exc) from None
 
 
 class DatasetReader:

@@ -76,6 +76,9 @@ class TableSource(Source):
         self._options = options
         self._width = width
         self.columnar = not self._list
+        # A list column (wide rows: one distribution each) streams block by block, so
+        # memory is a block of rows, never the table (its Arrow copy, then NumPy's).
+        self.stream_always = self._list
         self._grouped: GroupedTableReader | None = None
         if not self._list and isinstance(reader, GroupedTableReader):
             self._grouped = reader
