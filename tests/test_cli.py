@@ -140,6 +140,35 @@ def test_none_and_per_row_outputs(run_cli, pair, tmp_path) -> None:
     assert [d["row"] for d in doc["top"]] == list(np.argsort(-rows)[:2])
 
 
+def test_plain_top_keeps_the_loss_in_the_per_row_format(run_cli, tmp_path) -> None:
+    rng = np.random.default_rng(4)
+    np.save(xp := tmp_path / "x.npy", np.log(rng.dirichlet(np.ones(5), 8)).astype(np.float32))
+    np.save(tp := tmp_path / "t.npy", rng.dirichlet(np.ones(5), 8).astype(np.float32))
+    loss = run_cli("compute", xp, tp, "-r", "batchmean").stdout.strip()
+    per_row = run_cli("compute", xp, tp, "-r", "batchmean", "--per-row").stdout.split()
+    top = run_cli("compute", xp, tp, "-r", "batchmean", "--top", "3").stdout.splitlines()
+    assert top[0] == loss
+    order = np.argsort(-np.array([float(v) for v in per_row]), kind="stable")[:3]
+    assert top[1:] == [f"{i},{per_row[i]}" for i in order]
+
+
+@pytest.mark.parametrize("command", ["compute", "compare", "estimate", "inspect", "drift"])
+def test_usage_line_names_arguments_without_braces(run_cli, command) -> None:
+    usage = run_cli(command, "--help").stdout.splitlines()[0]
+    assert usage.startswith(f"Usage: kldiv {command} [OPTIONS] ")
+    assert "{" not in usage and "}" not in usage
+    if command == "compute":
+        assert usage.endswith("INPUT TARGET")
+
+
+def test_dask_hint_names_the_source_install(run_cli, pair, monkeypatch) -> None:
+    xp, tp, _, _ = pair
+    monkeypatch.setitem(__import__("sys").modules, "distributed", None)  # import fails
+    r = run_cli("compute", xp, tp, "--engine", "dask")
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1
+    assert 'pip install "kldiv[dask]"' in r.stderr and 'pip install ".[dask]"' in r.stderr
+
+
 def test_plain_none_prints_csv_rows(run_cli, pair) -> None:
     xp, tp, x, _ = pair
     r = run_cli("compute", xp, tp, "-r", "none", "-f", "plain")

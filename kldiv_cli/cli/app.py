@@ -7,12 +7,15 @@ sure a failing stdout (a full disk, a closed pipe) ends in one line, never a tra
 
 import os
 import sys
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 import typer
 
 # Typer 0.27 carries its own Click (pinned in pyproject); its usage errors carry the context.
 from typer._click import exceptions as click
+from typer._click.core import Context
+from typer.core import TyperCommand
 
 from .._version import __version__
 from ..errors import ExitCode
@@ -23,7 +26,31 @@ from .boundary import Environment, exit_code_for, flush_stdout, restore, silence
 # before NumPy loads; a user's own setting wins.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-app = typer.Typer(
+
+CommandFunction = TypeVar("CommandFunction", bound=Callable[..., Any])
+
+
+class Command(TyperCommand):
+    """A command whose usage line names its arguments as the help and docs write them,
+    ``INPUT TARGET``: Typer 0.27 wraps required ones in braces (``{INPUT} {TARGET}``)."""
+
+    def collect_usage_pieces(self, ctx: Context) -> list[str]:
+        return [
+            p[1:-1] if p.startswith("{") and p.endswith("}") else p
+            for p in super().collect_usage_pieces(ctx)
+        ]
+
+
+class Application(typer.Typer):
+    """kldiv's Typer application: every command is a :class:`Command`."""
+
+    def command(
+        self, *args: Any, cls: type[TyperCommand] | None = None, **kwargs: Any
+    ) -> Callable[[CommandFunction], CommandFunction]:
+        return super().command(*args, cls=cls or Command, **kwargs)
+
+
+app = Application(
     name="kldiv",
     help=(
         "KL divergence for data files: PyTorch's KLDivLoss, model comparison, RL estimators, "

@@ -48,7 +48,7 @@ EngineOpt = Annotated[
         "--engine",
         metavar="[local|dask]",
         help="Where the sums run: this process (local), or tasks on a Dask cluster "
-        '(pip install "kldiv[dask]"); the same bits either way.',
+        '(pip install "kldiv[dask]", or ".[dask]" from the source); the same bits either way.',
     ),
 ]
 

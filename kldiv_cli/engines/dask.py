@@ -30,7 +30,8 @@ if TYPE_CHECKING:
     from ..io.sources import Source
     from ..jobs.compute import ComputeRequest, ComputeResult, Plan
 
-INSTALL_HINT = 'pip install "kldiv[dask]"'
+#: How to install the extra: from the package index, or from a checkout of the source.
+INSTALL_HINT = 'pip install "kldiv[dask]" (from a source checkout: pip install ".[dask]")'
 #: Seconds to wait for a scheduler before saying it cannot be reached (``--timeout``).
 CONNECT_TIMEOUT = 10.0
 #: The longest ``--timeout``: an hour.

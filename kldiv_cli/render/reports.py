@@ -50,10 +50,19 @@ def compute_report(result: ComputeResult) -> Report:
         doc["per_row"] = result.per_row
     if result.top:
         doc["top"] = [{"row": r, "value": v} for r, v in result.top]
-        table = {"row": [r for r, _ in result.top], "kl": [v for _, v in result.top]}
-        plain = [f"{r},{format_number(v)}" for r, v in result.top]
-        array = np.array([v for _, v in result.top])
+        picked = [r for r, _ in result.top]
+        # In the per-row values' own dtype: the same digits as --per-row prints.
+        values = (
+            result.per_row[picked]
+            if result.per_row is not None
+            else np.array([v for _, v in result.top])
+        )
+        table = {"row": picked, "kl": values}
+        # The loss first, as without --top, then one "row,value" line per top row.
+        plain = [format_number(loss)] + [f"{r},{format_number(v)}" for r, v in zip(picked, values)]
+        array = values
         title = f"Top {len(result.top)} rows by KL(target || input)"
+        notes.insert(0, f"loss ({req.reduction}): {format_number(loss)}")
     elif result.per_row is not None:
         rows = result.per_row
         table = {"row": np.arange(rows.size), "kl": rows}
