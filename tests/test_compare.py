@@ -634,7 +634,7 @@ logit_rows = arrays(
 )
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(logit_rows, st.data())
 def test_measure_properties(a: np.ndarray, data) -> None:
     b = data.draw(
@@ -819,3 +819,19 @@ def test_kld_target_hint_names_log_target() -> None:
     assert r.exit_code == 2 and "--strict: the target looks like log-probabilities" in r.stderr
     r = invoke("compute", d / "quant.kld", d / "base.kld", "-r", "batchmean", "--log-target")
     assert r.exit_code == 0 and r.stderr == "" and float(r.stdout) > 0
+
+
+def test_compute_input_of_probabilities_gets_the_specific_hint(models) -> None:
+    """The same check (looks_like) on compute's input: probabilities, not logits."""
+    d, a, b, _ = models
+    np.save(d / "p.npy", softmax(a.astype(np.float64)))
+    np.save(d / "q.npy", softmax(b.astype(np.float64)))
+    r = invoke("compute", d / "p.npy", d / "q.npy", "-r", "batchmean")
+    assert r.exit_code == 0
+    assert r.stderr == (
+        "kldiv: warning: 6,000 input values are positive: the input looks like probabilities "
+        "(every value in [0, 1], rows summing to 1), not log-probabilities; did you mean "
+        "--input-transform log?\n"
+    )
+    r = invoke("compute", d / "ref.npy", d / "q.npy", "-r", "batchmean")  # logits: both hints
+    assert "--input-transform log-softmax (logits)" in r.stderr

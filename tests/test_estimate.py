@@ -332,7 +332,7 @@ def test_api_all_and_errors():
         kl_estimate(logp, ref, aggregate="mean")
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(
     st.lists(
         st.tuples(

@@ -80,6 +80,7 @@ class Diagnostics:
     rows: int = 0
     row_sum_min: float = np.inf
     row_sum_max: float = -np.inf
+    spaces_checked: bool = False
 
     def _add(self, key: str, n: int | np.integer) -> None:
         if n:
@@ -89,12 +90,10 @@ class Diagnostics:
         """Cheap checks on one block: two reductions and the target's row sums.
         (The causes of a NaN or inf loss are counted by :meth:`explain`.)"""
         self.update_values(x, t)
+        if not self.spaces_checked:
+            self._check_spaces(x, t)
         if self.target_transformed or not t.ndim or not t.shape[-1]:
             return
-        if not self.rows and not self.log_target and looks_like(t) == "log-probs":
-            # Counted per block that starts a stream (any task's first), so merged
-            # diagnostics keep it.
-            self._add("target_log_probs", 1)
         # Row sums in log space cost an exp pass: check the first block only.
         if self.log_target and self.rows:
             return
@@ -103,6 +102,16 @@ class Diagnostics:
             # A matrix-vector product: the fastest row sum, and precise enough for 1e-3.
             ones = np.ones(p.shape[-1], p.dtype)
             self.update_rows(np.dot(p.reshape(-1, p.shape[-1]), ones).astype(np.float64))
+
+    def _check_spaces(self, x: np.ndarray, t: np.ndarray) -> None:
+        """The first block's rows (:func:`looks_like`): probabilities given as the input,
+        log-probabilities given as a target without ``log_target``. Counted as findings of
+        the block that starts a stream (any task's first), so merged diagnostics keep them."""
+        self.spaces_checked = True
+        if not self.input_transformed and looks_like(x) == "probs":
+            self._add("input_probs", 1)
+        if not (self.target_transformed or self.log_target) and looks_like(t) == "log-probs":
+            self._add("target_log_probs", 1)
 
     def update_values(self, x: np.ndarray, t: np.ndarray) -> None:
         """The checks that look at values one by one (any block shape). A negative
@@ -174,7 +183,13 @@ class Diagnostics:
                 f"{_count(c['input_posinf'], 'element')} with input +inf where the target is "
                 "positive make the loss -inf"
             )
-        if "input_positive" in c:
+        if "input_positive" in c and "input_probs" in c:
+            out.append(
+                f"{_count(c['input_positive'], 'input value')} positive: the input looks like "
+                "probabilities (every value in [0, 1], rows summing to 1), not "
+                "log-probabilities; did you mean --input-transform log?"
+            )
+        elif "input_positive" in c:
             out.append(
                 f"{_count(c['input_positive'], 'input value')} positive: the input looks like "
                 "probabilities or logits, not log-probabilities; did you mean "
