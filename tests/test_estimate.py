@@ -92,13 +92,17 @@ def test_estimators_follow_schulman():
 
 
 def openrlhf_approx_kl(log_probs, log_probs_base, kl_estimator):
-    """openrlhf/models/utils.py compute_approx_kl, transcribed to NumPy."""
+    """OpenRLHF 0.11.2's compute_approx_kl (openrlhf/models/utils.py, forward value),
+    transcribed to NumPy: k3 bounds its log ratio below at -10 before exp."""
     log_ratio = log_probs.astype(np.float64) - log_probs_base.astype(np.float64)
-    if kl_estimator == "k2":
-        log_ratio = log_ratio**2 / 2.0
-    elif kl_estimator == "k3":
-        log_ratio = np.exp(-log_ratio) - 1 + log_ratio
-    return np.clip(log_ratio, -10, 10)
+    if kl_estimator == "k1":
+        value = log_ratio
+    elif kl_estimator == "k2":
+        value = log_ratio**2 / 2.0
+    else:
+        k3_log_ratio = np.maximum(log_ratio, -10)
+        value = np.exp(-k3_log_ratio) - 1 + k3_log_ratio
+    return np.clip(value, -10, 10)
 
 
 def verl_kl_penalty(logprob, ref_logprob, kl_penalty):
