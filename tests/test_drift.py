@@ -315,7 +315,14 @@ def test_overrides_exclude_skip_categorical_numeric(prod) -> None:
         cols["device"]["state"] == "skipped"
         and cols["device"]["skip_reason"] == "skipped by --skip"
     )
-    assert cols["account"]["role"] == "categorical" and cols["account"]["state"] == "drift"
+    # Ids as categories: each seen once, so all are rare and pooled with the new values;
+    # all-new ids are what a random split gives too, so only the new-category gate sees it.
+    account = cols["account"]
+    assert account["role"] == "categorical" and account["state"] == "ok"
+    assert account["histogram"]["bins"] == ["(0 + 1 + 2 + 3 + 4 + 47 more)"]
+    assert account["new_category_share"] == 1.0
+    _, doc, _ = drift_json(r, c, "--categorical", "account", "--max-new-category-share", "0.5")
+    assert by_name(doc)["account"]["reasons"] == ["new_categories"]
     assert cols["rating"]["role"] == "numeric"
     out = invoke("drift", r, c, "--exclude", "nope")
     assert out.exit_code == 2 and "--exclude: no column matches 'nope'" in out.stderr

@@ -92,8 +92,9 @@ def test_rare_categories_are_joined_not_called_drift(tmp_path) -> None:
     # rare values (7 of ~200, empty on one side) alone would score above 0.1.
     expected_bins = (
         ["4", "6", "8", "(new)"],
-        # 3 and 5 (7 values) pooled, still short of 10, so joined with 6, the smallest other.
-        ["(3 + 5 + 6)", "4", "8", "(new)"],
+        # 3 and 5 (7 values) pooled with values the reference never had, still short of
+        # 10, so joined with 6, the smallest other category.
+        ["(3 + 5 + 6 + (new))", "4", "8"],
     )
     for (first, second), bins in zip(((ref, cur), (cur, ref)), expected_bins):
         r, c = write(first, tmp_path / "r.parquet"), write(second, tmp_path / "c.parquet")
@@ -256,3 +257,32 @@ def test_schema_warn_lists_without_failing_and_profiles_see_changes(schema_pair,
     assert by_name(stored)["Acceleration"]["role"] == "numeric"
     out = invoke("drift", r, c, "--schema", "maybe")
     assert out.exit_code == 2 and "--schema takes fail or warn" in out.stderr
+
+
+def test_a_missing_share_that_moves_by_chance_is_weak_not_drift(tmp_path) -> None:
+    """52 yearly rows with 2 missing wages, both in one half: 7.7 points more missing,
+    above --max-missing-change 0.05 but within chance at 26 rows a side."""
+    rng = np.random.default_rng(6)
+    wages = rng.normal(30, 8, 52).round(1)
+    ref = pa.table({"wages": pa.array(wages[:26])})
+    cur = pa.table({"wages": pa.array(wages[26:], mask=np.arange(26) >= 24)})
+    r, c = write(ref, tmp_path / "r.parquet"), write(cur, tmp_path / "c.parquet")
+    code, doc, _ = drift_json(r, c)
+    col = doc["columns"][0]
+    assert code == 0 and col["state"] == "weak" and col["reasons"] == []
+    assert col["missing_share_change"] == pytest.approx(2 / 26)
+    pi = 2 / 52
+    assert col["missing_change_bound"] == pytest.approx(
+        3.719 * (pi * (1 - pi) * 2 / 26) ** 0.5, rel=1e-4
+    )
+    lines = invoke("drift", r, c, "-q").stdout.splitlines()
+    assert lines[0].startswith("weak ") and "missing +7.7 pts > 5 pts but within" in lines[1]
+    # The same change over 2,600 rows a side is no accident.
+    big_ref = pa.table({"wages": pa.array(np.tile(wages[:26], 100))})
+    big_cur = pa.table(
+        {"wages": pa.array(np.tile(wages[:26], 100), mask=np.tile(np.arange(26) >= 24, 100))}
+    )
+    code, doc, _ = drift_json(
+        write(big_ref, tmp_path / "R.parquet"), write(big_cur, tmp_path / "C.parquet")
+    )
+    assert code == 1 and doc["columns"][0]["reasons"] == ["missing"]

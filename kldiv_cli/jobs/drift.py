@@ -78,19 +78,19 @@ NUMERIC_CATEGORIES = 20
 #: Text is free text (role ``text``, compared by its lengths), not categories, when most
 #: of its values are distinct (a category would hold fewer than two rows on average, and
 #: a histogram of one-row bins is noise) and either there are more distinct values than
-#: ``--max-categories`` keeps by default, or the values are long (about four words):
-#: sentences, not codes.
+#: a column of numbers may have as categories, or the values are long (about four
+#: words): sentences, not codes.
 TEXT_DISTINCT_SHARE = 0.5
-TEXT_MIN_DISTINCT = 50
+TEXT_MIN_DISTINCT = NUMERIC_CATEGORIES
 TEXT_MIN_LENGTH = 20
 ID_SAMPLE = 20_000
 BLOCK = 1 << 20
 THREADS = min(2, os.cpu_count() or 1)
 MIN_VALUES = 10
-#: Bins with fewer reference values than this (scaled up when the current side is
-#: smaller) are joined before comparing: a bin expected to hold 10 values on the other
-#: side is empty there by chance with probability e^-10 (4.5e-5); with 3 it is 5 %, and
-#: an empty bin alone scores ~ (c/n) ln(c k / (n epsilon)), above 0.1 for small n.
+#: Bins expected to hold fewer values than this on the smaller side (from both sides'
+#: counts) are joined before comparing: a bin expected to hold 10 values on a side is
+#: empty there by chance with probability e^-10 (4.5e-5); with 3 it is 5 %, and an
+#: empty bin alone scores ~ (c/n) ln(c k / (n epsilon)), above 0.1 for small n.
 MIN_BIN_COUNT = 10
 #: A column drifts on its distribution only when its metric is above the value that
 #: noise alone exceeds with probability 1 - NOISE_LEVEL (per column): see noise_bound.
@@ -921,19 +921,35 @@ def rows_needed(dof: int, threshold_nats: float) -> int | None:
 
 
 def merge_rare(
-    p: np.ndarray, q: np.ndarray, labels: list[str], need: int, adjacent: bool
+    p: np.ndarray,
+    q: np.ndarray,
+    labels: list[str],
+    need: int,
+    adjacent: bool,
+    members: Sequence[int] = (),
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Bins (reference counts ``p``, current ``q``) joined until each bin the reference
-    fills holds at least ``need`` reference values.
+    fills holds at least ``need`` values of both sides together.
+
+    Rarity is decided on the two sides' **added** counts: under no change they say
+    nothing about how the values split between the sides, whereas choosing bins by the
+    reference's counts alone picks those the reference happened to fill more (they then
+    look emptier in the current data: a bias of its own).
 
     Numeric bins (``adjacent``) are joined with their neighbours from the left, the
-    inner bins only (a last group still short joins the one before); the bins below
-    and above the reference's range stay as they are. Categories with fewer values
-    are pooled into one bin, joined with the smallest other category while it is short.
-    Bins the reference leaves empty (new categories, outside its range) are never
-    joined, so a total change still scores at least ``ln(1 + 1/epsilon) / (1 + epsilon)``.
+    inner bins only (a last group still short joins the one before); the bins below and
+    above the reference's range stay as they are. Rare categories are pooled into one
+    bin, with the new values (the last bin: seen 0 times rather than a few; the
+    reference's rare categories foretell them, as in Good-Turing), and the pool joins
+    the smallest other category while it is short. The "other" bin of categories beyond
+    ``--max-categories`` (``members``: categories per bin) is rare when its categories
+    hold fewer than ``need`` values on average. Bins outside a numeric reference's range
+    are never joined, nor new values when no category is rare, so a total change still
+    scores at least ``ln(1 + 1/epsilon) / (1 + epsilon)`` unless the reference holds only
+    rare categories (a column whose categories say nothing at this size).
     """
     size = p.size
+    both = p + q
     if adjacent:
         groups: list[list[int]] = [[0]]
         inner: list[list[int]] = []
@@ -943,17 +959,20 @@ def merge_rare(
                 inner.append([])
                 total = 0
             inner[-1].append(i)
-            total += int(p[i])
+            total += int(both[i])
         if len(inner) > 1 and total < need:
             inner[-2].extend(inner.pop())
         groups += [*inner, [size - 1]]
     else:
-        rare = [i for i in range(size) if 0 < p[i] < need]
+        per = list(members) or [1] * size
+        filled = [i for i in range(size - 1) if p[i] > 0]
+        rare = [i for i in filled if both[i] < need * max(1, per[i])]
         if not rare:
             return p, q, labels
-        common = [i for i in range(size) if p[i] >= need]
-        if int(p[rare].sum()) < need and common:
-            smallest = min(common, key=lambda i: (int(p[i]), -i))
+        rare.append(size - 1)
+        common = [i for i in filled if i not in set(rare)]
+        if int(both[rare].sum()) < need and common:
+            smallest = min(common, key=lambda i: (int(both[i]), -i))
             rare = sorted([*rare, smallest])
         pooled = set(rare)
         groups = [[i] for i in range(size) if i not in pooled]
@@ -1061,6 +1080,10 @@ class ColumnResult:
     noise_bound: float | None = None
     #: Rows per side for the threshold to sit above the noise bound (when it does not).
     rows_needed: int | None = None
+    #: The missing-share change chance exceeds (:func:`missing_bound`), and whether the
+    #: change passed ``--max-missing-change`` but stayed within it.
+    missing_bound: float | None = None
+    missing_weak: bool = False
     histogram: Histogram | None = None
     top_bins: tuple[Bin, ...] = ()
     new_categories: tuple[NewCategory, ...] = ()
@@ -1088,8 +1111,8 @@ class ColumnResult:
         if self.divergences is None:
             return State.SKIPPED
         value = self.value
-        if value is not None and value > self.threshold:
-            return State.WEAK  # above the threshold, within the noise bound
+        if self.missing_weak or (value is not None and value > self.threshold):
+            return State.WEAK  # above a threshold, within what chance gives
         return State.OK
 
     @property
@@ -1126,6 +1149,7 @@ class ColumnResult:
             missing_share_reference=m.reference_share,
             missing_share_current=m.current_share,
             missing_share_change=m.change,
+            missing_change_bound=self.missing_bound,
         )
         if self.role is Role.CATEGORICAL:
             doc.update(
@@ -1275,8 +1299,25 @@ class DriftReport:
 # ----------------------------------------------------------------- the check
 
 
+def missing_bound(missing: Missing) -> float:
+    """The change of missing share that chance exceeds with probability about
+    ``1 - NOISE_LEVEL`` when both sides miss values at one rate: ``z`` standard errors
+    of the difference of two proportions, ``sqrt(pi (1 - pi) (1/N + 1/M))`` with the
+    pooled rate ``pi`` (N, M rows)."""
+    n, m = missing.reference_rows, missing.current_rows
+    if not (n and m):
+        return math.inf
+    pi = (missing.reference + missing.current) / (n + m)
+    return _Z_NOISE * math.sqrt(pi * (1 - pi) * (1 / n + 1 / m))
+
+
 def _missing_reasons(missing: Missing, request: DriftRequest) -> tuple[Reason, ...]:
-    return (Reason.MISSING,) if abs(missing.change) > request.max_missing_change else ()
+    """``missing`` when the share moved by more than ``--max-missing-change`` and more
+    than chance moves it (:func:`missing_bound`)."""
+    change = abs(missing.change)
+    if change > request.max_missing_change and change > missing_bound(missing):
+        return (Reason.MISSING,)
+    return ()
 
 
 def check_column(
@@ -1297,6 +1338,8 @@ def check_column(
     result = _with(
         base,
         missing=missing,
+        missing_weak=not reasons and abs(missing.change) > request.max_missing_change,
+        missing_bound=missing_bound(missing),
         reasons=reasons,
         n_reference=ref.values,
         n_current=col.rows - missing.current,
@@ -1328,8 +1371,10 @@ def check_column(
     p = np.asarray(ref.counts, dtype=np.int64)
     if ref.role is Role.CATEGORICAL:
         p = np.append(p, 0)
-    need = math.ceil(MIN_BIN_COUNT * max(1.0, ref.values / n_cur))
-    p, cur, labels = merge_rare(p, cur, bin_labels(ref), need, ref.role.binned)
+    n_new_values = int(cur[-1])  # before joining: new values may join the rare categories
+    need = math.ceil(MIN_BIN_COUNT * (ref.values + n_cur) / min(ref.values, n_cur))
+    members = [1] * len(ref.categories) + ([len(ref.pooled)] if ref.pooled else []) + [0]
+    p, cur, labels = merge_rare(p, cur, bin_labels(ref), need, ref.role.binned, members)
     values = divergences(p, cur, request.epsilon, BASES[request.base])
     value = values.get(request.metric)
     nats = math.log(BASES[request.base])
@@ -1341,7 +1386,7 @@ def check_column(
         reasons = (Reason.DISTRIBUTION, *reasons)
     new_share = None
     if ref.role is Role.CATEGORICAL:
-        new_share = float(cur[-1]) / n_cur
+        new_share = n_new_values / n_cur
         limit = request.max_new_category_share
         if limit is not None and new_share > limit:
             reasons = (*reasons, Reason.NEW_CATEGORIES)

@@ -99,6 +99,13 @@ def explain(c: ColumnResult, settings: Settings) -> str:
                 f"new categories {_pct(c.new_category_share or 0)} > "
                 f"{_pct(settings.max_new_category_share or 0)}"
             )
+    if c.missing_weak:
+        m = c.missing
+        parts.append(
+            f"missing {100 * m.change:+.1f} pts > {100 * settings.max_missing_change:g} pts but "
+            f"within the noise bound {100 * (c.missing_bound or 0):.1f} pts of "
+            f"{m.reference_rows}/{m.current_rows} rows: too few to tell"
+        )
     if c.schema_change:
         warned = " (--schema warn)" if c.warnings else ""
         parts.append(f"schema change{warned}: {clean(c.schema_change)}")
