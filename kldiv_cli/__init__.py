@@ -54,18 +54,25 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _print_version() -> None:
+    """The version on stdout: exit 0, or 2 and one line when stdout cannot take it
+    (closed with ``>&-``, a full disk); a closed pipe is exit 0, quietly."""
+    import os
     import sys
 
     try:
+        if sys.stdout is None:  # descriptor 1 closed when Python started
+            raise OSError(9, "is closed; leave stdout open")
         sys.stdout.write(f"{__version__}\n")
         sys.stdout.flush()
     except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
         sys.exit(0)
     except OSError as exc:
-        sys.stderr.write(f"kldiv: error: stdout: {(exc.strerror or 'cannot write').lower()}\n")
-        import os
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+        if sys.stderr is not None:
+            reason = (exc.strerror or "cannot write").lower()
+            sys.stderr.write(f"kldiv: error: stdout: {reason}\n")
+        if sys.stdout is not None:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
         sys.exit(2)
     sys.exit(0)
 

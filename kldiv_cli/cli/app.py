@@ -19,7 +19,16 @@ from typer.core import TyperCommand
 
 from .._version import __version__
 from ..errors import ExitCode
-from .boundary import Environment, exit_code_for, flush_stdout, restore, silence_stdout, use
+from .boundary import (
+    Environment,
+    current,
+    exit_code_for,
+    flush_stdout,
+    restore,
+    silence_stdout,
+    standard_streams,
+    use,
+)
 
 # kldiv runs its own threads over cache-sized chunks; OpenBLAS's threads (which
 # spin between calls) would only compete with them for the cores. Must be set
@@ -69,7 +78,7 @@ app = Application(
 
 def _version_callback(value: bool) -> None:
     if value:
-        sys.stdout.write(f"{__version__}\n")
+        current().stdout.write(f"{__version__}\n")
         raise typer.Exit()
 
 
@@ -122,6 +131,13 @@ def run(argv: list[str] | None = None, env: Environment | None = None) -> ExitCo
             code = ExitCode.ERROR
         except KeyboardInterrupt as exc:
             code = exit_code_for(exc, env)
+        except SystemExit as exc:
+            # Typer ends a run whose help or usage met a closed pipe with sys.exit(1); a
+            # closed pipe is exit 0, quietly, everywhere else.
+            if not isinstance(exc.__context__, BrokenPipeError):
+                raise
+            code = ExitCode.OK
+            silence_stdout()
         except OSError as exc:  # outside a command: Click printing help or usage to stdout
             code = exit_code_for(OSError(exc.errno, exc.strerror, "stdout"), env)
             silence_stdout()
@@ -136,5 +152,6 @@ def run(argv: list[str] | None = None, env: Environment | None = None) -> ExitCo
 
 
 def main(argv: list[str] | None = None) -> None:
-    """The ``kldiv`` console script."""
+    """The ``kldiv`` console script: the process's streams made safe, then the run."""
+    standard_streams()
     sys.exit(int(run(argv)))

@@ -10,17 +10,26 @@ that turns an exception into a message and an :class:`~kldiv_cli.errors.ExitCode
 library errors are one line, ``OSError`` by errno, anything unexpected one line too
 (a traceback only with ``--debug``). Every line it prints, tracebacks included, passes
 :func:`shown`: credentials redacted, controls escaped, length bounded.
+
+The standard streams are taken as they really are (:func:`standard_streams`, once per
+process): a closed stdout (``>&-``) is an error only for a command that writes to it, a
+closed stderr swallows messages without changing the exit code, and every write to
+stdout either lands whole or is an error (a short write under ``ulimit -f`` raises
+``EFBIG``). A command's stdout is held until it ends (:class:`HeldOutput`): a command
+that fails leaves nothing on stdout beside its error line.
 """
 
 import contextvars
 import errno
 import functools
+import io
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import IO, Any, ParamSpec, TypeVar
+from typing import IO, Any, ParamSpec, TypeVar, cast
 
 import typer
 
@@ -47,10 +56,11 @@ class Environment:
 
     @classmethod
     def from_process(cls) -> "Environment":
-        """This process's streams (as they are now: a test runner may have replaced them)."""
+        """This process's streams (as they are now: a test runner may have replaced them);
+        a stream that Python found closed at start-up (None) is a :class:`ClosedStream`."""
         return cls(
-            stdout=sys.stdout,
-            stderr=sys.stderr,
+            stdout=sys.stdout if sys.stdout is not None else _closed("stdout"),
+            stderr=sys.stderr if sys.stderr is not None else _closed("stderr"),
             stdin=_stdin_buffer(),
             stdout_isatty=_isatty(sys.stdout),
             stderr_isatty=_isatty(sys.stderr),
@@ -68,8 +78,13 @@ class Environment:
         return None
 
     def _line(self, text: str) -> None:
-        self.stderr.write(text + "\n")
-        self.stderr.flush()
+        # A message that cannot be shown (stderr closed, a full disk, a closed pipe) must
+        # not turn into an error of its own: the exit code says what happened.
+        try:
+            self.stderr.write(text + "\n")
+            self.stderr.flush()
+        except (OSError, ValueError):
+            pass
 
     def warn(self, text: str) -> None:
         """A warning on stderr, unless ``--quiet``."""
@@ -105,6 +120,129 @@ def _traceback(exc: BaseException, env: Environment) -> None:
     text = "".join(traceback.format_exception(exc))
     env.stderr.write(clean_lines(redact(text)))
     env.stderr.flush()
+
+
+class ClosedStream(io.TextIOBase):
+    """A standard stream whose descriptor was closed when the process started (``>&-``,
+    ``2>&-``). Writing text to a closed stdout is an ``EBADF`` error naming it (exit 2,
+    one line); a closed stderr takes messages and drops them. Writing nothing, and
+    flushing, are fine: a command whose output goes to ``-o`` never needs stdout."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.stream = name
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        if text and self.stream == "stdout":
+            raise OSError(errno.EBADF, "is closed", "stdout")
+        return len(text)
+
+    def isatty(self) -> bool:
+        return False
+
+
+def _closed(name: str) -> IO[str]:
+    # io.TextIOBase is a text stream, but not typing.IO[str] to typeshed.
+    return cast("IO[str]", ClosedStream(name))
+
+
+class HeldOutput(io.TextIOBase):
+    """A command's stdout, held until the command ends: :meth:`commit` writes it (a
+    command that returns, or exits with its own code), :meth:`discard` drops it (a
+    command that fails), so an error line never stands beside half an output. Holds
+    the strings it is given, not copies: a report written in one piece costs nothing
+    more."""
+
+    def __init__(self, target: IO[str]) -> None:
+        super().__init__()
+        self.target = target
+        self._parts: list[str] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self._parts.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        """Nothing to do until :meth:`commit`."""
+
+    def isatty(self) -> bool:
+        return _isatty(self.target)
+
+    def fileno(self) -> int:
+        return self.target.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self.target, "encoding", None) or "utf-8"
+
+    def discard(self) -> None:
+        self._parts.clear()
+
+    def commit(self) -> None:
+        """Write what was held, then flush; a failure names stdout (a BrokenPipeError
+        stays one: a closed pipe is not an error)."""
+        parts, self._parts = self._parts, []
+        try:
+            for part in parts:
+                self.target.write(part)
+            self.target.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, "stdout") from None
+
+
+def standard_streams() -> None:
+    """Make this process's standard streams safe to rely on; the console script calls it
+    once, before anything else.
+
+    - A descriptor 0, 1 or 2 that is closed gets ``/dev/null``, opened so that it still
+      cannot be written (1, 2) or read (0): no file kldiv opens later takes its number
+      and receives output meant for the terminal. ``sys.stdout``/``sys.stderr`` become
+      :class:`ClosedStream` objects.
+    - stdout is rewrapped buffered, with ``errors="backslashreplace"``: a buffered
+      writer retries short writes, so a file-size limit (``ulimit -f``) or a full disk
+      raises instead of cutting the output silently (an unbuffered stdout, as
+      ``PYTHONUNBUFFERED`` makes it, drops the rest of a short write), and a name an
+      ASCII locale cannot encode (``LC_ALL=C``) is shown escaped, never a crash.
+    - ``SIGXFSZ`` is ignored, so exceeding the limit is an ``EFBIG`` error, not death.
+    """
+    closed = []
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            closed.append(fd)
+    for fd in closed:
+        # /dev/null opened the wrong way round: the number is taken, and a write to
+        # descriptor 1 (``-o /dev/stdout``) still fails as on a closed one.
+        spare = os.open(os.devnull, os.O_WRONLY if fd == 0 else os.O_RDONLY)
+        if spare != fd:
+            os.dup2(spare, fd)
+            os.close(spare)
+    if hasattr(signal, "SIGXFSZ"):
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    if 1 in closed or sys.stdout is None:
+        sys.stdout = ClosedStream("stdout")
+    elif isinstance(sys.stdout, io.TextIOWrapper):
+        old = sys.stdout
+        old.flush()
+        sys.stdout = io.TextIOWrapper(
+            io.BufferedWriter(io.FileIO(old.fileno(), "w", closefd=False)),
+            encoding=old.encoding,
+            errors="backslashreplace",
+            line_buffering=old.isatty(),
+        )
+    if 2 in closed or sys.stderr is None:
+        sys.stderr = ClosedStream("stderr")
+    elif isinstance(sys.stderr, io.TextIOWrapper):
+        sys.stderr.reconfigure(errors="backslashreplace")
 
 
 def _isatty(stream: Any) -> bool:
@@ -174,10 +312,14 @@ _ERRNO_TEXT = {
     errno.EMFILE: "too many open files",
     errno.ELOOP: "too many levels of symbolic links",
     errno.EBADF: "bad file descriptor (a standard stream is closed?)",
+    errno.EFBIG: "file too large (a file size limit, ulimit -f?)",
+    errno.EPIPE: "broken pipe",
 }
 
 
 def _os_error_text(exc: OSError) -> str:
+    if exc.errno == errno.EBADF and exc.filename == "stdout":
+        return "stdout: is closed; give -o FILE, or leave stdout open"
     reason = _ERRNO_TEXT.get(exc.errno or 0) or (exc.strerror or type(exc).__name__).lower()
     where = exc.filename if exc.filename is not None else None
     return f"{where}: {reason}" if where is not None else reason
@@ -248,17 +390,27 @@ def _run_command(
     env.quiet = bool(kwargs.get("quiet", False))
     env.debug = bool(kwargs.get("debug", False))
     env.no_color = bool(kwargs.get("no_color", False))
+    real = env.stdout
+    held = HeldOutput(real)
+    env.stdout = cast("IO[str]", held)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            warnings.showwarning = lambda message, *_a, **_k: env.warn(str(message))
-            result = command(*args, **kwargs)
-            flush_stdout(env)
-            return result
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                warnings.showwarning = lambda message, *_a, **_k: env.warn(str(message))
+                result = command(*args, **kwargs)
+        except (typer.Exit, SystemExit):
+            held.commit()  # the command's own exit code: its output is complete
+            raise
+        held.commit()
+        return result
     except (typer.Exit, SystemExit):
         raise
     except BaseException as exc:
+        held.discard()
         raise typer.Exit(exit_code_for(exc, env)) from None
+    finally:
+        env.stdout = real
 
 
 class Messages:

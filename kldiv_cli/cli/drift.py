@@ -292,7 +292,7 @@ def drift(
         report = run_drift(request, read_stdin_if_needed(*tables), __version__, profiler)
     for warning in run_warnings(report):
         Messages.warn(warning)
-    _write_files(request, report)
+    _write_files(request, report, format)
     _show(report, format, output, no_color)
     if report.n_errors:
         # Never silent, even with -q: an uncompared column is an error (exit 2 unless drift
@@ -310,15 +310,16 @@ def drift(
         raise typer.Exit(ExitCode.ERROR)
 
 
-def _write_files(request: "DriftRequest", report: "DriftReport") -> None:
-    """-o, --junit and --html: all of them replaced, or none."""
+def _write_files(request: "DriftRequest", report: "DriftReport", fmt: str) -> None:
+    """-o, --junit and --html: all of them replaced, or none (``fmt``: the kind of an -o
+    that is a stream, such as /dev/stdout)."""
     from ..io.writers import output_kind, write_all
     from ..render.drift import drift_report, html_page, junit_xml
     from ..render.files import report_writer
 
     items: list[tuple[str, Callable[[Any], Any]]] = []
     if request.output:
-        kind = output_kind(request.output, ("json", "csv"))
+        kind = output_kind(request.output, ("json", "csv"), fmt=fmt)
         items.append((request.output, report_writer(kind, drift_report(report))))
     for path, render in ((request.junit, junit_xml), (request.html, html_page)):
         if path:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ..errors import ExitCode
-from .boundary import Messages, current, flush_stdout
+from .boundary import Messages, current
 
 if TYPE_CHECKING:
     from ..io.base import ReadOptions
@@ -201,19 +201,13 @@ def emit(report: "Report", fmt: str, output: str | None, no_color: bool = False)
     if output and output != "-":
         from ..render.files import write_report
 
-        write_report(output, report)
+        write_report(output, report, fmt)
         Messages.note(f"wrote {output}")
         return
     env = current()
     env.no_color = env.no_color or no_color
-    resolved = resolve_format(fmt, env.stdout_isatty)
-    try:
-        print_report(report, resolved, env.stdout, env.color)
-    except BrokenPipeError:
-        raise
-    except OSError as exc:
-        raise OSError(exc.errno, exc.strerror, "stdout") from None
-    flush_stdout(env)
+    # Into the command's held stdout: the boundary writes it when the command ends.
+    print_report(report, resolve_format(fmt, env.stdout_isatty), env.stdout, env.color)
 
 
 def emit_with_notes(report: "Report", fmt: str, output: str | None, no_color: bool) -> None:

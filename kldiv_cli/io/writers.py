@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import math
 import os
+import re
 import signal
 import stat
 import tempfile
@@ -47,7 +48,42 @@ CLEANUP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
 _TEMP_EXTRA = len("..") + 8 + len(".tmp")
 
 
-def output_kind(path: str, allowed: Sequence[str] | None = None, option: str = "--output") -> str:
+#: Names of the process's own descriptors: written to the descriptor, never reopened
+#: (reopening ``/dev/stdout`` would truncate a file that ``>>`` appends to).
+_DESCRIPTOR = re.compile(r"/(?:dev|proc/self)/fd/([0-9]+)")
+_STANDARD = {"/dev/stdout": 1, "/dev/stderr": 2}
+
+
+def stream_fd(path: str) -> int | None:
+    """The descriptor ``path`` names (``/dev/stdout`` 1, ``/dev/stderr`` 2,
+    ``/dev/fd/N`` and ``/proc/self/fd/N`` N), else None."""
+    if path in _STANDARD:
+        return _STANDARD[path]
+    match = _DESCRIPTOR.fullmatch(path)
+    return int(match.group(1)) if match else None
+
+
+def is_stream(path: str) -> bool:
+    """An output written as a stream, in place: a descriptor (:func:`stream_fd`) or an
+    existing file that is neither regular nor a folder (``/dev/null``, a terminal, a
+    FIFO). Its kind comes from ``--format``, not from an extension it does not have."""
+    if stream_fd(path) is not None:
+        return True
+    if fs.is_remote(path):
+        return False
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def output_kind(
+    path: str,
+    allowed: Sequence[str] | None = None,
+    option: str = "--output",
+    fmt: str | None = None,
+) -> str:
     """How the output ``path`` will be written, checked before any work is done.
 
     Parameters
@@ -59,6 +95,10 @@ def output_kind(path: str, allowed: Sequence[str] | None = None, option: str = "
         ``("json",)`` for a profile. Default: every kind.
     option : str
         The option's name, for the message.
+    fmt : str, optional
+        The run's ``--format``: the kind of a stream (:func:`is_stream`), when it is one
+        the command writes; otherwise a stream gets the first of ``allowed`` (JSON when
+        every kind is allowed).
 
     Returns
     -------
@@ -75,8 +115,10 @@ def output_kind(path: str, allowed: Sequence[str] | None = None, option: str = "
     if path == "-":
         return "stdout"
     check_destination(path)
-    kind = OUTPUT_EXTENSIONS.get(os.path.splitext(path)[1].lower())
     choices = sorted(set(OUTPUT_EXTENSIONS.values()) if allowed is None else allowed)
+    if is_stream(path):
+        return fmt if fmt in choices else (allowed[0] if allowed else "json")
+    kind = OUTPUT_EXTENSIONS.get(os.path.splitext(path)[1].lower())
     if kind is None or kind not in choices:
         names = ", ".join(f".{k}" for k in choices)
         if kind is None:
@@ -169,6 +211,8 @@ def check_outputs(outputs: Sequence[str | None], inputs: Sequence[str | None]) -
         if not path or path == "-":
             continue
         check_destination(path)
+        if is_stream(path):
+            continue  # written in place, never replaced: ``-o /dev/null --junit /dev/null``
         key = _identity(path)
         if key in ids:
             also = "" if ids[key] == path else f" ({clean(ids[key])})"
@@ -189,13 +233,13 @@ def _name_max(folder: str) -> int:
         return 255
 
 
-def _is_special(path: str) -> bool:
-    """An existing destination that is not a regular file (/dev/null, a FIFO, a terminal):
-    written in place, since replacing it would destroy the device or pipe."""
-    try:
-        return not stat.S_ISREG(os.stat(path).st_mode)
-    except OSError:
-        return False
+def _open_stream(path: str) -> BinaryIO:
+    """A stream output opened for writing: a copy of the descriptor it names, or the
+    device or FIFO itself."""
+    fd = stream_fd(path)
+    if fd is not None:
+        return os.fdopen(os.dup(fd), "wb")
+    return open(path, "wb")
 
 
 def check_destination(path: str) -> None:
@@ -212,9 +256,16 @@ def check_destination(path: str) -> None:
         fs.check_destination(path)
         return
     shown = clean(path)
+    fd = stream_fd(path)
+    if fd is not None:
+        try:
+            os.fstat(fd)
+        except OSError:
+            raise OutputError(f"{shown}: descriptor {fd} is not open") from None
+        return
     if os.path.isdir(path):
         raise OutputError(f"{shown}: is a directory; give a file name")
-    if _is_special(path):
+    if is_stream(path):
         if not os.access(path, os.W_OK):
             raise OutputError(f"{shown}: is not writable")
         return
@@ -336,7 +387,8 @@ def write_all(items: Sequence[tuple[str, Callable[[BinaryIO], Any]]]) -> list[An
     ``write(f)``, flushed and fsynced, with the mode of the file it replaces. Only when
     every writer succeeded are the temporary files renamed over their destinations
     (a symlink is followed: its target is replaced). A destination that exists and is
-    not a regular file (``/dev/null``, a FIFO) is written in place, and an object in a
+    not a regular file (``/dev/null``, a FIFO) and a descriptor (``/dev/stdout``,
+    ``/dev/fd/3``) are written in place, and an object in a
     store (``s3://...``) uploaded whole by :func:`.fs.write_remote`, after all the
     temporary files are ready.
 
@@ -364,11 +416,14 @@ def write_all(items: Sequence[tuple[str, Callable[[BinaryIO], Any]]]) -> list[An
         try:
             for i, (path, write) in enumerate(items):
                 current = path
-                if fs.is_remote(path) or _is_special(path):
+                if fs.is_remote(path) or is_stream(path):
                     special.append(i)
                     continue
                 target = os.path.realpath(path)
-                fd, tmp = _temp_for(target)
+                try:
+                    fd, tmp = _temp_for(target)
+                except OSError as exc:  # the message names the output, not the temporary file
+                    raise _output_error(path, exc) from None
                 temps.append((tmp, target, path))
                 with os.fdopen(fd, "wb") as f:
                     results[i] = write(f)
@@ -380,7 +435,7 @@ def write_all(items: Sequence[tuple[str, Callable[[BinaryIO], Any]]]) -> list[An
                 if fs.is_remote(current):  # one upload: the store shows it whole or not
                     results[i] = fs.write_remote(current, write)
                     continue
-                with open(current, "wb") as f:
+                with _open_stream(current) as f:
                     results[i] = write(f)
             for tmp, target, path in temps:
                 current = path

@@ -192,7 +192,11 @@ def _is_profile(paths: Sequence[str]) -> bool:
 
 
 def _check_extension(path: str | None, option: str, allowed: tuple[str, ...]) -> None:
-    if path and path != "-" and os.path.splitext(path)[1].lower() not in allowed:
+    from ..io.writers import is_stream
+
+    if not path or path == "-" or is_stream(path):  # /dev/stderr: any name will do
+        return
+    if os.path.splitext(path)[1].lower() not in allowed:
         raise UsageError(f"{option} writes {' or '.join(allowed)} files, got {clean(path)!r}")
 
 
