@@ -9,6 +9,12 @@ screen or set the window title; a newline would split a one-line error in two).
 column name is shown as typed instead of becoming a hyperlink or a crash.
 :func:`format_number` writes the numbers beside them, for the render layer and for
 the jobs that name values in labels (drift's bin edges).
+
+Each output format then has its own encoder for such text, used by every command:
+:func:`csv_text` (a spreadsheet never runs a cell as a formula), :func:`markdown_text`
+(no HTML, image, link or code from data in a rendered page), :func:`html_text` and
+:func:`unicode_safe` (JSON and XML hold valid Unicode: the undecodable bytes of a file
+name are shown as ``\\xff``, never as a lone surrogate that strict parsers reject).
 """
 
 from __future__ import annotations
@@ -17,7 +23,17 @@ import math
 import re
 from typing import Any
 
-__all__ = ["clean", "clean_lines", "format_number", "markup", "shorten"]
+__all__ = [
+    "clean",
+    "clean_lines",
+    "csv_text",
+    "format_number",
+    "html_text",
+    "markdown_text",
+    "markup",
+    "shorten",
+    "unicode_safe",
+]
 
 #: The longest run of text without a space that a message shows whole (a path, a URL,
 #: a name): longer ones keep their start and end around ``...``.
@@ -135,6 +151,74 @@ def shorten(text: str, word: int = WORD_LIMIT, line: int = LINE_LIMIT) -> str:
     if len(text) > word:
         text = re.sub(r"\S{%d,}" % (word + 1), lambda m: _elide(m.group(), word), text)
     return _elide(text, line)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def unicode_safe(text: str) -> str:
+    """``text`` with every lone surrogate written as a visible escape (``\\xff`` for a
+    byte of a file name that was not UTF-8, ``\\udXXX`` otherwise), so that it encodes
+    as UTF-8 and is valid in JSON and XML; everything else is left as it is."""
+    return _SURROGATE.sub(_escape, text) if _SURROGATE.search(text) else text
+
+
+# A cell that starts with one of these is a formula to Excel, LibreOffice and Google
+# Sheets (OWASP's list; the full-width forms too, which some of them fold).
+_FORMULA_START = tuple("=+-@\t\r\uff1d\uff0b\uff0d\uff20")
+_NUMBER = re.compile(
+    r"[+-]?(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf|infinity|nan)",
+    re.IGNORECASE,
+)
+
+
+def csv_text(text: object) -> str:
+    """:func:`clean`, then a text that a spreadsheet would run as a formula prefixed with
+    ``'`` (OWASP's advice for CSV injection): ``=HYPERLINK(...)``, ``+cmd|...``,
+    ``@SUM(...)``, ``-2+3``. A number stays a number: ``-0.5``, ``+1e3``, ``-inf`` are
+    left as they are. The csv module quotes the result as usual."""
+    s = clean(text)
+    if s.startswith(_FORMULA_START) and not _NUMBER.fullmatch(s):
+        return "'" + s
+    return s
+
+
+_MARKDOWN = {
+    "\\": "\\\\",
+    "`": "\\`",
+    "*": "\\*",
+    "[": "\\[",
+    "]": "\\]",
+    "!": "\\!",
+    "|": "\\|",
+    "&": "&amp;",
+    "<": "&lt;",
+    ">": "&gt;",
+}
+_MARKDOWN_SPECIAL = re.compile("[\\\\`*\\[\\]!|&<>]")
+_AUTOLINK = re.compile(r"(?i)(?<=[a-z])(?=://)|(?<=www)(?=\.)")
+
+
+def markdown_text(text: object) -> str:
+    """:func:`clean`, then every character that Markdown (GitHub's, as CI job summaries
+    render it) acts on escaped: HTML (``<img src=...>`` is ``&lt;img ...``, so no
+    tracking pixel), image and link syntax (``![x](...)``, ``[x](...)``), code spans,
+    ``*`` emphasis and table pipes; ``https://`` and ``www.`` get a backslash before the
+    ``:``/``.`` so that no bare URL is made a link. Rendered, the text reads as typed."""
+    s = clean(text)
+    if _MARKDOWN_SPECIAL.search(s):
+        s = _MARKDOWN_SPECIAL.sub(lambda m: _MARKDOWN[m.group()], s)
+    if "://" in s or "www." in s.lower():
+        s = _AUTOLINK.sub("\\\\", s)
+    return s
+
+
+def html_text(text: object) -> str:
+    """:func:`clean`, then HTML-escaped (quotes too) with ``://`` written ``&#58;//``:
+    text from data can never be markup, nor a URL that a browser or a scanner follows."""
+    import html
+
+    return html.escape(clean(text), quote=True).replace("://", "&#58;//")
 
 
 def markup(text: object) -> str:

@@ -435,7 +435,8 @@ def test_missing_and_new_categories_in_every_output(prod, tmp_path, monkeypatch)
     text = csv.read_text()
     assert "avg_session_min,numeric,drift,missing" in text and f"smart_tv ({n_tv})" in text
     md = invoke("drift", r, c, "-f", "markdown").stdout
-    assert "missing +10.0 pts > 5 pts" in md and f"smart_tv ({n_tv})" in md
+    # Markdown escapes HTML: the '>' from text is an entity, rendered as '>'.
+    assert "missing +10.0 pts &gt; 5 pts" in md and f"smart_tv ({n_tv})" in md
     table = invoke("drift", r, c, "-f", "table").stdout
     assert "0.0% → 10.0%" in table and "smart_tv" in table
     suite = ET.parse(junit).getroot().find("testsuite")

@@ -330,7 +330,7 @@ def test_markdown_cells_stay_in_their_column() -> None:
     lines = render_text(hostile_report(), "markdown").splitlines()
     header = [line for line in lines if line.startswith("| ")][0]
     assert header.replace("\\|", "").count("|") == len(HOSTILE) + 1
-    assert lines[0] == "### \\x1b[2Jtitle [bold]"
+    assert lines[0] == "### \\\\x1b\\[2Jtitle \\[bold\\]"
 
 
 def test_a_member_of_a_dataset_input_is_an_input(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from ..errors import InputError, UsageError
 from . import fs
 from .base import ReadOptions
 from .columns import arrow_error, is_list
-from .paths import reject_empty
+from .paths import readable_path, reject_empty
 from .tables import TableSource
 
 #: Bytes of decoded columns per piece when a block of rows is read from a row group.
@@ -34,6 +34,8 @@ def parquet_file(
     import pyarrow.parquet as pq
 
     try:
+        if isinstance(source, str):
+            source = readable_path(source)
         return pq.ParquetFile(source, pre_buffer=pre_buffer, buffer_size=buffer_size)
     except (pa.ArrowException, OSError) as exc:
         raise arrow_error(label, what, exc) from None

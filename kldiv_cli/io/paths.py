@@ -247,6 +247,26 @@ def read_exact(f: IO[bytes], offset: int, nbytes: int, label: str) -> bytes:
     return data
 
 
+#: Names that are not UTF-8 -> the /dev/fd/N alias pyarrow reads them through.
+_ALIASES: dict[str, str] = {}
+
+
+def readable_path(path: str) -> str:
+    """``path`` as pyarrow can take it: itself, or, for a name that is not UTF-8 (bytes
+    Python carries as lone surrogates, which pyarrow cannot encode), ``/dev/fd/N`` of
+    the file opened here once and kept open for the rest of the run. Messages keep
+    naming ``path``."""
+    try:
+        path.encode()
+        return path
+    except UnicodeEncodeError:
+        pass
+    alias = _ALIASES.get(path)
+    if alias is None:
+        alias = _ALIASES[path] = f"/dev/fd/{os.open(path, os.O_RDONLY)}"
+    return alias
+
+
 def reject_empty(label: str, path: str | None) -> None:
     """A zero-byte file is empty, whatever its extension says (pyarrow's own messages
     for it are about missing magic bytes)."""
@@ -335,7 +355,8 @@ def resolve(
     if stat.S_ISDIR(info.st_mode):
         raise InputError(path, "is a directory, not a file")
     if not is_stream(path, info):
-        return Resolved(redact(path), detect_format(path, override, format_option), path, None)
+        fmt = detect_format(path, override, format_option)
+        return Resolved(redact(path), fmt, readable_path(path), None)
     named = (
         check_format(override) if override else EXTENSIONS.get(os.path.splitext(path)[1].lower())
     )

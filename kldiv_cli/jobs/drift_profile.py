@@ -21,7 +21,7 @@ from typing import Any, Union
 
 from ..errors import InputError
 from ..io.paths import read_limited
-from ..text import clean
+from ..text import clean, unicode_safe
 
 #: Version 2: numeric bins closed at the reference's range with a bin below and one
 #: above it; categories capped with an "other" bin; column roles. Version 3 adds the
@@ -130,7 +130,8 @@ class Profile:
     def to_json(self) -> dict[str, Any]:
         return {
             "kldiv_profile": PROFILE_VERSION,
-            "source": self.source,
+            # A folder whose name is not UTF-8: shown as \xff, so the file stays UTF-8.
+            "source": unicode_safe(self.source),
             "rows": self.rows,
             "bins": self.bins,
             "binning": self.binning,

@@ -4,22 +4,28 @@ A command builds a :class:`Report` (a JSON document, rows for tables and CSV, an
 the bare plain-text lines); this module turns it into text. Rich is imported
 only for the ``table`` format.
 
-Names and values from data or paths can hold escape sequences, newlines or Rich
-markup. Every format makes them inert here, once: :func:`~kldiv_cli.text.clean` for
-CSV and markdown cells and headers and, wrapped in ``rich.text.Text`` (never parsed
-as markup, so ``[link=...]`` and ``[/]`` are plain text), for the Rich table;
-:func:`~kldiv_cli.text.clean_lines` for plain text; JSON escapes them itself.
+Names and values from data or paths can hold escape sequences, newlines, Rich markup,
+spreadsheet formulas, HTML or Markdown. Every format makes them inert here, once, with
+the encoders of :mod:`kldiv_cli.text`: :func:`~kldiv_cli.text.csv_text` for CSV headers
+and cells (``=HYPERLINK(...)`` becomes ``'=HYPERLINK(...)``; numbers stay numbers),
+:func:`~kldiv_cli.text.markdown_text` for markdown (no HTML, image or link from data),
+:func:`~kldiv_cli.text.clean` wrapped in ``rich.text.Text`` (never parsed as markup, so
+``[link=...]`` and ``[/]`` are plain text) for the Rich table,
+:func:`~kldiv_cli.text.clean_lines` for plain text, and
+:func:`~kldiv_cli.text.unicode_safe` for JSON (which escapes controls itself), so its
+strings are valid Unicode even for a file name that is not UTF-8.
 """
 
 from __future__ import annotations
 
 import io
 import math
+import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
-from ..text import clean, clean_lines
+from ..text import clean, clean_lines, csv_text, markdown_text, unicode_safe
 from ..text import format_number as format_number  # re-exported for the renderers
 
 if TYPE_CHECKING:
@@ -92,11 +98,14 @@ def resolve_format(fmt: str, is_terminal: bool) -> str:
 
 
 def json_safe(value: Any) -> Any:
-    """Plain JSON values: NumPy scalars/arrays to Python, non-finite floats to strings."""
+    """Plain JSON values: NumPy scalars/arrays to Python, non-finite floats to strings,
+    lone surrogates in strings (undecodable bytes of a file name) to ``\\xff``."""
     import numpy as np
 
+    if isinstance(value, str):
+        return unicode_safe(value)
     if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
+        return {unicode_safe(str(k)): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [json_safe(v) for v in value]
     if isinstance(value, np.ndarray):
@@ -119,18 +128,27 @@ def _cell(value: Any, digits: int | None = None) -> str:
     return clean(value) if isinstance(value, str) else format_number(value, digits)
 
 
+def _csv_cell(value: Any) -> str:
+    """A CSV cell: a number as :func:`format_number` writes it (``-0.5`` stays a number),
+    anything else through :func:`~kldiv_cli.text.csv_text` (never a formula)."""
+    if isinstance(value, numbers.Number):
+        return format_number(value)
+    return csv_text(value if isinstance(value, str) else format_number(value))
+
+
 def to_csv(columns: Sequence[str], rows: Iterable[Iterable[Any]], header: bool = True) -> str:
-    """RFC 4180 CSV (the csv module's quoting) of cleaned names and cells: a name with a
-    comma or quote is quoted, one with a newline or ESC is escaped visibly first. ``rows``
-    may be a 2-D array (a streamed block)."""
+    """RFC 4180 CSV (the csv module's quoting) of encoded names and cells: a name with a
+    comma or quote is quoted, one with a newline or ESC is escaped visibly first, one
+    that a spreadsheet would run (``=...``, ``+...``, ``-...``, ``@...``) starts with
+    ``'``. ``rows`` may be a 2-D array (a streamed block)."""
     import csv
 
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     if header:
-        writer.writerow([clean(c) for c in columns])
+        writer.writerow([csv_text(c) for c in columns])
     for row in rows:
-        writer.writerow([_cell(v) for v in row])
+        writer.writerow([_csv_cell(v) for v in row])
     return buf.getvalue()
 
 
@@ -141,10 +159,10 @@ def to_markdown(
     digits: int | None = None,
 ) -> str:
     def cell(v: Any) -> str:
-        return _cell(v, digits).replace("|", "\\|")
+        return markdown_text(_cell(v, digits))
 
-    lines = [f"### {clean(title)}", ""] if title else []
-    lines.append("| " + " | ".join(cell(str(c)) for c in columns) + " |")
+    lines = [f"### {markdown_text(title)}", ""] if title else []
+    lines.append("| " + " | ".join(markdown_text(c) for c in columns) + " |")
     lines.append("|" + "|".join(" --- " for _ in columns) + "|")
     lines.extend("| " + " | ".join(cell(v) for v in row) + " |" for row in rows)
     return "\n".join(lines) + "\n"

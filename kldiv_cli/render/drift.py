@@ -3,9 +3,11 @@ coloured terminal table, JUnit XML and a self-contained HTML page.
 
 Every name that comes from the data (column names, categories, bin labels) passes
 :func:`kldiv_cli.text.clean` (and Rich's escape, ``html.escape``, or XML escaping where it
-goes). The HTML page has no scripts, fonts or links: histograms are inline SVG with at most
-:data:`MAX_BARS` bins each, for at most :data:`MAX_CARDS` columns, so its size does not grow
-with the rows or the categories.
+goes); :func:`~kldiv_cli.render.files.html_document` and
+:func:`~kldiv_cli.render.files.xml_document` make the pages' bytes safe whatever the data
+holds (no URL, valid Unicode and XML). The HTML page has no scripts, fonts or links:
+histograms are inline SVG with at most :data:`MAX_BARS` bins each, for at most
+:data:`MAX_CARDS` columns, so its size does not grow with the rows or the categories.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from xml.etree import ElementTree as ET
 from ..jobs.drift import ColumnResult, DriftReport, Histogram, Reason, Settings, State
 from ..text import clean, markup
 from . import Report
+from .files import html_document, xml_document
 
 #: Bins drawn per histogram in the HTML page (more are merged or cut, as stated there).
 MAX_BARS = 40
@@ -293,10 +296,7 @@ def junit_xml(report: DriftReport) -> bytes:
         "testsuites", {"name": "kldiv", **{k: v for k, v in counts.items() if k != "skipped"}}
     )
     root.append(suite)
-    ET.indent(root)
-    # typeshed types tostring() with an encoding other than "unicode" as Any: bytes.
-    body: bytes = ET.tostring(root, encoding="utf-8")
-    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + body + b"\n"
+    return xml_document(root)
 
 
 # ----------------------------------------------------------------- HTML
@@ -379,7 +379,7 @@ def svg_histogram(h: Histogram) -> str:
     bar = max(1.5, slot * 0.4)
     esc = html.escape
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="100%" '
+        f'<svg viewBox="0 0 {width} {height}" width="100%" '
         'role="img" aria-label="histogram of reference and current shares" overflow="visible" font-family="system-ui,sans-serif">'
     ]
     for tick in (0, 0.5, 1):
@@ -523,4 +523,4 @@ current {esc(clean(report.current))} ({report.current_rows} rows)</p>
 <main><table><thead><tr>{head}</tr></thead><tbody>{"".join(_summary_row(c, report) for c in cols)}</tbody></table>
 <div class="cards">{"".join(_card(c, report) for c in compared)}</div>{more}</main></body></html>
 """
-    return page.encode()
+    return html_document(page)
