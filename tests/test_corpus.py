@@ -8,13 +8,16 @@ closed, memory bombs under a resource limit) start one.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
 import warnings
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from .corpus.make_corpus import (
@@ -50,14 +53,19 @@ def run_kldiv(
         return code, streams[0].getvalue(), streams[1].getvalue()
 
 
-def run_process(argv: list[str], stdin: bytes = b"", **kw) -> tuple[int, bytes, bytes]:
-    """The real command in a child process, with 3 GiB of address space and 60 s
-    (``kw``: e.g. ``stdout=`` a file)."""
+def run_process(
+    argv: list[str], stdin: bytes = b"", file_size: int | None = None, **kw
+) -> tuple[int, bytes, bytes]:
+    """The real command in a child process, with 3 GiB of address space and 60 s, and
+    files of at most ``file_size`` bytes (``ulimit -f``) when given (``kw``: e.g.
+    ``stdout=`` a file)."""
 
     def limit() -> None:
         import resource
 
         resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+        if file_size is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (file_size, file_size))
 
     proc = subprocess.run(
         [sys.executable, "-m", "kldiv_cli", *map(str, argv)],
@@ -226,6 +234,51 @@ def test_attack(attack: Attack, tmp_path: Path) -> None:
         ET.parse(path)
     for path, raw in run.not_in:
         assert raw not in Path(path).read_text(encoding="utf-8")
+    for where, kind in run.reports:
+        assert_safe_report(kind, stdout if where == "-" else Path(where).read_bytes())
+
+
+# A cell a spreadsheet runs: OWASP's first characters (and their full-width forms).
+_FORMULA = tuple("=+-@\t\r\uff1d\uff0b\uff0d\uff20")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|inf|infinity|nan)", re.I)
+
+
+def assert_safe_report(kind: str, data: bytes) -> None:
+    """``data`` is safe as a report of ``kind``: valid UTF-8 always; CSV with no cell a
+    spreadsheet would run as a formula (numbers excepted); Markdown with no HTML, image,
+    link or bare URL from data; HTML with no external URL of any kind and a CSP; JSON
+    that a strict parser takes (no lone surrogate); well-formed XML."""
+    import csv
+    import io
+    import json
+    import xml.etree.ElementTree as ET
+
+    text = data.decode("utf-8")  # strict: a lone surrogate is not UTF-8
+    if kind == "csv":
+        for row in csv.reader(io.StringIO(text)):
+            for cell in row:
+                assert not cell.startswith(_FORMULA) or _NUMBER.fullmatch(cell), (cell, row)
+    elif kind == "markdown":
+        assert "<" not in text and not re.search(r"(?<!\\)[\[\]`]", text), text
+        assert not re.search(r"(?<!\\)://", text), text
+    elif kind == "html":
+        assert "Content-Security-Policy" in text and "default-src 'none'" in text
+        # Text from data may say "url(" (escaped, inert), but nothing names a place to load.
+        assert "://" not in text and not re.search(r"url\(\s*['\"]?(https?:|//)", text), text
+        assert not re.search(r"<(script|link|img|iframe|object|embed|base)\b", text, re.I)
+    elif kind == "json":
+
+        def strings(value: object) -> None:
+            if isinstance(value, str):
+                value.encode("utf-8")  # a lone surrogate (a \\udcff escape) fails here
+            elif isinstance(value, dict):
+                [(strings(k), strings(v)) for k, v in value.items()]
+            elif isinstance(value, list):
+                [strings(v) for v in value]
+
+        strings(json.loads(text))
+    elif kind == "xml":
+        ET.fromstring(data)
 
 
 # --- where a real process matters ----------------------------------------------------------
@@ -273,3 +326,115 @@ def subprocess_closed_stdin(argv: list[str]) -> tuple[int, bytes, bytes]:
         timeout=60,
     )
     return proc.returncode, proc.stdout, proc.stderr
+
+
+# --- round 3: standard streams as they really are (real processes) ---------------------
+
+
+def run_redirected(argv: list[str], redirect: str, **kw) -> tuple[int, bytes, bytes]:
+    """The command with a shell redirection applied to it (``>&-``: stdout closed)."""
+    proc = subprocess.run(
+        ["bash", "-c", f'exec "$@" {redirect}', "bash", sys.executable, "-m", "kldiv_cli", *argv],
+        capture_output=True,
+        timeout=60,
+        **kw,
+    )
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_stdout_closed(tmp_path: Path) -> None:
+    """``>&-``: a command that writes to stdout fails in one line (exit 2), one whose
+    output goes to ``-o`` works; ``--version`` is one line too, never a traceback."""
+    x, t = pair_npy(tmp_path)
+    out = tmp_path / "out.json"
+    out.write_bytes(ORIGINAL_OUTPUT)
+    for argv, code, error in [
+        (["--version"], 2, r"stdout: is closed"),
+        (["compute", x, t, "-r", "sum", "-q"], 2, r"stdout: is closed; give -o FILE"),
+        (["compute", x, t, "-r", "sum", "-o", "/dev/stdout", "-q"], 2, r"/dev/stdout: cannot"),
+    ]:
+        got, stdout, stderr = run_redirected(argv, ">&-")
+        assert got == code, stderr
+        assert_kldiv_stderr(stderr, got, error)
+        assert len(stderr.splitlines()) == 1, stderr
+    assert out.read_bytes() == ORIGINAL_OUTPUT
+    got, _, stderr = run_redirected(["compute", x, t, "-r", "sum", "-o", str(out)], ">&-")
+    assert got == 0, stderr
+    assert_kldiv_stderr(stderr, got)
+    assert "loss" in json.loads(out.read_text())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json", "t.npy", "x.npy"]
+
+
+def test_stderr_closed_keeps_the_exit_codes(tmp_path: Path) -> None:
+    """``2>&-``: a missing file is still exit 2 (not 1), a run with warnings exit 0."""
+    x, t = pair_npy(tmp_path)
+    got, stdout, _ = run_redirected(["compute", str(tmp_path / "gone.npy"), t], "2>&-")
+    assert (got, stdout) == (2, b"")
+    # Probabilities given as the input: two warnings, then the number.
+    got, stdout, _ = run_redirected(["compute", t, t, "-r", "sum"], "2>&-")
+    assert got == 0 and float(stdout) < 0
+
+
+def test_a_file_size_limit_is_an_error(tmp_path: Path) -> None:
+    """``ulimit -f``: stdout redirected to a file that reaches the limit is exit 2 and
+    one line, never exit 0 with the output cut (an unbuffered stdout dropped the rest
+    of a short write); an -o output that reaches it leaves the old file and no temp."""
+    rng = np.random.default_rng(0)
+    np.save(x := tmp_path / "x.npy", np.log(rng.dirichlet(np.ones(8), 2000)))
+    np.save(t := tmp_path / "t.npy", rng.dirichlet(np.ones(8), 2000))
+    old = tmp_path / "old.csv"
+    old.write_bytes(ORIGINAL_OUTPUT)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    base = ["compute", str(x), str(t), "-r", "none", "-q"]
+    with open(tmp_path / "stdout.txt", "wb") as f:
+        code, _, stderr = run_process([*base, "-f", "plain"], stdout=f, file_size=8192, env=env)
+    assert code == 2, stderr
+    assert_kldiv_stderr(stderr, code, r"^kldiv: error: stdout: file too large")
+    code, _, stderr = run_process([*base, "-o", str(old)], file_size=8192, env=env)
+    assert code == 2, stderr
+    assert_kldiv_stderr(stderr, code, r"old\.csv: cannot write \(file too large\); nothing was")
+    assert old.read_bytes() == ORIGINAL_OUTPUT
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.csv", "stdout.txt", "t.npy", "x.npy"]
+
+
+def test_devices_and_descriptors_are_outputs(tmp_path: Path) -> None:
+    """``-o /dev/stdout``, ``--junit /dev/stderr``: written as streams, in the kind
+    ``--format`` names (JSON by default), never replaced, nothing left behind."""
+    x, t = pair_npy(tmp_path)
+    code, stdout, stderr = run_process(
+        ["compute", x, t, "-r", "sum", "-o", "/dev/stdout", "-f", "csv", "-q"]
+    )
+    assert code == 0, stderr
+    assert stdout.decode().splitlines()[0].startswith("loss,reduction,")
+    ref, cur = drift_pair(tmp_path)
+    argv = ["drift", ref, cur, "--junit", "/dev/stderr", "-o", "/dev/stdout", "-q"]
+    code, stdout, stderr = run_process(argv)
+    assert code == 0, stderr
+    assert json.loads(stdout)["n_drifted"] == 0
+    ET.fromstring(stderr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cur.csv", "ref.csv", "t.npy", "x.npy"]
+
+
+def test_help_into_a_closed_pipe_is_quiet() -> None:
+    """``kldiv --help | true`` (the reader gone before the help is written): exit 0 and
+    nothing on stderr, as any other closed pipe."""
+    for argv in (["--help"], ["drift", "--help"]):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "kldiv_cli", *argv],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()
+        stderr = proc.stderr.read()
+        assert (proc.wait(timeout=60), stderr) == (0, b"")
+
+
+def test_an_ascii_locale_escapes_names(tmp_path: Path) -> None:
+    """``LC_ALL=C`` without UTF-8 mode (stdout ASCII): names shown escaped, not a crash."""
+    path = tmp_path / "u.csv"
+    path.write_text("été,b\n0.5,0.5\n", encoding="utf-8")
+    env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONIOENCODING": ""}
+    code, stdout, stderr = run_process(["inspect", path, "-f", "plain"], env=env)
+    assert code == 0, stderr
+    assert b"columns: \\xe9t\\xe9, b" in stdout

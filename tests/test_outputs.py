@@ -388,3 +388,93 @@ def test_io_does_not_import_render() -> None:
             if isinstance(node, ast.ImportFrom) and node.module:
                 name = node.module.removeprefix("kldiv_cli.")
                 assert not name.startswith(("render", "jobs", "cli")), module.name
+
+
+# --- streams as outputs, held stdout, names in messages ------------------------------
+
+
+def _pair(folder: Path) -> tuple[str, str]:
+    rng = np.random.default_rng(0)
+    np.save(x := folder / "x.npy", np.log(rng.dirichlet(np.ones(4), 6)))
+    np.save(t := folder / "t.npy", rng.dirichlet(np.ones(4), 6))
+    return str(x), str(t)
+
+
+def test_streams_are_outputs_of_the_kind_format_names(tmp_path: Path) -> None:
+    """/dev/null, /dev/stdout and /dev/fd/N have no extension: their kind is --format's
+    (or the command's first kind), they are written in place and never refused as the
+    same file twice."""
+    assert output_kind("/dev/null") == "json"
+    assert output_kind("/dev/stdout", fmt="csv") == "csv"
+    assert output_kind("/dev/stderr", ("json", "csv"), fmt="markdown") == "json"
+    assert output_kind("/dev/null", ("csv",)) == "csv"
+    check_outputs(["/dev/null", "/dev/null"], ["/dev/null"])
+    with pytest.raises(OutputError, match=r"^/dev/fd/987: descriptor 987 is not open$"):
+        output_kind("/dev/fd/987")
+    from .helpers import invoke
+
+    x, t = _pair(tmp_path)
+    out = invoke("compute", x, t, "-r", "sum", "-o", "/dev/null", "-q")
+    assert (out.exit_code, out.stdout, out.stderr) == (0, "", "")
+    read, write = os.pipe()
+    try:
+        out = invoke("compute", x, t, "-r", "sum", "-o", f"/dev/fd/{write}", "-f", "csv", "-q")
+        os.close(write)
+        with os.fdopen(read, "rb") as f:
+            assert f.read().decode().startswith("loss,reduction,")
+    finally:
+        for fd in (read, write):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    assert (out.exit_code, out.stdout, out.stderr) == (0, "", "")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.npy", "x.npy"]
+
+
+def test_an_output_nobody_can_create_names_the_output(tmp_path: Path) -> None:
+    """A folder where the temporary file cannot be made (/proc refuses new files even to
+    root): the message names the output, never .NAME.XXXXXXXX.tmp."""
+    from .helpers import invoke
+
+    x, t = _pair(tmp_path)
+    out = invoke("compute", x, t, "-r", "sum", "-o", "/proc/kldiv-out.json", "-q")
+    assert out.exit_code == 2
+    assert (
+        out.stderr.startswith("kldiv: error: /proc/kldiv-out.json: ") and ".tmp" not in out.stderr
+    )
+    assert len(out.stderr.splitlines()) == 1 and out.stdout == ""
+
+
+def test_a_failed_command_leaves_nothing_on_stdout() -> None:
+    """A command's stdout is held until it ends: written when it returns or exits with
+    its own code (a failed check), dropped when it fails."""
+    import typer
+
+    from kldiv_cli.cli.boundary import Environment, current, error_boundary, restore, use
+    from kldiv_cli.errors import InputError
+
+    @error_boundary
+    def command(outcome: str, quiet: bool = False, debug: bool = False) -> None:
+        current().stdout.write("half a report\n")
+        if outcome == "error":
+            raise InputError("x.csv", "damaged at line 9")
+        if outcome == "check":
+            raise typer.Exit(1)
+
+    for outcome, code, stdout in [
+        ("ok", None, "half a report\n"),
+        ("check", 1, "half a report\n"),
+        ("error", 2, ""),
+    ]:
+        out, err = io.StringIO(), io.StringIO()
+        token = use(Environment(out, err, None, stdout_isatty=False, stderr_isatty=False))
+        try:
+            command(outcome)
+            got = None
+        except typer.Exit as exc:
+            got = exc.exit_code
+        finally:
+            restore(token)
+        assert (got, out.getvalue()) == (code, stdout)
+        assert err.getvalue() == ("kldiv: error: x.csv: damaged at line 9\n" if code == 2 else "")

