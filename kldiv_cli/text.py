@@ -12,9 +12,9 @@ the jobs that name values in labels (drift's bin edges).
 
 Each output format then has its own encoder for such text, used by every command:
 :func:`csv_text` (a spreadsheet never runs a cell as a formula), :func:`markdown_text`
-(no HTML, image, link or code from data in a rendered page), :func:`html_text` and
-:func:`unicode_safe` (JSON and XML hold valid Unicode: the undecodable bytes of a file
-name are shown as ``\\xff``, never as a lone surrogate that strict parsers reject).
+(no HTML, image, link or code from data in a rendered page) and :func:`unicode_safe`
+(JSON, XML and HTML hold valid Unicode: the undecodable bytes of a file name are shown
+as ``\\xff``, never as a lone surrogate that strict parsers reject).
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ __all__ = [
     "clean_lines",
     "csv_text",
     "format_number",
-    "html_text",
     "markdown_text",
     "markup",
     "shorten",
@@ -211,14 +210,6 @@ def markdown_text(text: object) -> str:
     if "://" in s or "www." in s.lower():
         s = _AUTOLINK.sub("\\\\", s)
     return s
-
-
-def html_text(text: object) -> str:
-    """:func:`clean`, then HTML-escaped (quotes too) with ``://`` written ``&#58;//``:
-    text from data can never be markup, nor a URL that a browser or a scanner follows."""
-    import html
-
-    return html.escape(clean(text), quote=True).replace("://", "&#58;//")
 
 
 def markup(text: object) -> str:

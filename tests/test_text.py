@@ -14,7 +14,6 @@ from kldiv_cli.text import (
     clean_lines,
     csv_text,
     format_number,
-    html_text,
     markdown_text,
     markup,
     unicode_safe,
@@ -249,10 +248,7 @@ def test_markdown_text_escapes_html_links_and_code(raw: str, shown: str) -> None
     assert markdown_text(raw) == shown
 
 
-def test_html_text_and_unicode_safe() -> None:
-    assert html_text('<a href="https://e.example">') == (
-        "&lt;a href=&quot;https&#58;//e.example&quot;&gt;"
-    )
+def test_unicode_safe() -> None:
     assert unicode_safe("d\udcff/x\udcfe.csv") == "d\\xff/x\\xfe.csv"
     assert unicode_safe("caf\u00e9 \U0001f600") == "caf\u00e9 \U0001f600"
     assert "\ud800" not in unicode_safe("a\ud800b")
