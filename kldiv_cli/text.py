@@ -212,15 +212,27 @@ def markdown_text(text: object) -> str:
     return s
 
 
+# A "[" with the backslashes before it, and the tag it may open (Rich's tag pattern).
+_BRACKET = re.compile(r"(\\*)(\[(?:[a-z#/@][^[]*?\])?)")
+
+
+def _escape_bracket(match: re.Match[str]) -> str:
+    slashes, bracket = match.groups()
+    if bracket == "[":  # no tag: Rich drops the one backslash before any "[" of text
+        return slashes + "\\["
+    return slashes * 2 + "\\" + bracket  # a tag: its backslashes halve, an odd one escapes
+
+
 def markup(text: object) -> str:
     """:func:`clean`, then Rich markup escaped: safe inside a Rich table or a styled line
-    (``[link=...]`` stays text, ``[/]`` cannot close a style that is not open)."""
+    (``[link=...]`` stays text, ``[/]`` cannot close a style that is not open, and
+    backslashes show as typed: Rich's own ``escape`` loses the one in ``\\[``)."""
     s = clean(text)
     if "[" not in s and "\\" not in s:
         return s
-    from rich.markup import escape
-
-    return escape(s)
+    s = _BRACKET.sub(_escape_bracket, s)
+    # Backslashes at the end would escape the tag that follows the text.
+    return s + "\\" * (len(s) - len(s.rstrip("\\")))
 
 
 def format_number(value: Any, digits: int | None = None) -> str:
