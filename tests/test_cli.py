@@ -340,18 +340,6 @@ def test_light_commands_do_not_import_heavy_modules(args, heavy) -> None:
         assert "KL(TARGET || INPUT)" in proc.stdout or "kldiv" in proc.stdout
 
 
-def test_python_m_and_closed_pipe(pair) -> None:
-    import subprocess
-    import sys
-
-    xp, tp, *_ = pair
-    cmd = f"'{sys.executable}' -m kldiv_cli compute '{xp}' '{tp}' -r none -f plain | head -n 1"
-    proc = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True)
-    assert proc.returncode == 0
-    assert len(proc.stdout.splitlines()) == 1
-    assert "Traceback" not in proc.stderr and "Broken pipe" not in proc.stderr
-
-
 def test_redirected_output_is_plain(pair, tmp_path) -> None:
     xp, tp, x, t = pair
     with open(tmp_path / "out.txt", "wb") as f:

@@ -361,14 +361,6 @@ def test_dev_fd_of_a_parquet_file_works(tmp_path, target) -> None:
     assert abs(float(proc.stdout)) < 1e-12
 
 
-def test_stdin_closed_is_one_line(target) -> None:
-    script = f"'{sys.executable}' -m kldiv_cli compute - '{target}' <&-"
-    proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 2, proc.stderr
-    assert proc.stdout == ""
-    assert len(proc.stderr.splitlines()) == 1 and proc.stderr.startswith("kldiv: error: <stdin>")
-
-
 # ---------------------------------------------------------------- CSV without bounds
 
 
