@@ -835,3 +835,31 @@ def test_compute_input_of_probabilities_gets_the_specific_hint(models) -> None:
     )
     r = invoke("compute", d / "ref.npy", d / "q.npy", "-r", "batchmean")  # logits: both hints
     assert "--input-transform log-softmax (logits)" in r.stderr
+
+
+def test_looks_like_reads_a_few_rows_and_knows_the_edges() -> None:
+    from kldiv_cli.jobs.diagnostics import SPACE_VALUES, looks_like
+
+    rng = np.random.default_rng(4)
+    p = rng.dirichlet(np.ones(6), size=(3, 5))  # a batch-1-style stack of rows
+    assert looks_like(p) == "probs" and looks_like(p.astype(np.float16)) == "probs"
+    p[0, 0, 0] = 0.0  # a class of probability 0: log-probability -inf
+    p[0, 0] /= p[0, 0].sum()
+    with np.errstate(divide="ignore"):
+        lp = np.log(p)
+    assert looks_like(lp) == "log-probs" and looks_like(p) == "probs"
+    assert looks_like(lp.transpose(1, 0, 2)) == "log-probs"  # strided: sliced, not copied
+    assert looks_like(rng.normal(size=(4, 6))) is None  # logits
+    assert looks_like(p * 2) is None and looks_like(lp + 1) is None
+    bad = p.copy()
+    bad[0, 0, 0] = np.nan
+    assert looks_like(bad) is None
+    assert looks_like(np.ones((4, 1))) is None and looks_like(np.float64(1.0)) is None
+    # only the first rows count: a bad row further down is not read
+    rows = np.vstack([p[0], rng.normal(size=(400, 6))])
+    assert looks_like(rows) is None
+    assert looks_like(np.vstack([rng.dirichlet(np.ones(6), 300), rows])) == "probs"
+    # very wide rows: one row is read, never more than SPACE_VALUES values
+    wide = rng.dirichlet(np.ones(SPACE_VALUES), size=2)
+    wide[1] = 5.0
+    assert looks_like(wide) == "probs"

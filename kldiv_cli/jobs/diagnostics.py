@@ -24,8 +24,10 @@ ROW_SUM_TOLERANCE = 1e-3
 #: Looser than :data:`ROW_SUM_TOLERANCE`: float16 softmax rows and llama.cpp's .kld rows
 #: (classes below max − 16 stored at the floor) are off by up to a few 1e-3.
 SPACE_TOLERANCE = 1e-2
-#: :func:`looks_like` looks at this many rows of a block (its first ones).
+#: :func:`looks_like` looks at this many rows of a block (its first ones), and at most this
+#: many values (a 2 MB float64 copy, however wide the rows).
 SPACE_ROWS = 256
+SPACE_VALUES = 1 << 18
 #: A log-probability above this is refused: float32 log-softmax rounds near 0 by ~1e-7,
 #: while a probability or a logit passed as a log-probability is far above it.
 LOGPROB_SLACK = 1e-3
@@ -41,11 +43,19 @@ def looks_like(block: np.ndarray) -> str | None:
         :data:`SPACE_TOLERANCE`); ``"log-probs"`` when every value is ≤ 0 and every row's
         logsumexp is 0 (−inf is a probability of 0); None otherwise, for rows of fewer
         than two classes, and for rows holding a NaN or +inf. Only the first
-        :data:`SPACE_ROWS` rows are read (cheap on any block, streamed or whole).
+        :data:`SPACE_ROWS` rows (at least one, at most :data:`SPACE_VALUES` values) are read:
+        cheap on any block, streamed or whole.
     """
     if block.ndim == 0 or block.shape[-1] < 2 or not block.size:
         return None
-    rows = np.asarray(block.reshape(-1, block.shape[-1])[:SPACE_ROWS], dtype=np.float64)
+    width = block.shape[-1]
+    count = max(1, min(SPACE_ROWS, SPACE_VALUES // width))
+    # Rows of the first matrix of a stack, by slicing: a reshape of a strided or broadcast
+    # block would copy all of it.
+    head = block.reshape(1, width) if block.ndim == 1 else block
+    while head.ndim > 2:
+        head = head[0]
+    rows = np.asarray(head[:count], dtype=np.float64)
     with np.errstate(all="ignore"):
         if np.isnan(rows).any() or np.isposinf(rows).any():
             return None
