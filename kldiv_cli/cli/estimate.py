@@ -181,8 +181,8 @@ def estimate(
 
       kldiv estimate trainer.npy vllm.npy --fail-above k3=0.05 --fail-below diagnostics.ess=0.9
 
-    Which settings reproduce which logged number (checked against verl 0.9.1 and TRL's
-    PPO and GRPO trainers): TRL GRPO "kl": -e k3 (token-mean, clamp
+    Which settings reproduce which logged number (checked against verl 0.9.1, TRL 1.16.0's
+    GRPO and TRL's experimental PPO trainer, OpenRLHF 0.11.2): TRL GRPO "kl": -e k3 (token-mean, clamp
     none). TRL PPO "objective/kl": -e k1 or -e k3, -a seq-mean-token-sum --empty-sequences
     zero. OpenRLHF "kl": --clamp openrlhf -a seq-mean-token-mean. verl "actor/kl_loss":
     --clamp verl and -a your loss_agg_mode (kl_loss_type low_var_kl is k3); verl 0.4-0.7's
