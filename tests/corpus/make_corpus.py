@@ -1208,17 +1208,20 @@ def payload_tables(d: Path, folder: str = "") -> tuple[str, str]:
     names = list(REPORT_PAYLOADS.values())
     values = names + NUMBERS_AS_TEXT
     paths = []
-    for side, rows in (("ref", 60), ("cur", 60)):
+    for side, rows in (("ref", 400), ("cur", 400)):
         base = d / folder if folder else d
         base.mkdir(exist_ok=True)
         path = base / f"{side}.csv"
         with open(path, "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
-            w.writerow(["id", "device", *names])
+            w.writerow(["id", "device", "score", *names])
             for i in range(rows):
-                # Half the categories only in the current table: new categories.
+                # Half the categories only in the current table: new categories; a score
+                # shifted far: the check fails (exit 1) whatever drift's noise rules.
                 pool = values[: len(values) // 2] if side == "ref" else values
-                w.writerow([i, pool[i % len(pool)], *[(i * 7 + j) % 11 for j in range(len(names))]])
+                score = i % 10 + (0 if side == "ref" else 50)
+                cells = [(i * 7 + j) % 11 for j in range(len(names))]
+                w.writerow([i, pool[i % len(pool)], score, *cells])
         paths.append(str(path))
     return paths[0], paths[1]
 
@@ -1283,11 +1286,11 @@ def _report_attacks() -> list[Attack]:
             ref = os.fsdecode(os.fsencode(folder) + b"/ref\xfe.parquet")
             cur = os.fsdecode(os.fsencode(folder) + b"/cur\xfe.csv")
             x = os.fsdecode(os.fsencode(folder) + b"/x\xfe.npy")
-            a, b = [float(i % 7) for i in range(40)], [f"c{i % 3}" for i in range(40)]
+            a, b = [float(i % 7) for i in range(400)], [f"c{i % 3}" for i in range(400)]
             with open(ref, "wb") as f:  # pyarrow cannot encode the name itself
                 pq.write_table(pa.table({"a": a, "b": b}), f)
             with open(cur, "w") as f:  # drifted: shifted numbers, a new category
-                f.write("a,b\n" + "".join(f"{v + 3},c{i % 4}\n" for i, v in enumerate(a)))
+                f.write("a,b\n" + "".join(f"{v + 50},c{i % 4}\n" for i, v in enumerate(a)))
             np.save(x, _probs()[0])
             if kind == "json":
                 return Run(["drift", ref, cur, "-f", "json", "-q"], 1, reports=(("-", "json"),))
