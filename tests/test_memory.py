@@ -207,3 +207,62 @@ def test_inspect_reports_progress_by_blocks(tmp_path: Path, monkeypatch) -> None
         job.InspectRequest(str(tmp_path / "a.npy")), progress=lambda d, t: seen.append((d, t))
     )
     assert len(seen) == 5 and seen[-1] == (5000, 5000)
+
+
+# ---------------------------------------------------------------- gaussian, streamed
+
+
+@pytest.mark.parametrize("reduction", ["batch-mean", "sum", "per-dim", "per-row", "none"])
+def test_gaussian_streams_with_the_bits_of_the_whole_batch(
+    tmp_path: Path, monkeypatch, reduction: str
+) -> None:
+    """Blocks of 7 samples: every reduction, the free bits, a prior per sample and one
+    per dimension, and the active units are the whole batch's, bit for bit."""
+    from kldiv_cli.core.gaussian import active_units, gaussian_kl
+    from kldiv_cli.jobs import gaussian as job
+
+    monkeypatch.setattr(job, "BLOCK_ELEMENTS", 7 * 12)
+    rng = np.random.default_rng(22)
+    mu = (rng.normal(0, 1, (300, 12)) * rng.uniform(0, 0.3, 12)).astype(np.float32)
+    lv = rng.normal(-1, 0.5, (300, 12)).astype(np.float32)
+    pm, plv = rng.normal(0, 0.1, (300, 12)), rng.normal(0, 0.1, (1, 12))
+    for name, a in (("mu", mu), ("lv", lv), ("pm", pm), ("plv", plv)):
+        np.save(tmp_path / f"{name}.npy", a)
+    fb = 0.05 if reduction in ("batch-mean", "sum", "per-dim") else None
+    got = job.gaussian(
+        job.GaussianRequest(
+            str(tmp_path / "mu.npy"),
+            str(tmp_path / "lv.npy"),
+            prior_mu=str(tmp_path / "pm.npy"),
+            prior_logvar=str(tmp_path / "plv.npy"),
+            reduction=reduction,
+            free_bits=fb,
+        )
+    )
+    want = gaussian_kl(mu, lv, prior_mu=pm, prior_logvar=plv, reduction=reduction, free_bits=fb)
+    kl, kl_fb = want if isinstance(want, tuple) else (want, None)
+    assert np.asarray(got.kl).tobytes() == np.asarray(kl).tobytes()
+    assert np.asarray(got.kl_free_bits).tobytes() == np.asarray(kl_fb).tobytes()
+    assert got.active_units == active_units(mu) and 0 < got.active_units < 12
+    assert (got.batch, got.latent_dims) == (300, 12)
+
+
+def test_gaussian_streamed_errors_name_the_whole_files_rows(tmp_path: Path, monkeypatch) -> None:
+    from kldiv_cli.jobs import gaussian as job
+
+    monkeypatch.setattr(job, "BLOCK_ELEMENTS", 40)
+    mu, sd = np.zeros((50, 4)), np.ones((50, 4))
+    mu[33, 2], sd[41, 1] = np.nan, -0.5
+    np.save(tmp_path / "mu.npy", mu)
+    np.save(tmp_path / "sd.npy", sd)
+    np.save(tmp_path / "short.npy", sd[:45])
+    r = invoke("gaussian", tmp_path / "mu.npy", tmp_path / "sd.npy", "--scale-param", "std")
+    assert (
+        r.exit_code == 2 and r.stderr.count("\n") == 1 and "MU: NaN at row 33, column 2" in r.stderr
+    )
+    mu[33, 2] = 0
+    np.save(tmp_path / "mu.npy", mu)
+    r = invoke("gaussian", tmp_path / "mu.npy", tmp_path / "sd.npy", "--scale-param", "std")
+    assert r.exit_code == 2 and "negative std -0.5 at 41, 1" in r.stderr
+    r = invoke("gaussian", tmp_path / "mu.npy", tmp_path / "short.npy")
+    assert r.exit_code == 2 and "shapes do not match" in r.stderr

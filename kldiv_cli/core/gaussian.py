@@ -29,7 +29,15 @@ from .estimators import expm1_minus
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["GAUSSIAN_REDUCTIONS", "SCALE_PARAMS", "active_units", "gaussian_kl", "to_logvar"]
+__all__ = [
+    "GAUSSIAN_REDUCTIONS",
+    "SCALE_PARAMS",
+    "ActiveUnits",
+    "GaussianReduction",
+    "active_units",
+    "gaussian_kl",
+    "to_logvar",
+]
 
 SCALE_PARAMS: tuple[str, ...] = ("logvar", "logstd", "std", "var")
 GAUSSIAN_REDUCTIONS: tuple[str, ...] = ("batch-mean", "sum", "none", "per-dim", "per-row")
@@ -91,11 +99,47 @@ def active_units(mu: ArrayLike, threshold: float = ACTIVE_THRESHOLD) -> int:
     ``torch.var``); a batch of one has no variance and no active unit.
     """
     m = _rows2(as_float64(mu, "mu"))
-    if len(m) < 2:
-        return 0
-    centred = m - np.mean(m, axis=0)
-    var = (centred * centred).sum(axis=0) / (len(m) - 1)
-    return int(np.count_nonzero(var > threshold))
+    units = ActiveUnits(*m.shape)
+    units.first(m)
+    units.second(m)
+    return units.count(threshold)
+
+
+class ActiveUnits:
+    """:func:`active_units` of a batch read in blocks of samples, in two passes (the
+    means, then the squares about them), with the bits of the whole-array sums.
+
+    Parameters
+    ----------
+    batch, dims : int
+        Samples and latent dimensions (each sample flattened).
+    """
+
+    def __init__(self, batch: int, dims: int) -> None:
+        from .running import ColumnSums
+
+        self.batch = batch
+        self._sums = ColumnSums(batch, dims)
+        self._squares = ColumnSums(batch, dims)
+        self._mean: np.ndarray | None = None
+
+    def first(self, rows: np.ndarray) -> None:
+        """The next block of samples (float64, samples x dims), first pass."""
+        self._sums.add(rows)
+
+    def second(self, rows: np.ndarray) -> None:
+        """The same blocks again, in order, second pass."""
+        if self._mean is None:
+            self._mean = self._sums.totals() / self.batch if self.batch else self._sums.totals()
+        centred = rows - self._mean
+        self._squares.add(centred * centred)
+
+    def count(self, threshold: float = ACTIVE_THRESHOLD) -> int:
+        """Dimensions whose unbiased batch variance exceeds ``threshold``."""
+        if self.batch < 2:
+            return 0
+        var = self._squares.totals() / (self.batch - 1)
+        return int(np.count_nonzero(var > threshold))
 
 
 def _rows2(a: np.ndarray) -> np.ndarray:
@@ -177,23 +221,65 @@ def gaussian_kl(
     if reduction == "none":
         return kl
     rows = _rows2(kl)
-    batch = len(rows)
-    if reduction == "per-row":
-        return combine_rows(rows)
-    per_dim = _column_means(rows) if reduction == "per-dim" or free_bits is not None else None
-    if reduction == "per-dim":
-        assert per_dim is not None
-        return per_dim if free_bits is None else (per_dim, np.maximum(per_dim, free_bits))
-    total = combine(rows.reshape(-1))
-    value = total if reduction == "sum" else (total / batch if batch else math.nan)
-    if per_dim is None or free_bits is None:
-        return value
-    clamped = combine(np.maximum(per_dim, free_bits))
-    return value, (clamped * batch if reduction == "sum" else clamped)
+    reducer = GaussianReduction(reduction, free_bits, rows.shape[1])
+    reducer.add(rows)
+    return reducer.result()
 
 
-def _column_means(rows: np.ndarray) -> np.ndarray:
-    """Exact batch mean of each dimension (NaN for an empty batch)."""
-    if not len(rows):
-        return np.full(rows.shape[1], np.nan)
-    return combine_rows(rows.T) / len(rows)
+class GaussianReduction:
+    """A reduction of :func:`gaussian_kl` over per-dimension KL values given block of
+    samples by block: the same float64 values as on the whole batch, since every sum
+    is exact (rows by ``math.fsum``, columns and the total by
+    :class:`~.running.ExactSums`); memory is the per-row results (``per-row``) or a
+    few floats per dimension.
+
+    Parameters
+    ----------
+    reduction : str
+        One of :data:`GAUSSIAN_REDUCTIONS` but ``none``.
+    free_bits : float or None
+        As in :func:`gaussian_kl`.
+    dims : int
+        Latent dimensions (each sample flattened).
+    """
+
+    def __init__(self, reduction: str, free_bits: float | None, dims: int) -> None:
+        from .running import ExactSums
+
+        self.reduction, self.free_bits = reduction, free_bits
+        self.batch = 0
+        self._rows: list[np.ndarray] = []
+        need_dims = reduction == "per-dim" or free_bits is not None
+        self._dims = ExactSums(dims) if need_dims else None
+        self._total = ExactSums(1) if reduction in ("batch-mean", "sum") else None
+
+    def add(self, rows: np.ndarray) -> None:
+        """The next block of per-dimension KL values (float64, samples x dims)."""
+        self.batch += len(rows)
+        if self.reduction == "per-row":
+            self._rows.append(combine_rows(rows))
+        if self._dims is not None:
+            self._dims.add(rows)
+        if self._total is not None:
+            self._total.add(rows.reshape(-1, 1))
+
+    def result(self) -> float | np.ndarray | tuple[float | np.ndarray, float | np.ndarray]:
+        """The reduction (a pair with ``free_bits``), as :func:`gaussian_kl` returns it."""
+        if self.reduction == "per-row":
+            return np.concatenate(self._rows) if self._rows else np.empty(0)
+        per_dim = None
+        if self._dims is not None:
+            sums = self._dims.totals()
+            per_dim = sums / self.batch if self.batch else np.full(sums.shape, np.nan)
+        if self.reduction == "per-dim":
+            assert per_dim is not None
+            fb = self.free_bits
+            return per_dim if fb is None else (per_dim, np.maximum(per_dim, fb))
+        assert self._total is not None
+        total = float(self._total.totals()[0])
+        batch = self.batch
+        value = total if self.reduction == "sum" else (total / batch if batch else math.nan)
+        if per_dim is None or self.free_bits is None:
+            return value
+        clamped = combine(np.maximum(per_dim, self.free_bits))
+        return value, (clamped * batch if self.reduction == "sum" else clamped)

@@ -2,8 +2,9 @@
 
 :class:`BlockSum` gives ``np.sum(a, dtype=out)`` of a 1-D array ``a`` read block by
 block, bit for bit: it cuts the stream where NumPy's own summation cuts the array.
-:class:`ExactSums` gives :func:`.engine.combine` (``math.fsum``) of each column of a
-table read block of rows by block, exactly, keeping a few floats per column.
+:class:`ColumnSums` gives ``a.sum(axis=0)`` of a table ``a`` read block of rows by
+block, bit for bit. :class:`ExactSums` gives :func:`.engine.combine` (``math.fsum``) of
+each column of such a table, exactly, keeping a few floats per column.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 
 from .engine import combine
 
-__all__ = ["BlockSum", "ExactSums"]
+__all__ = ["BlockSum", "ColumnSums", "ExactSums"]
 
 #: NumPy's pairwise summation sums blocks of at most this many values with eight
 #: accumulators and splits longer runs in two (``numpy/_core/src/umath/loops_utils.h``).
@@ -131,6 +132,41 @@ class BlockSum:
         if self.n == 0:
             return float(np.add.reduce(np.empty(0, self.dtype), dtype=self.out))
         return float(_tree(self.n, self.limit, iter(self._sums)))
+
+
+class ColumnSums:
+    """``a.sum(axis=0)`` of a C-contiguous float64 table ``a`` of ``n`` rows given as
+    consecutive blocks of rows, with NumPy's bits.
+
+    NumPy sums the rows of a table of several columns one after another (the columns
+    are its inner loop): each block continues from the running sums, as one more row
+    in front of it. A table of one column is one contiguous run, summed pairwise
+    (:class:`BlockSum`).
+    """
+
+    def __init__(self, n: int, columns: int) -> None:
+        self._one = (
+            BlockSum(n, np.dtype(np.float64), np.dtype(np.float64)) if columns == 1 else None
+        )
+        self._sums = np.zeros(columns, np.float64)
+        self._started = False
+
+    def add(self, rows: np.ndarray) -> None:
+        """The next block of rows (2-D, float64)."""
+        if self._one is not None:
+            self._one.add(rows)
+            return
+        if not len(rows):
+            return
+        ahead = np.concatenate([self._sums[None], rows]) if self._started else rows
+        self._sums = np.add.reduce(ahead, axis=0)
+        self._started = True
+
+    def totals(self) -> np.ndarray:
+        """Each column's sum (float64)."""
+        if self._one is not None:
+            return np.array([self._one.total()])
+        return self._sums
 
 
 class ExactSums:

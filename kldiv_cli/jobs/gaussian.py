@@ -8,20 +8,26 @@ Computes with :mod:`kldiv_cli.core.gaussian`. Never prints.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import zip_longest
 from typing import Any
 
 import numpy as np
 
+from ..core.engine import as_float64
 from ..core.gaussian import (
     FREE_BITS_REDUCTIONS,
     GAUSSIAN_REDUCTIONS,
     SCALE_PARAMS,
-    active_units,
-    gaussian_kl,
+    ActiveUnits,
+    GaussianReduction,
+    pointwise_kl,
+    to_logvar,
 )
 from ..errors import InputError, UsageError
 from ..io.sources import ReadOptions, Source, open_source
+from .blocks import rebatch
 from .positions import first_position
 
 __all__ = ["GaussianRequest", "GaussianResult", "gaussian"]
@@ -104,78 +110,166 @@ class GaussianResult:
     prior: dict[str, Any]
 
 
-def _read(path: str, options: ReadOptions, stdin: bytes | None) -> tuple[np.ndarray, Source]:
-    """The whole array and its source (.safetensors too)."""
-    source = open_source(path, options, stdin)
-    return source.read(), source
+#: Latent values per block read (each side): a few MB of float64 temporaries.
+BLOCK_ELEMENTS = 1 << 18
 
 
-def _check_finite(a: np.ndarray, label: str, what: str) -> None:
+def _check_finite(a: np.ndarray, label: str, what: str, first: int = 0) -> None:
     nan = np.isnan(a)
     if nan.any():
-        at = first_position(nan, ("row", "column", "axis 2"))
+        at = first_position(nan, ("row", "column", "axis 2"), first)
         raise InputError(label, f"{what}: NaN at {at or 'the value'}")
 
 
+def _blocks(source: Source, rows: int) -> Iterator[np.ndarray]:
+    """Blocks of exactly ``rows`` samples (the first axis) of a source; a 0-d or 1-D
+    array is one sample, read whole."""
+    if len(source.shape) < 2:
+        return iter([source.read()])
+    return rebatch(source.iter_chunks(rows), rows)
+
+
+class _Side:
+    """An opened input: its source and whether it streams beside MU (a prior as large
+    as MU) or is read whole (a prior that broadcasts)."""
+
+    def __init__(self, source: Source, whole: np.ndarray | None) -> None:
+        self.source, self.whole = source, whole
+
+
 def gaussian(request: GaussianRequest, stdin: bytes | None = None) -> GaussianResult:
-    """Run the job: read MU, LOGVAR (and the prior), check them, compute the KL."""
+    """Run the job: read MU, LOGVAR (and the prior), check them, compute the KL.
+
+    MU and LOGVAR (and a prior of MU's shape) are read block of samples by block, so
+    memory is a block and the per-sample results (``per-row``; ``none`` keeps every
+    value); a prior that broadcasts (one value per dimension) is read whole. The
+    active units take a second pass over MU.
+    """
     request.validate()
-    mu, smu = _read(request.mu, request.mu_options, stdin)
-    lv, slv = _read(request.logvar_path, request.logvar_options, stdin)
-    if mu.shape != lv.shape:
+    smu = open_source(request.mu, request.mu_options, stdin)
+    slv = open_source(request.logvar_path, request.logvar_options, stdin)
+    rows_known = -1 not in (*smu.shape[:1], *slv.shape[:1])
+    if smu.shape[1:] != slv.shape[1:] or (rows_known and smu.shape != slv.shape):
         raise InputError(
             f"{smu.label} and {slv.label}",
-            f"shapes do not match: MU {tuple(mu.shape)}, LOGVAR {tuple(lv.shape)}",
+            f"shapes do not match: MU {tuple(smu.shape)}, LOGVAR {tuple(slv.shape)}",
         )
-    _check_finite(mu, smu.label, "MU")
-    _check_finite(lv, slv.label, request.scale_param.upper())
-    if request.scale_param in ("std", "var") and (lv < 0).any():
-        where = np.argwhere(lv < 0)[0]
-        raise InputError(
-            slv.label,
-            f"--scale-param {request.scale_param}: negative {request.scale_param} "
-            f"{float(lv[tuple(where)]):g} at {', '.join(str(int(i)) for i in where)} "
-            "(is it a log-variance? try --scale-param logvar)",
-        )
+    shape = tuple(smu.shape)
     prior: dict[str, Any] = {"mu": None, "logvar": None}
-    priors: list[np.ndarray | None] = []
+    priors: list[_Side | None] = []
     for key, path in (("mu", request.prior_mu), ("logvar", request.prior_logvar)):
         if path is None:
             priors.append(None)
             continue
-        value, source = _read(path, request.prior_options, stdin)
-        _check_finite(value, source.label, f"prior {key}")
+        source = open_source(path, request.prior_options, stdin)
+        pshape = tuple(source.shape)
         try:
-            fits = np.broadcast_shapes(value.shape, mu.shape) == mu.shape
+            fits = np.broadcast_shapes(pshape, shape) == shape
         except ValueError:
             fits = False
         if not fits:
             raise InputError(
                 source.label,
-                f"prior {key} of shape {tuple(source.shape)} does not broadcast to MU's "
-                f"{tuple(mu.shape)}",
+                f"prior {key} of shape {pshape} does not broadcast to MU's {shape}",
             )
-        priors.append(value)
+        streamed = len(shape) >= 2 and len(pshape) == len(shape) and pshape[0] == shape[0] > 1
+        value = None if streamed else source.read()
+        if value is not None:
+            _check_finite(value, source.label, f"prior {key}")
+        priors.append(_Side(source, value))
         prior[key] = source.describe()
-    reduced = gaussian_kl(
-        mu,
-        lv,
-        prior_mu=priors[0],
-        prior_logvar=priors[1],
-        scale_param=request.scale_param,
-        reduction=request.reduction,
-        free_bits=request.free_bits,
+    batch = shape[0] if len(shape) >= 2 else 1
+    dims = math.prod(shape[1:]) if len(shape) >= 2 else math.prod(shape)
+    rows = max(1, BLOCK_ELEMENTS // max(dims, 1))
+    reducer = (
+        None
+        if request.reduction == "none"
+        else GaussianReduction(request.reduction, request.free_bits, dims)
     )
-    kl, kl_free_bits = reduced if isinstance(reduced, tuple) else (reduced, None)
-    batch = mu.shape[0] if mu.ndim >= 2 else 1
+    units = ActiveUnits(batch, dims)
+    pieces: list[np.ndarray] = []
+    first = 0
+    for mu, lv, pm, plv in _zipped(smu, slv, priors, rows):
+        _check_finite(mu, smu.label, "MU", first)
+        _check_finite(lv, slv.label, request.scale_param.upper(), first)
+        for side, value, key in ((priors[0], pm, "mu"), (priors[1], plv, "logvar")):
+            if side is not None and side.whole is None and value is not None:
+                _check_finite(value, side.source.label, f"prior {key}", first)
+        if request.scale_param in ("std", "var") and (lv < 0).any():
+            where = np.argwhere(lv < 0)[0]
+            at = [int(i) for i in where]
+            at[0] += first if lv.ndim >= 2 else 0
+            raise InputError(
+                slv.label,
+                f"--scale-param {request.scale_param}: negative {request.scale_param} "
+                f"{float(lv[tuple(where)]):g} at {', '.join(str(i) for i in at)} "
+                "(is it a log-variance? try --scale-param logvar)",
+            )
+        m = as_float64(mu, "mu")
+        kl = pointwise_kl(
+            m,
+            to_logvar(lv, request.scale_param),
+            None if pm is None else as_float64(pm, "prior_mu"),
+            None if plv is None else as_float64(plv, "prior_logvar"),
+        )
+        if reducer is None:
+            pieces.append(kl)
+        else:
+            reducer.add(kl.reshape(len(kl), -1) if kl.ndim >= 2 else kl.reshape(1, -1))
+        units.first(m.reshape(len(m), -1) if m.ndim >= 2 else m.reshape(1, -1))
+        first += len(mu) if mu.ndim else 1
+        del mu, lv, pm, plv, m, kl
+    if batch == -1:  # a streamed CSV: the samples are counted now
+        batch = first
+        units = _recount(smu, rows, batch, dims)
+    elif batch >= 2:
+        for mu in _blocks(smu, rows):
+            units.second(as_float64(mu, "mu").reshape(len(mu), -1))
+    if reducer is not None:
+        reduced = reducer.result()
+    elif pieces:
+        reduced = np.concatenate(pieces) if len(shape) >= 2 else pieces[0]
+    else:
+        reduced = np.empty((0, *shape[1:]))
+    kl_value, kl_free_bits = reduced if isinstance(reduced, tuple) else (reduced, None)
     return GaussianResult(
         request=request,
-        kl=kl,
+        kl=kl_value,
         kl_free_bits=kl_free_bits,
-        active_units=active_units(mu),
+        active_units=units.count(),
         batch=batch,
-        latent_dims=mu.size // batch if batch else 0,
+        latent_dims=dims if batch else 0,
         mu=smu.describe(),
         logvar=slv.describe(),
         prior=prior,
     )
+
+
+def _zipped(
+    smu: Source, slv: Source, priors: list[_Side | None], rows: int
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]]:
+    """Matching blocks of MU, LOGVAR and the prior (a streamed prior's rows, or the
+    whole broadcast prior), exactly ``rows`` samples each."""
+    streams = [_blocks(smu, rows), _blocks(slv, rows)]
+    streams += [_blocks(p.source, rows) for p in priors if p is not None and p.whole is None]
+    for block in zip_longest(*streams):
+        if any(b is None or (b.ndim and len(b) != len(block[0])) for b in block):
+            raise InputError(
+                f"{smu.label} and {slv.label}", "MU, LOGVAR and the prior hold different rows"
+            )
+        it = iter(block[2:])
+        pm, plv = (
+            None if p is None else p.whole if p.whole is not None else next(it) for p in priors
+        )
+        yield block[0], block[1], pm, plv
+
+
+def _recount(smu: Source, rows: int, batch: int, dims: int) -> ActiveUnits:
+    """Both passes of the active units once the samples are counted."""
+    units = ActiveUnits(batch, dims)
+    for mu in _blocks(smu, rows):
+        units.first(as_float64(mu, "mu").reshape(len(mu), -1))
+    if batch >= 2:
+        for mu in _blocks(smu, rows):
+            units.second(as_float64(mu, "mu").reshape(len(mu), -1))
+    return units

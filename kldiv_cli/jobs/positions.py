@@ -13,7 +13,7 @@ import numpy as np
 __all__ = ["first_position"]
 
 
-def first_position(flags: np.ndarray, axes: Sequence[str]) -> str:
+def first_position(flags: np.ndarray, axes: Sequence[str], first: int = 0) -> str:
     """The 0-based position of the first true element of ``flags`` (C order), named by axis.
 
     Parameters
@@ -22,6 +22,8 @@ def first_position(flags: np.ndarray, axes: Sequence[str]) -> str:
         A boolean array with at least one true element.
     axes : sequence of str
         The name of each axis, outermost first, e.g. ``("row", "token")``.
+    first : int
+        The index of ``flags``' first row in the whole input (a block of rows).
 
     Returns
     -------
@@ -29,5 +31,7 @@ def first_position(flags: np.ndarray, axes: Sequence[str]) -> str:
         ``"row 3, token 7"``: one ``name index`` per axis, as many as there are both
         axes and names (a 0-d array gives ``""``).
     """
-    where = np.argwhere(flags)[0]
+    where = [int(i) for i in np.argwhere(flags)[0]]
+    if where:
+        where[0] += first
     return ", ".join(f"{axis} {int(i)}" for axis, i in zip(axes, where))
