@@ -5,7 +5,8 @@
     python benchmarks/bench_memory.py --only inspect-npy,gaussian --scale 0.25
 
 Each case is one fresh process running kldiv, its peak RSS read from the kernel
-(``VmHWM`` of ``/proc/self/status`` at exit) and its wall time measured around it. The
+(``VmHWM`` of ``/proc/self/status`` at exit: ``tests.helpers.peak_rss``) and its wall
+time measured around it. The
 files are written once into a temporary folder (``--dir`` to keep them), at the sizes
 of the cases people hit:
 
@@ -27,7 +28,6 @@ import argparse
 import json
 import os
 import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,6 +37,8 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(HERE))
+from tests.helpers import peak_rss  # noqa: E402  (the one peak-RSS runner)
 
 
 def _npy(path: Path, shape: tuple[int, ...], seed: int, scale: float = 3.0) -> Path:
@@ -174,38 +176,14 @@ CASES: dict[str, tuple[list[str], str]] = {
 }
 
 
-#: Runs kldiv in the child (``-P``: from PYTHONPATH's tree, never the current folder)
-#: and reports its own peak RSS (``VmHWM``) on stderr at exit: the child's
-#: ``ru_maxrss`` would include the parent's memory, shared until ``exec``.
-RUNNER = """
-import atexit, runpy, sys
-def report():
-    with open("/proc/self/status") as f:
-        peak = next(line.split()[1] for line in f if line.startswith("VmHWM"))
-    sys.stderr.write(f"\\nVmHWM {peak}\\n")
-atexit.register(report)
-sys.argv[0] = "kldiv"
-runpy.run_module("kldiv_cli", run_name="__main__")
-"""
-
-
 def measure(tree: Path, argv: list[str]) -> tuple[float, float, int]:
     """(peak RSS in MB, wall seconds, exit code) of ``kldiv ARGV`` run from ``tree``."""
-    env = {**os.environ, "PYTHONPATH": str(tree)}
     start = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-P", "-c", RUNNER, *argv],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        check=False,
-    )
+    code, err, peak = peak_rss(*argv, env={**os.environ, "PYTHONPATH": str(tree)})
     wall = time.perf_counter() - start
-    err = proc.stderr.decode()
-    if proc.returncode not in (0, 1):
-        print(f"  {' '.join(argv)}: exit {proc.returncode}: {err[-300:]}", file=sys.stderr)
-    peak_kb = int(err.rsplit("VmHWM ", 1)[1].split()[0])
-    return peak_kb / 1024, wall, proc.returncode
+    if code not in (0, 1):
+        print(f"  {' '.join(argv)}: exit {code}: {err[-300:]}", file=sys.stderr)
+    return peak, wall, code
 
 
 def main() -> None:

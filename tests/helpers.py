@@ -91,3 +91,36 @@ def local_cluster(workers: int = 2) -> Any:
         scheduler_kwargs=LOCAL_SCHEDULER,
         silence_logs=50,
     )
+
+
+#: Runs kldiv in a child that reports its own peak RSS (``VmHWM``, which ``exec``
+#: resets) on stderr at exit. The child's ``ru_maxrss`` would not do: it includes the
+#: memory of the parent it was forked (or vforked) from.
+_PEAK_RUNNER = """
+import atexit, runpy, sys
+def report():
+    with open("/proc/self/status") as f:
+        peak = next(line.split()[1] for line in f if line.startswith("VmHWM"))
+    sys.stderr.write(f"\\nkldiv-peak-rss-kb {peak}\\n")
+atexit.register(report)
+sys.argv[0] = "kldiv"
+runpy.run_module("kldiv_cli", run_name="__main__")
+"""
+
+
+def peak_rss(*args: object, env: dict[str, str] | None = None) -> tuple[int, str, float]:
+    """Run ``kldiv ARGS`` in a child process: ``(exit code, stderr, peak RSS in MB)``.
+
+    ``env`` (default: this process's) chooses the tree through ``PYTHONPATH``; ``-P``
+    keeps the current folder off the path."""
+    proc = subprocess.run(
+        [sys.executable, "-P", "-c", _PEAK_RUNNER, *map(str, args)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    err = proc.stderr.decode(errors="replace")
+    text, _, peak = err.rpartition("\nkldiv-peak-rss-kb ")
+    return proc.returncode, text, int(peak.split()[0]) / 1024

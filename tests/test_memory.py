@@ -11,7 +11,7 @@ import pytest
 
 from kldiv_cli.io.sources import ReadOptions, open_source
 
-from .helpers import invoke
+from .helpers import invoke, peak_rss
 from .test_safetensors_kld import write_safetensors
 
 
@@ -266,3 +266,78 @@ def test_gaussian_streamed_errors_name_the_whole_files_rows(tmp_path: Path, monk
     assert r.exit_code == 2 and "negative std -0.5 at 41, 1" in r.stderr
     r = invoke("gaussian", tmp_path / "mu.npy", tmp_path / "short.npy")
     assert r.exit_code == 2 and "shapes do not match" in r.stderr
+
+
+# ---------------------------------------------------------------- peak RSS, measured
+
+#: Peak RSS allowed (MB): the interpreter with NumPy and kldiv (about 35 MB), blocks
+#: of a few MB and the per-row results; pyarrow alone adds about 50 MB.
+BOUND = 90
+BOUND_ARROW = 180
+
+
+def _zeros_npy(path: Path, shape: tuple[int, ...]) -> Path:
+    """A .npy of float32 zeros written as a header over a hole (instant, no disk)."""
+    np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape).flush()
+    return path
+
+
+def _zeros_safetensors(path: Path, shape: tuple[int, ...]) -> Path:
+    size = int(np.prod(shape)) * 4
+    header = json.dumps({"l": {"dtype": "F32", "shape": list(shape), "data_offsets": [0, size]}})
+    text = header.encode() + b" " * (-len(header) % 8)
+    with open(path, "wb") as f:
+        f.write(len(text).to_bytes(8, "little") + text)
+        f.truncate(8 + len(text) + size)
+    return path
+
+
+def _zeros_list_parquet(path: Path, rows: int, width: int) -> Path:
+    """A fixed-size-list column of zeros: a few kB on disk, ``rows x width`` floats
+    decoded (in row groups of 512 rows)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    field = pa.field("logits", pa.list_(pa.float32(), width))
+    group = pa.table(
+        {"logits": pa.FixedSizeListArray.from_arrays(pa.array(np.zeros(512 * width, "f4")), width)}
+    )
+    with pq.ParquetWriter(path, pa.schema([field]), compression="zstd", use_dictionary=False) as w:
+        for _ in range(rows // 512):
+            w.write_table(group)
+    return path
+
+
+SOFTMAX = ("--input-transform", "log-softmax", "--target-transform", "softmax")
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["inspect-npy", "compute-3d", "compare-3d", "compute-list-parquet", "gaussian"],
+)
+def test_peak_memory_is_bounded_far_below_the_file(tmp_path: Path, case: str) -> None:
+    """Peak RSS of a real process, on files larger than the bound: reading any of them
+    whole (as kldiv did: 990, 270, 240, 1130 and 270 MB here) takes their size and
+    more; streaming takes blocks."""
+    bound = BOUND
+    if case == "inspect-npy":  # 192 MB
+        args: tuple = ("inspect", _zeros_npy(tmp_path / "a.npy", (1536, 32768)))
+        mb = 192
+    elif case == "compute-3d":  # a batch-1 dump, 2 x 48 MB; read whole: twice that in float64
+        x = _zeros_npy(tmp_path / "x.npy", (1, 384, 32768))
+        t = _zeros_npy(tmp_path / "t.npy", (1, 384, 32768))
+        args, mb = ("compute", x, t, *SOFTMAX, "-r", "batchmean"), 96
+    elif case == "compare-3d":
+        x = _zeros_safetensors(tmp_path / "x.safetensors", (1, 384, 32768))
+        t = _zeros_safetensors(tmp_path / "t.safetensors", (1, 384, 32768))
+        args, mb = ("compare", x, t), 96
+    elif case == "compute-list-parquet":  # 2 x 128 MB decoded
+        p = _zeros_list_parquet(tmp_path / "l.parquet", 4096, 8192)
+        args, mb, bound = ("compute", p, p, *SOFTMAX), 256, BOUND_ARROW
+    else:  # 2 x 12 MB, whose float64 temporaries took 270 MB when read whole
+        mu = _zeros_npy(tmp_path / "mu.npy", (24576, 128))
+        lv = _zeros_npy(tmp_path / "lv.npy", (24576, 128))
+        args, mb = ("gaussian", mu, lv, "-r", "per-dim"), 24
+    code, err, peak = peak_rss(*args)
+    assert code == 0, err
+    assert peak < bound, f"{case}: {peak:.0f} MB peak for {mb} MB of data"
