@@ -19,6 +19,7 @@ log(var_ratio)`` cancels (:func:`~.estimators.expm1_minus` sums its series for
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -221,17 +222,15 @@ def gaussian_kl(
     if reduction == "none":
         return kl
     rows = _rows2(kl)
-    reducer = GaussianReduction(reduction, free_bits, rows.shape[1])
-    reducer.add(rows)
-    return reducer.result()
+    return GaussianReduction(reduction, free_bits, rows.shape[1]).reduce([rows])
 
 
 class GaussianReduction:
     """A reduction of :func:`gaussian_kl` over per-dimension KL values given block of
     samples by block: the same float64 values as on the whole batch, since every sum
-    is exact (rows by ``math.fsum``, columns and the total by
-    :class:`~.running.ExactSums`); memory is the per-row results (``per-row``) or a
-    few floats per dimension.
+    is exact (rows by ``math.fsum``, columns by :class:`~.running.ExactSums`, the
+    total by :func:`~.running.exact_total`); memory is the per-row results
+    (``per-row``) or a few floats per dimension.
 
     Parameters
     ----------
@@ -251,20 +250,29 @@ class GaussianReduction:
         self._rows: list[np.ndarray] = []
         need_dims = reduction == "per-dim" or free_bits is not None
         self._dims = ExactSums(dims) if need_dims else None
-        self._total = ExactSums(1) if reduction in ("batch-mean", "sum") else None
 
-    def add(self, rows: np.ndarray) -> None:
-        """The next block of per-dimension KL values (float64, samples x dims)."""
-        self.batch += len(rows)
-        if self.reduction == "per-row":
-            self._rows.append(combine_rows(rows))
-        if self._dims is not None:
-            self._dims.add(rows)
-        if self._total is not None:
-            self._total.add(rows.reshape(-1, 1))
+    def _seen(self, blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        for rows in blocks:
+            self.batch += len(rows)
+            if self.reduction == "per-row":
+                self._rows.append(combine_rows(rows))
+            if self._dims is not None:
+                self._dims.add(rows)
+            yield rows
 
-    def result(self) -> float | np.ndarray | tuple[float | np.ndarray, float | np.ndarray]:
-        """The reduction (a pair with ``free_bits``), as :func:`gaussian_kl` returns it."""
+    def reduce(
+        self, blocks: Iterable[np.ndarray]
+    ) -> float | np.ndarray | tuple[float | np.ndarray, float | np.ndarray]:
+        """Consume ``blocks`` of per-dimension KL values (float64, samples x dims) and
+        return the reduction (a pair with ``free_bits``), as :func:`gaussian_kl` does."""
+        from .running import exact_total
+
+        total = math.nan
+        if self.reduction in ("batch-mean", "sum"):
+            total = exact_total(self._seen(blocks))
+        else:
+            for _ in self._seen(blocks):
+                pass
         if self.reduction == "per-row":
             return np.concatenate(self._rows) if self._rows else np.empty(0)
         per_dim = None
@@ -275,8 +283,6 @@ class GaussianReduction:
             assert per_dim is not None
             fb = self.free_bits
             return per_dim if fb is None else (per_dim, np.maximum(per_dim, fb))
-        assert self._total is not None
-        total = float(self._total.totals()[0])
         batch = self.batch
         value = total if self.reduction == "sum" else (total / batch if batch else math.nan)
         if per_dim is None or self.free_bits is None:

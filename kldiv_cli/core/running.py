@@ -4,19 +4,21 @@
 block, bit for bit: it cuts the stream where NumPy's own summation cuts the array.
 :class:`ColumnSums` gives ``a.sum(axis=0)`` of a table ``a`` read block of rows by
 block, bit for bit. :class:`ExactSums` gives :func:`.engine.combine` (``math.fsum``) of
-each column of such a table, exactly, keeping a few floats per column.
+each column of such a table, exactly, keeping a few floats per column, and
+:func:`exact_total` that of every value of a stream of blocks, in one pass.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from itertools import chain
 
 import numpy as np
 
 from .engine import combine
 
-__all__ = ["BlockSum", "ColumnSums", "ExactSums"]
+__all__ = ["BlockSum", "ColumnSums", "ExactSums", "exact_total"]
 
 #: NumPy's pairwise summation sums blocks of at most this many values with eight
 #: accumulators and splits longer runs in two (``numpy/_core/src/umath/loops_utils.h``).
@@ -223,3 +225,40 @@ def _expansion(values: list[float]) -> list[float]:
         rest = values + [-v for v in out]
         if len(out) > 64:  # cannot happen for float64 (at most ~40 parts); stay bounded
             return values
+
+
+def exact_total(blocks: Iterable[np.ndarray]) -> float:
+    """:func:`.engine.combine` of every value of ``blocks``, consumed lazily: one
+    ``math.fsum`` over the stream of finite values (exact, rounded once), so the bits
+    are those of the whole array's, and memory is one block.
+
+    A NaN, or infinities of both signs, give NaN; an infinity gives itself; finite
+    values whose sum overflows give the plain sum's infinity (as ``combine``).
+    """
+    seen = {"nan": False, "pos": False, "neg": False}
+    plain = [0.0]
+
+    def finite(block: np.ndarray) -> list[float]:
+        values = np.asarray(block, dtype=np.float64).reshape(-1)
+        ok = np.isfinite(values)
+        if not ok.all():
+            seen["nan"] = seen["nan"] or bool(np.isnan(values).any())
+            seen["pos"] = seen["pos"] or bool(np.isposinf(values).any())
+            seen["neg"] = seen["neg"] or bool(np.isneginf(values).any())
+            values = values[ok]
+        with np.errstate(over="ignore", invalid="ignore"):
+            plain[0] += float(values.sum())
+        out: list[float] = values.tolist()
+        return out
+
+    try:
+        total = math.fsum(chain.from_iterable(map(finite, blocks)))
+    except OverflowError:
+        for _ in map(finite, blocks):  # the rest of the stream, for its infinities
+            pass
+        total = plain[0]
+    if seen["nan"] or (seen["pos"] and seen["neg"]):
+        return math.nan
+    if seen["pos"] or seen["neg"]:
+        return math.inf if seen["pos"] else -math.inf
+    return total

@@ -181,15 +181,54 @@ def gaussian(request: GaussianRequest, stdin: bytes | None = None) -> GaussianRe
     batch = shape[0] if len(shape) >= 2 else 1
     dims = math.prod(shape[1:]) if len(shape) >= 2 else math.prod(shape)
     rows = max(1, BLOCK_ELEMENTS // max(dims, 1))
-    reducer = (
-        None
-        if request.reduction == "none"
-        else GaussianReduction(request.reduction, request.free_bits, dims)
-    )
     units = ActiveUnits(batch, dims)
-    pieces: list[np.ndarray] = []
-    first = 0
+    read = [0]  # samples read so far
+    blocks = _kl_blocks(request, smu, slv, priors, rows, units, read)
+    if request.reduction == "none":
+        pieces = list(blocks)
+        if not pieces:
+            reduced: Any = np.empty((0, *shape[1:]))
+        else:
+            reduced = np.concatenate(pieces) if len(shape) >= 2 else pieces[0]
+    else:
+        reducer = GaussianReduction(request.reduction, request.free_bits, dims)
+        reduced = reducer.reduce(
+            kl.reshape(len(kl), -1) if kl.ndim >= 2 else kl.reshape(1, -1) for kl in blocks
+        )
+    if batch == -1:  # a streamed CSV: the samples are counted now
+        batch = read[0]
+        units = _recount(smu, rows, batch, dims)
+    elif batch >= 2:
+        for mu in _blocks(smu, rows):
+            units.second(as_float64(mu, "mu").reshape(len(mu), -1))
+    kl_value, kl_free_bits = reduced if isinstance(reduced, tuple) else (reduced, None)
+    return GaussianResult(
+        request=request,
+        kl=kl_value,
+        kl_free_bits=kl_free_bits,
+        active_units=units.count(),
+        batch=batch,
+        latent_dims=dims if batch else 0,
+        mu=smu.describe(),
+        logvar=slv.describe(),
+        prior=prior,
+    )
+
+
+def _kl_blocks(
+    request: GaussianRequest,
+    smu: Source,
+    slv: Source,
+    priors: list[_Side | None],
+    rows: int,
+    units: ActiveUnits,
+    read: list[int],
+) -> Iterator[np.ndarray]:
+    """The KL of each dimension, block of samples by block, each block checked first
+    (NaN, a negative std or var, named at its row in the file); the active units'
+    first pass and the count of samples (``read[0]``) on the way."""
     for mu, lv, pm, plv in _zipped(smu, slv, priors, rows):
+        first = read[0]
         _check_finite(mu, smu.label, "MU", first)
         _check_finite(lv, slv.label, request.scale_param.upper(), first)
         for side, value, key in ((priors[0], pm, "mu"), (priors[1], plv, "logvar")):
@@ -212,37 +251,11 @@ def gaussian(request: GaussianRequest, stdin: bytes | None = None) -> GaussianRe
             None if pm is None else as_float64(pm, "prior_mu"),
             None if plv is None else as_float64(plv, "prior_logvar"),
         )
-        if reducer is None:
-            pieces.append(kl)
-        else:
-            reducer.add(kl.reshape(len(kl), -1) if kl.ndim >= 2 else kl.reshape(1, -1))
         units.first(m.reshape(len(m), -1) if m.ndim >= 2 else m.reshape(1, -1))
-        first += len(mu) if mu.ndim else 1
-        del mu, lv, pm, plv, m, kl
-    if batch == -1:  # a streamed CSV: the samples are counted now
-        batch = first
-        units = _recount(smu, rows, batch, dims)
-    elif batch >= 2:
-        for mu in _blocks(smu, rows):
-            units.second(as_float64(mu, "mu").reshape(len(mu), -1))
-    if reducer is not None:
-        reduced = reducer.result()
-    elif pieces:
-        reduced = np.concatenate(pieces) if len(shape) >= 2 else pieces[0]
-    else:
-        reduced = np.empty((0, *shape[1:]))
-    kl_value, kl_free_bits = reduced if isinstance(reduced, tuple) else (reduced, None)
-    return GaussianResult(
-        request=request,
-        kl=kl_value,
-        kl_free_bits=kl_free_bits,
-        active_units=units.count(),
-        batch=batch,
-        latent_dims=dims if batch else 0,
-        mu=smu.describe(),
-        logvar=slv.describe(),
-        prior=prior,
-    )
+        read[0] += len(mu) if mu.ndim else 1
+        del mu, lv, pm, plv, m
+        yield kl
+        del kl
 
 
 def _zipped(
