@@ -229,7 +229,8 @@ class TaskProfiler:
         distinct = int(np.unique(sample).size)
         looked = sampled.size - sum(c.sample_nulls for c in found)
         # The key rule wants no missing value: the sampled rows held one when some were null.
-        key = None if looked < sampled.size else row_key_reason(name, sample)
+        unique = looked == sampled.size and distinct == looked
+        key = row_key_reason(name, sample) if unique else None
         if key is not None:
             return ColumnProfile(name, Role.IDENTIFIER, rows, nulls, reason=key)
         if not _few(distinct, looked) or merged is None or not _few(merged[0].size, present):

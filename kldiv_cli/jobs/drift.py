@@ -514,19 +514,17 @@ def row_key_reason(name: str, values: Any, other: Any = None) -> str | None:
     return None if reason is None else f"row key: {reason}"
 
 
-def text_reason(values: Any) -> str | None:
+def text_reason(values: Any, distinct: int) -> str | None:
     """Why a text column is free text (role ``text``), or None for categories
-    (:data:`TEXT_DISTINCT_SHARE`, :data:`TEXT_MIN_DISTINCT`, :data:`TEXT_MIN_LENGTH`)."""
+    (:data:`TEXT_DISTINCT_SHARE`, :data:`TEXT_MIN_DISTINCT`, :data:`TEXT_MIN_LENGTH`);
+    ``values``: its sampled non-missing values, ``distinct`` how many differ."""
     import pyarrow.compute as pc
 
     n = len(values)
-    if n == 0:
+    if n == 0 or distinct < TEXT_DISTINCT_SHARE * n:
         return None
-    distinct = int(pc.count_distinct(values).as_py())
     length = float(pc.mean(pc.utf8_length(values)).as_py())
-    if distinct < TEXT_DISTINCT_SHARE * n or (
-        distinct <= TEXT_MIN_DISTINCT and length < TEXT_MIN_LENGTH
-    ):
+    if distinct <= TEXT_MIN_DISTINCT and length < TEXT_MIN_LENGTH:
         return None
     return (
         f"free text: {distinct} distinct of {n} values, {length:.0f} characters on average; "
@@ -648,14 +646,17 @@ def _profile_role(col: _Column, rules: ColumnRules, other: Any) -> ColumnProfile
         import pyarrow.compute as pc
 
         sample = sampled_values(col.data)
-        key = row_key_reason(col.name, sample, other)
+        distinct = int(pc.count_distinct(sample).as_py())
+        # A key has no repeated and no missing value: Arrow's hash rules most columns out
+        # before the rule's sort.
+        unique = sample.null_count == 0 and distinct == len(sample)
+        key = row_key_reason(col.name, sample, other) if unique else None
         if key is not None:
             return _skipped(col, Role.IDENTIFIER, key)
         sample = sample.drop_null()
-        free = text_reason(sample) if kind == "text" else None
+        free = text_reason(sample, distinct) if kind == "text" else None
         if free is not None:
             return profile_numeric(col, rules, False, Role.TEXT, free)
-        distinct = int(pc.count_distinct(sample).as_py())
         if kind == "integer" and not _few(distinct, len(sample)):
             return profile_numeric(col, rules, from_datetime=False)
     distinct_values, counts = _value_counts(col.data)
@@ -974,7 +975,8 @@ def merge_rare(
         if not rare:
             return p, q, labels
         rare.append(size - 1)
-        common = [i for i in filled if i not in set(rare)]
+        is_rare = set(rare)
+        common = [i for i in filled if i not in is_rare]
         if int(both[rare].sum()) < need and common:
             smallest = min(common, key=lambda i: (int(both[i]), -i))
             rare = sorted([*rare, smallest])

@@ -453,7 +453,7 @@ def _card(c: ColumnResult, report: DriftReport) -> str:
         f"{c.n_reference} reference and {c.n_current} current values"
     )
     if c.weak:
-        meta += f" · noise floor {_fmt(c.noise_floor)}: weak evidence"
+        meta += f" · noise bound {_fmt(c.noise_bound)}: weak evidence"
     body = ""
     if c.histogram is not None:
         body = (
