@@ -89,6 +89,30 @@ def pandas_index(folder: Path, rng: np.random.Generator) -> Written:
     return _sides(folder, rng, "csv", write)
 
 
+def pandas_default_index(folder: Path, rng: np.random.Generator) -> Written:
+    """``DataFrame.to_csv()`` with its default index: an unnamed first column."""
+
+    def write(p: Path, a: np.ndarray, _: int) -> None:
+        _csv(p, {"": np.arange(len(a)), **_classes(a)})
+
+    return _sides(folder, rng, "csv", write)
+
+
+def wide_vocabulary(folder: Path, rng: np.random.Generator) -> Written:
+    """A row id then a vocabulary of 4,000 logits per row: a CSV parsed by NumPy."""
+
+    def write(p: Path, a: np.ndarray, _: int) -> None:
+        header = "row_id," + ",".join(f"v{j}" for j in range(a.shape[1]))
+        lines = [f"{i}," + ",".join(map(str, r)) for i, r in enumerate(a)]
+        p.write_text(header + "\n" + "\n".join(lines) + "\n")
+
+    x, t = _logits(rng, rows=3, k=4000), _logits(rng, rows=3, k=4000)
+    xp, tp = folder / "input.csv", folder / "target.csv"
+    write(xp, x, 0)
+    write(tp, t, 1)
+    return Written(xp, tp, x, t)
+
+
 def monotone_step(folder: Path, rng: np.random.Generator) -> Written:
     """A column not named like a key, but strictly increasing (a step counter), last."""
 
@@ -201,6 +225,8 @@ def id_and_one_column(folder: Path, rng: np.random.Generator) -> Written:
 TABLES: list[Table] = [
     Table("id_then_classes", id_then_classes, ("id",)),
     Table("pandas_index", pandas_index, ("Unnamed: 0",)),
+    Table("pandas_default_index", pandas_default_index, ("",)),
+    Table("wide_vocabulary", wide_vocabulary, ("row_id",)),
     Table("monotone_step", monotone_step, ("step",)),
     Table("uuid_and_camel_ids", uuid_and_camel_ids, ("sampleId",)),
     Table("measurement", measurement, plain=True),
