@@ -48,7 +48,11 @@ def test_compute_gives_the_right_number_or_one_error(table: Table, tmp_path: Pat
         assert re.search(table.error, lines[0]), lines[0]
         return
     assert r.exit_code == 0, r.stderr
-    loss = json.loads(r.stdout)["loss"]
+    doc = json.loads(r.stdout)
+    loss = doc["loss"]
+    # The JSON says which columns were left out, and why.
+    left = {c["name"] for c in doc["input"].get("left_out", []) if c["role"] != "unused"}
+    assert left == set(table.left_out)
     if table.plain:
         want = float(np.sum(w.t * (np.log(w.t) - w.x)))
     else:
@@ -146,7 +150,7 @@ def test_inspect_names_the_key_and_why(tmp_path: Path) -> None:
     w = build(table, tmp_path)
     r = invoke("inspect", w.input)
     assert "column Unnamed: 0: left out, a row key (named like a key and unique)" in r.stdout
-    assert "column c0: used, a class" in r.stdout
+    assert "columns: c0, c1, c2" in r.stdout and "column c0:" not in r.stdout
 
 
 def test_list_column_streams_in_row_groups(tmp_path: Path) -> None:

@@ -205,7 +205,16 @@ class Source:
             "shape": list(self.shape),
             "dtype": str(self.dtype),
             **({"columns": self.columns} if self.columns is not None else {}),
+            **({"left_out": left_out} if (left_out := self.left_out()) else {}),
         }
+
+    def left_out(self) -> list[dict[str, str]]:
+        """The table's columns the selection left out, with their role and why."""
+        return [
+            {"name": r.name, "role": r.role, "reason": r.reason}
+            for r in self.roles or []
+            if r.role not in ("class", "distribution")
+        ]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.label!r}, {self.fmt}, shape={self.shape})"

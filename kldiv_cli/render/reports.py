@@ -107,12 +107,14 @@ def inspect_report(info: dict[str, Any]) -> Report:
         for k, v in info.items()
         if isinstance(v, list) and k not in ("suggestions", "column_roles")
     ]
+    # The classes are listed under "columns"; every other column gets a line saying why.
     rows += [
         (
             f"column {c['name']}",
             _ROLE_WORDS.get(c["role"], c["role"]) + (f" ({c['reason']})" if c["reason"] else ""),
         )
         for c in info.get("column_roles", [])
+        if c["role"] != "class"
     ]
     table = {"property": [k for k, _ in rows], "value": [v for _, v in rows]}
     plain = [f"{k}: {format_number(v) if not isinstance(v, str) else v}" for k, v in rows]

@@ -40,7 +40,7 @@ class Written:
 class Table:
     name: str
     build: Callable[[Path, np.random.Generator], Written]
-    #: The columns left out that the note must name (empty: no note).
+    #: The columns left out as keys or metadata, which the note must name (empty: no note).
     left_out: tuple[str, ...] = ()
     #: A regular expression the one-line error must match (None: a right number).
     error: str | None = None
@@ -230,8 +230,10 @@ TABLES: list[Table] = [
     Table("monotone_step", monotone_step, ("step",)),
     Table("uuid_and_camel_ids", uuid_and_camel_ids, ("sampleId",)),
     Table("measurement", measurement, plain=True),
-    Table("list_beside_metadata", list_beside_metadata, ("id", "text", "timestamp")),
-    Table("variable_list_feather", variable_list_feather, ("id", "text", "temperature")),
+    Table("list_beside_metadata", list_beside_metadata, ("id", "text", "timestamp", "temperature")),
+    Table(
+        "variable_list_feather", variable_list_feather, ("id", "text", "timestamp", "temperature")
+    ),
     Table(
         "two_lists", two_lists, error=r"has 2 list columns \('logits', 'hidden'\).*--input-columns"
     ),
