@@ -478,3 +478,35 @@ def test_a_failed_command_leaves_nothing_on_stdout() -> None:
             restore(token)
         assert (got, out.getvalue()) == (code, stdout)
         assert err.getvalue() == ("kldiv: error: x.csv: damaged at line 9\n" if code == 2 else "")
+
+
+def test_a_verdict_follows_the_output_it_judges() -> None:
+    """A failed check writes the held output before its verdict: when stdout cannot take
+    it (closed, >&-), the one line is that error, exit 2, with no verdict beside it."""
+    import typer
+
+    from kldiv_cli.cli.boundary import (
+        ClosedStream,
+        Environment,
+        current,
+        error_boundary,
+        restore,
+        use,
+    )
+
+    @error_boundary
+    def command(quiet: bool = False, debug: bool = False) -> None:
+        current().stdout.write("drift 0.3 age\n")
+        current().check_failed("drift in 1 of 1 columns")
+        raise typer.Exit(1)
+
+    err = io.StringIO()
+    closed = ClosedStream("stdout")
+    token = use(Environment(closed, err, None, stdout_isatty=False, stderr_isatty=False))
+    try:
+        with pytest.raises(typer.Exit) as exited:
+            command()
+    finally:
+        restore(token)
+    assert exited.value.exit_code == 2
+    assert err.getvalue() == "kldiv: error: stdout: is closed; give -o FILE, or leave stdout open\n"

@@ -101,7 +101,11 @@ class Environment:
         self._line(f"kldiv: error: {shown(text)}")
 
     def check_failed(self, text: str) -> None:
-        """Why the exit code is 1: not an error, and never silenced by ``--quiet``."""
+        """Why the exit code is 1: not an error, and never silenced by ``--quiet``. The
+        output it judges is written first: if stdout cannot take it, that is the one
+        error line (exit 2), with no verdict beside it."""
+        if isinstance(self.stdout, HeldOutput):
+            self.stdout.commit()
         self._line(f"kldiv: check failed: {shown(text)}")
 
 
