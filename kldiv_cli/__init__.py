@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> None:
             _print_version()
         from .cli import main as cli_main
     except KeyboardInterrupt:
-        sys.stderr.write("kldiv: error: interrupted\n")
+        if sys.stderr is not None:  # None: descriptor 2 closed (2>&-)
+            sys.stderr.write("kldiv: error: interrupted\n")
         sys.exit(130)
     cli_main(argv)
 

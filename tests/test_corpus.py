@@ -417,7 +417,8 @@ def test_devices_and_descriptors_are_outputs(tmp_path: Path) -> None:
 
 def test_help_into_a_closed_pipe_is_quiet() -> None:
     """``kldiv --help | true`` (the reader gone before the help is written): exit 0 and
-    nothing on stderr, as any other closed pipe."""
+    nothing on stderr, as any other closed pipe; a message that meets a closed pipe
+    changes no exit code."""
     for argv in (["--help"], ["drift", "--help"]):
         proc = subprocess.Popen(
             [sys.executable, "-m", "kldiv_cli", *argv],
@@ -428,6 +429,15 @@ def test_help_into_a_closed_pipe_is_quiet() -> None:
         proc.stdout.close()
         stderr = proc.stderr.read()
         assert (proc.wait(timeout=60), stderr) == (0, b"")
+    # The other way round: stderr a closed pipe under a usage error is still exit 2.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kldiv_cli", "compute"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stderr.close()
+    assert (proc.stdout.read(), proc.wait(timeout=60)) == (b"", 2)
 
 
 def test_an_ascii_locale_escapes_names(tmp_path: Path) -> None:

@@ -100,7 +100,7 @@ def _usage_error(exc: click.UsageError, env: Environment, bare: bool) -> ExitCod
     ctx = exc.ctx
     path = ctx.command_path if ctx is not None else "kldiv"
     if ctx is not None and bare:
-        env.stderr.write(ctx.get_usage() + "\n")
+        env.show(ctx.get_usage() + "\n")
     message = exc.format_message().rstrip(".")
     if isinstance(exc, click.MissingParameter):
         message = message[0].lower() + message[1:]

@@ -77,14 +77,18 @@ class Environment:
             return True
         return None
 
-    def _line(self, text: str) -> None:
-        # A message that cannot be shown (stderr closed, a full disk, a closed pipe) must
-        # not turn into an error of its own: the exit code says what happened.
+    def show(self, text: str) -> None:
+        """``text`` on stderr as it is (a usage, a traceback). A message that cannot be
+        shown (stderr closed, a full disk, a closed pipe) does not become an error of its
+        own: the exit code says what happened."""
         try:
-            self.stderr.write(text + "\n")
+            self.stderr.write(text)
             self.stderr.flush()
         except (OSError, ValueError):
             pass
+
+    def _line(self, text: str) -> None:
+        self.show(text + "\n")
 
     def warn(self, text: str) -> None:
         """A warning on stderr, unless ``--quiet``."""
@@ -122,8 +126,7 @@ def _traceback(exc: BaseException, env: Environment) -> None:
     import traceback
 
     text = "".join(traceback.format_exception(exc))
-    env.stderr.write(clean_lines(redact(text)))
-    env.stderr.flush()
+    env.show(clean_lines(redact(text)))
 
 
 class ClosedStream(io.TextIOBase):

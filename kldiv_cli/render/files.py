@@ -73,8 +73,15 @@ def html_document(page: str) -> bytes:
     that a browser, mail client or scanner follows or fetches, wherever it came from);
     lone surrogates (undecodable bytes of file names) as ``\\xff``, so the file is UTF-8.
     """
+    import re
+
     meta = f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
-    page = page.replace("://", "&#58;//").replace("<head>", "<head>" + meta, 1)
+    page = page.replace("://", "&#58;//")
+    head = re.search(r"<head\b[^>]*>", page, re.IGNORECASE)
+    if head is None:  # no <head>: the policy opens the page (a browser adds the head)
+        page = meta + page
+    else:
+        page = page[: head.end()] + meta + page[head.end() :]
     return unicode_safe(page).encode()
 
 
