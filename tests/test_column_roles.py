@@ -173,3 +173,31 @@ def test_list_column_streams_in_row_groups(tmp_path: Path) -> None:
     bad = invoke("compute", tmp_path / "r.parquet", tmp_path / "t.parquet", *SOFTMAX)
     assert bad.exit_code == 2
     assert "row 40 has 7 values, but row 0 has 6 (ragged lists)" in bad.stderr
+
+
+@pytest.mark.parametrize("name", ["id_then_classes", "monotone_step"])
+def test_streamed_csv_leaves_the_key_out_too(name: str, tmp_path: Path, monkeypatch) -> None:
+    """A CSV too large to read whole decides on its first block, with the same note."""
+    from kldiv_cli.io import csv as csv_reader
+
+    monkeypatch.setattr(csv_reader, "CSV_STREAM_ABOVE", 0)
+    table = next(t for t in TABLES if t.name == name)
+    w = build(table, tmp_path)
+    r = invoke("compute", w.input, w.target, "-r", "batchmean", *SOFTMAX, "-f", "json")
+    assert r.exit_code == 0, r.stderr
+    assert math.isclose(json.loads(r.stdout)["loss"], batchmean_kl(w.x, w.t), rel_tol=1e-12)
+    assert f"left out column '{table.left_out[0]}'" in r.stderr
+
+
+def test_parquet_dataset_folder_leaves_the_key_out(tmp_path: Path) -> None:
+    rng = np.random.default_rng(8)
+    x, t = rng.normal(size=(30, 4)), rng.normal(size=(30, 4))
+    for name, a in (("x", x), ("t", t)):
+        (tmp_path / name).mkdir()
+        for part, rows in enumerate((slice(0, 12), slice(12, 30))):
+            cols = {"row_id": np.arange(30)[rows], **{f"c{j}": a[rows, j] for j in range(4)}}
+            pq.write_table(pa.table(cols), tmp_path / name / f"part-{part}.parquet")
+    r = invoke("compute", tmp_path / "x", tmp_path / "t", "-r", "batchmean", *SOFTMAX)
+    assert r.exit_code == 0, r.stderr
+    assert math.isclose(float(r.stdout), batchmean_kl(x, t), rel_tol=1e-12)
+    assert "left out column 'row_id' (named like a key and unique)" in r.stderr
