@@ -142,7 +142,12 @@ def test_version_2_profiles_are_still_read(tmp_path) -> None:
     prof = tmp_path / "ref.profile.json"
     invoke("profile", r, "-o", prof, "--columns", "Cylinders,Weight_in_lbs,Origin")
     doc = json.loads(prof.read_text())
+    # Version 3 knows the columns left out: the current data's others are not new.
+    assert len(doc["table_columns"]) == 9
+    code, report, err = drift_json(prof, c)
+    assert code == 0 and report["only_in_current"] == [], err
     doc["kldiv_profile"] = 2
+    del doc["table_columns"]
     for col in doc["columns"].values():
         del col["kind"]
     prof.write_text(json.dumps(doc))
@@ -153,7 +158,7 @@ def test_version_2_profiles_are_still_read(tmp_path) -> None:
     prof.write_text(json.dumps(doc))
     code, _, err = drift_json(prof, c)
     assert code == 2 and "unknown role 'text'" in err
-    # Without --columns, the current data's other columns are new ones: a schema change.
+    # A version 2 profile does not know them: without --columns they are new columns.
     doc["columns"]["Origin"]["role"] = "categorical"
     prof.write_text(json.dumps(doc))
     code, report, _ = drift_json(prof, c)

@@ -716,6 +716,7 @@ def run_profile(
         max_categories=request.rules.max_categories,
         datetime=request.rules.datetime,
         columns=tuple(build_profile(table, request.rules, profiler=profiler)),
+        table_columns=tuple(table.column_names),
     )
 
 
@@ -1569,7 +1570,15 @@ def run_drift(
         _shared(reference_names, current.column_names, ref_label),
         [*reference_names, *current.column_names],
     )
-    unmatched = _unmatched(reference_names, current.column_names, request.rules)
+    # A profile knows the reference's other columns too (left out when it was built):
+    # they are not new when the current data have them.
+    schema_names = (
+        list(profile.table_columns) if profile and profile.table_columns else reference_names
+    )
+    unmatched = _unmatched(schema_names, current.column_names, request.rules)
+    if profile is not None:
+        profiled = set(reference_names)
+        unmatched = (tuple(n for n in unmatched[0] if n in profiled), unmatched[1])
     import pyarrow as pa
 
     def one(name: str) -> ColumnResult:

@@ -120,6 +120,10 @@ class Profile:
     max_categories: int
     datetime: str
     columns: tuple[ColumnProfile, ...] = field(default_factory=tuple)
+    #: Every column of the reference table, profiled or not (``--columns``/``--exclude``
+    #: at profile time), so a later check tells a new column from one left out; empty
+    #: in version 2 profiles.
+    table_columns: tuple[str, ...] = ()
 
     def column(self, name: str) -> ColumnProfile:
         for c in self.columns:
@@ -137,6 +141,7 @@ class Profile:
             "binning": self.binning,
             "max_categories": self.max_categories,
             "datetime": self.datetime,
+            "table_columns": list(self.table_columns),
             "columns": {c.name: c.to_json() for c in self.columns},
         }
 
@@ -292,6 +297,15 @@ def profile_from_json(doc: Any) -> Profile:
     assert isinstance(columns, dict)
     parsed = tuple(_column(name, c, version) for name, c in columns.items())
     _need(all(c.rows == rows for c in parsed), "every column must have the profile's rows")
+    table_columns = doc.get("table_columns", [])
+    _need(
+        isinstance(table_columns, list) and all(isinstance(n, str) for n in table_columns),
+        "'table_columns' must be a list of names",
+    )
+    _need(
+        not table_columns or set(columns) <= set(table_columns),
+        "'table_columns' must name every profiled column",
+    )
     return Profile(
         source=source,
         rows=rows,
@@ -300,6 +314,7 @@ def profile_from_json(doc: Any) -> Profile:
         max_categories=max_categories,
         datetime=datetime,
         columns=parsed,
+        table_columns=tuple(table_columns),
     )
 
 
