@@ -185,8 +185,11 @@ def test_inspect_streams_with_the_numbers_of_the_whole_array(tmp_path: Path, mon
     from kldiv_cli.core import running
     from kldiv_cli.jobs import inspect as job
 
+    from kldiv_cli.io import csv
+
     monkeypatch.setattr(job, "BLOCK_ELEMENTS", 1000)
     monkeypatch.setattr(running, "LEAF", 256)
+    monkeypatch.setattr(csv, "STREAM_ABOVE", 1000)  # inspect parses the CSV by blocks
     for path, a in _inspect_fixtures(tmp_path):
         got = json.loads(invoke("inspect", path, "-f", "json").stdout)
         a = open_source(str(path), ReadOptions()).read()  # the whole-read path

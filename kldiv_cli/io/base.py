@@ -71,6 +71,9 @@ class ReadOptions:
     #: The command's option choosing this input's columns, named in notes and errors
     #: about the column selection (None: ``--columns``).
     columns_option: str | None = None
+    #: Memory before speed: a CSV above :data:`STREAM_ABOVE` is parsed block by block
+    #: (one thread) rather than whole (all of them), as ``inspect`` reads it.
+    stream: bool = False
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from typing import Any, BinaryIO, NamedTuple
 import numpy as np
 
 from ..errors import InputError, UsageError
-from .base import ColumnRole, ReadOptions, Source
+from .base import STREAM_ABOVE, ColumnRole, ReadOptions, Source
 from .columns import (
     check_unique,
     checked_columns,
@@ -540,8 +540,10 @@ class CsvStreamSource(Source):
 def open_csv(
     label: str, path: str | None, data: bytes | None, fmt: str, options: ReadOptions
 ) -> Source:
-    """A CSV/TSV file as a numeric source: read whole, or streamed when very large."""
-    if path is not None and os.path.getsize(path) > CSV_STREAM_ABOVE:
+    """A CSV/TSV file as a numeric source: read whole, or streamed when very large (or
+    above :data:`~.base.STREAM_ABOVE` when ``options.stream`` puts memory first)."""
+    limit = STREAM_ABOVE if options.stream else CSV_STREAM_ABOVE
+    if path is not None and os.path.getsize(path) > limit:
         return CsvStreamSource(label, path, fmt, options)
     layout = csv_layout(label, path, data, fmt, options)
     if layout.width >= WIDE and options.columns is None:
