@@ -183,9 +183,8 @@ def test_inspect_streams_with_the_numbers_of_the_whole_array(tmp_path: Path, mon
     """Blocks far smaller than the files, and a pairwise tree of many leaves: every
     number is still the whole array's, bit for bit, and so is the verdict."""
     from kldiv_cli.core import running
-    from kldiv_cli.jobs import inspect as job
-
     from kldiv_cli.io import csv
+    from kldiv_cli.jobs import inspect as job
 
     monkeypatch.setattr(job, "BLOCK_ELEMENTS", 1000)
     monkeypatch.setattr(running, "LEAF", 256)
