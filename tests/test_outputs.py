@@ -408,6 +408,10 @@ def test_streams_are_outputs_of_the_kind_format_names(tmp_path: Path) -> None:
     assert output_kind("/dev/stdout", fmt="csv") == "csv"
     assert output_kind("/dev/stderr", ("json", "csv"), fmt="markdown") == "json"
     assert output_kind("/dev/null", ("csv",)) == "csv"
+    os.mkfifo(fifo := tmp_path / "rows.csv")
+    assert output_kind(str(fifo)) == "csv"  # a FIFO named by its kind, --format auto
+    assert output_kind(str(fifo), fmt="json") == "json"
+    fifo.unlink()
     check_outputs(["/dev/null", "/dev/null"], ["/dev/null"])
     with pytest.raises(OutputError, match=r"^/dev/fd/987: descriptor 987 is not open$"):
         output_kind("/dev/fd/987")

@@ -97,8 +97,8 @@ def output_kind(
         The option's name, for the message.
     fmt : str, optional
         The run's ``--format``: the kind of a stream (:func:`is_stream`), when it is one
-        the command writes; otherwise a stream gets the first of ``allowed`` (JSON when
-        every kind is allowed).
+        the command writes; otherwise a stream gets the kind its extension names (a FIFO
+        ``out.csv``), else the first of ``allowed`` (JSON when every kind is allowed).
 
     Returns
     -------
@@ -116,9 +116,11 @@ def output_kind(
         return "stdout"
     check_destination(path)
     choices = sorted(set(OUTPUT_EXTENSIONS.values()) if allowed is None else allowed)
-    if is_stream(path):
-        return fmt if fmt in choices else (allowed[0] if allowed else "json")
     kind = OUTPUT_EXTENSIONS.get(os.path.splitext(path)[1].lower())
+    if is_stream(path):
+        if fmt in choices:
+            return str(fmt)
+        return kind if kind in choices else (allowed[0] if allowed else "json")
     if kind is None or kind not in choices:
         names = ", ".join(f".{k}" for k in choices)
         if kind is None:
