@@ -475,3 +475,31 @@ def test_a_recursive_glob_over_symlink_loops_terminates(tmp_path, target) -> Non
 def test_a_glob_matching_nothing(tmp_path, target) -> None:
     pattern = str(tmp_path / "**" / "*.parquet")
     refused_keeping_output(tmp_path, pattern, target, "*.parquet", "matches no files")
+
+
+@pytest.mark.parametrize("fmt", ["arrow", "parquet"])
+@pytest.mark.parametrize("command", ["compute", "drift", "inspect"])
+def test_a_column_name_that_is_not_utf8_is_one_line(run_cli, tmp_path, fmt, command) -> None:
+    """pyarrow decodes names on access: a name's bytes that are not UTF-8 (found by the
+    mutation fuzzer) are the file's error, not 'unexpected UnicodeDecodeError'."""
+    import io
+
+    buf = io.BytesIO()
+    table = pa.table({"zq": [0.5, 0.5], "c1": [0.5, 0.5]})
+    if fmt == "arrow":
+        feather.write_feather(table, buf, compression="uncompressed")
+    else:
+        pq.write_table(table, buf, compression="none")
+    data = buf.getvalue()
+    assert data.count(b"zq") >= 1
+    path = tmp_path / f"t.{fmt}"
+    path.write_bytes(data.replace(b"zq", b"\xff\xfe"))
+    x = tmp_path / "x.npy"
+    np.save(x, np.log(np.full((2, 2), 0.5)))
+    args = {"compute": (x, path), "drift": (path, path), "inspect": (path,)}[command]
+    r = run_cli(command, *args)
+    assert r.exit_code == 2, r.stderr
+    assert r.stderr.splitlines() == [
+        f"kldiv: error: {path}: has a column name that is not valid UTF-8"
+    ]
+    assert r.stdout == ""

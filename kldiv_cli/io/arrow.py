@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from .base import ReadOptions
-from .columns import arrow_error
+from .columns import arrow_error, schema_names
 from .paths import reject_empty
 from .tables import TableSource
 
@@ -20,12 +20,14 @@ def read_ipc(label: str, path: str | None, data: bytes | None) -> Any:
     raw = pa.memory_map(path) if path is not None else pa.BufferReader(data)
     try:
         try:
-            return ipc.open_file(raw).read_all()
+            table = ipc.open_file(raw).read_all()
         except pa.ArrowInvalid:
             raw.seek(0)
-            return ipc.open_stream(raw).read_all()
+            table = ipc.open_stream(raw).read_all()
     except (pa.ArrowException, OSError) as exc:
         raise arrow_error(label, "Arrow/Feather", exc) from None
+    schema_names(label, table.schema)
+    return table
 
 
 class ArrowReader:

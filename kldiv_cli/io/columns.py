@@ -50,6 +50,19 @@ def select_columns(label: str, names: list[str], spec: str | None, usable: list[
     return chosen
 
 
+#: The error of a column name whose bytes are not UTF-8.
+NOT_UTF8 = "has a column name that is not valid UTF-8"
+
+
+def schema_names(label: str, schema: Any) -> list[str]:
+    """The column names of an Arrow schema; a name that is not UTF-8 (a damaged or
+    hostile file: pyarrow decodes names on access) is one line, not a crash later."""
+    try:
+        return list(schema.names)
+    except UnicodeDecodeError:
+        raise InputError(label, NOT_UTF8) from None
+
+
 def check_unique(label: str, names: Sequence[str]) -> None:
     """Column names must be unique: a name would otherwise select one column or another."""
     seen: set[str] = set()

@@ -14,7 +14,7 @@ from typing import Any
 from ..errors import InputError, UsageError
 from . import fs
 from .base import ReadOptions
-from .columns import arrow_error, is_list
+from .columns import NOT_UTF8, arrow_error, is_list, schema_names
 from .paths import readable_path, reject_empty
 from .tables import TableSource
 
@@ -36,9 +36,14 @@ def parquet_file(
     try:
         if isinstance(source, str):
             source = readable_path(source)
-        return pq.ParquetFile(source, pre_buffer=pre_buffer, buffer_size=buffer_size)
+        file = pq.ParquetFile(source, pre_buffer=pre_buffer, buffer_size=buffer_size)
     except (pa.ArrowException, OSError) as exc:
         raise arrow_error(label, what, exc) from None
+    except UnicodeDecodeError:
+        # pyarrow decodes the column paths while opening: a name that is not UTF-8.
+        raise InputError(label, NOT_UTF8) from None
+    schema_names(label, file.schema_arrow)
+    return file
 
 
 class ParquetReader:
