@@ -210,6 +210,7 @@ def test_schema_changes_fail_in_every_format(schema_pair, tmp_path) -> None:
     junit, page, csv = tmp_path / "d.xml", tmp_path / "d.html", tmp_path / "d.csv"
     out = invoke("drift", r, c, "-q", "--junit", junit, "--html", page, "-o", csv)
     assert out.exit_code == 1
+    assert out.stderr == "kldiv: check failed: drift in 3 of 10 columns (3 schema changes)\n"
     code, doc, _ = drift_json(r, c)
     cols = by_name(doc)
     assert code == 1 and doc["n_schema_changes"] == 3
@@ -243,8 +244,9 @@ def test_schema_warn_lists_without_failing_and_profiles_see_changes(schema_pair,
     r, c = schema_pair
     keep = "--exclude", "Acceleration,Color,Horsepower"
     assert invoke("drift", r, c, *keep).exit_code == 0  # the rest did not drift
-    code, doc, _ = drift_json(r, c, "--schema", "warn")
+    code, doc, err = drift_json(r, c, "--schema", "warn")
     cols = by_name(doc)
+    assert "3 schema change(s), not failing (--schema warn): Horsepower, Acceleration, Color" in err
     assert code == 0 and doc["drift"] is False and doc["n_schema_changes"] == 3
     assert cols["Acceleration"]["state"] == "warning" and cols["Acceleration"]["warnings"] == [
         "column_removed"

@@ -240,8 +240,8 @@ def drift(
     average) are categories (the 50 most frequent, the rest pooled as "other", plus a bin
     for new values). A column drifts when its metric is above the threshold and above
     what noise gives at its sample sizes (else it is "weak": too few values to tell), or
-    its missing share moves by more than --max-missing-change, or (when set) too many
-    values are new categories. A column removed, added or of another type fails the
+    its missing share moves by more than --max-missing-change and than chance, or (when
+    set) too many values are new categories. A column removed, added or of another type fails the
     check too (--schema warn lists it without failing).
 
     Plain output (the default when piped): one line per column, "state value reasons
@@ -304,7 +304,11 @@ def drift(
             f"{', '.join(c.name for c in failed)} ({first.name}: {first.error})"
         )
     if report.drift:
-        current().check_failed(f"drift in {report.n_drifted} of {len(report.columns)} columns")
+        changes = len(report.schema_changes)
+        schema = f" ({changes} schema change{'s' if changes > 1 else ''})" if changes else ""
+        current().check_failed(
+            f"drift in {report.n_drifted} of {len(report.columns)} columns{schema}"
+        )
         raise typer.Exit(ExitCode.CHECK_FAILED)
     if report.n_errors:
         raise typer.Exit(ExitCode.ERROR)

@@ -142,6 +142,11 @@ def _listing(names: Sequence[str]) -> str:
 def run_warnings(report: DriftReport) -> list[str]:
     """What the run says on stderr besides the verdict: each kind of warning once."""
     lines = []
+    warned = [c.name for c in report.schema_changes if c.warnings]
+    if warned:
+        lines.append(
+            f"{len(warned)} schema change(s), not failing (--schema warn): {_listing(warned)}"
+        )
     if report.unknown_thresholds:
         lines.append(
             f"--thresholds names column(s) not checked: {_listing(report.unknown_thresholds)}"
