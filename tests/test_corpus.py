@@ -289,8 +289,8 @@ FULL = "/dev/full"
 @pytest.mark.skipif(not os.path.exists(FULL), reason="no /dev/full")
 @pytest.mark.parametrize(
     "argv",
-    [["--version"], ["--help"], ["compute", "--help"], "compute", "inspect", "drift"],
-    ids=["version", "help", "compute-help", "compute", "inspect", "drift"],
+    [["--version"], ["compute", "--help"], "compute", "inspect", "drift"],
+    ids=["version", "help", "compute", "inspect", "drift"],
 )
 def test_stdout_on_a_full_disk(argv, tmp_path: Path) -> None:
     if argv == "compute":

@@ -23,7 +23,7 @@ def test_ctrl_c_exits_130_and_keeps_the_output(tmp_path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    time.sleep(2.0)
+    time.sleep(1.0)  # Python's SIGINT handler is set in its first milliseconds
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=30)
     proc.stdin.close() if proc.stdin else None

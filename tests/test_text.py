@@ -6,7 +6,7 @@ import io
 import unicodedata
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kldiv_cli.text import (
@@ -215,6 +215,7 @@ def test_csv_text_neutralises_formulas(raw: str, cell: str) -> None:
     assert csv_text(raw) == cell
 
 
+@settings(max_examples=50)
 @given(st.text(max_size=20))
 def test_csv_text_never_starts_a_formula(text: str) -> None:
     cell = csv_text(text)
@@ -227,6 +228,7 @@ def test_csv_text_never_starts_a_formula(text: str) -> None:
     assert is_safe(cell)
 
 
+@settings(max_examples=50)
 @given(st.floats() | st.integers())
 def test_csv_text_keeps_numbers(x: float) -> None:
     assert csv_text(format_number(x)) == format_number(x)
