@@ -237,7 +237,7 @@ def standard_streams() -> None:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     if 1 in closed or sys.stdout is None:
         sys.stdout = ClosedStream("stdout")
-    elif isinstance(sys.stdout, io.TextIOWrapper):
+    elif isinstance(sys.stdout, io.TextIOWrapper) and _fileno(sys.stdout) is not None:
         old = sys.stdout
         old.flush()
         sys.stdout = io.TextIOWrapper(
@@ -250,6 +250,14 @@ def standard_streams() -> None:
         sys.stderr = ClosedStream("stderr")
     elif isinstance(sys.stderr, io.TextIOWrapper):
         sys.stderr.reconfigure(errors="backslashreplace")
+
+
+def _fileno(stream: Any) -> int | None:
+    """The descriptor under ``stream``, or None (a test runner's capture has none)."""
+    try:
+        return int(stream.fileno())
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 def _isatty(stream: Any) -> bool:
