@@ -227,13 +227,15 @@ class Selection:
     list_column: bool
 
 
-def numeric_list(t: Any) -> bool:
-    """Whether an Arrow type is a list (any kind) of integers or floats."""
+def numeric_list(t: Any, floats: bool = False) -> bool:
+    """Whether an Arrow type is a list (any kind) of integers or floats (of floats only
+    with ``floats``)."""
     import pyarrow as pa
 
-    return is_list(t) and bool(
-        pa.types.is_integer(t.value_type) or pa.types.is_floating(t.value_type)
-    )
+    if not is_list(t):
+        return False
+    v = t.value_type
+    return bool(pa.types.is_floating(v) or (not floats and pa.types.is_integer(v)))
 
 
 def _keyable(t: Any) -> bool:
@@ -277,6 +279,12 @@ def choose_columns(
         ]
         return Selection(chosen, roles, [], one_list)
     lists = [i for i, t in enumerate(types) if numeric_list(t)]
+    why = "the table's one list column"
+    floats = [i for i in lists if numeric_list(types[i], floats=True)]
+    if len(lists) > 1 and len(floats) == 1:
+        # Lists of integers beside one list of floats are token ids and masks
+        # (input_ids, attention_mask), not the distribution.
+        lists, why = floats, "the table's one list column of floats"
     if len(lists) > 1:
         raise UsageError(
             f"{label}: has {len(lists)} list columns ({_quoted([names[i] for i in lists])}), "
@@ -286,7 +294,7 @@ def choose_columns(
         j = lists[0]
         meta = [n for i, n in enumerate(names) if i != j]
         roles = [
-            ColumnRole(n, "distribution", "the table's one list column")
+            ColumnRole(n, "distribution", why)
             if i == j
             else ColumnRole(n, "metadata", f"beside the list column {names[j]!r}")
             for i, n in enumerate(names)

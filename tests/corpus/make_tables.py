@@ -192,6 +192,25 @@ def variable_list_feather(folder: Path, rng: np.random.Generator) -> Written:
     return Written(w.input, w.target, w.x.astype(np.float32), w.t.astype(np.float32))
 
 
+def token_ids_beside_logits(folder: Path, rng: np.random.Generator) -> Written:
+    """A datasets-style export: ragged ``input_ids`` and ``attention_mask`` (lists of
+    integers) beside one list of float ``logits``: the floats are the distribution."""
+
+    def write(p: Path, a: np.ndarray, _: int) -> None:
+        ids = [list(rng.integers(0, 32000, 3 + i % 4)) for i in range(len(a))]
+        table = pa.table(
+            {
+                "input_ids": pa.array(ids, pa.list_(pa.int64())),
+                "attention_mask": pa.array([[1] * len(r) for r in ids], pa.list_(pa.int8())),
+                "logits": pa.array(list(a.astype(np.float32)), pa.list_(pa.float32())),
+            }
+        )
+        pq.write_table(table, p)
+
+    w = _sides(folder, rng, "parquet", write)
+    return Written(w.input, w.target, w.x.astype(np.float32), w.t.astype(np.float32))
+
+
 def two_lists(folder: Path, rng: np.random.Generator) -> Written:
     """Two list columns (logits and hidden states): which one is meant is the user's to say."""
 
@@ -234,6 +253,7 @@ TABLES: list[Table] = [
     Table(
         "variable_list_feather", variable_list_feather, ("id", "text", "timestamp", "temperature")
     ),
+    Table("token_ids_beside_logits", token_ids_beside_logits, ("input_ids", "attention_mask")),
     Table(
         "two_lists", two_lists, error=r"has 2 list columns \('logits', 'hidden'\).*--input-columns"
     ),
