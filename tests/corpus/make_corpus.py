@@ -1277,6 +1277,25 @@ def _report_attacks() -> list[Attack]:
 
     out.append(Attack("report-profile-html", profile_html))
 
+    def schema_change(d: Path) -> Run:
+        """Columns lost and gained between the tables: their names reach the reports as
+        schema changes, encoded as every other name."""
+        import csv
+
+        ref, cur = payload_tables(d, "in")
+        with open(cur, newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+        lost = rows[0].index(REPORT_PAYLOADS["img"])
+        rows = [[*r[:lost], *r[lost + 1 :], r[0]] for r in rows]
+        rows[0][-1] = '@HYPERLINK("https://new.example/p.png")'
+        with open(cur, "w", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerows(rows)
+        o, h = str(d / "s.csv"), str(d / "s.html")
+        argv = ["drift", ref, cur, "-f", "markdown", "-o", o, "--html", h, "-q"]
+        return Run(argv, 1, outputs=(o, h), reports=((o, "csv"), (h, "html")))
+
+    out.append(Attack("report-schema-change", schema_change))
+
     # Names that are not UTF-8: a folder and files whose bytes Python carries as lone
     # surrogates. Every report still valid Unicode, every message one line.
     def non_utf8(kind: str):
