@@ -52,9 +52,9 @@ _SECRET_NAMES = (
     "apikey",
     "authorization",
 )
-# A run of text that could be one path, URL or setting: no space, no quote or bracket
-# that a message or a repr puts around it.
-_TOKEN = re.compile(r"[^\s'\"<>]+")
+# A run of text that could be one path, URL or setting: no space. Quotes stay in it
+# (a password may hold one); the rules below allow for them around a token.
+_TOKEN = re.compile(r"[^\s<>]+")
 # What makes a token worth a closer look (cheap pre-check of the whole text).
 _SUSPECT = re.compile(
     r"@|[?#&][^=\s]*=|" + "|".join(_SECRET_NAMES),
@@ -74,6 +74,10 @@ _BARE_USERINFO = re.compile(r"^\W*[^/@:]+:[^/]*@")
 
 def _authority(scheme: str, authority: str) -> str:
     if "@" not in authority:
+        host, colon, port = authority.partition(":")
+        if colon and not port.rstrip("'\"),;").isdigit() and not authority.startswith("["):
+            # user:password cut short by a space in the password: no host, no '@'.
+            return f"{host}:{MASK}"
         return authority
     user, _, host = authority.rpartition("@")
     if scheme.lower() in ("abfs://", "abfss://") and ":" not in user:
@@ -93,7 +97,7 @@ def _query(rest: str) -> str:
 def _token(match: re.Match[str]) -> str:
     whole = match.group()
     # Punctuation that ends a sentence or a label ("URL: cause") is not part of a value.
-    token = whole.rstrip(":;,.)]")
+    token = whole.rstrip(":;,.)]}'\"")
     return _one(token) + whole[len(token) :]
 
 
@@ -111,7 +115,7 @@ def _one(token: str) -> str:
         return f"{token[: setting.start()]}{setting.group(1)}{setting.group(2)}{MASK}"
     bare = _BARE_USERINFO.match(token)
     if bare is not None:
-        lead = len(token) - len(token.lstrip("([{,;=:"))
+        lead = len(token) - len(token.lstrip("([{,;=:'\""))
         return token[:lead] + MASK + "@" + token.rpartition("@")[2]
     return token
 

@@ -28,6 +28,7 @@ __all__ = [
     "clean_lines",
     "csv_text",
     "format_number",
+    "listing",
     "markdown_text",
     "markup",
     "shorten",
@@ -221,6 +222,13 @@ def _escape_bracket(match: re.Match[str]) -> str:
     if bracket == "[":  # no tag: Rich drops the one backslash before any "[" of text
         return slashes + "\\["
     return slashes * 2 + "\\" + bracket  # a tag: its backslashes halve, an odd one escapes
+
+
+def listing(names: list[str], shown: int = 10) -> str:
+    """The first ``shown`` of ``names``, comma-separated, and how many there are in all
+    when that is more (an .npz of 20,000 members is named in one short line)."""
+    head = ", ".join(names[:shown])
+    return head if len(names) <= shown else f"{head}, ... ({len(names):,} in all)"
 
 
 def markup(text: object) -> str:

@@ -21,8 +21,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from .corpus.make_corpus import pair_npy
+from .corpus.make_corpus import pair_npy, table_csv
 from .test_corpus import assert_kldiv_stderr, run_kldiv, snapshot
 
 SECRET = "SECRETxyz123"
@@ -317,3 +319,248 @@ def test_a_scheduler_file_naming_a_mute_scheduler(mute, scratch, tmp_path: Path)
     assert code == 2
     assert_kldiv_stderr(stderr, code, r"scheduler of --scheduler-file .* within 0.2 s")
     assert list(scratch.iterdir()) == []
+
+
+# --- the redaction function itself ----------------------------------------------------
+
+_URL_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~%!$'()*+,;"
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    scheme=st.sampled_from(["s3", "gs", "hdfs", "https", "tcp", "tls", "abfss"]),
+    user=st.text(_URL_CHARS, min_size=1, max_size=8),
+    password=st.text(_URL_CHARS + ":@", min_size=1, max_size=12),
+    query=st.lists(
+        st.tuples(st.text("abcXYZ-_", min_size=1), st.text(_URL_CHARS + ":/", min_size=1)),
+        max_size=3,
+    ),
+    wrap=st.sampled_from(["{}", "'{}'", '"{}"', "({})", "{}: no such file", "got a URI: {}."]),
+)
+def test_redact_hides_user_info_and_query_values(scheme, user, password, query, wrap) -> None:
+    from kldiv_cli.redact import redact
+
+    marked = SECRET + password
+    qs = "".join(f"{'&' if i else '?'}{k}={SECRET}{v}" for i, (k, v) in enumerate(query))
+    text = wrap.format(f"{scheme}://{user}:{marked}@host.example:8786/bucket/x.npy{qs}")
+    shown = redact(text)
+    assert SECRET not in shown, shown
+    assert "host.example:8786/bucket/x.npy" in shown
+    assert redact(shown) == shown  # idempotent
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "column 'token_logp' of data.csv: line 3",
+        "/data/token_counts.csv:3: not a number",
+        "kl.p99=0.5, top1_agreement=0.93",
+        "data/part-?.parquet: no such file (the pattern matches no files)",
+        "time 12:30:00, ports 127.0.0.1:8786 and [::1]:8786",
+        "abfss://container@account.dfs.core.windows.net/x.parquet",
+    ],
+)
+def test_redact_leaves_ordinary_messages_alone(text: str) -> None:
+    from kldiv_cli.redact import redact
+
+    assert redact(text) == text
+
+
+def test_redact_argv_keeps_public_storage_options_only() -> None:
+    from kldiv_cli.io import fs
+    from kldiv_cli.redact import redact_argv
+
+    argv = [
+        "drift",
+        f"s3://k:{SECRET}@b/x",
+        "--storage-option",
+        "region=eu-west-1",
+        "--storage-option",
+        SECRET,
+        f"--storage-option=aws_secret_access_key:{SECRET}",
+        "--storage-option",
+        f"endpoint=http://u:{SECRET}@h:9",
+        f"--scheduler=tcp://u:{SECRET}@h:1",
+    ]
+    shown = redact_argv(argv, fs.option_names())
+    assert SECRET not in " ".join(shown)
+    assert "region=eu-west-1" in shown and "endpoint=http://***@h:9" in shown
+
+
+# --- messages stay short ------------------------------------------------------------------
+
+
+def test_a_path_of_300_folders_is_one_short_line(tmp_path: Path) -> None:
+    deep = "/".join(["d" * 200] * 300) + "/x.npy"
+    code, _, stderr = run_kldiv(["compute", deep, pair_npy(tmp_path)[1]])
+    assert code == 2
+    assert_kldiv_stderr(stderr, code, r"(?i)\.\.\.d*/x\.npy: (no such file|file name too long)")
+    assert len(stderr) < 400, len(stderr)
+
+
+def test_an_npz_of_many_members_is_named_in_a_short_line(tmp_path: Path) -> None:
+    many = tmp_path / "many.npz"
+    np.savez(many, **{f"m{i:05d}": np.zeros(1) for i in range(3_000)})
+    code, _, stderr = run_kldiv(["inspect", many, "--key", "nope"])
+    assert code == 2
+    assert_kldiv_stderr(stderr, code, r"has no array 'nope'; it holds: m00000, .*\(3,000 in all\)")
+    assert len(stderr) < 400, len(stderr)
+
+
+def test_shorten_bounds_any_line() -> None:
+    from kldiv_cli.text import LINE_LIMIT, WORD_LIMIT, shorten
+
+    assert shorten("short: message") == "short: message"
+    long_word = shorten("x" * 100_000 + ": no such file")
+    assert len(long_word) <= WORD_LIMIT + len(": no such file") and "..." in long_word
+    many = shorten(", ".join(f"name{i}" for i in range(50_000)))
+    assert len(many) <= LINE_LIMIT and many.startswith("name0, name1")
+
+
+# --- option values at the edges -------------------------------------------------------
+
+EDGES = [
+    (("--dim", "-9223372036854775809"), r"--dim must be a 64-bit integer"),
+    (("--dim", "1000"), r"--dim must be between -64 and 63"),
+    (("--threads", "99999999999999999999"), r"--threads must be a 64-bit integer"),
+    (("--threads", "100000"), r"--threads must be between 1 and 4,096"),
+    (("--chunk-rows", "0"), r"--chunk-rows must be between"),
+    (("-T", "1e400"), r"--temperature must be a finite number"),
+    (("--fail-above", "1e400"), r"--fail-above must be a finite number"),
+    (("--fail-above", "-inf"), r"--fail-above must be a finite number"),
+    (("--top", str(1 << 64)), r"--top must be a 64-bit integer"),
+]
+
+
+@pytest.mark.parametrize("extra, error", EDGES, ids=[e[0][0] + e[0][1][:6] for e in EDGES])
+def test_numeric_options_are_range_checked(extra, error, tmp_path: Path) -> None:
+    code, stdout, stderr = run_kldiv(["compute", *pair_npy(tmp_path), *extra])
+    assert code == 2 and stdout == b""
+    assert_kldiv_stderr(stderr, code, error)
+
+
+@pytest.mark.parametrize(
+    "toml, error",
+    [
+        ("default = 1e400\n", r"1e400 is too large for a float64"),
+        ("[thresholds]\na = -1e999\n", r"too large for a float64"),
+        ("default = nan\n", r"default must be a number >= 0"),
+        ("default = -0.5\n", r"default must be a number >= 0"),
+    ],
+)
+def test_thresholds_files_are_checked_on_load(toml, error, tmp_path: Path) -> None:
+    ref, cur = table_csv(tmp_path, "ref.csv", ["a"]), table_csv(tmp_path, "cur.csv", ["a"])
+    file = tmp_path / "t.toml"
+    file.write_text(toml)
+    code, stdout, stderr = run_kldiv(["drift", ref, cur, "--thresholds", file])
+    assert code == 2 and stdout == b""
+    assert_kldiv_stderr(stderr, code, error)
+
+
+def test_an_inf_threshold_written_as_inf_still_turns_a_gate_off(tmp_path: Path) -> None:
+    ref, cur = table_csv(tmp_path, "ref.csv", ["a"]), table_csv(tmp_path, "cur.csv", ["a"])
+    file = tmp_path / "t.toml"
+    file.write_text("default = inf\n")
+    code, _, stderr = run_kldiv(["drift", ref, cur, "--thresholds", file, "-q"])
+    assert code == 0, stderr
+
+
+def test_a_gate_threshold_beyond_float64_is_refused(tmp_path: Path) -> None:
+    from kldiv_cli.errors import UsageError
+    from kldiv_cli.jobs.gates import parse_gate
+
+    with pytest.raises(UsageError, match="too large for a float64"):
+        parse_gate("kl.p99=1e400", "above")
+    assert parse_gate("kl.p99=inf", "above").threshold == float("inf")
+
+
+# --- files that are valid but unusual ---------------------------------------------------
+
+
+def test_a_csv_whose_header_is_megabytes(tmp_path: Path) -> None:
+    """A 2 MB header (20 names of 100,000 characters), beyond pyarrow's 1 MiB block:
+    pyarrow said "Empty CSV file or block" before the block was sized to the header."""
+    names = [f"{chr(97 + i)}" * 100_000 for i in range(20)]
+    path = tmp_path / "long-header.csv"
+    rows = "".join(",".join(f"{(r + c) % 7 / 7:.3f}" for c in range(20)) + "\n" for r in range(5))
+    path.write_text(",".join(names) + "\n" + rows)
+    assert path.stat().st_size > 1 << 20
+    for argv in (["inspect", path, "-f", "json"], ["compute", path, path, "-r", "sum"]):
+        code, stdout, stderr = run_kldiv(argv)
+        assert code == 0, stderr
+    code, stdout, _ = run_kldiv(["inspect", path, "-f", "json"])
+    assert json.loads(stdout)["shape"] == [5, 20]
+
+
+@pytest.mark.parametrize(
+    "spelling, kind",
+    [(s, "posinf") for s in ("inf", "Inf", "+inf", "Infinity", "+Infinity", "INFINITY", "1e999")]
+    + [(s, "neginf") for s in ("-inf", "-Infinity", "-INF", "-1e999")]
+    + [(s, "nan") for s in ("nan", "NaN", "NAN")],
+)
+def test_inspect_counts_every_spelling_compute_reads(spelling, kind, tmp_path: Path) -> None:
+    path = tmp_path / "x.csv"
+    path.write_text(f"id,a,b\n1,0.5,{spelling}\n2,0.25,0.75\n")
+    code, stdout, stderr = run_kldiv(["inspect", path, "-f", "json", "--columns", "a,b"])
+    assert code == 0, stderr
+    counts = json.loads(stdout)
+    assert counts[kind] == 1 and counts["nan"] + counts["posinf"] + counts["neginf"] == 1
+    code, stdout, _ = run_kldiv(
+        [
+            "compute",
+            path,
+            path,
+            "-r",
+            "none",
+            "-f",
+            "json",
+            "--input-columns",
+            "a,b",
+            "--target-columns",
+            "a,b",
+        ]
+    )
+    assert code == 0
+    assert "NaN" in stdout.decode() or "nan" in stdout.decode().lower()
+
+
+def _safetensors(path: Path, shape: list[int], offsets: tuple[int, int], data: bytes) -> None:
+    import struct
+
+    header = json.dumps({"t": {"dtype": "F32", "shape": shape, "data_offsets": list(offsets)}})
+    path.write_bytes(struct.pack("<Q", len(header)) + header.encode() + data)
+
+
+@pytest.mark.parametrize(
+    "shape, offsets, error",
+    [
+        ([2**64, 0], (0, 0), r"has a dimension beyond 2\*\*62"),
+        ([0, 2**70], (0, 0), r"has a dimension beyond 2\*\*62"),
+        ([2**62 - 1, 2**62 - 1], (0, 16), r"data_offsets hold 16 bytes"),
+        ([2**32, 2**32], (0, 0), r"data_offsets hold 0 bytes"),
+    ],
+)
+@pytest.mark.parametrize("command", ["inspect", "compute"])
+def test_safetensors_shapes_that_overflow(shape, offsets, error, command, tmp_path) -> None:
+    path = tmp_path / "t.safetensors"
+    _safetensors(path, shape, offsets, b"\0" * offsets[1])
+    argv = ["inspect", path] if command == "inspect" else ["compute", path, path]
+    code, stdout, stderr = run_kldiv(argv)
+    assert code == 2 and stdout == b""
+    assert_kldiv_stderr(stderr, code, error)
+    assert len(stderr.splitlines()) == 1
+
+
+def test_rows_of_no_values_are_refused_before_any_loop(tmp_path: Path) -> None:
+    """An .npy header of 10**15 rows of width 0 holds no byte of data; summing it row
+    block by row block would run for ever."""
+    from numpy.lib import format as npformat
+
+    path = tmp_path / "z.npy"
+    with open(path, "wb") as f:
+        npformat.write_array_header_1_0(
+            f, {"descr": "<f4", "fortran_order": False, "shape": (10**15, 0)}
+        )
+    code, _, stderr = run_kldiv(["compute", path, path])
+    assert code == 2
+    assert_kldiv_stderr(stderr, code, r"z.npy: holds no values \(shape \(1000000000000000, 0\)\)")

@@ -36,6 +36,7 @@ import typer
 from ..errors import ExitCode, KldivError
 from ..redact import redact
 from ..text import clean, clean_lines, shorten
+from .limits import check_numbers
 
 
 @dataclass
@@ -409,6 +410,7 @@ def _run_command(
     held = HeldOutput(real)
     env.stdout = cast("IO[str]", held)
     try:
+        check_numbers(kwargs)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, UsageError
+from ..text import listing
 from .base import ReadOptions
 
 
@@ -42,8 +43,9 @@ def select_columns(label: str, names: list[str], spec: str | None, usable: list[
         else:
             hits = [i for i, n in enumerate(names) if n == token]
         if not hits:
-            listing = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
-            raise UsageError(f"{label}: no column matches {token!r}; columns are: {listing}")
+            raise UsageError(
+                f"{label}: no column matches {token!r}; columns are: {listing(names, 20)}"
+            )
         chosen.extend(h for h in hits if h not in chosen)
     if not chosen:
         raise UsageError(f"{label}: the column selection {spec!r} names no column")

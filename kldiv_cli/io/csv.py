@@ -41,6 +41,38 @@ _BLOCK = 1 << 22
 MAX_LINE = _BLOCK
 
 
+#: pyarrow's own block size, which the whole-file reader keeps for ordinary lines.
+_ARROW_BLOCK = 1 << 20
+#: The largest block: lines longer than half of it (a header of 64 MiB) are refused by
+#: the reader's own error, as any line longer than its block.
+_MAX_BLOCK = 1 << 27
+
+
+def block_size(path: str | None, data: bytes | None, least: int = _ARROW_BLOCK) -> int:
+    """A pyarrow block size that holds the first two lines twice over (at least
+    ``least``, at most :data:`_MAX_BLOCK`).
+
+    pyarrow infers the columns from its first block and needs every row within one
+    block: a header of 100,000 names (5 MB) in 1 MiB blocks is "Empty CSV file or
+    block". Only the first two lines are measured (a bounded read).
+    """
+    if path is not None:
+        with open(path, "rb") as f:
+            head = b""
+            while head.count(b"\n") < 2 and len(head) < _MAX_BLOCK:
+                more = f.read(_ARROW_BLOCK)
+                if not more:
+                    break
+                head += more
+    else:
+        head = (data or b"")[:_MAX_BLOCK]
+    first = head.find(b"\n")
+    second = head.find(b"\n", first + 1) if first >= 0 else -1
+    longest = max(first, second - first - 1, 0) if first >= 0 else len(head)
+    needed = 1 << (2 * longest).bit_length()
+    return max(least, min(needed, _MAX_BLOCK))
+
+
 def _head(path: str | None, data: bytes | None) -> bytes:
     if path is not None:
         with open(path, "rb") as f:
@@ -199,9 +231,11 @@ def _read_parts(
     if len(cuts) < 3:
         return None
     first = pcsv.ReadOptions(
-        autogenerate_column_names=read_opts.autogenerate_column_names, use_threads=False
+        autogenerate_column_names=read_opts.autogenerate_column_names,
+        use_threads=False,
+        block_size=read_opts.block_size,
     )
-    rest = pcsv.ReadOptions(column_names=names, use_threads=False)
+    rest = pcsv.ReadOptions(column_names=names, use_threads=False, block_size=read_opts.block_size)
     data = pa.memory_map(path).read_buffer()
 
     def part(k: int) -> Any:
@@ -238,7 +272,9 @@ def read_csv_table(
 
     head = _head(path, data)
     delimiter, header, _ = _layout_of(label, head, fmt, options)
-    read_opts = pcsv.ReadOptions(autogenerate_column_names=not header)
+    read_opts = pcsv.ReadOptions(
+        autogenerate_column_names=not header, block_size=block_size(path, data)
+    )
     parse_opts = pcsv.ParseOptions(delimiter=delimiter)
     convert = pcsv.ConvertOptions(null_values=[""], strings_can_be_null=strings_can_be_null)
     schema = _head_schema(head, read_opts, parse_opts, convert)
@@ -465,7 +501,9 @@ class CsvStreamSource(Source):
         import pyarrow.csv as pcsv
 
         delimiter, header, _ = csv_layout(label, path, None, fmt, options)
-        self._read_opts = pcsv.ReadOptions(autogenerate_column_names=not header, block_size=_BLOCK)
+        self._read_opts = pcsv.ReadOptions(
+            autogenerate_column_names=not header, block_size=block_size(path, None, _BLOCK)
+        )
         self._parse_opts = pcsv.ParseOptions(delimiter=delimiter)
         try:
             probe = pcsv.open_csv(

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from typing import IO
 
 from ..errors import InputError
+from ..text import listing
 from . import paths
 from .base import ReadOptions
 from .npy import NpyData, read_header
@@ -108,12 +109,12 @@ def open_npz(
             if len(members) > 1:
                 raise InputError(
                     label,
-                    f"holds {len(members)} arrays ({', '.join(sorted(members))})"
+                    f"holds {len(members)} arrays ({listing(sorted(members))})"
                     + (f"; choose one with {options.key_option}" if options.key_option else ""),
                 )
             key = next(iter(members))
         elif key not in members:
-            raise InputError(label, f"has no array {key!r}; it holds: {', '.join(sorted(members))}")
+            raise InputError(label, f"has no array {key!r}; it holds: {listing(sorted(members))}")
         info = zf.getinfo(members[key])
     check_member(f"{label}[{key}]", info)
     return NpzSource(label, key, path, data, info, options.booleans)

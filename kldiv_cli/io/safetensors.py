@@ -21,6 +21,7 @@ from typing import IO, Any
 import numpy as np
 
 from ..errors import InputError
+from ..text import listing
 from .base import ReadOptions, Source
 from .paths import open_binary, read_exact
 
@@ -79,7 +80,7 @@ def _is_count(v: Any) -> bool:
 
 def _choose(label: str, names: list[str], key: str | None, key_option: str | None) -> str:
     """The tensor to read: ``key``, or the only one."""
-    shown = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
+    shown = listing(names)
     if key is None:
         if not names:
             raise InputError(label, "holds no tensors")
@@ -139,6 +140,9 @@ class SafetensorsSource(Source):
         shape, offsets = entry.get("shape"), entry.get("data_offsets")
         if not (isinstance(shape, list) and all(_is_count(n) for n in shape)):
             raise InputError(name, "shape is not a list of non-negative integers")
+        if any(n >= 1 << 62 for n in shape):
+            # NumPy's dimensions are int64 ("Maximum allowed dimension exceeded").
+            raise InputError(name, f"shape {tuple(shape)} has a dimension beyond 2**62")
         if not (
             isinstance(offsets, list) and len(offsets) == 2 and all(_is_count(n) for n in offsets)
         ):

@@ -183,6 +183,10 @@ def open_sources(request: ComputeRequest, stdin: bytes | None) -> tuple[Source, 
     request.validate()
     sx = open_source(request.input, request.input_options, stdin)
     st = open_source(request.target, request.target_options, stdin)
+    for side in (sx, st):
+        if len(side.shape) > 1 and side.shape[0] > 0 and 0 in side.shape[1:]:
+            # Rows of no values: nothing to sum, and 10**15 of them would loop for ever.
+            raise InputError(side.label, f"holds no values (shape {tuple(side.shape)})")
     check_classes(request, sx, st)
     return sx, st
 

@@ -371,8 +371,16 @@ def load_thresholds(path: str) -> Thresholds:
         import tomli as tomllib
 
     text = _text(path, read_limited(path, MAX_FILE_BYTES))
+
+    def parse_float(literal: str) -> float:
+        # TOML reads 1e400 as inf; only a written inf turns a gate off.
+        value = float(literal)
+        if math.isinf(value) and "inf" not in literal:
+            raise InputError(path, f"{clean(literal)} is too large for a float64")
+        return value
+
     try:
-        doc = tomllib.loads(text)
+        doc = tomllib.loads(text, parse_float=parse_float)
     except RecursionError:
         raise InputError(path, "is not valid TOML (nested too deeply)") from None
     except tomllib.TOMLDecodeError as exc:

@@ -64,6 +64,8 @@ def parse_gate(spec: str, op: str) -> Gate:
         raise UsageError(f"{option} {name}: {text.strip()!r} is not a number") from None
     if math.isnan(threshold):
         raise UsageError(f"{option} {name}: the threshold is NaN; give a number")
+    if math.isinf(threshold) and "inf" not in text.lower():
+        raise UsageError(f"{option} {name}: {text.strip()} is too large for a float64")
     return Gate(name, op, threshold)
 
 
