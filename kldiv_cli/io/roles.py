@@ -315,12 +315,12 @@ def choose_columns(
     if not chosen:
         keys = {}
         chosen = [i for i, ok in enumerate(usable) if ok]
-    picked = set(chosen)  # a set: a CSV of 100,000 columns took 49 s with the list
+    in_chosen = set(chosen)  # a set: a CSV of 100,000 columns took 49 s with the list
     roles = [
         ColumnRole(n, "key", keys[n])
         if n in keys
         else ColumnRole(n, "class")
-        if i in picked
+        if i in in_chosen
         else ColumnRole(n, "unused", f"not numbers ({t})")
         for i, (n, t) in enumerate(zip(names, types))
     ]
