@@ -61,11 +61,10 @@ def check_numbers(values: Mapping[str, Any]) -> None:
         if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
             raise UsageError(f"{_option(name)} must be a 64-bit integer, got {_short(value)}")
         low, high = LIMITS.get(name, (-math.inf, math.inf))
-        if not low <= value <= high:
-            raise UsageError(
-                f"{_option(name)} must be between {_bound(low)} and {_bound(high)}, "
-                f"got {_short(value)}"
-            )
+        if value < low:
+            raise UsageError(f"{_option(name)} must be at least {_bound(low)}, got {_short(value)}")
+        if value > high:
+            raise UsageError(f"{_option(name)} must be at most {_bound(high)}, got {_short(value)}")
 
 
 def _bound(x: float) -> str:

@@ -39,6 +39,10 @@ ColumnGroup = tuple[int, list[np.ndarray], list[np.ndarray]]
 ENGINES: tuple[str, ...] = ("local", "dask")
 
 
+#: The most rows of no values (shape (N, 0)) read: each is still a row of the result.
+EMPTY_ROWS = 1 << 31
+
+
 @dataclass(frozen=True)
 class EngineOptions:
     """Which Dask cluster ``engine="dask"`` runs on (see :class:`kldiv_cli.engines.dask.Cluster`)."""
@@ -184,9 +188,13 @@ def open_sources(request: ComputeRequest, stdin: bytes | None) -> tuple[Source, 
     sx = open_source(request.input, request.input_options, stdin)
     st = open_source(request.target, request.target_options, stdin)
     for side in (sx, st):
-        if len(side.shape) > 1 and side.shape[0] > 0 and 0 in side.shape[1:]:
-            # Rows of no values: nothing to sum, and 10**15 of them would loop for ever.
-            raise InputError(side.label, f"holds no values (shape {tuple(side.shape)})")
+        if 0 in side.shape and math.prod(n for n in side.shape if n > 0) > EMPTY_ROWS:
+            # Rows of no values are computed (an empty result), row block by row block:
+            # an .npy header declaring 10**15 of them would loop for ever.
+            raise InputError(
+                side.label,
+                f"holds no values in more than {EMPTY_ROWS:,} rows (shape {tuple(side.shape)})",
+            )
     check_classes(request, sx, st)
     return sx, st
 

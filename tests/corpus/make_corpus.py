@@ -347,7 +347,7 @@ CASES: list[Case] = [
     _c(
         "opt-temperature-nan",
         lambda d: [G(d), G(d), "-T", "nan"],
-        r"--temperature must be a finite number > 0",
+        r"--temperature must be a finite number",
     ),
     _c(
         "opt-transform",
