@@ -12,6 +12,7 @@ of the cases people hit:
 
 * ``inspect-npy``: a 1 GiB float32 ``.npy`` (8192 x 32768 logits);
 * ``inspect-kld``: a 130 MB llama.cpp ``.kld`` (2040 rows of a 32000 vocabulary);
+* ``inspect-csv``: a 300 MB CSV of 50 columns;
 * ``compare-3d`` / ``compute-3d``: two (1, 2040, 32000) float32 safetensors tensors
   (a batch-1 dump), and the same data as 2-D ``.npy`` for reference (``*-2d``);
 * ``compute-list``: two 206 MB Parquet files of one fixed-size-list column;
@@ -106,6 +107,18 @@ def _list_parquet(path: Path, rows: int, width: int, seed: int) -> Path:
     return path
 
 
+def _csv(path: Path, megabytes: int, seed: int) -> Path:
+    """A CSV of 50 probability-like columns, ``megabytes`` long (one block repeated)."""
+    rng = np.random.default_rng(seed)
+    block = "".join(",".join(f"{v:.6f}" for v in row) + "\n" for row in rng.random((2000, 50)))
+    data = block.encode()
+    with open(path, "wb") as f:
+        f.write((",".join(f"c{j}" for j in range(50)) + "\n").encode())
+        for _ in range(max(1, (megabytes << 20) // len(data))):
+            f.write(data)
+    return path
+
+
 def files(folder: Path, scale: float) -> dict[str, Callable[[], Path]]:
     """Each input by name, written on first use."""
     rows = max(2, int(2040 * scale))
@@ -124,6 +137,7 @@ def files(folder: Path, scale: float) -> dict[str, Callable[[], Path]]:
     t2 = once("t2.npy", lambda p: _npy(p, (rows, 32000), 3))
     return {
         "big.npy": big,
+        "big.csv": once("big.csv", lambda p: _csv(p, int(300 * scale), 9)),
         "base.kld": once("base.kld", lambda p: _kld(p, 32000, 512, max(1, int(8 * scale)), 4)),
         "x2.npy": x2,
         "t2.npy": t2,
@@ -155,6 +169,7 @@ SOFT = ["--input-transform", "log-softmax", "--target-transform", "softmax", "-r
 CASES: dict[str, tuple[list[str], str]] = {
     "inspect-npy": (["inspect", "@big.npy", "-q"], "inspect, 1 GiB .npy"),
     "inspect-kld": (["inspect", "@base.kld", "-q"], "inspect, 130 MB .kld"),
+    "inspect-csv": (["inspect", "@big.csv", "-q"], "inspect, 300 MB CSV"),
     "compare-3d": (
         ["compare", "@x3.safetensors", "@t3.safetensors", "-q"],
         "compare, (1, 2040, 32000) safetensors",
