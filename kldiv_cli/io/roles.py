@@ -1,4 +1,5 @@
-"""Which columns of a table are row keys: the one rule every command follows.
+"""Which columns of a table are row keys, and which are the distribution: the one rule
+every command follows.
 
 A row key names a row; it is never a class of a distribution, never a measurement.
 A column is a key when its values are integers (or strings) with no missing value,
@@ -260,7 +261,8 @@ def choose_columns(
 
     With ``options.columns``, exactly those (:func:`.columns.select_columns`). Otherwise:
     a table with one list column of numbers uses it (each row one distribution; the
-    other columns are metadata); two or more list columns are a usage error; else every
+    other columns are metadata), as does one of floats beside lists of integers (token
+    ids, masks); two or more list columns otherwise are a usage error; else every
     ``usable`` column but the row keys (:func:`key_reason` on the first values, given
     by ``sample(names)`` for the integer and text columns among them). Keys are kept
     when nothing else is left: a table of one integer column is its own data.
