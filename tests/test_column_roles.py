@@ -201,3 +201,21 @@ def test_parquet_dataset_folder_leaves_the_key_out(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.stderr
     assert math.isclose(float(r.stdout), batchmean_kl(x, t), rel_tol=1e-12)
     assert "left out column 'row_id' (named like a key and unique)" in r.stderr
+
+
+def test_a_repeated_key_name_is_a_class_but_never_silently(tmp_path: Path) -> None:
+    """A long table's ``sample_id`` repeats: not a row key by the rule, so it stays a
+    class (the number is the one with it), with a note naming it and the flag."""
+    rng = np.random.default_rng(9)
+    x, t = rng.normal(size=(16, 3)), rng.normal(size=(16, 3))
+    for name, a in (("x", x), ("t", t)):
+        a[:, 0] = np.arange(16) // 4
+        cols = {"sample_id": a[:, 0].astype(int), "c0": a[:, 1], "c1": a[:, 2]}
+        pq.write_table(pa.table(cols), tmp_path / f"{name}.parquet")
+    r = invoke(
+        "compute", tmp_path / "x.parquet", tmp_path / "t.parquet", "-r", "batchmean", *SOFTMAX
+    )
+    assert r.exit_code == 0, r.stderr
+    assert math.isclose(float(r.stdout), batchmean_kl(x, t), rel_tol=1e-12)
+    assert "column 'sample_id' is named like a key but repeats values" in r.stderr
+    assert "--input-columns" in r.stderr

@@ -326,7 +326,18 @@ def choose_columns(
         else ColumnRole(n, "unused", f"not numbers ({t})")
         for i, (n, t) in enumerate(zip(names, types))
     ]
-    return Selection(chosen, roles, key_notes(label, keys, flag), False)
+    notes = key_notes(label, keys, flag)
+    # Named like a key but with repeats (a sequence id of a long table): used, as the
+    # rule says, but never silently.
+    grouping = [names[i] for i in chosen if names[i] in candidates and is_key_name(names[i])]
+    if grouping and len(chosen) > 1:
+        what = "column" if len(grouping) == 1 else "columns"
+        verb = ("is", "repeats", "it") if len(grouping) == 1 else ("are", "repeat", "they")
+        notes.append(
+            f"{label}: {what} {_quoted(grouping)} {verb[0]} named like a key but {verb[1]} "
+            f"values, so {verb[2]} {verb[0]} read as a class; if not, choose columns with {flag}"
+        )
+    return Selection(chosen, roles, notes, False)
 
 
 def key_notes(label: str, keys: Mapping[str, str], flag: str) -> list[str]:
