@@ -436,6 +436,21 @@ def test_streams_are_outputs_of_the_kind_format_names(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.npy", "x.npy"]
 
 
+def test_a_dash_is_stdout_for_every_output(tmp_path: Path, monkeypatch, capfd) -> None:
+    """``drift --junit -`` writes the XML to stdout (it wrote a file named '-')."""
+    from xml.etree import ElementTree as ET
+
+    from .helpers import invoke
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("ref.csv", "cur.csv"):
+        Path(name).write_text("a,b\n" + "".join(f"{i % 7},{i % 3}\n" for i in range(40)))
+    out = invoke("drift", "ref.csv", "cur.csv", "--junit", "-", "-o", "/dev/null", "-q")
+    assert (out.exit_code, out.stderr) == (0, "")
+    assert ET.fromstring(capfd.readouterr().out).tag == "testsuites"
+    assert sorted(os.listdir(tmp_path)) == ["cur.csv", "ref.csv"]
+
+
 def test_an_output_nobody_can_create_names_the_output(tmp_path: Path) -> None:
     """A folder where the temporary file cannot be made (/proc refuses new files even to
     root): the message names the output, never .NAME.XXXXXXXX.tmp."""

@@ -51,11 +51,11 @@ _TEMP_EXTRA = len("..") + 8 + len(".tmp")
 #: Names of the process's own descriptors: written to the descriptor, never reopened
 #: (reopening ``/dev/stdout`` would truncate a file that ``>>`` appends to).
 _DESCRIPTOR = re.compile(r"/(?:dev|proc/self)/fd/([0-9]+)")
-_STANDARD = {"/dev/stdout": 1, "/dev/stderr": 2}
+_STANDARD = {"-": 1, "/dev/stdout": 1, "/dev/stderr": 2}
 
 
 def stream_fd(path: str) -> int | None:
-    """The descriptor ``path`` names (``/dev/stdout`` 1, ``/dev/stderr`` 2,
+    """The descriptor ``path`` names (``-`` and ``/dev/stdout`` 1, ``/dev/stderr`` 2,
     ``/dev/fd/N`` and ``/proc/self/fd/N`` N), else None."""
     if path in _STANDARD:
         return _STANDARD[path]
