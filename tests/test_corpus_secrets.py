@@ -568,3 +568,19 @@ def test_rows_of_no_values_are_refused_before_any_loop(tmp_path: Path) -> None:
         code,
         r"z.npy: holds no values in more than 2,147,483,648 rows \(shape \(1000000000000000, 0\)\)",
     )
+
+
+def test_sdk_chatter_never_reaches_stderr(capfd) -> None:
+    """A store's SDK that runs a subprocess writing to fd 2 (Azure's credential chain
+    running ``az``): dropped while a store call runs; stderr works again after it."""
+    import subprocess
+    import sys
+
+    from kldiv_cli.io.fs import sdk_quiet
+
+    with sdk_quiet(), sdk_quiet():  # nested and repeated calls share the redirection
+        subprocess.run(["sh", "-c", "echo '/bin/sh: 1: az: not found' >&2"], check=True)
+    sys.stderr.write("after\n")
+    sys.stderr.flush()
+    err = capfd.readouterr().err
+    assert "az: not found" not in err and "after" in err
