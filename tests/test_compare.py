@@ -38,12 +38,31 @@ def log_softmax(x: np.ndarray, t: float = 1.0) -> np.ndarray:
     return x - m - np.log(np.exp(x - m).sum(axis=-1, keepdims=True))
 
 
-def describe(v: np.ndarray, extra: dict[str, float] | None = None) -> dict[str, float]:
+def describe(v: np.ndarray, extra: dict[str, float] | None = None, thresholds=(0.01, 0.1, 1)):
     n = len(v)
     out = {"mean": v.mean(), "stderr": math.sqrt((np.mean(v * v) - v.mean() ** 2) / (n - 1))}
     for k, f in {**FRACS, **(extra or {})}.items():
         out[k] = np.percentile(v, 100 * f)
+    g = n // 100  # a 1 % cut at each end, scipy.stats.trim_mean's rule
+    out["trimmed_mean"] = np.sort(v)[g : n - g].mean()
+    out["frac_above"] = {f"{t:g}": np.mean(v > t) for t in thresholds}
     return out
+
+
+def share(hits: np.ndarray) -> dict[str, float]:
+    m, n = hits.mean(), len(hits)
+    return {"value": m, "stderr": math.sqrt(m * (1 - m) / (n - 1))}
+
+
+def candidate_ranks(rp: np.ndarray, rq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The candidate's rank (from 1) of the reference's top-1, and the top-5 overlap, from
+    a full stable sort of each row (largest first, ties to the lower index)."""
+    order_p = np.argsort(-np.asarray(rp, dtype=np.float64), axis=1, kind="stable")
+    order_q = np.argsort(-np.asarray(rq, dtype=np.float64), axis=1, kind="stable")
+    rank = np.array([list(oq).index(op[0]) + 1 for op, oq in zip(order_p, order_q)])
+    k = min(5, rp.shape[1])
+    overlap = np.array([len(set(op[:k]) & set(oq[:k])) / k for op, oq in zip(order_p, order_q)])
+    return rank, overlap
 
 
 def reference(lp: np.ndarray, lq: np.ndarray, tokens: np.ndarray | None = None, raw=None) -> dict:
@@ -70,6 +89,12 @@ def reference(lp: np.ndarray, lq: np.ndarray, tokens: np.ndarray | None = None, 
             "value": agree.mean(),
             "stderr": math.sqrt(agree.mean() * (1 - agree.mean()) / (n - 1)),
         },
+    }
+    rank, overlap = candidate_ranks(rp, rq)
+    out["topk_agreement"] = {str(k): share(rank <= k) for k in (1, 2, 5, 10)}
+    out["top5_overlap"] = {
+        "value": overlap.mean(),
+        "stderr": math.sqrt((np.mean(overlap**2) - overlap.mean() ** 2) / (n - 1)),
     }
     if tokens is not None:
         r = np.arange(n)
@@ -183,8 +208,20 @@ def run_json(*args, full: bool = False) -> dict:
 def test_statistics_without_tokens(models) -> None:
     d, a, b, _ = models
     doc = run_json(d / "ref.npy", d / "cand.npy")
-    assert list(doc) == ["rows", "kl", "kl_reverse", "js", "tv", "top1_agreement"]
-    assert list(doc["kl"]) == ["mean", "stderr", *FRACS]
+    assert list(doc) == [
+        "rows",
+        "kl",
+        "kl_reverse",
+        "js",
+        "tv",
+        "top1_agreement",
+        "topk_agreement",
+        "top5_overlap",
+    ]
+    assert list(doc["kl"]) == ["mean", "stderr", *FRACS, "trimmed_mean", "frac_above"]
+    assert list(doc["kl"]["frac_above"]) == ["0.01", "0.1", "1"]
+    assert list(doc["topk_agreement"]) == ["1", "2", "5", "10"]
+    assert doc["topk_agreement"]["1"] == doc["top1_agreement"]
     assert_matches(doc, reference(log_softmax(a), log_softmax(b), raw=(a, b)))
 
 
@@ -198,10 +235,13 @@ def test_statistics_with_tokens(models) -> None:
         "js",
         "tv",
         "top1_agreement",
+        "topk_agreement",
+        "top5_overlap",
         "delta_p",
         "perplexity",
     ]
     assert list(doc["delta_p"])[-2:] == ["rms", "rms_stderr"] and "p25" in doc["delta_p"]
+    assert "trimmed_mean" in doc["delta_p"] and "frac_above" in doc["delta_p"]
     expected = reference(log_softmax(a), log_softmax(b), t, raw=(a, b))
     # llama.cpp's lines in its order, each with its error (the transcription's keys)
     assert list(doc["perplexity"]) == list(expected["perplexity"])
@@ -538,6 +578,8 @@ def test_per_row_outputs(models) -> None:
         "js",
         "tv",
         "top1_agree",
+        "top1_rank",
+        "top5_overlap",
         "token",
         "nll_reference",
         "nll_candidate",
@@ -546,7 +588,9 @@ def test_per_row_outputs(models) -> None:
     assert arr.shape == (200, len(cols))
     exp_kl = (np.exp(log_softmax(a)) * (log_softmax(a) - log_softmax(b))).sum(axis=1)
     np.testing.assert_allclose(arr[:, 1], exp_kl, rtol=1e-10)
-    assert np.array_equal(arr[:, 0], np.arange(200)) and np.array_equal(arr[:, 6], t)
+    assert np.array_equal(arr[:, 0], np.arange(200)) and np.array_equal(arr[:, 8], t)
+    rank, overlap = candidate_ranks(a, b)
+    assert np.array_equal(arr[:, 6], rank) and np.array_equal(arr[:, 7], overlap)
     import pyarrow.parquet as pq
 
     table = pq.read_table(d / "rows.parquet")
@@ -853,3 +897,103 @@ def test_looks_like_reads_a_few_rows_and_knows_the_edges() -> None:
     wide = rng.dirichlet(np.ones(SPACE_VALUES), size=2)
     wide[1] = 5.0
     assert looks_like(wide) == "probs"
+
+
+# ---------------------------------------------------------------- robust statistics
+
+
+def test_robust_statistics_thresholds_and_gates(models) -> None:
+    d, a, b, t = models
+    # A heavy tail: the trimmed mean and the shares move, the mean would flip.
+    b = b.copy()
+    b[:3] = -b[:3] * 4
+    np.save(d / "tail.npy", b)
+    thresholds = (0.005, 0.05, 2.0)
+    exp = reference(log_softmax(a), log_softmax(b), t, raw=(a, b))
+    lp, lq = log_softmax(a), log_softmax(b)
+    exp["kl"] = describe((np.exp(lp) * (lp - lq)).sum(1), thresholds=thresholds)
+    exp["kl_reverse"] = describe((np.exp(lq) * (lq - lp)).sum(1), thresholds=thresholds)
+    doc = run_json(
+        d / "ref.npy", d / "tail.npy", "--tokens", d / "tokens.npy", "--frac-above", "0.005,0.05,2"
+    )
+    for m in ("kl", "kl_reverse"):
+        assert doc[m]["trimmed_mean"] == pytest.approx(exp[m]["trimmed_mean"], rel=1e-9)
+        assert doc[m]["frac_above"] == exp[m]["frac_above"]
+        assert doc[m]["trimmed_mean"] < doc[m]["mean"]
+    assert list(doc["delta_p"]["frac_above"]) == ["0.005", "0.05", "2"]
+    assert_matches({"top5_overlap": doc["top5_overlap"]}, {"top5_overlap": exp["top5_overlap"]})
+    for k in ("1", "2", "5", "10"):
+        assert doc["topk_agreement"][k] == pytest.approx(exp["topk_agreement"][k], rel=1e-12)
+    tm, top5 = doc["kl"]["trimmed_mean"], doc["topk_agreement"]["5"]["value"]
+    args = ("--frac-above", "0.005,0.05,2", "-f", "json")
+    ok = invoke(
+        "compare",
+        d / "ref.npy",
+        d / "tail.npy",
+        *args,
+        "--fail-above",
+        f"kl.trimmed_mean={tm * 1.001}",
+        "--fail-above",
+        f"kl.frac_above.0.05={doc['kl']['frac_above']['0.05']}",
+        "--fail-below",
+        f"topk_agreement.5={top5}",
+        "--fail-below",
+        f"top5_overlap={doc['top5_overlap']['value']}",
+    )
+    assert ok.exit_code == 0, ok.stderr
+    bad = invoke(
+        "compare",
+        d / "ref.npy",
+        d / "tail.npy",
+        *args,
+        "--fail-above",
+        f"kl.trimmed_mean={tm * 0.999}",
+        "--fail-below",
+        "topk_agreement.10.value=1.01",
+    )
+    assert bad.exit_code == 1
+    assert "kl.trimmed_mean" in bad.stderr and "topk_agreement.10.value" in bad.stderr
+    # a threshold that is not asked for is not a statistic
+    out = invoke("compare", d / "ref.npy", d / "tail.npy", "--fail-above", "kl.frac_above.0.5=1")
+    assert out.exit_code == 2 and "unknown statistic 'kl.frac_above.0.5'" in out.stderr
+
+
+@pytest.mark.parametrize("value", ["", "0.1,x", "nan", "0.1,inf"])
+def test_bad_frac_above(models, value) -> None:
+    d, *_ = models
+    out = invoke("compare", d / "ref.npy", d / "cand.npy", "--frac-above", value)
+    assert out.exit_code == 2 and out.stderr.startswith("kldiv: error: --frac-above")
+    assert out.stderr.count("\n") == 1 and out.stdout == ""
+
+
+def test_candidate_rank_ties_and_small_vocabularies() -> None:
+    from kldiv_cli.core.compare import rank_measures
+
+    rng = np.random.default_rng(3)
+    # integers: many ties, which the stable sort orders by index
+    a = rng.integers(0, 3, size=(300, 7)).astype(np.float64)
+    b = rng.integers(0, 3, size=(300, 7)).astype(np.float64)
+    got = rank_measures(a, b)
+    rank, overlap = candidate_ranks(a, b)
+    assert np.array_equal(got["top1_rank"], rank) and np.array_equal(got["top5_overlap"], overlap)
+    assert np.array_equal(
+        got["top1_rank"] == 1, row_measures(a, b, pair(a, b, "logits", "logits"))["agree"]
+    )
+    small = rank_measures(a[:, :3], b[:, :3])  # 3 classes: the overlap of the top 3
+    rank, overlap = candidate_ranks(a[:, :3], b[:, :3])
+    assert np.array_equal(small["top5_overlap"], overlap) and np.array_equal(
+        small["top1_rank"], rank
+    )
+
+
+def test_robust_statistics_in_text_formats(models) -> None:
+    d, *_ = models
+    csv = invoke("compare", d / "ref.npy", d / "cand.npy", "-f", "csv").stdout.splitlines()
+    doc = run_json(d / "ref.npy", d / "cand.npy")
+    assert f"kl.frac_above.0.1,{doc['kl']['frac_above']['0.1']!r}" in csv
+    assert any(line.startswith("topk_agreement.5.value,") for line in csv)
+    md = invoke("compare", d / "ref.npy", d / "cand.npy", "-f", "markdown").stdout
+    assert "| kl.trimmed_mean |" in md and "| top5_overlap.stderr |" in md
+    text = invoke("compare", d / "ref.npy", d / "cand.npy", "-f", "plain").stdout
+    assert "Trimmed mean (1 % cut each end) KLD:" in text and "Share with KLD > 0.1:" in text
+    assert "Reference top-1 in candidate top 5:" in text and "Top-5 set overlap:" in text

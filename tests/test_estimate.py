@@ -734,3 +734,30 @@ def test_cli_empty_sequences_and_verl07(run_cli, files):
     )
     r = run_cli(*base, "--empty-sequences", "drop")
     assert r.exit_code == 2 and "--empty-sequences" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_cli_robust_statistics_of_each_estimator(run_cli, files):
+    paths, _, (logp, ref, mask) = files
+    args = [paths["logp"], paths["ref"], "--mask", paths["mask"], "--clamp", "verl"]
+    doc = as_json(run_cli("estimate", *args, "--frac-above", "0.001,0.05", "-f", "json"))
+    for name in ("k1", "k2", "k3", "abs"):
+        v = np.sort(per_token(ref.astype(np.float64) - logp, name, "verl")[mask == 1])
+        g = len(v) // 100  # 1 % cut at each end (scipy.stats.trim_mean's rule)
+        got = doc["diagnostics"]["per_token"][name]
+        assert got["trimmed_mean"] == pytest.approx(v[g : len(v) - g].mean(), rel=1e-12)
+        assert got["frac_above"] == {"0.001": np.mean(v > 0.001), "0.05": np.mean(v > 0.05)}
+    share = doc["diagnostics"]["per_token"]["k3"]["frac_above"]["0.05"]
+    gate = f"diagnostics.per_token.k3.frac_above.0.05={share}"
+    ok = run_cli("estimate", *args, "--frac-above", "0.001,0.05", "--fail-above", gate)
+    assert ok.exit_code == 0, ok.stderr
+    bad = run_cli("estimate", *args, "--fail-below", "diagnostics.per_token.k3.trimmed_mean=9")
+    assert bad.exit_code == 1 and "diagnostics.per_token.k3.trimmed_mean" in bad.stderr
+    unknown = run_cli("estimate", *args, "--fail-above", gate)  # 0.05 is not asked for
+    assert unknown.exit_code == 2 and "unknown statistic" in unknown.stderr
+    csv = run_cli("estimate", *args, "-f", "csv").stdout.splitlines()
+    assert csv[0].endswith(",trimmed_mean,frac_above_0.01,frac_above_0.1,frac_above_1")
+    wrong = run_cli("estimate", *args, "--frac-above", "0.1,abc")
+    assert (
+        wrong.exit_code == 2
+        and wrong.stderr == "kldiv: error: --frac-above: 'abc' is not a number\n"
+    )

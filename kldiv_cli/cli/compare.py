@@ -13,6 +13,7 @@ from .options import (
     FailAboveOpt,
     FailBelowOpt,
     FormatOpt,
+    FracAboveOpt,
     MissingOpt,
     NoColorOpt,
     QuietOpt,
@@ -109,6 +110,7 @@ def compare(
     storage_option: StorageOpt = None,
     fail_above: FailAboveOpt = None,
     fail_below: FailBelowOpt = None,
+    frac_above: FracAboveOpt = "0.01,0.1,1",
     format: FormatOpt = "auto",
     output: Annotated[
         str | None,
@@ -142,6 +144,9 @@ def compare(
 
       kldiv compare base.npy quant.npy --fail-above kl.p99=0.1 --fail-below top1_agreement=0.97
 
+      kldiv compare base.npy quant.npy --fail-above kl.trimmed_mean=0.01
+      --fail-below topk_agreement.5=0.99
+
       kldiv compare base.kld quant.kld --fail-above perplexity.ratio=1.01
 
       kldiv compare base.npy quant.npy -o rows.parquet -q
@@ -157,6 +162,7 @@ def compare(
     """
     from ..jobs.compare import CompareRequest
     from ..jobs.compare import compare as run
+    from ..jobs.gates import parse_thresholds
     from ..render import resolve_format
     from ..render.compare import compare_report, rows_report
 
@@ -182,6 +188,7 @@ def compare(
         chunk_rows=chunk_rows,
         threads=threads,
         strict=strict,
+        frac_above=parse_thresholds(frac_above),
     )
     configure_storage(storage_option)
     request.validate()  # before stdin is read

@@ -12,6 +12,7 @@ from .options import (
     FailAboveOpt,
     FailBelowOpt,
     FormatOpt,
+    FracAboveOpt,
     MissingOpt,
     NoColorOpt,
     OutputOpt,
@@ -163,6 +164,7 @@ def estimate(
     output: OutputOpt = None,
     fail_above: FailAboveOpt = None,
     fail_below: FailBelowOpt = None,
+    frac_above: FracAboveOpt = "0.01,0.1,1",
     strict: StrictOpt = False,
     quiet: QuietOpt = False,
     no_color: NoColorOpt = False,
@@ -193,6 +195,7 @@ def estimate(
     """
     from ..jobs.estimate import EstimateRequest
     from ..jobs.estimate import estimate as run
+    from ..jobs.gates import parse_thresholds
     from ..render import resolve_format
     from ..render.estimate import estimate_report
 
@@ -243,6 +246,7 @@ def estimate(
         fail_above=tuple(fail_above or ()),
         fail_below=tuple(fail_below or ()),
         output=output if output != "-" else None,
+        frac_above=parse_thresholds(frac_above),
     )
     configure_storage(storage_option)
     request.validate()  # before stdin is read

@@ -283,3 +283,13 @@ def read_stdin_if_needed(*paths: str | None) -> bytes | None:
     from ..io.sources import read_stdin
 
     return read_stdin(current().stdin)
+
+FracAboveOpt = Annotated[
+    str,
+    typer.Option(
+        "--frac-above",
+        metavar="T1,T2,...",
+        help="Report the share of rows (tokens) above each threshold in every measure block "
+        "(frac_above.T, gateable: --fail-above kl.frac_above.0.1=0.05).",
+    ),
+]

@@ -8,12 +8,26 @@ summary of float64 values is their float64 statistic, rounded once or twice.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
 from .engine import as_float64, combine
 
-__all__ = ["PERCENTILES", "correlation", "mean_stderr", "percentiles", "proportion", "summary"]
+__all__ = [
+    "FRAC_ABOVE",
+    "PERCENTILES",
+    "TRIM",
+    "correlation",
+    "frac_above",
+    "frac_key",
+    "mean_stderr",
+    "percentiles",
+    "proportion",
+    "robust",
+    "summary",
+    "trimmed_mean",
+]
 
 #: Summary keys and the fraction each percentile sits at, in the order they are reported.
 PERCENTILES: tuple[tuple[str, float], ...] = (
@@ -29,6 +43,12 @@ PERCENTILES: tuple[tuple[str, float], ...] = (
     ("p99.9", 0.999),
     ("max", 1.0),
 )
+
+
+#: The share cut at each end by :func:`trimmed_mean`.
+TRIM = 0.01
+#: The default thresholds of :func:`frac_above`.
+FRAC_ABOVE: tuple[float, ...] = (0.01, 0.1, 1.0)
 
 
 def _as_values(values: np.ndarray) -> np.ndarray:
@@ -140,3 +160,43 @@ def correlation(a: np.ndarray, b: np.ndarray) -> float:
     if not (vx > 0 and vy > 0):
         return math.nan
     return max(-1.0, min(1.0, cov / math.sqrt(vx * vy)))
+
+
+def trimmed_mean(values: np.ndarray, cut: float = TRIM) -> float:
+    r"""The mean of ``values`` without the ``g = ⌊cut·N⌋`` smallest and ``g`` largest.
+
+    The rule of ``scipy.stats.trim_mean`` (a 1 % cut leaves every value below 100
+    values); the sum of the ``N − 2g`` values kept is exact (``math.fsum``).
+
+    Edge cases: empty input or a NaN value gives NaN; ``cut`` must be in [0, 0.5).
+    """
+    if not 0.0 <= cut < 0.5:
+        raise ValueError(f"trimmed_mean: cut must be in [0, 0.5), got {cut}")
+    a = _as_values(values)
+    if a.size == 0 or np.isnan(a).any():
+        return math.nan
+    g = int(cut * a.size)
+    kept = np.sort(a)[g : a.size - g]
+    return combine(kept) / kept.size
+
+
+def frac_key(threshold: float) -> str:
+    """How a threshold names its share: ``0.01``, ``0.1``, ``1`` (``format(t, 'g')``)."""
+    return format(threshold, "g")
+
+
+def frac_above(values: np.ndarray, thresholds: tuple[float, ...] = FRAC_ABOVE) -> dict[str, float]:
+    """The share of ``values`` strictly above each threshold, keyed by :func:`frac_key`.
+
+    Counts over N, so the share is exact to one rounding. Empty input or a NaN value
+    gives NaN for every threshold (as the other statistics).
+    """
+    a = _as_values(values)
+    if a.size == 0 or np.isnan(a).any():
+        return {frac_key(t): math.nan for t in thresholds}
+    return {frac_key(t): int(np.count_nonzero(a > t)) / a.size for t in thresholds}
+
+
+def robust(values: np.ndarray, thresholds: tuple[float, ...] = FRAC_ABOVE) -> dict[str, Any]:
+    """``trimmed_mean`` (:data:`TRIM` cut at each end) and ``frac_above`` (a dict)."""
+    return {"trimmed_mean": trimmed_mean(values), "frac_above": frac_above(values, thresholds)}

@@ -22,14 +22,17 @@ import numpy as np
 from ..core.compare import (
     KINDS,
     MEASURES,
+    OVERLAP_K,
+    TOPK,
     Scratch,
     pair,
     perplexity_statistics,
+    rank_measures,
     row_measures,
     token_measures,
 )
 from ..core.engine import default_threads
-from ..core.stats import PERCENTILES, mean_stderr, proportion, summary
+from ..core.stats import FRAC_ABOVE, PERCENTILES, frac_key, mean_stderr, proportion, robust, summary
 from ..errors import InputError, UsageError
 from ..io.kld import KldSource
 from ..io.roles import choose_hint, one_class
@@ -37,7 +40,15 @@ from ..io.sources import ReadOptions, Source, open_source
 from ..io.writers import OUTPUT_EXTENSIONS, STREAMED_KINDS, guard
 from .blocks import prefetch, rebatch
 from .diagnostics import looks_like
-from .gates import Gate, check_names, evaluate, failure_text, flatten, parse_gates
+from .gates import (
+    Gate,
+    check_names,
+    check_thresholds,
+    evaluate,
+    failure_text,
+    flatten,
+    parse_gates,
+)
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -76,18 +87,31 @@ PERPLEXITY_KEYS = (
 TOKEN_COLUMNS = ("token", "nll_reference", "nll_candidate", "delta_p")
 
 
-def _measure_keys() -> list[str]:
-    return ["mean", "stderr", *(k for k, _ in PERCENTILES)]
+def _measure_keys(thresholds: tuple[float, ...]) -> list[str]:
+    return [
+        "mean",
+        "stderr",
+        *(k for k, _ in PERCENTILES),
+        "trimmed_mean",
+        *(f"frac_above.{frac_key(t)}" for t in thresholds),
+    ]
 
 
-def statistic_names(with_tokens: bool) -> list[str]:
+def _proportion_names(group: str) -> list[str]:
+    return [group, f"{group}.value", f"{group}.stderr"]
+
+
+def statistic_names(with_tokens: bool, thresholds: tuple[float, ...] = FRAC_ABOVE) -> list[str]:
     """Every name a gate may use: the JSON's numbers as ``group.key`` (and
-    ``top1_agreement`` for its value)."""
+    ``top1_agreement``, ``topk_agreement.5``... for their value)."""
     names = ["rows"]
-    names += [f"{m}.{k}" for m in MEASURES for k in _measure_keys()]
-    names += ["top1_agreement", "top1_agreement.value", "top1_agreement.stderr"]
+    names += [f"{m}.{k}" for m in MEASURES for k in _measure_keys(thresholds)]
+    names += _proportion_names("top1_agreement")
+    for k in TOPK:
+        names += _proportion_names(f"topk_agreement.{k}")
+    names += _proportion_names(f"top{OVERLAP_K}_overlap")
     if with_tokens:
-        keys = _measure_keys() + [k for k, _ in DELTA_P_EXTRA] + ["rms", "rms_stderr"]
+        keys = _measure_keys(thresholds) + [k for k, _ in DELTA_P_EXTRA] + ["rms", "rms_stderr"]
         names += [f"delta_p.{k}" for k in keys]
         names += [f"perplexity.{k}" for k in PERPLEXITY_KEYS]
     return names
@@ -127,6 +151,8 @@ class CompareRequest:
     threads: int | None = None
     #: ``--strict``: a warning (a side that looks like probabilities...) is an error.
     strict: bool = False
+    #: ``--frac-above``: each measure block reports the share of rows above each.
+    frac_above: tuple[float, ...] = FRAC_ABOVE
 
     @property
     def gates(self) -> tuple[Gate, ...]:
@@ -184,7 +210,8 @@ class CompareRequest:
         if self.tokens is None and self.tokens_column is not None:
             raise UsageError("--tokens-column selects a column of --tokens FILE; give the file")
         # Every name a run with tokens has; whether this run has them is known once open.
-        check_names(self.gates, statistic_names(True), _GATE_HINT)
+        check_thresholds(self.frac_above)
+        check_names(self.gates, statistic_names(True, self.frac_above), _GATE_HINT)
         for path, kind, option in (
             (self.reference, self.reference_as, "--reference-as"),
             (self.candidate, self.candidate_as, "--candidate-as"),
@@ -220,7 +247,7 @@ class CompareResult:
 
     statistics: dict[str, Any]
     #: Per-row measures of the rows used: ``row`` (index in the input), the measures,
-    #: ``top1_agree``, then :data:`TOKEN_COLUMNS` with tokens.
+    #: ``top1_agree``, ``top1_rank``, ``top5_overlap``, then :data:`TOKEN_COLUMNS` with tokens.
     per_row: dict[str, np.ndarray]
     #: One entry per gate: name, ``fail_above`` or ``fail_below``, value, passed.
     checks: list[dict[str, Any]] = field(default_factory=list)
@@ -359,7 +386,7 @@ def compare(
     tokens, tokens_label = _tokens(request, ref, cand, stdin)
     if tokens is None and request.ignore_index is not None:
         raise UsageError("--ignore-index skips rows by their token; give --tokens FILE")
-    _check_gates(request.gates, tokens is not None)
+    _check_gates(request.gates, tokens is not None, request.frac_above)
     rows_known = ref_rows if ref_rows != -1 else cand_rows
     if tokens is not None and rows_known != -1:
         _check_tokens(tokens, tokens_label, rows_known, width, request.ignore_index)
@@ -392,7 +419,7 @@ def compare(
             where,
             "have no rows to compare" + (" (every token is the ignore index)" if done else ""),
         )
-    statistics = _statistics(per_row, tokens is not None)
+    statistics = _statistics(per_row, tokens is not None, request.frac_above)
     warnings += _warnings(per_row)
     if request.strict and warnings:
         raise UsageError(f"--strict: {warnings[0]}")
@@ -438,10 +465,12 @@ def _space_warnings(
 _GATE_HINT = "use a name from the JSON, e.g. kl.p99, js.mean, top1_agreement"
 
 
-def _check_gates(gates: tuple[Gate, ...], with_tokens: bool) -> None:
+def _check_gates(
+    gates: tuple[Gate, ...], with_tokens: bool, thresholds: tuple[float, ...]
+) -> None:
     """Every gate names a statistic this run will have (checked before any work; the
     names no run has are refused by :meth:`CompareRequest.validate`)."""
-    known = set(statistic_names(with_tokens))
+    known = set(statistic_names(with_tokens, thresholds))
     for gate in gates:
         if gate.name not in known:
             raise UsageError(
@@ -481,6 +510,7 @@ def _measure_block(
     rb, cb = _widened(rb, "reference", scratch), _widened(cb, "candidate", scratch)
     pr = pair(rb, cb, kinds[0], kinds[1], temperature, scratch)
     measures = row_measures(rb, cb, pr, scratch)
+    measures.update(rank_measures(rb, cb))
     if t is not None and len(t) == len(rb):
         measures.update(token_measures(pr, np.where((t >= 0) & (t < width), t, 0)))
     return measures
@@ -533,6 +563,8 @@ def _per_row(
     for name in MEASURES:
         out[name] = joined(name)
     out["top1_agree"] = joined("agree").astype(bool)
+    out["top1_rank"] = joined("top1_rank").astype(np.int64)
+    out[f"top{OVERLAP_K}_overlap"] = joined(f"top{OVERLAP_K}_overlap")
     if tokens is not None:
         out["token"] = tokens[keep]
         for name in TOKEN_COLUMNS[1:]:
@@ -540,16 +572,26 @@ def _per_row(
     return out
 
 
-def _statistics(per_row: dict[str, np.ndarray], with_tokens: bool) -> dict[str, Any]:
+def _share(hits: np.ndarray, n: int) -> dict[str, float]:
+    value, stderr = proportion(float(np.count_nonzero(hits)) / n, n)
+    return {"value": value, "stderr": stderr}
+
+
+def _statistics(
+    per_row: dict[str, np.ndarray], with_tokens: bool, thresholds: tuple[float, ...]
+) -> dict[str, Any]:
     n = len(per_row["row"])
     doc: dict[str, Any] = {"rows": n}
     for name in MEASURES:
-        doc[name] = summary(per_row[name])
-    value, stderr = proportion(float(np.count_nonzero(per_row["top1_agree"])) / n, n)
-    doc["top1_agreement"] = {"value": value, "stderr": stderr}
+        doc[name] = {**summary(per_row[name]), **robust(per_row[name], thresholds)}
+    doc["top1_agreement"] = _share(per_row["top1_agree"], n)
+    rank = per_row["top1_rank"]
+    doc["topk_agreement"] = {str(k): _share(rank <= k, n) for k in TOPK}
+    overlap, overlap_stderr = mean_stderr(per_row[f"top{OVERLAP_K}_overlap"])
+    doc[f"top{OVERLAP_K}_overlap"] = {"value": overlap, "stderr": overlap_stderr}
     if with_tokens:
         dp = per_row["delta_p"]
-        stats = summary(dp, extra=DELTA_P_EXTRA)
+        stats = {**summary(dp, extra=DELTA_P_EXTRA), **robust(dp, thresholds)}
         mse, mse_stderr = mean_stderr(dp * dp)
         rms = math.sqrt(mse) if mse >= 0 else math.nan
         # llama.cpp: the uncertainty of sqrt(mean Δp²) by propagation, 0.5/rms · se(Δp²).

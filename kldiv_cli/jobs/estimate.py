@@ -23,12 +23,12 @@ from ..core.estimators import (
     parse_clamp,
     per_token,
 )
-from ..core.stats import summary
+from ..core.stats import FRAC_ABOVE, robust, summary
 from ..errors import InputError, UsageError
 from ..io.sources import ReadOptions, column_array, open_columns, open_source, select_columns
 from ..text import clean
 from .diagnostics import LOGPROB_SLACK, trailing_runs
-from .gates import Gate, evaluate, failure_text, flatten, parse_gates
+from .gates import Gate, check_thresholds, evaluate, failure_text, flatten, parse_gates
 from .positions import first_position
 
 __all__ = [
@@ -72,6 +72,8 @@ class EstimateRequest:
     fail_above: tuple[str, ...] = ()
     fail_below: tuple[str, ...] = ()
     output: str | None = None
+    #: ``--frac-above``: each per-token summary reports the share of tokens above each.
+    frac_above: tuple[float, ...] = FRAC_ABOVE
 
     @property
     def estimators(self) -> tuple[str, ...]:
@@ -109,13 +111,16 @@ class EstimateRequest:
             raise UsageError("--pad-value nan is the default (NaN always marks padding)")
         if self.mask == "-":
             raise UsageError("--mask cannot be '-' (stdin holds LOGP or REF_LOGP)")
+        check_thresholds(self.frac_above)
         # Gates name numbers of the output: checked now, before anything is read.
         zero = np.zeros((1, 1))
         skeleton = _numbers(
             dict.fromkeys(self.estimators, 0.0),
             0,
             0,
-            _diagnostics(zero, zero, zero == 0, dict.fromkeys(self.estimators, zero[0])),
+            _diagnostics(
+                zero, zero, zero == 0, dict.fromkeys(self.estimators, zero[0]), self.frac_above
+            ),
         )
         numbers = flatten(skeleton)
         evaluate(self.gates, numbers, _gate_hint(numbers))
@@ -162,12 +167,20 @@ def _numbers(
 
 
 def _diagnostics(
-    a: np.ndarray, b: np.ndarray, valid: np.ndarray, per_token: dict[str, np.ndarray]
+    a: np.ndarray,
+    b: np.ndarray,
+    valid: np.ndarray,
+    per_token: dict[str, np.ndarray],
+    thresholds: tuple[float, ...],
 ) -> dict[str, Any]:
     """The diagnostics object: how far apart the sides are, and each per-token estimate's
-    summary (``per_token`` holds the values of the valid tokens)."""
+    summary with its trimmed mean and shares above ``thresholds`` (``per_token`` holds
+    the values of the valid tokens)."""
     out = estimate_diagnostics(a, b, valid)
-    out["per_token"] = {name: summary(values) for name, values in per_token.items()}
+    out["per_token"] = {
+        name: {**summary(values), **robust(values, thresholds)}
+        for name, values in per_token.items()
+    }
     return out
 
 
@@ -403,7 +416,7 @@ def estimate(request: EstimateRequest, stdin: bytes | None = None) -> EstimateRe
         )
         values[name] = tokens[valid]
     counts = valid.sum(axis=1)
-    diagnostics = _diagnostics(a64, b64, valid, values)
+    diagnostics = _diagnostics(a64, b64, valid, values, request.frac_above)
     norm = None
     if request.aggregate in _NORMED:
         norm = request.norm_length if request.norm_length is not None else float(a.shape[1])

@@ -19,11 +19,13 @@ from ..text import clean
 __all__ = [
     "Gate",
     "check_names",
+    "check_thresholds",
     "evaluate",
     "failure_text",
     "flatten",
     "parse_gate",
     "parse_gates",
+    "parse_thresholds",
 ]
 
 
@@ -145,3 +147,32 @@ def failure_text(checks: Iterable[Mapping[str, Any]]) -> str | None:
         verdict = "is NaN" if value != value else f"= {value:.6g} is {op}"
         parts.append(f"{clean(check['name'])} {verdict} --fail-{op} {threshold:g}")
     return "; ".join(parts) or None
+
+
+def parse_thresholds(text: str, option: str = "--frac-above") -> tuple[float, ...]:
+    """A comma list of finite numbers (``0.01,0.1,1``), in the order given, repeats dropped.
+
+    Raises
+    ------
+    UsageError
+        An empty list, or an item that is not a finite number.
+    """
+    out: list[float] = []
+    for item in text.split(","):
+        try:
+            value = float(item)
+        except ValueError:
+            raise UsageError(f"{option}: {clean(item.strip())!r} is not a number") from None
+        if value not in out:
+            out.append(value)
+    check_thresholds(tuple(out), option)
+    return tuple(out)
+
+
+def check_thresholds(thresholds: tuple[float, ...], option: str = "--frac-above") -> None:
+    """At least one threshold, each a finite number."""
+    if not thresholds:
+        raise UsageError(f"{option} takes a comma list of numbers, e.g. 0.01,0.1,1")
+    for t in thresholds:
+        if not math.isfinite(t):
+            raise UsageError(f"{option}: {t} is not a finite number")

@@ -51,11 +51,15 @@ def _pct(v: float) -> str:
     return f"{100.0 * v:.4g} %" if math.isfinite(v) else str(v)
 
 
-def _section(stats: dict[str, float], short: str, fmt: Callable[[float], str]) -> list[str]:
+def _section(stats: dict[str, Any], short: str, fmt: Callable[[float], str]) -> list[str]:
     width = max(len(label) for _, label in _LINES)
     lines = [f"{'Mean':<{width}} {short}: {fmt(stats['mean'])} ± {fmt(stats['stderr'])}"]
     lines += [
         f"{label:<{width}} {short}: {fmt(stats[key])}" for key, label in _LINES if key in stats
+    ]
+    lines.append(f"Trimmed mean (1 % cut each end) {short}: {fmt(stats['trimmed_mean'])}")
+    lines += [
+        f"Share with {short} > {t}: {_pct(share)}" for t, share in stats["frac_above"].items()
     ]
     return lines
 
@@ -67,6 +71,13 @@ def human_lines(doc: dict[str, Any]) -> list[str]:
         lines += ["", f"====== {title} ======", *_section(doc[key], short, _num)]
     top = doc["top1_agreement"]
     lines += ["", f"Same top p: {_pct(top['value'])} ± {_pct(top['stderr'])}"]
+    for k, share in doc["topk_agreement"].items():
+        lines.append(
+            f"Reference top-1 in candidate top {k}: {_pct(share['value'])} ± "
+            f"{_pct(share['stderr'])}"
+        )
+    overlap = doc["top5_overlap"]
+    lines.append(f"Top-5 set overlap: {_pct(overlap['value'])} ± {_pct(overlap['stderr'])}")
     if "delta_p" in doc:
         dp = doc["delta_p"]
         lines += ["", "====== Token probability statistics ======", *_section(dp, "Δp", _pct)]
@@ -99,19 +110,21 @@ def human_lines(doc: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _table(doc: dict[str, Any]) -> dict[str, Sequence[Any]]:
-    names: list[str] = []
-    values: list[Any] = []
+def _rows(doc: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """Every value of a nested document by dotted name (``kl.frac_above.0.1``)."""
+    out: list[tuple[str, Any]] = []
     for key, value in doc.items():
-        if key in ("thresholds", "verdict"):
-            continue
         if isinstance(value, dict):
-            for sub, v in value.items():
-                names.append(f"{key}.{sub}")
-                values.append(v)
+            out += _rows(value, f"{prefix}{key}.")
         else:
-            names.append(key)
-            values.append(value)
+            out.append((f"{prefix}{key}", value))
+    return out
+
+
+def _table(doc: dict[str, Any]) -> dict[str, Sequence[Any]]:
+    pairs = _rows({k: v for k, v in doc.items() if k not in ("thresholds", "verdict")})
+    names = [name for name, _ in pairs]
+    values = [value for _, value in pairs]
     if "verdict" in doc:
         names.append("verdict")
         values.append(doc["verdict"])

@@ -7,6 +7,7 @@ from typing import Any
 
 from .._version import __version__
 from ..core.estimators import parse_clamp
+from ..core.stats import frac_key
 from ..jobs.estimate import EstimateResult
 from . import Report, format_number
 
@@ -81,7 +82,11 @@ def estimate_report(result: EstimateResult) -> Report:
         "median": [per[n]["median"] for n in names],
         "p99": [per[n]["p99"] for n in names],
         "max": [per[n]["max"] for n in names],
+        "trimmed_mean": [per[n]["trimmed_mean"] for n in names],
     }
+    for t in result.request.frac_above:
+        key = frac_key(t)
+        table[f"frac_above_{key}"] = [per[n]["frac_above"][key] for n in names]
     if len(names) == 1:
         plain = [format_number(result.estimates[names[0]])]
     else:
@@ -93,5 +98,5 @@ def estimate_report(result: EstimateResult) -> Report:
         plain=plain,
         notes=_notes(result),
         digits=6,
-        terminal_columns=["estimator", "kl", "stderr", "median", "p99", "max"],
+        terminal_columns=["estimator", "kl", "stderr", "median", "trimmed_mean", "p99", "max"],
     )
