@@ -284,6 +284,7 @@ def read_stdin_if_needed(*paths: str | None) -> bytes | None:
 
     return read_stdin(current().stdin)
 
+
 FracAboveOpt = Annotated[
     str,
     typer.Option(

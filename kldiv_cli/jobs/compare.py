@@ -465,9 +465,7 @@ def _space_warnings(
 _GATE_HINT = "use a name from the JSON, e.g. kl.p99, js.mean, top1_agreement"
 
 
-def _check_gates(
-    gates: tuple[Gate, ...], with_tokens: bool, thresholds: tuple[float, ...]
-) -> None:
+def _check_gates(gates: tuple[Gate, ...], with_tokens: bool, thresholds: tuple[float, ...]) -> None:
     """Every gate names a statistic this run will have (checked before any work; the
     names no run has are refused by :meth:`CompareRequest.validate`)."""
     known = set(statistic_names(with_tokens, thresholds))
