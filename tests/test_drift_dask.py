@@ -270,8 +270,8 @@ def test_a_reference_that_is_not_parquet_runs_here_with_a_note(tables, run_cli, 
         (("--engine", "spark"), "unknown engine 'spark'; choose local or dask"),
         (("--engine", "dask", "--workers", "0"), "--workers must be at least 1"),
         (
-            ("--engine", "dask", "--scheduler", "tcp://127.0.0.1:9", "--timeout", "1"),
-            "could not connect to the Dask scheduler at tcp://127.0.0.1:9 within 1 s",
+            ("--engine", "dask", "--scheduler", "tcp://127.0.0.1:9", "--timeout", "0.2"),
+            "could not connect to the Dask scheduler at tcp://127.0.0.1:9 within 0.2 s",
         ),
     ],
 )

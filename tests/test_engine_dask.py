@@ -155,12 +155,12 @@ def test_workers_with_another_version_are_refused(cluster, data, monkeypatch) ->
 def test_an_unreachable_scheduler_is_one_line(data, monkeypatch) -> None:
     x, t = data
     request = ComputeRequest(x + ".npy", t + ".npy")
-    where = "could not connect to the Dask scheduler at tcp://127.0.0.1:9 within 1 s"
+    where = "could not connect to the Dask scheduler at tcp://127.0.0.1:9 within 0.2 s"
     with pytest.raises(D.ClusterError, match=f"{where} \\(no connection"):
-        D.run_compute_dask(request, "tcp://127.0.0.1:9", timeout=1)
+        D.run_compute_dask(request, "tcp://127.0.0.1:9", timeout=0.2)
     monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", "tcp://127.0.0.1:9")
     with pytest.raises(D.ClusterError, match="could not connect"):
-        D.run_compute_dask(request, timeout=1)
+        D.run_compute_dask(request, timeout=0.2)
 
 
 @pytest.mark.parametrize("address", ["foo", "http://127.0.0.1:1"])
@@ -177,7 +177,7 @@ def test_a_scheduler_without_workers_is_one_line(data) -> None:
     with local_cluster(0) as empty:
         with pytest.raises(D.ClusterError, match="has no workers"):
             D.run_compute_dask(
-                ComputeRequest(x + ".npy", t + ".npy"), empty.scheduler_address, timeout=1
+                ComputeRequest(x + ".npy", t + ".npy"), empty.scheduler_address, timeout=0.5
             )
 
 
