@@ -22,7 +22,9 @@ What is hidden, and why that much:
   ``access_key``, ``signature``, ...), whether written ``name=value`` or, mistyped,
   ``name:value``.
 
-The mask is ``***``. Redaction is idempotent and leaves text without these shapes as it
+Text is cut into runs without whitespace first, so a password written with a raw space
+(not valid in a URL, where it is ``%20``) is only hidden up to the space. The mask is
+``***``. Redaction is idempotent and leaves text without these shapes as it
 is (the common case costs one regular-expression search).
 """
 
@@ -74,10 +76,6 @@ _BARE_USERINFO = re.compile(r"^\W*[^/@:]+:[^/]*@")
 
 def _authority(scheme: str, authority: str) -> str:
     if "@" not in authority:
-        host, colon, port = authority.partition(":")
-        if colon and not port.rstrip("'\"),;").isdigit() and not authority.startswith("["):
-            # user:password cut short by a space in the password: no host, no '@'.
-            return f"{host}:{MASK}"
         return authority
     user, _, host = authority.rpartition("@")
     if scheme.lower() in ("abfs://", "abfss://") and ":" not in user:

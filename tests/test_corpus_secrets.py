@@ -357,6 +357,7 @@ def test_redact_hides_user_info_and_query_values(scheme, user, password, query, 
         "kl.p99=0.5, top1_agreement=0.93",
         "data/part-?.parquet: no such file (the pattern matches no files)",
         "time 12:30:00, ports 127.0.0.1:8786 and [::1]:8786",
+        "--scheduler foo: not a Dask scheduler address; give tcp://HOST:PORT",
         "abfss://container@account.dfs.core.windows.net/x.parquet",
     ],
 )
