@@ -989,3 +989,125 @@ def test_robust_statistics_in_text_formats(models) -> None:
     text = invoke("compare", d / "ref.npy", d / "cand.npy", "-f", "plain").stdout
     assert "Trimmed mean (1 % cut each end) KLD:" in text and "Share with KLD > 0.1:" in text
     assert "Reference top-1 in candidate top 5:" in text and "Top-5 set overlap:" in text
+
+
+# ---------------------------------------------------------------- many candidates
+
+
+@pytest.mark.parametrize("ext", [".npy", ".kld"])
+def test_self_check_reference_against_itself_is_exactly_zero(models, ext) -> None:
+    d, *_ = models
+    ref = SAMPLES / "compare" / "base.kld" if ext == ".kld" else d / "ref.npy"
+    tokens = () if ext == ".kld" else ("--tokens", d / "tokens.npy")
+    doc = run_json(ref, ref, *tokens)
+    for group in ("kl", "kl_reverse", "js", "tv", "delta_p"):
+        # rms_stderr = 0.5/rms · se(Δp²) has no value at rms 0 (checked below)
+        values = [v for k, v in doc[group].items() if k not in ("frac_above", "rms_stderr")]
+        values += list(doc[group]["frac_above"].values())
+        # exactly 0, and +0.0: a sign would print as -0.0
+        assert all(v == 0 and math.copysign(1, v) == 1 for v in values), group
+    for group in (
+        "top1_agreement",
+        "top5_overlap",
+        *(f"topk_agreement.{k}" for k in "1 2 5 10".split()),
+    ):
+        node = doc
+        for part in group.split("."):
+            node = node[part]
+        assert node == {"value": 1.0, "stderr": 0.0}, group
+    assert doc["delta_p"]["rms_stderr"] == "NaN"
+    assert doc["delta_p"]["rms_stderr"] == "NaN"
+    ppl = doc["perplexity"]
+    assert ppl["ln_ratio"] == 0 and ppl["ratio"] == 1 and ppl["difference"] == 0
+
+
+@pytest.fixture()
+def quants(models):
+    d, a, b, t = models
+    rng = np.random.default_rng(5)
+    c = (a + rng.normal(size=a.shape) * 0.5).astype(np.float32)
+    np.save(d / "worse.npy", c)
+    return d, a, [b, c]
+
+
+def test_many_candidates_json_and_paired_errors(quants) -> None:
+    d, a, (b, c) = quants
+    paths = [d / "cand.npy", d / "worse.npy", d / "ref.npy"]
+    out = invoke("compare", d / "ref.npy", *paths, "--tokens", d / "tokens.npy", "-f", "json")
+    assert out.exit_code == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert list(doc) == ["candidates", "paired", "kldiv_version"]
+    assert [x["label"] for x in doc["candidates"]] == ["cand.npy", "worse.npy", "ref.npy"]
+    for entry, path in zip(doc["candidates"], paths):
+        alone = run_json(d / "ref.npy", path, "--tokens", d / "tokens.npy", full=True)
+        assert entry["path"] == str(path)
+        assert {k: v for k, v in entry.items() if k not in ("label", "path")} == alone
+    lp = log_softmax(a)
+    kl = [(np.exp(lp) * (lp - log_softmax(x))).sum(axis=1) for x in (b, c, a)]
+    labels = ["cand.npy", "worse.npy", "ref.npy"]
+    assert [(p["a"], p["b"]) for p in doc["paired"]] == [
+        (labels[0], labels[1]),
+        (labels[0], labels[2]),
+        (labels[1], labels[2]),
+    ]
+    for p in doc["paired"]:
+        diff = kl[labels.index(p["a"])] - kl[labels.index(p["b"])]
+        se = math.sqrt((np.mean(diff**2) - diff.mean() ** 2) / (len(diff) - 1))
+        assert p["kl_mean_difference"] == pytest.approx(diff.mean(), rel=1e-9)
+        assert p["stderr"] == pytest.approx(se, rel=1e-7)
+    # the pairing matters: far below the two errors in quadrature
+    first = doc["candidates"]
+    unpaired = math.hypot(first[0]["kl"]["stderr"], first[1]["kl"]["stderr"])
+    assert doc["paired"][0]["stderr"] < unpaired
+
+
+def test_many_candidates_tables_labels_and_gates(quants) -> None:
+    d, *_ = quants
+    args = (d / "ref.npy", d / "cand.npy", d / "worse.npy", "--label", "Q8", "--label", "Q2")
+    single = run_json(d / "ref.npy", d / "worse.npy")
+    csv = invoke("compare", *args, "-f", "csv")
+    assert csv.exit_code == 0, csv.stderr
+    lines = csv.stdout.splitlines()
+    header = lines[0].split(",")
+    assert header[:5] == ["label", "path", "rows", "kl.mean", "kl.stderr"]
+    assert "topk_agreement.5.value" in header and "kl.frac_above.0.1" in header
+    assert len(lines) == 3 and lines[2].startswith(f"Q2,{d / 'worse.npy'},200,")
+    assert float(lines[2].split(",")[header.index("kl.p99")]) == single["kl"]["p99"]
+    assert "Q8 - Q2: mean KLD difference" in csv.stderr  # the paired line, a note
+    md = invoke("compare", *args, "-f", "markdown").stdout
+    assert md.count("| Q8 |") == 1 and "| label | path |" in md
+    plain = invoke("compare", *args, "-f", "plain").stdout.splitlines()
+    assert [line.split(":")[0] for line in plain] == ["Q8", "Q2"]
+    # a gate applies to every candidate; the failure names the one that failed
+    limit = single["kl"]["mean"] / 2
+    gated = invoke("compare", *args, "--fail-above", f"kl.mean={limit}", "-f", "json")
+    assert gated.exit_code == 1
+    assert gated.stderr.startswith("kldiv: check failed: Q2: kl.mean = ")
+    assert "Q8" not in gated.stderr
+    doc = json.loads(gated.stdout)
+    assert doc["verdict"] == "fail"
+    assert [c["verdict"] for c in doc["candidates"]] == ["pass", "fail"]
+    ok = invoke("compare", *args, "--fail-above", "kl.mean=100", "-f", "csv")
+    assert ok.exit_code == 0 and ok.stdout.splitlines()[0].endswith(",verdict")
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (("--label", "a"), "--label: 1 labels for 2 candidates"),
+        (("--label", "a", "--label", "a"), "two candidates have the same label"),
+        (("-o", "rows.csv"), "-o writes the per-row measures of one candidate"),
+    ],
+)
+def test_many_candidates_usage_errors(quants, extra, message) -> None:
+    d, *_ = quants
+    out = invoke("compare", d / "ref.npy", d / "cand.npy", d / "worse.npy", *extra)
+    assert out.exit_code == 2 and message in out.stderr and out.stdout == ""
+    assert out.stderr.count("\n") == 1 and not (d / "rows.csv").exists()
+
+
+def test_many_candidates_rows_must_match(quants) -> None:
+    d, a, _ = quants
+    np.save(d / "short.npy", a[:150])
+    out = invoke("compare", d / "ref.npy", d / "cand.npy", d / "short.npy")
+    assert out.exit_code == 2 and "short.npy" in out.stderr and "numbers of rows" in out.stderr

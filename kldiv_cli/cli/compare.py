@@ -22,6 +22,7 @@ from .options import (
     ThreadsOpt,
     configure_storage,
     emit,
+    emit_with_notes,
     exit_if_failed,
     progress,
     read_stdin_if_needed,
@@ -42,14 +43,23 @@ def compare(
             show_default=False,
         ),
     ],
-    candidate: Annotated[
-        str,
+    candidates: Annotated[
+        list[str],
         typer.Argument(
-            metavar="CANDIDATE",
-            help="The candidate (quantized, student) model: q, same rows and classes.",
+            metavar="CANDIDATE...",
+            help="The candidate (quantized, student) model: q, same rows and classes. Several: "
+            "each is measured against REFERENCE in one pass (REFERENCE is read once).",
             show_default=False,
         ),
     ],
+    label: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--label",
+            metavar="NAME",
+            help="A name for each CANDIDATE, in order (repeat; default: the file names).",
+        ),
+    ] = None,
     as_: Annotated[
         str | None,
         typer.Option("--as", metavar=_KINDS, help="What both files hold (default: logits)."),
@@ -151,6 +161,8 @@ def compare(
 
       kldiv compare base.npy quant.npy -o rows.parquet -q
 
+      kldiv compare base.kld q4.kld q5.kld q8.kld --label Q4 --label Q5 --label Q8
+
     Each row is one position; the last axis holds the classes. Statistics are named as
     llama.cpp's (mean ± standard error, percentiles 0.1 % … 99.9 %), computed in float64;
     with tokens, its perplexity lines too: PPL(Q), PPL(base), Mean PPL(Q)/PPL(base) and
@@ -159,17 +171,21 @@ def compare(
     log-probabilities gets a warning naming --as (--strict: an error).
     Output: one line per statistic as llama.cpp prints them (auto, plain, table); -f json
     (the names --fail-above/--fail-below take), csv and markdown (statistic,value rows).
+    Several candidates: one row per candidate (every statistic a column), gates apply to
+    each, and the paired difference of mean KL of each pair ± its paired standard error.
     """
     from ..jobs.compare import CompareRequest
-    from ..jobs.compare import compare as run
+    from ..jobs.compare import compare_all as run
     from ..jobs.gates import parse_thresholds
     from ..render import resolve_format
-    from ..render.compare import compare_report, rows_report
+    from ..render.compare import compare_all_report, rows_report
 
     resolve_format(format, False)
     request = CompareRequest(
         reference=reference,
-        candidate=candidate,
+        candidate=candidates[0],
+        others=tuple(candidates[1:]),
+        labels=tuple(label or ()),
         reference_as=reference_as or as_,
         candidate_as=candidate_as or as_,
         temperature=temperature,
@@ -194,11 +210,16 @@ def compare(
     request.validate()  # before stdin is read
     with progress(quiet) as on_progress:
         result = run(request, read_stdin_if_needed(*request.inputs), on_progress)
-    for text in result.warnings:
+    # Every candidate has the reference's warnings: each line once.
+    for text in dict.fromkeys(w for r in result.results for w in r.warnings):
         Messages.warn(text)
     if output:
-        emit(rows_report(result), "auto", output)
-    # The statistics read as llama.cpp prints them: plain lines, on a terminal too.
-    table = resolve_format(format, current().stdout_isatty) == "table"
-    emit(compare_report(result), "plain" if table else format, None, no_color)
+        emit(rows_report(result.results[0]), "auto", output)
+    report = compare_all_report(result)
+    if len(result.results) == 1:
+        # The statistics read as llama.cpp prints them: plain lines, on a terminal too.
+        table = resolve_format(format, current().stdout_isatty) == "table"
+        emit(report, "plain" if table else format, None, no_color)
+    else:
+        emit_with_notes(report, format, None, no_color)
     exit_if_failed(result.failed_check)

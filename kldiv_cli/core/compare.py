@@ -274,6 +274,8 @@ def row_measures(
             terms = np.where((p > 0) & (q > 0), qd - mass * half, mass * _LN2)
             js = 0.5 * terms.sum(axis=-1)
         tv = 0.5 * np.abs(np.subtract(p, q, out=work), out=work).sum(axis=-1)
+    # −Σ p·0 is −0.0: a row against itself reads 0 (x + 0.0 changes no other value).
+    kl += 0.0
     agree = np.argmax(raw_p, axis=-1) == np.argmax(raw_q, axis=-1)
     return {"kl": kl, "kl_reverse": kl_reverse, "js": js, "tv": tv, "agree": agree}
 

@@ -54,9 +54,12 @@ if TYPE_CHECKING:
     from concurrent.futures import Future
 
 __all__ = [
+    "CompareAllResult",
     "CompareRequest",
     "CompareResult",
     "compare",
+    "compare_all",
+    "paired_differences",
     "statistic_names",
 ]
 
@@ -153,6 +156,22 @@ class CompareRequest:
     strict: bool = False
     #: ``--frac-above``: each measure block reports the share of rows above each.
     frac_above: tuple[float, ...] = FRAC_ABOVE
+    #: More candidates, measured against the same reference in the same pass.
+    others: tuple[str, ...] = ()
+    #: ``--label``: a name for each candidate, in order (default: the file names).
+    labels: tuple[str, ...] = ()
+
+    @property
+    def candidates(self) -> tuple[str, ...]:
+        """Every candidate path, the first one first."""
+        return (self.candidate, *self.others)
+
+    @property
+    def candidate_labels(self) -> list[str]:
+        """Each candidate's label: ``--label`` if given, else its file name."""
+        return list(self.labels) or [
+            "<stdin>" if c == "-" else os.path.basename(c) for c in self.candidates
+        ]
 
     @property
     def gates(self) -> tuple[Gate, ...]:
@@ -166,6 +185,10 @@ class CompareRequest:
     def candidate_options(self) -> ReadOptions:
         return self._side(self.candidate, self.candidate_key)
 
+    def options_of(self, candidate: str) -> ReadOptions:
+        """How a candidate file is read."""
+        return self._side(candidate, self.candidate_key)
+
     @property
     def tokens_options(self) -> ReadOptions:
         return ReadOptions(None, None, self.tokens_column, self.delimiter, self.missing)
@@ -173,7 +196,7 @@ class CompareRequest:
     @property
     def inputs(self) -> list[str]:
         """Every input path (the output must be none of them)."""
-        return [self.reference, self.candidate, *([self.tokens] if self.tokens else [])]
+        return [self.reference, *self.candidates, *([self.tokens] if self.tokens else [])]
 
     def _side(self, path: str, own_key: str | None) -> ReadOptions:
         # --key and --columns apply to the sides they can: --key to files of several
@@ -207,6 +230,17 @@ class CompareRequest:
         for option, value in (("--chunk-rows", self.chunk_rows), ("--threads", self.threads)):
             if value is not None and value < 1:
                 raise UsageError(f"{option} must be at least 1, got {value}")
+        if self.labels and len(self.labels) != len(self.candidates):
+            raise UsageError(
+                f"--label: {len(self.labels)} labels for {len(self.candidates)} candidates; "
+                "give one per candidate, in order"
+            )
+        if len(set(self.candidate_labels)) != len(self.candidates):
+            raise UsageError(
+                "two candidates have the same label; name them with --label (one per candidate)"
+            )
+        if self.others and self.output is not None:
+            raise UsageError("-o writes the per-row measures of one candidate; give one candidate")
         if self.tokens is None and self.tokens_column is not None:
             raise UsageError("--tokens-column selects a column of --tokens FILE; give the file")
         # Every name a run with tokens has; whether this run has them is known once open.
@@ -214,7 +248,7 @@ class CompareRequest:
         check_names(self.gates, statistic_names(True, self.frac_above), _GATE_HINT)
         for path, kind, option in (
             (self.reference, self.reference_as, "--reference-as"),
-            (self.candidate, self.candidate_as, "--candidate-as"),
+            *((c, self.candidate_as, "--candidate-as") for c in self.candidates),
         ):
             if _extension(path) == ".kld" and kind not in (None, "log-probs"):
                 raise UsageError(
@@ -222,7 +256,7 @@ class CompareRequest:
                 )
         for path, key in (
             (self.reference, self.reference_key),
-            (self.candidate, self.candidate_key),
+            *((c, self.candidate_key) for c in self.candidates),
         ):
             if _extension(path) == ".kld" and key is not None:
                 raise UsageError(f"{path}: a .kld file holds one array; --key does not apply")
@@ -299,16 +333,22 @@ def _row_blocks(src: Source, rows: int, width: int) -> Iterator[np.ndarray]:
 
 
 def _zip(
-    ref: Source, cand: Source, rows: int, width: int
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    cs = _row_blocks(cand, rows, width)
+    ref: Source, cands: list[Source], rows: int, width: int
+) -> Iterator[tuple[np.ndarray, list[np.ndarray]]]:
+    """The reference's blocks, each with the same rows of every candidate (the reference
+    is read once)."""
+    streams = [_row_blocks(c, rows, width) for c in cands]
     for rb in _row_blocks(ref, rows, width):
-        cb = next(cs, None)
-        if cb is None or len(cb) != len(rb):
+        cbs = []
+        for cand, cs in zip(cands, streams):
+            cb = next(cs, None)
+            if cb is None or len(cb) != len(rb):
+                raise InputError(f"{ref.label} and {cand.label}", "hold different numbers of rows")
+            cbs.append(cb)
+        yield rb, cbs
+    for cand, cs in zip(cands, streams):
+        if next(cs, None) is not None:
             raise InputError(f"{ref.label} and {cand.label}", "hold different numbers of rows")
-        yield rb, cb
-    if next(cs, None) is not None:
-        raise InputError(f"{ref.label} and {cand.label}", "hold different numbers of rows")
 
 
 def _kind(request_kind: str | None, src: Source) -> str:
@@ -318,7 +358,7 @@ def _kind(request_kind: str | None, src: Source) -> str:
 
 
 def _tokens(
-    request: CompareRequest, ref: Source, cand: Source, stdin: bytes | None
+    request: CompareRequest, ref: Source, cands: list[Source], stdin: bytes | None
 ) -> tuple[np.ndarray | None, str]:
     """The next token of every row (int64) and where it came from, or (None, "")."""
     if request.tokens is not None:
@@ -334,11 +374,13 @@ def _tokens(
             i = int(np.argmin(whole))
             raise InputError(src.label, f"token at row {i} is {values[i]!r}, not a whole number")
         return values.astype(np.int64), src.label
-    kld = [s for s in (ref, cand) if isinstance(s, KldSource)]
-    if len(kld) == 2 and not np.array_equal(kld[0].tokens, kld[1].tokens):
-        raise InputError(
-            f"{ref.label} and {cand.label}", "were computed on different tokens (different texts)"
-        )
+    kld = [s for s in (ref, *cands) if isinstance(s, KldSource)]
+    for other in kld[1:]:
+        if not np.array_equal(kld[0].tokens, other.tokens):
+            raise InputError(
+                f"{kld[0].label} and {other.label}",
+                "were computed on different tokens (different texts)",
+            )
     return (kld[0].tokens, kld[0].label) if kld else (None, "")
 
 
@@ -371,69 +413,130 @@ def compare(
     """Run ``request``: open both inputs, compare them row by row, summarise, gate.
 
     ``progress``, if given, is called after each block with the elements (rows ×
-    classes of one side) done so far and in all (-1 while unknown).
+    classes of one side) done so far and in all (-1 while unknown). With several
+    candidates, the first one's result (see :func:`compare_all` for all of them).
     """
+    return compare_all(request, stdin, progress).results[0]
+
+
+@dataclass
+class CompareAllResult:
+    """Every candidate's :class:`CompareResult`, in order, and their paired differences."""
+
+    labels: list[str]
+    results: list[CompareResult]
+    #: One entry per pair of candidates (a before b): ``a``, ``b``,
+    #: ``kl_mean_difference`` (mean KL of a − mean KL of b) and its paired ``stderr``.
+    paired: list[dict[str, Any]]
+
+    @property
+    def failed_check(self) -> str | None:
+        """The ``check failed`` line: the failed gates of each candidate, by label."""
+        if len(self.results) == 1:
+            return self.results[0].failed_check
+        parts = [
+            f"{label}: {text}"
+            for label, r in zip(self.labels, self.results)
+            if (text := r.failed_check) is not None
+        ]
+        return "; ".join(parts) or None
+
+
+def paired_differences(labels: list[str], kl: list[np.ndarray]) -> list[dict[str, Any]]:
+    r"""For each pair of candidates measured on the same rows, the mean of the per-row
+    differences of KL, ``d = kl_a − kl_b``, and its standard error
+    ``sqrt((E[d²] − E[d]²)/(N − 1))`` (:func:`~kldiv_cli.core.stats.mean_stderr`, the
+    convention of ``kl.stderr``). The two share the reference and the rows, so this
+    error is far below the two ``kl.stderr`` added in quadrature when they are correlated."""
+    out = []
+    for i, j in itertools.combinations(range(len(labels)), 2):
+        with np.errstate(invalid="ignore"):
+            mean, stderr = mean_stderr(kl[i] - kl[j])
+        out.append({"a": labels[i], "b": labels[j], "kl_mean_difference": mean, "stderr": stderr})
+    return out
+
+
+def compare_all(
+    request: CompareRequest, stdin: bytes | None = None, progress: Progress | None = None
+) -> CompareAllResult:
+    """Run ``request`` for every candidate: the reference is read once, and each block of
+    it is measured against the same rows of every candidate (memory: the per-row
+    results of each). Each candidate is summarised and gated as by itself."""
     request.validate()
     ref = open_source(request.reference, request.reference_options, stdin)
-    cand = open_source(request.candidate, request.candidate_options, stdin)
+    cands = [open_source(c, request.options_of(c), stdin) for c in request.candidates]
     ref_rows, width = _layout(ref, request.reference_options)
-    cand_rows, cand_width = _layout(cand, request.candidate_options)
-    where = f"{ref.label} and {cand.label}"
-    if cand_width != width:
-        raise InputError(where, f"have different vocabularies: {width} and {cand_width} classes")
-    if -1 not in (ref_rows, cand_rows) and ref_rows != cand_rows:
-        raise InputError(where, f"hold different numbers of rows: {ref_rows} and {cand_rows}")
-    tokens, tokens_label = _tokens(request, ref, cand, stdin)
+    rows_known = ref_rows
+    for cand, path in zip(cands, request.candidates):
+        cand_rows, cand_width = _layout(cand, request.options_of(path))
+        where = f"{ref.label} and {cand.label}"
+        if cand_width != width:
+            raise InputError(
+                where, f"have different vocabularies: {width} and {cand_width} classes"
+            )
+        if -1 not in (ref_rows, cand_rows) and ref_rows != cand_rows:
+            raise InputError(where, f"hold different numbers of rows: {ref_rows} and {cand_rows}")
+        if rows_known == -1:
+            rows_known = cand_rows
+    tokens, tokens_label = _tokens(request, ref, cands, stdin)
     if tokens is None and request.ignore_index is not None:
         raise UsageError("--ignore-index skips rows by their token; give --tokens FILE")
     _check_gates(request.gates, tokens is not None, request.frac_above)
-    rows_known = ref_rows if ref_rows != -1 else cand_rows
     if tokens is not None and rows_known != -1:
         _check_tokens(tokens, tokens_label, rows_known, width, request.ignore_index)
-    kinds = _kind(request.reference_as, ref), _kind(request.candidate_as, cand)
+    kinds = (_kind(request.reference_as, ref), [_kind(request.candidate_as, c) for c in cands])
     block = request.chunk_rows or max(1, BLOCK_ELEMENTS // width)
-    blocks = _zip(ref, cand, block, width)
-    # The wrong-space checks look at the first block pair only (cheap, streamed or not).
+    blocks = _zip(ref, cands, block, width)
+    # The wrong-space checks look at the first block of each side only (cheap, streamed or not).
     first = next(blocks, None)
-    warnings = _space_warnings(first, kinds, (ref.label, cand.label)) if first else []
-    if request.strict and warnings:
-        raise UsageError(f"--strict: {warnings[0]}")
+    space = _space_warnings(first, kinds, ref.label, [c.label for c in cands])
+    for texts in space:
+        if request.strict and texts:
+            raise UsageError(f"--strict: {texts[0]}")
     if first is not None:
         blocks = itertools.chain([first], blocks)
     del first
     total = rows_known * width if rows_known != -1 else -1
-    parts: dict[str, list[np.ndarray]] = {}
+    parts: list[dict[str, list[np.ndarray]]] = [{} for _ in cands]
     done = 0
-    for measures in _measured(request, blocks, tokens, kinds, width):
-        for name, values in measures.items():
-            parts.setdefault(name, []).append(values)
-        done += len(measures["kl"])
+    for measured in _measured(request, blocks, tokens, kinds, width):
+        for side, measures in zip(parts, measured):
+            for name, values in measures.items():
+                side.setdefault(name, []).append(values)
+        done += len(measured[0]["kl"])
         if progress is not None:
             progress(done * width, total)
     keep = np.ones(done, dtype=bool)
     if tokens is not None:
         keep = _check_tokens(tokens, tokens_label, done, width, request.ignore_index)
-    per_row = _per_row(parts, keep, tokens)
-    if len(per_row["row"]) == 0:
-        raise InputError(
-            where,
-            "have no rows to compare" + (" (every token is the ignore index)" if done else ""),
+    results = []
+    for cand, side, own in zip(cands, parts, space[1:]):
+        per_row = _per_row(side, keep, tokens)
+        if len(per_row["row"]) == 0:
+            raise InputError(
+                f"{ref.label} and {cand.label}",
+                "have no rows to compare" + (" (every token is the ignore index)" if done else ""),
+            )
+        statistics = _statistics(per_row, tokens is not None, request.frac_above)
+        nan_rows = _warnings(per_row)
+        if request.strict and nan_rows:
+            raise UsageError(f"--strict: {nan_rows[0]}")
+        results.append(
+            CompareResult(
+                statistics=statistics,
+                per_row=per_row,
+                checks=evaluate(request.gates, flatten(statistics), _GATE_HINT),
+                # The sources' notes (columns left out) are information, not suspicious
+                # data: printed with the warnings, never made errors by --strict.
+                warnings=[*ref.notes, *cand.notes, *space[0], *own, *nan_rows],
+                reference={**ref.describe(), "as": kinds[0]},
+                candidate={**cand.describe(), "as": _kind(request.candidate_as, cand)},
+                tokens=tokens_label or None,
+            )
         )
-    statistics = _statistics(per_row, tokens is not None, request.frac_above)
-    warnings += _warnings(per_row)
-    if request.strict and warnings:
-        raise UsageError(f"--strict: {warnings[0]}")
-    return CompareResult(
-        statistics=statistics,
-        per_row=per_row,
-        checks=evaluate(request.gates, flatten(statistics), _GATE_HINT),
-        # The sources' notes (columns left out) are information, not suspicious data:
-        # printed with the warnings, never made errors by --strict.
-        warnings=[*ref.notes, *cand.notes, *warnings],
-        reference={**ref.describe(), "as": kinds[0]},
-        candidate={**cand.describe(), "as": kinds[1]},
-        tokens=tokens_label or None,
-    )
+    labels = request.candidate_labels
+    paired = paired_differences(labels, [r.per_row["kl"] for r in results])
+    return CompareAllResult(labels=labels, results=results, paired=paired)
 
 
 #: A side read as logits that looks like another kind: the evidence, what reading it as
@@ -449,16 +552,26 @@ _SPACE_WARNING = {
 
 
 def _space_warnings(
-    first: tuple[np.ndarray, np.ndarray], kinds: tuple[str, str], labels: tuple[str, str]
-) -> list[str]:
-    """A side read as logits whose first rows look like probabilities or log-probabilities
+    first: tuple[np.ndarray, list[np.ndarray]] | None,
+    kinds: tuple[str, list[str]],
+    ref_label: str,
+    cand_labels: list[str],
+) -> list[list[str]]:
+    """The warnings of the reference, then of each candidate: a side read as logits whose
+    first rows look like probabilities or log-probabilities
     (:func:`kldiv_cli.jobs.diagnostics.looks_like`), with the option that says so."""
-    out = []
-    for block, kind, label, side in zip(first, kinds, labels, ("reference", "candidate")):
+    if first is None:
+        return [[] for _ in range(1 + len(cand_labels))]
+    sides = [(first[0], kinds[0], ref_label, "reference")]
+    sides += [(b, k, label, "candidate") for b, k, label in zip(first[1], kinds[1], cand_labels)]
+    out: list[list[str]] = []
+    for block, kind, label, side in sides:
         looks = looks_like(block) if kind == "logits" else None
-        if looks is not None:
-            option = f"--as {looks} (or --{side}-as {looks})"
-            out.append(f"{label} {_SPACE_WARNING[looks].format(option=option)}")
+        if looks is None:
+            out.append([])
+            continue
+        option = f"--as {looks} (or --{side}-as {looks})"
+        out.append([f"{label} {_SPACE_WARNING[looks].format(option=option)}"])
     return out
 
 
@@ -498,50 +611,55 @@ def _widened(x: np.ndarray, name: str, scratch: Scratch) -> np.ndarray:
 
 def _measure_block(
     rb: np.ndarray,
-    cb: np.ndarray,
-    kinds: tuple[str, str],
+    cbs: list[np.ndarray],
+    kinds: tuple[str, list[str]],
     temperature: float,
     t: np.ndarray | None,
     width: int,
-) -> dict[str, np.ndarray]:
+) -> list[dict[str, np.ndarray]]:
+    """The measures of one reference block against the same rows of each candidate."""
     scratch = _scratch()
-    rb, cb = _widened(rb, "reference", scratch), _widened(cb, "candidate", scratch)
-    pr = pair(rb, cb, kinds[0], kinds[1], temperature, scratch)
-    measures = row_measures(rb, cb, pr, scratch)
-    measures.update(rank_measures(rb, cb))
-    if t is not None and len(t) == len(rb):
-        measures.update(token_measures(pr, np.where((t >= 0) & (t < width), t, 0)))
-    return measures
+    rb = _widened(rb, "reference", scratch)
+    out = []
+    for cb, kind in zip(cbs, kinds[1]):
+        cb = _widened(cb, "candidate", scratch)
+        pr = pair(rb, cb, kinds[0], kind, temperature, scratch)
+        measures = row_measures(rb, cb, pr, scratch)
+        measures.update(rank_measures(rb, cb))
+        if t is not None and len(t) == len(rb):
+            measures.update(token_measures(pr, np.where((t >= 0) & (t < width), t, 0)))
+        out.append(measures)
+    return out
 
 
 def _measured(
     request: CompareRequest,
-    blocks: Iterator[tuple[np.ndarray, np.ndarray]],
+    blocks: Iterator[tuple[np.ndarray, list[np.ndarray]]],
     tokens: np.ndarray | None,
-    kinds: tuple[str, str],
+    kinds: tuple[str, list[str]],
     width: int,
-) -> Iterator[dict[str, np.ndarray]]:
+) -> Iterator[list[dict[str, np.ndarray]]]:
     """The measures of each block pair, in order; blocks are measured on ``threads``
     threads at once (NumPy releases the GIL), read ahead in another. Each row's
     measures depend on that row alone, so the bits do not depend on the threads."""
     threads = request.threads or default_threads()
     start = 0
 
-    def submit(rb: np.ndarray, cb: np.ndarray) -> Future[dict[str, np.ndarray]]:
+    def submit(rb: np.ndarray, cbs: list[np.ndarray]) -> Future[list[dict[str, np.ndarray]]]:
         nonlocal start
         t = tokens[start : start + len(rb)] if tokens is not None else None
         start += len(rb)
-        return pool.submit(_measure_block, rb, cb, kinds, request.temperature, t, width)
+        return pool.submit(_measure_block, rb, cbs, kinds, request.temperature, t, width)
 
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(threads, thread_name_prefix="kldiv-compare") as pool:
-        pending: deque[Future[dict[str, np.ndarray]]] = deque()
+        pending: deque[Future[list[dict[str, np.ndarray]]]] = deque()
         try:
-            for rb, cb in prefetch(blocks):
-                pending.append(submit(rb, cb))
-                del rb, cb
+            for rb, cbs in prefetch(blocks):
+                pending.append(submit(rb, cbs))
+                del rb, cbs
                 if len(pending) >= threads:
                     yield pending.popleft().result()
             while pending:

@@ -13,10 +13,10 @@ from .._version import __version__
 from . import Report
 
 if TYPE_CHECKING:
-    from ..jobs.compare import CompareResult
+    from ..jobs.compare import CompareAllResult, CompareResult
     from . import Column
 
-__all__ = ["compare_report", "rows_report"]
+__all__ = ["compare_all_report", "compare_report", "rows_report"]
 
 #: Section titles and the short name of each measure in its lines.
 _SECTIONS = (
@@ -159,3 +159,68 @@ def rows_report(result: CompareResult) -> Report:
     table: dict[str, Column] = dict(result.per_row)
     array = np.column_stack([np.asarray(v, dtype=np.float64) for v in table.values()])
     return Report(title="kldiv compare rows", document={}, table=table, plain=[], array=array)
+
+
+#: The columns a terminal shows of several candidates (every statistic is in CSV/markdown).
+_TERMINAL = [
+    "label",
+    "kl.mean",
+    "kl.stderr",
+    "kl.p99",
+    "top1_agreement.value",
+    "topk_agreement.5.value",
+    "perplexity.ratio",
+    "verdict",
+]
+
+
+def compare_all_report(result: CompareAllResult) -> Report:
+    """Several candidates against one reference. One candidate: :func:`compare_report`,
+    unchanged. Several: JSON ``{"candidates": [{"label", "path", …the one-candidate
+    document…}], "paired": [{"a", "b", "kl_mean_difference", "stderr"}], "verdict"
+    (with gates), "kldiv_version"}``; the table (CSV, markdown, terminal) has one row per
+    candidate, ``label``, ``path``, then every statistic as the gates name it; the plain
+    lines one per candidate; the paired differences are the notes."""
+    if len(result.results) == 1:
+        return compare_report(result.results[0])
+    reports = [compare_report(r) for r in result.results]
+    candidates = [
+        {"label": label, "path": r.candidate["path"], **rep.document}
+        for label, r, rep in zip(result.labels, result.results, reports)
+    ]
+    doc: dict[str, Any] = {"candidates": candidates, "paired": result.paired}
+    gated = any(r.checks for r in result.results)
+    if gated:
+        doc["verdict"] = "fail" if result.failed_check else "pass"
+    doc["kldiv_version"] = __version__
+    rows = [dict(_rows(r.statistics)) for r in result.results]
+    table: dict[str, list[Any]] = {
+        "label": list(result.labels),
+        "path": [r.candidate["path"] for r in result.results],
+    }
+    for name in rows[0]:
+        table[name] = [row[name] for row in rows]
+    if gated:
+        table["verdict"] = ["fail" if r.failed else "pass" for r in result.results]
+    plain = []
+    for label, r in zip(result.labels, result.results):
+        kl, top = r.statistics["kl"], r.statistics["top1_agreement"]
+        plain.append(
+            f"{label}: Mean KLD {_num(kl['mean'])} ± {_num(kl['stderr'])}, median "
+            f"{_num(kl['median'])}, 99.0% {_num(kl['p99'])}, trimmed mean "
+            f"{_num(kl['trimmed_mean'])}; Same top p {_pct(top['value'])} ± {_pct(top['stderr'])}"
+        )
+    notes = [
+        f"{p['a']} - {p['b']}: mean KLD difference {_num(p['kl_mean_difference'])} ± "
+        f"{_num(p['stderr'])} (paired)"
+        for p in result.paired
+    ]
+    return Report(
+        title=f"kldiv compare: {len(result.results)} candidates",
+        document=doc,
+        table=table,
+        plain=plain,
+        notes=notes,
+        digits=6,
+        terminal_columns=[c for c in _TERMINAL if c in table],
+    )
