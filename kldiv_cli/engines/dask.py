@@ -147,7 +147,11 @@ def _probe(address: str, timeout: float) -> None:
         comm = await asyncio.wait_for(opening, timeout + grace)
         await comm.close()
 
-    asyncio.run(once())
+    # In a thread of its own: the caller may be inside an event loop (a notebook).
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, once()).result()
 
 
 @contextmanager
