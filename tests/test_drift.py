@@ -593,7 +593,7 @@ def test_bad_inputs_and_outputs(tables, tmp_path) -> None:
     pq.write_table(pa.table({"zzz": [1.0, 2.0]}), other := tmp_path / "o.parquet")
     checks = [
         ((r, other), "no column in common"),
-        ((r, c, "--metric", "hellinger"), "unknown metric"),
+        ((r, c, "--metric", "energy"), "unknown metric"),
         ((r, tmp_path / "missing.csv"), "no such file"),
         ((r, c, "-o", tmp_path / "out.npy"), "--output writes"),
         ((r, c, "--junit", r), "--junit writes"),
@@ -624,7 +624,7 @@ def test_bad_inputs_and_outputs(tables, tmp_path) -> None:
 def test_profile_outputs(tables, tmp_path) -> None:
     r, *_ = tables
     out = invoke("profile", r)
-    assert out.exit_code == 0 and json.loads(out.stdout)["kldiv_profile"] == 3
+    assert out.exit_code == 0 and json.loads(out.stdout)["kldiv_profile"] == 4
     out = invoke("profile", r, "-o", tmp_path / "p.npy")
     assert out.exit_code == 2 and "--output writes .json" in out.stderr
     (link := tmp_path / "link.json").symlink_to(r)

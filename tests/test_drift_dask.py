@@ -69,9 +69,21 @@ def _tasks(paths: list[str], rules: ColumnRules, run: Q.Runner = Q._map) -> list
     ]
 
 
+def _no_values(doc):
+    """A local profile or report as the Dask engine gives it: its numeric profiles keep no
+    sketch of the values, so no measure on raw values (Wasserstein, K-S) either."""
+    if isinstance(doc, list):
+        return [_no_values(d) for d in doc]
+    if isinstance(doc, dict):
+        return {
+            k: _no_values(v) for k, v in doc.items() if k not in ("sketch", "wasserstein", "ks")
+        }
+    return doc
+
+
 def _same(a: list[dict], b: list[dict]) -> None:
     # JSON text compares the floats by their shortest repr: equal text, equal bits.
-    assert json.dumps(a) == json.dumps(b)
+    assert json.dumps(_no_values(a)) == json.dumps(_no_values(b))
 
 
 @settings(
@@ -222,11 +234,11 @@ def test_the_command_line_gives_the_local_bits(cluster, tables, run_cli, tmp_pat
         local = run_cli("profile", ref, *extra)
         remote = run_cli("profile", ref, *extra, *address)
         assert local.exit_code == remote.exit_code == 0, remote.stderr
-        assert remote.stdout == local.stdout
+        assert json.loads(remote.stdout) == _no_values(json.loads(local.stdout))
     local = run_cli("drift", ref, cur, "-f", "json")
     remote = run_cli("drift", ref, cur, "-f", "json", *address)
     assert local.exit_code == remote.exit_code == 1, remote.stderr
-    assert _report(remote.stdout) == _report(local.stdout)
+    assert _report(remote.stdout) == _no_values(_report(local.stdout))
     assert _report(remote.stdout)["n_drifted"] >= 1
     # Schema changes: a column lost, one gained, integers (profiled by tasks) now text.
     import pyarrow.compute as pc
@@ -239,7 +251,7 @@ def test_the_command_line_gives_the_local_bits(cluster, tables, run_cli, tmp_pat
     local = run_cli("drift", ref, schema, "-f", "json", "--exclude", "normal")
     remote = run_cli("drift", ref, schema, "-f", "json", "--exclude", "normal", *address)
     assert local.exit_code == remote.exit_code == 1, remote.stderr
-    assert _report(remote.stdout) == _report(local.stdout)
+    assert _report(remote.stdout) == _no_values(_report(local.stdout))
     reasons = {c["name"]: c["reasons"] for c in _report(remote.stdout)["columns"]}
     assert reasons["flag"] == ["column_removed"] and reasons["extra"] == ["column_added"]
     assert reasons["counts"] == ["type_changed"]
@@ -334,13 +346,13 @@ def test_a_reference_in_s3_gives_the_local_bits(tables, s3, run_cli) -> None:
             assert profile.pop("source") == "s3://drift/ref"
             want = json.loads(local.stdout)
             want.pop("source")
-            assert profile == want
+            assert profile == _no_values(want)
             local = run_cli("drift", ref, cur, "-f", "json", *some)
             remote = run_cli("drift", "s3://drift/ref", cur, "-f", "json", *some, *address)
             assert remote.exit_code == local.exit_code == 1, remote.stderr
             got, want = _report(remote.stdout), _report(local.stdout)
             assert got.pop("reference") == "s3://drift/ref"
             want.pop("reference")
-            assert got == want
+            assert got == _no_values(want)
         finally:
             fs.configure({})  # --storage-option is a setting of the run

@@ -120,7 +120,7 @@ def test_free_text_is_compared_by_length_and_stored_in_profiles(tmp_path) -> Non
     prof = tmp_path / "ref.profile.json"
     assert invoke("profile", r, "-o", prof).exit_code == 0
     stored = json.loads(prof.read_text())
-    assert stored["kldiv_profile"] == 3 and stored["columns"]["comments"]["role"] == "text"
+    assert stored["kldiv_profile"] == 4 and stored["columns"]["comments"]["role"] == "text"
     assert (
         stored["columns"]["comments"]["kind"] == "text" and "edges" in stored["columns"]["comments"]
     )

@@ -143,9 +143,29 @@ def drift(
     metric: Annotated[
         str,
         typer.Option(
-            "--metric", metavar="[kl|kl_reverse|psi|js]", help="What the threshold gates."
+            "--metric",
+            metavar="[kl|kl_reverse|psi|js|hellinger|wasserstein|ks|chi2]",
+            help="What the threshold gates (ks, chi2: a p-value test gated by --alpha; ks on "
+            "numbers, chi2 on categories, either for both; wasserstein on categories is js).",
         ),
     ] = "kl",
+    alpha: Annotated[
+        float | None,
+        typer.Option(
+            "--alpha",
+            help="With --metric ks or chi2: drift when a column's p-value is below this "
+            "(after --correction). Default 0.05.",
+        ),
+    ] = None,
+    correction: Annotated[
+        str,
+        typer.Option(
+            "--correction",
+            metavar="[none|bonferroni|bh]",
+            help="With --metric ks or chi2: correct the p-values for the number of columns "
+            "tested (Bonferroni, or Benjamini-Hochberg's false discovery rate).",
+        ),
+    ] = "none",
     base: Annotated[
         str,
         typer.Option(
@@ -279,6 +299,8 @@ def drift(
         max_missing_change=max_missing_change,
         max_new_category_share=max_new_category_share,
         schema=schema,
+        alpha=alpha,
+        correction=correction,
         delimiter=delimiter,
         output=None if output == "-" else output,
         junit=junit,
@@ -286,6 +308,11 @@ def drift(
         command=shlex.join(["kldiv", *redact_argv(current().argv, fs.option_names())]),
     )
     request.validate()  # before stdin is read
+    if engine == "dask" and metric in ("ks", "wasserstein"):
+        raise UsageError(
+            f"--metric {metric} needs the reference's values, which --engine dask does not "
+            "keep; use --engine local, or a profile made with it"
+        )
     with _engine(
         engine, request.reference, scheduler, scheduler_file, workers, timeout
     ) as profiler:

@@ -11,7 +11,8 @@ Beside them, each with its maths in its docstrings: :mod:`.half` (float16 widene
 exactly through its bits), :mod:`.stats` (mean ± standard error and percentiles, as
 ``compare`` reports them), :mod:`.compare` (per-row KL both ways, JS, TV, top-1 between
 two models), :mod:`.estimators` (the k1/k2/k3 KL estimators of RL trainers) and
-:mod:`.gaussian` (the closed-form KL of diagonal Gaussians).
+:mod:`.gaussian` (the closed-form KL of diagonal Gaussians) and :mod:`.twosample` (drift's
+two-sample tests and distances, with SciPy's numbers and without SciPy).
 """
 
 from .kl import REDUCTIONS, KLDivLoss, finish_reduction, kl_div, kl_div_grad, resolve_reduction

@@ -40,6 +40,12 @@ The rules (the user's version is ``docs/drift.md``):
   reference fills (twice that for PSI, a quarter for JS), and ``2 n m/(n + m) KL`` is
   about chi-square: a column drifts on its distribution only above both its threshold
   and :func:`noise_bound` (the 99.99 % quantile); between the two it is *weak*.
+* **More measures** (``measures`` in JSON, any of them the gate): Hellinger on the same
+  bins; Wasserstein (normed by the reference's standard deviation) and the two-sample
+  Kolmogorov-Smirnov test on the values (the profile's sketch: all of them up to
+  ``SKETCH_SIZE``); chi-square on a categorical column's bins as profiled
+  (:mod:`kldiv_cli.core.twosample`, SciPy's numbers). The tests gate on p-values below
+  ``alpha``, corrected over the columns tested (:func:`apply_correction`).
 * **Schema changes** (a column on one side only, values of another class) are reasons
   that fail the check, or warnings with ``schema="warn"``.
 """
@@ -61,6 +67,7 @@ from ..errors import InputError, UsageError
 from ..io.columns import column_array
 from ..text import clean, format_number
 from .drift_profile import (
+    SKETCH_SIZE,
     Category,
     ColumnProfile,
     Profile,
@@ -102,7 +109,17 @@ ALL_MISSING = "no values in the reference (all missing)"
 NO_FINITE = "no finite values in the reference"
 MAX_BINS = 10_000
 TOP_NEW = 10
-METRICS = ("kl", "kl_reverse", "psi", "js")
+#: Divergences of the binned shares (in --base units), Hellinger on the same shares,
+#: Wasserstein (normed by the reference's standard deviation) on the values, and the
+#: p-values of two tests: Kolmogorov-Smirnov (numbers) and chi-square (categories).
+METRICS = ("kl", "kl_reverse", "psi", "js", "hellinger", "wasserstein", "ks", "chi2")
+LOG_METRICS = ("kl", "kl_reverse", "psi", "js")
+#: Metrics that are p-values: a column drifts when its (corrected) p-value is below alpha.
+P_METRICS = ("ks", "chi2")
+CORRECTIONS = ("none", "bonferroni", "bh")
+DEFAULT_ALPHA = 0.05
+#: Evidently's floor on the reference's standard deviation when norming Wasserstein.
+MIN_STD = 0.001
 SCHEMA_POLICIES = ("fail", "warn")
 BASES = {"e": math.e, "2": 2.0, "10": 10.0}
 #: The noise floor of each metric relative to KL's.
@@ -217,6 +234,10 @@ class DriftRequest:
     max_new_category_share: float | None = None
     #: Schema changes (columns removed, added, of another type): fail or warn.
     schema: str = "fail"
+    #: The level of the p-value tests (``--metric ks|chi2``; default DEFAULT_ALPHA) and
+    #: how the p-values are corrected for the number of columns tested.
+    alpha: float | None = None
+    correction: str = "none"
     delimiter: str | None = None
     top: int = 3
     output: str | None = None
@@ -224,11 +245,32 @@ class DriftRequest:
     html: str | None = None
     command: str = ""
 
+    @property
+    def level(self) -> float:
+        """The p-value tests' level: ``--alpha``, else :data:`DEFAULT_ALPHA`."""
+        return DEFAULT_ALPHA if self.alpha is None else self.alpha
+
     def validate(self) -> None:
         """Options first, then the output guard: nothing is read before this passes."""
         self.rules.validate()
         if self.metric not in METRICS:
             raise UsageError(f"unknown metric {self.metric!r}; choose one of {', '.join(METRICS)}")
+        if self.metric in P_METRICS:
+            if not 0 < self.level < 1:
+                raise UsageError(f"--alpha must be in (0, 1), got {self.alpha}")
+            if self.thresholds:
+                raise UsageError(
+                    f"--metric {self.metric} is a p-value test gated by --alpha; "
+                    "--thresholds sets thresholds of distances"
+                )
+        elif self.alpha is not None or self.correction != "none":
+            raise UsageError(
+                "--alpha and --correction apply to the p-value tests: give --metric ks or chi2"
+            )
+        if self.correction not in CORRECTIONS:
+            raise UsageError(
+                f"--correction takes none, bonferroni or bh, got {clean(self.correction)!r}"
+            )
         if self.base not in BASES:
             raise UsageError(f"--base takes e, 2 or 10, got {self.base!r}")
         if not (math.isfinite(self.epsilon) and 0 <= self.epsilon < 1):
@@ -574,7 +616,25 @@ def profile_numeric(
         maximum=maximum,
         from_datetime=from_datetime,
         reason=reason,
+        **value_sketch(finite),
     )
+
+
+def value_sketch(finite: np.ndarray) -> dict[str, Any]:
+    """What a profile keeps of a binned column's finite values for the measures on raw
+    values: all of them sorted when there are at most :data:`SKETCH_SIZE`, else the order
+    statistics at ranks ``round((i + 1/2) n / K - 1/2)`` (K = SKETCH_SIZE: each stands for
+    n/K values); their count, mean and population standard deviation (all values)."""
+    ordered = np.sort(finite)
+    n = ordered.size
+    if n > SKETCH_SIZE:
+        ranks = np.rint((np.arange(SKETCH_SIZE) + 0.5) * n / SKETCH_SIZE - 0.5).astype(np.int64)
+        ordered = ordered[np.clip(ranks, 0, n - 1)]
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean, std = float(np.mean(finite)), float(np.std(finite))
+    if not (math.isfinite(mean) and math.isfinite(std)):
+        return {}  # values near the float64 limit: no measures on raw values
+    return {"sketch": tuple(ordered.tolist()), "finite": int(n), "mean": mean, "std": std}
 
 
 def profile_categorical(
@@ -756,13 +816,13 @@ _KIND_WORDS = {
 
 def current_counts(
     ref: ColumnProfile, col: _Column
-) -> tuple[np.ndarray, int, list[NewCategory], int]:
+) -> tuple[np.ndarray, int, list[NewCategory], int, np.ndarray | None]:
     """(counts in the reference's bins, values, the new categories (top 10), how many
-    distinct new ones) of a current column."""
+    distinct new ones, the values themselves for a binned column) of a current column."""
     if ref.role.binned:
         present = _present(_lengths(col) if ref.role is Role.TEXT else col.numbers())
         counts = bin_counts(present, np.asarray(ref.edges), float(ref.maximum or 0.0))
-        return counts, int(present.size), [], 0
+        return counts, int(present.size), [], 0, present
     if col.kind == "float":
         distinct, freq = np.unique(_present(col.numbers()), return_counts=True)
         values = distinct.tolist()
@@ -782,7 +842,7 @@ def current_counts(
         if index == k - 1:
             new.append(NewCategory(_category(value), int(n)))
     new.sort(key=lambda c: (-c.count, category_key(c.value)))
-    return counts, int(sum(freq.tolist())), new[:TOP_NEW], len(new)
+    return counts, int(sum(freq.tolist())), new[:TOP_NEW], len(new), None
 
 
 # ----------------------------------------------------------------- divergences
@@ -790,13 +850,80 @@ def current_counts(
 
 @dataclass(frozen=True)
 class Divergences:
+    """Every measure of a column (docs/drift.md gives each one's formula): the four
+    divergences and Hellinger on the (joined, smoothed) bins; Wasserstein and
+    Kolmogorov-Smirnov on the values of a binned column (None when the reference's values
+    are not known); chi-square on a categorical column's bins as profiled."""
+
     kl: float
     kl_reverse: float
     psi: float
     js: float
+    hellinger: float = 0.0
+    wasserstein: float | None = None
+    ks: float | None = None
+    ks_p_value: float | None = None
+    chi2: float | None = None
+    chi2_p_value: float | None = None
+    chi2_dof: int | None = None
 
-    def get(self, metric: str) -> float:
-        return float(getattr(self, metric))
+    def get(self, metric: str) -> float | None:
+        """The value a metric gates: the p-value of a test, else the measure."""
+        value = getattr(self, f"{metric}_p_value" if metric in P_METRICS else metric)
+        return None if value is None else float(value)
+
+    def measures(self) -> dict[str, Any]:
+        """Every measure, for JSON (tests as statistic and p-value)."""
+        doc: dict[str, Any] = {m: getattr(self, m) for m in (*LOG_METRICS, "hellinger")}
+        if self.wasserstein is not None:
+            doc["wasserstein"] = self.wasserstein
+        if self.ks is not None:
+            doc["ks"] = {"statistic": self.ks, "p_value": self.ks_p_value}
+        if self.chi2 is not None:
+            doc["chi2"] = {
+                "statistic": self.chi2,
+                "p_value": self.chi2_p_value,
+                "dof": self.chi2_dof,
+            }
+        return doc
+
+
+def column_metric(metric: str, role: Role) -> str:
+    """The metric a column is gated on: the test or distance of its kind when the one asked
+    for does not apply (``ks`` on categories is ``chi2`` and the other way round;
+    ``wasserstein`` on categories is ``js``, as Evidently's defaults)."""
+    if role is Role.CATEGORICAL:
+        return {"ks": "chi2", "wasserstein": "js"}.get(metric, metric)
+    return {"chi2": "ks"}.get(metric, metric)
+
+
+def raw_measures(ref: ColumnProfile, values: np.ndarray) -> dict[str, float]:
+    """Wasserstein (normed by the reference's standard deviation, at least
+    :data:`MIN_STD`) and the two-sample Kolmogorov-Smirnov test between a binned
+    column's reference sketch and its current finite values; empty without a sketch
+    or current finite values."""
+    finite = values[np.isfinite(values)]
+    if not ref.sketch or finite.size == 0:
+        return {}
+    from ..core.twosample import ks_2samp, wasserstein_1d
+
+    sketch = np.asarray(ref.sketch, dtype=np.float64)
+    statistic, p_value = ks_2samp(sketch, finite, size_a=ref.finite)
+    norm = max(float(ref.std or 0.0), MIN_STD)
+    return {
+        "wasserstein": wasserstein_1d(sketch, finite) / norm,
+        "ks": statistic,
+        "ks_p_value": p_value,
+    }
+
+
+def chi2_measures(p_counts: np.ndarray, q_counts: np.ndarray) -> dict[str, Any]:
+    """Pearson's chi-square test of homogeneity on the 2 x k table of a categorical
+    column's bins (categories, "other", new values), as ``scipy.stats.chi2_contingency``."""
+    from ..core.twosample import chi2_contingency_2xk
+
+    statistic, p_value, dof = chi2_contingency_2xk(p_counts, q_counts)
+    return {"chi2": statistic, "chi2_p_value": p_value, "chi2_dof": dof}
 
 
 def smoothed(counts: np.ndarray, epsilon: float) -> np.ndarray:
@@ -823,14 +950,17 @@ def divergences(
     kl = float(kl_div(log_q, p, reduction="sum")) * scale
     kl_rev = float(kl_div(log_p, q, reduction="sum")) * scale
     js = 0.5 * (float(kl_div(log_m, p, reduction="sum")) + float(kl_div(log_m, q, reduction="sum")))
-    return Divergences(kl, kl_rev, kl + kl_rev, js * scale)
+    # The difference form: exactly 0 for identical shares (1 - sum sqrt(pq) is not).
+    hellinger = math.sqrt(0.5 * float(np.sum((np.sqrt(p) - np.sqrt(q)) ** 2)))
+    return Divergences(kl, kl_rev, kl + kl_rev, js * scale, hellinger)
 
 
 def contributions(
     p_counts: np.ndarray, q_counts: np.ndarray, epsilon: float, metric: str
 ) -> np.ndarray:
     """Each bin's term of the metric (what makes a column drift), in nats; the terms add
-    up to the metric."""
+    up to the metric. Hellinger's are the terms of its square divided by it; a metric
+    that is not computed on the bins (Wasserstein, the tests) shows KL's terms."""
     p, q = smoothed(p_counts, epsilon), smoothed(q_counts, epsilon)
     with np.errstate(divide="ignore", invalid="ignore"):
         lp, lq = np.log(p), np.log(q)
@@ -842,6 +972,12 @@ def contributions(
             terms = rev
         elif metric == "psi":
             terms = kl + rev
+        elif metric == "hellinger":
+            squares = 0.5 * (np.sqrt(p) - np.sqrt(q)) ** 2
+            total = math.sqrt(float(squares.sum()))
+            terms = squares / total if total > 0 else np.zeros_like(p)
+        elif metric != "js":
+            terms = kl
         else:
             lm = np.log((p + q) / 2)
             terms = 0.5 * (
@@ -1106,6 +1242,8 @@ class ColumnResult:
     #: Why a compared column has its role, when the rule says more than the type
     #: (free text: its distinct values and lengths).
     role_reason: str = ""
+    #: A p-value test's p-value after ``--correction`` (over the columns tested).
+    p_adjusted: float | None = None
 
     @property
     def state(self) -> State:
@@ -1118,7 +1256,8 @@ class ColumnResult:
         if self.divergences is None:
             return State.SKIPPED
         value = self.value
-        if self.missing_weak or (value is not None and value > self.threshold):
+        above = value is not None and self.metric not in P_METRICS and value > self.threshold
+        if self.missing_weak or above:
             return State.WEAK  # above a threshold, within what chance gives
         return State.OK
 
@@ -1147,6 +1286,9 @@ class ColumnResult:
         if self.divergences is not None:
             d = self.divergences
             doc.update(kl=d.kl, kl_reverse=d.kl_reverse, psi=d.psi, js=d.js)
+            doc["measures"] = d.measures()
+            if self.metric in P_METRICS:
+                doc["p_value_adjusted"] = self.p_adjusted
         m = self.missing
         doc.update(
             n_reference=self.n_reference,
@@ -1217,6 +1359,9 @@ class Settings:
     max_missing_change: float
     max_new_category_share: float | None
     schema: str = "fail"
+    #: The p-value tests' level and correction (None/"none" for the other metrics).
+    alpha: float | None = None
+    correction: str = "none"
 
 
 @dataclass(frozen=True)
@@ -1289,6 +1434,8 @@ class DriftReport:
             "max_missing_change": s.max_missing_change,
             "max_new_category_share": s.max_new_category_share,
             "schema": s.schema,
+            "alpha": s.alpha,
+            "correction": s.correction,
             "n_columns": len(self.columns),
             "n_drifted": self.n_drifted,
             "n_errors": self.n_errors,
@@ -1334,7 +1481,7 @@ def check_column(
     base = ColumnResult(
         name=ref.name,
         role=ref.role,
-        metric=request.metric,
+        metric=column_metric(request.metric, ref.role),
         threshold=threshold,
         missing=Missing(ref.missing, ref.rows, 0, col.rows),
     )
@@ -1363,7 +1510,7 @@ def check_column(
             result, error=f"is {ref.role.value} in the reference but {found} in the current data"
         )
     try:
-        cur, n_cur, new, n_new = current_counts(ref, col)
+        cur, n_cur, new, n_new, cur_values = current_counts(ref, col)
     except InputError as exc:
         return _with(result, error=str(exc))
     result = _with(result, n_current=n_cur)
@@ -1379,17 +1526,32 @@ def check_column(
     if ref.role is Role.CATEGORICAL:
         p = np.append(p, 0)
     n_new_values = int(cur[-1])  # before joining: new values may join the rare categories
+    # On the values, or the bins as profiled (before rare ones are joined).
+    raw = raw_measures(ref, cur_values) if cur_values is not None else chi2_measures(p, cur)
     need = math.ceil(MIN_BIN_COUNT * (ref.values + n_cur) / min(ref.values, n_cur))
     members = [1] * len(ref.categories) + ([len(ref.pooled)] if ref.pooled else []) + [0]
     p, cur, labels = merge_rare(p, cur, bin_labels(ref), need, ref.role.binned, members)
-    values = divergences(p, cur, request.epsilon, BASES[request.base])
-    value = values.get(request.metric)
+    from dataclasses import replace
+
+    values = replace(divergences(p, cur, request.epsilon, BASES[request.base]), **raw)
+    metric = result.metric
+    value = values.get(metric)
+    if value is None and ref.sketch:
+        return _with(result, error=f"{metric}: no finite values in the current data")
+    if value is None:
+        return _with(
+            result,
+            error=f"{metric} needs the reference's values, which this profile does not hold "
+            "(built before profile version 4, or by --engine dask); use the reference itself "
+            "or rebuild the profile with 'kldiv profile'",
+        )
     nats = math.log(BASES[request.base])
     filled = int(np.count_nonzero(p))
-    scale = FLOOR_SCALE[request.metric]
     dof = noise_dof(filled, ref.role.binned)
-    bound = noise_bound(dof, ref.values, n_cur) * scale / nats
-    if not (value <= threshold or value <= bound):
+    bound, floor, needed = _noise(metric, dof, filled, ref.values, n_cur, threshold, nats)
+    if metric not in P_METRICS and not (
+        value <= threshold or (bound is not None and value <= bound)
+    ):
         reasons = (Reason.DISTRIBUTION, *reasons)
     new_share = None
     if ref.role is Role.CATEGORICAL:
@@ -1397,9 +1559,10 @@ def check_column(
         limit = request.max_new_category_share
         if limit is not None and new_share > limit:
             reasons = (*reasons, Reason.NEW_CATEGORIES)
-    terms = contributions(p, cur, request.epsilon, request.metric) / nats
+    terms = contributions(p, cur, request.epsilon, metric)
+    if metric != "hellinger":
+        terms = terms / nats
     order = np.argsort(-terms, kind="stable")[: request.top]
-    floor = noise_floor(filled, ref.values, n_cur) * scale / nats
     return _with(
         result,
         reasons=reasons,
@@ -1407,7 +1570,7 @@ def check_column(
         bins=int(p.size),
         noise_floor=floor,
         noise_bound=bound,
-        rows_needed=rows_needed(dof, threshold * nats / scale) if threshold < bound else None,
+        rows_needed=needed,
         histogram=Histogram(tuple(labels), tuple(int(c) for c in p), tuple(int(c) for c in cur)),
         top_bins=tuple(
             Bin(labels[i], float(p[i]) / ref.values, float(cur[i]) / n_cur, float(terms[i]))
@@ -1418,6 +1581,46 @@ def check_column(
         new_category_share=new_share,
         outside_range_share=(float(cur[0] + cur[-1]) / n_cur if ref.role.binned else None),
     )
+
+
+def _noise(
+    metric: str, dof: int, filled: int, n: int, m: int, threshold: float, nats: float
+) -> tuple[float | None, float | None, int | None]:
+    """(noise bound, noise floor, rows needed) of a column in the metric's units: the
+    divergences scale KL's (:data:`FLOOR_SCALE`, in --base units); Hellinger's square is
+    about a quarter of KL under small changes (both are ``sum (p - q)^2 / p`` to second
+    order, over 2 and 8), so its bound is ``sqrt(KL bound / 4)``. Wasserstein and the
+    tests have none (the tests are their own noise bound)."""
+    if metric in LOG_METRICS:
+        scale = FLOOR_SCALE[metric] / nats
+        bound = noise_bound(dof, n, m) * scale
+        needed = rows_needed(dof, threshold / scale) if threshold < bound else None
+        return bound, noise_floor(filled, n, m) * scale, needed
+    if metric == "hellinger":
+        bound = math.sqrt(noise_bound(dof, n, m) / 4)
+        needed = rows_needed(dof, 4 * threshold**2) if threshold < bound else None
+        return bound, math.sqrt(noise_floor(filled, n, m) / 4), needed
+    return None, None, None
+
+
+def apply_correction(results: list[ColumnResult], alpha: float, method: str) -> list[ColumnResult]:
+    """The dataset's p-value tests: each tested column's p-value corrected over all of them
+    (``method``: :func:`~kldiv_cli.core.twosample.adjust_p_values`); a column drifts on its
+    distribution (reason ``distribution``) when the corrected p-value is below ``alpha``."""
+    from ..core.twosample import adjust_p_values
+
+    tested = [
+        i
+        for i, c in enumerate(results)
+        if c.metric in P_METRICS and c.value is not None and not c.error
+    ]
+    adjusted = adjust_p_values(np.array([results[i].value for i in tested]), method)
+    out = list(results)
+    for i, p_adj in zip(tested, adjusted.tolist()):
+        c = results[i]
+        reasons = (Reason.DISTRIBUTION, *c.reasons) if p_adj < alpha else c.reasons
+        out[i] = _with(c, p_adjusted=p_adj, reasons=reasons)
+    return out
 
 
 _CLASSES = {"integer": "number", "float": "number"}
@@ -1581,8 +1784,10 @@ def run_drift(
         unmatched = (tuple(n for n in unmatched[0] if n in profiled), unmatched[1])
     import pyarrow as pa
 
+    p_test = request.metric in P_METRICS
+
     def one(name: str) -> ColumnResult:
-        threshold = thresholds.for_column(name, request.threshold)
+        threshold = request.level if p_test else thresholds.for_column(name, request.threshold)
         try:
             col = _Column.read(current, name)
             if profile is None:
@@ -1600,7 +1805,11 @@ def run_drift(
             return _unreadable(name, request, threshold, _arrow_text(exc))
 
     results = _map_columns(one, names)
+    if p_test:
+        results = apply_correction(results, request.level, request.correction)
     default = thresholds.default if thresholds.default is not None else request.threshold
+    if p_test:
+        default = request.level
     for names_, reason, text in (
         (unmatched[0], Reason.COLUMN_REMOVED, "in the reference, missing from the current data"),
         (unmatched[1], Reason.COLUMN_ADDED, "in the current data, not in the reference"),
@@ -1617,7 +1826,7 @@ def run_drift(
         current_rows=current.num_rows,
         settings=Settings(
             metric=s.metric,
-            threshold=thresholds.default if thresholds.default is not None else s.threshold,
+            threshold=default,
             epsilon=s.epsilon,
             base=s.base,
             bins=profile.bins if profile else s.rules.bins,
@@ -1628,6 +1837,8 @@ def run_drift(
             max_missing_change=s.max_missing_change,
             max_new_category_share=s.max_new_category_share,
             schema=s.schema,
+            alpha=s.level if p_test else None,
+            correction=s.correction,
         ),
         columns=tuple(results),
         seconds=time.perf_counter() - started,

@@ -26,10 +26,16 @@ from ..text import clean, unicode_safe
 #: Version 2: numeric bins closed at the reference's range with a bin below and one
 #: above it; categories capped with an "other" bin; column roles. Version 3 adds the
 #: ``text`` role (binned string lengths) and each column's value ``kind`` (for type
-#: changes); version 2 profiles are still read (no text role, kinds unknown). Version 1
-#: profiles (open outer bins, no roles) are refused with a hint to rebuild them.
-PROFILE_VERSION = 3
-READ_VERSIONS = (2, 3)
+#: changes). Version 4 adds each binned column's ``sketch`` of its finite values (all of them
+#: up to :data:`SKETCH_SIZE`, else that many evenly spaced order statistics) with their
+#: count, mean and standard deviation, for the measures on raw values (Wasserstein,
+#: Kolmogorov-Smirnov). Versions 2 and 3 are still read (no sketch: those measures are
+#: not available; version 2 has no text role and no kinds). Version 1 profiles (open
+#: outer bins, no roles) are refused with a hint to rebuild them.
+PROFILE_VERSION = 4
+READ_VERSIONS = (2, 3, 4)
+#: The most values a profile keeps of a binned column (``ks_2samp`` is exact up to this).
+SKETCH_SIZE = 10_000
 #: The classes of values a column holds (``jobs.drift``'s type classes).
 KINDS = ("integer", "float", "bool", "text", "datetime", "null", "other")
 #: A profile or TOML file larger than this is not one kldiv wrote.
@@ -87,6 +93,13 @@ class ColumnProfile:
     from_datetime: bool = False
     reason: str = ""
     kind: str = ""
+    #: Binned columns (version 4): the finite values sorted, or :data:`SKETCH_SIZE` evenly
+    #: spaced order statistics of them; how many finite values there are; their mean and
+    #: (population) standard deviation. Empty/None when not known.
+    sketch: tuple[float, ...] = ()
+    finite: int = 0
+    mean: float | None = None
+    std: float | None = None
 
     @property
     def values(self) -> int:
@@ -101,6 +114,13 @@ class ColumnProfile:
             doc.update(edges=list(self.edges), maximum=self.maximum, counts=list(self.counts))
             if self.from_datetime:
                 doc["from_datetime"] = True
+            if self.sketch:
+                doc["sketch"] = {
+                    "finite": self.finite,
+                    "mean": self.mean,
+                    "std": self.std,
+                    "values": list(self.sketch),
+                }
         elif self.role is Role.CATEGORICAL:
             doc.update(categories=list(self.categories), counts=list(self.counts))
             doc["pooled"] = list(self.pooled)
@@ -208,6 +228,36 @@ def _category_list(doc: dict[str, Any], key: str, where: str) -> tuple[Category,
     return tuple(values)
 
 
+def _sketch(doc: Any, where: str, values: int) -> dict[str, Any]:
+    """A binned column's ``sketch`` (absent: none): ``finite`` (<= the column's values),
+    ``mean`` and ``std`` (>= 0) finite numbers, ``values`` 1 to ``min(finite,
+    SKETCH_SIZE)`` finite numbers in increasing order, all of them when ``finite`` is at
+    most :data:`SKETCH_SIZE`."""
+    if doc is None:
+        return {}
+    _need(isinstance(doc, dict), f"{where}: 'sketch' must be an object")
+    finite = _int(doc, "finite", f"{where} sketch", minimum=1)
+    _need(finite <= values, f"{where}: the sketch has more finite values than the column")
+    mean, std, kept = doc.get("mean"), doc.get("std"), doc.get("values")
+    _need(_finite(mean) and _finite(std) and std >= 0, f"{where}: bad sketch mean or std")
+    _need(
+        isinstance(kept, list) and all(_finite(v) for v in kept),
+        f"{where}: the sketch's 'values' must be a list of finite numbers",
+    )
+    assert isinstance(kept, list)
+    _need(
+        len(kept) == min(finite, SKETCH_SIZE),
+        f"{where}: the sketch holds {len(kept)} values, not {min(finite, SKETCH_SIZE)}",
+    )
+    _need(all(a <= b for a, b in zip(kept, kept[1:])), f"{where}: the sketch is not sorted")
+    return {
+        "sketch": tuple(float(v) for v in kept),
+        "finite": finite,
+        "mean": float(mean),
+        "std": float(std),
+    }
+
+
 def _column(name: str, doc: Any, version: int) -> ColumnProfile:
     where = f"column {clean(name)!r}"
     _need(isinstance(doc, dict), f"{where} must be an object")
@@ -241,6 +291,7 @@ def _column(name: str, doc: Any, version: int) -> ColumnProfile:
         )
         from_dt = doc.get("from_datetime", False)
         _need(isinstance(from_dt, bool), f"{where}: 'from_datetime' must be true or false")
+        sketch = _sketch(doc.get("sketch"), where, values) if version >= 4 else {}
         return ColumnProfile(
             name,
             role,
@@ -252,6 +303,7 @@ def _column(name: str, doc: Any, version: int) -> ColumnProfile:
             from_datetime=from_dt,
             reason=reason,
             kind=kind,
+            **sketch,
         )
     if role is Role.CATEGORICAL:
         categories = _category_list(doc, "categories", where)

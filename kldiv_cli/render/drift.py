@@ -18,7 +18,15 @@ from collections.abc import Sequence
 from typing import IO, Any
 from xml.etree import ElementTree as ET
 
-from ..jobs.drift import ColumnResult, DriftReport, Histogram, Reason, Settings, State
+from ..jobs.drift import (
+    P_METRICS,
+    ColumnResult,
+    DriftReport,
+    Histogram,
+    Reason,
+    Settings,
+    State,
+)
 from ..text import clean, markup
 from . import Report
 from .files import html_document, xml_document
@@ -87,6 +95,13 @@ def explain(c: ColumnResult, settings: Settings) -> str:
     for reason in c.reasons:
         if reason is Reason.DISTRIBUTION:
             text = f"{c.metric} {_fmt(c.value)} > {_fmt(c.threshold)}"
+            if c.metric in P_METRICS:
+                corrected = (
+                    f" ({settings.correction}: {_fmt(c.p_adjusted)})"
+                    if settings.correction != "none"
+                    else ""
+                )
+                text = f"{c.metric} p-value {_fmt(c.value)}{corrected} < alpha {_fmt(c.threshold)}"
             if c.top_bins:
                 b = c.top_bins[0]
                 text += (
@@ -173,7 +188,8 @@ def drift_report(report: DriftReport) -> Report:
     s = report.settings
 
     def div(c: ColumnResult, key: str) -> float | None:
-        return None if c.divergences is None else float(getattr(c.divergences, key))
+        value = None if c.divergences is None else getattr(c.divergences, key)
+        return None if value is None else float(value)
 
     table: dict[str, Sequence[Any]] = {
         "column": [clean(c.name) for c in cols],
@@ -186,6 +202,12 @@ def drift_report(report: DriftReport) -> Report:
         "kl_reverse": [div(c, "kl_reverse") for c in cols],
         "psi": [div(c, "psi") for c in cols],
         "js": [div(c, "js") for c in cols],
+        "hellinger": [div(c, "hellinger") for c in cols],
+        "wasserstein": [div(c, "wasserstein") for c in cols],
+        "ks": [div(c, "ks") for c in cols],
+        "ks_p_value": [div(c, "ks_p_value") for c in cols],
+        "chi2": [div(c, "chi2") for c in cols],
+        "chi2_p_value": [div(c, "chi2_p_value") for c in cols],
         "n_reference": [c.n_reference for c in cols],
         "n_current": [c.n_current for c in cols],
         "missing_reference": [c.missing.reference_share for c in cols],
@@ -291,7 +313,13 @@ def junit_xml(report: DriftReport) -> bytes:
             d = c.divergences
             out.append(
                 f"kl={_fmt(d.kl)} kl_reverse={_fmt(d.kl_reverse)} psi={_fmt(d.psi)} js={_fmt(d.js)}"
-                f" (threshold {_fmt(c.threshold)} on {c.metric})"
+                f" hellinger={_fmt(d.hellinger)}"
+                + "".join(
+                    f" {key}={_fmt(getattr(d, key))}"
+                    for key in ("wasserstein", "ks", "ks_p_value", "chi2", "chi2_p_value")
+                    if getattr(d, key) is not None
+                )
+                + f" (threshold {_fmt(c.threshold)} on {c.metric})"
             )
         out.append(f"missing {missing_text(c)}")
         if c.n_new_categories:
