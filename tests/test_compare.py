@@ -1111,3 +1111,53 @@ def test_many_candidates_rows_must_match(quants) -> None:
     np.save(d / "short.npy", a[:150])
     out = invoke("compare", d / "ref.npy", d / "cand.npy", d / "short.npy")
     assert out.exit_code == 2 and "short.npy" in out.stderr and "numbers of rows" in out.stderr
+
+
+# ---------------------------------------------------------------- offenders
+
+
+def test_top_rows_of_largest_kl(models) -> None:
+    d, a, b, t = models
+    np.save(d / "ref3.npy", a.reshape(8, 25, 30))
+    np.save(d / "cand3.npy", b.reshape(8, 25, 30))
+    t = t.copy()
+    t[::7] = -100  # ignored rows keep their input index
+    np.save(d / "t.npy", t)
+    args = ("--tokens", d / "t.npy", "--ignore-index", "-100", "--top", "5")
+    doc = run_json(d / "ref3.npy", d / "cand3.npy", *args)
+    lp, lq = log_softmax(a), log_softmax(b)
+    kl = (np.exp(lp) * (lp - lq)).sum(axis=1)
+    kl[t == -100] = -np.inf
+    rows = np.argsort(-kl, kind="stable")[:5]
+    assert [o["row"] for o in doc["offenders"]] == rows.tolist()
+    for o, r in zip(doc["offenders"], rows):
+        assert (o["sequence"], o["position"]) == divmod(int(r), 25)
+        assert o["token"] == t[r]
+        assert o["logp_reference"] == pytest.approx(lp[r, t[r]], rel=1e-12)
+        assert o["logp_candidate"] == pytest.approx(lq[r, t[r]], rel=1e-12)
+        assert o["kl"] == pytest.approx(kl[r], rel=1e-10)
+        assert o["tv"] == pytest.approx(0.5 * np.abs(np.exp(lp[r]) - np.exp(lq[r])).sum())
+        assert o["top1_rank"] == candidate_ranks(a[r : r + 1], b[r : r + 1])[0][0]
+    assert "offenders" not in run_json(d / "ref3.npy", d / "cand3.npy")
+    plain = invoke("compare", d / "ref3.npy", d / "cand3.npy", *args, "-f", "plain").stdout
+    assert f"row {rows[0]} (sequence {rows[0] // 25}, position {rows[0] % 25})" in plain
+    csv = invoke("compare", d / "ref3.npy", d / "cand3.npy", *args, "-f", "csv").stdout
+    assert "offender" not in csv  # records, not statistics
+    # 2-D without tokens: the row and the measures only
+    flat = run_json(d / "ref.npy", d / "cand.npy", "--top", "300")["offenders"]
+    assert len(flat) == 200 and set(flat[0]) == {"row", "kl", "kl_reverse", "js", "tv", "top1_rank"}
+    assert [o["kl"] for o in flat] == sorted((o["kl"] for o in flat), reverse=True)
+
+
+def test_top_rows_of_a_kld_file_name_chunk_and_position() -> None:
+    kld = SAMPLES / "compare"
+    doc = run_json(kld / "base.kld", kld / "quant.kld", "--top", "2", full=True)
+    n_ctx = doc["reference"]["n_ctx"]
+    first, per_chunk = n_ctx // 2, n_ctx - 1 - n_ctx // 2
+    for o in doc["offenders"]:
+        assert (o["sequence"], o["position"]) == (
+            o["row"] // per_chunk,
+            first + o["row"] % per_chunk,
+        )
+    out = invoke("compare", kld / "base.kld", kld / "quant.kld", "--top", "0")
+    assert out.exit_code == 2 and "--top must be at least 1" in out.stderr

@@ -131,6 +131,15 @@ def compare(
             help="Also write the per-row measures to .npy, .csv or .parquet (atomically).",
         ),
     ] = None,
+    top: Annotated[
+        int | None,
+        typer.Option(
+            "--top",
+            metavar="N",
+            help="Also report the N rows of largest KL: row, sequence and position (3-D and "
+            ".kld inputs), token and both log-probs (with tokens), every measure.",
+        ),
+    ] = None,
     chunk_rows: ChunkRowsOpt = None,
     threads: ThreadsOpt = None,
     strict: StrictOpt = False,
@@ -185,6 +194,7 @@ def compare(
         reference=reference,
         candidate=candidates[0],
         others=tuple(candidates[1:]),
+        top=top,
         labels=tuple(label or ()),
         reference_as=reference_as or as_,
         candidate_as=candidate_as or as_,

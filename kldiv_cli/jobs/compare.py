@@ -59,6 +59,7 @@ __all__ = [
     "CompareResult",
     "compare",
     "compare_all",
+    "offenders",
     "paired_differences",
     "statistic_names",
 ]
@@ -156,6 +157,8 @@ class CompareRequest:
     strict: bool = False
     #: ``--frac-above``: each measure block reports the share of rows above each.
     frac_above: tuple[float, ...] = FRAC_ABOVE
+    #: ``--top N``: report the N rows of largest KL (None: none).
+    top: int | None = None
     #: More candidates, measured against the same reference in the same pass.
     others: tuple[str, ...] = ()
     #: ``--label``: a name for each candidate, in order (default: the file names).
@@ -227,7 +230,11 @@ class CompareRequest:
                 )
         if not (math.isfinite(self.temperature) and self.temperature > 0):
             raise UsageError(f"--temperature must be a finite number > 0, got {self.temperature}")
-        for option, value in (("--chunk-rows", self.chunk_rows), ("--threads", self.threads)):
+        for option, value in (
+            ("--chunk-rows", self.chunk_rows),
+            ("--threads", self.threads),
+            ("--top", self.top),
+        ):
             if value is not None and value < 1:
                 raise UsageError(f"{option} must be at least 1, got {value}")
         if self.labels and len(self.labels) != len(self.candidates):
@@ -291,6 +298,8 @@ class CompareResult:
     reference: dict[str, Any] = field(default_factory=dict)
     candidate: dict[str, Any] = field(default_factory=dict)
     tokens: str | None = None
+    #: ``--top N``: the N rows of largest KL, largest first (see :func:`offenders`).
+    offenders: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def failed(self) -> list[dict[str, Any]]:
@@ -442,6 +451,47 @@ class CompareAllResult:
         return "; ".join(parts) or None
 
 
+def _sequences(src: Source) -> tuple[int, int] | None:
+    """(rows per sequence, position of its first row) when the rows are positions of
+    sequences: a 3-D input (sequences × positions × classes), or a ``.kld`` file (chunks
+    of ``n_ctx`` tokens, positions ``n_ctx/2 … n_ctx−2`` scored); None otherwise."""
+    if isinstance(src, KldSource):
+        first = src.n_ctx // 2
+        return src.n_ctx - 1 - first, first
+    shape = tuple(src.shape)
+    if len(shape) == 3 and shape[1] > 0:
+        return shape[1], 0
+    return None
+
+
+def offenders(
+    per_row: dict[str, np.ndarray], top: int, sequences: tuple[int, int] | None
+) -> list[dict[str, Any]]:
+    """The ``top`` rows of largest KL, largest first (ties: the earlier row; NaN rows
+    last): ``row`` (in the input), ``sequence`` and ``position`` (see :func:`_sequences`),
+    with tokens ``token``, ``logp_reference`` = log p(token) and ``logp_candidate`` =
+    log q(token), then every measure and ``top1_rank``."""
+    kl = per_row["kl"]
+    order = np.argsort(-kl, kind="stable")[:top]
+    out = []
+    for i in order.tolist():
+        row = int(per_row["row"][i])
+        entry: dict[str, Any] = {"row": row}
+        if sequences is not None:
+            length, first = sequences
+            entry.update(sequence=row // length, position=first + row % length)
+        if "token" in per_row:
+            entry.update(
+                token=int(per_row["token"][i]),
+                logp_reference=-float(per_row["nll_reference"][i]),
+                logp_candidate=-float(per_row["nll_candidate"][i]),
+            )
+        entry.update({m: float(per_row[m][i]) for m in MEASURES})
+        entry["top1_rank"] = int(per_row["top1_rank"][i])
+        out.append(entry)
+    return out
+
+
 def paired_differences(labels: list[str], kl: list[np.ndarray]) -> list[dict[str, Any]]:
     r"""For each pair of candidates measured on the same rows, the mean of the per-row
     differences of KL, ``d = kl_a − kl_b``, and its standard error
@@ -521,6 +571,7 @@ def compare_all(
         nan_rows = _warnings(per_row)
         if request.strict and nan_rows:
             raise UsageError(f"--strict: {nan_rows[0]}")
+        worst = offenders(per_row, request.top, _sequences(ref)) if request.top else []
         results.append(
             CompareResult(
                 statistics=statistics,
@@ -532,6 +583,7 @@ def compare_all(
                 reference={**ref.describe(), "as": kinds[0]},
                 candidate={**cand.describe(), "as": _kind(request.candidate_as, cand)},
                 tokens=tokens_label or None,
+                offenders=worst,
             )
         )
     labels = request.candidate_labels

@@ -64,6 +64,21 @@ def _section(stats: dict[str, Any], short: str, fmt: Callable[[float], str]) -> 
     return lines
 
 
+def _offender(o: dict[str, Any]) -> str:
+    where = f"row {o['row']}"
+    if "sequence" in o:
+        where += f" (sequence {o['sequence']}, position {o['position']})"
+    if "token" in o:
+        where += (
+            f", token {o['token']}: log p {_num(o['logp_reference'])}, "
+            f"log q {_num(o['logp_candidate'])}"
+        )
+    return (
+        f"{where}; KLD {_num(o['kl'])}, rKLD {_num(o['kl_reverse'])}, JSD {_num(o['js'])}, "
+        f"TVD {_num(o['tv'])}, candidate rank of the top-1 {o['top1_rank']}"
+    )
+
+
 def human_lines(doc: dict[str, Any]) -> list[str]:
     """The statistics as llama.cpp prints them (one line per statistic)."""
     lines = [f"compare: {doc['rows']} rows"]
@@ -100,6 +115,10 @@ def human_lines(doc: dict[str, Any]) -> list[str]:
             f"Mean PPL(Q)/PPL(base)         : {pm('ratio')}",
             f"Mean PPL(Q)-PPL(base)         : {pm('difference')}",
         ]
+    worst = doc.get("offenders", [])
+    if worst:
+        lines += ["", f"====== The {len(worst)} rows of largest KLD ======"]
+        lines += [_offender(o) for o in worst]
     for check in doc.get("thresholds", []):
         op = "fail_above" if "fail_above" in check else "fail_below"
         state = "ok" if check["passed"] else "FAILED"
@@ -122,7 +141,9 @@ def _rows(doc: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
 
 
 def _table(doc: dict[str, Any]) -> dict[str, Sequence[Any]]:
-    pairs = _rows({k: v for k, v in doc.items() if k not in ("thresholds", "verdict")})
+    # The offenders are records, not statistics: JSON and the plain lines hold them.
+    skip = ("thresholds", "verdict", "offenders")
+    pairs = _rows({k: v for k, v in doc.items() if k not in skip})
     names = [name for name, _ in pairs]
     values = [value for _, value in pairs]
     if "verdict" in doc:
@@ -137,6 +158,8 @@ def compare_report(result: CompareResult) -> Report:
     inputs (``reference``, ``candidate``, ``tokens``), ``warnings`` and ``kldiv_version``;
     the CSV/markdown rows and the plain lines are the statistics (and gates) only."""
     doc: dict[str, Any] = dict(result.statistics)
+    if result.offenders:
+        doc["offenders"] = result.offenders
     if result.checks:
         doc["thresholds"] = result.checks
         doc["verdict"] = "fail" if result.failed else "pass"
