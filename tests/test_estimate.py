@@ -761,3 +761,51 @@ def test_cli_robust_statistics_of_each_estimator(run_cli, files):
         wrong.exit_code == 2
         and wrong.stderr == "kldiv: error: --frac-above: 'abc' is not a number\n"
     )
+
+
+def test_cli_top_tokens_and_clamp_counts(run_cli, tmp_path):
+    logp, ref, mask = batch(seed=4, sequences=6, width=12, scale=3.0)
+    ref = ref.copy()
+    ref[0, 3] = -40.0  # a spike: log ratio below verl's -20 bound
+    logp[mask == 0] = 0.0  # padding that is never an offender
+    ref[mask == 0] = -60.0
+    for name, arr in (("logp", logp), ("ref", ref), ("mask", mask)):
+        np.save(tmp_path / f"{name}.npy", arr)
+    args = [tmp_path / "logp.npy", tmp_path / "ref.npy", "--mask", tmp_path / "mask.npy"]
+    a, b = logp.astype(np.float64), ref.astype(np.float64)
+    x = (b - a)[mask == 1]
+    seq, pos = np.nonzero(mask == 1)
+    order = np.argsort(-np.abs(x), kind="stable")[:4]
+    formulas = {"k1": -x, "k2": 0.5 * x**2, "k3": np.exp(x) - 1 - x, "abs": np.abs(x)}
+
+    doc = as_json(run_cli("estimate", *args, "--clamp", "-1,1", "--top", "4", "-f", "json"))
+    assert [(o["sequence"], o["position"]) for o in doc["offenders"]] == [
+        (seq[i], pos[i]) for i in order
+    ]
+    assert (doc["offenders"][0]["sequence"], doc["offenders"][0]["position"]) == (0, 3)
+    for o, i in zip(doc["offenders"], order):
+        assert (o["logp"], o["ref_logp"]) == (a[mask == 1][i], b[mask == 1][i])
+        assert o["log_ratio"] == x[i]
+        for name, v in formulas.items():
+            assert o[name] == pytest.approx(np.clip(v[i], -1, 1), rel=1e-12)
+    clamped = doc["diagnostics"]["clamped"]
+    for name, v in formulas.items():
+        assert clamped[name] == {"log_ratio": 0, "result": int(np.sum((v < -1) | (v > 1)))}
+
+    verl = as_json(run_cli("estimate", *args, "--clamp", "verl", "-f", "json"))
+    k3 = np.exp(np.clip(x, -20, 20)) - 1 - np.clip(x, -20, 20)
+    assert verl["diagnostics"]["clamped"]["k3"] == {
+        "log_ratio": int(np.sum(np.abs(x) > 20)),
+        "result": int(np.sum(np.abs(k3) > 10)),
+    }
+    assert verl["diagnostics"]["clamped"]["k1"] == {"log_ratio": 0, "result": 0}  # k3 only
+    assert "offenders" not in verl
+    gate = run_cli(
+        "estimate", *args, "--clamp", "verl", "--fail-above", "diagnostics.clamped.k3.log_ratio=0"
+    )
+    assert gate.exit_code == 1 and "diagnostics.clamped.k3.log_ratio = 1" in gate.stderr
+    notes = run_cli("estimate", *args, "--clamp", "verl", "--top", "1", "-f", "csv").stderr
+    assert "clamp verl changed tokens: k1 0 (log ratio) + 0 (result)" in notes
+    assert "sequence 0, position 3: logp" in notes
+    bad = run_cli("estimate", *args, "--top", "0")
+    assert bad.exit_code == 2 and "--top must be at least 1" in bad.stderr

@@ -165,6 +165,15 @@ def estimate(
     fail_above: FailAboveOpt = None,
     fail_below: FailBelowOpt = None,
     frac_above: FracAboveOpt = "0.01,0.1,1",
+    top: Annotated[
+        int | None,
+        typer.Option(
+            "--top",
+            metavar="N",
+            help="Also report the N tokens of largest |log ratio|: sequence, position, both "
+            "log-probs and each estimator (JSON offenders; notes on stderr).",
+        ),
+    ] = None,
     strict: StrictOpt = False,
     quiet: QuietOpt = False,
     no_color: NoColorOpt = False,
@@ -247,6 +256,7 @@ def estimate(
         fail_below=tuple(fail_below or ()),
         output=output if output != "-" else None,
         frac_above=parse_thresholds(frac_above),
+        top=top,
     )
     configure_storage(storage_option)
     request.validate()  # before stdin is read

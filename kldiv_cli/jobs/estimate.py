@@ -18,6 +18,7 @@ from ..core.estimators import (
     EMPTY_SEQUENCES,
     ESTIMATORS,
     SUM_NORM_V07,
+    Clamp,
     aggregate_tokens,
     estimate_diagnostics,
     parse_clamp,
@@ -74,6 +75,8 @@ class EstimateRequest:
     output: str | None = None
     #: ``--frac-above``: each per-token summary reports the share of tokens above each.
     frac_above: tuple[float, ...] = FRAC_ABOVE
+    #: ``--top N``: report the N tokens of largest |log ratio| (None: none).
+    top: int | None = None
 
     @property
     def estimators(self) -> tuple[str, ...]:
@@ -111,6 +114,8 @@ class EstimateRequest:
             raise UsageError("--pad-value nan is the default (NaN always marks padding)")
         if self.mask == "-":
             raise UsageError("--mask cannot be '-' (stdin holds LOGP or REF_LOGP)")
+        if self.top is not None and self.top < 1:
+            raise UsageError(f"--top must be at least 1, got {self.top}")
         check_thresholds(self.frac_above)
         # Gates name numbers of the output: checked now, before anything is read.
         zero = np.zeros((1, 1))
@@ -119,7 +124,12 @@ class EstimateRequest:
             0,
             0,
             _diagnostics(
-                zero, zero, zero == 0, dict.fromkeys(self.estimators, zero[0]), self.frac_above
+                zero,
+                zero,
+                zero == 0,
+                dict.fromkeys(self.estimators, zero[0]),
+                self.frac_above,
+                parse_clamp(self.clamp),
             ),
         )
         numbers = flatten(skeleton)
@@ -146,6 +156,8 @@ class EstimateResult:
     logp: dict[str, Any]
     ref_logp: dict[str, Any]
     gates: list[dict[str, Any]] = field(default_factory=list)
+    #: ``--top N``: the N tokens of largest |log ratio| (see :func:`_offenders`).
+    offenders: list[dict[str, Any]] = field(default_factory=list)
     #: Suspicious data that did not stop the job (``--strict`` makes them errors).
     warnings: list[str] = field(default_factory=list)
 
@@ -172,16 +184,66 @@ def _diagnostics(
     valid: np.ndarray,
     per_token: dict[str, np.ndarray],
     thresholds: tuple[float, ...],
+    clamp: Clamp,
 ) -> dict[str, Any]:
-    """The diagnostics object: how far apart the sides are, and each per-token estimate's
+    """The diagnostics object: how far apart the sides are, each per-token estimate's
     summary with its trimmed mean and shares above ``thresholds`` (``per_token`` holds
-    the values of the valid tokens)."""
+    the values of the valid tokens), and how many tokens each of ``clamp``'s bounds
+    changed (:func:`_clamped`)."""
     out = estimate_diagnostics(a, b, valid)
     out["per_token"] = {
         name: {**summary(values), **robust(values, thresholds)}
         for name, values in per_token.items()
     }
+    with np.errstate(invalid="ignore"):
+        logr = (b - a)[valid]
+    out["clamped"] = _clamped(logr, list(per_token), clamp)
     return out
+
+
+def _clamped(logr: np.ndarray, names: list[str], clamp: Clamp) -> dict[str, dict[str, int]]:
+    """For each estimator, the tokens whose value a bound of ``clamp`` changed:
+    ``log_ratio`` (log r outside its bounds, clipped before the estimate) and ``result``
+    (the estimate of the clipped log r outside its bounds, clipped after); 0 where the
+    clamp has no such bound or does not apply to the estimator (verl: k3 only)."""
+    out = {}
+    for name in names:
+        counts = {"log_ratio": 0, "result": 0}
+        if clamp.applies(name) and clamp.log_ratio is not None:
+            lo, hi = clamp.log_ratio
+            counts["log_ratio"] = int(np.count_nonzero((logr < lo) | (logr > hi)))
+        if clamp.applies(name) and clamp.result is not None:
+            before = Clamp(clamp.name, log_ratio=clamp.log_ratio, only=clamp.only)
+            values = per_token(logr, name, before)
+            lo, hi = clamp.result
+            counts["result"] = int(np.count_nonzero((values < lo) | (values > hi)))
+        out[name] = counts
+    return out
+
+
+def _offenders(
+    a: np.ndarray, b: np.ndarray, valid: np.ndarray, values: dict[str, np.ndarray], top: int
+) -> list[dict[str, Any]]:
+    """The ``top`` counted tokens of largest |log ratio| (ties: the earlier token):
+    ``sequence`` and ``position`` (row and column of the [sequences, tokens] layout),
+    ``logp``, ``ref_logp``, ``log_ratio`` = ref_logp − logp and each estimator's value
+    after the clamp (``values``: each estimator's per-token values of the valid tokens)."""
+    seq, pos = np.nonzero(valid)
+    logp, ref = a[valid], b[valid]
+    with np.errstate(invalid="ignore"):
+        logr = ref - logp
+    order = np.argsort(-np.abs(logr), kind="stable")[:top]
+    return [
+        {
+            "sequence": int(seq[i]),
+            "position": int(pos[i]),
+            "logp": float(logp[i]),
+            "ref_logp": float(ref[i]),
+            "log_ratio": float(logr[i]),
+            **{name: float(v[i]) for name, v in values.items()},
+        }
+        for i in order.tolist()
+    ]
 
 
 def _as_2d(a: np.ndarray, label: str) -> np.ndarray:
@@ -416,7 +478,7 @@ def estimate(request: EstimateRequest, stdin: bytes | None = None) -> EstimateRe
         )
         values[name] = tokens[valid]
     counts = valid.sum(axis=1)
-    diagnostics = _diagnostics(a64, b64, valid, values, request.frac_above)
+    diagnostics = _diagnostics(a64, b64, valid, values, request.frac_above, clamp)
     norm = None
     if request.aggregate in _NORMED:
         norm = request.norm_length if request.norm_length is not None else float(a.shape[1])
@@ -432,6 +494,7 @@ def estimate(request: EstimateRequest, stdin: bytes | None = None) -> EstimateRe
         logp=da,
         ref_logp=db,
         warnings=warnings,
+        offenders=_offenders(a64, b64, valid, values, request.top) if request.top else [],
     )
     numbers = flatten(result.numbers)
     result.gates = evaluate(request.gates, numbers, _gate_hint(numbers))

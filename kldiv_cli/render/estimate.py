@@ -43,6 +43,8 @@ def estimate_document(result: EstimateResult) -> dict[str, Any]:
         diagnostics=result.diagnostics,
         warnings=result.warnings,
     )
+    if result.offenders:
+        doc["offenders"] = result.offenders
     if result.gates:
         doc["thresholds"] = result.gates
         doc["verdict"] = "fail" if result.failed_check else "pass"
@@ -68,7 +70,28 @@ def _notes(result: EstimateResult) -> list[str]:
         f"chi2 token {_g(d['chi2_token'])}, sequence {_g(d['chi2_sequence'])}; ESS {_g(d['ess'])}",
         f"|delta logp| mean {_g(delta['mean'])}, max {_g(delta['max'])}; perplexity "
         f"LOGP {_g(ppl['logp'])}, REF_LOGP {_g(ppl['ref_logp'])}, ratio {_g(ppl['ratio'])}",
+        *_clamp_notes(result),
+        *(_offender(o, list(result.estimates)) for o in result.offenders),
     ]
+
+
+def _clamp_notes(result: EstimateResult) -> list[str]:
+    clamp = parse_clamp(result.request.clamp)
+    if clamp.name == "none":
+        return []
+    counts = ", ".join(
+        f"{name} {c['log_ratio']} (log ratio) + {c['result']} (result)"
+        for name, c in result.diagnostics["clamped"].items()
+    )
+    return [f"clamp {clamp.name} changed tokens: {counts}"]
+
+
+def _offender(o: dict[str, Any], names: list[str]) -> str:
+    values = ", ".join(f"{n} {_g(o[n])}" for n in names)
+    return (
+        f"sequence {o['sequence']}, position {o['position']}: logp {_g(o['logp'])}, "
+        f"ref_logp {_g(o['ref_logp'])}, log ratio {_g(o['log_ratio'])}; {values}"
+    )
 
 
 def estimate_report(result: EstimateResult) -> Report:
