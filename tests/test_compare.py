@@ -572,6 +572,8 @@ def test_per_row_outputs(models) -> None:
         "top1_agree",
         "top1_rank",
         "top5_overlap",
+        "reference_top1_prob",
+        "reference_top1_margin",
         "token",
         "nll_reference",
         "nll_candidate",
@@ -580,9 +582,12 @@ def test_per_row_outputs(models) -> None:
     assert arr.shape == (200, len(cols))
     exp_kl = (np.exp(log_softmax(a)) * (log_softmax(a) - log_softmax(b))).sum(axis=1)
     np.testing.assert_allclose(arr[:, 1], exp_kl, rtol=1e-10)
-    assert np.array_equal(arr[:, 0], np.arange(200)) and np.array_equal(arr[:, 8], t)
+    assert np.array_equal(arr[:, 0], np.arange(200)) and np.array_equal(arr[:, 10], t)
     rank, overlap = candidate_ranks(a, b)
     assert np.array_equal(arr[:, 6], rank) and np.array_equal(arr[:, 7], overlap)
+    p = np.sort(np.exp(log_softmax(a)), axis=1)
+    np.testing.assert_allclose(arr[:, 8], p[:, -1], rtol=1e-12)
+    np.testing.assert_allclose(arr[:, 9], p[:, -1] - p[:, -2], rtol=1e-9, atol=1e-15)
     import pyarrow.parquet as pq
 
     table = pq.read_table(d / "rows.parquet")
@@ -1139,6 +1144,15 @@ def test_top_rows_of_largest_kl(models) -> None:
         assert o["tv"] == pytest.approx(0.5 * np.abs(np.exp(lp[r]) - np.exp(lq[r])).sum())
         assert o["top1_rank"] == candidate_ranks(a[r : r + 1], b[r : r + 1])[0][0]
     assert "offenders" not in run_json(d / "ref3.npy", d / "cand3.npy")
+    out = invoke("compare", d / "ref3.npy", d / "cand3.npy", *args, "-o", d / "rows.parquet")
+    assert out.exit_code == 0, out.stderr
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(d / "rows.parquet").to_pydict()
+    assert list(table)[:3] == ["row", "sequence", "position"]
+    rows_used = np.flatnonzero(t != -100)
+    assert table["sequence"] == (rows_used // 25).tolist()
+    assert table["position"] == (rows_used % 25).tolist()
     plain = invoke("compare", d / "ref3.npy", d / "cand3.npy", *args, "-f", "plain").stdout
     assert f"row {rows[0]} (sequence {rows[0] // 25}, position {rows[0] % 25})" in plain
     csv = invoke("compare", d / "ref3.npy", d / "cand3.npy", *args, "-f", "csv").stdout

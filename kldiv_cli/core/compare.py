@@ -308,7 +308,9 @@ def _top_indices(x: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-def rank_measures(raw_p: np.ndarray, raw_q: np.ndarray) -> dict[str, np.ndarray]:
+def rank_measures(
+    raw_p: np.ndarray, raw_q: np.ndarray, p: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     r"""Where the candidate ranks the reference's choice, for each row (data as given).
 
     Classes are ordered by value, largest first, ties to the lower index (the order of
@@ -319,6 +321,9 @@ def rank_measures(raw_p: np.ndarray, raw_q: np.ndarray) -> dict[str, np.ndarray]
       ``agree`` of :func:`row_measures`.
     * ``top5_overlap`` (float64): ``|top5(p) ∩ top5(q)| / 5`` (``/V`` with ``V < 5``
       classes); see :data:`OVERLAP_K`.
+    * with ``p`` (the reference's probabilities, float64): ``reference_top1_prob``, the
+      probability of its top-1 class, and ``reference_top1_margin``, that minus the
+      probability of its second class (how sure the reference is).
 
     A NaN compares false: a row with NaN gets an arbitrary rank (its divergences are NaN).
     """
@@ -335,7 +340,12 @@ def rank_measures(raw_p: np.ndarray, raw_q: np.ndarray) -> dict[str, np.ndarray]
     tp, tq = _top_indices(raw_p, OVERLAP_K), _top_indices(raw_q, OVERLAP_K)
     same = (tp[:, :, None] == tq[:, None, :]) & (tp[:, :, None] >= 0)
     common = np.count_nonzero(same.any(axis=-1), axis=-1)
-    return {"top1_rank": rank.astype(np.int64), "top5_overlap": common / tp.shape[1]}
+    out = {"top1_rank": rank.astype(np.int64), "top5_overlap": common / tp.shape[1]}
+    if p is not None:
+        first = p[rows, best]
+        out["reference_top1_prob"] = first
+        out["reference_top1_margin"] = first - p[rows, tp[:, 1]]
+    return out
 
 
 def token_measures(pr: Pair, tokens: np.ndarray) -> dict[str, np.ndarray]:

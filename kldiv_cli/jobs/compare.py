@@ -287,8 +287,9 @@ class CompareResult:
     """The statistics (the JSON document's numbers), the per-row measures and the gates."""
 
     statistics: dict[str, Any]
-    #: Per-row measures of the rows used: ``row`` (index in the input), the measures,
-    #: ``top1_agree``, ``top1_rank``, ``top5_overlap``, then :data:`TOKEN_COLUMNS` with tokens.
+    #: Per-row measures of the rows used: ``row`` (index in the input), ``sequence`` and
+    #: ``position`` (when known), the measures, ``top1_agree``, ``top1_rank``,
+    #: ``top5_overlap``, ``reference_top1_prob``, ``reference_top1_margin``, then :data:`TOKEN_COLUMNS` with tokens.
     per_row: dict[str, np.ndarray]
     #: One entry per gate: name, ``fail_above`` or ``fail_below``, value, passed.
     checks: list[dict[str, Any]] = field(default_factory=list)
@@ -464,11 +465,10 @@ def _sequences(src: Source) -> tuple[int, int] | None:
     return None
 
 
-def offenders(
-    per_row: dict[str, np.ndarray], top: int, sequences: tuple[int, int] | None
-) -> list[dict[str, Any]]:
+def offenders(per_row: dict[str, np.ndarray], top: int) -> list[dict[str, Any]]:
     """The ``top`` rows of largest KL, largest first (ties: the earlier row; NaN rows
-    last): ``row`` (in the input), ``sequence`` and ``position`` (see :func:`_sequences`),
+    last): ``row`` (in the input), ``sequence`` and ``position`` when known (see
+    :func:`_sequences`),
     with tokens ``token``, ``logp_reference`` = log p(token) and ``logp_candidate`` =
     log q(token), then every measure and ``top1_rank``."""
     kl = per_row["kl"]
@@ -477,9 +477,8 @@ def offenders(
     for i in order.tolist():
         row = int(per_row["row"][i])
         entry: dict[str, Any] = {"row": row}
-        if sequences is not None:
-            length, first = sequences
-            entry.update(sequence=row // length, position=first + row % length)
+        if "sequence" in per_row:
+            entry.update(sequence=int(per_row["sequence"][i]), position=int(per_row["position"][i]))
         if "token" in per_row:
             entry.update(
                 token=int(per_row["token"][i]),
@@ -561,7 +560,7 @@ def compare_all(
         keep = _check_tokens(tokens, tokens_label, done, width, request.ignore_index)
     results = []
     for cand, side, own in zip(cands, parts, space[1:]):
-        per_row = _per_row(side, keep, tokens)
+        per_row = _per_row(side, keep, tokens, _sequences(ref))
         if len(per_row["row"]) == 0:
             raise InputError(
                 f"{ref.label} and {cand.label}",
@@ -571,7 +570,7 @@ def compare_all(
         nan_rows = _warnings(per_row)
         if request.strict and nan_rows:
             raise UsageError(f"--strict: {nan_rows[0]}")
-        worst = offenders(per_row, request.top, _sequences(ref)) if request.top else []
+        worst = offenders(per_row, request.top) if request.top else []
         results.append(
             CompareResult(
                 statistics=statistics,
@@ -677,7 +676,7 @@ def _measure_block(
         cb = _widened(cb, "candidate", scratch)
         pr = pair(rb, cb, kinds[0], kind, temperature, scratch)
         measures = row_measures(rb, cb, pr, scratch)
-        measures.update(rank_measures(rb, cb))
+        measures.update(rank_measures(rb, cb, pr.p))
         if t is not None and len(t) == len(rb):
             measures.update(token_measures(pr, np.where((t >= 0) & (t < width), t, 0)))
         out.append(measures)
@@ -722,17 +721,26 @@ def _measured(
 
 
 def _per_row(
-    parts: dict[str, list[np.ndarray]], keep: np.ndarray, tokens: np.ndarray | None
+    parts: dict[str, list[np.ndarray]],
+    keep: np.ndarray,
+    tokens: np.ndarray | None,
+    sequences: tuple[int, int] | None,
 ) -> dict[str, np.ndarray]:
     def joined(name: str) -> np.ndarray:
         return np.concatenate(parts[name])[keep] if parts.get(name) else np.empty(0)
 
     out = {"row": np.flatnonzero(keep)}
+    if sequences is not None:
+        length, first = sequences
+        out["sequence"], position = np.divmod(out["row"], length)
+        out["position"] = position + first
     for name in MEASURES:
         out[name] = joined(name)
     out["top1_agree"] = joined("agree").astype(bool)
     out["top1_rank"] = joined("top1_rank").astype(np.int64)
     out[f"top{OVERLAP_K}_overlap"] = joined(f"top{OVERLAP_K}_overlap")
+    out["reference_top1_prob"] = joined("reference_top1_prob")
+    out["reference_top1_margin"] = joined("reference_top1_margin")
     if tokens is not None:
         out["token"] = tokens[keep]
         for name in TOKEN_COLUMNS[1:]:
