@@ -486,7 +486,6 @@ def test_gate_on_nan_fails(tmp_path: Path) -> None:
         (("--as", "logprobs"), "unknown kind"),
         (("-T", "0"), "temperature"),
         (("-o", "rows.json"), ".npy, .csv or .parquet"),
-        (("-o", "-"), ".npy, .csv or .parquet"),
         (("-o", "rows.txt"), ".npy, .csv or .parquet"),
         (("--ignore-index", "-100"), "give --tokens FILE"),
         (("--tokens-column", "t"), "give the file"),

@@ -1,6 +1,6 @@
 """``kldiv compare``: model-vs-model statistics, KL(REFERENCE ‖ CANDIDATE) row by row."""
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -27,6 +27,9 @@ from .options import (
     progress,
     read_stdin_if_needed,
 )
+
+if TYPE_CHECKING:
+    from ..render import Report
 
 _KINDS = "[logits|log-probs|probs]"
 
@@ -128,7 +131,8 @@ def compare(
             "--output",
             "-o",
             metavar="PATH",
-            help="Also write the per-row measures to .npy, .csv or .parquet (atomically).",
+            help="Also write the per-row measures to .npy, .csv or .parquet (atomically), "
+            "or to a stream as CSV (-, /dev/stdout: the statistics then go to stderr).",
         ),
     ] = None,
     top: Annotated[
@@ -185,8 +189,9 @@ def compare(
     """
     from ..jobs.compare import CompareRequest
     from ..jobs.compare import compare_all as run
+    from ..jobs.compare import rows_on_stdout
     from ..jobs.gates import parse_thresholds
-    from ..render import resolve_format
+    from ..render import render_text, resolve_format
     from ..render.compare import compare_all_report, rows_report
 
     resolve_format(format, False)
@@ -224,12 +229,33 @@ def compare(
     for text in dict.fromkeys(w for r in result.results for w in r.warnings):
         Messages.warn(text)
     if output:
-        emit(rows_report(result.results[0]), "auto", output)
+        _write_rows(output, rows_report(result.results[0]), format)
     report = compare_all_report(result)
-    if len(result.results) == 1:
+    if rows_on_stdout(output):
+        # stdout holds the per-row table: the statistics go beside the messages.
+        text_format = resolve_format(format, False)
+        current().stderr.write(
+            render_text(report, "plain" if text_format == "table" else text_format)
+        )
+    elif len(result.results) == 1:
         # The statistics read as llama.cpp prints them: plain lines, on a terminal too.
         table = resolve_format(format, current().stdout_isatty) == "table"
         emit(report, "plain" if table else format, None, no_color)
     else:
         emit_with_notes(report, format, None, no_color)
     exit_if_failed(result.failed_check)
+
+
+def _write_rows(output: str, report: "Report", fmt: str) -> None:
+    """The per-row measures to ``-o``: a file atomically, a stream in place (stdout
+    through the command's held stdout), in the kind :func:`~kldiv_cli.jobs.compare.rows_kind` says."""
+    from ..io.writers import atomic_write
+    from ..jobs.compare import rows_kind
+    from ..render.files import report_writer
+
+    kind = rows_kind(output, fmt)
+    if kind == "stdout":
+        emit(report, "csv", None)
+        return
+    atomic_write(output, report_writer(kind, report))
+    Messages.note(f"wrote {output}")

@@ -37,7 +37,14 @@ from ..errors import InputError, UsageError
 from ..io.kld import KldSource
 from ..io.roles import choose_hint, one_class
 from ..io.sources import ReadOptions, Source, open_source
-from ..io.writers import OUTPUT_EXTENSIONS, STREAMED_KINDS, guard
+from ..io.writers import (
+    OUTPUT_EXTENSIONS,
+    STREAMED_KINDS,
+    guard,
+    is_stream,
+    output_kind,
+    stream_fd,
+)
 from .blocks import prefetch, rebatch
 from .diagnostics import looks_like
 from .gates import (
@@ -61,6 +68,8 @@ __all__ = [
     "compare_all",
     "offenders",
     "paired_differences",
+    "rows_kind",
+    "rows_on_stdout",
     "statistic_names",
 ]
 
@@ -273,13 +282,29 @@ class CompareRequest:
 
 
 def _check_streamed(output: str) -> None:
-    """``-o`` takes the per-row measures: a file of a streamed kind, never stdout."""
+    """``-o`` takes the per-row measures: a file of a streamed kind, or a stream (``-``,
+    ``/dev/stdout``, ``/dev/null``, a FIFO), written as :func:`rows_kind` says."""
+    if output == "-" or is_stream(output):
+        return
     ext = _extension(output)
-    if output == "-" or OUTPUT_EXTENSIONS.get(ext) not in STREAMED_KINDS:
+    if OUTPUT_EXTENSIONS.get(ext) not in STREAMED_KINDS:
         raise UsageError(
-            f"-o {output}: the per-row measures go to a .npy, .csv or .parquet file "
-            "(the statistics go to stdout)"
+            f"-o {output}: the per-row measures go to a .npy, .csv or .parquet file, "
+            "or as CSV to a stream such as - or /dev/stdout"
         )
+
+
+def rows_kind(output: str, fmt: str | None) -> str:
+    """How ``-o`` writes the per-row measures: the kind its extension names, and a stream
+    (``-`` is ``"stdout"``) CSV unless ``fmt`` (the run's ``--format``) or the stream's
+    own extension (a FIFO ``rows.parquet``) names another streamed kind."""
+    return output_kind(output, ("csv", "npy", "parquet"), "-o", fmt)
+
+
+def rows_on_stdout(output: str | None) -> bool:
+    """Whether ``-o`` puts the per-row measures on stdout (``-``, ``/dev/stdout``,
+    ``/dev/fd/1``): the statistics then go to stderr, so stdout holds one table."""
+    return output is not None and stream_fd(output) == 1
 
 
 @dataclass
