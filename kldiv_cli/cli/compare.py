@@ -187,9 +187,8 @@ def compare(
     Several candidates: one row per candidate (every statistic a column), gates apply to
     each, and the paired difference of mean KL of each pair ± its paired standard error.
     """
-    from ..jobs.compare import CompareRequest
+    from ..jobs.compare import CompareRequest, rows_on_stdout
     from ..jobs.compare import compare_all as run
-    from ..jobs.compare import rows_on_stdout
     from ..jobs.gates import parse_thresholds
     from ..render import render_text, resolve_format
     from ..render.compare import compare_all_report, rows_report
