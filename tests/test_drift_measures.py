@@ -156,3 +156,62 @@ def test_old_profiles_load_without_values_and_bad_options_are_one_line(tables, t
         assert out.exit_code == 2, args
         assert out.stderr.startswith("kldiv: error: ") and message in out.stderr, out.stderr
         assert out.stderr.count("\n") == 1 and not out.stdout
+
+
+def test_learned_thresholds_from_a_calibrated_profile(tmp_path) -> None:
+    """``profile --calibrate``: reproducible with a seed, each measure's mean and standard
+    deviation over random halves; ``drift --threshold learned[:K]`` gates at mean + K sigma
+    scaled by (1/n + 1/m) / (1/a + 1/b), falls back to the fixed threshold where nothing
+    was learned, and says which in every column."""
+    from .drift_data import cars, split
+
+    ref, cur = split(cars(0), 5)
+    r, c = _write_table(ref, tmp_path / "r.parquet"), _write_table(cur, tmp_path / "c.parquet")
+    paths = [tmp_path / f"p{i}.json" for i in range(3)]
+    for path, seed in zip(paths, (7, 7, 8)):
+        out = invoke("profile", r, "--calibrate", "12", "--calibrate-seed", seed, "-o", path)
+        assert out.exit_code == 0, out.stderr
+    assert paths[0].read_text() == paths[1].read_text() != paths[2].read_text()
+    profile = json.loads(paths[0].read_text())["columns"]
+    cal = profile["Displacement"]["calibration"]
+    assert cal["resamples"] == 12 and set(cal["metrics"]) >= {"kl", "hellinger", "wasserstein"}
+    assert "calibration" not in profile["Name"] or profile["Name"]["role"] == "text"
+    code, doc, _ = _drift(paths[0], c, "--threshold", "learned:2", "--base", "2")
+    assert code == 0 and doc["threshold_learned_k"] == 2
+    col = {x["name"]: x for x in doc["columns"]}["Displacement"]
+    mean, sigma = cal["metrics"]["kl"]
+    a, b = cal["sizes"]
+    factor = (1 / col["n_reference"] + 1 / col["n_current"]) / (1 / a + 1 / b)
+    assert col["threshold_origin"] == "learned"
+    assert col["threshold"] == pytest.approx((mean + 2 * sigma) * factor / math.log(2), rel=1e-12)
+    # Hellinger scales with the square root; a v3-style profile without calibration falls back.
+    _, doc, _ = _drift(paths[0], c, "--threshold", "learned", "--metric", "hellinger")
+    col = {x["name"]: x for x in doc["columns"]}["Displacement"]
+    mean, sigma = cal["metrics"]["hellinger"]
+    assert col["threshold"] == pytest.approx((mean + 3 * sigma) * math.sqrt(factor), rel=1e-12)
+    bare = json.loads(paths[0].read_text())
+    del bare["columns"]["Displacement"]["calibration"]
+    (tmp_path / "bare.json").write_text(json.dumps(bare))
+    out = invoke("drift", tmp_path / "bare.json", c, "--threshold", "learned", "-f", "csv")
+    rows = {line.split(",")[0]: line for line in out.stdout.splitlines()}
+    assert ",0.1,fixed," in rows["Displacement"] and ",learned," in rows["Horsepower"]
+    for args, message in (
+        ((r, c, "--threshold", "learned"), "needs a profile made with 'kldiv profile --calibrate"),
+        ((paths[0], c, "--threshold", "learned:x"), "--threshold learned:K takes a number"),
+        ((paths[0], c, "--threshold", "lots"), "--threshold takes a number or learned[:K]"),
+        ((paths[0], c, "--threshold", "learned", "--metric", "ks"), "gated by --alpha"),
+    ):
+        out = invoke("drift", *args)
+        assert out.exit_code == 2 and message in out.stderr, (args, out.stderr)
+    out = invoke("profile", r, "--calibrate", "1")
+    assert out.exit_code == 2 and "at least 2 splits" in out.stderr
+    bad = json.loads(paths[0].read_text())
+    bad["columns"]["Displacement"]["calibration"]["metrics"]["kl"] = [-1, 0]
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    out = invoke("drift", tmp_path / "bad.json", c)
+    assert out.exit_code == 2 and "kl must be [mean, std]" in out.stderr
+
+
+def _write_table(table: pa.Table, path: Path) -> str:
+    pq.write_table(table, path)
+    return str(path)

@@ -173,8 +173,14 @@ def drift(
         ),
     ] = "e",
     threshold: Annotated[
-        float, typer.Option("--threshold", help="Drift when a column's metric is above this.")
-    ] = 0.1,
+        str,
+        typer.Option(
+            "--threshold",
+            metavar="X|learned[:K]",
+            help="Drift when a column's metric is above this; learned[:K]: at the mean + K "
+            "standard deviations (K = 3) a profile made with --calibrate learned for it.",
+        ),
+    ] = "0.1",
     thresholds: Annotated[
         str | None,
         typer.Option(
@@ -279,11 +285,12 @@ def drift(
 
     from .._version import __version__
     from ..io import fs
-    from ..jobs.drift import DriftRequest, run_drift
+    from ..jobs.drift import DriftRequest, parse_threshold, run_drift
     from ..redact import redact_argv
     from ..render.drift import run_warnings
 
     configure_storage(storage_option)
+    fixed, learned = parse_threshold(threshold)
     request = DriftRequest(
         reference=tuple(tables[:1]),
         current=tuple(tables[1:]),
@@ -293,7 +300,8 @@ def drift(
         metric=metric,
         base=base,
         epsilon=epsilon,
-        threshold=threshold,
+        threshold=fixed,
+        learned=learned,
         thresholds=thresholds,
         fail_on=fail_on,
         max_missing_change=max_missing_change,
@@ -406,6 +414,18 @@ def profile(
     bins: BinsOpt = 10,
     binning: BinningOpt = "quantile",
     max_categories: MaxCategoriesOpt = 50,
+    calibrate: Annotated[
+        int,
+        typer.Option(
+            "--calibrate",
+            metavar="N",
+            help="Learn each column's thresholds: its measures between N random halves of "
+            "the reference (mean and standard deviation), for 'drift --threshold learned'.",
+        ),
+    ] = 0,
+    calibrate_seed: Annotated[
+        int, typer.Option("--calibrate-seed", help="Seed of the --calibrate splits.")
+    ] = 0,
     delimiter: DelimiterOpt = None,
     engine: EngineOpt = "local",
     scheduler: SchedulerOpt = None,
@@ -440,6 +460,8 @@ def profile(
         ),
         delimiter=delimiter,
         output=None if output == "-" else output,
+        calibrate=calibrate,
+        calibrate_seed=calibrate_seed,
     )
     request.validate()  # before stdin is read
     with _engine(

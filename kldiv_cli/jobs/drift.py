@@ -121,6 +121,7 @@ DEFAULT_ALPHA = 0.05
 #: Evidently's floor on the reference's standard deviation when norming Wasserstein.
 MIN_STD = 0.001
 SCHEMA_POLICIES = ("fail", "warn")
+MAX_CALIBRATE = 10_000
 BASES = {"e": math.e, "2": 2.0, "10": 10.0}
 #: The noise floor of each metric relative to KL's.
 FLOOR_SCALE = {"kl": 1.0, "kl_reverse": 1.0, "psi": 2.0, "js": 0.25}
@@ -238,6 +239,8 @@ class DriftRequest:
     #: how the p-values are corrected for the number of columns tested.
     alpha: float | None = None
     correction: str = "none"
+    #: ``--threshold learned[:K]``: gate each column at its calibrated mean + K sigma.
+    learned: float | None = None
     delimiter: str | None = None
     top: int = 3
     output: str | None = None
@@ -267,6 +270,17 @@ class DriftRequest:
             raise UsageError(
                 "--alpha and --correction apply to the p-value tests: give --metric ks or chi2"
             )
+        if self.learned is not None:
+            if not (math.isfinite(self.learned) and self.learned >= 0):
+                raise UsageError(f"--threshold learned:K takes a K >= 0, got {self.learned}")
+            if self.metric in P_METRICS:
+                raise UsageError(
+                    f"--metric {self.metric} is gated by --alpha, not learned thresholds"
+                )
+            if not _is_profile(self.reference):
+                raise UsageError(
+                    "--threshold learned needs a profile made with 'kldiv profile --calibrate N'"
+                )
         if self.correction not in CORRECTIONS:
             raise UsageError(
                 f"--correction takes none, bonferroni or bh, got {clean(self.correction)!r}"
@@ -314,12 +328,40 @@ class ProfileRequest:
     rules: ColumnRules = ColumnRules()
     delimiter: str | None = None
     output: str | None = None
+    #: ``--calibrate N``: random halves of the reference per column, and their seed.
+    calibrate: int = 0
+    calibrate_seed: int = 0
 
     def validate(self) -> None:
         self.rules.validate()
+        if not 0 <= self.calibrate <= MAX_CALIBRATE:
+            raise UsageError(f"--calibrate takes 0 to {MAX_CALIBRATE} splits, got {self.calibrate}")
+        if self.calibrate == 1:
+            raise UsageError("--calibrate needs at least 2 splits for a standard deviation")
         from ..io.writers import guard
 
         guard([self.output], list(self.reference), ("json",))
+
+
+def parse_threshold(text: str) -> tuple[float, float | None]:
+    """``--threshold``: a number (the fixed threshold), or ``learned`` / ``learned:K``
+    (K standard deviations, default 3; the fixed default 0.1 stays the fallback)."""
+    from .drift_calibrate import DEFAULT_K
+
+    kind, colon, k = text.strip().partition(":")
+    if kind == "learned":
+        try:
+            return 0.1, float(k) if colon else DEFAULT_K
+        except ValueError:
+            raise UsageError(
+                f"--threshold learned:K takes a number K, got {clean(text)!r}"
+            ) from None
+    try:
+        return float(text), None
+    except ValueError:
+        raise UsageError(
+            f"--threshold takes a number or learned[:K], got {clean(text)!r}"
+        ) from None
 
 
 def parse_fail_on(rule: str) -> tuple[str, float]:
@@ -768,6 +810,23 @@ def run_profile(
     request.validate()
     table = open_table(request.reference, request.delimiter, stdin)
     label, _ = expand(request.reference)
+    columns = tuple(build_profile(table, request.rules, profiler=profiler))
+    if request.calibrate:
+        from dataclasses import replace
+
+        from .drift_calibrate import calibrate
+
+        columns = tuple(
+            replace(
+                c,
+                calibration=calibrate(
+                    c, _Column.read(table, c.name), request.calibrate, request.calibrate_seed, 1e-4
+                ),
+            )
+            if c.role.compared
+            else c
+            for c in columns
+        )
     return Profile(
         source=label,
         rows=table.num_rows,
@@ -775,7 +834,7 @@ def run_profile(
         binning=request.rules.binning,
         max_categories=request.rules.max_categories,
         datetime=request.rules.datetime,
-        columns=tuple(build_profile(table, request.rules, profiler=profiler)),
+        columns=columns,
         table_columns=tuple(table.column_names),
     )
 
@@ -1244,6 +1303,9 @@ class ColumnResult:
     role_reason: str = ""
     #: A p-value test's p-value after ``--correction`` (over the columns tested).
     p_adjusted: float | None = None
+    #: Where the threshold came from: ``fixed`` (--threshold), ``file`` (--thresholds) or
+    #: ``learned`` (the profile's calibration, --threshold learned).
+    threshold_origin: str = "fixed"
 
     @property
     def state(self) -> State:
@@ -1282,6 +1344,7 @@ class ColumnResult:
             "metric": self.metric,
             "value": self.value,
             "threshold": self.threshold,
+            "threshold_origin": self.threshold_origin,
         }
         if self.divergences is not None:
             d = self.divergences
@@ -1362,6 +1425,8 @@ class Settings:
     #: The p-value tests' level and correction (None/"none" for the other metrics).
     alpha: float | None = None
     correction: str = "none"
+    #: ``--threshold learned:K``: K (None for fixed thresholds).
+    learned: float | None = None
 
 
 @dataclass(frozen=True)
@@ -1436,6 +1501,7 @@ class DriftReport:
             "schema": s.schema,
             "alpha": s.alpha,
             "correction": s.correction,
+            "threshold_learned_k": s.learned,
             "n_columns": len(self.columns),
             "n_drifted": self.n_drifted,
             "n_errors": self.n_errors,
@@ -1475,15 +1541,22 @@ def _missing_reasons(missing: Missing, request: DriftRequest) -> tuple[Reason, .
 
 
 def check_column(
-    ref: ColumnProfile, col: _Column, request: DriftRequest, threshold: float
+    ref: ColumnProfile,
+    col: _Column,
+    request: DriftRequest,
+    threshold: float,
+    origin: str = "fixed",
 ) -> ColumnResult:
-    """One column against its reference profile (the rules are the module's docstring)."""
+    """One column against its reference profile (the rules are the module's docstring);
+    ``origin``: where ``threshold`` came from (``fixed`` or ``file``), unless
+    ``--threshold learned`` replaces it with the column's calibrated one."""
     base = ColumnResult(
         name=ref.name,
         role=ref.role,
         metric=column_metric(request.metric, ref.role),
         threshold=threshold,
         missing=Missing(ref.missing, ref.rows, 0, col.rows),
+        threshold_origin=origin,
     )
     if ref.role is Role.SKIPPED and ref.reason == SKIPPED_BY_USER:
         return _with(base, skip_reason=ref.reason)
@@ -1545,6 +1618,14 @@ def check_column(
             "(built before profile version 4, or by --engine dask); use the reference itself "
             "or rebuild the profile with 'kldiv profile'",
         )
+    if request.learned is not None:
+        from .drift_calibrate import column_threshold
+
+        got = column_threshold(
+            ref, metric, threshold, origin == "file", request.learned, n_cur, BASES[request.base]
+        )
+        threshold = got.threshold
+        result = _with(result, threshold=threshold, threshold_origin=got.origin)
     nats = math.log(BASES[request.base])
     filled = int(np.count_nonzero(p))
     dof = noise_dof(filled, ref.role.binned)
@@ -1788,6 +1869,8 @@ def run_drift(
 
     def one(name: str) -> ColumnResult:
         threshold = request.level if p_test else thresholds.for_column(name, request.threshold)
+        from_file = not p_test and (name in thresholds.columns or thresholds.default is not None)
+        origin = "file" if from_file else "fixed"
         try:
             col = _Column.read(current, name)
             if profile is None:
@@ -1800,7 +1883,7 @@ def run_drift(
                     ref = ColumnProfile(
                         name, Role.SKIPPED, ref.rows, ref.missing, reason=SKIPPED_BY_USER
                     )
-            return check_column(ref, col, request, threshold)
+            return check_column(ref, col, request, threshold, origin)
         except pa.ArrowException as exc:
             return _unreadable(name, request, threshold, _arrow_text(exc))
 
@@ -1839,6 +1922,7 @@ def run_drift(
             schema=s.schema,
             alpha=s.level if p_test else None,
             correction=s.correction,
+            learned=s.learned,
         ),
         columns=tuple(results),
         seconds=time.perf_counter() - started,

@@ -36,6 +36,8 @@ PROFILE_VERSION = 4
 READ_VERSIONS = (2, 3, 4)
 #: The most values a profile keeps of a binned column (``ks_2samp`` is exact up to this).
 SKETCH_SIZE = 10_000
+#: The measures ``kldiv profile --calibrate`` learns (in nats for the divergences).
+CALIBRATED = ("kl", "kl_reverse", "psi", "js", "hellinger", "wasserstein")
 #: The classes of values a column holds (``jobs.drift``'s type classes).
 KINDS = ("integer", "float", "bool", "text", "datetime", "null", "other")
 #: A profile or TOML file larger than this is not one kldiv wrote.
@@ -64,6 +66,26 @@ class Role(str, Enum):
     def binned(self) -> bool:
         """Whether the column has numeric bins (edges): numbers, and text by its lengths."""
         return self in (Role.NUMERIC, Role.TEXT)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A column's measures between random halves of the reference (``--calibrate``): how
+    many splits, the seed, the halves' mean sizes (values), and each measure's mean and
+    standard deviation."""
+
+    resamples: int
+    seed: int
+    sizes: tuple[float, float]
+    metrics: dict[str, tuple[float, float]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "resamples": self.resamples,
+            "seed": self.seed,
+            "sizes": list(self.sizes),
+            "metrics": {m: list(v) for m, v in self.metrics.items()},
+        }
 
 
 @dataclass(frozen=True)
@@ -100,6 +122,8 @@ class ColumnProfile:
     finite: int = 0
     mean: float | None = None
     std: float | None = None
+    #: ``kldiv profile --calibrate``: the measures between random halves of the reference.
+    calibration: Calibration | None = None
 
     @property
     def values(self) -> int:
@@ -124,6 +148,8 @@ class ColumnProfile:
         elif self.role is Role.CATEGORICAL:
             doc.update(categories=list(self.categories), counts=list(self.counts))
             doc["pooled"] = list(self.pooled)
+        if self.calibration is not None:
+            doc["calibration"] = self.calibration.to_json()
         if self.reason:
             doc["reason"] = self.reason
         return doc
@@ -258,6 +284,41 @@ def _sketch(doc: Any, where: str, values: int) -> dict[str, Any]:
     }
 
 
+def _calibration(doc: Any, where: str) -> Calibration | None:
+    """A column's ``calibration`` (absent: None): ``resamples`` >= 2, an integer ``seed``,
+    two positive ``sizes``, and ``metrics`` naming known measures, each ``[mean, std]``
+    finite and >= 0."""
+    if doc is None:
+        return None
+    where = f"{where} calibration"
+    _need(isinstance(doc, dict), f"{where} must be an object")
+    resamples = _int(doc, "resamples", where, minimum=2)
+    seed = doc.get("seed")
+    _need(
+        isinstance(seed, int) and not isinstance(seed, bool), f"{where}: 'seed' must be an integer"
+    )
+    sizes = doc.get("sizes")
+    _need(
+        isinstance(sizes, list) and len(sizes) == 2 and all(_finite(v) and v > 0 for v in sizes),
+        f"{where}: 'sizes' must be two numbers > 0",
+    )
+    metrics = doc.get("metrics")
+    _need(isinstance(metrics, dict), f"{where}: 'metrics' must be an object")
+    assert isinstance(metrics, dict) and isinstance(sizes, list)
+    for m, v in metrics.items():
+        _need(m in CALIBRATED, f"{where}: unknown measure {clean(m)!r}; known: {CALIBRATED}")
+        _need(
+            isinstance(v, list) and len(v) == 2 and all(_finite(x) and x >= 0 for x in v),
+            f"{where}: {m} must be [mean, std], numbers >= 0",
+        )
+    return Calibration(
+        resamples,
+        int(seed),
+        (float(sizes[0]), float(sizes[1])),
+        {m: (float(v[0]), float(v[1])) for m, v in metrics.items()},
+    )
+
+
 def _column(name: str, doc: Any, version: int) -> ColumnProfile:
     where = f"column {clean(name)!r}"
     _need(isinstance(doc, dict), f"{where} must be an object")
@@ -303,6 +364,7 @@ def _column(name: str, doc: Any, version: int) -> ColumnProfile:
             from_datetime=from_dt,
             reason=reason,
             kind=kind,
+            calibration=_calibration(doc.get("calibration"), where) if version >= 4 else None,
             **sketch,
         )
     if role is Role.CATEGORICAL:
@@ -322,6 +384,7 @@ def _column(name: str, doc: Any, version: int) -> ColumnProfile:
             pooled=pooled,
             reason=reason,
             kind=kind,
+            calibration=_calibration(doc.get("calibration"), where) if version >= 4 else None,
         )
     return ColumnProfile(name, role, rows, missing, reason=reason, kind=kind)
 

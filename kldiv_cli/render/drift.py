@@ -94,7 +94,8 @@ def explain(c: ColumnResult, settings: Settings) -> str:
     parts = []
     for reason in c.reasons:
         if reason is Reason.DISTRIBUTION:
-            text = f"{c.metric} {_fmt(c.value)} > {_fmt(c.threshold)}"
+            learned = " (learned)" if c.threshold_origin == "learned" else ""
+            text = f"{c.metric} {_fmt(c.value)} > {_fmt(c.threshold)}{learned}"
             if c.metric in P_METRICS:
                 corrected = (
                     f" ({settings.correction}: {_fmt(c.p_adjusted)})"
@@ -198,6 +199,7 @@ def drift_report(report: DriftReport) -> Report:
         "reasons": [reasons_text(c) for c in cols],
         "value": [c.value for c in cols],
         "threshold": [c.threshold for c in cols],
+        "threshold_origin": [c.threshold_origin for c in cols],
         "kl": [div(c, "kl") for c in cols],
         "kl_reverse": [div(c, "kl_reverse") for c in cols],
         "psi": [div(c, "psi") for c in cols],
@@ -319,7 +321,7 @@ def junit_xml(report: DriftReport) -> bytes:
                     for key in ("wasserstein", "ks", "ks_p_value", "chi2", "chi2_p_value")
                     if getattr(d, key) is not None
                 )
-                + f" (threshold {_fmt(c.threshold)} on {c.metric})"
+                + f" (threshold {_fmt(c.threshold)}, {c.threshold_origin}, on {c.metric})"
             )
         out.append(f"missing {missing_text(c)}")
         if c.n_new_categories:

@@ -1,0 +1,150 @@
+"""Thresholds learned from the reference: ``kldiv profile --calibrate N`` and
+``kldiv drift PROFILE CUR --threshold learned[:K]`` (the user's version is ``docs/drift.md``).
+
+For each compared column, N random halves of the reference (rows shuffled by a generator
+seeded with ``--calibrate-seed`` and the column's name, so a column's numbers do not
+depend on the others) are compared with each other exactly as ``drift`` compares a
+current table with a reference: counts in the reference's bins, rare bins joined, the
+same smoothing (rare bins judged as in a check of the whole reference against a
+current table of its size, so that the bins are those of such a check); and, for binned
+columns, Wasserstein on the values. The profile stores
+each measure's mean and standard deviation over the N splits, with the halves' sizes.
+
+At check time a column's threshold is ``(mean + K sigma)`` scaled from the halves' sizes
+(a, b values) to the check's (n reference, m current values): under no change the
+divergences grow with ``s = 1/n + 1/m`` (their mean is ``(k - 1)/2 * s``), so they are
+multiplied by ``s / (1/a + 1/b)``; Hellinger and Wasserstein grow with ``sqrt(s)``.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .drift_profile import CALIBRATED, Calibration, ColumnProfile, Role
+
+#: At least this many splits give a learned threshold; fewer (or a column with fewer
+#: than 2 * MIN_VALUES values) keep the fixed one.
+MIN_RESAMPLES = 2
+DEFAULT_K = 3.0
+#: Measures that grow with sqrt(1/n + 1/m) rather than with it.
+_ROOT_SCALED = ("hellinger", "wasserstein")
+
+
+@dataclass(frozen=True)
+class Learned:
+    """A column's threshold and where it came from (``learned``, ``file`` or ``fixed``)."""
+
+    threshold: float
+    origin: str
+
+
+def _half(col: Any, rows: np.ndarray) -> Any:
+    """The column restricted to ``rows`` (a drift ``_Column``)."""
+    from dataclasses import replace
+
+    import pyarrow as pa
+
+    data = col.data.take(pa.array(rows))
+    return replace(col, data=data, rows=len(rows), null_count=data.null_count, _numbers=None)
+
+
+def calibrate(
+    ref: ColumnProfile, col: Any, resamples: int, seed: int, epsilon: float
+) -> Calibration | None:
+    """Each measure's mean and standard deviation over ``resamples`` random halves of a
+    reference column (``col``: its drift ``_Column``; ``ref``: its profile); None for a
+    column not compared or with too few values."""
+    from .drift import (
+        MIN_BIN_COUNT,
+        MIN_VALUES,
+        bin_labels,
+        current_counts,
+        divergences,
+        merge_rare,
+        raw_measures,
+        value_sketch,
+    )
+
+    if not ref.role.compared or resamples < MIN_RESAMPLES or ref.values < 2 * MIN_VALUES:
+        return None
+    rng = np.random.default_rng([seed, zlib.crc32(ref.name.encode("utf-8", "surrogatepass"))])
+    found: dict[str, list[float]] = {m: [] for m in CALIBRATED}
+    sizes: list[tuple[int, int]] = []
+    labels = bin_labels(ref)
+    members = [1] * len(ref.categories) + ([len(ref.pooled)] if ref.pooled else []) + [0]
+    for _ in range(resamples):
+        order = rng.permutation(col.rows)
+        one, two = _half(col, order[: col.rows // 2]), _half(col, order[col.rows // 2 :])
+        p, a, _, _, a_values = current_counts(ref, one)
+        q, b, _, _, b_values = current_counts(ref, two)
+        if min(a, b) < MIN_VALUES:
+            continue
+        # The bins a check against a current table of the reference's size joins: there
+        # a bin's two sides add up to about twice its count here.
+        need = math.ceil(MIN_BIN_COUNT * (a + b) / min(a, b) / 2)
+        p, q, _ = merge_rare(p, q, labels, need, ref.role.binned, members)
+        values = divergences(p, q, epsilon, math.e)
+        for m in ("kl", "kl_reverse", "psi", "js", "hellinger"):
+            found[m].append(float(getattr(values, m)))
+        if a_values is not None and b_values is not None:
+            finite = a_values[np.isfinite(a_values)]
+            half_ref = _with_sketch(ref, value_sketch(finite)) if finite.size else ref
+            raw = raw_measures(half_ref, b_values)
+            if "wasserstein" in raw:
+                found["wasserstein"].append(raw["wasserstein"])
+        sizes.append((a, b))
+    if len(sizes) < MIN_RESAMPLES:
+        return None
+    stats = {
+        m: (float(np.mean(v)), float(np.std(v, ddof=1)))
+        for m, v in found.items()
+        if len(v) >= MIN_RESAMPLES
+    }
+    a_mean = float(np.mean([s[0] for s in sizes]))
+    b_mean = float(np.mean([s[1] for s in sizes]))
+    return Calibration(resamples=len(sizes), seed=seed, sizes=(a_mean, b_mean), metrics=stats)
+
+
+def _with_sketch(ref: ColumnProfile, sketch: dict[str, Any]) -> ColumnProfile:
+    from dataclasses import replace
+
+    return replace(ref, **sketch) if sketch else ref
+
+
+def learned_threshold(
+    calibration: Calibration | None, metric: str, n: int, m: int, k: float, base: float
+) -> float | None:
+    """``(mean + k sigma)`` of ``metric`` over the calibration's halves, scaled to n
+    reference and m current values (module docstring) and to ``base`` (divergences); None
+    when the profile learned nothing for it."""
+    if calibration is None or metric not in calibration.metrics or not (n and m):
+        return None
+    mean, sigma = calibration.metrics[metric]
+    a, b = calibration.sizes
+    factor = (1 / n + 1 / m) / (1 / a + 1 / b)
+    if metric in _ROOT_SCALED:
+        return (mean + k * sigma) * math.sqrt(factor)
+    return (mean + k * sigma) * factor / math.log(base)
+
+
+def column_threshold(
+    ref: ColumnProfile,
+    metric: str,
+    fixed: float,
+    from_file: bool,
+    learned_k: float | None,
+    n_current: int,
+    base: float,
+) -> Learned:
+    """The threshold a column is gated at: learned when asked and known, else the
+    ``--thresholds`` file's or the fixed one."""
+    if learned_k is not None and ref.role is not Role.SKIPPED:
+        value = learned_threshold(ref.calibration, metric, ref.values, n_current, learned_k, base)
+        if value is not None:
+            return Learned(value, "learned")
+    return Learned(fixed, "file" if from_file else "fixed")
