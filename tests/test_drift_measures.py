@@ -215,3 +215,28 @@ def test_learned_thresholds_from_a_calibrated_profile(tmp_path) -> None:
 def _write_table(table: pa.Table, path: Path) -> str:
     pq.write_table(table, path)
     return str(path)
+
+
+def test_warn_tier_never_fails_the_check(tmp_path) -> None:
+    from .drift_data import cars, split
+
+    ref, cur = split(cars(0), 5)
+    r, c = _write_table(ref, tmp_path / "r.parquet"), _write_table(cur, tmp_path / "c.parquet")
+    code, doc, _ = _drift(r, c, "--warn-threshold", "0.03")
+    assert code == 0 and doc["n_warn"] >= 1
+    for col in doc["columns"]:
+        if col["state"] in ("ok", "warn"):
+            assert (col["state"] == "warn") == (col["value"] > 0.03), col["name"]
+            assert col["warn_threshold"] == 0.03
+    plain = invoke("drift", r, c, "--warn-threshold", "0.03")
+    assert plain.exit_code == 0 and "warn: kl " in plain.stdout
+    xml = tmp_path / "d.xml"
+    assert invoke("drift", r, c, "--warn-threshold", "0.03", "--junit", xml).exit_code == 0
+    assert "<failure" not in xml.read_text() and "warn: kl" in xml.read_text()
+    for args, message in (
+        (("--warn-threshold", "learned"), "--warn-threshold learned needs a profile"),
+        (("--warn-threshold", "-1"), "--warn-threshold must be >= 0"),
+        (("--warn-threshold", "x"), "--warn-threshold takes a number or learned[:K]"),
+    ):
+        out = invoke("drift", r, c, *args)
+        assert out.exit_code == 2 and message in out.stderr, (args, out.stderr)

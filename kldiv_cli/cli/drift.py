@@ -181,6 +181,14 @@ def drift(
             "standard deviations (K = 3) a profile made with --calibrate learned for it.",
         ),
     ] = "0.1",
+    warn_threshold: Annotated[
+        str | None,
+        typer.Option(
+            "--warn-threshold",
+            metavar="X|learned[:K]",
+            help="A third tier: a column above this but not drifted is 'warn' (never fails).",
+        ),
+    ] = None,
     thresholds: Annotated[
         str | None,
         typer.Option(
@@ -291,6 +299,9 @@ def drift(
 
     configure_storage(storage_option)
     fixed, learned = parse_threshold(threshold)
+    warn_fixed, warn_learned = (
+        parse_threshold(warn_threshold, "--warn-threshold") if warn_threshold else (None, None)
+    )
     request = DriftRequest(
         reference=tuple(tables[:1]),
         current=tuple(tables[1:]),
@@ -302,6 +313,8 @@ def drift(
         epsilon=epsilon,
         threshold=fixed,
         learned=learned,
+        warn_threshold=None if warn_learned is not None else warn_fixed,
+        warn_learned=warn_learned,
         thresholds=thresholds,
         fail_on=fail_on,
         max_missing_change=max_missing_change,

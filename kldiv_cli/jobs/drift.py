@@ -241,6 +241,9 @@ class DriftRequest:
     correction: str = "none"
     #: ``--threshold learned[:K]``: gate each column at its calibrated mean + K sigma.
     learned: float | None = None
+    #: ``--warn-threshold X|learned[:K]``: the warn tier (X, or K for a learned one).
+    warn_threshold: float | None = None
+    warn_learned: float | None = None
     delimiter: str | None = None
     top: int = 3
     output: str | None = None
@@ -281,6 +284,15 @@ class DriftRequest:
                 raise UsageError(
                     "--threshold learned needs a profile made with 'kldiv profile --calibrate N'"
                 )
+        if self.warn_threshold is not None or self.warn_learned is not None:
+            if self.metric in P_METRICS:
+                raise UsageError(f"--warn-threshold does not apply to --metric {self.metric}")
+            if self.warn_learned is not None and not _is_profile(self.reference):
+                raise UsageError(
+                    "--warn-threshold learned needs a profile made with 'kldiv profile --calibrate N'"
+                )
+            if self.warn_threshold is not None and not self.warn_threshold >= 0:
+                raise UsageError(f"--warn-threshold must be >= 0, got {self.warn_threshold}")
         if self.correction not in CORRECTIONS:
             raise UsageError(
                 f"--correction takes none, bonferroni or bh, got {clean(self.correction)!r}"
@@ -343,9 +355,10 @@ class ProfileRequest:
         guard([self.output], list(self.reference), ("json",))
 
 
-def parse_threshold(text: str) -> tuple[float, float | None]:
-    """``--threshold``: a number (the fixed threshold), or ``learned`` / ``learned:K``
-    (K standard deviations, default 3; the fixed default 0.1 stays the fallback)."""
+def parse_threshold(text: str, option: str = "--threshold") -> tuple[float, float | None]:
+    """``--threshold`` (or ``--warn-threshold``): a number (the fixed threshold), or
+    ``learned`` / ``learned:K`` (K standard deviations, default 3; the fixed default 0.1
+    stays the fallback)."""
     from .drift_calibrate import DEFAULT_K
 
     kind, colon, k = text.strip().partition(":")
@@ -353,15 +366,11 @@ def parse_threshold(text: str) -> tuple[float, float | None]:
         try:
             return 0.1, float(k) if colon else DEFAULT_K
         except ValueError:
-            raise UsageError(
-                f"--threshold learned:K takes a number K, got {clean(text)!r}"
-            ) from None
+            raise UsageError(f"{option} learned:K takes a number K, got {clean(text)!r}") from None
     try:
         return float(text), None
     except ValueError:
-        raise UsageError(
-            f"--threshold takes a number or learned[:K], got {clean(text)!r}"
-        ) from None
+        raise UsageError(f"{option} takes a number or learned[:K], got {clean(text)!r}") from None
 
 
 def parse_fail_on(rule: str) -> tuple[str, float]:
@@ -1205,6 +1214,9 @@ class State(str, Enum):
     #: The metric is above the threshold but within what noise gives at these sample
     #: sizes (:func:`noise_bound`): too few values to tell; does not fail the check.
     WEAK = "weak"
+    #: ``--warn-threshold``: the metric is above the warn threshold but not drifted;
+    #: does not fail the check.
+    WARN = "warn"
     #: A schema change under ``--schema warn``: listed, does not fail the check.
     WARNING = "warning"
     ERROR = "error"
@@ -1306,6 +1318,8 @@ class ColumnResult:
     #: Where the threshold came from: ``fixed`` (--threshold), ``file`` (--thresholds) or
     #: ``learned`` (the profile's calibration, --threshold learned).
     threshold_origin: str = "fixed"
+    #: ``--warn-threshold``: above it (and not drifted) a column is ``warn``.
+    warn_threshold: float | None = None
 
     @property
     def state(self) -> State:
@@ -1321,6 +1335,8 @@ class ColumnResult:
         above = value is not None and self.metric not in P_METRICS and value > self.threshold
         if self.missing_weak or above:
             return State.WEAK  # above a threshold, within what chance gives
+        if value is not None and self.warn_threshold is not None and value > self.warn_threshold:
+            return State.WARN
         return State.OK
 
     @property
@@ -1346,6 +1362,8 @@ class ColumnResult:
             "threshold": self.threshold,
             "threshold_origin": self.threshold_origin,
         }
+        if self.warn_threshold is not None:
+            doc["warn_threshold"] = self.warn_threshold
         if self.divergences is not None:
             d = self.divergences
             doc.update(kl=d.kl, kl_reverse=d.kl_reverse, psi=d.psi, js=d.js)
@@ -1466,7 +1484,9 @@ class DriftReport:
         if kind == "any":
             return drifted > 0
         if kind == "share":
-            compared = drifted + self.count(State.OK) + self.count(State.WEAK)
+            compared = (
+                drifted + self.count(State.OK) + self.count(State.WEAK) + self.count(State.WARN)
+            )
             return compared > 0 and drifted / compared >= number
         return drifted >= number
 
@@ -1507,6 +1527,7 @@ class DriftReport:
             "n_errors": self.n_errors,
             "n_skipped": self.count(State.SKIPPED),
             "n_weak": self.count(State.WEAK),
+            "n_warn": self.count(State.WARN),
             "n_schema_changes": len(self.schema_changes),
             "only_in_reference": list(self.only_in_reference),
             "only_in_current": list(self.only_in_current),
@@ -1626,6 +1647,14 @@ def check_column(
         )
         threshold = got.threshold
         result = _with(result, threshold=threshold, threshold_origin=got.origin)
+    if request.warn_learned is not None or request.warn_threshold is not None:
+        from .drift_calibrate import column_threshold
+
+        fixed = request.warn_threshold if request.warn_threshold is not None else threshold
+        warn = column_threshold(
+            ref, metric, fixed, False, request.warn_learned, n_cur, BASES[request.base]
+        )
+        result = _with(result, warn_threshold=warn.threshold)
     nats = math.log(BASES[request.base])
     filled = int(np.count_nonzero(p))
     dof = noise_dof(filled, ref.role.binned)

@@ -41,14 +41,16 @@ _ORDER = {
     State.ERROR: 1,
     State.WARNING: 2,
     State.WEAK: 3,
-    State.OK: 4,
-    State.SKIPPED: 5,
+    State.WARN: 4,
+    State.OK: 5,
+    State.SKIPPED: 6,
 }
 _STYLE = {
     State.DRIFT: "bold red",
     State.ERROR: "yellow",
     State.WARNING: "yellow",
     State.WEAK: "magenta",
+    State.WARN: "yellow",
     State.OK: "green",
     State.SKIPPED: "dim",
 }
@@ -132,6 +134,8 @@ def explain(c: ColumnResult, settings: Settings) -> str:
         parts.append(clean(c.error))
     if c.skip_reason and c.state is not State.OK:
         parts.append(clean(c.skip_reason))
+    if c.state is State.WARN:
+        parts.append(f"warn: {c.metric} {_fmt(c.value)} > warn threshold {_fmt(c.warn_threshold)}")
     if c.weak:
         parts.append(noise_text(c))
     return "; ".join(parts)
@@ -200,6 +204,7 @@ def drift_report(report: DriftReport) -> Report:
         "value": [c.value for c in cols],
         "threshold": [c.threshold for c in cols],
         "threshold_origin": [c.threshold_origin for c in cols],
+        "warn_threshold": [c.warn_threshold for c in cols],
         "kl": [div(c, "kl") for c in cols],
         "kl_reverse": [div(c, "kl_reverse") for c in cols],
         "psi": [div(c, "psi") for c in cols],
@@ -240,11 +245,13 @@ def title(report: DriftReport) -> str:
     verdict = "DRIFT" if report.drift else "no drift"
     skipped = report.count(State.SKIPPED)
     weak = report.count(State.WEAK)
+    warn = report.count(State.WARN)
     schema = len(report.schema_changes)
     return (
         f"kldiv drift: {verdict} ({report.n_drifted} of {len(report.columns)} columns drifted"
         f"{f', {schema} schema changes' if schema else ''}"
         f"{f', {weak} weak' if weak else ''}"
+        f"{f', {warn} warn' if warn else ''}"
         f"{f', {skipped} skipped' if skipped else ''}; {report.settings.metric}, "
         f"fail-on {report.settings.fail_on})"
     )
@@ -309,7 +316,7 @@ def junit_xml(report: DriftReport) -> bytes:
         elif c.state in (State.SKIPPED, State.WARNING):
             ET.SubElement(case, "skipped", message=why)
         out = [f"role={c.role.value} state={c.state.value}"]
-        if c.state in (State.WEAK, State.OK) and why:
+        if c.state in (State.WEAK, State.WARN, State.OK) and why:
             out.append(why)
         if c.divergences is not None:
             d = c.divergences
@@ -346,7 +353,7 @@ main{padding:24px 32px;max-width:1280px;box-sizing:border-box}
 .pill{display:inline-block;padding:2px 10px;border-radius:999px;font-weight:600;font-size:13px}
 .ok{background:#dcf5e4;color:#17663a}.drift{background:#fde2e1;color:#a4161a}
 .error{background:#fff1cc;color:#7a5200}.skipped{background:#eceef2;color:#4a5468}
-.warning{background:#fff1cc;color:#7a5200}.weak{background:#f3e5f7;color:#6a1b7a}
+.warning{background:#fff1cc;color:#7a5200}.weak{background:#f3e5f7;color:#6a1b7a}.warn{background:#fff1cc;color:#7a5200}
 table{border-collapse:collapse;width:100%;background:#fff;border-radius:8px;overflow:hidden;
 box-shadow:0 1px 2px rgba(0,0,0,.08)}
 th,td{padding:7px 10px;text-align:left;border-bottom:1px solid #eceef2;font-variant-numeric:tabular-nums;
