@@ -168,13 +168,14 @@ def test_learned_thresholds_from_a_calibrated_profile(tmp_path) -> None:
     ref, cur = split(cars(0), 5)
     r, c = _write_table(ref, tmp_path / "r.parquet"), _write_table(cur, tmp_path / "c.parquet")
     paths = [tmp_path / f"p{i}.json" for i in range(3)]
+    some = ("--columns", "Displacement,Horsepower,Name")
     for path, seed in zip(paths, (7, 7, 8)):
-        out = invoke("profile", r, "--calibrate", "12", "--calibrate-seed", seed, "-o", path)
+        out = invoke("profile", r, "--calibrate", "6", "--calibrate-seed", seed, "-o", path, *some)
         assert out.exit_code == 0, out.stderr
     assert paths[0].read_text() == paths[1].read_text() != paths[2].read_text()
     profile = json.loads(paths[0].read_text())["columns"]
     cal = profile["Displacement"]["calibration"]
-    assert cal["resamples"] == 12 and set(cal["metrics"]) >= {"kl", "hellinger", "wasserstein"}
+    assert cal["resamples"] == 6 and set(cal["metrics"]) >= {"kl", "hellinger", "wasserstein"}
     assert "calibration" not in profile["Name"] or profile["Name"]["role"] == "text"
     code, doc, _ = _drift(paths[0], c, "--threshold", "learned:2", "--base", "2")
     assert code == 0 and doc["threshold_learned_k"] == 2
@@ -228,10 +229,9 @@ def test_warn_tier_never_fails_the_check(tmp_path) -> None:
         if col["state"] in ("ok", "warn"):
             assert (col["state"] == "warn") == (col["value"] > 0.03), col["name"]
             assert col["warn_threshold"] == 0.03
-    plain = invoke("drift", r, c, "--warn-threshold", "0.03")
-    assert plain.exit_code == 0 and "warn: kl " in plain.stdout
     xml = tmp_path / "d.xml"
-    assert invoke("drift", r, c, "--warn-threshold", "0.03", "--junit", xml).exit_code == 0
+    plain = invoke("drift", r, c, "--warn-threshold", "0.03", "--junit", xml)
+    assert plain.exit_code == 0 and "warn: kl " in plain.stdout
     assert "<failure" not in xml.read_text() and "warn: kl" in xml.read_text()
     for args, message in (
         (("--warn-threshold", "learned"), "--warn-threshold learned needs a profile"),
