@@ -204,18 +204,66 @@ def test_parquet_dataset_folder_leaves_the_key_out(tmp_path: Path) -> None:
 
 
 def test_a_repeated_key_name_is_a_class_but_never_silently(tmp_path: Path) -> None:
-    """A long table's ``sample_id`` repeats: not a row key by the rule, so it stays a
-    class (the number is the one with it), with a note naming it and the flag."""
+    """In a table of integers (counts), a ``sample_id`` that repeats is not a row key by
+    the rule, so it stays a class (the number is the one with it), with a note naming
+    it and the flag; beside float columns it is left out as integers are."""
     rng = np.random.default_rng(9)
-    x, t = rng.normal(size=(16, 3)), rng.normal(size=(16, 3))
+    x, t = rng.integers(0, 6, size=(16, 3)), rng.integers(0, 6, size=(16, 3))
     for name, a in (("x", x), ("t", t)):
         a[:, 0] = np.arange(16) // 4
-        cols = {"sample_id": a[:, 0].astype(int), "c0": a[:, 1], "c1": a[:, 2]}
-        pq.write_table(pa.table(cols), tmp_path / f"{name}.parquet")
-    r = invoke(
-        "compute", tmp_path / "x.parquet", tmp_path / "t.parquet", "-r", "batchmean", *SOFTMAX
-    )
+        pq.write_table(pa.table({"sample_id": a[:, 0], "c0": a[:, 1], "c1": a[:, 2]}),
+                       tmp_path / f"{name}.parquet")  # fmt: skip
+        floats = {"sample_id": a[:, 0], "c0": a[:, 1] + 0.5, "c1": a[:, 2] + 0.5}
+        pq.write_table(pa.table(floats), tmp_path / f"f{name}.parquet")
+    args = ("-r", "batchmean", *SOFTMAX)
+    r = invoke("compute", tmp_path / "x.parquet", tmp_path / "t.parquet", *args)
     assert r.exit_code == 0, r.stderr
     assert math.isclose(float(r.stdout), batchmean_kl(x, t), rel_tol=1e-12)
     assert "column 'sample_id' is named like a key but repeats values" in r.stderr
     assert "--input-columns" in r.stderr
+    f = invoke("compute", tmp_path / "fx.parquet", tmp_path / "ft.parquet", *args)
+    assert f.exit_code == 0, f.stderr
+    assert math.isclose(float(f.stdout), batchmean_kl(x[:, 1:], t[:, 1:]), rel_tol=1e-12)
+    assert "left out column 'sample_id' (integers beside float columns" in f.stderr
+
+
+def test_strict_makes_the_column_notes_errors(tmp_path: Path) -> None:
+    """--strict: a column left out is an error (exit 2, nothing on stdout) in compute and
+    compare, before any work; naming the columns is the way through."""
+    table = next(t for t in TABLES if t.name == "shuffled_doc_ids")
+    w = build(table, tmp_path)
+    compute = ("compute", w.input, w.target, "-r", "batchmean", *SOFTMAX, "--strict")
+    for args in (
+        compute,
+        ("compare", w.input, w.target, "--fail-above", "kl.mean=0.01", "--strict"),
+    ):
+        r = invoke(*args)
+        assert r.exit_code == 2 and r.stdout == "", r.stderr
+        assert r.stderr.startswith("kldiv: error: --strict: ") and len(r.stderr.splitlines()) == 1
+        assert "left out column 'doc' (integers beside float columns" in r.stderr
+    named = invoke(*compute, "--input-columns", "c*", "--target-columns", "c*")
+    assert named.exit_code == 0 and named.stderr == "", named.stderr
+    assert math.isclose(float(named.stdout), batchmean_kl(w.x, w.t), rel_tol=1e-12)
+
+
+def test_text_columns_are_named_in_the_note(tmp_path: Path) -> None:
+    table = next(t for t in TABLES if t.name == "uuid_and_camel_ids")
+    w = build(table, tmp_path)
+    r = invoke("compute", w.input, w.target, "-r", "batchmean", *SOFTMAX)
+    assert r.exit_code == 0, r.stderr
+    notes = [line for line in r.stderr.splitlines() if "left out" in line]
+    assert len(notes) == 2 and "'uuid' (not numbers (string))" in notes[0], r.stderr
+
+
+def test_gaussian_notes_its_left_out_columns(tmp_path: Path) -> None:
+    rng = np.random.default_rng(11)
+    mu, lv = rng.normal(size=(12, 3)), 0.1 * rng.normal(size=(12, 3))
+    for name, a in (("mu", mu), ("lv", lv)):
+        cols = {"id": np.arange(12), **{f"z{j}": a[:, j] for j in range(3)}}
+        pq.write_table(pa.table(cols), tmp_path / f"{name}.parquet")
+    r = invoke("gaussian", tmp_path / "mu.parquet", tmp_path / "lv.parquet")
+    assert r.exit_code == 0, r.stderr
+    want = float(np.mean(np.sum(0.5 * (np.exp(lv) + mu**2 - 1 - lv), axis=1)))
+    assert math.isclose(float(r.stdout), want, rel_tol=1e-12)
+    assert "mu.parquet: left out column 'id' (named like a key and unique)" in r.stderr
+    assert "--mu-columns" in r.stderr and "--logvar-columns" in r.stderr

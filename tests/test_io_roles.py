@@ -35,7 +35,11 @@ def test_named_key_needs_unique_integers_or_strings() -> None:
     assert key_reason("id", np.array([3, 1, 2])) == "named like a key and unique"
     assert key_reason("user_id", pa.array(["b", "a", "c"])) == "named like a key and unique"
     assert key_reason("id", np.array([1, 1, 2])) is None  # a repeat: a grouping column
-    assert key_reason("id", np.array([0.0, 1.0, 2.0])) is None  # floats are never keys
+    assert key_reason("id", np.array([0.5, 1.0, 2.0])) is None  # floats with a fraction
+    # Whole-number floats are integers (pandas writes an int column with a NaN as 12.0).
+    assert key_reason("id", np.array([2.0, 0.0, 1.0])) == "named like a key and unique"
+    assert key_reason("id", pa.array([2.0, 0.0, 1.0])) == "named like a key and unique"
+    assert key_reason("score", np.array([2.0, 0.0, 1.0])) is None
     assert key_reason("id", pa.array([1, None, 3])) is None  # a missing value
     assert key_reason("id", np.array([True, False])) is None
 

@@ -5,7 +5,7 @@ from typing import Annotated
 import typer
 
 from .app import app
-from .boundary import error_boundary
+from .boundary import Messages, error_boundary
 from .options import (
     DebugOpt,
     DelimiterOpt,
@@ -182,4 +182,6 @@ def gaussian(
     request.validate()  # before stdin is read
     stdin = read_stdin_if_needed(*(p for p in (mu, logvar, prior_mu, prior_logvar) if p))
     result = run(request, stdin)
+    for text in result.warnings:
+        Messages.warn(text)
     emit_with_notes(gaussian_report(result), format, output, no_color)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError, KldivError, UsageError
+from ..jobs.diagnostics import strict_notes
 from . import tasks as T
 
 if TYPE_CHECKING:
@@ -479,6 +480,7 @@ def run_compute_dask(
     cluster.validate()
     require_distributed()
     sx, st = C.open_sources(request, None)
+    strict_notes(request.strict, (sx, st))
     chosen = C.plan(request, sx, st)
     with connect(cluster, note) as client:
         result = execute(client, request, sx, st, chosen, cluster.storage)

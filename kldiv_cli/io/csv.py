@@ -21,7 +21,7 @@ from .columns import (
     table_to_array,
     usable_types,
 )
-from .roles import Selection, choose_columns, float_keys, key_notes
+from .roles import Selection, choose_columns, float_keys, left_out_notes
 
 #: CSV files larger than this are streamed. pyarrow's streaming CSV reader parses on
 #: one thread, its whole-file reader on all of them, so streaming is kept for files
@@ -423,7 +423,7 @@ class WideCsvSource(Source):
             keys = {}
         picked = [n for j, n in enumerate(names) if j not in keys]
         super().__init__(label, fmt, tuple(array.shape), array.dtype, picked)
-        self.notes = key_notes(label, {names[j]: r for j, r in keys.items()}, flag)
+        self.notes = left_out_notes(label, {names[j]: r for j, r in keys.items()}, {}, flag)
         self.roles = [
             ColumnRole(n, "key", keys[j]) if j in keys else ColumnRole(n, "class")
             for j, n in enumerate(names)

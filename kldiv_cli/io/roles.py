@@ -17,10 +17,16 @@ all distinct, and one of:
   but sparse) and strings must look like tokens (one length, no spaces: uuids, hashes),
   not free text.
 
-Floats, booleans, dates and decimals are never keys, and neither is a column with a
-repeated value: a measurement with many distinct values (182 weights in 189 rows) is
-a measurement. The rule looks at the first :data:`SAMPLE` values it is given: a
-streamed table passes its first block.
+Floats with a fraction, booleans, dates and decimals are never keys, and neither is a
+column with a repeated value: a measurement with many distinct values (182 weights in
+189 rows) is a measurement. Under a key's name, floats that are all whole numbers count
+as integers (pandas writes an integer column that held a missing value as ``12.0``). The rule looks at the
+first :data:`SAMPLE` values it is given: a streamed table passes its first block.
+
+:func:`choose_columns` adds the table-level rule: in a table where some column left is
+floats, the integer columns are not classes either (ids, gold labels, token positions,
+counts beside logits), whatever their values; a table of integers only (histogram
+counts) is its data.
 """
 
 from __future__ import annotations
@@ -93,28 +99,42 @@ def is_key_name(name: str) -> bool:
     return bool(_CAMEL.search(stripped))
 
 
-def key_values(values: Any) -> np.ndarray | None:
+def key_values(values: Any, whole_floats: bool = False) -> np.ndarray | None:
     """The first :data:`SAMPLE` values as a 1-D NumPy array of integers or strings, or
     None when they cannot be a key (another type, or a missing value).
 
-    ``values`` is a NumPy array or a pyarrow ``Array``/``ChunkedArray``.
+    ``values`` is a NumPy array or a pyarrow ``Array``/``ChunkedArray``. With
+    ``whole_floats``, floats that are all whole numbers are integers.
     """
     if isinstance(values, np.ndarray):
-        return _numpy_key_values(values[:SAMPLE])
-    return _arrow_key_values(values.slice(0, SAMPLE))
+        return _numpy_key_values(values[:SAMPLE], whole_floats)
+    return _arrow_key_values(values.slice(0, SAMPLE), whole_floats)
 
 
-def _numpy_key_values(v: np.ndarray) -> np.ndarray | None:
+def _whole(v: np.ndarray) -> np.ndarray | None:
+    """Floats that are all whole numbers (int64 holds them exactly) as int64, else None.
+    The first value is tested alone first: logits are rarely whole, so most columns
+    cost nothing."""
+    if v.size == 0 or not float(v[0]).is_integer():
+        return None
+    with np.errstate(invalid="ignore"):
+        whole = bool(np.all((np.abs(v) < 2.0**53) & (v == np.round(v))))
+    return v.astype(np.int64) if whole else None
+
+
+def _numpy_key_values(v: np.ndarray, whole_floats: bool) -> np.ndarray | None:
     if v.ndim != 1:
         return None
     if v.dtype.kind in "iu" or v.dtype.kind in "US":
         return v
+    if v.dtype.kind == "f" and whole_floats:
+        return _whole(v)
     if v.dtype.kind == "O" and all(isinstance(x, str) for x in v):
         return v
     return None
 
 
-def _arrow_key_values(a: Any) -> np.ndarray | None:
+def _arrow_key_values(a: Any, whole_floats: bool) -> np.ndarray | None:
     import pyarrow as pa
 
     if isinstance(a, pa.ChunkedArray):
@@ -126,6 +146,8 @@ def _arrow_key_values(a: Any) -> np.ndarray | None:
     t = a.type
     if pa.types.is_integer(t):
         return array_values(a)
+    if pa.types.is_floating(t) and whole_floats:
+        return _whole(array_values(a))
     if pa.types.is_string(t) or pa.types.is_large_string(t):
         return np.array(a.to_pylist(), dtype=object)
     return None
@@ -189,10 +211,15 @@ def key_reason(name: str, values: Any, other: Any | None = None) -> str | None:
 
     Notes
     -----
-    The rule is the module's: integers or strings, no missing value, all distinct, and
-    a key's name, or monotone, or disjoint from the other side. Floats are never keys.
+    The rule is the module's: integers (or floats that are all whole numbers) or
+    strings, no missing value, all distinct, and a key's name, or monotone, or disjoint
+    from the other side. Floats are keys only under a key's name, and only when all
+    are whole numbers.
     """
-    v = key_values(values)
+    # Whole-number floats count as integers only under a key's name: a float column
+    # that happens to be whole and sorted is more likely a measurement.
+    named = is_key_name(name)
+    v = key_values(values, whole_floats=named)
     if v is None or v.size == 0:
         return None
     # The cheap tests first: a wide table of counts pays one pass per column, no sort.
@@ -207,7 +234,7 @@ def key_reason(name: str, values: Any, other: Any | None = None) -> str | None:
     if is_key_name(name):
         return "named like a key and unique"
     assert other is not None
-    w = key_values(other)
+    w = key_values(other, whole_floats=named)
     t = None if w is None else _unique_sorted(w)
     if t is not None and _disjoint(s, t):
         return "unique and disjoint from the other side's values"
@@ -239,10 +266,19 @@ def numeric_list(t: Any, floats: bool = False) -> bool:
     return bool(pa.types.is_floating(v) or (not floats and pa.types.is_integer(v)))
 
 
-def _keyable(t: Any) -> bool:
+def _keyable(name: str, t: Any) -> bool:
+    """Whether the key test looks at a column: integers and text always; floats only
+    when named like a key (an id written as ``12.0``), so a table of float logits is
+    never sampled for it."""
     import pyarrow as pa
 
+    if pa.types.is_floating(t):
+        return is_key_name(name)
     return bool(pa.types.is_integer(t) or pa.types.is_string(t) or pa.types.is_large_string(t))
+
+
+#: Why an integer column beside floats is left out (:func:`choose_columns`).
+INTEGERS_BESIDE_FLOATS = "integers beside float columns: ids, labels, positions or counts"
 
 
 def _quoted(names: Sequence[str]) -> str:
@@ -264,9 +300,13 @@ def choose_columns(
     other columns are metadata), as does one of floats beside lists of integers (token
     ids, masks); two or more list columns otherwise are a usage error; else every
     ``usable`` column but the row keys (:func:`key_reason` on the first values, given
-    by ``sample(names)`` for the integer and text columns among them). Keys are kept
-    when nothing else is left: a table of one integer column is its own data.
+    by ``sample(names)`` for the integer and text columns among them, and the float
+    columns named like a key) and, when a float column is left, but the integer
+    columns. Keys are kept when nothing else is left: a table of one integer column is
+    its own data. One note names every column left out (text ones too) and why.
     """
+    import pyarrow as pa
+
     flag = options.columns_option or "--columns"
     names = list(names)
     if options.columns is not None:
@@ -310,25 +350,39 @@ def choose_columns(
             else []
         )
         return Selection([j], roles, notes, True)
-    candidates = [n for n, ok, t in zip(names, usable, types) if ok and _keyable(t)]
+    candidates = [n for n, ok, t in zip(names, usable, types) if ok and _keyable(n, t)]
     values = sample(candidates) if candidates else {}
     keys = {n: r for n in candidates if (r := key_reason(n, values[n])) is not None}
     chosen = [i for i, ok in enumerate(usable) if ok and names[i] not in keys]
+    # Beside floats (logits, probabilities), integers are never classes: a document id
+    # in shuffled order, a gold label, a token position, whose values would otherwise
+    # dwarf the logits in a softmax (a loss of 0.0) or add a class. (An all-empty
+    # column, of Arrow's null type, is neither.)
+    if any(not (pa.types.is_integer(types[i]) or pa.types.is_null(types[i])) for i in chosen):
+        ints = {names[i] for i in chosen if pa.types.is_integer(types[i])}
+        chosen = [i for i in chosen if names[i] not in ints]
+    else:
+        ints = set()
     if not chosen:
-        keys = {}
+        keys, ints = {}, set()
         chosen = [i for i, ok in enumerate(usable) if ok]
     in_chosen = set(chosen)  # a set: a CSV of 100,000 columns took 49 s with the list
     roles = [
         ColumnRole(n, "key", keys[n])
         if n in keys
+        else ColumnRole(n, "metadata", INTEGERS_BESIDE_FLOATS)
+        if n in ints
         else ColumnRole(n, "class")
         if i in in_chosen
         else ColumnRole(n, "unused", f"not numbers ({t})")
         for i, (n, t) in enumerate(zip(names, types))
     ]
-    notes = key_notes(label, keys, flag)
-    # Named like a key but with repeats (a sequence id of a long table): used, as the
-    # rule says, but never silently.
+    text = {r.name: r.reason for r in roles if r.role == "unused"}
+    notes = left_out_notes(
+        label, keys, {**{n: INTEGERS_BESIDE_FLOATS for n in names if n in ints}, **text}, flag
+    )
+    # Named like a key but with repeats (a sequence id of a table of integers): used,
+    # as the rule says, but never silently.
     grouping = [names[i] for i in chosen if names[i] in candidates and is_key_name(names[i])]
     if grouping and len(chosen) > 1:
         what = "column" if len(grouping) == 1 else "columns"
@@ -340,16 +394,28 @@ def choose_columns(
     return Selection(chosen, roles, notes, False)
 
 
-def key_notes(label: str, keys: Mapping[str, str], flag: str) -> list[str]:
-    """The one note naming the key columns left out, with why, and the flag to choose."""
-    if not keys:
+def left_out_notes(
+    label: str, keys: Mapping[str, str], others: Mapping[str, str], flag: str
+) -> list[str]:
+    """The one note naming every column left out, with why, and the flag to choose:
+    ``keys`` (row keys) and ``others`` (integers beside floats, text), name → reason."""
+    if not keys and not others:
         return []
-    listed = ", ".join(f"{n!r} ({r})" for n, r in keys.items())
-    what = "a row key" if len(keys) == 1 else "row keys"
-    column = "column" if len(keys) == 1 else "columns"
-    return [
-        f"{label}: left out {column} {listed}: {what}, not a class (choose columns with {flag})"
-    ]
+    column = "column" if len(keys) + len(others) == 1 else "columns"
+    if not others:
+        listed = ", ".join(f"{n!r} ({r})" for n, r in keys.items())
+        what = "a row key, not a class" if len(keys) == 1 else "row keys, not classes"
+    else:
+        # Columns left out for one reason are listed together, the reason said once.
+        grouped: dict[str, list[str]] = {}
+        for n, r in others.items():
+            grouped.setdefault(r, []).append(n)
+        listed = ", ".join(
+            [f"{n!r} (a row key: {r})" for n, r in keys.items()]
+            + [f"{_quoted(ns)} ({r})" for r, ns in grouped.items()]
+        )
+        what = "not a class" if column == "column" else "not classes"
+    return [f"{label}: left out {column} {listed}: {what} (choose columns with {flag})"]
 
 
 def float_keys(names: Sequence[str], array: np.ndarray) -> dict[int, str]:

@@ -46,7 +46,7 @@ from ..io.writers import (
     stream_fd,
 )
 from .blocks import prefetch, rebatch
-from .diagnostics import looks_like
+from .diagnostics import looks_like, strict_notes
 from .gates import (
     Gate,
     check_names,
@@ -539,6 +539,7 @@ def compare_all(
     request.validate()
     ref = open_source(request.reference, request.reference_options, stdin)
     cands = [open_source(c, request.options_of(c), stdin) for c in request.candidates]
+    strict_notes(request.strict, (ref, *cands))
     ref_rows, width = _layout(ref, request.reference_options)
     rows_known = ref_rows
     for cand, path in zip(cands, request.candidates):
@@ -601,8 +602,7 @@ def compare_all(
                 statistics=statistics,
                 per_row=per_row,
                 checks=evaluate(request.gates, flatten(statistics), _GATE_HINT),
-                # The sources' notes (columns left out) are information, not suspicious
-                # data: printed with the warnings, never made errors by --strict.
+                # The sources' notes (columns left out): errors with --strict (above).
                 warnings=[*ref.notes, *cand.notes, *space[0], *own, *nan_rows],
                 reference={**ref.describe(), "as": kinds[0]},
                 candidate={**cand.describe(), "as": _kind(request.candidate_as, cand)},

@@ -21,7 +21,7 @@ from ..errors import InputError, UsageError
 from ..io.roles import choose_hint, one_class
 from ..io.sources import ReadOptions, Source, column_array, open_source
 from .blocks import prefetch, rebatch
-from .diagnostics import Diagnostics
+from .diagnostics import Diagnostics, strict_notes
 
 if TYPE_CHECKING:
     from ..io.writers import BlockWriter
@@ -348,6 +348,7 @@ def compute(
             note=note,
         )
     sx, st = open_sources(request, stdin)
+    strict_notes(request.strict, (sx, st))
     # The output file the pointwise loss may stream into, if any.
     into = request.output if request.output is not None and _streamable_output(request) else None
     chosen = plan(request, sx, st, into is not None)

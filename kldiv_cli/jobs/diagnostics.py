@@ -14,9 +14,13 @@ log-probability may be rounded.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from ..errors import UsageError
+from ..io.base import Source
 
 #: Target rows whose sum is further than this from 1 are reported.
 ROW_SUM_TOLERANCE = 1e-3
@@ -31,6 +35,17 @@ SPACE_VALUES = 1 << 18
 #: A log-probability above this is refused: float32 log-softmax rounds near 0 by ~1e-7,
 #: while a probability or a logit passed as a log-probability is far above it.
 LOGPROB_SLACK = 1e-3
+
+
+def strict_notes(strict: bool, sources: Iterable[Source]) -> None:
+    """With ``--strict``, a source's note (columns the column rule left out, a key's
+    name whose values repeat) is an error, as every other warning is: a strict run
+    reads exactly the columns it was told to, or says why not, before any work."""
+    if not strict:
+        return
+    for source in sources:
+        if source.notes:
+            raise UsageError(f"--strict: {source.notes[0]}")
 
 
 def looks_like(block: np.ndarray) -> str | None:

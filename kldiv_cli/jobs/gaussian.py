@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import zip_longest
 from typing import Any
 
@@ -108,6 +108,8 @@ class GaussianResult:
     mu: dict[str, Any]
     logvar: dict[str, Any]
     prior: dict[str, Any]
+    #: The inputs' notes: columns the column rule left out (for stderr).
+    warnings: list[str] = field(default_factory=list)
 
 
 #: Latent values per block read (each side): a few MB of float64 temporaries.
@@ -156,6 +158,7 @@ def gaussian(request: GaussianRequest, stdin: bytes | None = None) -> GaussianRe
         )
     shape = tuple(smu.shape)
     prior: dict[str, Any] = {"mu": None, "logvar": None}
+    notes = [*smu.notes, *slv.notes]
     priors: list[_Side | None] = []
     for key, path in (("mu", request.prior_mu), ("logvar", request.prior_logvar)):
         if path is None:
@@ -176,6 +179,7 @@ def gaussian(request: GaussianRequest, stdin: bytes | None = None) -> GaussianRe
         value = None if streamed else source.read()
         if value is not None:
             _check_finite(value, source.label, f"prior {key}")
+        notes.extend(source.notes)
         priors.append(_Side(source, value))
         prior[key] = source.describe()
     batch = shape[0] if len(shape) >= 2 else 1
@@ -212,6 +216,7 @@ def gaussian(request: GaussianRequest, stdin: bytes | None = None) -> GaussianRe
         mu=smu.describe(),
         logvar=slv.describe(),
         prior=prior,
+        warnings=notes,
     )
 
 

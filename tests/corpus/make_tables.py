@@ -134,8 +134,8 @@ def uuid_and_camel_ids(folder: Path, rng: np.random.Generator) -> Written:
 
 def measurement(folder: Path, rng: np.random.Generator) -> Written:
     """An integer measurement with many distinct values (weights in pounds, 36 distinct
-    in 40 rows, unsorted) beside positive floats: every column is data (summed
-    pointwise, ``plain``)."""
+    in 40 rows, unsorted) beside positive floats, summed pointwise (``plain``): not a
+    row key, but integers beside floats, so left out; the floats are the data."""
 
     def write(p: Path, a: np.ndarray, _: int) -> None:
         a[:, 0] = rng.choice(np.arange(1600, 5200), len(a))
@@ -147,7 +147,57 @@ def measurement(folder: Path, rng: np.random.Generator) -> Written:
     xp, tp = folder / "input.csv", folder / "target.csv"
     write(xp, x, 0)
     write(tp, t, 1)
-    return Written(xp, tp, x, t)
+    return Written(xp, tp, x[:, 1:], t[:, 1:])
+
+
+def shuffled_doc_ids(folder: Path, rng: np.random.Generator) -> Written:
+    """A document id not named like a key, unique and shuffled (1000 and up), then the
+    classes: in a softmax its values would take all the mass (a loss of 0.0)."""
+
+    def write(p: Path, a: np.ndarray, _: int) -> None:
+        _csv(p, {"doc": rng.permutation(len(a)) + 1000, **_classes(a)})
+
+    return _sides(folder, rng, "csv", write)
+
+
+def disjoint_doc_ids(folder: Path, rng: np.random.Generator) -> Written:
+    """The same with each side's ids shuffled in a range of its own (a train/test split)."""
+
+    def write(p: Path, a: np.ndarray, side: int) -> None:
+        _csv(p, {"doc": rng.permutation(len(a)) + 1000 + side * len(a), **_classes(a)})
+
+    return _sides(folder, rng, "csv", write)
+
+
+def float_written_ids(folder: Path, rng: np.random.Generator) -> Written:
+    """An ``id`` written as ``12.0`` (pandas writes an integer column holding a missing
+    value as floats), unique and shuffled: a key all the same."""
+
+    def write(p: Path, a: np.ndarray, _: int) -> None:
+        _csv(p, {"id": [f"{v}.0" for v in rng.permutation(len(a))], **_classes(a)})
+
+    return _sides(folder, rng, "csv", write)
+
+
+def gold_labels(folder: Path, rng: np.random.Generator) -> Written:
+    """An ``id``, then the integer gold ``label`` of each row, then the logits."""
+
+    def write(p: Path, a: np.ndarray, _: int) -> None:
+        labels = rng.integers(0, a.shape[1], len(a))
+        _csv(p, {"id": np.arange(len(a)), "label": labels, **_classes(a)})
+
+    return _sides(folder, rng, "csv", write)
+
+
+def token_rows(folder: Path, rng: np.random.Generator) -> Written:
+    """One row per token: ``seq_id`` (repeating), ``position``, then the logits."""
+
+    def write(p: Path, a: np.ndarray, _: int) -> None:
+        _csv(
+            p, {"seq_id": np.arange(len(a)) // 8, "position": np.arange(len(a)) % 8, **_classes(a)}
+        )
+
+    return _sides(folder, rng, "csv", write)
 
 
 def _list_table(a: np.ndarray, rng: np.random.Generator, fixed: bool) -> pa.Table:
@@ -248,7 +298,12 @@ TABLES: list[Table] = [
     Table("wide_vocabulary", wide_vocabulary, ("row_id",)),
     Table("monotone_step", monotone_step, ("step",)),
     Table("uuid_and_camel_ids", uuid_and_camel_ids, ("sampleId",)),
-    Table("measurement", measurement, plain=True),
+    Table("measurement", measurement, ("Weight_in_lbs",), plain=True),
+    Table("shuffled_doc_ids", shuffled_doc_ids, ("doc",)),
+    Table("disjoint_doc_ids", disjoint_doc_ids, ("doc",)),
+    Table("float_written_ids", float_written_ids, ("id",)),
+    Table("gold_labels", gold_labels, ("id", "label")),
+    Table("token_rows", token_rows, ("seq_id", "position")),
     Table("list_beside_metadata", list_beside_metadata, ("id", "text", "timestamp", "temperature")),
     Table(
         "variable_list_feather", variable_list_feather, ("id", "text", "timestamp", "temperature")
