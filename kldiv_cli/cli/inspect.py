@@ -10,8 +10,8 @@ from .options import (
     DebugOpt,
     DelimiterOpt,
     FormatOpt,
-    MissingOpt,
     NoColorOpt,
+    OutputOpt,
     QuietOpt,
     StorageOpt,
     configure_storage,
@@ -44,8 +44,16 @@ def inspect(
         typer.Option("--columns", metavar="COLS", help="Names, globs or 0-based indices."),
     ] = None,
     delimiter: DelimiterOpt = None,
-    missing: MissingOpt = "error",
+    missing: Annotated[
+        str,
+        typer.Option(
+            "--missing",
+            metavar="[nan|error]",
+            help="Missing cells of the numeric columns: counted as NaN (default), or an error.",
+        ),
+    ] = "nan",
     storage_option: StorageOpt = None,
+    output: OutputOpt = None,
     format: FormatOpt = "auto",
     quiet: QuietOpt = False,
     no_color: NoColorOpt = False,
@@ -53,10 +61,14 @@ def inspect(
 ) -> None:
     """Describe a data file: shape, dtype, NaN/inf counts, range, row sums, and what it
     looks like (probabilities, log-probabilities, logits, labels), with the flags to use.
+    For a table, every column: its type, missing cells, whether compute/compare use it
+    (and why not) and the role drift gives it (and why).
 
     Example:
 
       kldiv inspect sample_data/teacher_logits.npy
+
+      kldiv inspect titanic.csv -o columns.csv
     """
     from ..jobs.inspect import InspectRequest
     from ..jobs.inspect import inspect as run
@@ -73,7 +85,9 @@ def inspect(
         key_option="--key",
         format_option="--file-format",
     )
+    request = InspectRequest(file, options, output if output != "-" else None)
+    request.validate()  # before stdin is read
     configure_storage(storage_option)
     with progress(quiet) as on_progress:
-        result = run(InspectRequest(file, options), read_stdin_if_needed(file), on_progress)
-    emit(inspect_report(result), format, None, no_color)
+        result = run(request, read_stdin_if_needed(file), on_progress)
+    emit(inspect_report(result), format, output, no_color)

@@ -191,6 +191,11 @@ class Source:
         ``budget`` bytes each; ``first_column`` 0 starts the next row group."""
         raise NotImplementedError(f"{self.label}: not stored in row groups")
 
+    def table_blocks(self, rows: int) -> Iterator[Any] | None:
+        """Every column of a table (selected or not, of any type) as pyarrow tables of
+        about ``rows`` rows, block by block (memory: a block); None for arrays."""
+        return None
+
     @property
     def nbytes(self) -> int:
         """Size of the data once read (rows x columns x itemsize)."""

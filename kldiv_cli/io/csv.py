@@ -381,6 +381,7 @@ class CsvSource(Source):
         self.notes = selection.notes
         self.roles = selection.roles
         self._table = table.select(chosen)
+        self._whole = table
         self._options = options
         self._first_line = 2 if header else 1
         self._array: np.ndarray | None = None
@@ -401,6 +402,10 @@ class CsvSource(Source):
     def _picked(self) -> list[str]:
         assert self.columns is not None
         return self.columns
+
+    def table_blocks(self, rows: int) -> Iterator[Any]:
+        for start in range(0, self._whole.num_rows, rows):
+            yield self._whole.slice(start, rows)
 
     def read_columns(self) -> list[Any]:
         return checked_columns(
@@ -530,6 +535,8 @@ class CsvStreamSource(Source):
         self._path = path
         self._options = options
         self._first_line = 2 if header else 1
+        self._first_block = first_block
+        self._names = names
         self._convert = pcsv.ConvertOptions(
             null_values=[""],
             strings_can_be_null=False,
@@ -558,6 +565,31 @@ class CsvStreamSource(Source):
                 text = str(exc).strip().splitlines()[0]
                 raise InputError(self.label, f"has a cell that is not a number ({text})") from None
             yield pa.Table.from_batches([batch]).rename_columns(self.columns)
+
+    def table_blocks(self, rows: int) -> Iterator[Any]:
+        """Every column, block by block: the first block typed as inferred, the rest as
+        text (all a missing-cell count needs, and no later cell can fail a type)."""
+        import pyarrow as pa
+        import pyarrow.csv as pcsv
+
+        names = self._names
+        yield pa.Table.from_batches([self._first_block]).rename_columns(names)
+        convert = pcsv.ConvertOptions(
+            null_values=[""],
+            strings_can_be_null=True,
+            column_types={name: pa.string() for name in self._first_block.schema.names},
+        )
+        reader = pcsv.open_csv(
+            self._path,
+            read_options=self._read_opts,
+            parse_options=self._parse_opts,
+            convert_options=convert,
+        )
+        # The same read options cut the same blocks: the first is the one above.
+        batches = iter(reader)
+        next(batches, None)
+        for batch in batches:
+            yield pa.Table.from_batches([batch]).rename_columns(names)
 
     def iter_chunks(self, rows: int) -> Iterator[np.ndarray]:
         first = self._first_line

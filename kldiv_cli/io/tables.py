@@ -150,6 +150,21 @@ class TableSource(Source):
             )
         return piece
 
+    def table_blocks(self, rows: int) -> Iterator[Any]:
+        names = list(self._reader.schema.names)
+        for groups in self._reader.iter_tables(names, rows):
+            # A block may come as several tables of adjacent columns: one table.
+            block = None
+            for table in groups:
+                if block is None:
+                    block = table
+                    continue
+                for name, column in zip(table.column_names, table.columns):
+                    block = block.append_column(name, column)
+            if block is not None:
+                yield block
+            del block
+
     def read_columns(self) -> list[Any] | None:
         if not self.columnar:
             return None

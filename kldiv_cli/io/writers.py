@@ -39,7 +39,11 @@ OUTPUT_EXTENSIONS = {
     ".json": "json",
     ".parquet": "parquet",
     ".pq": "parquet",
+    ".md": "markdown",
 }
+
+#: The extension each kind is named by in messages (its first in OUTPUT_EXTENSIONS).
+_EXTENSION = {kind: ext for ext, kind in reversed(OUTPUT_EXTENSIONS.items())}
 
 #: Signals that remove the temporary files before the process dies of them.
 CLEANUP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
@@ -122,7 +126,7 @@ def output_kind(
             return str(fmt)
         return kind if kind in choices else (allowed[0] if allowed else "json")
     if kind is None or kind not in choices:
-        names = ", ".join(f".{k}" for k in choices)
+        names = ", ".join(_EXTENSION[k] for k in choices)
         if kind is None:
             raise OutputError(f"{clean(path)}: unknown output type; name it {names}")
         raise UsageError(f"{clean(path)}: {option} writes {names}, not .{kind}")

@@ -11,13 +11,17 @@ import numpy as np
 
 from ..io.sources import ReadOptions, Source, open_source
 
-__all__ = ["InspectRequest", "classify", "inspect", "inspect_source"]
+__all__ = ["InspectRequest", "classify", "describe_columns", "inspect", "inspect_source"]
 
 TOL = 1e-3
 #: The column roles (:class:`kldiv_cli.io.base.ColumnRole`) that are the distribution.
 USED = ("class", "distribution")
 #: Elements per block read: a few MB, with about ten block-sized temporaries.
 BLOCK_ELEMENTS = 1 << 19
+#: What ``inspect -o`` writes (by the output's extension).
+OUTPUT_KINDS = ("json", "csv", "markdown")
+#: Rows per block when every column of a table is counted (any type, so by rows).
+TABLE_ROWS = 1 << 16
 
 #: ``progress(done, total)``: elements read so far, and in all (-1 while unknown).
 Progress = Callable[[int, int], None]
@@ -133,6 +137,14 @@ class InspectRequest:
 
     path: str
     options: ReadOptions = ReadOptions()
+    #: The report's file (-o; None: stdout), of a kind of :data:`OUTPUT_KINDS`.
+    output: str | None = None
+
+    def validate(self) -> None:
+        """The output's kind, and that it is not the input: before anything is read."""
+        from ..io.writers import guard
+
+        guard([self.output], [self.path], OUTPUT_KINDS)
 
 
 def inspect(
@@ -185,11 +197,23 @@ def inspect_source(source: Source, progress: Progress | None = None) -> dict[str
     if source.columns is not None:
         info["columns"] = source.columns
     if source.roles is not None:
-        # Which columns compute and compare use, and why the others are left out.
+        # Which columns compute and compare use, and why the others are left out; with
+        # each column's type, missing cells and drift's role where the file is a table.
         info["column_roles"] = [
             {"name": r.name, "role": r.role, "used": r.role in USED, "reason": r.reason}
             for r in source.roles
         ]
+        table = describe_columns(source)
+        if table is not None:
+            details, rows, sample = table
+            for entry in info["column_roles"]:
+                entry.update(details.get(entry["name"], {}))
+            info["missing"] = sum(d["missing"] for d in details.values())
+            info["table_rows"] = rows
+            # drift decides roles on the first block only: say so when that is not all.
+            info["drift_roles_from"] = (
+                f"the first {sample} of {rows} rows" if sample < rows else "all rows"
+            )
     info["elements"] = scan.elements
     info["nan"], info["posinf"], info["neginf"] = scan.nan, scan.posinf, scan.neginf
     info["min"], info["max"] = scan.lo, scan.hi
@@ -236,3 +260,89 @@ def _scan_one_row(source: Source, scan: _Scan, progress: Progress | None) -> Non
                 exps.add(np.exp(block.reshape(-1) - top))
             lse = np.log(source.dtype.type(exps.total())) + top
         scan.lse_zero = not np.isfinite(lse) or abs(float(lse)) <= TOL
+
+
+def describe_columns(source: Source) -> tuple[dict[str, dict[str, Any]], int, int] | None:
+    """Every column of a table: its Arrow type, its missing cells, and the role ``drift``
+    gives it with the reason; with the table's rows and the rows the roles were decided
+    on (the first block: drift's rules look at values, and memory stays a block).
+
+    A missing cell is a null (an empty CSV cell) or an empty string; NaN is a value here
+    (counted as ``nan`` over the numeric columns). None for arrays.
+    """
+    blocks = source.table_blocks(TABLE_ROWS)
+    if blocks is None:
+        return None
+    first = None
+    rows = 0
+    missing: dict[str, int] = {}
+    for block in blocks:
+        if first is None:
+            first = block
+        rows += block.num_rows
+        for name, column in zip(block.column_names, block.columns):
+            missing[name] = missing.get(name, 0) + _missing(column)
+        del block
+    if first is None:
+        return None
+    drift = drift_roles(source.label, first)
+    details = {
+        field.name: {
+            "type": str(field.type),
+            "missing": missing[field.name],
+            "drift_role": drift[field.name][0],
+            "drift_reason": drift[field.name][1],
+        }
+        for field in first.schema
+    }
+    return details, rows, first.num_rows
+
+
+def _is_text(t: Any) -> bool:
+    import pyarrow as pa
+
+    return bool(pa.types.is_string(t) or pa.types.is_large_string(t))
+
+
+def _missing(column: Any) -> int:
+    """Null cells, and empty strings (a CSV read keeps an empty text cell as "")."""
+    import pyarrow.compute as pc
+
+    n = int(column.null_count)
+    if _is_text(column.type):
+        n += int(pc.sum(pc.equal(column, "")).as_py() or 0)
+    return n
+
+
+def drift_roles(label: str, table: Any) -> dict[str, tuple[str, str]]:
+    """The role ``drift`` gives each column of ``table`` (a pyarrow table) with its
+    default rules, and why: :func:`kldiv_cli.jobs.drift.build_profile` on these rows,
+    empty strings read as missing as drift reads a CSV. A column drift cannot read is
+    ``skipped`` with the reason."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from ..errors import InputError, UsageError
+    from .drift import ColumnRules, build_profile
+    from .drift_tables import WholeTable
+
+    columns = [
+        pc.if_else(pc.equal(c, ""), pa.scalar(None, c.type), c) if _is_text(c.type) else c
+        for c in table.columns
+    ]
+    whole = WholeTable(label, pa.table(columns, names=table.column_names))
+    rules = ColumnRules()
+    roles: dict[str, tuple[str, str]] = {}
+    for name in table.column_names:
+        try:
+            (profile,) = build_profile(whole, rules, [name])
+        except (InputError, UsageError) as exc:
+            roles[name] = ("skipped", str(exc))
+            continue
+        reason = profile.reason
+        if not reason and profile.role.value == "numeric":
+            reason = f"numbers, compared in {rules.bins} {rules.binning} bins"
+        elif not reason and profile.role.value == "categorical":
+            reason = f"{len(profile.categories) + len(profile.pooled)} distinct values"
+        roles[name] = (profile.role.value, reason)
+    return roles

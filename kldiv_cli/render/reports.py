@@ -100,6 +100,15 @@ _ROLE_WORDS = {
 }
 
 
+def _column_words(c: dict[str, Any]) -> str:
+    """One column of ``inspect`` in words: ``type, N missing; compute: ...; drift: ...``."""
+    role = _ROLE_WORDS.get(c["role"], c["role"]) + (f" ({c['reason']})" if c["reason"] else "")
+    if "type" not in c:
+        return role
+    drift = c["drift_role"] + (f" ({c['drift_reason']})" if c["drift_reason"] else "")
+    return f"{c['type']}, {c['missing']} missing; compute: {role}; drift: {drift}"
+
+
 def inspect_report(info: dict[str, Any]) -> Report:
     rows = [(k, v) for k, v in info.items() if not isinstance(v, (dict, list))]
     rows += [
@@ -107,14 +116,12 @@ def inspect_report(info: dict[str, Any]) -> Report:
         for k, v in info.items()
         if isinstance(v, list) and k not in ("suggestions", "column_roles")
     ]
-    # The classes are listed under "columns"; every other column gets a line saying why.
+    # One line per column: what compute/compare make of it and why; of a table also its
+    # type, missing cells and drift's role (the classes of an array: only under "columns").
     rows += [
-        (
-            f"column {c['name']}",
-            _ROLE_WORDS.get(c["role"], c["role"]) + (f" ({c['reason']})" if c["reason"] else ""),
-        )
+        (f"column {c['name']}", _column_words(c))
         for c in info.get("column_roles", [])
-        if c["role"] != "class"
+        if c["role"] != "class" or "type" in c
     ]
     table = {"property": [k for k, _ in rows], "value": [v for _, v in rows]}
     plain = [f"{k}: {format_number(v) if not isinstance(v, str) else v}" for k, v in rows]
