@@ -155,7 +155,9 @@ def test_inspect_names_the_key_and_why(tmp_path: Path) -> None:
     assert "column Unnamed: 0: int64, 0 missing;" in r.stdout
     assert "compute: left out, a row key (named like a key and unique)" in r.stdout
     assert "columns: c0, c1, c2" in r.stdout
-    assert re.search(r"column c0: double, 0 missing; compute: used, a class; drift: numeric", r.stdout)
+    assert re.search(
+        r"column c0: double, 0 missing; compute: used, a class; drift: numeric", r.stdout
+    )
 
 
 def test_list_column_streams_in_row_groups(tmp_path: Path) -> None:

@@ -74,6 +74,9 @@ class ReadOptions:
     #: Memory before speed: a CSV above :data:`STREAM_ABOVE` is parsed block by block
     #: (one thread) rather than whole (all of them), as ``inspect`` reads it.
     stream: bool = False
+    #: Describing, not computing (``inspect``): a text column with numbers among its
+    #: words is left out as text instead of being chosen and refused at its first word.
+    describe: bool = False
 
 
 @dataclass(frozen=True)

@@ -321,14 +321,15 @@ def read_csv_table(
     return table, header
 
 
-def _usable(table_or_batch: Any, schema: Any) -> list[bool]:
+def _usable(table_or_batch: Any, schema: Any, describe: bool = False) -> list[bool]:
     """Numeric columns, all-empty ones, and text columns holding numbers (a numeric
-    column with a stray word: an error later, with its line); other text columns
-    (ids, labels) are skipped unless chosen."""
+    column with a stray word: an error later, with its line; left out when only
+    describing, ``describe``); other text columns (ids, labels) are skipped unless
+    chosen."""
     import pyarrow as pa
 
     return [
-        ok or pa.types.is_null(t) or numbers_in(table_or_batch.column(i))
+        ok or pa.types.is_null(t) or (not describe and numbers_in(table_or_batch.column(i)))
         for i, (ok, t) in enumerate(zip(usable_types(schema.types), schema.types))
     ]
 
@@ -355,7 +356,7 @@ def _choose(
         label,
         names,
         schema.types,
-        _usable(table_or_batch, schema),
+        _usable(table_or_batch, schema, options.describe),
         options,
         lambda wanted: {n: table_or_batch.column(names.index(n)) for n in wanted},
     )

@@ -151,8 +151,9 @@ def inspect(
     request: InspectRequest, stdin: bytes | None = None, progress: Progress | None = None
 ) -> dict[str, Any]:
     """Open ``request.path`` and describe it (:func:`inspect_source`); a large CSV is
-    parsed block by block (memory before speed)."""
-    options = replace(request.options, stream=True)
+    parsed block by block (memory before speed), and a text column with numbers among
+    its words is described as text, not refused."""
+    options = replace(request.options, stream=True, describe=True)
     return inspect_source(open_source(request.path, options, stdin), progress)
 
 

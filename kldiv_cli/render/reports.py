@@ -102,10 +102,11 @@ _ROLE_WORDS = {
 
 def _column_words(c: dict[str, Any]) -> str:
     """One column of ``inspect`` in words: ``type, N missing; compute: ...; drift: ...``."""
-    role = _ROLE_WORDS.get(c["role"], c["role"]) + (f" ({c['reason']})" if c["reason"] else "")
+    role = str(_ROLE_WORDS.get(c["role"], c["role"]))
+    role += f" ({c['reason']})" if c["reason"] else ""
     if "type" not in c:
         return role
-    drift = c["drift_role"] + (f" ({c['drift_reason']})" if c["drift_reason"] else "")
+    drift = str(c["drift_role"]) + (f" ({c['drift_reason']})" if c["drift_reason"] else "")
     return f"{c['type']}, {c['missing']} missing; compute: {role}; drift: {drift}"
 
 
