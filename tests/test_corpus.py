@@ -162,8 +162,9 @@ FILE_CASES = [
     and c.name not in ("npy-target-truncated", "npz-missing-key")
 ]
 # Text, missing values and list cells are data for drift (categories, NaN shares).
-#: Missing cells are what inspect counts, not a reason to refuse the file.
-VALID_FOR_INSPECT = {"csv-missing-cell", "parquet-nulls"}
+#: Missing cells are what inspect counts, and a column of numbers with a word in it is
+#: described as text: not reasons to refuse the file.
+VALID_FOR_INSPECT = {"csv-missing-cell", "parquet-nulls", "csv-non-numeric"}
 VALID_FOR_DRIFT = {
     "csv-non-numeric",
     "csv-missing-cell",
