@@ -46,11 +46,9 @@ def titanic_like(path: Path, seed: int = 3) -> list[dict[str, str]]:
     return rows
 
 
-def columns_of(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {c["name"]: c for c in document["column_roles"]}
-
-
-def test_titanic_like_table_is_described_not_refused(tmp_path: Path) -> None:
+def inspected(tmp_path: Path) -> tuple[list[dict[str, str]], dict[str, Any]]:
+    """The rows written, and inspect's JSON of them (exit 0, one valid document); every
+    column's missing cells are the empty cells written."""
     path = tmp_path / "titanic.csv"
     rows = titanic_like(path)
     r = invoke("inspect", path, "-f", "json")
@@ -61,7 +59,18 @@ def test_titanic_like_table_is_described_not_refused(tmp_path: Path) -> None:
     missing = {name: sum(row[name] == "" for row in rows) for name in rows[0]}
     assert {n: c["missing"] for n, c in cols.items()} == missing
     assert missing["age"] > 0 and doc["missing"] == sum(missing.values())
-    assert doc["table_rows"] == N and doc["drift_roles_from"] == "all rows"
+    assert doc["table_rows"] == N
+    return rows, doc
+
+
+def columns_of(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in document["column_roles"]}
+
+
+def test_titanic_like_table_is_described_not_refused(tmp_path: Path) -> None:
+    rows, doc = inspected(tmp_path)
+    cols = columns_of(doc)
+    assert doc["drift_roles_from"] == "all rows"
     # compute/compare: the numbers, not the id (a key), nor text, nor timestamps.
     assert cols["PassengerId"]["role"] == "key" and not cols["PassengerId"]["used"]
     assert "key" in cols["PassengerId"]["reason"]
@@ -86,7 +95,7 @@ def test_titanic_like_table_is_described_not_refused(tmp_path: Path) -> None:
     assert cols["age"]["type"] == "double" and cols["boarded"]["type"].startswith("timestamp")
     assert cols["cabin"]["type"] == "string" and cols["name"]["type"] == "string"
     # The statistics over the used columns count the missing ages as NaN.
-    assert doc["nan"] == missing["age"] and doc["shape"] == [N, 4]
+    assert doc["nan"] == cols["age"]["missing"] and doc["shape"] == [N, 4]
 
 
 @pytest.mark.parametrize("fmt", ["plain", "csv", "markdown", "table"])
@@ -154,15 +163,7 @@ def test_streamed_table_counts_every_block(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setattr(csv_io, "STREAM_ABOVE", 0)
     monkeypatch.setattr(csv_io, "_BLOCK", 4096)
     monkeypatch.setattr(job, "TABLE_ROWS", 50)
-    path = tmp_path / "titanic.csv"
-    rows = titanic_like(path)
-    r = invoke("inspect", path, "-f", "json")
-    assert r.exit_code == 0, r.stderr
-    doc = json.loads(r.stdout)
+    _, doc = inspected(tmp_path)
     cols = columns_of(doc)
-    assert {n: c["missing"] for n, c in cols.items()} == {
-        name: sum(row[name] == "" for row in rows) for name in rows[0]
-    }
-    assert doc["table_rows"] == N
     assert re.fullmatch(rf"the first \d+ of {N} rows", doc["drift_roles_from"])
     assert cols["age"]["drift_role"] == "numeric" and cols["PassengerId"]["role"] == "key"
