@@ -27,6 +27,9 @@ def test_distribution_functions_match_scipy() -> None:
     for x, want in GOLDEN["kolmogorov"]:
         assert T.kolmogorov_sf(x) == pytest.approx(want, rel=1e-12, abs=1e-15), x
     assert T.chi2_sf(0, 3) == T.kolmogorov_sf(0) == 1.0
+    a, b = np.arange(1500.0), np.arange(1200.0) + 40
+    d, p = T.ks_2samp(a, b, exact_limit=1000)
+    assert p == pytest.approx(T.kolmogorov_sf(d * math.sqrt(1500 * 1200 / 2700)), rel=1e-15)
     assert T.chi2_sf(math.inf, 3) == 0.0 and math.isnan(T.chi2_sf(math.nan, 3))
 
 
@@ -88,6 +91,7 @@ def test_every_measure_in_the_json_raw_and_from_a_profile(tables) -> None:
     assert amount["ks"]["statistic"] == pytest.approx(want["amount"]["ks"][0], rel=1e-12)
     assert amount["ks"]["p_value"] == pytest.approx(want["amount"]["ks"][1], rel=1e-8)
     assert amount["wasserstein"] == pytest.approx(want["amount"]["wasserstein"], rel=1e-12)
+    assert amount["ks"]["method"] == "exact"  # 400 and 300 values: exact even when not the gate
     stat, p, dof = want["device"]["chi2"]
     assert device["chi2"] == pytest.approx({"statistic": stat, "p_value": p, "dof": dof})
     for c in (cols["amount"], cols["device"]):

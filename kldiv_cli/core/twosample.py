@@ -218,7 +218,9 @@ def _ks_exact_outside(n: int, m: int, h: int) -> float:
     return outside
 
 
-def ks_2samp(a: np.ndarray, b: np.ndarray, size_a: int | None = None) -> tuple[float, float]:
+def ks_2samp(
+    a: np.ndarray, b: np.ndarray, size_a: int | None = None, exact_limit: int = KS_EXACT_N
+) -> tuple[float, float]:
     """Two-sided two-sample Kolmogorov-Smirnov test: ``(D, p-value)``.
 
     ``D = max_x |F_a(x) - F_b(x)|`` over the pooled values, with right-continuous
@@ -241,6 +243,11 @@ def ks_2samp(a: np.ndarray, b: np.ndarray, size_a: int | None = None) -> tuple[f
         statistics of a larger sample (default ``len(a)``): the p-value is that of the
         larger sample's size (``D`` is then within about ``1/len(a)`` of the full
         sample's).
+    exact_limit : int, optional
+        The exact p-value only while both sizes are at most this (default
+        :data:`KS_EXACT_N`, SciPy's); a lower limit trades the exact p-value for the
+        limit distribution's, which costs nothing (the exact one costs about
+        ``n * 2 D m`` operations: 0.3 s at 9,000 x 8,000 values).
 
     Raises
     ------
@@ -251,7 +258,7 @@ def ks_2samp(a: np.ndarray, b: np.ndarray, size_a: int | None = None) -> tuple[f
     _, fx, fy = _ecdf_gaps(x, y)
     d = float(np.max(np.abs(fx - fy)))
     n, m = x.size if size_a is None else size_a, y.size
-    if max(n, m) > KS_EXACT_N:
+    if max(n, m) > min(exact_limit, KS_EXACT_N):
         en = n * m / (n + m)
         return d, kolmogorov_sf(d * math.sqrt(en))
     lcm = n // math.gcd(n, m) * m

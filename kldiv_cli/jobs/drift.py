@@ -120,6 +120,10 @@ CORRECTIONS = ("none", "bonferroni", "bh")
 DEFAULT_ALPHA = 0.05
 #: Evidently's floor on the reference's standard deviation when norming Wasserstein.
 MIN_STD = 0.001
+#: When K-S is not the gate, its p-value is exact only while both sides hold at most this
+#: many values (a few milliseconds a column), else the limit distribution's: the exact
+#: one made 20 columns of 9,000 x 8,000 values take 5.9 s of CPU instead of 0.3 s.
+KS_QUICK_N = 1_000
 SCHEMA_POLICIES = ("fail", "warn")
 MAX_CALIBRATE = 10_000
 BASES = {"e": math.e, "2": 2.0, "10": 10.0}
@@ -931,6 +935,8 @@ class Divergences:
     wasserstein: float | None = None
     ks: float | None = None
     ks_p_value: float | None = None
+    #: ``exact`` or ``asymp``: how the K-S p-value was computed.
+    ks_method: str | None = None
     chi2: float | None = None
     chi2_p_value: float | None = None
     chi2_dof: int | None = None
@@ -946,7 +952,7 @@ class Divergences:
         if self.wasserstein is not None:
             doc["wasserstein"] = self.wasserstein
         if self.ks is not None:
-            doc["ks"] = {"statistic": self.ks, "p_value": self.ks_p_value}
+            doc["ks"] = {"statistic": self.ks, "p_value": self.ks_p_value, "method": self.ks_method}
         if self.chi2 is not None:
             doc["chi2"] = {
                 "statistic": self.chi2,
@@ -965,23 +971,27 @@ def column_metric(metric: str, role: Role) -> str:
     return {"chi2": "ks"}.get(metric, metric)
 
 
-def raw_measures(ref: ColumnProfile, values: np.ndarray) -> dict[str, float]:
+def raw_measures(ref: ColumnProfile, values: np.ndarray, exact: bool = True) -> dict[str, Any]:
     """Wasserstein (normed by the reference's standard deviation, at least
     :data:`MIN_STD`) and the two-sample Kolmogorov-Smirnov test between a binned
     column's reference sketch and its current finite values; empty without a sketch
-    or current finite values."""
+    or current finite values. ``exact``: the exact K-S p-value up to SciPy's
+    ``KS_EXACT_N`` values (when K-S is the gate), else only up to :data:`KS_QUICK_N`."""
     finite = values[np.isfinite(values)]
     if not ref.sketch or finite.size == 0:
         return {}
-    from ..core.twosample import ks_2samp, wasserstein_1d
+    from ..core.twosample import KS_EXACT_N, ks_2samp, wasserstein_1d
 
     sketch = np.asarray(ref.sketch, dtype=np.float64)
-    statistic, p_value = ks_2samp(sketch, finite, size_a=ref.finite)
+    limit = KS_EXACT_N if exact else KS_QUICK_N
+    statistic, p_value = ks_2samp(sketch, finite, size_a=ref.finite, exact_limit=limit)
+    method = "exact" if max(ref.finite, finite.size) <= limit else "asymp"
     norm = max(float(ref.std or 0.0), MIN_STD)
     return {
         "wasserstein": wasserstein_1d(sketch, finite) / norm,
         "ks": statistic,
         "ks_p_value": p_value,
+        "ks_method": method,
     }
 
 
@@ -1621,7 +1631,8 @@ def check_column(
         p = np.append(p, 0)
     n_new_values = int(cur[-1])  # before joining: new values may join the rare categories
     # On the values, or the bins as profiled (before rare ones are joined).
-    raw = raw_measures(ref, cur_values) if cur_values is not None else chi2_measures(p, cur)
+    exact = result.metric == "ks"
+    raw = raw_measures(ref, cur_values, exact) if cur_values is not None else chi2_measures(p, cur)
     need = math.ceil(MIN_BIN_COUNT * (ref.values + n_cur) / min(ref.values, n_cur))
     members = [1] * len(ref.categories) + ([len(ref.pooled)] if ref.pooled else []) + [0]
     p, cur, labels = merge_rare(p, cur, bin_labels(ref), need, ref.role.binned, members)
