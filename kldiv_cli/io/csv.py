@@ -580,13 +580,19 @@ class CsvStreamSource(Source):
             strings_can_be_null=True,
             column_types={name: pa.string() for name in self._first_block.schema.names},
         )
+        # One thread: no blocks read ahead (a count needs no speed; memory is a block).
+        read_opts = pcsv.ReadOptions(
+            autogenerate_column_names=self._read_opts.autogenerate_column_names,
+            block_size=self._read_opts.block_size,
+            use_threads=False,
+        )
         reader = pcsv.open_csv(
             self._path,
-            read_options=self._read_opts,
+            read_options=read_opts,
             parse_options=self._parse_opts,
             convert_options=convert,
         )
-        # The same read options cut the same blocks: the first is the one above.
+        # The same block size cuts the same blocks: the first is the one above.
         batches = iter(reader)
         next(batches, None)
         for batch in batches:

@@ -274,6 +274,10 @@ def describe_columns(source: Source) -> tuple[dict[str, dict[str, Any]], int, in
     blocks = source.table_blocks(TABLE_ROWS)
     if blocks is None:
         return None
+    import pyarrow as pa
+
+    # The numeric pass's blocks back to the OS first: the peak is one pass's, not two.
+    pa.default_memory_pool().release_unused()
     first = None
     rows = 0
     missing: dict[str, int] = {}
