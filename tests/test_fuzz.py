@@ -69,7 +69,7 @@ def good_input(tmp_path_factory):
 
 
 @settings(
-    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(mutated(), st.booleans())
 def test_mutated_target_files(run_cli, good_input, tmp_path_factory, case, on_stdin) -> None:
