@@ -399,9 +399,15 @@ def _tokens(
     if request.tokens is not None:
         src = open_source(request.tokens, request.tokens_options, stdin)
         values = np.asarray(src.read())
-        if values.ndim > 2 or (values.ndim == 2 and values.shape[1] != 1):
+        # One column, or the reference's leading shape (a (B, T) batch beside (B, T, V)
+        # logits): its row-major order is the order of the reference's rows.
+        lead = tuple(ref.shape[:-1])
+        one_column = values.ndim <= 1 or (values.ndim == 2 and values.shape[1] == 1)
+        if not (one_column or values.shape == lead):
             raise InputError(
-                src.label, f"tokens must be one column (one id per row), got shape {values.shape}"
+                src.label,
+                "tokens must be one column (one id per row) or the reference's leading shape "
+                f"{lead}, got shape {values.shape}",
             )
         values = values.reshape(-1)
         whole = np.isfinite(values) & (values == np.round(values))

@@ -157,12 +157,21 @@ class ComputeResult:
         return float(values.max())
 
 
-def _one_hot(labels: np.ndarray, width: int, label: str, first_row: int = 0) -> np.ndarray:
-    flat = labels.reshape(-1) if labels.ndim <= 1 or labels.shape[-1] == 1 else None
-    if flat is None:
+def _one_hot(
+    labels: np.ndarray, lead: tuple[int, ...], width: int, label: str, first_row: int = 0
+) -> np.ndarray:
+    """One-hot rows of ``width`` classes for ``labels``: one column of class indices, or
+    an array of INPUT's leading shape ``lead`` (a (B, T) batch beside (B, T, V) logits),
+    flattened in the same row-major order as INPUT's rows. Beside a rank-3+ INPUT the
+    result takes INPUT's shape."""
+    one_column = labels.ndim <= 1 or labels.shape[-1] == 1
+    if not (one_column or labels.shape == lead):
         raise InputError(
-            label, f"--target-labels needs one column of class indices, got shape {labels.shape}"
+            label,
+            "--target-labels needs one column of class indices or INPUT's leading shape "
+            f"{lead}, got shape {labels.shape}",
         )
+    flat = labels.reshape(-1)
     bad = ~np.isfinite(flat) | (flat != np.round(flat))
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
@@ -179,6 +188,8 @@ def _one_hot(labels: np.ndarray, width: int, label: str, first_row: int = 0) -> 
         )
     hot = np.zeros((flat.size, width), dtype=np.float64)
     hot[np.arange(flat.size), flat.astype(np.intp)] = 1.0
+    if len(lead) > 1 and flat.size == math.prod(lead):
+        return hot.reshape(*lead, width)
     return hot
 
 
@@ -238,7 +249,7 @@ def convert(
     """Labels to one-hot, then the requested transforms (temperature on (log-)softmax only).
     ``first_row`` numbers the rows of a streamed block in messages."""
     if request.target_labels:
-        t = _one_hot(t, x.shape[-1] if x.ndim else 1, labels_source, first_row)
+        t = _one_hot(t, x.shape[:-1], x.shape[-1] if x.ndim else 1, labels_source, first_row)
     x = _transform(request.input_transform, x, request)
     t = _transform(request.target_transform, t, request)
     return x, t
