@@ -4,6 +4,7 @@ streamed block by block when very large."""
 
 from __future__ import annotations
 
+import codecs
 import io
 import os
 from collections.abc import Iterator
@@ -36,9 +37,6 @@ MAX_CELL = 128 << 10
 #: The streaming reader's block (the whole-file reader keeps pyarrow's 1 MiB); a row
 #: must fit in one block.
 _BLOCK = 1 << 22
-#: The longest line searched when locating a parse error: no reader parses a longer
-#: one, and memory stays bounded for a gigabyte without a newline.
-MAX_LINE = _BLOCK
 
 
 #: pyarrow's own block size, which the whole-file reader keeps for ordinary lines.
@@ -46,6 +44,11 @@ _ARROW_BLOCK = 1 << 20
 #: The largest block: lines longer than half of it (a header of 64 MiB) are refused by
 #: the reader's own error, as any line longer than its block.
 _MAX_BLOCK = 1 << 27
+#: The longest line read line by line (a wide file's header of names, a line searched
+#: when locating a parse error): the longest any block holds (:func:`block_size`), so
+#: a header of 450,000 names (4.4 MB) is read, and memory stays bounded (one line of at
+#: most 64 Mi characters) for a gigabyte without a newline.
+MAX_LINE = _MAX_BLOCK // 2
 
 
 def block_size(path: str | None, data: bytes | None, least: int = _ARROW_BLOCK) -> int:
@@ -71,6 +74,15 @@ def block_size(path: str | None, data: bytes | None, least: int = _ARROW_BLOCK) 
     longest = max(first, second - first - 1, 0) if first >= 0 else len(head)
     needed = 1 << (2 * longest).bit_length()
     return max(least, min(needed, _MAX_BLOCK))
+
+
+def not_utf8(data: bytes, offset: int) -> str:
+    """The message for text whose byte at ``offset`` is not UTF-8: text in another
+    encoding (no NUL byte, which is binary data) that a user can convert."""
+    return (
+        f"is not UTF-8 text (byte 0x{data[offset]:02x} at offset {offset:,}); convert it, "
+        "e.g. iconv -f latin1 -t utf-8 FILE > FILE.utf8"
+    )
 
 
 def _head(path: str | None, data: bytes | None) -> bytes:
@@ -107,9 +119,11 @@ def _layout_of(label: str, head: bytes, fmt: str, options: ReadOptions) -> Layou
     try:
         text = head.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        if exc.start < len(head) - 4:
-            raise InputError(label, "is not UTF-8 text (it holds binary data)") from None
-        text = head[: exc.start].decode("utf-8-sig")
+        # The decoder counts after the BOM; the message counts the file's bytes.
+        offset = exc.start + (len(codecs.BOM_UTF8) if head.startswith(codecs.BOM_UTF8) else 0)
+        if offset < len(head) - 4:  # not a character cut by the 64 KiB
+            raise InputError(label, not_utf8(head, offset)) from None
+        text = head[:offset].decode("utf-8-sig")
     delimiter = options.delimiter or ("\t" if fmt == "tsv" else ",")
     if delimiter in ("\\t", "tab"):
         delimiter = "\t"
@@ -352,13 +366,15 @@ def _choose(
 ) -> Selection:
     """The columns of a CSV that are the distribution (:func:`.roles.choose_columns`,
     on the whole table or the streamed reader's first block)."""
+    # A dict, not names.index per column: 200,000 columns took minutes, quadratic.
+    position = {n: i for i, n in enumerate(names)}
     selection = choose_columns(
         label,
         names,
         schema.types,
         _usable(table_or_batch, schema, options.describe),
         options,
-        lambda wanted: {n: table_or_batch.column(names.index(n)) for n in wanted},
+        lambda wanted: {n: table_or_batch.column(position[n]) for n in wanted},
     )
     if not selection.chosen:
         raise _no_numeric_columns(label, names)
