@@ -82,37 +82,26 @@ def test_compare_refuses_tokens_of_another_shape(tmp_path) -> None:
     assert "leading shape (1, 32), got shape (2, 32)" in out.stderr
 
 
+def _labels(tmp_path: Path, *args: object):
+    """compute logp.npy labels.npy --target-labels ARGS."""
+    return invoke(
+        "compute", tmp_path / "logp.npy", tmp_path / "labels.npy", "--target-labels", *args
+    )
+
+
 @pytest.mark.parametrize("batch", [1, 2])
 def test_compute_takes_labels_of_the_leading_shape(tmp_path, batch) -> None:
     ref, _, labels = _batch(tmp_path, batch, 48 // batch, 30, seed=10 + batch)
     logp = _log_softmax(ref).astype(np.float32)
     np.save(tmp_path / "logp.npy", logp)
     np.save(tmp_path / "labels.npy", labels)
-    out = invoke(
-        "compute",
-        tmp_path / "logp.npy",
-        tmp_path / "labels.npy",
-        "--target-labels",
-        "-r",
-        "batchmean",
-        "-f",
-        "json",
-    )
+    out = _labels(tmp_path, "-r", "batchmean", "-f", "json")
     assert out.exit_code == 0, out.stderr
     # One-hot target: KL = -log q(label) summed over positions, divided by the batch size.
     picked = np.take_along_axis(logp.astype(np.float64), labels[..., None], axis=-1)
     assert json.loads(out.stdout)["loss"] == pytest.approx(-picked.sum() / batch, rel=1e-6)
     # Per-position values keep the input's shape and its row order.
-    out = invoke(
-        "compute",
-        tmp_path / "logp.npy",
-        tmp_path / "labels.npy",
-        "--target-labels",
-        "-r",
-        "none",
-        "-o",
-        tmp_path / "none.npy",
-    )
+    out = _labels(tmp_path, "-r", "none", "-o", tmp_path / "none.npy")
     assert out.exit_code == 0, out.stderr
     none = np.load(tmp_path / "none.npy")
     assert none.shape == logp.shape
