@@ -154,4 +154,25 @@ def run(argv: list[str] | None = None, env: Environment | None = None) -> ExitCo
 def main(argv: list[str] | None = None) -> None:
     """The ``kldiv`` console script: the process's streams made safe, then the run."""
     standard_streams()
-    sys.exit(int(run(argv)))
+    leave(int(run(argv)))
+
+
+def leave(code: int) -> None:
+    """End the process with ``code`` once the run is over.
+
+    With pyarrow loaded, the interpreter's own teardown is skipped: Arrow's C++ thread
+    pools destroyed at exit can abort a process whose work is done and written
+    ("terminate called without an active exception", exit -6; apache/arrow#34314, seen
+    here on a loaded machine). Everything kldiv opens (output files, Dask clients and
+    scratch folders) is closed before :func:`run` returns; the standard streams are
+    flushed here, and a flush that fails leaves the exit code as it is.
+    """
+    if "pyarrow" not in sys.modules:
+        sys.exit(code)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
