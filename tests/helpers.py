@@ -96,13 +96,25 @@ def local_cluster(workers: int = 2) -> Any:
 #: Runs kldiv in a child that reports its own peak RSS (``VmHWM``, which ``exec``
 #: resets) on stderr at exit. The child's ``ru_maxrss`` would not do: it includes the
 #: memory of the parent it was forked (or vforked) from.
+# The console script leaves through os._exit when pyarrow is loaded (cli.app.leave),
+# which runs no atexit hook: the report is taken there too, once.
 _PEAK_RUNNER = """
-import atexit, runpy, sys
+import atexit, os, runpy, sys
+done = []
 def report():
+    if done:
+        return
+    done.append(1)
     with open("/proc/self/status") as f:
         peak = next(line.split()[1] for line in f if line.startswith("VmHWM"))
     sys.stderr.write(f"\\nkldiv-peak-rss-kb {peak}\\n")
+    sys.stderr.flush()
 atexit.register(report)
+_exit = os._exit
+def leave(code):
+    report()
+    _exit(code)
+os._exit = leave
 sys.argv[0] = "kldiv"
 runpy.run_module("kldiv_cli", run_name="__main__")
 """
