@@ -225,13 +225,13 @@ def key_reason(name: str, values: Any, other: Any | None = None) -> str | None:
     # The cheap tests first: a wide table of counts pays one pass per column, no sort.
     order = _monotone(v)
     if order is not None:
-        return "named like a key and unique" if is_key_name(name) else f"unique and {order}"
-    if not is_key_name(name) and other is None:
+        return "named like a key and unique" if named else f"unique and {order}"
+    if not named and other is None:
         return None
     s = _unique_sorted(v)
     if s is None:
         return None
-    if is_key_name(name):
+    if named:
         return "named like a key and unique"
     assert other is not None
     w = key_values(other, whole_floats=named)
@@ -429,7 +429,9 @@ def float_keys(names: Sequence[str], array: np.ndarray) -> dict[int, str]:
     with np.errstate(all="ignore"):
         # Whole numbers that int64 holds exactly.
         whole = np.all((np.abs(head) < 2.0**53) & (head == np.round(head)), axis=0)
-        if len(head) > 1:
+        # Fewer rows than MIN_ROWS are never "monotone" (key_reason's rule): testing
+        # them would call it for nearly every column of a wide file of two rows.
+        if len(head) >= MIN_ROWS:
             steps = np.diff(head, axis=0)
             ordered = np.all(steps > 0, axis=0) | np.all(steps < 0, axis=0)
         else:
