@@ -8,6 +8,7 @@ the run left, with and without ``--debug``.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import socket
@@ -28,6 +29,11 @@ from .corpus.make_corpus import pair_npy, table_csv
 from .test_corpus import assert_kldiv_stderr, run_kldiv, snapshot
 
 SECRET = "SECRETxyz123"
+
+#: Without Dask's extra, an --engine dask run ends at the missing package, before any
+#: address is looked at: the line to expect then (and still no secret in it).
+NO_DASK = importlib.util.find_spec("distributed") is None
+NEEDS_DASK = "needs Dask's distributed package"
 
 
 def _everything(folder: Path) -> Iterator[tuple[str, bytes]]:
@@ -96,11 +102,11 @@ ERRORS: dict[str, tuple[Build, str]] = {
     ),
     "scheduler-userinfo": (
         _with("--engine", "dask", "--scheduler", f"tcp://user:{SECRET}@127.0.0.1:1"),
-        "not a Dask scheduler address",
+        NEEDS_DASK if NO_DASK else "not a Dask scheduler address",
     ),
     "scheduler-bare-userinfo": (
         _with("--engine", "dask", "--scheduler", f"user:{SECRET}@127.0.0.1:1"),
-        "scheduler",
+        NEEDS_DASK if NO_DASK else "scheduler",
     ),
 }
 
@@ -128,7 +134,7 @@ def test_the_scheduler_address_from_the_environment_is_redacted(tmp_path: Path) 
     env = {"DASK_SCHEDULER_ADDRESS": f"tcp://u:{SECRET}@127.0.0.1:1"}
     code, stdout, stderr = run_kldiv(argv, env=env)
     assert code == 2
-    assert_kldiv_stderr(stderr, code, r"tcp://\*\*\*@127.0.0.1:1")
+    assert_kldiv_stderr(stderr, code, NEEDS_DASK if NO_DASK else r"tcp://\*\*\*@127.0.0.1:1")
     assert_no_secret(tmp_path, stdout, stderr)
 
 
