@@ -34,12 +34,17 @@ def test_ctrl_c_exits_130_and_keeps_the_output(tmp_path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json", "x.npy"]
 
 
-def test_head_closes_the_pipe_quietly(tmp_path) -> None:
+@pytest.mark.parametrize(
+    "output", [("-f", "plain"), ("-o", "/dev/stdout")], ids=["stdout", "dev-stdout"]
+)
+def test_head_closes_the_pipe_quietly(tmp_path, output) -> None:
+    """Into stdout, or into ``-o /dev/stdout`` (written as a stream): the same quiet end."""
     rng = np.random.default_rng(0)
     # 2,000 x 50 values: 2 MB of text, 30 times what a pipe holds before head closes it.
     np.save(x := tmp_path / "x.npy", np.log(rng.dirichlet(np.ones(50), 2000)))
     np.save(t := tmp_path / "t.npy", rng.dirichlet(np.ones(50), 2000))
-    cmd = f"'{sys.executable}' -m kldiv_cli compute '{x}' '{t}' -r none -f plain | head -n 1"
+    flags = " ".join(output)
+    cmd = f"'{sys.executable}' -m kldiv_cli compute '{x}' '{t}' -r none {flags} -q | head -n 1"
     proc = subprocess.run(
         ["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True, timeout=120
     )

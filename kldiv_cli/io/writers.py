@@ -449,6 +449,11 @@ def write_all(items: Sequence[tuple[str, Callable[[BinaryIO], Any]]]) -> list[An
                 _live.discard(tmp)
         except BaseException as exc:
             _remove(t for t, _, _ in temps)
+            if isinstance(exc, BrokenPipeError) and not temps:
+                # A reader that closed its end early (`-o /dev/stdout | head`): the
+                # boundary's quiet end of a closed pipe, as for stdout itself. With a
+                # file among the outputs, that file was not written: an error then.
+                raise
             if not isinstance(exc, OSError) or _not_about_output(
                 exc, [p for p, _ in items] + [t for t, _, _ in temps]
             ):
