@@ -274,3 +274,7 @@ def test_gaussian_notes_its_left_out_columns(tmp_path: Path) -> None:
     assert math.isclose(float(r.stdout), want, rel_tol=1e-12)
     assert "mu.parquet: left out column 'id' (named like a key and unique)" in r.stderr
     assert "--mu-columns" in r.stderr and "--logvar-columns" in r.stderr
+    strict = invoke("gaussian", tmp_path / "mu.parquet", tmp_path / "lv.parquet", "--strict")
+    assert strict.exit_code == 2 and strict.stdout == ""
+    assert strict.stderr.startswith("kldiv: error: --strict: ")
+    assert "left out column 'id'" in strict.stderr and len(strict.stderr.splitlines()) == 1

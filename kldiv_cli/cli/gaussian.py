@@ -15,6 +15,7 @@ from .options import (
     OutputOpt,
     QuietOpt,
     StorageOpt,
+    StrictOpt,
     configure_storage,
     emit_with_notes,
     read_options,
@@ -121,6 +122,7 @@ def gaussian(
     storage_option: StorageOpt = None,
     format: FormatOpt = "auto",
     output: OutputOpt = None,
+    strict: StrictOpt = False,
     quiet: QuietOpt = False,
     no_color: NoColorOpt = False,
     debug: DebugOpt = False,
@@ -177,6 +179,7 @@ def gaussian(
         reduction=reduction,
         free_bits=free_bits,
         output=output if output != "-" else None,
+        strict=strict,
     )
     configure_storage(storage_option)
     request.validate()  # before stdin is read

@@ -47,6 +47,8 @@ class GaussianRequest:
     reduction: str = "batch-mean"
     free_bits: float | None = None
     output: str | None = None
+    #: ``--strict``: a note about the inputs (columns left out) is an error.
+    strict: bool = False
 
     @property
     def logvar_path(self) -> str:
@@ -182,6 +184,8 @@ def gaussian(request: GaussianRequest, stdin: bytes | None = None) -> GaussianRe
         notes.extend(source.notes)
         priors.append(_Side(source, value))
         prior[key] = source.describe()
+    if request.strict and notes:
+        raise UsageError(f"--strict: {notes[0]}")
     batch = shape[0] if len(shape) >= 2 else 1
     dims = math.prod(shape[1:]) if len(shape) >= 2 else math.prod(shape)
     rows = max(1, BLOCK_ELEMENTS // max(dims, 1))
