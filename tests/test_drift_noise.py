@@ -189,6 +189,13 @@ def test_weak_columns_say_how_many_rows_they_need_even_when_quiet(tmp_path) -> N
         "within the noise bound" in lines[1]
         and f"needs ≈ {col['rows_needed']} rows per side" in lines[1]
     )
+    # --strict: the warning that the threshold sits below the noise bound is an error,
+    # and nothing is written.
+    report = tmp_path / "report.json"
+    strict = invoke("drift", r, c, "--strict", "-o", report)
+    assert strict.exit_code == 2 and strict.stdout == "" and not report.exists()
+    assert strict.stderr.startswith("kldiv: error: --strict: 1 column(s) (latency_ms) have ")
+    assert len(strict.stderr.splitlines()) == 1
 
 
 @pytest.fixture()

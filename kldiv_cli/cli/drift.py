@@ -20,6 +20,7 @@ from .options import (
     SchedulerFileOpt,
     SchedulerOpt,
     StorageOpt,
+    StrictOpt,
     TimeoutOpt,
     WorkersOpt,
     configure_storage,
@@ -248,6 +249,7 @@ def drift(
     workers: WorkersOpt = None,
     timeout: TimeoutOpt = 10.0,
     storage_option: StorageOpt = None,
+    strict: StrictOpt = False,
     quiet: QuietOpt = False,
     no_color: NoColorOpt = False,
     debug: DebugOpt = False,
@@ -338,7 +340,10 @@ def drift(
         engine, request.reference, scheduler, scheduler_file, workers, timeout
     ) as profiler:
         report = run_drift(request, read_stdin_if_needed(*tables), __version__, profiler)
-    for warning in run_warnings(report):
+    warnings = run_warnings(report)
+    if strict and warnings:  # before any output: a strict run writes nothing it doubts
+        raise UsageError(f"--strict: {warnings[0]}")
+    for warning in warnings:
         Messages.warn(warning)
     _write_files(request, report, format)
     _show(report, format, output, no_color)
