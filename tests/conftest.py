@@ -17,10 +17,11 @@ os.environ["TERMINAL_WIDTH"] = "200"
 os.environ.pop("FORCE_COLOR", None)
 
 # Property tests never time out (a loaded 2-core machine made deadlines flaky) and, by
-# default, draw the same examples on every run, so a CI run is reproducible: a new
-# example that fails is found by exploring (KLDIV_HYPOTHESIS=explore: fresh random
-# examples and the example database), then kept as an explicit test.
-settings.register_profile("default", deadline=None, derandomize=True)
+# default, draw the same examples on every run (50 where a test does not say), so a CI
+# run is reproducible and short: a new example that fails is found by exploring
+# (KLDIV_HYPOTHESIS=explore: fresh random examples, hypothesis's own counts, the example
+# database), then kept as an explicit test.
+settings.register_profile("default", deadline=None, derandomize=True, max_examples=50)
 settings.register_profile("explore", deadline=None)
 settings.load_profile(os.environ.get("KLDIV_HYPOTHESIS", "default"))
 
