@@ -60,7 +60,9 @@ class TableSource(Source):
             width = (
                 t.list_size
                 if pa.types.is_fixed_size_list(t)
-                else first_length(first_block(reader, picked).get(picked[0]))
+                # One row: SAMPLE rows of whole distributions (65,536 x the vocabulary)
+                # is the memory a list column streams to stay below.
+                else first_length(first_block(reader, picked, 1).get(picked[0]))
             )
             self._list = True
             dtype = arrow_dtype([t.value_type])
@@ -194,11 +196,11 @@ class TableSource(Source):
             first += n
 
 
-def first_block(reader: TableReader, names: list[str]) -> dict[str, Any]:
-    """The first block of rows (about :data:`.roles.SAMPLE`; a Parquet file's first row
-    group) of the columns ``names``, as Arrow columns by name."""
+def first_block(reader: TableReader, names: list[str], rows: int = SAMPLE) -> dict[str, Any]:
+    """The first block of about ``rows`` rows (a Parquet file's first row group, at most)
+    of the columns ``names``, as Arrow columns by name."""
     columns: dict[str, Any] = {}
-    for groups in reader.iter_tables(names, SAMPLE):
+    for groups in reader.iter_tables(names, rows):
         for table in groups:
             columns.update(zip(table.column_names, table.columns))
         break
