@@ -295,6 +295,7 @@ def drift(
 
     from .._version import __version__
     from ..io import fs
+    from ..jobs.diagnostics import refuse_if_strict
     from ..jobs.drift import DriftRequest, parse_threshold, run_drift
     from ..redact import redact_argv
     from ..render.drift import run_warnings
@@ -341,8 +342,7 @@ def drift(
     ) as profiler:
         report = run_drift(request, read_stdin_if_needed(*tables), __version__, profiler)
     warnings = run_warnings(report)
-    if strict and warnings:  # before any output: a strict run writes nothing it doubts
-        raise UsageError(f"--strict: {warnings[0]}")
+    refuse_if_strict(strict, warnings)  # before any output: nothing written it doubts
     for warning in warnings:
         Messages.warn(warning)
     _write_files(request, report, format)

@@ -46,7 +46,7 @@ from ..io.writers import (
     stream_fd,
 )
 from .blocks import prefetch, rebatch
-from .diagnostics import looks_like, strict_notes
+from .diagnostics import looks_like, refuse_if_strict, strict_notes
 from .gates import (
     Gate,
     check_names,
@@ -572,8 +572,7 @@ def compare_all(
     first = next(blocks, None)
     space = _space_warnings(first, kinds, ref.label, [c.label for c in cands])
     for texts in space:
-        if request.strict and texts:
-            raise UsageError(f"--strict: {texts[0]}")
+        refuse_if_strict(request.strict, texts)
     if first is not None:
         blocks = itertools.chain([first], blocks)
     del first
@@ -600,8 +599,7 @@ def compare_all(
             )
         statistics = _statistics(per_row, tokens is not None, request.frac_above)
         nan_rows = _warnings(per_row)
-        if request.strict and nan_rows:
-            raise UsageError(f"--strict: {nan_rows[0]}")
+        refuse_if_strict(request.strict, nan_rows)
         worst = offenders(per_row, request.top) if request.top else []
         results.append(
             CompareResult(

@@ -21,7 +21,7 @@ from ..errors import InputError, UsageError
 from ..io.roles import choose_hint, one_class
 from ..io.sources import ReadOptions, Source, column_array, open_source
 from .blocks import prefetch, rebatch
-from .diagnostics import Diagnostics, strict_notes
+from .diagnostics import Diagnostics, refuse_if_strict, strict_notes
 
 if TYPE_CHECKING:
     from ..io.writers import BlockWriter
@@ -407,8 +407,7 @@ def _streamable_output(request: ComputeRequest) -> bool:
 
 
 def _check_strict(request: ComputeRequest, result: ComputeResult) -> None:
-    if request.strict and result.diagnostics:
-        raise UsageError(f"--strict: {result.diagnostics[0]}")
+    refuse_if_strict(request.strict, result.diagnostics)
 
 
 def _gate(request: ComputeRequest, result: ComputeResult) -> str | None:

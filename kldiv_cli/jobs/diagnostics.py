@@ -14,7 +14,7 @@ log-probability may be rounded.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,15 +37,19 @@ SPACE_VALUES = 1 << 18
 LOGPROB_SLACK = 1e-3
 
 
+def refuse_if_strict(strict: bool, warnings: Sequence[str]) -> None:
+    """With ``--strict``, the first of ``warnings`` is the run's error (exit 2): every
+    command's one rule for its warnings."""
+    if strict and warnings:
+        raise UsageError(f"--strict: {warnings[0]}")
+
+
 def strict_notes(strict: bool, sources: Iterable[Source]) -> None:
     """With ``--strict``, a source's note (columns the column rule left out, a key's
     name whose values repeat) is an error, as every other warning is: a strict run
     reads exactly the columns it was told to, or says why not, before any work."""
-    if not strict:
-        return
     for source in sources:
-        if source.notes:
-            raise UsageError(f"--strict: {source.notes[0]}")
+        refuse_if_strict(strict, source.notes)
 
 
 def looks_like(block: np.ndarray) -> str | None:

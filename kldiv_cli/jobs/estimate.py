@@ -28,7 +28,7 @@ from ..core.stats import FRAC_ABOVE, robust, summary
 from ..errors import InputError, UsageError
 from ..io.sources import ReadOptions, column_array, open_columns, open_source, select_columns
 from ..text import clean
-from .diagnostics import LOGPROB_SLACK, trailing_runs
+from .diagnostics import LOGPROB_SLACK, refuse_if_strict, trailing_runs
 from .gates import Gate, check_thresholds, evaluate, failure_text, flatten, parse_gates
 from .positions import first_position
 
@@ -463,8 +463,7 @@ def estimate(request: EstimateRequest, stdin: bytes | None = None) -> EstimateRe
         warnings += _padding_warning(a, b, (da["path"], db["path"]))
     if not valid.any():
         warnings.append(_no_token_warning(request))
-    if request.strict and warnings:
-        raise UsageError(f"--strict: {warnings[0]}")
+    refuse_if_strict(request.strict, warnings)
     a64, b64 = a.astype(np.float64, copy=False), b.astype(np.float64, copy=False)
     with np.errstate(invalid="ignore"):  # inf - inf outside the mask
         logr = np.where(valid, b64 - a64, 0.0)

@@ -28,6 +28,7 @@ from ..core.gaussian import (
 from ..errors import InputError, UsageError
 from ..io.sources import ReadOptions, Source, open_source
 from .blocks import rebatch
+from .diagnostics import refuse_if_strict
 from .positions import first_position
 
 __all__ = ["GaussianRequest", "GaussianResult", "gaussian"]
@@ -184,8 +185,7 @@ def gaussian(request: GaussianRequest, stdin: bytes | None = None) -> GaussianRe
         notes.extend(source.notes)
         priors.append(_Side(source, value))
         prior[key] = source.describe()
-    if request.strict and notes:
-        raise UsageError(f"--strict: {notes[0]}")
+    refuse_if_strict(request.strict, notes)
     batch = shape[0] if len(shape) >= 2 else 1
     dims = math.prod(shape[1:]) if len(shape) >= 2 else math.prod(shape)
     rows = max(1, BLOCK_ELEMENTS // max(dims, 1))
