@@ -36,6 +36,7 @@ __all__ = [
     "pair",
     "perplexity_statistics",
     "rank_measures",
+    "reference_top",
     "row_measures",
     "token_measures",
 ]
@@ -308,8 +309,17 @@ def _top_indices(x: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
+def reference_top(raw_p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's top-1 class and its :data:`OVERLAP_K` top classes, of the reference
+    as given: what :func:`rank_measures` needs of it, the same for every candidate."""
+    return np.argmax(raw_p, axis=-1), _top_indices(raw_p, OVERLAP_K)
+
+
 def rank_measures(
-    raw_p: np.ndarray, raw_q: np.ndarray, p: np.ndarray | None = None
+    raw_p: np.ndarray,
+    raw_q: np.ndarray,
+    p: np.ndarray | None = None,
+    top: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     r"""Where the candidate ranks the reference's choice, for each row (data as given).
 
@@ -325,11 +335,14 @@ def rank_measures(
       probability of its top-1 class, and ``reference_top1_margin``, that minus the
       probability of its second class (how sure the reference is).
 
+    ``top`` is :func:`reference_top` of ``raw_p``, when the caller has it already (one
+    reference block against several candidates).
+
     A NaN compares false: a row with NaN gets an arbitrary rank (its divergences are NaN).
     """
     n = len(raw_p)
     rows = np.arange(n)
-    best = np.argmax(raw_p, axis=-1)
+    best, tp = reference_top(raw_p) if top is None else top
     chosen = raw_q[rows, best][:, None]
     rank = 1 + np.count_nonzero(raw_q > chosen, axis=-1)
     equal = raw_q == chosen
@@ -337,7 +350,7 @@ def rank_measures(
     if tied.size:
         cols = np.arange(raw_q.shape[-1])
         rank[tied] += np.count_nonzero(equal[tied] & (cols < best[tied, None]), axis=-1)
-    tp, tq = _top_indices(raw_p, OVERLAP_K), _top_indices(raw_q, OVERLAP_K)
+    tq = _top_indices(raw_q, OVERLAP_K)
     same = (tp[:, :, None] == tq[:, None, :]) & (tp[:, :, None] >= 0)
     common = np.count_nonzero(same.any(axis=-1), axis=-1)
     out = {"top1_rank": rank.astype(np.int64), "top5_overlap": common / tp.shape[1]}

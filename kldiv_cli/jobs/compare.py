@@ -28,6 +28,7 @@ from ..core.compare import (
     pair,
     perplexity_statistics,
     rank_measures,
+    reference_top,
     row_measures,
     token_measures,
 )
@@ -700,12 +701,13 @@ def _measure_block(
     """The measures of one reference block against the same rows of each candidate."""
     scratch = _scratch()
     rb = _widened(rb, "reference", scratch)
+    top = reference_top(rb)
     out = []
     for cb, kind in zip(cbs, kinds[1]):
         cb = _widened(cb, "candidate", scratch)
         pr = pair(rb, cb, kinds[0], kind, temperature, scratch)
         measures = row_measures(rb, cb, pr, scratch)
-        measures.update(rank_measures(rb, cb, pr.p))
+        measures.update(rank_measures(rb, cb, pr.p, top))
         if t is not None and len(t) == len(rb):
             measures.update(token_measures(pr, np.where((t >= 0) & (t < width), t, 0)))
         out.append(measures)
