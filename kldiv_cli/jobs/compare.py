@@ -194,10 +194,6 @@ class CompareRequest:
     def reference_options(self) -> ReadOptions:
         return self._side(self.reference, self.reference_key)
 
-    @property
-    def candidate_options(self) -> ReadOptions:
-        return self._side(self.candidate, self.candidate_key)
-
     def options_of(self, candidate: str) -> ReadOptions:
         """How a candidate file is read."""
         return self._side(candidate, self.candidate_key)
@@ -545,12 +541,13 @@ def compare_all(
     results of each). Each candidate is summarised and gated as by itself."""
     request.validate()
     ref = open_source(request.reference, request.reference_options, stdin)
-    cands = [open_source(c, request.options_of(c), stdin) for c in request.candidates]
+    cand_options = [request.options_of(c) for c in request.candidates]
+    cands = [open_source(c, o, stdin) for c, o in zip(request.candidates, cand_options)]
     strict_notes(request.strict, (ref, *cands))
     ref_rows, width = _layout(ref, request.reference_options)
     rows_known = ref_rows
-    for cand, path in zip(cands, request.candidates):
-        cand_rows, cand_width = _layout(cand, request.options_of(path))
+    for cand, options in zip(cands, cand_options):
+        cand_rows, cand_width = _layout(cand, options)
         where = f"{ref.label} and {cand.label}"
         if cand_width != width:
             raise InputError(
@@ -591,7 +588,7 @@ def compare_all(
     if tokens is not None:
         keep = _check_tokens(tokens, tokens_label, done, width, request.ignore_index)
     results = []
-    for cand, side, own in zip(cands, parts, space[1:]):
+    for cand, kind, side, own in zip(cands, kinds[1], parts, space[1:]):
         per_row = _per_row(side, keep, tokens, _sequences(ref))
         if len(per_row["row"]) == 0:
             raise InputError(
@@ -610,7 +607,7 @@ def compare_all(
                 # The sources' notes (columns left out): errors with --strict (above).
                 warnings=[*ref.notes, *cand.notes, *space[0], *own, *nan_rows],
                 reference={**ref.describe(), "as": kinds[0]},
-                candidate={**cand.describe(), "as": _kind(request.candidate_as, cand)},
+                candidate={**cand.describe(), "as": kind},
                 tokens=tokens_label or None,
                 offenders=worst,
             )
