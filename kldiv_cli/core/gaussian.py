@@ -37,6 +37,7 @@ __all__ = [
     "GaussianReduction",
     "active_units",
     "gaussian_kl",
+    "sample_rows",
     "to_logvar",
 ]
 
@@ -99,7 +100,7 @@ def active_units(mu: ArrayLike, threshold: float = ACTIVE_THRESHOLD) -> int:
     The variance is the unbiased one (``ddof=1``, as He et al.'s reference code and
     ``torch.var``); a batch of one has no variance and no active unit.
     """
-    m = _rows2(as_float64(mu, "mu"))
+    m = sample_rows(as_float64(mu, "mu"))
     units = ActiveUnits(*m.shape)
     units.first(m)
     units.second(m)
@@ -143,7 +144,7 @@ class ActiveUnits:
         return int(np.count_nonzero(var > threshold))
 
 
-def _rows2(a: np.ndarray) -> np.ndarray:
+def sample_rows(a: np.ndarray) -> np.ndarray:
     """[batch, latent dims]: a 1-D input is one sample; more axes are flattened into dims."""
     return a.reshape(1, -1) if a.ndim < 2 else a.reshape(a.shape[0], -1)
 
@@ -221,7 +222,7 @@ def gaussian_kl(
     kl = pointwise_kl(m, lv, *prior)
     if reduction == "none":
         return kl
-    rows = _rows2(kl)
+    rows = sample_rows(kl)
     return GaussianReduction(reduction, free_bits, rows.shape[1]).reduce([rows])
 
 

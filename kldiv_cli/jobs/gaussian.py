@@ -23,6 +23,7 @@ from ..core.gaussian import (
     ActiveUnits,
     GaussianReduction,
     pointwise_kl,
+    sample_rows,
     to_logvar,
 )
 from ..errors import InputError, UsageError
@@ -200,9 +201,7 @@ def gaussian(request: GaussianRequest, stdin: bytes | None = None) -> GaussianRe
             reduced = np.concatenate(pieces) if len(shape) >= 2 else pieces[0]
     else:
         reducer = GaussianReduction(request.reduction, request.free_bits, dims)
-        reduced = reducer.reduce(
-            kl.reshape(len(kl), -1) if kl.ndim >= 2 else kl.reshape(1, -1) for kl in blocks
-        )
+        reduced = reducer.reduce(sample_rows(kl) for kl in blocks)
     if batch == -1:  # a streamed CSV: the samples are counted now
         batch = read[0]
         units = _recount(smu, rows, batch, dims)
@@ -260,7 +259,7 @@ def _kl_blocks(
             None if pm is None else as_float64(pm, "prior_mu"),
             None if plv is None else as_float64(plv, "prior_logvar"),
         )
-        units.first(m.reshape(len(m), -1) if m.ndim >= 2 else m.reshape(1, -1))
+        units.first(sample_rows(m))
         read[0] += len(mu) if mu.ndim else 1
         del mu, lv, pm, plv, m
         yield kl
