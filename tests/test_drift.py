@@ -507,7 +507,8 @@ def test_folders_globs_and_lists_of_parquet_files(prod, tmp_path) -> None:
     assert out.exit_code == 2 and "matches no files" in out.stderr
     (tmp_path / "x.txt").write_text("a\n")
     out = invoke("drift", r, tmp_path / "x.txt")
-    assert out.exit_code == 2 and "drift reads" in out.stderr and "--input-format" not in out.stderr
+    assert out.exit_code == 2 and "unknown file type" in out.stderr
+    assert ".safetensors" in out.stderr and "--input-format" not in out.stderr
     empty = tmp_path / "empty"
     empty.mkdir()
     out = invoke("drift", r, empty)
@@ -522,7 +523,7 @@ def test_column_by_column_reading_gives_the_same_report(prod, tmp_path, monkeypa
     for i in range(2):
         pq.write_table(whole.slice(i * 1000, 1000), parts / f"{i}.parquet")
     _, at_once, _ = drift_json(r, parts)
-    import kldiv_cli.jobs.drift_tables as tables
+    import kldiv_cli.io.drift_tables as tables
 
     monkeypatch.setattr(tables, "WHOLE_BELOW", 0)
     _, lazily, _ = drift_json(r, parts)

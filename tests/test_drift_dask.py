@@ -19,8 +19,8 @@ pytest.importorskip("datasketches")
 
 from kldiv_cli.engines import drift as E  # noqa: E402
 from kldiv_cli.engines import quantiles as Q  # noqa: E402
+from kldiv_cli.io.drift_tables import open_table  # noqa: E402
 from kldiv_cli.jobs.drift import ColumnRules, build_profile  # noqa: E402
-from kldiv_cli.jobs.drift_tables import open_table  # noqa: E402
 
 
 def _columns(n: int, seed: int) -> dict[str, pa.Array]:

@@ -273,7 +273,7 @@ def reference_files(paths: Sequence[str]) -> list[str] | None:
     a list, local or in object storage); None for any other reference (stdin, CSV,
     ``.npy``, Arrow, a profile)."""
     from ..io import fs
-    from ..jobs.drift_tables import PARQUET_EXTENSIONS, expand
+    from ..io.drift_tables import expand, is_parquet
 
     if "-" in paths or _is_profile(paths):
         return None
@@ -281,7 +281,7 @@ def reference_files(paths: Sequence[str]) -> list[str] | None:
     if files is not None:
         return files
     path = paths[0]
-    parquet = os.path.splitext(path)[1].lower() in PARQUET_EXTENSIONS
+    parquet = is_parquet(path)
     return [path] if parquet and (fs.is_remote(path) or os.path.isfile(path)) else None
 
 
@@ -300,7 +300,7 @@ def profiler(
     which is read on this machine without starting a cluster."""
     from ..errors import UsageError
     from ..io import fs
-    from ..jobs.drift_tables import expand
+    from ..io.drift_tables import expand
     from ..text import clean
     from .dask import INSTALL_HINT, Cluster, connect, require_distributed, runner
 

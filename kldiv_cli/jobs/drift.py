@@ -65,6 +65,7 @@ import numpy as np
 from ..core import kl_div
 from ..errors import InputError, UsageError
 from ..io.columns import column_array
+from ..io.drift_tables import Table, expand, open_table
 from ..text import clean, format_number
 from .drift_profile import (
     SKETCH_SIZE,
@@ -77,7 +78,6 @@ from .drift_profile import (
     load_profile,
     load_thresholds,
 )
-from .drift_tables import Table, expand, open_table
 
 _F64 = np.dtype(np.float64)
 

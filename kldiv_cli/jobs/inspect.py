@@ -328,8 +328,8 @@ def drift_roles(label: str, table: Any) -> dict[str, tuple[str, str]]:
     import pyarrow.compute as pc
 
     from ..errors import InputError, UsageError
+    from ..io.drift_tables import WholeTable
     from .drift import ColumnRules, build_profile
-    from .drift_tables import WholeTable
 
     columns = [
         pc.if_else(pc.equal(c, ""), pa.scalar(None, c.type), c) if _is_text(c.type) else c

@@ -15,16 +15,13 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from ..errors import InputError
-from ..io import fs
 from ..redact import redact
 from ..text import clean
+from . import fs
+from .base import EXTENSIONS
 
 #: Parquet files (or datasets) whose uncompressed data is below this are read whole.
 WHOLE_BELOW = 64 << 20
-#: What drift reads, by extension.
-TABLE_EXTENSIONS = (".csv", ".tsv", ".tab", ".parquet", ".pq", ".arrow", ".feather", ".ipc")
-ARRAY_EXTENSIONS = (".npy", ".npz")
-PARQUET_EXTENSIONS = (".parquet", ".pq")
 
 
 class Table(Protocol):
@@ -75,18 +72,9 @@ def _arrow_error(label: str, exc: Exception) -> InputError:
     return InputError(label, f"cannot be read as Parquet ({clean(text)})")
 
 
-def _kind(path: str, label: str) -> str:
-    ext = os.path.splitext(path)[1].lower()
-    if ext in PARQUET_EXTENSIONS:
-        return "parquet"
-    if ext in TABLE_EXTENSIONS or ext in ARRAY_EXTENSIONS:
-        return "other"
-    what = f"extension {clean(ext)!r}" if ext else "no extension"
-    raise InputError(
-        label,
-        f"unknown file type ({what}); drift reads .csv, .tsv, .parquet, .arrow, .npy and "
-        ".npz files, folders and globs of Parquet files, and profiles (.json)",
-    )
+def is_parquet(path: str) -> bool:
+    """Whether ``path`` is named as a Parquet file."""
+    return EXTENSIONS.get(os.path.splitext(path)[1].lower()) == "parquet"
 
 
 def expand(paths: Sequence[str]) -> tuple[str, list[str] | None]:
@@ -95,7 +83,7 @@ def expand(paths: Sequence[str]) -> tuple[str, list[str] | None]:
     ``paths`` is one path (a file, a folder, a glob) or several files (as a shell
     expands an unquoted glob).
     """
-    from ..io.sources import dataset_files
+    from .paths import dataset_files
 
     if len(paths) == 1:
         if paths[0] == "-":
@@ -106,7 +94,7 @@ def expand(paths: Sequence[str]) -> tuple[str, list[str] | None]:
     for path in paths:
         found = dataset_files(path) if path != "-" else None
         if found is None:
-            if path == "-" or _kind(path, path) != "parquet":
+            if path == "-" or not is_parquet(path):
                 raise InputError(path, "a list of files must be Parquet files (.parquet)")
             if not fs.is_remote(path) and not os.path.isfile(path):
                 raise InputError(path, "no such file")
@@ -121,11 +109,11 @@ def _open_parquet(label: str, files: list[str]) -> Table:
     column."""
     import pyarrow as pa
 
-    from ..io.columns import check_unique
-    from ..io.parquet import DatasetReader
+    from .columns import check_unique
+    from .parquet import DatasetReader
 
     for f in files:
-        if os.path.splitext(f)[1].lower() not in PARQUET_EXTENSIONS:
+        if not is_parquet(f):
             raise InputError(f, "is not a Parquet file; a dataset holds only .parquet files")
         if not fs.is_remote(f) and os.path.isfile(f) and os.path.getsize(f) == 0:
             raise InputError(f, "is empty")
@@ -144,7 +132,8 @@ def _open_parquet(label: str, files: list[str]) -> Table:
 
 def open_table(paths: Sequence[str], delimiter: str | None, stdin: bytes | None) -> Table:
     """One side of a drift check, as named columns (see the module's docstring)."""
-    from ..io.sources import ReadOptions, open_columns
+    from .base import ReadOptions
+    from .typed import open_columns
 
     label, files = expand(paths)
     if files is not None:
@@ -156,6 +145,6 @@ def open_table(paths: Sequence[str], delimiter: str | None, stdin: bytes | None)
             raise InputError(path, "is a directory and holds no .parquet files")
         if not remote and not os.path.lexists(path):
             raise InputError(path, "no such file")
-        if _kind(path, path) == "parquet" and (remote or os.path.isfile(path)):
+        if is_parquet(path) and (remote or os.path.isfile(path)):
             return _open_parquet(label, [path])
     return WholeTable(label, open_columns(path, ReadOptions(delimiter=delimiter), stdin))
