@@ -523,7 +523,7 @@ def test_column_by_column_reading_gives_the_same_report(prod, tmp_path, monkeypa
     for i in range(2):
         pq.write_table(whole.slice(i * 1000, 1000), parts / f"{i}.parquet")
     _, at_once, _ = drift_json(r, parts)
-    import kldiv_cli.io.drift_tables as tables
+    import kldiv_cli.io.typed as tables
 
     monkeypatch.setattr(tables, "WHOLE_BELOW", 0)
     _, lazily, _ = drift_json(r, parts)

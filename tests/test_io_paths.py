@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from kldiv_cli.errors import InputError
-from kldiv_cli.io.paths import read_limited, sniff
+from kldiv_cli.io.formats import sniff
+from kldiv_cli.io.paths import read_limited
 
 
 def test_read_limited_reads_a_file_up_to_the_limit(tmp_path: Path) -> None:

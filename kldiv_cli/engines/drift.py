@@ -273,7 +273,8 @@ def reference_files(paths: Sequence[str]) -> list[str] | None:
     a list, local or in object storage); None for any other reference (stdin, CSV,
     ``.npy``, Arrow, a profile)."""
     from ..io import fs
-    from ..io.drift_tables import expand, is_parquet
+    from ..io.drift_tables import expand
+    from ..io.formats import is_parquet
 
     if "-" in paths or _is_profile(paths):
         return None

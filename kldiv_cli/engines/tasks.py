@@ -42,7 +42,8 @@ import numpy as np
 from ..core import broadcast_shape
 from ..core.engine import CHUNK, column_partials, partial_sums
 from ..errors import InputError, KldivError, OutputError, UsageError
-from ..io import fs
+from ..io import formats, fs
+from ..io.npy import row_layout
 from ..io.sources import ReadOptions, Source, column_array, open_source
 from ..jobs.compute import ComputeRequest, block_rows, convert
 from ..jobs.diagnostics import Diagnostics
@@ -154,9 +155,10 @@ def describe(source: Source, path: str, options: ReadOptions, storage: Mapping[s
         columns=tuple(source.columns) if source.columns is not None else None,
         storage=tuple(sorted(storage.items())),
     )
-    if source.fmt == "npy":
-        return replace(side, npy=_npy_layout(path, storage))
-    if source.fmt == "parquet" and source.columnar:
+    ranged = formats.get(source.fmt).ranged
+    if ranged == "rows":
+        return replace(side, npy=row_layout(path, storage))
+    if ranged == "row_groups" and source.columnar:
         files = parquet_files(path, storage)
         groups = tuple(row_groups(f, storage) for f in files)
         return replace(side, files=tuple(files), groups=groups)
@@ -195,20 +197,6 @@ def row_groups(path: str, storage: Mapping[str, str]) -> tuple[int, ...]:
     with fs.open_input(path, storage) as f:
         meta = pq.ParquetFile(f).metadata
         return tuple(meta.row_group(g).num_rows for g in range(meta.num_row_groups))
-
-
-def _npy_layout(path: str, storage: Mapping[str, str]) -> tuple[int, str] | None:
-    """``(data offset, stored dtype)`` of a row-major .npy file, None for Fortran order
-    (its rows are not contiguous). The source has already checked the header."""
-    fmt = np.lib.format
-    with fs.open_input(path, storage) as f:
-        version = fmt.read_magic(f)
-        reader = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
-        shape, fortran, dtype = reader(f)
-        offset = f.tell()
-    if fortran and len(shape) > 1:
-        return None
-    return offset, dtype.str
 
 
 # ---------------------------------------------------------------- the layout

@@ -52,3 +52,10 @@ def open_arrow(
 ) -> TableSource:
     """An Arrow/Feather file as a numeric source."""
     return TableSource(label, "arrow", ArrowReader(read_ipc(label, path, data)), options)
+
+
+def read_columns(
+    label: str, path: str | None, data: bytes | None, fmt: str, options: ReadOptions
+) -> Any:
+    """A whole Arrow IPC file or stream as a pyarrow table of any column types."""
+    return read_ipc(label, path, data)

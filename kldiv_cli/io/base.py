@@ -27,25 +27,6 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-FORMATS: tuple[str, ...] = ("npy", "npz", "csv", "tsv", "parquet", "arrow", "safetensors", "kld")
-EXTENSIONS: dict[str, str] = {
-    ".npy": "npy",
-    ".npz": "npz",
-    ".csv": "csv",
-    ".tsv": "tsv",
-    ".tab": "tsv",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-    ".arrow": "arrow",
-    ".feather": "arrow",
-    ".ipc": "arrow",
-    ".safetensors": "safetensors",
-    ".kld": "kld",
-}
-#: Formats that hold arrays (no columns to select).
-ARRAY_FORMATS: tuple[str, ...] = ("npy", "npz", "safetensors", "kld")
-#: Formats that hold several named arrays, one chosen by ``ReadOptions.key``.
-KEYED_FORMATS: tuple[str, ...] = ("npz", "safetensors")
 MISSING_POLICIES: tuple[str, ...] = ("error", "nan")
 #: Tables larger than this (once read) are streamed instead of read whole.
 STREAM_ABOVE = 256 << 20
@@ -99,7 +80,7 @@ class Source:
     label : str
         The name used in messages (a path, ``<stdin>``, ``file.npz[key]``).
     fmt : str
-        One of :data:`FORMATS`.
+        One of :data:`.formats.FORMATS`.
     shape : tuple of int
         The shape :meth:`read` returns; rows are -1 while unknown (a streamed CSV),
         columns are -1 for a list column of varying width.

@@ -646,6 +646,13 @@ def open_csv(
     return CsvSource(label, fmt, path, data, options)
 
 
+def read_columns(
+    label: str, path: str | None, data: bytes | None, fmt: str, options: ReadOptions
+) -> Any:
+    """The whole CSV/TSV as a pyarrow table of any column types (an empty cell is missing)."""
+    return read_csv_table(label, path, data, fmt, options, strings_can_be_null=True)[0]
+
+
 def _lines(fp: io.TextIOBase, label: str) -> Iterator[str]:
     """The lines of a text stream, none longer than :data:`MAX_LINE` (else an error)."""
     lineno = 0

@@ -27,6 +27,7 @@ from typing import Any, BinaryIO, ParamSpec, TypeVar
 
 from ..errors import InputError, OutputError, UsageError
 from ..redact import redact
+from .formats import is_parquet
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -429,7 +430,7 @@ def list_parquet(path: str, options: Mapping[str, str] | None = None) -> list[st
         e.path
         for e in entries
         if e.type == pafs.FileType.File
-        and e.base_name.lower().endswith((".parquet", ".pq"))
+        and is_parquet(e.base_name)
         and not e.base_name.startswith((".", "_"))
     )
     if not files:

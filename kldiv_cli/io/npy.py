@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from typing import IO, Any
 
@@ -104,6 +104,21 @@ def read_header(
             f"but only {max(have, 0):,} bytes follow",
         )
     return shape, fortran, dtype, offset
+
+
+def row_layout(path: str, storage: Mapping[str, str] | None = None) -> tuple[int, str] | None:
+    """What an engine's ranged reads of a row-major .npy file need: ``(data offset,
+    stored dtype)``, from its header alone (a local file, or an object in a store);
+    None for Fortran order, whose rows are not contiguous."""
+    from . import fs
+
+    with fs.open_input(path, storage) as f:
+        end = f.seek(0, os.SEEK_END)
+        f.seek(0)
+        shape, fortran, dtype, offset = read_header(path, f, end)
+    if fortran and len(shape) > 1:
+        return None
+    return offset, dtype.str
 
 
 def from_bytes(

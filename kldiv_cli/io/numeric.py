@@ -1,38 +1,13 @@
 """The numeric API (``compute``, ``inspect``): any input opened as a :class:`~.base.Source`
-of floats. One line per format in :data:`OPENERS`."""
+of floats, by the opener :mod:`.formats` names for its format."""
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
-
 from ..errors import InputError, UsageError
 from ..redact import redact
-from .base import ARRAY_FORMATS, KEYED_FORMATS, MISSING_POLICIES, ReadOptions, Source
+from .base import MISSING_POLICIES, ReadOptions, Source
+from .formats import ARRAY_FORMATS, KEYED, KEYED_FORMATS, extensions_text, opener
 from .paths import dataset_files, resolve
-
-#: ``(label, path or None, buffered bytes or None, format, options) -> Source``
-Opener = Callable[[str, "str | None", "bytes | None", str, ReadOptions], Source]
-
-#: format -> (module of this package, its opener). A module is imported only when a
-#: file of its format is opened (start-up pays for the formats it reads).
-OPENERS: dict[str, tuple[str, str]] = {
-    "npy": ("npy", "open_npy"),
-    "npz": ("npz", "open_npz"),
-    "csv": ("csv", "open_csv"),
-    "tsv": ("csv", "open_csv"),
-    "parquet": ("parquet", "open_parquet"),
-    "arrow": ("arrow", "open_arrow"),
-    "safetensors": ("safetensors", "open_safetensors"),
-    "kld": ("kld", "open_kld"),
-}
-
-
-def opener(fmt: str) -> Opener:
-    """The opener of a format of :data:`OPENERS`."""
-    module, name = OPENERS[fmt]
-    found: Opener = getattr(importlib.import_module(f".{module}", __package__), name)
-    return found
 
 
 def open_source(path: str, options: ReadOptions, stdin: bytes | None = None) -> Source:
@@ -60,8 +35,7 @@ def open_source(path: str, options: ReadOptions, stdin: bytes | None = None) -> 
     label, fmt = where.label, where.fmt
     if options.key is not None and fmt not in KEYED_FORMATS:
         raise UsageError(
-            f"{label}: a key selects an array in a .npz file or a tensor in a .safetensors "
-            f"file, but this is {fmt}"
+            f"{label}: a key selects an array in a {extensions_text([KEYED])} file, but this is {fmt}"
         )
     if options.columns is not None and fmt in ARRAY_FORMATS:
         raise UsageError(f"{label}: columns select from a table; this is a .{fmt} array")

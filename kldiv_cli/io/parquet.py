@@ -198,6 +198,8 @@ def open_dataset(label: str, files: list[str], options: ReadOptions) -> TableSou
     return TableSource(label, "parquet", DatasetReader(label, files), options)
 
 
-def read_parquet(label: str, path: str | None, data: bytes | None) -> Any:
+def read_columns(
+    label: str, path: str | None, data: bytes | None, fmt: str, options: ReadOptions
+) -> Any:
     """A whole Parquet file as a pyarrow table of any column types."""
     return ParquetReader(label, path, data).read_table(None)

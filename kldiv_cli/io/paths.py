@@ -19,13 +19,11 @@ from typing import IO
 
 from ..errors import InputError, UsageError
 from ..redact import redact
-from . import fs
-from .base import EXTENSIONS, FORMATS, STDIN
+from . import formats, fs
+from .base import STDIN
+from .formats import FORMATS
 
 STDIN_LABEL = "<stdin>"
-_NPY_MAGIC = b"\x93NUMPY"
-_KLD_MAGIC = b"_logits_"
-_PARQUET_SUFFIXES = (".parquet", ".pq")
 #: How much of a stream is looked at before buffering the rest.
 _HEAD_BYTES = 1 << 16
 
@@ -64,25 +62,6 @@ def stream_limit() -> int:
     return memory_available() // 2
 
 
-def sniff(data: bytes) -> str:
-    """The format of bytes from a stream: npy/npz/Parquet/Arrow/.kld by magic bytes,
-    safetensors by its header (a little-endian length, then a JSON object), else CSV."""
-    if data.startswith(_NPY_MAGIC):
-        return "npy"
-    if data.startswith(_KLD_MAGIC):
-        return "kld"
-    if len(data) > 9 and data[8:9] == b"{" and 0 < int.from_bytes(data[:8], "little") < 1 << 32:
-        return "safetensors"
-    if data.startswith(b"PK\x03\x04") or data.startswith(b"PK\x05\x06"):
-        return "npz"
-    if data.startswith(b"PAR1"):
-        return "parquet"
-    if data.startswith(b"ARROW1") or data.startswith(b"\xff\xff\xff\xff"):
-        return "arrow"
-    first = data.split(b"\n", 1)[0]
-    return "tsv" if b"\t" in first and b"," not in first else "csv"
-
-
 def check_format(override: str) -> str:
     """A ``--*-format`` value, checked."""
     if override not in FORMATS:
@@ -90,20 +69,24 @@ def check_format(override: str) -> str:
     return override
 
 
-def detect_format(path: str, override: str | None, format_option: str | None = None) -> str:
-    """The format of a file: the override, else its extension."""
+def detect_format(
+    path: str, override: str | None, format_option: str | None = None, head: bytes = b""
+) -> str:
+    """The format of a file: the override, else what its first bytes ``head`` hold when
+    they are binary data its name does not promise (:func:`.formats.identify`: a
+    ``.csv`` or ``.bin`` that is a ``.npy``), else its extension."""
     if override:
         return check_format(override)
-    ext = os.path.splitext(path)[1].lower()
-    fmt = EXTENSIONS.get(ext)
-    if fmt is None:
+    found = formats.identify(formats.by_path(path), head)
+    if found is None:
+        ext = os.path.splitext(path)[1].lower()
         what = f"extension {ext!r}" if ext else "no extension"
         raise InputError(
             path,
-            f"unknown file type ({what}); name it .npy, .npz, .csv, .tsv, .parquet, .arrow, "
-            ".safetensors or .kld" + (f", or give {format_option}" if format_option else ""),
+            f"unknown file type ({what}); name it {formats.extensions_text()}"
+            + (f", or give {format_option}" if format_option else ""),
         )
-    return fmt
+    return found.name
 
 
 def dataset_files(path: str) -> list[str] | None:
@@ -123,8 +106,7 @@ def dataset_files(path: str) -> list[str] | None:
             os.path.join(root, name)
             for root, _, names in os.walk(path)
             for name in names
-            if os.path.splitext(name)[1].lower() in _PARQUET_SUFFIXES
-            and not name.startswith((".", "_"))
+            if formats.is_parquet(name) and not name.startswith((".", "_"))
         ]
         if not found:
             raise InputError(path, "is a directory, not a file, and holds no .parquet files")
@@ -309,16 +291,11 @@ def read_bounded(fp: IO[bytes], label: str, expected: str | None) -> bytes:
 
 def _check_head(label: str, head: bytes, expected: str | None) -> None:
     """Fail early on a stream that cannot be what it is read as."""
-    fmt = expected or sniff(head)
-    magic = {
-        "npy": (_NPY_MAGIC,),
-        "npz": (b"PK",),
-        "parquet": (b"PAR1",),
-        "kld": (_KLD_MAGIC,),
-    }.get(fmt)
-    if magic is not None and not head.startswith(magic):
-        raise InputError(label, f"is not {fmt} data (its first bytes are not a {fmt} header)")
-    if fmt in ("csv", "tsv") and b"\x00" in head:
+    fmt = formats.get(expected or formats.sniff(head))
+    if fmt.magic and fmt.check_magic and not head.startswith(fmt.magic):
+        name = fmt.name
+        raise InputError(label, f"is not {name} data (its first bytes are not a {name} header)")
+    if fmt.text and b"\x00" in head:
         raise InputError(label, "is not a text file (it holds binary data)")
 
 
@@ -336,6 +313,15 @@ def read_stdin(stream: IO[bytes] | None = None) -> bytes:
         raise InputError(STDIN_LABEL, f"cannot be read ({exc.strerror or exc})") from None
 
 
+def _head(path: str) -> bytes:
+    """A regular file's first bytes (none when it cannot be read: its reader says why)."""
+    try:
+        with open(path, "rb") as fp:
+            return fp.read(formats.HEAD)
+    except OSError:
+        return b""
+
+
 def resolve(
     path: str, override: str | None, stdin: bytes | None, format_option: str | None = None
 ) -> Resolved:
@@ -344,25 +330,25 @@ def resolve(
         if stdin is None:
             raise UsageError("stdin was not read")
         return Resolved(
-            STDIN_LABEL, check_format(override) if override else sniff(stdin), None, stdin
+            STDIN_LABEL, check_format(override) if override else formats.sniff(stdin), None, stdin
         )
     if fs.is_remote(path):
         # An object in a store is fetched once, like a stream (ranged reads are the Dask
         # engine's: its tasks read only their rows).
-        fmt = detect_format(path, override, format_option)
-        return Resolved(redact(path), fmt, None, fs.read_bytes(path))
+        data = fs.read_bytes(path)
+        fmt = detect_format(path, override, format_option, data[: formats.HEAD])
+        return Resolved(redact(path), fmt, None, data)
     info = check_path(path)
     if stat.S_ISDIR(info.st_mode):
         raise InputError(path, "is a directory, not a file")
     if not is_stream(path, info):
-        fmt = detect_format(path, override, format_option)
+        fmt = detect_format(path, override, format_option, b"" if override else _head(path))
         return Resolved(redact(path), fmt, readable_path(path), None)
-    named = (
-        check_format(override) if override else EXTENSIONS.get(os.path.splitext(path)[1].lower())
-    )
+    known = formats.by_path(path)
+    named = check_format(override) if override else known.name if known else None
     try:
         with open(path, "rb") as fp:
             data = read_bounded(fp, path, named)
     except OSError as exc:
         raise InputError(path, exc.strerror or str(exc)) from None
-    return Resolved(redact(path), named or sniff(data), None, data)
+    return Resolved(redact(path), named or formats.sniff(data), None, data)

@@ -1,23 +1,104 @@
-"""The typed-columns API (``drift``): named columns of any type, as pyarrow tables,
-never converted to floats here."""
+"""The typed-columns API (``drift``, ``estimate``'s sequence ids): named columns of any
+type, as a :class:`Table`, never converted to floats here.
+
+A table format is read by the function its :class:`~.formats.Format` names
+(``columns``); an array becomes columns ``"0"``, ``"1"``, ... Parquet is read column by
+column when large (:class:`LazyColumns`: a ten-million-row reference holds one column
+in memory, never the table), whole when small (per-column reads of a file with
+thousands of columns would re-read its footer for every column).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from ..errors import InputError, UsageError
-from .base import ARRAY_FORMATS, STDIN, ReadOptions
+from .base import STDIN, ReadOptions
 from .columns import arrow_error, check_unique
-from .numeric import opener
+from .formats import opener, table_reader
 from .paths import Resolved, dataset_files, reject_empty, resolve
+
+#: Parquet files (or datasets) whose uncompressed data is below this are read whole.
+WHOLE_BELOW = 64 << 20
+
+
+class Table(Protocol):
+    """Named columns, read on demand."""
+
+    label: str
+    column_names: list[str]
+    num_rows: int
+
+    def column(self, name: str) -> Any:
+        """The column as a pyarrow ChunkedArray."""
+        ...
+
+
+class WholeTable:
+    """A pyarrow table already in memory."""
+
+    def __init__(self, label: str, table: Any) -> None:
+        self.label = label
+        self.table = table
+        self.column_names: list[str] = list(table.column_names)
+        self.num_rows: int = table.num_rows
+
+    def column(self, name: str) -> Any:
+        """The column, as pyarrow holds it."""
+        return self.table.column(name)
+
+
+class LazyColumns:
+    """Parquet data read one column at a time (``read(name)`` gives a ChunkedArray)."""
+
+    def __init__(self, label: str, names: list[str], rows: int, read: Callable[[str], Any]) -> None:
+        self.label = label
+        self.column_names = names
+        self.num_rows = rows
+        self._read = read
+
+    def column(self, name: str) -> Any:
+        """The column, read now."""
+        import pyarrow as pa
+
+        try:
+            return self._read(name)
+        except (pa.ArrowException, OSError) as exc:
+            raise arrow_error(self.label, "Parquet", exc) from None
+
+
+def open_parquet(label: str, files: list[str]) -> Table:
+    """One Parquet file or several (read in order, through their own footers, never
+    through pyarrow.dataset, which loads pandas): whole when small, else column by
+    column."""
+    import pyarrow as pa
+
+    from . import fs
+    from .parquet import DatasetReader
+
+    for f in files:
+        if not fs.is_remote(f) and os.path.isfile(f) and os.path.getsize(f) == 0:
+            raise InputError(f, "is empty")
+    try:
+        reader = DatasetReader(label, files)
+        names = list(reader.schema.names)
+        check_unique(label, names)
+        if reader.decoded_bytes < WHOLE_BELOW:
+            return WholeTable(label, reader.read_table(names))
+        return LazyColumns(
+            label, names, reader.num_rows, lambda n: reader.read_table([n]).column(0)
+        )
+    except (pa.ArrowException, OSError) as exc:
+        raise arrow_error(label, "Parquet", exc) from None
 
 
 def read_table(path: str, options: ReadOptions, stdin: bytes | None = None) -> Any:
-    """A whole file as a pyarrow table of named columns, of any type (for drift).
+    """A whole file as a pyarrow table of named columns, of any type.
 
-    Arrays (.npy, .npz, safetensors, .kld) become columns "0", "1", ... (a 1-D array is
-    one column).
-    Column names are unique (else an error).
+    Arrays become columns "0", "1", ... (a 1-D array is one column). Column names are
+    unique (else an error).
     """
     return _read(resolve(path, options.fmt, stdin, options.format_option), options)
 
@@ -33,57 +114,27 @@ def _read_any(where: Resolved, options: ReadOptions) -> Any:
 
     label, fmt, file, data = where.label, where.fmt, where.path, where.data
     try:
-        if fmt in ("csv", "tsv"):
-            from .csv import read_csv_table
-
-            return read_csv_table(label, file, data, fmt, options, strings_can_be_null=True)[0]
-        if fmt in ARRAY_FORMATS:
-            arr = opener(fmt)(label, file, data, fmt, ReadOptions(fmt, options.key)).read()
-            arr = arr.reshape(-1, 1) if arr.ndim < 2 else arr.reshape(arr.shape[0], -1)
-            return pa.table({str(j): arr[:, j] for j in range(arr.shape[1])})
-        if fmt == "parquet":
-            from .parquet import read_parquet
-
-            return read_parquet(label, file, data)
-        from .arrow import read_ipc
-
-        return read_ipc(label, file, data)
+        reader = table_reader(fmt)
+        if reader is not None:
+            return reader(label, file, data, fmt, options)
+        arr = opener(fmt)(label, file, data, fmt, ReadOptions(fmt, options.key)).read()
+        arr = arr.reshape(-1, 1) if arr.ndim < 2 else arr.reshape(arr.shape[0], -1)
+        return pa.table({str(j): arr[:, j] for j in range(arr.shape[1])})
     except (InputError, UsageError):
         raise
     except (pa.ArrowException, OSError) as exc:
         raise arrow_error(label, fmt.capitalize(), exc) from None
 
 
-class ParquetColumns:
-    """A Parquet file seen as a table whose columns are read one at a time, on demand:
-    a drift profile then holds one column in memory, not the whole reference."""
-
-    def __init__(self, path: str) -> None:
-        from .parquet import parquet_file
-
-        self.path = path
-        self._file = parquet_file(path, path, pre_buffer=False)
-        self.column_names = list(self._file.schema_arrow.names)
-        check_unique(path, self.column_names)
-        self.num_rows = self._file.metadata.num_rows
-
-    def column(self, name: str) -> Any:
-        """One column, whole, as a pyarrow ChunkedArray."""
-        import pyarrow as pa
-
-        try:
-            return self._file.read(columns=[name], use_threads=True).column(0)
-        except (pa.ArrowException, OSError) as exc:
-            raise arrow_error(self.path, "Parquet", exc) from None
-
-
-def open_columns(path: str, options: ReadOptions, stdin: bytes | None = None) -> Any:
-    """Named columns of any type (for drift): a Parquet file lazily, column by column
-    (:class:`ParquetColumns`); anything else read whole (see :func:`read_table`)."""
-    if path != STDIN and dataset_files(path) is not None:
-        return read_table(path, options, stdin)
+def open_columns(path: str, options: ReadOptions, stdin: bytes | None = None) -> Table:
+    """Named columns of any type: a Parquet file or dataset through :func:`open_parquet`
+    (lazily when large); anything else read whole (see :func:`read_table`)."""
+    if path != STDIN:
+        files = dataset_files(path)
+        if files is not None:
+            return open_parquet(path, files)
     where = resolve(path, options.fmt, stdin, options.format_option)
     if where.fmt == "parquet" and where.path is not None:
-        reject_empty(path, path)
-        return ParquetColumns(path)
-    return _read(where, options)
+        reject_empty(where.label, where.path)
+        return open_parquet(where.label, [where.path])
+    return WholeTable(where.label, _read(where, options))

@@ -82,6 +82,17 @@ def is_stream(path: str) -> bool:
     return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
+def output_extension_kind(path: str) -> str | None:
+    """The output kind ``path``'s extension names (:data:`OUTPUT_EXTENSIONS`), or None."""
+    return OUTPUT_EXTENSIONS.get(os.path.splitext(path)[1].lower())
+
+
+def kinds_text(kinds: Sequence[str]) -> str:
+    """``.npy, .csv or .parquet``: the extensions of output ``kinds``, for messages."""
+    names = [_EXTENSION[k] for k in kinds]
+    return ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else "".join(names)
+
+
 def output_kind(
     path: str,
     allowed: Sequence[str] | None = None,

@@ -35,14 +35,16 @@ from ..core.compare import (
 from ..core.engine import default_threads
 from ..core.stats import FRAC_ABOVE, PERCENTILES, frac_key, mean_stderr, proportion, robust, summary
 from ..errors import InputError, UsageError
+from ..io import formats
 from ..io.kld import KldSource
 from ..io.roles import choose_hint, one_class
 from ..io.sources import ReadOptions, Source, open_source
 from ..io.writers import (
-    OUTPUT_EXTENSIONS,
     STREAMED_KINDS,
     guard,
     is_stream,
+    kinds_text,
+    output_extension_kind,
     output_kind,
     stream_fd,
 )
@@ -210,9 +212,9 @@ class CompareRequest:
     def _side(self, path: str, own_key: str | None) -> ReadOptions:
         # --key and --columns apply to the sides they can: --key to files of several
         # arrays, --columns to tables.
-        ext = _extension(path)
-        shared_key = self.key if ext in (".safetensors", ".npz") else None
-        columns = None if ext in (".npy", ".npz", ".safetensors", ".kld") else self.columns
+        kind = formats.kind_of(path)
+        shared_key = self.key if kind == formats.KEYED else None
+        columns = None if kind in formats.ARRAY_KINDS else self.columns
         return ReadOptions(
             None,
             own_key or shared_key,
@@ -263,19 +265,23 @@ class CompareRequest:
             (self.reference, self.reference_as, "--reference-as"),
             *((c, self.candidate_as, "--candidate-as") for c in self.candidates),
         ):
-            if _extension(path) == ".kld" and kind not in (None, "log-probs"):
+            if formats.kind_of(path) == formats.KLD and kind not in (None, "log-probs"):
                 raise UsageError(
-                    f"{path}: a .kld file holds log-probs; {option} {kind} does not apply"
+                    f"{path}: a {_KLD} file holds log-probs; {option} {kind} does not apply"
                 )
         for path, key in (
             (self.reference, self.reference_key),
             *((c, self.candidate_key) for c in self.candidates),
         ):
-            if _extension(path) == ".kld" and key is not None:
-                raise UsageError(f"{path}: a .kld file holds one array; --key does not apply")
+            if formats.kind_of(path) == formats.KLD and key is not None:
+                raise UsageError(f"{path}: a {_KLD} file holds one array; --key does not apply")
         if self.output is not None:
             _check_streamed(self.output)
         guard([self.output], self.inputs)
+
+
+#: How a .kld file is named in messages.
+_KLD = formats.extensions_text([formats.KLD])
 
 
 def _check_streamed(output: str) -> None:
@@ -283,10 +289,9 @@ def _check_streamed(output: str) -> None:
     ``/dev/stdout``, ``/dev/null``, a FIFO), written as :func:`rows_kind` says."""
     if output == "-" or is_stream(output):
         return
-    ext = _extension(output)
-    if OUTPUT_EXTENSIONS.get(ext) not in STREAMED_KINDS:
+    if output_extension_kind(output) not in STREAMED_KINDS:
         raise UsageError(
-            f"-o {output}: the per-row measures go to a .npy, .csv or .parquet file, "
+            f"-o {output}: the per-row measures go to a {kinds_text(STREAMED_KINDS)} file, "
             "or as CSV to a stream such as - or /dev/stdout"
         )
 
@@ -335,10 +340,6 @@ class CompareResult:
         return failure_text(self.checks)
 
 
-def _extension(path: str) -> str:
-    return os.path.splitext(path)[1].lower()
-
-
 def _layout(src: Source, options: ReadOptions) -> tuple[int, int]:
     """(rows, classes) of a source: every axis but the last counts rows (-1: unknown).
     One class is an error: any comparison of one-class distributions is 0."""
@@ -384,7 +385,7 @@ def _zip(
 
 
 def _kind(request_kind: str | None, src: Source) -> str:
-    if src.fmt == "kld":
+    if formats.get(src.fmt).kind == formats.KLD:
         return "log-probs"
     return request_kind or "logits"
 
