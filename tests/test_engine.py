@@ -202,7 +202,7 @@ def test_parquet_row_groups_summed_column_by_column(tmp_path, monkeypatch, dtype
     """Matching row groups are read group by group, a few columns at a time: the loss
     is kl_div's, its bits do not depend on the threads, and the diagnostics see
     every group (rows off, the causes of a NaN, with global counts)."""
-    from kldiv_cli.jobs import compute as compute_module
+    from kldiv_cli.engines import local as compute_module
 
     x, t = data(1000, 9, dtype, seed=11)
     t[0] *= 2  # a row off in the first group
@@ -413,3 +413,35 @@ def test_block_writer_puts_column_major_blocks_in_row_order(tmp_path) -> None:
         writer.write(np.asfortranarray(whole[start : start + 4]), whole.shape)
     writer.close()
     np.testing.assert_array_equal(np.load(io.BytesIO(f.getvalue())), whole)
+
+
+def test_an_engine_is_one_registry_record(tmp_path, monkeypatch) -> None:
+    """The compute job dispatches through the registry: a record added there is found
+    by name, its limits refuse a request before anything is read, and its result is
+    the job's. An unknown name is one line naming every engine."""
+    from kldiv_cli.engines import local, registry
+    from kldiv_cli.errors import UsageError
+
+    ran: list[str] = []
+
+    def run(request, stdin, progress, note):
+        ran.append(request.engine)
+        return local.compute(request, stdin, progress, note)
+
+    def scalar_only(request) -> None:
+        if request.per_row:
+            raise UsageError("--engine inline computes a scalar loss")
+
+    inline = registry.Engine("inline", "a test's engine", run, local.profiler, scalar_only)
+    monkeypatch.setitem(registry.ENGINES, "inline", inline)
+    x, t = data(40, 5, np.float32, seed=3)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "t.npy", t)
+    request = ComputeRequest(str(tmp_path / "x.npy"), str(tmp_path / "t.npy"), engine="inline")
+    assert compute(request).loss == compute(replace(request, engine="local")).loss
+    assert ran == ["inline"]
+    with pytest.raises(UsageError, match="scalar loss"):
+        compute(replace(request, per_row=True))
+    assert ran == ["inline"]
+    with pytest.raises(UsageError, match="unknown engine 'ray'; choose local or dask or inline"):
+        compute(replace(request, engine="ray"))

@@ -18,7 +18,6 @@ distributed = pytest.importorskip("distributed")
 
 from distributed.utils_test import gen_cluster  # noqa: E402
 
-import kldiv_cli  # noqa: E402
 from kldiv_cli.core import engine  # noqa: E402
 from kldiv_cli.engines import dask as D  # noqa: E402
 from kldiv_cli.engines import tasks as T  # noqa: E402
@@ -147,7 +146,7 @@ def test_a_worker_that_always_dies_is_one_clear_error(cluster, data) -> None:
 
 def test_workers_with_another_version_are_refused(cluster, data, monkeypatch) -> None:
     x, t = data
-    monkeypatch.setattr(kldiv_cli, "__version__", "0.0.0-client")
+    monkeypatch.setattr(D, "__version__", "0.0.0-client")  # the client's, not the workers'
     with pytest.raises(D.ClusterError, match=r"2 Dask worker\(s\) run kldiv .*0\.0\.0-client"):
         D.run_compute_dask(ComputeRequest(x + ".npy", t + ".npy"), cluster.scheduler_address)
 

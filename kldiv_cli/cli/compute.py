@@ -174,7 +174,7 @@ def compute(
 
       kldiv compute a.npy b.npy -r batchmean --fail-above 0.05 -q
     """
-    from ..jobs.compute import ComputeRequest, EngineOptions
+    from ..jobs.compute import ComputeRequest, EngineOptions, check
     from ..jobs.compute import compute as run
     from ..render import resolve_format
     from ..render.reports import compute_report
@@ -222,7 +222,7 @@ def compute(
         engine_options=EngineOptions(scheduler, scheduler_file, workers, timeout),
     )
     configure_storage(storage_option)
-    request.validate()  # before stdin is read
+    check(request)  # before stdin is read
     with progress(quiet) as on_progress:
         result = run(
             request,

@@ -99,21 +99,14 @@ def _engine(
     workers: int | None,
     timeout: float,
 ) -> "AbstractContextManager[Profiler | None]":
-    """The reference's profiler for ``--engine``: None locally; with dask, tasks on the
-    cluster for a Parquet reference (engines.drift), open while the job runs."""
-    from contextlib import nullcontext
+    """The reference's profiler for ``--engine`` (its entry in engines.registry): None
+    locally; with dask, tasks on the cluster for a Parquet reference, open while the job
+    runs."""
+    from ..engines.registry import engine as named
+    from ..jobs.compute import EngineOptions
 
-    from ..jobs.compute import ENGINES
-
-    if engine not in ENGINES:
-        raise UsageError(f"unknown engine {engine!r}; choose {' or '.join(ENGINES)}")
-    if engine == "local":
-        return nullcontext(None)
-    from ..engines.drift import profiler
-
-    return profiler(
-        reference, scheduler, scheduler_file, workers, timeout=timeout, note=Messages.note
-    )
+    options = EngineOptions(scheduler, scheduler_file, workers, timeout)
+    return named(engine).profiler(reference, options, Messages.note)
 
 
 @app.command()

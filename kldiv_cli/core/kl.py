@@ -16,12 +16,12 @@ import numpy as np
 from .engine import total_loss
 from .pointwise import (
     DTypeError,
-    _in_own_dtype,
-    _op,
-    _operands,
     broadcast_shape,
+    in_own_dtype,
+    operands,
     pointwise,
     result_dtype,
+    torch_op,
 )
 
 if TYPE_CHECKING:
@@ -195,7 +195,7 @@ def kl_div(
     """
     # torch resolves (and warns about) the reduction before it looks at the operands.
     base, per_batch = resolve_reduction(reduction, size_average, reduce)
-    x, t, dtype, shape = _operands(input, target)
+    x, t, dtype, shape = operands(input, target)
     batch = x.shape[0] if per_batch and x.ndim else None
     if base == "none":
         out = pointwise(x, t, log_target, dtype)
@@ -255,7 +255,7 @@ def kl_div_grad(
     with ``log_target``: :math:`\partial_x = -s e^t`,
     :math:`\partial_t = s e^t (t - x + 1)`, NaN at ``t = -inf``.
     """
-    x, t, dtype, shape = _operands(input, target)
+    x, t, dtype, shape = operands(input, target)
     base, per_batch = resolve_reduction(reduction, warn=False)
     g = np.asarray(1 if grad_output is None else grad_output, dtype=dtype)
     with np.errstate(all="ignore"):
@@ -278,24 +278,24 @@ def kl_div_grad(
             return _unbroadcast(np.broadcast_to(a, shape), t.shape, dtype).astype(td)
 
         if log_target:
-            e = _in_own_dtype(np.exp, t, dtype)
-            grad_d = _op(np.multiply, g, e, dtype)  # d(out)/d(t - x)
-            grad_e = to_t(_op(np.multiply, g, _op(np.subtract, t, x, dtype), dtype))
+            e = in_own_dtype(np.exp, t, dtype)
+            grad_d = torch_op(np.multiply, g, e, dtype)  # d(out)/d(t - x)
+            grad_e = to_t(torch_op(np.multiply, g, torch_op(np.subtract, t, x, dtype), dtype))
             grad_x = -grad_d
-            grad_t = _op(np.add, _op(np.multiply, grad_e, e, td), to_t(grad_d), td)
+            grad_t = torch_op(np.add, torch_op(np.multiply, grad_e, e, td), to_t(grad_d), td)
         else:
             g_t = to_t(g)  # d(out)/d(xlogy(t, t))
             # torch: d/dself = xlogy(grad, other) zeroed where self == 0 (so a zero
             # gradient gives 0, not 0 * log(negative)); d/dother = grad * self / other.
-            log_t = _in_own_dtype(np.log, t, dtype)
-            from_self = np.where(g_t == 0, td.type(0), _op(np.multiply, g_t, log_t, td))
+            log_t = in_own_dtype(np.log, t, dtype)
+            from_self = np.where(g_t == 0, td.type(0), torch_op(np.multiply, g_t, log_t, td))
             from_self = np.where(np.isnan(t), td.type(np.nan), from_self)
             from_self = np.where(t == 0, td.type(0), from_self)
-            from_xlogy = _op(
-                np.add, from_self, _op(np.divide, _op(np.multiply, g_t, t, td), t, td), td
+            from_xlogy = torch_op(
+                np.add, from_self, torch_op(np.divide, torch_op(np.multiply, g_t, t, td), t, td), td
             )
-            grad_x = -_op(np.multiply, g, t, dtype)
-            grad_t = _op(np.add, from_xlogy, to_t(-_op(np.multiply, g, x, dtype)), td)
+            grad_x = -torch_op(np.multiply, g, t, dtype)
+            grad_t = torch_op(np.add, from_xlogy, to_t(-torch_op(np.multiply, g, x, dtype)), td)
         return (
             _unbroadcast(np.broadcast_to(grad_x, shape), x.shape, dtype).astype(x.dtype),
             np.asarray(grad_t, dtype=td).reshape(t.shape),

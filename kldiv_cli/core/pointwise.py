@@ -15,7 +15,15 @@ from .half import narrow, widen
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
 
-__all__ = ["DTypeError", "broadcast_shape", "pointwise", "result_dtype"]
+__all__ = [
+    "DTypeError",
+    "broadcast_shape",
+    "in_own_dtype",
+    "operands",
+    "pointwise",
+    "result_dtype",
+    "torch_op",
+]
 
 
 class DTypeError(TypeError, ValueError):
@@ -67,7 +75,7 @@ def broadcast_shape(input_shape: tuple[int, ...], target_shape: tuple[int, ...])
         ) from None
 
 
-def _operands(
+def operands(
     input: ArrayLike, target: ArrayLike
 ) -> tuple[np.ndarray, np.ndarray, np.dtype[Any], tuple[int, ...]]:
     """Both operands as float arrays, their result dtype and broadcast shape."""
@@ -77,7 +85,7 @@ def _operands(
     return x, t, result_dtype(x, t), shape
 
 
-def _op(ufunc: np.ufunc, a: np.ndarray, b: np.ndarray, dtype: np.dtype) -> np.ndarray:
+def torch_op(ufunc: np.ufunc, a: np.ndarray, b: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """``ufunc(a, b)`` as torch computes it for a result of ``dtype``.
 
     float16 ops run in float32 and round once; a weak 0-d float64 operand enters
@@ -95,7 +103,7 @@ def _op(ufunc: np.ufunc, a: np.ndarray, b: np.ndarray, dtype: np.dtype) -> np.nd
     return narrow(out)
 
 
-def _in_own_dtype(ufunc: np.ufunc, t: np.ndarray, dtype: np.dtype) -> np.ndarray:
+def in_own_dtype(ufunc: np.ufunc, t: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """``ufunc(t)`` (log or exp) in ``t``'s dtype, as torch computes it.
 
     For float32 (and for any target narrower than the result), the float64 result
@@ -111,7 +119,7 @@ def _in_own_dtype(ufunc: np.ufunc, t: np.ndarray, dtype: np.dtype) -> np.ndarray
 
 def _xlogy_self(t: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """``xlogy(t, t)`` in ``t``'s own dtype: NaN for NaN, 0 for ±0, else ``t*log(t)``."""
-    product = _op(np.multiply, t, _in_own_dtype(np.log, t, dtype), t.dtype)
+    product = torch_op(np.multiply, t, in_own_dtype(np.log, t, dtype), t.dtype)
     return np.where(t == 0, t.dtype.type(0), product)
 
 
@@ -125,7 +133,7 @@ def pointwise(x: np.ndarray, t: np.ndarray, log_target: bool, dtype: np.dtype) -
     """
     with np.errstate(all="ignore"):
         if log_target:
-            e = _in_own_dtype(np.exp, t, dtype)
-            return _op(np.multiply, e, _op(np.subtract, t, x, dtype), dtype)
+            e = in_own_dtype(np.exp, t, dtype)
+            return torch_op(np.multiply, e, torch_op(np.subtract, t, x, dtype), dtype)
         xlogy = _xlogy_self(t, dtype)
-        return _op(np.subtract, xlogy, _op(np.multiply, t, x, dtype), dtype)
+        return torch_op(np.subtract, xlogy, torch_op(np.multiply, t, x, dtype), dtype)

@@ -23,13 +23,25 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .._version import __version__
 from ..errors import InputError, KldivError, UsageError
+from ..jobs.compute_plan import (
+    ComputeRequest,
+    ComputeResult,
+    Plan,
+    Progress,
+    begin,
+    build_result,
+    finish,
+    open_sources,
+    plan,
+    result_dtype_for,
+)
 from ..jobs.diagnostics import strict_notes
 from . import tasks as T
 
 if TYPE_CHECKING:
     from ..io.sources import Source
-    from ..jobs.compute import ComputeRequest, ComputeResult, Plan
 
 #: How to install the extra: from the package index, or from a checkout of the source.
 INSTALL_HINT = 'pip install "kldiv[dask]" (from a source checkout: pip install ".[dask]")'
@@ -95,8 +107,6 @@ def require_distributed() -> None:
 
 
 def _worker_version() -> str:
-    from .. import __version__
-
     return __version__
 
 
@@ -290,8 +300,6 @@ def _shown(text: str) -> str:
 
 def check_versions(client: Any) -> None:
     """Every worker must run this kldiv: tasks are its functions, and the bits are its."""
-    from .. import __version__
-
     try:
         versions = client.run(_worker_version)
     except Exception:  # the worker cannot even import kldiv to answer
@@ -393,8 +401,6 @@ def make_job(
     layout = T.layout(chosen.value)
     if layout == T.WHOLE and T.spreadable(request, x, t):
         layout = T.GRID
-    from ..jobs.compute import result_dtype_for
-
     return T.Job(request, x, t, layout, str(result_dtype_for(request, sx, st)))
 
 
@@ -423,7 +429,6 @@ def reduce_job(
 
     from ..core import finish_reduction
     from ..core.engine import combine
-    from ..jobs.compute import begin, build_result
 
     diagnostics, base, per_batch, caught = begin(request)
     parts = run(job)
@@ -455,6 +460,26 @@ def execute(
     return reduce_job(request, sx, st, job, lambda j: run_tasks(client, j, work))
 
 
+def compute(
+    request: ComputeRequest,
+    stdin: bytes | None = None,
+    progress: Progress | None = None,
+    note: Callable[[str], None] | None = None,
+) -> ComputeResult:
+    """The compute job on the cluster of ``request.engine_options`` (the engine's entry in
+    :data:`kldiv_cli.engines.registry.ENGINES`); tasks read files, so ``stdin`` and
+    ``progress`` are not used."""
+    options = request.engine_options
+    return run_compute_dask(
+        request,
+        options.scheduler,
+        options.scheduler_file,
+        options.workers,
+        timeout=options.timeout,
+        note=note,
+    )
+
+
 def run_compute_dask(
     request: ComputeRequest,
     scheduler: str | None = None,
@@ -465,23 +490,21 @@ def run_compute_dask(
     timeout: float = CONNECT_TIMEOUT,
     note: Callable[[str], None] | None = None,
 ) -> ComputeResult:
-    """The ``compute`` job with ``--engine dask``: the same result (and bits) as
-    ``jobs.compute.compute(request)`` for scalar reductions.
+    """The ``compute`` job with ``--engine dask``: the same result (and bits) as the local
+    engine's for scalar reductions.
 
     ``note`` receives the one line announcing a local cluster (for stderr).
     """
-    from ..jobs import compute as C
-
-    check_request(request)
     from ..io import fs
 
+    check_request(request)
     storage = fs.current_options() if storage is None else dict(storage)
     cluster = Cluster(scheduler, scheduler_file, workers, storage, timeout)
     cluster.validate()
     require_distributed()
-    sx, st = C.open_sources(request, None)
+    sx, st = open_sources(request, None)
     strict_notes(request.strict, (sx, st))
-    chosen = C.plan(request, sx, st)
+    chosen = plan(request, sx, st)
     with connect(cluster, note) as client:
         result = execute(client, request, sx, st, chosen, cluster.storage)
-    return C.finish(request, sx, st, chosen, result)
+    return finish(request, sx, st, chosen, result)

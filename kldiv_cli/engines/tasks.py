@@ -45,14 +45,14 @@ from ..errors import InputError, KldivError, OutputError, UsageError
 from ..io import formats, fs
 from ..io.npy import row_layout
 from ..io.sources import ReadOptions, Source, column_array, open_source
-from ..jobs.compute import ComputeRequest, block_rows, convert
+from ..jobs.compute_plan import ComputeRequest, block_rows, convert
 from ..jobs.diagnostics import Diagnostics
 
 GRID = "grid"
 WHOLE = "whole"
 GROUPS = "groups"
 COLUMNS = "columns"
-#: Local plan (``jobs.compute.Plan`` value) -> layout.
+#: Local plan (``jobs.compute_plan.Plan`` value) -> layout.
 LAYOUTS = {"whole": WHOLE, "row-blocks": GRID, "row-groups": GROUPS, "columns": COLUMNS}
 
 
@@ -95,7 +95,7 @@ class Job:
     x: Side
     t: Side
     layout: str
-    #: torch's result dtype, from the sources (``jobs.compute.result_dtype_for``): the
+    #: torch's result dtype, from the sources (``jobs.compute_plan.result_dtype_for``): the
     #: engine sums in it, whatever dtype the transforms computed in.
     dtype: str
     chunk: int = CHUNK

@@ -1,0 +1,155 @@
+"""The package's structure, read from its source: imports run one way (no cycle among
+kldiv_cli's modules, counting imports inside functions and under ``TYPE_CHECKING``),
+and no module imports another module's private (``_name``) names.
+
+An import is resolved as Python resolves it: ``from PKG import NAME`` imports the
+module ``PKG.NAME`` when there is one, else ``PKG`` (the names of its ``__init__``).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import kldiv_cli
+
+ROOT = Path(kldiv_cli.__file__).parent
+
+#: Cycles and private imports that another room is removing this session, each with the
+#: modules it joins. Empty when the package is clean; an entry that no longer occurs fails
+#: the test (see :func:`test_known_exceptions_still_occur`), so none outlives its fix.
+KNOWN_CYCLES: set[frozenset[str]] = {
+    # drift's job and its calibration: being split into parts this session.
+    frozenset({"kldiv_cli.jobs.drift", "kldiv_cli.jobs.drift_calibrate"}),
+}
+KNOWN_PRIVATE: set[tuple[str, str, str]] = {
+    # The Dask drift profiler and drift's job: being split into parts this session.
+    ("kldiv_cli.engines.drift", "kldiv_cli.jobs.drift", name)
+    for name in ("_Column", "_few", "_is_profile")
+}
+
+
+def _module_name(path: Path) -> str:
+    parts = ["kldiv_cli", *path.relative_to(ROOT).with_suffix("").parts]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _modules() -> dict[str, Path]:
+    return {_module_name(p): p for p in sorted(ROOT.rglob("*.py"))}
+
+
+MODULES = _modules()
+
+
+def _package(name: str) -> str:
+    """The package a module's relative imports start from."""
+    is_package = MODULES[name].name == "__init__.py"
+    return name if is_package else name.rpartition(".")[0]
+
+
+def _imports(name: str) -> list[tuple[str, list[str]]]:
+    """``(imported module, names taken from it)`` for every import statement of module
+    ``name``, wherever it stands (top level, functions, ``if TYPE_CHECKING``)."""
+    found: list[tuple[str, list[str]]] = []
+    tree = ast.parse(MODULES[name].read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, []) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                package = _package(name).split(".")
+                anchor = ".".join(package[: len(package) - node.level + 1])
+                base = f"{anchor}.{base}" if base else anchor
+            found.append((base, [alias.name for alias in node.names]))
+    return found
+
+
+def _edges(name: str) -> set[str]:
+    """The kldiv_cli modules that module ``name`` imports."""
+    out: set[str] = set()
+    for base, names in _imports(name):
+        if not base.startswith("kldiv_cli"):
+            continue
+        submodules = [f"{base}.{n}" for n in names if f"{base}.{n}" in MODULES]
+        out.update(submodules)
+        if len(submodules) < len(names) or not names:
+            out.add(base)
+    out.discard(name)
+    return out
+
+
+def _cycles() -> set[frozenset[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm)."""
+    graph = {name: _edges(name) & MODULES.keys() for name in MODULES}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: set[frozenset[str]] = set()
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = set()
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.add(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.add(frozenset(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def _private_imports() -> set[tuple[str, str, str]]:
+    """``(importer, module, name)`` for each ``_name`` taken from another kldiv_cli module
+    (dunder names such as ``__version__`` are public)."""
+    found = set()
+    for name in MODULES:
+        for base, names in _imports(name):
+            if not base.startswith("kldiv_cli") or base == name:
+                continue
+            for n in names:
+                if n.startswith("_") and not n.startswith("__"):
+                    found.add((name, base, n))
+    return found
+
+
+def test_the_scan_sees_the_package() -> None:
+    """The test can fail: it finds the modules, and the imports that join them."""
+    assert len(MODULES) > 40
+    assert "kldiv_cli.core.engine" in _edges("kldiv_cli.core.kl")
+    # A function's import counts: the CLI's commands import their jobs inside functions.
+    assert "kldiv_cli.jobs.compute" in _edges("kldiv_cli.cli.compute")
+
+
+def test_no_import_cycle() -> None:
+    cycles = _cycles() - KNOWN_CYCLES
+    shown = ["  " + " <-> ".join(sorted(c)) for c in cycles]
+    assert not cycles, "import cycles among kldiv_cli's modules:\n" + "\n".join(shown)
+
+
+def test_no_private_name_crosses_a_module() -> None:
+    private = _private_imports() - KNOWN_PRIVATE
+    shown = [f"  {a} imports {n} from {b}" for a, b, n in sorted(private)]
+    assert not private, "private names imported across modules:\n" + "\n".join(shown)
+
+
+def test_known_exceptions_still_occur() -> None:
+    """An exception listed above that is gone must leave the list."""
+    assert KNOWN_CYCLES <= _cycles()
+    assert KNOWN_PRIVATE <= _private_imports()
