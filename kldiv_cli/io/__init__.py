@@ -8,8 +8,9 @@ results atomically (bytes or a writer callable: turning a report into bytes is
 
 The rooms:
 
-- :mod:`.base`: ``ReadOptions``, the format names, the :class:`~.base.Source` base and
-  the ``TableReader`` protocol;
+- :mod:`.formats`: the format registry;
+- :mod:`.base`: ``ReadOptions``, the :class:`~.base.Source` base and the ``TableReader``
+  protocol;
 - :mod:`.paths`: files, stdin, FIFOs and devices (buffered, bounded), objects in a
   store (through :mod:`.fs`), dataset globs, small files read whole
   (:func:`~.paths.read_limited`);
@@ -21,10 +22,13 @@ The rooms:
   :mod:`.arrow`, :mod:`.safetensors` (one tensor, chosen by key), :mod:`.kld`
   (llama.cpp's log-probabilities, and the tokens they score);
 - :mod:`.numeric` (numbers, for compute) and :mod:`.typed` (columns of any type, for
-  drift): the two APIs, each dispatching by format.
+  drift; :mod:`.drift_tables`, drift's REFERENCE and CURRENT arguments): the two APIs,
+  each dispatching through :mod:`.formats`.
 
-A new format is one module with ``open_<fmt>(label, path, data, fmt, options) ->
-Source`` (a table format implements ``base.TableReader`` and returns a
-``TableSource``), one line in ``numeric.OPENERS``, and its name and extensions in
-``base.FORMATS``/``base.EXTENSIONS``.
+Every format is one record of :mod:`.formats` (name, extensions, kind, magic bytes, its
+module and opener, how drift reads it, how an engine reads it by ranges); everything
+that depends on a format is looked up there. A new format is one module with
+``open_<fmt>(label, path, data, fmt, options) -> Source`` (a table format implements
+``base.TableReader``, returns a ``TableSource`` and has a ``read_columns``) and one
+``Format`` entry in ``formats.REGISTRY``.
 """

@@ -80,7 +80,7 @@ class Source:
     label : str
         The name used in messages (a path, ``<stdin>``, ``file.npz[key]``).
     fmt : str
-        One of :data:`.formats.FORMATS`.
+        A format's name (:func:`.formats.names`).
     shape : tuple of int
         The shape :meth:`read` returns; rows are -1 while unknown (a streamed CSV),
         columns are -1 for a list column of varying width.

@@ -54,12 +54,13 @@ class Format:
     kind : str
         One of :data:`KINDS`.
     module : str
-        Its module in :mod:`kldiv_cli.io`, imported when a file of it is opened.
+        Its module in :mod:`kldiv_cli.io` (or a dotted module path of another package),
+        imported when a file of it is opened.
     title : str
         What it is, for the docs' table.
     opener : str
         The module's function opening a file as a :class:`~.base.Source` (default
-        ``open_<module>``).
+        ``open_<name>``).
     columns : str or None
         For a table: the module's function reading it whole as a pyarrow table of any
         column types (drift). Arrays need none: they become columns ``"0"``, ``"1"``...
@@ -115,14 +116,22 @@ def _any_text(head: bytes) -> bool:
 
 
 #: Every format, in the order :func:`sniff` tries them (text last: it takes anything).
-REGISTRY: tuple[Format, ...] = (
-    Format("npy", (".npy",), ARRAY, "npy", "NumPy array", magic=(b"\x93NUMPY",), ranged="rows"),
+REGISTRY: list[Format] = [
+    Format(
+        "npy",
+        (".npy",),
+        ARRAY,
+        "npy",
+        "NumPy array; never unpickled (object arrays are refused)",
+        magic=(b"\x93NUMPY",),
+        ranged="rows",
+    ),
     Format(
         "npz",
         (".npz",),
         KEYED,
         "npz",
-        "NumPy archive of named arrays (plain or compressed)",
+        "NumPy archive: one member, chosen by the key option (default: the only one)",
         magic=(b"PK\x03\x04", b"PK\x05\x06"),
     ),
     Format(
@@ -130,7 +139,7 @@ REGISTRY: tuple[Format, ...] = (
         (".safetensors",),
         KEYED,
         "safetensors",
-        "named tensors (F16, BF16, F32, F64)",
+        "one tensor (F16, BF16, F32, F64), chosen by the key option (default: the only one)",
         looks_like=_safetensors_head,
     ),
     Format(
@@ -138,7 +147,7 @@ REGISTRY: tuple[Format, ...] = (
         (".kld",),
         KLD,
         "kld",
-        "llama.cpp `--kl-divergence-base` log-probabilities, with their tokens",
+        "llama.cpp's `--kl-divergence-base` log-probabilities, with the tokens they score",
         magic=(b"_logits_",),
     ),
     Format(
@@ -146,7 +155,7 @@ REGISTRY: tuple[Format, ...] = (
         (".parquet", ".pq"),
         TABLE,
         "parquet",
-        "Parquet table (a file, a folder or a glob of them)",
+        "numeric columns but row keys, or one list column (see below); a folder or a glob of files is one dataset",
         columns="read_columns",
         magic=(b"PAR1",),
         ranged="row_groups",
@@ -156,7 +165,7 @@ REGISTRY: tuple[Format, ...] = (
         (".arrow", ".feather", ".ipc"),
         TABLE,
         "arrow",
-        "Arrow IPC file (Feather v2) or stream",
+        "Arrow IPC file (Feather v2) or stream, read as Parquet",
         columns="read_columns",
         magic=(b"ARROW1", b"\xff\xff\xff\xff"),
         check_magic=False,
@@ -166,7 +175,8 @@ REGISTRY: tuple[Format, ...] = (
         (".tsv", ".tab"),
         TABLE,
         "csv",
-        "tab-separated text",
+        "tab-separated text, read as CSV",
+        opener="open_csv",
         columns="read_columns",
         looks_like=_tab_separated,
         text=True,
@@ -176,34 +186,46 @@ REGISTRY: tuple[Format, ...] = (
         (".csv",),
         TABLE,
         "csv",
-        "comma-separated text (any delimiter with `--delimiter`)",
+        "numeric columns; header detected; `--delimiter`",
         columns="read_columns",
         looks_like=_any_text,
         text=True,
     ),
-)
+]
 
-_BY_NAME: dict[str, Format] = {f.name: f for f in REGISTRY}
-_BY_EXTENSION: dict[str, Format] = {e: f for f in REGISTRY for e in f.extensions}
 
-#: Every format's name, in the registry's order.
-FORMATS: tuple[str, ...] = tuple(f.name for f in REGISTRY)
-#: extension -> format name.
-EXTENSIONS: dict[str, str] = {e: f.name for e, f in _BY_EXTENSION.items()}
-#: Formats that hold arrays (no columns to select).
-ARRAY_FORMATS: tuple[str, ...] = tuple(f.name for f in REGISTRY if f.kind in ARRAY_KINDS)
-#: Formats holding several named arrays, one chosen by ``ReadOptions.key``.
-KEYED_FORMATS: tuple[str, ...] = tuple(f.name for f in REGISTRY if f.kind == KEYED)
+def register(fmt: Format) -> None:
+    """Add a format to :data:`REGISTRY` (a plugin's, or a test's), before the text
+    formats so that :func:`sniff` tries its magic bytes first.
+
+    Raises
+    ------
+    ValueError
+        When its name or one of its extensions is already a format's.
+    """
+    for f in REGISTRY:
+        if f.name == fmt.name or set(f.extensions) & set(fmt.extensions):
+            raise ValueError(f"format {fmt.name!r} clashes with {f.name!r}")
+    if fmt.kind not in KINDS:
+        raise ValueError(f"format {fmt.name!r}: unknown kind {fmt.kind!r}")
+    text = [i for i, f in enumerate(REGISTRY) if f.text]
+    REGISTRY.insert(text[0] if text and not fmt.text else len(REGISTRY), fmt)
+
+
+def names() -> tuple[str, ...]:
+    """Every format's name, in the registry's order."""
+    return tuple(f.name for f in REGISTRY)
 
 
 def get(name: str) -> Format:
-    """The format named ``name`` (a name of :data:`FORMATS`)."""
-    return _BY_NAME[name]
+    """The format named ``name`` (one of :func:`names`)."""
+    return next(f for f in REGISTRY if f.name == name)
 
 
 def by_path(path: str) -> Format | None:
     """The format a path's extension names, or None."""
-    return _BY_EXTENSION.get(os.path.splitext(path)[1].lower())
+    ext = os.path.splitext(path)[1].lower()
+    return next((f for f in REGISTRY if ext in f.extensions), None)
 
 
 def kind_of(path: str) -> str | None:
@@ -248,19 +270,21 @@ def identify(named: Format | None, head: bytes) -> Format | None:
 
 def opener(name: str) -> Opener:
     """The function opening a file of format ``name`` as a :class:`~.base.Source`."""
-    fmt = _BY_NAME[name]
-    found: Opener = _function(fmt, fmt.opener or f"open_{fmt.module}")
+    fmt = get(name)
+    found: Opener = _function(fmt, fmt.opener or f"open_{fmt.name}")
     return found
 
 
 def table_reader(name: str) -> TableReader | None:
     """The function reading a table format whole as pyarrow columns; None for arrays."""
-    fmt = _BY_NAME[name]
+    fmt = get(name)
     return _function(fmt, fmt.columns) if fmt.columns is not None else None
 
 
 def _function(fmt: Format, name: str) -> Any:
-    return getattr(importlib.import_module(f".{fmt.module}", __package__), name)
+    # A module of this package by its own name; another package's by its dotted path.
+    module = fmt.module if "." in fmt.module else f".{fmt.module}"
+    return getattr(importlib.import_module(module, __package__), name)
 
 
 def _either(words: Sequence[str]) -> str:
@@ -280,7 +304,7 @@ def extensions_text(kinds: Sequence[str] = KINDS) -> str:
 def markdown_table() -> str:
     """The format table of ``docs/inputs.md``, from :data:`REGISTRY`."""
     rows = [
-        "| format | extensions | kind | what it is | told from its first bytes by |",
+        "| format | extensions | kind | read as | told from its first bytes by |",
         "|---|---|---|---|---|",
     ]
     for f in REGISTRY:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from ..errors import InputError, UsageError
 from ..redact import redact
 from .base import MISSING_POLICIES, ReadOptions, Source
-from .formats import ARRAY_FORMATS, KEYED, KEYED_FORMATS, extensions_text, opener
+from .formats import ARRAY_KINDS, KEYED, extensions_text, get, opener
 from .paths import dataset_files, resolve
 
 
@@ -33,11 +33,12 @@ def open_source(path: str, options: ReadOptions, stdin: bytes | None = None) -> 
             return open_dataset(redact(path), files, options)
     where = resolve(path, options.fmt, stdin, options.format_option)
     label, fmt = where.label, where.fmt
-    if options.key is not None and fmt not in KEYED_FORMATS:
+    kind = get(fmt).kind
+    if options.key is not None and kind != KEYED:
         raise UsageError(
             f"{label}: a key selects an array in a {extensions_text([KEYED])} file, but this is {fmt}"
         )
-    if options.columns is not None and fmt in ARRAY_FORMATS:
+    if options.columns is not None and kind in ARRAY_KINDS:
         raise UsageError(f"{label}: columns select from a table; this is a .{fmt} array")
     try:
         return opener(fmt)(label, where.path, where.data, fmt, options)

@@ -21,7 +21,6 @@ from ..errors import InputError, UsageError
 from ..redact import redact
 from . import formats, fs
 from .base import STDIN
-from .formats import FORMATS
 
 STDIN_LABEL = "<stdin>"
 #: How much of a stream is looked at before buffering the rest.
@@ -64,8 +63,9 @@ def stream_limit() -> int:
 
 def check_format(override: str) -> str:
     """A ``--*-format`` value, checked."""
-    if override not in FORMATS:
-        raise UsageError(f"unknown format {override!r}; choose one of {', '.join(FORMATS)}")
+    if override not in formats.names():
+        choices = ", ".join(formats.names())
+        raise UsageError(f"unknown format {override!r}; choose one of {choices}")
     return override
 
 
