@@ -152,9 +152,9 @@ def _header_file(
         ),
         (
             lambda p: _header_file(
-                p, b'{"a": {"dtype": "I64", "shape": [1], "data_offsets": [0, 8]}}', b"\0" * 8
+                p, b'{"a": {"dtype": "U64", "shape": [1], "data_offsets": [0, 8]}}', b"\0" * 8
             ),
-            "dtype I64",
+            "dtype U64",
         ),
         (
             lambda p: _header_file(

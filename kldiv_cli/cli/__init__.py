@@ -9,7 +9,7 @@ One module per command (``compute``, ``inspect``, ``drift``...); each registers
 itself on :data:`.app.app` when imported here.
 """
 
-from . import compare, compute, drift, estimate, gaussian, inspect  # noqa: F401  (each registers its command)
+from . import compare, compute, drift, estimate, gaussian, inspect, topk  # noqa: F401  (each registers its command)
 from .app import app, main
 
 __all__ = ["app", "main"]

@@ -144,6 +144,31 @@ def compare(
             ".kld inputs), token and both log-probs (with tokens), every measure.",
         ),
     ] = None,
+    tail: Annotated[
+        str,
+        typer.Option(
+            "--tail",
+            metavar="[bucket|renormalize]",
+            help="A top-K REFERENCE (kldiv topk): measure on its K classes and one tail "
+            "bucket (a lower bound of the dense measures), or on the K classes renormalised.",
+        ),
+    ] = "bucket",
+    indices_key: Annotated[
+        str | None,
+        typer.Option(
+            "--indices-key",
+            metavar="NAME",
+            help="A top-K REFERENCE in .npz/.safetensors: its array of class indices.",
+        ),
+    ] = None,
+    logprobs_key: Annotated[
+        str | None,
+        typer.Option(
+            "--logprobs-key",
+            metavar="NAME",
+            help="A top-K REFERENCE in .npz/.safetensors: its array of log-probabilities.",
+        ),
+    ] = None,
     chunk_rows: ChunkRowsOpt = None,
     threads: ThreadsOpt = None,
     strict: StrictOpt = False,
@@ -175,6 +200,8 @@ def compare(
       kldiv compare base.npy quant.npy -o rows.parquet -q
 
       kldiv compare base.kld q4.kld q5.kld q8.kld --label Q4 --label Q5 --label Q8
+
+      kldiv compare base_top64.parquet quant.kld   (a top-K reference: kldiv topk)
 
     Each row is one position; the last axis holds the classes. Statistics are named as
     llama.cpp's (mean ± standard error, percentiles 0.1 % … 99.9 %), computed in float64;
@@ -219,6 +246,9 @@ def compare(
         threads=threads,
         strict=strict,
         frac_above=parse_thresholds(frac_above),
+        tail=tail,
+        indices_key=indices_key,
+        logprobs_key=logprobs_key,
     )
     configure_storage(storage_option)
     request.validate()  # before stdin is read

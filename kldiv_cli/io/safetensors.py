@@ -8,7 +8,8 @@ bounded (at most :data:`MAX_HEADER` bytes, as the reference implementation), and
 offset is checked against the file size before anything is read.
 
 F16, F32 and F64 are read as they are; BF16 is widened exactly to float32 (its 16
-bits are the top half of a float32: ``uint16 << 16``).
+bits are the top half of a float32: ``uint16 << 16``); I32 and I64 become float64 (ids,
+as in a ``.npy`` file).
 """
 
 from __future__ import annotations
@@ -35,9 +36,12 @@ DTYPES: dict[str, tuple[np.dtype, np.dtype]] = {
     "BF16": (np.dtype("<u2"), np.dtype(np.float32)),
     "F32": (np.dtype("<f4"), np.dtype(np.float32)),
     "F64": (np.dtype("<f8"), np.dtype(np.float64)),
+    # Integers (top-K files' indices, token ids) become float64, as in a .npy file.
+    "I32": (np.dtype("<i4"), np.dtype(np.float64)),
+    "I64": (np.dtype("<i8"), np.dtype(np.float64)),
 }
 #: safetensors dtypes that exist but kldiv does not read.
-OTHER_DTYPES = {"BOOL", "U8", "I8", "F8_E4M3", "F8_E5M2", "I16", "U16", "I32", "U32", "I64", "U64"}
+OTHER_DTYPES = {"BOOL", "U8", "I8", "F8_E4M3", "F8_E5M2", "I16", "U16", "U32", "U64"}
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -136,7 +140,7 @@ class SafetensorsSource(Source):
         stored = entry.get("dtype")
         if stored not in DTYPES:
             what = f"dtype {stored}" if stored in OTHER_DTYPES else "an unknown dtype"
-            raise InputError(name, f"{what}: kldiv reads F16, BF16, F32 or F64 tensors")
+            raise InputError(name, f"{what}: kldiv reads F16, BF16, F32, F64, I32 or I64 tensors")
         shape, offsets = entry.get("shape"), entry.get("data_offsets")
         if not (isinstance(shape, list) and all(_is_count(n) for n in shape)):
             raise InputError(name, "shape is not a list of non-negative integers")

@@ -9,36 +9,24 @@ names and formulas. No printing here (see :mod:`kldiv_cli.render.compare`).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import os
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from ..core.compare import (
-    KINDS,
-    MEASURES,
-    OVERLAP_K,
-    TOPK,
-    Scratch,
-    pair,
-    perplexity_statistics,
-    rank_measures,
-    reference_top,
-    row_measures,
-    token_measures,
-)
-from ..core.engine import default_threads
-from ..core.stats import FRAC_ABOVE, PERCENTILES, frac_key, mean_stderr, proportion, robust, summary
+from ..core.compare import KINDS, MEASURES, OVERLAP_K
+from ..core.engine import combine
+from ..core.stats import FRAC_ABOVE
+from ..core.topk import TAILS
 from ..errors import InputError, UsageError
 from ..io import formats
-from ..io.kld import KldSource
-from ..io.roles import choose_hint, one_class
 from ..io.sources import ReadOptions, Source, open_source
+from ..io.topk import TopKSource, is_topk, open_topk
 from ..io.writers import (
     STREAMED_KINDS,
     guard,
@@ -48,8 +36,27 @@ from ..io.writers import (
     output_kind,
     stream_fd,
 )
-from .blocks import prefetch, rebatch
-from .diagnostics import looks_like, refuse_if_strict, strict_notes
+from .compare_inputs import (
+    check_tokens,
+    kind_of,
+    layout,
+    read_tokens,
+    sequences,
+    side_options,
+    space_warnings,
+    zip_blocks,
+)
+from .compare_measure import measured
+from .compare_stats import (
+    SPARSE_NAMES,
+    TOKEN_COLUMNS,
+    nan_warnings,
+    offenders,
+    paired_differences,
+    statistic_names,
+    statistics,
+)
+from .diagnostics import refuse_if_strict, strict_notes
 from .gates import (
     Gate,
     check_names,
@@ -59,9 +66,6 @@ from .gates import (
     flatten,
     parse_gates,
 )
-
-if TYPE_CHECKING:
-    from concurrent.futures import Future
 
 __all__ = [
     "CompareAllResult",
@@ -83,54 +87,6 @@ Progress = Callable[[int, int], None]
 #: Elements of one side per block: a block pair works in about ten float64 arrays of
 #: this size, 1 MiB each, which then stay in a core's L2 cache.
 BLOCK_ELEMENTS = 1 << 17
-#: Extra percentiles of Δp (llama.cpp prints them too).
-DELTA_P_EXTRA: tuple[tuple[str, float], ...] = (("p25", 0.25), ("p75", 0.75))
-#: llama.cpp's perplexity lines (see :func:`kldiv_cli.core.compare.perplexity_statistics`).
-PERPLEXITY_KEYS = (
-    "reference",
-    "reference_stderr",
-    "candidate",
-    "candidate_stderr",
-    "correlation",
-    "ln_ratio",
-    "ln_ratio_stderr",
-    "ratio",
-    "ratio_stderr",
-    "difference",
-    "difference_stderr",
-)
-#: The per-row columns that need tokens (after ``row``, the measures and ``top1_agree``).
-TOKEN_COLUMNS = ("token", "nll_reference", "nll_candidate", "delta_p")
-
-
-def _measure_keys(thresholds: tuple[float, ...]) -> list[str]:
-    return [
-        "mean",
-        "stderr",
-        *(k for k, _ in PERCENTILES),
-        "trimmed_mean",
-        *(f"frac_above.{frac_key(t)}" for t in thresholds),
-    ]
-
-
-def _proportion_names(group: str) -> list[str]:
-    return [group, f"{group}.value", f"{group}.stderr"]
-
-
-def statistic_names(with_tokens: bool, thresholds: tuple[float, ...] = FRAC_ABOVE) -> list[str]:
-    """Every name a gate may use: the JSON's numbers as ``group.key`` (and
-    ``top1_agreement``, ``topk_agreement.5``... for their value)."""
-    names = ["rows"]
-    names += [f"{m}.{k}" for m in MEASURES for k in _measure_keys(thresholds)]
-    names += _proportion_names("top1_agreement")
-    for k in TOPK:
-        names += _proportion_names(f"topk_agreement.{k}")
-    names += _proportion_names(f"top{OVERLAP_K}_overlap")
-    if with_tokens:
-        keys = _measure_keys(thresholds) + [k for k, _ in DELTA_P_EXTRA] + ["rms", "rms_stderr"]
-        names += [f"delta_p.{k}" for k in keys]
-        names += [f"perplexity.{k}" for k in PERPLEXITY_KEYS]
-    return names
 
 
 @dataclass(frozen=True)
@@ -175,6 +131,11 @@ class CompareRequest:
     others: tuple[str, ...] = ()
     #: ``--label``: a name for each candidate, in order (default: the file names).
     labels: tuple[str, ...] = ()
+    #: A top-K reference: how the mass outside its K classes is treated (see
+    #: :data:`kldiv_cli.core.topk.TAILS`), and the arrays of a .npz/safetensors one.
+    tail: str = "bucket"
+    indices_key: str | None = None
+    logprobs_key: str | None = None
 
     @property
     def candidates(self) -> tuple[str, ...]:
@@ -212,18 +173,9 @@ class CompareRequest:
     def _side(self, path: str, own_key: str | None) -> ReadOptions:
         # --key and --columns apply to the sides they can: --key to files of several
         # arrays, --columns to tables.
-        kind = formats.kind_of(path)
-        shared_key = self.key if kind == formats.KEYED else None
-        columns = None if kind in formats.ARRAY_KINDS else self.columns
-        return ReadOptions(
-            None,
-            own_key or shared_key,
-            columns,
-            self.delimiter,
-            self.missing,
-            key_option="--key",
-            columns_option="--columns",
-        )
+        options = side_options(path, self.key, self.columns, self.delimiter, self.missing)
+        # A side's own key applies whatever the file is (a wrong one is an error there).
+        return dataclasses.replace(options, key=own_key) if own_key else options
 
     def validate(self) -> None:
         """Usage errors, in the order a user meets them; the output is checked against the
@@ -260,7 +212,7 @@ class CompareRequest:
             raise UsageError("--tokens-column selects a column of --tokens FILE; give the file")
         # Every name a run with tokens has; whether this run has them is known once open.
         check_thresholds(self.frac_above)
-        check_names(self.gates, statistic_names(True, self.frac_above), _GATE_HINT)
+        check_names(self.gates, statistic_names(True, self.frac_above, True), _GATE_HINT)
         for path, kind, option in (
             (self.reference, self.reference_as, "--reference-as"),
             *((c, self.candidate_as, "--candidate-as") for c in self.candidates),
@@ -277,10 +229,11 @@ class CompareRequest:
                 raise UsageError(f"{path}: a {_KLD} file holds one array; --key does not apply")
         if self.output is not None:
             _check_streamed(self.output)
+        if self.tail not in TAILS:
+            raise UsageError(f"--tail: unknown {self.tail!r}; choose one of {', '.join(TAILS)}")
         guard([self.output], self.inputs)
 
 
-#: How a .kld file is named in messages.
 _KLD = formats.extensions_text([formats.KLD])
 
 
@@ -340,112 +293,6 @@ class CompareResult:
         return failure_text(self.checks)
 
 
-def _layout(src: Source, options: ReadOptions) -> tuple[int, int]:
-    """(rows, classes) of a source: every axis but the last counts rows (-1: unknown).
-    One class is an error: any comparison of one-class distributions is 0."""
-    shape = tuple(src.shape)
-    if len(shape) == 0:
-        raise InputError(src.label, "holds a single number; compare needs rows × classes")
-    width = shape[-1]
-    if width == -1:
-        raise InputError(src.label, "rows have different lengths; compare needs rows × classes")
-    if width == 0:
-        raise InputError(src.label, "has no classes (the last axis is empty)")
-    if width == 1:
-        raise UsageError(
-            f"{src.label}: 1 class ({one_class(src, -1)}); a distribution needs >= 2 classes: "
-            f"{choose_hint(src, options, 'the last axis holds the classes')}"
-        )
-    rows = -1 if -1 in shape[:-1] else math.prod(shape[:-1])
-    return rows, width
-
-
-def _row_blocks(src: Source, rows: int, width: int) -> Iterator[np.ndarray]:
-    """2-D blocks (rows × classes) of exactly ``rows`` rows (the last may be shorter)."""
-    return rebatch(src.iter_rows(rows), rows)
-
-
-def _zip(
-    ref: Source, cands: list[Source], rows: int, width: int
-) -> Iterator[tuple[np.ndarray, list[np.ndarray]]]:
-    """The reference's blocks, each with the same rows of every candidate (the reference
-    is read once)."""
-    streams = [_row_blocks(c, rows, width) for c in cands]
-    for rb in _row_blocks(ref, rows, width):
-        cbs = []
-        for cand, cs in zip(cands, streams):
-            cb = next(cs, None)
-            if cb is None or len(cb) != len(rb):
-                raise InputError(f"{ref.label} and {cand.label}", "hold different numbers of rows")
-            cbs.append(cb)
-        yield rb, cbs
-    for cand, cs in zip(cands, streams):
-        if next(cs, None) is not None:
-            raise InputError(f"{ref.label} and {cand.label}", "hold different numbers of rows")
-
-
-def _kind(request_kind: str | None, src: Source) -> str:
-    if formats.get(src.fmt).kind == formats.KLD:
-        return "log-probs"
-    return request_kind or "logits"
-
-
-def _tokens(
-    request: CompareRequest, ref: Source, cands: list[Source], stdin: bytes | None
-) -> tuple[np.ndarray | None, str]:
-    """The next token of every row (int64) and where it came from, or (None, "")."""
-    if request.tokens is not None:
-        src = open_source(request.tokens, request.tokens_options, stdin)
-        values = np.asarray(src.read())
-        # One column, or the reference's leading shape (a (B, T) batch beside (B, T, V)
-        # logits): its row-major order is the order of the reference's rows.
-        lead = tuple(ref.shape[:-1])
-        one_column = values.ndim <= 1 or (values.ndim == 2 and values.shape[1] == 1)
-        if not (one_column or values.shape == lead):
-            raise InputError(
-                src.label,
-                "tokens must be one column (one id per row) or the reference's leading shape "
-                f"{lead}, got shape {values.shape}",
-            )
-        values = values.reshape(-1)
-        whole = np.isfinite(values) & (values == np.round(values))
-        if not whole.all():
-            i = int(np.argmin(whole))
-            raise InputError(src.label, f"token at row {i} is {values[i]!r}, not a whole number")
-        return values.astype(np.int64), src.label
-    kld = [s for s in (ref, *cands) if isinstance(s, KldSource)]
-    for other in kld[1:]:
-        if not np.array_equal(kld[0].tokens, other.tokens):
-            raise InputError(
-                f"{kld[0].label} and {other.label}",
-                "were computed on different tokens (different texts)",
-            )
-    return (kld[0].tokens, kld[0].label) if kld else (None, "")
-
-
-def _check_tokens(
-    tokens: np.ndarray, label: str, rows: int, width: int, ignore: int | None
-) -> np.ndarray:
-    """Rows to keep; errors for a wrong length or an id outside the vocabulary."""
-    if len(tokens) != rows:
-        raise InputError(
-            label, f"holds {len(tokens)} tokens for {rows} rows; give one next-token id per row"
-        )
-    keep = tokens != ignore if ignore is not None else np.ones(len(tokens), dtype=bool)
-    bad = keep & ((tokens < 0) | (tokens >= width))
-    if bad.any():
-        i = int(np.argmax(bad))
-        hint = (
-            f"; skip such rows with --ignore-index {tokens[i]}"
-            if tokens[i] < 0 and ignore is None
-            else ""
-        )
-        raise InputError(
-            label, f"token {tokens[i]} at row {i} is outside the vocabulary [0, {width}){hint}"
-        )
-    return keep
-
-
 def compare(
     request: CompareRequest, stdin: bytes | None = None, progress: Progress | None = None
 ) -> CompareResult:
@@ -481,74 +328,48 @@ class CompareAllResult:
         return "; ".join(parts) or None
 
 
-def _sequences(src: Source) -> tuple[int, int] | None:
-    """(rows per sequence, position of its first row) when the rows are positions of
-    sequences: a 3-D input (sequences × positions × classes), or a ``.kld`` file (chunks
-    of ``n_ctx`` tokens, positions ``n_ctx/2 … n_ctx−2`` scored); None otherwise."""
-    if isinstance(src, KldSource):
-        first = src.n_ctx // 2
-        return src.n_ctx - 1 - first, first
-    shape = tuple(src.shape)
-    if len(shape) == 3 and shape[1] > 0:
-        return shape[1], 0
-    return None
+@dataclass
+class _Inputs:
+    """Both sides opened and checked against each other."""
+
+    ref: Source | TopKSource
+    cands: list[Source]
+    width: int
+    rows: int
+    tokens: np.ndarray | None
+    tokens_label: str
+    kinds: tuple[str, list[str]]
+
+    @property
+    def sparse(self) -> bool:
+        return isinstance(self.ref, TopKSource)
 
 
-def offenders(per_row: dict[str, np.ndarray], top: int) -> list[dict[str, Any]]:
-    """The ``top`` rows of largest KL, largest first (ties: the earlier row; NaN rows
-    last): ``row`` (in the input), ``sequence`` and ``position`` when known (see
-    :func:`_sequences`),
-    with tokens ``token``, ``logp_reference`` = log p(token) and ``logp_candidate`` =
-    log q(token), then every measure and ``top1_rank``."""
-    kl = per_row["kl"]
-    order = np.argsort(-kl, kind="stable")[:top]
-    out = []
-    for i in order.tolist():
-        row = int(per_row["row"][i])
-        entry: dict[str, Any] = {"row": row}
-        if "sequence" in per_row:
-            entry.update(sequence=int(per_row["sequence"][i]), position=int(per_row["position"][i]))
-        if "token" in per_row:
-            entry.update(
-                token=int(per_row["token"][i]),
-                logp_reference=-float(per_row["nll_reference"][i]),
-                logp_candidate=-float(per_row["nll_candidate"][i]),
+def _open(request: CompareRequest, stdin: bytes | None) -> _Inputs:
+    """Open the reference (dense, or a top-K file) and every candidate; check their
+    shapes and the tokens."""
+    sparse = is_topk(request.reference, request.indices_key, stdin)
+    ref: Source | TopKSource
+    if sparse:
+        if request.temperature != 1.0:
+            raise UsageError(
+                "-T applies to dense inputs; a top-K reference is stored at the temperature "
+                "it was written with (kldiv topk -T)"
             )
-        entry.update({m: float(per_row[m][i]) for m in MEASURES})
-        entry["top1_rank"] = int(per_row["top1_rank"][i])
-        out.append(entry)
-    return out
-
-
-def paired_differences(labels: list[str], kl: list[np.ndarray]) -> list[dict[str, Any]]:
-    r"""For each pair of candidates measured on the same rows, the mean of the per-row
-    differences of KL, ``d = kl_a − kl_b``, and its standard error
-    ``sqrt((E[d²] − E[d]²)/(N − 1))`` (:func:`~kldiv_cli.core.stats.mean_stderr`, the
-    convention of ``kl.stderr``). The two share the reference and the rows, so this
-    error is far below the two ``kl.stderr`` added in quadrature when they are correlated."""
-    out = []
-    for i, j in itertools.combinations(range(len(labels)), 2):
-        with np.errstate(invalid="ignore"):
-            mean, stderr = mean_stderr(kl[i] - kl[j])
-        out.append({"a": labels[i], "b": labels[j], "kl_mean_difference": mean, "stderr": stderr})
-    return out
-
-
-def compare_all(
-    request: CompareRequest, stdin: bytes | None = None, progress: Progress | None = None
-) -> CompareAllResult:
-    """Run ``request`` for every candidate: the reference is read once, and each block of
-    it is measured against the same rows of every candidate (memory: the per-row
-    results of each). Each candidate is summarised and gated as by itself."""
-    request.validate()
-    ref = open_source(request.reference, request.reference_options, stdin)
+        ref = open_topk(request.reference, stdin, request.indices_key, request.logprobs_key)
+    else:
+        ref = open_source(request.reference, request.reference_options, stdin)
     cand_options = [request.options_of(c) for c in request.candidates]
     cands = [open_source(c, o, stdin) for c, o in zip(request.candidates, cand_options)]
-    strict_notes(request.strict, (ref, *cands))
-    ref_rows, width = _layout(ref, request.reference_options)
+    strict_notes(request.strict, (ref, *cands) if isinstance(ref, Source) else cands)
+    if isinstance(ref, TopKSource):
+        refuse_if_strict(request.strict, ref.notes)
+        ref_rows, width = ref.rows, layout(cands[0], cand_options[0])[1]
+    else:
+        ref_rows, width = layout(ref, request.reference_options)
     rows_known = ref_rows
     for cand, options in zip(cands, cand_options):
-        cand_rows, cand_width = _layout(cand, options)
+        cand_rows, cand_width = layout(cand, options)
         where = f"{ref.label} and {cand.label}"
         if cand_width != width:
             raise InputError(
@@ -558,59 +379,98 @@ def compare_all(
             raise InputError(where, f"hold different numbers of rows: {ref_rows} and {cand_rows}")
         if rows_known == -1:
             rows_known = cand_rows
-    tokens, tokens_label = _tokens(request, ref, cands, stdin)
-    if tokens is None and request.ignore_index is not None:
+    tokens, tokens_label = read_tokens((request.tokens, request.tokens_options), ref, cands, stdin)
+    if sparse and tokens is None and "token" in ref.extra:  # type: ignore[union-attr]
+        tokens_label = f"{ref.label}[token]"
+    if tokens_label == "" and request.ignore_index is not None:
         raise UsageError("--ignore-index skips rows by their token; give --tokens FILE")
-    _check_gates(request.gates, tokens is not None, request.frac_above)
+    _check_gates(request.gates, tokens is not None and not sparse, request.frac_above, sparse)
     if tokens is not None and rows_known != -1:
-        _check_tokens(tokens, tokens_label, rows_known, width, request.ignore_index)
-    kinds = (_kind(request.reference_as, ref), [_kind(request.candidate_as, c) for c in cands])
+        check_tokens(tokens, tokens_label, rows_known, width, request.ignore_index)
+    ref_kind = "log-probs" if sparse else kind_of(request.reference_as, ref)  # type: ignore[arg-type]
+    kinds = (ref_kind, [kind_of(request.candidate_as, c) for c in cands])
+    return _Inputs(ref, cands, width, rows_known, tokens, tokens_label, kinds)
+
+
+def _measure_all(
+    request: CompareRequest, inputs: _Inputs, progress: Progress | None
+) -> tuple[list[dict[str, list[np.ndarray]]], list[list[str]], int]:
+    """One pass over every block: each candidate's per-row measures (in pieces), the
+    wrong-space warnings of each side, and the rows read."""
+    width, cands = inputs.width, inputs.cands
     block = request.chunk_rows or max(1, BLOCK_ELEMENTS // width)
-    blocks = _zip(ref, cands, block, width)
+    blocks = zip_blocks(inputs.ref, cands, block, width)
     # The wrong-space checks look at the first block of each side only (cheap, streamed or not).
     first = next(blocks, None)
-    space = _space_warnings(first, kinds, ref.label, [c.label for c in cands])
+    space = space_warnings(first, inputs.kinds, inputs.ref.label, [c.label for c in cands])
     for texts in space:
         refuse_if_strict(request.strict, texts)
     if first is not None:
         blocks = itertools.chain([first], blocks)
     del first
-    total = rows_known * width if rows_known != -1 else -1
+    total = inputs.rows * width if inputs.rows != -1 else -1
     parts: list[dict[str, list[np.ndarray]]] = [{} for _ in cands]
     done = 0
-    for measured in _measured(request, blocks, tokens, kinds, width):
-        for side, measures in zip(parts, measured):
-            for name, values in measures.items():
+    for measures in measured(
+        blocks,
+        inputs.tokens,
+        inputs.kinds,
+        width,
+        request.temperature,
+        request.threads,
+        request.tail if inputs.sparse else None,
+        inputs.ref.label,
+    ):
+        for side, one in zip(parts, measures):
+            for name, values in one.items():
                 side.setdefault(name, []).append(values)
-        done += len(measured[0]["kl"])
+        done += len(measures[0]["kl"])
         if progress is not None:
             progress(done * width, total)
+    return parts, space, done
+
+
+def compare_all(
+    request: CompareRequest, stdin: bytes | None = None, progress: Progress | None = None
+) -> CompareAllResult:
+    """Run ``request`` for every candidate: the reference is read once, and each block of
+    it is measured against the same rows of every candidate (memory: the per-row
+    results of each). Each candidate is summarised and gated as by itself."""
+    request.validate()
+    inputs = _open(request, stdin)
+    parts, space, done = _measure_all(request, inputs, progress)
+    ref, tokens = inputs.ref, inputs.tokens
+    if tokens is None and parts[0].get("file_token"):
+        tokens = np.concatenate(parts[0]["file_token"])
     keep = np.ones(done, dtype=bool)
     if tokens is not None:
-        keep = _check_tokens(tokens, tokens_label, done, width, request.ignore_index)
+        keep = check_tokens(tokens, inputs.tokens_label, done, inputs.width, request.ignore_index)
+    token_stats = tokens is not None and not inputs.sparse
     results = []
-    for cand, kind, side, own in zip(cands, kinds[1], parts, space[1:]):
-        per_row = _per_row(side, keep, tokens, _sequences(ref))
+    for cand, kind, side, own in zip(inputs.cands, inputs.kinds[1], parts, space[1:]):
+        placed = sequences(ref) if isinstance(ref, Source) else None
+        per_row = _per_row(side, keep, tokens, placed, token_stats)
         if len(per_row["row"]) == 0:
             raise InputError(
                 f"{ref.label} and {cand.label}",
                 "have no rows to compare" + (" (every token is the ignore index)" if done else ""),
             )
-        statistics = _statistics(per_row, tokens is not None, request.frac_above)
-        nan_rows = _warnings(per_row)
+        stats = statistics(per_row, token_stats, request.frac_above)
+        if inputs.sparse:
+            stats.update(_sparse_statistics(per_row, ref, request.tail))  # type: ignore[arg-type]
+        nan_rows = nan_warnings(per_row)
         refuse_if_strict(request.strict, nan_rows)
-        worst = offenders(per_row, request.top) if request.top else []
         results.append(
             CompareResult(
-                statistics=statistics,
+                statistics=stats,
                 per_row=per_row,
-                checks=evaluate(request.gates, flatten(statistics), _GATE_HINT),
+                checks=evaluate(request.gates, flatten(stats), _GATE_HINT),
                 # The sources' notes (columns left out): errors with --strict (above).
                 warnings=[*ref.notes, *cand.notes, *space[0], *own, *nan_rows],
-                reference={**ref.describe(), "as": kinds[0]},
+                reference={**ref.describe(), "as": inputs.kinds[0]},
                 candidate={**cand.describe(), "as": kind},
-                tokens=tokens_label or None,
-                offenders=worst,
+                tokens=inputs.tokens_label or None,
+                offenders=offenders(per_row, request.top) if request.top else [],
             )
         )
     labels = request.candidate_labels
@@ -618,151 +478,75 @@ def compare_all(
     return CompareAllResult(labels=labels, results=results, paired=paired)
 
 
-#: A side read as logits that looks like another kind: the evidence, what reading it as
-#: logits does to the numbers, and the option (``{option}``) that says what it is.
-_SPACE_WARNING = {
-    "probs": "looks like probabilities (every value in [0, 1], rows summing to 1) but is read "
-    "as logits: a softmax of probabilities flattens them and the divergences come out far "
-    "too small; give {option}",
-    "log-probs": "looks like log-probabilities (every value <= 0, each row's logsumexp 0) but "
-    "is read as logits: the numbers are the same (a softmax gives log-probabilities back); "
-    "say so with {option}",
+#: What a top-K reference's measures are, in the JSON.
+SPARSE_NOTE = {
+    "bucket": "measures on the K classes and one tail bucket: a lower bound of the dense "
+    "measures (data-processing inequality)",
+    "renormalize": "measures of both distributions renormalised over the K classes: "
+    "neither a lower nor an upper bound of the dense measures",
 }
 
 
-def _space_warnings(
-    first: tuple[np.ndarray, list[np.ndarray]] | None,
-    kinds: tuple[str, list[str]],
-    ref_label: str,
-    cand_labels: list[str],
-) -> list[list[str]]:
-    """The warnings of the reference, then of each candidate: a side read as logits whose
-    first rows look like probabilities or log-probabilities
-    (:func:`kldiv_cli.jobs.diagnostics.looks_like`), with the option that says so."""
-    if first is None:
-        return [[] for _ in range(1 + len(cand_labels))]
-    sides = [(first[0], kinds[0], ref_label, "reference")]
-    sides += [(b, k, label, "candidate") for b, k, label in zip(first[1], kinds[1], cand_labels)]
-    out: list[list[str]] = []
-    for block, kind, label, side in sides:
-        looks = looks_like(block) if kind == "logits" else None
-        if looks is None:
-            out.append([])
-            continue
-        option = f"--as {looks} (or --{side}-as {looks})"
-        out.append([f"{label} {_SPACE_WARNING[looks].format(option=option)}"])
-    return out
+def _sparse_statistics(
+    per_row: dict[str, np.ndarray], ref: TopKSource, tail: str
+) -> dict[str, Any]:
+    """``sparse`` (K, the tail rule, whether the measures bound the dense ones from
+    below, what they are) and ``coverage`` (the reference's top-K mass: mean, min)."""
+    coverage = per_row["coverage"]
+    return {
+        "sparse": {
+            "k": ref.k,
+            "tail": tail,
+            "lower_bound": tail == "bucket",
+            "note": SPARSE_NOTE[tail],
+        },
+        "coverage": {
+            "mean": combine(coverage) / len(coverage),
+            "min": float(coverage.min()),
+        },
+    }
 
 
 _GATE_HINT = "use a name from the JSON, e.g. kl.p99, js.mean, top1_agreement"
 
 
-def _check_gates(gates: tuple[Gate, ...], with_tokens: bool, thresholds: tuple[float, ...]) -> None:
+def _check_gates(
+    gates: tuple[Gate, ...], with_tokens: bool, thresholds: tuple[float, ...], sparse: bool
+) -> None:
     """Every gate names a statistic this run will have (checked before any work; the
     names no run has are refused by :meth:`CompareRequest.validate`)."""
-    known = set(statistic_names(with_tokens, thresholds))
+    known = set(statistic_names(with_tokens, thresholds, sparse))
     for gate in gates:
-        if gate.name not in known:
-            raise UsageError(
-                f"{gate.option} {gate.name}: needs the next tokens (--tokens FILE, or .kld inputs)"
-            )
-
-
-_LOCAL = threading.local()
-
-
-def _scratch() -> Scratch:
-    """This thread's work arrays (see :class:`kldiv_cli.core.compare.Scratch`)."""
-    scratch = getattr(_LOCAL, "scratch", None)
-    if scratch is None:
-        scratch = _LOCAL.scratch = Scratch()
-    return scratch
-
-
-def _widened(x: np.ndarray, name: str, scratch: Scratch) -> np.ndarray:
-    """float16 widened once, exactly: NumPy's float16 loops (max, casts) are slow."""
-    if x.dtype.itemsize >= 4:
-        return x
-    out = scratch.get(name, x.shape)
-    np.copyto(out, x)
-    return out
-
-
-def _measure_block(
-    rb: np.ndarray,
-    cbs: list[np.ndarray],
-    kinds: tuple[str, list[str]],
-    temperature: float,
-    t: np.ndarray | None,
-    width: int,
-) -> list[dict[str, np.ndarray]]:
-    """The measures of one reference block against the same rows of each candidate."""
-    scratch = _scratch()
-    rb = _widened(rb, "reference", scratch)
-    top = reference_top(rb)
-    out = []
-    for cb, kind in zip(cbs, kinds[1]):
-        cb = _widened(cb, "candidate", scratch)
-        pr = pair(rb, cb, kinds[0], kind, temperature, scratch)
-        measures = row_measures(rb, cb, pr, scratch)
-        measures.update(rank_measures(rb, cb, pr.p, top))
-        if t is not None and len(t) == len(rb):
-            measures.update(token_measures(pr, np.where((t >= 0) & (t < width), t, 0)))
-        out.append(measures)
-    return out
-
-
-def _measured(
-    request: CompareRequest,
-    blocks: Iterator[tuple[np.ndarray, list[np.ndarray]]],
-    tokens: np.ndarray | None,
-    kinds: tuple[str, list[str]],
-    width: int,
-) -> Iterator[list[dict[str, np.ndarray]]]:
-    """The measures of each block pair, in order; blocks are measured on ``threads``
-    threads at once (NumPy releases the GIL), read ahead in another. Each row's
-    measures depend on that row alone, so the bits do not depend on the threads."""
-    threads = request.threads or default_threads()
-    start = 0
-
-    def submit(rb: np.ndarray, cbs: list[np.ndarray]) -> Future[list[dict[str, np.ndarray]]]:
-        nonlocal start
-        t = tokens[start : start + len(rb)] if tokens is not None else None
-        start += len(rb)
-        return pool.submit(_measure_block, rb, cbs, kinds, request.temperature, t, width)
-
-    from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(threads, thread_name_prefix="kldiv-compare") as pool:
-        pending: deque[Future[list[dict[str, np.ndarray]]]] = deque()
-        try:
-            for rb, cbs in prefetch(blocks):
-                pending.append(submit(rb, cbs))
-                del rb, cbs
-                if len(pending) >= threads:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
-        finally:
-            for future in pending:
-                future.cancel()
+        if gate.name in known:
+            continue
+        if gate.name in SPARSE_NAMES:
+            need = "a top-K reference (kldiv topk)"
+        elif sparse:
+            need = "a dense reference (a top-K file does not hold the token's probability)"
+        else:
+            need = "the next tokens (--tokens FILE, or .kld inputs)"
+        raise UsageError(f"{gate.option} {gate.name}: needs {need}")
 
 
 def _per_row(
     parts: dict[str, list[np.ndarray]],
     keep: np.ndarray,
     tokens: np.ndarray | None,
-    sequences: tuple[int, int] | None,
+    placed: tuple[int, int] | None,
+    token_stats: bool,
 ) -> dict[str, np.ndarray]:
+    """The per-row columns of the rows kept (see :class:`CompareResult`)."""
+
     def joined(name: str) -> np.ndarray:
         return np.concatenate(parts[name])[keep] if parts.get(name) else np.empty(0)
 
     out = {"row": np.flatnonzero(keep)}
-    if sequences is not None:
-        length, first = sequences
+    if placed is not None:
+        length, first = placed
         out["sequence"], position = np.divmod(out["row"], length)
         out["position"] = position + first
+    elif parts.get("file_sequence"):
+        out["sequence"], out["position"] = joined("file_sequence"), joined("file_position")
     for name in MEASURES:
         out[name] = joined(name)
     out["top1_agree"] = joined("agree").astype(bool)
@@ -770,51 +554,11 @@ def _per_row(
     out[f"top{OVERLAP_K}_overlap"] = joined(f"top{OVERLAP_K}_overlap")
     out["reference_top1_prob"] = joined("reference_top1_prob")
     out["reference_top1_margin"] = joined("reference_top1_margin")
+    if parts.get("coverage"):
+        out["coverage"] = joined("coverage")
     if tokens is not None:
         out["token"] = tokens[keep]
+    if token_stats:
         for name in TOKEN_COLUMNS[1:]:
             out[name] = joined(name)
     return out
-
-
-def _share(hits: np.ndarray, n: int) -> dict[str, float]:
-    value, stderr = proportion(float(np.count_nonzero(hits)) / n, n)
-    return {"value": value, "stderr": stderr}
-
-
-def _statistics(
-    per_row: dict[str, np.ndarray], with_tokens: bool, thresholds: tuple[float, ...]
-) -> dict[str, Any]:
-    n = len(per_row["row"])
-    doc: dict[str, Any] = {"rows": n}
-    for name in MEASURES:
-        doc[name] = {**summary(per_row[name]), **robust(per_row[name], thresholds)}
-    doc["top1_agreement"] = _share(per_row["top1_agree"], n)
-    rank = per_row["top1_rank"]
-    doc["topk_agreement"] = {str(k): _share(rank <= k, n) for k in TOPK}
-    overlap, overlap_stderr = mean_stderr(per_row[f"top{OVERLAP_K}_overlap"])
-    doc[f"top{OVERLAP_K}_overlap"] = {"value": overlap, "stderr": overlap_stderr}
-    if with_tokens:
-        dp = per_row["delta_p"]
-        stats = {**summary(dp, extra=DELTA_P_EXTRA), **robust(dp, thresholds)}
-        mse, mse_stderr = mean_stderr(dp * dp)
-        rms = math.sqrt(mse) if mse >= 0 else math.nan
-        # llama.cpp: the uncertainty of sqrt(mean Δp²) by propagation, 0.5/rms · se(Δp²).
-        stats["rms"] = rms
-        stats["rms_stderr"] = 0.5 / rms * mse_stderr if rms > 0 else math.nan
-        doc["delta_p"] = stats
-        doc["perplexity"] = perplexity_statistics(
-            per_row["nll_reference"], per_row["nll_candidate"]
-        )
-    return doc
-
-
-def _warnings(per_row: dict[str, np.ndarray]) -> list[str]:
-    bad = np.isnan(per_row["kl"])
-    if not bad.any():
-        return []
-    first = int(per_row["row"][np.argmax(bad)])
-    return [
-        f"{int(bad.sum())} of {len(bad)} rows have a NaN divergence (first: row {first}: a NaN, "
-        "+inf or all -inf logit, or a negative probability); the statistics are NaN"
-    ]

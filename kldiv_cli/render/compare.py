@@ -69,10 +69,9 @@ def _offender(o: dict[str, Any]) -> str:
     if "sequence" in o:
         where += f" (sequence {o['sequence']}, position {o['position']})"
     if "token" in o:
-        where += (
-            f", token {o['token']}: log p {_num(o['logp_reference'])}, "
-            f"log q {_num(o['logp_candidate'])}"
-        )
+        where += f", token {o['token']}"
+    if "logp_reference" in o:
+        where += f": log p {_num(o['logp_reference'])}, log q {_num(o['logp_candidate'])}"
     return (
         f"{where}; KLD {_num(o['kl'])}, rKLD {_num(o['kl_reverse'])}, JSD {_num(o['js'])}, "
         f"TVD {_num(o['tv'])}, candidate rank of the top-1 {o['top1_rank']}"
@@ -82,6 +81,12 @@ def _offender(o: dict[str, Any]) -> str:
 def human_lines(doc: dict[str, Any]) -> list[str]:
     """The statistics as llama.cpp prints them (one line per statistic)."""
     lines = [f"compare: {doc['rows']} rows"]
+    if "sparse" in doc:
+        sparse, cover = doc["sparse"], doc["coverage"]
+        lines += [
+            f"Top-K reference: K = {sparse['k']}, tail {sparse['tail']}: {sparse['note']}",
+            f"Reference top-K mass: mean {_num(cover['mean'])}, min {_num(cover['min'])}",
+        ]
     for key, title, short in _SECTIONS:
         lines += ["", f"====== {title} ======", *_section(doc[key], short, _num)]
     top = doc["top1_agreement"]
