@@ -213,6 +213,15 @@ class CompareRequest:
         # Every name a run with tokens has; whether this run has them is known once open.
         check_thresholds(self.frac_above)
         check_names(self.gates, statistic_names(True, self.frac_above, True), _GATE_HINT)
+        self._check_kld_sides()
+        if self.output is not None:
+            _check_streamed(self.output)
+        if self.tail not in TAILS:
+            raise UsageError(f"--tail: unknown {self.tail!r}; choose one of {', '.join(TAILS)}")
+        guard([self.output], self.inputs)
+
+    def _check_kld_sides(self) -> None:
+        """A .kld side holds log-probs in one array: ``--as`` and ``--key`` do not apply."""
         for path, kind, option in (
             (self.reference, self.reference_as, "--reference-as"),
             *((c, self.candidate_as, "--candidate-as") for c in self.candidates),
@@ -227,11 +236,6 @@ class CompareRequest:
         ):
             if formats.kind_of(path) == formats.KLD and key is not None:
                 raise UsageError(f"{path}: a {_KLD} file holds one array; --key does not apply")
-        if self.output is not None:
-            _check_streamed(self.output)
-        if self.tail not in TAILS:
-            raise UsageError(f"--tail: unknown {self.tail!r}; choose one of {', '.join(TAILS)}")
-        guard([self.output], self.inputs)
 
 
 _KLD = formats.extensions_text([formats.KLD])
