@@ -6,10 +6,10 @@ Every command runs inside :func:`.boundary.error_boundary`, the one place that m
 exceptions to exit codes (:class:`~kldiv_cli.errors.ExitCode`).
 
 One module per command (``compute``, ``inspect``, ``drift``...); each registers
-itself on :data:`.app.app` when imported here.
+itself on :data:`.app.app` when imported, which :class:`.app.Commands` does when the
+command is first asked for (:data:`.app.COMMANDS` names them).
 """
 
-from . import compare, compute, drift, estimate, gaussian, inspect, topk  # noqa: F401  (each registers its command)
 from .app import app, main
 
 __all__ = ["app", "main"]

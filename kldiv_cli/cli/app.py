@@ -5,6 +5,7 @@ turns Click's usage errors into one line that names the subcommand's help, and m
 sure a failing stdout (a full disk, a closed pipe) ends in one line, never a traceback.
 """
 
+import importlib
 import os
 import sys
 from collections.abc import Callable
@@ -14,8 +15,9 @@ import typer
 
 # Typer 0.27 carries its own Click (pinned in pyproject); its usage errors carry the context.
 from typer._click import exceptions as click
+from typer._click.core import Command as ClickCommand
 from typer._click.core import Context
-from typer.core import TyperCommand
+from typer.core import TyperCommand, TyperGroup
 
 from .._version import __version__
 from ..errors import ExitCode
@@ -50,6 +52,52 @@ class Command(TyperCommand):
         ]
 
 
+#: Each command and the module of this package that defines it, in the order ``--help``
+#: lists them. A run imports only its command's module and builds only its command
+#: (:class:`Commands`): the other modules' source and Typer's reading of their options
+#: were a third of a small job's start-up.
+COMMANDS = {
+    "compare": "compare",
+    "compute": "compute",
+    "drift": "drift",
+    "profile": "drift",
+    "estimate": "estimate",
+    "gaussian": "gaussian",
+    "inspect": "inspect",
+    "topk": "topk",
+}
+
+
+class Commands(TyperGroup):
+    """kldiv's group of commands, each loaded from :data:`COMMANDS` when first asked for
+    (every one for ``--help``, a misspelt name's suggestions, and completion)."""
+
+    def list_commands(self, ctx: Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: Context, cmd_name: str) -> ClickCommand | None:
+        if cmd_name not in self.commands:
+            # An unknown name loads every command, for Click's suggestions.
+            for name in [cmd_name] if cmd_name in COMMANDS else COMMANDS:
+                self._load(name)
+        return self.commands.get(cmd_name)
+
+    def _load(self, name: str) -> None:
+        if name in self.commands:
+            return
+        importlib.import_module(f"{__package__}.{COMMANDS[name]}")  # registers it on app
+        for info in app.registered_commands:
+            if info.callback is None:
+                continue
+            if (info.name or typer.main.get_command_name(info.callback.__name__)) == name:
+                command = typer.main.get_command_from_info(
+                    info,
+                    pretty_exceptions_short=app.pretty_exceptions_short,
+                    rich_markup_mode=app.rich_markup_mode,
+                )
+                self.add_command(command)
+
+
 class Application(typer.Typer):
     """kldiv's Typer application: every command is a :class:`Command`."""
 
@@ -70,6 +118,7 @@ app = Application(
         "2 error, 130 interrupted."
     ),
     rich_markup_mode=None,
+    cls=Commands,
     add_completion=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
@@ -105,7 +154,7 @@ def _usage_error(exc: click.UsageError, env: Environment, bare: bool) -> ExitCod
     if isinstance(exc, click.MissingParameter):
         message = message[0].lower() + message[1:]
     elif message == "Missing command" and ctx is not None:
-        commands = getattr(ctx.command, "commands", {})
+        commands = ctx.command.list_commands(ctx) if isinstance(ctx.command, TyperGroup) else []
         message = f"missing command; choose one of {', '.join(commands)}"
     env.error(f"{message} (see '{path} --help')")
     return ExitCode.ERROR

@@ -1,5 +1,6 @@
 """Options declared once and shared by the commands, and the output helpers they share."""
 
+import sys
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
@@ -269,8 +270,12 @@ def configure_storage(pairs: list[str] | None) -> None:
     """Apply ``--storage-option KEY=VALUE`` settings to every remote path of this run.
 
     Always called, with no settings too (they are cleared): a run in the same process
-    (the tests, a library user) never inherits the previous run's settings.
+    (the tests, a library user) never inherits the previous run's settings. Nothing
+    is set before :mod:`~kldiv_cli.io.fs` is loaded, so a run without settings does not
+    load it (start-up).
     """
+    if not pairs and "kldiv_cli.io.fs" not in sys.modules:
+        return
     from ..io import fs
 
     fs.configure(fs.parse_options(pairs or ()))

@@ -19,7 +19,7 @@ from typing import IO
 
 from ..errors import InputError, UsageError
 from ..redact import redact
-from . import formats, fs
+from . import formats
 from .base import STDIN
 
 STDIN_LABEL = "<stdin>"
@@ -99,7 +99,9 @@ def dataset_files(path: str) -> list[str] | None:
     """
     import glob
 
-    if fs.is_remote(path):
+    if is_remote(path):
+        from . import fs
+
         return fs.list_parquet(path)
     if os.path.isdir(path):
         found = [
@@ -185,7 +187,9 @@ def read_limited(path: str, limit: int) -> bytes:
         or larger than ``limit`` bytes (checked before reading when the size is known).
     """
     too_large = f"is larger than {limit:,} bytes"
-    if fs.is_remote(path):
+    if is_remote(path):
+        from . import fs
+
         if fs.size(path) > limit:
             raise InputError(path, too_large)
         with fs.open_input(path) as remote:
@@ -322,6 +326,16 @@ def _head(path: str) -> bytes:
         return b""
 
 
+def is_remote(path: str) -> bool:
+    """:func:`.fs.is_remote`, without loading :mod:`.fs` for a local path (every remote
+    path holds ``://``): a small job's start-up is mostly compiling modules."""
+    if "://" not in path:
+        return False
+    from . import fs
+
+    return fs.is_remote(path)
+
+
 def resolve(
     path: str, override: str | None, stdin: bytes | None, format_option: str | None = None
 ) -> Resolved:
@@ -332,7 +346,9 @@ def resolve(
         return Resolved(
             STDIN_LABEL, check_format(override) if override else formats.sniff(stdin), None, stdin
         )
-    if fs.is_remote(path):
+    if is_remote(path):
+        from . import fs
+
         # An object in a store is fetched once, like a stream (ranged reads are the Dask
         # engine's: its tasks read only their rows).
         data = fs.read_bytes(path)

@@ -22,7 +22,6 @@ import numpy as np
 from ..core import REDUCTIONS, result_dtype
 from ..core.transforms import TRANSFORMS, apply_transform
 from ..errors import InputError, UsageError
-from ..io.roles import choose_hint, one_class
 from ..io.sources import ReadOptions, Source, open_source
 from .diagnostics import Diagnostics, refuse_if_strict
 
@@ -210,6 +209,8 @@ def check_classes(request: ComputeRequest, sx: Source, st: Source) -> None:
         if transform not in ("softmax", "log-softmax") or not src.shape:
             continue
         if -len(src.shape) <= request.dim < len(src.shape) and src.shape[request.dim] == 1:
+            from ..io.roles import choose_hint, one_class
+
             raise UsageError(
                 f"{side}: {transform} over 1 class ({one_class(src, request.dim)}) is always "
                 f"{'1' if transform == 'softmax' else '0'}; a distribution needs >= 2 classes: "
@@ -223,6 +224,8 @@ def check_classes(request: ComputeRequest, sx: Source, st: Source) -> None:
         return
     for side, src, _, options in classes:
         if src.roles is not None and options.columns is None and src.shape[-1] == 1:
+            from ..io.roles import choose_hint, one_class
+
             raise UsageError(
                 f"{side}: 1 class ({one_class(src, -1)}); a distribution needs >= 2 "
                 f"classes: {choose_hint(src, options)}"
