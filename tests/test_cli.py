@@ -301,7 +301,7 @@ def test_help_says_the_argument_order(run_cli) -> None:
             (
                 *("pyarrow", "rich.console", "concurrent.futures", "json", "pandas", "scipy"),
                 *("torch", "distributed", "kldiv_cli.cli.drift", "kldiv_cli.cli.compare"),
-                *("kldiv_cli.io.fs", "kldiv_cli.io.roles"),
+                *("kldiv_cli.io.fs", "kldiv_cli.io.roles", "kldiv_cli.engines.dask"),
             ),
         ),
         (

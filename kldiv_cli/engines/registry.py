@@ -11,14 +11,15 @@ and the drift commands dispatch through :func:`engine`; nothing else names an en
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
 from ..jobs.compute_plan import ComputeRequest, ComputeResult, EngineOptions, Progress
-from . import dask, local
+from . import local
 
 if TYPE_CHECKING:
     from ..jobs.drift import Profiler
@@ -55,6 +56,16 @@ class Engine:
     require: Callable[[], None] = _nothing_to_install
 
 
+def _lazy(module: str, name: str) -> Callable[..., Any]:
+    """``name`` of this package's ``module``, imported at its first call: a local run
+    does not compile the Dask engine's modules (start-up)."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module(f".{module}", __package__), name)(*args, **kwargs)
+
+    return call
+
+
 def _dask_profiler(
     reference: Sequence[str], options: EngineOptions, note: Note | None
 ) -> AbstractContextManager[Profiler | None]:
@@ -82,10 +93,10 @@ ENGINES: dict[str, Engine] = {
     "dask": Engine(
         "dask",
         "tasks on a Dask cluster, combined exactly on the client",
-        dask.compute,
+        _lazy("dask", "compute"),
         _dask_profiler,
-        check=dask.check_request,
-        require=dask.require_distributed,
+        check=_lazy("dask", "check_request"),
+        require=_lazy("dask", "require_distributed"),
     ),
 }
 
