@@ -394,3 +394,22 @@ def test_storage_options_last_one_run(run_cli, args) -> None:
     r = run_cli(*args, "-q")
     assert r.exit_code == 0, r.stderr
     assert fs.current_options() == {}
+
+
+def test_every_command_is_in_the_table_that_loads_it() -> None:
+    """cli.app.COMMANDS names each command's module: a command left out of it would
+    never be loaded, one with the wrong module would load another."""
+    import importlib
+    import pkgutil
+
+    import kldiv_cli.cli as cli
+    from kldiv_cli.cli.app import COMMANDS, app
+
+    for module in pkgutil.iter_modules(cli.__path__):
+        importlib.import_module(f"kldiv_cli.cli.{module.name}")
+    found = {
+        info.name or info.callback.__name__.replace("_", "-"): info.callback.__module__
+        for info in app.registered_commands
+        if info.callback is not None
+    }
+    assert found == {name: f"kldiv_cli.cli.{module}" for name, module in COMMANDS.items()}
