@@ -7,25 +7,31 @@ import typer
 from .app import app
 from .boundary import Messages, current, error_boundary
 from .options import (
+    ByOpt,
     ChunkRowsOpt,
     DebugOpt,
     DelimiterOpt,
+    ExcludeTokenIdsOpt,
     FailAboveOpt,
     FailBelowOpt,
     FormatOpt,
     FracAboveOpt,
+    LastOpt,
     MissingOpt,
     NoColorOpt,
+    PositionsOpt,
     QuietOpt,
     StorageOpt,
     StrictOpt,
     ThreadsOpt,
+    TokenIdsOpt,
     configure_storage,
     emit,
     emit_with_notes,
     exit_if_failed,
     progress,
     read_stdin_if_needed,
+    slices_of,
 )
 
 if TYPE_CHECKING:
@@ -169,6 +175,11 @@ def compare(
             help="A top-K REFERENCE in .npz/.safetensors: its array of log-probabilities.",
         ),
     ] = None,
+    positions: PositionsOpt = None,
+    last: LastOpt = None,
+    token_ids: TokenIdsOpt = None,
+    exclude_token_ids: ExcludeTokenIdsOpt = None,
+    by: ByOpt = None,
     chunk_rows: ChunkRowsOpt = None,
     threads: ThreadsOpt = None,
     strict: StrictOpt = False,
@@ -202,6 +213,9 @@ def compare(
       kldiv compare base.kld q4.kld q5.kld q8.kld --label Q4 --label Q5 --label Q8
 
       kldiv compare base_top64.parquet quant.kld   (a top-K reference: kldiv topk)
+
+      kldiv compare base.kld quant.kld --last 64 --by confidence
+      --fail-above 'slices[last 64].kl.p99=0.1'
 
     Each row is one position; the last axis holds the classes. Statistics are named as
     llama.cpp's (mean ± standard error, percentiles 0.1 % … 99.9 %), computed in float64;
@@ -247,6 +261,7 @@ def compare(
         strict=strict,
         frac_above=parse_thresholds(frac_above),
         tail=tail,
+        slices=slices_of(positions, last, token_ids, exclude_token_ids, by),
         indices_key=indices_key,
         logprobs_key=logprobs_key,
     )

@@ -12,6 +12,7 @@ from .boundary import Messages, current
 
 if TYPE_CHECKING:
     from ..io.base import ReadOptions
+    from ..jobs.slices import Slices
     from ..render import Report
 
 FormatOpt = Annotated[
@@ -299,3 +300,56 @@ FracAboveOpt = Annotated[
         "(frac_above.T, gateable: --fail-above kl.frac_above.0.1=0.05).",
     ),
 ]
+
+
+# The slice options (compare, estimate): see kldiv_cli.jobs.slices.
+PositionsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--positions",
+        metavar="A:B",
+        help="Also report the statistics of positions A <= p < B of each sequence.",
+    ),
+]
+LastOpt = Annotated[
+    int | None,
+    typer.Option("--last", metavar="K", help="Also report the last K positions of each sequence."),
+]
+TokenIdsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--token-ids",
+        metavar="IDS",
+        help="Also report the rows whose token is one of IDS (2,13 or @FILE).",
+    ),
+]
+ExcludeTokenIdsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--exclude-token-ids",
+        metavar="IDS",
+        help="Also report the rows whose token is none of IDS (e.g. EOS, formatting tokens).",
+    ),
+]
+ByOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--by",
+        metavar="confidence|position:N",
+        help="Also report 5 buckets of the reference's confidence, or N bands of position. "
+        "Gate a slice with --fail-above 'slices[last 64].kl.p99=0.1'.",
+    ),
+]
+
+
+def slices_of(
+    positions: str | None,
+    last: int | None,
+    token_ids: str | None,
+    exclude_token_ids: str | None,
+    by: list[str] | None,
+) -> "Slices":
+    """The slice options as :class:`~kldiv_cli.jobs.slices.Slices`."""
+    from ..jobs.slices import Slices
+
+    return Slices(positions, last, token_ids, exclude_token_ids, tuple(by or ()))

@@ -66,6 +66,7 @@ from .gates import (
     flatten,
     parse_gates,
 )
+from .slices import Slices, gate_names
 
 __all__ = [
     "CompareAllResult",
@@ -131,6 +132,9 @@ class CompareRequest:
     others: tuple[str, ...] = ()
     #: ``--label``: a name for each candidate, in order (default: the file names).
     labels: tuple[str, ...] = ()
+    #: ``--positions``, ``--last``, ``--token-ids``, ``--by``...: the statistics of parts
+    #: of the rows too (see :mod:`.slices`).
+    slices: Slices = Slices()
     #: A top-K reference: how the mass outside its K classes is treated (see
     #: :data:`kldiv_cli.core.topk.TAILS`), and the arrays of a .npz/safetensors one.
     tail: str = "bucket"
@@ -212,7 +216,9 @@ class CompareRequest:
             raise UsageError("--tokens-column selects a column of --tokens FILE; give the file")
         # Every name a run with tokens has; whether this run has them is known once open.
         check_thresholds(self.frac_above)
-        check_names(self.gates, statistic_names(True, self.frac_above, True), _GATE_HINT)
+        self.slices.validate()
+        names = statistic_names(True, self.frac_above, True)
+        check_names(self.gates, names + gate_names(self.slices.names(), names), _GATE_HINT)
         self._check_kld_sides()
         if self.output is not None:
             _check_streamed(self.output)
@@ -388,7 +394,15 @@ def _open(request: CompareRequest, stdin: bytes | None) -> _Inputs:
         tokens_label = f"{ref.label}[token]"
     if tokens_label == "" and request.ignore_index is not None:
         raise UsageError("--ignore-index skips rows by their token; give --tokens FILE")
-    _check_gates(request.gates, tokens is not None and not sparse, request.frac_above, sparse)
+    _check_gates(request, tokens is not None and not sparse, sparse)
+    placed = sequences(ref) if isinstance(ref, Source) else None
+    request.slices.check_available(
+        placed is not None or (isinstance(ref, TopKSource) and "position" in ref.extra),
+        tokens_label != "",
+        True,
+        f"a 3-D input (sequences × positions × classes), a {_KLD} file, or a top-K file "
+        "with a position column",
+    )
     if tokens is not None and rows_known != -1:
         check_tokens(tokens, tokens_label, rows_known, width, request.ignore_index)
     ref_kind = "log-probs" if sparse else kind_of(request.reference_as, ref)  # type: ignore[arg-type]
@@ -459,9 +473,21 @@ def compare_all(
                 f"{ref.label} and {cand.label}",
                 "have no rows to compare" + (" (every token is the ignore index)" if done else ""),
             )
-        stats = statistics(per_row, token_stats, request.frac_above)
-        if inputs.sparse:
-            stats.update(_sparse_statistics(per_row, ref, request.tail))  # type: ignore[arg-type]
+        stats = _summary(per_row, request, inputs, token_stats)
+        if request.slices:
+            stats["slices"] = [
+                {
+                    "name": name,
+                    **extra,
+                    **_summary(_rows_of(per_row, mask), request, inputs, token_stats),
+                }
+                for name, mask, extra in request.slices.masks(
+                    per_row.get("sequence"),
+                    per_row.get("position"),
+                    per_row.get("token"),
+                    per_row["reference_top1_prob"],
+                )
+            ]
         nan_rows = nan_warnings(per_row)
         refuse_if_strict(request.strict, nan_rows)
         results.append(
@@ -491,6 +517,20 @@ SPARSE_NOTE = {
 }
 
 
+def _summary(
+    per_row: dict[str, np.ndarray], request: CompareRequest, inputs: _Inputs, token_stats: bool
+) -> dict[str, Any]:
+    """The statistics of ``per_row`` (all rows, or a slice's)."""
+    stats = statistics(per_row, token_stats, request.frac_above)
+    if isinstance(inputs.ref, TopKSource):
+        stats.update(_sparse_statistics(per_row, inputs.ref, request.tail))
+    return stats
+
+
+def _rows_of(per_row: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, np.ndarray]:
+    return {name: values[mask] for name, values in per_row.items()}
+
+
 def _sparse_statistics(
     per_row: dict[str, np.ndarray], ref: TopKSource, tail: str
 ) -> dict[str, Any]:
@@ -505,8 +545,8 @@ def _sparse_statistics(
             "note": SPARSE_NOTE[tail],
         },
         "coverage": {
-            "mean": combine(coverage) / len(coverage),
-            "min": float(coverage.min()),
+            "mean": combine(coverage) / len(coverage) if len(coverage) else math.nan,
+            "min": float(coverage.min()) if len(coverage) else math.nan,
         },
     }
 
@@ -514,16 +554,16 @@ def _sparse_statistics(
 _GATE_HINT = "use a name from the JSON, e.g. kl.p99, js.mean, top1_agreement"
 
 
-def _check_gates(
-    gates: tuple[Gate, ...], with_tokens: bool, thresholds: tuple[float, ...], sparse: bool
-) -> None:
+def _check_gates(request: CompareRequest, with_tokens: bool, sparse: bool) -> None:
     """Every gate names a statistic this run will have (checked before any work; the
     names no run has are refused by :meth:`CompareRequest.validate`)."""
-    known = set(statistic_names(with_tokens, thresholds, sparse))
-    for gate in gates:
+    names = statistic_names(with_tokens, request.frac_above, sparse)
+    known = set(names + gate_names(request.slices.names(), names))
+    for gate in request.gates:
         if gate.name in known:
             continue
-        if gate.name in SPARSE_NAMES:
+        stat = gate.name.split("].", 1)[-1]
+        if stat in SPARSE_NAMES:
             need = "a top-K reference (kldiv topk)"
         elif sparse:
             need = "a dense reference (a top-K file does not hold the token's probability)"

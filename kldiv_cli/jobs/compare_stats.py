@@ -124,7 +124,7 @@ def paired_differences(labels: list[str], kl: list[np.ndarray]) -> list[dict[str
 
 
 def _share(hits: np.ndarray, n: int) -> dict[str, float]:
-    value, stderr = proportion(float(np.count_nonzero(hits)) / n, n)
+    value, stderr = proportion(float(np.count_nonzero(hits)) / n if n else math.nan, n)
     return {"value": value, "stderr": stderr}
 
 

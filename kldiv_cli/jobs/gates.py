@@ -82,13 +82,17 @@ def flatten(document: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
     """The numbers of a nested document by dotted name (``diagnostics.ratio.max``).
 
     A group holding a ``value`` is also named by the group itself (``top1_agreement``
-    for ``top1_agreement.value``). Booleans and non-numbers are left out; integers stay
-    integers.
+    for ``top1_agreement.value``). A list of objects that each have a ``name`` is named
+    by them: ``slices[last 64].kl.p99``. Booleans and non-numbers are left out; integers
+    stay integers.
     """
     out: dict[str, float] = {}
     for key, value in document.items():
         name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
+        if isinstance(value, list) and all(isinstance(v, Mapping) and "name" in v for v in value):
+            for item in value:
+                out.update(flatten(item, f"{name}[{item['name']}]."))
+        elif isinstance(value, Mapping):
             out.update(flatten(value, name + "."))
             inner = value.get("value")
             if isinstance(inner, (int, float)) and not isinstance(inner, bool):

@@ -79,8 +79,20 @@ def _offender(o: dict[str, Any]) -> str:
 
 
 def human_lines(doc: dict[str, Any]) -> list[str]:
-    """The statistics as llama.cpp prints them (one line per statistic)."""
-    lines = [f"compare: {doc['rows']} rows"]
+    """The statistics as llama.cpp prints them (one line per statistic), then each
+    slice's, the offenders and the gates."""
+    lines = [f"compare: {doc['rows']} rows", *_statistic_lines(doc)]
+    for piece in doc.get("slices", []):
+        where = f" (positions {piece['from']}..{piece['to'] - 1})" if "from" in piece else ""
+        lines += ["", f"###### Slice {piece['name']}{where}: {piece['rows']} rows ######"]
+        lines += _statistic_lines(piece)
+    lines += _tail_lines(doc)
+    return lines
+
+
+def _statistic_lines(doc: dict[str, Any]) -> list[str]:
+    """One statistics block (the whole run's, or a slice's)."""
+    lines: list[str] = []
     if "sparse" in doc:
         sparse, cover = doc["sparse"], doc["coverage"]
         lines += [
@@ -120,6 +132,12 @@ def human_lines(doc: dict[str, Any]) -> list[str]:
             f"Mean PPL(Q)/PPL(base)         : {pm('ratio')}",
             f"Mean PPL(Q)-PPL(base)         : {pm('difference')}",
         ]
+    return lines
+
+
+def _tail_lines(doc: dict[str, Any]) -> list[str]:
+    """The offenders and the gates."""
+    lines: list[str] = []
     worst = doc.get("offenders", [])
     if worst:
         lines += ["", f"====== The {len(worst)} rows of largest KLD ======"]
@@ -138,7 +156,14 @@ def _rows(doc: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     """Every value of a nested document by dotted name (``kl.frac_above.0.1``)."""
     out: list[tuple[str, Any]] = []
     for key, value in doc.items():
-        if isinstance(value, dict):
+        if isinstance(value, list) and all(isinstance(v, dict) and "name" in v for v in value):
+            # Named objects (slices) are named as the gates name them: slices[last 64].kl.p99.
+            for item in value:
+                out += _rows(
+                    {k: v for k, v in item.items() if k != "name"},
+                    f"{prefix}{key}[{item['name']}].",
+                )
+        elif isinstance(value, dict):
             out += _rows(value, f"{prefix}{key}.")
         else:
             out.append((f"{prefix}{key}", value))
