@@ -54,7 +54,9 @@ def per_row(folder: Path, *extra: object) -> dict[str, np.ndarray]:
     assert out.exit_code == 0, out.stderr
     rows = list(csv.DictReader(io.StringIO(out.stdout)))
     flag = {"true": 1.0, "false": 0.0}
-    return {k: np.array([flag[r[k]] if r[k] in flag else float(r[k]) for r in rows]) for k in rows[0]}
+    return {
+        k: np.array([flag[r[k]] if r[k] in flag else float(r[k]) for r in rows]) for k in rows[0]
+    }
 
 
 def check_block(got: dict, rows: dict[str, np.ndarray], mask: np.ndarray) -> None:
