@@ -144,3 +144,15 @@ def test_a_new_format_is_one_module_and_one_entry(
     assert "f64" in formats.names_text() and ".f64" in formats.extensions_text()
     with pytest.raises(ValueError, match="clashes"):
         formats.register(entry)
+
+
+def test_the_architecture_diff_is_the_toy_format() -> None:
+    """ARCHITECTURE.md's diff adding a format holds the module the test above registers."""
+    doc = (ROOT / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    added = [line.strip()[1:] for line in doc.splitlines() if line.strip().startswith("+")]
+    toy = (ROOT / "tests" / "toy_format.py").read_text(encoding="utf-8")
+    body = toy[toy.index("MAGIC = ") : toy.index("\n\ndef write_f64")].splitlines()
+    start = added.index(body[0])
+    assert added[start : start + len(body)] == body
+    entry = 'Format("f64", (".f64",), ARRAY, "f64", "float64 rows", magic=(b"F64ROWS\\x00",)),'
+    assert entry in [line.strip() for line in added]
