@@ -134,8 +134,8 @@ def redact(text: object) -> str:
 
     Examples
     --------
-    >>> redact("s3://AKIA:pw@bucket/x.npy: no such file")
-    's3://***@bucket/x.npy: no such file'
+    >>> redact("s3://AKIA:pw@bucket/x.bin: no such file")
+    's3://***@bucket/x.bin: no such file'
     >>> redact("https://h/x?X-Amz-Signature=ab12&X-Amz-Expires=60")
     'https://h/x?X-Amz-Signature=***&X-Amz-Expires=***'
     >>> redact("got 'aws_secret_access_key:abc'")

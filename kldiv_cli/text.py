@@ -145,8 +145,8 @@ def shorten(text: str, word: int = WORD_LIMIT, line: int = LINE_LIMIT) -> str:
 
     Examples
     --------
-    >>> shorten("a/" * 200 + "x.npy: no such file", word=20)
-    'a/a/a/a/a/.../x.npy: no such file'
+    >>> shorten("a/" * 200 + "x.bin: no such file", word=20)
+    'a/a/a/a/a/.../x.bin: no such file'
     """
     if len(text) > word:
         text = re.sub(r"\S{%d,}" % (word + 1), lambda m: _elide(m.group(), word), text)

@@ -422,7 +422,7 @@ def _local_source(side: Side) -> Source:
     if fs.is_remote(side.path):
         raise UsageError(
             f"{side.label}: {side.fmt} files in object storage are read whole by the "
-            "local engine; --engine dask reads .npy and Parquet there"
+            f"local engine; --engine dask reads {formats.extensions_text(ranged=True)} there"
         )
     return open_source(side.path, side.options)
 

@@ -22,6 +22,7 @@ from .columns import (
     table_to_array,
     usable_types,
 )
+from .formats import get
 from .roles import Selection, choose_columns, float_keys, left_out_notes
 
 #: CSV files larger than this are streamed. pyarrow's streaming CSV reader parses on
@@ -124,7 +125,7 @@ def _layout_of(label: str, head: bytes, fmt: str, options: ReadOptions) -> Layou
         if offset < len(head) - 4:  # not a character cut by the 64 KiB
             raise InputError(label, not_utf8(head, offset)) from None
         text = head[:offset].decode("utf-8-sig")
-    delimiter = options.delimiter or ("\t" if fmt == "tsv" else ",")
+    delimiter = options.delimiter or get(fmt).delimiter or ","
     if delimiter in ("\\t", "tab"):
         delimiter = "\t"
     if len(delimiter) != 1:

@@ -13,11 +13,16 @@ from ..errors import InputError
 from ..redact import redact
 from . import fs
 from .base import ReadOptions
-from .formats import is_parquet
+from .formats import is_parquet, output_extension_kind
 from .paths import dataset_files
 from .typed import Table, WholeTable, open_columns, open_parquet
 
-__all__ = ["Table", "WholeTable", "expand", "is_parquet", "open_table"]
+__all__ = ["Table", "WholeTable", "expand", "is_parquet", "is_profile", "open_table"]
+
+
+def is_profile(paths: Sequence[str]) -> bool:
+    """Whether REFERENCE is a saved profile: one JSON file (what ``profile -o`` writes)."""
+    return len(paths) == 1 and paths[0] != "-" and output_extension_kind(paths[0]) == "json"
 
 
 def expand(paths: Sequence[str]) -> tuple[str, list[str] | None]:

@@ -73,6 +73,8 @@ class Format:
         start with :attr:`magic`.
     text : bool
         Text (a stream holding NUL bytes is refused as binary).
+    delimiter : str or None
+        A text table's default delimiter (``--delimiter`` overrides it).
     ranged : str or None
         How an engine reads a piece of it where it lies: ``"rows"`` (byte ranges of
         contiguous rows after a header), ``"row_groups"`` (Parquet row groups), None
@@ -90,6 +92,7 @@ class Format:
     looks_like: Callable[[bytes], bool] | None = None
     check_magic: bool = True
     text: bool = False
+    delimiter: str | None = None
     ranged: str | None = None
 
     def matches(self, head: bytes) -> bool:
@@ -180,6 +183,7 @@ REGISTRY: list[Format] = [
         columns="read_columns",
         looks_like=_tab_separated,
         text=True,
+        delimiter="\t",
     ),
     Format(
         "csv",
@@ -190,6 +194,7 @@ REGISTRY: list[Format] = [
         columns="read_columns",
         looks_like=_any_text,
         text=True,
+        delimiter=",",
     ),
 ]
 
@@ -296,9 +301,70 @@ def names_text(kinds: Sequence[str] = KINDS) -> str:
     return _either([f.name for f in REGISTRY if f.kind in kinds])
 
 
-def extensions_text(kinds: Sequence[str] = KINDS) -> str:
-    """``.npy, .npz, ... or .csv``: each format's usual extension, for messages."""
-    return _either([f.extensions[0] for f in REGISTRY if f.kind in kinds])
+def extensions_text(kinds: Sequence[str] = KINDS, ranged: bool = False) -> str:
+    """``.npy, .npz, ... or .csv``: the usual extension of each format of ``kinds`` (and
+    that an engine reads by ranges, when ``ranged``), for messages."""
+    return _either(
+        [f.extensions[0] for f in REGISTRY if f.kind in kinds and (f.ranged or not ranged)]
+    )
+
+
+#: What a command writes (``-o``), by extension: the kinds :mod:`.writers` writes.
+OUTPUT_EXTENSIONS: dict[str, str] = {
+    ".npy": "npy",
+    ".csv": "csv",
+    ".json": "json",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".md": "markdown",
+}
+#: The extension each output kind is named by in messages (its first above).
+OUTPUT_EXTENSION: dict[str, str] = {k: e for e, k in reversed(OUTPUT_EXTENSIONS.items())}
+
+
+def output_extension_kind(path: str) -> str | None:
+    """The output kind ``path``'s extension names (:data:`OUTPUT_EXTENSIONS`), or None."""
+    return OUTPUT_EXTENSIONS.get(os.path.splitext(path)[1].lower())
+
+
+def kinds_text(kinds: Sequence[str] | None = None) -> str:
+    """``.npy, .csv or .parquet``: the extensions of output ``kinds`` (default: every
+    kind), for messages and help."""
+    every = list(dict.fromkeys(OUTPUT_EXTENSIONS.values()))
+    return _either([OUTPUT_EXTENSION[k] for k in (every if kinds is None else kinds)])
+
+
+# ---------------------------------------------------------------- help text
+# The CLI's help lines about formats, built here so that a new format is listed by them.
+
+
+def format_help(by_extension: bool = True) -> str:
+    """The help of a ``--*-format`` option: every format's name."""
+    return names_text() + (" (default: by extension)." if by_extension else ".")
+
+
+def key_help(what: str) -> str:
+    """The help of a ``--*-key`` option choosing an array of ``what`` (INPUT, ...)."""
+    return f"Array or tensor name in {what} (a {extensions_text([KEYED])} file)."
+
+
+def delimiter_help() -> str:
+    """The help of ``--delimiter``: each text format's default."""
+    named = {"\t": "tab"}
+    defaults = ", ".join(
+        f"{named.get(f.delimiter, repr(f.delimiter))} for {f.extensions[0]}"
+        for f in reversed(REGISTRY)
+        if f.delimiter
+    )
+    return f"CSV delimiter (default {defaults})."
+
+
+def output_help() -> str:
+    """The help of ``-o/--output`` writing any kind."""
+    return (
+        "Write the result to PATH, atomically; its extension picks the kind "
+        f"({kinds_text()}; '-': stdout)."
+    )
 
 
 def markdown_table() -> str:

@@ -26,6 +26,11 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 from ..errors import OutputError, UsageError
 from ..text import clean
 from . import fs
+from .formats import (
+    OUTPUT_EXTENSION,
+    OUTPUT_EXTENSIONS,
+    output_extension_kind,
+)
 from .paths import dataset_files
 
 if TYPE_CHECKING:
@@ -33,17 +38,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-OUTPUT_EXTENSIONS = {
-    ".npy": "npy",
-    ".csv": "csv",
-    ".json": "json",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-    ".md": "markdown",
-}
-
-#: The extension each kind is named by in messages (its first in OUTPUT_EXTENSIONS).
-_EXTENSION = {kind: ext for ext, kind in reversed(OUTPUT_EXTENSIONS.items())}
 
 #: Signals that remove the temporary files before the process dies of them.
 CLEANUP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
@@ -80,17 +74,6 @@ def is_stream(path: str) -> bool:
     except OSError:
         return False
     return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
-
-
-def output_extension_kind(path: str) -> str | None:
-    """The output kind ``path``'s extension names (:data:`OUTPUT_EXTENSIONS`), or None."""
-    return OUTPUT_EXTENSIONS.get(os.path.splitext(path)[1].lower())
-
-
-def kinds_text(kinds: Sequence[str]) -> str:
-    """``.npy, .csv or .parquet``: the extensions of output ``kinds``, for messages."""
-    names = [_EXTENSION[k] for k in kinds]
-    return ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else "".join(names)
 
 
 def output_kind(
@@ -131,13 +114,13 @@ def output_kind(
         return "stdout"
     check_destination(path)
     choices = sorted(set(OUTPUT_EXTENSIONS.values()) if allowed is None else allowed)
-    kind = OUTPUT_EXTENSIONS.get(os.path.splitext(path)[1].lower())
+    kind = output_extension_kind(path)
     if is_stream(path):
         if fmt in choices:
             return str(fmt)
         return kind if kind in choices else (allowed[0] if allowed else "json")
     if kind is None or kind not in choices:
-        names = ", ".join(_EXTENSION[k] for k in choices)
+        names = ", ".join(OUTPUT_EXTENSION[k] for k in choices)
         if kind is None:
             raise OutputError(f"{clean(path)}: unknown output type; name it {names}")
         raise UsageError(f"{clean(path)}: {option} writes {names}, not .{kind}")

@@ -25,14 +25,13 @@ from ..core.stats import FRAC_ABOVE
 from ..core.topk import TAILS
 from ..errors import InputError, UsageError
 from ..io import formats
+from ..io.formats import kinds_text, output_extension_kind
 from ..io.sources import ReadOptions, Source, open_source
 from ..io.topk import TopKSource, is_topk, open_topk
 from ..io.writers import (
     STREAMED_KINDS,
     guard,
     is_stream,
-    kinds_text,
-    output_extension_kind,
     output_kind,
     stream_fd,
 )
@@ -568,7 +567,7 @@ def _check_gates(request: CompareRequest, with_tokens: bool, sparse: bool) -> No
         elif sparse:
             need = "a dense reference (a top-K file does not hold the token's probability)"
         else:
-            need = "the next tokens (--tokens FILE, or .kld inputs)"
+            need = f"the next tokens (--tokens FILE, or {_KLD} inputs)"
         raise UsageError(f"{gate.option} {gate.name}: needs {need}")
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import UsageError
+from ..io import formats
 from ..io.base import Source
 
 #: Target rows whose sum is further than this from 1 are reported.
@@ -181,7 +182,8 @@ class Diagnostics:
         if "target_log_probs" in c:
             out.append(
                 "the target looks like log-probabilities (every value <= 0, each row's "
-                "logsumexp 0; a llama.cpp .kld file holds them): add --log-target"
+                f"logsumexp 0; a llama.cpp {formats.extensions_text([formats.KLD])} file "
+                "holds them): add --log-target"
             )
         zero = "-inf (log 0)" if self.log_target else "0"
         if "zero_target_inf_input" in c:

@@ -65,7 +65,7 @@ import numpy as np
 from ..core import kl_div
 from ..errors import InputError, UsageError
 from ..io.columns import column_array
-from ..io.drift_tables import Table, expand, open_table
+from ..io.drift_tables import Table, expand, is_profile, open_table
 from ..text import clean, format_number
 from .drift_profile import (
     SKETCH_SIZE,
@@ -210,7 +210,7 @@ class ColumnRules:
 
 
 def _is_profile(paths: Sequence[str]) -> bool:
-    return len(paths) == 1 and paths[0] != "-" and paths[0].lower().endswith(".json")
+    return is_profile(paths)
 
 
 def _check_extension(path: str | None, option: str, allowed: tuple[str, ...]) -> None:

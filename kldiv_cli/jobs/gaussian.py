@@ -27,6 +27,7 @@ from ..core.gaussian import (
     to_logvar,
 )
 from ..errors import InputError, UsageError
+from ..io import formats
 from ..io.sources import ReadOptions, Source, open_source
 from .blocks import rebatch
 from .diagnostics import refuse_if_strict
@@ -79,7 +80,7 @@ class GaussianRequest:
         ):
             raise UsageError(
                 "give LOGVAR, or --mu-columns and --logvar-columns (one table), "
-                "or --mu-key and --logvar-key (one .npz)"
+                f"or --mu-key and --logvar-key (one {formats.extensions_text([formats.KEYED])})"
             )
         if self.logvar is None and (
             (self.logvar_options.columns is None) != (self.mu_options.columns is None)
