@@ -16,8 +16,9 @@ import typer
 # Typer 0.27 carries its own Click (pinned in pyproject); its usage errors carry the context.
 from typer._click import exceptions as click
 from typer._click.core import Command as ClickCommand
-from typer._click.core import Context
+from typer._click.core import Context, Parameter
 from typer.core import TyperCommand, TyperGroup
+from typer.main import get_params_convertors_ctx_param_name_from_function
 
 from .._version import __version__
 from ..errors import ExitCode
@@ -31,6 +32,8 @@ from .boundary import (
     standard_streams,
     use,
 )
+from .groups import GROUPS
+from .options import DebugOpt, NoColorOpt, QuietOpt
 
 # kldiv runs its own threads over cache-sized chunks; OpenBLAS's threads (which
 # spin between calls) would only compete with them for the cores. Must be set
@@ -41,9 +44,36 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 CommandFunction = TypeVar("CommandFunction", bound=Callable[..., Any])
 
 
+def _flags() -> Any:
+    """The flags of every command and of the app, as Typer parameters."""
+
+    def flags(
+        quiet: QuietOpt = False, no_color: NoColorOpt = False, debug: DebugOpt = False
+    ) -> None:
+        """The boundary applies them (:func:`.boundary.error_boundary`)."""
+
+    return flags
+
+
+def _params_of(group: Callable[..., Any]) -> list[Parameter]:
+    """The Click parameters Typer makes of a group's signature (see :mod:`.groups`)."""
+    return list(get_params_convertors_ctx_param_name_from_function(group)[0])
+
+
 class Command(TyperCommand):
-    """A command whose usage line names its arguments as the help and docs write them,
+    """A kldiv command: the options of its groups (:func:`.groups.uses`) after its own,
+    then ``--quiet``, ``--no-color`` and ``--debug`` (also accepted before the command:
+    ``kldiv -q compute ...``).
+
+    Its usage line names its arguments as the help and docs write them,
     ``INPUT TARGET``: Typer 0.27 wraps required ones in braces (``{INPUT} {TARGET}``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        declared = {p.name for p in self.params}
+        extra = [p for g in getattr(self.callback, GROUPS, ()) for p in _params_of(g)]
+        flags = [p for p in _params_of(_flags()) if p.name not in declared]
+        self.params = [*self.params, *extra, *flags]
 
     def collect_usage_pieces(self, ctx: Context) -> list[str]:
         return [
@@ -139,6 +169,9 @@ def _main(
             "--version", "-V", callback=_version_callback, is_eager=True, help="Print the version."
         ),
     ] = False,
+    quiet: QuietOpt = False,
+    no_color: NoColorOpt = False,
+    debug: DebugOpt = False,
 ) -> None:
     """KL divergence for data files."""
 

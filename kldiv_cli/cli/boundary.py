@@ -22,6 +22,7 @@ that fails leaves nothing on stdout beside its error line.
 import contextvars
 import errno
 import functools
+import inspect
 import io
 import os
 import signal
@@ -32,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any, ParamSpec, TypeVar, cast
 
 import typer
+from typer._click.globals import get_current_context
 
 from ..errors import ExitCode, KldivError
 from ..redact import redact
@@ -378,34 +380,56 @@ R = TypeVar("R")
 def error_boundary(command: Callable[P, R]) -> Callable[P, R]:
     """Run a command inside the boundary.
 
-    Every command declares the shared ``--quiet``, ``--debug`` (and, if it prints,
-    ``--no-color``) options; the boundary copies them into the run's
-    :class:`Environment` before the command starts. Python warnings become one
-    ``kldiv: warning:`` line each; NumPy's floating-point warnings are silenced (the
-    diagnostics say where a NaN or inf came from, in words).
+    Every command gets the flags ``--quiet``, ``--debug`` and ``--no-color``
+    (:class:`.app.Command` adds them; also given before the command, ``kldiv -q
+    compute``); the boundary copies them into the run's :class:`Environment` before the
+    command starts, and hands them to the command only if it declares them. Python
+    warnings become one ``kldiv: warning:`` line each; NumPy's floating-point warnings
+    are silenced (the diagnostics say where a NaN or inf came from, in words).
     """
+    declared = set(inspect.signature(command).parameters)
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        flags = {name: bool(kwargs.get(name)) for name in FLAGS}
+        for name in FLAGS:
+            if name not in declared:
+                kwargs.pop(name, None)
         env = _CURRENT.get(None)
         if env is not None:
-            return _run_command(command, env, args, kwargs)
+            return _run_command(command, env, flags, args, kwargs)
         # Called without run() (Typer's test runner): this process's streams, for this call.
         token = _CURRENT.set(Environment.from_process())
         try:
-            return _run_command(command, _CURRENT.get(), args, kwargs)
+            return _run_command(command, _CURRENT.get(), flags, args, kwargs)
         finally:
             _CURRENT.reset(token)
 
     return wrapper
 
 
+#: The flags every command takes (:func:`error_boundary`).
+FLAGS = ("quiet", "debug", "no_color")
+
+
+def _app_flags() -> dict[str, bool]:
+    """The flags given before the command (``kldiv --quiet compute``): the app's own."""
+    ctx = get_current_context(silent=True)
+    params = ctx.find_root().params if ctx is not None else {}
+    return {name: bool(params.get(name)) for name in FLAGS}
+
+
 def _run_command(
-    command: Callable[..., R], env: Environment, args: tuple[Any, ...], kwargs: dict[str, Any]
+    command: Callable[..., R],
+    env: Environment,
+    flags: dict[str, bool],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
 ) -> R:
-    env.quiet = bool(kwargs.get("quiet", False))
-    env.debug = bool(kwargs.get("debug", False))
-    env.no_color = bool(kwargs.get("no_color", False))
+    before = _app_flags()
+    env.quiet = flags["quiet"] or before["quiet"]
+    env.debug = flags["debug"] or before["debug"]
+    env.no_color = flags["no_color"] or before["no_color"]
     real = env.stdout
     held = HeldOutput(real)
     env.stdout = cast("IO[str]", held)

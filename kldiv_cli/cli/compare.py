@@ -4,6 +4,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from ..choices import Missing, OutputFormat
 from .app import app
 from .boundary import Messages, current, error_boundary
 from .options import (
@@ -25,13 +26,17 @@ from .options import (
     StrictOpt,
     ThreadsOpt,
     TokenIdsOpt,
-    configure_storage,
+    slices_of,
+)
+from .output import (
     emit,
     emit_with_notes,
     exit_if_failed,
-    progress,
+)
+from .progress import progress
+from .runner import (
+    configure_storage,
     read_stdin_if_needed,
-    slices_of,
 )
 
 if TYPE_CHECKING:
@@ -125,12 +130,12 @@ def compare(
         ),
     ] = None,
     delimiter: DelimiterOpt = None,
-    missing: MissingOpt = "error",
+    missing: MissingOpt = Missing.ERROR,
     storage_option: StorageOpt = None,
     fail_above: FailAboveOpt = None,
     fail_below: FailBelowOpt = None,
     frac_above: FracAboveOpt = "0.01,0.1,1",
-    format: FormatOpt = "auto",
+    format: FormatOpt = OutputFormat.AUTO,
     output: Annotated[
         str | None,
         typer.Option(
@@ -230,7 +235,6 @@ def compare(
     """
     from ..jobs.compare import CompareRequest, rows_on_stdout
     from ..jobs.compare import compare_all as run
-    from ..jobs.gates import parse_thresholds
     from ..render import render_text, resolve_format
     from ..render.compare import compare_all_report, rows_report
 
@@ -259,7 +263,7 @@ def compare(
         chunk_rows=chunk_rows,
         threads=threads,
         strict=strict,
-        frac_above=parse_thresholds(frac_above),
+        frac_above=frac_above,
         tail=tail,
         slices=slices_of(positions, last, token_ids, exclude_token_ids, by),
         indices_key=indices_key,

@@ -1,39 +1,58 @@
 """``kldiv compute``: torch's kl_div on two files."""
 
-from typing import Annotated
+from functools import partial
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from ..choices import Reduction, Transform
 from .app import app
 from .boundary import Messages, error_boundary
-from .options import (
-    ChunkRowsOpt,
-    DebugOpt,
-    DelimiterOpt,
-    EngineOpt,
-    FormatOpt,
-    MissingOpt,
-    NoColorOpt,
-    OutputOpt,
-    QuietOpt,
-    SchedulerFileOpt,
-    SchedulerOpt,
-    StorageOpt,
-    StrictOpt,
-    ThreadsOpt,
-    TimeoutOpt,
-    WorkersOpt,
-    configure_storage,
-    emit,
-    exit_if_failed,
-    progress,
-    read_options,
-    read_stdin_if_needed,
+from .groups import (
+    Cluster,
+    Output,
+    Side,
+    Storage,
+    Work,
+    cluster,
+    inputs,
+    output,
+    storage,
+    uses,
+    work,
+)
+from .options import StrictOpt, choice, temperature_option
+from .output import emit
+from .runner import run_command
+
+if TYPE_CHECKING:
+    from ..io.base import ReadOptions
+    from ..jobs.compute import ComputeResult
+    from ..jobs.gates import Verdict
+
+SIDES = inputs(
+    Side(
+        "--input-format",
+        "--input-key",
+        "--input-columns",
+        format_help="npy, npz, csv, tsv, parquet, arrow, safetensors or kld (default: by extension).",
+        key_help="Array (.npz) or tensor (.safetensors) name in INPUT.",
+        columns_help="Comma-separated names, globs (s_*) or 0-based indices; default: all numeric columns.",
+    ),
+    Side(
+        "--target-format",
+        "--target-key",
+        "--target-columns",
+        format_help="As --input-format.",
+        key_help="Array (.npz) or tensor (.safetensors) name in TARGET.",
+        columns_help="As --input-columns.",
+    ),
 )
 
 
 @app.command()
 @error_boundary
+@uses(sides=SIDES, out=output(), cluster=cluster(), work=work(), storage=storage())
 def compute(
     input: Annotated[
         str,
@@ -52,38 +71,35 @@ def compute(
         ),
     ],
     reduction: Annotated[
-        str,
-        typer.Option(
+        Reduction,
+        choice(
+            Reduction,
             "--reduction",
             "-r",
-            metavar="[mean|batchmean|sum|none]",
             help="As torch: mean (default, divides by every element; warns), batchmean "
             "(divides by the batch size: the KL per sample), sum, none (pointwise).",
         ),
-    ] = "mean",
+    ] = Reduction.MEAN,
     log_target: Annotated[bool, typer.Option("--log-target", help="TARGET holds log p.")] = False,
     input_transform: Annotated[
-        str,
-        typer.Option(
+        Transform,
+        choice(
+            Transform,
             "--input-transform",
-            metavar="[none|softmax|log-softmax|log|exp]",
             help="Convert INPUT first, e.g. log-softmax for logits, log for probabilities.",
         ),
-    ] = "none",
+    ] = Transform.NONE,
     target_transform: Annotated[
-        str,
-        typer.Option(
+        Transform,
+        choice(
+            Transform,
             "--target-transform",
-            metavar="[none|softmax|log-softmax|log|exp]",
             help="Convert TARGET first, e.g. softmax for teacher logits.",
         ),
-    ] = "none",
+    ] = Transform.NONE,
     dim: Annotated[int, typer.Option("--dim", help="Axis of the (log-)softmax.")] = -1,
     temperature: Annotated[
-        float,
-        typer.Option(
-            "--temperature", "-T", help="Divide logits by T before a (log-)softmax, on both sides."
-        ),
+        float, temperature_option("Divide logits by T before a (log-)softmax, on both sides.")
     ] = 1.0,
     t2_scale: Annotated[
         bool,
@@ -103,40 +119,6 @@ def compute(
             help="TARGET holds integer class indices; one-hot them to INPUT's width.",
         ),
     ] = False,
-    input_format: Annotated[
-        str | None,
-        typer.Option(
-            "--input-format",
-            metavar="FMT",
-            help="npy, npz, csv, tsv, parquet, arrow, safetensors or kld (default: by extension).",
-        ),
-    ] = None,
-    target_format: Annotated[
-        str | None, typer.Option("--target-format", metavar="FMT", help="As --input-format.")
-    ] = None,
-    input_key: Annotated[
-        str | None,
-        typer.Option("--input-key", help="Array (.npz) or tensor (.safetensors) name in INPUT."),
-    ] = None,
-    target_key: Annotated[
-        str | None,
-        typer.Option("--target-key", help="Array (.npz) or tensor (.safetensors) name in TARGET."),
-    ] = None,
-    input_columns: Annotated[
-        str | None,
-        typer.Option(
-            "--input-columns",
-            metavar="COLS",
-            help="Comma-separated names, globs (s_*) or 0-based indices; default: all numeric columns.",
-        ),
-    ] = None,
-    target_columns: Annotated[
-        str | None, typer.Option("--target-columns", metavar="COLS", help="As --input-columns.")
-    ] = None,
-    delimiter: DelimiterOpt = None,
-    missing: MissingOpt = "error",
-    format: FormatOpt = "auto",
-    output: OutputOpt = None,
     fail_above: Annotated[
         float | None,
         typer.Option(
@@ -146,17 +128,12 @@ def compute(
         ),
     ] = None,
     strict: StrictOpt = False,
-    threads: ThreadsOpt = None,
-    chunk_rows: ChunkRowsOpt = None,
-    engine: EngineOpt = "local",
-    scheduler: SchedulerOpt = None,
-    scheduler_file: SchedulerFileOpt = None,
-    workers: WorkersOpt = None,
-    timeout: TimeoutOpt = 10.0,
-    storage_option: StorageOpt = None,
-    quiet: QuietOpt = False,
-    no_color: NoColorOpt = False,
-    debug: DebugOpt = False,
+    *,
+    sides: "tuple[ReadOptions, ReadOptions]",
+    out: Output,
+    cluster: Cluster,
+    work: Work,
+    storage: Storage,
 ) -> None:
     """Compute KL(TARGET || INPUT), exactly as torch.nn.functional.kl_div(INPUT, TARGET).
 
@@ -174,35 +151,13 @@ def compute(
 
       kldiv compute a.npy b.npy -r batchmean --fail-above 0.05 -q
     """
-    from ..jobs.compute import ComputeRequest, EngineOptions, check
+    from ..jobs.compute import ComputeRequest, check
     from ..jobs.compute import compute as run
-    from ..render import resolve_format
-    from ..render.reports import compute_report
 
-    resolve_format(format, False)
     request = ComputeRequest(
-        input=input,
-        target=target,
-        input_options=read_options(
-            input_format,
-            input_key,
-            input_columns,
-            delimiter,
-            missing,
-            key_option="--input-key",
-            format_option="--input-format",
-            columns_option="--input-columns",
-        ),
-        target_options=read_options(
-            target_format,
-            target_key,
-            target_columns,
-            delimiter,
-            missing,
-            key_option="--target-key",
-            format_option="--target-format",
-            columns_option="--target-columns",
-        ),
+        input,
+        target,
+        *sides,
         reduction=reduction,
         log_target=log_target,
         input_transform=input_transform,
@@ -215,25 +170,31 @@ def compute(
         target_labels=target_labels,
         fail_above=fail_above,
         strict=strict,
-        output=output if output != "-" else None,
-        threads=threads,
-        chunk_rows=chunk_rows,
-        engine=engine,
-        engine_options=EngineOptions(scheduler, scheduler_file, workers, timeout),
+        output=out.file,
+        threads=work.threads,
+        chunk_rows=work.chunk_rows,
+        engine=cluster.engine,
+        engine_options=cluster.options,
     )
-    configure_storage(storage_option)
-    check(request)  # before stdin is read
-    with progress(quiet) as on_progress:
-        result = run(
-            request,
-            read_stdin_if_needed(input, target),
-            progress=on_progress,
-            note=Messages.note,
-        )
+    job = partial(run, note=Messages.note)
+    run_command(
+        request,
+        lambda r, stdin, bar: job(r, stdin, progress=bar),
+        partial(_show, out),
+        storage,
+        check=check,  # the request, and the limits of the engine it names
+    )
+
+
+def _show(out: Output, result: "ComputeResult") -> "Verdict":
+    """Warnings and diagnostics on stderr; the result on stdout or in -o (unless the
+    job wrote -o itself, streaming)."""
+    from ..render.reports import compute_report
+
     for text in result.warnings + result.diagnostics:
         Messages.warn(text)
     if result.written:
         Messages.note(f"wrote {result.written}")
     else:
-        emit(compute_report(result), format, output, no_color)
-    exit_if_failed(result.failed_check)
+        emit(compute_report(result), out.format, out.path)
+    return result.verdict

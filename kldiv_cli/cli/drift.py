@@ -4,6 +4,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ..choices import OutputFormat
 from ..errors import ExitCode, UsageError
 from .app import app
 from .boundary import Messages, current, error_boundary
@@ -23,8 +24,10 @@ from .options import (
     StrictOpt,
     TimeoutOpt,
     WorkersOpt,
+)
+from .output import emit
+from .runner import (
     configure_storage,
-    emit,
     read_stdin_if_needed,
 )
 
@@ -222,7 +225,7 @@ def drift(
             "(default) or list them as warnings.",
         ),
     ] = "fail",
-    format: FormatOpt = "auto",
+    format: FormatOpt = OutputFormat.AUTO,
     output: Annotated[
         str | None,
         typer.Option("--output", "-o", metavar="PATH", help="Write the report (.json or .csv)."),

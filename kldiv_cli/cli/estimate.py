@@ -1,34 +1,60 @@
 """``kldiv estimate``: the KL estimators RL frameworks log, from sampled tokens' log-probs."""
 
-from typing import Annotated
+from functools import partial
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ..choices import Aggregate, EmptySequences, Estimator
 from .app import app
 from .boundary import Messages, error_boundary
-from .options import (
-    DebugOpt,
-    DelimiterOpt,
-    FailAboveOpt,
-    FailBelowOpt,
-    FormatOpt,
-    FracAboveOpt,
-    MissingOpt,
-    NoColorOpt,
-    OutputOpt,
-    QuietOpt,
-    StorageOpt,
-    StrictOpt,
-    configure_storage,
-    emit_with_notes,
-    exit_if_failed,
-    read_options,
-    read_stdin_if_needed,
+from .groups import Output, Side, Storage, gates, inputs, output, storage, uses
+from .options import FracAboveOpt, ParsedType, StrictOpt, choice
+from .output import emit_with_notes
+from .runner import run_command
+
+if TYPE_CHECKING:
+    from ..io.base import ReadOptions
+    from ..jobs.estimate import EstimateResult
+    from ..jobs.gates import Gate, Verdict
+
+SIDES = inputs(
+    Side(
+        "--logp-format",
+        "--logp-key",
+        "--logp-columns",
+        format_help="npy, npz, csv, tsv, parquet or arrow (default: by extension).",
+        key_help="Array name inside a LOGP .npz.",
+        columns_help="LOGP's columns: names, globs (lp_*) or 0-based indices (one with "
+        "--sequence-column); default all numeric columns.",
+    ),
+    Side(
+        "--ref-format",
+        "--ref-key",
+        "--ref-columns",
+        format_help="As --logp-format.",
+        key_help="Array name inside a REF_LOGP .npz.",
+        columns_help="As --logp-columns, for REF_LOGP.",
+    ),
+    Side(
+        key="--mask-key",
+        columns="--mask-columns",
+        key_help="Array name inside a --mask .npz.",
+        columns_help="As --logp-columns, for --mask.",
+        booleans=True,
+    ),
 )
+
+
+def _clamp(text: str) -> Any:
+    from ..jobs.estimate import clamp_option
+
+    return clamp_option(text)
 
 
 @app.command()
 @error_boundary
+@uses(sides=SIDES, gates=gates(), out=output(), storage=storage())
 def estimate(
     logp: Annotated[
         str,
@@ -48,27 +74,30 @@ def estimate(
         ),
     ],
     estimator: Annotated[
-        str,
-        typer.Option(
+        Estimator,
+        choice(
+            Estimator,
             "--estimator",
             "-e",
-            metavar="[k1|k2|k3|abs|all]",
             help="With log r = REF_LOGP - LOGP: k1 = -log r, k2 = (log r)^2/2, "
             "k3 = r - 1 - log r, abs = |log r|; all (default) reports the four.",
         ),
-    ] = "all",
+    ] = Estimator.ALL,
     clamp: Annotated[
-        str,
+        Any,
         typer.Option(
             "--clamp",
-            metavar="[none|openrlhf|verl|LO,HI]",
+            click_type=ParsedType(
+                "clamp", _clamp, "[none|openrlhf|verl|LO,HI]", ("none", "openrlhf", "verl")
+            ),
             help="none (TRL, default); openrlhf: each estimate to [-10, 10]; verl: k3 with "
             "log r clamped to +-20 and the result to +-10; LO,HI: each estimate to [LO, HI].",
         ),
     ] = "none",
     aggregate: Annotated[
-        str,
-        typer.Option(
+        Aggregate,
+        choice(
+            Aggregate,
             "--aggregate",
             "-a",
             metavar="MODE",
@@ -77,16 +106,16 @@ def estimate(
             "sequence sum / L), token-sum; seq-mean-token-sum-norm-verl0.7 (verl 0.4-0.7: "
             "the total / L); sum (= token-sum).",
         ),
-    ] = "token-mean",
+    ] = Aggregate.TOKEN_MEAN,
     empty_sequences: Annotated[
-        str,
-        typer.Option(
+        EmptySequences,
+        choice(
+            EmptySequences,
             "--empty-sequences",
-            metavar="[skip|zero]",
             help="Sequences with no token in the seq-mean modes: skip (verl's agg_loss, "
             "the default) or zero (count as 0 KL: TRL PPO's objective/kl).",
         ),
-    ] = "skip",
+    ] = EmptySequences.SKIP,
     norm_length: Annotated[
         float | None,
         typer.Option(
@@ -120,50 +149,6 @@ def estimate(
             help="Long tables: one row per token, NAME the sequence id, tokens in row order.",
         ),
     ] = None,
-    logp_columns: Annotated[
-        str | None,
-        typer.Option(
-            "--logp-columns",
-            metavar="COLS",
-            help="LOGP's columns: names, globs (lp_*) or 0-based indices (one with "
-            "--sequence-column); default all numeric columns.",
-        ),
-    ] = None,
-    ref_columns: Annotated[
-        str | None,
-        typer.Option("--ref-columns", metavar="COLS", help="As --logp-columns, for REF_LOGP."),
-    ] = None,
-    mask_columns: Annotated[
-        str | None,
-        typer.Option("--mask-columns", metavar="COLS", help="As --logp-columns, for --mask."),
-    ] = None,
-    logp_key: Annotated[
-        str | None, typer.Option("--logp-key", help="Array name inside a LOGP .npz.")
-    ] = None,
-    ref_key: Annotated[
-        str | None, typer.Option("--ref-key", help="Array name inside a REF_LOGP .npz.")
-    ] = None,
-    mask_key: Annotated[
-        str | None, typer.Option("--mask-key", help="Array name inside a --mask .npz.")
-    ] = None,
-    logp_format: Annotated[
-        str | None,
-        typer.Option(
-            "--logp-format",
-            metavar="FMT",
-            help="npy, npz, csv, tsv, parquet or arrow (default: by extension).",
-        ),
-    ] = None,
-    ref_format: Annotated[
-        str | None, typer.Option("--ref-format", metavar="FMT", help="As --logp-format.")
-    ] = None,
-    delimiter: DelimiterOpt = None,
-    missing: MissingOpt = "error",
-    storage_option: StorageOpt = None,
-    format: FormatOpt = "auto",
-    output: OutputOpt = None,
-    fail_above: FailAboveOpt = None,
-    fail_below: FailBelowOpt = None,
     frac_above: FracAboveOpt = "0.01,0.1,1",
     top: Annotated[
         int | None,
@@ -175,9 +160,11 @@ def estimate(
         ),
     ] = None,
     strict: StrictOpt = False,
-    quiet: QuietOpt = False,
-    no_color: NoColorOpt = False,
-    debug: DebugOpt = False,
+    *,
+    sides: "tuple[ReadOptions, ReadOptions, ReadOptions]",
+    gates: "tuple[Gate, ...]",
+    out: Output,
+    storage: Storage,
 ) -> None:
     """Estimate KL(pi || pi_ref) from the log-probabilities of sampled tokens, as RL
     frameworks log it (Schulman's k1, k2, k3), with diagnostics.
@@ -204,46 +191,12 @@ def estimate(
     """
     from ..jobs.estimate import EstimateRequest
     from ..jobs.estimate import estimate as run
-    from ..jobs.gates import parse_thresholds
-    from ..render import resolve_format
-    from ..render.estimate import estimate_report
 
-    resolve_format(format, False)
     request = EstimateRequest(
-        logp=logp,
-        ref_logp=ref_logp,
-        logp_options=read_options(
-            logp_format,
-            logp_key,
-            logp_columns,
-            delimiter,
-            missing,
-            key_option="--logp-key",
-            format_option="--logp-format",
-            columns_option="--logp-columns",
-        ),
-        ref_options=read_options(
-            ref_format,
-            ref_key,
-            ref_columns,
-            delimiter,
-            missing,
-            key_option="--ref-key",
-            format_option="--ref-format",
-            columns_option="--ref-columns",
-        ),
+        logp,
+        ref_logp,
+        *sides,
         mask=mask,
-        mask_options=read_options(
-            None,
-            mask_key,
-            mask_columns,
-            delimiter,
-            missing,
-            key_option="--mask-key",
-            columns_option="--mask-columns",
-            format_option=None,
-            booleans=True,
-        ),
         pad_value=pad_value,
         sequence_column=sequence_column,
         estimator=estimator,
@@ -252,16 +205,18 @@ def estimate(
         norm_length=norm_length,
         empty_sequences=empty_sequences,
         strict=strict,
-        fail_above=tuple(fail_above or ()),
-        fail_below=tuple(fail_below or ()),
-        output=output if output != "-" else None,
-        frac_above=parse_thresholds(frac_above),
+        gates=gates,
+        output=out.file,
+        frac_above=frac_above,
         top=top,
     )
-    configure_storage(storage_option)
-    request.validate()  # before stdin is read
-    result = run(request, read_stdin_if_needed(logp, ref_logp))
+    run_command(request, lambda r, stdin, _: run(r, stdin), partial(_show, out), storage)
+
+
+def _show(out: Output, result: "EstimateResult") -> "Verdict":
+    from ..render.estimate import estimate_report
+
     for text in result.warnings:
         Messages.warn(text)
-    emit_with_notes(estimate_report(result), format, output, no_color)
-    exit_if_failed(result.failed_check)
+    emit_with_notes(estimate_report(result), out.format, out.path)
+    return result.verdict

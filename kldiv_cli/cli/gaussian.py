@@ -1,30 +1,48 @@
 """``kldiv gaussian``: the closed-form KL of a VAE's diagonal Gaussian posterior."""
 
-from typing import Annotated
+from functools import partial
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from ..choices import LatentReduction, ScaleParam
 from .app import app
 from .boundary import Messages, error_boundary
-from .options import (
-    DebugOpt,
-    DelimiterOpt,
-    FormatOpt,
-    MissingOpt,
-    NoColorOpt,
-    OutputOpt,
-    QuietOpt,
-    StorageOpt,
-    StrictOpt,
-    configure_storage,
-    emit_with_notes,
-    read_options,
-    read_stdin_if_needed,
+from .groups import Output, Side, Storage, inputs, output, storage, uses
+from .options import StrictOpt, choice
+from .output import emit_with_notes
+from .runner import run_command
+
+if TYPE_CHECKING:
+    from ..io.base import ReadOptions
+    from ..jobs.gates import Verdict
+    from ..jobs.gaussian import GaussianResult
+
+_FORMAT_HELP = "npy, npz, csv, tsv, parquet or arrow for every input (default: by extension)."
+SIDES = inputs(
+    Side(
+        "--input-format",
+        "--mu-key",
+        "--mu-columns",
+        format_help=_FORMAT_HELP,
+        key_help="Array name in a .npz.",
+        columns_help="MU's columns: names, globs (mu_*) or 0-based indices.",
+    ),
+    Side(
+        "--input-format",
+        "--logvar-key",
+        "--logvar-columns",
+        key_help="Array name in a .npz (MU's if no LOGVAR).",
+        columns_help="LOGVAR's columns (of MU's table if no LOGVAR).",
+    ),
+    # The priors: files of their own, read with --input-format only.
+    Side("--input-format"),
 )
 
 
 @app.command()
 @error_boundary
+@uses(sides=SIDES, out=output(), storage=storage())
 def gaussian(
     mu: Annotated[
         str,
@@ -44,26 +62,26 @@ def gaussian(
         ),
     ] = None,
     scale_param: Annotated[
-        str,
-        typer.Option(
+        ScaleParam,
+        choice(
+            ScaleParam,
             "--scale-param",
-            metavar="[logvar|logstd|std|var]",
             help="What LOGVAR holds: log sigma^2 (default), log sigma, sigma or sigma^2. "
             "Check it: logvar vs log-std confusion is the most common VAE bug (a factor of "
             "2 inside the exp).",
         ),
-    ] = "logvar",
+    ] = ScaleParam.LOGVAR,
     reduction: Annotated[
-        str,
-        typer.Option(
+        LatentReduction,
+        choice(
+            LatentReduction,
             "--reduction",
             "-r",
-            metavar="[batch-mean|sum|none|per-dim|per-row]",
             help="batch-mean (default, the usual VAE loss): sum over latent dims, mean over "
             "the batch; sum; none (per element); per-dim (batch mean of each dim, with the "
             "active units); per-row (sum over dims of each sample).",
         ),
-    ] = "batch-mean",
+    ] = LatentReduction.BATCH_MEAN,
     free_bits: Annotated[
         float | None,
         typer.Option(
@@ -89,43 +107,11 @@ def gaussian(
             help="Prior log-variances (always log sigma^2), broadcast to MU's shape; default 0.",
         ),
     ] = None,
-    mu_columns: Annotated[
-        str | None,
-        typer.Option(
-            "--mu-columns",
-            metavar="COLS",
-            help="MU's columns: names, globs (mu_*) or 0-based indices.",
-        ),
-    ] = None,
-    logvar_columns: Annotated[
-        str | None,
-        typer.Option(
-            "--logvar-columns",
-            metavar="COLS",
-            help="LOGVAR's columns (of MU's table if no LOGVAR).",
-        ),
-    ] = None,
-    mu_key: Annotated[str | None, typer.Option("--mu-key", help="Array name in a .npz.")] = None,
-    logvar_key: Annotated[
-        str | None, typer.Option("--logvar-key", help="Array name in a .npz (MU's if no LOGVAR).")
-    ] = None,
-    input_format: Annotated[
-        str | None,
-        typer.Option(
-            "--input-format",
-            metavar="FMT",
-            help="npy, npz, csv, tsv, parquet or arrow for every input (default: by extension).",
-        ),
-    ] = None,
-    delimiter: DelimiterOpt = None,
-    missing: MissingOpt = "error",
-    storage_option: StorageOpt = None,
-    format: FormatOpt = "auto",
-    output: OutputOpt = None,
     strict: StrictOpt = False,
-    quiet: QuietOpt = False,
-    no_color: NoColorOpt = False,
-    debug: DebugOpt = False,
+    *,
+    sides: "tuple[ReadOptions, ReadOptions, ReadOptions]",
+    out: Output,
+    storage: Storage,
 ) -> None:
     """KL(N(mu, sigma^2) || prior) of diagonal Gaussians: the VAE latent KL, in closed form.
 
@@ -143,48 +129,26 @@ def gaussian(
     """
     from ..jobs.gaussian import GaussianRequest
     from ..jobs.gaussian import gaussian as run
-    from ..render import resolve_format
-    from ..render.gaussian import gaussian_report
 
-    resolve_format(format, False)
     request = GaussianRequest(
-        mu=mu,
-        logvar=logvar,
-        mu_options=read_options(
-            input_format,
-            mu_key,
-            mu_columns,
-            delimiter,
-            missing,
-            key_option="--mu-key",
-            columns_option="--mu-columns",
-            format_option="--input-format",
-        ),
-        logvar_options=read_options(
-            input_format,
-            logvar_key,
-            logvar_columns,
-            delimiter,
-            missing,
-            key_option="--logvar-key",
-            columns_option="--logvar-columns",
-            format_option="--input-format",
-        ),
+        mu,
+        logvar,
+        *sides,
         prior_mu=prior_mu,
         prior_logvar=prior_logvar,
-        prior_options=read_options(
-            input_format, None, None, delimiter, missing, key_option=None, format_option=None
-        ),
         scale_param=scale_param,
         reduction=reduction,
         free_bits=free_bits,
-        output=output if output != "-" else None,
+        output=out.file,
         strict=strict,
     )
-    configure_storage(storage_option)
-    request.validate()  # before stdin is read
-    stdin = read_stdin_if_needed(*(p for p in (mu, logvar, prior_mu, prior_logvar) if p))
-    result = run(request, stdin)
+    run_command(request, lambda r, stdin, _: run(r, stdin), partial(_show, out), storage)
+
+
+def _show(out: Output, result: "GaussianResult") -> "Verdict":
+    from ..render.gaussian import gaussian_report
+
     for text in result.warnings:
         Messages.warn(text)
-    emit_with_notes(gaussian_report(result), format, output, no_color)
+    emit_with_notes(gaussian_report(result), out.format, out.path)
+    return result.verdict

@@ -1,63 +1,46 @@
 """``kldiv inspect``: what a data file holds, and the flags to use with it."""
 
-from typing import Annotated
+from functools import partial
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ..choices import Missing
 from .app import app
 from .boundary import error_boundary
-from .options import (
-    DebugOpt,
-    DelimiterOpt,
-    FormatOpt,
-    NoColorOpt,
-    OutputOpt,
-    QuietOpt,
-    StorageOpt,
-    configure_storage,
-    emit,
-    progress,
-    read_options,
-    read_stdin_if_needed,
+from .groups import Output, Side, Storage, inputs, output, storage, uses
+from .output import emit
+from .runner import run_command
+
+if TYPE_CHECKING:
+    from ..io.base import ReadOptions
+    from ..jobs.gates import Verdict
+
+SIDES = inputs(
+    Side(
+        "--file-format",
+        "--key",
+        "--columns",
+        format_help="npy, npz, csv, tsv, parquet, arrow, safetensors or kld.",
+        key_help="Array (.npz) or tensor (.safetensors) name.",
+        columns_help="Names, globs or 0-based indices.",
+    ),
+    missing=Missing.NAN,
+    missing_help="Missing cells of the numeric columns: counted as NaN (default), or an error.",
 )
 
 
 @app.command()
 @error_boundary
+@uses(sides=SIDES, out=output(), storage=storage())
 def inspect(
     file: Annotated[
         str, typer.Argument(metavar="FILE", help="A data file ('-' for stdin).", show_default=False)
     ],
-    file_format: Annotated[
-        str | None,
-        typer.Option(
-            "--file-format",
-            metavar="FMT",
-            help="npy, npz, csv, tsv, parquet, arrow, safetensors or kld.",
-        ),
-    ] = None,
-    key: Annotated[
-        str | None, typer.Option("--key", help="Array (.npz) or tensor (.safetensors) name.")
-    ] = None,
-    columns: Annotated[
-        str | None,
-        typer.Option("--columns", metavar="COLS", help="Names, globs or 0-based indices."),
-    ] = None,
-    delimiter: DelimiterOpt = None,
-    missing: Annotated[
-        str,
-        typer.Option(
-            "--missing",
-            metavar="[nan|error]",
-            help="Missing cells of the numeric columns: counted as NaN (default), or an error.",
-        ),
-    ] = "nan",
-    storage_option: StorageOpt = None,
-    output: OutputOpt = None,
-    format: FormatOpt = "auto",
-    quiet: QuietOpt = False,
-    no_color: NoColorOpt = False,
-    debug: DebugOpt = False,
+    *,
+    sides: "tuple[ReadOptions]",
+    out: Output,
+    storage: Storage,
 ) -> None:
     """Describe a data file: shape, dtype, NaN/inf counts, range, row sums, and what it
     looks like (probabilities, log-probabilities, logits, labels), with the flags to use.
@@ -72,22 +55,14 @@ def inspect(
     """
     from ..jobs.inspect import InspectRequest
     from ..jobs.inspect import inspect as run
-    from ..render import resolve_format
+
+    request = InspectRequest(file, *sides, out.file)
+    run_command(request, run, partial(_show, out), storage)
+
+
+def _show(out: Output, info: "dict[str, Any]") -> "Verdict":
+    from ..jobs.gates import Verdict
     from ..render.reports import inspect_report
 
-    resolve_format(format, False)
-    options = read_options(
-        file_format,
-        key,
-        columns,
-        delimiter,
-        missing,
-        key_option="--key",
-        format_option="--file-format",
-    )
-    request = InspectRequest(file, options, output if output != "-" else None)
-    request.validate()  # before stdin is read
-    configure_storage(storage_option)
-    with progress(quiet) as on_progress:
-        result = run(request, read_stdin_if_needed(file), on_progress)
-    emit(inspect_report(result), format, output, no_color)
+    emit(inspect_report(info), out.format, out.path)
+    return Verdict()

@@ -1,29 +1,109 @@
-"""Options declared once and shared by the commands, and the output helpers they share."""
+"""Options declared once: single options (``Annotated`` aliases a command's parameter
+takes), the :func:`choice` type of every fixed-word option, and the option groups of
+:mod:`.groups` are built from these.
 
-import sys
-import time
-from collections.abc import Callable
+Nothing here runs a job, prints or reads a file.
+"""
+
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from typer._click import Context, Parameter
+from typer._click.exceptions import ClickException
+from typer._click.shell_completion import CompletionItem
+from typer._click.types import ParamType
 
-from ..errors import ExitCode
-from .boundary import Messages, current
+from ..choices import Choice, Missing, OutputFormat, unknown
+from ..errors import ExitCode, KldivError
 
 if TYPE_CHECKING:
-    from ..io.base import ReadOptions
     from ..jobs.slices import Slices
-    from ..render import Report
 
-FormatOpt = Annotated[
-    str,
-    typer.Option(
-        "--format",
-        "-f",
-        metavar="[auto|plain|json|csv|table|markdown]",
-        help="Output format. auto: a table on a terminal, plain otherwise (parseable lines: a bare number for a scalar, CSV rows for arrays; see the command's help).",
-    ),
-]
+
+class OptionError(ClickException):
+    """An option value that does not parse (a word not among its choices, a clamp that
+    is not LO,HI): the one line every usage error is (``kldiv: error: unknown reduction
+    'avg'; choose one of ...``), exit 2, without Click's usage block; run in-process,
+    :func:`.app.run` prints the same line."""
+
+    exit_code = int(ExitCode.ERROR)
+
+    def show(self, file: Any = None) -> None:
+        from .boundary import current
+
+        current().error(self.format_message())
+
+
+class ChoiceType(ParamType):
+    """The Click type of an option whose value is one of ``choices``' words: shown in
+    the help as ``[a|b|c]``, completed by the shell, parsed into the member."""
+
+    def __init__(self, choices: type[Choice]) -> None:
+        self.choices = choices
+        self.name = choices.__name__.lower()
+
+    def get_metavar(self, param: Parameter, ctx: Context) -> str:
+        return "[" + "|".join(self.choices.words()) + "]"
+
+    def convert(self, value: Any, param: Parameter | None, ctx: Context | None) -> Choice:
+        if isinstance(value, self.choices):
+            return value
+        try:
+            return self.choices(value)
+        except ValueError:
+            raise OptionError(unknown(self.choices, value)) from None
+
+    def shell_complete(
+        self, ctx: Context, param: Parameter, incomplete: str
+    ) -> list[CompletionItem]:
+        return [CompletionItem(w) for w in self.choices.words() if w.startswith(incomplete)]
+
+
+class ParsedType(ParamType):
+    """The Click type of an option parsed by ``parse`` (a :class:`~kldiv_cli.errors.UsageError`
+    for a bad value): the option receives the parsed value; ``words`` are completed."""
+
+    def __init__(
+        self, name: str, parse: Callable[[str], Any], metavar: str, words: Sequence[str] = ()
+    ) -> None:
+        self.name = name
+        self.parse = parse
+        self.metavar = metavar
+        self.words = tuple(words)
+
+    def get_metavar(self, param: Parameter, ctx: Context) -> str:
+        return self.metavar
+
+    def convert(self, value: Any, param: Parameter | None, ctx: Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return self.parse(value)
+        except KldivError as exc:
+            raise OptionError(str(exc)) from None
+
+    def shell_complete(
+        self, ctx: Context, param: Parameter, incomplete: str
+    ) -> list[CompletionItem]:
+        return [CompletionItem(w) for w in self.words if w.startswith(incomplete)]
+
+
+def choice(choices: type[Choice], *names: str, help: str, **kwargs: Any) -> Any:
+    """``typer.Option(*names)`` taking one of ``choices``' words (the parameter's type is
+    the enum: it receives a member)."""
+    return typer.Option(*names, click_type=ChoiceType(choices), help=help, **kwargs)
+
+
+def not_empty(value: str | None) -> str | None:
+    """An option that names something cannot be given as an empty string."""
+    if value is not None and not value.strip():
+        raise typer.BadParameter("is empty")
+    return value
+
+
+# The flags of every command (and of the app: ``kldiv -q compute ...`` and
+# ``kldiv compute ... -q`` are the same); :mod:`.app` adds them, the boundary applies them.
 QuietOpt = Annotated[
     bool, typer.Option("--quiet", "-q", help="Print nothing on stderr except errors.")
 ]
@@ -31,75 +111,15 @@ NoColorOpt = Annotated[
     bool, typer.Option("--no-color", help="No colour (also NO_COLOR=1; FORCE_COLOR=1 forces it).")
 ]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show a traceback on errors.")]
-MissingOpt = Annotated[
-    str,
-    typer.Option(
-        "--missing",
-        metavar="[error|nan]",
-        help="Missing cells in CSV/Parquet: an error naming the first one (default), or NaN.",
-    ),
-]
-DelimiterOpt = Annotated[
-    str | None,
-    typer.Option("--delimiter", help="CSV delimiter (default ',' for .csv, tab for .tsv)."),
-]
 
-EngineOpt = Annotated[
-    str,
-    typer.Option(
-        "--engine",
-        metavar="[local|dask]",
-        help="Where the sums run: this process (local), or tasks on a Dask cluster "
-        '(pip install "kldiv[dask]", or ".[dask]" from the source); the same bits either way.',
-    ),
-]
-
-
-def _not_empty(value: str | None) -> str | None:
-    """An option that names something cannot be given as an empty string."""
-    if value is not None and not value.strip():
-        raise typer.BadParameter("is empty")
-    return value
-
-
-SchedulerOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--scheduler",
-        metavar="ADDRESS",
-        envvar="DASK_SCHEDULER_ADDRESS",
-        callback=_not_empty,
-        help="A running Dask scheduler (tcp://HOST:8786); default: a local cluster on 127.0.0.1.",
-    ),
-]
-SchedulerFileOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--scheduler-file",
-        metavar="PATH",
-        callback=_not_empty,
-        help="A Dask scheduler file to connect to.",
-    ),
-]
-TimeoutOpt = Annotated[
-    float,
-    typer.Option(
-        "--timeout",
-        metavar="SECONDS",
-        help="Seconds to wait for the Dask scheduler to answer and for a worker to join.",
-    ),
-]
-WorkersOpt = Annotated[
-    int | None,
-    typer.Option("--workers", metavar="N", help="Workers of the local Dask cluster."),
-]
-StorageOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--storage-option",
-        metavar="KEY=VALUE",
-        help="For s3://, gs://, abfs://, hdfs:// paths: endpoint, region, anonymous=true... "
-        "(repeatable; credentials come from the environment only).",
+FormatOpt = Annotated[
+    OutputFormat,
+    choice(
+        OutputFormat,
+        "--format",
+        "-f",
+        help="Output format. auto: a table on a terminal, plain otherwise (parseable lines: "
+        "a bare number for a scalar, CSV rows for arrays; see the command's help).",
     ),
 ]
 OutputOpt = Annotated[
@@ -112,8 +132,19 @@ OutputOpt = Annotated[
         "(.npy, .csv, .json, .parquet...; '-': stdout).",
     ),
 ]
-# The gate pair (GateOpt): --fail-above NAME=X and --fail-below NAME=X, parsed by
-# kldiv_cli.jobs.gates; a NaN never passes.
+DelimiterOpt = Annotated[
+    str | None,
+    typer.Option("--delimiter", help="CSV delimiter (default ',' for .csv, tab for .tsv)."),
+]
+StorageOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--storage-option",
+        metavar="KEY=VALUE",
+        help="For s3://, gs://, abfs://, hdfs:// paths: endpoint, region, anonymous=true... "
+        "(repeatable; credentials come from the environment only).",
+    ),
+]
 FailAboveOpt = Annotated[
     list[str] | None,
     typer.Option(
@@ -152,6 +183,91 @@ ChunkRowsOpt = Annotated[
 ]
 
 
+class EngineType(ParamType):
+    """``--engine NAME``: a name of the engine registry
+    (:data:`kldiv_cli.engines.registry.ENGINES`), completed from it; the job checks the
+    name (and the engine's limits), so a new engine is only its registry entry. The
+    registry loads the engines (NumPy): it is read for completion only, never for help."""
+
+    name = "engine"
+
+    def convert(self, value: Any, param: Parameter | None, ctx: Context | None) -> str:
+        return str(value)
+
+    def get_metavar(self, param: Parameter, ctx: Context) -> str:
+        return "NAME"
+
+    def shell_complete(
+        self, ctx: Context, param: Parameter, incomplete: str
+    ) -> list[CompletionItem]:
+        return [CompletionItem(w) for w in _engines() if w.startswith(incomplete)]
+
+
+def _engines() -> tuple[str, ...]:
+    from ..engines.registry import ENGINES
+
+    return tuple(ENGINES)
+
+
+EngineOpt = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        click_type=EngineType(),
+        help="Where the sums run: this process (local, the default), or tasks on a Dask cluster "
+        '(pip install "kldiv[dask]", or ".[dask]" from the source); the same bits either way.',
+    ),
+]
+SchedulerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--scheduler",
+        metavar="ADDRESS",
+        envvar="DASK_SCHEDULER_ADDRESS",
+        callback=not_empty,
+        help="A running Dask scheduler (tcp://HOST:8786); default: a local cluster on 127.0.0.1.",
+    ),
+]
+SchedulerFileOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--scheduler-file",
+        metavar="PATH",
+        callback=not_empty,
+        help="A Dask scheduler file to connect to.",
+    ),
+]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option("--workers", metavar="N", help="Workers of the local Dask cluster."),
+]
+TimeoutOpt = Annotated[
+    float,
+    typer.Option(
+        "--timeout",
+        metavar="SECONDS",
+        help="Seconds to wait for the Dask scheduler to answer and for a worker to join.",
+    ),
+]
+
+
+def _thresholds(text: str) -> tuple[float, ...]:
+    from ..jobs.gates import parse_thresholds
+
+    return parse_thresholds(text)
+
+
+#: The option receives the parsed thresholds (a tuple of floats); Typer is told only
+#: the Click type, as it declares no tuple of any length.
+FracAboveOpt = Annotated[
+    Any,
+    typer.Option(
+        "--frac-above",
+        click_type=ParsedType("thresholds", _thresholds, "T1,T2,..."),
+        help="Report the share of rows (tokens) above each threshold in every measure block "
+        "(frac_above.T, gateable: --fail-above kl.frac_above.0.1=0.05).",
+    ),
+]
 BinsOpt = Annotated[
     int, typer.Option("--bins", help="Bins per numeric column, from the reference only.")
 ]
@@ -165,141 +281,20 @@ ColumnsOpt = Annotated[
         "--columns", metavar="COLS", help="Columns to check: names, globs or 0-based indices."
     ),
 ]
-
-
-def read_options(
-    fmt: str | None,
-    key: str | None,
-    columns: str | None,
-    delimiter: str | None,
-    missing: str,
-    *,
-    key_option: str | None,
-    format_option: str | None,
-    columns_option: str | None = None,
-    booleans: bool = False,
-) -> "ReadOptions":
-    """One input's :class:`~kldiv_cli.io.base.ReadOptions`, with the command's own names of
-    its key, format and columns options (the ones hints name; None: the command has none)."""
-    from ..io.base import ReadOptions
-
-    return ReadOptions(
-        fmt,
-        key,
-        columns,
-        delimiter,
-        missing,
-        booleans=booleans,
-        key_option=key_option,
-        format_option=format_option,
-        columns_option=columns_option,
-    )
-
-
-def emit(report: "Report", fmt: str, output: str | None, no_color: bool = False) -> None:
-    """Render ``report`` to stdout in ``fmt``, or write it to the file ``output``."""
-    from ..render import print_report, resolve_format
-
-    if output and output != "-":
-        from ..render.files import write_report
-
-        write_report(output, report, fmt)
-        Messages.note(f"wrote {output}")
-        return
-    env = current()
-    env.no_color = env.no_color or no_color
-    # Into the command's held stdout: the boundary writes it when the command ends.
-    print_report(report, resolve_format(fmt, env.stdout_isatty), env.stdout, env.color)
-
-
-def emit_with_notes(report: "Report", fmt: str, output: str | None, no_color: bool) -> None:
-    """:func:`emit`, and the report's notes (diagnostics) on stderr wherever
-    the output does not carry them: only a terminal table prints them and JSON holds
-    their numbers."""
-    from ..render import resolve_format
-
-    emit(report, fmt, output, no_color)
-    to_file = bool(output and output != "-")
-    if to_file or resolve_format(fmt, current().stdout_isatty) not in ("table", "json"):
-        for note in report.notes:
-            Messages.note(note)
-
-
-def exit_if_failed(text: str | None) -> None:
-    """A failed check (``text``, the ``check failed`` line): say why on stderr, exit 1."""
-    if text:
-        Messages.check_failed(text)
-        raise typer.Exit(ExitCode.CHECK_FAILED)
-
-
-class progress:
-    """A Rich progress bar on stderr, for people: only on a terminal, never with --quiet,
-    and only once a job has run for :attr:`SHOW_AFTER` seconds without finishing (so
-    wide files of few rows get one too; quick jobs never flash one)."""
-
-    SHOW_AFTER = 1.0
-
-    def __init__(self, quiet: bool) -> None:
-        env = current()
-        self.enabled = not (quiet or env.quiet) and env.stderr_isatty
-        self.bar: Any = None
-        self.task: Any = None
-        self.started = time.monotonic()
-
-    def __enter__(self) -> "Callable[[int, int], None] | None":
-        return self.update if self.enabled else None
-
-    def update(self, done: int, total: int) -> None:
-        """``done`` of ``total`` units of work (elements; ``total`` -1 while unknown)."""
-        if self.bar is None:
-            if done >= total >= 0 or time.monotonic() - self.started < self.SHOW_AFTER:
-                return
-            from rich.console import Console
-            from rich.progress import Progress
-
-            self.bar = Progress(console=Console(file=current().stderr), transient=True)
-            self.bar.start()
-            self.task = self.bar.add_task("kldiv", total=total if total >= 0 else None)
-        self.bar.update(self.task, completed=done)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-
-def configure_storage(pairs: list[str] | None) -> None:
-    """Apply ``--storage-option KEY=VALUE`` settings to every remote path of this run.
-
-    Always called, with no settings too (they are cleared): a run in the same process
-    (the tests, a library user) never inherits the previous run's settings. Nothing
-    is set before :mod:`~kldiv_cli.io.fs` is loaded, so a run without settings does not
-    load it (start-up).
-    """
-    if not pairs and "kldiv_cli.io.fs" not in sys.modules:
-        return
-    from ..io import fs
-
-    fs.configure(fs.parse_options(pairs or ()))
-
-
-def read_stdin_if_needed(*paths: str | None) -> bytes | None:
-    """All of stdin when one of ``paths`` is ``-``, else None (None paths are unset options)."""
-    if "-" not in paths:
-        return None
-    from ..io.sources import read_stdin
-
-    return read_stdin(current().stdin)
-
-
-FracAboveOpt = Annotated[
-    str,
-    typer.Option(
-        "--frac-above",
-        metavar="T1,T2,...",
-        help="Report the share of rows (tokens) above each threshold in every measure block "
-        "(frac_above.T, gateable: --fail-above kl.frac_above.0.1=0.05).",
+MissingOpt = Annotated[
+    Missing,
+    choice(
+        Missing,
+        "--missing",
+        help="Missing cells in CSV/Parquet: an error naming the first one (default), or NaN.",
     ),
 ]
+
+
+def temperature_option(help: str) -> Any:
+    """``-T/--temperature T``: softmax(logits / T); a finite number > 0 (checked by the
+    request, :func:`kldiv_cli.jobs.checks.temperature`)."""
+    return typer.Option("--temperature", "-T", help=help)
 
 
 # The slice options (compare, estimate): see kldiv_cli.jobs.slices.

@@ -5,6 +5,7 @@ from typing import Annotated
 
 import typer
 
+from ..choices import Missing, OutputFormat
 from .app import app
 from .boundary import Messages, error_boundary
 from .options import (
@@ -16,10 +17,9 @@ from .options import (
     NoColorOpt,
     QuietOpt,
     StorageOpt,
-    configure_storage,
-    emit_with_notes,
-    read_stdin_if_needed,
 )
+from .output import emit_with_notes
+from .runner import configure_storage, read_stdin_if_needed
 
 _KINDS = "[logits|log-probs|probs]"
 
@@ -102,9 +102,9 @@ def topk(
         typer.Option("--columns", metavar="COLS", help="Columns of CSV/Parquet inputs."),
     ] = None,
     delimiter: DelimiterOpt = None,
-    missing: MissingOpt = "error",
+    missing: MissingOpt = Missing.ERROR,
     storage_option: StorageOpt = None,
-    format: FormatOpt = "auto",
+    format: FormatOpt = OutputFormat.AUTO,
     chunk_rows: ChunkRowsOpt = None,
     quiet: QuietOpt = False,
     no_color: NoColorOpt = False,

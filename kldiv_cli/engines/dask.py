@@ -375,7 +375,7 @@ def _gather(client: Any, futures: list[Any]) -> list[Any]:
 
 def check_request(request: ComputeRequest) -> None:
     """What the Dask engine computes: a scalar loss (sum, mean, batchmean)."""
-    if request.reduction == "none":
+    if request.per_element:
         raise UsageError("--engine dask computes a scalar loss; -r none runs with --engine local")
     if request.per_row or request.top:
         raise UsageError("--engine dask computes a scalar loss; --per-row and --top run locally")

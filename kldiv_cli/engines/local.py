@@ -118,7 +118,7 @@ def _streamable_output(request: ComputeRequest) -> bool:
     from ..io.writers import STREAMED_KINDS, output_kind
 
     assert request.output is not None
-    return request.reduction == "none" and output_kind(request.output) in STREAMED_KINDS
+    return request.per_element and output_kind(request.output) in STREAMED_KINDS
 
 
 def _run_whole(run: _Run) -> ComputeResult:
@@ -126,7 +126,7 @@ def _run_whole(run: _Run) -> ComputeResult:
     x, t = convert(request, sx.read(), st.read(), st.label)
 
     def blocks() -> Iterator[BlockPair]:
-        if request.reduction == "none" or x.ndim < 2 or x.shape != t.shape:
+        if request.per_element or x.ndim < 2 or x.shape != t.shape:
             return iter([(x, t)])
         # Blocks of rows (views): the exact row sums and the diagnostics then need
         # block-sized temporaries, not ten times the data.

@@ -19,11 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from ..core import REDUCTIONS, result_dtype
-from ..core.transforms import TRANSFORMS, apply_transform
+from ..choices import Reduction, Transform, coerce
+from ..core import result_dtype
+from ..core.transforms import apply_transform
 from ..errors import InputError, UsageError
 from ..io.sources import ReadOptions, Source, open_source
+from .checks import Checked, temperature
 from .diagnostics import Diagnostics, refuse_if_strict
+from .gates import Gate, Verdict, gate_failure
 
 #: ``progress(done, total)``: input elements summed so far, and in all (-1 while unknown).
 Progress = Callable[[int, int], None]
@@ -49,15 +52,15 @@ class EngineOptions:
 
 
 @dataclass(frozen=True)
-class ComputeRequest:
+class ComputeRequest(Checked):
     input: str
     target: str
     input_options: ReadOptions = ReadOptions()
     target_options: ReadOptions = ReadOptions()
-    reduction: str = "mean"
+    reduction: Reduction = Reduction.MEAN
     log_target: bool = False
-    input_transform: str = "none"
-    target_transform: str = "none"
+    input_transform: Transform = Transform.NONE
+    target_transform: Transform = Transform.NONE
     dim: int = -1
     temperature: float = 1.0
     t2_scale: bool = False
@@ -78,18 +81,22 @@ class ComputeRequest:
     engine: str = "local"
     engine_options: EngineOptions = EngineOptions()
 
-    def validate(self) -> None:
-        if self.reduction not in REDUCTIONS:
-            raise UsageError(
-                f"unknown reduction {self.reduction!r}; choose one of {', '.join(REDUCTIONS)}"
-            )
-        for name in (self.input_transform, self.target_transform):
-            if name not in TRANSFORMS:
-                raise UsageError(
-                    f"unknown transform {name!r}; choose one of {', '.join(TRANSFORMS)}"
-                )
-        if not (math.isfinite(self.temperature) and self.temperature > 0):
-            raise UsageError(f"--temperature must be a finite number > 0, got {self.temperature}")
+    def __post_init__(self) -> None:
+        # Words parsed once, when the request is made (a library caller may pass text).
+        coerce(self, reduction=Reduction, input_transform=Transform, target_transform=Transform)
+        temperature(self.temperature)
+
+    @property
+    def per_element(self) -> bool:
+        """``-r none``: the loss of every element, not a sum."""
+        return self.reduction is Reduction.NONE
+
+    @property
+    def inputs(self) -> tuple[str, str]:
+        """The paths the job reads."""
+        return (self.input, self.target)
+
+    def check(self) -> None:
         if self.top is not None and self.top < 1:
             raise UsageError(f"--top must be at least 1, got {self.top}")
         if self.input == "-" and self.target == "-":
@@ -128,6 +135,11 @@ class ComputeResult:
     written: str | None = None
     #: Why the ``--fail-above`` gate failed, or None.
     failed_check: str | None = None
+
+    @property
+    def verdict(self) -> Verdict:
+        """The exit code's reason: the gate."""
+        return Verdict(failed=self.failed_check)
 
     @property
     def gate_value(self) -> float | None:
@@ -216,7 +228,7 @@ def check_classes(request: ComputeRequest, sx: Source, st: Source) -> None:
                 f"{'1' if transform == 'softmax' else '0'}; a distribution needs >= 2 classes: "
                 f"{choose_hint(src, options)}"
             )
-    if request.reduction == "none" and not request.per_row and request.top is None:
+    if request.per_element and not request.per_row and request.top is None:
         return
     # Labels are one column by design: the classes are then the input's.
     classes = sides[:1] if request.target_labels else sides
@@ -244,14 +256,14 @@ def convert(
     return x, t
 
 
-def _transform(name: str, a: np.ndarray, request: ComputeRequest) -> np.ndarray:
+def _transform(name: Transform, a: np.ndarray, request: ComputeRequest) -> np.ndarray:
     """A transform as torch computes it for ``-r none`` (its pointwise terms are torch's),
     and in float64 for every aggregate (nothing rounded before the KL is summed)."""
-    if name == "none":
+    if name is Transform.NONE:
         return a
     if a.ndim and not -a.ndim <= request.dim < a.ndim:
         raise UsageError(f"--dim {request.dim} is out of range for data of shape {a.shape}")
-    exact = np.float64 if request.reduction != "none" else None
+    exact = np.float64 if not request.per_element else None
     # Row-major first: a softmax's sums then have the same bits whatever the file's layout
     # (a Parquet table read whole is column-major; its streamed blocks are row-major).
     a = np.ascontiguousarray(a)
@@ -316,10 +328,10 @@ def _columns_allowed(request: ComputeRequest, sx: Source, st: Source) -> bool:
     """Whether a request can be summed column by column, straight from a table's columns
     (no row-major copy): a scalar reduction of untransformed, same-shape tables."""
     return (
-        request.reduction != "none"
+        not request.per_element
         and not (request.per_row or request.top or request.target_labels)
-        and request.input_transform == "none"
-        and request.target_transform == "none"
+        and request.input_transform is Transform.NONE
+        and request.target_transform is Transform.NONE
         and tuple(sx.shape) == tuple(st.shape)
     )
 
@@ -333,7 +345,7 @@ def stream_shape(
     that both sides hold the same number of rows. ``reduction="none"`` streams only into a
     sink, and only when the rows are known (a .npy header needs them first).
     """
-    if request.reduction == "none" and not (sink and -1 not in (sx.shape[0], st.shape[0])):
+    if request.per_element and not (sink and -1 not in (sx.shape[0], st.shape[0])):
         return None
     if not (sx.streamable and st.streamable):
         return None
@@ -460,14 +472,8 @@ def _gate(request: ComputeRequest, result: ComputeResult) -> str | None:
     """Why ``--fail-above`` fails (a sentence), or None when it passes or is not asked."""
     if request.fail_above is None:
         return None
-    value = result.gate_value
-    if value is not None and value <= request.fail_above:
-        return None
     what = "largest row" if request.per_row else "loss"
-    limit = f"--fail-above {request.fail_above:g}"
-    if value is None or value != value:
-        return f"{what} is NaN ({limit})"
-    return f"{what} {value:.6g} is above {limit}"
+    return gate_failure(Gate(what, "above", request.fail_above), result.gate_value, what)
 
 
 def _shape_warnings(request: ComputeRequest, sx: Source, st: Source) -> list[str]:

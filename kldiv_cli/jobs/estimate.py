@@ -13,11 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from ..choices import Aggregate, EmptySequences, Estimator, coerce
 from ..core.estimators import (
-    AGGREGATES,
-    EMPTY_SEQUENCES,
     ESTIMATORS,
-    SUM_NORM_V07,
     Clamp,
     aggregate_tokens,
     estimate_diagnostics,
@@ -28,20 +26,25 @@ from ..core.stats import FRAC_ABOVE, robust, summary
 from ..errors import InputError, UsageError
 from ..io.sources import ReadOptions, column_array, open_columns, open_source, select_columns
 from ..text import clean
+from .checks import Checked
 from .diagnostics import LOGPROB_SLACK, refuse_if_strict, trailing_runs
-from .gates import Gate, check_thresholds, evaluate, failure_text, flatten, parse_gates
+from .gates import Gate, Verdict, check_thresholds, evaluate, failure_text, flatten
 from .positions import first_position
 
 __all__ = [
     "EstimateRequest",
     "EstimateResult",
+    "clamp_option",
     "estimate",
 ]
+
+#: ``--clamp none``.
+NO_CLAMP = Clamp("none")
 
 #: How messages name a position in LOGP, REF_LOGP or the mask (0-based).
 _AXES = ("row", "token")
 #: The aggregations divided by a horizon (``--norm-length``).
-_NORMED = ("seq-mean-token-sum-norm", SUM_NORM_V07)
+_NORMED = (Aggregate.SEQ_MEAN_TOKEN_SUM_NORM, Aggregate.SEQ_MEAN_TOKEN_SUM_NORM_VERL07)
 
 
 def _gate_hint(numbers: dict[str, float]) -> str:
@@ -49,60 +52,65 @@ def _gate_hint(numbers: dict[str, float]) -> str:
     return f"use one of {known} or a dotted name from -f json (e.g. diagnostics.chi2_token)"
 
 
+def clamp_option(spec: str | Clamp) -> Clamp:
+    """``--clamp``: a preset or ``LO,HI`` (:func:`~kldiv_cli.core.estimators.parse_clamp`).
+
+    Raises
+    ------
+    UsageError
+        ``--clamp: ...`` for anything else.
+    """
+    try:
+        return parse_clamp(spec)
+    except ValueError as exc:
+        raise UsageError(f"--clamp: {exc}") from None
+
+
 @dataclass(frozen=True)
-class EstimateRequest:
+class EstimateRequest(Checked):
     logp: str
     ref_logp: str
     logp_options: ReadOptions = ReadOptions()
     ref_options: ReadOptions = ReadOptions()
+    mask_options: ReadOptions = ReadOptions()
     #: A 0/1 file of the same shape: 1 = the token counts.
     mask: str | None = None
-    mask_options: ReadOptions = ReadOptions()
     #: Without a mask, tokens equal to this (or NaN) on both sides are padding.
     pad_value: float | None = None
     #: Long tables: the column naming each row's sequence (rows in token order).
     sequence_column: str | None = None
-    estimator: str = "all"
-    clamp: str = "none"
-    aggregate: str = "token-mean"
+    estimator: Estimator = Estimator.ALL
+    #: ``--clamp`` (a preset name or ``LO,HI`` is parsed when the request is made).
+    clamp: Clamp = NO_CLAMP
+    aggregate: Aggregate = Aggregate.TOKEN_MEAN
     norm_length: float | None = None
     #: The seq-mean modes: ``skip`` sequences with no token (verl) or count them as 0 (TRL).
-    empty_sequences: str = "skip"
+    empty_sequences: EmptySequences = EmptySequences.SKIP
     #: ``--strict``: a warning (suspected padding, no token at all) is an error.
     strict: bool = False
-    fail_above: tuple[str, ...] = ()
-    fail_below: tuple[str, ...] = ()
+    #: ``--fail-above/--fail-below NAME=X`` (:func:`~kldiv_cli.jobs.gates.parse_gates`).
+    gates: tuple[Gate, ...] = ()
     output: str | None = None
     #: ``--frac-above``: each per-token summary reports the share of tokens above each.
     frac_above: tuple[float, ...] = FRAC_ABOVE
     #: ``--top N``: report the N tokens of largest |log ratio| (None: none).
     top: int | None = None
 
+    def __post_init__(self) -> None:
+        # Parsed once, when the request is made (a library caller may pass text).
+        coerce(self, estimator=Estimator, aggregate=Aggregate, empty_sequences=EmptySequences)
+        object.__setattr__(self, "clamp", clamp_option(self.clamp))
+
     @property
     def estimators(self) -> tuple[str, ...]:
-        return ESTIMATORS if self.estimator == "all" else (self.estimator,)
+        return ESTIMATORS if self.estimator is Estimator.ALL else (self.estimator,)
 
     @property
-    def gates(self) -> tuple[Gate, ...]:
-        return parse_gates(self.fail_above, self.fail_below)
+    def inputs(self) -> tuple[str, str, str | None]:
+        """The paths the job reads."""
+        return (self.logp, self.ref_logp, self.mask)
 
-    def validate(self) -> None:
-        if self.estimator not in (*ESTIMATORS, "all"):
-            raise UsageError(
-                f"unknown estimator {self.estimator!r}; choose one of {', '.join(ESTIMATORS)}, all"
-            )
-        if self.aggregate not in AGGREGATES:
-            raise UsageError(
-                f"unknown aggregate {self.aggregate!r}; choose one of {', '.join(AGGREGATES)}"
-            )
-        try:
-            parse_clamp(self.clamp)
-        except ValueError as exc:
-            raise UsageError(f"--clamp: {exc}") from None
-        if self.empty_sequences not in EMPTY_SEQUENCES:
-            raise UsageError(
-                f"unknown --empty-sequences {self.empty_sequences!r}; choose skip or zero"
-            )
+    def check(self) -> None:
         if self.norm_length is not None:
             if self.aggregate not in _NORMED:
                 raise UsageError("--norm-length is the divisor of seq-mean-token-sum-norm only")
@@ -129,7 +137,7 @@ class EstimateRequest:
                 zero == 0,
                 dict.fromkeys(self.estimators, zero[0]),
                 self.frac_above,
-                parse_clamp(self.clamp),
+                self.clamp,
             ),
         )
         numbers = flatten(skeleton)
@@ -170,6 +178,11 @@ class EstimateResult:
     def failed_check(self) -> str | None:
         """The ``check failed`` line when a gate failed, else None."""
         return failure_text(self.gates)
+
+    @property
+    def verdict(self) -> Verdict:
+        """The exit code's reason: the gates."""
+        return Verdict(failed=self.failed_check)
 
 
 def _numbers(
@@ -442,8 +455,10 @@ def _padding_warning(a: np.ndarray, b: np.ndarray, labels: tuple[str, str]) -> l
 
 
 def _no_token_warning(request: EstimateRequest) -> str:
-    zero = request.aggregate in ("token-sum", "sum", SUM_NORM_V07) or (
-        request.empty_sequences == "zero" and request.aggregate != "token-mean"
+    totals = (Aggregate.TOKEN_SUM, Aggregate.SUM, Aggregate.SEQ_MEAN_TOKEN_SUM_NORM_VERL07)
+    zero = request.aggregate in totals or (
+        request.empty_sequences is EmptySequences.ZERO
+        and request.aggregate is not Aggregate.TOKEN_MEAN
     )
     value = "0" if zero else "NaN, as verl's agg_loss gives"
     return (
@@ -452,7 +467,8 @@ def _no_token_warning(request: EstimateRequest) -> str:
 
 
 def estimate(request: EstimateRequest, stdin: bytes | None = None) -> EstimateResult:
-    """Run the job: read, mask, estimate, aggregate, diagnose, gate."""
+    """Run the job: read, mask, estimate, aggregate, diagnose, gate (the request is
+    validated first, unless it was already)."""
     request.validate()
     reader = _read_long if request.sequence_column is not None else _read_wide
     a, b, valid, da, db = reader(request, stdin)
@@ -467,7 +483,7 @@ def estimate(request: EstimateRequest, stdin: bytes | None = None) -> EstimateRe
     a64, b64 = a.astype(np.float64, copy=False), b.astype(np.float64, copy=False)
     with np.errstate(invalid="ignore"):  # inf - inf outside the mask
         logr = np.where(valid, b64 - a64, 0.0)
-    clamp = parse_clamp(request.clamp)
+    clamp = request.clamp
     estimates: dict[str, float] = {}
     values: dict[str, np.ndarray] = {}
     for name in request.estimators:

@@ -1,9 +1,15 @@
-"""Gates: ``--fail-above NAME=X`` / ``--fail-below NAME=X`` on the numbers of a result.
+"""Gates and verdicts: how every command's result becomes its exit code.
 
+A gate is ``--fail-above NAME=X`` / ``--fail-below NAME=X`` on a number of a result.
 A job names its numbers by :func:`flatten`-ing its JSON document (``kl.p99``,
 ``diagnostics.ess``), checks the gates' names before any work (:func:`check_names`),
 and :func:`evaluate`\\s them on its result; :func:`failure_text` is the ``check
-failed`` line. Shared by ``compare`` and ``estimate``.
+failed`` line. ``compute --fail-above X`` is one gate on one number, the loss
+(:func:`gate_failure`).
+
+Every result states its :class:`Verdict` (a gate failed, drift was found, a column
+could not be compared); the command line ends as the verdict says (exit 1 for a failed
+check, 2 for an error, 0 otherwise).
 """
 
 from __future__ import annotations
@@ -18,15 +24,28 @@ from ..text import clean
 
 __all__ = [
     "Gate",
+    "Verdict",
     "check_names",
     "check_thresholds",
     "evaluate",
     "failure_text",
     "flatten",
+    "gate_failure",
     "parse_gate",
     "parse_gates",
     "parse_thresholds",
 ]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a run's result means for its exit code."""
+
+    #: The ``check failed`` line (a gate failed, drift found): exit 1.
+    failed: str | None = None
+    #: An error the run finished with anyway (a column that could not be compared):
+    #: always shown; exit 2 unless the check failed too.
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -151,6 +170,17 @@ def failure_text(checks: Iterable[Mapping[str, Any]]) -> str | None:
         verdict = "is NaN" if value != value else f"= {value:.6g} is {op}"
         parts.append(f"{clean(check['name'])} {verdict} --fail-{op} {threshold:g}")
     return "; ".join(parts) or None
+
+
+def gate_failure(gate: Gate, value: float | None, what: str) -> str | None:
+    """Why ``compute``'s one gate on ``value`` (``what``: the loss, the largest row)
+    fails, or None when it passes; a value that is None or NaN never passes."""
+    if value is not None and gate.passed(value):
+        return None
+    limit = f"{gate.option} {gate.threshold:g}"
+    if value is None or value != value:
+        return f"{what} is NaN ({limit})"
+    return f"{what} {value:.6g} is {gate.op} {limit}"
 
 
 def parse_thresholds(text: str, option: str = "--frac-above") -> tuple[float, ...]:

@@ -15,11 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from ..choices import LatentReduction, ScaleParam, coerce
 from ..core.engine import as_float64
 from ..core.gaussian import (
     FREE_BITS_REDUCTIONS,
-    GAUSSIAN_REDUCTIONS,
-    SCALE_PARAMS,
     ActiveUnits,
     GaussianReduction,
     pointwise_kl,
@@ -30,43 +29,45 @@ from ..errors import InputError, UsageError
 from ..io import formats
 from ..io.sources import ReadOptions, Source, open_source
 from .blocks import rebatch
+from .checks import Checked
 from .diagnostics import refuse_if_strict
+from .gates import Verdict
 from .positions import first_position
 
 __all__ = ["GaussianRequest", "GaussianResult", "gaussian"]
 
 
 @dataclass(frozen=True)
-class GaussianRequest:
+class GaussianRequest(Checked):
     mu: str
     #: None: the same file as ``mu`` (two column groups or two .npz keys).
     logvar: str | None = None
     mu_options: ReadOptions = ReadOptions()
     logvar_options: ReadOptions = ReadOptions()
+    prior_options: ReadOptions = ReadOptions()
     prior_mu: str | None = None
     prior_logvar: str | None = None
-    prior_options: ReadOptions = ReadOptions()
-    scale_param: str = "logvar"
-    reduction: str = "batch-mean"
+    scale_param: ScaleParam = ScaleParam.LOGVAR
+    reduction: LatentReduction = LatentReduction.BATCH_MEAN
     free_bits: float | None = None
     output: str | None = None
     #: ``--strict``: a note about the inputs (columns left out) is an error.
     strict: bool = False
 
+    def __post_init__(self) -> None:
+        # Parsed once, when the request is made (a library caller may pass text).
+        coerce(self, scale_param=ScaleParam, reduction=LatentReduction)
+
     @property
     def logvar_path(self) -> str:
         return self.mu if self.logvar is None else self.logvar
 
-    def validate(self) -> None:
-        if self.scale_param not in SCALE_PARAMS:
-            raise UsageError(
-                f"unknown --scale-param {self.scale_param!r}; choose one of {', '.join(SCALE_PARAMS)}"
-            )
-        if self.reduction not in GAUSSIAN_REDUCTIONS:
-            raise UsageError(
-                f"unknown reduction {self.reduction!r}; "
-                f"choose one of {', '.join(GAUSSIAN_REDUCTIONS)}"
-            )
+    @property
+    def inputs(self) -> tuple[str | None, ...]:
+        """The paths the job reads."""
+        return (self.mu, self.logvar, self.prior_mu, self.prior_logvar)
+
+    def check(self) -> None:
         if self.free_bits is not None:
             if math.isnan(self.free_bits):
                 raise UsageError("--free-bits must be a number, got nan")
@@ -115,6 +116,11 @@ class GaussianResult:
     prior: dict[str, Any]
     #: The inputs' notes: columns the column rule left out (for stderr).
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def verdict(self) -> Verdict:
+        """gaussian has no gate: a result is a pass."""
+        return Verdict()
 
 
 #: Latent values per block read (each side): a few MB of float64 temporaries.

@@ -140,6 +140,11 @@ class InspectRequest:
     #: The report's file (-o; None: stdout), of a kind of :data:`OUTPUT_KINDS`.
     output: str | None = None
 
+    @property
+    def inputs(self) -> tuple[str]:
+        """The path the job reads."""
+        return (self.path,)
+
     def validate(self) -> None:
         """The output's kind, and that it is not the input: before anything is read."""
         from ..io.writers import guard

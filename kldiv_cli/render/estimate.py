@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._version import __version__
-from ..core.estimators import parse_clamp
 from ..core.stats import frac_key
 from ..jobs.estimate import EstimateResult
 from . import Report, format_number
@@ -29,7 +28,7 @@ def estimate_document(result: EstimateResult) -> dict[str, Any]:
         empty_sequences_rule=req.empty_sequences,
         padded_length=result.padded_length,
         estimator=req.estimator,
-        clamp=parse_clamp(req.clamp).name,
+        clamp=req.clamp.name,
         aggregate=req.aggregate,
     )
     if result.norm_length is not None:
@@ -63,7 +62,7 @@ def _notes(result: EstimateResult) -> list[str]:
             if result.empty_sequences
             else ""
         )
-        + f"; aggregate {req.aggregate}, clamp {parse_clamp(req.clamp).name}",
+        + f"; aggregate {req.aggregate}, clamp {req.clamp.name}",
         f"ratio pi/pi_ref: mean {_g(ratio['mean'])}, min {_g(ratio['min'])}, "
         f"max {_g(ratio['max'])}, > 2: {_g(ratio['share_above_2'])}, "
         f"< 0.5: {_g(ratio['share_below_0.5'])}",
@@ -76,7 +75,7 @@ def _notes(result: EstimateResult) -> list[str]:
 
 
 def _clamp_notes(result: EstimateResult) -> list[str]:
-    clamp = parse_clamp(result.request.clamp)
+    clamp = result.request.clamp
     if clamp.name == "none":
         return []
     counts = ", ".join(

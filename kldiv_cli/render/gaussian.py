@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from .._version import __version__
+from ..choices import LatentReduction
 from ..jobs.gaussian import GaussianResult
 from . import Report, as_rows, format_number
 
@@ -26,7 +27,7 @@ def gaussian_document(result: GaussianResult) -> dict[str, Any]:
     doc: dict[str, Any] = {"kl": result.kl}
     if result.kl_free_bits is not None:
         doc["kl_free_bits"] = result.kl_free_bits
-    if req.reduction == "per-dim":
+    if req.reduction is LatentReduction.PER_DIM:
         doc["active_units"] = result.active_units
     doc.update(
         reduction=req.reduction,
@@ -50,16 +51,16 @@ def gaussian_report(result: GaussianResult) -> Report:
     req = result.request
     kl, fb = result.kl, result.kl_free_bits
     notes = []
-    if req.reduction == "per-dim":
+    if req.reduction is LatentReduction.PER_DIM:
         notes.append(
             f"active units (Var_batch(mu) > 0.01): {result.active_units} of {result.latent_dims}"
         )
-    if isinstance(kl, np.ndarray) and req.reduction == "none":
+    if isinstance(kl, np.ndarray) and req.reduction is LatentReduction.NONE:
         flat = as_rows(kl)
         table: dict[str, Any] = {f"c{j}": flat[:, j] for j in range(flat.shape[1])}
         plain: Any = partial(_lines, [flat[:, j] for j in range(flat.shape[1])])
     elif isinstance(kl, np.ndarray):
-        index = "dim" if req.reduction == "per-dim" else "row"
+        index = "dim" if req.reduction is LatentReduction.PER_DIM else "row"
         table = {index: np.arange(kl.size), "kl": kl}
         columns = [kl] if fb is None else [kl, np.asarray(fb)]
         if fb is not None:
