@@ -208,3 +208,72 @@ def test_positions_need_sequences(tmp_path: Path) -> None:
         invoke("compare", tmp_path / "a.npy", tmp_path / "b.npy", "--by", "confidence").exit_code
         == 0
     )
+
+
+def test_html_report(batch: Path, tmp_path: Path) -> None:
+    """--html: one self-contained page (no script, no URL, the CSP), names from data
+    escaped, a figure per view, the size plot with --size."""
+    hostile = tmp_path / "<img src=x onerror=alert(1)>.npy"
+    hostile.write_bytes((batch / "cand.npy").read_bytes())
+    page = tmp_path / "report.html"
+    out = invoke(
+        "compare",
+        batch / "base.npy",
+        batch / "cand.npy",
+        hostile,
+        "--label",
+        "Q8",
+        "--label",
+        "<b>Q4</b>",
+        "--tokens",
+        batch / "tokens.npy",
+        "--ignore-index",
+        -100,
+        "--html",
+        page,
+        "--size",
+        "Q8=8e9",
+        "--size",
+        "<b>Q4</b>=4e9",
+        "--last",
+        3,
+        "--top",
+        2,
+    )
+    assert out.exit_code == 0, out.stderr
+    text = page.read_text()
+    assert "Content-Security-Policy" in text and "default-src 'none'" in text
+    for bad in ("<script", "://", "<img", "<b>Q4"):
+        assert bad not in text, bad
+    assert "&lt;b&gt;Q4&lt;/b&gt;" in text and "&lt;img src=x" in text
+    assert text.count("<svg") == 4  # CDF, confidence, position, size
+    assert "Mean KL against size" in text and "last 3" in text and "Paired differences" in text
+    doc = json.loads(
+        invoke(
+            "compare",
+            batch / "base.npy",
+            batch / "cand.npy",
+            "--tokens",
+            batch / "tokens.npy",
+            "--ignore-index",
+            -100,
+            "-f",
+            "json",
+        ).stdout
+    )
+    assert f"<td class=num>{doc['kl']['mean']:.6g}</td>" in text
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--html", "r.txt"], "--html writes .html or .htm files"),
+        (["--size", "Q=1"], "--size labels the mean-KL-against-size plot of --html"),
+        (["--html", "r.html", "--size", "nope=1"], "no candidate has that label"),
+        (["--html", "r.html", "--size", "cand.npy=-1"], "--size takes LABEL=BYTES"),
+    ],
+)
+def test_bad_html_options(batch: Path, extra: list, message: str) -> None:
+    out = invoke("compare", batch / "base.npy", batch / "cand.npy", *extra)
+    assert out.exit_code == 2 and message in out.stderr, out.stderr
+    assert not Path("r.html").exists()

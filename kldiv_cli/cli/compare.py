@@ -40,6 +40,7 @@ from .runner import (
 )
 
 if TYPE_CHECKING:
+    from ..jobs.compare import CompareAllResult
     from ..render import Report
 
 _KINDS = "[logits|log-probs|probs]"
@@ -180,6 +181,23 @@ def compare(
             help="A top-K REFERENCE in .npz/.safetensors: its array of log-probabilities.",
         ),
     ] = None,
+    html: Annotated[
+        str | None,
+        typer.Option(
+            "--html",
+            metavar="PATH",
+            help="Also write a self-contained HTML report: statistics, per-row KL CDFs, KL by "
+            "confidence and position.",
+        ),
+    ] = None,
+    size: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--size",
+            metavar="LABEL=BYTES",
+            help="A candidate's size (repeat): --html plots mean KL against size.",
+        ),
+    ] = None,
     positions: PositionsOpt = None,
     last: LastOpt = None,
     token_ids: TokenIdsOpt = None,
@@ -266,6 +284,8 @@ def compare(
         frac_above=frac_above,
         tail=tail,
         slices=slices_of(positions, last, token_ids, exclude_token_ids, by),
+        html=html,
+        sizes=tuple(size or ()),
         indices_key=indices_key,
         logprobs_key=logprobs_key,
     )
@@ -278,6 +298,8 @@ def compare(
         Messages.warn(text)
     if output:
         _write_rows(output, rows_report(result.results[0]), format)
+    if html:
+        _write_page(html, result, request.size_of())
     report = compare_all_report(result)
     if rows_on_stdout(output):
         # stdout holds the per-row table: the statistics go beside the messages.
@@ -307,3 +329,13 @@ def _write_rows(output: str, report: "Report", fmt: str) -> None:
         return
     atomic_write(output, report_writer(kind, report))
     Messages.note(f"wrote {output}")
+
+
+def _write_page(path: str, result: "CompareAllResult", sizes: dict[str, float]) -> None:
+    """``--html``: the report page, atomically."""
+    from ..io.writers import atomic_write
+    from ..render.compare_html import compare_page
+
+    data = compare_page(result, sizes)
+    atomic_write(path, lambda f: f.write(data))
+    Messages.note(f"wrote {path}")

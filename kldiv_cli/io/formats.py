@@ -318,6 +318,8 @@ OUTPUT_EXTENSIONS: dict[str, str] = {
     ".pq": "parquet",
     ".md": "markdown",
 }
+#: The extensions of an HTML page (``--html``).
+PAGE_EXTENSIONS: tuple[str, ...] = (".html", ".htm")
 #: The extension each output kind is named by in messages (its first above).
 OUTPUT_EXTENSION: dict[str, str] = {k: e for e, k in reversed(OUTPUT_EXTENSIONS.items())}
 

@@ -29,6 +29,7 @@ from . import fs
 from .formats import (
     OUTPUT_EXTENSION,
     OUTPUT_EXTENSIONS,
+    PAGE_EXTENSIONS,
     output_extension_kind,
 )
 from .paths import dataset_files
@@ -74,6 +75,17 @@ def is_stream(path: str) -> bool:
     except OSError:
         return False
     return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def check_page(path: str, option: str = "--html") -> None:
+    """``path`` names an HTML page (:data:`~.formats.PAGE_EXTENSIONS`), or is a stream
+    (whatever its name)."""
+    if path == "-" or is_stream(path):
+        return
+    if os.path.splitext(path)[1].lower() not in PAGE_EXTENSIONS:
+        raise UsageError(
+            f"{option} writes {' or '.join(PAGE_EXTENSIONS)} files, got {clean(path)!r}"
+        )
 
 
 def output_kind(

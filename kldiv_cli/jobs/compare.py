@@ -30,6 +30,7 @@ from ..io.sources import ReadOptions, Source, open_source
 from ..io.topk import TopKSource, is_topk, open_topk
 from ..io.writers import (
     STREAMED_KINDS,
+    check_page,
     guard,
     is_stream,
     output_kind,
@@ -134,6 +135,10 @@ class CompareRequest:
     #: ``--positions``, ``--last``, ``--token-ids``, ``--by``...: the statistics of parts
     #: of the rows too (see :mod:`.slices`).
     slices: Slices = Slices()
+    #: ``--html PATH``: a self-contained page of the statistics and figures; ``--size
+    #: LABEL=BYTES`` (each candidate's size) adds mean KL against size.
+    html: str | None = None
+    sizes: tuple[str, ...] = ()
     #: A top-K reference: how the mass outside its K classes is treated (see
     #: :data:`kldiv_cli.core.topk.TAILS`), and the arrays of a .npz/safetensors one.
     tail: str = "bucket"
@@ -223,7 +228,29 @@ class CompareRequest:
             _check_streamed(self.output)
         if self.tail not in TAILS:
             raise UsageError(f"--tail: unknown {self.tail!r}; choose one of {', '.join(TAILS)}")
-        guard([self.output], self.inputs)
+        self.size_of()
+        if self.html is not None:
+            check_page(self.html)
+        guard([self.output, self.html], self.inputs)
+
+    def size_of(self) -> dict[str, float]:
+        """``--size LABEL=BYTES`` by label (checked: known labels, sizes > 0)."""
+        if self.sizes and self.html is None:
+            raise UsageError("--size labels the mean-KL-against-size plot of --html; give --html")
+        out: dict[str, float] = {}
+        for spec in self.sizes:
+            label, _, text = spec.rpartition("=")
+            try:
+                size = float(text)
+            except ValueError:
+                size = math.nan
+            if not label or not (math.isfinite(size) and size > 0):
+                raise UsageError(f"--size takes LABEL=BYTES (a number > 0), got {spec!r}")
+            if label not in self.candidate_labels:
+                known = ", ".join(self.candidate_labels)
+                raise UsageError(f"--size {label}: no candidate has that label ({known})")
+            out[label] = size
+        return out
 
     def _check_kld_sides(self) -> None:
         """A .kld side holds log-probs in one array: ``--as`` and ``--key`` do not apply."""
