@@ -55,7 +55,7 @@ td.num,th.num{text-align:right}
 .pass{color:#17663a;font-weight:600}.fail{color:#a4161a;font-weight:600}
 """
 
-_TEXT = 'font-size="12" fill="#4a5468"'
+_TEXT = 'font-size="13" fill="#4a5468"'
 _GRID = 'stroke="#e3e6ec"'
 
 
@@ -116,6 +116,22 @@ def _decades(values: Sequence[np.ndarray]) -> tuple[int, int]:
     return (lo, hi) if hi > lo else (hi - 1, hi)
 
 
+def _nice(top: float) -> float:
+    """The smallest 1, 2, 2.5 or 5 × 10^k at or above ``top`` (> 0): a round axis end."""
+    if not (math.isfinite(top) and top > 0):
+        return 1.0
+    scale = 10.0 ** math.floor(math.log10(top))
+    return next(
+        m * scale
+        for m in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10)
+        if m * scale >= top * (1 - 1e-12)
+    )
+
+
+def _tick(v: float) -> str:
+    return f"{v:.3g}"
+
+
 def _power(exponent: int) -> str:
     return {0: "1", 1: "10", -1: "0.1"}.get(exponent, f"1e{exponent}")
 
@@ -127,7 +143,7 @@ def svg_cdf(series: Sequence[tuple[str, np.ndarray]], what: str) -> tuple[str, s
 
     values = [np.sort(np.asarray(v, dtype=np.float64)[np.isfinite(v)]) for _, v in series]
     lo, hi = _decades(values)
-    width, height, left, right, top, base = 640, 300, 52, 14, 10, 256
+    width, height, left, right, top, base = 480, 266, 44, 12, 10, 216
     span = width - left - right
 
     def x_of(v: np.ndarray) -> np.ndarray:
@@ -180,16 +196,16 @@ def svg_bars(
     """Grouped bars: for each group (a position band, a confidence bucket), one bar per
     series; NaN (an empty group) draws nothing. Linear y from 0."""
     finite = [v for _, vals in series for v in vals if math.isfinite(v)]
-    top_value = max(finite, default=0.0) or 1.0
-    width, height, left, right, top, base = 640, 280, 64, 10, 12, 222
+    top_value = _nice(max(finite, default=0.0))
+    width, height, left, right, top, base = 480, 250, 50, 8, 10, 196
     slot = (width - left - right) / max(len(groups), 1)
     bar = slot * 0.8 / max(len(series), 1)
     body = []
-    for share in (0, 0.5, 1):
+    for share in (0, 0.25, 0.5, 0.75, 1):
         y = base - share * (base - top)
         body.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" {_GRID}/>')
         body.append(
-            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" {_TEXT}>{fmt(share * top_value)}</text>'
+            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" {_TEXT}>{_tick(share * top_value)}</text>'
         )
     for g, group in enumerate(groups):
         x0 = left + g * slot + slot * 0.1
@@ -207,9 +223,6 @@ def svg_bars(
             f'<text x="{cx:.1f}" y="{base + 14}" text-anchor="end" transform="rotate(-30 {cx:.1f} {base + 14})" '
             f"{_TEXT}>{_esc(group)}</text>"
         )
-    body.append(
-        f'<text x="12" y="{(top + base) / 2:.1f}" transform="rotate(-90 12 {(top + base) / 2:.1f})" text-anchor="middle" {_TEXT}>{_esc(what)}</text>'
-    )
     return _svg(width, height, f"{what} by group", body)
 
 
@@ -222,24 +235,26 @@ def _size_text(n: float) -> str:
 
 def svg_scatter(points: Sequence[tuple[str, float, float]], what: str) -> str:
     """``(label, size in bytes, value)`` points: the value against the size, each labelled."""
-    width, height, left, right, top, base = 640, 300, 64, 24, 14, 250
+    width, height, left, right, top, base = 480, 260, 50, 16, 24, 214
     sizes = [p[1] for p in points]
     values = [p[2] for p in points if math.isfinite(p[2])]
     x_lo, x_hi = min(sizes), max(sizes)
     if x_hi == x_lo:
         x_lo, x_hi = x_lo * 0.9, x_hi * 1.1 + 1
-    y_hi = max(values, default=1.0) or 1.0
+    y_hi = _nice(max(values, default=0.0))
     span = width - left - right
     body = []
-    for share in (0, 0.5, 1):
+    for share in (0, 0.25, 0.5, 0.75, 1):
         y = base - share * (base - top)
         body.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" {_GRID}/>')
         body.append(
-            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" {_TEXT}>{fmt(share * y_hi)}</text>'
+            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" {_TEXT}>{_tick(share * y_hi)}</text>'
         )
+    for share in (0, 0.5, 1):
         x = left + share * span
+        anchor = "start" if share == 0 else "end" if share == 1 else "middle"
         body.append(
-            f'<text x="{x:.1f}" y="{base + 18}" text-anchor="middle" {_TEXT}>{_size_text(x_lo + share * (x_hi - x_lo))}</text>'
+            f'<text x="{x:.1f}" y="{base + 18}" text-anchor="{anchor}" {_TEXT}>{_size_text(x_lo + share * (x_hi - x_lo))}</text>'
         )
     ordered = sorted((p for p in points if math.isfinite(p[2])), key=lambda p: p[1])
     coords = [
@@ -258,13 +273,10 @@ def svg_scatter(points: Sequence[tuple[str, float, float]], what: str) -> str:
         dx = -8 if anchor == "end" else 8
         body.append(
             f'<circle cx="{x:.1f}" cy="{y:.1f}" r="5" fill="{color}"><title>{_esc(label)}: {_size_text(size)}, {fmt(value)}</title></circle>'
-            f'<text x="{x + dx:.1f}" y="{y - 7:.1f}" text-anchor="{anchor}" font-size="12" fill="#1d2330">{_esc(label)}</text>'
+            f'<text x="{x + dx:.1f}" y="{y - 8:.1f}" text-anchor="{anchor}" font-size="13" fill="#1d2330">{_esc(label)}</text>'
         )
     body.append(
-        f'<text x="{left + span / 2:.1f}" y="{height - 2}" text-anchor="middle" {_TEXT}>size</text>'
-    )
-    body.append(
-        f'<text x="12" y="{(top + base) / 2:.1f}" transform="rotate(-90 12 {(top + base) / 2:.1f})" text-anchor="middle" {_TEXT}>{_esc(what)}</text>'
+        f'<text x="{left + span / 2:.1f}" y="{height - 4}" text-anchor="middle" {_TEXT}>size (bytes)</text>'
     )
     return _svg(width, height, f"{what} against size", body)
 
