@@ -38,14 +38,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import half
+from . import half, kernel
 from .pointwise import pointwise
+from .sums import as_float64, combine, combine_rows, fsum_or_inf
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Iterator
     from concurrent.futures import ThreadPoolExecutor
 
-    from numpy.typing import ArrayLike, NDArray
 
 __all__ = [
     "CHUNK",
@@ -81,60 +81,6 @@ def _threads(threads: int | None) -> int:
     if threading.current_thread().name.startswith(_POOL_PREFIX):
         return 1
     return default_threads() if threads is None else max(1, threads)
-
-
-def combine(parts: Iterable[float]) -> float:
-    """Exact, order-independent combination of float64 partial sums.
-
-    ``fsum`` refuses ``inf - inf``; torch gives nan there, and so does the plain sum.
-    """
-    arr = np.asarray(list(parts), dtype=np.float64)
-    if np.isfinite(arr).all():
-        return _fsum(arr.tolist())
-    with np.errstate(invalid="ignore"):
-        return float(arr.sum())
-
-
-def _fsum(values: list[float]) -> float:
-    """``math.fsum``, except where finite values sum beyond float64 (fsum raises
-    OverflowError there): then the plain sum's infinity, as torch's sum overflows too."""
-    try:
-        return math.fsum(values)
-    except OverflowError:
-        with np.errstate(over="ignore", invalid="ignore"):
-            return float(np.sum(values))
-
-
-def combine_rows(rows: np.ndarray) -> NDArray[np.float64]:
-    """:func:`combine` of each row of a 2-D array: the exact float64 sum of every row.
-
-    A row of finite values is summed by ``math.fsum`` (exact, rounded once); a row with
-    a NaN or an infinity by the plain sum, so ``inf - inf`` is NaN as in torch (fsum
-    would raise). A row of no values sums to 0.
-    """
-    w = np.asarray(rows, dtype=np.float64)
-    out = np.empty(len(w), dtype=np.float64)
-    finite = np.isfinite(w).all(axis=1)
-    out[finite] = [_fsum(r) for r in w[finite].tolist()]
-    with np.errstate(invalid="ignore"):
-        out[~finite] = w[~finite].sum(axis=1)
-    return out
-
-
-def as_float64(value: ArrayLike, name: str, *, bools: bool = False) -> NDArray[np.float64]:
-    """``value`` as a float64 array, widened exactly (no copy when it already is one).
-
-    Integers and floats are real numbers; booleans only with ``bools`` (as 0 and 1).
-
-    Raises
-    ------
-    TypeError
-        Any other dtype (complex, strings, objects), named by ``name``.
-    """
-    a = np.asarray(value)
-    if a.dtype.kind not in ("fiub" if bools else "fiu"):
-        raise TypeError(f"{name}: expected real numbers, got dtype {a.dtype}")
-    return a.astype(np.float64, copy=False)
 
 
 class _Buffers:
@@ -193,6 +139,14 @@ class _Operand:
             half.any_sign(codes, buf.u[:n], buf.w[:n], out)
         return out
 
+    @property
+    def dtype(self) -> np.dtype:
+        return self.a.dtype
+
+    @property
+    def size(self) -> int:
+        return self.a.size
+
     def _reduced(self) -> np.ndarray:
         # float16 reductions are slow in NumPy; the widened copy has the same extremes.
         return self.a64 if self.a.dtype == np.float16 else self.a
@@ -208,7 +162,20 @@ class _Operand:
         return self._lo
 
 
-def _fits(x: _Operand, t: _Operand, log_target: bool, dtype: np.dtype) -> bool:
+class _Known:
+    """A chunk operand known by its dtype, size and extremes alone (from the kernel)."""
+
+    def __init__(self, dtype: np.dtype, size: int, lo: float, hi: float) -> None:
+        self.dtype, self.size, self._lo, self._hi = dtype, size, lo, hi
+
+    def lo(self) -> float:
+        return self._lo
+
+    def hi(self) -> float:
+        return self._hi
+
+
+def _fits(x: _Operand | _Known, t: _Operand | _Known, log_target: bool, dtype: np.dtype) -> bool:
     """Whether none of torch's intermediate results can overflow on this chunk (finite
     operands, and non-negative targets unless ``log_target``: the caller's float64 sum
     was finite).
@@ -220,13 +187,13 @@ def _fits(x: _Operand, t: _Operand, log_target: bool, dtype: np.dtype) -> bool:
     ``|t x| <= |x|`` and ``|xlogy(t, t)| <= 1/e``. Otherwise bounds from the chunk's
     extremes, with a factor 2 of margin.
     """
-    if not x.a.size or (dtype == np.float64 and t.a.dtype == np.float64):
+    if not x.size or (dtype == np.float64 and t.dtype == np.float64):
         return True
     t_hi = t.hi()
-    if not log_target and t_hi <= 1 and x.a.dtype.itemsize <= dtype.itemsize:
+    if not log_target and t_hi <= 1 and x.dtype.itemsize <= dtype.itemsize:
         return True
     limit = float(np.finfo(dtype).max) / 2
-    own_limit = float(np.finfo(t.a.dtype).max) / 2
+    own_limit = float(np.finfo(t.dtype).max) / 2
     x_abs = max(-x.lo(), x.hi())
     if log_target:
         if t_hi > math.log(min(limit, own_limit)):
@@ -356,22 +323,50 @@ def partial_sums(
     """
     xf, tf = flat_pair(x, t)
     dtype = np.dtype(dtype)
-
-    def one(i: int) -> float:
-        return chunk_sum(xf[i : i + chunk], tf[i : i + chunk], log_target, dtype)
-
     starts = range(0, xf.size, chunk)
     threads = _threads(threads)
     if threads == 1 or xf.size < PARALLEL_MIN:
-        return [one(i) for i in starts]
+        return _run(xf, tf, starts, log_target, dtype, chunk)
 
     # Each worker takes a contiguous run of chunks; the partials keep their chunk order.
     bounds = np.linspace(0, len(starts), threads + 1).astype(int)
 
     def work(k: int) -> list[float]:
-        return [one(i) for i in starts[bounds[k] : bounds[k + 1]]]
+        return _run(xf, tf, starts[bounds[k] : bounds[k + 1]], log_target, dtype, chunk)
 
     return [p for run in _pool(threads).map(work, range(threads)) for p in run]
+
+
+def _run(
+    xf: np.ndarray, tf: np.ndarray, starts: range, log_target: bool, dtype: np.dtype, chunk: int
+) -> list[float]:
+    """The partial sums of the chunks at ``starts``: by the fused kernel (one pass each)
+    where it applies, else, and for chunks it flags, by :func:`chunk_sum`."""
+    if not starts:
+        return []
+    fused = not log_target and kernel.fused_kind(xf.dtype) and kernel.fused_kind(tf.dtype)
+    rows = None
+    if fused:
+        end = min(starts[-1] + chunk, xf.size)
+        rows = kernel.chunk_table(xf[starts[0] : end], tf[starts[0] : end], chunk)
+    parts = []
+    for k, i in enumerate(starts):
+        x, t = xf[i : i + chunk], tf[i : i + chunk]
+        value = None if rows is None else _fused_value(rows[k], x, t, dtype)
+        parts.append(chunk_sum(x, t, log_target, dtype) if value is None else value)
+    return parts
+
+
+def _fused_value(row: np.ndarray, x: np.ndarray, t: np.ndarray, dtype: np.dtype) -> float | None:
+    """A chunk's sum from its row of :func:`kernel.chunk_table`: the exact sum of its lanes,
+    or None where the slow path must decide (torch's special values, or overflow in
+    torch's dtypes)."""
+    if (row[kernel.LANES :].view(np.uint64) >= kernel.BAD).any():
+        return None
+    total = fsum_or_inf(row[: kernel.LANES].tolist())
+    t_hi, x_abs = float(row[kernel.LANES]), float(row[kernel.LANES + 1])
+    xk, tk = _Known(x.dtype, x.size, -x_abs, x_abs), _Known(t.dtype, t.size, 0.0, t_hi)
+    return total if math.isfinite(total) and _fits(xk, tk, False, dtype) else None
 
 
 def column_partials(

@@ -1,0 +1,337 @@
+"""The fused exact kernel: each chunk's loss sum in one pass, compiled or in NumPy, same bits.
+
+Per element, ``t`` and ``x`` are widened exactly to float64 and the term ``t * (log t - x)``
+is formed with a logarithm of kldiv's own (so that it is the same everywhere): ``t = 2^e m``
+from the bits, ``m`` divided by the nearest of 257 table points ``c_i = 1 + i/256`` through a
+28-bit reciprocal (exact for float32 and float16 data: ``m`` has 24 bits), a degree-6
+polynomial for ``log1p`` of the remainder ``|r| <= 2^-9``, and ``e ln 2 + log c_i`` held in two
+parts (the high parts sum exactly). Its error is about half a float64 ulp of ``log t``, like
+NumPy's float64 ``log``. Element ``j`` of a chunk goes to lane ``j % 16``; each lane is
+summed in order, and the chunk's value is the exact sum of its 16 lanes.
+
+Two implementations give the same bits: ``klkernel.c`` (built into a shared library when a C
+compiler is present at install; AVX-512, AVX2 or generic code chosen for the CPU, all the same
+operations without FMA contraction) and :func:`_numpy_chunk`, which performs the same IEEE
+operations as whole-array NumPy steps. ``KLDIV_KERNEL=numpy`` forces the NumPy one (and
+``generic``, ``avx2``, ``avx512`` a compiled variant). The library is loaded on first use.
+
+Targets that are negative, ``-0``, infinite or NaN (or a float64 subnormal), and inputs that
+are not finite, are flagged: the caller sums such chunks with torch's special-value rules.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import half
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+__all__ = ["LANES", "OUT", "accelerator", "chunk_table", "fused_kind"]
+
+LANES = 16
+#: Doubles written per chunk: the 16 lane sums, the largest target key, the largest |x|.
+OUT = LANES + 2
+#: A target key or |x| bit pattern at or above this is not a finite non-negative value.
+BAD = 0x7FF0000000000000
+_TABLE = 16
+_ISAS = {"generic": 0, "avx2": 1, "avx512": 2}
+_KINDS = {np.dtype(np.float16): 0, np.dtype(np.float32): 1, np.dtype(np.float64): 2}
+#: Elements per NumPy step: its buffers stay in the core's cache.
+_STEP = 1 << 14
+#: Below this many elements the NumPy steps cost less than loading the library (ctypes
+#: and the shared library take a few milliseconds): small jobs start no slower.
+SMALL = 1 << 15
+
+_LOCK = threading.Lock()
+_STATE: dict[str, Any] = {}
+
+
+def fused_kind(dtype: np.dtype) -> bool:
+    """Whether the kernel takes operands of ``dtype`` (float16, float32, float64)."""
+    return dtype in _KINDS
+
+
+def _parts(*hexes: str) -> list[float]:
+    return [float.fromhex(h) for h in hexes]
+
+
+#: klkernel.c's table, made by :func:`make_table` (a test checks they agree): the 28-bit
+#: reciprocals of ``1 + i/16``, the high (multiples of 2^-42) and low parts of
+#: ``log(1/inv_i)``, ``ln 2`` in two parts, and ``q(r)``'s coefficients, highest degree
+#: first (a Chebyshev fit of ``(log1p(r) - r) / r^2`` on ``|r| <= 1/32``, error 2^-55 ``|r|``
+#: in ``log1p(r)``).
+TABLE_VALUES = (
+    _parts(
+        *(
+            "0x1p+0 0x1.e1e1e1ep-1 0x1.c71c71cp-1 0x1.af286bcp-1 0x1.999999ap-1 0x1.8618618p-1"
+        ).split(),
+        *("0x1.745d174p-1 0x1.642c85ap-1 0x1.5555556p-1 0x1.47ae148p-1 0x1.3b13b14p-1").split(),
+        *("0x1.2f684bep-1 0x1.2492492p-1 0x1.1a7b962p-1 0x1.1111112p-1 0x1.0842108p-1").split(),
+    )
+    + _parts(
+        *("0x0p+0 0x1.f0a30c2118p-5 0x1.e2707722bp-4 0x1.5ff3073a7ap-3 0x1.c8ff7c59aap-3").split(),
+        *("0x1.1675cacabap-2 0x1.4618bc31c6p-2 0x1.739d7f3fbdp-2 0x1.9f323eabfap-2").split(),
+        *("0x1.c8ff7c69aap-2 0x1.f128f5eafp-2 0x1.0be72e38528p-1 0x1.1e85f5ef04p-1").split(),
+        *("0x1.307d731af1p-1 0x1.41d8fe6867p-1 0x1.52a2d26dbc8p-1").split(),
+    )
+    + _parts(
+        *("0x0p+0 -0x1.d599d83368e9p-45 -0x1.a341c2af00011p-45 -0x1.8585d183bebaap-44").split(),
+        *("-0x1.7793f689f845fp-45 0x1.83816731f55d9p-44 -0x1.3d80f484c8477p-46").split(),
+        *("0x1.ab009314e2fa5p-52 -0x1.ed01525ca26eep-44 -0x1.77947689f8449p-44").split(),
+        *("0x1.bb2d5720ec437p-44 0x1.415c144bdd975p-44 0x1.a07dd8b34bed2p-46").split(),
+        *("0x1.7c548b214333cp-46 0x1.5738525e6141p-44 -0x1.2a88441ba873dp-44").split(),
+    )
+    + _parts("0x1.62e42fefa38p-1", "0x1.ef35793c7673p-45")
+    + _parts(
+        *("0x1.c7d6d69f5669p-4 -0x1.006683cfff5f5p-3 0x1.24923a9360504p-3").split(),
+        *("-0x1.5555454f4fa3dp-3 0x1.9999999a54161p-3 -0x1.000000006690ap-2").split(),
+        *("0x1.555555555554ap-2 -0x1.ffffffffffff3p-2").split(),
+    )
+)
+
+
+_TABLE_ARRAY = np.array(TABLE_VALUES, dtype=np.float64)
+
+
+def make_table() -> list[float]:
+    """The reciprocals and logarithms of :data:`TABLE_VALUES`, computed to 40 digits."""
+    from decimal import Context
+    from fractions import Fraction
+
+    ctx = Context(prec=40)
+    scale = 1 << 42
+
+    def split(value: Any) -> tuple[float, float]:
+        high = Fraction(round(value * scale), scale)
+        return float(high), float(Fraction(value) - high)
+
+    inv, hi, lo = [], [], []
+    for i in range(_TABLE):
+        r = Fraction(round(Fraction(16, 16 + i) * (1 << 28)), 1 << 28)
+        h, low = split(ctx.subtract(ctx.ln(r.denominator), ctx.ln(r.numerator)))
+        inv.append(float(r))
+        hi.append(h)
+        lo.append(low)
+    return [*inv, *hi, *lo, *split(ctx.ln(2))]
+
+
+def _library() -> tuple[Any, int] | None:
+    """The compiled library and the instruction set to run (None: the NumPy fallback)."""
+    import ctypes
+
+    choice = os.environ.get("KLDIV_KERNEL", "").strip().lower()
+    if choice == "numpy":
+        return None
+    path = Path(__file__).with_name("klkernel.so")
+    try:
+        lib = ctypes.CDLL(str(path))
+    except OSError:
+        return None
+    lib.kl_isa.restype = ctypes.c_int
+    lib.kl_chunks.restype = ctypes.c_int
+    lib.kl_chunks.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_int,
+        ctypes.c_void_p,
+        ctypes.c_int,
+        ctypes.c_int64,
+        ctypes.c_int64,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.c_int,
+    ]
+    best = int(lib.kl_isa())
+    isa = min(best, _ISAS.get(choice, best))
+    return lib, isa
+
+
+def reset() -> None:
+    """Forget the loaded kernel: the next chunk reads ``KLDIV_KERNEL`` again (for tests)."""
+    with _LOCK:
+        _STATE.clear()
+
+
+def _state() -> dict[str, Any]:
+    """The library, loaded once, on the first large chunk summed."""
+    if not _STATE:
+        with _LOCK:
+            if not _STATE:
+                _STATE["library"] = _library()
+    return _STATE
+
+
+def accelerator() -> str:
+    """Which kernel sums chunks: ``"accelerator: avx512"`` (or avx2, generic), or
+    ``"numpy fallback (no compiled kernel)"``."""
+    found = _state()["library"]
+    if found is None:
+        return "numpy fallback (no compiled kernel)"
+    names = {v: k for k, v in _ISAS.items()}
+    return f"accelerator: {names[found[1]]}"
+
+
+def chunk_table(x: np.ndarray, t: np.ndarray, chunk: int) -> NDArray[np.float64]:
+    """Each ``chunk`` elements of 1-D ``x`` and ``t`` (float16/32/64, contiguous): a row
+    of :data:`OUT` values, the 16 lane sums then the bits (as uint64 in float64 storage) of
+    the largest target key and of the largest ``|x|``. A key or ``|x|`` at or above
+    :data:`BAD` marks a chunk the fast path cannot take."""
+    n = x.size
+    out = np.empty((-(-n // chunk), OUT), dtype=np.float64)
+    found = None if n < SMALL and not _STATE else _state()["library"]
+    table = _TABLE_ARRAY
+    if found is not None:
+        lib, isa = found
+        x, t = np.ascontiguousarray(x), np.ascontiguousarray(t)
+        status = lib.kl_chunks(
+            x.ctypes.data,
+            _KINDS[x.dtype],
+            t.ctypes.data,
+            _KINDS[t.dtype],
+            n,
+            chunk,
+            table.ctypes.data,
+            out.ctypes.data,
+            isa,
+        )
+        if status == 0:
+            return out
+    for row, start in enumerate(range(0, n, chunk)):
+        _numpy_chunk(x[start : start + chunk], t[start : start + chunk], table, out[row])
+    return out
+
+
+def _widen(a: np.ndarray, out: NDArray[np.float64]) -> NDArray[np.float64]:
+    if a.dtype == np.float64:
+        return a
+    if a.dtype == np.float16:
+        return half.widen(a, np.float64)
+    np.copyto(out, a)
+    return out
+
+
+class _Scratch:
+    """One thread's buffers for :func:`_numpy_chunk`."""
+
+    def __init__(self) -> None:
+        self.f = [np.empty(_STEP) for _ in range(6)]
+        self.u = [np.empty(_STEP, dtype=np.uint64) for _ in range(2)]
+        self.lanes = np.empty((_STEP // LANES + 1, LANES))
+
+
+_LOCAL = threading.local()
+
+
+def _numpy_chunk(
+    x: np.ndarray, t: np.ndarray, table: NDArray[np.float64], out: NDArray[np.float64]
+) -> None:
+    """One chunk's row of :func:`chunk_table`, with NumPy: klkernel.c's operations, in its
+    order, one whole-array step at a time."""
+    s: _Scratch | None = getattr(_LOCAL, "scratch", None)
+    if s is None:
+        s = _LOCAL.scratch = _Scratch()
+    acc = np.zeros(LANES)
+    tkey, xabs = 0, 0
+    for start in range(0, t.size, _STEP):
+        n = min(_STEP, t.size - start)
+        f = [b[:n] for b in s.f]
+        u = [b[:n] for b in s.u]
+        t64 = _widen(t[start : start + n], f[0])
+        x64 = _widen(x[start : start + n], f[1])
+        tb = t64.view(np.uint64)
+        tkey = max(tkey, _target_key(tb, t.dtype == np.float64, u[1]))
+        xabs = max(xabs, int(np.bitwise_and(x64.view(np.uint64), _ABS, out=u[1]).max()))
+        terms = s.lanes[1:].reshape(-1)[:n]
+        with np.errstate(all="ignore"):
+            _terms(t64, x64, tb, table, f[2:], u, terms, t.dtype == np.float64)
+        # Lane k's running sum, then its elements in order: row 0 holds the sums so far.
+        whole = n - n % LANES
+        s.lanes[0] = acc
+        np.add.reduce(s.lanes[: 1 + whole // LANES], axis=0, out=acc)
+        acc[: n - whole] += terms[whole:]
+    out[:LANES] = acc
+    bits = out[LANES:].view(np.uint64)
+    bits[0], bits[1] = tkey, xabs
+
+
+_ABS = np.uint64(0x7FFFFFFFFFFFFFFF)
+_MANTISSA = np.uint64(0x000FFFFFFFFFFFFF)
+_ONE = np.uint64(0x3FF0000000000000)
+_TOP24 = np.uint64(0xFFFFFFFFE0000000)
+_EXP_BIAS = np.uint64(0x4330000000000000)
+#: 2^52 + 1023: subtracted from the double spelt by 0x433 and the exponent field.
+_UNBIAS = float.fromhex("0x1.00000000003ffp52")
+_LN2 = 3 * _TABLE
+_Q = 3 * _TABLE + 2
+
+
+def _target_key(tb: NDArray[np.uint64], wide: bool, scratch: NDArray[np.uint64]) -> int:
+    """The largest target bit pattern, or all ones when a float64 target is subnormal."""
+    if wide and (np.subtract(tb, 1, out=scratch) < _MANTISSA).any():
+        return (1 << 64) - 1
+    return int(tb.max())
+
+
+def _terms(
+    t64: NDArray[np.float64],
+    x64: NDArray[np.float64],
+    tb: NDArray[np.uint64],
+    table: NDArray[np.float64],
+    f: list[NDArray[np.float64]],
+    u: list[NDArray[np.uint64]],
+    out: NDArray[np.float64],
+    wide: bool,
+) -> None:
+    """``t * (log t - x)`` into ``out``, as klkernel.c's ``one`` computes it (``wide``:
+    float64 targets, whose mantissas need the low-part product; for the others it adds 0)."""
+    a, b, c, d = f
+    i, up = u
+    np.right_shift(tb, 47, out=i)
+    np.bitwise_and(i, 31, out=i)
+    np.add(i, 1, out=i)
+    np.right_shift(i, 1, out=i)
+    np.right_shift(i, 4, out=up)  # 1 where m rounds to 2: m / 2 against entry 0
+    np.bitwise_and(i, 15, out=i)
+    ebits = np.right_shift(tb, 52, out=d.view(np.uint64))
+    np.add(ebits, up, out=ebits)
+    np.bitwise_or(ebits, _EXP_BIAS, out=ebits)
+    np.subtract(d, _UNBIAS, out=a)  # a: the exponent
+    mb = np.bitwise_and(tb, _MANTISSA, out=b.view(np.uint64))
+    np.bitwise_or(mb, _ONE, out=mb)
+    np.left_shift(up, 52, out=up)
+    np.subtract(mb, up, out=mb)  # b: the mantissa m
+    np.take(table[:_TABLE], i, out=c)  # c: the reciprocal
+    if wide:
+        np.bitwise_and(mb, _TOP24, out=d.view(np.uint64))  # d: mh
+        np.subtract(b, d, out=b)
+        np.multiply(b, c, out=b)
+        np.multiply(d, c, out=d)
+        np.subtract(d, 1.0, out=d)
+        np.add(d, b, out=d)
+    else:
+        np.multiply(b, c, out=d)
+        np.subtract(d, 1.0, out=d)  # d: r
+    np.multiply(d, table[_Q], out=b)
+    np.add(b, table[_Q + 1], out=b)
+    for coefficient in table[_Q + 2 :]:
+        np.multiply(b, d, out=b)
+        np.add(b, coefficient, out=b)  # b: q
+    np.multiply(d, d, out=c)
+    np.multiply(c, b, out=c)
+    np.add(d, c, out=c)  # c: log1p(r)
+    np.take(table[_TABLE : 2 * _TABLE], i, out=b)
+    np.multiply(a, table[_LN2], out=d)
+    np.add(d, b, out=b)  # b: e ln2_hi + logc_hi
+    np.take(table[2 * _TABLE : 3 * _TABLE], i, out=d)
+    np.multiply(a, table[_LN2 + 1], out=a)
+    np.add(a, d, out=a)  # a: e ln2_lo + logc_lo
+    np.add(c, a, out=c)
+    np.add(b, c, out=b)  # b: log t
+    np.subtract(b, x64, out=b)
+    np.multiply(t64, b, out=out)

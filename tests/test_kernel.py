@@ -1,0 +1,182 @@
+"""The fused exact kernel: the compiled variants and the NumPy fallback give the same bits.
+
+``kldiv_cli.core.kernel`` sums each chunk in one pass, in C (AVX-512, AVX2 or generic code,
+when the library was built) or in NumPy. Every variant this machine can run is compared
+bit for bit with the NumPy one, on data that reaches every branch of the logarithm (targets
+near 1 on both sides, subnormal float32 and float16 targets, zeros, the extremes of each
+dtype), on chunk lengths with ragged tails, and through the engine at several thread counts
+and block splits. Without the library only the NumPy kernel is checked (the others skip).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from kldiv_cli.core import engine, kernel
+
+DTYPES = ["float16", "float32", "float64"]
+
+
+def compiled_variants() -> list[str]:
+    """The compiled variants this machine runs (none without the library)."""
+    kernel.reset()
+    try:
+        found = kernel.accelerator()
+    finally:
+        kernel.reset()
+    if not found.startswith("accelerator"):
+        return []
+    best = found.split(": ")[1]
+    return ["generic", "avx2", "avx512"][: ["generic", "avx2", "avx512"].index(best) + 1]
+
+
+VARIANTS = compiled_variants()
+
+
+@pytest.fixture
+def use(monkeypatch):
+    """Switch the kernel (``KLDIV_KERNEL``) for the rest of the test."""
+
+    def switch(name: str) -> None:
+        monkeypatch.setenv("KLDIV_KERNEL", name)
+        kernel.reset()
+        # Loaded now: small inputs too then go through the library.
+        assert name in kernel.accelerator() or name == "numpy"
+
+    yield switch
+    monkeypatch.delenv("KLDIV_KERNEL", raising=False)
+    kernel.reset()
+
+
+def awkward_targets(n: int, dtype: str, rng: np.random.Generator) -> np.ndarray:
+    """Probabilities, plus every region the logarithm treats apart."""
+    info = np.finfo(dtype)
+    t = rng.dirichlet(np.ones(n)).astype(dtype)
+    near_one = 1 + rng.normal(0, 1e-3, 64)
+    specials = np.concatenate(
+        [
+            near_one,
+            [0.0, 1.0, 2.0, 0.5, 1 - 1 / 64, 1 + 1 / 32, 1.96875, 1.9999],
+            [float(info.max), float(info.tiny), float(info.smallest_subnormal)],
+            # Subnormals of the dtype (float64's are flagged: tested below).
+            rng.uniform(0, 2, 32) * float(info.tiny) * (dtype == "float64"),
+            np.exp(rng.uniform(-80, 10, 64)),
+        ]
+    ).astype(dtype)
+    t[: specials.size] = specials
+    return rng.permutation(t)
+
+
+def pair(
+    n: int, xd: str, td: str, seed: int = 0, awkward: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    t = awkward_targets(n, td, rng) if awkward else rng.dirichlet(np.ones(n)).astype(td)
+    with np.errstate(divide="ignore"):
+        x = np.where(t > 0, np.log(t.astype(np.float64)), -3.0)
+    x = (x + rng.normal(0, 1e-3, n)).astype(xd)
+    return x, t
+
+
+def rows(x: np.ndarray, t: np.ndarray, chunk: int, variant: str, use) -> np.ndarray:
+    use(variant)
+    return kernel.chunk_table(x, t, chunk).view(np.uint64)
+
+
+def test_table_is_what_its_definition_computes() -> None:
+    assert kernel.make_table() == list(kernel.TABLE_VALUES[: len(kernel.make_table())])
+
+
+@pytest.mark.skipif(not VARIANTS, reason="the compiled kernel is not built")
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("td", DTYPES)
+def test_compiled_and_numpy_chunks_have_the_same_bits(variant, td, use) -> None:
+    for xd in DTYPES:
+        x, t = pair(5003, xd, td, seed=len(xd + td))
+        for chunk in (1 << 18, 1000, 24):
+            want = rows(x, t, chunk, "numpy", use)
+            got = rows(x, t, chunk, variant, use)
+            assert np.array_equal(got, want), (xd, td, chunk)
+
+
+@pytest.mark.skipif(not VARIANTS, reason="the compiled kernel is not built")
+def test_every_value_of_float16_has_the_same_bits(use) -> None:
+    t = np.arange(0x7C00, dtype=np.uint16).view(np.float16)  # every finite positive half
+    x = np.zeros_like(t)
+    want = rows(x, t, 1000, "numpy", use)
+    for variant in VARIANTS:
+        assert np.array_equal(rows(x, t, 1000, variant, use), want), variant
+
+
+@pytest.mark.parametrize("bad", [-0.0, -1e-3, np.inf, np.nan, "x inf", "x nan", "f64 subnormal"])
+def test_chunks_the_fast_path_cannot_take_are_flagged(bad, use) -> None:
+    x, t = pair(4000, "float64", "float64", awkward=False)
+    if isinstance(bad, float):
+        t[1234] = bad
+    elif bad == "f64 subnormal":
+        t[1234] = 5e-324
+    else:
+        x[1234] = np.inf if bad == "x inf" else np.nan
+    for variant in ["numpy", *VARIANTS]:
+        use(variant)
+        keys = kernel.chunk_table(x, t, 1000)[:, kernel.LANES :].view(np.uint64)
+        flagged = (keys >= kernel.BAD).any(axis=1)
+        assert flagged.tolist() == [False, True, False, False], variant
+
+
+def test_chunk_sums_are_the_float64_value_of_the_data(use) -> None:
+    """Each chunk within float64 rounding of its exactly summed float64 terms, for float64
+    data too (whose mantissas need the low-part product)."""
+    for td in DTYPES:
+        x, t = pair(3000, "float64", td)
+        use("numpy")
+        got = [math.fsum(r[: kernel.LANES]) for r in kernel.chunk_table(x, t, 1000)]
+        t64 = t.astype(np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            terms = np.where(t64 == 0, 0.0, t64 * (np.log(t64) - x))
+        with np.errstate(all="ignore"):
+            # What float64 rounding of each operation can move: t (|log t| + |x|).
+            sizes = np.where(t64 == 0, 0.0, t64 * (np.abs(np.log(t64)) + np.abs(x)))
+        for k, value in enumerate(got):
+            part = slice(k * 1000, (k + 1) * 1000)
+            scale = math.fsum(sizes[part].tolist())
+            assert abs(value - math.fsum(terms[part].tolist())) <= 2.3e-16 * scale, (td, k)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_engine_bits_depend_on_the_data_only(dtype, use) -> None:
+    """Both kernels, 1-3 threads, random block splits: one value."""
+    rng = np.random.default_rng(7)
+    x, t = pair(3 * engine.PARALLEL_MIN // 2 + 11, dtype, dtype, seed=3, awkward=False)
+    t[rng.integers(0, t.size, 5)] = 0
+    results = set()
+    for variant in ["numpy", *VARIANTS[-1:]]:
+        use(variant)
+        for threads in (1, 2, 3):
+            results.add(engine.total_loss(x, t, False, np.dtype(dtype), threads=threads))
+        acc = engine.Accumulator(False, threads=2)
+        cuts = np.sort(rng.integers(0, x.size, 4))
+        for a, b in zip([0, *cuts], [*cuts, x.size]):
+            acc.add(x[a:b], t[a:b], np.dtype(dtype))
+        results.add(acc.total())
+    assert len(results) == 1, results
+
+
+def test_special_values_keep_torchs_pattern_on_both_kernels(use) -> None:
+    x, t = pair(1 << 16, "float32", "float32", awkward=False)
+    t[100], x[70000 % x.size] = -0.5, np.inf
+    want = None
+    for variant in ["numpy", *VARIANTS[-1:]]:
+        use(variant)
+        got = engine.total_loss(x, t, False, np.dtype("float32"), chunk=4096)
+        assert math.isnan(got)
+        x2 = x.copy()
+        x2[70000 % x.size] = 0.0
+        t2 = t.copy()
+        t2[100] = 0.0
+        clean = engine.total_loss(x2, t2, False, np.dtype("float32"), chunk=4096)
+        assert want is None or clean == want
+        want = clean
