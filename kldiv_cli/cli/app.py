@@ -157,7 +157,13 @@ app = Application(
 
 def _version_callback(value: bool) -> None:
     if value:
-        current().stdout.write(f"{__version__}\n")
+        env = current()
+        env.stdout.write(f"{__version__}\n")
+        if "--verbose" in env.argv:
+            # Eager --version runs before --verbose is processed: read the command line.
+            from ..core.kernel import accelerator
+
+            env.stdout.write(f"kernel: {accelerator()}\n")
         raise typer.Exit()
 
 
@@ -172,6 +178,13 @@ def _main(
     quiet: QuietOpt = False,
     no_color: NoColorOpt = False,
     debug: DebugOpt = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            help="With --version: also the summation kernel in use (compiled or NumPy).",
+        ),
+    ] = False,
 ) -> None:
     """KL divergence for data files."""
 

@@ -1,19 +1,23 @@
 """The fused exact kernel: each chunk's loss sum in one pass, compiled or in NumPy, same bits.
 
 Per element, ``t`` and ``x`` are widened exactly to float64 and the term ``t * (log t - x)``
-is formed with a logarithm of kldiv's own (so that it is the same everywhere): ``t = 2^e m``
-from the bits, ``m`` divided by the nearest of 257 table points ``c_i = 1 + i/256`` through a
-28-bit reciprocal (exact for float32 and float16 data: ``m`` has 24 bits), a degree-6
-polynomial for ``log1p`` of the remainder ``|r| <= 2^-9``, and ``e ln 2 + log c_i`` held in two
-parts (the high parts sum exactly). Its error is about half a float64 ulp of ``log t``, like
-NumPy's float64 ``log``. Element ``j`` of a chunk goes to lane ``j % 16``; each lane is
-summed in order, and the chunk's value is the exact sum of its 16 lanes.
+is formed with a logarithm of kldiv's own, so that it is the same on every machine:
+``t = 2^e m`` from the bits; ``m`` against the nearest of the points ``1 + i/16`` (``m`` near 2
+is halved against the point 1, so ``log t`` near 1 keeps its relative accuracy) through a
+28-bit reciprocal, which makes ``r = m / c_i - 1`` exact for float32 and float16 data (24-bit
+mantissas; float64 mantissas add a low-part product, rounded once); ``log1p(r)`` as
+``r + r^2 q(r)`` with a degree-7 fit (``|r| <= 1/32``, error below 2^-55 ``|r|``); and
+``e ln 2 + log c_i`` in a high part that sums exactly and a low part. The result is within
+about half a float64 ulp of ``log t``, as NumPy's float64 ``log``. Element ``j`` of a chunk
+goes to lane ``j % 16``, each lane is summed in order, and the chunk's value is the exact sum
+(``math.fsum``) of its 16 lanes. A ``+0`` target gives a zero term (torch's ``xlogy`` rule).
 
-Two implementations give the same bits: ``klkernel.c`` (built into a shared library when a C
-compiler is present at install; AVX-512, AVX2 or generic code chosen for the CPU, all the same
-operations without FMA contraction) and :func:`_numpy_chunk`, which performs the same IEEE
-operations as whole-array NumPy steps. ``KLDIV_KERNEL=numpy`` forces the NumPy one (and
-``generic``, ``avx2``, ``avx512`` a compiled variant). The library is loaded on first use.
+Two implementations give the same bits: ``klkernel.c`` (built into a shared library by the
+build hook when a C compiler is present; AVX-512, AVX2 or generic code chosen at run time
+for the CPU, the same operations in each, no FMA contraction) and :func:`_numpy_chunk`, the
+same IEEE operations as whole-array NumPy steps. ``KLDIV_KERNEL=numpy`` forces the NumPy one
+(``generic``, ``avx2`` or ``avx512`` a compiled variant). The library is loaded on the first
+chunk of a large input; small inputs take the NumPy steps and never load it.
 
 Targets that are negative, ``-0``, infinite or NaN (or a float64 subnormal), and inputs that
 are not finite, are flagged: the caller sums such chunks with torch's special-value rules.
@@ -33,7 +37,18 @@ from . import half
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
-__all__ = ["LANES", "OUT", "accelerator", "chunk_table", "fused_kind"]
+__all__ = [
+    "BAD",
+    "LANES",
+    "OUT",
+    "SMALL",
+    "TABLE_VALUES",
+    "accelerator",
+    "chunk_table",
+    "fused_kind",
+    "make_table",
+    "reset",
+]
 
 LANES = 16
 #: Doubles written per chunk: the 16 lane sums, the largest target key, the largest |x|.

@@ -76,10 +76,9 @@ static inline double load1(const void *src, int kind, int64_t j) {
     return half_value(((const uint16_t *)src)[j]);
 }
 
-/* One element into lane k (the scalar statement of the algorithm above). */
-static inline __attribute__((always_inline)) void one(double tv, double xv, const double *tab,
-                                                      int k, double *acc, uint64_t *tkey,
-                                                      uint64_t *xabs) {
+/* The term of one element (the scalar statement of the algorithm above). */
+static inline __attribute__((always_inline)) double term1(double tv, double xv,
+                                                         const double *tab) {
     uint64_t tb = bits_of(tv);
     uint64_t i = (((tb >> 47) & 31) + 1) >> 1, up = i >> 4;
     double e = double_of(((tb >> 52) + up) | EXP_BIAS) - UNBIAS;
@@ -91,7 +90,15 @@ static inline __attribute__((always_inline)) void one(double tv, double xv, cons
     double p = r + (r * r) * q;
     double l = (e * tab[LN2_HI] + tab[TABLE + (i & 15)]) +
                (p + (e * tab[LN2_LO] + tab[2 * TABLE + (i & 15)]));
-    acc[k] += tv * (l - xv);
+    return tv * (l - xv);
+}
+
+/* One element into lane k, with its target key and |x|. */
+static inline __attribute__((always_inline)) void one(double tv, double xv, const double *tab,
+                                                      int k, double *acc, uint64_t *tkey,
+                                                      uint64_t *xabs) {
+    acc[k] += term1(tv, xv, tab);
+    uint64_t tb = bits_of(tv);
     uint64_t key = (tb - 1 < MANT) ? ~0ULL : tb;
     uint64_t xa = bits_of(xv) & 0x7fffffffffffffffULL;
     tkey[k] = key > tkey[k] ? key : tkey[k];
@@ -117,9 +124,23 @@ static inline __attribute__((always_inline)) void chunks(const void *x, int xk, 
         int64_t end = start + chunk < n ? start + chunk : n;
         double acc[LANES] = {0};
         uint64_t tkey[LANES] = {0}, xabs[LANES] = {0};
-        for (int64_t j = start; j < end; j++)
-            one(load1(t, tk, j), load1(x, xk, j), tab, (int)((j - start) % LANES), acc, tkey,
-                xabs);
+        int64_t j = start;
+        /* 16 elements at a time, in arrays the compiler can keep in vector registers. */
+        for (; j + LANES <= end; j += LANES) {
+            double tv[LANES], xv[LANES];
+            for (int k = 0; k < LANES; k++) {
+                tv[k] = load1(t, tk, j + k);
+                xv[k] = load1(x, xk, j + k);
+            }
+            for (int k = 0; k < LANES; k++) acc[k] += term1(tv[k], xv[k], tab);
+            for (int k = 0; k < LANES; k++) {
+                uint64_t tb = bits_of(tv[k]), xa = bits_of(xv[k]) & 0x7fffffffffffffffULL;
+                uint64_t key = (tb - 1 < MANT) ? ~0ULL : tb;
+                tkey[k] = key > tkey[k] ? key : tkey[k];
+                xabs[k] = xa > xabs[k] ? xa : xabs[k];
+            }
+        }
+        for (int k = 0; j < end; j++, k++) one(load1(t, tk, j), load1(x, xk, j), tab, k, acc, tkey, xabs);
         finish(acc, tkey, xabs, out + c * OUT_STRIDE);
     }
 }
@@ -169,53 +190,57 @@ typedef struct {
     __m512d inv0, inv1, hi0, hi1, lo0, lo1, ln2_hi, ln2_lo, q[QN];
 } Tables;
 
-/* one() on 8 lanes. */
-static AVX512 void eight(__m512d t, __m512d x, const Tables *tb_, __m512d *acc, __m512i *tkey,
-                         __m512i *xabs) {
-    const __m512i mant = _mm512_set1_epi64((long long)MANT), one1 = _mm512_set1_epi64(1);
+/* one() on 8 lanes, with the instructions AVX-512 has for it: getexp/getmant split t (the
+ * same e and m as the bits give; a +0 target is first raised to the smallest normal, whose
+ * finite logarithm then meets t = 0 as it does in one()), and fused multiply-adds only
+ * where the product is exact (so the result is the same as separate operations). `wide`
+ * (float64 targets) adds the low-part product of m, which is 0 for float32 and float16.
+ * Target keys: for narrow targets their bits (a float64 subnormal cannot occur). */
+static AVX512 void eight(__m512d t, __m512d x, const Tables *tb_, int wide, __m512d *acc,
+                         __m512i *tkey, __m512i *xabs) {
     __m512i tb = _mm512_castpd_si512(t);
-    __m512i i = _mm512_srli_epi64(
-        _mm512_add_epi64(_mm512_and_si512(_mm512_srli_epi64(tb, 47), _mm512_set1_epi64(31)), one1),
-        1);
-    __m512i up = _mm512_srli_epi64(i, 4);
-    __m512d e = _mm512_sub_pd(
-        _mm512_castsi512_pd(_mm512_or_si512(_mm512_add_epi64(_mm512_srli_epi64(tb, 52), up),
-                                            _mm512_set1_epi64((long long)EXP_BIAS))),
-        _mm512_set1_pd(UNBIAS));
-    __m512i mb = _mm512_sub_epi64(
-        _mm512_or_si512(_mm512_and_si512(tb, mant), _mm512_set1_epi64((long long)ONE)),
-        _mm512_slli_epi64(up, 52));
-    __m512d m = _mm512_castsi512_pd(mb);
-    __m512d mh = _mm512_castsi512_pd(_mm512_and_si512(mb, _mm512_set1_epi64((long long)TOP24)));
+    __m512d tn = _mm512_max_pd(t, _mm512_set1_pd(0x1p-1022));
+    __m512d e = _mm512_getexp_pd(tn);
+    __m512d m = _mm512_getmant_pd(tn, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_src);
+    __m512i v = _mm512_add_epi64(_mm512_castpd_si512(m), _mm512_set1_epi64(1LL << 47));
+    __m512i i = _mm512_srli_epi64(v, 48);
+    __mmask8 up = _mm512_testn_epi64_mask(v, _mm512_set1_epi64(1LL << 52));
+    e = _mm512_mask_add_pd(e, up, e, _mm512_set1_pd(1.0));
+    m = _mm512_mask_mul_pd(m, up, m, _mm512_set1_pd(0.5));
     __m512d inv = _mm512_permutex2var_pd(tb_->inv0, i, tb_->inv1);
-    __m512d r = _mm512_add_pd(_mm512_sub_pd(_mm512_mul_pd(mh, inv), _mm512_set1_pd(1.0)),
-                              _mm512_mul_pd(_mm512_sub_pd(m, mh), inv));
+    __m512d r;
+    if (wide) {
+        __m512d mh = _mm512_castsi512_pd(
+            _mm512_and_si512(_mm512_castpd_si512(m), _mm512_set1_epi64((long long)TOP24)));
+        r = _mm512_add_pd(_mm512_fmsub_pd(mh, inv, _mm512_set1_pd(1.0)),
+                          _mm512_mul_pd(_mm512_sub_pd(m, mh), inv));
+    } else {
+        r = _mm512_fmsub_pd(m, inv, _mm512_set1_pd(1.0));
+    }
     __m512d q = tb_->q[0];
     for (int d = 1; d < QN; d++) q = _mm512_add_pd(_mm512_mul_pd(q, r), tb_->q[d]);
     __m512d p = _mm512_add_pd(r, _mm512_mul_pd(_mm512_mul_pd(r, r), q));
-    __m512d hi = _mm512_add_pd(_mm512_mul_pd(e, tb_->ln2_hi),
-                               _mm512_permutex2var_pd(tb_->hi0, i, tb_->hi1));
+    __m512d hi = _mm512_fmadd_pd(e, tb_->ln2_hi, _mm512_permutex2var_pd(tb_->hi0, i, tb_->hi1));
     __m512d lo = _mm512_add_pd(_mm512_mul_pd(e, tb_->ln2_lo),
                                _mm512_permutex2var_pd(tb_->lo0, i, tb_->lo1));
     __m512d l = _mm512_add_pd(hi, _mm512_add_pd(p, lo));
     *acc = _mm512_add_pd(*acc, _mm512_mul_pd(t, _mm512_sub_pd(l, x)));
-    __mmask8 sub = _mm512_cmplt_epu64_mask(_mm512_sub_epi64(tb, one1), mant);
-    __m512i key = _mm512_mask_mov_epi64(tb, sub, _mm512_set1_epi64(-1));
+    __m512i key = tb;
+    if (wide) {
+        const __m512i mant = _mm512_set1_epi64((long long)MANT);
+        __mmask8 sub = _mm512_cmplt_epu64_mask(_mm512_sub_epi64(tb, _mm512_set1_epi64(1)), mant);
+        key = _mm512_mask_mov_epi64(tb, sub, _mm512_set1_epi64(-1));
+    }
     *tkey = _mm512_max_epu64(*tkey, key);
     __m512i xa =
         _mm512_and_si512(_mm512_castpd_si512(x), _mm512_set1_epi64(0x7fffffffffffffffLL));
     *xabs = _mm512_max_epu64(*xabs, xa);
 }
 
-__attribute__((target("avx512f,avx512dq,avx512vl,avx512bw"))) static void chunks_avx512(
-    const void *x, int xk, const void *t, int tk, int64_t n, int64_t chunk, const double *tab,
-    double *out) {
-    Tables tb_ = {_mm512_loadu_pd(tab),          _mm512_loadu_pd(tab + 8),
-                  _mm512_loadu_pd(tab + 16),     _mm512_loadu_pd(tab + 24),
-                  _mm512_loadu_pd(tab + 32),     _mm512_loadu_pd(tab + 40),
-                  _mm512_set1_pd(tab[LN2_HI]), _mm512_set1_pd(tab[LN2_LO]),
-                  {_mm512_setzero_pd()}};
-    for (int d = 0; d < QN; d++) tb_.q[d] = _mm512_set1_pd(tab[QCOEF + d]);
+/* The chunks' 16-lane loop (then the tail, element by element). */
+static AVX512 void chunks512(const void *x, int xk, const void *t, int tk, int64_t n,
+                             int64_t chunk, const double *tab, double *out, const Tables *tb_,
+                             int wide) {
     for (int64_t start = 0, c = 0; start < n; start += chunk, c++) {
         int64_t end = start + chunk < n ? start + chunk : n;
         __m512d acc0 = _mm512_setzero_pd(), acc1 = _mm512_setzero_pd();
@@ -225,8 +250,8 @@ __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw"))) static void chunks
             __m512d t0, t1, x0, x1;
             load16(t, tk, j, &t0, &t1);
             load16(x, xk, j, &x0, &x1);
-            eight(t0, x0, &tb_, &acc0, &tk0, &xa0);
-            eight(t1, x1, &tb_, &acc1, &tk1, &xa1);
+            eight(t0, x0, tb_, wide, &acc0, &tk0, &xa0);
+            eight(t1, x1, tb_, wide, &acc1, &tk1, &xa1);
         }
         double acc[LANES];
         uint64_t tkey[LANES], xabs[LANES];
@@ -240,6 +265,21 @@ __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw"))) static void chunks
             one(load1(t, tk, j), load1(x, xk, j), tab, k, acc, tkey, xabs);
         finish(acc, tkey, xabs, out + c * OUT_STRIDE);
     }
+}
+
+__attribute__((target("avx512f,avx512dq,avx512vl,avx512bw"))) static void chunks_avx512(
+    const void *x, int xk, const void *t, int tk, int64_t n, int64_t chunk, const double *tab,
+    double *out) {
+    Tables tb_ = {_mm512_loadu_pd(tab),          _mm512_loadu_pd(tab + 8),
+                  _mm512_loadu_pd(tab + 16),     _mm512_loadu_pd(tab + 24),
+                  _mm512_loadu_pd(tab + 32),     _mm512_loadu_pd(tab + 40),
+                  _mm512_set1_pd(tab[LN2_HI]), _mm512_set1_pd(tab[LN2_LO]),
+                  {_mm512_setzero_pd()}};
+    for (int d = 0; d < QN; d++) tb_.q[d] = _mm512_set1_pd(tab[QCOEF + d]);
+    if (tk == K_F64)
+        chunks512(x, xk, t, tk, n, chunk, tab, out, &tb_, 1);
+    else
+        chunks512(x, xk, t, tk, n, chunk, tab, out, &tb_, 0);
 }
 #endif
 
