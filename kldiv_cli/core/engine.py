@@ -344,7 +344,7 @@ def _run(
     where it applies, else, and for chunks it flags, by :func:`chunk_sum`."""
     if not starts:
         return []
-    fused = not log_target and kernel.fused_kind(xf.dtype) and kernel.fused_kind(tf.dtype)
+    fused = not log_target and kernel.fused_pair(xf.dtype, tf.dtype)
     rows = None
     if fused:
         end = min(starts[-1] + chunk, xf.size)

@@ -4,8 +4,8 @@ Per element, ``t`` and ``x`` are widened exactly to float64 and the term ``t * (
 is formed with a logarithm of kldiv's own, so that it is the same on every machine:
 ``t = 2^e m`` from the bits; ``m`` against the nearest of the points ``1 + i/16`` (``m`` near 2
 is halved against the point 1, so ``log t`` near 1 keeps its relative accuracy) through a
-28-bit reciprocal, which makes ``r = m / c_i - 1`` exact for float32 and float16 data (24-bit
-mantissas; float64 mantissas add a low-part product, rounded once); ``log1p(r)`` as
+28-bit reciprocal, which makes ``r = m / c_i - 1`` exact (float32 and float16 targets have
+24-bit mantissas; float64 targets are not taken, see :func:`fused_pair`); ``log1p(r)`` as
 ``r + r^2 q(r)`` with a degree-7 fit (``|r| <= 1/32``, error below 2^-55 ``|r|``); and
 ``e ln 2 + log c_i`` in a high part that sums exactly and a low part. The result is within
 about half a float64 ulp of ``log t``, as NumPy's float64 ``log``. Element ``j`` of a chunk
@@ -19,8 +19,8 @@ same IEEE operations as whole-array NumPy steps. ``KLDIV_KERNEL=numpy`` forces t
 (``generic``, ``avx2`` or ``avx512`` a compiled variant). The library is loaded on the first
 chunk of a large input; small inputs take the NumPy steps and never load it.
 
-Targets that are negative, ``-0``, infinite or NaN (or a float64 subnormal), and inputs that
-are not finite, are flagged: the caller sums such chunks with torch's special-value rules.
+Targets that are negative, ``-0``, infinite or NaN, and inputs that are not finite, are
+flagged: the caller sums such chunks with torch's special-value rules.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ __all__ = [
     "TABLE_VALUES",
     "accelerator",
     "chunk_table",
-    "fused_kind",
+    "fused_pair",
     "make_table",
     "reset",
 ]
@@ -68,9 +68,15 @@ _LOCK = threading.Lock()
 _STATE: dict[str, Any] = {}
 
 
-def fused_kind(dtype: np.dtype) -> bool:
-    """Whether the kernel takes operands of ``dtype`` (float16, float32, float64)."""
-    return dtype in _KINDS
+def fused_pair(x_dtype: np.dtype, t_dtype: np.dtype) -> bool:
+    """Whether the kernel takes an input of ``x_dtype`` against targets of ``t_dtype``.
+
+    Inputs of float16, float32 or float64 against float16 or float32 targets. float64
+    targets keep NumPy's ``log`` (the engine's other path), so that an input computed as
+    ``np.log(t)`` gives exactly 0, as in torch: the table reciprocals are exact only for
+    mantissas of 24 bits, and no logarithm of kldiv's own would match NumPy's bits.
+    """
+    return x_dtype in _KINDS and t_dtype in _KINDS and t_dtype != np.float64
 
 
 def _parts(*hexes: str) -> list[float]:
@@ -193,10 +199,11 @@ def accelerator() -> str:
 
 
 def chunk_table(x: np.ndarray, t: np.ndarray, chunk: int) -> NDArray[np.float64]:
-    """Each ``chunk`` elements of 1-D ``x`` and ``t`` (float16/32/64, contiguous): a row
-    of :data:`OUT` values, the 16 lane sums then the bits (as uint64 in float64 storage) of
-    the largest target key and of the largest ``|x|``. A key or ``|x|`` at or above
-    :data:`BAD` marks a chunk the fast path cannot take."""
+    """Each ``chunk`` elements of 1-D ``x`` and ``t`` (dtypes as :func:`fused_pair` takes):
+    a row of :data:`OUT` values, the 16 lane sums, then the largest target and the largest
+    ``|x|`` (widened to float64). Where their bits (as uint64) are at or above :data:`BAD`
+    (a negative, ``-0``, infinite or NaN target; an infinite or NaN input) the chunk is one
+    the fast path cannot take."""
     n = x.size
     out = np.empty((-(-n // chunk), OUT), dtype=np.float64)
     found = None if n < SMALL and not _STATE else _state()["library"]
@@ -260,11 +267,11 @@ def _numpy_chunk(
         t64 = _widen(t[start : start + n], f[0])
         x64 = _widen(x[start : start + n], f[1])
         tb = t64.view(np.uint64)
-        tkey = max(tkey, _target_key(tb, t.dtype == np.float64, u[1]))
+        tkey = max(tkey, int(tb.max()))
         xabs = max(xabs, int(np.bitwise_and(x64.view(np.uint64), _ABS, out=u[1]).max()))
         terms = s.lanes[1:].reshape(-1)[:n]
         with np.errstate(all="ignore"):
-            _terms(t64, x64, tb, table, f[2:], u, terms, t.dtype == np.float64)
+            _terms(t64, x64, tb, table, f[2:], u, terms)
         # Lane k's running sum, then its elements in order: row 0 holds the sums so far.
         whole = n - n % LANES
         s.lanes[0] = acc
@@ -278,19 +285,11 @@ def _numpy_chunk(
 _ABS = np.uint64(0x7FFFFFFFFFFFFFFF)
 _MANTISSA = np.uint64(0x000FFFFFFFFFFFFF)
 _ONE = np.uint64(0x3FF0000000000000)
-_TOP24 = np.uint64(0xFFFFFFFFE0000000)
 _EXP_BIAS = np.uint64(0x4330000000000000)
 #: 2^52 + 1023: subtracted from the double spelt by 0x433 and the exponent field.
 _UNBIAS = float.fromhex("0x1.00000000003ffp52")
 _LN2 = 3 * _TABLE
 _Q = 3 * _TABLE + 2
-
-
-def _target_key(tb: NDArray[np.uint64], wide: bool, scratch: NDArray[np.uint64]) -> int:
-    """The largest target bit pattern, or all ones when a float64 target is subnormal."""
-    if wide and (np.subtract(tb, 1, out=scratch) < _MANTISSA).any():
-        return (1 << 64) - 1
-    return int(tb.max())
 
 
 def _terms(
@@ -301,10 +300,8 @@ def _terms(
     f: list[NDArray[np.float64]],
     u: list[NDArray[np.uint64]],
     out: NDArray[np.float64],
-    wide: bool,
 ) -> None:
-    """``t * (log t - x)`` into ``out``, as klkernel.c's ``one`` computes it (``wide``:
-    float64 targets, whose mantissas need the low-part product; for the others it adds 0)."""
+    """``t * (log t - x)`` into ``out``, as klkernel.c's ``term1`` computes it."""
     a, b, c, d = f
     i, up = u
     np.right_shift(tb, 47, out=i)
@@ -322,16 +319,8 @@ def _terms(
     np.left_shift(up, 52, out=up)
     np.subtract(mb, up, out=mb)  # b: the mantissa m
     np.take(table[:_TABLE], i, out=c)  # c: the reciprocal
-    if wide:
-        np.bitwise_and(mb, _TOP24, out=d.view(np.uint64))  # d: mh
-        np.subtract(b, d, out=b)
-        np.multiply(b, c, out=b)
-        np.multiply(d, c, out=d)
-        np.subtract(d, 1.0, out=d)
-        np.add(d, b, out=d)
-    else:
-        np.multiply(b, c, out=d)
-        np.subtract(d, 1.0, out=d)  # d: r
+    np.multiply(b, c, out=d)
+    np.subtract(d, 1.0, out=d)  # d: r, exact
     np.multiply(d, table[_Q], out=b)
     np.add(b, table[_Q + 1], out=b)
     for coefficient in table[_Q + 2 :]:

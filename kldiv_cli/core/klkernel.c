@@ -7,20 +7,20 @@
  * A lane's sum never depends on the vector width: element j of a chunk always goes to lane
  * j % 16, and each lane is summed in order.
  *
- * Per element (t, x widened exactly to double; t > 0 normal, or +0; x finite):
+ * Targets are float32 or float16 (float64 targets keep NumPy's log in kldiv, so that
+ * x = np.log(t) gives exactly 0); inputs float16, float32 or float64.
+ * Per element (t, x widened exactly to double; t > 0, or +0; x finite):
  *   t = 2^e m from the bits, m in [1, 2); i = round((m - 1) * 16); i = 16 means m / 2
  *       against entry 0 (e + 1), so log t near 1 is computed from r = t - 1 alone
- *   r = (mh * inv[i] - 1) + (m - mh) * inv[i]  (mh: m's top 24 bits; inv[i], 1/(1 + i/16)
- *       to 28 bits, so mh * inv[i] and the subtraction are exact: r is exact for float32
- *       and float16 data, rounded once for float64)
+ *   r = m * inv[i] - 1  (inv[i]: 1/(1 + i/16) to 28 bits; m has 24, so the product and the
+ *       subtraction are exact)
  *   log1p(r) = r + r^2 q(r), q a degree-7 Chebyshev fit on |r| <= 1/32 (error 2^-55 |r|)
  *   log t = (e ln2_hi + logc_hi[i]) + (log1p(r) + (e ln2_lo + logc_lo[i]))
  *       (the first sum is exact: ln2_hi and logc_hi[i] are multiples of 2^-42)
  *   term = t (log t - x)
  * A +0 target gives 0 * finite = +-0 (torch's xlogy rule). Per chunk the kernel writes its
- * 16 lane sums, the largest target key (the target's bits; all ones for a float64
- * subnormal) and the largest |x|'s bits: keys at or above inf's bits (negative, -0, inf,
- * NaN targets; inf or NaN inputs) send the chunk to the slow path.
+ * 16 lane sums, the largest target's bits and the largest |x|'s bits: bits at or above
+ * inf's (negative, -0, inf, NaN targets; inf or NaN inputs) send the chunk to the slow path.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -42,7 +42,6 @@ enum { K_F16 = 0, K_F32 = 1, K_F64 = 2 };
 #define QN 8
 #define MANT 0x000fffffffffffffULL
 #define ONE 0x3ff0000000000000ULL
-#define TOP24 0xffffffffe0000000ULL
 #define EXP_BIAS 0x4330000000000000ULL
 #define UNBIAS 0x1.00000000003ffp52
 
@@ -83,8 +82,7 @@ static inline __attribute__((always_inline)) double term1(double tv, double xv,
     uint64_t i = (((tb >> 47) & 31) + 1) >> 1, up = i >> 4;
     double e = double_of(((tb >> 52) + up) | EXP_BIAS) - UNBIAS;
     uint64_t mb = ((tb & MANT) | ONE) - (up << 52);
-    double m = double_of(mb), mh = double_of(mb & TOP24), inv = tab[i & 15];
-    double r = (mh * inv - 1.0) + (m - mh) * inv;
+    double r = double_of(mb) * tab[i & 15] - 1.0;
     double q = tab[QCOEF];
     for (int d = 1; d < QN; d++) q = q * r + tab[QCOEF + d];
     double p = r + (r * r) * q;
@@ -99,9 +97,8 @@ static inline __attribute__((always_inline)) void one(double tv, double xv, cons
                                                       uint64_t *xabs) {
     acc[k] += term1(tv, xv, tab);
     uint64_t tb = bits_of(tv);
-    uint64_t key = (tb - 1 < MANT) ? ~0ULL : tb;
     uint64_t xa = bits_of(xv) & 0x7fffffffffffffffULL;
-    tkey[k] = key > tkey[k] ? key : tkey[k];
+    tkey[k] = tb > tkey[k] ? tb : tkey[k];
     xabs[k] = xa > xabs[k] ? xa : xabs[k];
 }
 
@@ -135,12 +132,12 @@ static inline __attribute__((always_inline)) void chunks(const void *x, int xk, 
             for (int k = 0; k < LANES; k++) acc[k] += term1(tv[k], xv[k], tab);
             for (int k = 0; k < LANES; k++) {
                 uint64_t tb = bits_of(tv[k]), xa = bits_of(xv[k]) & 0x7fffffffffffffffULL;
-                uint64_t key = (tb - 1 < MANT) ? ~0ULL : tb;
-                tkey[k] = key > tkey[k] ? key : tkey[k];
+                tkey[k] = tb > tkey[k] ? tb : tkey[k];
                 xabs[k] = xa > xabs[k] ? xa : xabs[k];
             }
         }
-        for (int k = 0; j < end; j++, k++) one(load1(t, tk, j), load1(x, xk, j), tab, k, acc, tkey, xabs);
+        for (int k = 0; j < end; j++, k++)
+            one(load1(t, tk, j), load1(x, xk, j), tab, k, acc, tkey, xabs);
         finish(acc, tkey, xabs, out + c * OUT_STRIDE);
     }
 }
@@ -193,11 +190,9 @@ typedef struct {
 /* one() on 8 lanes, with the instructions AVX-512 has for it: getexp/getmant split t (the
  * same e and m as the bits give; a +0 target is first raised to the smallest normal, whose
  * finite logarithm then meets t = 0 as it does in one()), and fused multiply-adds only
- * where the product is exact (so the result is the same as separate operations). `wide`
- * (float64 targets) adds the low-part product of m, which is 0 for float32 and float16.
- * Target keys: for narrow targets their bits (a float64 subnormal cannot occur). */
-static AVX512 void eight(__m512d t, __m512d x, const Tables *tb_, int wide, __m512d *acc,
-                         __m512i *tkey, __m512i *xabs) {
+ * where the product is exact (so the result is the same as separate operations). */
+static AVX512 void eight(__m512d t, __m512d x, const Tables *tb_, __m512d *acc, __m512i *tkey,
+                         __m512i *xabs) {
     __m512i tb = _mm512_castpd_si512(t);
     __m512d tn = _mm512_max_pd(t, _mm512_set1_pd(0x1p-1022));
     __m512d e = _mm512_getexp_pd(tn);
@@ -208,15 +203,7 @@ static AVX512 void eight(__m512d t, __m512d x, const Tables *tb_, int wide, __m5
     e = _mm512_mask_add_pd(e, up, e, _mm512_set1_pd(1.0));
     m = _mm512_mask_mul_pd(m, up, m, _mm512_set1_pd(0.5));
     __m512d inv = _mm512_permutex2var_pd(tb_->inv0, i, tb_->inv1);
-    __m512d r;
-    if (wide) {
-        __m512d mh = _mm512_castsi512_pd(
-            _mm512_and_si512(_mm512_castpd_si512(m), _mm512_set1_epi64((long long)TOP24)));
-        r = _mm512_add_pd(_mm512_fmsub_pd(mh, inv, _mm512_set1_pd(1.0)),
-                          _mm512_mul_pd(_mm512_sub_pd(m, mh), inv));
-    } else {
-        r = _mm512_fmsub_pd(m, inv, _mm512_set1_pd(1.0));
-    }
+    __m512d r = _mm512_fmsub_pd(m, inv, _mm512_set1_pd(1.0));
     __m512d q = tb_->q[0];
     for (int d = 1; d < QN; d++) q = _mm512_add_pd(_mm512_mul_pd(q, r), tb_->q[d]);
     __m512d p = _mm512_add_pd(r, _mm512_mul_pd(_mm512_mul_pd(r, r), q));
@@ -225,13 +212,7 @@ static AVX512 void eight(__m512d t, __m512d x, const Tables *tb_, int wide, __m5
                                _mm512_permutex2var_pd(tb_->lo0, i, tb_->lo1));
     __m512d l = _mm512_add_pd(hi, _mm512_add_pd(p, lo));
     *acc = _mm512_add_pd(*acc, _mm512_mul_pd(t, _mm512_sub_pd(l, x)));
-    __m512i key = tb;
-    if (wide) {
-        const __m512i mant = _mm512_set1_epi64((long long)MANT);
-        __mmask8 sub = _mm512_cmplt_epu64_mask(_mm512_sub_epi64(tb, _mm512_set1_epi64(1)), mant);
-        key = _mm512_mask_mov_epi64(tb, sub, _mm512_set1_epi64(-1));
-    }
-    *tkey = _mm512_max_epu64(*tkey, key);
+    *tkey = _mm512_max_epu64(*tkey, tb);
     __m512i xa =
         _mm512_and_si512(_mm512_castpd_si512(x), _mm512_set1_epi64(0x7fffffffffffffffLL));
     *xabs = _mm512_max_epu64(*xabs, xa);
@@ -239,8 +220,7 @@ static AVX512 void eight(__m512d t, __m512d x, const Tables *tb_, int wide, __m5
 
 /* The chunks' 16-lane loop (then the tail, element by element). */
 static AVX512 void chunks512(const void *x, int xk, const void *t, int tk, int64_t n,
-                             int64_t chunk, const double *tab, double *out, const Tables *tb_,
-                             int wide) {
+                             int64_t chunk, const double *tab, double *out, const Tables *tb_) {
     for (int64_t start = 0, c = 0; start < n; start += chunk, c++) {
         int64_t end = start + chunk < n ? start + chunk : n;
         __m512d acc0 = _mm512_setzero_pd(), acc1 = _mm512_setzero_pd();
@@ -250,8 +230,8 @@ static AVX512 void chunks512(const void *x, int xk, const void *t, int tk, int64
             __m512d t0, t1, x0, x1;
             load16(t, tk, j, &t0, &t1);
             load16(x, xk, j, &x0, &x1);
-            eight(t0, x0, tb_, wide, &acc0, &tk0, &xa0);
-            eight(t1, x1, tb_, wide, &acc1, &tk1, &xa1);
+            eight(t0, x0, tb_, &acc0, &tk0, &xa0);
+            eight(t1, x1, tb_, &acc1, &tk1, &xa1);
         }
         double acc[LANES];
         uint64_t tkey[LANES], xabs[LANES];
@@ -276,10 +256,7 @@ __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw"))) static void chunks
                   _mm512_set1_pd(tab[LN2_HI]), _mm512_set1_pd(tab[LN2_LO]),
                   {_mm512_setzero_pd()}};
     for (int d = 0; d < QN; d++) tb_.q[d] = _mm512_set1_pd(tab[QCOEF + d]);
-    if (tk == K_F64)
-        chunks512(x, xk, t, tk, n, chunk, tab, out, &tb_, 1);
-    else
-        chunks512(x, xk, t, tk, n, chunk, tab, out, &tb_, 0);
+    chunks512(x, xk, t, tk, n, chunk, tab, out, &tb_);
 }
 #endif
 
@@ -295,12 +272,13 @@ int kl_isa(void) {
     return 0;
 }
 
-/* Sums the chunks of n elements of x and t (kinds 0 float16, 1 float32, 2 float64) with
+/* Sums the chunks of n elements of x and t (kinds 0 float16, 1 float32, 2 float64; t
+ * float16 or float32) with
  * the table tab, writing OUT_STRIDE doubles per chunk to out, using instruction set isa
  * (at most kl_isa()). Returns 0, or -1 for arguments it does not take. */
 int kl_chunks(const void *x, int xk, const void *t, int tk, int64_t n, int64_t chunk,
               const double *tab, double *out, int isa) {
-    if (xk < 0 || xk > 2 || tk < 0 || tk > 2 || n < 0 || chunk <= 0) return -1;
+    if (xk < 0 || xk > 2 || tk < 0 || tk > 1 || n < 0 || chunk <= 0) return -1;
 #ifdef KL_X86
     if (isa == 2) {
         chunks_avx512(x, xk, t, tk, n, chunk, tab, out);
