@@ -1,7 +1,11 @@
 """kldiv: PyTorch's KL-divergence loss for data files, without PyTorch.
 
-The public API is imported lazily so that ``import kldiv_cli`` (and the CLI's
-start-up) does not pay for NumPy until a function is used.
+The public API: the maths on arrays (``kl_div``, ``kl_div_grad``, ``KLDivLoss``,
+``softmax``, ``log_softmax``, ``kl_estimate``, ``gaussian_kl``) and every command on
+files (``compare``, ``drift``, ``profile``, ``estimate``, ``gaussian``: see
+:mod:`kldiv_cli.api` and docs/api.md), each returning the typed result the command
+renders. It is imported lazily so that ``import kldiv_cli`` (and the CLI's start-up)
+does not pay for NumPy until a function is used.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from typing import TYPE_CHECKING
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from .api import compare, drift, estimate, gaussian, profile
     from .core import KLDivLoss, kl_div, kl_div_grad, log_softmax, softmax
     from .core.estimators import kl_estimate
     from .core.gaussian import gaussian_kl
@@ -18,11 +23,16 @@ if TYPE_CHECKING:
 __all__ = [
     "KLDivLoss",
     "__version__",
+    "compare",
+    "drift",
+    "estimate",
+    "gaussian",
     "gaussian_kl",
     "kl_div",
     "kl_div_grad",
     "kl_estimate",
     "log_softmax",
+    "profile",
     "softmax",
 ]
 
@@ -34,6 +44,11 @@ _LAZY = {
     "softmax": "core",
     "kl_estimate": "core.estimators",
     "gaussian_kl": "core.gaussian",
+    "compare": "api",
+    "drift": "api",
+    "estimate": "api",
+    "gaussian": "api",
+    "profile": "api",
 }
 
 

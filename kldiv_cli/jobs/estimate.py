@@ -103,7 +103,7 @@ class EstimateRequest(Checked):
 
     @property
     def estimators(self) -> tuple[str, ...]:
-        return ESTIMATORS if self.estimator is Estimator.ALL else (self.estimator,)
+        return ESTIMATORS if self.estimator is Estimator.ALL else (self.estimator.value,)
 
     @property
     def inputs(self) -> tuple[str, str, str | None]:
