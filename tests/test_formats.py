@@ -156,3 +156,12 @@ def test_the_architecture_diff_is_the_toy_format() -> None:
     assert added[start : start + len(body)] == body
     entry = 'Format("f64", (".f64",), ARRAY, "f64", "float64 rows", magic=(b"F64ROWS\\x00",)),'
     assert entry in [line.strip() for line in added]
+
+
+@pytest.mark.parametrize("command", ["compute", "inspect", "estimate", "gaussian", "topk"])
+def test_the_help_lists_the_registry(command: str) -> None:
+    out = invoke(command, "--help", environ={"COLUMNS": "300"})
+    assert out.exit_code == 0
+    text = " ".join(out.stdout.split())
+    assert formats.names_text() in text
+    assert formats.extensions_text([formats.KEYED]) in text

@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ..choices import Missing, OutputFormat
+from ..io import formats
 from .app import app
 from .boundary import Messages, current, error_boundary
 from .options import (
@@ -46,6 +47,10 @@ if TYPE_CHECKING:
 _KINDS = "[logits|log-probs|probs]"
 
 
+_KLD = formats.extensions_text([formats.KLD])
+_KEYED = formats.extensions_text([formats.KEYED])
+
+
 @app.command()
 @error_boundary
 def compare(
@@ -53,8 +58,8 @@ def compare(
         str,
         typer.Argument(
             metavar="REFERENCE",
-            help="The reference (base, teacher) model: p. Logits by default; .safetensors, "
-            ".kld (llama.cpp) or any format compute reads; '-' for stdin.",
+            help="The reference (base, teacher) model: p. Logits by default; any format "
+            f"({formats.names_text()}: {_KLD} is llama.cpp's log-probabilities); '-' for stdin.",
             show_default=False,
         ),
     ],
@@ -94,8 +99,8 @@ def compare(
         typer.Option(
             "--tokens",
             metavar="FILE",
-            help="The next-token id of each row (.npy, CSV, Parquet...): adds Δp and "
-            "perplexity statistics. Taken from .kld inputs automatically.",
+            help="The next-token id of each row (a file of any format): adds Δp and "
+            f"perplexity statistics. Taken from {_KLD} inputs automatically.",
         ),
     ] = None,
     tokens_column: Annotated[
@@ -112,9 +117,7 @@ def compare(
     ] = None,
     key: Annotated[
         str | None,
-        typer.Option(
-            "--key", help="Tensor name in .safetensors / array name in .npz (both sides)."
-        ),
+        typer.Option("--key", help=formats.key_help("REFERENCE and each CANDIDATE")),
     ] = None,
     reference_key: Annotated[
         str | None, typer.Option("--reference-key", help="As --key, for REFERENCE only.")
@@ -143,7 +146,8 @@ def compare(
             "--output",
             "-o",
             metavar="PATH",
-            help="Also write the per-row measures to .npy, .csv or .parquet (atomically), "
+            help="Also write the per-row measures to "
+            f"{formats.kinds_text(formats.STREAMED_KINDS)} (atomically), "
             "or to a stream as CSV (-, /dev/stdout: the statistics then go to stderr).",
         ),
     ] = None,
@@ -153,7 +157,7 @@ def compare(
             "--top",
             metavar="N",
             help="Also report the N rows of largest KL: row, sequence and position (3-D and "
-            ".kld inputs), token and both log-probs (with tokens), every measure.",
+            f"{_KLD} inputs), token and both log-probs (with tokens), every measure.",
         ),
     ] = None,
     tail: Annotated[
@@ -170,7 +174,7 @@ def compare(
         typer.Option(
             "--indices-key",
             metavar="NAME",
-            help="A top-K REFERENCE in .npz/.safetensors: its array of class indices.",
+            help=f"A top-K REFERENCE in {_KEYED}: its array of class indices.",
         ),
     ] = None,
     logprobs_key: Annotated[
@@ -178,7 +182,7 @@ def compare(
         typer.Option(
             "--logprobs-key",
             metavar="NAME",
-            help="A top-K REFERENCE in .npz/.safetensors: its array of log-probabilities.",
+            help=f"A top-K REFERENCE in {_KEYED}: its array of log-probabilities.",
         ),
     ] = None,
     html: Annotated[

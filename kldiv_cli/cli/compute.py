@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ..choices import Reduction, Transform
+from ..io import formats
 from .app import app
 from .boundary import Messages, error_boundary
 from .groups import (
@@ -35,8 +36,8 @@ SIDES = inputs(
         "--input-format",
         "--input-key",
         "--input-columns",
-        format_help="npy, npz, csv, tsv, parquet, arrow, safetensors or kld (default: by extension).",
-        key_help="Array (.npz) or tensor (.safetensors) name in INPUT.",
+        format_help=formats.format_help(),
+        key_help=formats.key_help("INPUT"),
         columns_help="Comma-separated names, globs (s_*) or 0-based indices; default: all numeric columns.",
     ),
     Side(
@@ -44,7 +45,7 @@ SIDES = inputs(
         "--target-key",
         "--target-columns",
         format_help="As --input-format.",
-        key_help="Array (.npz) or tensor (.safetensors) name in TARGET.",
+        key_help=formats.key_help("TARGET"),
         columns_help="As --input-columns.",
     ),
 )

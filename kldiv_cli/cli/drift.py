@@ -6,6 +6,7 @@ import typer
 
 from ..choices import OutputFormat
 from ..errors import ExitCode, UsageError
+from ..io import formats
 from .app import app
 from .boundary import Messages, current, error_boundary
 from .options import (
@@ -119,7 +120,8 @@ def drift(
         list[str],
         typer.Argument(
             metavar="REFERENCE CURRENT...",
-            help="The reference (a table, a Parquet folder or quoted glob, or a profile .json), "
+            help="The reference (a file of any format, a Parquet folder or quoted glob, or a "
+            f"profile {formats.kinds_text(('json',))}), "
             "then the current data (the same kinds, or several Parquet files); '-' for stdin.",
             show_default=False,
         ),
@@ -228,7 +230,12 @@ def drift(
     format: FormatOpt = OutputFormat.AUTO,
     output: Annotated[
         str | None,
-        typer.Option("--output", "-o", metavar="PATH", help="Write the report (.json or .csv)."),
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="PATH",
+            help=f"Write the report ({formats.kinds_text(('json', 'csv'))}).",
+        ),
     ] = None,
     junit: Annotated[
         str | None,
@@ -416,7 +423,10 @@ def profile(
     output: Annotated[
         str | None,
         typer.Option(
-            "--output", "-o", metavar="PATH", help="Where the profile goes (.json); default stdout."
+            "--output",
+            "-o",
+            metavar="PATH",
+            help=f"Where the profile goes ({formats.kinds_text(('json',))}); default stdout.",
         ),
     ] = None,
     columns: ColumnsOpt = None,

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ..choices import Aggregate, EmptySequences, Estimator
+from ..io import formats
 from .app import app
 from .boundary import Messages, error_boundary
 from .groups import Output, Side, Storage, gates, inputs, output, storage, uses
@@ -23,8 +24,8 @@ SIDES = inputs(
         "--logp-format",
         "--logp-key",
         "--logp-columns",
-        format_help="npy, npz, csv, tsv, parquet or arrow (default: by extension).",
-        key_help="Array name inside a LOGP .npz.",
+        format_help=formats.format_help(),
+        key_help=formats.key_help("LOGP"),
         columns_help="LOGP's columns: names, globs (lp_*) or 0-based indices (one with "
         "--sequence-column); default all numeric columns.",
     ),
@@ -33,13 +34,13 @@ SIDES = inputs(
         "--ref-key",
         "--ref-columns",
         format_help="As --logp-format.",
-        key_help="Array name inside a REF_LOGP .npz.",
+        key_help=formats.key_help("REF_LOGP"),
         columns_help="As --logp-columns, for REF_LOGP.",
     ),
     Side(
         key="--mask-key",
         columns="--mask-columns",
-        key_help="Array name inside a --mask .npz.",
+        key_help=formats.key_help("--mask FILE"),
         columns_help="As --logp-columns, for --mask.",
         booleans=True,
     ),

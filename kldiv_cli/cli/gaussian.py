@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ..choices import LatentReduction, ScaleParam
+from ..io import formats
 from .app import app
 from .boundary import Messages, error_boundary
 from .groups import Output, Side, Storage, inputs, output, storage, uses
@@ -18,21 +19,21 @@ if TYPE_CHECKING:
     from ..jobs.gates import Verdict
     from ..jobs.gaussian import GaussianResult
 
-_FORMAT_HELP = "npy, npz, csv, tsv, parquet or arrow for every input (default: by extension)."
+_FORMAT_HELP = f"{formats.names_text()} for every input (default: by extension)."
 SIDES = inputs(
     Side(
         "--input-format",
         "--mu-key",
         "--mu-columns",
         format_help=_FORMAT_HELP,
-        key_help="Array name in a .npz.",
+        key_help=formats.key_help("MU"),
         columns_help="MU's columns: names, globs (mu_*) or 0-based indices.",
     ),
     Side(
         "--input-format",
         "--logvar-key",
         "--logvar-columns",
-        key_help="Array name in a .npz (MU's if no LOGVAR).",
+        key_help=formats.key_help("LOGVAR (MU's if no LOGVAR)"),
         columns_help="LOGVAR's columns (of MU's table if no LOGVAR).",
     ),
     # The priors: files of their own, read with --input-format only.

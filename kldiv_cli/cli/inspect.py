@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ..choices import Missing
+from ..io import formats
 from .app import app
 from .boundary import error_boundary
 from .groups import Output, Side, Storage, inputs, output, storage, uses
@@ -21,8 +22,8 @@ SIDES = inputs(
         "--file-format",
         "--key",
         "--columns",
-        format_help="npy, npz, csv, tsv, parquet, arrow, safetensors or kld.",
-        key_help="Array (.npz) or tensor (.safetensors) name.",
+        format_help=formats.format_help(),
+        key_help=formats.key_help("FILE"),
         columns_help="Names, globs or 0-based indices.",
     ),
     missing=Missing.NAN,

@@ -16,6 +16,7 @@ from typer._click.types import ParamType
 
 from ..choices import Choice, Missing, OutputFormat, unknown
 from ..errors import ExitCode, KldivError
+from ..io import formats
 
 if TYPE_CHECKING:
     from ..jobs.slices import Slices
@@ -128,13 +129,12 @@ OutputOpt = Annotated[
         "--output",
         "-o",
         metavar="PATH",
-        help="Write the result to PATH, atomically; its extension picks the kind "
-        "(.npy, .csv, .json, .parquet...; '-': stdout).",
+        help=formats.output_help(),
     ),
 ]
 DelimiterOpt = Annotated[
     str | None,
-    typer.Option("--delimiter", help="CSV delimiter (default ',' for .csv, tab for .tsv)."),
+    typer.Option("--delimiter", help=formats.delimiter_help()),
 ]
 StorageOpt = Annotated[
     list[str] | None,

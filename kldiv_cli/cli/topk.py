@@ -6,6 +6,7 @@ from typing import Annotated
 import typer
 
 from ..choices import Missing, OutputFormat
+from ..io import formats
 from .app import app
 from .boundary import Messages, error_boundary
 from .options import (
@@ -42,7 +43,7 @@ def topk(
         str,
         typer.Argument(
             metavar="INPUT",
-            help="The dense reference: any input compare reads (.npy, .safetensors, .kld...).",
+            help=f"The dense reference: any input compare reads ({formats.names_text()}).",
             show_default=False,
         ),
     ],
@@ -51,7 +52,12 @@ def topk(
     ] = None,
     output: Annotated[
         str | None,
-        typer.Option("--output", "-o", metavar="OUT.parquet", help="The top-K file to write."),
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="OUT",
+            help=f"The top-K file to write ({formats.kinds_text(('parquet',))}).",
+        ),
     ] = None,
     candidate: Annotated[
         str | None,
@@ -94,9 +100,7 @@ def topk(
         str | None,
         typer.Option("--tokens-column", metavar="COL", help="The column of a --tokens table."),
     ] = None,
-    key: Annotated[
-        str | None, typer.Option("--key", help="Tensor in .safetensors / array in .npz.")
-    ] = None,
+    key: Annotated[str | None, typer.Option("--key", help=formats.key_help("INPUT"))] = None,
     columns: Annotated[
         str | None,
         typer.Option("--columns", metavar="COLS", help="Columns of CSV/Parquet inputs."),

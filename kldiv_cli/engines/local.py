@@ -115,7 +115,8 @@ def profiler(
 
 
 def _streamable_output(request: ComputeRequest) -> bool:
-    from ..io.writers import STREAMED_KINDS, output_kind
+    from ..io.formats import STREAMED_KINDS
+    from ..io.writers import output_kind
 
     assert request.output is not None
     return request.per_element and output_kind(request.output) in STREAMED_KINDS

@@ -474,10 +474,6 @@ def atomic_write(path: str, write: Callable[[BinaryIO], T]) -> T:
     return result
 
 
-#: Output files that :class:`BlockWriter` fills block by block.
-STREAMED_KINDS = ("npy", "csv", "parquet")
-
-
 class BlockWriter:
     """An array written to an open file block of rows by block (``reduction="none"``
     streamed), in the layout :func:`kldiv_cli.render.files.write_report` gives the whole

@@ -25,11 +25,10 @@ from ..core.stats import FRAC_ABOVE
 from ..core.topk import TAILS
 from ..errors import InputError, UsageError
 from ..io import formats
-from ..io.formats import kinds_text, output_extension_kind
+from ..io.formats import STREAMED_KINDS, kinds_text, output_extension_kind
 from ..io.sources import ReadOptions, Source, open_source
 from ..io.topk import TopKSource, is_topk, open_topk
 from ..io.writers import (
-    STREAMED_KINDS,
     check_page,
     guard,
     is_stream,
