@@ -156,6 +156,31 @@ def test_masked_logits_are_exact() -> None:
     assert np.isnan(p[1]).all() and np.isnan(log_softmax(logits)[1]).all()
 
 
+@pytest.mark.parametrize("shape", [(3, 1), (7, 5), (2, 3, 40_000), (70_000, 4)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_by_blocks_of_rows_on_threads_has_the_bits_of_whole_passes(shape, dtype) -> None:
+    """The last-axis (log-)softmax works on cache-sized blocks of rows shared among
+    threads: the bits of the plain passes over the whole array, for any thread count
+    (masked, infinite and NaN logits included)."""
+    rng = np.random.default_rng(sum(shape))
+    logits = (rng.standard_normal(shape) * 4).astype(np.float32)
+    flat = logits.reshape(-1, shape[-1])
+    flat[0, 0], flat[-1, -1], flat[len(flat) // 2, :] = -np.inf, np.inf, -np.inf
+    flat[1 % len(flat), -1] = np.nan
+    with np.errstate(all="ignore"):
+        z = logits.astype(dtype) / dtype(0.7)
+        z -= z.max(axis=-1, keepdims=True)
+        e = np.exp(z)
+        expected = {softmax: e / e.sum(axis=-1, keepdims=True)}
+        expected[log_softmax] = z - np.log(e.sum(axis=-1, keepdims=True))
+        for f, want in expected.items():
+            for threads in (1, 2, 3):
+                got = f(logits, -1, 0.7, dtype=dtype, threads=threads)
+                bits = f"u{got.itemsize}"
+                assert got.dtype == want.dtype
+                assert np.array_equal(got.view(bits), want.view(bits))
+
+
 def test_public_names() -> None:
     assert set(kldiv_cli.__all__) >= {
         "kl_div",

@@ -267,7 +267,9 @@ def _transform(name: Transform, a: np.ndarray, request: ComputeRequest) -> np.nd
     # Row-major first: a softmax's sums then have the same bits whatever the file's layout
     # (a Parquet table read whole is column-major; its streamed blocks are row-major).
     a = np.ascontiguousarray(a)
-    return apply_transform(name, a, request.dim, request.temperature, dtype=exact)
+    return apply_transform(
+        name, a, request.dim, request.temperature, dtype=exact, threads=request.threads
+    )
 
 
 def result_dtype_for(request: ComputeRequest, sx: Source, st: Source) -> np.dtype:
