@@ -8,8 +8,9 @@
 Peers, each a fresh process reading the same two .npy files (memory-mapped, in blocks
 of rows, so that none needs the 4 GB at once):
 
-* ``numpy64``: a float64 NumPy script (log-softmax, KL both ways, JS, TV, argmax,
-  mean ± stderr and percentiles), written the plain way;
+* ``numpy32`` / ``numpy64``: a NumPy script (log-softmax, KL both ways, JS, TV, argmax,
+  mean ± stderr and percentiles), written the plain way, in the logits' float32 or in
+  float64;
 * ``torch32``: the same in torch on the CPU, float32 as training code has it (only
   when the torch interpreter is given or importable here).
 
@@ -37,13 +38,14 @@ NUMPY_PEER = r"""
 import json, sys
 import numpy as np
 a = np.load(sys.argv[1], mmap_mode="r"); b = np.load(sys.argv[2], mmap_mode="r")
+DTYPE = np.dtype(sys.argv[3])
 step = max(1, (1 << 22) // a.shape[1])
 parts = {k: [] for k in ("kl", "kl_reverse", "js", "tv", "agree")}
 def log_softmax(x):
     z = x - x.max(axis=1, keepdims=True)
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 for i in range(0, len(a), step):
-    x = np.asarray(a[i:i + step], dtype=np.float64); y = np.asarray(b[i:i + step], dtype=np.float64)
+    x = np.asarray(a[i:i + step], dtype=DTYPE); y = np.asarray(b[i:i + step], dtype=DTYPE)
     lp, lq = log_softmax(x), log_softmax(y)
     p, q = np.exp(lp), np.exp(lq)
     lm = np.log((p + q) / 2)
@@ -184,6 +186,49 @@ def topk_section(a: Path, b: Path, k: int, repeats: int) -> None:
         print(f"compare with the {name} reference: {best:.3f} s")
 
 
+def side_by_side(
+    folder: Path, a: Path, b: Path, repeats: int, tp: str | None, threads: int = 1
+) -> dict[str, float]:
+    """kldiv compare and its peers on ``a`` and ``b``, run in turn ``repeats`` times:
+    prints the table and returns each one's best seconds."""
+    import numpy as np
+
+    (folder / "peer_numpy.py").write_text(NUMPY_PEER)
+    (folder / "peer_torch.py").write_text(TORCH_PEER)
+    commands = {"kldiv": [*KLDIV, "compare", str(a), str(b), "-f", "json", "-q"]}
+    for bits in ("32", "64"):
+        commands[f"numpy{bits}"] = [
+            PY,
+            str(folder / "peer_numpy.py"),
+            str(a),
+            str(b),
+            f"float{bits}",
+        ]
+    if tp:
+        commands["torch32"] = [tp, str(folder / "peer_torch.py"), str(a), str(b), str(threads)]
+    best = {name: float("inf") for name in commands}
+    outputs: dict[str, dict] = {}
+    for _ in range(repeats):
+        for name, cmd in commands.items():
+            seconds, text = timed(cmd)
+            best[name] = min(best[name], seconds)
+            outputs[name] = json.loads(text)
+    rows, vocab = np.load(a, mmap_mode="r").shape
+    print(f"compare {rows} x {vocab} float32 per side, best of {repeats}")
+    print(
+        f"{'tool':<8} {'seconds':>9} {'ns/elem':>8} {'kldiv/peer':>11} {'mean KL':>14} {'rel. to kldiv':>14}"
+    )
+    ours = outputs["kldiv"]["kl"]["mean"]
+    for name in commands:
+        mean = outputs[name]["kl"]["mean"]
+        rel = abs(mean - ours) / abs(ours) if ours else float("nan")
+        print(
+            f"{name:<8} {best[name]:>9.3f} {1e9 * best[name] / (rows * vocab):>8.2f} "
+            f"{best['kldiv'] / best[name]:>11.3f} {mean:>14.8g} {rel:>14.2e}"
+        )
+    return best
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -209,42 +254,7 @@ def main() -> None:
             topk_section(a, b, args.topk, args.repeats)
             if args.no_peers:
                 return
-        (folder / "peer_numpy.py").write_text(NUMPY_PEER)
-        (folder / "peer_torch.py").write_text(TORCH_PEER)
-        commands = {"kldiv": [*KLDIV, "compare", str(a), str(b), "-f", "json", "-q"]}
-        commands["numpy64"] = [PY, str(folder / "peer_numpy.py"), str(a), str(b)]
-        tp = torch_python(args.torch_python)
-        if tp:
-            commands["torch32"] = [
-                tp,
-                str(folder / "peer_torch.py"),
-                str(a),
-                str(b),
-                str(args.threads),
-            ]
-        best = {name: float("inf") for name in commands}
-        outputs: dict[str, dict] = {}
-        for _ in range(args.repeats):
-            for name, cmd in commands.items():
-                seconds, text = timed(cmd)
-                best[name] = min(best[name], seconds)
-                outputs[name] = json.loads(text)
-        size = args.rows * args.vocab
-        print(
-            f"compare {args.rows} x {args.vocab} float32 per side, noise {args.noise}, best of {args.repeats}"
-        )
-        print(
-            f"{'tool':<8} {'seconds':>9} {'ns/elem':>8} {'kldiv/peer':>11} {'mean KL':>14} {'rel. to kldiv':>14}"
-        )
-        ours = outputs["kldiv"]["kl"]["mean"]
-        for name in commands:
-            mean = outputs[name]["kl"]["mean"]
-            ratio = best["kldiv"] / best[name]
-            rel = abs(mean - ours) / abs(ours) if ours else float("nan")
-            print(
-                f"{name:<8} {best[name]:>9.3f} {1e9 * best[name] / size:>8.2f} {ratio:>11.3f} "
-                f"{mean:>14.8g} {rel:>14.2e}"
-            )
+        side_by_side(folder, a, b, args.repeats, torch_python(args.torch_python), args.threads)
     finally:
         if not args.dir:
             shutil.rmtree(folder, ignore_errors=True)

@@ -69,17 +69,19 @@ def make_samples(folder: Path) -> dict[str, tuple[str, str]]:
     return files
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=20)
-    args = parser.parse_args()
+FLOORS = {
+    "parquet": "import typer, numpy, pyarrow.parquet",
+    "csv": "import typer, numpy, pyarrow.csv",
+    "npy": "import typer, numpy",
+}
+
+
+def measure(runs: int) -> dict[str, dict[str, float]]:
+    """Each format's tiny compute against its floor, ``runs`` interleaved runs: prints the
+    table and returns the best and median wall seconds of both, by format."""
     print(f"pandas importable: {importlib.util.find_spec('pandas') is not None}")
     print(f"PYTHONDONTWRITEBYTECODE: {os.environ.get('PYTHONDONTWRITEBYTECODE') or 'unset'}")
-    floors = {
-        "parquet": "import typer, numpy, pyarrow.parquet",
-        "csv": "import typer, numpy, pyarrow.csv",
-        "npy": "import typer, numpy",
-    }
+    results = {}
     with tempfile.TemporaryDirectory() as tmp:
         files = make_samples(Path(tmp))
         print(
@@ -87,12 +89,25 @@ def main() -> None:
         )
         for fmt, (x, t) in files.items():
             ours = [PY, "-m", "kldiv_cli", "compute", x, t, "-r", "sum", "-q"]
-            a, b = pair(ours, [PY, "-c", floors[fmt]], args.runs)
+            a, b = pair(ours, [PY, "-c", FLOORS[fmt]], runs)
             print(
-                f"{fmt + ' vs ' + floors[fmt].split(', ')[-1]:36} {min(a) * 1e3:9.1f} "
+                f"{fmt + ' vs ' + FLOORS[fmt].split(', ')[-1]:36} {min(a) * 1e3:9.1f} "
                 f"{min(b) * 1e3:9.1f} {min(a) / min(b):5.2f}x "
                 f"{statistics.median(a) / statistics.median(b):6.2f}x"
             )
+            results[fmt] = {
+                "kldiv": min(a),
+                "floor": min(b),
+                "kldiv_median": statistics.median(a),
+                "floor_median": statistics.median(b),
+            }
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=20)
+    measure(parser.parse_args().runs)
 
 
 if __name__ == "__main__":

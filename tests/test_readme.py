@@ -60,3 +60,28 @@ def test_readme_example_runs(line: str) -> None:
     assert proc.returncode in allowed, proc.stderr
     assert proc.stdout.strip() or " -o " in command
     assert "Traceback" not in proc.stderr
+
+
+def test_performance_table_is_the_report_scripts_section() -> None:
+    """The Performance table lies between one pair of markers, in the Performance section,
+    in the shape benchmarks/report.py writes (its numbers are the script's, not checked)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("report", ROOT / "benchmarks" / "report.py")
+    assert spec is not None and spec.loader is not None
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    performance = README.split("## Performance", 1)[1].split("\n## ", 1)[0]
+    assert README.count(report.BEGIN) == README.count(report.END) == 1
+    assert report.BEGIN in performance and report.END in performance
+    section = performance.split(report.BEGIN, 1)[1].split(report.END, 1)[0]
+    assert section.strip(), "run python benchmarks/report.py --write"
+    lines = section.strip().splitlines()
+    assert "report.py --write" in lines[0]
+    assert any(line.startswith("Machine: ") and " cores " in line for line in lines)
+    table = [line for line in lines if line.startswith("|")]
+    assert table[0] == report.HEADER and table[1] == "|---|---|---|---|" and len(table) > 2
+    assert all(line.count(" | ") == 3 and line.endswith(" |") for line in table[2:])
+    assert all(line.rsplit(" | ", 1)[1] in ("yes |", "no |") for line in table[2:])
+    # The script puts a new run back in the same place.
+    assert report.replace_section(README, report.section("p", [], "n")).count(report.BEGIN) == 1
