@@ -192,7 +192,7 @@ def core_rows(quick: bool, repeats: int) -> list[Row]:
         f'`kl_div(x, t, reduction="sum")`, {n:,} elements, near-identical distributions '
         "(`bench_core.py`)"
     )
-    out[0].measure = lead + out[0].measure.removeprefix("...")
+    out[0].measure = lead + "," + out[0].measure.removeprefix("...")
     return out
 
 
@@ -263,12 +263,16 @@ def startup_row(quick: bool) -> list[Row]:
     from bench_startup import FLOORS, measure
 
     got = measure(4 if quick else 20)
-    ratios = ", ".join(f"{fmt} {r['kldiv'] / r['floor']:.2f}x" for fmt, r in got.items())
+    ratios = ", ".join(
+        f"{fmt} {r['kldiv'] / r['floor']:.2f}x (median {r['kldiv_median'] / r['floor_median']:.2f}x)"
+        for fmt, r in got.items()
+    )
     floors = "; ".join(f'{fmt}: `python -c "{FLOORS[fmt]}"`' for fmt in got)
     bytecode = os.environ.get("PYTHONDONTWRITEBYTECODE")
     return [
         Row(
-            "start-up: a tiny compute over importing what it needs "
+            "start-up: a tiny compute over importing what it needs, best (and median) of "
+            "interleaved runs "
             f"({floors}), pandas installed, "
             + ("no bytecode caches" if bytecode else "bytecode caches")
             + " (`bench_startup.py`)",
