@@ -33,8 +33,6 @@ HEADER = "| measure (script) | result here | target | depends on the instruction
 #: The CPU flags that decide which kernel path runs.
 FLAGS = ("avx2", "fma", "avx512f")
 
-sys.path.insert(0, str(HERE))
-
 
 @dataclass
 class Row:
@@ -316,6 +314,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--dir", type=Path, help="where the data files go (default: a temp dir)")
     args = parser.parse_args()
+    sys.path.insert(0, str(HERE))  # the bench_* scripts beside this one
     repeats = 2 if args.quick else args.repeats
     folder = args.dir or Path(tempfile.mkdtemp(prefix="kldiv-report-"))
     folder.mkdir(parents=True, exist_ok=True)
