@@ -11,7 +11,6 @@ and the drift commands dispatch through :func:`engine`; nothing else names an en
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -56,12 +55,14 @@ class Engine:
     require: Callable[[], None] = _nothing_to_install
 
 
-def _lazy(module: str, name: str) -> Callable[..., Any]:
-    """``name`` of this package's ``module``, imported at its first call: a local run
-    does not compile the Dask engine's modules (start-up)."""
+def _dask(name: str) -> Callable[..., Any]:
+    """The Dask engine's function ``name``, imported at its first call: a local run does
+    not compile the Dask engine's modules (start-up)."""
 
     def call(*args: Any, **kwargs: Any) -> Any:
-        return getattr(importlib.import_module(f".{module}", __package__), name)(*args, **kwargs)
+        from . import dask
+
+        return getattr(dask, name)(*args, **kwargs)
 
     return call
 
@@ -93,10 +94,10 @@ ENGINES: dict[str, Engine] = {
     "dask": Engine(
         "dask",
         "tasks on a Dask cluster, combined exactly on the client",
-        _lazy("dask", "compute"),
+        _dask("compute"),
         _dask_profiler,
-        check=_lazy("dask", "check_request"),
-        require=_lazy("dask", "require_distributed"),
+        check=_dask("check_request"),
+        require=_dask("require_distributed"),
     ),
 }
 
