@@ -25,9 +25,9 @@ KNOWN_CYCLES: set[frozenset[str]] = {
     frozenset({"kldiv_cli.jobs.drift", "kldiv_cli.jobs.drift_calibrate"}),
 }
 KNOWN_EXTENSIONS: set[tuple[str, str]] = {
-    # drift's profile and report pages: drift's job is being split into parts this session.
+    # drift's report pages: drift's job is being split into parts this session.
     ("kldiv_cli.jobs.drift", ext)
-    for ext in (".json", ".xml", ".html", ".htm")
+    for ext in (".xml", ".html", ".htm")
 }
 KNOWN_PRIVATE: set[tuple[str, str, str]] = {
     # The Dask drift profiler and drift's job: being split into parts this session.
@@ -148,11 +148,11 @@ def _private_imports() -> set[tuple[str, str, str]]:
 
 
 def _known_extensions() -> set[str]:
-    """The read formats and output kinds of io's registries, and the report pages."""
-    from kldiv_cli.io import formats, writers
+    """The read formats and output kinds of io's registry, and the report pages."""
+    from kldiv_cli.io import formats
 
     read = {e for f in formats.REGISTRY for e in f.extensions}
-    return {*read, *writers.OUTPUT_EXTENSIONS, ".html", ".htm", ".xml", ".toml"}
+    return {*read, *formats.OUTPUT_EXTENSIONS, ".html", ".htm", ".xml", ".toml"}
 
 
 def _literals(tree: ast.AST, known: set[str]) -> set[str]:
