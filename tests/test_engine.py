@@ -415,10 +415,11 @@ def test_block_writer_puts_column_major_blocks_in_row_order(tmp_path) -> None:
     np.testing.assert_array_equal(np.load(io.BytesIO(f.getvalue())), whole)
 
 
-def test_an_engine_is_one_registry_record(tmp_path, monkeypatch) -> None:
+def test_an_engine_is_one_registry_record(tmp_path, monkeypatch, run_cli) -> None:
     """The compute job dispatches through the registry: a record added there is found
-    by name, its limits refuse a request before anything is read, and its result is
-    the job's. An unknown name is one line naming every engine."""
+    by name (by the job and by ``kldiv compute --engine``), its limits refuse a request
+    before anything is read, and its result is the job's. An unknown name is one line
+    naming every engine."""
     from kldiv_cli.engines import local, registry
     from kldiv_cli.errors import UsageError
 
@@ -445,3 +446,10 @@ def test_an_engine_is_one_registry_record(tmp_path, monkeypatch) -> None:
     assert ran == ["inline"]
     with pytest.raises(UsageError, match="unknown engine 'ray'; choose local or dask or inline"):
         compute(replace(request, engine="ray"))
+    cli = run_cli("compute", request.input, request.target, "--engine", "inline", "-f", "json")
+    assert cli.exit_code == 0, cli.stderr
+    assert ran == ["inline", "inline"]
+    refused = run_cli("compute", request.input, request.target, "--engine", "inline", "--per-row")
+    assert (refused.exit_code, refused.stderr.count("\n")) == (2, 1)
+    assert "--engine inline computes a scalar loss" in refused.stderr
+    assert ran == ["inline", "inline"]

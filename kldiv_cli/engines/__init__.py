@@ -1,6 +1,12 @@
-"""Engines that run the compute job's work elsewhere: :mod:`.tasks` lays the work out
-in tasks (pure functions, no scheduler), :mod:`.dask` runs them on a Dask cluster.
+"""Where the compute job's sums (and drift's reference profiles) run.
 
-Nothing here is imported at start-up: ``distributed`` is an optional extra
-(``pip install "kldiv[dask]"``), imported only when ``--engine dask`` runs.
+:mod:`.registry` holds one :class:`~.registry.Engine` record per engine, which the
+compute job and the drift commands dispatch through: :mod:`.local` runs a plan in this
+process, :mod:`.dask` runs the tasks :mod:`.tasks` lays out (pure functions, no
+scheduler) on a Dask cluster, with :mod:`.quantiles` and :mod:`.drift` for drift's
+profiles. A new engine is one module here and one entry in the registry.
+
+This package's ``__init__`` imports nothing, so importing a task's module on a worker
+loads no registry; ``distributed`` is an optional extra (``pip install "kldiv[dask]"``),
+imported only when ``--engine dask`` runs.
 """
