@@ -10,6 +10,7 @@ module ``PKG.NAME`` when there is one, else ``PKG`` (the names of its ``__init__
 from __future__ import annotations
 
 import ast
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -54,26 +55,44 @@ def _package(name: str) -> str:
     return name if is_package else name.rpartition(".")[0]
 
 
-@cache
-def _tree(name: str) -> ast.Module:
-    return ast.parse(MODULES[name].read_text(encoding="utf-8"))
+@dataclass(frozen=True)
+class Scan:
+    """What a module's source says, read in one walk of its syntax tree."""
+
+    #: ``(imported module, names taken from it)`` for every import statement, wherever
+    #: it stands (top level, functions, ``if TYPE_CHECKING``).
+    imports: tuple[tuple[str, tuple[str, ...]], ...]
+    #: Its string constants.
+    strings: frozenset[str]
+    #: Whether it calls ``importlib.import_module``.
+    by_name: bool
 
 
-def _imports(name: str) -> list[tuple[str, list[str]]]:
-    """``(imported module, names taken from it)`` for every import statement of module
-    ``name``, wherever it stands (top level, functions, ``if TYPE_CHECKING``)."""
-    found: list[tuple[str, list[str]]] = []
-    for node in ast.walk(_tree(name)):
-        if isinstance(node, ast.Import):
-            found += [(alias.name, []) for alias in node.names]
+def _scan_tree(tree: ast.AST, package: str) -> Scan:
+    imports: list[tuple[str, tuple[str, ...]]] = []
+    strings: set[str] = set()
+    by_name = False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            strings.add(node.value)
+        elif isinstance(node, ast.Import):
+            imports += [(alias.name, ()) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                package = _package(name).split(".")
-                anchor = ".".join(package[: len(package) - node.level + 1])
+                parts = package.split(".")
+                anchor = ".".join(parts[: len(parts) - node.level + 1])
                 base = f"{anchor}.{base}" if base else anchor
-            found.append((base, [alias.name for alias in node.names]))
-    return found
+            imports.append((base, tuple(alias.name for alias in node.names)))
+        elif isinstance(node, ast.Attribute) and node.attr == "import_module":
+            by_name = True
+    return Scan(tuple(imports), frozenset(strings), by_name)
+
+
+@cache
+def _scan(name: str) -> Scan:
+    tree = ast.parse(MODULES[name].read_text(encoding="utf-8"))
+    return _scan_tree(tree, _package(name))
 
 
 #: The modules that import other modules by name (``importlib.import_module``), which no
@@ -83,10 +102,11 @@ def _imports(name: str) -> list[tuple[str, list[str]]]:
 IMPORTS_BY_NAME = {"kldiv_cli", "kldiv_cli.cli.app", "kldiv_cli.io.formats"}
 
 
-def _edges(name: str) -> set[str]:
+@cache
+def _edges(name: str) -> frozenset[str]:
     """The kldiv_cli modules that module ``name`` imports."""
     out: set[str] = set()
-    for base, names in _imports(name):
+    for base, names in _scan(name).imports:
         if not base.startswith("kldiv_cli"):
             continue
         submodules = [f"{base}.{n}" for n in names if f"{base}.{n}" in MODULES]
@@ -94,7 +114,7 @@ def _edges(name: str) -> set[str]:
         if len(submodules) < len(names) or not names:
             out.add(base)
     out.discard(name)
-    return out
+    return frozenset(out)
 
 
 def _cycles() -> set[frozenset[str]]:
@@ -138,7 +158,7 @@ def _private_imports() -> set[tuple[str, str, str]]:
     (dunder names such as ``__version__`` are public)."""
     found = set()
     for name in MODULES:
-        for base, names in _imports(name):
+        for base, names in _scan(name).imports:
             if not base.startswith("kldiv_cli") or base == name:
                 continue
             for n in names:
@@ -155,16 +175,10 @@ def _known_extensions() -> set[str]:
     return {*read, *formats.OUTPUT_EXTENSIONS, ".html", ".htm", ".xml", ".toml"}
 
 
-def _literals(tree: ast.AST, known: set[str]) -> set[str]:
-    """The strings of ``tree`` that are a file extension (``".parquet"``, ``"*.csv"``);
+def _literals(scan: Scan, known: set[str]) -> set[str]:
+    """The strings of a module that are a file extension (``".parquet"``, ``"*.csv"``);
     prose (help, messages) may name extensions."""
-    return {
-        node.value
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Constant)
-        and isinstance(node.value, str)
-        and node.value.lower().lstrip("*") in known
-    }
+    return {text for text in scan.strings if text.lower().lstrip("*") in known}
 
 
 def _extension_literals() -> set[tuple[str, str]]:
@@ -174,7 +188,7 @@ def _extension_literals() -> set[tuple[str, str]]:
         (name, text)
         for name in MODULES
         if not name.startswith("kldiv_cli.io")
-        for text in _literals(_tree(name), known)
+        for text in _literals(_scan(name), known)
     }
 
 
@@ -185,19 +199,13 @@ def test_the_scan_sees_the_package() -> None:
     # A function's import counts: the CLI's commands import their jobs inside functions.
     assert "kldiv_cli.jobs.compute" in _edges("kldiv_cli.cli.compute")
     code = ast.parse('if path.lower().endswith((".PARQUET", "*.tsv")): help = "a .csv file"')
-    assert _literals(code, _known_extensions()) == {".PARQUET", "*.tsv"}
+    assert _literals(_scan_tree(code, "kldiv_cli"), _known_extensions()) == {".PARQUET", "*.tsv"}
 
 
 def test_imports_by_name_only_in_the_registries() -> None:
     """A module importing by name hides that import from the cycle check: only the
     registries of :data:`IMPORTS_BY_NAME` may."""
-    calls = {
-        name
-        for name in MODULES
-        for node in ast.walk(_tree(name))
-        if isinstance(node, ast.Attribute) and node.attr == "import_module"
-    }
-    assert calls == IMPORTS_BY_NAME
+    assert {name for name in MODULES if _scan(name).by_name} == IMPORTS_BY_NAME
 
 
 def test_no_import_cycle() -> None:
