@@ -121,7 +121,7 @@ def test_a_run_validates_once(pair, tmp_path, monkeypatch) -> None:
     real = writers.guard
     monkeypatch.setattr(writers, "guard", lambda *a, **k: calls.append(a) or real(*a, **k))
     xp, tp, _, _ = pair
-    for command in ("compute", "estimate"):
+    for command, args in (("compute", (xp, tp)), ("estimate", (xp, tp)), ("inspect", (xp,))):
         calls.clear()
-        out = invoke(command, xp, tp, "-o", tmp_path / f"{command}.json", "-q")
+        out = invoke(command, *args, "-o", tmp_path / f"{command}.json", "-q")
         assert out.exit_code in (0, 2) and len(calls) == 1, (command, out.stderr)

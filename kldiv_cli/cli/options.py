@@ -14,7 +14,7 @@ from typer._click.exceptions import ClickException
 from typer._click.shell_completion import CompletionItem
 from typer._click.types import ParamType
 
-from ..choices import Choice, Missing, OutputFormat, unknown
+from ..choices import Choice, Missing, OutputFormat
 from ..errors import ExitCode, KldivError
 from ..io import formats
 
@@ -36,42 +36,23 @@ class OptionError(ClickException):
         current().error(self.format_message())
 
 
-class ChoiceType(ParamType):
-    """The Click type of an option whose value is one of ``choices``' words: shown in
-    the help as ``[a|b|c]``, completed by the shell, parsed into the member."""
-
-    def __init__(self, choices: type[Choice]) -> None:
-        self.choices = choices
-        self.name = choices.__name__.lower()
-
-    def get_metavar(self, param: Parameter, ctx: Context) -> str:
-        return "[" + "|".join(self.choices.words()) + "]"
-
-    def convert(self, value: Any, param: Parameter | None, ctx: Context | None) -> Choice:
-        if isinstance(value, self.choices):
-            return value
-        try:
-            return self.choices(value)
-        except ValueError:
-            raise OptionError(unknown(self.choices, value)) from None
-
-    def shell_complete(
-        self, ctx: Context, param: Parameter, incomplete: str
-    ) -> list[CompletionItem]:
-        return [CompletionItem(w) for w in self.choices.words() if w.startswith(incomplete)]
-
-
 class ParsedType(ParamType):
     """The Click type of an option parsed by ``parse`` (a :class:`~kldiv_cli.errors.UsageError`
-    for a bad value): the option receives the parsed value; ``words`` are completed."""
+    for a bad value, shown as :class:`OptionError`): the option receives the parsed
+    value; ``metavar`` is its help's placeholder and ``words`` (or a function giving
+    them, read only when completing) what the shell completes."""
 
     def __init__(
-        self, name: str, parse: Callable[[str], Any], metavar: str, words: Sequence[str] = ()
+        self,
+        name: str,
+        parse: Callable[[str], Any],
+        metavar: str,
+        words: Sequence[str] | Callable[[], Sequence[str]] = (),
     ) -> None:
         self.name = name
         self.parse = parse
         self.metavar = metavar
-        self.words = tuple(words)
+        self.words = words
 
     def get_metavar(self, param: Parameter, ctx: Context) -> str:
         return self.metavar
@@ -87,13 +68,16 @@ class ParsedType(ParamType):
     def shell_complete(
         self, ctx: Context, param: Parameter, incomplete: str
     ) -> list[CompletionItem]:
-        return [CompletionItem(w) for w in self.words if w.startswith(incomplete)]
+        words = self.words() if callable(self.words) else self.words
+        return [CompletionItem(w) for w in words if w.startswith(incomplete)]
 
 
 def choice(choices: type[Choice], *names: str, help: str, **kwargs: Any) -> Any:
     """``typer.Option(*names)`` taking one of ``choices``' words (the parameter's type is
     the enum: it receives a member)."""
-    return typer.Option(*names, click_type=ChoiceType(choices), help=help, **kwargs)
+    words = choices.words()
+    parsed = ParsedType(choices.__name__.lower(), choices.parse, f"[{'|'.join(words)}]", words)
+    return typer.Option(*names, click_type=parsed, help=help, **kwargs)
 
 
 def not_empty(value: str | None) -> str | None:
@@ -183,27 +167,11 @@ ChunkRowsOpt = Annotated[
 ]
 
 
-class EngineType(ParamType):
-    """``--engine NAME``: a name of the engine registry
-    (:data:`kldiv_cli.engines.registry.ENGINES`), completed from it; the job checks the
-    name (and the engine's limits), so a new engine is only its registry entry. The
-    registry loads the engines (NumPy): it is read for completion only, never for help."""
-
-    name = "engine"
-
-    def convert(self, value: Any, param: Parameter | None, ctx: Context | None) -> str:
-        return str(value)
-
-    def get_metavar(self, param: Parameter, ctx: Context) -> str:
-        return "NAME"
-
-    def shell_complete(
-        self, ctx: Context, param: Parameter, incomplete: str
-    ) -> list[CompletionItem]:
-        return [CompletionItem(w) for w in _engines() if w.startswith(incomplete)]
-
-
 def _engines() -> tuple[str, ...]:
+    """The engine registry's names (:data:`kldiv_cli.engines.registry.ENGINES`), for
+    completion only: the registry loads the engines (NumPy), which no help may pay for.
+    The job checks the name (and the engine's limits), so a new engine is only its
+    registry entry."""
     from ..engines.registry import ENGINES
 
     return tuple(ENGINES)
@@ -213,7 +181,7 @@ EngineOpt = Annotated[
     str,
     typer.Option(
         "--engine",
-        click_type=EngineType(),
+        click_type=ParsedType("engine", str, "NAME", _engines),
         help="Where the sums run: this process (local, the default), or tasks on a Dask cluster "
         '(pip install "kldiv[dask]", or ".[dask]" from the source); the same bits either way.',
     ),

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..io.sources import ReadOptions, Source, open_source
+from .checks import Checked
 
 __all__ = ["InspectRequest", "classify", "describe_columns", "inspect", "inspect_source"]
 
@@ -132,7 +133,7 @@ def classify(a: np.ndarray) -> tuple[str, list[str]]:
 
 
 @dataclass(frozen=True)
-class InspectRequest:
+class InspectRequest(Checked):
     """The file to describe (``-``: stdin) and how to read it."""
 
     path: str
@@ -145,7 +146,7 @@ class InspectRequest:
         """The path the job reads."""
         return (self.path,)
 
-    def validate(self) -> None:
+    def check(self) -> None:
         """The output's kind, and that it is not the input: before anything is read."""
         from ..io.writers import guard
 
@@ -158,6 +159,7 @@ def inspect(
     """Open ``request.path`` and describe it (:func:`inspect_source`); a large CSV is
     parsed block by block (memory before speed), and a text column with numbers among
     its words is described as text, not refused."""
+    request.validate()
     options = replace(request.options, stream=True, describe=True)
     return inspect_source(open_source(request.path, options, stdin), progress)
 
