@@ -138,14 +138,20 @@ def test_a_worker_that_always_dies_is_one_clear_error(cluster, data) -> None:
 
     with distributed.Client(cluster) as client:
         client.wait_for_workers(2, timeout=30)
-        with pytest.raises(D.ClusterError, match="worker died") as caught:
-            D.run_tasks(client, job, [T.Task(0, 1)], always_dies)
-        assert "\n" not in str(caught.value)
-        client.wait_for_workers(2, timeout=30)
+        try:
+            # Killed on every retry; or, when the dying workers held the last copies of
+            # the scattered job first, the scheduler cancels the task (a race under load).
+            with pytest.raises(D.ClusterError, match="worker died|lost every worker") as caught:
+                D.run_tasks(client, job, [T.Task(0, 1)], always_dies)
+            assert "\n" not in str(caught.value)
+        finally:
+            client.wait_for_workers(2, timeout=30)  # the next tests count two workers
 
 
 def test_workers_with_another_version_are_refused(cluster, data, monkeypatch) -> None:
     x, t = data
+    with distributed.Client(cluster) as client:
+        client.wait_for_workers(2, timeout=30)  # both back, after the tests that kill them
     monkeypatch.setattr(D, "__version__", "0.0.0-client")  # the client's, not the workers'
     with pytest.raises(D.ClusterError, match=r"2 Dask worker\(s\) run kldiv .*0\.0\.0-client"):
         D.run_compute_dask(ComputeRequest(x + ".npy", t + ".npy"), cluster.scheduler_address)
