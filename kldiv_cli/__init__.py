@@ -2,9 +2,9 @@
 
 The public API: the maths on arrays (``kl_div``, ``kl_div_grad``, ``KLDivLoss``,
 ``softmax``, ``log_softmax``, ``kl_estimate``, ``gaussian_kl``) and every command on
-files (``compare``, ``drift``, ``profile``, ``estimate``, ``gaussian``: see
-:mod:`kldiv_cli.api` and docs/api.md), each returning the typed result the command
-renders. It is imported lazily so that ``import kldiv_cli`` (and the CLI's start-up)
+files (``compute``, ``compare``, ``drift``, ``profile``, ``estimate``, ``gaussian``,
+``inspect``: see :mod:`kldiv_cli.api` and docs/api.md), each returning the typed result
+the command renders. It is imported lazily so that ``import kldiv_cli`` (and the CLI's start-up)
 does not pay for NumPy until a function is used.
 """
 
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from .api import compare, drift, estimate, gaussian, profile
+    from .api import compare, compute, drift, estimate, gaussian, inspect, profile
     from .core import KLDivLoss, kl_div, kl_div_grad, log_softmax, softmax
     from .core.estimators import kl_estimate
     from .core.gaussian import gaussian_kl
@@ -24,12 +24,14 @@ __all__ = [
     "KLDivLoss",
     "__version__",
     "compare",
+    "compute",
     "drift",
     "estimate",
     "gaussian",
     "gaussian_kl",
     "kl_div",
     "kl_div_grad",
+    "inspect",
     "kl_estimate",
     "log_softmax",
     "profile",
@@ -45,9 +47,11 @@ _LAZY = {
     "kl_estimate": "core.estimators",
     "gaussian_kl": "core.gaussian",
     "compare": "api",
+    "compute": "api",
     "drift": "api",
     "estimate": "api",
     "gaussian": "api",
+    "inspect": "api",
     "profile": "api",
 }
 

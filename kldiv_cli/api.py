@@ -17,15 +17,83 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .jobs.compare import CompareAllResult
+    from .jobs.compute import ComputeResult
     from .jobs.drift import DriftReport
     from .jobs.drift_profile import Profile
     from .jobs.estimate import EstimateResult
     from .jobs.gaussian import GaussianResult
 
-__all__ = ["compare", "drift", "estimate", "gaussian", "profile"]
+__all__ = ["compare", "compute", "drift", "estimate", "gaussian", "inspect", "profile"]
 
 #: A path: text or any ``os.PathLike`` (``pathlib.Path``).
 Path = str | os.PathLike[str]
+
+
+def compute(input: Path, target: Path, **options: Any) -> ComputeResult:
+    """``kldiv compute``: ``torch.nn.functional.kl_div(INPUT, TARGET)`` on two files,
+    read and summed block by block (:func:`kldiv_cli.kl_div` is the same on arrays).
+
+    Parameters
+    ----------
+    input, target
+        The model's log-probabilities (or logits with ``input_transform``) and the
+        observed distribution, in torch's order.
+    **options
+        :class:`~kldiv_cli.jobs.compute_plan.ComputeRequest`'s fields: ``reduction``
+        (``none``, ``mean``, ``batchmean``, ``sum``), ``log_target``,
+        ``input_transform``/``target_transform`` (``softmax``, ``log-softmax``...),
+        ``temperature``, ``per_row``, ``top``, ``target_labels``, ``engine``...
+
+    Returns
+    -------
+    ComputeResult
+        ``loss`` (a NumPy scalar, or an array for ``none``), ``per_row``, ``top``,
+        ``diagnostics``, ``warnings``, ``plan``.
+
+    Examples
+    --------
+    >>> import kldiv_cli
+    >>> result = kldiv_cli.compute(
+    ...     "sample_data/student_logits.npy", "sample_data/teacher_logits.npy",
+    ...     input_transform="log-softmax", target_transform="softmax", reduction="batchmean",
+    ... )
+    >>> float(result.loss) > 0
+    True
+    """
+    from .jobs.compute import ComputeRequest
+    from .jobs.compute import compute as run
+
+    return run(ComputeRequest(os.fspath(input), os.fspath(target), **options))
+
+
+def inspect(file: Path, **options: Any) -> dict[str, Any]:
+    """``kldiv inspect``: what a data file holds (shape, dtype, NaN/inf counts, range,
+    row sums, what it looks like) and the flags to use with it.
+
+    Parameters
+    ----------
+    file
+        A data file.
+    **options
+        ``options`` (a :class:`~kldiv_cli.io.base.ReadOptions`: format, key, columns).
+
+    Returns
+    -------
+    dict
+        The ``-f json`` document: ``shape``, ``dtype``, ``looks_like``, ``suggestions``,
+        and for a table ``column_roles``.
+
+    Examples
+    --------
+    >>> import kldiv_cli
+    >>> info = kldiv_cli.inspect("sample_data/teacher_logits.npy")
+    >>> info["looks_like"].startswith("logits")
+    True
+    """
+    from .jobs.inspect import InspectRequest
+    from .jobs.inspect import inspect as run
+
+    return run(InspectRequest(os.fspath(file), **options))
 
 
 def compare(reference: Path, *candidates: Path, **options: Any) -> CompareAllResult:

@@ -54,7 +54,33 @@ def test_the_docstrings_examples_run(monkeypatch) -> None:
 
     monkeypatch.chdir(ROOT)
     failed, attempted = doctest.testmod(kldiv_cli.api, verbose=False)
-    assert attempted >= 15 and failed == 0
+    assert attempted >= 20 and failed == 0
+
+
+def test_compute_and_inspect_give_the_commands_numbers(examples) -> None:
+    names = examples["compute and inspect"]
+    student, teacher = (
+        ROOT / "sample_data/student_logits.npy",
+        ROOT / "sample_data/teacher_logits.npy",
+    )
+    cli = _json(
+        student,
+        teacher,
+        "--input-transform",
+        "log-softmax",
+        "--target-transform",
+        "softmax",
+        "-T",
+        "2",
+        "--t2-scale",
+        "-r",
+        "batchmean",
+        command="compute",
+    )
+    assert float(names["result"].loss) == cli["loss"]
+    info = _json(teacher, command="inspect")
+    assert names["info"]["looks_like"] == info["looks_like"]
+    assert names["info"]["suggestions"] == info["suggestions"]
 
 
 def test_compare_gives_the_commands_numbers(examples) -> None:
@@ -131,7 +157,7 @@ def test_import_is_lazy() -> None:
         "assert 'numpy' not in sys.modules and 'kldiv_cli.api' not in sys.modules\n"
         "assert callable(kldiv_cli.drift) and 'kldiv_cli.api' in sys.modules\n"
         "assert 'numpy' not in sys.modules, 'the API module loads its jobs when called'\n"
-        "assert set(kldiv_cli.__all__) >= {'compare', 'drift', 'profile', 'estimate', 'gaussian'}\n"
+        "assert set(kldiv_cli.__all__) >= {'compute', 'compare', 'drift', 'profile', 'estimate', 'gaussian', 'inspect'}\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
