@@ -27,6 +27,7 @@ import numpy as np
 
 from ..errors import InputError
 from .base import ReadOptions
+from .formats import KEYED, extensions_text, get
 from .paths import resolve
 from .writers import atomic_write, output_kind
 
@@ -92,7 +93,7 @@ def is_topk(path: str, indices_key: str | None, stdin: bytes | None = None) -> b
         except InputError:
             return False
         return {"indices", "logprobs"} <= names
-    if where.fmt in ("npz", "safetensors"):
+    if get(where.fmt).kind == KEYED:
         if indices_key is not None:
             return True
         try:
@@ -137,12 +138,11 @@ class TopKSource:
         self.notes: list[str] = []
         if self.fmt == "parquet":
             self._open_parquet()
-        elif self.fmt in ("npz", "safetensors"):
+        elif get(self.fmt).kind == KEYED:
             self._open_arrays()
         else:
-            raise InputError(
-                self.label, f"a top-K reference is Parquet, .npz or safetensors, not {self.fmt}"
-            )
+            keyed = extensions_text([KEYED])
+            raise InputError(self.label, f"a top-K reference is Parquet, {keyed}, not {self.fmt}")
 
     def _open_parquet(self) -> None:
         self._file = _parquet(self.label, self._where.path, self._where.data)
