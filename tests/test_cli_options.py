@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 
 from kldiv_cli import choices
 from kldiv_cli.errors import UsageError
+from kldiv_cli.io import formats
 
 from .helpers import invoke
 
@@ -38,6 +39,12 @@ def _complete(line: str) -> list[str]:
         ("kldiv gaussian mu.npy --scale-param log", ["logvar", "logstd"]),
         ("kldiv inspect a.csv --missing ", ["error", "nan"]),
         ("kldiv inspect a.csv -f j", ["json"]),
+        # The format registry's names, in its order.
+        ("kldiv compute a.x b.y --input-format p", ["parquet"]),
+        (
+            "kldiv inspect a.x --file-format ",
+            list(formats.names()),
+        ),
     ],
 )
 def test_choices_complete(line: str, offered: list[str] | None) -> None:

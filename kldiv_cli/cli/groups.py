@@ -34,6 +34,7 @@ from .options import (
     FailAboveOpt,
     FailBelowOpt,
     FormatOpt,
+    FormatType,
     OutputOpt,
     SchedulerFileOpt,
     SchedulerOpt,
@@ -177,7 +178,9 @@ def inputs(
     parameters: dict[str, tuple[str, Any, Any]] = {}
     for side in sides:
         for option, metavar, text in side.options():
-            annotated = Annotated[str | None, typer.Option(option, metavar=metavar, help=text)]
+            # A format option completes the registry's names; the others show a metavar.
+            kind = {"click_type": FormatType()} if option == side.format else {"metavar": metavar}
+            annotated = Annotated[str | None, typer.Option(option, help=text, **kind)]
             parameters.setdefault(_name(option), (_name(option), annotated, None))
     parameters["delimiter"] = ("delimiter", DelimiterOpt, None)
     missing_opt = Annotated[Missing, choice(Missing, "--missing", help=missing_help)]
