@@ -76,6 +76,23 @@ FLOORS = {
 }
 
 
+_LOADED = """
+import os, sys
+from kldiv_cli.cli.app import run
+run(sys.argv[1:])  # the command without ending the process (main skips teardown)
+files = [m.__file__ for n, m in list(sys.modules.items()) if n.startswith("kldiv_cli") and getattr(m, "__file__", None)]
+print(len(files), sum(os.path.getsize(f) for f in files), file=sys.stderr)
+"""
+
+
+def loaded(args: list[str]) -> tuple[int, int]:
+    """How many of kldiv's modules ``kldiv ARGS`` loads and their bytes of source (what
+    Python compiles at each start without bytecode caches)."""
+    done = subprocess.run([PY, "-c", _LOADED, *args], capture_output=True, text=True, check=True)
+    count, size = done.stderr.split()[-2:]
+    return int(count), int(size)
+
+
 def measure(runs: int) -> dict[str, dict[str, float]]:
     """Each format's tiny compute against its floor, ``runs`` interleaved runs: prints the
     table and returns the best and median wall seconds of both, by format."""
@@ -95,11 +112,15 @@ def measure(runs: int) -> dict[str, dict[str, float]]:
                 f"{min(b) * 1e3:9.1f} {min(a) / min(b):5.2f}x "
                 f"{statistics.median(a) / statistics.median(b):6.2f}x"
             )
+            count, size = loaded(ours[3:])
+            print(f"{'':36} kldiv loads {count} of its modules, {size / 1000:.0f} KB of source")
             results[fmt] = {
                 "kldiv": min(a),
                 "floor": min(b),
                 "kldiv_median": statistics.median(a),
                 "floor_median": statistics.median(b),
+                "modules": count,
+                "source_bytes": size,
             }
     return results
 

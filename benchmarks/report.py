@@ -10,7 +10,9 @@ what they depend on: the CPU (model, cores, the instruction sets kldiv's kernel 
 the library versions, kldiv's version, commit and kernel, and the machine's load before
 and after. The README's section between ``<!-- perf:begin -->`` and
 ``<!-- perf:end -->`` is this script's output, never edited by hand; run it on a quiet
-machine (the peers need ``pip install torch polars duckdb``).
+machine (the peers need ``pip install torch polars duckdb``), with the compiled kernel
+built (``pip install .``, or ``python hatch_build.py`` in a checkout): the machine line
+says which kernel ran.
 """
 
 from __future__ import annotations
@@ -262,7 +264,8 @@ def startup_row(quick: bool) -> list[Row]:
 
     got = measure(4 if quick else 20)
     ratios = ", ".join(
-        f"{fmt} {r['kldiv'] / r['floor']:.2f}x (median {r['kldiv_median'] / r['floor_median']:.2f}x)"
+        f"{fmt} {r['kldiv'] / r['floor']:.2f}x (median {r['kldiv_median'] / r['floor_median']:.2f}x; "
+        f"{r['modules']:.0f} modules, {r['source_bytes'] / 1000:.0f} KB of source)"
         for fmt, r in got.items()
     )
     floors = "; ".join(f'{fmt}: `python -c "{FLOORS[fmt]}"`' for fmt in got)
