@@ -113,7 +113,7 @@ def test_parquet_row_groups_as_partitions(tmp_path) -> None:
 @pytest.mark.parametrize("binning", ["quantile", "uniform"])
 @pytest.mark.parametrize("bins", [1, 10, 37])
 def test_numeric_bins_equal_drifts_on_all_values(binning, bins) -> None:
-    from kldiv_cli.jobs.drift import bin_counts, numeric_edges
+    from kldiv_cli.jobs.drift_roles import bin_counts, numeric_edges
 
     rng = np.random.default_rng(6)
     parts = [rng.lognormal(size=n) for n in (900, 0, 4000, 1)]

@@ -7,6 +7,7 @@ import typer
 from ..choices import OutputFormat
 from ..errors import ExitCode, UsageError
 from ..io import formats
+from ..jobs.drift_measures import METRICS
 from .app import app
 from .boundary import Messages, current, error_boundary
 from .options import (
@@ -143,7 +144,7 @@ def drift(
         str,
         typer.Option(
             "--metric",
-            metavar="[kl|kl_reverse|psi|js|hellinger|wasserstein|ks|chi2]",
+            metavar=f"[{'|'.join(METRICS)}]",
             help="What the threshold gates (ks, chi2: a p-value test gated by --alpha; ks on "
             "numbers, chi2 on categories, either for both; wasserstein on categories is js).",
         ),
@@ -299,7 +300,8 @@ def drift(
     from .._version import __version__
     from ..io import fs
     from ..jobs.diagnostics import refuse_if_strict
-    from ..jobs.drift import DriftRequest, parse_threshold, run_drift
+    from ..jobs.drift import DriftRequest, run_drift
+    from ..jobs.drift_request import parse_threshold
     from ..redact import redact_argv
     from ..render.drift import run_warnings
 

@@ -7,9 +7,9 @@ not dictionary-encoded) the client runs:
 
 1. a **census** task per partition (:func:`census`): its rows, nulls, missing values
    (NaN too, for floats), its distinct values with their counts when it has at most
-   :data:`~kldiv_cli.jobs.drift.NUMERIC_CATEGORIES` of them, and the valid values at
+   :data:`~kldiv_cli.jobs.drift_values.NUMERIC_CATEGORIES` of them, and the valid values at
    the rows an identifier check samples (integers). Added on the client, these decide
-   the column's role by the same rules as ``jobs.drift.profile_column``: a partition
+   the column's role by the same rules as ``jobs.drift_roles.profile_column``: a partition
    with more distinct values than a category column may hold means the column has
    more too, so the merged counts are exact whenever they are needed. The census
    also sketches the finite values (:func:`.quantiles.sketch`), the first pass of
@@ -32,20 +32,19 @@ from typing import Any
 
 import numpy as np
 
-from ..jobs.drift import (
+from ..io.drift_tables import is_profile
+from ..jobs.drift_profile import ColumnProfile, Role
+from ..jobs.drift_request import ColumnRules
+from ..jobs.drift_roles import Profiler, profile_categorical
+from ..jobs.drift_values import (
     ALL_MISSING,
     ID_SAMPLE,
     NO_FINITE,
     NUMERIC_CATEGORIES,
-    ColumnRules,
-    Profiler,
-    _Column,
-    _few,
-    _is_profile,
-    profile_categorical,
+    Column,
+    few,
     row_key_reason,
 )
-from ..jobs.drift_profile import ColumnProfile, Role
 from . import quantiles as Q
 from .quantiles import ColumnPart, Runner
 
@@ -151,7 +150,7 @@ def _kind(arrow_type: Any) -> str | None:
 
 
 class TaskProfiler:
-    """A :data:`~kldiv_cli.jobs.drift.Profiler` that profiles the numeric columns of
+    """A :data:`~kldiv_cli.jobs.drift_roles.Profiler` that profiles the numeric columns of
     Parquet ``files`` by tasks run through ``run`` (``engines.dask.runner(client)``,
     or ``quantiles._map`` in one process)."""
 
@@ -213,7 +212,7 @@ class TaskProfiler:
         found: list[Census] = self.run(_Census(kind), items)
         nulls = sum(c.nulls for c in found)
         missing = sum(c.missing for c in found)
-        col = _Column("", name, None, kind, rows, nulls)
+        col = Column("", name, None, kind, rows, nulls)
         if rows - missing == 0:
             return ColumnProfile(name, Role.SKIPPED, rows, rows, reason=ALL_MISSING)
         if role is Role.NUMERIC:
@@ -221,7 +220,7 @@ class TaskProfiler:
         merged = merge_distinct(found)
         present = rows - missing
         if kind == "float":
-            if merged is not None and _few(merged[0].size, present):
+            if merged is not None and few(merged[0].size, present):
                 if np.isfinite(merged[0]).all():
                     return profile_categorical(col, merged[0].tolist(), merged[1], missing, rules)
             return self._numeric(parts, found, col, missing, rules)
@@ -233,13 +232,13 @@ class TaskProfiler:
         key = row_key_reason(name, sample) if unique else None
         if key is not None:
             return ColumnProfile(name, Role.IDENTIFIER, rows, nulls, reason=key)
-        if not _few(distinct, looked) or merged is None or not _few(merged[0].size, present):
+        if not few(distinct, looked) or merged is None or not few(merged[0].size, present):
             return self._numeric(parts, found, col, missing, rules)
         return profile_categorical(col, merged[0].tolist(), merged[1], nulls, rules)
 
     @staticmethod
     def _sample(rows: int) -> np.ndarray:
-        """The rows the identifier check looks at (``jobs.drift._sample_distinct``)."""
+        """The rows the identifier check looks at (``jobs.drift_values.sampled_values``)."""
         if rows > ID_SAMPLE:
             return np.linspace(0, rows - 1, ID_SAMPLE).astype(np.int64)
         return np.arange(rows, dtype=np.int64)
@@ -248,7 +247,7 @@ class TaskProfiler:
         self,
         parts: list[ColumnPart],
         found: list[Census],
-        col: _Column,
+        col: Column,
         missing: int,
         rules: ColumnRules,
     ) -> ColumnProfile:
@@ -276,7 +275,7 @@ def reference_files(paths: Sequence[str]) -> list[str] | None:
     from ..io.drift_tables import expand
     from ..io.formats import is_parquet
 
-    if "-" in paths or _is_profile(paths):
+    if "-" in paths or is_profile(paths):
         return None
     _, files = expand(paths)
     if files is not None:
@@ -323,7 +322,7 @@ def profiler(
             p == "-" or fs.is_remote(p) or os.path.exists(p) for p in reference
         ):
             label = expand(reference)[0] if "-" not in reference else "<stdin>"
-            what = "a profile" if _is_profile(reference) else "not Parquet"
+            what = "a profile" if is_profile(reference) else "not Parquet"
             note(
                 f"--engine dask: the reference {clean(label)} is {what}; "
                 "it is read on this machine (no cluster started)"

@@ -242,7 +242,7 @@ def numeric_bins(
     summaries: list[Summary] | None = None,
 ) -> tuple[np.ndarray, float, np.ndarray] | None:
     """A drift profile's numeric bins of partitioned data: ``(edges, maximum, counts)``
-    equal to ``jobs.drift.numeric_edges`` and ``bin_counts`` of all the values at once.
+    equal to ``jobs.drift_roles.numeric_edges`` and ``bin_counts`` of all the values at once.
 
     ``read(part)`` gives a partition's values without NaN (infinities included: they
     are counted, not binned). The edges come from the finite values (exact quantiles or
@@ -305,7 +305,7 @@ class _Counts:
     maximum: float
 
     def __call__(self, part: Any) -> np.ndarray:
-        from ..jobs.drift import bin_counts
+        from ..jobs.drift_roles import bin_counts
 
         return bin_counts(self.read(part), self.edges, self.maximum)
 

@@ -13,7 +13,8 @@ each measure's mean and standard deviation over the N splits, with the halves' s
 At check time a column's threshold is ``(mean + K sigma)`` scaled from the halves' sizes
 (a, b values) to the check's (n reference, m current values): under no change the
 divergences grow with ``s = 1/n + 1/m`` (their mean is ``(k - 1)/2 * s``), so they are
-multiplied by ``s / (1/a + 1/b)``; Hellinger and Wasserstein grow with ``sqrt(s)``.
+multiplied by ``s / (1/a + 1/b)`` to the power of the metric's ``growth`` (Hellinger and
+Wasserstein grow with ``sqrt(s)``).
 """
 
 from __future__ import annotations
@@ -21,18 +22,26 @@ from __future__ import annotations
 import math
 import zlib
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from .drift_profile import CALIBRATED, Calibration, ColumnProfile, Role
+from .drift_measures import (
+    CALIBRATED,
+    METRIC_BY_NAME,
+    MIN_BIN_COUNT,
+    MIN_VALUES,
+    bin_measures,
+    merge_rare,
+    value_measures,
+)
+from .drift_profile import Calibration, ColumnProfile, Role
+from .drift_roles import bin_labels, current_counts, value_sketch
+from .drift_values import Column
 
 #: At least this many splits give a learned threshold; fewer (or a column with fewer
 #: than 2 * MIN_VALUES values) keep the fixed one.
 MIN_RESAMPLES = 2
 DEFAULT_K = 3.0
-#: Measures that grow with sqrt(1/n + 1/m) rather than with it.
-_ROOT_SCALED = ("hellinger", "wasserstein")
 
 
 @dataclass(frozen=True)
@@ -43,8 +52,8 @@ class Learned:
     origin: str
 
 
-def _half(col: Any, rows: np.ndarray) -> Any:
-    """The column restricted to ``rows`` (a drift ``_Column``)."""
+def _half(col: Column, rows: np.ndarray) -> Column:
+    """The column restricted to ``rows``."""
     from dataclasses import replace
 
     import pyarrow as pa
@@ -54,22 +63,11 @@ def _half(col: Any, rows: np.ndarray) -> Any:
 
 
 def calibrate(
-    ref: ColumnProfile, col: Any, resamples: int, seed: int, epsilon: float
+    ref: ColumnProfile, col: Column, resamples: int, seed: int, epsilon: float
 ) -> Calibration | None:
     """Each measure's mean and standard deviation over ``resamples`` random halves of a
-    reference column (``col``: its drift ``_Column``; ``ref``: its profile); None for a
+    reference column (``col``: its values; ``ref``: its profile); None for a
     column not compared or with too few values."""
-    from .drift import (
-        MIN_BIN_COUNT,
-        MIN_VALUES,
-        bin_labels,
-        current_counts,
-        divergences,
-        merge_rare,
-        raw_measures,
-        value_sketch,
-    )
-
     if not ref.role.compared or resamples < MIN_RESAMPLES or ref.values < 2 * MIN_VALUES:
         return None
     rng = np.random.default_rng([seed, zlib.crc32(ref.name.encode("utf-8", "surrogatepass"))])
@@ -80,23 +78,31 @@ def calibrate(
     for _ in range(resamples):
         order = rng.permutation(col.rows)
         one, two = _half(col, order[: col.rows // 2]), _half(col, order[col.rows // 2 :])
-        p, a, _, _, a_values = current_counts(ref, one)
-        q, b, _, _, b_values = current_counts(ref, two)
+        first, second = current_counts(ref, one), current_counts(ref, two)
+        p, a, a_values = first.counts, first.values, first.present
+        q, b, b_values = second.counts, second.values, second.present
         if min(a, b) < MIN_VALUES:
             continue
         # The bins a check against a current table of the reference's size joins: there
         # a bin's two sides add up to about twice its count here.
         need = math.ceil(MIN_BIN_COUNT * (a + b) / min(a, b) / 2)
         p, q, _ = merge_rare(p, q, labels, need, ref.role.binned, members)
-        values = divergences(p, q, epsilon, math.e)
-        for m in ("kl", "kl_reverse", "psi", "js", "hellinger"):
-            found[m].append(float(getattr(values, m)))
+        measures = bin_measures(p, q, epsilon, math.e)
         if a_values is not None and b_values is not None:
             finite = a_values[np.isfinite(a_values)]
-            half_ref = _with_sketch(ref, value_sketch(finite)) if finite.size else ref
-            raw = raw_measures(half_ref, b_values, exact=False)
-            if "wasserstein" in raw:
-                found["wasserstein"].append(raw["wasserstein"])
+            sketch = value_sketch(finite) if finite.size else {}
+            measures = measures.merged(
+                value_measures(
+                    sketch.get("sketch", ()),
+                    sketch.get("finite", 0),
+                    sketch.get("std", 0.0),
+                    b_values,
+                )
+            )
+        for m in CALIBRATED:
+            value = measures.values.get(m)
+            if value is not None:
+                found[m].append(value)
         sizes.append((a, b))
     if len(sizes) < MIN_RESAMPLES:
         return None
@@ -110,12 +116,6 @@ def calibrate(
     return Calibration(resamples=len(sizes), seed=seed, sizes=(a_mean, b_mean), metrics=stats)
 
 
-def _with_sketch(ref: ColumnProfile, sketch: dict[str, Any]) -> ColumnProfile:
-    from dataclasses import replace
-
-    return replace(ref, **sketch) if sketch else ref
-
-
 def learned_threshold(
     calibration: Calibration | None, metric: str, n: int, m: int, k: float, base: float
 ) -> float | None:
@@ -127,9 +127,9 @@ def learned_threshold(
     mean, sigma = calibration.metrics[metric]
     a, b = calibration.sizes
     factor = (1 / n + 1 / m) / (1 / a + 1 / b)
-    if metric in _ROOT_SCALED:
-        return (mean + k * sigma) * math.sqrt(factor)
-    return (mean + k * sigma) * factor / math.log(base)
+    entry = METRIC_BY_NAME[metric]
+    grown = factor if entry.growth == 1 else math.pow(factor, entry.growth)
+    return (mean + k * sigma) * grown / (math.log(base) if entry.log else 1.0)
 
 
 def column_threshold(

@@ -22,6 +22,7 @@ from typing import Any, Union
 from ..errors import InputError
 from ..io.paths import read_limited
 from ..text import clean, unicode_safe
+from .drift_measures import CALIBRATED
 
 #: Version 2: numeric bins closed at the reference's range with a bin below and one
 #: above it; categories capped with an "other" bin; column roles. Version 3 adds the
@@ -36,8 +37,6 @@ PROFILE_VERSION = 4
 READ_VERSIONS = (2, 3, 4)
 #: The most values a profile keeps of a binned column (``ks_2samp`` is exact up to this).
 SKETCH_SIZE = 10_000
-#: The measures ``kldiv profile --calibrate`` learns (in nats for the divergences).
-CALIBRATED = ("kl", "kl_reverse", "psi", "js", "hellinger", "wasserstein")
 #: The classes of values a column holds (``jobs.drift``'s type classes).
 KINDS = ("integer", "float", "bool", "text", "datetime", "null", "other")
 #: A profile or TOML file larger than this is not one kldiv wrote.

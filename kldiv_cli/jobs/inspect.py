@@ -328,7 +328,7 @@ def _missing(column: Any) -> int:
 
 def drift_roles(label: str, table: Any) -> dict[str, tuple[str, str]]:
     """The role ``drift`` gives each column of ``table`` (a pyarrow table) with its
-    default rules, and why: :func:`kldiv_cli.jobs.drift.build_profile` on these rows,
+    default rules, and why: :func:`kldiv_cli.jobs.drift_roles.build_profile` on these rows,
     empty strings read as missing as drift reads a CSV. A column drift cannot read is
     ``skipped`` with the reason."""
     import pyarrow as pa
@@ -336,7 +336,8 @@ def drift_roles(label: str, table: Any) -> dict[str, tuple[str, str]]:
 
     from ..errors import InputError, UsageError
     from ..io.drift_tables import WholeTable
-    from .drift import ColumnRules, build_profile
+    from .drift_request import ColumnRules
+    from .drift_roles import build_profile
 
     columns = [
         pc.if_else(pc.equal(c, ""), pa.scalar(None, c.type), c) if _is_text(c.type) else c

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from typing import IO, Any
 from xml.etree import ElementTree as ET
 
-from ..jobs.drift import (
-    P_METRICS,
+from ..jobs.drift_measures import METRIC_TABLE, P_METRICS
+from ..jobs.drift_report import (
     ColumnResult,
     DriftReport,
     Histogram,
@@ -187,14 +187,27 @@ def _weak_warning(report: DriftReport) -> str | None:
     )
 
 
+def measure_columns() -> list[str]:
+    """The report's columns of measures, from the metric table: each metric, and a test's
+    p-value after its statistic (``ks``, ``ks_p_value``)."""
+    return [k for m in METRIC_TABLE for k in (m.name, *((f"{m.name}_p_value",) if m.test else ()))]
+
+
+def measure(c: ColumnResult, key: str) -> float | None:
+    """A column's measure by report column (:func:`measure_columns`), None when not computed."""
+    if c.measures is None:
+        return None
+    if key.endswith("_p_value"):
+        test = c.measures.tests.get(key[: -len("_p_value")])
+        return None if test is None else float(test.p_value)
+    value = c.measures.statistic(key)
+    return None if value is None else float(value)
+
+
 def drift_report(report: DriftReport) -> Report:
     """The report for ``--format`` plain, json, csv and markdown (and ``-o``)."""
     cols = report.columns
     s = report.settings
-
-    def div(c: ColumnResult, key: str) -> float | None:
-        value = None if c.divergences is None else getattr(c.divergences, key)
-        return None if value is None else float(value)
 
     table: dict[str, Sequence[Any]] = {
         "column": [clean(c.name) for c in cols],
@@ -205,16 +218,7 @@ def drift_report(report: DriftReport) -> Report:
         "threshold": [c.threshold for c in cols],
         "threshold_origin": [c.threshold_origin for c in cols],
         "warn_threshold": [c.warn_threshold for c in cols],
-        "kl": [div(c, "kl") for c in cols],
-        "kl_reverse": [div(c, "kl_reverse") for c in cols],
-        "psi": [div(c, "psi") for c in cols],
-        "js": [div(c, "js") for c in cols],
-        "hellinger": [div(c, "hellinger") for c in cols],
-        "wasserstein": [div(c, "wasserstein") for c in cols],
-        "ks": [div(c, "ks") for c in cols],
-        "ks_p_value": [div(c, "ks_p_value") for c in cols],
-        "chi2": [div(c, "chi2") for c in cols],
-        "chi2_p_value": [div(c, "chi2_p_value") for c in cols],
+        **{key: [measure(c, key) for c in cols] for key in measure_columns()},
         "n_reference": [c.n_reference for c in cols],
         "n_current": [c.n_current for c in cols],
         "missing_reference": [c.missing.reference_share for c in cols],
@@ -318,16 +322,10 @@ def junit_xml(report: DriftReport) -> bytes:
         out = [f"role={c.role.value} state={c.state.value}"]
         if c.state in (State.WEAK, State.WARN, State.OK) and why:
             out.append(why)
-        if c.divergences is not None:
-            d = c.divergences
+        if c.measures is not None:
+            shown = ((key, measure(c, key)) for key in measure_columns())
             out.append(
-                f"kl={_fmt(d.kl)} kl_reverse={_fmt(d.kl_reverse)} psi={_fmt(d.psi)} js={_fmt(d.js)}"
-                f" hellinger={_fmt(d.hellinger)}"
-                + "".join(
-                    f" {key}={_fmt(getattr(d, key))}"
-                    for key in ("wasserstein", "ks", "ks_p_value", "chi2", "chi2_p_value")
-                    if getattr(d, key) is not None
-                )
+                " ".join(f"{key}={_fmt(value)}" for key, value in shown if value is not None)
                 + f" (threshold {_fmt(c.threshold)}, {c.threshold_origin}, on {c.metric})"
             )
         out.append(f"missing {missing_text(c)}")
