@@ -21,20 +21,9 @@ ROOT = Path(kldiv_cli.__file__).parent
 #: Cycles and private imports that another room is removing this session, each with the
 #: modules it joins. Empty when the package is clean; an entry that no longer occurs fails
 #: the test (see :func:`test_known_exceptions_still_occur`), so none outlives its fix.
-KNOWN_CYCLES: set[frozenset[str]] = {
-    # drift's job and its calibration: being split into parts this session.
-    frozenset({"kldiv_cli.jobs.drift", "kldiv_cli.jobs.drift_calibrate"}),
-}
-KNOWN_EXTENSIONS: set[tuple[str, str]] = {
-    # drift's report pages: drift's job is being split into parts this session.
-    ("kldiv_cli.jobs.drift", ext)
-    for ext in (".xml", ".html", ".htm")
-}
-KNOWN_PRIVATE: set[tuple[str, str, str]] = {
-    # The Dask drift profiler and drift's job: being split into parts this session.
-    ("kldiv_cli.engines.drift", "kldiv_cli.jobs.drift", name)
-    for name in ("_Column", "_few", "_is_profile")
-}
+KNOWN_CYCLES: set[frozenset[str]] = set()
+KNOWN_EXTENSIONS: set[tuple[str, str]] = set()
+KNOWN_PRIVATE: set[tuple[str, str, str]] = set()
 
 
 def _module_name(path: Path) -> str:

@@ -320,6 +320,8 @@ OUTPUT_EXTENSIONS: dict[str, str] = {
 }
 #: The extensions of an HTML page (``--html``).
 PAGE_EXTENSIONS: tuple[str, ...] = (".html", ".htm")
+#: The extension of a JUnit XML report (drift's ``--junit``).
+JUNIT_EXTENSIONS: tuple[str, ...] = (".xml",)
 #: The kinds written block by block as rows arrive (``-r none``, compare's ``-o``).
 STREAMED_KINDS: tuple[str, ...] = ("npy", "csv", "parquet")
 #: The extension each output kind is named by in messages (its first above).

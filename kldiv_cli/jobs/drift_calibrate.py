@@ -41,7 +41,6 @@ from .drift_values import Column
 #: At least this many splits give a learned threshold; fewer (or a column with fewer
 #: than 2 * MIN_VALUES values) keep the fixed one.
 MIN_RESAMPLES = 2
-DEFAULT_K = 3.0
 
 
 @dataclass(frozen=True)

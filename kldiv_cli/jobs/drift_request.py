@@ -19,6 +19,8 @@ CORRECTIONS = ("none", "bonferroni", "bh")
 DEFAULT_ALPHA = 0.05
 SCHEMA_POLICIES = ("fail", "warn")
 MAX_CALIBRATE = 10_000
+#: ``--threshold learned`` without K: the mean + 3 standard deviations (NannyML's).
+DEFAULT_K = 3.0
 BASES = {"e": math.e, "2": 2.0, "10": 10.0}
 
 
@@ -153,10 +155,11 @@ class DriftRequest:
         if self.schema not in SCHEMA_POLICIES:
             raise UsageError(f"--schema takes fail or warn, got {clean(self.schema)!r}")
         self._validate_sides()
+        from ..io.formats import JUNIT_EXTENSIONS, PAGE_EXTENSIONS
         from ..io.writers import guard
 
-        _check_extension(self.junit, "--junit", (".xml",))
-        _check_extension(self.html, "--html", (".html", ".htm"))
+        _check_extension(self.junit, "--junit", JUNIT_EXTENSIONS)
+        _check_extension(self.html, "--html", PAGE_EXTENSIONS)
         guard(
             [self.output, self.junit, self.html],
             [*self.reference, *self.current, self.thresholds],
@@ -260,8 +263,6 @@ def parse_threshold(text: str, option: str = "--threshold") -> tuple[float, floa
     """``--threshold`` (or ``--warn-threshold``): a number (the fixed threshold), or
     ``learned`` / ``learned:K`` (K standard deviations, default 3; the fixed default 0.1
     stays the fallback)."""
-    from .drift_calibrate import DEFAULT_K
-
     kind, colon, k = text.strip().partition(":")
     if kind == "learned":
         try:
