@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from kldiv_cli.jobs.drift import Profiler, ProfileRequest
+    from kldiv_cli.jobs.drift_roles import Profiler
+    from kldiv_cli.jobs.profile import ProfileRequest
 
 
 def best(fn: Callable[[], str], repeats: int) -> tuple[float, str]:
@@ -64,7 +65,7 @@ def make_reference(folder: Path, rows: int, group: int) -> str:
 
 
 def profile_json(request: ProfileRequest, profiler: Profiler | None) -> str:
-    from kldiv_cli.jobs.drift import run_profile
+    from kldiv_cli.jobs.profile import run_profile
 
     return run_profile(request, None, profiler).dumps()
 
@@ -81,7 +82,7 @@ def main() -> None:
 
     from kldiv_cli.engines import dask as D
     from kldiv_cli.engines.drift import TaskProfiler
-    from kldiv_cli.jobs.drift import ProfileRequest
+    from kldiv_cli.jobs.profile import ProfileRequest
 
     folder = args.dir or Path(tempfile.mkdtemp(prefix="kldiv-bench-drift-"))
     path = make_reference(folder, int(args.rows), int(args.group))

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
     from ..jobs.drift import ColumnRules, DriftReport, DriftRequest, Profiler
+    from ..jobs.drift_groups import Grouping
 ExcludeOpt = Annotated[
     list[str] | None,
     typer.Option("--exclude", metavar="COLS", help="Leave these columns out (names or globs)."),
@@ -112,6 +113,28 @@ def _engine(
 
     options = EngineOptions(scheduler, scheduler_file, workers, timeout)
     return named(engine).profiler(reference, options, Messages.note)
+
+
+def _grouping(
+    window: str | None,
+    segment: str | None,
+    reference_segment: bool,
+    max_segments: int,
+    option: str = "--window",
+) -> "Grouping | None":
+    """``--window``/``--segment`` as the request's grouping (one of them at most)."""
+    from ..jobs.drift_groups import Grouping, parse_window
+
+    if window is not None and segment is not None:
+        raise UsageError("give --window or --segment, not both")
+    if reference_segment and segment is None:
+        raise UsageError("--reference-segment needs --segment COL")
+    if window is not None:
+        column, period = parse_window(window, option)
+        return Grouping(column, period)
+    if segment is not None:
+        return Grouping(segment, None, reference_segment, max_segments)
+    return None
 
 
 @app.command()
@@ -228,6 +251,35 @@ def drift(
             "(default) or list them as warnings.",
         ),
     ] = "fail",
+    window: Annotated[
+        str | None,
+        typer.Option(
+            "--window",
+            metavar="COL:PERIOD",
+            help="A verdict per window of the current data: COL a date/time column, PERIOD "
+            "a count and a unit (s, min, h, d, w, mo, y), such as 1h, 1d, 7d, 1mo.",
+        ),
+    ] = None,
+    segment: Annotated[
+        str | None,
+        typer.Option(
+            "--segment",
+            metavar="COL",
+            help="A verdict per segment: each of COL's most frequent values in the current "
+            "data (--max-segments), the rest pooled as '(other)'.",
+        ),
+    ] = None,
+    reference_segment: Annotated[
+        bool,
+        typer.Option(
+            "--reference-segment",
+            help="With --segment: each segment against its own reference segment (default: "
+            "against the whole reference).",
+        ),
+    ] = False,
+    max_segments: Annotated[
+        int, typer.Option("--max-segments", help="With --segment: how many values are segments.")
+    ] = 10,
     format: FormatOpt = OutputFormat.AUTO,
     output: Annotated[
         str | None,
@@ -303,7 +355,7 @@ def drift(
     from ..jobs.drift import DriftRequest, run_drift
     from ..jobs.drift_request import parse_threshold
     from ..redact import redact_argv
-    from ..render.drift import run_warnings
+    from ..render.drift import failure_text, run_warnings
 
     configure_storage(storage_option)
     fixed, learned = parse_threshold(threshold)
@@ -330,6 +382,7 @@ def drift(
         schema=schema,
         alpha=alpha,
         correction=correction,
+        grouping=_grouping(window, segment, reference_segment, max_segments),
         delimiter=delimiter,
         output=None if output == "-" else output,
         junit=junit,
@@ -362,11 +415,7 @@ def drift(
             f"{', '.join(c.name for c in failed)} ({first.name}: {first.error})"
         )
     if report.drift:
-        changes = len(report.schema_changes)
-        schema = f" ({changes} schema change{'s' if changes > 1 else ''})" if changes else ""
-        current().check_failed(
-            f"drift in {report.n_drifted} of {len(report.columns)} columns{schema}"
-        )
+        current().check_failed(failure_text(report))
         raise typer.Exit(ExitCode.CHECK_FAILED)
     if report.n_errors:
         raise typer.Exit(ExitCode.ERROR)
@@ -376,7 +425,8 @@ def _write_files(request: "DriftRequest", report: "DriftReport", fmt: str) -> No
     """-o, --junit and --html: all of them replaced, or none (``fmt``: the kind of an -o
     that is a stream, such as /dev/stdout)."""
     from ..io.writers import output_kind, write_all
-    from ..render.drift import drift_report, html_page, junit_xml
+    from ..render.drift import drift_report, junit_xml
+    from ..render.drift_html import html_page
     from ..render.files import report_writer
 
     items: list[tuple[str, Callable[[Any], Any]]] = []
@@ -452,6 +502,15 @@ def profile(
     calibrate_seed: Annotated[
         int, typer.Option("--calibrate-seed", help="Seed of the --calibrate splits.")
     ] = 0,
+    calibrate_by: Annotated[
+        str | None,
+        typer.Option(
+            "--calibrate-by",
+            metavar="COL:PERIOD",
+            help="Learn from consecutive time chunks instead: the last N periods of COL, each "
+            "against the whole reference (as NannyML's reference chunks).",
+        ),
+    ] = None,
     delimiter: DelimiterOpt = None,
     engine: EngineOpt = "local",
     scheduler: SchedulerOpt = None,
@@ -476,7 +535,7 @@ def profile(
     Dask cluster (the same profile, bit for bit); other columns here.
     """
     from ..io.writers import atomic_write
-    from ..jobs.drift import ProfileRequest, run_profile
+    from ..jobs.profile import ProfileRequest, run_profile
 
     configure_storage(storage_option)
     request = ProfileRequest(
@@ -488,6 +547,7 @@ def profile(
         output=None if output == "-" else output,
         calibrate=calibrate,
         calibrate_seed=calibrate_seed,
+        calibrate_by=_grouping(calibrate_by, None, False, 0, "--calibrate-by"),
     )
     request.validate()  # before stdin is read
     with _engine(

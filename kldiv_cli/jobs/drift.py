@@ -56,14 +56,15 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import InputError, UsageError
+from ..errors import InputError
 from ..io.drift_tables import Table, expand, is_profile, open_table
 from ..text import clean
-from .drift_calibrate import calibrate, column_threshold
+from .drift_calibrate import column_threshold
+from .drift_groups import Groups, segments_of, window_groups
 from .drift_measures import (
     METRIC_BY_NAME,
     MIN_BIN_COUNT,
@@ -96,8 +97,27 @@ from .drift_report import (
     Reason,
     Settings,
 )
-from .drift_request import BASES, ColumnRules, DriftRequest, ProfileRequest, names_of
-from .drift_roles import Counted, Profiler, arrow_text, bin_labels, build_profile, current_counts
+from .drift_request import BASES, ColumnRules, DriftRequest
+from .drift_roles import (
+    Counted,
+    Profiler,
+    arrow_text,
+    bin_labels,
+    build_profile,
+    current_counts,
+    profile_column,
+)
+from .drift_schema import (
+    check_profile_fits,
+    compatible,
+    lone_role,
+    schema_change,
+    shared_columns,
+    type_change,
+    unmatched_columns,
+    unreadable,
+    with_changes,
+)
 from .drift_values import (
     KIND_WORDS,
     SKIPPED_BY_USER,
@@ -111,70 +131,15 @@ __all__ = [
     "ColumnRules",
     "DriftReport",
     "DriftRequest",
-    "Profile",
-    "ProfileRequest",
     "Profiler",
     "check_column",
     "run_drift",
-    "run_profile",
 ]
 
 THREADS = min(2, os.cpu_count() or 1)
 
 
-# ----------------------------------------------------------------- the current side
-
-
-def _compatible(ref: ColumnProfile, kind: str) -> bool:
-    """Whether current values of ``kind`` can be compared with the reference's bins."""
-    if ref.role is Role.TEXT:
-        return kind == "text"
-    if ref.role is Role.NUMERIC:
-        return kind in (("datetime", "text") if ref.from_datetime else ("integer", "float"))
-    first = ref.categories[0]
-    if isinstance(first, bool):
-        return kind == "bool"
-    if isinstance(first, (int, float)):
-        return kind in ("integer", "float")
-    return kind in ("text", "datetime")
-
-
 # ----------------------------------------------------------------- the jobs
-
-
-def run_profile(
-    request: ProfileRequest, stdin: bytes | None = None, profiler: Profiler | None = None
-) -> Profile:
-    """``kldiv profile``: the reference's bins and counts, for later drift checks
-    (``profiler``: see :func:`build_profile`)."""
-    request.validate()
-    table = open_table(request.reference, request.delimiter, stdin)
-    label, _ = expand(request.reference)
-    columns = tuple(build_profile(table, request.rules, profiler=profiler))
-    if request.calibrate:
-        from dataclasses import replace
-
-        columns = tuple(
-            replace(
-                c,
-                calibration=calibrate(
-                    c, Column.read(table, c.name), request.calibrate, request.calibrate_seed, 1e-4
-                ),
-            )
-            if c.role.compared
-            else c
-            for c in columns
-        )
-    return Profile(
-        source=label,
-        rows=table.num_rows,
-        bins=request.rules.bins,
-        binning=request.rules.binning,
-        max_categories=request.rules.max_categories,
-        datetime=request.rules.datetime,
-        columns=columns,
-        table_columns=tuple(table.column_names),
-    )
 
 
 # ----------------------------------------------------------------- the check
@@ -207,10 +172,13 @@ def check_column(
     request: DriftRequest,
     threshold: float,
     origin: str = "fixed",
+    group: str | None = None,
 ) -> ColumnResult:
     """One column against its reference profile (the rules are the module's docstring);
     ``origin``: where ``threshold`` came from (``fixed`` or ``file``), unless
-    ``--threshold learned`` replaces it with the column's calibrated one."""
+    ``--threshold learned`` replaces it with the column's calibrated one. ``group``: the
+    window or segment ``col`` holds; there, too few (or no) values is not an error: the
+    column is skipped in that group (its missing share is still checked)."""
     base = ColumnResult(
         name=ref.name,
         role=ref.role,
@@ -218,12 +186,13 @@ def check_column(
         threshold=threshold,
         missing=Missing(ref.missing, ref.rows, 0, col.rows),
         threshold_origin=origin,
+        group=group,
     )
     if ref.role is Role.SKIPPED and ref.reason == SKIPPED_BY_USER:
-        return _with(base, skip_reason=ref.reason)
+        return with_changes(base, skip_reason=ref.reason)
     missing = Missing(ref.missing, ref.rows, col.missing(), col.rows)
     reasons = _missing_reasons(missing, request)
-    result = _with(
+    result = with_changes(
         base,
         missing=missing,
         missing_weak=not reasons and abs(missing.change) > request.max_missing_change,
@@ -232,30 +201,34 @@ def check_column(
         n_reference=ref.values,
         n_current=col.rows - missing.current,
     )
-    changed = _type_change(ref, col.kind)
+    changed = type_change(ref, col.kind)
     if changed:
         return schema_change(result, Reason.TYPE_CHANGED, changed, request.schema)
     if not ref.role.compared:
-        return _with(result, skip_reason=ref.reason)
-    result = _with(result, role_reason=ref.reason)
-    if not _compatible(ref, col.kind):  # all missing now
+        return with_changes(result, skip_reason=ref.reason)
+    result = with_changes(result, role_reason=ref.reason)
+    if not compatible(ref, col.kind):  # all missing now
         found = KIND_WORDS.get(col.kind, col.kind)
-        return _with(
+        return with_changes(
             result, error=f"is {ref.role.value} in the reference but {found} in the current data"
         )
     try:
         counted = current_counts(ref, col)
     except InputError as exc:
-        return _with(result, error=str(exc))
+        return with_changes(result, error=str(exc))
     n_cur = counted.values
-    result = _with(result, n_current=n_cur)
+    result = with_changes(result, n_current=n_cur)
+    # In a window or segment few values is no fault of the data: the column is skipped there.
+    why = "skip_reason" if group is not None else "error"
     if n_cur == 0:
-        return _with(result, error="no values in the current data (all missing)")
+        return with_changes(result, **{why: "no values in the current data (all missing)"})
     if ref.values < MIN_VALUES or n_cur < MIN_VALUES:
-        return _with(
+        return with_changes(
             result,
-            error=f"too few values to compare ({ref.values} reference, {n_cur} current; "
-            f"at least {MIN_VALUES} each)",
+            **{
+                why: f"too few values to compare ({ref.values} reference, {n_cur} current; "
+                f"at least {MIN_VALUES} each)"
+            },
         )
     return _compare(ref, counted, request, _thresholds(ref, request, result, n_cur))
 
@@ -284,9 +257,9 @@ def _compare(
     metric, threshold = result.metric, result.threshold
     value = measures.get(metric)
     if value is None and ref.sketch:
-        return _with(result, error=f"{metric}: no finite values in the current data")
+        return with_changes(result, error=f"{metric}: no finite values in the current data")
     if value is None:
-        return _with(
+        return with_changes(
             result,
             error=f"{metric} needs the reference's values, which this profile does not hold "
             "(built before profile version 4, or by --engine dask); use the reference itself "
@@ -312,7 +285,7 @@ def _compare(
     if METRIC_BY_NAME[metric].terms_in_nats:
         terms = terms / nats
     order = np.argsort(-terms, kind="stable")[: request.top]
-    return _with(
+    return with_changes(
         result,
         reasons=reasons,
         measures=measures,
@@ -341,11 +314,11 @@ def _thresholds(
         from_file = result.threshold_origin == "file"
         got = column_threshold(ref, metric, threshold, from_file, request.learned, n_cur, base)
         threshold = got.threshold
-        result = _with(result, threshold=threshold, threshold_origin=got.origin)
+        result = with_changes(result, threshold=threshold, threshold_origin=got.origin)
     if request.warn_learned is not None or request.warn_threshold is not None:
         fixed = request.warn_threshold if request.warn_threshold is not None else threshold
         warn = column_threshold(ref, metric, fixed, False, request.warn_learned, n_cur, base)
-        result = _with(result, warn_threshold=warn.threshold)
+        result = with_changes(result, warn_threshold=warn.threshold)
     return result
 
 
@@ -365,119 +338,13 @@ def apply_correction(results: list[ColumnResult], alpha: float, method: str) -> 
     for i, p_adj in zip(tested, adjusted.tolist()):
         c = results[i]
         reasons = (Reason.DISTRIBUTION, *c.reasons) if p_adj < alpha else c.reasons
-        out[i] = _with(c, p_adjusted=p_adj, reasons=reasons)
+        out[i] = with_changes(c, p_adjusted=p_adj, reasons=reasons)
     return out
 
 
-_CLASSES = {"integer": "number", "float": "number"}
-
-
-def _type_change(ref: ColumnProfile, kind: str) -> str:
-    """What changed when the current values are of another class than the reference's
-    (numbers, text, booleans, dates/times); empty when they are not, when either side
-    is all missing, or when the reference's class is unknown (a version 2 profile)."""
-    if kind == "null" or (ref.role is Role.SKIPPED and not ref.kind):
-        return ""
-    if ref.role.compared:
-        if _compatible(ref, kind):
-            return ""
-        was = ref.kind or ("text" if ref.role is Role.TEXT else "")
-    else:
-        was = ref.kind
-        if not was or was == "null" or _CLASSES.get(was, was) == _CLASSES.get(kind, kind):
-            return ""
-        if ref.role is Role.DATETIME and {was, kind} <= {"text", "datetime"}:
-            return ""
-    before = KIND_WORDS.get(was, was) if was else ref.role.value
-    return f"{before} in the reference, {KIND_WORDS.get(kind, kind)} in the current data"
-
-
-def schema_change(result: ColumnResult, reason: Reason, text: str, policy: str) -> ColumnResult:
-    """A schema change: a reason (it fails the check) or, with ``--schema warn``, a
-    warning (listed, not failing)."""
-    if policy == "warn":
-        return _with(result, warnings=(*result.warnings, reason), schema_change=text)
-    return _with(result, reasons=(*result.reasons, reason), schema_change=text)
-
-
-def _unreadable(name: str, request: DriftRequest, threshold: float, error: str) -> ColumnResult:
-    """A column whose values Arrow cannot turn into anything kldiv compares."""
-    return ColumnResult(
-        name=name,
-        role=Role.SKIPPED,
-        metric=request.metric,
-        threshold=threshold,
-        missing=Missing(0, 0, 0, 0),
-        error=error,
-    )
-
-
-def _with(result: ColumnResult, **changes: Any) -> ColumnResult:
-    from dataclasses import replace
-
-    return replace(result, **changes)
-
-
-def _shared(reference: list[str], current: list[str], label: str) -> list[str]:
-    present = set(current)
-    shared = [n for n in reference if n in present]
-    if not shared:
-        raise UsageError(f"{clean(label)}: the reference and current data have no column in common")
-    return shared
-
-
-def _unmatched(
-    reference: list[str], current: list[str], rules: ColumnRules
-) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Columns on one side only (a schema change), among those ``--columns`` names (by
-    name or glob; indices count on the shared columns only), less what ``--exclude``
-    names."""
-    import fnmatch
-
-    wanted = [t.strip() for t in (rules.columns or "").split(",") if t.strip()]
-    wanted = [t for t in wanted if not t.lstrip("-").isdigit()]
-    excluded = names_of(rules.exclude)
-
-    def kept(names: list[str], other: set[str]) -> tuple[str, ...]:
-        return tuple(
-            n
-            for n in names
-            if n not in other
-            and (rules.columns is None or any(fnmatch.fnmatchcase(n, p) for p in wanted))
-            and not any(fnmatch.fnmatchcase(n, p) for p in excluded)
-        )
-
-    return kept(reference, set(current)), kept(current, set(reference))
-
-
-def _lone_role(profile: Profile | None, name: str) -> Role:
-    """The role of a column on one side only: the profile's, else not known (skipped)."""
-    if profile is not None and name in {c.name for c in profile.columns}:
-        return profile.column(name).role
-    return Role.SKIPPED
-
-
-def _profile_matches(profile: Profile, request: DriftRequest, label: str) -> None:
-    rules, default = request.rules, ColumnRules()
-    for option, asked, built, unset in (
-        ("--bins", rules.bins, profile.bins, default.bins),
-        ("--binning", rules.binning, profile.binning, default.binning),
-        ("--max-categories", rules.max_categories, profile.max_categories, default.max_categories),
-        ("--datetime", rules.datetime, profile.datetime, default.datetime),
-    ):
-        if asked != unset and asked != built:
-            raise UsageError(
-                f"{clean(label)}: the profile was built with {option} {built}; drop {option} "
-                "or build a new profile"
-            )
-    if rules.categorical or rules.numeric:
-        raise UsageError(
-            f"{clean(label)}: roles are fixed when the profile is built; give --categorical "
-            "and --numeric to 'kldiv profile'"
-        )
-
-
-def _map_columns(work: Callable[[str], ColumnResult], names: Sequence[str]) -> list[ColumnResult]:
+def _map_columns(
+    work: Callable[[str], list[ColumnResult]], names: Sequence[str]
+) -> list[list[ColumnResult]]:
     """``work`` on every column, in order, on up to :data:`THREADS` threads: the heavy
     parts (Arrow's hashing and casts, NumPy's partition and comparisons) release the GIL,
     and each thread holds one column of each side."""
@@ -489,17 +356,22 @@ def _map_columns(work: Callable[[str], ColumnResult], names: Sequence[str]) -> l
         return list(pool.map(work, names))
 
 
-def run_drift(
-    request: DriftRequest,
-    stdin: bytes | None = None,
-    version: str = "",
-    profiler: Profiler | None = None,
-) -> DriftReport:
-    """``kldiv drift``: validate, read both sides one column at a time, compare
-    (``profiler``: a raw reference's columns profiled elsewhere, see :func:`build_profile`)."""
-    started = time.perf_counter()
-    request.validate()
-    thresholds = load_thresholds(request.thresholds) if request.thresholds else Thresholds()
+@dataclass
+class _Sides:
+    """Both sides of a check, opened: the current table, the reference's table or
+    profile, the columns to compare and those of one side only."""
+
+    current: Table
+    ref_label: str
+    cur_label: str
+    reference_table: Table | None
+    profile: Profile | None
+    reference_rows: int
+    names: list[str]
+    unmatched: tuple[tuple[str, ...], tuple[str, ...]]
+
+
+def _open_sides(request: DriftRequest, stdin: bytes | None) -> _Sides:
     current = open_table(request.current, request.delimiter, stdin)
     ref_label, _ = expand(request.reference)
     cur_label, _ = expand(request.current)
@@ -507,7 +379,7 @@ def run_drift(
     profile: Profile | None = None
     if is_profile(request.reference):
         profile = load_profile(request.reference[0])
-        _profile_matches(profile, request, ref_label)
+        check_profile_fits(profile, request, ref_label)
         reference_names = [c.name for c in profile.columns]
         reference_rows = profile.rows
     else:
@@ -516,7 +388,7 @@ def run_drift(
         reference_rows = reference_table.num_rows
     names = request.rules.select(
         ref_label,
-        _shared(reference_names, current.column_names, ref_label),
+        shared_columns(reference_names, current.column_names, ref_label),
         [*reference_names, *current.column_names],
     )
     # A profile knows the reference's other columns too (left out when it was built):
@@ -524,76 +396,181 @@ def run_drift(
     schema_names = (
         list(profile.table_columns) if profile and profile.table_columns else reference_names
     )
-    unmatched = _unmatched(schema_names, current.column_names, request.rules)
+    unmatched = unmatched_columns(schema_names, current.column_names, request.rules)
     if profile is not None:
         profiled = set(reference_names)
         unmatched = (tuple(n for n in unmatched[0] if n in profiled), unmatched[1])
+    if request.grouping is not None:  # the window/segment column is never a drift column
+        by = request.grouping.column
+        names = [n for n in names if n != by]
+        unmatched = (
+            tuple(n for n in unmatched[0] if n != by),
+            tuple(n for n in unmatched[1] if n != by),
+        )
+    return _Sides(
+        current,
+        ref_label,
+        cur_label,
+        reference_table,
+        profile,
+        reference_rows,
+        names,
+        unmatched,
+    )
+
+
+def _group_rows(request: DriftRequest, sides: _Sides) -> tuple[Groups | None, Groups | None]:
+    """The current rows by window or segment (and the reference's, by segment, with
+    ``--reference-segment``); None without ``--window``/``--segment``."""
+    g = request.grouping
+    if g is None:
+        return None, None
+    if g.column not in sides.current.column_names:
+        raise InputError(sides.cur_label, f"has no column {clean(g.column)!r} to group by")
+    col = Column.read(sides.current, g.column)
+    if g.period is not None:
+        return window_groups(col, g.period), None
+    reference = None
+    if g.reference_segment:
+        assert sides.reference_table is not None  # validate(): not a profile
+        if g.column not in sides.reference_table.column_names:
+            raise InputError(sides.ref_label, f"has no column {clean(g.column)!r} to segment")
+        reference = Column.read(sides.reference_table, g.column)
+    return segments_of(col, g.max_segments).groups(col, reference)
+
+
+def run_drift(
+    request: DriftRequest,
+    stdin: bytes | None = None,
+    version: str = "",
+    profiler: Profiler | None = None,
+) -> DriftReport:
+    """``kldiv drift``: validate, read both sides one column at a time, compare
+    (``profiler``: a raw reference's columns profiled elsewhere, see :func:`build_profile`).
+    With ``--window``/``--segment`` each column is read once and checked per group."""
+    started = time.perf_counter()
+    request.validate()
+    thresholds = load_thresholds(request.thresholds) if request.thresholds else Thresholds()
+    sides = _open_sides(request, stdin)
+    groups, ref_groups = _group_rows(request, sides)
     import pyarrow as pa
 
     p_test = request.metric in P_METRICS
 
-    def one(name: str) -> ColumnResult:
+    def one(name: str) -> list[ColumnResult]:
         threshold = request.level if p_test else thresholds.for_column(name, request.threshold)
         from_file = not p_test and (name in thresholds.columns or thresholds.default is not None)
         origin = "file" if from_file else "fixed"
         try:
-            col = Column.read(current, name)
-            if profile is None:
-                assert reference_table is not None
-                other = sampled_values(col.data)
-                ref = next(build_profile(reference_table, request.rules, [name], profiler, other))
+            col = Column.read(sides.current, name)
+            if groups is None:
+                ref = _reference(sides, request, name, profiler, col)
+                return [check_column(ref, col, request, threshold, origin)]
+            parts = groups.split(col)
+            if ref_groups is not None:
+                assert sides.reference_table is not None
+                whole = Column.read(sides.reference_table, name)
+                refs = [
+                    profile_column(r, request.rules, sampled_values(c.data))
+                    for r, c in zip(ref_groups.split(whole), parts)
+                ]
             else:
-                ref = profile.column(name)
-                if request.rules.override(name) is Role.SKIPPED:
-                    ref = ColumnProfile(
-                        name, Role.SKIPPED, ref.rows, ref.missing, reason=SKIPPED_BY_USER
-                    )
-            return check_column(ref, col, request, threshold, origin)
+                refs = [_reference(sides, request, name, profiler, col)] * len(parts)
+            return [
+                check_column(ref, part, request, threshold, origin, g.label)
+                for ref, part, g in zip(refs, parts, groups.groups)
+            ]
         except pa.ArrowException as exc:
-            return _unreadable(name, request, threshold, arrow_text(exc))
+            return [unreadable(name, request, threshold, arrow_text(exc))]
 
-    results = _map_columns(one, names)
+    found = _map_columns(one, sides.names)
+    results = _group_major(found, groups)
     if p_test:
         results = apply_correction(results, request.level, request.correction)
     default = thresholds.default if thresholds.default is not None else request.threshold
     if p_test:
         default = request.level
-    for names_, reason, text in (
-        (unmatched[0], Reason.COLUMN_REMOVED, "in the reference, missing from the current data"),
-        (unmatched[1], Reason.COLUMN_ADDED, "in the current data, not in the reference"),
-    ):
-        for name in names_:
-            missing = Missing(0, reference_rows, 0, current.num_rows)
-            lone = ColumnResult(name, _lone_role(profile, name), request.metric, default, missing)
-            results.append(schema_change(lone, reason, text, request.schema))
-    s = request
+    results += _schema_rows(request, sides, default)
     return DriftReport(
-        reference=ref_label,
-        current=cur_label,
-        reference_rows=reference_rows,
-        current_rows=current.num_rows,
-        settings=Settings(
-            metric=s.metric,
-            threshold=default,
-            epsilon=s.epsilon,
-            base=s.base,
-            bins=profile.bins if profile else s.rules.bins,
-            binning=profile.binning if profile else s.rules.binning,
-            max_categories=profile.max_categories if profile else s.rules.max_categories,
-            datetime=profile.datetime if profile else s.rules.datetime,
-            fail_on=s.fail_on,
-            max_missing_change=s.max_missing_change,
-            max_new_category_share=s.max_new_category_share,
-            schema=s.schema,
-            alpha=s.level if p_test else None,
-            correction=s.correction,
-            learned=s.learned,
-        ),
+        reference=sides.ref_label,
+        current=sides.cur_label,
+        reference_rows=sides.reference_rows,
+        current_rows=sides.current.num_rows,
+        settings=_settings(request, sides.profile, default),
         columns=tuple(results),
         seconds=time.perf_counter() - started,
         version=version,
         command=request.command,
-        unknown_thresholds=tuple(sorted(set(thresholds.columns) - set(names))),
-        only_in_reference=unmatched[0],
-        only_in_current=unmatched[1],
+        unknown_thresholds=tuple(sorted(set(thresholds.columns) - set(sides.names))),
+        only_in_reference=sides.unmatched[0],
+        only_in_current=sides.unmatched[1],
+        grouping=request.grouping,
+        groups=() if groups is None else groups.groups,
+        ungrouped_rows=0 if groups is None else groups.ungrouped,
+    )
+
+
+def _reference(
+    sides: _Sides, request: DriftRequest, name: str, profiler: Profiler | None, col: Column
+) -> ColumnProfile:
+    """A column's reference profile: the profile's, or built from the reference table
+    (by ``profiler`` where it takes the column)."""
+    if sides.profile is None:
+        assert sides.reference_table is not None
+        other = sampled_values(col.data)
+        return next(build_profile(sides.reference_table, request.rules, [name], profiler, other))
+    ref = sides.profile.column(name)
+    if request.rules.override(name) is Role.SKIPPED:
+        ref = ColumnProfile(name, Role.SKIPPED, ref.rows, ref.missing, reason=SKIPPED_BY_USER)
+    return ref
+
+
+def _group_major(found: list[list[ColumnResult]], groups: Groups | None) -> list[ColumnResult]:
+    """Each column's rows (one per group) ordered group by group; a column that could not
+    be read at all (one row, no group) after them."""
+    if groups is None:
+        return [r for rows in found for r in rows]
+    whole = [rows for rows in found if len(rows) == len(groups.groups) and rows[0].group]
+    lone = [r for rows in found if rows not in whole for r in rows]
+    return [rows[i] for i in range(len(groups.groups)) for rows in whole] + lone
+
+
+def _schema_rows(request: DriftRequest, sides: _Sides, default: float) -> list[ColumnResult]:
+    """Columns of one side only: schema changes (of no group)."""
+    rows = []
+    for names_, reason, text in (
+        (
+            sides.unmatched[0],
+            Reason.COLUMN_REMOVED,
+            "in the reference, missing from the current data",
+        ),
+        (sides.unmatched[1], Reason.COLUMN_ADDED, "in the current data, not in the reference"),
+    ):
+        for name in names_:
+            missing = Missing(0, sides.reference_rows, 0, sides.current.num_rows)
+            role = lone_role(sides.profile, name)
+            lone = ColumnResult(name, role, request.metric, default, missing)
+            rows.append(schema_change(lone, reason, text, request.schema))
+    return rows
+
+
+def _settings(request: DriftRequest, profile: Profile | None, default: float) -> Settings:
+    s = request
+    p_test = s.metric in P_METRICS
+    return Settings(
+        metric=s.metric,
+        threshold=default,
+        epsilon=s.epsilon,
+        base=s.base,
+        bins=profile.bins if profile else s.rules.bins,
+        binning=profile.binning if profile else s.rules.binning,
+        max_categories=profile.max_categories if profile else s.rules.max_categories,
+        datetime=profile.datetime if profile else s.rules.datetime,
+        fail_on=s.fail_on,
+        max_missing_change=s.max_missing_change,
+        max_new_category_share=s.max_new_category_share,
+        schema=s.schema,
+        alpha=s.level if p_test else None,
+        correction=s.correction,
+        learned=s.learned,
     )

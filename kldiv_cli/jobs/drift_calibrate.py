@@ -103,6 +103,49 @@ def calibrate(
             if value is not None:
                 found[m].append(value)
         sizes.append((a, b))
+    return _summary(found, sizes, seed)
+
+
+def calibrate_chunks(
+    ref: ColumnProfile, chunks: list[Column], epsilon: float, by: str
+) -> Calibration | None:
+    """Each measure's mean and standard deviation over consecutive time ``chunks`` of a
+    reference column, each compared with the whole reference (``ref``: its profile, bins
+    and sketch) exactly as ``drift`` compares a current table with it (NannyML's
+    reference chunks); None for a column not compared or with fewer than
+    :data:`MIN_RESAMPLES` chunks of at least ``MIN_VALUES`` values."""
+    if not ref.role.compared:
+        return None
+    found: dict[str, list[float]] = {m: [] for m in CALIBRATED}
+    sizes: list[tuple[int, int]] = []
+    labels = bin_labels(ref)
+    members = [1] * len(ref.categories) + ([len(ref.pooled)] if ref.pooled else []) + [0]
+    whole = np.asarray(ref.counts, dtype=np.int64)
+    if ref.role is Role.CATEGORICAL:
+        whole = np.append(whole, 0)
+    for chunk in chunks:
+        counted = current_counts(ref, chunk)
+        b = counted.values
+        if b < MIN_VALUES or ref.values < MIN_VALUES:
+            continue
+        need = math.ceil(MIN_BIN_COUNT * (ref.values + b) / min(ref.values, b))
+        p, q, _ = merge_rare(whole, counted.counts, labels, need, ref.role.binned, members)
+        measures = bin_measures(p, q, epsilon, math.e)
+        if counted.present is not None:
+            std = float(ref.std or 0.0)
+            measures = measures.merged(value_measures(ref.sketch, ref.finite, std, counted.present))
+        for m in CALIBRATED:
+            value = measures.values.get(m)
+            if value is not None:
+                found[m].append(value)
+        sizes.append((ref.values, b))
+    return _summary(found, sizes, 0, by)
+
+
+def _summary(
+    found: dict[str, list[float]], sizes: list[tuple[int, int]], seed: int, by: str = ""
+) -> Calibration | None:
+    """The calibration of the measures ``found`` over splits of ``sizes`` values."""
     if len(sizes) < MIN_RESAMPLES:
         return None
     stats = {
@@ -112,7 +155,7 @@ def calibrate(
     }
     a_mean = float(np.mean([s[0] for s in sizes]))
     b_mean = float(np.mean([s[1] for s in sizes]))
-    return Calibration(resamples=len(sizes), seed=seed, sizes=(a_mean, b_mean), metrics=stats)
+    return Calibration(len(sizes), seed, (a_mean, b_mean), stats, by)
 
 
 def learned_threshold(

@@ -69,22 +69,25 @@ class Role(str, Enum):
 
 @dataclass(frozen=True)
 class Calibration:
-    """A column's measures between random halves of the reference (``--calibrate``): how
-    many splits, the seed, the halves' mean sizes (values), and each measure's mean and
-    standard deviation."""
+    """A column's measures between random halves of the reference (``--calibrate``), or
+    between each of its consecutive time chunks and the whole (``--calibrate-by``): how
+    many splits, the seed, the sides' mean sizes (values), each measure's mean and
+    standard deviation, and ``by`` (``COL:PERIOD`` of the chunks; empty for halves)."""
 
     resamples: int
     seed: int
     sizes: tuple[float, float]
     metrics: dict[str, tuple[float, float]]
+    by: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc = {
             "resamples": self.resamples,
             "seed": self.seed,
             "sizes": list(self.sizes),
             "metrics": {m: list(v) for m, v in self.metrics.items()},
         }
+        return doc | ({"by": self.by} if self.by else {})
 
 
 @dataclass(frozen=True)
@@ -310,11 +313,14 @@ def _calibration(doc: Any, where: str) -> Calibration | None:
             isinstance(v, list) and len(v) == 2 and all(_finite(x) and x >= 0 for x in v),
             f"{where}: {m} must be [mean, std], numbers >= 0",
         )
+    by = doc.get("by", "")
+    _need(isinstance(by, str) and len(by) < 1000, f"{where}: 'by' must be COL:PERIOD text")
     return Calibration(
         resamples,
         int(seed),
         (float(sizes[0]), float(sizes[1])),
         {m: (float(v[0]), float(v[1])) for m, v in metrics.items()},
+        str(by),
     )
 
 

@@ -4,10 +4,12 @@ each with its JSON form. ``render.drift`` turns them into every output format.""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from .drift_groups import Group, Grouping
 from .drift_measures import P_METRICS, Measures
 from .drift_profile import Category, Role
 from .drift_request import parse_fail_on
@@ -32,6 +34,10 @@ class State(str, Enum):
     WARNING = "warning"
     ERROR = "error"
     SKIPPED = "skipped"
+
+
+#: The states of a compared column (what ``--fail-on share:F`` divides by).
+_COMPARED = (State.DRIFT, State.OK, State.WEAK, State.WARN)
 
 
 class Reason(str, Enum):
@@ -131,6 +137,9 @@ class ColumnResult:
     threshold_origin: str = "fixed"
     #: ``--warn-threshold``: above it (and not drifted) a column is ``warn``.
     warn_threshold: float | None = None
+    #: The window or segment of the current data this row checks (``--window``,
+    #: ``--segment``); None: all of it.
+    group: str | None = None
 
     @property
     def state(self) -> State:
@@ -160,8 +169,10 @@ class ColumnResult:
         ``1 - NOISE_LEVEL``, so only values above the bound count as drift."""
         return self.noise_bound is not None and self.threshold < self.noise_bound
 
-    def to_json(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {
+    def to_json(self, group_key: str = "") -> dict[str, Any]:
+        """The row's JSON; ``group_key`` (``window`` or ``segment``) names its group."""
+        doc: dict[str, Any] = {group_key: self.group} if group_key else {}
+        doc |= {
             "name": self.name,
             "role": self.role.value,
             "state": self.state.value,
@@ -276,6 +287,11 @@ class DriftReport:
     #: Columns of one side only (not compared; a schema change).
     only_in_reference: tuple[str, ...] = ()
     only_in_current: tuple[str, ...] = ()
+    #: ``--window`` / ``--segment``: how the current rows were grouped, the groups (the
+    #: rows of each are its columns' results, in group order), rows in no group.
+    grouping: Grouping | None = None
+    groups: tuple[Group, ...] = ()
+    ungrouped_rows: int = 0
 
     def count(self, state: State) -> int:
         return sum(1 for c in self.columns if c.state is state)
@@ -290,15 +306,33 @@ class DriftReport:
 
     @property
     def drift(self) -> bool:
-        """The dataset verdict under ``fail_on`` (shares are of the compared columns)."""
+        """The dataset verdict: under ``fail_on`` (shares are of the compared columns), of
+        every group when the rows are grouped (any group drifted)."""
+        if self.grouping is None:
+            return self._verdict(self.columns)
+        return bool(self.drifted_groups) or self._verdict(self.rows_of(None))
+
+    def rows_of(self, group: str | None) -> list[ColumnResult]:
+        """The results of a group (None: the rows of no group, such as schema changes)."""
+        return [c for c in self.columns if c.group == group]
+
+    def group_drift(self, group: str) -> bool:
+        """A group's verdict: ``fail_on`` over its columns and the schema changes."""
+        return self._verdict([*self.rows_of(group), *self.rows_of(None)])
+
+    @property
+    def drifted_groups(self) -> list[str]:
+        """The windows or segments that drifted, in order."""
+        return [g.label for g in self.groups if self.group_drift(g.label)]
+
+    def _verdict(self, rows: Sequence[ColumnResult]) -> bool:
         kind, number = parse_fail_on(self.settings.fail_on)
-        drifted = self.n_drifted
+        states = [c.state for c in rows]
+        drifted = states.count(State.DRIFT)
         if kind == "any":
             return drifted > 0
         if kind == "share":
-            compared = (
-                drifted + self.count(State.OK) + self.count(State.WEAK) + self.count(State.WARN)
-            )
+            compared = sum(1 for s in states if s in _COMPARED)
             return compared > 0 and drifted / compared >= number
         return drifted >= number
 
@@ -345,5 +379,31 @@ class DriftReport:
             "only_in_current": list(self.only_in_current),
             "seconds": self.seconds,
             "version": self.version,
-            "columns": [c.to_json() for c in self.columns],
+            **self._groups_json(),
+            "columns": [c.to_json(self.group_key) for c in self.columns],
+        }
+
+    @property
+    def group_key(self) -> str:
+        """``window`` or ``segment`` when the rows are grouped, else empty."""
+        return "" if self.grouping is None else self.grouping.kind
+
+    def _groups_json(self) -> dict[str, Any]:
+        if self.grouping is None:
+            return {}
+        key = self.group_key
+        groups = []
+        for g in self.groups:
+            rows = self.rows_of(g.label)
+            doc = g.to_json() | {
+                "drift": self.group_drift(g.label),
+                "n_drifted": sum(1 for c in rows if c.state is State.DRIFT),
+                "drifted_columns": [c.name for c in rows if c.state is State.DRIFT],
+            }
+            groups.append(doc)
+        return {
+            "grouping": self.grouping.to_json(),
+            f"{key}s": groups,
+            f"drifted_{key}s": self.drifted_groups,
+            "ungrouped_rows": self.ungrouped_rows,
         }

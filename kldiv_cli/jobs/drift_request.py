@@ -11,10 +11,13 @@ from dataclasses import dataclass
 from ..errors import UsageError
 from ..io.drift_tables import is_profile
 from ..text import clean
+from .drift_groups import Grouping
 from .drift_measures import METRICS, P_METRICS
 from .drift_profile import Role
 
 MAX_BINS = 10_000
+#: The most segments ``--max-segments`` may ask for (each is a check of every column).
+MAX_SEGMENTS_LIMIT = 1_000
 CORRECTIONS = ("none", "bonferroni", "bh")
 DEFAULT_ALPHA = 0.05
 SCHEMA_POLICIES = ("fail", "warn")
@@ -133,6 +136,8 @@ class DriftRequest:
     #: ``--warn-threshold X|learned[:K]``: the warn tier (X, or K for a learned one).
     warn_threshold: float | None = None
     warn_learned: float | None = None
+    #: ``--window COL:PERIOD`` / ``--segment COL``: a verdict per group of current rows.
+    grouping: Grouping | None = None
     delimiter: str | None = None
     top: int = 3
     output: str | None = None
@@ -228,6 +233,16 @@ class DriftRequest:
     def _validate_sides(self) -> None:
         if not self.reference or not self.current:
             raise UsageError("give a REFERENCE and a CURRENT table")
+        g = self.grouping
+        if g is not None and g.reference_segment and is_profile(self.reference):
+            raise UsageError(
+                "--reference-segment splits the reference's rows: give the reference table, "
+                "not a profile"
+            )
+        if g is not None and not 1 <= g.max_segments <= MAX_SEGMENTS_LIMIT:
+            raise UsageError(
+                f"--max-segments must be between 1 and {MAX_SEGMENTS_LIMIT}, got {g.max_segments}"
+            )
         if "-" in self.reference and "-" in self.current:
             raise UsageError("only one of REFERENCE and CURRENT can be '-' (stdin)")
         if (len(self.reference) > 1 and "-" in self.reference) or (
@@ -247,6 +262,9 @@ class ProfileRequest:
     #: ``--calibrate N``: random halves of the reference per column, and their seed.
     calibrate: int = 0
     calibrate_seed: int = 0
+    #: ``--calibrate-by COL:PERIOD``: consecutive time chunks (the last ``calibrate``)
+    #: against the whole reference instead of random halves.
+    calibrate_by: Grouping | None = None
 
     def validate(self) -> None:
         self.rules.validate()
@@ -254,6 +272,8 @@ class ProfileRequest:
             raise UsageError(f"--calibrate takes 0 to {MAX_CALIBRATE} splits, got {self.calibrate}")
         if self.calibrate == 1:
             raise UsageError("--calibrate needs at least 2 splits for a standard deviation")
+        if self.calibrate_by is not None and not self.calibrate:
+            raise UsageError("--calibrate-by needs --calibrate N (the chunks used, at most N)")
         from ..io.writers import guard
 
         guard([self.output], list(self.reference), ("json",))

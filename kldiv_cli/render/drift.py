@@ -5,14 +5,11 @@ Every name that comes from the data (column names, categories, bin labels) passe
 :func:`kldiv_cli.text.clean` (and Rich's escape, ``html.escape``, or XML escaping where it
 goes); :func:`~kldiv_cli.render.files.html_document` and
 :func:`~kldiv_cli.render.files.xml_document` make the pages' bytes safe whatever the data
-holds (no URL, valid Unicode and XML). The HTML page has no scripts, fonts or links:
-histograms are inline SVG with at most :data:`MAX_BARS` bins each, for at most
-:data:`MAX_CARDS` columns, so its size does not grow with the rows or the categories.
+holds (no URL, valid Unicode and XML). The HTML page is :mod:`.drift_html`.
 """
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Sequence
 from typing import IO, Any
@@ -22,29 +19,14 @@ from ..jobs.drift_measures import METRIC_TABLE, P_METRICS
 from ..jobs.drift_report import (
     ColumnResult,
     DriftReport,
-    Histogram,
     Reason,
     Settings,
     State,
 )
 from ..text import clean, markup
 from . import Report
-from .files import html_document, xml_document
+from .files import xml_document
 
-#: Bins drawn per histogram in the HTML page (more are merged or cut, as stated there).
-MAX_BARS = 40
-#: Histograms in the HTML page (the first columns in its order; the table lists all).
-MAX_CARDS = 60
-#: Order of columns in the HTML page: what needs attention first.
-_ORDER = {
-    State.DRIFT: 0,
-    State.ERROR: 1,
-    State.WARNING: 2,
-    State.WEAK: 3,
-    State.WARN: 4,
-    State.OK: 5,
-    State.SKIPPED: 6,
-}
 _STYLE = {
     State.DRIFT: "bold red",
     State.ERROR: "yellow",
@@ -56,7 +38,8 @@ _STYLE = {
 }
 
 
-def _fmt(value: Any) -> str:
+def number_text(value: Any) -> str:
+    """A number to 4 significant digits (``-`` for none, ``nan``, ``inf``)."""
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -68,7 +51,8 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _pct(share: float) -> str:
+def share_text(share: float) -> str:
+    """A share as a percentage to one decimal."""
     return f"{share:.1%}"
 
 
@@ -76,7 +60,7 @@ def missing_text(c: ColumnResult) -> str:
     """``0.0% → 10.0% (+10.0 pts)``: the missing share of rows on each side, and the
     change when there is one."""
     m = c.missing
-    text = f"{_pct(m.reference_share)} → {_pct(m.current_share)}"
+    text = f"{share_text(m.reference_share)} → {share_text(m.current_share)}"
     return text + (f" ({100 * m.change:+.1f} pts)" if m.change else "")
 
 
@@ -97,19 +81,19 @@ def explain(c: ColumnResult, settings: Settings) -> str:
     for reason in c.reasons:
         if reason is Reason.DISTRIBUTION:
             learned = " (learned)" if c.threshold_origin == "learned" else ""
-            text = f"{c.metric} {_fmt(c.value)} > {_fmt(c.threshold)}{learned}"
+            text = f"{c.metric} {number_text(c.value)} > {number_text(c.threshold)}{learned}"
             if c.metric in P_METRICS:
                 corrected = (
-                    f" ({settings.correction}: {_fmt(c.p_adjusted)})"
+                    f" ({settings.correction}: {number_text(c.p_adjusted)})"
                     if settings.correction != "none"
                     else ""
                 )
-                text = f"{c.metric} p-value {_fmt(c.value)}{corrected} < alpha {_fmt(c.threshold)}"
+                text = f"{c.metric} p-value {number_text(c.value)}{corrected} < alpha {number_text(c.threshold)}"
             if c.top_bins:
                 b = c.top_bins[0]
                 text += (
                     f", most from {clean(b.label)}: "
-                    f"{_pct(b.reference_share)} → {_pct(b.current_share)}"
+                    f"{share_text(b.reference_share)} → {share_text(b.current_share)}"
                 )
             parts.append(text)
         elif reason is Reason.MISSING:
@@ -117,8 +101,8 @@ def explain(c: ColumnResult, settings: Settings) -> str:
             parts.append(f"missing {change:+.1f} pts > {100 * settings.max_missing_change:g} pts")
         elif reason is Reason.NEW_CATEGORIES:
             parts.append(
-                f"new categories {_pct(c.new_category_share or 0)} > "
-                f"{_pct(settings.max_new_category_share or 0)}"
+                f"new categories {share_text(c.new_category_share or 0)} > "
+                f"{share_text(settings.max_new_category_share or 0)}"
             )
     if c.missing_weak:
         m = c.missing
@@ -135,7 +119,9 @@ def explain(c: ColumnResult, settings: Settings) -> str:
     if c.skip_reason and c.state is not State.OK:
         parts.append(clean(c.skip_reason))
     if c.state is State.WARN:
-        parts.append(f"warn: {c.metric} {_fmt(c.value)} > warn threshold {_fmt(c.warn_threshold)}")
+        parts.append(
+            f"warn: {c.metric} {number_text(c.value)} > warn threshold {number_text(c.warn_threshold)}"
+        )
     if c.weak:
         parts.append(noise_text(c))
     return "; ".join(parts)
@@ -147,11 +133,11 @@ def noise_text(c: ColumnResult) -> str:
     sizes = f"{c.n_reference}/{c.n_current} values"
     if c.state is State.WEAK:
         head = (
-            f"{c.metric} {_fmt(c.value)} > {_fmt(c.threshold)} but within the noise bound "
-            f"{_fmt(c.noise_bound)} of {sizes}: too few to tell"
+            f"{c.metric} {number_text(c.value)} > {number_text(c.threshold)} but within the noise bound "
+            f"{number_text(c.noise_bound)} of {sizes}: too few to tell"
         )
     else:
-        head = f"weak: noise reaches {_fmt(c.noise_bound)} with {sizes}, above the threshold"
+        head = f"weak: noise reaches {number_text(c.noise_bound)} with {sizes}, above the threshold"
     return head + needs
 
 
@@ -171,6 +157,11 @@ def run_warnings(report: DriftReport) -> list[str]:
         lines.append(
             f"--thresholds names column(s) not checked: {_listing(report.unknown_thresholds)}"
         )
+    if report.grouping is not None and report.ungrouped_rows:
+        lines.append(
+            f"{report.ungrouped_rows} current row(s) have no {report.grouping.kind} "
+            f"(no value in {clean(report.grouping.column)!r}): left out of every one"
+        )
     weak = _weak_warning(report)
     return lines + ([weak] if weak else [])
 
@@ -180,8 +171,13 @@ def _weak_warning(report: DriftReport) -> str | None:
     weak = report.weak
     if not weak:
         return None
+    names = list(dict.fromkeys(c.name for c in weak))
+    where = ""
+    if report.grouping is not None:
+        groups = len({c.group for c in weak})
+        where = f" in {groups} {report.grouping.kind}(s)"
     return (
-        f"{len(weak)} column(s) ({_listing([c.name for c in weak])}) have thresholds below "
+        f"{len(names)} column(s) ({_listing(names)}){where} have thresholds below "
         "their noise bound: too few values to tell a change of that size from chance, so "
         "only a larger one drifts (each says how many rows it needs)"
     )
@@ -209,7 +205,10 @@ def drift_report(report: DriftReport) -> Report:
     cols = report.columns
     s = report.settings
 
+    key = report.group_key
+    grouped: dict[str, Sequence[Any]] = {key: [group_text(c) for c in cols]} if key else {}
     table: dict[str, Sequence[Any]] = {
+        **grouped,
         "column": [clean(c.name) for c in cols],
         "role": [c.role.value for c in cols],
         "state": [c.state.value for c in cols],
@@ -232,7 +231,10 @@ def drift_report(report: DriftReport) -> Report:
     }
     plain = []
     for c in cols:
-        plain.append(f"{c.state.value} {_fmt(c.value)} {reasons_text(c) or '-'} {clean(c.name)}")
+        where = f"{plain_group(c)} " if key else ""
+        plain.append(
+            f"{c.state.value} {number_text(c.value)} {reasons_text(c) or '-'} {where}{clean(c.name)}"
+        )
         why = explain(c, s)
         if why:  # the reason, on an indented line: the name stays the line's last field
             plain.append(f"  {why}")
@@ -245,14 +247,46 @@ def drift_report(report: DriftReport) -> Report:
     )
 
 
+def group_text(c: ColumnResult) -> str:
+    """The window or segment of a row (``(all)`` for a row of no group: a schema change)."""
+    return "(all)" if c.group is None else clean(c.group)
+
+
+def plain_group(c: ColumnResult) -> str:
+    """:func:`group_text` as one field of a plain line: white space as ``_``."""
+    return "_".join(group_text(c).split()) or "-"
+
+
+def failure_text(report: DriftReport) -> str:
+    """The one line that says why the check failed: the columns (and schema changes), or
+    the windows/segments that drifted."""
+    changes = len(report.schema_changes)
+    schema = f" ({changes} schema change{'s' if changes > 1 else ''})" if changes else ""
+    if report.grouping is None:
+        return f"drift in {report.n_drifted} of {len(report.columns)} columns{schema}"
+    kind = report.grouping.kind
+    drifted = report.drifted_groups
+    return f"drift in {len(drifted)} of {len(report.groups)} {kind}s{schema}: {_listing(drifted)}"
+
+
 def title(report: DriftReport) -> str:
     verdict = "DRIFT" if report.drift else "no drift"
     skipped = report.count(State.SKIPPED)
     weak = report.count(State.WEAK)
     warn = report.count(State.WARN)
     schema = len(report.schema_changes)
+    if report.grouping is None:
+        what = f"{report.n_drifted} of {len(report.columns)} columns drifted"
+    else:
+        kind = report.grouping.kind
+        drifted = report.drifted_groups
+        names = f": {_listing(drifted)}" if drifted else ""
+        what = (
+            f"{len(drifted)} of {len(report.groups)} {kind}s drifted{names}; "
+            f"{report.n_drifted} of {len(report.columns)} checks"
+        )
     return (
-        f"kldiv drift: {verdict} ({report.n_drifted} of {len(report.columns)} columns drifted"
+        f"kldiv drift: {verdict} ({what}"
         f"{f', {schema} schema changes' if schema else ''}"
         f"{f', {weak} weak' if weak else ''}"
         f"{f', {warn} warn' if warn else ''}"
@@ -270,15 +304,25 @@ def print_table(report: DriftReport, stream: IO[str], color: bool | None) -> Non
     console = Console(file=stream, no_color=color is False, force_terminal=color or None)
     style = "bold red" if report.drift else "bold green"
     table = Table(title=Text(title(report), style=style), title_justify="left")
-    for name in ("column", "role", "state", "value", "missing", "new categories", "why"):
+    key = report.group_key
+    for name in ([key] if key else []) + [
+        "column",
+        "role",
+        "state",
+        "value",
+        "missing",
+        "new categories",
+        "why",
+    ]:
         table.add_column(name, overflow="fold")
     s = report.settings
     for c in report.columns:
         table.add_row(
+            *([markup(group_text(c))] if key else []),
             markup(c.name),
             c.role.value,
             Text(c.state.value, style=_STYLE[c.state]),
-            _fmt(c.value),
+            number_text(c.value),
             Text(missing_text(c), style="red" if Reason.MISSING in c.reasons else ""),
             Text(new_text(c, 3), style="red" if c.n_new_categories else ""),
             Text(explain(c, s)),
@@ -291,25 +335,44 @@ def print_table(report: DriftReport, stream: IO[str], color: bool | None) -> Non
 
 def junit_xml(report: DriftReport) -> bytes:
     """One testcase per column: drifted columns fail, uncomparable ones are errors,
-    identifiers, date/times and skipped columns are skipped (with the reason)."""
-    cols = report.columns
+    identifiers, date/times and skipped columns are skipped (with the reason). Grouped
+    rows (``--window``, ``--segment``) make one testsuite per window or segment."""
+    suites: list[tuple[str, Sequence[ColumnResult]]] = [("kldiv drift", report.columns)]
+    if report.grouping is not None:
+        kind = report.grouping.kind
+        suites = [(f"kldiv drift {kind} {g.label}", report.rows_of(g.label)) for g in report.groups]
+        lone = report.rows_of(None)
+        if lone:
+            suites.append(("kldiv drift (all)", lone))
+    root = ET.Element("testsuites", {"name": "kldiv"})
+    totals = {"tests": 0, "failures": 0, "errors": 0}
+    for name, rows in suites:
+        suite = _suite(name, rows, report)
+        root.append(suite)
+        for key in totals:
+            totals[key] += int(suite.get(key, "0"))
+    root.attrib.update({k: str(v) for k, v in totals.items()})
+    return xml_document(root)
+
+
+def _suite(name: str, cols: Sequence[ColumnResult], report: DriftReport) -> ET.Element:
     s = report.settings
+    states = [c.state for c in cols]
     counts = {
         "tests": str(len(cols)),
-        "failures": str(report.n_drifted),
-        "errors": str(report.n_errors),
-        "skipped": str(report.count(State.SKIPPED) + report.count(State.WARNING)),
+        "failures": str(states.count(State.DRIFT)),
+        "errors": str(states.count(State.ERROR)),
+        "skipped": str(states.count(State.SKIPPED) + states.count(State.WARNING)),
     }
-    suite = ET.Element(
-        "testsuite", {"name": "kldiv drift", "time": f"{report.seconds:.3f}", **counts}
-    )
+    seconds = report.seconds if name == "kldiv drift" else 0.0
+    suite = ET.Element("testsuite", {"name": clean(name), "time": f"{seconds:.3f}", **counts})
     for c in cols:
         case = ET.SubElement(suite, "testcase", classname="kldiv.drift", name=clean(c.name))
         why = explain(c, s)
         if c.state is State.DRIFT:
             details = [why] + [
                 f"bin {clean(b.label)}: reference {b.reference_share:.3%}, current "
-                f"{b.current_share:.3%}, contribution {_fmt(b.contribution)}"
+                f"{b.current_share:.3%}, contribution {number_text(b.contribution)}"
                 for b in c.top_bins
             ]
             ET.SubElement(case, "failure", message=why, type=reasons_text(c)).text = "\n".join(
@@ -319,248 +382,21 @@ def junit_xml(report: DriftReport) -> bytes:
             ET.SubElement(case, "error", message=clean(c.error)).text = clean(c.error)
         elif c.state in (State.SKIPPED, State.WARNING):
             ET.SubElement(case, "skipped", message=why)
-        out = [f"role={c.role.value} state={c.state.value}"]
-        if c.state in (State.WEAK, State.WARN, State.OK) and why:
-            out.append(why)
-        if c.measures is not None:
-            shown = ((key, measure(c, key)) for key in measure_columns())
-            out.append(
-                " ".join(f"{key}={_fmt(value)}" for key, value in shown if value is not None)
-                + f" (threshold {_fmt(c.threshold)}, {c.threshold_origin}, on {c.metric})"
-            )
-        out.append(f"missing {missing_text(c)}")
-        if c.n_new_categories:
-            out.append(f"new categories {_pct(c.new_category_share or 0)}: {new_text(c)}")
-        ET.SubElement(case, "system-out").text = "\n".join(out)
-    root = ET.Element(
-        "testsuites", {"name": "kldiv", **{k: v for k, v in counts.items() if k != "skipped"}}
-    )
-    root.append(suite)
-    return xml_document(root)
+        ET.SubElement(case, "system-out").text = "\n".join(_case_lines(c, why))
+    return suite
 
 
-# ----------------------------------------------------------------- HTML
-
-_CSS = """
-body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;background:#f6f7f9;color:#1d2330}
-header{background:#1d2330;color:#fff;padding:20px 32px}
-header h1{margin:0;font-size:22px;font-weight:600}
-header p{margin:6px 0 0;color:#c9d1e0;font-size:13px}
-header code{color:#fff;background:#2e3648;padding:1px 6px;border-radius:4px;word-break:break-all}
-main{padding:24px 32px;max-width:1280px;box-sizing:border-box}
-.pill{display:inline-block;padding:2px 10px;border-radius:999px;font-weight:600;font-size:13px}
-.ok{background:#dcf5e4;color:#17663a}.drift{background:#fde2e1;color:#a4161a}
-.error{background:#fff1cc;color:#7a5200}.skipped{background:#eceef2;color:#4a5468}
-.warning{background:#fff1cc;color:#7a5200}.weak{background:#f3e5f7;color:#6a1b7a}.warn{background:#fff1cc;color:#7a5200}
-table{border-collapse:collapse;width:100%;background:#fff;border-radius:8px;overflow:hidden;
-box-shadow:0 1px 2px rgba(0,0,0,.08)}
-th,td{padding:7px 10px;text-align:left;border-bottom:1px solid #eceef2;font-variant-numeric:tabular-nums;
-vertical-align:top;font-size:14px}
-th{background:#fafbfc;font-weight:600;color:#4a5468}
-td.num{text-align:right}
-.hot{color:#a4161a;font-weight:600}header .hot{color:#ffb4ae}
-.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(560px,1fr));gap:18px;margin-top:24px}
-.card{background:#fff;border-radius:8px;padding:16px 18px;box-shadow:0 1px 2px rgba(0,0,0,.08);
-border-top:4px solid #d7dbe3}
-.card.drift{border-top-color:#d6453d}.card.error{border-top-color:#e0a800}.card.ok{border-top-color:#3aa663}
-.card h3{margin:0 0 4px;font-size:17px;word-break:break-all}
-.meta{color:#4a5468;font-size:13px;margin-bottom:6px}
-.flag{background:#fde2e1;color:#a4161a;border-radius:6px;padding:6px 10px;margin:6px 0;font-size:13px}
-.legend span{display:inline-block;width:11px;height:11px;border-radius:2px;margin:0 5px 0 12px;vertical-align:-1px}
-.note{color:#4a5468;font-size:12px}
-"""
-_REF, _CUR = "#4c78dd", "#f08a24"
-
-
-def _bars(h: Histogram) -> tuple[list[str], list[float], list[float], str]:
-    """At most :data:`MAX_BARS` bins: numeric bins merged in neighbouring groups,
-    categories cut to the largest (the other and new bins always kept)."""
-    labels, ref, cur = list(h.labels), list(h.reference), list(h.current)
-    n_ref, n_cur = sum(ref) or 1, sum(cur) or 1
-    note = ""
-    k = len(labels)
-    if k > MAX_BARS and labels[0].startswith("< "):
-        group = math.ceil((k - 2) / (MAX_BARS - 2))
-        merged_l, merged_r, merged_c = [labels[0]], [ref[0]], [cur[0]]
-        for i in range(1, k - 1, group):
-            j = min(i + group, k - 1)
-            merged_l.append(f"{labels[i].split(',')[0]}, …")
-            merged_r.append(sum(ref[i:j]))
-            merged_c.append(sum(cur[i:j]))
-        labels, ref, cur = merged_l + [labels[-1]], merged_r + [ref[-1]], merged_c + [cur[-1]]
-        note = f"{k} bins drawn as {len(labels)} (neighbours merged)"
-    elif k > MAX_BARS:
-        fixed = [i for i, label in enumerate(labels) if label.startswith("(")]
-        rest = sorted(
-            (i for i in range(k) if i not in fixed),
-            key=lambda i: -max(ref[i] / n_ref, cur[i] / n_cur),
+def _case_lines(c: ColumnResult, why: str) -> list[str]:
+    out = [f"role={c.role.value} state={c.state.value}"]
+    if c.state in (State.WEAK, State.WARN, State.OK) and why:
+        out.append(why)
+    if c.measures is not None:
+        shown = ((key, measure(c, key)) for key in measure_columns())
+        out.append(
+            " ".join(f"{key}={number_text(value)}" for key, value in shown if value is not None)
+            + f" (threshold {number_text(c.threshold)}, {c.threshold_origin}, on {c.metric})"
         )
-        keep = sorted(rest[: MAX_BARS - len(fixed)]) + fixed
-        labels, ref, cur = [labels[i] for i in keep], [ref[i] for i in keep], [cur[i] for i in keep]
-        note = f"the {len(keep)} largest of {k} bins"
-    return labels, [r / n_ref for r in ref], [c / n_cur for c in cur], note
-
-
-def _axis_label(label: str) -> str:
-    """A numeric bin by its lower edge (the first and last by their bound), a category
-    as it is; at most 16 characters."""
-    if label.startswith("[") and ", " in label:
-        label = label[1:].split(", ")[0]
-    text = clean(label)
-    return text if len(text) <= 16 else text[:15] + "…"
-
-
-def svg_histogram(h: Histogram) -> str:
-    """Reference and current shares per bin, side by side, with a y scale in percent."""
-    labels, ref, cur, note = _bars(h)
-    top = max(max(ref), max(cur), 1e-12)
-    width, height, left, base = 560, 260, 64, 170
-    slot = (width - left - 6) / len(labels)
-    bar = max(1.5, slot * 0.4)
-    esc = html.escape
-    parts = [
-        f'<svg viewBox="0 0 {width} {height}" width="100%" '
-        'role="img" aria-label="histogram of reference and current shares" overflow="visible" font-family="system-ui,sans-serif">'
-    ]
-    for tick in (0, 0.5, 1):
-        y = base - (base - 12) * tick
-        parts.append(
-            f'<line x1="{left}" y1="{y:.1f}" x2="{width - 6}" y2="{y:.1f}" stroke="#e3e6ec"/>'
-            f'<text x="{left - 5}" y="{y + 4:.1f}" font-size="11" text-anchor="end" fill="#4a5468">'
-            f"{top * tick:.0%}</text>"
-        )
-    step = max(1, math.ceil(len(labels) / 16))
-    for i, label in enumerate(labels):
-        x = left + i * slot + slot * 0.1
-        for j, (share, color) in enumerate(((ref[i], _REF), (cur[i], _CUR))):
-            hgt = (base - 12) * share / top
-            side = "reference" if j == 0 else "current"
-            parts.append(
-                f'<rect x="{x + j * bar:.1f}" y="{base - hgt:.1f}" width="{bar:.1f}" '
-                f'height="{hgt:.1f}" fill="{color}"><title>{esc(clean(label))}: {side} '
-                f"{share:.2%}</title></rect>"
-            )
-        if i % step == 0:
-            cx = x + bar
-            parts.append(
-                f'<text x="{cx:.1f}" y="{base + 14}" font-size="11" fill="#1d2330" text-anchor="end" '
-                f'transform="rotate(-35 {cx:.1f} {base + 14})">{esc(_axis_label(label))}</text>'
-            )
-    parts.append("</svg>")
-    if note:
-        parts.append(f'<p class="note">{esc(note)}</p>')
-    return "".join(parts)
-
-
-def _pill(state: State) -> str:
-    return f'<span class="pill {state.value}">{state.value}</span>'
-
-
-def _summary_row(c: ColumnResult, report: DriftReport) -> str:
-    esc = html.escape
-    s = report.settings
-    hot_missing = Reason.MISSING in c.reasons
-    cells = [
-        f"<td>{esc(clean(c.name))}</td>",
-        f"<td>{c.role.value}</td>",
-        f"<td>{_pill(c.state)}</td>",
-        f'<td class="num">{_fmt(c.value)}</td>',
-        f'<td class="num">{_fmt(c.threshold) if c.role.compared else "-"}</td>',
-        f'<td class="{"hot" if hot_missing else ""}">{esc(missing_text(c))}</td>',
-        f'<td class="{"hot" if c.n_new_categories else ""}">{esc(new_text(c, 5)) or "-"}</td>',
-        f"<td>{esc(explain(c, s))}</td>",
-    ]
-    return "<tr>" + "".join(cells) + "</tr>"
-
-
-def _card(c: ColumnResult, report: DriftReport) -> str:
-    esc = html.escape
-    # (text, highlighted): missing-share changes and new categories always stand out.
-    flags: list[tuple[str, bool]] = []
-    if c.missing.change:
-        flags.append((f"Missing values {esc(missing_text(c))}", True))
+    out.append(f"missing {missing_text(c)}")
     if c.n_new_categories:
-        share = _pct(c.new_category_share or 0)
-        flags.append((f"New categories ({share} of current values): {esc(new_text(c))}", True))
-    if c.outside_range_share and c.outside_range_share >= 0.001:
-        share = _pct(c.outside_range_share)
-        flags.append((f"{share} of current values outside the reference's range", False))
-    flag_html = "".join(
-        f'<div class="{"flag" if hot else "meta"}">{text}</div>' for text, hot in flags
-    )
-    meta = (
-        f"{c.role.value} · {esc(c.metric)} {_fmt(c.value)} (threshold {_fmt(c.threshold)}) · "
-        f"{c.n_reference} reference and {c.n_current} current values"
-    )
-    if c.weak:
-        meta += f" · noise bound {_fmt(c.noise_bound)}: weak evidence"
-    body = ""
-    if c.histogram is not None:
-        body = (
-            f'<div class="meta legend"><span style="background:{_REF};margin-left:0"></span>reference'
-            f'<span style="background:{_CUR}"></span>current</div>' + svg_histogram(c.histogram)
-        )
-    s = report.settings
-    why = explain(c, s)
-    return (
-        f'<section class="card {c.state.value}"><h3>{esc(clean(c.name))} {_pill(c.state)}</h3>'
-        f'<div class="meta">{meta}</div>'
-        + (f'<div class="meta"><b>{esc(why)}</b></div>' if why else "")
-        + flag_html
-        + body
-        + "</section>"
-    )
-
-
-def html_page(report: DriftReport) -> bytes:
-    """The whole report as one page: verdict, run facts, a summary table, then one card per
-    compared column (drifted first)."""
-    import datetime as dt
-
-    esc = html.escape
-    s = report.settings
-    cols = sorted(report.columns, key=lambda c: _ORDER[c.state])
-    verdict = _pill(State.DRIFT) if report.drift else _pill(State.OK)
-    when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-    head = "".join(
-        f"<th>{h}</th>"
-        for h in (
-            "column",
-            "role",
-            "state",
-            "value",
-            "threshold",
-            "missing (ref → cur)",
-            "new categories",
-            "why",
-        )
-    )
-    compared = [c for c in cols if c.histogram is not None]
-    schema = "".join(
-        f'<p class="hot">schema change: {esc(clean(c.name))}: {esc(clean(c.schema_change))}</p>'
-        for c in report.schema_changes
-    )
-    more = ""
-    if len(compared) > MAX_CARDS:
-        more = (
-            f'<p class="note">Histograms of the first {MAX_CARDS} of {len(compared)} compared '
-            "columns; the table above lists every column.</p>"
-        )
-        compared = compared[:MAX_CARDS]
-    page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>kldiv drift report</title><style>{_CSS}</style></head>
-<body><header><h1>kldiv drift report {verdict}</h1>
-<p>{report.n_drifted} of {len(report.columns)} columns drifted ({report.n_errors} errors,
-{report.count(State.SKIPPED)} skipped) · reference {esc(clean(report.reference))} ({report.reference_rows} rows) ·
-current {esc(clean(report.current))} ({report.current_rows} rows)</p>
-<p>{esc(s.metric)} threshold {_fmt(s.threshold)} · {s.bins} {esc(s.binning)} bins · at most
-{s.max_categories} categories · epsilon {_fmt(s.epsilon)} · missing change above
-{100 * s.max_missing_change:.1f} pts · fail-on {esc(s.fail_on)}</p>
-<p>run {when} in {report.seconds:.2f} s · kldiv {esc(report.version)} ·
-<code>{esc(clean(report.command))}</code></p>{schema}</header>
-<main><table><thead><tr>{head}</tr></thead><tbody>{"".join(_summary_row(c, report) for c in cols)}</tbody></table>
-<div class="cards">{"".join(_card(c, report) for c in compared)}</div>{more}</main></body></html>
-"""
-    return html_document(page)
+        out.append(f"new categories {share_text(c.new_category_share or 0)}: {new_text(c)}")
+    return out
