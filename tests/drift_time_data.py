@@ -48,7 +48,7 @@ def _rows(
 ) -> pa.Table:
     days = np.repeat(np.arange(len(day_rows)), day_rows)
     n = days.size
-    seconds = first_day + days * DAY + np.sort(rng.uniform(0, DAY, n))
+    seconds = np.sort(first_day + days * DAY + rng.uniform(0, DAY, n))
     country = rng.choice(COUNTRIES, size=n, p=np.array(COUNTRY_P) / sum(COUNTRY_P))
     on_shift = np.isin(days, list(shifted))
     if shifted_segment is not None:
@@ -89,9 +89,7 @@ def events(
     """(reference, current): ``days`` unshifted days, then ``current_days`` days with
     the shifts above (day numbers count from the current table's first day)."""
     rng = np.random.default_rng(seed)
-    reference = _rows(
-        rng, [rows_per_day] * days, START - days * DAY, set(), 1.0, None, first_id=1
-    )
+    reference = _rows(rng, [rows_per_day] * days, START - days * DAY, set(), 1.0, None, first_id=1)
     sizes = [
         0 if d == gap_day else small_rows if d == small_day else rows_per_day
         for d in range(current_days)

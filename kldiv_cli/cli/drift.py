@@ -323,6 +323,10 @@ def drift(
 
       kldiv drift ref.profile.json today/ --format markdown --junit drift.xml
 
+      kldiv drift ref.parquet week.parquet --window created_at:1d --html drift.html
+
+      kldiv drift ref.parquet week.parquet --segment country --reference-segment
+
       kldiv drift s3://bucket/reference/ today/ --engine dask --scheduler tcp://HOST:8786
 
     Row keys (unique integers or text, named like a key or monotone) and date/time
