@@ -31,7 +31,6 @@ __all__ = [
     "Estimator",
     "Kind",
     "LatentReduction",
-    "Metric",
     "Missing",
     "OutputFormat",
     "Reduction",
@@ -195,19 +194,6 @@ class DatetimeRule(Choice):
     NUMERIC = "numeric"
 
 
-class Metric(Choice):
-    """drift's ``--metric``."""
-
-    KL = "kl"
-    KL_REVERSE = "kl_reverse"
-    PSI = "psi"
-    JS = "js"
-    HELLINGER = "hellinger"
-    WASSERSTEIN = "wasserstein"
-    KS = "ks"
-    CHI2 = "chi2"
-
-
 class Correction(Choice):
     """drift's ``--correction`` of p-values."""
 
@@ -245,7 +231,6 @@ _WHAT: dict[type[Choice], str] = {
     Kind: "kind",
     Binning: "binning",
     DatetimeRule: "--datetime",
-    Metric: "metric",
     Correction: "--correction",
     Base: "--base",
     SchemaRule: "--schema",

@@ -1,144 +1,169 @@
-"""``kldiv drift`` and ``kldiv profile``: data drift, column by column."""
+"""``kldiv drift`` and ``kldiv profile``: data drift, column by column.
 
+Each command builds its request from its options (parsed once: thresholds, --fail-on,
+--window, the choices) and hands it to :func:`.runner.run_command`, which validates it,
+reads stdin, runs the job with the engine's profiler and ends with the report's verdict.
+"""
+
+from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ..choices import OutputFormat
-from ..errors import ExitCode, UsageError
+from ..choices import Base, Binning, Correction, DatetimeRule, SchemaRule
 from ..io import formats
 from ..jobs.drift_measures import METRICS
 from .app import app
 from .boundary import Messages, current, error_boundary
-from .options import (
-    BinningOpt,
-    BinsOpt,
-    ColumnsOpt,
-    DebugOpt,
-    DelimiterOpt,
-    EngineOpt,
-    FormatOpt,
-    NoColorOpt,
-    QuietOpt,
-    SchedulerFileOpt,
-    SchedulerOpt,
-    StorageOpt,
-    StrictOpt,
-    TimeoutOpt,
-    WorkersOpt,
-)
+from .groups import Cluster, Output, Storage, cluster, output, storage, uses
+from .options import BinsOpt, ColumnsOpt, DelimiterOpt, ParsedType, StrictOpt, choice
 from .output import emit
-from .runner import (
-    configure_storage,
-    read_stdin_if_needed,
-)
+from .runner import run_command
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
-    from contextlib import AbstractContextManager
+    from collections.abc import Callable
 
-    from ..jobs.drift import ColumnRules, DriftReport, DriftRequest, Profiler
-    from ..jobs.drift_groups import Grouping
-ExcludeOpt = Annotated[
-    list[str] | None,
-    typer.Option("--exclude", metavar="COLS", help="Leave these columns out (names or globs)."),
-]
-CategoricalOpt = Annotated[
-    list[str] | None,
-    typer.Option("--categorical", metavar="COLS", help="Compare these columns as categories."),
-]
-NumericOpt = Annotated[
-    list[str] | None,
-    typer.Option("--numeric", metavar="COLS", help="Compare these columns as numbers (binned)."),
-]
-SkipOpt = Annotated[
-    list[str] | None,
-    typer.Option("--skip", metavar="COLS", help="List these columns as skipped, unchecked."),
-]
-DatetimeOpt = Annotated[
-    str,
-    typer.Option(
-        "--datetime",
-        metavar="[skip|numeric]",
-        help="Date/time columns: skipped (default) or binned as numbers.",
-    ),
-]
-MaxCategoriesOpt = Annotated[
-    int,
-    typer.Option(
-        "--max-categories", help="Keep the most frequent reference categories; pool the rest."
-    ),
-]
+    from ..jobs.drift import DriftReport, DriftRequest
+    from ..jobs.drift_groups import Grouping, Period
+    from ..jobs.gates import Verdict
+    from ..jobs.profile import Profile, ProfileRequest
 
 
-def _rules(
-    columns: str | None,
-    exclude: list[str] | None,
-    categorical: list[str] | None,
-    numeric: list[str] | None,
-    skip: list[str] | None,
-    datetime: str,
-    bins: int,
-    binning: str,
-    max_categories: int,
-) -> "ColumnRules":
-    from ..jobs.drift import ColumnRules
+def _threshold(option: str) -> "Callable[[str], tuple[float, float | None]]":
+    def parse(text: str) -> tuple[float, float | None]:
+        from ..jobs.drift_request import parse_threshold
 
-    return ColumnRules(
-        columns=columns,
-        exclude=tuple(exclude or ()),
-        categorical=tuple(categorical or ()),
-        numeric=tuple(numeric or ()),
-        skip=tuple(skip or ()),
-        datetime=datetime,
-        bins=bins,
-        binning=binning,
-        max_categories=max_categories,
-    )
+        return parse_threshold(text, option)
+
+    return parse
 
 
-def _engine(
-    engine: str,
-    reference: "Sequence[str]",
-    scheduler: str | None,
-    scheduler_file: str | None,
-    workers: int | None,
-    timeout: float,
-) -> "AbstractContextManager[Profiler | None]":
-    """The reference's profiler for ``--engine`` (its entry in engines.registry): None
-    locally; with dask, tasks on the cluster for a Parquet reference, open while the job
-    runs."""
-    from ..engines.registry import engine as named
-    from ..jobs.compute import EngineOptions
+def _fail_on(text: str) -> str:
+    from ..jobs.drift_request import parse_fail_on
 
-    options = EngineOptions(scheduler, scheduler_file, workers, timeout)
-    return named(engine).profiler(reference, options, Messages.note)
+    parse_fail_on(text)  # checked here; the report keeps the rule's text
+    return text
+
+
+def _metric(text: str) -> str:
+    from ..errors import UsageError
+
+    if text not in METRICS:
+        raise UsageError(f"unknown metric {text!r}; choose one of {', '.join(METRICS)}")
+    return text
+
+
+def _window(option: str) -> "Callable[[str], tuple[str, Period]]":
+    def parse(text: str) -> "tuple[str, Period]":
+        from ..jobs.drift_groups import parse_window
+
+        return parse_window(text, option)
+
+    return parse
+
+
+def column_rules() -> "Callable[..., Any]":
+    """The options that say which columns are checked and how each is binned (drift's
+    and profile's), as one ``ColumnRules``."""
+
+    def build(
+        columns: ColumnsOpt = None,
+        exclude: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--exclude", metavar="COLS", help="Leave these columns out (names or globs)."
+            ),
+        ] = None,
+        categorical: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--categorical", metavar="COLS", help="Compare these columns as categories."
+            ),
+        ] = None,
+        numeric: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--numeric", metavar="COLS", help="Compare these columns as numbers (binned)."
+            ),
+        ] = None,
+        skip: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--skip", metavar="COLS", help="List these columns as skipped, unchecked."
+            ),
+        ] = None,
+        datetime: Annotated[
+            DatetimeRule,
+            choice(
+                DatetimeRule,
+                "--datetime",
+                help="Date/time columns: skipped (default) or binned as numbers.",
+            ),
+        ] = DatetimeRule.SKIP,
+        bins: BinsOpt = 10,
+        binning: Annotated[
+            Binning, choice(Binning, "--binning", help="Quantile or equal-width bins.")
+        ] = Binning.QUANTILE,
+        max_categories: Annotated[
+            int,
+            typer.Option(
+                "--max-categories",
+                help="Keep the most frequent reference categories; pool the rest.",
+            ),
+        ] = 50,
+    ) -> Any:
+        from ..jobs.drift_request import ColumnRules
+
+        return ColumnRules(
+            columns=columns,
+            exclude=tuple(exclude or ()),
+            categorical=tuple(categorical or ()),
+            numeric=tuple(numeric or ()),
+            skip=tuple(skip or ()),
+            datetime=datetime.value,
+            bins=bins,
+            binning=binning.value,
+            max_categories=max_categories,
+        )
+
+    return build
 
 
 def _grouping(
-    window: str | None,
-    segment: str | None,
-    reference_segment: bool,
-    max_segments: int,
-    option: str = "--window",
+    window: "tuple[str, Period] | None", segment: str | None, reference_segment: bool, most: int
 ) -> "Grouping | None":
     """``--window``/``--segment`` as the request's grouping (one of them at most)."""
-    from ..jobs.drift_groups import Grouping, parse_window
+    from ..errors import UsageError
+    from ..jobs.drift_groups import Grouping
 
     if window is not None and segment is not None:
         raise UsageError("give --window or --segment, not both")
     if reference_segment and segment is None:
         raise UsageError("--reference-segment needs --segment COL")
     if window is not None:
-        column, period = parse_window(window, option)
-        return Grouping(column, period)
+        return Grouping(*window)
     if segment is not None:
-        return Grouping(segment, None, reference_segment, max_segments)
+        return Grouping(segment, None, reference_segment, most)
     return None
+
+
+def _profiler(where: Cluster, request: "DriftRequest | ProfileRequest") -> Any:
+    """The reference's profiler for ``--engine`` (its entry in engines.registry): None
+    locally; with dask, tasks on the cluster for a Parquet reference, open while the job
+    runs."""
+    from ..engines.registry import engine as named
+
+    return named(where.engine).profiler(request.reference, where.options, Messages.note)
 
 
 @app.command()
 @error_boundary
+@uses(
+    rules=column_rules(),
+    out=output(f"Write the report ({formats.kinds_text(('json', 'csv'))})."),
+    where=cluster(),
+    storage=storage(),
+)
 def drift(
     tables: Annotated[
         list[str],
@@ -150,15 +175,6 @@ def drift(
             show_default=False,
         ),
     ],
-    columns: ColumnsOpt = None,
-    exclude: ExcludeOpt = None,
-    categorical: CategoricalOpt = None,
-    numeric: NumericOpt = None,
-    skip: SkipOpt = None,
-    datetime: DatetimeOpt = "skip",
-    bins: BinsOpt = 10,
-    binning: BinningOpt = "quantile",
-    max_categories: MaxCategoriesOpt = 50,
     epsilon: Annotated[
         float,
         typer.Option("--epsilon", help="Smoothing mass spread over a column's bins; 0: exact."),
@@ -167,7 +183,7 @@ def drift(
         str,
         typer.Option(
             "--metric",
-            metavar=f"[{'|'.join(METRICS)}]",
+            click_type=ParsedType("metric", _metric, f"[{'|'.join(METRICS)}]", METRICS),
             help="What the threshold gates (ks, chi2: a p-value test gated by --alpha; ks on "
             "numbers, chi2 on categories, either for both; wasserstein on categories is js).",
         ),
@@ -181,34 +197,31 @@ def drift(
         ),
     ] = None,
     correction: Annotated[
-        str,
-        typer.Option(
+        Correction,
+        choice(
+            Correction,
             "--correction",
-            metavar="[none|bonferroni|bh]",
             help="With --metric ks or chi2: correct the p-values for the number of columns "
             "tested (Bonferroni, or Benjamini-Hochberg's false discovery rate).",
         ),
-    ] = "none",
+    ] = Correction.NONE,
     base: Annotated[
-        str,
-        typer.Option(
-            "--base", metavar="[e|2|10]", help="Logarithm base: nats (e), bits (2) or 10."
-        ),
-    ] = "e",
+        Base, choice(Base, "--base", help="Logarithm base: nats (e), bits (2) or 10.")
+    ] = Base.E,
     threshold: Annotated[
-        str,
+        Any,
         typer.Option(
             "--threshold",
-            metavar="X|learned[:K]",
+            click_type=ParsedType("threshold", _threshold("--threshold"), "X|learned[:K]"),
             help="Drift when a column's metric is above this; learned[:K]: at the mean + K "
             "standard deviations (K = 3) a profile made with --calibrate learned for it.",
         ),
     ] = "0.1",
     warn_threshold: Annotated[
-        str | None,
+        Any,
         typer.Option(
             "--warn-threshold",
-            metavar="X|learned[:K]",
+            click_type=ParsedType("threshold", _threshold("--warn-threshold"), "X|learned[:K]"),
             help="A third tier: a column above this but not drifted is 'warn' (never fails).",
         ),
     ] = None,
@@ -238,24 +251,24 @@ def drift(
         str,
         typer.Option(
             "--fail-on",
-            metavar="RULE",
+            click_type=ParsedType("rule", _fail_on, "RULE"),
             help="Dataset verdict: any (default), share:F (a share of columns), count:N.",
         ),
     ] = "any",
     schema: Annotated[
-        str,
-        typer.Option(
+        SchemaRule,
+        choice(
+            SchemaRule,
             "--schema",
-            metavar="[fail|warn]",
             help="Schema changes (a column removed, added, of another type): fail the check "
             "(default) or list them as warnings.",
         ),
-    ] = "fail",
+    ] = SchemaRule.FAIL,
     window: Annotated[
-        str | None,
+        Any,
         typer.Option(
             "--window",
-            metavar="COL:PERIOD",
+            click_type=ParsedType("window", _window("--window"), "COL:PERIOD"),
             help="A verdict per window of the current data: COL a date/time column, PERIOD "
             "a count and a unit (s, min, h, d, w, mo, y), such as 1h, 1d, 7d, 1mo.",
         ),
@@ -280,16 +293,6 @@ def drift(
     max_segments: Annotated[
         int, typer.Option("--max-segments", help="With --segment: how many values are segments.")
     ] = 10,
-    format: FormatOpt = OutputFormat.AUTO,
-    output: Annotated[
-        str | None,
-        typer.Option(
-            "--output",
-            "-o",
-            metavar="PATH",
-            help=f"Write the report ({formats.kinds_text(('json', 'csv'))}).",
-        ),
-    ] = None,
     junit: Annotated[
         str | None,
         typer.Option("--junit", metavar="PATH", help="JUnit XML (.xml): a testcase per column."),
@@ -299,16 +302,12 @@ def drift(
         typer.Option("--html", metavar="PATH", help="A self-contained HTML report (.html)."),
     ] = None,
     delimiter: DelimiterOpt = None,
-    engine: EngineOpt = "local",
-    scheduler: SchedulerOpt = None,
-    scheduler_file: SchedulerFileOpt = None,
-    workers: WorkersOpt = None,
-    timeout: TimeoutOpt = 10.0,
-    storage_option: StorageOpt = None,
     strict: StrictOpt = False,
-    quiet: QuietOpt = False,
-    no_color: NoColorOpt = False,
-    debug: DebugOpt = False,
+    *,
+    rules: Any,
+    out: Output,
+    where: Cluster,
+    storage: Storage,
 ) -> None:
     """Data drift, column by column: KL(reference || current) of binned values, missing
     shares and new categories.
@@ -353,27 +352,18 @@ def drift(
     """
     import shlex
 
-    from .._version import __version__
     from ..io import fs
-    from ..jobs.diagnostics import refuse_if_strict
-    from ..jobs.drift import DriftRequest, run_drift
-    from ..jobs.drift_request import parse_threshold
+    from ..jobs.drift import DriftRequest
     from ..redact import redact_argv
-    from ..render.drift import failure_text, run_warnings
 
-    configure_storage(storage_option)
-    fixed, learned = parse_threshold(threshold)
-    warn_fixed, warn_learned = (
-        parse_threshold(warn_threshold, "--warn-threshold") if warn_threshold else (None, None)
-    )
+    fixed, learned = threshold
+    warn_fixed, warn_learned = warn_threshold if warn_threshold is not None else (None, None)
     request = DriftRequest(
         reference=tuple(tables[:1]),
         current=tuple(tables[1:]),
-        rules=_rules(
-            columns, exclude, categorical, numeric, skip, datetime, bins, binning, max_categories
-        ),
+        rules=rules,
         metric=metric,
-        base=base,
+        base=base.value,
         epsilon=epsilon,
         threshold=fixed,
         learned=learned,
@@ -383,46 +373,57 @@ def drift(
         fail_on=fail_on,
         max_missing_change=max_missing_change,
         max_new_category_share=max_new_category_share,
-        schema=schema,
+        schema=schema.value,
         alpha=alpha,
-        correction=correction,
+        correction=correction.value,
         grouping=_grouping(window, segment, reference_segment, max_segments),
         delimiter=delimiter,
-        output=None if output == "-" else output,
+        output=out.file,
         junit=junit,
         html=html,
         command=shlex.join(["kldiv", *redact_argv(current().argv, fs.option_names())]),
     )
-    request.validate()  # before stdin is read
-    if engine == "dask" and metric in ("ks", "wasserstein"):
+    run_command(
+        request,
+        partial(_run_drift, where),
+        partial(_show, out, strict, request),
+        storage,
+        check=partial(_check, where),
+    )
+
+
+def _check(where: Cluster, request: "DriftRequest") -> None:
+    from ..errors import UsageError
+
+    request.validate()
+    if where.engine == "dask" and request.metric in ("ks", "wasserstein"):
         raise UsageError(
-            f"--metric {metric} needs the reference's values, which --engine dask does not "
-            "keep; use --engine local, or a profile made with it"
+            f"--metric {request.metric} needs the reference's values, which --engine dask "
+            "does not keep; use --engine local, or a profile made with it"
         )
-    with _engine(
-        engine, request.reference, scheduler, scheduler_file, workers, timeout
-    ) as profiler:
-        report = run_drift(request, read_stdin_if_needed(*tables), __version__, profiler)
+
+
+def _run_drift(where: Cluster, request: "DriftRequest", stdin: bytes | None, _: Any) -> Any:
+    from .._version import __version__
+    from ..jobs.drift import run_drift
+
+    with _profiler(where, request) as profiler:
+        return run_drift(request, stdin, __version__, profiler)
+
+
+def _show(out: Output, strict: bool, request: "DriftRequest", report: "DriftReport") -> "Verdict":
+    """Warnings (each an error with --strict, before any output), the output files, the
+    report on stdout; the verdict."""
+    from ..jobs.diagnostics import refuse_if_strict
+    from ..render.drift import run_warnings
+
     warnings = run_warnings(report)
     refuse_if_strict(strict, warnings)  # before any output: nothing written it doubts
     for warning in warnings:
         Messages.warn(warning)
-    _write_files(request, report, format)
-    _show(report, format, output, no_color)
-    if report.n_errors:
-        # Never silent, even with -q: an uncompared column is an error (exit 2 unless drift
-        # elsewhere already fails the check, exit 1).
-        failed = [c for c in report.columns if c.error]
-        first = failed[0]
-        current().error(
-            f"{len(failed)} column{'s' if len(failed) > 1 else ''} could not be compared: "
-            f"{', '.join(c.name for c in failed)} ({first.name}: {first.error})"
-        )
-    if report.drift:
-        current().check_failed(failure_text(report))
-        raise typer.Exit(ExitCode.CHECK_FAILED)
-    if report.n_errors:
-        raise typer.Exit(ExitCode.ERROR)
+    _write_files(request, report, out.format)
+    _print(report, out)
+    return report.verdict
 
 
 def _write_files(request: "DriftRequest", report: "DriftReport", fmt: str) -> None:
@@ -450,23 +451,23 @@ def _bytes_writer(data: bytes) -> "Callable[[Any], Any]":
     return lambda f: f.write(data)
 
 
-def _show(report: "DriftReport", fmt: str, output: str | None, no_color: bool) -> None:
+def _print(report: "DriftReport", out: Output) -> None:
     """The report on stdout (a coloured table on a terminal), unless it went to -o."""
     from ..render import resolve_format
     from ..render.drift import drift_report, print_table
 
-    if output and output != "-":
+    if out.file:
         return
     env = current()
-    if resolve_format(fmt, env.stdout_isatty) == "table":
-        env.no_color = env.no_color or no_color
+    if resolve_format(out.format, env.stdout_isatty) == "table":
         print_table(report, env.stdout, env.color)
         return
-    emit(drift_report(report), fmt, None, no_color)
+    emit(drift_report(report), out.format, None)
 
 
 @app.command()
 @error_boundary
+@uses(rules=column_rules(), where=cluster(), storage=storage())
 def profile(
     reference: Annotated[
         list[str],
@@ -485,15 +486,6 @@ def profile(
             help=f"Where the profile goes ({formats.kinds_text(('json',))}); default stdout.",
         ),
     ] = None,
-    columns: ColumnsOpt = None,
-    exclude: ExcludeOpt = None,
-    categorical: CategoricalOpt = None,
-    numeric: NumericOpt = None,
-    skip: SkipOpt = None,
-    datetime: DatetimeOpt = "skip",
-    bins: BinsOpt = 10,
-    binning: BinningOpt = "quantile",
-    max_categories: MaxCategoriesOpt = 50,
     calibrate: Annotated[
         int,
         typer.Option(
@@ -507,23 +499,19 @@ def profile(
         int, typer.Option("--calibrate-seed", help="Seed of the --calibrate splits.")
     ] = 0,
     calibrate_by: Annotated[
-        str | None,
+        Any,
         typer.Option(
             "--calibrate-by",
-            metavar="COL:PERIOD",
+            click_type=ParsedType("window", _window("--calibrate-by"), "COL:PERIOD"),
             help="Learn from consecutive time chunks instead: the last N periods of COL, each "
             "against the whole reference (as NannyML's reference chunks).",
         ),
     ] = None,
     delimiter: DelimiterOpt = None,
-    engine: EngineOpt = "local",
-    scheduler: SchedulerOpt = None,
-    scheduler_file: SchedulerFileOpt = None,
-    workers: WorkersOpt = None,
-    timeout: TimeoutOpt = 10.0,
-    storage_option: StorageOpt = None,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
+    *,
+    rules: Any,
+    where: Cluster,
+    storage: Storage,
 ) -> None:
     """Store a reference's roles, bins and counts, so drift checks need not read it again.
 
@@ -538,29 +526,37 @@ def profile(
     --engine dask: the numeric columns of a Parquet reference are profiled by tasks on a
     Dask cluster (the same profile, bit for bit); other columns here.
     """
-    from ..io.writers import atomic_write
-    from ..jobs.profile import ProfileRequest, run_profile
+    from ..jobs.drift_groups import Grouping
+    from ..jobs.profile import ProfileRequest
 
-    configure_storage(storage_option)
     request = ProfileRequest(
         reference=tuple(reference),
-        rules=_rules(
-            columns, exclude, categorical, numeric, skip, datetime, bins, binning, max_categories
-        ),
+        rules=rules,
         delimiter=delimiter,
         output=None if output == "-" else output,
         calibrate=calibrate,
         calibrate_seed=calibrate_seed,
-        calibrate_by=_grouping(calibrate_by, None, False, 0, "--calibrate-by"),
+        calibrate_by=None if calibrate_by is None else Grouping(*calibrate_by),
     )
-    request.validate()  # before stdin is read
-    with _engine(
-        engine, request.reference, scheduler, scheduler_file, workers, timeout
-    ) as profiler:
-        built = run_profile(request, read_stdin_if_needed(*reference), profiler)
+    run_command(request, partial(_run_profile, where), partial(_write_profile, request), storage)
+
+
+def _run_profile(where: Cluster, request: "ProfileRequest", stdin: bytes | None, _: Any) -> Any:
+    from ..jobs.profile import run_profile
+
+    with _profiler(where, request) as profiler:
+        return run_profile(request, stdin, profiler)
+
+
+def _write_profile(request: "ProfileRequest", built: "Profile") -> "Verdict":
+    from ..io.writers import atomic_write
+    from ..jobs.gates import Verdict
+
     text = built.dumps().encode()
-    if request.output:
-        atomic_write(request.output, lambda f: f.write(text))
-        Messages.note(f"wrote {request.output}: {len(built.columns)} columns, {built.rows} rows")
+    target = request.output
+    if target:
+        atomic_write(target, lambda f: f.write(text))
+        Messages.note(f"wrote {target}: {len(built.columns)} columns, {built.rows} rows")
     else:
         current().stdout.write(text.decode())
+    return Verdict()

@@ -13,6 +13,7 @@ from .drift_groups import Group, Grouping
 from .drift_measures import P_METRICS, Measures
 from .drift_profile import Category, Role
 from .drift_request import parse_fail_on
+from .gates import Verdict
 
 
 @dataclass(frozen=True)
@@ -335,6 +336,33 @@ class DriftReport:
             compared = sum(1 for s in states if s in _COMPARED)
             return compared > 0 and drifted / compared >= number
         return drifted >= number
+
+    @property
+    def verdict(self) -> Verdict:
+        """The exit code's say: drift fails the check (naming the columns, or the
+        windows/segments, that drifted); a column that could not be compared is an error
+        (always said, even when the check failed too)."""
+        failed = [c for c in self.columns if c.error]
+        error = None
+        if failed:
+            first = failed[0]
+            error = (
+                f"{len(failed)} column{'s' if len(failed) > 1 else ''} could not be compared: "
+                f"{', '.join(c.name for c in failed)} ({first.name}: {first.error})"
+            )
+        return Verdict(failed=self.failure_text() if self.drift else None, error=error)
+
+    def failure_text(self) -> str:
+        """The ``check failed`` line: the columns (and schema changes), or the
+        windows/segments, that drifted."""
+        changes = len(self.schema_changes)
+        schema = f" ({changes} schema change{'s' if changes > 1 else ''})" if changes else ""
+        if self.grouping is None:
+            return f"drift in {self.n_drifted} of {len(self.columns)} columns{schema}"
+        drifted = self.drifted_groups
+        shown = ", ".join(drifted[:10]) + (", ..." if len(drifted) > 10 else "")
+        kind = self.grouping.kind
+        return f"drift in {len(drifted)} of {len(self.groups)} {kind}s{schema}: {shown}"
 
     @property
     def weak(self) -> list[ColumnResult]:

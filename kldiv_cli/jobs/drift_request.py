@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from ..errors import UsageError
 from ..io.drift_tables import is_profile
 from ..text import clean
+from .checks import Checked
 from .drift_groups import Grouping
 from .drift_measures import METRICS, P_METRICS
 from .drift_profile import Role
@@ -111,7 +112,7 @@ def _check_extension(path: str | None, option: str, allowed: tuple[str, ...]) ->
 
 
 @dataclass(frozen=True)
-class DriftRequest:
+class DriftRequest(Checked):
     """Everything ``kldiv drift`` was asked, checked by :meth:`validate`."""
 
     reference: tuple[str, ...]
@@ -150,7 +151,12 @@ class DriftRequest:
         """The p-value tests' level: ``--alpha``, else :data:`DEFAULT_ALPHA`."""
         return DEFAULT_ALPHA if self.alpha is None else self.alpha
 
-    def validate(self) -> None:
+    @property
+    def inputs(self) -> tuple[str | None, ...]:
+        """The paths the job reads (``-``: stdin)."""
+        return (*self.reference, *self.current)
+
+    def check(self) -> None:
         """Options first, then the output guard: nothing is read before this passes."""
         self.rules.validate()
         self._validate_metric()
@@ -252,7 +258,7 @@ class DriftRequest:
 
 
 @dataclass(frozen=True)
-class ProfileRequest:
+class ProfileRequest(Checked):
     """Everything ``kldiv profile`` was asked."""
 
     reference: tuple[str, ...]
@@ -266,7 +272,12 @@ class ProfileRequest:
     #: against the whole reference instead of random halves.
     calibrate_by: Grouping | None = None
 
-    def validate(self) -> None:
+    @property
+    def inputs(self) -> tuple[str | None, ...]:
+        """The paths the job reads (``-``: stdin)."""
+        return self.reference
+
+    def check(self) -> None:
         self.rules.validate()
         if not 0 <= self.calibrate <= MAX_CALIBRATE:
             raise UsageError(f"--calibrate takes 0 to {MAX_CALIBRATE} splits, got {self.calibrate}")

@@ -257,18 +257,6 @@ def plain_group(c: ColumnResult) -> str:
     return "_".join(group_text(c).split()) or "-"
 
 
-def failure_text(report: DriftReport) -> str:
-    """The one line that says why the check failed: the columns (and schema changes), or
-    the windows/segments that drifted."""
-    changes = len(report.schema_changes)
-    schema = f" ({changes} schema change{'s' if changes > 1 else ''})" if changes else ""
-    if report.grouping is None:
-        return f"drift in {report.n_drifted} of {len(report.columns)} columns{schema}"
-    kind = report.grouping.kind
-    drifted = report.drifted_groups
-    return f"drift in {len(drifted)} of {len(report.groups)} {kind}s{schema}: {_listing(drifted)}"
-
-
 def title(report: DriftReport) -> str:
     verdict = "DRIFT" if report.drift else "no drift"
     skipped = report.count(State.SKIPPED)
