@@ -403,12 +403,12 @@ def _check(where: Cluster, request: "DriftRequest") -> None:
         )
 
 
-def _run_drift(where: Cluster, request: "DriftRequest", stdin: bytes | None, _: Any) -> Any:
+def _run_drift(where: Cluster, request: "DriftRequest", stdin: bytes | None, on: Any) -> Any:
     from .._version import __version__
     from ..jobs.drift import run_drift
 
     with _profiler(where, request) as profiler:
-        return run_drift(request, stdin, __version__, profiler)
+        return run_drift(request, stdin, __version__, profiler, on)
 
 
 def _show(out: Output, strict: bool, request: "DriftRequest", report: "DriftReport") -> "Verdict":

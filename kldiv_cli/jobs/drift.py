@@ -343,17 +343,24 @@ def apply_correction(results: list[ColumnResult], alpha: float, method: str) -> 
 
 
 def _map_columns(
-    work: Callable[[str], list[ColumnResult]], names: Sequence[str]
+    work: Callable[[str], list[ColumnResult]],
+    names: Sequence[str],
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[list[ColumnResult]]:
     """``work`` on every column, in order, on up to :data:`THREADS` threads: the heavy
     parts (Arrow's hashing and casts, NumPy's partition and comparisons) release the GIL,
-    and each thread holds one column of each side."""
-    if len(names) < 2 or THREADS < 2:
-        return [work(n) for n in names]
+    and each thread holds one column of each side. ``progress(done, total)`` is told of
+    each column done (from this thread)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(THREADS) as pool:
-        return list(pool.map(work, names))
+    out: list[list[ColumnResult]] = []
+    threads = THREADS if len(names) > 1 else 1
+    with ThreadPoolExecutor(threads) as pool:
+        for rows in pool.map(work, names):
+            out.append(rows)
+            if progress is not None:
+                progress(len(out), len(names))
+    return out
 
 
 @dataclass
@@ -444,9 +451,11 @@ def run_drift(
     stdin: bytes | None = None,
     version: str = "",
     profiler: Profiler | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> DriftReport:
     """``kldiv drift``: validate, read both sides one column at a time, compare
-    (``profiler``: a raw reference's columns profiled elsewhere, see :func:`build_profile`).
+    (``profiler``: a raw reference's columns profiled elsewhere, see :func:`build_profile`;
+    ``progress(done, total)``: columns done).
     With ``--window``/``--segment`` each column is read once and checked per group."""
     started = time.perf_counter()
     request.validate()
@@ -483,7 +492,7 @@ def run_drift(
         except pa.ArrowException as exc:
             return [unreadable(name, request, threshold, arrow_text(exc))]
 
-    found = _map_columns(one, sides.names)
+    found = _map_columns(one, sides.names, progress)
     results = _group_major(found, groups)
     if p_test:
         results = apply_correction(results, request.level, request.correction)
