@@ -257,6 +257,24 @@ def test_the_command_line_gives_the_local_bits(cluster, tables, run_cli, tmp_pat
     assert reasons["counts"] == ["type_changed"]
 
 
+def test_windows_on_the_cluster_are_the_local_windows(cluster, run_cli, tmp_path) -> None:
+    """--window with --engine dask: the reference profiled by tasks, the current windows
+    here; the same report as the local engine's (less the measures on values)."""
+    from .drift_time_data import events
+
+    reference, current = events(0, rows_per_day=400, small_rows=12)
+    pq.write_table(reference, ref := tmp_path / "ref.parquet", row_group_size=2000)
+    pq.write_table(current, cur := tmp_path / "cur.parquet")
+    window = ("-f", "json", "--window", "ts:1d")
+    local = run_cli("drift", ref, cur, *window)
+    remote = run_cli(
+        "drift", ref, cur, *window, "--engine", "dask", "--scheduler", cluster.scheduler_address
+    )
+    assert local.exit_code == remote.exit_code == 1, remote.stderr
+    assert _report(remote.stdout) == _no_values(_report(local.stdout))
+    assert len(_report(remote.stdout)["windows"]) == 6
+
+
 def test_a_reference_that_is_not_parquet_runs_here_with_a_note(tables, run_cli, tmp_path) -> None:
     ref, cur = tables
     csv = tmp_path / "ref.csv"
