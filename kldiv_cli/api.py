@@ -19,9 +19,9 @@ if TYPE_CHECKING:
     from .jobs.compare import CompareAllResult
     from .jobs.compute import ComputeResult
     from .jobs.drift import DriftReport
-    from .jobs.drift_profile import Profile
     from .jobs.estimate import EstimateResult
     from .jobs.gaussian import GaussianResult
+    from .jobs.profile import Profile
 
 __all__ = ["compare", "compute", "drift", "estimate", "gaussian", "inspect", "profile"]
 
@@ -208,7 +208,8 @@ def profile(*reference: Path, **options: Any) -> Profile:
     >>> built.rows > 0 and len(built.columns) > 0
     True
     """
-    from .jobs.drift import ColumnRules, ProfileRequest, run_profile
+    from .jobs.drift import ColumnRules
+    from .jobs.profile import ProfileRequest, run_profile
 
     rules, rest = _split(ColumnRules, options)
     request = ProfileRequest(reference=tuple(os.fspath(r) for r in reference), rules=rules, **rest)
