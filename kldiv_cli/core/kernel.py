@@ -283,7 +283,7 @@ def _numpy_chunk(
 
 
 _ABS = np.uint64(0x7FFFFFFFFFFFFFFF)
-_MANTISSA = np.uint64(0x000FFFFFFFFFFFFF)
+_HALF_STEP = np.uint64(1 << 47)
 _ONE = np.uint64(0x3FF0000000000000)
 _EXP_BIAS = np.uint64(0x4330000000000000)
 #: 2^52 + 1023: subtracted from the double spelt by 0x433 and the exponent field.
@@ -301,24 +301,23 @@ def _terms(
     u: list[NDArray[np.uint64]],
     out: NDArray[np.float64],
 ) -> None:
-    """``t * (log t - x)`` into ``out``, as klkernel.c's ``term1`` computes it."""
+    """``t * (log t - x)`` into ``out``: the values klkernel.c's ``term1`` computes (the
+    same exponent, mantissa and index, from fewer whole-array steps), then its floating-point
+    operations in its order."""
     a, b, c, d = f
-    i, up = u
-    np.right_shift(tb, 47, out=i)
-    np.bitwise_and(i, 31, out=i)
-    np.add(i, 1, out=i)
-    np.right_shift(i, 1, out=i)
-    np.right_shift(i, 4, out=up)  # 1 where m rounds to 2: m / 2 against entry 0
-    np.bitwise_and(i, 15, out=i)
-    ebits = np.right_shift(tb, 52, out=d.view(np.uint64))
-    np.add(ebits, up, out=ebits)
-    np.bitwise_or(ebits, _EXP_BIAS, out=ebits)
-    np.subtract(d, _UNBIAS, out=a)  # a: the exponent
-    mb = np.bitwise_and(tb, _MANTISSA, out=b.view(np.uint64))
-    np.bitwise_or(mb, _ONE, out=mb)
-    np.left_shift(up, 52, out=up)
-    np.subtract(mb, up, out=mb)  # b: the mantissa m
-    np.take(table[:_TABLE], i, out=c)  # c: the reciprocal
+    v, w = u
+    # Half a step added to the top 5 mantissa bits rounds m to its table point; where m
+    # rounds to 2, the carry raises the exponent, and m is then halved against entry 0.
+    np.add(tb, _HALF_STEP, out=v)
+    np.right_shift(v, 48, out=w)
+    index = np.bitwise_and(w, 15, out=w).view(np.intp)
+    np.right_shift(v, 52, out=v)  # the biased exponent, raised where m rounds to 2
+    mb = np.left_shift(v, 52, out=b.view(np.uint64))
+    np.subtract(tb, mb, out=mb)
+    np.add(mb, _ONE, out=mb)  # b: m, with exponent 0 (or -1 where it was raised)
+    np.bitwise_or(v, _EXP_BIAS, out=v)
+    np.subtract(v.view(np.float64), _UNBIAS, out=a)  # a: the exponent
+    np.take(table[:_TABLE], index, out=c, mode="wrap")  # c: the reciprocal
     np.multiply(b, c, out=d)
     np.subtract(d, 1.0, out=d)  # d: r, exact
     np.multiply(d, table[_Q], out=b)
@@ -329,10 +328,10 @@ def _terms(
     np.multiply(d, d, out=c)
     np.multiply(c, b, out=c)
     np.add(d, c, out=c)  # c: log1p(r)
-    np.take(table[_TABLE : 2 * _TABLE], i, out=b)
+    np.take(table[_TABLE : 2 * _TABLE], index, out=b, mode="wrap")
     np.multiply(a, table[_LN2], out=d)
     np.add(d, b, out=b)  # b: e ln2_hi + logc_hi
-    np.take(table[2 * _TABLE : 3 * _TABLE], i, out=d)
+    np.take(table[2 * _TABLE : 3 * _TABLE], index, out=d, mode="wrap")
     np.multiply(a, table[_LN2 + 1], out=a)
     np.add(a, d, out=a)  # a: e ln2_lo + logc_lo
     np.add(c, a, out=c)
