@@ -34,7 +34,6 @@ from .options import (
     FailAboveOpt,
     FailBelowOpt,
     FormatOpt,
-    FormatType,
     OutputOpt,
     SchedulerFileOpt,
     SchedulerOpt,
@@ -43,6 +42,7 @@ from .options import (
     TimeoutOpt,
     WorkersOpt,
     choice,
+    format_type,
 )
 
 if TYPE_CHECKING:
@@ -179,7 +179,7 @@ def inputs(
     for side in sides:
         for option, metavar, text in side.options():
             # A format option completes the registry's names; the others show a metavar.
-            kind = {"click_type": FormatType()} if option == side.format else {"metavar": metavar}
+            kind = {"click_type": format_type()} if option == side.format else {"metavar": metavar}
             annotated = Annotated[str | None, typer.Option(option, help=text, **kind)]
             parameters.setdefault(_name(option), (_name(option), annotated, None))
     parameters["delimiter"] = ("delimiter", DelimiterOpt, None)

@@ -177,23 +177,11 @@ def _engines() -> tuple[str, ...]:
     return tuple(ENGINES)
 
 
-class FormatType(ParamType):
+def format_type() -> ParsedType:
     """``--*-format NAME``: a format of the format registry (:mod:`kldiv_cli.io.formats`),
     completed from it; io checks the name (one line listing them), so a new format is
     only its registry entry."""
-
-    name = "format"
-
-    def convert(self, value: Any, param: Parameter | None, ctx: Context | None) -> str:
-        return str(value)
-
-    def get_metavar(self, param: Parameter, ctx: Context) -> str:
-        return "FMT"
-
-    def shell_complete(
-        self, ctx: Context, param: Parameter, incomplete: str
-    ) -> list[CompletionItem]:
-        return [CompletionItem(n) for n in formats.names() if n.startswith(incomplete)]
+    return ParsedType("format", str, "FMT", formats.names)
 
 
 EngineOpt = Annotated[
