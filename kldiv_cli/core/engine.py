@@ -15,15 +15,18 @@ chunk gives one float64 partial sum, and the partials are combined exactly
 block sizes, and a distributed engine (Dask, Spark) can run :func:`partial_sums` on its own
 partitions and :func:`combine` the results.
 
-Per chunk: the operands are widened into this thread's float64 buffers (float16 through an
-exact bit-level widening, :mod:`.half`), then ``log`` and a
-subtraction run in place and BLAS ``ddot`` sums the products on short slices (all release
-the GIL, so threads run in parallel). Zero targets (found by the chunk's minimum) get torch's ``xlogy`` rule, 0
-against a finite input. Wherever torch's own terms would not be finite (a zero target
-against an infinite input, negative, NaN or infinite values, and terms that overflow in
-torch's dtypes, found from the chunk's extremes), the chunk's sum is that of torch's
-non-finite terms, so the NaN/±inf pattern is torch's. :func:`row_sums` gives the same exact
-values per row.
+Per chunk, without ``log_target`` and with float16 or float32 targets: the fused kernel
+(:mod:`.kernel`: one pass that widens, takes kldiv's own float64 logarithm, forms the terms
+and sums them in 16 fixed lanes; compiled when available, else NumPy, with the same bits).
+Otherwise (float64 targets, ``log_target``), and for every chunk the kernel flags: the
+operands are widened into this thread's float64 buffers (float16 through an exact bit-level
+widening, :mod:`.half`), then ``log`` and a subtraction run in place and BLAS ``ddot`` sums
+the products on short slices (all release the GIL, so threads run in parallel). Zero targets
+(found by the chunk's minimum) get torch's ``xlogy`` rule, 0 against a finite input.
+Wherever torch's own terms would not be finite (a zero target against an infinite input,
+negative, NaN or infinite values, and terms that overflow in torch's dtypes, found from the
+chunk's extremes), the chunk's sum is that of torch's non-finite terms, so the NaN/±inf
+pattern is torch's. :func:`row_sums` gives exact values per row (by the general path).
 
 The pointwise loss (``reduction="none"``) is not computed here: it stays torch's, term by
 term, in :mod:`.pointwise`.

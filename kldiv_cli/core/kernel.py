@@ -7,10 +7,11 @@ is halved against the point 1, so ``log t`` near 1 keeps its relative accuracy) 
 28-bit reciprocal, which makes ``r = m / c_i - 1`` exact (float32 and float16 targets have
 24-bit mantissas; float64 targets are not taken, see :func:`fused_pair`); ``log1p(r)`` as
 ``r + r^2 q(r)``, ``q`` a degree-7 fit evaluated by Estrin's scheme (``|r| <= 1/32``, error
-below 2^-55 ``|r|``); and ``e ln 2 + log c_i`` in a high part that sums exactly and a low part. The result is within
-about half a float64 ulp of ``log t``, as NumPy's float64 ``log``. Element ``j`` of a chunk
-goes to lane ``j % 16``, each lane is summed in order, and the chunk's value is the exact sum
-(``math.fsum``) of its 16 lanes. A ``+0`` target gives a zero term (torch's ``xlogy`` rule).
+below 2^-55 ``|r|``); and ``e ln 2 + log c_i`` in a high part that sums exactly and a low
+part. The result is within about half a float64 ulp of ``log t``, as NumPy's float64
+``log``. Element ``j`` of a chunk goes to lane ``j % 16``, each lane is summed in order, and
+the chunk's value is the exact sum (``math.fsum``) of its 16 lanes. A ``+0`` target gives
+a zero term (torch's ``xlogy`` rule).
 
 Two implementations give the same bits: ``klkernel.c`` (built into a shared library by the
 build hook when a C compiler is present; AVX-512, AVX2 or generic code chosen at run time
