@@ -1,65 +1,78 @@
 """``kldiv compare``: model-vs-model statistics, KL(REFERENCE ‖ CANDIDATE) row by row."""
 
+from functools import partial
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..choices import Missing, OutputFormat
+from ..choices import Kind
 from ..io import formats
 from .app import app
 from .boundary import Messages, current, error_boundary
-from .options import (
-    ByOpt,
-    ChunkRowsOpt,
-    DebugOpt,
-    DelimiterOpt,
-    ExcludeTokenIdsOpt,
-    FailAboveOpt,
-    FailBelowOpt,
-    FormatOpt,
-    FracAboveOpt,
-    LastOpt,
-    MissingOpt,
-    NoColorOpt,
-    PositionsOpt,
-    QuietOpt,
-    StorageOpt,
-    StrictOpt,
-    ThreadsOpt,
-    TokenIdsOpt,
-    slices_of,
+from .groups import (
+    Output,
+    Side,
+    Storage,
+    Work,
+    gates,
+    inputs,
+    output,
+    slices,
+    storage,
+    uses,
+    work,
 )
-from .output import (
-    emit,
-    emit_with_notes,
-    exit_if_failed,
-)
-from .progress import progress
-from .runner import (
-    configure_storage,
-    read_stdin_if_needed,
-)
+from .options import FracAboveOpt, StrictOpt, choice
+from .output import emit, emit_with_notes
+from .runner import run_command
 
 if TYPE_CHECKING:
-    from ..jobs.compare import CompareAllResult
+    from ..io.base import ReadOptions
+    from ..jobs.compare import CompareAllResult, CompareRequest
+    from ..jobs.gates import Gate, Verdict
+    from ..jobs.slices import Slices
     from ..render import Report
 
-_KINDS = "[logits|log-probs|probs]"
-
-
 _KLD = formats.extensions_text([formats.KLD])
-_KEYED = formats.extensions_text([formats.KEYED])
+
+SIDES = inputs(
+    Side(
+        key="--key",
+        columns="--columns",
+        key_help=formats.key_help("REFERENCE and each CANDIDATE"),
+        columns_help="Columns of CSV/Parquet inputs (names, globs, indices).",
+    ),
+    Side(key="--reference-key", key_help="As --key, for REFERENCE only."),
+    Side(key="--candidate-key", key_help="As --key, for CANDIDATE only."),
+)
+ROWS_HELP = (
+    f"Also write the per-row measures to {formats.kinds_text(formats.STREAMED_KINDS)} "
+    "(atomically), or to a stream as CSV (-, /dev/stdout: the statistics then go to stderr)."
+)
+
+
+def _option(name: str, metavar: str, text: str) -> object:
+    return typer.Option(name, metavar=metavar, help=text)
 
 
 @app.command()
 @error_boundary
+@uses(
+    sides=SIDES,
+    gates=gates(),
+    out=output(ROWS_HELP),
+    storage=storage(),
+    work=work(),
+    parts=slices(),
+)
 def compare(
     reference: Annotated[
         str,
         typer.Argument(
             metavar="REFERENCE",
             help="The reference (base, teacher) model: p. Logits by default; any format "
-            f"({formats.names_text()}: {_KLD} is llama.cpp's log-probabilities); '-' for stdin.",
+            f"({formats.names_text()}: {_KLD} is llama.cpp's log-probabilities), or a top-K "
+            "file (kldiv topk); '-' for stdin.",
             show_default=False,
         ),
     ],
@@ -74,21 +87,20 @@ def compare(
     ],
     label: Annotated[
         list[str] | None,
-        typer.Option(
+        _option(
             "--label",
-            metavar="NAME",
-            help="A name for each CANDIDATE, in order (repeat; default: the file names).",
+            "NAME",
+            "A name for each CANDIDATE, in order (repeat; default: the file names).",
         ),
     ] = None,
     as_: Annotated[
-        str | None,
-        typer.Option("--as", metavar=_KINDS, help="What both files hold (default: logits)."),
+        Kind | None, choice(Kind, "--as", help="What both files hold (default: logits).")
     ] = None,
     reference_as: Annotated[
-        str | None, typer.Option("--reference-as", metavar=_KINDS, help="What REFERENCE holds.")
+        Kind | None, choice(Kind, "--reference-as", help="What REFERENCE holds.")
     ] = None,
     candidate_as: Annotated[
-        str | None, typer.Option("--candidate-as", metavar=_KINDS, help="What CANDIDATE holds.")
+        Kind | None, choice(Kind, "--candidate-as", help="What CANDIDATE holds.")
     ] = None,
     temperature: Annotated[
         float,
@@ -96,123 +108,82 @@ def compare(
     ] = 1.0,
     tokens: Annotated[
         str | None,
-        typer.Option(
+        _option(
             "--tokens",
-            metavar="FILE",
-            help="The next-token id of each row (a file of any format): adds Δp and "
-            f"perplexity statistics. Taken from {_KLD} inputs automatically.",
+            "FILE",
+            "The next-token id of each row (a file of any format): adds Δp and perplexity "
+            f"statistics. Taken from {_KLD} inputs automatically.",
         ),
     ] = None,
     tokens_column: Annotated[
-        str | None,
-        typer.Option("--tokens-column", metavar="COL", help="The column of a --tokens table."),
+        str | None, _option("--tokens-column", "COL", "The column of a --tokens table.")
     ] = None,
     ignore_index: Annotated[
         int | None,
-        typer.Option(
+        _option(
             "--ignore-index",
-            metavar="ID",
-            help="Skip rows whose token is ID (e.g. -100, the masking of TRL and torchtune).",
+            "ID",
+            "Skip rows whose token is ID (e.g. -100, the masking of TRL and torchtune).",
         ),
     ] = None,
-    key: Annotated[
-        str | None,
-        typer.Option("--key", help=formats.key_help("REFERENCE and each CANDIDATE")),
-    ] = None,
-    reference_key: Annotated[
-        str | None, typer.Option("--reference-key", help="As --key, for REFERENCE only.")
-    ] = None,
-    candidate_key: Annotated[
-        str | None, typer.Option("--candidate-key", help="As --key, for CANDIDATE only.")
-    ] = None,
-    columns: Annotated[
-        str | None,
-        typer.Option(
-            "--columns",
-            metavar="COLS",
-            help="Columns of CSV/Parquet inputs (names, globs, indices).",
-        ),
-    ] = None,
-    delimiter: DelimiterOpt = None,
-    missing: MissingOpt = Missing.ERROR,
-    storage_option: StorageOpt = None,
-    fail_above: FailAboveOpt = None,
-    fail_below: FailBelowOpt = None,
     frac_above: FracAboveOpt = "0.01,0.1,1",
-    format: FormatOpt = OutputFormat.AUTO,
-    output: Annotated[
-        str | None,
-        typer.Option(
-            "--output",
-            "-o",
-            metavar="PATH",
-            help="Also write the per-row measures to "
-            f"{formats.kinds_text(formats.STREAMED_KINDS)} (atomically), "
-            "or to a stream as CSV (-, /dev/stdout: the statistics then go to stderr).",
-        ),
-    ] = None,
     top: Annotated[
         int | None,
-        typer.Option(
+        _option(
             "--top",
-            metavar="N",
-            help="Also report the N rows of largest KL: row, sequence and position (3-D and "
+            "N",
+            "Also report the N rows of largest KL: row, sequence and position (3-D and "
             f"{_KLD} inputs), token and both log-probs (with tokens), every measure.",
         ),
     ] = None,
     tail: Annotated[
         str,
-        typer.Option(
+        _option(
             "--tail",
-            metavar="[bucket|renormalize]",
-            help="A top-K REFERENCE (kldiv topk): measure on its K classes and one tail "
-            "bucket (a lower bound of the dense measures), or on the K classes renormalised.",
+            "[bucket|renormalize]",
+            "A top-K REFERENCE (kldiv topk): measure on its K classes and one tail bucket (a "
+            "lower bound of the dense measures), or on the K classes renormalised.",
         ),
     ] = "bucket",
     indices_key: Annotated[
         str | None,
-        typer.Option(
-            "--indices-key",
-            metavar="NAME",
-            help=f"A top-K REFERENCE in {_KEYED}: its array of class indices.",
+        _option(
+            "--indices-key", "NAME", "A top-K REFERENCE in .npz/.safetensors: its class indices."
         ),
     ] = None,
     logprobs_key: Annotated[
         str | None,
-        typer.Option(
+        _option(
             "--logprobs-key",
-            metavar="NAME",
-            help=f"A top-K REFERENCE in {_KEYED}: its array of log-probabilities.",
+            "NAME",
+            "A top-K REFERENCE in .npz/.safetensors: its log-probabilities.",
         ),
     ] = None,
     html: Annotated[
         str | None,
-        typer.Option(
+        _option(
             "--html",
-            metavar="PATH",
-            help="Also write a self-contained HTML report: statistics, per-row KL CDFs, KL by "
+            "PATH",
+            "Also write a self-contained HTML report: statistics, per-row KL CDFs, KL by "
             "confidence and position.",
         ),
     ] = None,
     size: Annotated[
         list[str] | None,
-        typer.Option(
+        _option(
             "--size",
-            metavar="LABEL=BYTES",
-            help="A candidate's size (repeat): --html plots mean KL against size.",
+            "LABEL=BYTES",
+            "A candidate's size (repeat): --html plots mean KL against size.",
         ),
     ] = None,
-    positions: PositionsOpt = None,
-    last: LastOpt = None,
-    token_ids: TokenIdsOpt = None,
-    exclude_token_ids: ExcludeTokenIdsOpt = None,
-    by: ByOpt = None,
-    chunk_rows: ChunkRowsOpt = None,
-    threads: ThreadsOpt = None,
     strict: StrictOpt = False,
-    quiet: QuietOpt = False,
-    no_color: NoColorOpt = False,
-    debug: DebugOpt = False,
+    *,
+    sides: "tuple[ReadOptions, ReadOptions, ReadOptions]",
+    gates: "tuple[Gate, ...]",
+    out: Output,
+    storage: Storage,
+    work: Work,
+    parts: "Slices",
 ) -> None:
     """Compare two models' distributions row by row: KL both ways, JS, TV, top-1 agreement.
 
@@ -255,12 +226,10 @@ def compare(
     Several candidates: one row per candidate (every statistic a column), gates apply to
     each, and the paired difference of mean KL of each pair ± its paired standard error.
     """
-    from ..jobs.compare import CompareRequest, rows_on_stdout
+    from ..jobs.compare import CompareRequest
     from ..jobs.compare import compare_all as run
-    from ..render import render_text, resolve_format
-    from ..render.compare import compare_all_report, rows_report
 
-    resolve_format(format, False)
+    shared, own_reference, own_candidate = sides
     request = CompareRequest(
         reference=reference,
         candidate=candidates[0],
@@ -270,59 +239,64 @@ def compare(
         reference_as=reference_as or as_,
         candidate_as=candidate_as or as_,
         temperature=temperature,
-        key=key,
-        reference_key=reference_key,
-        candidate_key=candidate_key,
-        columns=columns,
-        delimiter=delimiter,
-        missing=missing,
+        key=shared.key,
+        reference_key=own_reference.key,
+        candidate_key=own_candidate.key,
+        columns=shared.columns,
+        delimiter=shared.delimiter,
+        missing=shared.missing,
         tokens=tokens,
         tokens_column=tokens_column,
         ignore_index=ignore_index,
-        fail_above=tuple(fail_above or ()),
-        fail_below=tuple(fail_below or ()),
-        output=output,
-        chunk_rows=chunk_rows,
-        threads=threads,
+        gates=gates,
+        output=out.path,
+        chunk_rows=work.chunk_rows,
+        threads=work.threads,
         strict=strict,
         frac_above=frac_above,
         tail=tail,
-        slices=slices_of(positions, last, token_ids, exclude_token_ids, by),
+        slices=parts,
         html=html,
         sizes=tuple(size or ()),
         indices_key=indices_key,
         logprobs_key=logprobs_key,
     )
-    configure_storage(storage_option)
-    request.validate()  # before stdin is read
-    with progress(quiet) as on_progress:
-        result = run(request, read_stdin_if_needed(*request.inputs), on_progress)
+    run_command(request, run, partial(_show, out, request), storage)
+
+
+def _show(out: Output, request: "CompareRequest", result: "CompareAllResult") -> "Verdict":
+    """Warnings, the -o rows, the page, then the statistics: on stdout, or on stderr when
+    -o puts the rows on stdout; one candidate as llama.cpp prints them."""
+    from ..jobs.compare import rows_on_stdout
+    from ..render import render_text, resolve_format
+    from ..render.compare import compare_all_report, rows_report
+
     # Every candidate has the reference's warnings: each line once.
     for text in dict.fromkeys(w for r in result.results for w in r.warnings):
         Messages.warn(text)
-    if output:
-        _write_rows(output, rows_report(result.results[0]), format)
-    if html:
-        _write_page(html, result, request.size_of())
+    if out.path:
+        _write_rows(out.path, rows_report(result.results[0]), out.format)
+    if request.html:
+        _write_page(request.html, result, request.size_of())
     report = compare_all_report(result)
-    if rows_on_stdout(output):
-        # stdout holds the per-row table: the statistics go beside the messages.
-        text_format = resolve_format(format, False)
+    if rows_on_stdout(out.path):
+        text_format = resolve_format(out.format, False)
         current().stderr.write(
             render_text(report, "plain" if text_format == "table" else text_format)
         )
     elif len(result.results) == 1:
         # The statistics read as llama.cpp prints them: plain lines, on a terminal too.
-        table = resolve_format(format, current().stdout_isatty) == "table"
-        emit(report, "plain" if table else format, None, no_color)
+        table = resolve_format(out.format, current().stdout_isatty) == "table"
+        emit(report, "plain" if table else out.format, None)
     else:
-        emit_with_notes(report, format, None, no_color)
-    exit_if_failed(result.failed_check)
+        emit_with_notes(report, out.format, None, False)
+    return result.verdict
 
 
 def _write_rows(output: str, report: "Report", fmt: str) -> None:
     """The per-row measures to ``-o``: a file atomically, a stream in place (stdout
-    through the command's held stdout), in the kind :func:`~kldiv_cli.jobs.compare.rows_kind` says."""
+    through the command's held stdout), in the kind
+    :func:`~kldiv_cli.jobs.compare.rows_kind` says."""
     from ..io.writers import atomic_write
     from ..jobs.compare import rows_kind
     from ..render.files import report_writer

@@ -9,7 +9,7 @@ from ..choices import Aggregate, EmptySequences, Estimator
 from ..io import formats
 from .app import app
 from .boundary import Messages, error_boundary
-from .groups import Output, Side, Storage, gates, inputs, output, storage, uses
+from .groups import Output, Side, Storage, gates, inputs, output, slices, storage, uses
 from .options import FracAboveOpt, ParsedType, StrictOpt, choice
 from .output import emit_with_notes
 from .runner import run_command
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from ..io.base import ReadOptions
     from ..jobs.estimate import EstimateResult
     from ..jobs.gates import Gate, Verdict
+    from ..jobs.slices import Slices
 
 SIDES = inputs(
     Side(
@@ -55,7 +56,7 @@ def _clamp(text: str) -> Any:
 
 @app.command()
 @error_boundary
-@uses(sides=SIDES, gates=gates(), out=output(), storage=storage())
+@uses(sides=SIDES, gates=gates(), out=output(), storage=storage(), parts=slices())
 def estimate(
     logp: Annotated[
         str,
@@ -160,12 +161,30 @@ def estimate(
             "log-probs and each estimator (JSON offenders; notes on stderr).",
         ),
     ] = None,
+    tokens: Annotated[
+        str | None,
+        typer.Option(
+            "--tokens",
+            metavar="FILE",
+            help="The sampled token ids, LOGP's shape: for --token-ids/--exclude-token-ids.",
+        ),
+    ] = None,
+    html: Annotated[
+        str | None,
+        typer.Option(
+            "--html",
+            metavar="PATH",
+            help="Also write a self-contained HTML report: estimates, per-token CDFs, KL by "
+            "position and by the reference's probability.",
+        ),
+    ] = None,
     strict: StrictOpt = False,
     *,
     sides: "tuple[ReadOptions, ReadOptions, ReadOptions]",
     gates: "tuple[Gate, ...]",
     out: Output,
     storage: Storage,
+    parts: "Slices",
 ) -> None:
     """Estimate KL(pi || pi_ref) from the log-probabilities of sampled tokens, as RL
     frameworks log it (Schulman's k1, k2, k3), with diagnostics.
@@ -179,6 +198,9 @@ def estimate(
       kldiv estimate rollout.csv rollout.csv --sequence-column seq --logp-columns 1 --ref-columns 2
 
       kldiv estimate trainer.npy vllm.npy --fail-above k3=0.05 --fail-below diagnostics.ess=0.9
+
+      kldiv estimate logp.npy ref.npy --mask mask.npy --tokens ids.npy --exclude-token-ids 2
+      --last 32 --fail-above 'slices[last 32].k3=0.05' --html report.html
 
     Which settings reproduce which logged number (checked against verl 0.9.1, TRL 1.16.0's
     GRPO and TRL's experimental PPO trainer, OpenRLHF 0.11.2): TRL GRPO "kl": -e k3 (token-mean, clamp
@@ -210,6 +232,9 @@ def estimate(
         output=out.file,
         frac_above=frac_above,
         top=top,
+        slices=parts,
+        tokens=tokens,
+        html=html,
     )
     run_command(request, lambda r, stdin, _: run(r, stdin), partial(_show, out), storage)
 
@@ -219,5 +244,12 @@ def _show(out: Output, result: "EstimateResult") -> "Verdict":
 
     for text in result.warnings:
         Messages.warn(text)
+    if result.request.html:
+        from ..io.writers import atomic_write
+        from ..render.estimate_html import estimate_page
+
+        data = estimate_page(result)
+        atomic_write(result.request.html, lambda f: f.write(data))
+        Messages.note(f"wrote {result.request.html}")
     emit_with_notes(estimate_report(result), out.format, out.path)
     return result.verdict

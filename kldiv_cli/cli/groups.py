@@ -28,18 +28,23 @@ import typer
 
 from ..choices import Missing, OutputFormat
 from .options import (
+    ByOpt,
     ChunkRowsOpt,
     DelimiterOpt,
     EngineOpt,
+    ExcludeTokenIdsOpt,
     FailAboveOpt,
     FailBelowOpt,
     FormatOpt,
+    LastOpt,
     OutputOpt,
+    PositionsOpt,
     SchedulerFileOpt,
     SchedulerOpt,
     StorageOpt,
     ThreadsOpt,
     TimeoutOpt,
+    TokenIdsOpt,
     WorkersOpt,
     choice,
     format_type,
@@ -49,6 +54,7 @@ if TYPE_CHECKING:
     from ..io.base import ReadOptions
     from ..jobs.compute_plan import EngineOptions
     from ..jobs.gates import Gate
+    from ..jobs.slices import Slices
 
 __all__ = [
     "GROUPS",
@@ -61,6 +67,7 @@ __all__ = [
     "gates",
     "inputs",
     "output",
+    "slices",
     "storage",
     "uses",
     "work",
@@ -220,6 +227,33 @@ def gates() -> Callable[..., tuple[Gate, ...]]:
         return parse_gates(fail_above or (), fail_below or ())
 
     return _group(build, [("fail_above", FailAboveOpt, None), ("fail_below", FailBelowOpt, None)])
+
+
+def slices() -> Callable[..., Slices]:
+    """``--positions``, ``--last``, ``--token-ids``, ``--exclude-token-ids``, ``--by``
+    (compare, estimate): :class:`~kldiv_cli.jobs.slices.Slices`."""
+
+    def build(
+        positions: str | None,
+        last: int | None,
+        token_ids: str | None,
+        exclude_token_ids: str | None,
+        by: list[str] | None,
+    ) -> Slices:
+        from ..jobs.slices import Slices
+
+        return Slices(positions, last, token_ids, exclude_token_ids, tuple(by or ()))
+
+    return _group(
+        build,
+        [
+            ("positions", PositionsOpt, None),
+            ("last", LastOpt, None),
+            ("token_ids", TokenIdsOpt, None),
+            ("exclude_token_ids", ExcludeTokenIdsOpt, None),
+            ("by", ByOpt, None),
+        ],
+    )
 
 
 @dataclass(frozen=True)

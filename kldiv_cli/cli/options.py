@@ -6,7 +6,7 @@ Nothing here runs a job, prints or reads a file.
 """
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from typer._click import Context, Parameter
@@ -17,9 +17,6 @@ from typer._click.types import ParamType
 from ..choices import Choice, Missing, OutputFormat
 from ..errors import ExitCode, KldivError
 from ..io import formats
-
-if TYPE_CHECKING:
-    from ..jobs.slices import Slices
 
 
 class OptionError(ClickException):
@@ -310,16 +307,3 @@ ByOpt = Annotated[
         "Gate a slice with --fail-above 'slices[last 64].kl.p99=0.1'.",
     ),
 ]
-
-
-def slices_of(
-    positions: str | None,
-    last: int | None,
-    token_ids: str | None,
-    exclude_token_ids: str | None,
-    by: list[str] | None,
-) -> "Slices":
-    """The slice options as :class:`~kldiv_cli.jobs.slices.Slices`."""
-    from ..jobs.slices import Slices
-
-    return Slices(positions, last, token_ids, exclude_token_ids, tuple(by or ()))

@@ -58,12 +58,12 @@ from .compare_stats import (
 from .diagnostics import refuse_if_strict, strict_notes
 from .gates import (
     Gate,
+    Verdict,
     check_names,
     check_thresholds,
     evaluate,
     failure_text,
     flatten,
-    parse_gates,
 )
 from .slices import Slices, gate_names
 
@@ -113,9 +113,8 @@ class CompareRequest:
     tokens_column: str | None = None
     #: Rows whose token is this value are left out of every statistic.
     ignore_index: int | None = None
-    #: ``NAME=X`` specs of ``--fail-above`` / ``--fail-below`` (see :mod:`.gates`).
-    fail_above: tuple[str, ...] = ()
-    fail_below: tuple[str, ...] = ()
+    #: ``--fail-above/--fail-below NAME=X`` (:func:`~kldiv_cli.jobs.gates.parse_gates`).
+    gates: tuple[Gate, ...] = ()
     #: A .npy, .csv or .parquet file for the per-row measures.
     output: str | None = None
     chunk_rows: int | None = None
@@ -157,10 +156,6 @@ class CompareRequest:
         ]
 
     @property
-    def gates(self) -> tuple[Gate, ...]:
-        return parse_gates(self.fail_above, self.fail_below)
-
-    @property
     def reference_options(self) -> ReadOptions:
         return self._side(self.reference, self.reference_key)
 
@@ -173,9 +168,9 @@ class CompareRequest:
         return ReadOptions(None, None, self.tokens_column, self.delimiter, self.missing)
 
     @property
-    def inputs(self) -> list[str]:
+    def inputs(self) -> tuple[str, ...]:
         """Every input path (the output must be none of them)."""
-        return [self.reference, *self.candidates, *([self.tokens] if self.tokens else [])]
+        return (self.reference, *self.candidates, *([self.tokens] if self.tokens else []))
 
     def _side(self, path: str, own_key: str | None) -> ReadOptions:
         # --key and --columns apply to the sides they can: --key to files of several
@@ -349,6 +344,11 @@ class CompareAllResult:
     #: One entry per pair of candidates (a before b): ``a``, ``b``,
     #: ``kl_mean_difference`` (mean KL of a − mean KL of b) and its paired ``stderr``.
     paired: list[dict[str, Any]]
+
+    @property
+    def verdict(self) -> Verdict:
+        """The exit code's reason: the gates of every candidate."""
+        return Verdict(failed=self.failed_check)
 
     @property
     def failed_check(self) -> str | None:

@@ -28,8 +28,17 @@ from ..io.sources import ReadOptions, column_array, open_columns, open_source, s
 from ..text import clean
 from .checks import Checked
 from .diagnostics import LOGPROB_SLACK, refuse_if_strict, trailing_runs
-from .gates import Gate, Verdict, check_thresholds, evaluate, failure_text, flatten
+from .gates import (
+    Gate,
+    Verdict,
+    check_names,
+    check_thresholds,
+    evaluate,
+    failure_text,
+    flatten,
+)
 from .positions import first_position
+from .slices import Slices, gate_names
 
 __all__ = [
     "EstimateRequest",
@@ -95,6 +104,12 @@ class EstimateRequest(Checked):
     frac_above: tuple[float, ...] = FRAC_ABOVE
     #: ``--top N``: report the N tokens of largest |log ratio| (None: none).
     top: int | None = None
+    #: ``--positions``, ``--last``, ``--token-ids``, ``--by``: the estimates of parts of
+    #: the tokens too (see :mod:`.slices`); ``--tokens``: the sampled ids, LOGP's shape.
+    slices: Slices = Slices()
+    tokens: str | None = None
+    #: ``--html PATH``: a self-contained report page.
+    html: str | None = None
 
     def __post_init__(self) -> None:
         # Parsed once, when the request is made (a library caller may pass text).
@@ -106,9 +121,9 @@ class EstimateRequest(Checked):
         return ESTIMATORS if self.estimator is Estimator.ALL else (self.estimator.value,)
 
     @property
-    def inputs(self) -> tuple[str, str, str | None]:
+    def inputs(self) -> tuple[str, str, str | None, str | None]:
         """The paths the job reads."""
-        return (self.logp, self.ref_logp, self.mask)
+        return (self.logp, self.ref_logp, self.mask, self.tokens)
 
     def check(self) -> None:
         if self.norm_length is not None:
@@ -141,11 +156,25 @@ class EstimateRequest(Checked):
             ),
         )
         numbers = flatten(skeleton)
-        evaluate(self.gates, numbers, _gate_hint(numbers))
-        if self.output is not None and self.output != "-":
-            from ..io.writers import guard
+        self._check_slices()
+        names = list(numbers) + gate_names(self.slices.names(), ["rows", *numbers])
+        check_names(self.gates, names, _gate_hint(numbers))
+        from ..io.writers import check_page, guard
 
-            guard([self.output], [self.logp, self.ref_logp, self.mask or ""])
+        if self.html is not None:
+            check_page(self.html)
+        output = self.output if self.output != "-" else None
+        guard([output, self.html], [self.logp, self.ref_logp, self.mask or "", self.tokens or ""])
+
+    def _check_slices(self) -> None:
+        self.slices.validate()
+        if self.tokens is not None and self.sequence_column is not None:
+            raise UsageError(
+                "--tokens takes a [sequences, tokens] array like LOGP, not a long table"
+            )
+        if self.tokens == "-":
+            raise UsageError("--tokens cannot be '-' (stdin holds LOGP or REF_LOGP)")
+        self.slices.check_available(True, self.tokens is not None, True, "")
 
 
 @dataclass
@@ -168,11 +197,18 @@ class EstimateResult:
     offenders: list[dict[str, Any]] = field(default_factory=list)
     #: Suspicious data that did not stop the job (``--strict`` makes them errors).
     warnings: list[str] = field(default_factory=list)
+    #: Each slice's numbers: ``name``, ``rows`` (its tokens), then the keys of
+    #: :attr:`numbers` (see :func:`_slices`).
+    slices: list[dict[str, Any]] = field(default_factory=list)
+    #: Per counted token, for the report page: ``sequence``, ``position``, ``ref_logp``
+    #: and each estimator's value.
+    per_token: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def numbers(self) -> dict[str, Any]:
         """The numbers of the output, nested as in its JSON (and as gates name them)."""
-        return _numbers(self.estimates, self.tokens, self.sequences, self.diagnostics)
+        numbers = _numbers(self.estimates, self.tokens, self.sequences, self.diagnostics)
+        return {**numbers, "slices": self.slices} if self.slices else numbers
 
     @property
     def failed_check(self) -> str | None:
@@ -183,6 +219,50 @@ class EstimateResult:
     def verdict(self) -> Verdict:
         """The exit code's reason: the gates."""
         return Verdict(failed=self.failed_check)
+
+
+def _token_ids(request: EstimateRequest, shape: tuple[int, ...]) -> np.ndarray:
+    """``--tokens``: the sampled token ids, LOGP's [sequences, tokens] shape."""
+    src = open_source(request.tokens or "", ReadOptions(), None)
+    ids = _as_2d(src.read(), src.label)
+    if ids.shape != shape:
+        raise InputError(src.label, f"shape {ids.shape} does not match LOGP's {shape}")
+    return ids
+
+
+def _slices(
+    request: EstimateRequest,
+    a: np.ndarray,
+    b: np.ndarray,
+    valid: np.ndarray,
+    full: dict[str, np.ndarray],
+    ids: np.ndarray | None,
+) -> list[dict[str, Any]]:
+    """Each slice's numbers, as the whole run's: the counted tokens of the slice are the
+    only ones counted (aggregates, diagnostics, per-token summaries). Positions are token
+    indices in their row; ``--by confidence`` buckets the reference's probability of the
+    sampled token, exp(REF_LOGP)."""
+    seq, pos = np.nonzero(valid)
+    with np.errstate(over="ignore"):
+        confidence = np.exp(b[valid])
+    out = []
+    pieces = request.slices.masks(seq, pos, None if ids is None else ids[valid], confidence)
+    for name, mask, extra in pieces:
+        part = np.zeros_like(valid)
+        part[seq[mask], pos[mask]] = True
+        counts = part.sum(axis=1)
+        estimates = {
+            n: aggregate_tokens(
+                v, part, request.aggregate, request.norm_length, request.empty_sequences
+            )
+            for n, v in full.items()
+        }
+        values = {n: v[part] for n, v in full.items()}
+        with np.errstate(all="ignore"):
+            diagnostics = _diagnostics(a, b, part, values, request.frac_above, request.clamp)
+        numbers = _numbers(estimates, int(counts.sum()), int(np.count_nonzero(counts)), diagnostics)
+        out.append({"name": name, "rows": int(mask.sum()), **extra, **numbers})
+    return out
 
 
 def _numbers(
@@ -486,8 +566,9 @@ def estimate(request: EstimateRequest, stdin: bytes | None = None) -> EstimateRe
     clamp = request.clamp
     estimates: dict[str, float] = {}
     values: dict[str, np.ndarray] = {}
+    full: dict[str, np.ndarray] = {}
     for name in request.estimators:
-        tokens = per_token(logr, name, clamp)
+        full[name] = tokens = per_token(logr, name, clamp)
         estimates[name] = aggregate_tokens(
             tokens, valid, request.aggregate, request.norm_length, request.empty_sequences
         )
@@ -511,6 +592,11 @@ def estimate(request: EstimateRequest, stdin: bytes | None = None) -> EstimateRe
         warnings=warnings,
         offenders=_offenders(a64, b64, valid, values, request.top) if request.top else [],
     )
+    seq, pos = np.nonzero(valid)
+    result.per_token = {"sequence": seq, "position": pos, "ref_logp": b64[valid], **values}
+    if request.slices:
+        ids = _token_ids(request, a.shape) if request.tokens is not None else None
+        result.slices = _slices(request, a64, b64, valid, full, ids)
     numbers = flatten(result.numbers)
     result.gates = evaluate(request.gates, numbers, _gate_hint(numbers))
     return result

@@ -42,6 +42,8 @@ def estimate_document(result: EstimateResult) -> dict[str, Any]:
         diagnostics=result.diagnostics,
         warnings=result.warnings,
     )
+    if result.slices:
+        doc["slices"] = result.slices
     if result.offenders:
         doc["offenders"] = result.offenders
     if result.gates:
@@ -93,6 +95,29 @@ def _offender(o: dict[str, Any], names: list[str]) -> str:
     )
 
 
+def _with_slices(
+    table: dict[str, Sequence[Any]], result: EstimateResult
+) -> dict[str, Sequence[Any]]:
+    """The table with a ``slice`` column (``all`` for every token) and the rows of each
+    slice, estimator by estimator."""
+    names = list(result.estimates)
+    out: dict[str, list[Any]] = {"slice": ["all"] * len(names)}
+    out.update({k: list(v) for k, v in table.items()})
+    for piece in result.slices:
+        per = piece["diagnostics"]["per_token"]
+        out["slice"] += [piece["name"]] * len(names)
+        out["estimator"] += names
+        out["kl"] += [piece[n] for n in names]
+        for column in list(out)[3:]:
+            key = column.removeprefix("token_")
+            if column.startswith("frac_above_"):
+                values = [per[n]["frac_above"][column.removeprefix("frac_above_")] for n in names]
+            else:
+                values = [per[n][key] for n in names]
+            out[column] += values
+    return dict(out)
+
+
 def estimate_report(result: EstimateResult) -> Report:
     names = list(result.estimates)
     per = result.diagnostics["per_token"]
@@ -109,10 +134,15 @@ def estimate_report(result: EstimateResult) -> Report:
     for t in result.request.frac_above:
         key = frac_key(t)
         table[f"frac_above_{key}"] = [per[n]["frac_above"][key] for n in names]
-    if len(names) == 1:
+    if len(names) == 1 and not result.slices:
         plain = [format_number(result.estimates[names[0]])]
     else:
         plain = [f"{n},{format_number(result.estimates[n])}" for n in names]
+    if result.slices:
+        table = _with_slices(table, result)
+        plain += [
+            f"slices[{s['name']}].{n},{format_number(s[n])}" for s in result.slices for n in names
+        ]
     return Report(
         title=f"KL(pi || pi_ref) estimated from {result.tokens} sampled tokens",
         document=estimate_document(result),
@@ -120,5 +150,8 @@ def estimate_report(result: EstimateResult) -> Report:
         plain=plain,
         notes=_notes(result),
         digits=6,
-        terminal_columns=["estimator", "kl", "stderr", "median", "trimmed_mean", "p99", "max"],
+        terminal_columns=[
+            *(["slice"] if result.slices else []),
+            *["estimator", "kl", "stderr", "median", "trimmed_mean", "p99", "max"],
+        ],
     )

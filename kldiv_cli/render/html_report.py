@@ -86,9 +86,10 @@ def table(head: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return f'<div class="scroll"><table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
-def legend(labels: Sequence[str]) -> str:
+def legend(labels: Sequence[str], colors: Sequence[int] = ()) -> str:
     items = "".join(
-        f'<span style="background:{PALETTE[i % len(PALETTE)]}"></span>{_esc(label)}'
+        f'<span style="background:{PALETTE[(colors[i] if colors else i) % len(PALETTE)]}"></span>'
+        f"{_esc(label)}"
         for i, label in enumerate(labels)
     )
     return f'<div class="legend">{items}</div>'
@@ -136,9 +137,12 @@ def _power(exponent: int) -> str:
     return {0: "1", 1: "10", -1: "0.1"}.get(exponent, f"1e{exponent}")
 
 
-def svg_cdf(series: Sequence[tuple[str, np.ndarray]], what: str) -> tuple[str, str]:
+def svg_cdf(
+    series: Sequence[tuple[str, np.ndarray]], what: str, colors: Sequence[int] = ()
+) -> tuple[str, str]:
     """Empirical CDFs (share of rows ≤ x) of each series on a log x axis; the SVG and a
-    note (how many values sit at or below the axis's left edge: 0 has no logarithm)."""
+    note (how many values sit at or below the axis's left edge: 0 has no logarithm).
+    ``colors``: each series' index in :data:`PALETTE` (default: its own index)."""
     import numpy as np
 
     values = [np.sort(np.asarray(v, dtype=np.float64)[np.isfinite(v)]) for _, v in series]
@@ -281,11 +285,13 @@ def svg_scatter(points: Sequence[tuple[str, float, float]], what: str) -> str:
     return _svg(width, height, f"{what} against size", body)
 
 
-def card(title: str, svg: str, labels: Sequence[str] = (), note: str = "") -> str:
-    """One figure: a title, a legend of ``labels``, the SVG and a note."""
+def card(
+    title: str, svg: str, labels: Sequence[str] = (), note: str = "", colors: Sequence[int] = ()
+) -> str:
+    """One figure: a title, a legend of ``labels`` (in ``colors``), the SVG and a note."""
     return (
         f'<section class="card"><h3>{_esc(title)}</h3>'
-        + (legend(labels) if labels else "")
+        + (legend(labels, colors) if labels else "")
         + svg
         + (f'<p class="note">{_esc(note)}</p>' if note else "")
         + "</section>"
