@@ -19,8 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.compare import KINDS, MEASURES, OVERLAP_K
-from ..core.engine import combine
+from ..core.compare import KINDS
 from ..core.stats import FRAC_ABOVE
 from ..core.topk import TAILS
 from ..errors import InputError, UsageError
@@ -48,10 +47,11 @@ from .compare_inputs import (
 from .compare_measure import measured
 from .compare_stats import (
     SPARSE_NAMES,
-    TOKEN_COLUMNS,
     nan_warnings,
     offenders,
     paired_differences,
+    per_row_columns,
+    sparse_statistics,
     statistic_names,
     statistics,
 )
@@ -492,7 +492,7 @@ def compare_all(
     results = []
     for cand, kind, side, own in zip(inputs.cands, inputs.kinds[1], parts, space[1:]):
         placed = sequences(ref) if isinstance(ref, Source) else None
-        per_row = _per_row(side, keep, tokens, placed, token_stats)
+        per_row = per_row_columns(side, keep, tokens, placed, token_stats)
         if len(per_row["row"]) == 0:
             raise InputError(
                 f"{ref.label} and {cand.label}",
@@ -533,47 +533,18 @@ def compare_all(
     return CompareAllResult(labels=labels, results=results, paired=paired)
 
 
-#: What a top-K reference's measures are, in the JSON.
-SPARSE_NOTE = {
-    "bucket": "measures on the K classes and one tail bucket: a lower bound of the dense "
-    "measures (data-processing inequality)",
-    "renormalize": "measures of both distributions renormalised over the K classes: "
-    "neither a lower nor an upper bound of the dense measures",
-}
-
-
 def _summary(
     per_row: dict[str, np.ndarray], request: CompareRequest, inputs: _Inputs, token_stats: bool
 ) -> dict[str, Any]:
     """The statistics of ``per_row`` (all rows, or a slice's)."""
     stats = statistics(per_row, token_stats, request.frac_above)
     if isinstance(inputs.ref, TopKSource):
-        stats.update(_sparse_statistics(per_row, inputs.ref, request.tail))
+        stats.update(sparse_statistics(per_row, inputs.ref, request.tail))
     return stats
 
 
 def _rows_of(per_row: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, np.ndarray]:
     return {name: values[mask] for name, values in per_row.items()}
-
-
-def _sparse_statistics(
-    per_row: dict[str, np.ndarray], ref: TopKSource, tail: str
-) -> dict[str, Any]:
-    """``sparse`` (K, the tail rule, whether the measures bound the dense ones from
-    below, what they are) and ``coverage`` (the reference's top-K mass: mean, min)."""
-    coverage = per_row["coverage"]
-    return {
-        "sparse": {
-            "k": ref.k,
-            "tail": tail,
-            "lower_bound": tail == "bucket",
-            "note": SPARSE_NOTE[tail],
-        },
-        "coverage": {
-            "mean": combine(coverage) / len(coverage) if len(coverage) else math.nan,
-            "min": float(coverage.min()) if len(coverage) else math.nan,
-        },
-    }
 
 
 _GATE_HINT = "use a name from the JSON, e.g. kl.p99, js.mean, top1_agreement"
@@ -595,39 +566,3 @@ def _check_gates(request: CompareRequest, with_tokens: bool, sparse: bool) -> No
         else:
             need = f"the next tokens (--tokens FILE, or {_KLD} inputs)"
         raise UsageError(f"{gate.option} {gate.name}: needs {need}")
-
-
-def _per_row(
-    parts: dict[str, list[np.ndarray]],
-    keep: np.ndarray,
-    tokens: np.ndarray | None,
-    placed: tuple[int, int] | None,
-    token_stats: bool,
-) -> dict[str, np.ndarray]:
-    """The per-row columns of the rows kept (see :class:`CompareResult`)."""
-
-    def joined(name: str) -> np.ndarray:
-        return np.concatenate(parts[name])[keep] if parts.get(name) else np.empty(0)
-
-    out = {"row": np.flatnonzero(keep)}
-    if placed is not None:
-        length, first = placed
-        out["sequence"], position = np.divmod(out["row"], length)
-        out["position"] = position + first
-    elif parts.get("file_sequence"):
-        out["sequence"], out["position"] = joined("file_sequence"), joined("file_position")
-    for name in MEASURES:
-        out[name] = joined(name)
-    out["top1_agree"] = joined("agree").astype(bool)
-    out["top1_rank"] = joined("top1_rank").astype(np.int64)
-    out[f"top{OVERLAP_K}_overlap"] = joined(f"top{OVERLAP_K}_overlap")
-    out["reference_top1_prob"] = joined("reference_top1_prob")
-    out["reference_top1_margin"] = joined("reference_top1_margin")
-    if parts.get("coverage"):
-        out["coverage"] = joined("coverage")
-    if tokens is not None:
-        out["token"] = tokens[keep]
-    if token_stats:
-        for name in TOKEN_COLUMNS[1:]:
-            out[name] = joined(name)
-    return out

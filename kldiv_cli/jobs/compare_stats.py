@@ -1,6 +1,7 @@
 """compare's statistics: the per-row measures of the rows used -> the JSON document's
 numbers (llama.cpp's names), the names gates may use, the offenders and the paired
-differences of several candidates."""
+differences of several candidates, a top-K reference's coverage, and the per-row
+columns of the rows kept."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from typing import Any
 import numpy as np
 
 from ..core.compare import MEASURES, OVERLAP_K, TOPK, perplexity_statistics
+from ..core.engine import combine
 from ..core.stats import FRAC_ABOVE, PERCENTILES, frac_key, mean_stderr, proportion, robust, summary
+from ..io.topk import TopKSource
 
 __all__ = [
     "DELTA_P_EXTRA",
@@ -21,6 +24,8 @@ __all__ = [
     "nan_warnings",
     "offenders",
     "paired_differences",
+    "per_row_columns",
+    "sparse_statistics",
     "statistic_names",
     "statistics",
 ]
@@ -164,3 +169,66 @@ def nan_warnings(per_row: dict[str, np.ndarray]) -> list[str]:
         f"{int(bad.sum())} of {len(bad)} rows have a NaN divergence (first: row {first}: a NaN, "
         "+inf or all -inf logit, or a negative probability); the statistics are NaN"
     ]
+
+
+#: What a top-K reference's measures are, in the JSON.
+SPARSE_NOTE = {
+    "bucket": "measures on the K classes and one tail bucket: a lower bound of the dense "
+    "measures (data-processing inequality)",
+    "renormalize": "measures of both distributions renormalised over the K classes: "
+    "neither a lower nor an upper bound of the dense measures",
+}
+
+
+def sparse_statistics(per_row: dict[str, np.ndarray], ref: TopKSource, tail: str) -> dict[str, Any]:
+    """``sparse`` (K, the tail rule, whether the measures bound the dense ones from
+    below, what they are) and ``coverage`` (the reference's top-K mass: mean, min)."""
+    coverage = per_row["coverage"]
+    return {
+        "sparse": {
+            "k": ref.k,
+            "tail": tail,
+            "lower_bound": tail == "bucket",
+            "note": SPARSE_NOTE[tail],
+        },
+        "coverage": {
+            "mean": combine(coverage) / len(coverage) if len(coverage) else math.nan,
+            "min": float(coverage.min()) if len(coverage) else math.nan,
+        },
+    }
+
+
+def per_row_columns(
+    parts: dict[str, list[np.ndarray]],
+    keep: np.ndarray,
+    tokens: np.ndarray | None,
+    placed: tuple[int, int] | None,
+    token_stats: bool,
+) -> dict[str, np.ndarray]:
+    """The per-row columns of the rows kept (see :class:`CompareResult`)."""
+
+    def joined(name: str) -> np.ndarray:
+        return np.concatenate(parts[name])[keep] if parts.get(name) else np.empty(0)
+
+    out = {"row": np.flatnonzero(keep)}
+    if placed is not None:
+        length, first = placed
+        out["sequence"], position = np.divmod(out["row"], length)
+        out["position"] = position + first
+    elif parts.get("file_sequence"):
+        out["sequence"], out["position"] = joined("file_sequence"), joined("file_position")
+    for name in MEASURES:
+        out[name] = joined(name)
+    out["top1_agree"] = joined("agree").astype(bool)
+    out["top1_rank"] = joined("top1_rank").astype(np.int64)
+    out[f"top{OVERLAP_K}_overlap"] = joined(f"top{OVERLAP_K}_overlap")
+    out["reference_top1_prob"] = joined("reference_top1_prob")
+    out["reference_top1_margin"] = joined("reference_top1_margin")
+    if parts.get("coverage"):
+        out["coverage"] = joined("coverage")
+    if tokens is not None:
+        out["token"] = tokens[keep]
+    if token_stats:
+        for name in TOKEN_COLUMNS[1:]:
+            out[name] = joined(name)
+    return out
