@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from ..render import Report
 
 _KLD = formats.extensions_text([formats.KLD])
+_KEYED = formats.extensions_text([formats.KEYED])
 
 SIDES = inputs(
     Side(
@@ -148,7 +149,7 @@ def compare(
     indices_key: Annotated[
         str | None,
         _option(
-            "--indices-key", "NAME", "A top-K REFERENCE in .npz/.safetensors: its class indices."
+            "--indices-key", "NAME", f"A top-K REFERENCE in a {_KEYED} file: its class indices."
         ),
     ] = None,
     logprobs_key: Annotated[
@@ -156,7 +157,7 @@ def compare(
         _option(
             "--logprobs-key",
             "NAME",
-            "A top-K REFERENCE in .npz/.safetensors: its log-probabilities.",
+            f"A top-K REFERENCE in a {_KEYED} file: its log-probabilities.",
         ),
     ] = None,
     html: Annotated[

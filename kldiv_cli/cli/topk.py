@@ -1,28 +1,34 @@
 """``kldiv topk``: a dense reference -> a top-K file (``-k K -o OUT.parquet``), or the
 error of each K against a candidate (``--candidate CAND --sweep 1,4,16``)."""
 
-from typing import Annotated
+from functools import partial
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ..choices import Missing, OutputFormat
+from ..choices import Kind
 from ..io import formats
 from .app import app
 from .boundary import Messages, error_boundary
-from .options import (
-    ChunkRowsOpt,
-    DebugOpt,
-    DelimiterOpt,
-    FormatOpt,
-    MissingOpt,
-    NoColorOpt,
-    QuietOpt,
-    StorageOpt,
-)
+from .groups import Output, Side, Storage, inputs, output, storage, uses
+from .options import ChunkRowsOpt, choice
 from .output import emit_with_notes
-from .runner import configure_storage, read_stdin_if_needed
+from .runner import run_command
 
-_KINDS = "[logits|log-probs|probs]"
+if TYPE_CHECKING:
+    from ..io.base import ReadOptions
+    from ..jobs.gates import Verdict
+    from ..jobs.topk import TopKRequest
+
+SIDES = inputs(
+    Side(
+        key="--key",
+        columns="--columns",
+        key_help=formats.key_help("INPUT and CAND"),
+        columns_help="Columns of CSV/Parquet inputs (names, globs, indices).",
+    )
+)
+OUT_HELP = f"The top-K file to write ({formats.kinds_text(('parquet',))})."
 
 
 def _ks(text: str | None) -> tuple[int, ...]:
@@ -38,6 +44,7 @@ def _ks(text: str | None) -> tuple[int, ...]:
 
 @app.command()
 @error_boundary
+@uses(sides=SIDES, out=output(OUT_HELP), storage=storage())
 def topk(
     input: Annotated[
         str,
@@ -49,15 +56,6 @@ def topk(
     ],
     k: Annotated[
         int | None, typer.Option("-k", "--k", metavar="K", help="Classes kept per position.")
-    ] = None,
-    output: Annotated[
-        str | None,
-        typer.Option(
-            "--output",
-            "-o",
-            metavar="OUT",
-            help=f"The top-K file to write ({formats.kinds_text(('parquet',))}).",
-        ),
     ] = None,
     candidate: Annotated[
         str | None,
@@ -81,11 +79,10 @@ def topk(
         ),
     ] = "bucket",
     as_: Annotated[
-        str | None,
-        typer.Option("--as", metavar=_KINDS, help="What INPUT holds (default: logits)."),
+        Kind | None, choice(Kind, "--as", help="What INPUT holds (default: logits).")
     ] = None,
     candidate_as: Annotated[
-        str | None, typer.Option("--candidate-as", metavar=_KINDS, help="What CAND holds.")
+        Kind | None, choice(Kind, "--candidate-as", help="What CAND holds.")
     ] = None,
     temperature: Annotated[
         float, typer.Option("--temperature", "-T", help="Keep softmax(logits / T).")
@@ -100,19 +97,11 @@ def topk(
         str | None,
         typer.Option("--tokens-column", metavar="COL", help="The column of a --tokens table."),
     ] = None,
-    key: Annotated[str | None, typer.Option("--key", help=formats.key_help("INPUT"))] = None,
-    columns: Annotated[
-        str | None,
-        typer.Option("--columns", metavar="COLS", help="Columns of CSV/Parquet inputs."),
-    ] = None,
-    delimiter: DelimiterOpt = None,
-    missing: MissingOpt = Missing.ERROR,
-    storage_option: StorageOpt = None,
-    format: FormatOpt = OutputFormat.AUTO,
     chunk_rows: ChunkRowsOpt = None,
-    quiet: QuietOpt = False,
-    no_color: NoColorOpt = False,
-    debug: DebugOpt = False,
+    *,
+    sides: "tuple[ReadOptions]",
+    out: Output,
+    storage: Storage,
 ) -> None:
     """Keep a reference's top-K log-probabilities (and the log of the rest) per position.
 
@@ -131,23 +120,19 @@ def topk(
     inequality). --sweep prints, per K, what that costs in accuracy and in bytes.
     """
     from ..jobs.topk import TopKRequest
-    from ..jobs.topk import sweep as run_sweep
-    from ..jobs.topk import write as run_write
-    from ..render import resolve_format
-    from ..render.topk import sweep_report, write_report
 
-    resolve_format(format, False)
+    (side,) = sides
     request = TopKRequest(
         input=input,
         k=k,
-        output=output,
+        output=out.path,
         kind=as_,
         candidate_kind=candidate_as or as_,
         temperature=temperature,
-        key=key,
-        columns=columns,
-        delimiter=delimiter,
-        missing=missing,
+        key=side.key,
+        columns=side.columns,
+        delimiter=side.delimiter,
+        missing=side.missing,
         tokens=tokens,
         tokens_column=tokens_column,
         candidate=candidate,
@@ -155,17 +140,28 @@ def topk(
         tail=tail,
         chunk_rows=chunk_rows,
     )
-    configure_storage(storage_option)
-    request.validate()  # before stdin is read
-    stdin = read_stdin_if_needed(input, candidate, tokens)
-    if request.output is not None:
-        written = run_write(request, stdin)
-        report = write_report(written)
-        if format == "json":
-            emit_with_notes(report, format, None, no_color)
-        else:
-            Messages.note(f"wrote {written.output}")
-            for line in report.plain if isinstance(report.plain, list) else []:
-                Messages.note(line)
-        return
-    emit_with_notes(sweep_report(run_sweep(request, stdin)), format, None, no_color)
+    run_command(request, _run, partial(_show, out), storage)
+
+
+def _run(request: "TopKRequest", stdin: bytes | None, _progress: Any) -> Any:
+    from ..jobs.topk import sweep, write
+
+    return write(request, stdin) if request.output is not None else sweep(request, stdin)
+
+
+def _show(out: Output, result: Any) -> "Verdict":
+    """The file written (notes; JSON with -f json), or the sweep's table."""
+    from ..jobs.gates import Verdict
+    from ..jobs.topk import WriteResult
+    from ..render.topk import sweep_report, write_report
+
+    if not isinstance(result, WriteResult):
+        emit_with_notes(sweep_report(result), out.format, None, False)
+        return Verdict()
+    report = write_report(result)
+    if out.format == "json":
+        emit_with_notes(report, out.format, None, False)
+    else:
+        for line in report.plain if isinstance(report.plain, list) else []:
+            Messages.note(line)
+    return Verdict()

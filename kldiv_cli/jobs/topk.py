@@ -60,6 +60,11 @@ class TopKRequest:
         return side_options(path, self.key, self.columns, self.delimiter, self.missing)
 
     @property
+    def inputs(self) -> tuple[str | None, ...]:
+        """The paths the job reads."""
+        return (self.input, self.candidate, self.tokens)
+
+    @property
     def tokens_options(self) -> ReadOptions:
         return ReadOptions(None, None, self.tokens_column, self.delimiter, self.missing)
 
