@@ -64,6 +64,7 @@ from .gates import (
     evaluate,
     failure_text,
     flatten,
+    parse_gates,
 )
 from .slices import Slices, gate_names
 
@@ -113,8 +114,11 @@ class CompareRequest:
     tokens_column: str | None = None
     #: Rows whose token is this value are left out of every statistic.
     ignore_index: int | None = None
-    #: ``--fail-above/--fail-below NAME=X`` (:func:`~kldiv_cli.jobs.gates.parse_gates`).
+    #: ``--fail-above/--fail-below NAME=X`` (:func:`~kldiv_cli.jobs.gates.parse_gates`);
+    #: the library may give the specs as text instead (``fail_above=("kl.p99=0.1",)``).
     gates: tuple[Gate, ...] = ()
+    fail_above: tuple[str, ...] = ()
+    fail_below: tuple[str, ...] = ()
     #: A .npy, .csv or .parquet file for the per-row measures.
     output: str | None = None
     chunk_rows: int | None = None
@@ -142,6 +146,13 @@ class CompareRequest:
     tail: str = "bucket"
     indices_key: str | None = None
     logprobs_key: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.fail_above or self.fail_below:
+            parsed = parse_gates(self.fail_above, self.fail_below)
+            object.__setattr__(self, "gates", (*self.gates, *parsed))
+            object.__setattr__(self, "fail_above", ())
+            object.__setattr__(self, "fail_below", ())
 
     @property
     def candidates(self) -> tuple[str, ...]:
