@@ -357,7 +357,7 @@ def test_total_change_always_drifts_and_identical_is_zero(tmp_path) -> None:
 
     from kldiv_cli.jobs.drift_measures import bin_measures
 
-    @settings(max_examples=120, deadline=None)
+    @settings(max_examples=40, deadline=None)
     @given(
         st.lists(st.integers(1, 10**6), min_size=1, max_size=300),
         st.lists(st.integers(1, 10**6), min_size=1, max_size=50),

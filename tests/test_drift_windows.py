@@ -123,7 +123,9 @@ def test_learned_thresholds_from_time_chunks(tmp_path) -> None:
     5 % of windows); the shifted day still drifts."""
     checks, alarms = 0, 0
     for seed in (2, 3):
-        reference, current = events(seed, shifted_days=(), gap_day=None, small_day=None)
+        reference, current = events(
+            seed, shifted_days=(), gap_day=None, small_day=None, rows_per_day=600
+        )
         pq.write_table(reference, ref := tmp_path / f"ref{seed}.parquet")
         pq.write_table(current, cur := tmp_path / f"cur{seed}.parquet")
         out = invoke(
@@ -147,7 +149,7 @@ def test_learned_thresholds_from_time_chunks(tmp_path) -> None:
         checks += len(doc["windows"])
         alarms += len(doc["drifted_windows"])
     assert alarms <= 0.05 * checks
-    _, current = events(2, gap_day=None, small_day=None)
+    _, current = events(2, gap_day=None, small_day=None, rows_per_day=600)
     pq.write_table(current, cur := tmp_path / "shifted.parquet")
     code, doc, _ = run_json(prof, cur, "--window", "ts:1d", "--threshold", "learned")
     assert code == 1 and doc["drifted_windows"] == [DAYS[3]]
