@@ -22,7 +22,7 @@ from .groups import (
     uses,
     work,
 )
-from .options import FracAboveOpt, StrictOpt, choice
+from .options import FracAboveOpt, StrictOpt, choice, temperature_option
 from .output import emit, emit_with_notes
 from .runner import run_command
 
@@ -104,8 +104,7 @@ def compare(
         Kind | None, choice(Kind, "--candidate-as", help="What CANDIDATE holds.")
     ] = None,
     temperature: Annotated[
-        float,
-        typer.Option("--temperature", "-T", help="Compare softmax(logits / T) on both sides."),
+        float, temperature_option("Compare softmax(logits / T) on both sides.")
     ] = 1.0,
     tokens: Annotated[
         str | None,

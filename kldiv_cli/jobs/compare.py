@@ -34,6 +34,7 @@ from ..io.writers import (
     output_kind,
     stream_fd,
 )
+from .checks import temperature
 from .compare_inputs import (
     check_tokens,
     kind_of,
@@ -201,8 +202,7 @@ class CompareRequest:
                 raise UsageError(
                     f"{option}: unknown kind {kind!r}; choose one of {', '.join(KINDS)}"
                 )
-        if not (math.isfinite(self.temperature) and self.temperature > 0):
-            raise UsageError(f"--temperature must be a finite number > 0, got {self.temperature}")
+        temperature(self.temperature)
         for option, value in (
             ("--chunk-rows", self.chunk_rows),
             ("--threads", self.threads),
