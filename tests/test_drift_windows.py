@@ -118,6 +118,39 @@ def test_segments_flag_only_the_shifted_country(tmp_path) -> None:
     assert doc["drifted_segments"] == ["DE"]
 
 
+def test_a_segment_new_in_the_current_data_is_skipped_saying_why(tmp_path) -> None:
+    """--reference-segment: a country only in the current data has no reference rows.
+    Its columns are skipped naming it, the run warns once and lists it; the other
+    segments' results are those of the same run without it."""
+    reference, current = events(
+        1, shifted_days=(), gap_day=None, small_day=None, shifted_segment="DE"
+    )
+    jp = current.slice(0, 40)
+    jp = jp.set_column(jp.schema.get_field_index("country"), "country", pa.array(["JP"] * 40))
+    pq.write_table(reference, ref := tmp_path / "ref.parquet")
+    pq.write_table(current, cur := tmp_path / "cur.parquet")
+    pq.write_table(pa.concat_tables([current, jp]), new := tmp_path / "new.parquet")
+    args = ("--segment", "country", "--reference-segment")
+    _, before, _ = run_json(ref, cur, *args)
+    code, doc, err = run_json(ref, new, *args)
+    assert code == 1 and doc["drifted_segments"] == ["DE"]
+    assert doc["new_segments"] == ["JP"]
+    segment = next(s for s in doc["segments"] if s["label"] == "JP")
+    assert segment["new"] and segment["reference_rows"] == 0 and segment["rows"] == 40
+    rows = [c for c in doc["columns"] if c.get("segment") == "JP"]
+    assert rows and all(c["state"] == "skipped" for c in rows)
+    assert {c["skip_reason"] for c in rows} == {"no reference rows for segment JP"}
+    warnings = [line for line in err.splitlines() if "JP" in line]
+    assert warnings == [
+        "kldiv: warning: 1 segment(s) only in the current data, not compared (no reference "
+        "rows): JP (40 rows); drop --reference-segment to compare them with the whole reference"
+    ]
+    assert not any(s["new"] for s in before["segments"]) and before["new_segments"] == []
+    others = [c for c in doc["columns"] if c.get("segment") != "JP"]
+    for key in ("name", "segment", "state", "value", "n_reference", "n_current"):
+        assert [c.get(key) for c in others] == [c.get(key) for c in before["columns"]]
+
+
 def test_learned_thresholds_from_time_chunks(tmp_path) -> None:
     """Unshifted days under thresholds learned from the reference's days: quiet (at most
     5 % of windows); the shifted day still drifts."""

@@ -113,6 +113,7 @@ from .drift_schema import (
     lone_role,
     schema_change,
     shared_columns,
+    skip_if_new,
     type_change,
     unmatched_columns,
     unreadable,
@@ -486,7 +487,7 @@ def run_drift(
             else:
                 refs = [_reference(sides, request, name, profiler, col)] * len(parts)
             return [
-                check_column(ref, part, request, threshold, origin, g.label)
+                skip_if_new(check_column(ref, part, request, threshold, origin, g.label), g)
                 for ref, part, g in zip(refs, parts, groups.groups)
             ]
         except pa.ArrowException as exc:

@@ -115,12 +115,17 @@ class Group:
     end: str | None = None
     reference_rows: int | None = None
 
+    @property
+    def new(self) -> bool:
+        """A segment only in the current data (``--reference-segment``: no reference rows)."""
+        return self.reference_rows == 0
+
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"label": self.label, "rows": self.rows}
         if self.start is not None:
             doc.update(start=self.start, end=self.end)
         if self.reference_rows is not None:
-            doc["reference_rows"] = self.reference_rows
+            doc.update(reference_rows=self.reference_rows, new=self.new)
         return doc
 
 

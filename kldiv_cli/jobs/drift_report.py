@@ -365,6 +365,11 @@ class DriftReport:
         return f"drift in {len(drifted)} of {len(self.groups)} {kind}s{schema}: {shown}"
 
     @property
+    def new_groups(self) -> list[Group]:
+        """Segments only in the current data (``--reference-segment``): not compared."""
+        return [g for g in self.groups if g.new]
+
+    @property
     def weak(self) -> list[ColumnResult]:
         return [c for c in self.columns if c.weak]
 
@@ -433,5 +438,6 @@ class DriftReport:
             "grouping": self.grouping.to_json(),
             f"{key}s": groups,
             f"drifted_{key}s": self.drifted_groups,
+            f"new_{key}s": [g.label for g in self.new_groups],
             "ungrouped_rows": self.ungrouped_rows,
         }

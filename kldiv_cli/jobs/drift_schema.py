@@ -7,6 +7,7 @@ from typing import Any
 
 from ..errors import UsageError
 from ..text import clean
+from .drift_groups import Group
 from .drift_profile import ColumnProfile, Profile, Role
 from .drift_report import ColumnResult, Missing, Reason
 from .drift_request import ColumnRules, DriftRequest, names_of
@@ -67,6 +68,19 @@ def unreadable(name: str, request: DriftRequest, threshold: float, error: str) -
         threshold=threshold,
         missing=Missing(0, 0, 0, 0),
         error=error,
+    )
+
+
+def skip_if_new(result: ColumnResult, group: Group) -> ColumnResult:
+    """A column of a segment with no reference rows (``--reference-segment``, a segment new
+    in the current data) skipped, saying so; of any other group, as checked."""
+    if not group.new:
+        return result
+    # Nothing to compare with: neither its values nor its missing share (the reference's
+    # share of an empty segment is undefined, not 0). The report lists the segment as new.
+    why = f"no reference rows for segment {group.label}"
+    return with_changes(
+        result, reasons=(), warnings=(), error="", missing_weak=False, skip_reason=why
     )
 
 

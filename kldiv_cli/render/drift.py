@@ -162,6 +162,14 @@ def run_warnings(report: DriftReport) -> list[str]:
             f"{report.ungrouped_rows} current row(s) have no {report.grouping.kind} "
             f"(no value in {clean(report.grouping.column)!r}): left out of every one"
         )
+    new = report.new_groups
+    if new:
+        shown = ", ".join(f"{g.label} ({g.rows} rows)" for g in new[:5])
+        lines.append(
+            f"{len(new)} segment(s) only in the current data, not compared (no reference rows): "
+            f"{shown}{', ...' if len(new) > 5 else ''}; "
+            "drop --reference-segment to compare them with the whole reference"
+        )
     weak = _weak_warning(report)
     return lines + ([weak] if weak else [])
 
