@@ -14,6 +14,10 @@ fixed_size_list); in a ``.npz`` or safetensors file, arrays of shape (rows, K) o
 ``indices``, ``logprobs``), with ``tail_logprob`` and ``token`` taken when present
 (a missing ``tail_logprob`` is ``log(1 − Σ exp(logprobs))``, which loses digits when
 the K classes hold nearly all the mass).
+
+A Parquet file written by ``kldiv topk`` records how in its schema metadata, under keys
+``kldiv.<name>`` (:data:`METADATA_PREFIX`): ``temperature``, ``k``, ``source_dtype``,
+``version``; :attr:`TopKSource.metadata` gives them back (empty for other files).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from .writers import atomic_write, output_kind
 
 __all__ = [
     "COLUMNS",
+    "METADATA_PREFIX",
     "TopKBlock",
     "TopKSource",
     "is_topk",
@@ -43,6 +48,8 @@ __all__ = [
 
 #: The columns every top-K file has.
 COLUMNS: tuple[str, str, str] = ("indices", "logprobs", "tail_logprob")
+#: The prefix of the schema metadata keys ``kldiv topk`` writes.
+METADATA_PREFIX = "kldiv."
 #: Values of ``indices`` read from the file at once (then cut into the blocks asked for).
 _READ_VALUES = 1 << 20
 #: Log-probabilities above this are not log-probabilities (float32 rounding of 0 is far below).
@@ -79,10 +86,16 @@ class TopKBlock:
         )
 
 
-def is_topk(path: str, indices_key: str | None, stdin: bytes | None = None) -> bool:
+def is_topk(
+    path: str,
+    indices_key: str | None,
+    stdin: bytes | None = None,
+    logprobs_key: str | None = None,
+) -> bool:
     """Whether ``path`` is a top-K file: a Parquet file with ``indices`` and ``logprobs``
-    columns, or a ``.npz``/safetensors file given ``indices_key`` or holding arrays named
-    ``indices`` and ``logprobs``. Anything unreadable is not (its own reader says why)."""
+    columns, or a ``.npz``/safetensors file given ``indices_key`` or ``logprobs_key``
+    (either one names the top-K reading) or holding arrays named ``indices`` and
+    ``logprobs``. Anything unreadable is not (its own reader says why)."""
     try:
         where = resolve(path, None, stdin)
     except (InputError, OSError):
@@ -94,7 +107,7 @@ def is_topk(path: str, indices_key: str | None, stdin: bytes | None = None) -> b
             return False
         return {"indices", "logprobs"} <= names
     if get(where.fmt).kind == KEYED:
-        if indices_key is not None:
+        if indices_key is not None or logprobs_key is not None:
             return True
         try:
             _array(path, "indices", stdin)
@@ -120,6 +133,24 @@ def _array(path: str, key: str, stdin: bytes | None) -> Any:
     return open_source(path, ReadOptions(key=key, key_option="--indices-key"), stdin)
 
 
+def _named(path: str, keys: tuple[str, str], stdin: bytes | None) -> list[Any]:
+    """The indices and logprobs arrays named ``keys``; a missing one is an error naming
+    both options (either may have been left at its default name)."""
+    out = []
+    for key in keys:
+        try:
+            out.append(_array(path, key, stdin))
+        except InputError as e:
+            if repr(key) not in str(e):  # not a missing name: the reader's own error
+                raise
+            raise InputError(
+                e.source,
+                f"{str(e).split(': ', 1)[1]}; name the top-K arrays with --indices-key "
+                "and --logprobs-key (defaults: indices, logprobs)",
+            ) from None
+    return out
+
+
 class TopKSource:
     """One opened top-K file: ``rows``, ``k``, what it holds, and its blocks."""
 
@@ -136,6 +167,8 @@ class TopKSource:
         self._keys = (indices_key or "indices", logprobs_key or "logprobs")
         self._path, self._stdin = path, stdin
         self.notes: list[str] = []
+        #: How the file was written (``temperature``, ``k``...), from its schema metadata.
+        self.metadata: dict[str, str] = {}
         if self.fmt == "parquet":
             self._open_parquet()
         elif get(self.fmt).kind == KEYED:
@@ -151,13 +184,18 @@ class TopKSource:
         if missing:
             raise InputError(self.label, f"is not a top-K file: no column {', '.join(missing)}")
         self.rows = int(self._file.metadata.num_rows)
+        self.metadata = {
+            key.decode()[len(METADATA_PREFIX) :]: value.decode()
+            for key, value in (schema.metadata or {}).items()
+            if key.startswith(METADATA_PREFIX.encode())
+        }
         self.extra = [c for c in ("token", "sequence", "position") if c in schema.names]
         first = next(self._file.iter_batches(batch_size=1, columns=["indices"]), None)
         self.k = 0 if first is None or first.num_rows == 0 else _lengths(first.column(0))[0]
         self.shape: tuple[int, ...] = (self.rows, self.k)
 
     def _open_arrays(self) -> None:
-        self._sources = [_array(self._path, key, self._stdin) for key in self._keys]
+        self._sources = _named(self._path, self._keys, self._stdin)
         shapes = [tuple(s.shape) for s in self._sources]
         if len(shapes[0]) < 2 or shapes[0] != shapes[1]:
             raise InputError(
@@ -356,14 +394,16 @@ def _groups(blocks: Iterable[TopKBlock]) -> Iterator[TopKBlock]:
         yield _concat(pending)
 
 
-def _write(sink: Any, blocks: Iterable[TopKBlock]) -> int:
+def _write(sink: Any, blocks: Iterable[TopKBlock], metadata: dict[str, str] | None = None) -> int:
     import pyarrow.parquet as pq
+
+    recorded = {f"{METADATA_PREFIX}{k}": v for k, v in (metadata or {}).items()}
 
     writer = None
     rows = 0
     try:
         for block in _groups(blocks):
-            table = _table(block)
+            table = _table(block).replace_schema_metadata(recorded)
             if writer is None:
                 # Class indices and log-probabilities rarely repeat: no dictionary pages.
                 writer = pq.ParquetWriter(sink, table.schema, use_dictionary=False)
@@ -372,6 +412,7 @@ def _write(sink: Any, blocks: Iterable[TopKBlock]) -> int:
         if writer is None:  # no rows: the columns still say what the file is
             empty = np.empty((0, 0))
             table = _table(TopKBlock(empty.astype(np.int64), empty, np.empty(0)))
+            table = table.replace_schema_metadata(recorded)
             writer = pq.ParquetWriter(sink, table.schema)
             writer.write_table(table)
     finally:
@@ -380,13 +421,17 @@ def _write(sink: Any, blocks: Iterable[TopKBlock]) -> int:
     return rows
 
 
-def write_topk(path: str, blocks: Iterable[TopKBlock]) -> int:
+def write_topk(
+    path: str, blocks: Iterable[TopKBlock], metadata: dict[str, str] | None = None
+) -> int:
     """Write ``blocks`` to the Parquet file ``path`` atomically, in row groups of about
-    :data:`_READ_VALUES` indices (memory: one row group); returns the rows written."""
+    :data:`_READ_VALUES` indices (memory: one row group); returns the rows written.
+    ``metadata`` (how the file was made) goes to the schema metadata, each key prefixed
+    with :data:`METADATA_PREFIX`."""
     output_kind(path, ("parquet",), "-o")
 
     def write(f: BinaryIO) -> int:
-        return _write(f, blocks)
+        return _write(f, blocks, metadata)
 
     return atomic_write(path, write)
 

@@ -394,15 +394,11 @@ class _Inputs:
 def _open(request: CompareRequest, stdin: bytes | None) -> _Inputs:
     """Open the reference (dense, or a top-K file) and every candidate; check their
     shapes and the tokens."""
-    sparse = is_topk(request.reference, request.indices_key, stdin)
+    sparse = is_topk(request.reference, request.indices_key, stdin, request.logprobs_key)
     ref: Source | TopKSource
     if sparse:
-        if request.temperature != 1.0:
-            raise UsageError(
-                "-T applies to dense inputs; a top-K reference is stored at the temperature "
-                "it was written with (kldiv topk -T)"
-            )
         ref = open_topk(request.reference, stdin, request.indices_key, request.logprobs_key)
+        ref.notes += _temperature_notes(ref, request.temperature)
     else:
         ref = open_source(request.reference, request.reference_options, stdin)
     cand_options = [request.options_of(c) for c in request.candidates]
@@ -444,6 +440,23 @@ def _open(request: CompareRequest, stdin: bytes | None) -> _Inputs:
     ref_kind = "log-probs" if sparse else kind_of(request.reference_as, ref)  # type: ignore[arg-type]
     kinds = (ref_kind, [kind_of(request.candidate_as, c) for c in cands])
     return _Inputs(ref, cands, width, rows_known, tokens, tokens_label, kinds)
+
+
+def _temperature_notes(ref: TopKSource, given: float) -> list[str]:
+    """A top-K reference holds log-probabilities already tempered by ``kldiv topk -T``;
+    ``-T`` tempers the candidate only. A temperature recorded in the file other than
+    ``given`` is a warning (``--strict``: an error)."""
+    recorded = ref.metadata.get("temperature")
+    try:
+        if recorded is None or float(recorded) == given:
+            return []
+    except ValueError:
+        return [f"{ref.label} records a temperature {recorded!r} that is not a number"]
+    return [
+        f"{ref.label} was written at temperature {float(recorded):g} (kldiv topk -T) but the "
+        f"candidate is tempered with -T {given:g}; give -T {float(recorded):g} to compare "
+        "like with like"
+    ]
 
 
 def _measure_all(

@@ -184,7 +184,15 @@ def write(request: TopKRequest, stdin: bytes | None = None) -> WriteResult:
             start = stop
             yield out
 
-    written = write_topk(request.output, blocks())
+    from .. import __version__
+
+    recorded = {
+        "temperature": repr(request.temperature),
+        "k": str(k),
+        "source_dtype": str(src.dtype),
+        "version": __version__,
+    }
+    written = write_topk(request.output, blocks(), recorded)
     import os
 
     size = os.path.getsize(request.output) if os.path.exists(request.output) else 0
