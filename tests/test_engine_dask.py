@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -81,9 +80,10 @@ def cluster():
             yield local
 
 
-@pytest.fixture()
-def data(tmp_path: Path) -> tuple[str, str]:
-    return _files(str(tmp_path), rows=12000, width=40, seed=1)
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """Written once: no test changes the files (the truncating test has its own)."""
+    return _files(str(tmp_path_factory.mktemp("dask")), rows=12000, width=40, seed=1)
 
 
 @pytest.mark.parametrize("ext", [".npy", ".parquet"])
@@ -136,6 +136,10 @@ def test_a_worker_that_always_dies_is_one_clear_error(cluster, data) -> None:
     def always_dies(job: T.Job, task: T.Task):
         os._exit(1)
 
+    # No retry here: one death is the error (the retry is the test above), and each
+    # death costs a worker process's start-up.
+    scheduler = cluster.scheduler
+    allowed, scheduler.allowed_failures = scheduler.allowed_failures, 0
     with distributed.Client(cluster) as client:
         client.wait_for_workers(2, timeout=30)
         try:
@@ -145,6 +149,7 @@ def test_a_worker_that_always_dies_is_one_clear_error(cluster, data) -> None:
                 D.run_tasks(client, job, [T.Task(0, 1)], always_dies)
             assert "\n" not in str(caught.value)
         finally:
+            scheduler.allowed_failures = allowed
             client.wait_for_workers(2, timeout=30)  # the next tests count two workers
 
 
