@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import sys
 import pytest
 
 from .conftest import ROOT
+from .helpers import invoke
 
 README = (ROOT / "README.md").read_text()
 
@@ -43,8 +45,50 @@ EXAMPLES = [
 ]
 
 
+def _in_process(line: str) -> list[str] | None:
+    """The arguments of a line that is one plain ``kldiv`` command (no pipe, redirection,
+    variable, unquoted wildcard or /dev/std* path), which run in this process through the
+    boundary; None for the lines only a shell shows (they run in bash, a real process)."""
+    unquoted = re.sub(r"'[^']*'|\"[^\"]*\"", "", line)
+    if not line.startswith("kldiv ") or re.search(r"[|<>$;&`*?\[\\]", unquoted):
+        return None
+    if "/dev/std" in line:
+        return None
+    return shlex.split(line)[1:]
+
+
+def test_lines_of_the_shell_run_in_the_shell() -> None:
+    assert _in_process("kldiv gaussian a.parquet --mu-columns 'mu_*' -f json") == [
+        "gaussian",
+        "a.parquet",
+        "--mu-columns",
+        "mu_*",
+        "-f",
+        "json",
+    ]
+    for line in (
+        "kldiv inspect a/*.csv",
+        "kldiv compute a.npy b.npy -f json | jq .loss",
+        "cat b.npy | kldiv compute a.npy -",
+        "kldiv inspect a.csv -o /dev/stdout",
+        "kldiv inspect $FILE",
+    ):
+        assert _in_process(line) is None, line
+    assert any(_in_process(line) is None for line in EXAMPLES)
+
+
 @pytest.mark.parametrize("line", EXAMPLES)
-def test_readme_example_runs(line: str) -> None:
+def test_readme_example_runs(line: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A drift check's job is to say "drift" (exit 1); everything else succeeds.
+    allowed = (0, 1) if " drift " in line else (0,)
+    args = _in_process(line)
+    if args is not None:
+        monkeypatch.chdir(ROOT)
+        out = invoke(*args)
+        assert out.exit_code in allowed, out.stderr
+        assert out.stdout.strip() or " -o " in line
+        assert "Traceback" not in out.stderr
+        return
     if "| jq" in line and shutil.which("jq") is None:
         pytest.skip("jq is not installed")
     command = re.sub(r"(^|\| )kldiv ", rf"\1'{sys.executable}' -m kldiv_cli ", line)
@@ -55,8 +99,6 @@ def test_readme_example_runs(line: str) -> None:
         text=True,
         timeout=120,
     )
-    # A drift check's job is to say "drift" (exit 1); everything else succeeds.
-    allowed = (0, 1) if " drift " in command else (0,)
     assert proc.returncode in allowed, proc.stderr
     assert proc.stdout.strip() or " -o " in command
     assert "Traceback" not in proc.stderr
