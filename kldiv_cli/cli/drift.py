@@ -15,14 +15,15 @@ from ..io import formats
 from ..jobs.drift_measures import METRICS
 from .app import app
 from .boundary import Messages, current, error_boundary
-from .groups import Cluster, Output, Storage, cluster, output, storage, uses
-from .options import BinsOpt, ColumnsOpt, DelimiterOpt, ParsedType, StrictOpt, choice
+from .groups import Cluster, Output, Side, Storage, cluster, inputs, output, storage, uses
+from .options import BinsOpt, ColumnsOpt, ParsedType, StrictOpt, choice
 from .output import emit
 from .runner import run_command
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from ..io.base import ReadOptions
     from ..jobs.drift import DriftReport, DriftRequest
     from ..jobs.drift_groups import Grouping, Period
     from ..jobs.gates import Verdict
@@ -160,6 +161,12 @@ def _profiler(where: Cluster, request: "DriftRequest | ProfileRequest") -> Any:
 @error_boundary
 @uses(
     rules=column_rules(),
+    sides=inputs(
+        Side(key="--key", key_help=formats.key_help("REFERENCE and CURRENT")),
+        Side(key="--reference-key", key_help="As --key, for REFERENCE only."),
+        Side(key="--current-key", key_help="As --key, for CURRENT only."),
+        missing=None,
+    ),
     out=output(f"Write the report ({formats.kinds_text(('json', 'csv'))})."),
     where=cluster(),
     storage=storage(),
@@ -301,10 +308,10 @@ def drift(
         str | None,
         typer.Option("--html", metavar="PATH", help="A self-contained HTML report (.html)."),
     ] = None,
-    delimiter: DelimiterOpt = None,
     strict: StrictOpt = False,
     *,
     rules: Any,
+    sides: "tuple[ReadOptions, ...]",
     out: Output,
     where: Cluster,
     storage: Storage,
@@ -377,7 +384,10 @@ def drift(
         alpha=alpha,
         correction=correction.value,
         grouping=_grouping(window, segment, reference_segment, max_segments),
-        delimiter=delimiter,
+        delimiter=sides[0].delimiter,
+        key=sides[0].key,
+        reference_key=sides[1].key,
+        current_key=sides[2].key,
         output=out.file,
         junit=junit,
         html=html,
@@ -467,7 +477,12 @@ def _print(report: "DriftReport", out: Output) -> None:
 
 @app.command()
 @error_boundary
-@uses(rules=column_rules(), where=cluster(), storage=storage())
+@uses(
+    rules=column_rules(),
+    side=inputs(Side(key="--key", key_help=formats.key_help("REFERENCE")), missing=None),
+    where=cluster(),
+    storage=storage(),
+)
 def profile(
     reference: Annotated[
         list[str],
@@ -507,9 +522,9 @@ def profile(
             "against the whole reference (as NannyML's reference chunks).",
         ),
     ] = None,
-    delimiter: DelimiterOpt = None,
     *,
     rules: Any,
+    side: "tuple[ReadOptions, ...]",
     where: Cluster,
     storage: Storage,
 ) -> None:
@@ -532,7 +547,8 @@ def profile(
     request = ProfileRequest(
         reference=tuple(reference),
         rules=rules,
-        delimiter=delimiter,
+        delimiter=side[0].delimiter,
+        key=side[0].key,
         output=None if output == "-" else output,
         calibrate=calibrate,
         calibrate_seed=calibrate_seed,

@@ -176,12 +176,13 @@ class Side:
 
 def inputs(
     *sides: Side,
-    missing: Missing = Missing.ERROR,
+    missing: Missing | None = Missing.ERROR,
     missing_help: str = "Missing cells in CSV/Parquet: an error naming the first one "
     "(default), or NaN.",
 ) -> Callable[..., tuple[ReadOptions, ...]]:
     """The options of each of ``sides`` (an option two sides share is declared once),
-    ``--delimiter`` and ``--missing``; the value is each side's ``ReadOptions``."""
+    ``--delimiter`` and ``--missing`` (None: no ``--missing``, for commands that count
+    missing values instead); the value is each side's ``ReadOptions``."""
     parameters: dict[str, tuple[str, Any, Any]] = {}
     for side in sides:
         for option, metavar, text in side.options():
@@ -190,8 +191,9 @@ def inputs(
             annotated = Annotated[str | None, typer.Option(option, help=text, **kind)]
             parameters.setdefault(_name(option), (_name(option), annotated, None))
     parameters["delimiter"] = ("delimiter", DelimiterOpt, None)
-    missing_opt = Annotated[Missing, choice(Missing, "--missing", help=missing_help)]
-    parameters["missing"] = ("missing", missing_opt, missing)
+    if missing is not None:
+        missing_opt = Annotated[Missing, choice(Missing, "--missing", help=missing_help)]
+        parameters["missing"] = ("missing", missing_opt, missing)
 
     def build(**values: Any) -> tuple[ReadOptions, ...]:
         from ..io.base import ReadOptions
@@ -205,7 +207,7 @@ def inputs(
                 value(side.key),
                 value(side.columns),
                 values["delimiter"],
-                values["missing"],
+                values.get("missing", Missing.ERROR),
                 booleans=side.booleans,
                 key_option=side.key,
                 format_option=side.format,

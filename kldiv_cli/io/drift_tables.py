@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from ..errors import InputError
 from ..redact import redact
-from . import fs
+from . import formats, fs
 from .base import ReadOptions
 from .formats import is_parquet, output_extension_kind
 from .paths import dataset_files
@@ -49,8 +49,16 @@ def expand(paths: Sequence[str]) -> tuple[str, list[str] | None]:
     return label, files
 
 
-def open_table(paths: Sequence[str], delimiter: str | None, stdin: bytes | None) -> Table:
-    """One side of a drift check, as named columns (see the module's docstring)."""
+def open_table(
+    paths: Sequence[str],
+    delimiter: str | None,
+    stdin: bytes | None,
+    key: str | None = None,
+    key_option: str | None = None,
+) -> Table:
+    """One side of a drift check, as named columns (see the module's docstring);
+    ``key``: the array of a file of several (.npz, safetensors), ignored by other formats
+    (one key serves both sides); ``key_option``: the option that sets it, for hints."""
     label, files = expand(paths)
     if files is not None:
         return open_parquet(label, files)
@@ -63,4 +71,6 @@ def open_table(paths: Sequence[str], delimiter: str | None, stdin: bytes | None)
             raise InputError(path, "no such file")
         if is_parquet(path) and (remote or os.path.isfile(path)):
             return open_parquet(label, [path])
-    return open_columns(path, ReadOptions(delimiter=delimiter), stdin)
+    keyed = path == "-" or formats.kind_of(path) == formats.KEYED
+    options = ReadOptions(key=key if keyed else None, delimiter=delimiter, key_option=key_option)
+    return open_columns(path, options, stdin)

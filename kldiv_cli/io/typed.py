@@ -117,7 +117,9 @@ def _read_any(where: Resolved, options: ReadOptions) -> Any:
         reader = table_reader(fmt)
         if reader is not None:
             return reader(label, file, data, fmt, options)
-        arr = opener(fmt)(label, file, data, fmt, ReadOptions(fmt, options.key)).read()
+        arr = opener(fmt)(
+            label, file, data, fmt, ReadOptions(fmt, options.key, key_option=options.key_option)
+        ).read()
         arr = arr.reshape(-1, 1) if arr.ndim < 2 else arr.reshape(arr.shape[0], -1)
         return pa.table({str(j): arr[:, j] for j in range(arr.shape[1])})
     except (InputError, UsageError):

@@ -379,8 +379,12 @@ class _Sides:
     unmatched: tuple[tuple[str, ...], tuple[str, ...]]
 
 
+REF_KEYS, CURRENT_KEYS = "--key (or --reference-key)", "--key (or --current-key)"
+
+
 def _open_sides(request: DriftRequest, stdin: bytes | None) -> _Sides:
-    current = open_table(request.current, request.delimiter, stdin)
+    key = request.current_key or request.key
+    current = open_table(request.current, request.delimiter, stdin, key, CURRENT_KEYS)
     ref_label, _ = expand(request.reference)
     cur_label, _ = expand(request.current)
     reference_table: Table | None = None
@@ -391,7 +395,8 @@ def _open_sides(request: DriftRequest, stdin: bytes | None) -> _Sides:
         reference_names = [c.name for c in profile.columns]
         reference_rows = profile.rows
     else:
-        reference_table = open_table(request.reference, request.delimiter, stdin)
+        key = request.reference_key or request.key
+        reference_table = open_table(request.reference, request.delimiter, stdin, key, REF_KEYS)
         reference_names = reference_table.column_names
         reference_rows = reference_table.num_rows
     names = request.rules.select(

@@ -140,6 +140,11 @@ class DriftRequest(Checked):
     #: ``--window COL:PERIOD`` / ``--segment COL``: a verdict per group of current rows.
     grouping: Grouping | None = None
     delimiter: str | None = None
+    #: The array of a file of several (.npz, safetensors): ``key`` for both sides, or
+    #: each side's own (``--reference-key``, ``--current-key``).
+    key: str | None = None
+    reference_key: str | None = None
+    current_key: str | None = None
     top: int = 3
     output: str | None = None
     junit: str | None = None
@@ -264,6 +269,8 @@ class ProfileRequest(Checked):
     reference: tuple[str, ...]
     rules: ColumnRules = ColumnRules()
     delimiter: str | None = None
+    #: The array of a file of several (.npz, safetensors).
+    key: str | None = None
     output: str | None = None
     #: ``--calibrate N``: random halves of the reference per column, and their seed.
     calibrate: int = 0

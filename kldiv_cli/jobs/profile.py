@@ -29,7 +29,7 @@ def run_profile(
     """``kldiv profile``: the reference's bins and counts, for later drift checks
     (``profiler``: see :func:`build_profile`)."""
     request.validate()
-    table = open_table(request.reference, request.delimiter, stdin)
+    table = open_table(request.reference, request.delimiter, stdin, request.key, "--key")
     label, _ = expand(request.reference)
     columns = tuple(build_profile(table, request.rules, profiler=profiler))
     if request.calibrate:
