@@ -26,13 +26,19 @@ SHAPES = [(400, 2000), (20000, 100)]
 
 
 @cache
-def close_pair(shape: tuple[int, int], dtype: str, log_target: bool):
-    """(x, t) of ``dtype``: log q and p (or log p) from logits that differ by N(0, 0.001^2)."""
+def _logits(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The logits and log q (float64), drawn once per shape for every dtype and target."""
     rng = np.random.default_rng(sum(shape))
     logits = rng.normal(size=shape)
-    x = log_softmax(logits + rng.normal(0, 1e-3, shape)).astype(dtype)
+    return logits, log_softmax(logits + rng.normal(0, 1e-3, shape))
+
+
+@cache
+def close_pair(shape: tuple[int, int], dtype: str, log_target: bool):
+    """(x, t) of ``dtype``: log q and p (or log p) from logits that differ by N(0, 0.001^2)."""
+    logits, logq = _logits(shape)
     t = (log_softmax(logits) if log_target else softmax(logits)).astype(dtype)
-    return x, t
+    return logq.astype(dtype), t
 
 
 def terms64(x: np.ndarray, t: np.ndarray, log_target: bool) -> np.ndarray:
