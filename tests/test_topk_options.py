@@ -85,3 +85,18 @@ def test_missing_key_names_both_options(tmp_path: Path) -> None:
     assert out.exit_code == 2 and out.stderr.count("\n") == 1
     assert "has no array 'logprobs'" in out.stderr and "it holds: indices, lp" in out.stderr
     assert "--indices-key and --logprobs-key" in out.stderr
+
+
+def test_topk_options_with_a_dense_reference(tmp_path: Path) -> None:
+    base, cand = logits(23, (10, 30), noise=0.3)
+    np.save(tmp_path / "base.npy", base)
+    np.save(tmp_path / "cand.npy", cand)
+    plain = invoke("compare", tmp_path / "base.npy", tmp_path / "cand.npy", "-f", "json")
+    args = ("compare", tmp_path / "base.npy", tmp_path / "cand.npy", "--tail", "renormalize")
+    out = invoke(*args, "--indices-key", "foo", "-f", "json")
+    assert out.exit_code == 0 and out.stderr.count("\n") == 1
+    assert "--tail renormalize and --indices-key foo apply to a top-K reference" in out.stderr
+    assert json.loads(out.stdout)["kl"] == json.loads(plain.stdout)["kl"]
+    out = invoke(*args, "--strict")
+    assert out.exit_code == 2 and out.stderr.count("\n") == 1
+    assert "--strict: --tail renormalize applies to a top-K reference" in out.stderr

@@ -401,6 +401,7 @@ def _open(request: CompareRequest, stdin: bytes | None) -> _Inputs:
         ref.notes += _temperature_notes(ref, request.temperature)
     else:
         ref = open_source(request.reference, request.reference_options, stdin)
+        ref.notes += _topk_only(request)
     cand_options = [request.options_of(c) for c in request.candidates]
     cands = [open_source(c, o, stdin) for c, o in zip(request.candidates, cand_options)]
     strict_notes(request.strict, (ref, *cands) if isinstance(ref, Source) else cands)
@@ -440,6 +441,27 @@ def _open(request: CompareRequest, stdin: bytes | None) -> _Inputs:
     ref_kind = "log-probs" if sparse else kind_of(request.reference_as, ref)  # type: ignore[arg-type]
     kinds = (ref_kind, [kind_of(request.candidate_as, c) for c in cands])
     return _Inputs(ref, cands, width, rows_known, tokens, tokens_label, kinds)
+
+
+def _topk_only(request: CompareRequest) -> list[str]:
+    """The options of a top-K reference given with a dense one: each a warning (they
+    change nothing; ``--strict``: an error)."""
+    given = [
+        f"{option} {value}"
+        for option, value in (
+            ("--tail", request.tail if request.tail != "bucket" else None),
+            ("--indices-key", request.indices_key),
+            ("--logprobs-key", request.logprobs_key),
+        )
+        if value is not None
+    ]
+    if not given:
+        return []
+    verb, pronoun = ("applies", "it is") if len(given) == 1 else ("apply", "they are")
+    return [
+        f"{' and '.join(given)} {verb} to a top-K reference (kldiv topk); "
+        f"{request.reference} is a dense one, so {pronoun} ignored"
+    ]
 
 
 def _temperature_notes(ref: TopKSource, given: float) -> list[str]:
