@@ -36,6 +36,7 @@ __all__ = [
     "Reduction",
     "ScaleParam",
     "SchemaRule",
+    "Tail",
     "Transform",
     "coerce",
     "unknown",
@@ -178,6 +179,13 @@ class Kind(Choice):
     LOGITS = "logits"
     LOG_PROBS = "log-probs"
     PROBS = "probs"
+
+
+class Tail(Choice):
+    """compare's and topk's ``--tail``: the mass outside a top-K reference's K classes."""
+
+    BUCKET = "bucket"
+    RENORMALIZE = "renormalize"
 
 
 class Binning(Choice):

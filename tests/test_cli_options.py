@@ -132,3 +132,62 @@ def test_a_run_validates_once(pair, tmp_path, monkeypatch) -> None:
         calls.clear()
         out = invoke(command, *args, "-o", tmp_path / f"{command}.json", "-q")
         assert out.exit_code in (0, 2) and len(calls) == 1, (command, out.stderr)
+
+
+def _choice_options():
+    """Every option of every command that takes words: its type lists them (a
+    ParsedType's ``words``, a Click Choice) or its placeholder shows them (``[a|b]``)."""
+    import re
+
+    from typer._click import Context
+    from typer.main import get_command
+
+    from kldiv_cli.cli import app
+
+    group = get_command(app)
+    root = Context(group)
+    for name in group.list_commands(root):
+        command = group.get_command(root, name)
+        ctx = Context(command, parent=root)
+        for param in command.params:
+            if param.param_type_name != "option":
+                continue
+            metavar = param.make_metavar(ctx)
+            words = getattr(param.type, "words", None) or getattr(param.type, "choices", None)
+            if callable(words):
+                words = words()
+            # The literal words a placeholder shows (``position:`` of ``position:N``).
+            shown = [
+                m.group(0)
+                for alt in metavar.strip("[]").split("|")
+                if (m := re.match(r"[a-z0-9_:.-]+", alt))
+            ]
+            if "|" in metavar or words:
+                yield f"{name} {param.opts[0]}", param, ctx, list(words or ()), shown
+
+
+def test_every_choice_option_completes() -> None:
+    """Completion of an empty word offers every word of the option (from its type), and
+    every literal word its help placeholder shows, for every command."""
+    found = list(_choice_options())
+    assert {"compare --tail", "compare --by", "topk --tail", "estimate --by"} <= {
+        n for n, *_ in found
+    }
+    for name, param, ctx, words, shown in found:
+        offered = [item.value for item in param.shell_complete(ctx, "")]
+        assert offered, f"{name} completes nothing"
+        assert not words or offered == [str(w) for w in words], name
+        for word in shown:
+            assert any(o.startswith(word) for o in offered), f"{name}: {word!r} not offered"
+
+
+@pytest.mark.parametrize(
+    ("line", "offered"),
+    [
+        ("kldiv compare a b --tail ", ["bucket", "renormalize"]),
+        ("kldiv compare a b --by c", ["confidence"]),
+        ("kldiv topk a --tail r", ["renormalize"]),
+    ],
+)
+def test_reviewers_lines_complete(line: str, offered: list[str]) -> None:
+    assert _complete(line) == offered

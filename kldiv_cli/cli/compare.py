@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..choices import Kind
+from ..choices import Kind, Tail
 from ..io import formats
 from .app import app
 from .boundary import Messages, current, error_boundary
@@ -137,14 +137,14 @@ def compare(
         ),
     ] = None,
     tail: Annotated[
-        str,
-        _option(
+        Tail,
+        choice(
+            Tail,
             "--tail",
-            "[bucket|renormalize]",
-            "A top-K REFERENCE (kldiv topk): measure on its K classes and one tail bucket (a "
-            "lower bound of the dense measures), or on the K classes renormalised.",
+            help="A top-K REFERENCE (kldiv topk): measure on its K classes and one tail bucket "
+            "(a lower bound of the dense measures), or on the K classes renormalised.",
         ),
-    ] = "bucket",
+    ] = Tail.BUCKET,
     indices_key: Annotated[
         str | None,
         _option(

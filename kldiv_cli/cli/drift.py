@@ -219,7 +219,9 @@ def drift(
         Any,
         typer.Option(
             "--threshold",
-            click_type=ParsedType("threshold", _threshold("--threshold"), "X|learned[:K]"),
+            click_type=ParsedType(
+                "threshold", _threshold("--threshold"), "X|learned[:K]", ("learned",)
+            ),
             help="Drift when a column's metric is above this; learned[:K]: at the mean + K "
             "standard deviations (K = 3) a profile made with --calibrate learned for it.",
         ),
@@ -228,7 +230,9 @@ def drift(
         Any,
         typer.Option(
             "--warn-threshold",
-            click_type=ParsedType("threshold", _threshold("--warn-threshold"), "X|learned[:K]"),
+            click_type=ParsedType(
+                "threshold", _threshold("--warn-threshold"), "X|learned[:K]", ("learned",)
+            ),
             help="A third tier: a column above this but not drifted is 'warn' (never fails).",
         ),
     ] = None,

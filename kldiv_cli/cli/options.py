@@ -302,7 +302,8 @@ ByOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--by",
-        metavar="confidence|position:N",
+        # Checked with the other slices (jobs.slices); the words complete.
+        click_type=ParsedType("by", str, "confidence|position:N", ("confidence", "position:")),
         help="Also report 5 buckets of the reference's confidence, or N bands of position. "
         "Gate a slice with --fail-above 'slices[last 64].kl.p99=0.1'.",
     ),

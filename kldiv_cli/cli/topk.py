@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ..choices import Kind
+from ..choices import Kind, Tail
 from ..io import formats
 from .app import app
 from .boundary import Messages, error_boundary
@@ -73,11 +73,8 @@ def topk(
         ),
     ] = None,
     tail: Annotated[
-        str,
-        typer.Option(
-            "--tail", metavar="[bucket|renormalize]", help="The sparse measure of --sweep."
-        ),
-    ] = "bucket",
+        Tail, choice(Tail, "--tail", help="The sparse measure of --sweep.")
+    ] = Tail.BUCKET,
     as_: Annotated[
         Kind | None, choice(Kind, "--as", help="What INPUT holds (default: logits).")
     ] = None,
