@@ -100,3 +100,14 @@ def test_topk_options_with_a_dense_reference(tmp_path: Path) -> None:
     out = invoke(*args, "--strict")
     assert out.exit_code == 2 and out.stderr.count("\n") == 1
     assert "--strict: --tail renormalize applies to a top-K reference" in out.stderr
+
+
+def test_coverage_near_one_is_not_printed_as_one() -> None:
+    from kldiv_cli.jobs.topk import WriteResult
+    from kldiv_cli.render.topk import write_report
+
+    result = WriteResult("t.parquet", 3, 8, 100, {"mean": 0.9999996, "min": 0.99999})
+    (line,) = write_report(result).plain
+    assert line.endswith("top-K mass mean 0.9999996, min 0.999990")
+    result.coverage = {"mean": 1.0, "min": 0.25}
+    assert write_report(result).plain[0].endswith("mean 1.000000, min 0.250000")

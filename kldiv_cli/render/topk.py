@@ -25,6 +25,18 @@ def _num(v: float) -> str:
     return f"{v:.6g}" if math.isfinite(v) else str(v)
 
 
+def _share(v: float) -> str:
+    """A top-K mass: 6 decimals, more when those would show one that is not 1 as 1
+    (0.9999996; or 1.0000004, float32 rounding of the stored log-probabilities)."""
+    if not math.isfinite(v):
+        return str(v)
+    for places in range(6, 13):
+        text = f"{v:.{places}f}"
+        if v == 1 or float(text) != 1:
+            break
+    return text
+
+
 def write_report(result: WriteResult) -> Report:
     """The file written: rows, K, bytes (and per position), the reference's top-K mass."""
     per = result.bytes / result.rows if result.rows else math.nan
@@ -41,8 +53,8 @@ def write_report(result: WriteResult) -> Report:
     }
     plain = [
         f"wrote {result.output}: {result.rows} rows, K = {result.k}, {result.bytes} bytes "
-        f"({_num(per)} per position); top-K mass mean {_num(result.coverage['mean'])}, "
-        f"min {_num(result.coverage['min'])}"
+        f"({_num(per)} per position); top-K mass mean {_share(result.coverage['mean'])}, "
+        f"min {_share(result.coverage['min'])}"
     ]
     table: dict[str, list[Any]] = {
         "statistic": ["rows", "k", "bytes", "bytes_per_position", "coverage.mean", "coverage.min"],
@@ -74,8 +86,8 @@ def sweep_report(result: SweepResult) -> Report:
     }
     plain = [
         f"K={r['k']}: sparse mean KL {_num(r['sparse_kl_mean'])}, dense {_num(r['dense_kl_mean'])}, "
-        f"relative error {_num(r['relative_error'])}, coverage mean {_num(r['coverage_mean'])} "
-        f"min {_num(r['coverage_min'])}, {_num(r['bytes_per_position'])} bytes per position"
+        f"relative error {_num(r['relative_error'])}, coverage mean {_share(r['coverage_mean'])} "
+        f"min {_share(r['coverage_min'])}, {_num(r['bytes_per_position'])} bytes per position"
         for r in rows
     ]
     notes = [LOWER_BOUND] if result.tail == "bucket" else []
