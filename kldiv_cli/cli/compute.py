@@ -128,6 +128,25 @@ def compute(
             help="Exit 1 if the loss (the largest row with --per-row) is above X or NaN.",
         ),
     ] = None,
+    tail: Annotated[
+        str,
+        typer.Option(
+            "--tail",
+            metavar="[bucket|renormalize]",
+            help="A top-K TARGET (kldiv topk): KL on its K classes and one tail bucket (a "
+            "lower bound of the dense KL), or on the K classes renormalised.",
+        ),
+    ] = "bucket",
+    indices_key: Annotated[
+        str | None,
+        typer.Option("--indices-key", metavar="NAME", help="A top-K TARGET's class indices array."),
+    ] = None,
+    logprobs_key: Annotated[
+        str | None,
+        typer.Option(
+            "--logprobs-key", metavar="NAME", help="A top-K TARGET's log-probabilities array."
+        ),
+    ] = None,
     strict: StrictOpt = False,
     *,
     sides: "tuple[ReadOptions, ReadOptions]",
@@ -151,6 +170,9 @@ def compute(
       kldiv compute pred.csv labels.csv --target-labels --per-row --top 5
 
       kldiv compute a.npy b.npy -r batchmean --fail-above 0.05 -q
+
+      kldiv compute student_logits.npy teacher_top64.parquet --input-transform log-softmax
+      -r batchmean   (a top-K TARGET: kldiv topk; a lower bound of the dense KL)
     """
     from ..jobs.compute import ComputeRequest, check
     from ..jobs.compute import compute as run
@@ -171,6 +193,9 @@ def compute(
         target_labels=target_labels,
         fail_above=fail_above,
         strict=strict,
+        tail=tail,
+        indices_key=indices_key,
+        logprobs_key=logprobs_key,
         output=out.file,
         threads=work.threads,
         chunk_rows=work.chunk_rows,

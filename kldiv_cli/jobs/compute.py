@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..engines.registry import Engine, engine
+from ..io.topk import is_topk
 from .compute_plan import (
     ComputeRequest,
     ComputeResult,
@@ -22,6 +23,7 @@ from .compute_plan import (
     open_sources,
     plan,
 )
+from .compute_topk import compute_sparse
 
 __all__ = [
     "ComputeRequest",
@@ -66,9 +68,14 @@ def compute(
 
     ``progress``, if given, is called with the number of input elements done so far and
     the total (-1 while unknown); ``note`` receives an engine's lines for stderr (a local
-    Dask cluster started). With ``request.output`` naming a .npy/.csv/.parquet file and
+    Dask cluster started). A TARGET that is a top-K file
+    (:func:`kldiv_cli.io.topk.is_topk`) is measured on its cells instead
+    (:mod:`.compute_topk`, this process). With ``request.output`` naming a .npy/.csv/.parquet file and
     ``reduction="none"``, a local job that streams writes each block of the pointwise
     loss straight into that (atomic) file; the result then says so in ``written`` and
     its ``loss`` is None. Every other result is returned whole, for the caller to render.
     """
+    if is_topk(request.target, request.indices_key, stdin):
+        # A top-K TARGET (distillation against stored teacher log-probs): its own job.
+        return compute_sparse(request, stdin, progress)
     return check(request).compute(request, stdin, progress, note)

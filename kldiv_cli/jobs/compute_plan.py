@@ -21,6 +21,7 @@ import numpy as np
 
 from ..choices import Reduction, Transform, coerce
 from ..core import result_dtype
+from ..core.topk import TAILS
 from ..core.transforms import apply_transform
 from ..errors import InputError, UsageError
 from ..io.sources import ReadOptions, Source, open_source
@@ -80,6 +81,11 @@ class ComputeRequest(Checked):
     #: engine's own limits, by :func:`kldiv_cli.jobs.compute.check`).
     engine: str = "local"
     engine_options: EngineOptions = EngineOptions()
+    #: A top-K TARGET (:mod:`.compute_topk`): the tail's treatment
+    #: (:data:`kldiv_cli.core.topk.TAILS`), and the arrays of a .npz/safetensors one.
+    tail: str = "bucket"
+    indices_key: str | None = None
+    logprobs_key: str | None = None
 
     def __post_init__(self) -> None:
         # Words parsed once, when the request is made (a library caller may pass text).
@@ -97,6 +103,8 @@ class ComputeRequest(Checked):
         return (self.input, self.target)
 
     def check(self) -> None:
+        if self.tail not in TAILS:
+            raise UsageError(f"--tail: unknown {self.tail!r}; choose one of {', '.join(TAILS)}")
         if self.top is not None and self.top < 1:
             raise UsageError(f"--top must be at least 1, got {self.top}")
         if self.input == "-" and self.target == "-":
@@ -417,10 +425,7 @@ def build_result(
     if loss is not None:
         loss = scaled(np.asarray(loss), request, dtype)[()]
     per_row = None if per_row is None else scaled(per_row, request, dtype)
-    top: list[tuple[int, float]] = []
-    if request.top and per_row is not None:
-        order = np.argsort(-np.nan_to_num(per_row.astype(np.float64), nan=np.inf), kind="stable")
-        top = [(int(i), float(per_row[i])) for i in order[: request.top]]
+    top = top_rows(per_row, request.top)
     return ComputeResult(
         request=request,
         loss=loss,
@@ -433,6 +438,15 @@ def build_result(
         diagnostics=diagnostics.messages(),
         warnings=[str(w.message) for w in caught],
     )
+
+
+def top_rows(per_row: np.ndarray | None, n: int | None) -> list[tuple[int, float]]:
+    """The ``n`` rows of largest KL as (row, value), largest first (NaN first: a NaN row
+    is the one to look at); none without ``n`` or per-row values."""
+    if not n or per_row is None:
+        return []
+    order = np.argsort(-np.nan_to_num(per_row.astype(np.float64), nan=np.inf), kind="stable")
+    return [(int(i), float(per_row[i])) for i in order[:n]]
 
 
 def scaled(values: np.ndarray, request: ComputeRequest, dtype: np.dtype) -> np.ndarray:
@@ -459,6 +473,18 @@ def finish(
     """
     result.plan = chosen
     result.warnings = [*sx.notes, *st.notes, *result.warnings, *_shape_warnings(request, sx, st)]
+    return settle(request, result)
+
+
+def settle(request: ComputeRequest, result: ComputeResult) -> ComputeResult:
+    """``--strict`` (a diagnostic is an error) and the ``--fail-above`` gate, on a
+    finished result (any engine, any target).
+
+    Raises
+    ------
+    UsageError
+        ``--strict`` and a diagnostic.
+    """
     check_strict(request, result)
     result.failed_check = _gate(request, result)
     return result
