@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..engines.registry import Engine, engine
-from ..io.topk import is_topk
+from ..io import formats
 from .compute_plan import (
     ComputeRequest,
     ComputeResult,
@@ -23,7 +23,6 @@ from .compute_plan import (
     open_sources,
     plan,
 )
-from .compute_topk import compute_sparse
 
 __all__ = [
     "ComputeRequest",
@@ -75,7 +74,18 @@ def compute(
     loss straight into that (atomic) file; the result then says so in ``written`` and
     its ``loss`` is None. Every other result is returned whole, for the caller to render.
     """
-    if is_topk(request.target, request.indices_key, stdin):
-        # A top-K TARGET (distillation against stored teacher log-probs): its own job.
-        return compute_sparse(request, stdin, progress)
+    if _maybe_topk(request.target):
+        from ..io.topk import is_topk
+
+        if is_topk(request.target, request.indices_key, stdin):
+            # A top-K TARGET (distillation against stored teacher log-probs): its own job.
+            from .compute_topk import compute_sparse
+
+            return compute_sparse(request, stdin, progress)
     return check(request).compute(request, stdin, progress, note)
+
+
+def _maybe_topk(path: str) -> bool:
+    """Whether ``path`` may be a top-K file (Parquet, an archive of arrays, or a name
+    that does not say): the top-K reader is not even imported for the others."""
+    return formats.is_parquet(path) or formats.kind_of(path) in (None, formats.KEYED)

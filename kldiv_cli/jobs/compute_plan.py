@@ -21,7 +21,6 @@ import numpy as np
 
 from ..choices import Reduction, Transform, coerce
 from ..core import result_dtype
-from ..core.topk import TAILS
 from ..core.transforms import apply_transform
 from ..errors import InputError, UsageError
 from ..io.sources import ReadOptions, Source, open_source
@@ -103,6 +102,8 @@ class ComputeRequest(Checked):
         return (self.input, self.target)
 
     def check(self) -> None:
+        from ..core.topk import TAILS  # not at import: a dense job never loads it
+
         if self.tail not in TAILS:
             raise UsageError(f"--tail: unknown {self.tail!r}; choose one of {', '.join(TAILS)}")
         if self.top is not None and self.top < 1:
