@@ -86,6 +86,7 @@ def compute(
 
 
 def _maybe_topk(path: str) -> bool:
-    """Whether ``path`` may be a top-K file (Parquet, an archive of arrays, or a name
-    that does not say): the top-K reader is not even imported for the others."""
-    return formats.is_parquet(path) or formats.kind_of(path) in (None, formats.KEYED)
+    """Whether ``path`` may be a top-K file: named as Parquet or an archive of arrays, or
+    stdin (held in memory). The top-K reader is not even imported for the others, and a
+    pipe without a name (``<(…)``) is not read twice to find out."""
+    return path == "-" or formats.is_parquet(path) or formats.kind_of(path) == formats.KEYED
