@@ -77,7 +77,7 @@ def compute(
     if _maybe_topk(request.target):
         from ..io.topk import is_topk
 
-        if is_topk(request.target, request.indices_key, stdin):
+        if is_topk(request.target, request.indices_key, stdin, request.logprobs_key):
             # A top-K TARGET (distillation against stored teacher log-probs): its own job.
             from .compute_topk import compute_sparse
 
