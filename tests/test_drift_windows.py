@@ -262,3 +262,44 @@ def test_profile_options_that_cannot_work(days, tmp_path) -> None:
     assert invoke("profile", ref, "-o", prof := tmp_path / "p.json").exit_code == 0
     out = invoke("drift", prof, cur, "--segment", "country", "--reference-segment")
     assert out.exit_code == 2 and "give the reference table, not a profile" in out.stderr
+
+
+def _csv(path, rows) -> str:
+    path.write_text("ts,x\n" + "".join(f"{t},{x}\n" for t, x in rows))
+    return str(path)
+
+
+def test_window_text_that_is_not_a_time(days, tmp_path) -> None:
+    """A text column with no times is refused naming it and a value; a value that is not
+    a time among ISO text is a row without a time (counted, warned); ISO text with and
+    without an offset is refused naming one of each."""
+    ref, cur, current = days
+    out = invoke("drift", ref, cur, "--window", "device:1d")
+    assert out.exit_code == 2 and out.stdout == ""
+    first = current["device"].drop_null()[0].as_py()  # the first value, in table order
+    assert out.stderr.splitlines() == [
+        f"kldiv: error: {cur}: column 'device': holds no dates or times (text such as "
+        f"'{first}'); --window needs dates, timestamps or ISO-8601 text"
+    ]
+    times = [f"2026-11-0{1 + i % 3}T10:00:00Z" for i in range(60)]
+    good = _csv(tmp_path / "good.csv", [(t, i % 7) for i, t in enumerate(times)])
+    bad_value = "not a date\x1b[2J" + "x" * 60  # cleaned and shortened in the warning
+    bad = _csv(tmp_path / "bad.csv", [(t, i % 7) for i, t in enumerate([*times, bad_value])])
+    want_code, want, _ = run_json(good, good, "--window", "ts:1d")
+    code, doc, err = run_json(good, bad, "--window", "ts:1d")
+    assert code == want_code and doc["ungrouped_rows"] == 1 and doc["unparsed_rows"] == 1
+    assert doc["windows"] == want["windows"] and doc["columns"] == want["columns"]
+    line = next(x for x in err.splitlines() if "have no window" in x)
+    assert line.startswith(
+        "kldiv: warning: 1 current row(s) have no window (text that is not a date/time in "
+        "'ts', such as 'not a date\\x1b[2Jxx"
+    )
+    assert "\x1b" not in err and len(line) < 200
+    mixed = _csv(tmp_path / "mixed.csv", [(t, 1) for t in [*times, "2026-11-02 10:00:00"]])
+    out = invoke("drift", good, mixed, "--window", "ts:1d")
+    assert out.exit_code == 2 and out.stdout == ""
+    assert out.stderr.splitlines() == [
+        f"kldiv: error: {mixed}: column 'ts': mixes ISO times with and without a UTC offset "
+        "('2026-11-01T10:00:00Z' has one, '2026-11-02 10:00:00' has none); give every "
+        "value an offset, or none (then they are taken as UTC)"
+    ]

@@ -522,6 +522,7 @@ def run_drift(
         grouping=request.grouping,
         groups=() if groups is None else groups.groups,
         ungrouped_rows=0 if groups is None else groups.ungrouped,
+        unparsed=(0, "") if groups is None else groups.unparsed,
     )
 
 

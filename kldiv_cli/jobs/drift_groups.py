@@ -139,6 +139,8 @@ class Groups:
     order: np.ndarray
     bounds: np.ndarray
     ungrouped: int = 0
+    #: Of the ungrouped rows, those of text that is not a date/time, and the first value.
+    unparsed: tuple[int, str] = (0, "")
 
     def split(self, col: Column) -> list[Column]:
         """The column's rows of each group (one reorder, then zero-copy slices)."""
@@ -170,29 +172,42 @@ def _from_ids(ids: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray, np.n
 # ----------------------------------------------------------------- windows
 
 
-def _instants(col: Column) -> np.ndarray:
+def _instants(col: Column) -> tuple[np.ndarray, tuple[int, str]]:
     """Seconds of each row (NaN when missing) on the column's own clock: a time-zone-aware
-    timestamp's wall clock, else UTC."""
+    timestamp's wall clock, else UTC; and the rows of text that is not a date/time
+    (counted as missing) with the first such value."""
     from dataclasses import replace
 
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    from .drift_values import iso_times
+
     kind = col.kind
     data = col.data
+    unparsed: tuple[int, str] = (0, "")
     if kind == "datetime" and pa.types.is_timestamp(data.type) and data.type.tz is not None:
-        data = pc.local_timestamp(data)
-        col = replace(col, data=data, _numbers=None)
-    elif kind not in ("datetime", "text"):
+        col = replace(col, data=pc.local_timestamp(data), _numbers=None)
+    elif kind == "text":
+        # Text that is not a date/time is a row without a time, as a missing one is.
+        times, count, first = iso_times(data)
+        if count == len(data) - data.null_count:
+            raise InputError(
+                col.where,
+                f"holds no dates or times (text such as {first}); --window needs dates, "
+                "timestamps or ISO-8601 text",
+            )
+        col, unparsed = replace(col, data=times, _numbers=None), (count, first)
+    elif kind != "datetime":
         raise InputError(col.where, "is not a date/time column; --window needs dates or times")
-    return col.numbers()
+    return col.numbers(), unparsed
 
 
 def window_groups(col: Column, period: Period) -> Groups:
     """The rows of ``col`` (a date/time column) in windows of ``period``."""
     import numpy as np
 
-    seconds = _instants(col)
+    seconds, unparsed = _instants(col)
     present = ~np.isnan(seconds)
     if not present.any():
         raise InputError(col.where, "holds no dates or times to window")
@@ -222,7 +237,7 @@ def window_groups(col: Column, period: Period) -> Groups:
             start = _instant_text(first_day + window * period.seconds, period)
             end = _instant_text(first_day + (window + 1) * period.seconds, period)
         groups.append(Group(start, int(sizes[i]), start, end))
-    return Groups(tuple(groups), order, bounds, int(seconds.size - present.sum()))
+    return Groups(tuple(groups), order, bounds, int(seconds.size - present.sum()), unparsed)
 
 
 def _month_text(month: int) -> str:

@@ -293,6 +293,8 @@ class DriftReport:
     grouping: Grouping | None = None
     groups: tuple[Group, ...] = ()
     ungrouped_rows: int = 0
+    #: Of them, rows of text that is not a date/time (``--window``), and the first value.
+    unparsed: tuple[int, str] = (0, "")
 
     def count(self, state: State) -> int:
         return sum(1 for c in self.columns if c.state is state)
@@ -440,4 +442,5 @@ class DriftReport:
             f"drifted_{key}s": self.drifted_groups,
             f"new_{key}s": [g.label for g in self.new_groups],
             "ungrouped_rows": self.ungrouped_rows,
+            "unparsed_rows": self.unparsed[0],
         }

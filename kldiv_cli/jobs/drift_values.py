@@ -13,7 +13,7 @@ import numpy as np
 from ..errors import InputError
 from ..io.columns import column_array
 from ..io.drift_tables import Table
-from ..text import clean
+from ..text import clean, shorten
 from .drift_profile import Category
 
 _F64 = np.dtype(np.float64)
@@ -31,6 +31,7 @@ ID_SAMPLE = 20_000
 SKIPPED_BY_USER = "skipped by --skip"
 ALL_MISSING = "no values in the reference (all missing)"
 NO_FINITE = "no finite values in the reference"
+_OFFSET = r"(Z|[+-]\d{2}:?\d{2})$"
 _ISO = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$"
 
 
@@ -110,7 +111,27 @@ def _numbers(column: Any, kind: str, label: str) -> np.ndarray:
     return values * scale
 
 
+def shown(value: object) -> str:
+    """A value from the data in a one-line message: cleaned, at most 40 characters, quoted."""
+    return f"'{shorten(clean(value), 40, 40)}'"
+
+
+def iso_times(data: Any) -> tuple[Any, int, str]:
+    """Text ``data`` with each value that is not an ISO-8601 date or date-time made
+    missing, how many were, and the first of them (:func:`shown`; empty when none)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    iso = pc.match_substring_regex(data, _ISO)  # missing stays missing
+    bad = data.filter(pc.invert(iso))
+    if len(bad) == 0:
+        return data, 0, ""
+    return pc.if_else(iso, data, pa.scalar(None, data.type)), len(bad), shown(bad[0].as_py())
+
+
 def _parse_iso(column: Any, label: str) -> Any:
+    """ISO-8601 text as timestamps: all with a UTC offset (``Z``, ``+01:00``) or all
+    without (taken as UTC); a column of both is refused naming one of each."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -119,7 +140,21 @@ def _parse_iso(column: Any, label: str) -> Any:
             return pc.cast(column, target)
         except pa.ArrowInvalid:
             continue
-    raise InputError(label, "mixes dates with and without a time zone; cannot compare them")
+    valid = column.drop_null()
+    zoned = pc.match_substring_regex(valid, _OFFSET)
+    first = bool(zoned[0].as_py())
+    other = valid.filter(pc.invert(zoned) if first else zoned)
+    if len(other):
+        one, none = (valid[0], other[0]) if first else (other[0], valid[0])
+        raise InputError(
+            label,
+            f"mixes ISO times with and without a UTC offset ({shown(one.as_py())} has one, "
+            f"{shown(none.as_py())} has none); give every value an offset, or none "
+            "(then they are taken as UTC)",
+        )
+    bad = valid.filter(pc.invert(pc.match_substring_regex(valid, _ISO)))
+    found = shown((bad if len(bad) else valid)[0].as_py())
+    raise InputError(label, f"holds text that is not an ISO-8601 date/time (such as {found})")
 
 
 def value_counts(column: Any) -> tuple[list[Any], np.ndarray]:

@@ -158,9 +158,15 @@ def run_warnings(report: DriftReport) -> list[str]:
             f"--thresholds names column(s) not checked: {_listing(report.unknown_thresholds)}"
         )
     if report.grouping is not None and report.ungrouped_rows:
+        count, first = report.unparsed
+        column = clean(report.grouping.column)
+        why = f"no value in {column!r}"
+        if count:
+            text = f"text that is not a date/time in {column!r}, such as {first}"
+            why = text if count == report.ungrouped_rows else f"{why}, or for {count}: {text}"
         lines.append(
             f"{report.ungrouped_rows} current row(s) have no {report.grouping.kind} "
-            f"(no value in {clean(report.grouping.column)!r}): left out of every one"
+            f"({why}): left out of every one"
         )
     new = report.new_groups
     if new:
