@@ -385,19 +385,19 @@ def test_csv_cell_over_128_kib(tmp_path, target, where) -> None:
 
 
 def test_csv_single_line_without_newline(tmp_path, target, monkeypatch) -> None:
-    from kldiv_cli.io import csv as csv_reader
+    from kldiv_cli.io import csv_text
 
     # The limit is 64 MiB: a smaller one here keeps the test fast, the path the same.
-    monkeypatch.setattr(csv_reader, "MAX_LINE", 1 << 16)
+    monkeypatch.setattr(csv_text, "MAX_LINE", 1 << 16)
     (bad := tmp_path / "line.csv").write_bytes(b"0.5," * (1 << 18))
     refused_keeping_output(tmp_path, bad, target, "line.csv", "line 1 is longer")
 
 
 def test_csv_error_search_is_bounded(tmp_path, target, monkeypatch) -> None:
     """A parse error's line is searched line by line, never the whole file at once."""
-    from kldiv_cli.io import csv as csv_reader
+    from kldiv_cli.io import csv_text
 
-    monkeypatch.setattr(csv_reader, "MAX_LINE", 1 << 16)
+    monkeypatch.setattr(csv_text, "MAX_LINE", 1 << 16)
     (bad := tmp_path / "ragged.csv").write_bytes(b"a,b\n" + b"1" * (1 << 20) + b"\n1,2,3\n")
     out = invoke("compute", bad, target)
     refused(out, "ragged.csv")

@@ -4,25 +4,32 @@ streamed block by block when very large."""
 
 from __future__ import annotations
 
-import codecs
 import io
 import os
 from collections.abc import Iterator
-from typing import Any, BinaryIO, NamedTuple
+from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, UsageError
+from ..errors import InputError
 from .base import STREAM_ABOVE, ColumnRole, ReadOptions, Source
 from .columns import (
-    check_unique,
     checked_columns,
-    is_number,
     numbers_in,
     table_to_array,
     usable_types,
 )
-from .formats import get
+from .csv_text import (
+    MAX_CELL,
+    Layout,
+    block_size,
+    check_header,
+    csv_error,
+    csv_layout,
+    first_row,
+    head_of,
+    layout_of,
+)
 from .roles import Selection, choose_columns, float_keys, left_out_notes
 
 #: CSV files larger than this are streamed. pyarrow's streaming CSV reader parses on
@@ -33,122 +40,9 @@ CSV_STREAM_ABOVE = 2 << 30
 WIDE = 4000
 #: CSV files of float columns from this size are parsed in parts (see :func:`_read_parts`).
 SPLIT_ABOVE = 8 << 20
-#: The longest cell: the limit of Python's csv module, and far more than any number.
-MAX_CELL = 128 << 10
 #: The streaming reader's block (the whole-file reader keeps pyarrow's 1 MiB); a row
 #: must fit in one block.
 _BLOCK = 1 << 22
-
-
-#: pyarrow's own block size, which the whole-file reader keeps for ordinary lines.
-_ARROW_BLOCK = 1 << 20
-#: The largest block: lines longer than half of it (a header of 64 MiB) are refused by
-#: the reader's own error, as any line longer than its block.
-_MAX_BLOCK = 1 << 27
-#: The longest line read line by line (a wide file's header of names, a line searched
-#: when locating a parse error): the longest any block holds (:func:`block_size`), so
-#: a header of 450,000 names (4.4 MB) is read, and memory stays bounded (one line of at
-#: most 64 Mi characters) for a gigabyte without a newline.
-MAX_LINE = _MAX_BLOCK // 2
-
-
-def block_size(path: str | None, data: bytes | None, least: int = _ARROW_BLOCK) -> int:
-    """A pyarrow block size that holds the first two lines twice over (at least
-    ``least``, at most :data:`_MAX_BLOCK`).
-
-    pyarrow infers the columns from its first block and needs every row within one
-    block: a header of 100,000 names (5 MB) in 1 MiB blocks is "Empty CSV file or
-    block". Only the first two lines are measured (a bounded read).
-    """
-    if path is not None:
-        with open(path, "rb") as f:
-            head = b""
-            while head.count(b"\n") < 2 and len(head) < _MAX_BLOCK:
-                more = f.read(_ARROW_BLOCK)
-                if not more:
-                    break
-                head += more
-    else:
-        head = (data or b"")[:_MAX_BLOCK]
-    first = head.find(b"\n")
-    second = head.find(b"\n", first + 1) if first >= 0 else -1
-    longest = max(first, second - first - 1, 0) if first >= 0 else len(head)
-    needed = 1 << (2 * longest).bit_length()
-    return max(least, min(needed, _MAX_BLOCK))
-
-
-def not_utf8(data: bytes, offset: int) -> str:
-    """The message for text whose byte at ``offset`` is not UTF-8: text in another
-    encoding (no NUL byte, which is binary data) that a user can convert."""
-    return (
-        f"is not UTF-8 text (byte 0x{data[offset]:02x} at offset {offset:,}); convert it, "
-        "e.g. iconv -f latin1 -t utf-8 FILE > FILE.utf8"
-    )
-
-
-def _head(path: str | None, data: bytes | None) -> bytes:
-    if path is not None:
-        with open(path, "rb") as f:
-            return f.read(1 << 16)
-    return (data or b"")[: 1 << 16]
-
-
-class Layout(NamedTuple):
-    """What the first 64 KiB of a CSV say."""
-
-    delimiter: str
-    #: The first line is a header (not all numbers or empty cells).
-    header: bool
-    #: Fields on the first line (counted in the first 64 KiB: a lower bound).
-    width: int
-
-
-def csv_layout(
-    label: str, path: str | None, data: bytes | None, fmt: str, options: ReadOptions
-) -> Layout:
-    """The delimiter, header and width from the first 64 KiB; errors for empty or
-    binary files."""
-    return _layout_of(label, _head(path, data), fmt, options)
-
-
-def _layout_of(label: str, head: bytes, fmt: str, options: ReadOptions) -> Layout:
-    """:func:`csv_layout` of the first 64 KiB ``head``."""
-    if not head.strip():
-        raise InputError(label, "is empty")
-    if b"\x00" in head:
-        raise InputError(label, "is not a text file (it holds binary data)")
-    try:
-        text = head.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        # The decoder counts after the BOM; the message counts the file's bytes.
-        offset = exc.start + (len(codecs.BOM_UTF8) if head.startswith(codecs.BOM_UTF8) else 0)
-        if offset < len(head) - 4:  # not a character cut by the 64 KiB
-            raise InputError(label, not_utf8(head, offset)) from None
-        text = head[:offset].decode("utf-8-sig")
-    delimiter = options.delimiter or get(fmt).delimiter or ","
-    if delimiter in ("\\t", "tab"):
-        delimiter = "\t"
-    if len(delimiter) != 1:
-        raise UsageError(f"the delimiter must be one character, got {delimiter!r}")
-    if delimiter in '\r\n"':
-        raise UsageError(f"the delimiter cannot be {delimiter!r} (a line end or the quote)")
-    import csv
-
-    # The first line only: splitting all 64 KiB into lines cost more than the rest.
-    lines = text.partition("\n")[0].splitlines()[:1]
-    first = next(csv.reader(lines, delimiter=delimiter), [])
-    return Layout(delimiter, not all(is_number(c) or not c.strip() for c in first), len(first))
-
-
-def _check_header(label: str, names: list[str]) -> None:
-    """Unique column names, none longer than :data:`MAX_CELL`."""
-    for name in names:
-        if len(name) > MAX_CELL:
-            raise InputError(
-                label,
-                f"line 1 has a column name of {len(name):,} characters (the limit is {MAX_CELL:,})",
-            )
-    check_unique(label, names)
 
 
 def _check_cells(label: str, table: Any, first_line: int) -> None:
@@ -286,8 +180,8 @@ def read_csv_table(
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
-    head = _head(path, data)
-    delimiter, header, _ = _layout_of(label, head, fmt, options)
+    head = head_of(path, data)
+    delimiter, header, _ = layout_of(label, head, fmt, options)
     read_opts = pcsv.ReadOptions(
         autogenerate_column_names=not header, block_size=block_size(path, data)
     )
@@ -330,7 +224,7 @@ def read_csv_table(
     if table.num_rows == 0:
         raise InputError(label, "has a header but no data rows" if header else "has no data rows")
     if header:
-        _check_header(label, table.column_names)
+        check_header(label, table.column_names)
     else:
         table = table.rename_columns([str(i) for i in range(table.num_columns)])
     _check_cells(label, table, 2 if header else 1)
@@ -458,15 +352,6 @@ class WideCsvSource(Source):
         return self._array
 
 
-def _first_row(label: str, path: str | None, data: bytes | None, delimiter: str) -> list[str]:
-    """The fields of the first line (read up to :data:`MAX_LINE`)."""
-    import csv
-
-    raw: BinaryIO = open(path, "rb") if path is not None else io.BytesIO(data or b"")
-    with raw, io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="") as text:
-        return next(csv.reader(_lines(text, label), delimiter=delimiter), [])
-
-
 def read_wide(
     label: str,
     path: str | None,
@@ -487,7 +372,7 @@ def read_wide(
     """
     import warnings
 
-    names = _first_row(label, path, data, layout.delimiter) if layout.header else []
+    names = first_row(label, path, data, layout.delimiter) if layout.header else []
     source: Any = path if path is not None else io.BytesIO(data or b"")
     try:
         with warnings.catch_warnings():
@@ -508,7 +393,7 @@ def read_wide(
         names = [str(i) for i in range(array.shape[1])]
     if array.shape[0] == 0 or len(names) != array.shape[1]:
         return None
-    _check_header(label, names)
+    check_header(label, names)
     return WideCsvSource(label, fmt, names, np.asfortranarray(array), flag)
 
 
@@ -544,7 +429,7 @@ class CsvStreamSource(Source):
             raise csv_error(label, path, None, delimiter, exc) from None
         raw_names = schema.names
         names = raw_names if header else [str(i) for i in range(len(raw_names))]
-        _check_header(label, names)
+        check_header(label, names)
         selection = _choose(label, first_block, schema, names, options)
         chosen = selection.chosen
         picked = [names[i] for i in chosen]
@@ -653,48 +538,3 @@ def read_columns(
 ) -> Any:
     """The whole CSV/TSV as a pyarrow table of any column types (an empty cell is missing)."""
     return read_csv_table(label, path, data, fmt, options, strings_can_be_null=True)[0]
-
-
-def _lines(fp: io.TextIOBase, label: str) -> Iterator[str]:
-    """The lines of a text stream, none longer than :data:`MAX_LINE` (else an error)."""
-    lineno = 0
-    while True:
-        line = fp.readline(MAX_LINE)
-        if not line:
-            return
-        lineno += 1
-        if len(line) >= MAX_LINE and not line.endswith(("\n", "\r")):
-            raise InputError(label, f"line {lineno} is longer than {MAX_LINE:,} characters")
-        yield line
-
-
-def csv_error(
-    label: str, path: str | None, data: bytes | None, delimiter: str, exc: Exception
-) -> InputError:
-    """Find the line behind a pyarrow CSV parse error (it does not say which), reading
-    line by line with bounded memory."""
-    import csv
-
-    raw: BinaryIO = open(path, "rb") if path is not None else io.BytesIO(data or b"")
-    with raw, io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="") as text:
-        reader = csv.reader(_lines(text, label), delimiter=delimiter)
-        width = None
-        lineno = 0
-        try:
-            for lineno, row in enumerate(reader, 1):
-                if not row:
-                    continue
-                if width is None:
-                    width = len(row)
-                elif len(row) != width:
-                    return InputError(
-                        label, f"line {lineno} has {len(row)} fields, expected {width}"
-                    )
-        except csv.Error:  # the only one reachable: a field over the module's limit
-            return InputError(
-                label, f"line {lineno + 1} has a cell longer than {MAX_CELL:,} characters"
-            )
-    message = str(exc).strip().splitlines()[0]
-    if "straddling" in message:
-        message = "a line is longer than the CSV reader's block"
-    return InputError(label, f"is not valid CSV ({message})")
