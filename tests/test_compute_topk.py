@@ -182,3 +182,18 @@ def test_bad_inputs(tmp_path: Path) -> None:
     np.save(tmp_path / "logits.npy", student)
     out = invoke("compute", tmp_path / "logits.npy", tmp_path / "t.parquet", "-r", "sum")
     assert out.exit_code == 0 and "--input-transform log-softmax" in out.stderr, out.stderr
+
+
+def test_batch_of_sequences_divides_by_the_batch(tmp_path: Path) -> None:
+    """A (batch, positions, vocab) student against kldiv topk's file of the same teacher:
+    the rows are positions, batchmean divides by the batch as torch does."""
+    teacher, student = teacher_student(6, rows=2 * 7, vocab=12)
+    np.save(tmp_path / "teacher.npy", teacher.reshape(2, 7, 12))
+    np.save(tmp_path / "student.npy", student.reshape(2, 7, 12))
+    top = tmp_path / "top5.parquet"
+    assert invoke("topk", tmp_path / "teacher.npy", "-k", 5, "-o", top).exit_code == 0
+    assert pq.read_table(top)["position"].to_pylist() == list(range(7)) * 2
+    want = expected_rows(top, log_softmax(student), "bucket")
+    args = (tmp_path / "student.npy", top, "--input-transform", "log-softmax")
+    got = run_json(*args, "-r", "batchmean")
+    assert got["loss"] == pytest.approx(math.fsum(want) / 2, rel=1e-12)
