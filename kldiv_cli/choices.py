@@ -242,6 +242,7 @@ _WHAT: dict[type[Choice], str] = {
     Correction: "--correction",
     Base: "--base",
     SchemaRule: "--schema",
+    Tail: "--tail",
 }
 
 

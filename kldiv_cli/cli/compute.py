@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..choices import Reduction, Transform
+from ..choices import Reduction, Tail, Transform
 from ..io import formats
 from .app import app
 from .boundary import Messages, error_boundary
@@ -129,14 +129,14 @@ def compute(
         ),
     ] = None,
     tail: Annotated[
-        str,
-        typer.Option(
+        Tail,
+        choice(
+            Tail,
             "--tail",
-            metavar="[bucket|renormalize]",
             help="A top-K TARGET (kldiv topk): KL on its K classes and one tail bucket (a "
             "lower bound of the dense KL), or on the K classes renormalised.",
         ),
-    ] = "bucket",
+    ] = Tail.BUCKET,
     indices_key: Annotated[
         str | None,
         typer.Option("--indices-key", metavar="NAME", help="A top-K TARGET's class indices array."),
