@@ -1,10 +1,12 @@
 """The commands as Python functions, for notebooks and scripts.
 
 Each function takes what its command takes (paths, then the command's options as
-keywords, named as the request's fields) and returns the typed result the command
+keywords, named as the command line's: ``window="ts:1d"``, ``last=64``; text is parsed by
+the command line's own parsers, typed values are taken as they are) and returns the typed result the command
 renders: the numbers, never printed text. Nothing is printed and nothing is written
 unless an ``output`` is given. A bad option is a :class:`~kldiv_cli.errors.UsageError`,
-a bad file an :class:`~kldiv_cli.errors.InputError`, with the command line's message.
+a bad file an :class:`~kldiv_cli.errors.InputError`, with the command line's message; a
+keyword the command does not have is a ``UsageError`` too.
 
 ``kldiv_cli.compare`` and the others load lazily: ``import kldiv_cli`` stays cheap.
 """
@@ -14,6 +16,8 @@ from __future__ import annotations
 import os
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any
+
+from .errors import UsageError
 
 if TYPE_CHECKING:
     from .jobs.compare import CompareAllResult
@@ -63,7 +67,7 @@ def compute(input: Path, target: Path, **options: Any) -> ComputeResult:
     from .jobs.compute import ComputeRequest
     from .jobs.compute import compute as run
 
-    return run(ComputeRequest(os.fspath(input), os.fspath(target), **options))
+    return run(_request(ComputeRequest, "compute", options, os.fspath(input), os.fspath(target)))
 
 
 def inspect(file: Path, **options: Any) -> dict[str, Any]:
@@ -93,7 +97,7 @@ def inspect(file: Path, **options: Any) -> dict[str, Any]:
     from .jobs.inspect import InspectRequest
     from .jobs.inspect import inspect as run
 
-    return run(InspectRequest(os.fspath(file), **options))
+    return run(_request(InspectRequest, "inspect", options, os.fspath(file)))
 
 
 def compare(reference: Path, *candidates: Path, **options: Any) -> CompareAllResult:
@@ -109,7 +113,8 @@ def compare(reference: Path, *candidates: Path, **options: Any) -> CompareAllRes
         :class:`~kldiv_cli.jobs.compare.CompareRequest`'s fields: ``reference_as``,
         ``candidate_as`` (``logits``, ``log-probs``, ``probs``), ``temperature``,
         ``key``, ``tokens``, ``ignore_index``, ``fail_above`` (``("kl.p99=0.1",)``),
-        ``top``, ``labels``...
+        ``top``, ``labels``, ``tail``; the slices ``positions`` (``"A:B"``), ``last``,
+        ``token_ids``/``exclude_token_ids`` (``"2,13"`` or a list), ``by``.
 
     Returns
     -------
@@ -131,12 +136,11 @@ def compare(reference: Path, *candidates: Path, **options: Any) -> CompareAllRes
     from .jobs.compare import CompareRequest, compare_all
 
     if not candidates:
-        raise TypeError("compare() needs a reference and at least one candidate")
+        raise UsageError("compare() needs a REFERENCE and at least one CANDIDATE")
     first, *others = (os.fspath(c) for c in candidates)
-    request = CompareRequest(
-        reference=os.fspath(reference), candidate=first, others=tuple(others), **options
-    )
-    return compare_all(request)
+    options = {**options, "others": (*options.pop("others", ()), *others)}
+    _slices(options)
+    return compare_all(_request(CompareRequest, "compare", options, os.fspath(reference), first))
 
 
 def drift(reference: Path, *current: Path, **options: Any) -> DriftReport:
@@ -153,7 +157,9 @@ def drift(reference: Path, *current: Path, **options: Any) -> DriftReport:
         :class:`~kldiv_cli.jobs.drift.DriftRequest`'s fields (``metric``,
         ``threshold``, ``fail_on``, ``max_missing_change``...) and
         :class:`~kldiv_cli.jobs.drift.ColumnRules`' (``columns``, ``exclude``,
-        ``categorical``, ``bins``...).
+        ``categorical``, ``bins``...); ``window="COL:PERIOD"`` or ``segment="COL"``
+        (with ``reference_segment``, ``max_segments``); ``threshold`` may be
+        ``"learned[:K]"``.
 
     Returns
     -------
@@ -174,11 +180,15 @@ def drift(reference: Path, *current: Path, **options: Any) -> DriftReport:
     from .jobs.drift import ColumnRules, DriftRequest, run_drift
 
     rules, rest = _split(ColumnRules, options)
-    request = DriftRequest(
-        reference=(os.fspath(reference),),
-        current=tuple(os.fspath(c) for c in current),
-        rules=rules,
-        **rest,
+    _grouping(rest)
+    _thresholds(rest)
+    rest["rules"] = rules
+    request = _request(
+        DriftRequest,
+        "drift",
+        rest,
+        (os.fspath(reference),),
+        tuple(os.fspath(c) for c in current),
     )
     return run_drift(request, None, __version__)
 
@@ -193,7 +203,8 @@ def profile(*reference: Path, **options: Any) -> Profile:
         A table, Parquet folder, glob or files.
     **options
         :class:`~kldiv_cli.jobs.drift.ColumnRules`' fields (``columns``, ``bins``...)
-        and ``calibrate``/``calibrate_seed`` (learned thresholds).
+        and ``calibrate``/``calibrate_seed`` (learned thresholds), ``calibrate_by``
+        (``"COL:PERIOD"``: the last ``calibrate`` periods instead of random halves).
 
     Returns
     -------
@@ -209,10 +220,13 @@ def profile(*reference: Path, **options: Any) -> Profile:
     True
     """
     from .jobs.drift import ColumnRules
+    from .jobs.drift_groups import chunks_of
     from .jobs.profile import ProfileRequest, run_profile
 
     rules, rest = _split(ColumnRules, options)
-    request = ProfileRequest(reference=tuple(os.fspath(r) for r in reference), rules=rules, **rest)
+    rest["rules"] = rules
+    rest["calibrate_by"] = chunks_of(rest.get("calibrate_by"), "--calibrate-by")
+    request = _request(ProfileRequest, "profile", rest, tuple(os.fspath(r) for r in reference))
     return run_profile(request)
 
 
@@ -227,7 +241,8 @@ def estimate(logp: Path, ref_logp: Path, **options: Any) -> EstimateResult:
     **options
         :class:`~kldiv_cli.jobs.estimate.EstimateRequest`'s fields: ``mask`` (a 0/1
         file), ``estimator`` (``k1``, ``k2``, ``k3``, ``abs``, ``all``), ``clamp``
-        (``none``, ``openrlhf``, ``verl``, ``"LO,HI"``), ``aggregate``, ``pad_value``...
+        (``none``, ``openrlhf``, ``verl``, ``"LO,HI"``), ``aggregate``, ``pad_value``...;
+        the slices ``positions``, ``last``, ``token_ids``, ``by`` as :func:`compare`'s.
 
     Returns
     -------
@@ -249,13 +264,9 @@ def estimate(logp: Path, ref_logp: Path, **options: Any) -> EstimateResult:
     from .jobs.estimate import estimate as run
 
     mask = options.pop("mask", None)
-    request = EstimateRequest(
-        os.fspath(logp),
-        os.fspath(ref_logp),
-        mask=None if mask is None else os.fspath(mask),
-        **options,
-    )
-    return run(request)
+    options["mask"] = None if mask is None else os.fspath(mask)
+    _slices(options)
+    return run(_request(EstimateRequest, "estimate", options, os.fspath(logp), os.fspath(ref_logp)))
 
 
 def gaussian(mu: Path, logvar: Path | None = None, **options: Any) -> GaussianResult:
@@ -293,15 +304,86 @@ def gaussian(mu: Path, logvar: Path | None = None, **options: Any) -> GaussianRe
     from .jobs.gaussian import GaussianRequest
     from .jobs.gaussian import gaussian as run
 
-    request = GaussianRequest(
-        os.fspath(mu), None if logvar is None else os.fspath(logvar), **options
+    request = _request(
+        GaussianRequest,
+        "gaussian",
+        options,
+        os.fspath(mu),
+        None if logvar is None else os.fspath(logvar),
     )
     return run(request)
 
 
+#: The keywords of the slice options (compare, estimate), as the command line's.
+SLICE_OPTIONS = ("positions", "last", "token_ids", "exclude_token_ids", "by")
+#: The keywords of drift's windows and segments.
+GROUP_OPTIONS = ("window", "segment", "reference_segment", "max_segments")
+#: ColumnRules' fields that take several names (one text is one option's value).
+_NAME_LISTS = ("exclude", "categorical", "numeric", "skip")
+
+
+def _request(cls: type, command: str, options: dict[str, Any], *given: Any) -> Any:
+    """``cls(*given, **options)``: a keyword that is none of its other fields is the
+    command line's usage error, not a TypeError."""
+    names = [f.name for f in fields(cls)][len(given) :]
+    for name in options:
+        if name not in names:
+            raise UsageError(f"{command}(): no such option {name!r}")
+    return cls(*given, **options)
+
+
 def _split(cls: type, options: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    """``cls`` (a dataclass) built from the keywords that are its fields, and the rest."""
+    """``cls`` (a dataclass) built from the keywords that are its fields, and the rest;
+    one name given as text to a list of names is that one name (``exclude="id"``)."""
     names = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in options.items() if k in names}), {
+    mine = {k: (v,) if k in _NAME_LISTS and isinstance(v, str) else v for k, v in options.items()}
+    return cls(**{k: v for k, v in mine.items() if k in names}), {
         k: v for k, v in options.items() if k not in names
     }
+
+
+def _slices(options: dict[str, Any]) -> None:
+    """``positions=``, ``last=``, ``token_ids=``... as the request's ``slices``, by the
+    command line's parser (:meth:`~kldiv_cli.jobs.slices.Slices.of`)."""
+    from .jobs.slices import Slices
+
+    given = {k: options.pop(k) for k in SLICE_OPTIONS if k in options}
+    if "slices" in options and not isinstance(options["slices"], Slices):
+        raise UsageError(
+            "slices takes a Slices; or give positions=, last=, token_ids=, "
+            "exclude_token_ids=, by= as on the command line"
+        )
+    if given:
+        if "slices" in options:
+            raise UsageError("give slices= or positions=, last=, token_ids=, by=..., not both")
+        options["slices"] = Slices.of(**given)
+
+
+def _grouping(options: dict[str, Any]) -> None:
+    """``window=``, ``segment=``, ``reference_segment=``, ``max_segments=`` as drift's
+    ``grouping``, by the command line's parser (:func:`~kldiv_cli.jobs.drift_groups.grouping_of`)."""
+    from .jobs.drift_groups import Grouping, grouping_of
+
+    given = {k: options.pop(k) for k in GROUP_OPTIONS if k in options}
+    if options.get("grouping") is not None and not isinstance(options["grouping"], Grouping):
+        raise UsageError(
+            "grouping takes a Grouping; or give window='COL:PERIOD' or segment='COL' "
+            "as on the command line"
+        )
+    if given:
+        if options.get("grouping") is not None:
+            raise UsageError("give grouping= or window=/segment=, not both")
+        options["grouping"] = grouping_of(**given)
+
+
+def _thresholds(options: dict[str, Any]) -> None:
+    """``threshold="learned:2"`` and ``warn_threshold=...`` given as text: parsed as the
+    command line's ``--threshold``/``--warn-threshold``."""
+    from .jobs.drift_request import parse_threshold
+
+    if isinstance(options.get("threshold"), str):
+        options["threshold"], options["learned"] = parse_threshold(options["threshold"])
+    if isinstance(options.get("warn_threshold"), str):
+        fixed, learned = parse_threshold(options["warn_threshold"], "--warn-threshold")
+        options["warn_threshold"] = None if learned is not None else fixed
+        options["warn_learned"] = learned

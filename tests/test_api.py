@@ -147,8 +147,222 @@ def test_bad_options_raise_the_commands_errors() -> None:
         kldiv_cli.gaussian(vae / "mu.npy", vae / "logvar.npy", reduction="avg")
     with pytest.raises(UsageError, match="--clamp: "):
         kldiv_cli.estimate("a.npy", "b.npy", clamp="3,1")
-    with pytest.raises(TypeError, match="at least one candidate"):
+    with pytest.raises(UsageError, match="at least one CANDIDATE"):
         kldiv_cli.compare("a.npy")
+
+
+def _plain(document: dict) -> dict:
+    """A document as its -f json text reads back (NaN as text, tuples as lists)."""
+    from kldiv_cli.render import to_json
+
+    return json.loads(to_json(document))
+
+
+def test_windows_and_segments_give_the_commands_results(examples) -> None:
+    names = examples["windows and segments"]
+    ref, cur = (
+        ROOT / "sample_data/drift/users_reference.parquet",
+        ROOT / "sample_data/drift/users_current",
+    )
+    cli = _json(ref, cur, "--window", "signup_ts:7d", "--exclude", "user_id", command="drift")
+    api = _plain(names["weekly"].to_json())
+    assert len(cli["windows"]) == 4 and api["windows"] == cli["windows"]
+    assert api["columns"] == cli["columns"] and api["grouping"] == cli["grouping"]
+    cli = _json(
+        ref,
+        cur,
+        *("--segment", "plan", "--reference-segment", "--exclude", "user_id,signup_ts"),
+        command="drift",
+    )
+    api = _plain(names["by_plan"].to_json())
+    assert [s["label"] for s in cli["segments"]] == ["free", "plus", "pro"]
+    assert api["segments"] == cli["segments"] and api["columns"] == cli["columns"]
+
+
+def test_calibrate_by_gives_the_commands_profile(examples, tmp_path) -> None:
+    learned = examples["learned thresholds"]["learned"]
+    ref = ROOT / "sample_data/drift/users_reference.parquet"
+    out = tmp_path / "ref.profile.json"
+    args = ("--calibrate", "4", "--calibrate-by", "signup_ts:7d", "-o", out, "-q")
+    assert invoke("profile", ref, *args).exit_code == 0
+    api, cli = json.loads(learned.dumps()), json.loads(out.read_text())
+    api.pop("source"), cli.pop("source")
+    assert cli["columns"]["age"]["calibration"]["by"] == "signup_ts:7d"
+    assert api == cli
+
+
+def test_slices_give_the_commands_numbers(examples) -> None:
+    names = examples["slices"]
+    compare = ROOT / "sample_data/compare"
+    cli = _json(
+        compare / "base.kld",
+        compare / "quant.kld",
+        *("--last", "8", "--token-ids", "3,11", "--by", "confidence"),
+        command="compare",
+    )
+    api = _plain(names["result"].results[0].statistics)
+    assert len(cli["slices"]) == 7 and api["slices"] == cli["slices"]
+    rl = ROOT / "sample_data/rl"
+    cli = _json(
+        rl / "logp.npy",
+        rl / "ref_logp.npy",
+        *("--mask", rl / "mask.npy", "--positions", "0:4", "--by", "position:2"),
+        command="estimate",
+    )
+    assert [s["name"] for s in cli["slices"]] == ["positions 0:4", "position 1/2", "position 2/2"]
+    assert _plain({"s": names["rl"].slices})["s"] == cli["slices"]
+
+
+@pytest.fixture(scope="module")
+def events(tmp_path_factory) -> tuple:
+    """A reference week and a current week of events (a key, a timestamp, a country with
+    rare values and gaps, an amount that grows on the current Friday), and a batch of
+    3-D logits with tokens padded by -100."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = tmp_path_factory.mktemp("api")
+    rng = np.random.default_rng(7)
+
+    def week(start: str, shift: bool) -> pa.Table:
+        n = 1400
+        day = (np.sort(rng.integers(0, 7 * 86_400, n)) // 86_400).astype(np.int64)
+        ts = np.datetime64(start, "s") + (day * 86_400 + rng.integers(0, 86_400, n)).astype("m8[s]")
+        amount = rng.lognormal(3, 0.5, n)
+        if shift:
+            amount[day == 4] *= 3  # the current Friday
+        country = rng.choice(
+            ["us", "de", "fr", "br", "nz", None], n, p=[0.4, 0.25, 0.15, 0.1, 0.05, 0.05]
+        )
+        return pa.table(
+            {
+                "event_id": [f"e{i:05d}" for i in range(n)],
+                "ts": ts,
+                "country": country,
+                "amount": amount,
+            }
+        )
+
+    ref, cur = root / "ref.parquet", root / "cur.parquet"
+    pq.write_table(week("2026-03-02", False), ref)
+    pq.write_table(week("2026-03-09", True), cur)
+    logits = rng.normal(size=(3, 10, 12)).astype(np.float32)
+    base, cand, tokens = root / "base.npy", root / "cand.npy", root / "tokens.npy"
+    np.save(base, logits)
+    np.save(cand, logits + rng.normal(0, 0.3, logits.shape).astype(np.float32))
+    ids = rng.integers(0, 12, (3, 10))
+    ids[2, 7:] = -100
+    np.save(tokens, ids)
+    return ref, cur, base, cand, tokens
+
+
+def test_the_keywords_give_the_commands_numbers_on_generated_files(events) -> None:
+    import kldiv_cli
+
+    ref, cur, base, cand, tokens = events
+    cli = _json(ref, cur, "--window", "ts:1d", "--exclude", "event_id", command="drift")
+    api = _plain(kldiv_cli.drift(ref, cur, window="ts:1d", exclude="event_id").to_json())
+    assert [w["drift"] for w in cli["windows"]] == [False] * 4 + [True] + [False] * 2
+    assert api["windows"] == cli["windows"] and api["columns"] == cli["columns"]
+    cli = _json(
+        ref,
+        cur,
+        *("--segment", "country", "--reference-segment", "--max-segments", "3"),
+        *("--exclude", "event_id,ts"),
+        command="drift",
+    )
+    report = kldiv_cli.drift(
+        ref,
+        cur,
+        segment="country",
+        reference_segment=True,
+        max_segments=3,
+        exclude=("event_id", "ts"),
+    )
+    api = _plain(report.to_json())
+    assert [s["label"] for s in cli["segments"]] == ["us", "de", "fr", "(other)"]
+    assert api["segments"] == cli["segments"] and api["columns"] == cli["columns"]
+    options = (
+        "--positions",
+        "2:8",
+        "--last",
+        "3",
+        "--exclude-token-ids",
+        "1,2,3",
+        "--by",
+        "position:2",
+    )
+    cli = _json(
+        base, cand, "--tokens", tokens, "--ignore-index", "-100", *options, command="compare"
+    )
+    result = kldiv_cli.compare(
+        base,
+        cand,
+        tokens=os.fspath(tokens),
+        ignore_index=-100,
+        positions="2:8",
+        last=3,
+        exclude_token_ids=[1, 2, 3],
+        by=["position:2"],
+    )
+    api = _plain(result.results[0].statistics)
+    assert len(cli["slices"]) == 5 and api["slices"] == cli["slices"]
+
+
+@pytest.mark.parametrize(
+    ("command", "options", "message"),
+    [
+        ("drift", {"windw": "ts:1d"}, "drift(): no such option 'windw'"),
+        ("drift", {"window": "ts:1x"}, "--window takes COL:PERIOD with PERIOD a count"),
+        ("drift", {"window": "ts"}, "--window takes COL:PERIOD (such as created_at:1d), got 'ts'"),
+        ("drift", {"grouping": "ts:1d"}, "grouping takes a Grouping; or give window="),
+        (
+            "drift",
+            {"window": "ts:1d", "segment": "country"},
+            "give --window or --segment, not both",
+        ),
+        ("drift", {"reference_segment": True}, "--reference-segment needs --segment COL"),
+        ("drift", {"segment": "country", "max_segments": 0}, "--max-segments must be between 1"),
+        (
+            "drift",
+            {"threshold": "learnt"},
+            "--threshold takes a number or learned[:K], got 'learnt'",
+        ),
+        ("profile", {"calibrate": 5, "calibrate_by": "ts"}, "--calibrate-by takes COL:PERIOD"),
+        ("profile", {"calibrate_by": "ts:1d"}, "--calibrate-by needs --calibrate N"),
+        ("profile", {"calibrate": 5, "calibrate_by": 3}, "--calibrate-by takes COL:PERIOD"),
+        ("profile", {"segment": "country"}, "profile(): no such option 'segment'"),
+        ("compare", {"slices": "last 4"}, "slices takes a Slices; or give positions="),
+        ("compare", {"last": "four"}, "--last takes a whole number, got 'four'"),
+        ("compare", {"last": 0}, "--last must be at least 1, got 0"),
+        ("compare", {"positions": "8:2"}, "--positions 8:2: B must be above A"),
+        ("compare", {"positions": 8}, "--positions takes A:B as text, got 8"),
+        ("compare", {"by": "entropy"}, "--by takes confidence or position:N"),
+        ("compare", {"token_ids": "1,x"}, "--token-ids: 'x' is not a token id"),
+        ("compare", {"exclude_token_ids": 1.5}, "--exclude-token-ids takes token ids"),
+        ("compare", {"tail": "drop"}, "--tail: unknown 'drop'; choose one of bucket, renormalize"),
+        ("compare", {"window": "ts:1d"}, "compare(): no such option 'window'"),
+        ("estimate", {"by": ["confidence", 2]}, "--by takes confidence or position:N"),
+        ("estimate", {"segment": "x"}, "estimate(): no such option 'segment'"),
+        ("gaussian", {"last": 3}, "gaussian(): no such option 'last'"),
+    ],
+)
+def test_bad_keywords_and_values_raise_the_commands_usage_errors(
+    events, command, options, message
+) -> None:
+    import kldiv_cli
+
+    ref, cur, base, cand, _ = events
+    paths = {
+        "drift": (ref, cur),
+        "profile": (ref,),
+        "compare": (base, cand),
+        "estimate": (base, cand),
+        "gaussian": (base,),
+    }[command]
+    with pytest.raises(UsageError) as raised:
+        getattr(kldiv_cli, command)(*paths, **options)
+    assert str(raised.value).startswith(message) and "\n" not in str(raised.value)
 
 
 def test_import_is_lazy() -> None:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from ..io.base import ReadOptions
     from ..jobs.drift import DriftReport, DriftRequest
-    from ..jobs.drift_groups import Grouping, Period
+    from ..jobs.drift_groups import Period
     from ..jobs.gates import Verdict
     from ..jobs.profile import Profile, ProfileRequest
 
@@ -128,24 +128,6 @@ def column_rules() -> "Callable[..., Any]":
         )
 
     return build
-
-
-def _grouping(
-    window: "tuple[str, Period] | None", segment: str | None, reference_segment: bool, most: int
-) -> "Grouping | None":
-    """``--window``/``--segment`` as the request's grouping (one of them at most)."""
-    from ..errors import UsageError
-    from ..jobs.drift_groups import Grouping
-
-    if window is not None and segment is not None:
-        raise UsageError("give --window or --segment, not both")
-    if reference_segment and segment is None:
-        raise UsageError("--reference-segment needs --segment COL")
-    if window is not None:
-        return Grouping(*window)
-    if segment is not None:
-        return Grouping(segment, None, reference_segment, most)
-    return None
 
 
 def _profiler(where: Cluster, request: "DriftRequest | ProfileRequest") -> Any:
@@ -365,6 +347,7 @@ def drift(
 
     from ..io import fs
     from ..jobs.drift import DriftRequest
+    from ..jobs.drift_groups import grouping_of
     from ..redact import redact_argv
 
     fixed, learned = threshold
@@ -387,7 +370,7 @@ def drift(
         schema=schema.value,
         alpha=alpha,
         correction=correction.value,
-        grouping=_grouping(window, segment, reference_segment, max_segments),
+        grouping=grouping_of(window, segment, reference_segment, max_segments),
         delimiter=sides[0].delimiter,
         key=sides[0].key,
         reference_key=sides[1].key,
@@ -545,7 +528,7 @@ def profile(
     --engine dask: the numeric columns of a Parquet reference are profiled by tasks on a
     Dask cluster (the same profile, bit for bit); other columns here.
     """
-    from ..jobs.drift_groups import Grouping
+    from ..jobs.drift_groups import chunks_of
     from ..jobs.profile import ProfileRequest
 
     request = ProfileRequest(
@@ -556,7 +539,7 @@ def profile(
         output=None if output == "-" else output,
         calibrate=calibrate,
         calibrate_seed=calibrate_seed,
-        calibrate_by=None if calibrate_by is None else Grouping(*calibrate_by),
+        calibrate_by=chunks_of(calibrate_by, "--calibrate-by"),
     )
     run_command(request, partial(_run_profile, where), partial(_write_profile, request), storage)
 

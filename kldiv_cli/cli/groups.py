@@ -244,7 +244,7 @@ def slices() -> Callable[..., Slices]:
     ) -> Slices:
         from ..jobs.slices import Slices
 
-        return Slices(positions, last, token_ids, exclude_token_ids, tuple(by or ()))
+        return Slices.of(positions, last, token_ids, exclude_token_ids, by)
 
     return _group(
         build,

@@ -104,6 +104,41 @@ class Grouping:
         return doc
 
 
+def grouping_of(
+    window: str | tuple[str, Period] | None = None,
+    segment: str | None = None,
+    reference_segment: bool = False,
+    max_segments: int = MAX_SEGMENTS,
+) -> Grouping | None:
+    """``--window COL:PERIOD`` (text, or parsed by :func:`parse_window`) or ``--segment
+    COL`` as a grouping, one of them at most (None: neither)."""
+    if window is not None and segment is not None:
+        raise UsageError("give --window or --segment, not both")
+    if reference_segment and segment is None:
+        raise UsageError("--reference-segment needs --segment COL")
+    if isinstance(window, str):
+        window = parse_window(window, "--window")
+    if window is not None:
+        return Grouping(*window)
+    if segment is not None:
+        if not isinstance(segment, str):
+            raise UsageError(f"--segment takes a column's name, got {clean(repr(segment))}")
+        return Grouping(segment, None, reference_segment, max_segments)
+    return None
+
+
+def chunks_of(by: Grouping | str | tuple[str, Period] | None, option: str) -> Grouping | None:
+    """``--calibrate-by COL:PERIOD``: a window grouping from text, a parsed window or a
+    window :class:`Grouping` (None: none)."""
+    if isinstance(by, str):
+        by = parse_window(by, option)
+    if isinstance(by, tuple):
+        by = Grouping(*by)
+    if by is not None and (not isinstance(by, Grouping) or by.period is None):
+        raise UsageError(f"{option} takes COL:PERIOD (such as created_at:1d), got {by!r}")
+    return by
+
+
 @dataclass(frozen=True)
 class Group:
     """One window or segment: its label, rows, and (windows) start and end (exclusive);

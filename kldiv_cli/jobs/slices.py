@@ -96,6 +96,32 @@ class Slices:
     exclude_token_ids: str | None = None
     by: tuple[str, ...] = ()
 
+    @classmethod
+    def of(
+        cls,
+        positions: str | None = None,
+        last: int | str | None = None,
+        token_ids: str | int | Sequence[int] | None = None,
+        exclude_token_ids: str | int | Sequence[int] | None = None,
+        by: str | Sequence[str] | None = None,
+    ) -> Slices:
+        """The options as given: text as on the command line, ``last`` a whole number,
+        token ids a comma list, ``@FILE`` or a sequence of ids, ``by`` one or several."""
+        if last is not None:
+            try:
+                last = int(last)
+            except (TypeError, ValueError):
+                raise UsageError(f"--last takes a whole number, got {clean(repr(last))}") from None
+        if positions is not None and not isinstance(positions, str):
+            raise UsageError(f"--positions takes A:B as text, got {clean(repr(positions))}")
+        return cls(
+            positions,
+            last,
+            _ids_text(token_ids, "--token-ids"),
+            _ids_text(exclude_token_ids, "--exclude-token-ids"),
+            _by_tuple(by),
+        )
+
     def __bool__(self) -> bool:
         return any((self.positions, self.last, self.token_ids, self.exclude_token_ids, self.by))
 
@@ -198,6 +224,31 @@ class Slices:
                 assert position is not None
                 out += [(next(names), m, extra) for m, extra in _bands(position, bands)]
         return out
+
+
+def _ids_text(ids: str | int | Sequence[int] | None, option: str) -> str | None:
+    """Token ids as ``option``'s text: a comma list of a sequence of ids."""
+    if ids is None or isinstance(ids, str):
+        return ids
+    if isinstance(ids, int | np.integer):
+        return str(ids)
+    try:
+        return ",".join(str(i) for i in ids)
+    except TypeError:
+        raise UsageError(
+            f"{option} takes token ids: a comma list (2,13), @FILE or a list of ids, "
+            f"got {clean(repr(ids))}"
+        ) from None
+
+
+def _by_tuple(by: str | Sequence[str] | None) -> tuple[str, ...]:
+    """``--by``: one text, or several."""
+    found = (by,) if isinstance(by, str) else by or ()
+    if not isinstance(found, Sequence) or not all(isinstance(b, str) for b in found):
+        raise UsageError(
+            f"--by takes confidence or position:N (N from 1 to {MAX_BANDS}), got {clean(repr(by))}"
+        )
+    return tuple(found)
 
 
 def _ids_label(text: str) -> str:
