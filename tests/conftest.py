@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,12 @@ __all__ = ["ROOT", "SAMPLES", "kldiv_subprocess"]
 os.environ["_TYPER_FORCE_DISABLE_TERMINAL"] = "1"
 os.environ["TERMINAL_WIDTH"] = "200"
 os.environ.pop("FORCE_COLOR", None)
+
+# Bytecode caches on, whatever the machine says (PYTHONDONTWRITEBYTECODE): without them
+# every worker re-compiles the rewritten test modules (2.4 s of collection each) and
+# every kldiv subprocess re-compiles the package's modules. Caches change no result.
+sys.dont_write_bytecode = False
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 # Property tests never time out (a loaded 2-core machine made deadlines flaky) and, by
 # default, draw the same examples on every run (50 where a test does not say), so a CI
