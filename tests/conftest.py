@@ -58,3 +58,11 @@ def pair(tmp_path: Path):
     np.save(xp, x)
     np.save(tp, t)
     return xp, tp, x, t
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: one worker more than the cores. Part of the suite waits rather than
+    computes (child processes starting, a Dask cluster, a mute scheduler's timeout, a
+    signal's delivery), and a third worker on two cores fills those waits: the whole
+    suite 47.9 -> 44.0 s here."""
+    return (os.cpu_count() or 1) + 1
