@@ -34,13 +34,17 @@ settings.load_profile(os.environ.get("KLDIV_HYPOTHESIS", "default"))
 
 
 @pytest.fixture()
-def run_cli():
+def run_cli(monkeypatch: pytest.MonkeyPatch):
     """Run the CLI in-process with typer's CliRunner (stdout and stderr kept apart)."""
-    from typer.testing import CliRunner
+    import typer.testing
 
     from kldiv_cli.cli import app
+    from kldiv_cli.cli.app import click_command
 
-    runner = CliRunner()
+    # The runner would build the Click group of every loaded command on each call
+    # (5-10 ms): it gets the one that kldiv's own run() builds once per process.
+    monkeypatch.setattr(typer.testing, "_get_command", lambda typer_app: click_command())
+    runner = typer.testing.CliRunner()
 
     def run(*args: str, input: bytes | str | None = None):
         return runner.invoke(app, [str(a) for a in args], input=input)
