@@ -1,4 +1,5 @@
-"""Build hook: compile the optional accelerator, kldiv_cli/core/klkernel.c, into klkernel.so.
+"""Build hook: compile the optional accelerator's sources (kldiv_cli/core/klkernel.c, the fused
+chunk sums, and softmaxkl.c, the KL of logits row by row) into one library, klkernel.so.
 
 With a C compiler (``$CC``, else Python's configured compiler, else ``cc``) the library is
 built next to its source, so editable installs and in-tree test runs find it too, and put in
@@ -18,7 +19,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-SOURCE = Path("kldiv_cli", "core", "klkernel.c")
+#: Every kernel source, compiled into the one library.
+SOURCES = (Path("kldiv_cli", "core", "klkernel.c"), Path("kldiv_cli", "core", "softmaxkl.c"))
 LIBRARY = Path("kldiv_cli", "core", "klkernel.so")
 #: -ffp-contract=off: no fused multiply-add, so every variant rounds as the NumPy kernel does.
 FLAGS = ["-O3", "-ffp-contract=off", "-fno-strict-aliasing", "-fPIC", "-shared"]
@@ -37,7 +39,7 @@ def build(root: Path) -> tuple[Path | None, str]:
         folder = Path(tempfile.mkdtemp(prefix="kldiv-kernel-"))
     target = folder / LIBRARY.name
     partial = folder / f".{LIBRARY.name}.{os.getpid()}.tmp"
-    command = [*compiler(), *FLAGS, "-o", str(partial), str(root / SOURCE)]
+    command = [*compiler(), *FLAGS, "-o", str(partial), *(str(root / s) for s in SOURCES)]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     except (OSError, subprocess.SubprocessError) as exc:

@@ -33,6 +33,7 @@ from ..jobs.compute_plan import (
     begin,
     build_result,
     finish,
+    fused_logits,
     open_sources,
     plan,
     result_dtype_for,
@@ -401,7 +402,8 @@ def make_job(
     layout = T.layout(chosen.value)
     if layout == T.WHOLE and T.spreadable(request, x, t):
         layout = T.GRID
-    return T.Job(request, x, t, layout, str(result_dtype_for(request, sx, st)))
+    dtype = str(result_dtype_for(request, sx, st))
+    return T.Job(request, x, t, layout, dtype, fused=fused_logits(request, sx, st))
 
 
 def default_split(job: T.Job, elements_per_task: int = TASK_ELEMENTS) -> list[T.Task]:

@@ -37,6 +37,8 @@ from ..jobs.compute_plan import (
     check_strict,
     convert,
     finish,
+    fused_logits,
+    logit_rows,
     open_sources,
     plan,
     result_dtype_for,
@@ -67,6 +69,9 @@ class _Run:
     progress: Progress | None
     #: torch's result dtype (see :func:`~kldiv_cli.jobs.compute_plan.result_dtype_for`).
     dtype: np.dtype
+    #: Distillation's KL on logits, row by row in one pass
+    #: (:func:`~kldiv_cli.jobs.compute_plan.fused_logits`): blocks stay raw logits.
+    fused: bool = False
 
 
 def compute(
@@ -89,7 +94,9 @@ def compute(
     # The output file the pointwise loss may stream into, if any.
     into = request.output if request.output is not None and _streamable_output(request) else None
     chosen = plan(request, sx, st, into is not None)
-    run = _Run(request, sx, st, progress, result_dtype_for(request, sx, st))
+    run = _Run(
+        request, sx, st, progress, result_dtype_for(request, sx, st), fused_logits(request, sx, st)
+    )
     if chosen is Plan.ROW_BLOCKS and into is not None:
         from ..io.writers import BlockWriter, atomic_write, output_kind
 
@@ -124,7 +131,9 @@ def _streamable_output(request: ComputeRequest) -> bool:
 
 def _run_whole(run: _Run) -> ComputeResult:
     request, sx, st = run.request, run.sx, run.st
-    x, t = convert(request, sx.read(), st.read(), st.label)
+    x, t = sx.read(), st.read()
+    if not run.fused:
+        x, t = convert(request, x, t, st.label)
 
     def blocks() -> Iterator[BlockPair]:
         if request.per_element or x.ndim < 2 or x.shape != t.shape:
@@ -146,7 +155,7 @@ def _run_row_blocks(run: _Run, sink: BlockWriter | None = None) -> ComputeResult
 
     def blocks() -> Iterator[BlockPair]:
         pairs = prefetch(_zip_blocks(sx, st, rows))
-        return _converted(request, pairs, st.label)
+        return pairs if run.fused else _converted(request, pairs, st.label)
 
     # Rows are -1 until counted (a streamed CSV).
     total = rows_total * width if rows_total >= 0 else -1
@@ -278,6 +287,8 @@ class _Sums:
     sink: BlockWriter | None
     accumulator: Accumulator
     row_values: list[np.ndarray] = field(default_factory=list)
+    #: A fused job's float64 KL of every row (combined exactly at the end).
+    row_kl: list[np.ndarray] = field(default_factory=list)
     #: The pointwise loss (``reduction="none"`` without a sink).
     loss: np.ndarray | None = None
     #: The shape of the last block's loss.
@@ -301,16 +312,35 @@ class _Sums:
                 f"shapes do not match: input {x.shape}, target {t.shape}",
             ) from None
         self.diagnostics.update(x, t)
-        if request.per_row or request.top:
-            self.row_values.append(_row_kl(x, t, request, dtype))
-        if self.base != "none":
-            self.accumulator.add(x, t, dtype)
+        if self.run.fused:
+            self._fused(x, t)
         else:
-            self._pointwise(pointwise(x, t, request.log_target, dtype), input_shape)
+            if request.per_row or request.top:
+                self.row_values.append(_row_kl(x, t, request, dtype))
+            if self.base != "none":
+                self.accumulator.add(x, t, dtype)
+            else:
+                self._pointwise(pointwise(x, t, request.log_target, dtype), input_shape)
         self.blocks += 1
         self.count += int(np.prod(self.shape))
         self.rows += x.shape[0] if x.ndim else 1
         self.done += x.size
+
+    def total(self) -> float:
+        """The exact float64 sum of every block: the rows' KL of a fused job, else the
+        accumulator's chunks."""
+        if self.run.fused:
+            return combine(np.concatenate(self.row_kl))
+        return self.accumulator.total()
+
+    def _fused(self, x: np.ndarray, t: np.ndarray) -> None:
+        """A fused job's block of raw logits: the float64 KL of its rows, and the rows
+        rounded once to the result's dtype when they are asked for."""
+        values = logit_rows(self.run.request, x, t)
+        self.row_kl.append(values)
+        if self.run.request.per_row or self.run.request.top:
+            with np.errstate(over="ignore"):
+                self.row_values.append(values.astype(self.run.dtype))
 
     def _pointwise(self, terms: np.ndarray, input_shape: tuple[int, ...]) -> None:
         if self.sink is None:
@@ -348,11 +378,13 @@ def _reduce_blocks(
     loss: np.ndarray | np.generic | None = sums.loss
     if base != "none":
         batch = input_shape[0] if per_batch and len(input_shape) else None
-        loss = finish_reduction(sums.accumulator.total(), sums.count, base, batch, dtype)
+        loss = finish_reduction(sums.total(), sums.count, base, batch, dtype)
     per_row = np.concatenate(sums.row_values) if sums.row_values else None
     finite = sums.finite if loss is None else np.isfinite(loss).all()
     if not finite or (per_row is not None and not np.isfinite(per_row).all()):
         for x, t in blocks():  # a second pass, only now: what made the NaN or inf
+            if run.fused:
+                x, t = convert(request, x, t, st.label)
             diagnostics.explain(x, t)
     shape = sums.shape
     if len(shape) and len(input_shape) >= len(shape):

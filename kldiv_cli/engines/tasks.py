@@ -45,7 +45,7 @@ from ..errors import InputError, KldivError, OutputError, UsageError
 from ..io import formats, fs
 from ..io.npy import row_layout
 from ..io.sources import ReadOptions, Source, column_array, open_source
-from ..jobs.compute_plan import ComputeRequest, block_rows, convert
+from ..jobs.compute_plan import ComputeRequest, block_rows, convert, logit_rows
 from ..jobs.diagnostics import Diagnostics
 
 GRID = "grid"
@@ -101,6 +101,9 @@ class Job:
     chunk: int = CHUNK
     #: Count the causes of NaN and inf too (the second pass, after a non-finite loss).
     explain: bool = False
+    #: Distillation's KL on logits (``jobs.compute_plan.fused_logits``): the partials are
+    #: the float64 KL of each row, as the local engine's.
+    fused: bool = False
 
 
 @dataclass(frozen=True)
@@ -309,6 +312,8 @@ def _run_grid(job: Job, task: Task) -> Partial:
     diagnostics = _diagnostics(job)
     if _grid_in_one(job):
         x, t = read_all(job.x), read_all(job.t)
+        if job.fused:
+            return _fused(job, x, t, diagnostics, math.prod(x.shape))
         x, t = convert(request, x, t, job.t.label)
         return _whole(job, x, t, diagnostics)
     n = math.prod(loss_shape(job))
@@ -316,6 +321,10 @@ def _run_grid(job: Job, task: Task) -> Partial:
     e0, e1 = task.start * job.chunk, min(task.stop * job.chunk, n)
     r0, r1 = e0 // width, -(-e1 // width)
     x, t = read_rows(job.x, r0, r1), read_rows(job.t, r0, r1)
+    if job.fused:
+        # The rows that start in the task: each row is one task's.
+        own = slice(-(-e0 // width) - r0, -(-e1 // width) - r0)
+        return _fused(job, x[own], t[own], diagnostics, e1 - e0)
     x, t = convert(request, x, t, job.t.label, r0)
     dtype = np.dtype(job.dtype)
     lo = e0 - r0 * width
@@ -328,6 +337,16 @@ def _run_grid(job: Job, task: Task) -> Partial:
         if job.explain:
             diagnostics.explain(x[own], t[own])
     return Partial(partials, e1 - e0, diagnostics)
+
+
+def _fused(job: Job, x: np.ndarray, t: np.ndarray, diagnostics: Diagnostics, count: int) -> Partial:
+    """A fused job's rows of raw logits: the float64 KL of each row are the partials, as
+    in the local engine (the count is the task's elements). The diagnostics look at the
+    rows transformed, only to explain a loss that is not finite."""
+    partials = logit_rows(job.request, x, t).tolist() if x.size else []
+    if job.explain and x.size:
+        diagnostics.explain(*convert(job.request, x, t, job.t.label))
+    return Partial(partials, count, diagnostics)
 
 
 def _check(job: Job, diagnostics: Diagnostics, x: np.ndarray, t: np.ndarray, first: int) -> None:

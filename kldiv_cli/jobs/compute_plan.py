@@ -281,6 +281,45 @@ def _transform(name: Transform, a: np.ndarray, request: ComputeRequest) -> np.nd
     )
 
 
+def fused_logits(request: ComputeRequest, sx: Source, st: Source) -> bool:
+    """Whether the job is distillation's KL on logits taken row by row in one pass
+    (:func:`kldiv_cli.core.softmaxkl.row_kl`): a log-softmax input against a softmax target
+    along the last axis, summed (not ``-r none``, whose terms are torch's), of float16 or
+    float32 logits of one shape. float64 logits keep the materialised float64 transforms:
+    their float64 result has no slack for another order of operations."""
+    from ..core.softmaxkl import takes
+
+    return (
+        request.input_transform is Transform.LOG_SOFTMAX
+        and request.target_transform is Transform.SOFTMAX
+        and not (request.per_element or request.log_target or request.target_labels)
+        and len(sx.shape) >= 1
+        and tuple(sx.shape) == tuple(st.shape)
+        and request.dim in (-1, len(sx.shape) - 1)
+        and takes(sx.dtype, st.dtype)
+    )
+
+
+def logit_rows(request: ComputeRequest, x: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """The float64 KL of each row (last axis, leading axes flattened) of blocks of raw
+    logits of a :func:`fused_logits` job. Rows the one-pass kernel does not take (a NaN
+    or an infinity, masked classes included; a teacher row spanning more than 700; no
+    values) are transformed and summed as every other job is: their values, NaN and inf
+    included, are that path's."""
+    from ..core.engine import row_sums
+    from ..core.softmaxkl import row_kl
+
+    width = x.shape[-1] if x.ndim else 1
+    xs = np.ascontiguousarray(x).reshape(-1, width)
+    ts = np.ascontiguousarray(t).reshape(-1, width)
+    values, taken = row_kl(xs, ts, request.temperature, request.threads)
+    if not taken.all():
+        rest = ~taken
+        cx, ct = convert(request, xs[rest], ts[rest], "")
+        values[rest] = row_sums(cx, ct, False, np.dtype(np.float64), request.threads)
+    return values
+
+
 def result_dtype_for(request: ComputeRequest, sx: Source, st: Source) -> np.dtype:
     """The dtype torch gives this job's result: transforms keep their operand's dtype
     (the float64 used for exact aggregates is not torch's), labels become float64 one-hot

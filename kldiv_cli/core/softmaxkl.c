@@ -1,0 +1,429 @@
+/* The KL of softmax(t / T) against log_softmax(s / T), row by row, in one read of each row.
+ *
+ * Optional accelerator of kldiv_cli/core/softmaxkl.py, whose NumPy fallback performs the very
+ * same IEEE double operations in the same order, so both give the same bits. Therefore: no
+ * FMA contraction (compile with -ffp-contract=off), no -ffast-math. Two variants run the same
+ * operations: AVX-512 intrinsics, and plain C (compiled for any CPU and for AVX2). Element j
+ * of a row always goes to lane j % 16, and each lane is summed in order, so a lane's sum
+ * never depends on the vector width.
+ *
+ * Per row (s, t widened exactly to double; every value finite, else the row is refused):
+ *   ms = max s / T, mt = max t / T (+ 0.0: a -0 maximum counts as +0)
+ *   zt_j = t_j / T - mt, zs_j = s_j / T - ms, nu_j = zs_j - zt_j
+ *   (refused if min zt < -700: exp(nu) could overflow where exp(zt) underflows)
+ *   W = sum e^{zt_j}, N = sum e^{zt_j} nu_j, B = sum e^{zt_j} expm1(nu_j)
+ * and then (in Python, for both variants) KL = log1p(B / W) - N / W: B / W is
+ * S_s / S_t - 1 without the cancellation of two rounded sums, so near-identical rows keep
+ * their relative accuracy.
+ * exp and expm1 are kldiv's own, the same on every machine: x = k ln2/16 + r with
+ * k = round(x 16/ln2) (by adding and subtracting 1.5 2^52), r from ln2/16 in two parts
+ * (the first times k is exact); e^r - 1 = r + r^2 q(r), q the Taylor polynomial of degree 6
+ * (|r| <= ln2/32: error below 2^-62 r); with 2^(j/16) = th[j] + tl[j] (j = k mod 16,
+ * m = floor(k / 16)) and V = tl[j] + th[j] p:
+ *   e^x = (th[j] + V) 2^m,   e^x - 1 = (th[j] 2^m - 1) + V 2^m.
+ * Per row the kernel writes 16 lanes of W, then of N, then of B, then 0 (taken) or 1
+ * (refused).
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#define LANES 16
+#define ROW_OUT (3 * LANES + 1)
+/* Bytes prefetched ahead of the elements being read (the first pass reads from memory). */
+#define AHEAD 1024
+
+enum { K_F16 = 0, K_F32 = 1 };
+
+/* The table (softmaxkl.py's table()): th[16], tl[16], 16/ln2, ln2/16 in two parts, then
+ * the coefficients 1/2!, ..., 1/8! of q. */
+#define TH 0
+#define TL 16
+#define INVL 32
+#define LHI 33
+#define LLO 34
+#define QC 35
+#define SHIFT 0x1.8p52
+#define FLOOR_Z (-700.0)
+#define CLAMP 708.0 /* nu's floor: e^-708 is normal */
+
+static inline uint64_t bits_of(double d) {
+    uint64_t u;
+    memcpy(&u, &d, sizeof u);
+    return u;
+}
+
+static inline double double_of(uint64_t u) {
+    double d;
+    memcpy(&d, &u, sizeof d);
+    return d;
+}
+
+/* float16 bits to double, exactly: the 15 bits below the sign spell the value times 2^-112
+ * as a float32; inf and NaN become NaN (the row is then refused). */
+static inline double half_value(uint16_t h) {
+    uint32_t mag = (uint32_t)(h & 0x7fffu) << 13;
+    float f;
+    memcpy(&f, &mag, sizeof f);
+    uint64_t b = bits_of((double)f * 0x1p112);
+    b |= (uint64_t)(h & 0x8000u) << 48;
+    b |= ((h & 0x7c00u) == 0x7c00u) ? 0x7ff8000000000000ULL : 0;
+    return double_of(b);
+}
+
+static inline double load1(const void *src, int kind, int64_t j) {
+    if (kind == K_F32) return (double)((const float *)src)[j];
+    return half_value(((const uint16_t *)src)[j]);
+}
+
+/* x = k ln2/16 + r: returns k (an integer, as a double) and r. */
+static inline double reduce(double x, const double *tab, double *r) {
+    double kd = (x * tab[INVL] + SHIFT) - SHIFT;
+    *r = (x - kd * tab[LHI]) - kd * tab[LLO];
+    return kd;
+}
+
+/* e^r - 1 = r + r^2 q(r), q by Estrin's scheme. */
+static inline double poly(double r, const double *tab) {
+    const double *c = tab + QC;
+    double r2 = r * r, r4 = r2 * r2;
+    double a = c[0] + c[1] * r, b = c[2] + c[3] * r, d = c[4] + c[5] * r;
+    double q = (a + b * r2) + (d + c[6] * r2) * r4;
+    return r + r2 * q;
+}
+
+/* 2^(k div 16) and th, V of the formulas above. */
+static inline double parts(double x, const double *tab, double *th, double *v) {
+    double r, kd = reduce(x, tab, &r);
+    int64_t k = (int64_t)kd;
+    int64_t j = k & 15, m = k >> 4;
+    double p = poly(r, tab);
+    *th = tab[TH + j];
+    *v = tab[TL + j] + *th * p;
+    return double_of((uint64_t)(m + 1023) << 52);
+}
+
+/* nu's floor (expm1 is -1 well above it); zt needs none: it is in [-700, 0]. */
+static inline double floored(double x) { return x < -CLAMP ? -CLAMP : x; }
+
+/* One element into lane k. */
+static inline __attribute__((always_inline)) void one(double sv, double tv, double temp,
+                                                      int scaled, double ms, double mt,
+                                                      const double *tab, int k, double *acc) {
+    double zt = (scaled ? tv / temp : tv) - mt;
+    double zs = (scaled ? sv / temp : sv) - ms;
+    double nu = zs - zt;
+    double th, v, scale = parts(zt, tab, &th, &v);
+    double et = (th + v) * scale;
+    scale = parts(floored(nu), tab, &th, &v);
+    double em = (th * scale - 1.0) + v * scale;
+    acc[k] += et;
+    acc[LANES + k] += et * nu;
+    acc[2 * LANES + k] += et * em;
+}
+
+/* The first pass: the largest s and t, the smallest t, and whether all are finite. */
+static inline __attribute__((always_inline)) int extremes(const void *s, int sk, const void *t,
+                                                         int tk, int64_t n, double *ms,
+                                                         double *mt, double *lt) {
+    double a = -__builtin_inf(), b = -__builtin_inf(), c = __builtin_inf();
+    uint64_t worst = 0;
+    for (int64_t j = 0; j < n; j++) {
+        double sv = load1(s, sk, j), tv = load1(t, tk, j);
+        a = sv > a ? sv : a;
+        b = tv > b ? tv : b;
+        c = tv < c ? tv : c;
+        uint64_t bs = bits_of(sv) & 0x7fffffffffffffffULL, bt = bits_of(tv) & 0x7fffffffffffffffULL;
+        bs = bs > bt ? bs : bt;
+        worst = bs > worst ? bs : worst;
+    }
+    *ms = a;
+    *mt = b;
+    *lt = c;
+    return worst < 0x7ff0000000000000ULL;
+}
+
+/* Whether the row is taken; its maxima divided by T (+ 0.0) into ms and mt. */
+static inline __attribute__((always_inline)) int row_setup(const void *s, int sk, const void *t,
+                                                          int tk, int64_t n, double temp,
+                                                          int scaled, double *ms, double *mt) {
+    double lt;
+    if (n < 1 || !extremes(s, sk, t, tk, n, ms, mt, &lt)) return 0;
+    if (scaled) {
+        *ms = *ms / temp;
+        *mt = *mt / temp;
+        lt = lt / temp;
+    }
+    *ms = *ms + 0.0;
+    *mt = *mt + 0.0;
+    return lt - *mt >= FLOOR_Z;
+}
+
+static inline const void *row_at(const void *a, int kind, int64_t offset) {
+    return kind == K_F32 ? (const void *)((const float *)a + offset)
+                         : (const void *)((const uint16_t *)a + offset);
+}
+
+static inline __attribute__((always_inline)) void rows_plain(const void *s, int sk, const void *t,
+                                                            int tk, int64_t rows, int64_t n,
+                                                            double temp, const double *tab,
+                                                            double *out) {
+    int scaled = temp != 1.0;
+    for (int64_t i = 0; i < rows; i++) {
+        const void *si = row_at(s, sk, i * n), *ti = row_at(t, tk, i * n);
+        double *o = out + i * ROW_OUT, acc[3 * LANES] = {0};
+        double ms, mt;
+        int ok = row_setup(si, sk, ti, tk, n, temp, scaled, &ms, &mt);
+        int64_t j = 0;
+        for (; ok && j + LANES <= n; j += LANES)
+            for (int k = 0; k < LANES; k++)
+                one(load1(si, sk, j + k), load1(ti, tk, j + k), temp, scaled, ms, mt, tab, k,
+                    acc);
+        for (int k = 0; ok && j < n; j++, k++)
+            one(load1(si, sk, j), load1(ti, tk, j), temp, scaled, ms, mt, tab, k, acc);
+        memcpy(o, acc, sizeof acc);
+        o[3 * LANES] = ok ? 0.0 : 1.0;
+    }
+}
+
+static void rows_generic(const void *s, int sk, const void *t, int tk, int64_t rows, int64_t n,
+                         double temp, const double *tab, double *out) {
+    rows_plain(s, sk, t, tk, rows, n, temp, tab, out);
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define SKL_X86 1
+#include <immintrin.h>
+
+__attribute__((target("avx2"))) static void rows_avx2(const void *s, int sk, const void *t,
+                                                     int tk, int64_t rows, int64_t n,
+                                                     double temp, const double *tab,
+                                                     double *out) {
+    rows_plain(s, sk, t, tk, rows, n, temp, tab, out);
+}
+
+#define AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw"), always_inline)) inline
+
+/* Elements j .. j+15 of src as doubles: the lanes 0-7 and 8-15. */
+static AVX512 void load16(const void *src, int kind, int64_t j, __m512d *lo, __m512d *hi) {
+    __m512 f;
+    if (kind == K_F32) {
+        f = _mm512_loadu_ps((const float *)src + j);
+    } else {
+        f = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)src + j)));
+    }
+    *lo = _mm512_cvtps_pd(_mm512_castps512_ps256(f));
+    *hi = _mm512_cvtps_pd(_mm512_extractf32x8_ps(f, 1));
+}
+
+typedef struct {
+    __m512d th0, th1, tl0, tl1, invl, lhi, llo, shift, one, lo, q[7];
+} Tables;
+
+/* parts() on 8 lanes: returns 2^m, with th and V. */
+static AVX512 __m512d parts8(__m512d x, const Tables *c, __m512d *th, __m512d *v) {
+    __m512d kd = _mm512_sub_pd(_mm512_add_pd(_mm512_mul_pd(x, c->invl), c->shift), c->shift);
+    __m512d r = _mm512_sub_pd(_mm512_sub_pd(x, _mm512_mul_pd(kd, c->lhi)),
+                              _mm512_mul_pd(kd, c->llo));
+    __m512i k = _mm512_cvtpd_epi64(kd);
+    __m512i m = _mm512_srai_epi64(k, 4);
+    __m512d r2 = _mm512_mul_pd(r, r), r4 = _mm512_mul_pd(r2, r2);
+    __m512d a = _mm512_add_pd(c->q[0], _mm512_mul_pd(c->q[1], r));
+    __m512d b = _mm512_add_pd(c->q[2], _mm512_mul_pd(c->q[3], r));
+    __m512d d = _mm512_add_pd(c->q[4], _mm512_mul_pd(c->q[5], r));
+    __m512d q = _mm512_add_pd(_mm512_add_pd(a, _mm512_mul_pd(b, r2)),
+                              _mm512_mul_pd(_mm512_add_pd(d, _mm512_mul_pd(c->q[6], r2)), r4));
+    __m512d p = _mm512_add_pd(r, _mm512_mul_pd(r2, q));
+    *th = _mm512_permutex2var_pd(c->th0, k, c->th1);
+    *v = _mm512_add_pd(_mm512_permutex2var_pd(c->tl0, k, c->tl1), _mm512_mul_pd(*th, p));
+    return _mm512_castsi512_pd(
+        _mm512_slli_epi64(_mm512_add_epi64(m, _mm512_set1_epi64(1023)), 52));
+}
+
+/* one() on 8 lanes. */
+static AVX512 void eight(__m512d sv, __m512d tv, __m512d temp, int scaled, __m512d ms,
+                         __m512d mt, const Tables *c, __m512d *w, __m512d *nsum, __m512d *b) {
+    if (scaled) {
+        tv = _mm512_div_pd(tv, temp);
+        sv = _mm512_div_pd(sv, temp);
+    }
+    __m512d zt = _mm512_sub_pd(tv, mt), zs = _mm512_sub_pd(sv, ms);
+    __m512d nu = _mm512_sub_pd(zs, zt);
+    __m512d th, v, scale = parts8(zt, c, &th, &v);
+    __m512d et = _mm512_mul_pd(_mm512_add_pd(th, v), scale);
+    scale = parts8(_mm512_max_pd(nu, c->lo), c, &th, &v);
+    __m512d em =
+        _mm512_add_pd(_mm512_sub_pd(_mm512_mul_pd(th, scale), c->one), _mm512_mul_pd(v, scale));
+    *w = _mm512_add_pd(*w, et);
+    *nsum = _mm512_add_pd(*nsum, _mm512_mul_pd(et, nu));
+    *b = _mm512_add_pd(*b, _mm512_mul_pd(et, em));
+}
+
+/* The first pass on float32 rows, in float32 (the extremes are values of the row: the same
+ * as in double), 16 elements at a time, then the tail. */
+static AVX512 int extremes_f32(const float *s, const float *t, int64_t n, double *ms,
+                               double *mt, double *lt) {
+    __m512 a = _mm512_set1_ps(-__builtin_inff()), b = a, c = _mm512_set1_ps(__builtin_inff());
+    __m512i worst = _mm512_setzero_si512(), absmask = _mm512_set1_epi32(0x7fffffff);
+    int64_t j = 0;
+    for (; j + LANES <= n; j += LANES) {
+        _mm_prefetch((const char *)(s + j) + AHEAD, _MM_HINT_T0);
+        _mm_prefetch((const char *)(t + j) + AHEAD, _MM_HINT_T0);
+        __m512 vs = _mm512_loadu_ps(s + j), vt = _mm512_loadu_ps(t + j);
+        a = _mm512_max_ps(vs, a);
+        b = _mm512_max_ps(vt, b);
+        c = _mm512_min_ps(vt, c);
+        __m512i x = _mm512_max_epu32(_mm512_and_si512(_mm512_castps_si512(vs), absmask),
+                                     _mm512_and_si512(_mm512_castps_si512(vt), absmask));
+        worst = _mm512_max_epu32(worst, x);
+    }
+    double ta, tb, tc;
+    int ok = extremes(s + j, K_F32, t + j, K_F32, n - j, &ta, &tb, &tc);
+    double va = _mm512_reduce_max_ps(a), vb = _mm512_reduce_max_ps(b);
+    double vc = _mm512_reduce_min_ps(c);
+    *ms = ta > va ? ta : va;
+    *mt = tb > vb ? tb : vb;
+    *lt = tc < vc ? tc : vc;
+    return ok && (uint32_t)_mm512_reduce_max_epu32(worst) < 0x7f800000u;
+}
+
+/* The first pass on 16 elements at a time (then the tail, element by element). */
+static AVX512 int extremes512(const void *s, int sk, const void *t, int tk, int64_t n,
+                              double *ms, double *mt, double *lt) {
+    if (sk == K_F32 && tk == K_F32)
+        return extremes_f32((const float *)s, (const float *)t, n, ms, mt, lt);
+    __m512d a0 = _mm512_set1_pd(-__builtin_inf()), a1 = a0, b0 = a0, b1 = a0;
+    __m512d c0 = _mm512_set1_pd(__builtin_inf()), c1 = c0;
+    __m512i worst = _mm512_setzero_si512(), absmask = _mm512_set1_epi64(0x7fffffffffffffffLL);
+    int64_t j = 0;
+    int width = sk == K_F32 ? 4 : 2;
+    for (; j + LANES <= n; j += LANES) {
+        __m512d s0, s1, t0, t1;
+        _mm_prefetch((const char *)s + j * width + AHEAD, _MM_HINT_T0);
+        _mm_prefetch((const char *)t + j * (tk == K_F32 ? 4 : 2) + AHEAD, _MM_HINT_T0);
+        load16(s, sk, j, &s0, &s1);
+        load16(t, tk, j, &t0, &t1);
+        a0 = _mm512_max_pd(s0, a0);
+        a1 = _mm512_max_pd(s1, a1);
+        b0 = _mm512_max_pd(t0, b0);
+        b1 = _mm512_max_pd(t1, b1);
+        c0 = _mm512_min_pd(t0, c0);
+        c1 = _mm512_min_pd(t1, c1);
+        __m512i x0 = _mm512_max_epu64(_mm512_and_si512(_mm512_castpd_si512(s0), absmask),
+                                      _mm512_and_si512(_mm512_castpd_si512(s1), absmask));
+        __m512i x1 = _mm512_max_epu64(_mm512_and_si512(_mm512_castpd_si512(t0), absmask),
+                                      _mm512_and_si512(_mm512_castpd_si512(t1), absmask));
+        worst = _mm512_max_epu64(worst, _mm512_max_epu64(x0, x1));
+    }
+    double ta, tb, tc;
+    int ok = extremes(row_at(s, sk, j), sk, row_at(t, tk, j), tk, n - j, &ta, &tb, &tc);
+    /* max_pd(v, acc) keeps acc where v is NaN; NaN rows are refused by the bits anyway. */
+    double va = _mm512_reduce_max_pd(_mm512_max_pd(a0, a1));
+    double vb = _mm512_reduce_max_pd(_mm512_max_pd(b0, b1));
+    double vc = _mm512_reduce_min_pd(_mm512_min_pd(c0, c1));
+    *ms = ta > va ? ta : va;
+    *mt = tb > vb ? tb : vb;
+    *lt = tc < vc ? tc : vc;
+    return ok && _mm512_reduce_max_epu64(worst) < 0x7ff0000000000000ULL;
+}
+
+static AVX512 void rows512(const void *s, int sk, const void *t, int tk, int64_t rows, int64_t n,
+                           double temp, const double *tab, double *out, const Tables *c) {
+    int scaled = temp != 1.0;
+    __m512d tv8 = _mm512_set1_pd(temp);
+    for (int64_t i = 0; i < rows; i++) {
+        const void *si = row_at(s, sk, i * n), *ti = row_at(t, tk, i * n);
+        double *o = out + i * ROW_OUT, acc[3 * LANES] = {0};
+        double ms = 0, mt = 0, lt = 0;
+        int ok = n >= 1 && extremes512(si, sk, ti, tk, n, &ms, &mt, &lt);
+        if (ok) {
+            if (scaled) {
+                ms = ms / temp;
+                mt = mt / temp;
+                lt = lt / temp;
+            }
+            ms = ms + 0.0;
+            mt = mt + 0.0;
+            ok = lt - mt >= FLOOR_Z;
+        }
+        int64_t j = 0;
+        if (ok) {
+            __m512d ms8 = _mm512_set1_pd(ms), mt8 = _mm512_set1_pd(mt);
+            __m512d w0 = _mm512_setzero_pd(), w1 = w0, n0 = w0, n1 = w0, b0 = w0, b1 = w0;
+            /* The next row's lines are fetched into L2 while this one is computed: its first
+             * pass then reads from cache, not from memory. */
+            const char *sn = (const char *)row_at(si, sk, n), *tn = (const char *)row_at(ti, tk, n);
+            int64_t sb = sk == K_F32 ? 4 : 2, tbytes = tk == K_F32 ? 4 : 2;
+            int more = i + 1 < rows;
+            for (; j + LANES <= n; j += LANES) {
+                __m512d s0, s1, t0, t1;
+                if (more) {
+                    _mm_prefetch(sn + j * sb, _MM_HINT_T1);
+                    _mm_prefetch(tn + j * tbytes, _MM_HINT_T1);
+                }
+                load16(si, sk, j, &s0, &s1);
+                load16(ti, tk, j, &t0, &t1);
+                eight(s0, t0, tv8, scaled, ms8, mt8, c, &w0, &n0, &b0);
+                eight(s1, t1, tv8, scaled, ms8, mt8, c, &w1, &n1, &b1);
+            }
+            _mm512_storeu_pd(acc, w0);
+            _mm512_storeu_pd(acc + 8, w1);
+            _mm512_storeu_pd(acc + LANES, n0);
+            _mm512_storeu_pd(acc + LANES + 8, n1);
+            _mm512_storeu_pd(acc + 2 * LANES, b0);
+            _mm512_storeu_pd(acc + 2 * LANES + 8, b1);
+            for (int k = 0; j < n; j++, k++)
+                one(load1(si, sk, j), load1(ti, tk, j), temp, scaled, ms, mt, tab, k, acc);
+        }
+        memcpy(o, acc, sizeof acc);
+        o[3 * LANES] = ok ? 0.0 : 1.0;
+    }
+}
+
+__attribute__((target("avx512f,avx512dq,avx512vl,avx512bw"))) static void rows_avx512(
+    const void *s, int sk, const void *t, int tk, int64_t rows, int64_t n, double temp,
+    const double *tab, double *out) {
+    Tables c = {_mm512_loadu_pd(tab + TH),      _mm512_loadu_pd(tab + TH + 8),
+                _mm512_loadu_pd(tab + TL),      _mm512_loadu_pd(tab + TL + 8),
+                _mm512_set1_pd(tab[INVL]),      _mm512_set1_pd(tab[LHI]),
+                _mm512_set1_pd(tab[LLO]),       _mm512_set1_pd(SHIFT),
+                _mm512_set1_pd(1.0),            _mm512_set1_pd(-CLAMP),
+                {_mm512_setzero_pd()}};
+    for (int d = 0; d < 7; d++) c.q[d] = _mm512_set1_pd(tab[QC + d]);
+    rows512(s, sk, t, tk, rows, n, temp, tab, out, &c);
+}
+#endif
+
+/* The best instruction set this CPU offers: 2 AVX-512, 1 AVX2, 0 generic. */
+int skl_isa(void) {
+#ifdef SKL_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw"))
+        return 2;
+    if (__builtin_cpu_supports("avx2")) return 1;
+#endif
+    return 0;
+}
+
+/* The lanes of `rows` C-contiguous rows of n elements of s and t (kinds 0 float16,
+ * 1 float32) at temperature temp, with the table tab: ROW_OUT doubles per row into out,
+ * using instruction set isa (at most skl_isa()). Returns 0, or -1 for arguments it does
+ * not take. */
+int skl_rows(const void *s, int sk, const void *t, int tk, int64_t rows, int64_t n, double temp,
+             const double *tab, double *out, int isa) {
+    if (sk < 0 || sk > 1 || tk < 0 || tk > 1 || rows < 0 || n < 0 || !(temp > 0)) return -1;
+#ifdef SKL_X86
+    if (isa == 2) {
+        rows_avx512(s, sk, t, tk, rows, n, temp, tab, out);
+        return 0;
+    }
+    if (isa == 1) {
+        rows_avx2(s, sk, t, tk, rows, n, temp, tab, out);
+        return 0;
+    }
+#endif
+    if (isa != 0) return -1;
+    rows_generic(s, sk, t, tk, rows, n, temp, tab, out);
+    return 0;
+}

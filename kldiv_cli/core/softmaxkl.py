@@ -1,0 +1,300 @@
+r"""Distillation's KL on logits, row by row in one pass: the KL of ``softmax(t / T)``
+against ``log_softmax(s / T)`` without materialising either, compiled or in NumPy, same bits.
+
+Per row, with the logits widened exactly to float64, ``zt = t/T - max(t/T)``,
+``zs = s/T - max(s/T)`` and ``nu = zs - zt``:
+
+.. math::
+
+    W = \sum_j e^{zt_j}, \quad N = \sum_j e^{zt_j} \nu_j, \quad
+    B = \sum_j e^{zt_j} \operatorname{expm1}(\nu_j), \qquad
+    \mathrm{KL} = \operatorname{log1p}(B / W) - N / W,
+
+which is :math:`\sum_j p_j (\log p_j - \log q_j)` exactly (``B / W = S_s / S_t - 1``
+with ``S`` the sums of ``e^z``). Unlike ``log S_s - log S_t`` of two rounded sums,
+``B`` carries no cancellation: on near-identical rows (a teacher within ``1e-4`` of its
+student) both ``N / W`` and ``log1p(B / W)`` are about the mean of ``nu``, their error is
+a few float64 ulps of it, and the KL (its square) keeps a relative error far below
+float32's ulp. A rounding in ``W`` moves both terms alike and cancels to first order.
+
+``exp`` and ``expm1`` are kldiv's own (a 16-entry table of ``2^(j/16)`` and a degree-8
+Taylor polynomial on ``|r| <= ln2/32``, see ``softmaxkl.c``), so that the compiled kernel
+and :func:`_numpy_lanes` perform the same IEEE operations in the same order and give the
+same bits on any machine. Element ``j`` of a row goes to lane ``j % 16``, each lane is
+summed in order, and the 16 lanes of each sum are added by a fixed tree here, for both.
+
+Rows the kernel does not take — a NaN or an infinity on either side (masked classes
+included), a teacher row spanning more than 700 (after the temperature) so that
+``e^{zt}`` could underflow where ``e^{zs}`` does not, an empty row — are reported, for
+the caller to compute another way. ``KLDIV_KERNEL=numpy`` forces the NumPy steps
+(``generic``, ``avx2`` or ``avx512`` a compiled variant). The library is loaded on the
+first large block; small inputs take the NumPy steps and never load it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .engine import default_threads
+from .half import widen
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from numpy.typing import NDArray
+
+__all__ = ["SMALL", "accelerator", "lanes", "reset", "row_kl", "table", "takes"]
+
+LANES = 16
+#: Doubles per row from the kernel: the 16 lanes of W, of N and of B, and 1.0 for a row
+#: it does not take.
+ROW_OUT = 3 * LANES + 1
+#: Below this many elements the NumPy steps cost less than loading the library.
+SMALL = 1 << 15
+#: Elements per task shared among threads (whole rows, at least one).
+TASK = 1 << 17
+_ISAS = {"generic": 0, "avx2": 1, "avx512": 2}
+_KINDS = {np.dtype(np.float16): 0, np.dtype(np.float32): 1}
+_TH, _TL, _INVL, _LHI, _LLO, _QC = 0, 16, 32, 33, 34, 35
+_SHIFT = float.fromhex("0x1.8p52")
+_FLOOR_Z = -700.0
+_CLAMP = 708.0
+
+_LOCK = threading.Lock()
+_STATE: dict[str, Any] = {}
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def takes(s_dtype: np.dtype, t_dtype: np.dtype) -> bool:
+    """Whether the kernel takes logits of these dtypes: float16 and float32 (their KL is
+    returned as float16 or float32, so a float64 computation has ample slack; float64
+    logits keep the materialised float64 path, whose result has none)."""
+    return np.dtype(s_dtype) in _KINDS and np.dtype(t_dtype) in _KINDS
+
+
+@lru_cache(maxsize=1)
+def table() -> NDArray[np.float64]:
+    """The constants of the kernel's ``exp``: ``2^(j/16)`` for j < 16 in a high and a low
+    part, ``16/ln2``, ``ln2/16`` in a high part (32 bits: its product with any ``k`` the
+    kernel meets is exact) and a low part, and ``1/n!`` for n = 2..8; from 40-digit decimals."""
+    from decimal import Context, Decimal
+    from fractions import Fraction
+
+    ctx = Context(prec=40)
+    powers = [ctx.power(Decimal(2), ctx.divide(Decimal(j), Decimal(16))) for j in range(16)]
+    hi = [float(p) for p in powers]
+    lo = [float(Fraction(p) - Fraction(h)) for p, h in zip(powers, hi)]
+    ln2 = ctx.ln(Decimal(2))
+    step = Fraction(ctx.divide(ln2, Decimal(16)))
+    step_hi = Fraction(round(step * (1 << 36)), 1 << 36)
+    invl = float(Fraction(ctx.divide(Decimal(16), ln2)))
+    factorials = [1.0 / float(np.prod(np.arange(1, n + 1))) for n in range(2, 9)]
+    values = [*hi, *lo, invl, float(step_hi), float(step - step_hi), *factorials]
+    return np.array(values, dtype=np.float64)
+
+
+def _library() -> tuple[Any, int] | None:
+    """The compiled library and the instruction set to run (None: the NumPy steps)."""
+    import ctypes
+
+    choice = os.environ.get("KLDIV_KERNEL", "").strip().lower()
+    if choice == "numpy":
+        return None
+    try:
+        lib = ctypes.CDLL(str(Path(__file__).with_name("klkernel.so")))
+        rows = lib.skl_rows
+    except (OSError, AttributeError):  # no library, or one built before this kernel
+        return None
+    lib.skl_isa.restype = ctypes.c_int
+    rows.restype = ctypes.c_int
+    rows.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_int,
+        ctypes.c_void_p,
+        ctypes.c_int,
+        ctypes.c_int64,
+        ctypes.c_int64,
+        ctypes.c_double,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.c_int,
+    ]
+    best = int(lib.skl_isa())
+    return lib, min(best, _ISAS.get(choice, best))
+
+
+def reset() -> None:
+    """Forget the loaded kernel: the next block reads ``KLDIV_KERNEL`` again (for tests)."""
+    with _LOCK:
+        _STATE.clear()
+
+
+def _state() -> dict[str, Any]:
+    if not _STATE:
+        with _LOCK:
+            if not _STATE:
+                _STATE["library"] = _library()
+    return _STATE
+
+
+def accelerator() -> str:
+    """Which kernel computes the rows: ``"accelerator: avx512"`` (or avx2, generic), or
+    ``"numpy fallback (no compiled kernel)"``."""
+    found = _state()["library"]
+    if found is None:
+        return "numpy fallback (no compiled kernel)"
+    names = {v: k for k, v in _ISAS.items()}
+    return f"accelerator: {names[found[1]]}"
+
+
+def lanes(
+    s: np.ndarray, t: np.ndarray, temperature: float = 1.0, threads: int | None = None
+) -> NDArray[np.float64]:
+    """The kernel's output for 2-D C-contiguous logits ``s`` and ``t`` of one shape
+    (dtypes as :func:`takes` allows): :data:`ROW_OUT` doubles per row, the 16 lanes of
+    ``W``, ``N`` and ``B``, then 1.0 for a row not taken (its lanes 0). The same bits
+    for any ``threads``, compiled or not."""
+    rows, width = s.shape
+    out = np.empty((rows, ROW_OUT), dtype=np.float64)
+    if not rows:
+        return out
+    found = None if s.size < SMALL and not _STATE else _state()["library"]
+    per = max(1, TASK // max(1, width))
+    starts = list(range(0, rows, per))
+
+    def run(i: int) -> None:
+        block = slice(i, i + per)
+        if found is None or not _compiled(found, s[block], t[block], temperature, out[block]):
+            _numpy_lanes(s[block], t[block], temperature, out[block])
+
+    count = default_threads() if threads is None else max(1, threads)
+    count = min(count, len(starts))
+    if count == 1 or threading.current_thread().name.startswith("kldiv-"):
+        for i in starts:
+            run(i)
+    else:
+        list(_pool(count).map(run, starts))
+    return out
+
+
+def _compiled(
+    found: tuple[Any, int], s: np.ndarray, t: np.ndarray, temperature: float, out: np.ndarray
+) -> bool:
+    lib, isa = found
+    rows, width = s.shape
+    status = lib.skl_rows(
+        s.ctypes.data,
+        _KINDS[s.dtype],
+        t.ctypes.data,
+        _KINDS[t.dtype],
+        rows,
+        width,
+        float(temperature),
+        table().ctypes.data,
+        out.ctypes.data,
+        isa,
+    )
+    return bool(status == 0)
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    """A long-lived pool per thread count (a block of rows takes less than starting threads)."""
+    pool = _POOLS.get(threads)
+    if pool is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="kldiv-softmaxkl")
+    return pool
+
+
+def _tree(a: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The 16 lanes of each row added by a fixed tree: (l_k + l_{k+8}), then halves again."""
+    while a.shape[-1] > 1:
+        half = a.shape[-1] // 2
+        a = a[..., :half] + a[..., half:]
+    return a[..., 0]
+
+
+def row_kl(
+    s: np.ndarray, t: np.ndarray, temperature: float = 1.0, threads: int | None = None
+) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+    """The KL of ``softmax(t / T)`` against ``log_softmax(s / T)`` along each row of
+    2-D C-contiguous float16/float32 logits of one shape, in float64, and which rows
+    were taken (the others are NaN here: compute them another way).
+
+    Every row's value depends on that row alone: the same for any ``threads`` and any
+    grouping of the rows into blocks, compiled or not.
+    """
+    out = lanes(s, t, temperature, threads)
+    taken = out[:, 3 * LANES] == 0.0
+    w = _tree(out[:, :LANES])
+    n = _tree(out[:, LANES : 2 * LANES])
+    b = _tree(out[:, 2 * LANES : 3 * LANES])
+    with np.errstate(all="ignore"):
+        kl = np.log1p(b / w) - n / w
+    kl[~taken] = np.nan
+    return kl, taken
+
+
+def _parts(
+    x: NDArray[np.float64], tab: NDArray[np.float64]
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """``2^m``, ``th`` and ``V`` of ``x`` (softmaxkl.c's ``parts8``)."""
+    kd = x * tab[_INVL]
+    kd += _SHIFT
+    kd -= _SHIFT
+    r = (x - kd * tab[_LHI]) - kd * tab[_LLO]
+    k = kd.astype(np.int64)
+    c = tab[_QC : _QC + 7]
+    r2 = r * r
+    r4 = r2 * r2
+    a = c[0] + c[1] * r
+    b = c[2] + c[3] * r
+    d = c[4] + c[5] * r
+    q = (a + b * r2) + (d + c[6] * r2) * r4
+    p = r + r2 * q
+    j = k & 15
+    th = tab[_TH : _TH + 16][j]
+    v = tab[_TL : _TL + 16][j] + th * p
+    scale = ((k >> 4) + 1023) << 52
+    return scale.view(np.float64), th, v
+
+
+def _numpy_lanes(
+    s: np.ndarray, t: np.ndarray, temperature: float, out: NDArray[np.float64]
+) -> None:
+    """:func:`lanes` of a block of rows with NumPy: softmaxkl.c's operations, in its order."""
+    tab = table()
+    rows, width = s.shape
+    s64, t64 = widen(s), widen(t)
+    with np.errstate(all="ignore"):
+        finite = np.isfinite(s64).all(axis=1) & np.isfinite(t64).all(axis=1)
+        if width:
+            ms, mt, lt = s64.max(axis=1), t64.max(axis=1), t64.min(axis=1)
+        else:
+            ms = mt = lt = np.zeros(rows)
+        if temperature != 1.0:
+            ms, mt, lt = ms / temperature, mt / temperature, lt / temperature
+            s64, t64 = s64 / temperature, t64 / temperature
+        ms, mt = ms + 0.0, mt + 0.0
+        taken = finite & (lt - mt >= _FLOOR_Z) & (width > 0)
+        zt = t64 - mt[:, None]
+        nu = (s64 - ms[:, None]) - zt
+        scale, th, v = _parts(zt, tab)
+        et = (th + v) * scale
+        scale, th, v = _parts(np.maximum(nu, -_CLAMP), tab)
+        em = (th * scale - 1.0) + v * scale
+        terms = (et, et * nu, et * em)
+    whole = width - width % LANES
+    for which, term in enumerate(terms):
+        into = out[:, which * LANES : (which + 1) * LANES]
+        np.add.reduce(term[:, :whole].reshape(rows, -1, LANES), axis=1, out=into, initial=0.0)
+        into[:, : width - whole] += term[:, whole:]
+    out[:, 3 * LANES] = np.where(taken, 0.0, 1.0)
+    out[~taken, : 3 * LANES] = 0.0
