@@ -222,11 +222,14 @@ typedef struct {
 
 /* parts() on 8 lanes: returns 2^m, with th and V. */
 static AVX512 __m512d parts8(__m512d x, const Tables *c, __m512d *th, __m512d *v) {
-    __m512d kd = _mm512_sub_pd(_mm512_add_pd(_mm512_mul_pd(x, c->invl), c->shift), c->shift);
+    /* ks = 1.5 2^52 + k: its low bits are k's (two's complement), the table index. */
+    __m512d ks = _mm512_add_pd(_mm512_mul_pd(x, c->invl), c->shift);
+    __m512d kd = _mm512_sub_pd(ks, c->shift);
     __m512d r = _mm512_sub_pd(_mm512_sub_pd(x, _mm512_mul_pd(kd, c->lhi)),
                               _mm512_mul_pd(kd, c->llo));
-    __m512i k = _mm512_cvtpd_epi64(kd);
-    __m512i m = _mm512_srai_epi64(k, 4);
+    __m512i k = _mm512_castpd_si512(ks);
+    /* (bits >> 4) + 1023 ends in m + 1023: the bits of 1.5 2^52 >> 4 end in 12 zeros. */
+    __m512i m = _mm512_srli_epi64(k, 4);
     __m512d r2 = _mm512_mul_pd(r, r), r4 = _mm512_mul_pd(r2, r2);
     __m512d a = _mm512_add_pd(c->q[0], _mm512_mul_pd(c->q[1], r));
     __m512d b = _mm512_add_pd(c->q[2], _mm512_mul_pd(c->q[3], r));
@@ -394,21 +397,10 @@ __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw"))) static void rows_a
 }
 #endif
 
-/* The best instruction set this CPU offers: 2 AVX-512, 1 AVX2, 0 generic. */
-int skl_isa(void) {
-#ifdef SKL_X86
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw"))
-        return 2;
-    if (__builtin_cpu_supports("avx2")) return 1;
-#endif
-    return 0;
-}
-
 /* The lanes of `rows` C-contiguous rows of n elements of s and t (kinds 0 float16,
  * 1 float32) at temperature temp, with the table tab: ROW_OUT doubles per row into out,
- * using instruction set isa (at most skl_isa()). Returns 0, or -1 for arguments it does
+ * using instruction set isa (2 AVX-512, 1 AVX2, 0 generic; kernel.py's kl_isa() tells
+ * what this CPU runs). Returns 0, or -1 for arguments it does
  * not take. */
 int skl_rows(const void *s, int sk, const void *t, int tk, int64_t rows, int64_t n, double temp,
              const double *tab, double *out, int isa) {

@@ -33,7 +33,6 @@ first large block; small inputs take the NumPy steps and never load it.
 
 from __future__ import annotations
 
-import os
 import threading
 from functools import lru_cache
 from pathlib import Path
@@ -49,7 +48,7 @@ if TYPE_CHECKING:
 
     from numpy.typing import NDArray
 
-__all__ = ["SMALL", "accelerator", "lanes", "reset", "row_kl", "table", "takes"]
+__all__ = ["SMALL", "accelerator", "lanes", "loaded", "reset", "row_kl", "table", "takes"]
 
 LANES = 16
 #: Doubles per row from the kernel: the 16 lanes of W, of N and of B, and 1.0 for a row
@@ -66,8 +65,6 @@ _SHIFT = float.fromhex("0x1.8p52")
 _FLOOR_Z = -700.0
 _CLAMP = 708.0
 
-_LOCK = threading.Lock()
-_STATE: dict[str, Any] = {}
 _POOLS: dict[int, ThreadPoolExecutor] = {}
 
 
@@ -99,21 +96,26 @@ def table() -> NDArray[np.float64]:
     return np.array(values, dtype=np.float64)
 
 
-def _library() -> tuple[Any, int] | None:
-    """The compiled library and the instruction set to run (None: the NumPy steps)."""
+@lru_cache(maxsize=1)
+def _library() -> tuple[Any, int, str] | None:
+    """This kernel's entry point in the library :mod:`.kernel` loads (one rule for
+    ``KLDIV_KERNEL`` and the CPU's instruction set), the instruction set and its name;
+    None: the NumPy steps (no library, a forced fallback, or a library built before this
+    kernel existed)."""
     import ctypes
 
-    choice = os.environ.get("KLDIV_KERNEL", "").strip().lower()
-    if choice == "numpy":
+    from . import kernel
+
+    found = kernel.accelerator()
+    if not found.startswith("accelerator: "):
         return None
+    name = found.removeprefix("accelerator: ")
     try:
-        lib = ctypes.CDLL(str(Path(__file__).with_name("klkernel.so")))
-        rows = lib.skl_rows
-    except (OSError, AttributeError):  # no library, or one built before this kernel
+        entry = ctypes.CDLL(str(Path(kernel.__file__).with_name("klkernel.so"))).skl_rows
+    except (OSError, AttributeError):
         return None
-    lib.skl_isa.restype = ctypes.c_int
-    rows.restype = ctypes.c_int
-    rows.argtypes = [
+    entry.restype = ctypes.c_int
+    entry.argtypes = [
         ctypes.c_void_p,
         ctypes.c_int,
         ctypes.c_void_p,
@@ -125,32 +127,27 @@ def _library() -> tuple[Any, int] | None:
         ctypes.c_void_p,
         ctypes.c_int,
     ]
-    best = int(lib.skl_isa())
-    return lib, min(best, _ISAS.get(choice, best))
+    return entry, _ISAS[name], name
 
 
 def reset() -> None:
-    """Forget the loaded kernel: the next block reads ``KLDIV_KERNEL`` again (for tests)."""
-    with _LOCK:
-        _STATE.clear()
+    """Forget the loaded kernels: the next block reads ``KLDIV_KERNEL`` again (for tests)."""
+    from . import kernel
+
+    _library.cache_clear()
+    kernel.reset()
 
 
-def _state() -> dict[str, Any]:
-    if not _STATE:
-        with _LOCK:
-            if not _STATE:
-                _STATE["library"] = _library()
-    return _STATE
+def loaded() -> bool:
+    """Whether the library has been looked for (the first large block does it)."""
+    return _library.cache_info().currsize > 0
 
 
 def accelerator() -> str:
     """Which kernel computes the rows: ``"accelerator: avx512"`` (or avx2, generic), or
     ``"numpy fallback (no compiled kernel)"``."""
-    found = _state()["library"]
-    if found is None:
-        return "numpy fallback (no compiled kernel)"
-    names = {v: k for k, v in _ISAS.items()}
-    return f"accelerator: {names[found[1]]}"
+    found = _library()
+    return "numpy fallback (no compiled kernel)" if found is None else f"accelerator: {found[2]}"
 
 
 def lanes(
@@ -164,7 +161,7 @@ def lanes(
     out = np.empty((rows, ROW_OUT), dtype=np.float64)
     if not rows:
         return out
-    found = None if s.size < SMALL and not _STATE else _state()["library"]
+    found = None if s.size < SMALL and not loaded() else _library()
     per = max(1, TASK // max(1, width))
     starts = list(range(0, rows, per))
 
@@ -184,11 +181,11 @@ def lanes(
 
 
 def _compiled(
-    found: tuple[Any, int], s: np.ndarray, t: np.ndarray, temperature: float, out: np.ndarray
+    found: tuple[Any, int, str], s: np.ndarray, t: np.ndarray, temperature: float, out: np.ndarray
 ) -> bool:
-    lib, isa = found
+    entry, isa, _ = found
     rows, width = s.shape
-    status = lib.skl_rows(
+    status = entry(
         s.ctypes.data,
         _KINDS[s.dtype],
         t.ctypes.data,
