@@ -21,6 +21,7 @@ from ..core.compare import (
     row_measures,
     token_measures,
 )
+from ..core.compare_fused import logit_measures, reference_tops
 from ..core.engine import default_threads
 from ..core.topk import cells
 from ..errors import InputError
@@ -66,15 +67,22 @@ def _measure_block(
     """The measures of one reference block against the same rows of each candidate."""
     scratch = _scratch()
     rb = _widened(rb, "reference", scratch)
-    top = reference_top(rb)
+    logits = kinds[0] == "logits"
+    top = reference_tops(rb, ~np.isnan(np.max(rb, axis=-1))) if logits else reference_top(rb)
+    tokens = None
+    if t is not None and len(t) == len(rb):
+        tokens = np.where((t >= 0) & (t < width), t, 0)
     out = []
     for cb, kind in zip(cbs, kinds[1]):
         cb = _widened(cb, "candidate", scratch)
+        if logits and kind == "logits":
+            out.append(logit_measures(rb, cb, temperature, scratch, top, tokens))
+            continue
         pr = pair(rb, cb, kinds[0], kind, temperature, scratch)
         measures = row_measures(rb, cb, pr, scratch)
         measures.update(rank_measures(rb, cb, pr.p, top))
-        if t is not None and len(t) == len(rb):
-            measures.update(token_measures(pr, np.where((t >= 0) & (t < width), t, 0)))
+        if tokens is not None:
+            measures.update(token_measures(pr, tokens))
         out.append(measures)
     return out
 
