@@ -1,5 +1,6 @@
 """Build hook: compile the optional accelerator's sources (kldiv_cli/core/klkernel.c, the fused
-chunk sums, and softmaxkl.c, the KL of logits row by row) into one library, klkernel.so.
+chunk sums, softmaxkl.c, the KL of logits row by row, and cmpkernel.c, compare's rows) into one
+library, klkernel.so.
 
 With a C compiler (``$CC``, else Python's configured compiler, else ``cc``) the library is
 built next to its source, so editable installs and in-tree test runs find it too, and put in
@@ -20,7 +21,11 @@ from pathlib import Path
 from typing import Any
 
 #: Every kernel source, compiled into the one library.
-SOURCES = (Path("kldiv_cli", "core", "klkernel.c"), Path("kldiv_cli", "core", "softmaxkl.c"))
+SOURCES = (
+    Path("kldiv_cli", "core", "klkernel.c"),
+    Path("kldiv_cli", "core", "softmaxkl.c"),
+    Path("kldiv_cli", "core", "cmpkernel.c"),
+)
 LIBRARY = Path("kldiv_cli", "core", "klkernel.so")
 #: -ffp-contract=off: no fused multiply-add, so every variant rounds as the NumPy kernel does.
 FLAGS = ["-O3", "-ffp-contract=off", "-fno-strict-aliasing", "-fPIC", "-shared"]

@@ -267,18 +267,7 @@ VARIANT(avx2, __attribute__((target("avx2"))))
 VARIANT(avx512, __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw"))))
 #endif
 
-/* 2: AVX-512, 1: AVX2, 0: generic (what this CPU runs). */
-int cmp_isa(void) {
-#ifdef X86
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw"))
-        return 2;
-    if (__builtin_cpu_supports("avx2")) return 1;
-#endif
-    return 0;
-}
-
+/* isa: 2 AVX-512, 1 AVX2, 0 generic (kernel.py's kl_isa tells what the CPU runs). */
 #ifdef X86
 #define DISPATCH(NAME, ...)                                                                    \
     if (isa == 2)                                                                              \

@@ -26,7 +26,6 @@ one pass per row). Rows that are not clean (``±inf``, NaN, a wider span) get
 from __future__ import annotations
 
 import ctypes
-import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -54,30 +53,32 @@ _LOCK = threading.Lock()
 _STATE: dict[str, Any] = {}
 _P = ctypes.c_void_p
 _I = ctypes.c_int64
+_C = ctypes.c_int
 
 
 def _load() -> tuple[Any, int] | None:
-    """cmpkernel.c's functions in the accelerator library, and the instruction set to
-    run; None: NumPy (``KLDIV_KERNEL=numpy``, no library, or one built without them)."""
-    choice = os.environ.get("KLDIV_KERNEL", "").strip().lower()
-    if choice == "numpy":
+    """cmpkernel.c's functions in the library :mod:`.kernel` loads (one rule for
+    ``KLDIV_KERNEL`` and the CPU's instruction set), and the instruction set to run; None:
+    the NumPy steps (no library, a forced fallback, or one built without these)."""
+    from . import kernel
+
+    found = kernel.accelerator()
+    if not found.startswith("accelerator: "):
         return None
+    isa = {"generic": 0, "avx2": 1, "avx512": 2}[found.removeprefix("accelerator: ")]
     try:
-        lib = ctypes.CDLL(str(Path(__file__).with_name("klkernel.so")))
-        lib.cmp_isa.restype = ctypes.c_int
+        lib = ctypes.CDLL(str(Path(kernel.__file__).with_name("klkernel.so")))
+        signatures = {
+            "cmp_rows": [_P, _P, _C, _I, _I, _P, _P, ctypes.c_double, _C, _P, _P],
+            "cmp_top": [_P, _C, _I, _I, _C, _P],
+            "cmp_rank": [_P, _C, _I, _I, _P, _P],
+        }
+        for name, args in signatures.items():
+            fn = getattr(lib, name)
+            fn.restype = None
+            fn.argtypes = [*args, _C]
     except (OSError, AttributeError):
         return None
-    signatures = {
-        "cmp_rows": [_P, _P, ctypes.c_int, _I, _I, _P, _P, ctypes.c_double, ctypes.c_int, _P, _P],
-        "cmp_top": [_P, ctypes.c_int, _I, _I, ctypes.c_int, _P],
-        "cmp_rank": [_P, ctypes.c_int, _I, _I, _P, _P],
-    }
-    for name, args in signatures.items():
-        fn = getattr(lib, name)
-        fn.restype = None
-        fn.argtypes = [*args, ctypes.c_int]
-    best = int(lib.cmp_isa())
-    isa = min(best, {"generic": 0, "avx2": 1, "avx512": 2}.get(choice, best))
     return lib, isa
 
 
@@ -97,8 +98,11 @@ def accelerated() -> bool:
 
 def reset() -> None:
     """Forget the loaded library: the next block reads ``KLDIV_KERNEL`` again (tests)."""
+    from . import kernel
+
     with _LOCK:
         _STATE.clear()
+    kernel.reset()
 
 
 def _ptr(a: np.ndarray) -> int:
