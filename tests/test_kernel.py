@@ -90,6 +90,34 @@ def test_table_is_what_its_definition_computes() -> None:
     assert kernel.make_table() == list(kernel.TABLE_VALUES[: len(kernel.make_table())])
 
 
+def test_table_makes_r_exact_and_its_logarithms_need_no_low_part() -> None:
+    """29-bit reciprocals (``m * inv`` exact for 24-bit mantissas), ``|r| <= 1/32`` over
+    each entry's mantissas, ``log(1/inv)`` within 2^-63 of its multiple of 2^-42, and ``ln 2``
+    in two parts of 42 bits (exact products with exponents of up to 11 bits)."""
+    from decimal import Context
+    from fractions import Fraction
+
+    ctx = Context(prec=60)
+    table = kernel.TABLE_VALUES
+    for i, k in enumerate(kernel.RECIPROCALS):
+        inv = Fraction(table[i])
+        assert inv == Fraction(k, 1 << 29)
+        low = Fraction(63, 64) if i == 0 else 1 + Fraction(2 * i - 1, 32)
+        high = 1 + Fraction(2 * i + 1, 32)
+        assert abs(low * inv - 1) <= Fraction(1, 32) and abs(high * inv - 1) <= Fraction(1, 32)
+        logc = Fraction(table[16 + i])
+        assert (logc * (1 << 42)).denominator == 1
+        exact = ctx.subtract(ctx.ln(1 << 29), ctx.ln(k))
+        assert abs(exact - ctx.create_decimal_from_float(table[16 + i])) < ctx.power(2, -63)
+    ln2_hi, ln2_lo = table[32], table[33]
+    for part in (ln2_hi, ln2_lo):
+        mantissa = Fraction(math.frexp(part)[0])
+        assert (mantissa * (1 << 42)).denominator == 1
+    assert abs(
+        ctx.ln(2) - ctx.create_decimal_from_float(ln2_hi) - ctx.create_decimal_from_float(ln2_lo)
+    ) < ctx.power(2, -85)
+
+
 @pytest.mark.skipif(not VARIANTS, reason="the compiled kernel is not built")
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("td", TARGETS)
@@ -111,17 +139,20 @@ def test_every_value_of_float16_has_the_same_bits(use) -> None:
         assert np.array_equal(rows(x, t, 1000, variant, use), want), variant
 
 
-@pytest.mark.parametrize("bad", [-0.0, -1e-3, np.inf, np.nan, "x inf", "x nan"])
-def test_chunks_the_fast_path_cannot_take_are_flagged(bad, use) -> None:
-    x, t = pair(4000, "float64", "float32", awkward=False)
+@pytest.mark.parametrize("td", TARGETS)
+@pytest.mark.parametrize(
+    "bad", [-0.0, -1e-3, np.inf, np.nan, "x inf", "x -inf", "x nan", "x inf, t 0", "x -inf, t 0"]
+)
+def test_chunks_the_fast_path_cannot_take_are_flagged(bad, td, use) -> None:
+    x, t = pair(4000, "float64", td, awkward=False)
     if isinstance(bad, float):
         t[1234] = bad
     else:
-        x[1234] = np.inf if bad == "x inf" else np.nan
+        x[1234] = {"inf": np.inf, "-inf": -np.inf, "nan": np.nan}[bad.split(",")[0][2:]]
+        t[1234] = 0 if "t 0" in bad else t[1234]
     for variant in ["numpy", *VARIANTS]:
         use(variant)
-        keys = kernel.chunk_table(x, t, 1000)[:, kernel.LANES :].view(np.uint64)
-        flagged = (keys >= kernel.BAD).any(axis=1)
+        flagged = kernel.flagged(kernel.chunk_table(x, t, 1000))
         assert flagged.tolist() == [False, True, False, False], variant
 
 

@@ -178,7 +178,23 @@ class _Known:
         return self._hi
 
 
-def _fits(x: _Operand | _Known, t: _Operand | _Known, log_target: bool, dtype: np.dtype) -> bool:
+class _Lazy:
+    """A chunk operand whose extremes are found only if asked (by :func:`_fits`, for
+    targets above 1): the fused kernel does not look for them."""
+
+    def __init__(self, a: np.ndarray) -> None:
+        self.a, self.dtype, self.size = a, a.dtype, a.size
+
+    def lo(self) -> float:
+        return float(self.a.min())
+
+    def hi(self) -> float:
+        return float(self.a.max())
+
+
+def _fits(
+    x: _Operand | _Known | _Lazy, t: _Operand | _Known, log_target: bool, dtype: np.dtype
+) -> bool:
     """Whether none of torch's intermediate results can overflow on this chunk (finite
     operands, and non-negative targets unless ``log_target``: the caller's float64 sum
     was finite).
@@ -348,28 +364,27 @@ def _run(
     if not starts:
         return []
     fused = not log_target and kernel.fused_pair(xf.dtype, tf.dtype)
-    rows = None
+    rows, flagged = None, None
     if fused:
         end = min(starts[-1] + chunk, xf.size)
         rows = kernel.chunk_table(xf[starts[0] : end], tf[starts[0] : end], chunk)
+        flagged = kernel.flagged(rows)
     parts = []
     for k, i in enumerate(starts):
         x, t = xf[i : i + chunk], tf[i : i + chunk]
-        value = None if rows is None else _fused_value(rows[k], x, t, dtype)
+        value = None
+        if rows is not None and flagged is not None and not flagged[k]:
+            value = _fused_value(rows[k], x, t, dtype)
         parts.append(chunk_sum(x, t, log_target, dtype) if value is None else value)
     return parts
 
 
 def _fused_value(row: np.ndarray, x: np.ndarray, t: np.ndarray, dtype: np.dtype) -> float | None:
-    """A chunk's sum from its row of :func:`kernel.chunk_table`: the exact sum of its lanes,
-    or None where the slow path must decide (torch's special values, or overflow in
-    torch's dtypes)."""
-    if (row[kernel.LANES :].view(np.uint64) >= kernel.BAD).any():
-        return None
+    """A chunk's sum from its row of :func:`kernel.chunk_table` (one it did not flag): the
+    exact sum of its lanes, or None where torch's terms would overflow in its dtypes."""
     total = fsum_or_inf(row[: kernel.LANES].tolist())
-    t_hi, x_abs = float(row[kernel.LANES]), float(row[kernel.LANES + 1])
-    xk, tk = _Known(x.dtype, x.size, -x_abs, x_abs), _Known(t.dtype, t.size, 0.0, t_hi)
-    return total if math.isfinite(total) and _fits(xk, tk, False, dtype) else None
+    tk = _Known(t.dtype, t.size, 0.0, float(row[kernel.LANES]))
+    return total if math.isfinite(total) and _fits(_Lazy(x), tk, False, dtype) else None
 
 
 def column_partials(

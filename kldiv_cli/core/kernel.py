@@ -26,6 +26,7 @@ flagged: the caller sums such chunks with torch's special-value rules.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from pathlib import Path
@@ -46,17 +47,19 @@ __all__ = [
     "TABLE_VALUES",
     "accelerator",
     "chunk_table",
+    "flagged",
     "fused_pair",
     "make_table",
     "reset",
 ]
 
 LANES = 16
-#: Doubles written per chunk: the 16 lane sums, the largest target key, the largest |x|.
-OUT = LANES + 2
-#: A target key or |x| bit pattern at or above this is not a finite non-negative value.
+#: Doubles written per chunk: the 16 lane sums, then the largest target key.
+OUT = LANES + 1
+#: A target key (as float64 bits) at or above this is not a finite non-negative value.
 BAD = 0x7FF0000000000000
 _TABLE = 16
+_KEYS = {np.dtype(np.float16): np.uint16, np.dtype(np.float32): np.uint32}
 _ISAS = {"generic": 0, "avx2": 1, "avx512": 2}
 _KINDS = {np.dtype(np.float16): 0, np.dtype(np.float32): 1, np.dtype(np.float64): 2}
 #: Elements per NumPy step: its buffers stay in the core's cache.
@@ -84,33 +87,27 @@ def _parts(*hexes: str) -> list[float]:
     return [float.fromhex(h) for h in hexes]
 
 
-#: klkernel.c's table, made by :func:`make_table` (a test checks they agree): the 28-bit
-#: reciprocals of ``1 + i/16``, the high (multiples of 2^-42) and low parts of
-#: ``log(1/inv_i)``, ``ln 2`` in two parts, and ``q(r)``'s coefficients, highest degree
-#: first (a Chebyshev fit of ``(log1p(r) - r) / r^2`` on ``|r| <= 1/32``, error 2^-55 ``|r|``
-#: in ``log1p(r)``).
+#: The numerators of the table's reciprocals, ``inv_i = k_i / 2^29``, found by
+#: ``scripts/kernel_table.py``: ``-log(inv_i)`` is within 2^-63 of a multiple of 2^-42.
+RECIPROCALS = (
+    *(536870912, 504451451, 478344048, 450008049, 427858019, 411409311, 391487319),
+    *(376252452, 360341676, 345992906, 333549106, 319220614, 307599676, 295424089),
+    *(282536851, 278000691),
+)
+
+#: klkernel.c's table, made by :func:`make_table` (a test checks they agree): the
+#: reciprocals, ``log(1/inv_i)`` rounded to a multiple of 2^-42, ``ln 2`` in two parts of 42
+#: bits, and ``q(r)``'s coefficients, highest degree first (a Chebyshev fit of
+#: ``(log1p(r) - r) / r^2`` on ``|r| <= 1/32``, error 2^-55 ``|r|`` in ``log1p(r)``).
 TABLE_VALUES = (
-    _parts(
-        *(
-            "0x1p+0 0x1.e1e1e1ep-1 0x1.c71c71cp-1 0x1.af286bcp-1 0x1.999999ap-1 0x1.8618618p-1"
-        ).split(),
-        *("0x1.745d174p-1 0x1.642c85ap-1 0x1.5555556p-1 0x1.47ae148p-1 0x1.3b13b14p-1").split(),
-        *("0x1.2f684bep-1 0x1.2492492p-1 0x1.1a7b962p-1 0x1.1111112p-1 0x1.0842108p-1").split(),
-    )
+    [k / (1 << 29) for k in RECIPROCALS]
     + _parts(
-        *("0x0p+0 0x1.f0a30c2118p-5 0x1.e2707722bp-4 0x1.5ff3073a7ap-3 0x1.c8ff7c59aap-3").split(),
-        *("0x1.1675cacabap-2 0x1.4618bc31c6p-2 0x1.739d7f3fbdp-2 0x1.9f323eabfap-2").split(),
-        *("0x1.c8ff7c69aap-2 0x1.f128f5eafp-2 0x1.0be72e38528p-1 0x1.1e85f5ef04p-1").split(),
-        *("0x1.307d731af1p-1 0x1.41d8fe6867p-1 0x1.52a2d26dbc8p-1").split(),
+        *("0x0p+0 0x1.fe3f5de728p-5 0x1.d8ca713904p-4 0x1.6974bf4d56p-3 0x1.d0d3b0f66ep-3").split(),
+        *("0x1.108e9fd772p-2 0x1.436244e065p-2 0x1.6c077eff52p-2 0x1.98461f6a58p-2").split(),
+        *("0x1.c1e23077e6p-2 0x1.e7640b8d93p-2 0x1.0a2d163512p-1 0x1.1d29a9e9918p-1").split(),
+        *("0x1.31d74dd568p-1 0x1.48ad7fac0bp-1 0x1.50f6f333298p-1").split(),
     )
-    + _parts(
-        *("0x0p+0 -0x1.d599d83368e9p-45 -0x1.a341c2af00011p-45 -0x1.8585d183bebaap-44").split(),
-        *("-0x1.7793f689f845fp-45 0x1.83816731f55d9p-44 -0x1.3d80f484c8477p-46").split(),
-        *("0x1.ab009314e2fa5p-52 -0x1.ed01525ca26eep-44 -0x1.77947689f8449p-44").split(),
-        *("0x1.bb2d5720ec437p-44 0x1.415c144bdd975p-44 0x1.a07dd8b34bed2p-46").split(),
-        *("0x1.7c548b214333cp-46 0x1.5738525e6141p-44 -0x1.2a88441ba873dp-44").split(),
-    )
-    + _parts("0x1.62e42fefa38p-1", "0x1.ef35793c7673p-45")
+    + _parts("0x1.62e42fefa38p-1", "0x1.ef35793c768p-45")
     + _parts(
         *("0x1.c7d6d69f5669p-4 -0x1.006683cfff5f5p-3 0x1.24923a9360504p-3").split(),
         *("-0x1.5555454f4fa3dp-3 0x1.9999999a54161p-3 -0x1.000000006690ap-2").split(),
@@ -123,25 +120,24 @@ _TABLE_ARRAY = np.array(TABLE_VALUES, dtype=np.float64)
 
 
 def make_table() -> list[float]:
-    """The reciprocals and logarithms of :data:`TABLE_VALUES`, computed to 40 digits."""
+    """The reciprocals, logarithms and ``ln 2`` parts of :data:`TABLE_VALUES`, computed
+    from :data:`RECIPROCALS` to 50 digits."""
     from decimal import Context
     from fractions import Fraction
 
-    ctx = Context(prec=40)
+    ctx = Context(prec=50)
     scale = 1 << 42
-
-    def split(value: Any) -> tuple[float, float]:
-        high = Fraction(round(value * scale), scale)
-        return float(high), float(Fraction(value) - high)
-
-    inv, hi, lo = [], [], []
-    for i in range(_TABLE):
-        r = Fraction(round(Fraction(16, 16 + i) * (1 << 28)), 1 << 28)
-        h, low = split(ctx.subtract(ctx.ln(r.denominator), ctx.ln(r.numerator)))
-        inv.append(float(r))
-        hi.append(h)
-        lo.append(low)
-    return [*inv, *hi, *lo, *split(ctx.ln(2))]
+    logs = [ctx.subtract(ctx.ln(1 << 29), ctx.ln(k)) for k in RECIPROCALS]
+    ln2 = ctx.ln(2)
+    ln2_hi = Fraction(round(ln2 * scale), scale)
+    rest = Fraction(ln2) - ln2_hi
+    unit = Fraction(2) ** (math.frexp(float(rest))[1] - 42)  # 42 significant bits
+    return [
+        *(k / (1 << 29) for k in RECIPROCALS),
+        *(float(Fraction(round(v * scale), scale)) for v in logs),
+        float(ln2_hi),
+        float(round(rest / unit) * unit),
+    ]
 
 
 def _library() -> tuple[Any, int] | None:
@@ -201,10 +197,11 @@ def accelerator() -> str:
 
 def chunk_table(x: np.ndarray, t: np.ndarray, chunk: int) -> NDArray[np.float64]:
     """Each ``chunk`` elements of 1-D ``x`` and ``t`` (dtypes as :func:`fused_pair` takes):
-    a row of :data:`OUT` values, the 16 lane sums, then the largest target and the largest
-    ``|x|`` (widened to float64). Where their bits (as uint64) are at or above :data:`BAD`
-    (a negative, ``-0``, infinite or NaN target; an infinite or NaN input) the chunk is one
-    the fast path cannot take."""
+    a row of :data:`OUT` values, the 16 lane sums, then the target of the largest bit
+    pattern (read as an unsigned integer of the target's width), widened to float64. Where
+    that key's bits (as uint64) are at or above :data:`BAD` (a negative, ``-0``, infinite or
+    NaN target), or a lane sum is not finite (an infinite or NaN input, too), the chunk is
+    one the fast path cannot take."""
     n = x.size
     out = np.empty((-(-n // chunk), OUT), dtype=np.float64)
     found = None if n < SMALL and not _STATE else _state()["library"]
@@ -230,6 +227,14 @@ def chunk_table(x: np.ndarray, t: np.ndarray, chunk: int) -> NDArray[np.float64]
     return out
 
 
+def flagged(rows: NDArray[np.float64]) -> NDArray[np.bool_]:
+    """Which rows of :func:`chunk_table` the fast path cannot take: a target key at or above
+    :data:`BAD`, or a lane sum that is not finite (an infinite or NaN input makes its lane's
+    sum so, and so may a sum beyond float64's range)."""
+    keys = rows[:, LANES].view(np.uint64)
+    return (keys >= BAD) | ~np.isfinite(rows[:, :LANES]).all(axis=1)
+
+
 def _widen(a: np.ndarray, out: NDArray[np.float64]) -> NDArray[np.float64]:
     if a.dtype == np.float64:
         return a
@@ -243,7 +248,7 @@ class _Scratch:
     """One thread's buffers for :func:`_numpy_chunk`."""
 
     def __init__(self) -> None:
-        self.f = [np.empty(_STEP) for _ in range(8)]
+        self.f = [np.empty(_STEP) for _ in range(7)]
         self.u = [np.empty(_STEP, dtype=np.uint64) for _ in range(2)]
         self.lanes = np.empty((_STEP // LANES + 1, LANES))
 
@@ -260,37 +265,32 @@ def _numpy_chunk(
     if s is None:
         s = _LOCAL.scratch = _Scratch()
     acc = np.zeros(LANES)
-    tkey, xabs = 0, 0
     for start in range(0, t.size, _STEP):
         n = min(_STEP, t.size - start)
         f = [b[:n] for b in s.f]
         u = [b[:n] for b in s.u]
         t64 = _widen(t[start : start + n], f[0])
         x64 = _widen(x[start : start + n], f[1])
-        tb = t64.view(np.uint64)
-        tkey = max(tkey, int(tb.max()))
-        xabs = max(xabs, int(np.bitwise_and(x64.view(np.uint64), _ABS, out=u[1]).max()))
         terms = s.lanes[1:].reshape(-1)[:n]
         with np.errstate(all="ignore"):
-            _terms(t64, x64, tb, table, f[2:], u, terms)
+            _terms(t64, x64, t64.view(np.uint64), table, f[2:], u, terms)
         # Lane k's running sum, then its elements in order: row 0 holds the sums so far.
         whole = n - n % LANES
         s.lanes[0] = acc
         np.add.reduce(s.lanes[: 1 + whole // LANES], axis=0, out=acc)
         acc[: n - whole] += terms[whole:]
     out[:LANES] = acc
-    bits = out[LANES:].view(np.uint64)
-    bits[0], bits[1] = tkey, xabs
+    bits = t.view(_KEYS[t.dtype])
+    out[LANES] = float(np.array(bits.max(initial=0), dtype=bits.dtype).view(t.dtype))
 
 
-_ABS = np.uint64(0x7FFFFFFFFFFFFFFF)
 _HALF_STEP = np.uint64(1 << 47)
 _ONE = np.uint64(0x3FF0000000000000)
 _EXP_BIAS = np.uint64(0x4330000000000000)
 #: 2^52 + 1023: subtracted from the double spelt by 0x433 and the exponent field.
 _UNBIAS = float.fromhex("0x1.00000000003ffp52")
-_LN2 = 3 * _TABLE
-_Q = 3 * _TABLE + 2
+_LN2 = 2 * _TABLE
+_Q = 2 * _TABLE + 2
 
 
 def _terms(
@@ -305,7 +305,7 @@ def _terms(
     """``t * (log t - x)`` into ``out``: the values klkernel.c's ``term1`` computes (the
     same exponent, mantissa and index, from fewer whole-array steps), then its floating-point
     operations in its order."""
-    a, b, c, d, e, g = f
+    a, b, c, d, e = f
     v, w = u
     # Half a step added to the top 5 mantissa bits rounds m to its table point; where m
     # rounds to 2, the carry raises the exponent, and m is then halved against entry 0.
@@ -327,6 +327,7 @@ def _terms(
     np.multiply(d, q[0], out=e)
     np.add(e, q[1], out=e)
     np.multiply(e, c, out=e)
+    g = out  # the terms' buffer, free until the last step
     np.multiply(d, q[2], out=g)
     np.add(g, q[3], out=g)
     np.add(e, g, out=e)
@@ -340,13 +341,11 @@ def _terms(
     np.add(e, g, out=e)  # e: q(r), by Estrin's scheme as in klkernel.c
     np.multiply(c, e, out=c)
     np.add(d, c, out=c)  # c: log1p(r)
+    np.multiply(a, table[_LN2 + 1], out=d)  # exact: e has at most 11 bits, ln2_lo 42
+    np.add(c, d, out=c)  # c: log1p(r) + e ln2_lo
     np.take(table[_TABLE : 2 * _TABLE], index, out=b, mode="wrap")
-    np.multiply(a, table[_LN2], out=d)
-    np.add(d, b, out=b)  # b: e ln2_hi + logc_hi
-    np.take(table[2 * _TABLE : 3 * _TABLE], index, out=d, mode="wrap")
-    np.multiply(a, table[_LN2 + 1], out=a)
-    np.add(a, d, out=a)  # a: e ln2_lo + logc_lo
-    np.add(c, a, out=c)
+    np.multiply(a, table[_LN2], out=a)
+    np.add(a, b, out=b)  # b: e ln2_hi + logc, exact
     np.add(b, c, out=b)  # b: log t
     np.subtract(b, x64, out=b)
     np.multiply(t64, b, out=out)

@@ -12,35 +12,38 @@
  * Per element (t, x widened exactly to double; t > 0, or +0; x finite):
  *   t = 2^e m from the bits, m in [1, 2); i = round((m - 1) * 16); i = 16 means m / 2
  *       against entry 0 (e + 1), so log t near 1 is computed from r = t - 1 alone
- *   r = m * inv[i] - 1  (inv[i]: 1/(1 + i/16) to 28 bits; m has 24, so the product and the
- *       subtraction are exact)
+ *   r = m * inv[i] - 1  (inv[i]: near 1/(1 + i/16), 29 bits; m has 24, so the product and
+ *       the subtraction are exact; |r| <= 1/32)
  *   log1p(r) = r + r^2 q(r), q a degree-7 Chebyshev fit on |r| <= 1/32 (error 2^-55 |r|),
  *       evaluated by Estrin's scheme: q = ((c0 r + c1) r^2 + (c2 r + c3)) r^4
  *       + ((c4 r + c5) r^2 + (c6 r + c7))
- *   log t = (e ln2_hi + logc_hi[i]) + (log1p(r) + (e ln2_lo + logc_lo[i]))
- *       (the first sum is exact: ln2_hi and logc_hi[i] are multiples of 2^-42)
+ *   log t = (e ln2_hi + logc[i]) + (log1p(r) + e ln2_lo)
+ *       inv[i] is chosen so that -log(inv[i]) is within 2^-63 of logc[i], a multiple of
+ *       2^-42 (Gal's accurate tables), and ln2_hi and ln2_lo have at most 42 bits: both
+ *       products are exact for |e| < 2^11 and the first sum is exact too.
  *   term = t (log t - x)
  * A +0 target gives 0 * finite = +-0 (torch's xlogy rule). Per chunk the kernel writes its
- * 16 lane sums, the largest target's bits and the largest |x|'s bits: bits at or above
- * inf's (negative, -0, inf, NaN targets; inf or NaN inputs) send the chunk to the slow path.
+ * 16 lane sums and the largest target's bits (as the target dtype's unsigned integer, widened
+ * as a value): bits at or above inf's (negative, -0, inf, NaN targets) send the chunk to the
+ * slow path; an inf or NaN input makes its lane's sum inf or NaN, which does too.
  */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
 #define LANES 16
-#define OUT_STRIDE 18
+#define OUT_STRIDE 17
 #define TABLE 16
 /* Bytes prefetched ahead of the elements being read. */
 #define AHEAD 1024
 
 enum { K_F16 = 0, K_F32 = 1, K_F64 = 2 };
 
-/* The table (kernel.py's TABLE): inv[16], logc_hi[16], logc_lo[16], ln2_hi, ln2_lo, then the
+/* The table (kernel.py's TABLE_VALUES): inv[16], logc[16], ln2_hi, ln2_lo, then the
  * coefficients of q(r), highest degree first. */
-#define LN2_HI (3 * TABLE)
-#define LN2_LO (3 * TABLE + 1)
-#define QCOEF (3 * TABLE + 2)
+#define LN2_HI (2 * TABLE)
+#define LN2_LO (2 * TABLE + 1)
+#define QCOEF (2 * TABLE + 2)
 #define QN 8
 #define MANT 0x000fffffffffffffULL
 #define ONE 0x3ff0000000000000ULL
@@ -77,6 +80,18 @@ static inline double load1(const void *src, int kind, int64_t j) {
     return half_value(((const uint16_t *)src)[j]);
 }
 
+/* A target's bits as an unsigned integer of its width (float16 or float32): their maximum
+ * is the largest target when all are finite and non-negative, and at or above inf's
+ * bits otherwise. */
+static inline uint32_t key1(const void *t, int kind, int64_t j) {
+    if (kind == K_F32) {
+        uint32_t u;
+        memcpy(&u, (const float *)t + j, sizeof u);
+        return u;
+    }
+    return ((const uint16_t *)t)[j];
+}
+
 /* The term of one element (the scalar statement of the algorithm above). */
 static inline __attribute__((always_inline)) double term1(double tv, double xv,
                                                          const double *tab) {
@@ -91,32 +106,17 @@ static inline __attribute__((always_inline)) double term1(double tv, double xv,
     double a0 = c[0] * r + c[1], a1 = c[2] * r + c[3], a2 = c[4] * r + c[5], a3 = c[6] * r + c[7];
     double q = (a0 * r2 + a1) * r4 + (a2 * r2 + a3);
     double p = r + r2 * q;
-    double l = (e * tab[LN2_HI] + tab[TABLE + (i & 15)]) +
-               (p + (e * tab[LN2_LO] + tab[2 * TABLE + (i & 15)]));
+    double l = (e * tab[LN2_HI] + tab[TABLE + (i & 15)]) + (p + e * tab[LN2_LO]);
     return tv * (l - xv);
 }
 
-/* One element into lane k, with its target key and |x|. */
-static inline __attribute__((always_inline)) void one(double tv, double xv, const double *tab,
-                                                      int k, double *acc, uint64_t *tkey,
-                                                      uint64_t *xabs) {
-    acc[k] += term1(tv, xv, tab);
-    uint64_t tb = bits_of(tv);
-    uint64_t xa = bits_of(xv) & 0x7fffffffffffffffULL;
-    tkey[k] = tb > tkey[k] ? tb : tkey[k];
-    xabs[k] = xa > xabs[k] ? xa : xabs[k];
-}
-
-static inline __attribute__((always_inline)) void finish(const double *acc, const uint64_t *tkey,
-                                                         const uint64_t *xabs, double *o) {
-    uint64_t tk_max = 0, xa_max = 0;
-    for (int k = 0; k < LANES; k++) {
-        o[k] = acc[k];
-        tk_max = tkey[k] > tk_max ? tkey[k] : tk_max;
-        xa_max = xabs[k] > xa_max ? xabs[k] : xa_max;
-    }
-    memcpy(o + LANES, &tk_max, 8);
-    memcpy(o + LANES + 1, &xa_max, 8);
+/* The row of a chunk: its lane sums, then the largest target key widened as a value. */
+static inline __attribute__((always_inline)) void finish(const double *acc, uint32_t key,
+                                                         int tk, double *o) {
+    for (int k = 0; k < LANES; k++) o[k] = acc[k];
+    float f;
+    memcpy(&f, &key, sizeof f);
+    o[LANES] = tk == K_F32 ? (double)f : half_value((uint16_t)key);
 }
 
 static inline __attribute__((always_inline)) void chunks(const void *x, int xk, const void *t,
@@ -125,7 +125,7 @@ static inline __attribute__((always_inline)) void chunks(const void *x, int xk, 
     for (int64_t start = 0, c = 0; start < n; start += chunk, c++) {
         int64_t end = start + chunk < n ? start + chunk : n;
         double acc[LANES] = {0};
-        uint64_t tkey[LANES] = {0}, xabs[LANES] = {0};
+        uint32_t key[LANES] = {0};
         int64_t j = start;
         /* 16 elements at a time, in arrays the compiler can keep in vector registers. */
         for (; j + LANES <= end; j += LANES) {
@@ -136,14 +136,18 @@ static inline __attribute__((always_inline)) void chunks(const void *x, int xk, 
             }
             for (int k = 0; k < LANES; k++) acc[k] += term1(tv[k], xv[k], tab);
             for (int k = 0; k < LANES; k++) {
-                uint64_t tb = bits_of(tv[k]), xa = bits_of(xv[k]) & 0x7fffffffffffffffULL;
-                tkey[k] = tb > tkey[k] ? tb : tkey[k];
-                xabs[k] = xa > xabs[k] ? xa : xabs[k];
+                uint32_t b = key1(t, tk, j + k);
+                key[k] = b > key[k] ? b : key[k];
             }
         }
-        for (int k = 0; j < end; j++, k++)
-            one(load1(t, tk, j), load1(x, xk, j), tab, k, acc, tkey, xabs);
-        finish(acc, tkey, xabs, out + c * OUT_STRIDE);
+        uint32_t top = 0;
+        for (int k = 0; j < end; j++, k++) {
+            acc[k] += term1(load1(t, tk, j), load1(x, xk, j), tab);
+            uint32_t b = key1(t, tk, j);
+            top = b > top ? b : top;
+        }
+        for (int k = 0; k < LANES; k++) top = key[k] > top ? key[k] : top;
+        finish(acc, top, tk, out + c * OUT_STRIDE);
     }
 }
 
@@ -162,43 +166,50 @@ __attribute__((target("avx2"))) static void chunks_avx2(const void *x, int xk, c
     chunks(x, xk, t, tk, n, chunk, tab, out);
 }
 
-#define AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw"), always_inline)) inline
+#define AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,f16c"), always_inline)) inline
 
-/* Elements j .. j+15 of src as doubles: the lanes 0-7 and 8-15. */
+/* Elements j .. j+15 of src as doubles: the lanes 0-7 and 8-15. Two 256-bit conversions
+ * of float32 (no extract); float16 through float32. */
 static AVX512 void load16(const void *src, int kind, int64_t j, __m512d *lo, __m512d *hi) {
     if (kind == K_F64) {
         const double *s = (const double *)src + j;
         *lo = _mm512_loadu_pd(s);
         *hi = _mm512_loadu_pd(s + 8);
-        _mm_prefetch((const char *)s + AHEAD, _MM_HINT_NTA);
-        _mm_prefetch((const char *)s + AHEAD + 64, _MM_HINT_NTA);
-        return;
-    }
-    __m512 f;
-    if (kind == K_F32) {
+    } else if (kind == K_F32) {
         const float *s = (const float *)src + j;
-        f = _mm512_loadu_ps(s);
-        _mm_prefetch((const char *)s + AHEAD, _MM_HINT_NTA);
+        *lo = _mm512_cvtps_pd(_mm256_loadu_ps(s));
+        *hi = _mm512_cvtps_pd(_mm256_loadu_ps(s + 8));
     } else {
-        const uint16_t *s = (const uint16_t *)src + j;
-        f = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)s));
-        if ((j & 31) == 0) _mm_prefetch((const char *)s + AHEAD, _MM_HINT_NTA);
+        const __m128i *s = (const __m128i *)((const uint16_t *)src + j);
+        *lo = _mm512_cvtps_pd(_mm256_cvtph_ps(_mm_loadu_si128(s)));
+        *hi = _mm512_cvtps_pd(_mm256_cvtph_ps(_mm_loadu_si128(s + 1)));
     }
-    *lo = _mm512_cvtps_pd(_mm512_castps512_ps256(f));
-    *hi = _mm512_cvtps_pd(_mm512_extractf32x8_ps(f, 1));
+}
+
+/* The largest key of elements j .. j+15 of the targets, lane by lane (float32: 16 lanes of
+ * 32 bits; float16: 16 lanes of 16 bits in the low half). */
+static AVX512 __m512i keys16(const void *t, int kind, int64_t j, __m512i key) {
+    if (kind == K_F32)
+        return _mm512_max_epu32(key, _mm512_loadu_si512((const float *)t + j));
+    __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)t + j));
+    return _mm512_inserti64x4(key, _mm256_max_epu16(_mm512_castsi512_si256(key), h), 0);
+}
+
+static AVX512 void prefetch(const void *src, int kind, int64_t j) {
+    /* 32 elements: 64 bytes of float16, 128 of float32, 256 of float64. */
+    const char *s = (const char *)src + (j << kind << 1) + AHEAD;
+    for (int b = 0; b < (1 << kind); b++) _mm_prefetch(s + 64 * b, _MM_HINT_NTA);
 }
 
 typedef struct {
-    __m512d inv0, inv1, hi0, hi1, lo0, lo1, ln2_hi, ln2_lo, q[QN];
+    __m512d inv0, inv1, hi0, hi1, ln2_hi, ln2_lo, q[QN];
 } Tables;
 
-/* one() on 8 lanes, with the instructions AVX-512 has for it: getexp/getmant split t (the
+/* term1 on 8 lanes, with the instructions AVX-512 has for it: getexp/getmant split t (the
  * same e and m as the bits give; a +0 target is first raised to the smallest normal, whose
- * finite logarithm then meets t = 0 as it does in one()), and fused multiply-adds only
+ * finite logarithm then meets t = 0 as it does in term1), and fused multiply-adds only
  * where the product is exact (so the result is the same as separate operations). */
-static AVX512 void eight(__m512d t, __m512d x, const Tables *tb_, __m512d *acc, __m512i *tkey,
-                         __m512i *xabs) {
-    __m512i tb = _mm512_castpd_si512(t);
+static AVX512 void eight(__m512d t, __m512d x, const Tables *tb_, __m512d *acc) {
     __m512d tn = _mm512_max_pd(t, _mm512_set1_pd(0x1p-1022));
     __m512d e = _mm512_getexp_pd(tn);
     __m512d m = _mm512_getmant_pd(tn, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_src);
@@ -219,51 +230,60 @@ static AVX512 void eight(__m512d t, __m512d x, const Tables *tb_, __m512d *acc, 
     __m512d q = _mm512_add_pd(_mm512_mul_pd(b0, r4), b1);
     __m512d p = _mm512_add_pd(r, _mm512_mul_pd(r2, q));
     __m512d hi = _mm512_fmadd_pd(e, tb_->ln2_hi, _mm512_permutex2var_pd(tb_->hi0, i, tb_->hi1));
-    __m512d lo = _mm512_add_pd(_mm512_mul_pd(e, tb_->ln2_lo),
-                               _mm512_permutex2var_pd(tb_->lo0, i, tb_->lo1));
-    __m512d l = _mm512_add_pd(hi, _mm512_add_pd(p, lo));
+    __m512d l = _mm512_add_pd(hi, _mm512_fmadd_pd(e, tb_->ln2_lo, p));
     *acc = _mm512_add_pd(*acc, _mm512_mul_pd(t, _mm512_sub_pd(l, x)));
-    *tkey = _mm512_max_epu64(*tkey, tb);
-    __m512i xa =
-        _mm512_and_si512(_mm512_castpd_si512(x), _mm512_set1_epi64(0x7fffffffffffffffLL));
-    *xabs = _mm512_max_epu64(*xabs, xa);
 }
 
-/* The chunks' 16-lane loop (then the tail, element by element). */
+/* Elements j .. j+15 into the lanes 0-7 (acc0) and 8-15 (acc1). */
+static AVX512 void sixteen(const void *x, int xk, const void *t, int tk, int64_t j,
+                           const Tables *tb_, __m512d *acc0, __m512d *acc1, __m512i *key) {
+    __m512d t0, t1, x0, x1;
+    load16(t, tk, j, &t0, &t1);
+    load16(x, xk, j, &x0, &x1);
+    *key = keys16(t, tk, j, *key);
+    eight(t0, x0, tb_, acc0);
+    eight(t1, x1, tb_, acc1);
+}
+
+/* The chunks' loop: 32 elements a step (one prefetch per cache line), then 16, then the
+ * tail element by element. */
 static AVX512 void chunks512(const void *x, int xk, const void *t, int tk, int64_t n,
                              int64_t chunk, const double *tab, double *out, const Tables *tb_) {
     for (int64_t start = 0, c = 0; start < n; start += chunk, c++) {
         int64_t end = start + chunk < n ? start + chunk : n;
         __m512d acc0 = _mm512_setzero_pd(), acc1 = _mm512_setzero_pd();
-        __m512i tk0 = _mm512_setzero_si512(), tk1 = tk0, xa0 = tk0, xa1 = tk0;
+        __m512i key = _mm512_setzero_si512();
         int64_t j = start;
-        for (; j + LANES <= end; j += LANES) {
-            __m512d t0, t1, x0, x1;
-            load16(t, tk, j, &t0, &t1);
-            load16(x, xk, j, &x0, &x1);
-            eight(t0, x0, tb_, &acc0, &tk0, &xa0);
-            eight(t1, x1, tb_, &acc1, &tk1, &xa1);
+        for (; j + 2 * LANES <= end; j += 2 * LANES) {
+            prefetch(t, tk, j);
+            prefetch(x, xk, j);
+            sixteen(x, xk, t, tk, j, tb_, &acc0, &acc1, &key);
+            sixteen(x, xk, t, tk, j + LANES, tb_, &acc0, &acc1, &key);
+        }
+        if (j + LANES <= end) {
+            sixteen(x, xk, t, tk, j, tb_, &acc0, &acc1, &key);
+            j += LANES;
         }
         double acc[LANES];
-        uint64_t tkey[LANES], xabs[LANES];
         _mm512_storeu_pd(acc, acc0);
         _mm512_storeu_pd(acc + 8, acc1);
-        _mm512_storeu_si512(tkey, tk0);
-        _mm512_storeu_si512(tkey + 8, tk1);
-        _mm512_storeu_si512(xabs, xa0);
-        _mm512_storeu_si512(xabs + 8, xa1);
-        for (int k = 0; j < end; j++, k++)
-            one(load1(t, tk, j), load1(x, xk, j), tab, k, acc, tkey, xabs);
-        finish(acc, tkey, xabs, out + c * OUT_STRIDE);
+        uint32_t top = tk == K_F32 ? _mm512_reduce_max_epu32(key)
+                                   : (uint32_t)_mm512_reduce_max_epu32(_mm512_cvtepu16_epi32(
+                                         _mm512_castsi512_si256(key)));
+        for (int k = 0; j < end; j++, k++) {
+            acc[k] += term1(load1(t, tk, j), load1(x, xk, j), tab);
+            uint32_t b = key1(t, tk, j);
+            top = b > top ? b : top;
+        }
+        finish(acc, top, tk, out + c * OUT_STRIDE);
     }
 }
 
-__attribute__((target("avx512f,avx512dq,avx512vl,avx512bw"))) static void chunks_avx512(
+__attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,f16c"))) static void chunks_avx512(
     const void *x, int xk, const void *t, int tk, int64_t n, int64_t chunk, const double *tab,
     double *out) {
-    Tables tb_ = {_mm512_loadu_pd(tab),          _mm512_loadu_pd(tab + 8),
-                  _mm512_loadu_pd(tab + 16),     _mm512_loadu_pd(tab + 24),
-                  _mm512_loadu_pd(tab + 32),     _mm512_loadu_pd(tab + 40),
+    Tables tb_ = {_mm512_loadu_pd(tab),        _mm512_loadu_pd(tab + 8),
+                  _mm512_loadu_pd(tab + 16),   _mm512_loadu_pd(tab + 24),
                   _mm512_set1_pd(tab[LN2_HI]), _mm512_set1_pd(tab[LN2_LO]),
                   {_mm512_setzero_pd()}};
     for (int d = 0; d < QN; d++) tb_.q[d] = _mm512_set1_pd(tab[QCOEF + d]);
@@ -276,7 +296,8 @@ int kl_isa(void) {
 #ifdef KL_X86
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw"))
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("f16c"))
         return 2;
     if (__builtin_cpu_supports("avx2")) return 1;
 #endif
@@ -284,9 +305,9 @@ int kl_isa(void) {
 }
 
 /* Sums the chunks of n elements of x and t (kinds 0 float16, 1 float32, 2 float64; t
- * float16 or float32) with
- * the table tab, writing OUT_STRIDE doubles per chunk to out, using instruction set isa
- * (at most kl_isa()). Returns 0, or -1 for arguments it does not take. */
+ * float16 or float32) with the table tab, writing OUT_STRIDE doubles per chunk to out,
+ * using instruction set isa (at most kl_isa()). Returns 0, or -1 for arguments it does not
+ * take. */
 int kl_chunks(const void *x, int xk, const void *t, int tk, int64_t n, int64_t chunk,
               const double *tab, double *out, int isa) {
     if (xk < 0 || xk > 2 || tk < 0 || tk > 1 || n < 0 || chunk <= 0) return -1;
