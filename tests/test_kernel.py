@@ -131,6 +131,34 @@ def test_compiled_and_numpy_chunks_have_the_same_bits(variant, td, use) -> None:
 
 
 @pytest.mark.skipif(not VARIANTS, reason="the compiled kernel is not built")
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_float64_targets_lane_sums_have_the_same_bits(variant, use) -> None:
+    """kernel.log_lanes: compiled and NumPy, every input dtype, zero targets (their
+    logarithm -inf, or already replaced), ragged tails, a NaN from 0 * inf."""
+    rng = np.random.default_rng(5)
+    for xd in DTYPES:
+        for n in (5, 64 * 3 + 17, 70001):
+            t = rng.dirichlet(np.ones(n))
+            t[rng.integers(0, n, 4)] = 0.0
+            x = (np.log(t + 1e-300) + rng.normal(0, 1e-3, n)).astype(xd)
+            with np.errstate(divide="ignore"):
+                logs = [np.log(t), np.log(np.where(t == 0, 1.0, t))]
+            for log_t in logs:
+                got = []
+                for name in ("numpy", variant):
+                    use(name)
+                    lanes, zeros = kernel.log_lanes(log_t, x, t)
+                    got.append(np.array(lanes).view(np.uint64))
+                    assert np.isfinite(lanes).all() and zeros in (0, int((t == 0).sum()))
+                assert np.array_equal(*got), (xd, n)
+    x[rng.integers(0, n)] = np.inf
+    x[t == 0] = np.inf
+    for name in ("numpy", variant):
+        use(name)
+        assert np.isnan(math.fsum(kernel.log_lanes(logs[1], x, t)[0]))
+
+
+@pytest.mark.skipif(not VARIANTS, reason="the compiled kernel is not built")
 def test_every_value_of_float16_has_the_same_bits(use) -> None:
     t = np.arange(0x7C00, dtype=np.uint16).view(np.float16)  # every finite positive half
     x = np.zeros_like(t)
@@ -174,7 +202,7 @@ def test_chunk_sums_are_the_float64_value_of_the_data(use) -> None:
             assert abs(value - math.fsum(terms[part].tolist())) <= 2.3e-16 * scale, (td, k)
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("dtype", ["float32", "float16", "float64"])
 def test_engine_bits_depend_on_the_data_only(dtype, use) -> None:
     """Both kernels, 1-3 threads, random block splits: one value."""
     rng = np.random.default_rng(7)
@@ -193,19 +221,20 @@ def test_engine_bits_depend_on_the_data_only(dtype, use) -> None:
     assert len(results) == 1, results
 
 
-def test_special_values_keep_torchs_pattern_on_both_kernels(use) -> None:
-    x, t = pair(1 << 16, "float32", "float32", awkward=False)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_special_values_keep_torchs_pattern_on_both_kernels(dtype, use) -> None:
+    x, t = pair(1 << 16, dtype, dtype, awkward=False)
     t[100], x[70000 % x.size] = -0.5, np.inf
     want = None
     for variant in ["numpy", *VARIANTS[-1:]]:
         use(variant)
-        got = engine.total_loss(x, t, False, np.dtype("float32"), chunk=4096)
+        got = engine.total_loss(x, t, False, np.dtype(dtype), chunk=4096)
         assert math.isnan(got)
         x2 = x.copy()
         x2[70000 % x.size] = 0.0
         t2 = t.copy()
         t2[100] = 0.0
-        clean = engine.total_loss(x2, t2, False, np.dtype("float32"), chunk=4096)
+        clean = engine.total_loss(x2, t2, False, np.dtype(dtype), chunk=4096)
         assert want is None or clean == want
         want = clean
 

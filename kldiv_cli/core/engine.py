@@ -15,16 +15,16 @@ chunk gives one float64 partial sum, and the partials are combined exactly
 block sizes, and a distributed engine (Dask, Spark) can run :func:`partial_sums` on its own
 partitions and :func:`combine` the results.
 
-Per chunk, without ``log_target`` and with float16 or float32 targets: the fused kernel
-(:mod:`.kernel`: one pass that widens, takes kldiv's own float64 logarithm, forms the terms
-and sums them in 16 fixed lanes; compiled when available, else NumPy, with the same bits).
-Otherwise (float64 targets, ``log_target``), and for every chunk the kernel flags: the
-operands are widened into this thread's float64 buffers (float16 through an exact bit-level
-widening, :mod:`.half`), then ``log`` and a subtraction run in place and BLAS ``ddot`` sums
-the products on short slices (all release the GIL, so threads run in parallel). Zero targets
-(found by the chunk's minimum) get torch's ``xlogy`` rule, 0 against a finite input.
-Wherever torch's own terms would not be finite (a zero target against an infinite input,
-negative, NaN or infinite values, and terms that overflow in torch's dtypes, found from the
+Per chunk, without ``log_target``: float16 or float32 targets take the fused kernel
+(:mod:`.kernel`: one pass that widens, takes kldiv's own float64 logarithm and sums the terms
+in 16 fixed lanes), float64 targets NumPy's ``log`` and then one pass of the kernel's that
+subtracts, multiplies and sums in 64 lanes (compiled when available, else NumPy: same bits).
+Otherwise (``log_target``, and chunks the kernel flags), the operands are widened into this
+thread's float64 buffers (float16 bit by bit, :mod:`.half`), ``log`` (or ``exp``) and a
+subtraction run in place and BLAS ``ddot`` sums the products on short slices (all release the
+GIL, so threads run in parallel). Zero targets get torch's ``xlogy`` rule, 0 against a finite
+input. Wherever torch's own terms would not be finite (a zero target against an infinite
+input, negative, NaN or infinite values, terms that overflow in torch's dtypes, found from the
 chunk's extremes), the chunk's sum is that of torch's non-finite terms, so the NaN/±inf
 pattern is torch's. :func:`row_sums` gives exact values per row (by the general path).
 
@@ -43,7 +43,7 @@ import numpy as np
 
 from . import half, kernel
 from .pointwise import pointwise
-from .sums import as_float64, combine, combine_rows, fsum_or_inf
+from .sums import as_float64, combine, combine_rows, dot, fsum_or_inf, row_dots
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -166,35 +166,20 @@ class _Operand:
 
 
 class _Known:
-    """A chunk operand known by its dtype, size and extremes alone (from the kernel)."""
+    """A chunk operand of the fused kernel: its extremes as the kernel found them, else
+    (the input's, needed only for targets above 1) found from the data when first asked."""
 
-    def __init__(self, dtype: np.dtype, size: int, lo: float, hi: float) -> None:
-        self.dtype, self.size, self._lo, self._hi = dtype, size, lo, hi
-
-    def lo(self) -> float:
-        return self._lo
-
-    def hi(self) -> float:
-        return self._hi
-
-
-class _Lazy:
-    """A chunk operand whose extremes are found only if asked (by :func:`_fits`, for
-    targets above 1): the fused kernel does not look for them."""
-
-    def __init__(self, a: np.ndarray) -> None:
-        self.a, self.dtype, self.size = a, a.dtype, a.size
+    def __init__(self, a: np.ndarray, lo: float | None = None, hi: float | None = None) -> None:
+        self.a, self.dtype, self.size, self._lo, self._hi = a, a.dtype, a.size, lo, hi
 
     def lo(self) -> float:
-        return float(self.a.min())
+        return float(self.a.min()) if self._lo is None else self._lo
 
     def hi(self) -> float:
-        return float(self.a.max())
+        return float(self.a.max()) if self._hi is None else self._hi
 
 
-def _fits(
-    x: _Operand | _Known | _Lazy, t: _Operand | _Known, log_target: bool, dtype: np.dtype
-) -> bool:
+def _fits(x: _Operand | _Known, t: _Operand | _Known, log_target: bool, dtype: np.dtype) -> bool:
     """Whether none of torch's intermediate results can overflow on this chunk (finite
     operands, and non-negative targets unless ``log_target``: the caller's float64 sum
     was finite).
@@ -261,44 +246,14 @@ def _factors(
     return np.subtract(out, x, out=out), t
 
 
-#: Vector length of one BLAS dot: OpenBLAS runs ``ddot`` on one thread up to 10,000
-#: elements and threads it above, where its pool serialises concurrent callers.
-_DOT = 8192
-
-
-def _row_dots(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``sum(a * b, axis=-1)`` of 2-D float64 arrays whose rows are contiguous.
-
-    BLAS ``ddot`` on ``_DOT``-long slices of each row, all in one ``matmul`` call (a stack
-    of 1 x _DOT by _DOT x 1 products, with the GIL released), then each row's slices
-    summed in order and its remainder added. Faster than a multiply and a pairwise sum or
-    ``einsum``, and accurate far beyond what a result dtype can show; the bits depend on
-    the row length only.
-    """
-    rows, width = a.shape
-    whole = width - width % _DOT
-    out = np.zeros(rows)
-    if whole:
-        pieces = np.matmul(
-            a[:, :whole].reshape(rows, -1, 1, _DOT), b[:, :whole].reshape(rows, -1, _DOT, 1)
-        )
-        out += pieces.reshape(rows, -1).sum(axis=1)
-    if whole < width:
-        out += np.matmul(a[:, None, whole:], b[:, whole:, None]).reshape(rows)
-    return out
-
-
-def _dot(a: np.ndarray, b: np.ndarray) -> float:
-    """``sum(a * b)`` of 1-D float64 arrays (:func:`_row_dots` of one row)."""
-    return float(_row_dots(a.reshape(1, -1), b.reshape(1, -1))[0])
-
-
 def chunk_sum(x: np.ndarray, t: np.ndarray, log_target: bool, dtype: np.dtype) -> float:
     """The float64 loss sum of one chunk of same-shape 1-D float operands (any dtypes).
 
     ``dtype`` is the result dtype: it only decides where torch's own terms would overflow
     (so that the NaN/inf pattern stays torch's); the value is that of the data in float64.
     """
+    if t.dtype == np.float64 and not log_target:
+        return _log_sum(x, t)
     n = x.size
     buf = _buffers(n)
     with np.errstate(all="ignore"):
@@ -314,10 +269,34 @@ def chunk_sum(x: np.ndarray, t: np.ndarray, log_target: bool, dtype: np.dtype) -
         if narrow and log_target:
             xo.lo(), xo.hi()
         t64, x64, a, b = to.a64, xo.a64, buf.a[:n], buf.b[:n]
-        total = _dot(*_factors(x64, t64, log_target, a, b, buf.m[:n], zeros))
+        total = dot(*_factors(x64, t64, log_target, a, b, buf.m[:n], zeros))
         if math.isfinite(total) and _fits(xo, to, log_target, dtype):
             return total
     special = _torch_special(x, t, log_target, dtype)
+    return total if special is None else special
+
+
+def _log_sum(x: np.ndarray, t: np.ndarray) -> float:
+    """:func:`chunk_sum` of float64 targets (so a float64 result) without ``log_target``:
+    NumPy's ``log`` of the targets, then one pass (:func:`kernel.log_lanes`) that subtracts,
+    multiplies and sums in 64 lanes (where NumPy would take three passes), applying the
+    ``xlogy`` rule to zero targets. NumPy's ``log`` of 0 is several times slower than of
+    other values: after a chunk with zero targets, this thread's next chunks take the
+    logarithm of 1 in their place (which is only faster; the result is the same)."""
+    n = t.size
+    buf = _buffers(n)
+    with np.errstate(all="ignore"):
+        source, seen = t, False
+        if getattr(_LOCAL, "zeros", False) and np.equal(t, 0, out=buf.m[:n]).any():
+            source, seen = buf.b[:n], True
+            np.copyto(source, t)
+            np.copyto(source, 1.0, where=buf.m[:n])
+        lanes, zeros = kernel.log_lanes(np.log(source, out=buf.a[:n]), x, t)
+        _LOCAL.zeros = seen or zeros > 0
+        total = combine(lanes)
+    if math.isfinite(total):
+        return total
+    special = _torch_special(x, t, False, np.dtype(np.float64))
     return total if special is None else special
 
 
@@ -383,8 +362,8 @@ def _fused_value(row: np.ndarray, x: np.ndarray, t: np.ndarray, dtype: np.dtype)
     """A chunk's sum from its row of :func:`kernel.chunk_table` (one it did not flag): the
     exact sum of its lanes, or None where torch's terms would overflow in its dtypes."""
     total = fsum_or_inf(row[: kernel.LANES].tolist())
-    tk = _Known(t.dtype, t.size, 0.0, float(row[kernel.LANES]))
-    return total if math.isfinite(total) and _fits(_Lazy(x), tk, False, dtype) else None
+    tk = _Known(t, 0.0, float(row[kernel.LANES]))
+    return total if math.isfinite(total) and _fits(_Known(x), tk, False, dtype) else None
 
 
 def column_partials(
@@ -501,7 +480,7 @@ def _rows_of_block(x: np.ndarray, t: np.ndarray, log_target: bool, dtype: np.dty
         x64, t64, a, b = xo.a64, to.a64, buf.a[:n], buf.b[:n]
         zeros = not log_target and not to.lo() > 0
         f, g = _factors(x64, t64, log_target, a, b, buf.m[:n], zeros)
-        sums = _row_dots(f.reshape(rows, width), g.reshape(rows, width))
+        sums = row_dots(f.reshape(rows, width), g.reshape(rows, width))
         if np.isfinite(sums).all() and _fits(xo, to, log_target, dtype):
             return sums
     # Torch's terms decide which rows are nan or ±inf.

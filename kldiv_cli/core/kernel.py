@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BAD",
     "LANES",
+    "LOG_LANES",
     "OUT",
     "SMALL",
     "TABLE_VALUES",
@@ -49,6 +50,7 @@ __all__ = [
     "chunk_table",
     "flagged",
     "fused_pair",
+    "log_lanes",
     "make_table",
     "reset",
 ]
@@ -56,6 +58,8 @@ __all__ = [
 LANES = 16
 #: Doubles written per chunk: the 16 lane sums, then the largest target key.
 OUT = LANES + 1
+#: Lanes of :func:`log_lanes`.
+LOG_LANES = 64
 #: A target key (as float64 bits) at or above this is not a finite non-negative value.
 BAD = 0x7FF0000000000000
 _TABLE = 16
@@ -64,6 +68,9 @@ _ISAS = {"generic": 0, "avx2": 1, "avx512": 2}
 _KINDS = {np.dtype(np.float16): 0, np.dtype(np.float32): 1, np.dtype(np.float64): 2}
 #: Elements per NumPy step: its buffers stay in the core's cache.
 _STEP = 1 << 14
+#: Elements per NumPy step of :func:`log_lanes`: four passes a step, each a few calls, so
+#: longer steps than :data:`_STEP` (the calls' own cost is most of the difference).
+_LOG_STEP = 1 << 16
 #: Below this many elements the NumPy steps cost less than loading the library (ctypes
 #: and the shared library take a few milliseconds): small jobs start no slower.
 SMALL = 1 << 15
@@ -165,6 +172,16 @@ def _library() -> tuple[Any, int] | None:
         ctypes.c_void_p,
         ctypes.c_int,
     ]
+    lib.kl_log_lanes.restype = ctypes.c_int
+    lib.kl_log_lanes.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.c_int,
+        ctypes.c_void_p,
+        ctypes.c_int64,
+        ctypes.c_void_p,
+        ctypes.c_int,
+    ]
     best = int(lib.kl_isa())
     isa = min(best, _ISAS.get(choice, best))
     return lib, isa
@@ -227,6 +244,46 @@ def chunk_table(x: np.ndarray, t: np.ndarray, chunk: int) -> NDArray[np.float64]
     return out
 
 
+def log_lanes(
+    log_t: NDArray[np.float64], x: np.ndarray, t: NDArray[np.float64]
+) -> tuple[list[float], int]:
+    """The :data:`LOG_LANES` lane sums of ``t * (log_t - x)`` over 1-D float64 targets ``t``
+    (one chunk), and the number of zero targets among them (0 if there were zeros but
+    ``log_t`` held finite values there, in the NumPy steps). ``log_t`` is NumPy's ``log`` of
+    the targets (any value where ``t == 0``: it reads as 0 there, torch's ``xlogy`` rule,
+    which gives NaN against an infinite or NaN input); ``x`` is float16, float32 or float64.
+    Element ``j`` goes to lane ``j % 64``, each lane summed in order: compiled
+    (``klkernel.c``'s ``kl_log_lanes``) or in NumPy, the same bits."""
+    n = t.size
+    found = None if n < SMALL and not _STATE else _state()["library"]
+    out = np.zeros(LOG_LANES + 1)
+    if found is not None:
+        lib, isa = found
+        x = np.ascontiguousarray(x)
+        args = (log_t.ctypes.data, x.ctypes.data, _KINDS[x.dtype], t.ctypes.data, n)
+        if lib.kl_log_lanes(*args, out.ctypes.data, isa) == 0:
+            return out[:LOG_LANES].tolist(), int(out[LOG_LANES])
+    s, zeros, acc = _scratch(), 0, out[:LOG_LANES]
+    for start in range(0, n, _LOG_STEP):
+        m = min(_LOG_STEP, n - start)
+        x64 = _widen(x[start : start + m], s.x64[:m])
+        ts, a, terms = t[start : start + m], log_t[start : start + m], s.terms(m, LOG_LANES)
+        with np.errstate(all="ignore"):
+            before = acc.copy()
+            np.multiply(ts, np.subtract(a, x64, out=terms), out=terms)
+            s.add_lanes(acc, m)
+            # Only a zero target's -inf logarithm (or a non-finite value) makes a sum so.
+            zero = s.zero[:m]
+            if not np.isfinite(acc).all() and np.equal(ts, 0, out=zero).any():
+                zeros += int(np.count_nonzero(zero))
+                np.subtract(a, x64, out=terms)
+                np.subtract(0.0, x64, out=terms, where=zero)
+                np.multiply(ts, terms, out=terms)
+                acc[:] = before
+                s.add_lanes(acc, m)
+    return acc.tolist(), zeros
+
+
 def flagged(rows: NDArray[np.float64]) -> NDArray[np.bool_]:
     """Which rows of :func:`chunk_table` the fast path cannot take: a target key at or above
     :data:`BAD`, or a lane sum that is not finite (an infinite or NaN input makes its lane's
@@ -245,15 +302,39 @@ def _widen(a: np.ndarray, out: NDArray[np.float64]) -> NDArray[np.float64]:
 
 
 class _Scratch:
-    """One thread's buffers for :func:`_numpy_chunk`."""
+    """One thread's buffers for :func:`_numpy_chunk` and :func:`log_lanes`."""
 
     def __init__(self) -> None:
         self.f = [np.empty(_STEP) for _ in range(7)]
         self.u = [np.empty(_STEP, dtype=np.uint64) for _ in range(2)]
-        self.lanes = np.empty((_STEP // LANES + 1, LANES))
+        self.rows = {LANES: np.empty((_STEP // LANES + 1, LANES))}
+        self.rows[LOG_LANES] = np.empty((_LOG_STEP // LOG_LANES + 1, LOG_LANES))
+        self.x64 = np.empty(_LOG_STEP)
+        self.zero = np.empty(_LOG_STEP, dtype=bool)
+
+    def terms(self, n: int, width: int = LANES) -> NDArray[np.float64]:
+        """The buffer for a step's ``n`` terms, summed into ``width`` lanes."""
+        return self.rows[width][1:].reshape(-1)[:n]
+
+    def add_lanes(self, acc: NDArray[np.float64], n: int) -> None:
+        """Add the step's ``n`` terms to the lane sums ``acc`` (16 or 64 of them): each lane
+        its elements in order, as the compiled loops do (row 0 holds the sums so far)."""
+        width = acc.size
+        rows, whole = self.rows[width], n - n % width
+        rows[0] = acc
+        np.add.reduce(rows[: 1 + whole // width], axis=0, out=acc)
+        acc[: n - whole] += rows[1:].reshape(-1)[whole:n]
 
 
 _LOCAL = threading.local()
+
+
+def _scratch() -> _Scratch:
+    """This thread's buffers."""
+    s: _Scratch | None = getattr(_LOCAL, "scratch", None)
+    if s is None:
+        s = _LOCAL.scratch = _Scratch()
+    return s
 
 
 def _numpy_chunk(
@@ -261,9 +342,7 @@ def _numpy_chunk(
 ) -> None:
     """One chunk's row of :func:`chunk_table`, with NumPy: klkernel.c's operations, in its
     order, one whole-array step at a time."""
-    s: _Scratch | None = getattr(_LOCAL, "scratch", None)
-    if s is None:
-        s = _LOCAL.scratch = _Scratch()
+    s = _scratch()
     acc = np.zeros(LANES)
     for start in range(0, t.size, _STEP):
         n = min(_STEP, t.size - start)
@@ -271,14 +350,9 @@ def _numpy_chunk(
         u = [b[:n] for b in s.u]
         t64 = _widen(t[start : start + n], f[0])
         x64 = _widen(x[start : start + n], f[1])
-        terms = s.lanes[1:].reshape(-1)[:n]
         with np.errstate(all="ignore"):
-            _terms(t64, x64, t64.view(np.uint64), table, f[2:], u, terms)
-        # Lane k's running sum, then its elements in order: row 0 holds the sums so far.
-        whole = n - n % LANES
-        s.lanes[0] = acc
-        np.add.reduce(s.lanes[: 1 + whole // LANES], axis=0, out=acc)
-        acc[: n - whole] += terms[whole:]
+            _terms(t64, x64, t64.view(np.uint64), table, f[2:], u, s.terms(n))
+        s.add_lanes(acc, n)
     out[:LANES] = acc
     bits = t.view(_KEYS[t.dtype])
     out[LANES] = float(np.array(bits.max(initial=0), dtype=bits.dtype).view(t.dtype))
