@@ -159,29 +159,12 @@ def _library() -> tuple[Any, int] | None:
         lib = ctypes.CDLL(str(path))
     except OSError:
         return None
-    lib.kl_isa.restype = ctypes.c_int
-    lib.kl_chunks.restype = ctypes.c_int
-    lib.kl_chunks.argtypes = [
-        ctypes.c_void_p,
-        ctypes.c_int,
-        ctypes.c_void_p,
-        ctypes.c_int,
-        ctypes.c_int64,
-        ctypes.c_int64,
-        ctypes.c_void_p,
-        ctypes.c_void_p,
-        ctypes.c_int,
-    ]
-    lib.kl_log_lanes.restype = ctypes.c_int
-    lib.kl_log_lanes.argtypes = [
-        ctypes.c_void_p,
-        ctypes.c_void_p,
-        ctypes.c_int,
-        ctypes.c_void_p,
-        ctypes.c_int64,
-        ctypes.c_void_p,
-        ctypes.c_int,
-    ]
+    # The C signatures, a letter an argument: p pointer, i int, q int64.
+    kinds = {"p": ctypes.c_void_p, "i": ctypes.c_int, "q": ctypes.c_int64}
+    for name, args in (("kl_isa", ""), ("kl_chunks", "pipiqqppi"), ("kl_log_lanes", "ppipqpi")):
+        function = getattr(lib, name)
+        function.restype = ctypes.c_int
+        function.argtypes = [kinds[a] for a in args]
     best = int(lib.kl_isa())
     isa = min(best, _ISAS.get(choice, best))
     return lib, isa
