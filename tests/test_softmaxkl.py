@@ -96,11 +96,17 @@ def test_table_is_what_its_definition_computes() -> None:
     for j in range(16):
         exact = Fraction(ctx.power(Decimal(2), ctx.divide(Decimal(j), Decimal(16))))
         assert abs(Fraction(tab[j]) + Fraction(tab[16 + j]) - exact) < Fraction(1, 1 << 104)
-    step_hi = Fraction(tab[33])
-    assert (step_hi * (1 << 36)).denominator == 1  # k * step_hi is exact for |k| < 2^17
-    ln2 = Fraction(ctx.ln(Decimal(2)))
-    assert abs(step_hi + Fraction(tab[34]) - ln2 / 16) < Fraction(1, 1 << 88)
-    assert [1 / v for v in tab[35:]] == [math.factorial(n) for n in range(2, 9)]
+    ln2 = ctx.ln(Decimal(2))
+    assert tab[32] == float(ctx.divide(Decimal(16), ln2))
+    assert tab[33] == float(ctx.divide(ln2, Decimal(16)))
+    # The polynomial: r + r^2 q(r) within 2^-58 |r| of expm1(r) where the kernel uses it.
+    q = [Fraction(c) for c in tab[34:]]
+    edge = Fraction(math.log(2) / 32) * Fraction(10001, 10000)
+    for k in [*range(-64, 0), *range(1, 65)]:
+        r = edge * k / 64
+        exact = Fraction(ctx.exp(Decimal(r.numerator) / Decimal(r.denominator)) - 1)
+        poly = r + r * r * sum(c * r**i for i, c in enumerate(q))
+        assert abs(poly - exact) < abs(r) / (1 << 58), k
 
 
 @needs_library

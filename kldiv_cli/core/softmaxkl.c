@@ -40,9 +40,8 @@ enum { K_F16 = 0, K_F32 = 1 };
 #define TH 0
 #define TL 16
 #define INVL 32
-#define LHI 33
-#define LLO 34
-#define QC 35
+#define STEP 33
+#define QC 34
 #define SHIFT 0x1.8p52
 #define FLOOR_Z (-700.0)
 #define CLAMP 708.0 /* nu's floor: e^-708 is normal */
@@ -79,7 +78,7 @@ static inline double load1(const void *src, int kind, int64_t j) {
 /* x = k ln2/16 + r: returns k (an integer, as a double) and r. */
 static inline double reduce(double x, const double *tab, double *r) {
     double kd = (x * tab[INVL] + SHIFT) - SHIFT;
-    *r = (x - kd * tab[LHI]) - kd * tab[LLO];
+    *r = x - kd * tab[STEP];
     return kd;
 }
 
@@ -88,7 +87,7 @@ static inline double poly(double r, const double *tab) {
     const double *c = tab + QC;
     double r2 = r * r, r4 = r2 * r2;
     double a = c[0] + c[1] * r, b = c[2] + c[3] * r, d = c[4] + c[5] * r;
-    double q = (a + b * r2) + (d + c[6] * r2) * r4;
+    double q = (a + b * r2) + d * r4;
     return r + r2 * q;
 }
 
@@ -217,7 +216,7 @@ static AVX512 void load16(const void *src, int kind, int64_t j, __m512d *lo, __m
 }
 
 typedef struct {
-    __m512d th0, th1, tl0, tl1, invl, lhi, llo, shift, one, lo, q[7];
+    __m512d th0, th1, tl0, tl1, invl, step, shift, one, lo, q[6];
 } Tables;
 
 /* parts() on 8 lanes: returns 2^m, with th and V. */
@@ -225,8 +224,7 @@ static AVX512 __m512d parts8(__m512d x, const Tables *c, __m512d *th, __m512d *v
     /* ks = 1.5 2^52 + k: its low bits are k's (two's complement), the table index. */
     __m512d ks = _mm512_add_pd(_mm512_mul_pd(x, c->invl), c->shift);
     __m512d kd = _mm512_sub_pd(ks, c->shift);
-    __m512d r = _mm512_sub_pd(_mm512_sub_pd(x, _mm512_mul_pd(kd, c->lhi)),
-                              _mm512_mul_pd(kd, c->llo));
+    __m512d r = _mm512_sub_pd(x, _mm512_mul_pd(kd, c->step));
     __m512i k = _mm512_castpd_si512(ks);
     /* (bits >> 4) + 1023 ends in m + 1023: the bits of 1.5 2^52 >> 4 end in 12 zeros. */
     __m512i m = _mm512_srli_epi64(k, 4);
@@ -235,7 +233,7 @@ static AVX512 __m512d parts8(__m512d x, const Tables *c, __m512d *th, __m512d *v
     __m512d b = _mm512_add_pd(c->q[2], _mm512_mul_pd(c->q[3], r));
     __m512d d = _mm512_add_pd(c->q[4], _mm512_mul_pd(c->q[5], r));
     __m512d q = _mm512_add_pd(_mm512_add_pd(a, _mm512_mul_pd(b, r2)),
-                              _mm512_mul_pd(_mm512_add_pd(d, _mm512_mul_pd(c->q[6], r2)), r4));
+                              _mm512_mul_pd(d, r4));
     __m512d p = _mm512_add_pd(r, _mm512_mul_pd(r2, q));
     *th = _mm512_permutex2var_pd(c->th0, k, c->th1);
     *v = _mm512_add_pd(_mm512_permutex2var_pd(c->tl0, k, c->tl1), _mm512_mul_pd(*th, p));
@@ -388,11 +386,11 @@ __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw"))) static void rows_a
     const double *tab, double *out) {
     Tables c = {_mm512_loadu_pd(tab + TH),      _mm512_loadu_pd(tab + TH + 8),
                 _mm512_loadu_pd(tab + TL),      _mm512_loadu_pd(tab + TL + 8),
-                _mm512_set1_pd(tab[INVL]),      _mm512_set1_pd(tab[LHI]),
-                _mm512_set1_pd(tab[LLO]),       _mm512_set1_pd(SHIFT),
+                _mm512_set1_pd(tab[INVL]),      _mm512_set1_pd(tab[STEP]),
+                _mm512_set1_pd(SHIFT),
                 _mm512_set1_pd(1.0),            _mm512_set1_pd(-CLAMP),
                 {_mm512_setzero_pd()}};
-    for (int d = 0; d < 7; d++) c.q[d] = _mm512_set1_pd(tab[QC + d]);
+    for (int d = 0; d < 6; d++) c.q[d] = _mm512_set1_pd(tab[QC + d]);
     rows512(s, sk, t, tk, rows, n, temp, tab, out, &c);
 }
 #endif
