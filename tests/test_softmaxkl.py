@@ -126,6 +126,18 @@ def test_compiled_and_numpy_rows_have_the_same_bits(variant, sd, td, use) -> Non
             assert np.array_equal(got, want), (width, temperature)
 
 
+@needs_library
+def test_rows_wider_than_the_numpy_pieces_have_the_same_bits(use) -> None:
+    """The NumPy steps take a wide row in pieces, carrying the lanes' sums across them."""
+    rng = np.random.default_rng(8)
+    s = (rng.standard_normal((3, 2 * 8192 + 21)) * 3).astype(np.float32)
+    t = (s + rng.normal(0, 0.1, s.shape)).astype(np.float32)
+    use("numpy")
+    want = lanes_bits(s, t, 1.5, 1)
+    use(VARIANTS[-1])
+    assert np.array_equal(lanes_bits(s, t, 1.5, 2), want)
+
+
 @pytest.mark.parametrize("kernel", ["numpy", *VARIANTS[-1:]])
 def test_threads_and_row_groupings_give_the_same_bits(kernel, use) -> None:
     use(kernel)

@@ -63,6 +63,8 @@ _KINDS = {np.dtype(np.float16): 0, np.dtype(np.float32): 1}
 _TH, _TL, _INVL, _STEP, _QC = 0, 16, 32, 33, 34
 _SHIFT = float.fromhex("0x1.8p52")
 _FLOOR_Z = -700.0
+#: Elements per piece of the NumPy steps (a multiple of the lanes).
+_PIECE = 1 << 13
 _CLAMP = 708.0
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}
@@ -276,32 +278,62 @@ def _parts(
 def _numpy_lanes(
     s: np.ndarray, t: np.ndarray, temperature: float, out: NDArray[np.float64]
 ) -> None:
-    """:func:`lanes` of a block of rows with NumPy: softmaxkl.c's operations, in its order."""
-    tab = table()
+    """:func:`lanes` of a block of rows with NumPy: softmaxkl.c's operations, in its order,
+    on pieces of at most :data:`_PIECE` elements (whole rows, or a wide row's consecutive
+    pieces), whose temporaries stay in cache and are never fresh pages."""
     rows, width = s.shape
-    s64, t64 = widen(s), widen(t)
     with np.errstate(all="ignore"):
-        finite = np.isfinite(s64).all(axis=1) & np.isfinite(t64).all(axis=1)
+        finite = np.isfinite(s).all(axis=1) & np.isfinite(t).all(axis=1)
         if width:
-            ms, mt, lt = s64.max(axis=1), t64.max(axis=1), t64.min(axis=1)
+            ms, mt = s.max(axis=1).astype(np.float64), t.max(axis=1).astype(np.float64)
+            lt = t.min(axis=1).astype(np.float64)
         else:
             ms = mt = lt = np.zeros(rows)
         if temperature != 1.0:
             ms, mt, lt = ms / temperature, mt / temperature, lt / temperature
-            s64, t64 = s64 / temperature, t64 / temperature
         ms, mt = ms + 0.0, mt + 0.0
         taken = finite & (lt - mt >= _FLOOR_Z) & (width > 0)
+    out[:] = 0.0
+    per = max(1, _PIECE // max(1, width))
+    piece = (
+        max(1, width) if per > 1 else _PIECE
+    )  # a multiple of the lanes: only a row's last has a tail
+    for i in range(0, rows, per):
+        for j in range(0, width, piece):
+            block = slice(i, i + per), slice(j, j + piece)
+            terms = _numpy_terms(s[block], t[block], temperature, ms[i : i + per], mt[i : i + per])
+            _add_lanes(terms, out[i : i + per])
+    out[:, 3 * LANES] = np.where(taken, 0.0, 1.0)
+    out[~taken, : 3 * LANES] = 0.0
+
+
+def _numpy_terms(
+    s: np.ndarray, t: np.ndarray, temperature: float, ms: np.ndarray, mt: np.ndarray
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """The terms of ``W``, ``N`` and ``B`` of a piece of rows (softmaxkl.c's ``one``)."""
+    tab = table()
+    s64, t64 = widen(s), widen(t)
+    with np.errstate(all="ignore"):
+        if temperature != 1.0:
+            s64, t64 = s64 / temperature, t64 / temperature
         zt = t64 - mt[:, None]
         nu = (s64 - ms[:, None]) - zt
         scale, th, v = _parts(zt, tab)
         et = (th + v) * scale
         scale, th, v = _parts(np.maximum(nu, -_CLAMP), tab)
         em = (th * scale - 1.0) + v * scale
-        terms = (et, et * nu, et * em)
+        return et, et * nu, et * em
+
+
+def _add_lanes(terms: tuple[NDArray[np.float64], ...], out: NDArray[np.float64]) -> None:
+    """Each term of a piece into its lane (element ``j`` of a row to lane ``j % 16``), after
+    the sums so far in ``out``, in order: the running sums are the first row reduced."""
+    rows, width = terms[0].shape
     whole = width - width % LANES
+    buf = np.empty((rows, 1 + whole // LANES, LANES))
     for which, term in enumerate(terms):
         into = out[:, which * LANES : (which + 1) * LANES]
-        np.add.reduce(term[:, :whole].reshape(rows, -1, LANES), axis=1, out=into, initial=0.0)
+        buf[:, 0] = into
+        buf[:, 1:] = term[:, :whole].reshape(rows, -1, LANES)
+        np.add.reduce(buf, axis=1, out=into)
         into[:, : width - whole] += term[:, whole:]
-    out[:, 3 * LANES] = np.where(taken, 0.0, 1.0)
-    out[~taken, : 3 * LANES] = 0.0
