@@ -61,6 +61,7 @@ def test_choices_list_the_cores_words() -> None:
     from kldiv_cli.core.estimators import AGGREGATES, EMPTY_SEQUENCES, ESTIMATORS
     from kldiv_cli.core.gaussian import GAUSSIAN_REDUCTIONS, SCALE_PARAMS
     from kldiv_cli.core.kl import REDUCTIONS
+    from kldiv_cli.core.topk import TAILS
     from kldiv_cli.core.transforms import TRANSFORMS
     from kldiv_cli.render import OUTPUT_FORMATS
 
@@ -73,6 +74,7 @@ def test_choices_list_the_cores_words() -> None:
     assert choices.LatentReduction.words() == GAUSSIAN_REDUCTIONS
     assert choices.OutputFormat.words() == OUTPUT_FORMATS
     assert choices.Kind.words() == KINDS
+    assert choices.Tail.words() == TAILS
 
 
 def test_an_unknown_word_is_one_line_in_both_runners(run_cli, pair) -> None:

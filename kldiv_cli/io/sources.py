@@ -12,15 +12,23 @@ Two APIs, kept apart:
 Where the bytes come from (files, stdin, FIFOs, datasets) is :mod:`.paths`; the
 column selector and the Arrow to NumPy checks are :mod:`.columns`. Anything else is
 imported from its own module.
+
+The table-only names (:func:`open_columns`, :func:`column_array`,
+:func:`select_columns`) load their modules when first used: a job on arrays never
+compiles them (no bytecode cache is the worst case of a small job's start-up).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .base import ReadOptions, Source
-from .columns import column_array, select_columns
 from .numeric import open_source
 from .paths import dataset_files, read_stdin
-from .typed import open_columns
+
+if TYPE_CHECKING:
+    from .columns import column_array, select_columns
+    from .typed import open_columns
 
 __all__ = [
     "ReadOptions",
@@ -32,3 +40,19 @@ __all__ = [
     "read_stdin",
     "select_columns",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """The table-only names, imported when first asked for."""
+    if name == "open_columns":
+        from . import typed
+
+        value: object = typed.open_columns
+    elif name in ("column_array", "select_columns"):
+        from . import columns
+
+        value = getattr(columns, name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
