@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from kldiv_cli.errors import InputError
 from kldiv_cli.io import csv as csv_reader
+from kldiv_cli.io import csv_parts
 from kldiv_cli.io.base import ReadOptions
 
 #: Rows of plain floats filling more than the 64 KiB head, so that the rows drawn after
@@ -136,9 +137,41 @@ def test_a_file_of_floats_is_read_in_parts(tmp_path, monkeypatch, header) -> Non
     table, found = csv_reader.read_csv_table("t", str(path), None, "csv", ReadOptions())
     expected, _ = csv_reader.read_csv_table("t", None, data, "csv", ReadOptions())
     assert found == header and table.num_rows == 3000
-    # Parts: one table per part, each of its own blocks.
-    assert table.column(0).num_chunks == 4
+    # Parts parsed into one array: a chunk per column, viewing it (no copy to NumPy).
+    assert table.column(0).num_chunks == 1
     assert table.equals(expected) and _bits(table) == _bits(expected)
+
+
+def _missing(lines: bytes, every: int) -> bytes:
+    """Every ``every``-th line's first cell and others' last cell left empty."""
+    rows = lines.splitlines(keepends=True)
+    return b"".join(
+        b"," + r.split(b",", 1)[1] if i % every == 0 else r.replace(b",7.5\n", b",\n")
+        for i, r in enumerate(rows)
+    )
+
+
+#: Files of floats whose rows are not one per line end, or that end without one, or
+#: with missing cells (nulls in every part).
+ODD_LINES = {
+    "blank lines": HEAD.replace(b"\n", b"\n\n", 2) + b"\n",
+    "no last line end": HEAD.rstrip(b"\n"),
+    "CRLF": HEAD.replace(b"\n", b"\r\n"),
+    "lone CR": HEAD.replace(b"\n", b"\r"),
+    "missing cells": _missing(HEAD, 7),
+}
+
+
+@pytest.mark.parametrize("name", list(ODD_LINES))
+def test_parts_of_odd_lines_are_the_whole_read(tmp_path, monkeypatch, name) -> None:
+    data = b"a,b,c\n" + ODD_LINES[name]
+    path = tmp_path / "t.csv"
+    path.write_bytes(data)
+    monkeypatch.setattr(csv_reader, "SPLIT_ABOVE", 0)
+    monkeypatch.setattr(pa, "cpu_count", lambda: 2)
+    table, _ = csv_reader.read_csv_table("t", str(path), None, "csv", ReadOptions())
+    expected = _inferred(data, False)
+    assert table.schema == expected.schema and _bits(table) == _bits(expected)
 
 
 def test_a_ragged_line_in_a_later_part_is_the_same_error(tmp_path, monkeypatch) -> None:
@@ -162,8 +195,8 @@ def test_parts_cut_at_any_line_ends_are_the_whole_read_or_none(tmp_path_factory,
         f.write(text)
     floats = {n: pa.float64() for n in "abc"}
     convert = pcsv.ConvertOptions(null_values=[""], column_types=floats)
-    with mock.patch.object(csv_reader, "_cuts", return_value=[0, *cuts, len(text)]):
-        table = csv_reader._read_parts(
+    with mock.patch.object(csv_parts, "cuts", return_value=[0, *cuts, len(text)]):
+        table = csv_parts.read_parts(
             path, list("abc"), pcsv.ReadOptions(), pcsv.ParseOptions(), convert
         )
     if table is not None:

@@ -19,6 +19,7 @@ from .columns import (
     table_to_array,
     usable_types,
 )
+from .csv_parts import read_parts
 from .csv_text import (
     MAX_CELL,
     Layout,
@@ -29,6 +30,7 @@ from .csv_text import (
     first_row,
     head_of,
     layout_of,
+    memory_pool,
 )
 from .roles import Selection, choose_columns, float_keys, left_out_notes
 
@@ -38,7 +40,8 @@ from .roles import Selection, choose_columns, float_keys, left_out_notes
 CSV_STREAM_ABOVE = 2 << 30
 #: From this many columns, a CSV of plain numbers is parsed by NumPy (see :func:`read_wide`).
 WIDE = 4000
-#: CSV files of float columns from this size are parsed in parts (see :func:`_read_parts`).
+#: CSV files of float columns from this size are parsed in parts (see
+#: :func:`.csv_parts.read_parts`).
 SPLIT_ABOVE = 8 << 20
 #: The streaming reader's block (the whole-file reader keeps pyarrow's 1 MiB); a row
 #: must fit in one block.
@@ -98,75 +101,6 @@ def _head_schema(head: bytes, read_opts: Any, parse_opts: Any, convert: Any) -> 
     return probe.schema
 
 
-def _cuts(path: str, parts: int) -> list[int]:
-    """Offsets cutting the file into about ``parts`` ranges of whole lines, the first
-    holding the header."""
-    import mmap
-
-    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-        size = len(m)
-        cuts = [0]
-        for k in range(1, parts):
-            end = m.find(b"\n", max(size * k // parts, cuts[-1]))
-            if end < 0 or end + 1 >= size:
-                break
-            if end + 1 > cuts[-1]:
-                cuts.append(end + 1)
-    return [*cuts, size]
-
-
-def _read_parts(
-    path: str, names: list[str], read_opts: Any, parse_opts: Any, convert: Any
-) -> Any | None:
-    """A file of float columns parsed in parts, one single-threaded read per part on
-    as many threads as pyarrow's CPU pool, joined in file order; None (read it whole then) when
-    it cannot be cut or a part does not parse.
-
-    pyarrow's parallel reader of the whole file needs more CPU for the same parse (see
-    docs/inputs.md); a part costs a single-threaded reader what the file costs it.
-    Every part is read with the float64 columns fixed, so a part cannot infer a type
-    the others do not; each value is parsed by the same converter as in a whole read.
-    A quoted field may hold a line end, so a cut may fall inside a row; the part before
-    it then ends in a value holding a line end, which no float64 parses, and the file
-    is read whole. (When every part parses, no value holds a line end, so every cut,
-    and every block boundary of a whole read, ends a row.)
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    import pyarrow as pa
-    import pyarrow.csv as pcsv
-
-    threads = pa.cpu_count()
-    cuts = _cuts(path, 2 * threads)
-    if len(cuts) < 3:
-        return None
-    first = pcsv.ReadOptions(
-        autogenerate_column_names=read_opts.autogenerate_column_names,
-        use_threads=False,
-        block_size=read_opts.block_size,
-    )
-    rest = pcsv.ReadOptions(column_names=names, use_threads=False, block_size=read_opts.block_size)
-    data = pa.memory_map(path).read_buffer()
-
-    def part(k: int) -> Any:
-        piece = pa.BufferReader(data.slice(cuts[k], cuts[k + 1] - cuts[k]))
-        return pcsv.read_csv(
-            piece,
-            read_options=first if k == 0 else rest,
-            parse_options=parse_opts,
-            convert_options=convert,
-        )
-
-    try:
-        with ThreadPoolExecutor(threads) as pool:
-            tables = list(pool.map(part, range(len(cuts) - 1)))
-    except pa.ArrowInvalid:
-        return None
-    if any(t.schema != tables[0].schema for t in tables):
-        return None
-    return pa.concat_tables(tables)
-
-
 def read_csv_table(
     label: str,
     path: str | None,
@@ -194,7 +128,11 @@ def read_csv_table(
         convert.column_types = column_types
         source = path if path is not None else pa.BufferReader(data)
         return pcsv.read_csv(
-            source, read_options=read_opts, parse_options=parse_opts, convert_options=convert
+            source,
+            read_options=read_opts,
+            parse_options=parse_opts,
+            convert_options=convert,
+            memory_pool=memory_pool(),
         )
 
     table = None
@@ -207,7 +145,7 @@ def read_csv_table(
         and os.path.getsize(path) >= SPLIT_ABOVE
     ):
         convert.column_types = floats
-        table = _read_parts(path, schema.names, read_opts, parse_opts, convert)
+        table = read_parts(path, schema.names, read_opts, parse_opts, convert)
     try:
         # The columns of floats in the head are read as float64 without type inference;
         # if one of them holds something else further on, that read fails and the file
@@ -461,6 +399,7 @@ class CsvStreamSource(Source):
                         read_options=self._read_opts,
                         parse_options=self._parse_opts,
                         convert_options=self._convert,
+                        memory_pool=memory_pool(),
                     )
                 batch = reader.read_next_batch()
             except StopIteration:

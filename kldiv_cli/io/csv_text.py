@@ -9,7 +9,7 @@ from __future__ import annotations
 import codecs
 import io
 from collections.abc import Iterator
-from typing import BinaryIO, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 from ..errors import InputError, UsageError
 from .base import ReadOptions
@@ -28,6 +28,20 @@ MAX_BLOCK = 1 << 27
 #: a header of 450,000 names (4.4 MB) is read, and memory stays bounded (one line of at
 #: most 64 Mi characters) for a gigabyte without a newline.
 MAX_LINE = MAX_BLOCK // 2
+
+
+def memory_pool() -> Any:
+    """The Arrow memory pool of the CSV readers: the C library's allocator.
+
+    pyarrow's default (mimalloc) asks the kernel for transparent huge pages; a parse
+    writes hundreds of megabytes of fresh memory, and on a virtual machine each huge
+    page is zeroed on first touch at a fraction of memory speed. Measured on a 2-core
+    VM, 200,000 x 50 floats in two CSV files: 1.08 s with mimalloc, 0.70 s with this
+    pool (0.76 s with jemalloc), for the same CPU time in the parse.
+    """
+    import pyarrow as pa
+
+    return pa.system_memory_pool()
 
 
 def block_size(path: str | None, data: bytes | None, least: int = ARROW_BLOCK) -> int:
