@@ -48,7 +48,18 @@ if TYPE_CHECKING:
 
     from numpy.typing import NDArray
 
-__all__ = ["SMALL", "accelerator", "lanes", "loaded", "reset", "row_kl", "table", "takes"]
+__all__ = [
+    "SMALL",
+    "TABLE_VALUES",
+    "accelerator",
+    "lanes",
+    "loaded",
+    "make_table",
+    "reset",
+    "row_kl",
+    "table",
+    "takes",
+]
 
 LANES = 16
 #: Doubles per row from the kernel: the 16 lanes of W, of N and of B, and 1.0 for a row
@@ -77,24 +88,39 @@ def takes(s_dtype: np.dtype, t_dtype: np.dtype) -> bool:
     return np.dtype(s_dtype) in _KINDS and np.dtype(t_dtype) in _KINDS
 
 
-#: ``q(r)``'s coefficients, lowest degree first: a minimax fit (Remez, exact rational
-#: arithmetic) of ``(expm1(r) - r) / r^2`` on ``|r| <= 1.0001 ln2/32``; with them rounded
-#: to float64, ``r + r^2 q(r)`` is within 2^-58.8 ``|r|`` of ``expm1(r)`` (a test checks it).
-Q_HEX = (
-    "0x1.0000000000003p-1",
-    "0x1.5555555555555p-3",
-    "0x1.55555554acf28p-5",
-    "0x1.11111110f1079p-7",
-    "0x1.6c181f969199dp-10",
-    "0x1.a01adfe2003cbp-13",
+def _floats(text: str) -> list[float]:
+    return [float.fromhex(h) for h in text.split()]
+
+
+#: softmaxkl.c's table, made by :func:`make_table` (a test checks they agree): ``2^(j/16)``
+#: for j < 16 in a high and a low part, ``16/ln2`` and ``ln2/16`` (each rounded once), and the
+#: coefficients of ``q``, lowest degree first: a minimax fit (Remez, exact rational
+#: arithmetic) of ``(expm1(r) - r) / r^2`` on ``|r| <= 1.0001 ln2/32``; with them rounded to
+#: float64, ``r + r^2 q(r)`` is within 2^-58.8 ``|r|`` of ``expm1(r)`` (a test checks it).
+TABLE_VALUES = _floats(
+    "0x1p+0 0x1.0b5586cf9890fp+0 0x1.172b83c7d517bp+0 0x1.2387a6e756238p+0"
+    " 0x1.306fe0a31b715p+0 0x1.3dea64c123422p+0 0x1.4bfdad5362a27p+0 0x1.5ab07dd485429p+0"
+    " 0x1.6a09e667f3bcdp+0 0x1.7a11473eb0187p+0 0x1.8ace5422aa0dbp+0 0x1.9c49182a3f090p+0"
+    " 0x1.ae89f995ad3adp+0 0x1.c199bdd85529cp+0 0x1.d5818dcfba487p+0 0x1.ea4afa2a490dap+0"
+    " 0x0p+0 0x1.8a62e4adc610bp-54 -0x1.19041b9d78a76p-55 0x1.9b07eb6c70573p-54"
+    " 0x1.6f46ad23182e4p-55 0x1.ada0911f09ebcp-55 0x1.d4397afec42e2p-56 0x1.6324c054647adp-54"
+    " -0x1.bdd3413b26456p-54 -0x1.41577ee04992fp-55 0x1.6e9f156864b27p-54"
+    " 0x1.c7c46b071f2bep-56 0x1.7a1cd345dcc81p-54 0x1.11065895048ddp-55"
+    " 0x1.2ed02d75b3707p-55 -0x1.e9c23179c2893p-54"
+    " 0x1.71547652b82fep+4 0x1.62e42fefa39efp-5"
+    " 0x1.0000000000003p-1 0x1.5555555555555p-3 0x1.55555554acf28p-5 0x1.11111110f1079p-7"
+    " 0x1.6c181f969199dp-10 0x1.a01adfe2003cbp-13"
 )
+_TABLE = np.array(TABLE_VALUES, dtype=np.float64)
 
 
-@lru_cache(maxsize=1)
 def table() -> NDArray[np.float64]:
-    """The constants of the kernel's ``exp``: ``2^(j/16)`` for j < 16 in a high and a low
-    part (from 40-digit decimals), ``16/ln2``, ``ln2/16`` (each rounded once) and the
-    coefficients of ``q`` (:data:`Q_HEX`)."""
+    """:data:`TABLE_VALUES` as the array the kernel reads."""
+    return _TABLE
+
+
+def make_table() -> list[float]:
+    """The powers of 2 and the constants of :data:`TABLE_VALUES`, from 40-digit decimals."""
     from decimal import Context, Decimal
     from fractions import Fraction
 
@@ -103,9 +129,7 @@ def table() -> NDArray[np.float64]:
     hi = [float(p) for p in powers]
     lo = [float(Fraction(p) - Fraction(h)) for p, h in zip(powers, hi)]
     ln2 = ctx.ln(Decimal(2))
-    invl, step = ctx.divide(Decimal(16), ln2), ctx.divide(ln2, Decimal(16))
-    coefficients = [float.fromhex(h) for h in Q_HEX]
-    return np.array([*hi, *lo, float(invl), float(step), *coefficients], dtype=np.float64)
+    return [*hi, *lo, float(ctx.divide(Decimal(16), ln2)), float(ctx.divide(ln2, Decimal(16)))]
 
 
 @lru_cache(maxsize=1)
