@@ -16,9 +16,9 @@
  * S_s / S_t - 1 without the cancellation of two rounded sums, so near-identical rows keep
  * their relative accuracy.
  * exp and expm1 are kldiv's own, the same on every machine: x = k ln2/16 + r with
- * k = round(x 16/ln2) (by adding and subtracting 1.5 2^52), r from ln2/16 in two parts
- * (the first times k is exact); e^r - 1 = r + r^2 q(r), q the Taylor polynomial of degree 6
- * (|r| <= ln2/32: error below 2^-62 r); with 2^(j/16) = th[j] + tl[j] (j = k mod 16,
+ * k = round(x 16/ln2) (by adding and subtracting 1.5 2^52, whose low bits then hold k) and
+ * r = x - k (ln2/16); e^r - 1 = r + r^2 q(r), q a degree-5 minimax fit (|r| <= ln2/32: error
+ * below 2^-58.8 |r|), by Estrin's scheme; with 2^(j/16) = th[j] + tl[j] (j = k mod 16,
  * m = floor(k / 16)) and V = tl[j] + th[j] p:
  *   e^x = (th[j] + V) 2^m,   e^x - 1 = (th[j] 2^m - 1) + V 2^m.
  * Per row the kernel writes 16 lanes of W, then of N, then of B, then 0 (taken) or 1
@@ -35,8 +35,8 @@
 
 enum { K_F16 = 0, K_F32 = 1 };
 
-/* The table (softmaxkl.py's table()): th[16], tl[16], 16/ln2, ln2/16 in two parts, then
- * the coefficients 1/2!, ..., 1/8! of q. */
+/* The table (softmaxkl.py's TABLE_VALUES): th[16], tl[16], 16/ln2, ln2/16, then the
+ * coefficients of q, lowest degree first. */
 #define TH 0
 #define TL 16
 #define INVL 32

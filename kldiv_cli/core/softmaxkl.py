@@ -17,8 +17,8 @@ student) both ``N / W`` and ``log1p(B / W)`` are about the mean of ``nu``, their
 a few float64 ulps of it, and the KL (its square) keeps a relative error far below
 float32's ulp. A rounding in ``W`` moves both terms alike and cancels to first order.
 
-``exp`` and ``expm1`` are kldiv's own (a 16-entry table of ``2^(j/16)`` and a degree-8
-Taylor polynomial on ``|r| <= ln2/32``, see ``softmaxkl.c``), so that the compiled kernel
+``exp`` and ``expm1`` are kldiv's own (a 16-entry table of ``2^(j/16)`` and a degree-7
+minimax polynomial on ``|r| <= ln2/32``, see ``softmaxkl.c``), so that the compiled kernel
 and :func:`_numpy_lanes` perform the same IEEE operations in the same order and give the
 same bits on any machine. Element ``j`` of a row goes to lane ``j % 16``, each lane is
 summed in order, and the 16 lanes of each sum are added by a fixed tree here, for both.
