@@ -167,3 +167,24 @@ def test_per_row_bits_depend_on_neither_threads_nor_blocks(tmp_path, use, kernel
     ]
     for other in runs[1:]:
         same_bits(other, runs[0])
+
+
+@pytest.mark.parametrize(
+    "name,lo,hi",
+    [
+        ("exp_", -700.0, 0.0),
+        ("expm1_", -700.0, 700.0),
+        ("expm1_", -0.5, 0.5),
+        ("log1p_", -0.5, 3.0),
+        ("log1p_", -1e-3, 1e-3),
+    ],
+)
+def test_own_functions_are_within_2_ulp(name: str, lo: float, hi: float) -> None:
+    """kldiv's exp, expm1 and log1p (what the compiled pass and the NumPy steps both
+    compute) against long double, on values spread over their range."""
+    rng = np.random.default_rng(7)
+    x = lo + (hi - lo) * rng.random(20_000)
+    want = getattr(np, name.rstrip("_"))(x.astype(np.longdouble))
+    got = getattr(compare_fused, name)(x)
+    ulp = np.spacing(np.abs(want.astype(np.float64))).astype(np.longdouble)
+    assert np.abs((got - want) / ulp).max() <= 2.0

@@ -1,13 +1,14 @@
-r"""compare's fused path: the per-row measures of two blocks of logits in a few passes.
+r"""compare's fused path: the per-row measures of two blocks of logits, one pass per row.
 
 The measures of :mod:`kldiv_cli.core.compare` for rows whose logits are all finite and
-span at most 700 (after the temperature): NumPy's ``exp``, ``expm1`` and ``log1p`` passes,
-and between them the arithmetic of ``cmpkernel.c`` (compiled into kldiv's accelerator
-library) or the same IEEE operations as NumPy steps, in the same order: the same bits
-either way. With ``z = (x − max x)/T``, ``δ = (y − x − (max y − max x))/T``,
-``e^z`` and ``e = expm1(δ)``, ``S = Σ e^z``, ``C = Σ e^z·e / S``, ``c = log1p(C)``, the
-log-ratio is ``d = log q − log p = δ − c`` and ``ed = expm1(d) = (e − C)/(1 + C)``; then,
-with ``L = log1p(ed/2)``, each divergence is a sum of terms that are each ≥ 0:
+span at most 700 (after the temperature), computed by ``cmpkernel.c`` (compiled into
+kldiv's accelerator library) or by the same IEEE operations as NumPy steps, in the same
+order: the same bits either way, on every machine (``exp``, ``expm1`` and ``log1p`` are
+kldiv's own: :func:`exp_`, :func:`expm1_`, :func:`log1p_`, within 2 ulp). With
+``z = (x − max x)/T``, ``δ = (y − x − (max y − max x))/T``, ``e = expm1(δ)``,
+``S = Σ e^z``, ``C = Σ e^z·e / S``, ``c = log1p(C)``, the log-ratio is
+``d = log q − log p = δ − c`` and ``ed = expm1(d) = (e − C)/(1 + C)``; then, with
+``L = log1p(ed/2)``, each divergence is a sum of terms that are each ≥ 0:
 
 * KL(p ‖ q) ``= Σ p·(ed − d)`` (``Σ p·ed = Σ q − Σ p = 0``: no cancellation across classes,
   and an error in ``c`` changes it only to second order);
@@ -15,12 +16,13 @@ with ``L = log1p(ed/2)``, each divergence is a sum of terms that are each ≥ 0:
 * JS ``= ½ Σ p·((1 + ed)·d − (2 + ed)·L)`` (``= ½ Σ q·d − (p + q)·L``);
 * TV ``= ½ Σ p·|ed|``.
 
-A row's terms are summed in 16 lanes (element ``j`` to lane ``j mod 16``, in order), the
-lanes exactly (:func:`~kldiv_cli.core.sums.combine_rows`), then divided by ``S``. Each row
-depends on itself alone, so the bits depend on neither the block nor the thread. Top
-classes and ranks are those of :func:`~kldiv_cli.core.compare.rank_measures` (compiled:
-one pass per row). Rows that are not clean (``±inf``, NaN, a wider span) get
-:func:`~kldiv_cli.core.compare.pair` and its companions.
+A row's terms are summed in :func:`lane_width` lanes (element ``j`` to lane ``j mod w``,
+in order), the lanes added by halves, the sum divided by ``S``. Each row depends on itself
+alone, so the bits depend on neither the block nor the thread. Top classes and ranks are
+those of :func:`~kldiv_cli.core.compare.rank_measures` (compiled: one pass per row). Rows
+that are not clean (``±inf``, NaN, a wider span) get :func:`~kldiv_cli.core.compare.pair`
+and its companions. The NumPy steps are several times slower than the compiled pass (and
+than ``pair``): they exist so that a machine without a C compiler gets the same numbers.
 """
 
 from __future__ import annotations
@@ -42,7 +44,17 @@ from .compare import (
     token_measures,
 )
 
-__all__ = ["SPAN", "accelerated", "lane_width", "logit_measures", "reference_tops", "reset"]
+__all__ = [
+    "SPAN",
+    "accelerated",
+    "exp_",
+    "expm1_",
+    "lane_width",
+    "log1p_",
+    "logit_measures",
+    "reference_tops",
+    "reset",
+]
 
 LANES = 16
 #: The largest span of a row's (tempered) logits taken here: ``e^z`` stays a normal
@@ -298,27 +310,63 @@ def _z_delta(
     return z, delta
 
 
+#: Elements per piece of the NumPy steps: their temporaries come from the heap, not as
+#: fresh pages (a new array of 128 KiB or more is page-faulted in anew: 10x the maths).
+_PIECE = 1 << 13
+
+
+def _piecewise(f: Any, a: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``f`` (elementwise) of ``a`` into ``out``, a piece at a time."""
+    flat, into = a.reshape(-1), out.reshape(-1)
+    for i in range(0, flat.size, _PIECE):
+        into[i : i + _PIECE] = f(flat[i : i + _PIECE])
+    return out
+
+
 def _rows_numpy(
-    x: np.ndarray, y: np.ndarray, ma: np.ndarray, dm: np.ndarray, temperature: float, w: int
+    x: np.ndarray,
+    y: np.ndarray,
+    ma: np.ndarray,
+    dm: np.ndarray,
+    temperature: float,
+    w: int,
+    s: Scratch,
 ) -> np.ndarray:
-    """cmpkernel.c's ``rows`` with NumPy: per row S, C, c and the four sums."""
-    z, delta = _z_delta(x, y, ma[:, None], dm[:, None], temperature)
-    ep, em = exp_(z), expm1_(delta)
-    del z
+    """cmpkernel.c's ``rows`` with NumPy: per row S, C, c and the four sums (the same
+    operations on whole rows; elementwise ones a piece at a time)."""
+    shape = x.shape
+    z, delta = s.get("t_z", shape), s.get("t_delta", shape)
+    np.subtract(x, ma[:, None], out=z, dtype=np.float64)
+    np.subtract(y, x, out=delta, dtype=np.float64)
+    np.subtract(delta, dm[:, None], out=delta)
+    if temperature != 1.0:
+        z /= temperature
+        delta /= temperature
+    ep = _piecewise(exp_, z, s.get("t_ep", shape))
+    e = _piecewise(expm1_, delta, s.get("t_e", shape))
+    t = s.get("t_t", shape)
     out = np.empty((len(x), 7))
     out[:, 0] = sp = _tree(_lanes(ep, w))
-    out[:, 1] = big_c = _tree(_lanes(ep * em, w)) / sp
+    out[:, 1] = big_c = _tree(_lanes(np.multiply(ep, e, out=t), w)) / sp
     out[:, 2] = c = log1p_(big_c)
-    e = (em - big_c[:, None]) * (1.0 / (1.0 + big_c))[:, None]
-    d = delta - c[:, None]
-    del em, delta
-    a = e - d
-    q = 1.0 + e
-    half = log1p_(e * 0.5)
-    out[:, 3] = _tree(_lanes(ep * a, w))
-    out[:, 4] = _tree(_lanes(ep * (e * d - a), w))
-    out[:, 5] = _tree(_lanes(ep * (q * d - (q + 1.0) * half), w))
-    out[:, 6] = _tree(_lanes(ep * np.abs(e), w))
+    np.subtract(e, big_c[:, None], out=e)
+    np.multiply(e, (1.0 / (1.0 + big_c))[:, None], out=e)  # e: ed
+    d = np.subtract(delta, c[:, None], out=delta)
+    a = np.subtract(e, d, out=z)
+    half = _piecewise(log1p_, np.multiply(e, 0.5, out=t), t)
+    u = s.get("t_u", shape)
+    out[:, 3] = _tree(_lanes(np.multiply(ep, a, out=u), w))
+    np.multiply(e, d, out=u)
+    np.subtract(u, a, out=u)
+    out[:, 4] = _tree(_lanes(np.multiply(ep, u, out=u), w))
+    q = np.add(e, 1.0, out=a)
+    np.multiply(q, d, out=u)
+    np.add(q, 1.0, out=q)
+    np.multiply(q, half, out=q)
+    np.subtract(u, q, out=u)
+    out[:, 5] = _tree(_lanes(np.multiply(ep, u, out=u), w))
+    np.abs(e, out=u)
+    out[:, 6] = _tree(_lanes(np.multiply(ep, u, out=u), w))
     return out
 
 
@@ -332,7 +380,7 @@ def _fused(
     found = _compiled(x, y)
     with np.errstate(all="ignore"):
         if found is None:
-            return _rows_numpy(x, y, ma, dm, temperature, w)
+            return _rows_numpy(x, y, ma, dm, temperature, w, s)
         lib, isa = found
         out = np.empty((n, 7))
         ma, dm = np.ascontiguousarray(ma), np.ascontiguousarray(dm)
