@@ -153,9 +153,11 @@ def reference_tops(
     found = _compiled(x)
     if found is None or finite is None or not finite.any():
         return reference_top(x)
-    tops = np.empty((len(x), k), dtype=np.int64)
-    tops[finite] = _top(x[finite], k, found)
-    if not finite.all():
+    if finite.all():
+        tops = _top(x, k, found)
+    else:
+        tops = np.empty((len(x), k), dtype=np.int64)
+        tops[finite] = _top(x[finite], k, found)
         tops[~finite] = reference_top(x[~finite])[1]
     return tops[:, 0].copy(), tops
 
