@@ -9,8 +9,10 @@
  *
  * Per row (s, t widened exactly to double; every value finite, else the row is refused):
  *   ms = max s / T, mt = max t / T (+ 0.0: a -0 maximum counts as +0)
- *   zt_j = t_j / T - mt, zs_j = s_j / T - ms, nu_j = zs_j - zt_j
- *   (refused if min zt < -700: exp(nu) could overflow where exp(zt) underflows)
+ *   zt_j = max(t_j / T - mt, -708), zs_j = s_j / T - ms, nu_j = zs_j - zt_j
+ *   (a teacher class below e^-708 of the largest counts as e^-708: that moves the KL by less
+ *   than n e^-708 |nu|, nothing in float32 or float16, and keeps e^zt expm1(nu) = e^zs - e^zt
+ *   finite however far apart the two rows are)
  *   W = sum e^{zt_j}, N = sum e^{zt_j} nu_j, B = sum e^{zt_j} expm1(nu_j)
  * and then (in Python, for both variants) KL = log1p(B / W) - N / W: B / W is
  * S_s / S_t - 1 without the cancellation of two rounded sums, so near-identical rows keep
@@ -43,8 +45,7 @@ enum { K_F16 = 0, K_F32 = 1 };
 #define STEP 33
 #define QC 34
 #define SHIFT 0x1.8p52
-#define FLOOR_Z (-700.0)
-#define CLAMP 708.0 /* nu's floor: e^-708 is normal */
+#define CLAMP 708.0 /* the floor of zt and of expm1's argument: e^-708 is normal */
 
 static inline uint64_t bits_of(double d) {
     uint64_t u;
@@ -102,14 +103,14 @@ static inline double parts(double x, const double *tab, double *th, double *v) {
     return double_of((uint64_t)(m + 1023) << 52);
 }
 
-/* nu's floor (expm1 is -1 well above it); zt needs none: it is in [-700, 0]. */
+/* The floor of zt, and of nu for expm1 (which is -1 well above it). */
 static inline double floored(double x) { return x < -CLAMP ? -CLAMP : x; }
 
 /* One element into lane k. */
 static inline __attribute__((always_inline)) void one(double sv, double tv, double temp,
                                                       int scaled, double ms, double mt,
                                                       const double *tab, int k, double *acc) {
-    double zt = (scaled ? tv / temp : tv) - mt;
+    double zt = floored((scaled ? tv / temp : tv) - mt);
     double zs = (scaled ? sv / temp : sv) - ms;
     double nu = zs - zt;
     double th, v, scale = parts(zt, tab, &th, &v);
@@ -121,41 +122,42 @@ static inline __attribute__((always_inline)) void one(double sv, double tv, doub
     acc[2 * LANES + k] += et * em;
 }
 
-/* The first pass: the largest s and t, the smallest t, and whether all are finite. */
+/* The first pass: the largest s and t, and whether all are finite. */
 static inline __attribute__((always_inline)) int extremes(const void *s, int sk, const void *t,
                                                          int tk, int64_t n, double *ms,
-                                                         double *mt, double *lt) {
-    double a = -__builtin_inf(), b = -__builtin_inf(), c = __builtin_inf();
+                                                         double *mt) {
+    double a = -__builtin_inf(), b = -__builtin_inf();
     uint64_t worst = 0;
     for (int64_t j = 0; j < n; j++) {
         double sv = load1(s, sk, j), tv = load1(t, tk, j);
         a = sv > a ? sv : a;
         b = tv > b ? tv : b;
-        c = tv < c ? tv : c;
         uint64_t bs = bits_of(sv) & 0x7fffffffffffffffULL, bt = bits_of(tv) & 0x7fffffffffffffffULL;
         bs = bs > bt ? bs : bt;
         worst = bs > worst ? bs : worst;
     }
     *ms = a;
     *mt = b;
-    *lt = c;
     return worst < 0x7ff0000000000000ULL;
 }
 
-/* Whether the row is taken; its maxima divided by T (+ 0.0) into ms and mt. */
-static inline __attribute__((always_inline)) int row_setup(const void *s, int sk, const void *t,
-                                                          int tk, int64_t n, double temp,
-                                                          int scaled, double *ms, double *mt) {
-    double lt;
-    if (n < 1 || !extremes(s, sk, t, tk, n, ms, mt, &lt)) return 0;
+/* The row's maxima divided by T (+ 0.0) into ms and mt. */
+static inline void scale_maxima(double temp, int scaled, double *ms, double *mt) {
     if (scaled) {
         *ms = *ms / temp;
         *mt = *mt / temp;
-        lt = lt / temp;
     }
     *ms = *ms + 0.0;
     *mt = *mt + 0.0;
-    return lt - *mt >= FLOOR_Z;
+}
+
+/* Whether the row is taken (values, all finite); its scaled maxima into ms and mt. */
+static inline __attribute__((always_inline)) int row_setup(const void *s, int sk, const void *t,
+                                                          int tk, int64_t n, double temp,
+                                                          int scaled, double *ms, double *mt) {
+    if (n < 1 || !extremes(s, sk, t, tk, n, ms, mt)) return 0;
+    scale_maxima(temp, scaled, ms, mt);
+    return 1;
 }
 
 static inline const void *row_at(const void *a, int kind, int64_t offset) {
@@ -248,7 +250,7 @@ static AVX512 void eight(__m512d sv, __m512d tv, __m512d temp, int scaled, __m51
         tv = _mm512_div_pd(tv, temp);
         sv = _mm512_div_pd(sv, temp);
     }
-    __m512d zt = _mm512_sub_pd(tv, mt), zs = _mm512_sub_pd(sv, ms);
+    __m512d zt = _mm512_max_pd(_mm512_sub_pd(tv, mt), c->lo), zs = _mm512_sub_pd(sv, ms);
     __m512d nu = _mm512_sub_pd(zs, zt);
     __m512d th, v, scale = parts8(zt, c, &th, &v);
     __m512d et = _mm512_mul_pd(_mm512_add_pd(th, v), scale);
@@ -263,8 +265,8 @@ static AVX512 void eight(__m512d sv, __m512d tv, __m512d temp, int scaled, __m51
 /* The first pass on float32 rows, in float32 (the extremes are values of the row: the same
  * as in double), 16 elements at a time, then the tail. */
 static AVX512 int extremes_f32(const float *s, const float *t, int64_t n, double *ms,
-                               double *mt, double *lt) {
-    __m512 a = _mm512_set1_ps(-__builtin_inff()), b = a, c = _mm512_set1_ps(__builtin_inff());
+                               double *mt) {
+    __m512 a = _mm512_set1_ps(-__builtin_inff()), b = a;
     __m512i worst = _mm512_setzero_si512(), absmask = _mm512_set1_epi32(0x7fffffff);
     int64_t j = 0;
     for (; j + LANES <= n; j += LANES) {
@@ -273,28 +275,24 @@ static AVX512 int extremes_f32(const float *s, const float *t, int64_t n, double
         __m512 vs = _mm512_loadu_ps(s + j), vt = _mm512_loadu_ps(t + j);
         a = _mm512_max_ps(vs, a);
         b = _mm512_max_ps(vt, b);
-        c = _mm512_min_ps(vt, c);
         __m512i x = _mm512_max_epu32(_mm512_and_si512(_mm512_castps_si512(vs), absmask),
                                      _mm512_and_si512(_mm512_castps_si512(vt), absmask));
         worst = _mm512_max_epu32(worst, x);
     }
-    double ta, tb, tc;
-    int ok = extremes(s + j, K_F32, t + j, K_F32, n - j, &ta, &tb, &tc);
+    double ta, tb;
+    int ok = extremes(s + j, K_F32, t + j, K_F32, n - j, &ta, &tb);
     double va = _mm512_reduce_max_ps(a), vb = _mm512_reduce_max_ps(b);
-    double vc = _mm512_reduce_min_ps(c);
     *ms = ta > va ? ta : va;
     *mt = tb > vb ? tb : vb;
-    *lt = tc < vc ? tc : vc;
     return ok && (uint32_t)_mm512_reduce_max_epu32(worst) < 0x7f800000u;
 }
 
 /* The first pass on 16 elements at a time (then the tail, element by element). */
 static AVX512 int extremes512(const void *s, int sk, const void *t, int tk, int64_t n,
-                              double *ms, double *mt, double *lt) {
+                              double *ms, double *mt) {
     if (sk == K_F32 && tk == K_F32)
-        return extremes_f32((const float *)s, (const float *)t, n, ms, mt, lt);
+        return extremes_f32((const float *)s, (const float *)t, n, ms, mt);
     __m512d a0 = _mm512_set1_pd(-__builtin_inf()), a1 = a0, b0 = a0, b1 = a0;
-    __m512d c0 = _mm512_set1_pd(__builtin_inf()), c1 = c0;
     __m512i worst = _mm512_setzero_si512(), absmask = _mm512_set1_epi64(0x7fffffffffffffffLL);
     int64_t j = 0;
     int width = sk == K_F32 ? 4 : 2;
@@ -308,23 +306,19 @@ static AVX512 int extremes512(const void *s, int sk, const void *t, int tk, int6
         a1 = _mm512_max_pd(s1, a1);
         b0 = _mm512_max_pd(t0, b0);
         b1 = _mm512_max_pd(t1, b1);
-        c0 = _mm512_min_pd(t0, c0);
-        c1 = _mm512_min_pd(t1, c1);
         __m512i x0 = _mm512_max_epu64(_mm512_and_si512(_mm512_castpd_si512(s0), absmask),
                                       _mm512_and_si512(_mm512_castpd_si512(s1), absmask));
         __m512i x1 = _mm512_max_epu64(_mm512_and_si512(_mm512_castpd_si512(t0), absmask),
                                       _mm512_and_si512(_mm512_castpd_si512(t1), absmask));
         worst = _mm512_max_epu64(worst, _mm512_max_epu64(x0, x1));
     }
-    double ta, tb, tc;
-    int ok = extremes(row_at(s, sk, j), sk, row_at(t, tk, j), tk, n - j, &ta, &tb, &tc);
+    double ta, tb;
+    int ok = extremes(row_at(s, sk, j), sk, row_at(t, tk, j), tk, n - j, &ta, &tb);
     /* max_pd(v, acc) keeps acc where v is NaN; NaN rows are refused by the bits anyway. */
     double va = _mm512_reduce_max_pd(_mm512_max_pd(a0, a1));
     double vb = _mm512_reduce_max_pd(_mm512_max_pd(b0, b1));
-    double vc = _mm512_reduce_min_pd(_mm512_min_pd(c0, c1));
     *ms = ta > va ? ta : va;
     *mt = tb > vb ? tb : vb;
-    *lt = tc < vc ? tc : vc;
     return ok && _mm512_reduce_max_epu64(worst) < 0x7ff0000000000000ULL;
 }
 
@@ -335,18 +329,9 @@ static AVX512 void rows512(const void *s, int sk, const void *t, int tk, int64_t
     for (int64_t i = 0; i < rows; i++) {
         const void *si = row_at(s, sk, i * n), *ti = row_at(t, tk, i * n);
         double *o = out + i * ROW_OUT, acc[3 * LANES] = {0};
-        double ms = 0, mt = 0, lt = 0;
-        int ok = n >= 1 && extremes512(si, sk, ti, tk, n, &ms, &mt, &lt);
-        if (ok) {
-            if (scaled) {
-                ms = ms / temp;
-                mt = mt / temp;
-                lt = lt / temp;
-            }
-            ms = ms + 0.0;
-            mt = mt + 0.0;
-            ok = lt - mt >= FLOOR_Z;
-        }
+        double ms = 0, mt = 0;
+        int ok = n >= 1 && extremes512(si, sk, ti, tk, n, &ms, &mt);
+        if (ok) scale_maxima(temp, scaled, &ms, &mt);
         int64_t j = 0;
         if (ok) {
             __m512d ms8 = _mm512_set1_pd(ms), mt8 = _mm512_set1_pd(mt);
