@@ -92,23 +92,26 @@ def test_table_is_what_its_definition_computes() -> None:
 
 def test_table_makes_r_exact_and_its_logarithms_need_no_low_part() -> None:
     """29-bit reciprocals (``m * inv`` exact for 24-bit mantissas), ``|r| <= 1/32`` over
-    each entry's mantissas, ``log(1/inv)`` within 2^-63 of its multiple of 2^-42, and ``ln 2``
-    in two parts of 42 bits (exact products with exponents of up to 11 bits)."""
+    each entry's mantissas (those with ``round(21 m - 16) = i`` in [0.75, 1.5)), entry 5
+    exactly 1, ``log(1/inv)`` within 2^-61 of its multiple of 2^-42, and ``ln 2`` in two
+    parts of 42 bits (exact products with exponents of up to 11 bits)."""
     from decimal import Context
     from fractions import Fraction
 
     ctx = Context(prec=60)
     table = kernel.TABLE_VALUES
-    for i, k in enumerate(kernel.RECIPROCALS):
+    assert table[5] == 1.0 and table[16 + 5] == 0.0
+    for i in range(16):
         inv = Fraction(table[i])
-        assert inv == Fraction(k, 1 << 29)
-        low = Fraction(63, 64) if i == 0 else 1 + Fraction(2 * i - 1, 32)
-        high = 1 + Fraction(2 * i + 1, 32)
+        assert inv * (1 << (28 if i < 5 else 29)) == kernel.RECIPROCALS[i] <= 1 << 29
+        centre = 1 + Fraction(i - 5, 21)
+        low = max(Fraction(3, 4), centre - Fraction(1, 42))
+        high = min(Fraction(3, 2), centre + Fraction(1, 42))
         assert abs(low * inv - 1) <= Fraction(1, 32) and abs(high * inv - 1) <= Fraction(1, 32)
         logc = Fraction(table[16 + i])
         assert (logc * (1 << 42)).denominator == 1
-        exact = ctx.subtract(ctx.ln(1 << 29), ctx.ln(k))
-        assert abs(exact - ctx.create_decimal_from_float(table[16 + i])) < ctx.power(2, -63)
+        exact = ctx.minus(ctx.ln(ctx.create_decimal_from_float(table[i])))
+        assert abs(exact - ctx.create_decimal_from_float(table[16 + i])) < ctx.power(2, -61)
     ln2_hi, ln2_lo = table[32], table[33]
     for part in (ln2_hi, ln2_lo):
         mantissa = Fraction(math.frexp(part)[0])

@@ -94,25 +94,33 @@ def _parts(*hexes: str) -> list[float]:
     return [float.fromhex(h) for h in hexes]
 
 
-#: The numerators of the table's reciprocals, ``inv_i = k_i / 2^29``, found by
-#: ``scripts/kernel_table.py``: ``-log(inv_i)`` is within 2^-63 of a multiple of 2^-42.
+#: The numerators of the table's reciprocals, ``inv_i = k_i / 2^28`` for ``i < 5`` (above 1),
+#: ``k_i / 2^29`` from 5 on, found by ``scripts/kernel_table.py``: ``-log(inv_i)`` is within
+#: 2^-61 of a multiple of 2^-42.
 RECIPROCALS = (
-    *(536870912, 504451451, 478344048, 450008049, 427858019, 411409311, 391487319),
-    *(376252452, 360341676, 345992906, 333549106, 319220614, 307599676, 295424089),
-    *(282536851, 278000691),
+    *(348384074, 331126897, 312705843, 296712056, 280515518, 536870912, 511470372),
+    *(487314752, 471233172, 450008049, 434735221, 417719988, 397850658, 384371851),
+    *(376252452, 360341676),
 )
+
+
+def _inverse(i: int) -> float:
+    return RECIPROCALS[i] / (1 << (28 if i < 5 else 29))
+
 
 #: klkernel.c's table, made by :func:`make_table` (a test checks they agree): the
 #: reciprocals, ``log(1/inv_i)`` rounded to a multiple of 2^-42, ``ln 2`` in two parts of 42
 #: bits, and ``q(r)``'s coefficients, highest degree first (a Chebyshev fit of
 #: ``(log1p(r) - r) / r^2`` on ``|r| <= 1/32``, error 2^-55 ``|r|`` in ``log1p(r)``).
 TABLE_VALUES = (
-    [k / (1 << 29) for k in RECIPROCALS]
+    [_inverse(i) for i in range(_TABLE)]
     + _parts(
-        *("0x0p+0 0x1.fe3f5de728p-5 0x1.d8ca713904p-4 0x1.6974bf4d56p-3 0x1.d0d3b0f66ep-3").split(),
-        *("0x1.108e9fd772p-2 0x1.436244e065p-2 0x1.6c077eff52p-2 0x1.98461f6a58p-2").split(),
-        *("0x1.c1e23077e6p-2 0x1.e7640b8d93p-2 0x1.0a2d163512p-1 0x1.1d29a9e9918p-1").split(),
-        *("0x1.31d74dd568p-1 0x1.48ad7fac0bp-1 0x1.50f6f333298p-1").split(),
+        *("-0x1.0af3a39bce000p-2 -0x1.addb6d25de000p-3 -0x1.38a1d94f62000p-3").split(),
+        *("-0x1.9a38a129f0000p-4 -0x1.6899963378000p-5 0x0p+0").split(),
+        *("0x1.8d0ccd31e8000p-5 0x1.8cafeb0020000p-4 0x1.0b1197c480000p-3").split(),
+        *("0x1.6974bf4d56000p-3 0x1.b02b86bcea000p-3 0x1.00f814d5ce000p-2").split(),
+        *("0x1.32df91c3ea000p-2 0x1.562ab12a8c000p-2 0x1.6c077eff52000p-2").split(),
+        *("0x1.98461f6a58000p-2").split(),
     )
     + _parts("0x1.62e42fefa38p-1", "0x1.ef35793c768p-45")
     + _parts(
@@ -134,13 +142,13 @@ def make_table() -> list[float]:
 
     ctx = Context(prec=50)
     scale = 1 << 42
-    logs = [ctx.subtract(ctx.ln(1 << 29), ctx.ln(k)) for k in RECIPROCALS]
+    logs = [ctx.minus(ctx.ln(ctx.create_decimal_from_float(_inverse(i)))) for i in range(_TABLE)]
     ln2 = ctx.ln(2)
     ln2_hi = Fraction(round(ln2 * scale), scale)
     rest = Fraction(ln2) - ln2_hi
     unit = Fraction(2) ** (math.frexp(float(rest))[1] - 42)  # 42 significant bits
     return [
-        *(k / (1 << 29) for k in RECIPROCALS),
+        *(_inverse(i) for i in range(_TABLE)),
         *(float(Fraction(round(v * scale), scale)) for v in logs),
         float(ln2_hi),
         float(round(rest / unit) * unit),
@@ -341,7 +349,7 @@ def _numpy_chunk(
     out[LANES] = float(np.array(bits.max(initial=0), dtype=bits.dtype).view(t.dtype))
 
 
-_HALF_STEP = np.uint64(1 << 47)
+_MANT = np.uint64(0x000FFFFFFFFFFFFF)
 _ONE = np.uint64(0x3FF0000000000000)
 _EXP_BIAS = np.uint64(0x4330000000000000)
 #: 2^52 + 1023: subtracted from the double spelt by 0x433 and the exponent field.
@@ -364,17 +372,21 @@ def _terms(
     operations in its order."""
     a, b, c, d, e = f
     v, w = u
-    # Half a step added to the top 5 mantissa bits rounds m to its table point; where m
-    # rounds to 2, the carry raises the exponent, and m is then halved against entry 0.
-    np.add(tb, _HALF_STEP, out=v)
-    np.right_shift(v, 48, out=w)
-    index = np.bitwise_and(w, 15, out=w).view(np.intp)
-    np.right_shift(v, 52, out=v)  # the biased exponent, raised where m rounds to 2
-    mb = np.left_shift(v, 52, out=b.view(np.uint64))
-    np.subtract(tb, mb, out=mb)
-    np.add(mb, _ONE, out=mb)  # b: m, with exponent 0 (or -1 where it was raised)
+    # m >= 1.5 (the top mantissa bit) is halved against the entries below 1, e raised.
+    np.right_shift(tb, 51, out=w)
+    np.bitwise_and(w, 1, out=w)
+    np.right_shift(tb, 52, out=v)
+    np.add(v, w, out=v)
     np.bitwise_or(v, _EXP_BIAS, out=v)
     np.subtract(v.view(np.float64), _UNBIAS, out=a)  # a: the exponent
+    mb = np.bitwise_and(tb, _MANT, out=b.view(np.uint64))
+    np.bitwise_or(mb, _ONE, out=mb)
+    np.left_shift(w, 52, out=w)
+    np.subtract(mb, w, out=mb)  # b: m in [0.75, 1.5)
+    np.multiply(b, 21.0, out=d)
+    np.subtract(d, 16.0, out=d)
+    index = w.view(np.intp)
+    np.copyto(index, np.rint(d, out=d), casting="unsafe")  # exact: no ties in range
     np.take(table[:_TABLE], index, out=c, mode="wrap")  # c: the reciprocal
     np.multiply(b, c, out=d)
     np.subtract(d, 1.0, out=d)  # d: r, exact

@@ -10,10 +10,10 @@
  * Targets are float32 or float16 (float64 targets keep NumPy's log in kldiv, so that
  * x = np.log(t) gives exactly 0); inputs float16, float32 or float64.
  * Per element (t, x widened exactly to double; t > 0, or +0; x finite):
- *   t = 2^e m from the bits, m in [1, 2); i = round((m - 1) * 16); i = 16 means m / 2
- *       against entry 0 (e + 1), so log t near 1 is computed from r = t - 1 alone
- *   r = m * inv[i] - 1  (inv[i]: near 1/(1 + i/16), 29 bits; m has 24, so the product and
- *       the subtraction are exact; |r| <= 1/32)
+ *   t = 2^e m from the bits, m in [0.75, 1.5); i = round(21 m - 16) (exact), the entry for
+ *       m near 1 + (i - 5)/21; entry 5 is 1, so log t near 1 is computed from r = t - 1 alone
+ *   r = m * inv[i] - 1  (inv[i]: near 1/(1 + (i - 5)/21), 29 bits; m has 24, so the product
+ *       and the subtraction are exact; |r| <= 1/32)
  *   log1p(r) = r + r^2 q(r), q a degree-7 Chebyshev fit on |r| <= 1/32 (error 2^-55 |r|),
  *       evaluated by Estrin's scheme: q = ((c0 r + c1) r^2 + (c2 r + c3)) r^4
  *       + ((c4 r + c5) r^2 + (c6 r + c7))
@@ -95,18 +95,18 @@ static inline uint32_t key1(const void *t, int kind, int64_t j) {
 /* The term of one element (the scalar statement of the algorithm above). */
 static inline __attribute__((always_inline)) double term1(double tv, double xv,
                                                          const double *tab) {
-    uint64_t tb = bits_of(tv);
-    uint64_t i = (((tb >> 47) & 31) + 1) >> 1, up = i >> 4;
-    double e = double_of(((tb >> 52) + up) | EXP_BIAS) - UNBIAS;
-    uint64_t mb = ((tb & MANT) | ONE) - (up << 52);
-    double r = double_of(mb) * tab[i & 15] - 1.0;
+    uint64_t tb = bits_of(tv), big = (tb >> 51) & 1; /* m >= 1.5: halved, e + 1 */
+    double e = double_of(((tb >> 52) + big) | EXP_BIAS) - UNBIAS;
+    double m = double_of(((tb & MANT) | ONE) - (big << 52));
+    int64_t i = (int64_t)__builtin_rint(m * 21.0 - 16.0) & 15;
+    double r = m * tab[i] - 1.0;
     /* Estrin's scheme: the same polynomial as Horner's, a third of its dependency chain. */
     const double *c = tab + QCOEF;
     double r2 = r * r, r4 = r2 * r2;
     double a0 = c[0] * r + c[1], a1 = c[2] * r + c[3], a2 = c[4] * r + c[5], a3 = c[6] * r + c[7];
     double q = (a0 * r2 + a1) * r4 + (a2 * r2 + a3);
     double p = r + r2 * q;
-    double l = (e * tab[LN2_HI] + tab[TABLE + (i & 15)]) + (p + e * tab[LN2_LO]);
+    double l = (e * tab[LN2_HI] + tab[TABLE + i]) + (p + e * tab[LN2_LO]);
     return tv * (l - xv);
 }
 
@@ -242,18 +242,19 @@ typedef struct {
 } Tables;
 
 /* term1 on 8 lanes, with the instructions AVX-512 has for it: getexp/getmant split t (the
- * same e and m as the bits give; a +0 target is first raised to the smallest normal, whose
- * finite logarithm then meets t = 0 as it does in term1), and fused multiply-adds only
- * where the product is exact (so the result is the same as separate operations). */
+ * same e and m as the bits give; a +0 target gives m = 0 and the exponent of the smallest
+ * normal, finite, so its term is 0 as in term1), the index rounded by the conversion, and
+ * fused multiply-adds only where the product is exact (so the result is the same as
+ * separate operations). */
 static AVX512 void eight(__m512d t, __m512d x, const Tables *tb_, __m512d *acc) {
-    __m512d tn = _mm512_max_pd(t, _mm512_set1_pd(0x1p-1022));
-    __m512d e = _mm512_getexp_pd(tn);
-    __m512d m = _mm512_getmant_pd(tn, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_src);
-    __m512i v = _mm512_add_epi64(_mm512_castpd_si512(m), _mm512_set1_epi64(1LL << 47));
-    __m512i i = _mm512_srli_epi64(v, 48);
-    __mmask8 up = _mm512_testn_epi64_mask(v, _mm512_set1_epi64(1LL << 52));
-    e = _mm512_mask_add_pd(e, up, e, _mm512_set1_pd(1.0));
-    m = _mm512_mask_mul_pd(m, up, m, _mm512_set1_pd(0.5));
+    /* e: the exponent of 4t/3 (the product's rounding cannot cross a power of 2 for a
+     * 24-bit mantissa), which is that of t, plus 1 where m >= 1.5 */
+    __m512d e = _mm512_getexp_pd(
+        _mm512_max_pd(_mm512_mul_pd(t, _mm512_set1_pd(4.0 / 3)), _mm512_set1_pd(0x1p-1022)));
+    __m512d m = _mm512_getmant_pd(t, _MM_MANT_NORM_p75_1p5, _MM_MANT_SIGN_src);
+    __m512i i = _mm512_cvt_roundpd_epi64(
+        _mm512_fmsub_pd(m, _mm512_set1_pd(21.0), _mm512_set1_pd(16.0)),
+        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512d inv = _mm512_permutex2var_pd(tb_->inv0, i, tb_->inv1);
     __m512d r = _mm512_fmsub_pd(m, inv, _mm512_set1_pd(1.0));
     __m512d r2 = _mm512_mul_pd(r, r), r4 = _mm512_mul_pd(r2, r2);
