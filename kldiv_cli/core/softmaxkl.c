@@ -7,7 +7,8 @@
  * of a row always goes to lane j % 16, and each lane is summed in order, so a lane's sum
  * never depends on the vector width.
  *
- * Per row (s, t widened exactly to double; every value finite, else the row is refused):
+ * Per row (s, t widened exactly to double; every s finite, every t finite or -inf (a masked
+ * class), the largest t finite, else the row is refused):
  *   ms = max s / T, mt = max t / T (+ 0.0: a -0 maximum counts as +0)
  *   zt_j = max(t_j / T - mt, -708), zs_j = s_j / T - ms, nu_j = zs_j - zt_j
  *   (a teacher class below e^-708 of the largest counts as e^-708: that moves the KL by less
@@ -60,15 +61,15 @@ static inline double double_of(uint64_t u) {
 }
 
 /* float16 bits to double, exactly: the 15 bits below the sign spell the value times 2^-112
- * as a float32; inf and NaN become NaN (the row is then refused). */
+ * as a float32; infinities stay infinities (a masked -inf class), NaN stays NaN. */
 static inline double half_value(uint16_t h) {
+    uint64_t sign = (uint64_t)(h & 0x8000u) << 48;
+    if ((h & 0x7c00u) == 0x7c00u)
+        return double_of(sign | ((h & 0x3ffu) ? 0x7ff8000000000000ULL : 0x7ff0000000000000ULL));
     uint32_t mag = (uint32_t)(h & 0x7fffu) << 13;
     float f;
     memcpy(&f, &mag, sizeof f);
-    uint64_t b = bits_of((double)f * 0x1p112);
-    b |= (uint64_t)(h & 0x8000u) << 48;
-    b |= ((h & 0x7c00u) == 0x7c00u) ? 0x7ff8000000000000ULL : 0;
-    return double_of(b);
+    return double_of(bits_of((double)f * 0x1p112) | sign);
 }
 
 static inline double load1(const void *src, int kind, int64_t j) {
@@ -122,7 +123,8 @@ static inline __attribute__((always_inline)) void one(double sv, double tv, doub
     acc[2 * LANES + k] += et * em;
 }
 
-/* The first pass: the largest s and t, and whether all are finite. */
+/* The first pass: the largest s and t, and whether every s is finite and every t finite or
+ * -inf (-inf counts as the lowest double in the check; NaN stays NaN). */
 static inline __attribute__((always_inline)) int extremes(const void *s, int sk, const void *t,
                                                          int tk, int64_t n, double *ms,
                                                          double *mt) {
@@ -132,7 +134,8 @@ static inline __attribute__((always_inline)) int extremes(const void *s, int sk,
         double sv = load1(s, sk, j), tv = load1(t, tk, j);
         a = sv > a ? sv : a;
         b = tv > b ? tv : b;
-        uint64_t bs = bits_of(sv) & 0x7fffffffffffffffULL, bt = bits_of(tv) & 0x7fffffffffffffffULL;
+        double tc = tv == -__builtin_inf() ? -0x1.fffffffffffffp1023 : tv;
+        uint64_t bs = bits_of(sv) & 0x7fffffffffffffffULL, bt = bits_of(tc) & 0x7fffffffffffffffULL;
         bs = bs > bt ? bs : bt;
         worst = bs > worst ? bs : worst;
     }
@@ -151,11 +154,11 @@ static inline void scale_maxima(double temp, int scaled, double *ms, double *mt)
     *mt = *mt + 0.0;
 }
 
-/* Whether the row is taken (values, all finite); its scaled maxima into ms and mt. */
+/* Whether the row is taken (values, as extremes() allows); its scaled maxima into ms, mt. */
 static inline __attribute__((always_inline)) int row_setup(const void *s, int sk, const void *t,
                                                           int tk, int64_t n, double temp,
                                                           int scaled, double *ms, double *mt) {
-    if (n < 1 || !extremes(s, sk, t, tk, n, ms, mt)) return 0;
+    if (n < 1 || !extremes(s, sk, t, tk, n, ms, mt) || !(*mt > -__builtin_inf())) return 0;
     scale_maxima(temp, scaled, ms, mt);
     return 1;
 }
@@ -268,6 +271,7 @@ static AVX512 int extremes_f32(const float *s, const float *t, int64_t n, double
                                double *mt) {
     __m512 a = _mm512_set1_ps(-__builtin_inff()), b = a;
     __m512i worst = _mm512_setzero_si512(), absmask = _mm512_set1_epi32(0x7fffffff);
+    __m512 lowest = _mm512_set1_ps(-0x1.fffffep127f);
     int64_t j = 0;
     for (; j + LANES <= n; j += LANES) {
         _mm_prefetch((const char *)(s + j) + AHEAD, _MM_HINT_T0);
@@ -276,7 +280,8 @@ static AVX512 int extremes_f32(const float *s, const float *t, int64_t n, double
         a = _mm512_max_ps(vs, a);
         b = _mm512_max_ps(vt, b);
         __m512i x = _mm512_max_epu32(_mm512_and_si512(_mm512_castps_si512(vs), absmask),
-                                     _mm512_and_si512(_mm512_castps_si512(vt), absmask));
+                                     _mm512_and_si512(
+                                         _mm512_castps_si512(_mm512_max_ps(lowest, vt)), absmask));
         worst = _mm512_max_epu32(worst, x);
     }
     double ta, tb;
@@ -294,6 +299,7 @@ static AVX512 int extremes512(const void *s, int sk, const void *t, int tk, int6
         return extremes_f32((const float *)s, (const float *)t, n, ms, mt);
     __m512d a0 = _mm512_set1_pd(-__builtin_inf()), a1 = a0, b0 = a0, b1 = a0;
     __m512i worst = _mm512_setzero_si512(), absmask = _mm512_set1_epi64(0x7fffffffffffffffLL);
+    __m512d lowest = _mm512_set1_pd(-0x1.fffffffffffffp1023);
     int64_t j = 0;
     int width = sk == K_F32 ? 4 : 2;
     for (; j + LANES <= n; j += LANES) {
@@ -308,6 +314,9 @@ static AVX512 int extremes512(const void *s, int sk, const void *t, int tk, int6
         b1 = _mm512_max_pd(t1, b1);
         __m512i x0 = _mm512_max_epu64(_mm512_and_si512(_mm512_castpd_si512(s0), absmask),
                                       _mm512_and_si512(_mm512_castpd_si512(s1), absmask));
+        /* max(lowest, t): -inf becomes finite, NaN stays (the second operand). */
+        t0 = _mm512_max_pd(lowest, t0);
+        t1 = _mm512_max_pd(lowest, t1);
         __m512i x1 = _mm512_max_epu64(_mm512_and_si512(_mm512_castpd_si512(t0), absmask),
                                       _mm512_and_si512(_mm512_castpd_si512(t1), absmask));
         worst = _mm512_max_epu64(worst, _mm512_max_epu64(x0, x1));
@@ -330,7 +339,7 @@ static AVX512 void rows512(const void *s, int sk, const void *t, int tk, int64_t
         const void *si = row_at(s, sk, i * n), *ti = row_at(t, tk, i * n);
         double *o = out + i * ROW_OUT, acc[3 * LANES] = {0};
         double ms = 0, mt = 0;
-        int ok = n >= 1 && extremes512(si, sk, ti, tk, n, &ms, &mt);
+        int ok = n >= 1 && extremes512(si, sk, ti, tk, n, &ms, &mt) && mt > -__builtin_inf();
         if (ok) scale_maxima(temp, scaled, &ms, &mt);
         int64_t j = 0;
         if (ok) {

@@ -27,8 +27,10 @@ summed in order, and the 16 lanes of each sum are added by a fixed tree here, fo
 masked with -1e9, a row spanning thousands) counts as ``e^-708``, which moves the KL by less
 than ``n e^-708 |nu|`` (nothing a float32 or float16 result can show) and keeps
 ``e^{zt} expm1(nu) = e^{zs} - e^{zt}`` finite however far apart the rows are. Rows the
-kernel does not take — a NaN or an infinity on either side (``-inf`` masked classes
-included), an empty row — are reported, for the caller to compute another way. ``KLDIV_KERNEL=numpy`` forces the NumPy steps
+kernel does not take — a NaN or ``+inf`` on either side, a student ``-inf`` (the KL is
+``+inf``, or NaN against a masked teacher class: torch's answers), a teacher row of ``-inf``
+only, an empty row — are reported, for the caller to compute another way. A teacher class
+masked with ``-inf`` (probability 0) is taken, as the floor of ``zt`` takes it. ``KLDIV_KERNEL=numpy`` forces the NumPy steps
 (``generic``, ``avx2`` or ``avx512`` a compiled variant). The library is loaded on the
 first large block; small inputs take the NumPy steps and never load it.
 """
@@ -308,7 +310,7 @@ def _numpy_lanes(
     pieces), whose temporaries stay in cache and are never fresh pages."""
     rows, width = s.shape
     with np.errstate(all="ignore"):
-        finite = np.isfinite(s).all(axis=1) & np.isfinite(t).all(axis=1)
+        finite = np.isfinite(s).all(axis=1) & (np.isfinite(t) | (t == -np.inf)).all(axis=1)
         if width:
             ms, mt = s.max(axis=1).astype(np.float64), t.max(axis=1).astype(np.float64)
         else:
@@ -316,7 +318,7 @@ def _numpy_lanes(
         if temperature != 1.0:
             ms, mt = ms / temperature, mt / temperature
         ms, mt = ms + 0.0, mt + 0.0
-        taken = finite & (width > 0)
+        taken = finite & (mt > -np.inf) & (width > 0)
     out[:] = 0.0
     per = max(1, _PIECE // max(1, width))
     piece = (

@@ -303,8 +303,8 @@ def fused_logits(request: ComputeRequest, sx: Source, st: Source) -> bool:
 
 def logit_rows(request: ComputeRequest, x: np.ndarray, t: np.ndarray) -> np.ndarray:
     """The float64 KL of each row (last axis, leading axes flattened) of blocks of raw
-    logits of a :func:`fused_logits` job. Rows the one-pass kernel does not take (a NaN
-    or an infinity, ``-inf`` masked classes included; no values) are transformed and summed as every other job is: their values, NaN and inf
+    logits of a :func:`fused_logits` job. Rows the one-pass kernel does not take (a NaN,
+    a ``+inf``, a student ``-inf``, a teacher of ``-inf`` only, no values) are transformed and summed as every other job is: their values, NaN and inf
     included, are that path's."""
     from ..core.engine import row_sums
     from ..core.softmaxkl import row_kl
