@@ -74,6 +74,22 @@ INLINE double expm1_(double x) {
     return (scale - 1.0) + scale * p;
 }
 
+#define NEAR_LO -0x1.2bec333018867p-2
+#define NEAR_HI 0x1.a827999fcef32p-2
+
+/* log1p's polynomial part: 1 + x = 2^dk (1 + f), c the correction. */
+INLINE double log1p_core(double f, double c, double dk) {
+    double hfsq = 0.5 * f * f, s = f / (2.0 + f), z = s * s, w = z * z;
+    double t1 = w * (0x1.999999997fa04p-2 + w * (0x1.c71c51d8e78afp-3 + w * 0x1.39a09d078c69fp-3));
+    double t2 = z * (0x1.5555555555593p-1 +
+                     w * (0x1.2492494229359p-2 + w * (0x1.7466496cb03dep-3 + w * 0x1.2f112df3e5244p-3)));
+    double R = t2 + t1;
+    return s * (hfsq + R) + (dk * LOG_LO + c) - hfsq + f + dk * LOG_HI;
+}
+
+/* Whether 1 + x is in [sqrt(2)/2, sqrt(2)): then f = x exactly, no correction. */
+INLINE int near1(double x) { return (x >= NEAR_LO) & (x < NEAR_HI); }
+
 INLINE double log1p_(double x) {
     double u = 1.0 + x;
     uint64_t hu = (bits_of(u) >> 32) + (0x3ff00000 - 0x3fe6a09e);
@@ -84,18 +100,12 @@ INLINE double log1p_(double x) {
     double big = 1.0 - (u - x), small = x - (u - 1.0);
     double c = (dk >= 2.0 ? big : small) / u;
     double f = double_of(((hu & 0x000fffff) + 0x3fe6a09e) << 32 | (bits_of(u) & 0xffffffff)) - 1.0;
-    /* 1 + x in [sqrt(2)/2, sqrt(2)): f = x exactly, no correction. */
-    int near = (x >= -0x1.2bec333018867p-2) & (x < 0x1.a827999fcef32p-2);
-    f = near ? x : f;
-    c = near | (dk >= 54.0) ? 0.0 : c;
-    dk = near ? 0.0 : dk;
-    double hfsq = 0.5 * f * f, s = f / (2.0 + f), z = s * s, w = z * z;
-    double t1 = w * (0x1.999999997fa04p-2 + w * (0x1.c71c51d8e78afp-3 + w * 0x1.39a09d078c69fp-3));
-    double t2 = z * (0x1.5555555555593p-1 +
-                     w * (0x1.2492494229359p-2 + w * (0x1.7466496cb03dep-3 + w * 0x1.2f112df3e5244p-3)));
-    double R = t2 + t1;
-    return s * (hfsq + R) + (dk * LOG_LO + c) - hfsq + f + dk * LOG_HI;
+    int near = near1(x);
+    return log1p_core(near ? x : f, near | (dk >= 54.0) ? 0.0 : c, near ? 0.0 : dk);
 }
+
+/* log1p_ of an x that near1() takes: the same operations on the values it selects. */
+INLINE double log1p_near(double x) { return log1p_core(x, 0.0, 0.0); }
 
 /* The lanes of a row (w of them, a power of 2) added by halves. */
 INLINE double tree(double *l, int w) {
@@ -111,18 +121,26 @@ INLINE void terms(const double *p, const double *dl, const double *em, int64_t v
                   double C, double iK, double c, double *o) {
     double kl[MAXW] = {0}, kr[MAXW] = {0}, js[MAXW] = {0}, tv[MAXW] = {0};
     int64_t j = 0;
-#define TERM(i, k)                                                                             \
+#define TERM(i, k, LOG)                                                                        \
     do {                                                                                       \
         double e = (em[i] - C) * iK, d = dl[i] - c;                                            \
-        double a = e - d, q = 1.0 + e, l = log1p_(e * 0.5);                                    \
+        double a = e - d, q = 1.0 + e, l = LOG(e * 0.5);                                       \
         kl[k] += p[i] * a;                                                                     \
         kr[k] += p[i] * (e * d - a);                                                           \
         js[k] += p[i] * (q * d - (q + 1.0) * l);                                               \
         tv[k] += p[i] * fabs(e);                                                               \
     } while (0)
-    for (; j + w <= v; j += w)
-        for (int k = 0; k < w; k++) TERM(j + k, k);
-    for (int k = 0; j + k < v; k++) TERM(j + k, k);
+    /* A run of w classes whose ed/2 are all near 0 (close distributions) skips log1p's
+     * reduction: the same values. */
+    for (; j + w <= v; j += w) {
+        int all = 1;
+        for (int k = 0; k < w; k++) all &= near1(((em[j + k] - C) * iK) * 0.5);
+        if (all)
+            for (int k = 0; k < w; k++) TERM(j + k, k, log1p_near);
+        else
+            for (int k = 0; k < w; k++) TERM(j + k, k, log1p_);
+    }
+    for (int k = 0; j + k < v; k++) TERM(j + k, k, log1p_);
 #undef TERM
     o[0] = tree(kl, w);
     o[1] = tree(kr, w);
