@@ -188,3 +188,27 @@ def test_own_functions_are_within_2_ulp(name: str, lo: float, hi: float) -> None
     got = getattr(compare_fused, name)(x)
     ulp = np.spacing(np.abs(want.astype(np.float64))).astype(np.longdouble)
     assert np.abs((got - want) / ulp).max() <= 2.0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_row_ranges_compiled_and_numpy(use, dtype) -> None:
+    """Largest, smallest, NaN: the compiled pass (integer keys of the bits) and NumPy."""
+    rng = np.random.default_rng(5)
+    a = (rng.standard_normal((6, 301)) * 50).astype(dtype)
+    a[0] = -np.abs(a[0])  # all negative
+    a[1, 7] = np.inf
+    a[2, 0], a[2, 9] = -np.inf, -0.0
+    a[3, 100] = np.nan
+    a[4] = 0.0
+    a[4, ::2] = -0.0
+    use("numpy")
+    want = compare_fused.row_range(a)
+    use("")
+    if not compare_fused.accelerated():
+        pytest.skip("no compiled kernel with compare's passes here")
+    got = compare_fused.row_range(a)
+    np.testing.assert_array_equal(got[2], want[2])
+    ok = ~want[2]
+    for g, w in zip(got[:2], want[:2]):
+        np.testing.assert_array_equal(g[ok], w[ok])
+    np.testing.assert_array_equal(np.signbit(got[0][ok]), np.signbit(want[0][ok]))  # -0 max: +0

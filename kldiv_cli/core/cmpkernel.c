@@ -19,6 +19,41 @@
 #define ROW_OUT 7
 #define INLINE static inline __attribute__((always_inline))
 
+/* Each row's largest and smallest value, and whether it holds a NaN (out: 3 doubles per
+ * row): integer keys of the bits, in the order of the values (so the loops vectorise). */
+#define RANGE_BODY(T, U, S, SIGN)                                                              \
+    for (int64_t r = 0; r < n; r++) {                                                          \
+        const U *a = (const U *)x + r * v;                                                     \
+        S hi = (S)((U)1 << (SIGN)), lo = ~hi;                                                  \
+        int nan = 0;                                                                           \
+        for (int64_t j = 0; j < v; j++) {                                                      \
+            U b = a[j];                                                                        \
+            S key = (S)(b ^ ((U)((S)b >> (SIGN)) >> 1));                                       \
+            hi = key > hi ? key : hi;                                                          \
+            lo = key < lo ? key : lo;                                                          \
+            nan |= (b << 1) > ((U)EXP_MASK << 1);                                              \
+        }                                                                                      \
+        U bh = (U)hi ^ ((U)(hi >> (SIGN)) >> 1), bl = (U)lo ^ ((U)(lo >> (SIGN)) >> 1);        \
+        T th, tl;                                                                              \
+        memcpy(&th, &bh, sizeof th);                                                           \
+        memcpy(&tl, &bl, sizeof tl);                                                           \
+        out[3 * r] = (double)th;                                                               \
+        out[3 * r + 1] = (double)tl;                                                           \
+        out[3 * r + 2] = nan;                                                                  \
+    }
+
+INLINE void range32(const void *x, int64_t n, int64_t v, double *out) {
+#define EXP_MASK 0x7f800000u
+    RANGE_BODY(float, uint32_t, int32_t, 31)
+#undef EXP_MASK
+}
+
+INLINE void range64(const void *x, int64_t n, int64_t v, double *out) {
+#define EXP_MASK 0x7ff0000000000000ull
+    RANGE_BODY(double, uint64_t, int64_t, 63)
+#undef EXP_MASK
+}
+
 /* kldiv's own exp, expm1 and log1p (table-free, so every loop vectorises; the NumPy twins
  * in compare_fused.py do the same operations):
  *   x = k ln2 + r, k = round(x / ln2) (adding and subtracting 1.5 2^52), r = (x - k ln2_hi) -
@@ -255,6 +290,13 @@ INLINE void rank64(const void *y, int64_t n, int64_t v, const int64_t *best, int
 
 /* One set of entry points per instruction set. */
 #define VARIANT(SUFFIX, ATTR)                                                                  \
+    ATTR static void range_##SUFFIX(const void *x, int kind, int64_t n, int64_t v,              \
+                                    double *out) {                                             \
+        if (kind == 1)                                                                         \
+            range32(x, n, v, out);                                                             \
+        else                                                                                   \
+            range64(x, n, v, out);                                                             \
+    }                                                                                          \
     ATTR static void rows_##SUFFIX(const void *x, const void *y, int kind, int64_t n,           \
                                    int64_t v, const double *ma, const double *dm, double t,    \
                                    int w, double *work, double *out) {                         \
@@ -297,6 +339,10 @@ VARIANT(avx512, __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw"))))
 #else
 #define DISPATCH(NAME, ...) NAME##_generic(__VA_ARGS__)
 #endif
+
+void cmp_range(const void *x, int kind, int64_t n, int64_t v, double *out, int isa) {
+    DISPATCH(range, x, kind, n, v, out);
+}
 
 void cmp_rows(const void *x, const void *y, int kind, int64_t n, int64_t v, const double *ma,
               const double *dm, double t, int w, double *work, double *out, int isa) {

@@ -54,6 +54,7 @@ __all__ = [
     "logit_measures",
     "reference_tops",
     "reset",
+    "row_range",
 ]
 
 LANES = 16
@@ -81,6 +82,7 @@ def _load() -> tuple[Any, int] | None:
     try:
         lib = ctypes.CDLL(str(Path(kernel.__file__).with_name("klkernel.so")))
         signatures = {
+            "cmp_range": [_P, _C, _I, _I, _P],
             "cmp_rows": [_P, _P, _C, _I, _I, _P, _P, ctypes.c_double, _C, _P, _P],
             "cmp_top": [_P, _C, _I, _I, _C, _P],
             "cmp_rank": [_P, _C, _I, _I, _P, _P],
@@ -132,16 +134,33 @@ def _compiled(*arrays: np.ndarray) -> tuple[Any, int] | None:
     return found if ok else None
 
 
-def _ranges(x: np.ndarray, y: np.ndarray, temperature: float) -> tuple[np.ndarray, ...]:
+#: Each row's largest and smallest value (float64) and whether it holds a NaN.
+Range = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def row_range(a: np.ndarray) -> Range:
+    """:data:`Range` of each row of ``a`` (a ``-0`` largest value counts as ``+0``; the
+    values of a row with a NaN are arbitrary)."""
+    found = _compiled(a)
+    if found is None:
+        with np.errstate(invalid="ignore"):
+            hi = np.max(a, axis=-1).astype(np.float64) + 0.0
+            return hi, np.min(a, axis=-1).astype(np.float64), np.isnan(hi)
+    lib, isa = found
+    out = np.empty((len(a), 3))
+    lib.cmp_range(_ptr(a), _KINDS[a.dtype], len(a), a.shape[1], _ptr(out), isa)
+    return out[:, 0] + 0.0, out[:, 1].copy(), out[:, 2] != 0.0
+
+
+def _ranges(rx: Range, ry: Range, temperature: float) -> tuple[np.ndarray, ...]:
     """The rows the fused path takes (every logit finite on both sides, each side's span
     over ``temperature`` at most :data:`SPAN`), each row's largest ``x`` and largest ``y``
     − largest ``x``."""
     with np.errstate(all="ignore"):
-        hx, lx = np.max(x, axis=-1).astype(np.float64), np.min(x, axis=-1).astype(np.float64)
-        hy, ly = np.max(y, axis=-1).astype(np.float64), np.min(y, axis=-1).astype(np.float64)
-        clean = np.isfinite(hx) & np.isfinite(lx) & ((hx - lx) / temperature <= SPAN)
-        clean &= np.isfinite(hy) & np.isfinite(ly) & ((hy - ly) / temperature <= SPAN)
-        return clean, hx, hy - hx
+        clean = np.ones(len(rx[0]), dtype=bool)
+        for hi, lo, nan in (rx, ry):
+            clean &= ~nan & np.isfinite(hi) & np.isfinite(lo) & ((hi - lo) / temperature <= SPAN)
+        return clean, rx[0], ry[0] - rx[0]
 
 
 def reference_tops(
@@ -411,13 +430,15 @@ def logit_measures(
     scratch: Scratch,
     top: tuple[np.ndarray, np.ndarray],
     tokens: np.ndarray | None = None,
+    rx: Range | None = None,
 ) -> dict[str, np.ndarray]:
     """Every per-row measure of reference logits ``x`` against candidate logits ``y``:
     those of :func:`~kldiv_cli.core.compare.row_measures` and
     :func:`~kldiv_cli.core.compare.rank_measures` (with the reference's top-1 probability
     and margin), and :func:`~kldiv_cli.core.compare.token_measures` with ``tokens`` (one
-    valid class per row). ``top`` is :func:`reference_tops` of ``x``."""
-    clean, ma, dm = _ranges(x, y, temperature)
+    valid class per row). ``top`` is :func:`reference_tops` of ``x``, ``rx`` its
+    :func:`row_range` (when the caller has it)."""
+    clean, ma, dm = _ranges(row_range(x) if rx is None else rx, row_range(y), temperature)
     if clean.all():
         return _clean_measures(x, y, (ma, dm), temperature, scratch, top, tokens)
     parts = []

@@ -21,7 +21,7 @@ from ..core.compare import (
     row_measures,
     token_measures,
 )
-from ..core.compare_fused import logit_measures, reference_tops
+from ..core.compare_fused import logit_measures, reference_tops, row_range
 from ..core.engine import default_threads
 from ..core.topk import cells
 from ..errors import InputError
@@ -68,7 +68,8 @@ def _measure_block(
     scratch = _scratch()
     rb = _widened(rb, "reference", scratch)
     logits = kinds[0] == "logits"
-    top = reference_tops(rb, ~np.isnan(np.max(rb, axis=-1))) if logits else reference_top(rb)
+    rx = row_range(rb) if logits else None
+    top = reference_tops(rb, ~rx[2]) if rx is not None else reference_top(rb)
     tokens = None
     if t is not None and len(t) == len(rb):
         tokens = np.where((t >= 0) & (t < width), t, 0)
@@ -76,7 +77,7 @@ def _measure_block(
     for cb, kind in zip(cbs, kinds[1]):
         cb = _widened(cb, "candidate", scratch)
         if logits and kind == "logits":
-            out.append(logit_measures(rb, cb, temperature, scratch, top, tokens))
+            out.append(logit_measures(rb, cb, temperature, scratch, top, tokens, rx))
             continue
         pr = pair(rb, cb, kinds[0], kind, temperature, scratch)
         measures = row_measures(rb, cb, pr, scratch)
