@@ -107,12 +107,12 @@ def test_divergences_are_those_of_a_long_double_evaluation(use, noise, kernel) -
 
 
 def test_rows_with_special_values_keep_the_general_path(use) -> None:
-    """A row with -inf (masked classes), NaN or a span above 700 goes through pair();
+    """A row with -inf (masked classes), NaN or a span above 600 goes through pair();
     its neighbours keep the fused path's bits, whatever block they share."""
     x, y = logits(7, 300, 1e-2)
     x[1, :5] = -np.inf
     y[3, 9] = np.nan
-    x[5, 0] = 800.0
+    x[5, 0] = 650.0
     tokens = np.arange(7) * 11
     got = measures_of(x, y, 1.0, tokens)
     for r in (1, 3, 5):
@@ -212,3 +212,16 @@ def test_row_ranges_compiled_and_numpy(use, dtype) -> None:
     for g, w in zip(got[:2], want[:2]):
         np.testing.assert_array_equal(g[ok], w[ok])
     np.testing.assert_array_equal(np.signbit(got[0][ok]), np.signbit(want[0][ok]))  # -0 max: +0
+
+
+def test_a_span_near_the_limit_stays_finite(use) -> None:
+    """A candidate row spanning 599 against a flat reference: q/p − 1 near e^600 · V, the
+    divergences finite and those of the general formulas."""
+    x = np.zeros((2, 4000), dtype=np.float64)
+    y = np.zeros_like(x)
+    y[:, 0] = 599.0
+    got = measures_of(x, y)
+    want = row_measures(x, y, pair(x, y, "logits", "logits"))
+    for name in ("kl", "kl_reverse", "js", "tv"):
+        assert np.isfinite(got[name]).all(), name
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-12, err_msg=name)

@@ -183,7 +183,7 @@ INLINE void terms(const double *p, const double *dl, const double *em, int64_t v
     o[3] = tree(tv, w);
 }
 
-/* Each row of a clean block (finite logits, spans at most 700 after t): z = (x - ma)/t,
+/* Each row of a clean block (finite logits, spans at most 600 after t): z = (x - ma)/t,
  * delta = ((y - x) - dm)/t, ep = e^z, em = expm1(delta); S = sum ep and C = (sum ep em)/S
  * (lanes added by halves), c = log1p(C), iK = 1 / (1 + C), then terms(). out per row: S, C, c, kl,
  * kl_reverse, js, tv (the last four times S; js and tv twice their value). work: 3 v. */

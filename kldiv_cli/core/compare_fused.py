@@ -1,7 +1,7 @@
 r"""compare's fused path: the per-row measures of two blocks of logits, one pass per row.
 
 The measures of :mod:`kldiv_cli.core.compare` for rows whose logits are all finite and
-span at most 700 (after the temperature), computed by ``cmpkernel.c`` (compiled into
+span at most 600 (after the temperature), computed by ``cmpkernel.c`` (compiled into
 kldiv's accelerator library) or by the same IEEE operations as NumPy steps, in the same
 order: the same bits either way, on every machine (``exp``, ``expm1`` and ``log1p`` are
 kldiv's own: :func:`exp_`, :func:`expm1_`, :func:`log1p_`, within 2 ulp). With
@@ -59,8 +59,8 @@ __all__ = [
 
 LANES = 16
 #: The largest span of a row's (tempered) logits taken here: ``e^z`` stays a normal
-#: number and ``expm1(δ)`` finite.
-SPAN = 700.0
+#: number, and ``expm1(d) = q/p − 1`` finite (``d ≤ SPAN + log V``).
+SPAN = 600.0
 _KINDS = {np.dtype(np.float32): 1, np.dtype(np.float64): 2}
 _LOCK = threading.Lock()
 _STATE: dict[str, Any] = {}
