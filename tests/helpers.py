@@ -7,12 +7,17 @@ Subprocesses are for what only a real process shows: signals, pipes, ``python -m
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_data"
@@ -73,6 +78,61 @@ def kldiv_subprocess(*args: object, input: bytes | None = None, cwd: Path | None
         timeout=120,
         **kw,
     )
+
+
+def needs(*modules: str) -> None:
+    """Skip the calling test module unless the top-level ``modules`` are installed, without
+    importing them: distributed, moto and boto3 take 0.3-0.7 s each to import, which every
+    xdist worker paid while collecting (the tests import them when they run)."""
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        pytest.skip(f"needs {', '.join(missing)}", allow_module_level=True)
+
+
+def gen_cluster(**kwargs: Any) -> Any:
+    """``distributed.utils_test.gen_cluster`` (a scheduler and two workers in this process)
+    for a test without fixtures, imported when the test runs: that module loads
+    dask.array, 0.4 s of every xdist worker's collection."""
+
+    def decorate(func: Any) -> Any:
+        def test() -> None:
+            from distributed.utils_test import gen_cluster
+
+            gen_cluster(**kwargs)(func)()
+
+        test.__name__, test.__qualname__ = func.__name__, func.__qualname__
+        test.__module__, test.__doc__ = func.__module__, func.__doc__
+        return test
+
+    return decorate
+
+
+@contextmanager
+def s3_server(secret: str = "testing") -> Iterator[str]:
+    """A moto S3 server on 127.0.0.1 (moto imported only now), with dummy credentials
+    (``secret`` the secret key) and region in this process's environment meanwhile, as
+    clients and Dask workers started meanwhile read them; its endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
+        mp.setenv("AWS_SECRET_ACCESS_KEY", secret)
+        mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        try:
+            host, port = server.get_host_and_port()
+            yield f"http://{host}:{port}"
+        finally:
+            server.stop()
+
+
+def s3_client(endpoint: str) -> Any:
+    """A boto3 S3 client of the server at ``endpoint`` (boto3 imported only now)."""
+    import boto3
+
+    return boto3.client("s3", endpoint_url=endpoint)
 
 
 def local_cluster(workers: int = 2) -> Any:

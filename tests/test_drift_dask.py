@@ -184,11 +184,9 @@ def test_without_the_extra_one_line_names_it(tmp_path, run_cli, monkeypatch, mis
 
 # ------------------------------------------------------------------ on Dask
 
-distributed = pytest.importorskip("distributed")
+from .helpers import gen_cluster, local_cluster, needs, s3_client, s3_server  # noqa: E402
 
-from distributed.utils_test import gen_cluster  # noqa: E402
-
-from .helpers import local_cluster  # noqa: E402
+needs("distributed")
 
 
 @gen_cluster(client=True)
@@ -320,28 +318,13 @@ def test_engine_errors_are_one_line(tables, run_cli, args, message) -> None:
 def s3():
     """A moto S3 server on 127.0.0.1 (dummy credentials), with the tables uploaded;
     yields the --storage-option arguments that point kldiv at it."""
-    moto_server = pytest.importorskip("moto.server")
-    boto3 = pytest.importorskip("boto3")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
-        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
-        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="drift")
-        try:
-            yield (
-                boto3.client("s3", endpoint_url=endpoint),
-                [
-                    f"--storage-option=endpoint={endpoint}",
-                    "--storage-option=region=us-east-1",
-                ],
-            )
-        finally:
-            server.stop()
+    needs("moto", "boto3")
+    with s3_server() as endpoint:
+        s3_client(endpoint).create_bucket(Bucket="drift")
+        yield (
+            s3_client(endpoint),
+            [f"--storage-option=endpoint={endpoint}", "--storage-option=region=us-east-1"],
+        )
 
 
 def test_a_reference_in_s3_gives_the_local_bits(tables, s3, run_cli) -> None:

@@ -13,16 +13,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-distributed = pytest.importorskip("distributed")
+from .helpers import gen_cluster, local_cluster, needs
 
-from distributed.utils_test import gen_cluster  # noqa: E402
+needs("distributed")
 
 from kldiv_cli.core import engine  # noqa: E402
 from kldiv_cli.engines import dask as D  # noqa: E402
 from kldiv_cli.engines import tasks as T  # noqa: E402
 from kldiv_cli.jobs.compute import ComputeRequest, compute, open_sources, plan  # noqa: E402
-
-from .helpers import local_cluster  # noqa: E402
 
 
 def _files(d: str, rows: int = 6000, width: int = 50, seed: int = 0) -> tuple[str, str]:
@@ -73,6 +71,7 @@ async def test_a_task_error_comes_back_as_one_line(c, s, a, b) -> None:
 @pytest.fixture(scope="module")
 def cluster():
     import dask
+    import distributed  # noqa: F401  (first: the set below would drop the defaults it adds)
 
     # One retry after a worker dies (the default allows three): the tests stay short.
     with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
@@ -84,6 +83,15 @@ def cluster():
 def data(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     """Written once: no test changes the files (the truncating test has its own)."""
     return _files(str(tmp_path_factory.mktemp("dask")), rows=12000, width=40, seed=1)
+
+
+def _client(cluster):
+    """A client of ``cluster`` once its two workers are up (a test may have killed them)."""
+    import distributed
+
+    client = distributed.Client(cluster)
+    client.wait_for_workers(2, timeout=30)
+    return client
 
 
 @pytest.mark.parametrize("ext", [".npy", ".parquet"])
@@ -121,8 +129,7 @@ def test_a_worker_that_dies_is_retried_with_the_same_bits(cluster, data, tmp_pat
         os._exit(1)  # the worker process dies mid-task, once
 
     job = _job(request)
-    with distributed.Client(cluster) as client:
-        client.wait_for_workers(2, timeout=30)
+    with _client(cluster) as client:
         parts = D.run_tasks(client, job, D.default_split(job, engine.CHUNK), dies_once)
     assert os.path.exists(marker)
     total = engine.combine([p for part in parts for p in part.partials])
@@ -140,8 +147,7 @@ def test_a_worker_that_always_dies_is_one_clear_error(cluster, data) -> None:
     # death costs a worker process's start-up.
     scheduler = cluster.scheduler
     allowed, scheduler.allowed_failures = scheduler.allowed_failures, 0
-    with distributed.Client(cluster) as client:
-        client.wait_for_workers(2, timeout=30)
+    with _client(cluster) as client:
         try:
             # Killed on every retry; or, when the dying workers held the last copies of
             # the scattered job first, the scheduler cancels the task (a race under load).
@@ -155,8 +161,7 @@ def test_a_worker_that_always_dies_is_one_clear_error(cluster, data) -> None:
 
 def test_workers_with_another_version_are_refused(cluster, data, monkeypatch) -> None:
     x, t = data
-    with distributed.Client(cluster) as client:
-        client.wait_for_workers(2, timeout=30)  # both back, after the tests that kill them
+    _client(cluster).close()  # both workers back, after the tests that kill them
     monkeypatch.setattr(D, "__version__", "0.0.0-client")  # the client's, not the workers'
     with pytest.raises(D.ClusterError, match=r"2 Dask worker\(s\) run kldiv .*0\.0\.0-client"):
         D.run_compute_dask(ComputeRequest(x + ".npy", t + ".npy"), cluster.scheduler_address)
@@ -208,8 +213,7 @@ def test_exact_quantiles_on_the_cluster(cluster) -> None:
     rng = np.random.default_rng(4)
     parts = [rng.normal(size=n) for n in (50_000, 1, 20_000, 0, 70_000)]
     qs = np.arange(1, 10) / 10
-    with distributed.Client(cluster) as client:
-        client.wait_for_workers(2, timeout=30)
+    with _client(cluster) as client:
         got = exact_quantiles(parts, lambda p: p, qs, D.runner(client))
     assert got.tobytes() == np.quantile(np.concatenate(parts), qs).tobytes()
 

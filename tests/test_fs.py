@@ -18,8 +18,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-moto_server = pytest.importorskip("moto.server")
-boto3 = pytest.importorskip("boto3")
+from .helpers import needs, s3_client, s3_server
+
+needs("moto", "boto3")
 
 from kldiv_cli.core import engine  # noqa: E402
 from kldiv_cli.engines import tasks as T  # noqa: E402
@@ -36,20 +37,9 @@ SECRET = "not-a-real-secret-0123456789"
 def s3() -> Iterator[dict[str, str]]:
     """A moto S3 server on 127.0.0.1 with dummy credentials in the environment; yields
     the storage options that point pyarrow at it."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
-        mp.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
-        mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
-        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=BUCKET)
-        try:
-            yield {"endpoint_override": endpoint, "region": "us-east-1"}
-        finally:
-            server.stop()
+    with s3_server(SECRET) as endpoint:
+        s3_client(endpoint).create_bucket(Bucket=BUCKET)
+        yield {"endpoint_override": endpoint, "region": "us-east-1"}
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +58,7 @@ def data(s3, tmp_path_factory) -> tuple[Path, np.ndarray, np.ndarray]:
         pq.write_table(table.slice(0, 2000), d / f"{name}_ds" / "part-0.parquet")
         pq.write_table(table.slice(2000), d / f"{name}_ds" / "part-1.parquet")
         (d / f"{name}_ds" / "_SUCCESS").write_bytes(b"")
-    client = boto3.client("s3", endpoint_url=s3["endpoint_override"])
+    client = s3_client(s3["endpoint_override"])
     for path in d.rglob("*"):
         if path.is_file():
             client.upload_file(str(path), BUCKET, str(path.relative_to(d)))
@@ -173,7 +163,7 @@ def test_without_credentials_no_access_and_no_secret_shown(s3, data, monkeypatch
 
 
 def _objects(s3: dict[str, str], prefix: str) -> dict[str, bytes]:
-    client = boto3.client("s3", endpoint_url=s3["endpoint_override"])
+    client = s3_client(s3["endpoint_override"])
     listed = client.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])
     return {o["Key"]: client.get_object(Bucket=BUCKET, Key=o["Key"])["Body"].read() for o in listed}
 
@@ -289,7 +279,7 @@ def test_drift_reads_a_single_parquet_object(s3, data) -> None:
     # Six columns in three row groups: every column chunk is a ranged GET to the
     # in-process server, so the module's 40-column files cost seconds for nothing more.
     d, x, t = data
-    client = boto3.client("s3", endpoint_url=s3["endpoint_override"])
+    client = s3_client(s3["endpoint_override"])
     for name, a in (("x", x), ("t", t)):
         table = pa.table({f"c{j}": a[:1500, j] for j in range(6)})
         pq.write_table(table, d / f"{name}_drift.parquet", row_group_size=500)

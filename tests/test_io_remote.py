@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-moto_server = pytest.importorskip("moto.server")
-boto3 = pytest.importorskip("boto3")
+from .helpers import needs, s3_client, s3_server
+
+needs("moto", "boto3")
 
 from kldiv_cli.errors import InputError  # noqa: E402
 from kldiv_cli.io import fs  # noqa: E402
@@ -26,21 +27,13 @@ BUCKET = "kldiv-tensors"
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory) -> Iterator[tuple[list[str], Path]]:
     """The store's --storage-option flags, and a folder whose files are also objects."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
-        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
-        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
+    with s3_server() as endpoint:
         d = tmp_path_factory.mktemp("tensors")
         x = np.log(np.random.default_rng(1).dirichlet(np.ones(6), size=8)).astype("<f4")
         write_safetensors(d / "x.safetensors", {"lp": ("F32", [8, 6], x.tobytes())})
         kld_pair(d)
         (d / "small.json").write_bytes(b'{"a": 1}')
-        client = boto3.client("s3", endpoint_url=endpoint)
+        client = s3_client(endpoint)
         client.create_bucket(Bucket=BUCKET)
         for path in d.iterdir():
             client.upload_file(str(path), BUCKET, path.name)
@@ -48,7 +41,6 @@ def s3(tmp_path_factory) -> Iterator[tuple[list[str], Path]]:
             yield [f"--storage-option=endpoint={endpoint}", "--storage-option=region=us-east-1"], d
         finally:
             fs.configure({})
-            server.stop()
 
 
 def _loss(*args: object) -> float:

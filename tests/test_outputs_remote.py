@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("moto.server")
+from .helpers import needs
+
+needs("moto", "boto3")
 
 from kldiv_cli.errors import OutputError  # noqa: E402
 from kldiv_cli.io import fs  # noqa: E402
