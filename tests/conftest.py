@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import settings
 
-from .helpers import ROOT, SAMPLES, kldiv_subprocess
+from .helpers import ROOT, SAMPLES, kldiv_subprocess, local_cluster
 
 __all__ = ["ROOT", "SAMPLES", "kldiv_subprocess"]
 
@@ -62,6 +62,27 @@ def pair(tmp_path: Path):
     np.save(xp, x)
     np.save(tp, t)
     return xp, tp, x, t
+
+
+@pytest.fixture(scope="session")
+def dask_cluster():
+    """One Dask cluster of two worker processes for every test on a real cluster in this
+    process (each worker process costs 0.6 s of CPU to start). Its workers have dummy S3
+    credentials, which the tests' moto servers accept. A task is retried once after its
+    worker dies (the default three make the dying-worker tests long)."""
+    pytest.importorskip("distributed")
+    with local_cluster(2, allowed_failures=1) as cluster:
+        yield cluster
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The modules with tests on :func:`dask_cluster` first, so that under xdist's
+    ``--dist worksteal`` (which hands each worker a contiguous part of this order and
+    steals from the end of it) one worker runs them and starts the cluster once."""
+    on_cluster = {
+        item.path for item in items if "dask_cluster" in getattr(item, "fixturenames", ())
+    }
+    items.sort(key=lambda item: item.path not in on_cluster)
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:

@@ -89,36 +89,24 @@ def needs(*modules: str) -> None:
         pytest.skip(f"needs {', '.join(missing)}", allow_module_level=True)
 
 
-def gen_cluster(**kwargs: Any) -> Any:
-    """``distributed.utils_test.gen_cluster`` (a scheduler and two workers in this process)
-    for a test without fixtures, imported when the test runs: that module loads
-    dask.array, 0.4 s of every xdist worker's collection."""
-
-    def decorate(func: Any) -> Any:
-        def test() -> None:
-            from distributed.utils_test import gen_cluster
-
-            gen_cluster(**kwargs)(func)()
-
-        test.__name__, test.__qualname__ = func.__name__, func.__qualname__
-        test.__module__, test.__doc__ = func.__module__, func.__doc__
-        return test
-
-    return decorate
+#: Dummy S3 credentials and region, which moto's server accepts.
+S3_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 
 
 @contextmanager
 def s3_server(secret: str = "testing") -> Iterator[str]:
-    """A moto S3 server on 127.0.0.1 (moto imported only now), with dummy credentials
-    (``secret`` the secret key) and region in this process's environment meanwhile, as
-    clients and Dask workers started meanwhile read them; its endpoint URL."""
+    """A moto S3 server on 127.0.0.1 (moto imported only now), with :data:`S3_ENV` in this
+    process's environment meanwhile (``secret`` the secret key); its endpoint URL."""
     from moto.server import ThreadedMotoServer
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
-        mp.setenv("AWS_SECRET_ACCESS_KEY", secret)
-        mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
-        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        for name, value in {**S3_ENV, "AWS_SECRET_ACCESS_KEY": secret}.items():
+            mp.setenv(name, value)
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         server.start()
         try:
@@ -135,9 +123,10 @@ def s3_client(endpoint: str) -> Any:
     return boto3.client("s3", endpoint_url=endpoint)
 
 
-def local_cluster(workers: int = 2) -> Any:
+def local_cluster(workers: int = 2, **scheduler: Any) -> Any:
     """A Dask ``LocalCluster`` as the tests run it: worker processes of one thread on
-    127.0.0.1, no dashboard, quiet logs (a context manager)."""
+    127.0.0.1 with :data:`S3_ENV` in their environment, no dashboard, quiet logs (a
+    context manager); ``scheduler``: more keywords of its scheduler."""
     import distributed
 
     from kldiv_cli.engines.dask import LOCAL_SCHEDULER
@@ -148,8 +137,9 @@ def local_cluster(workers: int = 2) -> Any:
         processes=True,
         host="127.0.0.1",
         dashboard_address=None,
-        scheduler_kwargs=LOCAL_SCHEDULER,
+        scheduler_kwargs={**LOCAL_SCHEDULER, **scheduler},
         silence_logs=50,
+        env=S3_ENV,
     )
 
 

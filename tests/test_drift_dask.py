@@ -1,7 +1,7 @@
 """``drift`` and ``profile`` with ``--engine dask`` (engines/drift.py): the profile of a
 Parquet reference computed by tasks has the local profile's bits, in one process
-(hypothesis), on a gen_cluster and on a module-scoped 2-process LocalCluster through
-the command line. Skipped without the ``dask`` extra."""
+(hypothesis), and on the session's 2-process LocalCluster (conftest's dask_cluster), by
+tasks and through the command line. Skipped without the ``dask`` extra."""
 
 from __future__ import annotations
 
@@ -184,27 +184,23 @@ def test_without_the_extra_one_line_names_it(tmp_path, run_cli, monkeypatch, mis
 
 # ------------------------------------------------------------------ on Dask
 
-from .helpers import gen_cluster, local_cluster, needs, s3_client, s3_server  # noqa: E402
+from .helpers import needs, s3_client, s3_server  # noqa: E402
 
 needs("distributed")
 
 
-@gen_cluster(client=True)
-async def test_census_tasks_on_a_gen_cluster(c, s, a, b) -> None:
+def test_census_tasks_on_the_cluster(dask_cluster) -> None:
+    import distributed
+
     column = pa.chunked_array([pa.array([3, None, 3, 7, 1], type=pa.int32())])
     rows = np.array([0, 1, 4])
-    got = await c.submit(E.census, column, "integer", rows, pure=False)
+    with distributed.Client(dask_cluster) as client:
+        got = client.submit(E.census, column, "integer", rows, pure=False).result()
     want = E.census(column, "integer", rows)
     assert (got.rows, got.nulls, got.missing, got.sample_nulls) == (5, 1, 1, 1)
     assert got.distinct.tolist() == want.distinct.tolist() == [1, 3, 7]
     assert got.counts.tolist() == [1, 2, 1]
     assert got.sample.tolist() == [3, 1]
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    with local_cluster(2) as local:
-        yield local
 
 
 @pytest.fixture(scope="module")
@@ -225,9 +221,9 @@ def _report(stdout: str) -> dict:
     return doc
 
 
-def test_the_command_line_gives_the_local_bits(cluster, tables, run_cli, tmp_path) -> None:
+def test_the_command_line_gives_the_local_bits(dask_cluster, tables, run_cli, tmp_path) -> None:
     ref, cur = tables
-    address = ("--engine", "dask", "--scheduler", cluster.scheduler_address)
+    address = ("--engine", "dask", "--scheduler", dask_cluster.scheduler_address)
     for extra in ((), ("--bins", "7", "--binning", "uniform")):
         local = run_cli("profile", ref, *extra)
         remote = run_cli("profile", ref, *extra, *address)
@@ -255,7 +251,7 @@ def test_the_command_line_gives_the_local_bits(cluster, tables, run_cli, tmp_pat
     assert reasons["counts"] == ["type_changed"]
 
 
-def test_windows_on_the_cluster_are_the_local_windows(cluster, run_cli, tmp_path) -> None:
+def test_windows_on_the_cluster_are_the_local_windows(dask_cluster, run_cli, tmp_path) -> None:
     """--window with --engine dask: the reference profiled by tasks, the current windows
     here; the same report as the local engine's (less the measures on values)."""
     from .drift_time_data import events
@@ -266,7 +262,14 @@ def test_windows_on_the_cluster_are_the_local_windows(cluster, run_cli, tmp_path
     window = ("-f", "json", "--window", "ts:1d")
     local = run_cli("drift", ref, cur, *window)
     remote = run_cli(
-        "drift", ref, cur, *window, "--engine", "dask", "--scheduler", cluster.scheduler_address
+        "drift",
+        ref,
+        cur,
+        *window,
+        "--engine",
+        "dask",
+        "--scheduler",
+        dask_cluster.scheduler_address,
     )
     assert local.exit_code == remote.exit_code == 1, remote.stderr
     assert _report(remote.stdout) == _no_values(_report(local.stdout))
@@ -327,9 +330,9 @@ def s3():
         )
 
 
-def test_a_reference_in_s3_gives_the_local_bits(tables, s3, run_cli) -> None:
-    """On a cluster started here, after the fixture set the credentials the workers
-    read from their environment; a few columns, as the in-process server is slow."""
+def test_a_reference_in_s3_gives_the_local_bits(dask_cluster, tables, s3, run_cli) -> None:
+    """On the session's cluster, whose workers read dummy credentials from their
+    environment; a few columns, as the in-process server is slow."""
     from kldiv_cli.io import fs
 
     client, options = s3
@@ -337,23 +340,22 @@ def test_a_reference_in_s3_gives_the_local_bits(tables, s3, run_cli) -> None:
     for path in sorted(ref.iterdir()):
         client.upload_file(str(path), "drift", f"ref/{path.name}")
     some = ("--columns", "normal,levels,user_id,label")
-    with local_cluster(1) as cluster:
-        address = ("--engine", "dask", "--scheduler", cluster.scheduler_address, *options)
-        try:
-            local = run_cli("profile", ref, *some)
-            remote = run_cli("profile", "s3://drift/ref", *some, *address)
-            assert remote.exit_code == 0, remote.stderr
-            profile = json.loads(remote.stdout)
-            assert profile.pop("source") == "s3://drift/ref"
-            want = json.loads(local.stdout)
-            want.pop("source")
-            assert profile == _no_values(want)
-            local = run_cli("drift", ref, cur, "-f", "json", *some)
-            remote = run_cli("drift", "s3://drift/ref", cur, "-f", "json", *some, *address)
-            assert remote.exit_code == local.exit_code == 1, remote.stderr
-            got, want = _report(remote.stdout), _report(local.stdout)
-            assert got.pop("reference") == "s3://drift/ref"
-            want.pop("reference")
-            assert got == _no_values(want)
-        finally:
-            fs.configure({})  # --storage-option is a setting of the run
+    address = ("--engine", "dask", "--scheduler", dask_cluster.scheduler_address, *options)
+    try:
+        local = run_cli("profile", ref, *some)
+        remote = run_cli("profile", "s3://drift/ref", *some, *address)
+        assert remote.exit_code == 0, remote.stderr
+        profile = json.loads(remote.stdout)
+        assert profile.pop("source") == "s3://drift/ref"
+        want = json.loads(local.stdout)
+        want.pop("source")
+        assert profile == _no_values(want)
+        local = run_cli("drift", ref, cur, "-f", "json", *some)
+        remote = run_cli("drift", "s3://drift/ref", cur, "-f", "json", *some, *address)
+        assert remote.exit_code == local.exit_code == 1, remote.stderr
+        got, want = _report(remote.stdout), _report(local.stdout)
+        assert got.pop("reference") == "s3://drift/ref"
+        want.pop("reference")
+        assert got == _no_values(want)
+    finally:
+        fs.configure({})  # --storage-option is a setting of the run

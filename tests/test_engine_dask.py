@@ -1,19 +1,18 @@
-"""--engine dask on real schedulers: gen_cluster (in-process workers) for the task logic,
-one module-scoped 2-process LocalCluster for real serialization, a worker that dies,
-and the cluster errors. Skipped when the ``dask`` extra is not installed."""
+"""--engine dask on a real scheduler: the session's 2-process LocalCluster (conftest's
+dask_cluster) for the task logic and real serialization, a worker that dies, and the
+cluster errors. Skipped when the ``dask`` extra is not installed."""
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from .helpers import gen_cluster, local_cluster, needs
+from .helpers import local_cluster, needs
 
 needs("distributed")
 
@@ -40,45 +39,6 @@ def _job(request: ComputeRequest) -> T.Job:
     return D.make_job(request, sx, st, plan(request, sx, st))
 
 
-@gen_cluster(client=True)
-async def test_tasks_on_a_gen_cluster_give_the_local_bits(c, s, a, b) -> None:
-    with tempfile.TemporaryDirectory() as d:
-        x, t = _files(d)
-        for ext in (".npy", ".parquet"):
-            # One thread: the local engine's pool would count as threads leaked by the test.
-            request = ComputeRequest(x + ext, t + ext, reduction="sum", threads=1)
-            want = compute(request).loss
-            job = _job(request)
-            for per_task in (1, 2, 5):
-                work = T.split(job, per_task)[::-1]
-                parts = await c.gather(c.map(T.run_task, [job] * len(work), work, pure=False))
-                total = engine.combine([p for part in parts for p in part.partials])
-                assert np.float32(total).tobytes() == want.tobytes()
-
-
-@gen_cluster(client=True)
-async def test_a_task_error_comes_back_as_one_line(c, s, a, b) -> None:
-    with tempfile.TemporaryDirectory() as d:
-        x, t = _files(d, rows=10, width=3)
-        request = ComputeRequest(x + ".npy", t + ".npy")
-        job = _job(request)
-        os.truncate(x + ".npy", 200)  # shorter than its header says, after planning
-        result = await c.submit(T.run_task, job, T.Task(0, 1), pure=False)
-        assert isinstance(result, T.Failure)
-        assert "shorter than its header" in str(result.error())
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    import dask
-    import distributed  # noqa: F401  (first: the set below would drop the defaults it adds)
-
-    # One retry after a worker dies (the default allows three): the tests stay short.
-    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
-        with local_cluster(2) as local:
-            yield local
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     """Written once: no test changes the files (the truncating test has its own)."""
@@ -94,28 +54,54 @@ def _client(cluster):
     return client
 
 
+def test_tasks_in_any_split_and_order_give_the_local_bits(dask_cluster, tmp_path) -> None:
+    x, t = _files(str(tmp_path))
+    with _client(dask_cluster) as client:
+        for ext in (".npy", ".parquet"):
+            request = ComputeRequest(x + ext, t + ext, reduction="sum")
+            want = compute(request).loss
+            job = _job(request)
+            for per_task in (1, 2, 5):
+                work = T.split(job, per_task)[::-1]
+                parts = client.gather(client.map(T.run_task, [job] * len(work), work, pure=False))
+                total = engine.combine([p for part in parts for p in part.partials])
+                assert np.float32(total).tobytes() == want.tobytes()
+
+
+def test_a_task_error_comes_back_as_one_line(dask_cluster, tmp_path) -> None:
+    x, t = _files(str(tmp_path), rows=10, width=3)
+    job = _job(ComputeRequest(x + ".npy", t + ".npy"))
+    os.truncate(x + ".npy", 200)  # shorter than its header says, after planning
+    with _client(dask_cluster) as client:
+        result = client.submit(T.run_task, job, T.Task(0, 1), pure=False).result()
+    assert isinstance(result, T.Failure)
+    assert "shorter than its header" in str(result.error())
+
+
 @pytest.mark.parametrize("ext", [".npy", ".parquet"])
-def test_two_worker_processes_give_the_local_bits(cluster, data, ext) -> None:
+def test_two_worker_processes_give_the_local_bits(dask_cluster, data, ext) -> None:
     x, t = data
     for reduction in ("sum", "mean", "batchmean"):
         request = ComputeRequest(x + ext, t + ext, reduction=reduction)
         local = compute(request)
-        remote = D.run_compute_dask(request, scheduler=cluster.scheduler_address)
+        remote = D.run_compute_dask(request, scheduler=dask_cluster.scheduler_address)
         assert remote.loss.tobytes() == local.loss.tobytes()
         assert remote.diagnostics == local.diagnostics
         assert remote.plan == local.plan
 
 
-def test_a_scheduler_file_is_followed(cluster, data, tmp_path) -> None:
+def test_a_scheduler_file_is_followed(dask_cluster, data, tmp_path) -> None:
     x, t = data
     request = ComputeRequest(x + ".npy", t + ".npy", reduction="batchmean")
     # What `dask scheduler --scheduler-file` writes, as much as a client reads of it.
-    (tmp_path / "scheduler.json").write_text(json.dumps({"address": cluster.scheduler_address}))
+    (tmp_path / "scheduler.json").write_text(
+        json.dumps({"address": dask_cluster.scheduler_address})
+    )
     result = D.run_compute_dask(request, scheduler_file=str(tmp_path / "scheduler.json"))
     assert result.loss.tobytes() == compute(request).loss.tobytes()
 
 
-def test_a_worker_that_dies_is_retried_with_the_same_bits(cluster, data, tmp_path) -> None:
+def test_a_worker_that_dies_is_retried_with_the_same_bits(dask_cluster, data, tmp_path) -> None:
     x, t = data
     request = ComputeRequest(x + ".npy", t + ".npy", reduction="sum")
     want = compute(request).loss
@@ -129,14 +115,14 @@ def test_a_worker_that_dies_is_retried_with_the_same_bits(cluster, data, tmp_pat
         os._exit(1)  # the worker process dies mid-task, once
 
     job = _job(request)
-    with _client(cluster) as client:
+    with _client(dask_cluster) as client:
         parts = D.run_tasks(client, job, D.default_split(job, engine.CHUNK), dies_once)
     assert os.path.exists(marker)
     total = engine.combine([p for part in parts for p in part.partials])
     assert np.float32(total).tobytes() == want.tobytes()
 
 
-def test_a_worker_that_always_dies_is_one_clear_error(cluster, data) -> None:
+def test_a_worker_that_always_dies_is_one_clear_error(dask_cluster, data) -> None:
     x, t = data
     job = _job(ComputeRequest(x + ".npy", t + ".npy"))
 
@@ -145,9 +131,9 @@ def test_a_worker_that_always_dies_is_one_clear_error(cluster, data) -> None:
 
     # No retry here: one death is the error (the retry is the test above), and each
     # death costs a worker process's start-up.
-    scheduler = cluster.scheduler
+    scheduler = dask_cluster.scheduler
     allowed, scheduler.allowed_failures = scheduler.allowed_failures, 0
-    with _client(cluster) as client:
+    with _client(dask_cluster) as client:
         try:
             # Killed on every retry; or, when the dying workers held the last copies of
             # the scattered job first, the scheduler cancels the task (a race under load).
@@ -159,12 +145,12 @@ def test_a_worker_that_always_dies_is_one_clear_error(cluster, data) -> None:
             client.wait_for_workers(2, timeout=30)  # the next tests count two workers
 
 
-def test_workers_with_another_version_are_refused(cluster, data, monkeypatch) -> None:
+def test_workers_with_another_version_are_refused(dask_cluster, data, monkeypatch) -> None:
     x, t = data
-    _client(cluster).close()  # both workers back, after the tests that kill them
+    _client(dask_cluster).close()  # both workers back, after the tests that kill them
     monkeypatch.setattr(D, "__version__", "0.0.0-client")  # the client's, not the workers'
     with pytest.raises(D.ClusterError, match=r"2 Dask worker\(s\) run kldiv .*0\.0\.0-client"):
-        D.run_compute_dask(ComputeRequest(x + ".npy", t + ".npy"), cluster.scheduler_address)
+        D.run_compute_dask(ComputeRequest(x + ".npy", t + ".npy"), dask_cluster.scheduler_address)
 
 
 def test_an_unreachable_scheduler_is_one_line(data, monkeypatch) -> None:
@@ -205,7 +191,7 @@ def test_without_an_address_a_local_cluster_is_started_noted_and_closed(data) ->
     assert len(notes) == 1 and "1 worker process on 127.0.0.1, no dashboard" in notes[0]
 
 
-def test_exact_quantiles_on_the_cluster(cluster) -> None:
+def test_exact_quantiles_on_the_cluster(dask_cluster) -> None:
     """The two passes of engines.quantiles as tasks on worker processes."""
     pytest.importorskip("datasketches")
     from kldiv_cli.engines.quantiles import exact_quantiles
@@ -213,18 +199,18 @@ def test_exact_quantiles_on_the_cluster(cluster) -> None:
     rng = np.random.default_rng(4)
     parts = [rng.normal(size=n) for n in (50_000, 1, 20_000, 0, 70_000)]
     qs = np.arange(1, 10) / 10
-    with _client(cluster) as client:
+    with _client(dask_cluster) as client:
         got = exact_quantiles(parts, lambda p: p, qs, D.runner(client))
     assert got.tobytes() == np.quantile(np.concatenate(parts), qs).tobytes()
 
 
-def test_the_command_line_runs_on_the_cluster(cluster, data) -> None:
+def test_the_command_line_runs_on_the_cluster(dask_cluster, data) -> None:
     from .helpers import invoke
 
     x, t = data
     args = ("compute", x + ".npy", t + ".npy", "-r", "batchmean", "-f", "json")
     local = invoke(*args)
-    remote = invoke(*args, "--engine", "dask", "--scheduler", cluster.scheduler_address)
+    remote = invoke(*args, "--engine", "dask", "--scheduler", dask_cluster.scheduler_address)
     assert remote.exit_code == local.exit_code == 0, remote.stderr
     import json
 

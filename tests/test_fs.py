@@ -193,13 +193,12 @@ def test_outputs_are_one_put_and_all_or_nothing(s3) -> None:
     assert _objects(s3, "out/empty")["out/empty.csv"] == b""
 
 
-def test_dask_workers_read_s3(s3, data) -> None:
+def test_dask_workers_read_s3(dask_cluster, s3, data) -> None:
     """Real worker processes get the endpoint from the job and the credentials from
     their environment."""
-    distributed = pytest.importorskip("distributed")
-    from kldiv_cli.engines.dask import run_tasks
+    import distributed
 
-    from .helpers import local_cluster
+    from kldiv_cli.engines.dask import run_tasks
 
     d = data[0]
     request = ComputeRequest(str(d / "x.npy"), str(d / "t.npy"), reduction="sum")
@@ -207,7 +206,7 @@ def test_dask_workers_read_s3(s3, data) -> None:
     sx, st = open_sources(request, None)
     job = make_job(request, sx, st, plan(request, sx, st))
     job = replace(job, x=_side(d, "x.npy", s3), t=_side(d, "t.npy", s3))
-    with local_cluster(1) as cluster, distributed.Client(cluster) as client:
+    with distributed.Client(dask_cluster) as client:
         parts = run_tasks(client, job, T.split(job, 1))
     total = np.float32(engine.combine([p for part in parts for p in part.partials]))
     assert total.tobytes() == want.tobytes()
