@@ -281,12 +281,13 @@ def row_kl(
 def _parts(
     x: NDArray[np.float64], tab: NDArray[np.float64]
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
-    """``2^m``, ``th`` and ``V`` of ``x`` (softmaxkl.c's ``parts8``)."""
-    kd = x * tab[_INVL]
-    kd += _SHIFT
-    kd -= _SHIFT
+    """``2^m``, ``th`` and ``V`` of ``x`` (softmaxkl.c's ``parts8``: ``k`` and its table
+    index from the low bits of ``x·16/ln2 + 1.5·2^52``)."""
+    ks = x * tab[_INVL]
+    ks += _SHIFT
+    kd = ks - _SHIFT
     r = x - kd * tab[_STEP]
-    k = kd.astype(np.int64)
+    bits = ks.view(np.int64)
     c = tab[_QC : _QC + 6]
     r2 = r * r
     r4 = r2 * r2
@@ -295,10 +296,12 @@ def _parts(
     d = c[4] + c[5] * r
     q = (a + b * r2) + d * r4
     p = r + r2 * q
-    j = k & 15
-    th = tab[_TH : _TH + 16][j]
-    v = tab[_TL : _TL + 16][j] + th * p
-    scale = ((k >> 4) + 1023) << 52
+    j = bits & 15
+    th = np.take(tab[_TH : _TH + 16], j)
+    v = np.take(tab[_TL : _TL + 16], j)
+    v += th * p
+    # (bits >> 4) + 1023 ends in m + 1023: the bits of 1.5·2^52 >> 4 end in 12 zeros.
+    scale = ((bits >> 4) + 1023) << 52
     return scale.view(np.float64), th, v
 
 
