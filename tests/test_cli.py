@@ -309,6 +309,7 @@ def test_help_says_the_argument_order(run_cli) -> None:
                 *("kldiv_cli.io.fs", "kldiv_cli.io.roles", "kldiv_cli.engines.dask"),
                 # Top-K and table modules, and the read-ahead thread of a one-block job.
                 *("kldiv_cli.core.topk", "kldiv_cli.io.columns", "kldiv_cli.io.typed", "queue"),
+                *("kldiv_cli.core.softmaxkl", "kldiv_cli.core.transforms"),
             ),
         ),
         (
@@ -317,7 +318,10 @@ def test_help_says_the_argument_order(run_cli) -> None:
         ),
         (
             ["compute", f"{SAMPLES}/predicted.csv", f"{SAMPLES}/observed.csv", "-q"],
-            ("pyarrow.compute", "pyarrow.dataset", "rich.console", "pandas", "scipy", "torch"),
+            (
+                *("pyarrow.compute", "pyarrow.dataset", "rich.console", "pandas", "scipy"),
+                *("torch", "kldiv_cli.io.csv_parts", "kldiv_cli.core.transforms"),
+            ),
         ),
         (
             [

@@ -15,9 +15,13 @@ two models), :mod:`.estimators` (the k1/k2/k3 KL estimators of RL trainers) and
 two-sample tests and distances, with SciPy's numbers and without SciPy).
 """
 
+from typing import TYPE_CHECKING
+
 from .kl import REDUCTIONS, KLDivLoss, finish_reduction, kl_div, kl_div_grad, resolve_reduction
 from .pointwise import DTypeError, broadcast_shape, pointwise, result_dtype
-from .transforms import TRANSFORMS, apply_transform, log_softmax, softmax
+
+if TYPE_CHECKING:
+    from .transforms import TRANSFORMS, apply_transform, log_softmax, softmax
 
 __all__ = [
     "REDUCTIONS",
@@ -35,3 +39,15 @@ __all__ = [
     "result_dtype",
     "softmax",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """The transforms' names, their module loaded when first asked for: a job without a
+    transform never compiles it (no bytecode cache is the worst case of a small job)."""
+    if name not in ("TRANSFORMS", "apply_transform", "log_softmax", "softmax"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from . import transforms
+
+    value = getattr(transforms, name)
+    globals()[name] = value
+    return value

@@ -19,7 +19,6 @@ from .columns import (
     table_to_array,
     usable_types,
 )
-from .csv_parts import read_parts
 from .csv_text import (
     MAX_CELL,
     Layout,
@@ -144,6 +143,8 @@ def read_csv_table(
         and os.path.isfile(path)
         and os.path.getsize(path) >= SPLIT_ABOVE
     ):
+        from .csv_parts import read_parts  # large files only: a small one never loads it
+
         convert.column_types = floats
         table = read_parts(path, schema.names, read_opts, parse_opts, convert)
     try:

@@ -21,9 +21,8 @@ import numpy as np
 
 from ..choices import Reduction, Tail, Transform, coerce
 from ..core import result_dtype
-from ..core.transforms import apply_transform
 from ..errors import InputError, UsageError
-from ..io.sources import ReadOptions, Source, open_source
+from ..io.sources import ReadOptions, Source, open_pair
 from .checks import Checked, temperature
 from .diagnostics import Diagnostics, refuse_if_strict
 from .gates import Gate, Verdict, gate_failure
@@ -203,8 +202,9 @@ def _one_hot(
 
 def open_sources(request: ComputeRequest, stdin: bytes | None) -> tuple[Source, Source]:
     """Open both sides of a checked ``request``; refuse a distribution of one class."""
-    sx = open_source(request.input, request.input_options, stdin)
-    st = open_source(request.target, request.target_options, stdin)
+    sx, st = open_pair(
+        (request.input, request.input_options), (request.target, request.target_options), stdin
+    )
     for side in (sx, st):
         if 0 in side.shape and math.prod(n for n in side.shape if n > 0) > EMPTY_ROWS:
             # Rows of no values are computed (an empty result), row block by row block:
@@ -277,6 +277,8 @@ def _transform(name: Transform, a: np.ndarray, request: ComputeRequest) -> np.nd
     # Row-major first: a softmax's sums then have the same bits whatever the file's layout
     # (a Parquet table read whole is column-major; its streamed blocks are row-major).
     a = np.ascontiguousarray(a)
+    from ..core.transforms import apply_transform  # a job without transforms never loads it
+
     return apply_transform(
         name, a, request.dim, request.temperature, dtype=exact, threads=request.threads
     )
@@ -288,17 +290,19 @@ def fused_logits(request: ComputeRequest, sx: Source, st: Source) -> bool:
     along the last axis, summed (not ``-r none``, whose terms are torch's), of float16 or
     float32 logits of one shape. float64 logits keep the materialised float64 transforms:
     their float64 result has no slack for another order of operations."""
-    from ..core.softmaxkl import takes
-
-    return (
+    if not (
         request.input_transform is Transform.LOG_SOFTMAX
         and request.target_transform is Transform.SOFTMAX
         and not (request.per_element or request.log_target or request.target_labels)
         and len(sx.shape) >= 1
         and tuple(sx.shape) == tuple(st.shape)
         and request.dim in (-1, len(sx.shape) - 1)
-        and takes(sx.dtype, st.dtype)
-    )
+    ):
+        return False
+    # Only now: a job without both transforms never compiles the kernel's module.
+    from ..core.softmaxkl import takes
+
+    return takes(sx.dtype, st.dtype)
 
 
 def logit_rows(request: ComputeRequest, x: np.ndarray, t: np.ndarray) -> np.ndarray:
