@@ -247,3 +247,23 @@ def test_float64_targets_keep_numpys_log_so_identical_distributions_give_zero() 
     p = np.random.default_rng(2).dirichlet(np.ones(3 * kernel.SMALL))
     assert not kernel.fused_pair(np.dtype("float64"), np.dtype("float64"))
     assert engine.total_loss(np.log(p), p, False, np.dtype("float64")) == 0.0
+
+
+def test_a_library_built_from_older_sources_means_the_numpy_kernel(monkeypatch) -> None:
+    """A stale klkernel.so (an editable install not rebuilt) lacks newer functions: kldiv
+    then sums with NumPy, as without a library, rather than failing."""
+    import ctypes
+
+    class Stale:
+        def __init__(self, path: str) -> None:
+            self.kl_isa = self.kl_chunks = lambda *args: 0
+
+    monkeypatch.setattr(ctypes, "CDLL", Stale)
+    monkeypatch.delenv("KLDIV_KERNEL", raising=False)
+    kernel.reset()
+    try:
+        assert kernel.accelerator() == "numpy fallback (no compiled kernel)"
+        x, t = pair(3 * kernel.SMALL, "float64", "float64", awkward=False)
+        assert math.isfinite(engine.total_loss(x, t, False, np.dtype("float64")))
+    finally:
+        kernel.reset()

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BAD",
     "LANES",
+    "LOG_BLOCK",
     "LOG_LANES",
     "OUT",
     "SMALL",
@@ -58,8 +59,8 @@ __all__ = [
 LANES = 16
 #: Doubles written per chunk: the 16 lane sums, then the largest target key.
 OUT = LANES + 1
-#: Lanes of :func:`log_lanes`.
-LOG_LANES = 64
+#: Lanes and block length of :func:`log_lanes`.
+LOG_LANES, LOG_BLOCK = 64, 4096
 #: A target key (as float64 bits) at or above this is not a finite non-negative value.
 BAD = 0x7FF0000000000000
 _TABLE = 16
@@ -68,8 +69,8 @@ _ISAS = {"generic": 0, "avx2": 1, "avx512": 2}
 _KINDS = {np.dtype(np.float16): 0, np.dtype(np.float32): 1, np.dtype(np.float64): 2}
 #: Elements per NumPy step: its buffers stay in the core's cache.
 _STEP = 1 << 14
-#: Elements per NumPy step of :func:`log_lanes`: four passes a step, each a few calls, so
-#: longer steps than :data:`_STEP` (the calls' own cost is most of the difference).
+#: Elements per NumPy step of :func:`log_lanes` (16 of its blocks): four passes a step, each
+#: a few calls, so longer steps than :data:`_STEP` (the calls' own cost matters).
 _LOG_STEP = 1 << 16
 #: Below this many elements the NumPy steps cost less than loading the library (ctypes
 #: and the shared library take a few milliseconds): small jobs start no slower.
@@ -163,16 +164,16 @@ def _library() -> tuple[Any, int] | None:
     if choice == "numpy":
         return None
     path = Path(__file__).with_name("klkernel.so")
-    try:
-        lib = ctypes.CDLL(str(path))
-    except OSError:
-        return None
     # The C signatures, a letter an argument: p pointer, i int, q int64.
     kinds = {"p": ctypes.c_void_p, "i": ctypes.c_int, "q": ctypes.c_int64}
-    for name, args in (("kl_isa", ""), ("kl_chunks", "pipiqqppi"), ("kl_log_lanes", "ppipqpi")):
-        function = getattr(lib, name)
-        function.restype = ctypes.c_int
-        function.argtypes = [kinds[a] for a in args]
+    try:
+        lib = ctypes.CDLL(str(path))
+        for name, args in (("kl_isa", ""), ("kl_chunks", "pipiqqppi"), ("kl_log_lanes", "ppipqpi")):
+            function = getattr(lib, name)
+            function.restype = ctypes.c_int
+            function.argtypes = [kinds[a] for a in args]
+    except (OSError, AttributeError):  # no library, or one built from older sources
+        return None
     best = int(lib.kl_isa())
     isa = min(best, _ISAS.get(choice, best))
     return lib, isa
@@ -237,42 +238,55 @@ def chunk_table(x: np.ndarray, t: np.ndarray, chunk: int) -> NDArray[np.float64]
 
 def log_lanes(
     log_t: NDArray[np.float64], x: np.ndarray, t: NDArray[np.float64]
-) -> tuple[list[float], int]:
-    """The :data:`LOG_LANES` lane sums of ``t * (log_t - x)`` over 1-D float64 targets ``t``
-    (one chunk), and the number of zero targets among them (0 if there were zeros but
-    ``log_t`` held finite values there, in the NumPy steps). ``log_t`` is NumPy's ``log`` of
-    the targets (any value where ``t == 0``: it reads as 0 there, torch's ``xlogy`` rule,
-    which gives NaN against an infinite or NaN input); ``x`` is float16, float32 or float64.
-    Element ``j`` goes to lane ``j % 64``, each lane summed in order: compiled
+) -> tuple[NDArray[np.float64], int]:
+    """Sums of ``t * (log_t - x)`` over 1-D float64 targets ``t`` (one chunk): for each block
+    of :data:`LOG_BLOCK` elements (the last one ragged), 64 lanes, element ``j`` of the block
+    into lane ``j % 64``, each lane in order (64 terms at most: short sums, which the caller
+    adds pairwise). Also the number of zero targets (0 if there were zeros but ``log_t`` held
+    finite values there, in the NumPy steps). ``log_t`` is NumPy's ``log`` of the targets
+    (any value where ``t == 0``: it reads as 0 there, torch's ``xlogy`` rule, which gives NaN
+    against an infinite or NaN input); ``x`` is float16, float32 or float64. Compiled
     (``klkernel.c``'s ``kl_log_lanes``) or in NumPy, the same bits."""
     n = t.size
     found = None if n < SMALL and not _STATE else _state()["library"]
-    out = np.zeros(LOG_LANES + 1)
+    out = np.zeros(-(-n // LOG_BLOCK) * LOG_LANES + 1)
     if found is not None:
         lib, isa = found
         x = np.ascontiguousarray(x)
         args = (log_t.ctypes.data, x.ctypes.data, _KINDS[x.dtype], t.ctypes.data, n)
         if lib.kl_log_lanes(*args, out.ctypes.data, isa) == 0:
-            return out[:LOG_LANES].tolist(), int(out[LOG_LANES])
-    s, zeros, acc = _scratch(), 0, out[:LOG_LANES]
+            return out[:-1], int(out[-1])
+    s, zeros, sums = _scratch(), 0, out[:-1].reshape(-1, LOG_LANES)
     for start in range(0, n, _LOG_STEP):
         m = min(_LOG_STEP, n - start)
         x64 = _widen(x[start : start + m], s.x64[:m])
-        ts, a, terms = t[start : start + m], log_t[start : start + m], s.terms(m, LOG_LANES)
+        ts, a, terms = t[start : start + m], log_t[start : start + m], s.x64b[:m]
+        step = sums[start // LOG_BLOCK : -(-(start + m) // LOG_BLOCK)]
         with np.errstate(all="ignore"):
-            before = acc.copy()
             np.multiply(ts, np.subtract(a, x64, out=terms), out=terms)
-            s.add_lanes(acc, m)
+            _block_lanes(terms, step)
             # Only a zero target's -inf logarithm (or a non-finite value) makes a sum so.
             zero = s.zero[:m]
-            if not np.isfinite(acc).all() and np.equal(ts, 0, out=zero).any():
+            if not np.isfinite(step).all() and np.equal(ts, 0, out=zero).any():
                 zeros += int(np.count_nonzero(zero))
                 np.subtract(a, x64, out=terms)
                 np.subtract(0.0, x64, out=terms, where=zero)
                 np.multiply(ts, terms, out=terms)
-                acc[:] = before
-                s.add_lanes(acc, m)
-    return acc.tolist(), zeros
+                _block_lanes(terms, step)
+    return out[:-1], zeros
+
+
+def _block_lanes(terms: NDArray[np.float64], out: NDArray[np.float64]) -> None:
+    """The 64 lane sums of each block of ``terms`` into the rows of ``out``, each lane from
+    0 and in order (row by row: NumPy adds along the first axes in order)."""
+    whole = terms.size - terms.size % LOG_BLOCK
+    blocks = terms[:whole].reshape(-1, LOG_BLOCK // LOG_LANES, LOG_LANES)
+    np.add.reduce(blocks, axis=1, out=out[: whole // LOG_BLOCK], initial=0.0)
+    if whole < terms.size:
+        rest, last = terms[whole:], out[-1]
+        rows = rest.size - rest.size % LOG_LANES
+        np.add.reduce(rest[:rows].reshape(-1, LOG_LANES), axis=0, out=last, initial=0.0)
+        last[: rest.size - rows] += rest[rows:]
 
 
 def flagged(rows: NDArray[np.float64]) -> NDArray[np.bool_]:
@@ -299,16 +313,15 @@ class _Scratch:
         self.f = [np.empty(_STEP) for _ in range(7)]
         self.u = [np.empty(_STEP, dtype=np.uint64) for _ in range(2)]
         self.rows = {LANES: np.empty((_STEP // LANES + 1, LANES))}
-        self.rows[LOG_LANES] = np.empty((_LOG_STEP // LOG_LANES + 1, LOG_LANES))
-        self.x64 = np.empty(_LOG_STEP)
+        self.x64, self.x64b = np.empty(_LOG_STEP), np.empty(_LOG_STEP)
         self.zero = np.empty(_LOG_STEP, dtype=bool)
 
-    def terms(self, n: int, width: int = LANES) -> NDArray[np.float64]:
-        """The buffer for a step's ``n`` terms, summed into ``width`` lanes."""
-        return self.rows[width][1:].reshape(-1)[:n]
+    def terms(self, n: int) -> NDArray[np.float64]:
+        """The buffer for a step's ``n`` terms."""
+        return self.rows[LANES][1:].reshape(-1)[:n]
 
     def add_lanes(self, acc: NDArray[np.float64], n: int) -> None:
-        """Add the step's ``n`` terms to the lane sums ``acc`` (16 or 64 of them): each lane
+        """Add the step's ``n`` terms to the 16 lane sums ``acc``: each lane
         its elements in order, as the compiled loops do (row 0 holds the sums so far)."""
         width = acc.size
         rows, whole = self.rows[width], n - n % width

@@ -156,29 +156,31 @@ static void chunks_generic(const void *x, int xk, const void *t, int tk, int64_t
     chunks(x, xk, t, tk, n, chunk, tab, out);
 }
 
-/* float64 targets: the 64 lane sums of t * (a - x) over n elements, a = NumPy's log(t)
- * (any value where t == 0, which reads as 0 there: torch's xlogy rule, 0 * -x), then the
- * number of zero targets. 64 lanes, not 16: the NumPy fallback sums lanes row by row, and
- * rows of 64 cost it a third of rows of 16. */
+/* float64 targets: over each block of LOG_BLOCK elements (the last one ragged), the 64 lane
+ * sums of t * (a - x), element j of the block into lane j % 64, in order; a = NumPy's log(t)
+ * (any value where t == 0, which reads as 0 there: torch's xlogy rule, 0 * -x). Then the
+ * number of zero targets. Blocks keep each sum short (64 terms; kldiv adds the blocks' lanes
+ * pairwise), 64 lanes fit in registers. */
 #define LOG_LANES 64
+#define LOG_BLOCK 4096
 
 static inline __attribute__((always_inline)) void log_lanes(const double *a, const void *x, int xk,
                                                             const double *t, int64_t n,
                                                             double *out) {
-    double acc[LOG_LANES] = {0};
-    int64_t zeros = 0, j = 0;
-    for (; j + LOG_LANES <= n; j += LOG_LANES)
-        for (int k = 0; k < LOG_LANES; k++) {
-            double tv = t[j + k], av = tv == 0 ? 0.0 : a[j + k];
-            acc[k] += tv * (av - load1(x, xk, j + k));
-            zeros += tv == 0;
-        }
-    for (int k = 0; j < n; j++, k++) {
-        acc[k] += t[j] * ((t[j] == 0 ? 0.0 : a[j]) - load1(x, xk, j));
-        zeros += t[j] == 0;
+    int64_t zeros = 0;
+    for (int64_t j = 0; j < n; j += LOG_BLOCK, out += LOG_LANES) {
+        int64_t m = n - j < LOG_BLOCK ? n - j : LOG_BLOCK;
+        double acc[LOG_LANES] = {0};
+        for (int64_t row = 0; row < m; row += LOG_LANES)
+            for (int64_t k = 0; k < LOG_LANES && row + k < m; k++) {
+                int64_t i = j + row + k;
+                double tv = t[i], av = tv == 0 ? 0.0 : a[i];
+                acc[k] += tv * (av - load1(x, xk, i));
+                zeros += tv == 0;
+            }
+        for (int k = 0; k < LOG_LANES; k++) out[k] = acc[k];
     }
-    for (int k = 0; k < LOG_LANES; k++) out[k] = acc[k];
-    out[LOG_LANES] = (double)zeros;
+    out[0] = (double)zeros;
 }
 
 static void log_lanes_generic(const double *a, const void *x, int xk, const double *t, int64_t n,
@@ -327,32 +329,34 @@ __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,f16c"))) static void c
     chunks512(x, xk, t, tk, n, chunk, tab, out, &tb_);
 }
 
-/* log_lanes on 64 elements a step, in 8 vectors of 8 lanes (software prefetch made it slower:
+/* log_lanes 64 elements at a time, in 8 vectors of 8 lanes (software prefetch made it slower:
  * a and t are in cache, just written and read by NumPy's log). */
 __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,f16c"))) static void log_lanes_avx512(
     const double *a, const void *x, int xk, const double *t, int64_t n, double *out) {
-    __m512d acc[LOG_LANES / 8], zero = _mm512_setzero_pd();
-    for (int g = 0; g < LOG_LANES / 8; g++) acc[g] = zero;
-    int64_t zeros = 0, j = 0;
-    for (; j + LOG_LANES <= n; j += LOG_LANES) {
-        __m512d xv[LOG_LANES / 8];
-        for (int g = 0; g < LOG_LANES / 8; g += 2) load16(x, xk, j + 8 * g, xv + g, xv + g + 1);
-        for (int g = 0; g < LOG_LANES / 8; g++) {
-            __m512d tv = _mm512_loadu_pd(t + j + 8 * g);
-            __mmask8 z = _mm512_cmp_pd_mask(tv, zero, _CMP_EQ_OQ);
-            __m512d av = _mm512_maskz_mov_pd((__mmask8)~z, _mm512_loadu_pd(a + j + 8 * g));
-            acc[g] = _mm512_add_pd(acc[g], _mm512_mul_pd(tv, _mm512_sub_pd(av, xv[g])));
-            if (z) zeros += __builtin_popcount(z);
+    __m512d zero = _mm512_setzero_pd();
+    int64_t zeros = 0;
+    for (int64_t j = 0; j < n; j += LOG_BLOCK, out += LOG_LANES) {
+        int64_t end = n - j < LOG_BLOCK ? n : j + LOG_BLOCK, i = j;
+        __m512d acc[LOG_LANES / 8];
+        for (int g = 0; g < LOG_LANES / 8; g++) acc[g] = zero;
+        for (; i + LOG_LANES <= end; i += LOG_LANES) {
+            __m512d xv[LOG_LANES / 8];
+            for (int g = 0; g < LOG_LANES / 8; g += 2) load16(x, xk, i + 8 * g, xv + g, xv + g + 1);
+            for (int g = 0; g < LOG_LANES / 8; g++) {
+                __m512d tv = _mm512_loadu_pd(t + i + 8 * g);
+                __mmask8 z = _mm512_cmp_pd_mask(tv, zero, _CMP_EQ_OQ);
+                __m512d av = _mm512_maskz_mov_pd((__mmask8)~z, _mm512_loadu_pd(a + i + 8 * g));
+                acc[g] = _mm512_add_pd(acc[g], _mm512_mul_pd(tv, _mm512_sub_pd(av, xv[g])));
+                if (z) zeros += __builtin_popcount(z);
+            }
+        }
+        for (int g = 0; g < LOG_LANES / 8; g++) _mm512_storeu_pd(out + 8 * g, acc[g]);
+        for (int k = 0; i < end; i++, k++) {
+            out[k] += t[i] * ((t[i] == 0 ? 0.0 : a[i]) - load1(x, xk, i));
+            zeros += t[i] == 0;
         }
     }
-    double lanes[LOG_LANES];
-    for (int g = 0; g < LOG_LANES / 8; g++) _mm512_storeu_pd(lanes + 8 * g, acc[g]);
-    for (int k = 0; j < n; j++, k++) {
-        lanes[k] += t[j] * ((t[j] == 0 ? 0.0 : a[j]) - load1(x, xk, j));
-        zeros += t[j] == 0;
-    }
-    for (int k = 0; k < LOG_LANES; k++) out[k] = lanes[k];
-    out[LOG_LANES] = (double)zeros;
+    out[0] = (double)zeros;
 }
 #endif
 
@@ -391,8 +395,8 @@ int kl_chunks(const void *x, int xk, const void *t, int tk, int64_t n, int64_t c
     return 0;
 }
 
-/* The 64 lane sums of log_lanes over n elements (a, t float64; x of kind xk) and the count
- * of zero targets, into out (65 doubles), using instruction set isa. Returns 0, or -1 for arguments it does not take. */
+/* log_lanes over n elements (a, t float64; x of kind xk): the lane sums of each block, then
+ * the count of zero targets, into out (64 per block, then one), using instruction set isa. Returns 0, or -1 for arguments it does not take. */
 int kl_log_lanes(const double *a, const void *x, int xk, const double *t, int64_t n, double *out,
                  int isa) {
     if (xk < 0 || xk > 2 || n < 0) return -1;
