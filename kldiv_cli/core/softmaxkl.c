@@ -265,70 +265,38 @@ static AVX512 void eight(__m512d sv, __m512d tv, __m512d temp, int scaled, __m51
     *b = _mm512_add_pd(*b, _mm512_mul_pd(et, em));
 }
 
-/* The first pass on float32 rows, in float32 (the extremes are values of the row: the same
- * as in double), 16 elements at a time, then the tail. */
-static AVX512 int extremes_f32(const float *s, const float *t, int64_t n, double *ms,
-                               double *mt) {
+/* Elements j .. j+15 of src as float32 (exact for float16). */
+static AVX512 __m512 load16s(const void *src, int kind, int64_t j) {
+    if (kind == K_F32) return _mm512_loadu_ps((const float *)src + j);
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)src + j)));
+}
+
+/* The first pass in float32 (the extremes are values of the row, the same as in double;
+ * float16 widens exactly), 16 elements at a time, then the tail: extremes()'s result. */
+static AVX512 int extremes512(const void *s, int sk, const void *t, int tk, int64_t n,
+                              double *ms, double *mt) {
     __m512 a = _mm512_set1_ps(-__builtin_inff()), b = a;
-    __m512i worst = _mm512_setzero_si512(), absmask = _mm512_set1_epi32(0x7fffffff);
     __m512 lowest = _mm512_set1_ps(-0x1.fffffep127f);
-    int64_t j = 0;
+    __m512i worst = _mm512_setzero_si512(), absmask = _mm512_set1_epi32(0x7fffffff);
+    int64_t j = 0, sb = sk == K_F32 ? 4 : 2, tb = tk == K_F32 ? 4 : 2;
     for (; j + LANES <= n; j += LANES) {
-        _mm_prefetch((const char *)(s + j) + AHEAD, _MM_HINT_T0);
-        _mm_prefetch((const char *)(t + j) + AHEAD, _MM_HINT_T0);
-        __m512 vs = _mm512_loadu_ps(s + j), vt = _mm512_loadu_ps(t + j);
+        _mm_prefetch((const char *)s + j * sb + AHEAD, _MM_HINT_T0);
+        _mm_prefetch((const char *)t + j * tb + AHEAD, _MM_HINT_T0);
+        __m512 vs = load16s(s, sk, j), vt = load16s(t, tk, j);
         a = _mm512_max_ps(vs, a);
         b = _mm512_max_ps(vt, b);
+        /* max(lowest, t): -inf becomes finite, NaN stays (the second operand). */
         __m512i x = _mm512_max_epu32(_mm512_and_si512(_mm512_castps_si512(vs), absmask),
                                      _mm512_and_si512(
                                          _mm512_castps_si512(_mm512_max_ps(lowest, vt)), absmask));
         worst = _mm512_max_epu32(worst, x);
     }
-    double ta, tb;
-    int ok = extremes(s + j, K_F32, t + j, K_F32, n - j, &ta, &tb);
+    double ta, tb_;
+    int ok = extremes(row_at(s, sk, j), sk, row_at(t, tk, j), tk, n - j, &ta, &tb_);
     double va = _mm512_reduce_max_ps(a), vb = _mm512_reduce_max_ps(b);
     *ms = ta > va ? ta : va;
-    *mt = tb > vb ? tb : vb;
+    *mt = tb_ > vb ? tb_ : vb;
     return ok && (uint32_t)_mm512_reduce_max_epu32(worst) < 0x7f800000u;
-}
-
-/* The first pass on 16 elements at a time (then the tail, element by element). */
-static AVX512 int extremes512(const void *s, int sk, const void *t, int tk, int64_t n,
-                              double *ms, double *mt) {
-    if (sk == K_F32 && tk == K_F32)
-        return extremes_f32((const float *)s, (const float *)t, n, ms, mt);
-    __m512d a0 = _mm512_set1_pd(-__builtin_inf()), a1 = a0, b0 = a0, b1 = a0;
-    __m512i worst = _mm512_setzero_si512(), absmask = _mm512_set1_epi64(0x7fffffffffffffffLL);
-    __m512d lowest = _mm512_set1_pd(-0x1.fffffffffffffp1023);
-    int64_t j = 0;
-    int width = sk == K_F32 ? 4 : 2;
-    for (; j + LANES <= n; j += LANES) {
-        __m512d s0, s1, t0, t1;
-        _mm_prefetch((const char *)s + j * width + AHEAD, _MM_HINT_T0);
-        _mm_prefetch((const char *)t + j * (tk == K_F32 ? 4 : 2) + AHEAD, _MM_HINT_T0);
-        load16(s, sk, j, &s0, &s1);
-        load16(t, tk, j, &t0, &t1);
-        a0 = _mm512_max_pd(s0, a0);
-        a1 = _mm512_max_pd(s1, a1);
-        b0 = _mm512_max_pd(t0, b0);
-        b1 = _mm512_max_pd(t1, b1);
-        __m512i x0 = _mm512_max_epu64(_mm512_and_si512(_mm512_castpd_si512(s0), absmask),
-                                      _mm512_and_si512(_mm512_castpd_si512(s1), absmask));
-        /* max(lowest, t): -inf becomes finite, NaN stays (the second operand). */
-        t0 = _mm512_max_pd(lowest, t0);
-        t1 = _mm512_max_pd(lowest, t1);
-        __m512i x1 = _mm512_max_epu64(_mm512_and_si512(_mm512_castpd_si512(t0), absmask),
-                                      _mm512_and_si512(_mm512_castpd_si512(t1), absmask));
-        worst = _mm512_max_epu64(worst, _mm512_max_epu64(x0, x1));
-    }
-    double ta, tb;
-    int ok = extremes(row_at(s, sk, j), sk, row_at(t, tk, j), tk, n - j, &ta, &tb);
-    /* max_pd(v, acc) keeps acc where v is NaN; NaN rows are refused by the bits anyway. */
-    double va = _mm512_reduce_max_pd(_mm512_max_pd(a0, a1));
-    double vb = _mm512_reduce_max_pd(_mm512_max_pd(b0, b1));
-    *ms = ta > va ? ta : va;
-    *mt = tb > vb ? tb : vb;
-    return ok && _mm512_reduce_max_epu64(worst) < 0x7ff0000000000000ULL;
 }
 
 static AVX512 void rows512(const void *s, int sk, const void *t, int tk, int64_t rows, int64_t n,
