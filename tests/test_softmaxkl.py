@@ -154,6 +154,18 @@ def test_threads_and_row_groupings_give_the_same_bits(kernel, use) -> None:
     assert np.array_equal(halves, want)
 
 
+def test_an_error_on_a_worker_thread_is_raised_by_the_caller(use, monkeypatch) -> None:
+    use("numpy")
+
+    def broken(*args: object) -> None:
+        raise MemoryError("no room")
+
+    monkeypatch.setattr(softmaxkl, "_numpy_lanes", broken)
+    s = np.zeros((64, 4096), np.float32)
+    with pytest.raises(MemoryError, match="no room"):
+        softmaxkl.lanes(s, s, threads=2)
+
+
 def test_rows_not_taken_are_reported() -> None:
     s, t = awkward_rows(40, "float32", 3)
     kl, taken = softmaxkl.row_kl(s, t)

@@ -48,8 +48,6 @@ from .engine import default_threads
 from .half import widen
 
 if TYPE_CHECKING:
-    from concurrent.futures import ThreadPoolExecutor
-
     from numpy.typing import NDArray
 
 __all__ = [
@@ -81,7 +79,7 @@ _SHIFT = float.fromhex("0x1.8p52")
 _PIECE = 1 << 13
 _CLAMP = 708.0
 
-_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS: dict[int, _Pool] = {}
 
 
 def takes(s_dtype: np.dtype, t_dtype: np.dtype) -> bool:
@@ -215,7 +213,7 @@ def lanes(
         for i in starts:
             run(i)
     else:
-        list(_pool(count).map(run, starts))
+        _pool(count).map(run, starts)
     return out
 
 
@@ -239,13 +237,45 @@ def _compiled(
     return bool(status == 0)
 
 
-def _pool(threads: int) -> ThreadPoolExecutor:
+class _Pool:
+    """Daemon threads that run the calls :meth:`map` hands out: ``concurrent.futures``
+    would import ``logging``, milliseconds of every large job's start."""
+
+    def __init__(self, threads: int) -> None:
+        import queue
+
+        self._calls: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        for k in range(threads):
+            name = f"kldiv-softmaxkl-{k}"
+            threading.Thread(target=self._work, name=name, daemon=True).start()
+
+    def _work(self) -> None:
+        while True:
+            fn, arg, results, index, done = self._calls.get()
+            try:
+                results[index] = (fn(arg), None)
+            except BaseException as exc:  # raised in the caller
+                results[index] = (None, exc)
+            done.release()
+
+    def map(self, fn: Any, args: list[int]) -> None:
+        """``fn(arg)`` for every ``arg``, on the pool's threads; the first error is raised."""
+        done = threading.Semaphore(0)
+        results: list[tuple[Any, BaseException | None]] = [(None, None)] * len(args)
+        for index, arg in enumerate(args):
+            self._calls.put((fn, arg, results, index, done))
+        for _ in args:
+            done.acquire()
+        for _, error in results:
+            if error is not None:
+                raise error
+
+
+def _pool(threads: int) -> _Pool:
     """A long-lived pool per thread count (a block of rows takes less than starting threads)."""
     pool = _POOLS.get(threads)
     if pool is None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        pool = _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="kldiv-softmaxkl")
+        pool = _POOLS[threads] = _Pool(threads)
     return pool
 
 
