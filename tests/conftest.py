@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,24 @@ os.environ.pop("FORCE_COLOR", None)
 # every kldiv subprocess re-compiles the package's modules. Caches change no result.
 sys.dont_write_bytecode = False
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
+
+def _ram_disk(path: str = "/dev/shm", room: int = 2 << 30) -> bool:
+    """``path`` is a writable folder with ``room`` bytes free (on Linux, a RAM disk)."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return False
+    return os.path.isdir(path) and os.access(path, os.W_OK) and st.f_bavail * st.f_frsize >= room
+
+
+# Temporary files (pytest's tmp_path, kldiv's and its child processes') on a RAM disk when
+# the machine has one and TMPDIR does not say otherwise: on this machine's disk (ext4
+# mounted with discard) writing them cost I/O waits, and deleting one earlier run's (what
+# pytest does at the end of a run) took 10 s. The xdist workers inherit TMPDIR.
+if "TMPDIR" not in os.environ and _ram_disk():
+    os.environ["TMPDIR"] = "/dev/shm"
+    tempfile.tempdir = None  # gettempdir() reads TMPDIR again
 
 # Property tests never time out (a loaded 2-core machine made deadlines flaky) and, by
 # default, draw the same examples on every run (50 where a test does not say), so a CI
