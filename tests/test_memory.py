@@ -318,7 +318,7 @@ SOFTMAX = ("--input-transform", "log-softmax", "--target-transform", "softmax")
 
 @pytest.mark.parametrize(
     "case",
-    ["inspect-npy", "compute-3d", "compare-3d", "compute-list-parquet", "gaussian"],
+    ["inspect-npy", "compute-3d", "compare-3d", "compare-npy", "compute-list-parquet", "gaussian"],
 )
 def test_peak_memory_is_bounded_far_below_the_file(tmp_path: Path, case: str) -> None:
     """Peak RSS of a real process, on files larger than the bound: reading any of them
@@ -338,6 +338,10 @@ def test_peak_memory_is_bounded_far_below_the_file(tmp_path: Path, case: str) ->
         x = _zeros_safetensors(tmp_path / "x.safetensors", (1, 96, 32768))
         t = _zeros_safetensors(tmp_path / "t.safetensors", (1, 96, 32768))
         args, mb = ("compare", x, t), 24
+    elif case == "compare-npy":  # 2 x 96 MB mapped: each block's pages released once used
+        x = _zeros_npy(tmp_path / "x.npy", (768, 32768))
+        t = _zeros_npy(tmp_path / "t.npy", (768, 32768))
+        args, mb = ("compare", x, t, "--threads", "2"), 192
     elif case == "compute-list-parquet":  # 2 x 64 MB decoded
         p = _zeros_list_parquet(tmp_path / "l.parquet", 2048, 8192)
         args, mb, bound = ("compute", p, p, "-r", "sum"), 128, BOUND_ARROW

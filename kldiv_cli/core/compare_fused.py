@@ -331,6 +331,8 @@ def _z_delta(
     return z, delta
 
 
+#: Elements of the rows the general formulas take at once (see :func:`logit_measures`).
+_GENERAL = 1 << 17
 #: Elements per piece of the NumPy steps: their temporaries come from the heap, not as
 #: fresh pages (a new array of 128 KiB or more is page-faulted in anew: 10x the maths).
 _PIECE = 1 << 13
@@ -441,8 +443,12 @@ def logit_measures(
     clean, ma, dm = _ranges(row_range(x) if rx is None else rx, row_range(y), temperature)
     if clean.all():
         return _clean_measures(x, y, (ma, dm), temperature, scratch, top, tokens)
+    # The general formulas work in about ten arrays of a block's size: a few rows at once.
+    step = max(1, _GENERAL // x.shape[1])
+    dirty = np.flatnonzero(~clean)
+    groups = [np.flatnonzero(clean)] + [dirty[i : i + step] for i in range(0, len(dirty), step)]
     parts = []
-    for rows in (np.flatnonzero(clean), np.flatnonzero(~clean)):
+    for rows in groups:
         if not rows.size:
             continue
         sub_top = (top[0][rows], top[1][rows])

@@ -193,6 +193,8 @@ class NpyData(Source):
                 else:
                     raw = self._read_exactly(f, n * item_bytes)
                 block = from_bytes(raw, self._stored, (n, *item), False)
+                if mapped is not None:
+                    mapped.release_with(block, n * item_bytes)
                 yield block.astype(self.dtype, copy=False)
 
 
@@ -201,18 +203,15 @@ class _Mapped:
 
     Reading a block into fresh memory page-faults every page of it, on every block: for
     2 x 80 MB of logits that cost more CPU than the KL itself. A view of the file's
-    mapping costs a fault per 64 KB and no copy. The pages of views handed out more than
-    :data:`KEEP` views ago are released (``MADV_DONTNEED``), so the resident memory stays
-    a few blocks whatever the file's size; a view still held after that reads its pages
-    back from the page cache, unchanged.
+    mapping costs a fault per 64 KB and no copy. When the last array over a view is gone,
+    the view's whole pages are released (``MADV_DONTNEED``), so the resident memory stays
+    the blocks in use (however many threads and blocks read ahead hold), whatever the
+    file's size; the page a view shares with the next one stays.
     """
-
-    KEEP = 4
 
     def __init__(self, view: memoryview, mapping: Any, start: int) -> None:
         self._view, self._mapping = view, mapping
-        self._start = self._pos = start
-        self._ends: list[int] = []
+        self._pos = start
 
     @classmethod
     def of(cls, f: IO[bytes], nbytes: int) -> _Mapped | None:
@@ -237,24 +236,31 @@ class _Mapped:
         return cls(memoryview(mapping), mapping, start)
 
     def take(self, nbytes: int) -> memoryview:
-        """The next ``nbytes``, after releasing the pages of old views."""
+        """The next ``nbytes``."""
         view = self._view[self._pos : self._pos + nbytes]
         self._pos += nbytes
-        self._ends.append(self._pos)
-        if len(self._ends) > self.KEEP:
-            self._release(self._ends[-self.KEEP - 1])
         return view
 
-    def _release(self, upto: int) -> None:
-        """``MADV_DONTNEED`` from the last released page to ``upto`` (where offered)."""
+    def release_with(self, block: np.ndarray, nbytes: int) -> None:
+        """Release the whole pages of the last ``nbytes`` taken once the array over them
+        is gone: ``block``'s base, the ``frombuffer`` array that every view of it (a
+        reshape, a slice, a row) names as its base."""
+        import weakref
+
+        owner = block.base if isinstance(block.base, np.ndarray) else block
+        weakref.finalize(owner, self._release, self._pos - nbytes, self._pos)
+
+    def _release(self, begin: int, end: int) -> None:
+        """``MADV_DONTNEED`` on the pages wholly inside ``[begin, end)`` (where offered)."""
         import mmap
 
-        if hasattr(mmap, "MADV_DONTNEED") and hasattr(self._mapping, "madvise"):
-            page = mmap.PAGESIZE
-            end, begin = upto // page * page, self._start // page * page
-            if end > begin:
-                self._mapping.madvise(mmap.MADV_DONTNEED, begin, end - begin)
-                self._start = end
+        page = mmap.PAGESIZE
+        first, last = -(-begin // page) * page, end // page * page
+        if last > first and hasattr(mmap, "MADV_DONTNEED"):
+            try:
+                self._mapping.madvise(mmap.MADV_DONTNEED, first, last - first)
+            except (OSError, ValueError):  # the mapping closed first: nothing to release
+                pass
 
 
 class NpySource(NpyData):
