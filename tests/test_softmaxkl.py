@@ -13,6 +13,7 @@ take (NaN, infinities, masked classes, wide spans), the Dask engine's tasks and
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import replace
 from decimal import Context, Decimal
 from fractions import Fraction
@@ -328,3 +329,23 @@ def test_small_jobs_do_not_load_the_library(tmp_path) -> None:
                  "log-softmax", "--target-transform", "softmax", "-r", "sum", "-T", "2", "-q")  # fmt: skip
     assert out.exit_code == 0 and float(out.stdout) > 0
     assert not softmaxkl.loaded()
+
+
+def _rows_in_child(s: np.ndarray, want: np.ndarray) -> None:
+    got, _ = softmaxkl.row_kl(s, s * 1.01, threads=2)
+    raise SystemExit(0 if np.array_equal(got, want) else 3)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
+def test_a_forked_child_starts_its_own_threads() -> None:
+    """The parent's pool threads do not exist in a forked child: waiting on them would hang."""
+    import multiprocessing
+
+    s = np.random.default_rng(2).standard_normal((600, 512)).astype(np.float32)  # 3 tasks
+    want, _ = softmaxkl.row_kl(s, s * 1.01, threads=2)  # the parent's pool is running
+    child = multiprocessing.get_context("fork").Process(target=_rows_in_child, args=(s, want))
+    child.start()
+    child.join(60)
+    if child.is_alive():
+        child.kill()
+    assert child.exitcode == 0

@@ -37,6 +37,7 @@ first large block; small inputs take the NumPy steps and never load it.
 
 from __future__ import annotations
 
+import os
 import threading
 from functools import lru_cache
 from pathlib import Path
@@ -277,6 +278,11 @@ def _pool(threads: int) -> _Pool:
     if pool is None:
         pool = _POOLS[threads] = _Pool(threads)
     return pool
+
+
+if hasattr(os, "register_at_fork"):
+    # A forked child has none of the parent's threads: it starts its own pools.
+    os.register_at_fork(after_in_child=_POOLS.clear)
 
 
 def _tree(a: NDArray[np.float64]) -> NDArray[np.float64]:
