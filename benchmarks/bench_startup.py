@@ -4,13 +4,15 @@
     python benchmarks/bench_startup.py --runs 5    # a quick check
 
 Each pair runs alternately (kldiv, then its floor), so a change in the machine's load
-hits both alike; the ratios are of the best and of the median wall times. The floor
+hits both alike; the ratios are of the best and of the median wall times, and of the
+best CPU times (user + system: steadier than wall times on a busy machine). The floor
 of a Parquet compute is ``python -c "import typer, numpy, pyarrow.parquet"`` (CSV:
 ``pyarrow.csv``; .npy: ``typer, numpy``). The run also says whether pandas is
 importable (pyarrow imports it on some paths when it is) and whether Python may
 write bytecode: with ``PYTHONDONTWRITEBYTECODE`` set and an editable install, every
 kldiv module is compiled at each start, which the floors (installed packages with
-their .pyc files) never pay.
+their .pyc files) never pay. It also says whether kldiv's own modules have bytecode
+caches (a test run writes them): then they are not compiled, whatever the variable says.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -28,19 +31,33 @@ from pathlib import Path
 PY = sys.executable
 
 
-def _wall(cmd: list[str]) -> float:
-    start = time.perf_counter()
+def _cpu() -> float:
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
+def _wall(cmd: list[str], cpu: list[float] | None = None) -> float:
+    """The wall time of ``cmd``; its CPU time appended to ``cpu``."""
+    start, used = time.perf_counter(), _cpu()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if cpu is not None:
+        cpu.append(_cpu() - used)
     return time.perf_counter() - start
 
 
-def pair(ours: list[str], floor: list[str], runs: int) -> tuple[list[float], list[float]]:
-    """Wall times of two commands run alternately (after one warm-up run each)."""
+def pair(
+    ours: list[str],
+    floor: list[str],
+    runs: int,
+    cpu: tuple[list[float], list[float]] | None = None,
+) -> tuple[list[float], list[float]]:
+    """Wall times of two commands run alternately (after one warm-up run each); their
+    CPU times appended to ``cpu``'s two lists."""
     _wall(ours), _wall(floor)
     a, b = [], []
     for _ in range(runs):
-        a.append(_wall(ours))
-        b.append(_wall(floor))
+        a.append(_wall(ours, cpu[0] if cpu else None))
+        b.append(_wall(floor, cpu[1] if cpu else None))
     return a, b
 
 
@@ -93,24 +110,35 @@ def loaded(args: list[str]) -> tuple[int, int]:
     return int(count), int(size)
 
 
+def cached() -> bool:
+    """Whether kldiv's own modules have bytecode caches next to them."""
+    spec = importlib.util.find_spec("kldiv_cli")
+    assert spec is not None and spec.origin is not None
+    return any(Path(spec.origin).parent.rglob("__pycache__/*.pyc"))
+
+
 def measure(runs: int) -> dict[str, dict[str, float]]:
     """Each format's tiny compute against its floor, ``runs`` interleaved runs: prints the
     table and returns the best and median wall seconds of both, by format."""
     print(f"pandas importable: {importlib.util.find_spec('pandas') is not None}")
     print(f"PYTHONDONTWRITEBYTECODE: {os.environ.get('PYTHONDONTWRITEBYTECODE') or 'unset'}")
+    print(f"kldiv's modules have bytecode caches: {'yes' if cached() else 'no'}")
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         files = make_samples(Path(tmp))
         print(
-            f"{'tiny compute vs floor':36} {'kldiv ms':>9} {'floor ms':>9} {'best':>6} {'median':>7}"
+            f"{'tiny compute vs floor':36} {'kldiv ms':>9} {'floor ms':>9} {'best':>6} "
+            f"{'median':>7} {'CPU best':>9}"
         )
         for fmt, (x, t) in files.items():
             ours = [PY, "-m", "kldiv_cli", "compute", x, t, "-r", "sum", "-q"]
-            a, b = pair(ours, [PY, "-c", FLOORS[fmt]], runs)
+            cpu: tuple[list[float], list[float]] = ([], [])
+            a, b = pair(ours, [PY, "-c", FLOORS[fmt]], runs, cpu)
             print(
                 f"{fmt + ' vs ' + FLOORS[fmt].split(', ')[-1]:36} {min(a) * 1e3:9.1f} "
                 f"{min(b) * 1e3:9.1f} {min(a) / min(b):5.2f}x "
-                f"{statistics.median(a) / statistics.median(b):6.2f}x"
+                f"{statistics.median(a) / statistics.median(b):6.2f}x "
+                f"{min(cpu[0]) / min(cpu[1]):8.2f}x"
             )
             count, size = loaded(ours[3:])
             print(f"{'':36} kldiv loads {count} of its modules, {size / 1000:.0f} KB of source")
@@ -119,6 +147,8 @@ def measure(runs: int) -> dict[str, dict[str, float]]:
                 "floor": min(b),
                 "kldiv_median": statistics.median(a),
                 "floor_median": statistics.median(b),
+                "kldiv_cpu": min(cpu[0]),
+                "floor_cpu": min(cpu[1]),
                 "modules": count,
                 "source_bytes": size,
             }

@@ -4,7 +4,6 @@ the whole file, bit for bit, and inference's errors."""
 
 from __future__ import annotations
 
-import threading
 from unittest import mock
 
 import numpy as np
@@ -16,7 +15,7 @@ from hypothesis import strategies as st
 
 from kldiv_cli.errors import InputError
 from kldiv_cli.io import csv as csv_reader
-from kldiv_cli.io import csv_parts, numeric
+from kldiv_cli.io import csv_parts
 from kldiv_cli.io.base import ReadOptions
 
 from .helpers import invoke
@@ -208,41 +207,16 @@ def test_parts_cut_at_any_line_ends_are_the_whole_read_or_none(tmp_path_factory,
         assert _bits(table) == _bits(expected)
 
 
-@pytest.mark.parametrize("broken", ["input", "target", "both"])
-def test_two_large_files_opened_at_once_fail_as_one_after_the_other(
-    tmp_path, monkeypatch, broken
-) -> None:
-    good, bad = b"a,b,c\n" + HEAD, b"a,b,c\n" + HEAD + b"1.5,2.5\n"
-    x, t = tmp_path / "x.csv", tmp_path / "t.csv"
-    x.write_bytes(bad if broken != "target" else good)
-    t.write_bytes(bad if broken != "input" else good)
-    threads: list[str] = []
-    opener = numeric.open_source
-
-    def spy(*args, **kwargs):
-        threads.append(threading.current_thread().name)
-        return opener(*args, **kwargs)
-
-    monkeypatch.setattr(numeric, "TOGETHER_ABOVE", 0)
-    monkeypatch.setattr(numeric, "open_source", spy)
-    r = invoke("compute", x, t, "-q")
-    # The target on its own thread; the input's error first, as when opened in turn.
-    assert sorted(n.startswith("kldiv-open") for n in threads) == [False, True]
-    first = x if broken != "target" else t
-    assert (r.exit_code, r.stdout) == (2, "")
-    assert r.stderr == f"kldiv: error: {first}: line 3002 has 2 fields, expected 3\n"
-
-
-def test_two_large_files_opened_at_once_give_the_same_bits(tmp_path, monkeypatch) -> None:
+def test_a_compute_on_parts_has_the_bits_of_whole_reads(tmp_path, monkeypatch) -> None:
     rng = np.random.default_rng(5)
     t = rng.dirichlet(np.ones(6), 4000).astype(np.float32)
     x = np.log(rng.dirichlet(np.ones(6), 4000)).astype(np.float32)
     for name, a in (("x", x), ("t", t)):
         np.savetxt(tmp_path / f"{name}.csv", a, delimiter=",", header="a,b,c,d,e,f", comments="")
     args = ("compute", tmp_path / "x.csv", tmp_path / "t.csv", "-r", "batchmean", "-q")
-    apart = invoke(*args)
-    monkeypatch.setattr(numeric, "TOGETHER_ABOVE", 0)
+    whole = invoke(*args)
     monkeypatch.setattr(csv_reader, "SPLIT_ABOVE", 0)
-    together = invoke(*args)
-    assert apart.exit_code == together.exit_code == 0
-    assert together.stdout == apart.stdout and float(apart.stdout) > 0
+    monkeypatch.setattr(pa, "cpu_count", lambda: 3)
+    parts = invoke(*args)
+    assert whole.exit_code == parts.exit_code == 0
+    assert parts.stdout == whole.stdout and float(whole.stdout) > 0

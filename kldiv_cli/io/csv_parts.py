@@ -9,9 +9,10 @@ again whole, see :func:`read_parts`). The table returned views that array, one c
 per column, so the columns reach the sums without another copy.
 
 Against one pyarrow read of the whole file, which then joins a hundred chunks per
-column: half the memory (the reader's blocks are freed, and their pages reused, as soon
-as they are copied), one copy instead of two, and less CPU for the same parse (see
-docs/inputs.md).
+column on one thread: the join is gone (each block is copied while in the cache, on
+the part's thread), and the reader's blocks are freed, and their pages reused, as soon
+as they are copied. Peak memory stays that of the file's mapping and the array
+(378 MB against 365 MB for the 225 MB of two 200,000 x 50 CSVs, see docs/inputs.md).
 """
 
 from __future__ import annotations

@@ -3,12 +3,10 @@ of floats, by the opener :mod:`.formats` names for its format."""
 
 from __future__ import annotations
 
-import os
-
 from ..errors import InputError, UsageError
 from ..redact import redact
 from .base import MISSING_POLICIES, ReadOptions, Source
-from .formats import ARRAY_KINDS, KEYED, by_path, extensions_text, get, names, opener
+from .formats import ARRAY_KINDS, KEYED, extensions_text, get, opener
 from .paths import dataset_files, resolve
 
 
@@ -50,42 +48,3 @@ def open_source(path: str, options: ReadOptions, stdin: bytes | None = None) -> 
         raise InputError(label, "is too large to load into memory") from None
     except OSError as exc:
         raise InputError(label, exc.strerror or str(exc)) from None
-
-
-#: Two inputs are opened at once when both are text files of at least this size.
-TOGETHER_ABOVE = 8 << 20
-
-
-def open_pair(
-    first: tuple[str, ReadOptions], second: tuple[str, ReadOptions], stdin: bytes | None = None
-) -> tuple[Source, Source]:
-    """:func:`open_source` of two inputs, ``(path, options)`` each; the first one's error
-    is raised first, as when they are opened one after the other.
-
-    Two large text files (CSV, TSV: parsed when opened) are opened at once, the second
-    on a thread: each parse already keeps the cores busy, but its first and last steps
-    (the layout, the head's types, the table's columns) run on one, and so does the
-    end of its last part; the other file's parse fills them.
-    """
-    if not (_parsed_when_opened(*first) and _parsed_when_opened(*second)):
-        return open_source(*first, stdin), open_source(*second, stdin)
-    from concurrent.futures import ThreadPoolExecutor
-
-    pool = ThreadPoolExecutor(1, thread_name_prefix="kldiv-open")
-    later = pool.submit(open_source, *second, stdin)
-    try:
-        return open_source(*first, stdin), later.result()
-    finally:
-        # Not waiting: after an error or Ctrl-C, the other parse is left to finish alone.
-        pool.shutdown(wait=False)
-
-
-def _parsed_when_opened(path: str, options: ReadOptions) -> bool:
-    """Whether ``path`` is a large local file of a text format (read whole when opened)."""
-    fmt = get(options.fmt) if options.fmt in names() else by_path(path)
-    if fmt is None or not fmt.text:
-        return False
-    try:
-        return os.path.isfile(path) and os.path.getsize(path) >= TOGETHER_ABOVE
-    except (OSError, ValueError):
-        return False

@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .base import ReadOptions, Source
-from .numeric import open_pair, open_source
+from .numeric import open_source
 from .paths import dataset_files, read_stdin
 
 if TYPE_CHECKING:
@@ -36,7 +36,6 @@ __all__ = [
     "column_array",
     "dataset_files",
     "open_columns",
-    "open_pair",
     "open_source",
     "read_stdin",
     "select_columns",

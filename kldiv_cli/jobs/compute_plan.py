@@ -22,7 +22,7 @@ import numpy as np
 from ..choices import Reduction, Tail, Transform, coerce
 from ..core import result_dtype
 from ..errors import InputError, UsageError
-from ..io.sources import ReadOptions, Source, open_pair
+from ..io.sources import ReadOptions, Source, open_source
 from .checks import Checked, temperature
 from .diagnostics import Diagnostics, refuse_if_strict
 from .gates import Gate, Verdict, gate_failure
@@ -202,9 +202,8 @@ def _one_hot(
 
 def open_sources(request: ComputeRequest, stdin: bytes | None) -> tuple[Source, Source]:
     """Open both sides of a checked ``request``; refuse a distribution of one class."""
-    sx, st = open_pair(
-        (request.input, request.input_options), (request.target, request.target_options), stdin
-    )
+    sx = open_source(request.input, request.input_options, stdin)
+    st = open_source(request.target, request.target_options, stdin)
     for side in (sx, st):
         if 0 in side.shape and math.prod(n for n in side.shape if n > 0) > EMPTY_ROWS:
             # Rows of no values are computed (an empty result), row block by row block:
