@@ -229,3 +229,19 @@ def test_a_span_near_the_limit_stays_finite(use) -> None:
     for name in ("kl", "kl_reverse", "js", "tv"):
         assert np.isfinite(got[name]).all(), name
         np.testing.assert_allclose(got[name], want[name], rtol=1e-12, err_msg=name)
+
+
+def test_float16_files_give_the_bits_of_their_float32_values(tmp_path) -> None:
+    """float16 logits (widened exactly) and the same values stored as float32: the same
+    per-row bits (the fused pass sees the same doubles)."""
+    x, y = logits(9, 700, 1e-2, np.float16)
+    for name, dtype in (("16", np.float16), ("32", np.float32)):
+        np.save(tmp_path / f"ref{name}.npy", x.astype(dtype))
+        np.save(tmp_path / f"cand{name}.npy", y.astype(dtype))
+    rows = [
+        compare(
+            CompareRequest(str(tmp_path / f"ref{n}.npy"), str(tmp_path / f"cand{n}.npy"))
+        ).per_row
+        for n in ("16", "32")
+    ]
+    same_bits(rows[0], rows[1])
