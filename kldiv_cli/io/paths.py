@@ -14,8 +14,7 @@ import io
 import os
 import stat
 import sys
-from dataclasses import dataclass
-from typing import IO
+from typing import IO, NamedTuple
 
 from ..errors import InputError, UsageError
 from ..redact import redact
@@ -27,9 +26,10 @@ STDIN_LABEL = "<stdin>"
 _HEAD_BYTES = 1 << 16
 
 
-@dataclass(frozen=True)
-class Resolved:
-    """One input located: ``path`` to read from, or ``data`` already buffered."""
+class Resolved(NamedTuple):
+    """One input located: ``path`` to read from, or ``data`` already buffered.
+
+    (A record, not a frozen dataclass: a dataclass is compiled at every start.)"""
 
     label: str
     fmt: str
