@@ -98,7 +98,9 @@ static inline __attribute__((always_inline)) double term1(double tv, double xv,
     uint64_t tb = bits_of(tv), big = (tb >> 51) & 1; /* m >= 1.5: halved, e + 1 */
     double e = double_of(((tb >> 52) + big) | EXP_BIAS) - UNBIAS;
     double m = double_of(((tb & MANT) | ONE) - (big << 52));
-    int64_t i = (int64_t)__builtin_rint(m * 21.0 - 16.0) & 15;
+    /* round(21 m - 16) in the low bits of a sum with 1.5 * 2^52: no conversion to an integer,
+     * which compilers cannot vectorise for AVX2 or SSE2 */
+    uint64_t i = bits_of(m * 21.0 - 16.0 + 0x1.8p52) & 15;
     double r = m * tab[i] - 1.0;
     /* Estrin's scheme: the same polynomial as Horner's, a third of its dependency chain. */
     const double *c = tab + QCOEF;
