@@ -173,13 +173,19 @@ static inline __attribute__((always_inline)) void log_lanes(const double *a, con
     for (int64_t j = 0; j < n; j += LOG_BLOCK, out += LOG_LANES) {
         int64_t m = n - j < LOG_BLOCK ? n - j : LOG_BLOCK;
         double acc[LOG_LANES] = {0};
-        for (int64_t row = 0; row < m; row += LOG_LANES)
-            for (int64_t k = 0; k < LOG_LANES && row + k < m; k++) {
+        int64_t row = 0;
+        for (; row + LOG_LANES <= m; row += LOG_LANES) /* whole rows: vectorised */
+            for (int k = 0; k < LOG_LANES; k++) {
                 int64_t i = j + row + k;
                 double tv = t[i], av = tv == 0 ? 0.0 : a[i];
                 acc[k] += tv * (av - load1(x, xk, i));
                 zeros += tv == 0;
             }
+        for (int64_t k = 0; row + k < m; k++) {
+            int64_t i = j + row + k;
+            acc[k] += t[i] * ((t[i] == 0 ? 0.0 : a[i]) - load1(x, xk, i));
+            zeros += t[i] == 0;
+        }
         for (int k = 0; k < LOG_LANES; k++) out[k] = acc[k];
     }
     out[0] = (double)zeros;
