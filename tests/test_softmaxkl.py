@@ -238,7 +238,7 @@ def write(folder: Path, s: np.ndarray, t: np.ndarray) -> tuple[str, str]:
 def request_for(s: str, t: str, **changes: object) -> ComputeRequest:
     return ComputeRequest(
         s, t, input_transform="log-softmax", target_transform="softmax", **changes
-    )  # type: ignore[arg-type]
+    )
 
 
 def within_one_ulp(got: np.ndarray, exact: np.ndarray) -> bool:
@@ -255,12 +255,16 @@ def test_compute_is_within_one_ulp_of_the_exact_value(tmp_path, reduction) -> No
     rows = np.array([exact_kl(a, b, 1.5) for a, b in zip(s.reshape(-1, 40), t.reshape(-1, 40))])
     divisor = {"sum": 1, "mean": s.size, "batchmean": 2}[reduction]
     request = request_for(*write(tmp_path, s, t), reduction=reduction, temperature=1.5)
-    for chunk_rows in (None, 1):
-        result = compute(replace(request, chunk_rows=chunk_rows, per_row=True))
+    seen = set()
+    for chunk_rows, threads in ((None, None), (1, 1), (3, 2)):
+        changes = {"chunk_rows": chunk_rows, "threads": threads, "per_row": True}
+        result = compute(replace(request, **changes))
         assert result.dtype == "float32"
         exact = math.fsum(rows.tolist()) / divisor
         assert within_one_ulp(result.loss, exact), (float(result.loss), exact)
         assert within_one_ulp(result.per_row, rows)
+        seen.add(result.loss.tobytes() + result.per_row.tobytes())
+    assert len(seen) == 1  # the same bits for any block size and thread count
 
 
 def test_rows_the_kernel_refuses_keep_the_materialised_answers(tmp_path) -> None:
