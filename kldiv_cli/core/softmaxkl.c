@@ -2,10 +2,10 @@
  *
  * Optional accelerator of kldiv_cli/core/softmaxkl.py, whose NumPy fallback performs the very
  * same IEEE double operations in the same order, so both give the same bits. Therefore: no
- * FMA contraction (compile with -ffp-contract=off), no -ffast-math. Two variants run the same
- * operations: AVX-512 intrinsics, and plain C (compiled for any CPU and for AVX2). Element j
- * of a row always goes to lane j % 16, and each lane is summed in order, so a lane's sum
- * never depends on the vector width.
+ * FMA contraction (compile with -ffp-contract=off), no -ffast-math. Three variants run the
+ * same operations: AVX-512 and AVX2 intrinsics (the table in registers, or gathered), and plain
+ * C for any CPU. Element j of a row always goes to lane j % 16, and each lane is summed in
+ * order, so a lane's sum never depends on the vector width.
  *
  * Per row (s, t widened exactly to double; every s finite, every t finite or -inf (a masked
  * class), the largest t finite, else the row is refused):
@@ -199,11 +199,87 @@ static void rows_generic(const void *s, int sk, const void *t, int tk, int64_t r
 #define SKL_X86 1
 #include <immintrin.h>
 
+#define AVX2 __attribute__((target("avx2"), always_inline)) inline
+
+typedef struct {
+    __m256d invl, step, shift, one, lo, q[6];
+    const double *tab;
+} Tables2;
+
+/* parts() on 4 lanes (the table by gathers; the index is k's low bits, as in parts8). */
+static AVX2 __m256d parts4(__m256d x, const Tables2 *c, __m256d *th, __m256d *v) {
+    __m256d ks = _mm256_add_pd(_mm256_mul_pd(x, c->invl), c->shift);
+    __m256d kd = _mm256_sub_pd(ks, c->shift);
+    __m256d r = _mm256_sub_pd(x, _mm256_mul_pd(kd, c->step));
+    __m256i k = _mm256_castpd_si256(ks);
+    __m256i j = _mm256_and_si256(k, _mm256_set1_epi64x(15));
+    __m256i m = _mm256_srli_epi64(k, 4);
+    __m256d r2 = _mm256_mul_pd(r, r), r4 = _mm256_mul_pd(r2, r2);
+    __m256d a = _mm256_add_pd(c->q[0], _mm256_mul_pd(c->q[1], r));
+    __m256d b = _mm256_add_pd(c->q[2], _mm256_mul_pd(c->q[3], r));
+    __m256d d = _mm256_add_pd(c->q[4], _mm256_mul_pd(c->q[5], r));
+    __m256d q = _mm256_add_pd(_mm256_add_pd(a, _mm256_mul_pd(b, r2)), _mm256_mul_pd(d, r4));
+    __m256d p = _mm256_add_pd(r, _mm256_mul_pd(r2, q));
+    *th = _mm256_i64gather_pd(c->tab + TH, j, 8);
+    *v = _mm256_add_pd(_mm256_i64gather_pd(c->tab + TL, j, 8), _mm256_mul_pd(*th, p));
+    return _mm256_castsi256_pd(
+        _mm256_slli_epi64(_mm256_add_epi64(m, _mm256_set1_epi64x(1023)), 52));
+}
+
+/* one() on 4 lanes. */
+static AVX2 void four(__m256d sv, __m256d tv, __m256d temp, int scaled, __m256d ms, __m256d mt,
+                      const Tables2 *c, double *acc) {
+    if (scaled) {
+        tv = _mm256_div_pd(tv, temp);
+        sv = _mm256_div_pd(sv, temp);
+    }
+    __m256d zt = _mm256_max_pd(_mm256_sub_pd(tv, mt), c->lo), zs = _mm256_sub_pd(sv, ms);
+    __m256d nu = _mm256_sub_pd(zs, zt);
+    __m256d th, v, scale = parts4(zt, c, &th, &v);
+    __m256d et = _mm256_mul_pd(_mm256_add_pd(th, v), scale);
+    scale = parts4(_mm256_max_pd(nu, c->lo), c, &th, &v);
+    __m256d em =
+        _mm256_add_pd(_mm256_sub_pd(_mm256_mul_pd(th, scale), c->one), _mm256_mul_pd(v, scale));
+    _mm256_storeu_pd(acc, _mm256_add_pd(_mm256_loadu_pd(acc), et));
+    _mm256_storeu_pd(acc + LANES,
+                     _mm256_add_pd(_mm256_loadu_pd(acc + LANES), _mm256_mul_pd(et, nu)));
+    _mm256_storeu_pd(acc + 2 * LANES,
+                     _mm256_add_pd(_mm256_loadu_pd(acc + 2 * LANES), _mm256_mul_pd(et, em)));
+}
+
+/* Elements j .. j+3 of src as doubles. */
+static AVX2 __m256d load4(const void *src, int kind, int64_t j) {
+    if (kind == K_F32) return _mm256_cvtps_pd(_mm_loadu_ps((const float *)src + j));
+    const uint16_t *h = (const uint16_t *)src + j;
+    return _mm256_setr_pd(half_value(h[0]), half_value(h[1]), half_value(h[2]), half_value(h[3]));
+}
+
 __attribute__((target("avx2"))) static void rows_avx2(const void *s, int sk, const void *t,
                                                      int tk, int64_t rows, int64_t n,
                                                      double temp, const double *tab,
                                                      double *out) {
-    rows_plain(s, sk, t, tk, rows, n, temp, tab, out);
+    Tables2 c = {_mm256_set1_pd(tab[INVL]), _mm256_set1_pd(tab[STEP]), _mm256_set1_pd(SHIFT),
+                 _mm256_set1_pd(1.0),       _mm256_set1_pd(-CLAMP),    {_mm256_setzero_pd()},
+                 tab};
+    for (int d = 0; d < 6; d++) c.q[d] = _mm256_set1_pd(tab[QC + d]);
+    int scaled = temp != 1.0;
+    __m256d tv4 = _mm256_set1_pd(temp);
+    for (int64_t i = 0; i < rows; i++) {
+        const void *si = row_at(s, sk, i * n), *ti = row_at(t, tk, i * n);
+        double *o = out + i * ROW_OUT, acc[3 * LANES] = {0};
+        double ms = 0, mt = 0;
+        int ok = row_setup(si, sk, ti, tk, n, temp, scaled, &ms, &mt);
+        __m256d ms4 = _mm256_set1_pd(ms), mt4 = _mm256_set1_pd(mt);
+        int64_t j = 0;
+        for (; ok && j + LANES <= n; j += LANES)
+            for (int k = 0; k < LANES; k += 4)
+                four(load4(si, sk, j + k), load4(ti, tk, j + k), tv4, scaled, ms4, mt4, &c,
+                     acc + k);
+        for (int k = 0; ok && j < n; j++, k++)
+            one(load1(si, sk, j), load1(ti, tk, j), temp, scaled, ms, mt, tab, k, acc);
+        memcpy(o, acc, sizeof acc);
+        o[3 * LANES] = ok ? 0.0 : 1.0;
+    }
 }
 
 #define AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw"), always_inline)) inline
