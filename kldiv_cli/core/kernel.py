@@ -2,16 +2,18 @@
 
 Per element, ``t`` and ``x`` are widened exactly to float64 and the term ``t * (log t - x)``
 is formed with a logarithm of kldiv's own, so that it is the same on every machine:
-``t = 2^e m`` from the bits; ``m`` against the nearest of the points ``1 + i/16`` (``m`` near 2
-is halved against the point 1, so ``log t`` near 1 keeps its relative accuracy) through a
-28-bit reciprocal, which makes ``r = m / c_i - 1`` exact (float32 and float16 targets have
-24-bit mantissas; float64 targets are not taken, see :func:`fused_pair`); ``log1p(r)`` as
-``r + r^2 q(r)``, ``q`` a degree-7 fit evaluated by Estrin's scheme (``|r| <= 1/32``, error
-below 2^-55 ``|r|``); and ``e ln 2 + log c_i`` in a high part that sums exactly and a low
-part. The result is within about half a float64 ulp of ``log t``, as NumPy's float64
+``t = 2^e m`` with ``m`` in [0.75, 1.5); ``m`` against the nearest of the points
+``c_i = 1 + (i - 5)/21`` (``c_5 = 1``, so ``log t`` near 1 keeps its relative accuracy)
+through a 29-bit reciprocal, which makes ``r = m inv_i - 1`` exact (float32 and float16
+targets have 24-bit mantissas; float64 targets are not taken, see :func:`fused_pair`);
+``log1p(r)`` as ``r + r^2 q(r)``, ``q`` a degree-7 fit evaluated by Estrin's scheme
+(``|r| <= 1/32``, error below 2^-55 ``|r|``); and ``e ln2_hi + log(1/inv_i)``, which sums
+exactly (the reciprocals were chosen so that their logarithms need no low part), plus
+``e ln2_lo``. The result is within about half a float64 ulp of ``log t``, as NumPy's float64
 ``log``. Element ``j`` of a chunk goes to lane ``j % 16``, each lane is summed in order, and
 the chunk's value is the exact sum (``math.fsum``) of its 16 lanes. A ``+0`` target gives
-a zero term (torch's ``xlogy`` rule).
+a zero term (torch's ``xlogy`` rule). float64 targets keep NumPy's ``log``; the kernel then
+only subtracts, multiplies and sums (:func:`log_lanes`).
 
 Two implementations give the same bits: ``klkernel.c`` (built into a shared library by the
 build hook when a C compiler is present; AVX-512, AVX2 or generic code chosen at run time
@@ -21,7 +23,7 @@ same IEEE operations as whole-array NumPy steps. ``KLDIV_KERNEL=numpy`` forces t
 chunk of a large input; small inputs take the NumPy steps and never load it.
 
 Targets that are negative, ``-0``, infinite or NaN, and inputs that are not finite, are
-flagged: the caller sums such chunks with torch's special-value rules.
+flagged (:func:`flagged`): the caller sums such chunks with torch's special-value rules.
 """
 
 from __future__ import annotations
