@@ -262,7 +262,7 @@ def log_lanes(
     for start in range(0, n, _LOG_STEP):
         m = min(_LOG_STEP, n - start)
         x64 = _widen(x[start : start + m], s.x64[:m])
-        ts, a, terms = t[start : start + m], log_t[start : start + m], s.x64b[:m]
+        ts, a, terms = t[start : start + m], log_t[start : start + m], s.log_terms[:m]
         step = sums[start // LOG_BLOCK : -(-(start + m) // LOG_BLOCK)]
         with np.errstate(all="ignore"):
             np.multiply(ts, np.subtract(a, x64, out=terms), out=terms)
@@ -314,22 +314,21 @@ class _Scratch:
     def __init__(self) -> None:
         self.f = [np.empty(_STEP) for _ in range(7)]
         self.u = [np.empty(_STEP, dtype=np.uint64) for _ in range(2)]
-        self.rows = {LANES: np.empty((_STEP // LANES + 1, LANES))}
-        self.x64, self.x64b = np.empty(_LOG_STEP), np.empty(_LOG_STEP)
+        self.lanes = np.empty((_STEP // LANES + 1, LANES))
+        self.x64, self.log_terms = np.empty(_LOG_STEP), np.empty(_LOG_STEP)
         self.zero = np.empty(_LOG_STEP, dtype=bool)
 
     def terms(self, n: int) -> NDArray[np.float64]:
         """The buffer for a step's ``n`` terms."""
-        return self.rows[LANES][1:].reshape(-1)[:n]
+        return self.lanes[1:].reshape(-1)[:n]
 
     def add_lanes(self, acc: NDArray[np.float64], n: int) -> None:
-        """Add the step's ``n`` terms to the 16 lane sums ``acc``: each lane
-        its elements in order, as the compiled loops do (row 0 holds the sums so far)."""
-        width = acc.size
-        rows, whole = self.rows[width], n - n % width
-        rows[0] = acc
-        np.add.reduce(rows[: 1 + whole // width], axis=0, out=acc)
-        acc[: n - whole] += rows[1:].reshape(-1)[whole:n]
+        """Add the step's ``n`` terms to the 16 lane sums ``acc``: each lane its elements in
+        order, as the compiled loops do (row 0 holds the sums so far)."""
+        whole = n - n % LANES
+        self.lanes[0] = acc
+        np.add.reduce(self.lanes[: 1 + whole // LANES], axis=0, out=acc)
+        acc[: n - whole] += self.lanes[1:].reshape(-1)[whole:n]
 
 
 _LOCAL = threading.local()
