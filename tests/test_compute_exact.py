@@ -70,6 +70,28 @@ def _write(folder: Path, name: str, a: np.ndarray, fmt: str) -> str:
     return str(path)
 
 
+@pytest.fixture(scope="module")
+def probability_files(tmp_path_factory):
+    """``files(fmt)``: the probability pair as ``fmt`` (written once per module, for
+    every reduction), the data as given and the float64 reference of its total."""
+    written: dict[str, tuple[str, str, np.ndarray, np.floating]] = {}
+
+    def files(fmt: str) -> tuple[str, str, np.ndarray, np.floating]:
+        if fmt not in written:
+            folder = tmp_path_factory.mktemp(fmt)
+            xp, tp = _write(folder, "x", X32, fmt), _write(folder, "t", T32, fmt)
+            if fmt == "csv":  # CSV text is read back as float64: the data as given is that
+                x, t = (
+                    np.column_stack(pcsv.read_csv(p).columns).astype(np.float64) for p in (xp, tp)
+                )
+            else:
+                x, t = X32, T32
+            written[fmt] = xp, tp, x, _reference_rows(x, t).sum()
+        return written[fmt]
+
+    return files
+
+
 @pytest.mark.parametrize(
     ("fmt", "plan"),
     [
@@ -80,15 +102,10 @@ def _write(folder: Path, name: str, a: np.ndarray, fmt: str) -> str:
     ],
 )
 @pytest.mark.parametrize("reduction", ["sum", "batchmean", "mean"])
-def test_probabilities_exact_on_every_plan(tmp_path, fmt, plan, reduction) -> None:
-    xp, tp = _write(tmp_path, "x", X32, fmt), _write(tmp_path, "t", T32, fmt)
-    if fmt == "csv":  # CSV text is read back as float64: the data as given is that
-        x, t = (np.column_stack(pcsv.read_csv(p).columns).astype(np.float64) for p in (xp, tp))
-    else:
-        x, t = X32, T32
+def test_probabilities_exact_on_every_plan(probability_files, fmt, plan, reduction) -> None:
+    xp, tp, x, total = probability_files(fmt)
     result = compute(ComputeRequest(xp, tp, reduction=reduction))
     assert result.plan is plan
-    total = _reference_rows(x, t).sum()
     divisor = {"sum": 1, "batchmean": ROWS, "mean": ROWS * COLS}[reduction]
     if x.dtype == np.float64:
         assert result.loss == pytest.approx(float(total / divisor), rel=1e-12)
