@@ -497,6 +497,7 @@ def row_sums(
     log_target: bool,
     dtype: np.dtype,
     threads: int | None = None,
+    scale: float = 1.0,
 ) -> np.ndarray:
     """The KL of each row: the loss summed over the last axis, exactly, rounded once.
 
@@ -511,6 +512,9 @@ def row_sums(
         The result dtype (torch's :func:`~.pointwise.result_dtype` of the operands).
     threads : int, optional
         Threads to use; the values do not depend on it.
+    scale : float, optional
+        A factor applied to the float64 values before their rounding (distillation's
+        ``T^2``), so that a scaled row is still rounded once.
 
     Returns
     -------
@@ -548,8 +552,8 @@ def row_sums(
             )
             out[done : done + sums.size] = sums
             done += sums.size
-    with np.errstate(over="ignore"):
-        return out.astype(dtype).reshape(lead)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return (out * scale if scale != 1.0 else out).astype(dtype).reshape(lead)
 
 
 def _same_shape_rows(

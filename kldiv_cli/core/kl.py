@@ -89,13 +89,20 @@ def resolve_reduction(
 
 
 def finish_reduction(
-    total: float, count: int, base: str, batch: int | None, dtype: np.dtype
+    total: float,
+    count: int,
+    base: str,
+    batch: int | None,
+    dtype: np.dtype,
+    scale: float = 1.0,
 ) -> np.generic:
     """Turn a float64 sum into torch's scalar result, rounding once where torch can.
 
     ``batch`` is ``input.shape[0]`` for ``batchmean`` on a dimensioned input,
     else None. Where torch's own rounded sum overflows (float16), its result
-    is that infinity, and so is ours.
+    is that infinity, and so is ours. ``scale`` (distillation's T^2) multiplies the
+    float64 value before its one rounding to ``dtype``: scaling the rounded loss would
+    round twice.
     """
     dtype = np.dtype(dtype)
     with np.errstate(all="ignore"):
@@ -109,7 +116,7 @@ def finish_reduction(
             if not np.isfinite(rounded):
                 return rounded
             value = np.float64(value) / np.float64(batch)
-        result: np.generic = dtype.type(value)
+        result: np.generic = dtype.type(np.float64(value) * np.float64(scale))
         return result
 
 

@@ -37,6 +37,7 @@ from ..jobs.compute_plan import (
     open_sources,
     plan,
     result_dtype_for,
+    t2_factor,
 )
 from ..jobs.diagnostics import strict_notes
 from . import tasks as T
@@ -439,7 +440,7 @@ def reduce_job(
     dtype = np.dtype(job.dtype)
     shape = T.loss_shape(job) if job.layout in (T.GRID, T.WHOLE) else tuple(job.x.shape)
     batch = job.x.shape[0] if per_batch and len(job.x.shape) else None
-    loss = finish_reduction(total, count, base, batch, dtype)
+    loss = finish_reduction(total, count, base, batch, dtype, t2_factor(request))
     if not np.isfinite(loss):
         parts = run(replace(job, explain=True))
     T.merge_diagnostics([part.diagnostics for part in parts], diagnostics)

@@ -44,6 +44,7 @@ from ..jobs.compute_plan import (
     result_dtype_for,
     scaled,
     stream_shape,
+    t2_factor,
 )
 from ..jobs.diagnostics import Diagnostics, strict_notes
 
@@ -246,7 +247,12 @@ def _compute_columnar(run: _Run, groups: Callable[[], Iterable[ColumnGroup]]) ->
     if row_sums is not None and width:
         diagnostics.update_rows(row_sums)
     loss = finish_reduction(
-        combine(partials), rows * width, base, rows if per_batch else None, dtype
+        combine(partials),
+        rows * width,
+        base,
+        rows if per_batch else None,
+        dtype,
+        t2_factor(request),
     )
     if not np.isfinite(loss):
         for _, xs, ts in groups():
@@ -346,8 +352,9 @@ class _Sums:
         values = logit_rows(self.run.request, x, t)
         self.row_kl.append(values)
         if self.run.request.per_row or self.run.request.top:
-            with np.errstate(over="ignore"):
-                self.row_values.append(values.astype(self.run.dtype))
+            with np.errstate(over="ignore", invalid="ignore"):
+                scaled_rows = values * t2_factor(self.run.request)
+                self.row_values.append(scaled_rows.astype(self.run.dtype))
 
     def _pointwise(self, terms: np.ndarray, input_shape: tuple[int, ...]) -> None:
         if self.sink is None:
@@ -385,7 +392,7 @@ def _reduce_blocks(
     loss: np.ndarray | np.generic | None = sums.loss
     if base != "none":
         batch = input_shape[0] if per_batch and len(input_shape) else None
-        loss = finish_reduction(sums.total(), sums.count, base, batch, dtype)
+        loss = finish_reduction(sums.total(), sums.count, base, batch, dtype, t2_factor(request))
     per_row = np.concatenate(sums.row_values) if sums.row_values else None
     finite = sums.finite if loss is None else np.isfinite(loss).all()
     if not finite or (per_row is not None and not np.isfinite(per_row).all()):
@@ -421,5 +428,7 @@ def _running_max(so_far: float | None, values: np.ndarray) -> float | None:
 def _row_kl(x: np.ndarray, t: np.ndarray, request: ComputeRequest, dtype: np.dtype) -> np.ndarray:
     """KL per row (a sum over the last axis), exact: float64 terms, one rounding."""
     if x.ndim == 0 and t.ndim == 0:
-        return pointwise(x, t, request.log_target, dtype).reshape(1)
-    return row_sums(x, t, request.log_target, dtype, request.threads).reshape(-1)
+        return scaled(pointwise(x, t, request.log_target, dtype), request, dtype).reshape(1)
+    return row_sums(x, t, request.log_target, dtype, request.threads, t2_factor(request)).reshape(
+        -1
+    )

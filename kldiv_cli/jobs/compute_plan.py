@@ -463,11 +463,11 @@ def build_result(
     caught: list[warnings.WarningMessage],
 ) -> ComputeResult:
     """The :class:`ComputeResult` of a finished sum (any executor, any engine): the T^2
-    factor applied to ``loss`` and ``per_row``, the top rows, the sources described,
-    the diagnostics and the warnings ``caught`` by :func:`begin`."""
-    if loss is not None:
+    factor applied to a pointwise ``loss`` (a reduced loss and ``per_row`` come with it,
+    applied before their one rounding: :func:`t2_factor`), the top rows, the sources
+    described, the diagnostics and the warnings ``caught`` by :func:`begin`."""
+    if loss is not None and request.per_element:
         loss = scaled(np.asarray(loss), request, dtype)[()]
-    per_row = None if per_row is None else scaled(per_row, request, dtype)
     top = top_rows(per_row, request.top)
     return ComputeResult(
         request=request,
@@ -492,8 +492,18 @@ def top_rows(per_row: np.ndarray | None, n: int | None) -> list[tuple[int, float
     return [(int(i), float(per_row[i])) for i in order[:n]]
 
 
+def t2_factor(request: ComputeRequest) -> float:
+    """The factor ``--t2-scale`` asks for (T^2, else 1), for the float64 value of a
+    reduced loss or of a row's KL before its one rounding."""
+    if not request.t2_scale:
+        return 1.0
+    with np.errstate(over="ignore"):  # T = 1e300: T^2 is inf, and so is the scaled loss
+        return float(np.square(np.float64(request.temperature)))
+
+
 def scaled(values: np.ndarray, request: ComputeRequest, dtype: np.dtype) -> np.ndarray:
-    """``values`` times T^2 when ``--t2-scale`` asks for it (rounded to ``dtype``)."""
+    """Pointwise ``values`` (already in ``dtype``, torch's terms) times T^2 in ``dtype``
+    when ``--t2-scale`` asks for it, as torch's ``loss * T**2`` does."""
     if not request.t2_scale or request.temperature == 1.0:
         return values
     with np.errstate(over="ignore"):  # T = 1e300: T^2 is inf, and so is the scaled loss
