@@ -107,8 +107,9 @@ def in_own_dtype(ufunc: np.ufunc, t: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """``ufunc(t)`` (log or exp) in ``t``'s dtype, as torch computes it.
 
     For float32 (and for any target narrower than the result), the float64 result
-    rounded once: it equals torch's float32 log/exp in 99.9% of elements, NumPy's
-    float32 SIMD versions in only 60-80%.
+    rounded once: torch's vectorised float32 log is not correctly rounded, and this
+    equals it in 98.7 % of Dirichlet targets and 92.4 % of uniform ones (torch 2.13,
+    never more than 1 ulp apart); NumPy's float32 SIMD versions agree in only 60-80 %.
     """
     # A generic ufunc's call is typed Any in NumPy's stubs; with an array in, an array out.
     out: np.ndarray = (
