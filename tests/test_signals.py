@@ -89,3 +89,36 @@ def test_a_signal_during_a_large_write_leaves_no_temp(
     assert stdout == b""
     assert out.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv", "t.npy", "x.npy"]
+
+
+def test_mapped_blocks_release_their_pages_without_callbacks(tmp_path, monkeypatch) -> None:
+    """A .npy streamed as views of its mapping releases each view's pages in the reading
+    flow, not in a weakref callback: Python prints and drops a KeyboardInterrupt raised
+    inside such a callback, and Ctrl-C during a --chunk-rows 1 compute (a callback per
+    block) was then ignored, the command finishing with exit 0."""
+    import weakref
+
+    from kldiv_cli.io import npy
+    from kldiv_cli.io.base import ReadOptions
+
+    a = np.arange(64 * 4096, dtype=np.float64).reshape(-1, 4096)
+    np.save(path := tmp_path / "a.npy", a)
+    released: list[tuple[int, int]] = []
+    original = npy._Mapped._release
+
+    def spy(self, begin: int, end: int) -> None:  # type: ignore[no-untyped-def]
+        released.append((begin, end))
+        original(self, begin, end)
+
+    monkeypatch.setattr(npy._Mapped, "_release", spy)
+    source = npy.open_npy("a", str(path), None, "npy", ReadOptions())
+    before = len(weakref.finalize._registry)  # type: ignore[attr-defined]
+    total = 0.0
+    for block in source.iter_rows(1):
+        assert len(weakref.finalize._registry) == before  # type: ignore[attr-defined]
+        total += float(block.sum())
+        del block
+    assert total == float(a.sum())
+    # Each block dropped is released when the next one is taken (the last stays mapped
+    # until the file closes).
+    assert len(released) == 63 and len(set(released)) == 63

@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import math
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from typing import IO, Any
 
@@ -196,6 +196,8 @@ class NpyData(Source):
                 if mapped is not None:
                     mapped.release_with(block, n * item_bytes)
                 yield block.astype(self.dtype, copy=False)
+                # Only the consumer may hold the block now: its pages can go at the next take.
+                del block, raw
 
 
 class _Mapped:
@@ -203,15 +205,19 @@ class _Mapped:
 
     Reading a block into fresh memory page-faults every page of it, on every block: for
     2 x 80 MB of logits that cost more CPU than the KL itself. A view of the file's
-    mapping costs a fault per 64 KB and no copy. When the last array over a view is gone,
-    the view's whole pages are released (``MADV_DONTNEED``), so the resident memory stays
-    the blocks in use (however many threads and blocks read ahead hold), whatever the
-    file's size; the page a view shares with the next one stays.
+    mapping costs a fault per 64 KB and no copy. Once the last array over a view is gone,
+    the view's whole pages are released (``MADV_DONTNEED``) when the next view is taken,
+    so the resident memory stays the blocks in use (however many threads and blocks read
+    ahead hold), whatever the file's size; the page a view shares with the next one stays.
+    The release is checked in the reading flow, never in a ``weakref`` callback: an
+    interrupt (Ctrl-C) that lands in such a callback is printed and dropped by Python,
+    and the command would go on.
     """
 
     def __init__(self, view: memoryview, mapping: Any, start: int) -> None:
         self._view, self._mapping = view, mapping
         self._pos = start
+        self._held: list[tuple[Callable[[], object], int, int]] = []
 
     @classmethod
     def of(cls, f: IO[bytes], nbytes: int) -> _Mapped | None:
@@ -236,7 +242,8 @@ class _Mapped:
         return cls(memoryview(mapping), mapping, start)
 
     def take(self, nbytes: int) -> memoryview:
-        """The next ``nbytes``."""
+        """The next ``nbytes`` (first releasing the views no array uses any more)."""
+        self._release_unused()
         view = self._view[self._pos : self._pos + nbytes]
         self._pos += nbytes
         return view
@@ -248,7 +255,17 @@ class _Mapped:
         import weakref
 
         owner = block.base if isinstance(block.base, np.ndarray) else block
-        weakref.finalize(owner, self._release, self._pos - nbytes, self._pos)
+        self._held.append((weakref.ref(owner), self._pos - nbytes, self._pos))
+
+    def _release_unused(self) -> None:
+        """:meth:`_release` the views whose array is gone; keep watching the others."""
+        held = []
+        for alive, begin, end in self._held:
+            if alive() is None:
+                self._release(begin, end)
+            else:
+                held.append((alive, begin, end))
+        self._held = held
 
     def _release(self, begin: int, end: int) -> None:
         """``MADV_DONTNEED`` on the pages wholly inside ``[begin, end)`` (where offered)."""
