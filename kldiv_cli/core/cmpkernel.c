@@ -15,6 +15,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "klbits.h"
+
 #define MAXW 256
 #define ROW_OUT 7
 #define INLINE static inline __attribute__((always_inline))
@@ -69,18 +71,6 @@ INLINE void range64(const void *x, int64_t n, int64_t v, double *out) {
 #define LN2_LO 0x1.ef35793c7673p-45
 #define LOG_HI 0x1.62e42feep-1
 #define LOG_LO 0x1.a39ef35793c76p-33
-
-static inline uint64_t bits_of(double d) {
-    uint64_t u;
-    memcpy(&u, &d, sizeof u);
-    return u;
-}
-
-static inline double double_of(uint64_t u) {
-    double d;
-    memcpy(&d, &u, sizeof d);
-    return d;
-}
 
 /* P = e^r - 1 of x's reduction; returns 2^k. */
 INLINE double expm1_parts(double x, double *p) {

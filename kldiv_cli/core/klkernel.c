@@ -31,6 +31,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "klbits.h"
+
 #define LANES 16
 #define OUT_STRIDE 17
 #define TABLE 16
@@ -49,18 +51,6 @@ enum { K_F16 = 0, K_F32 = 1, K_F64 = 2 };
 #define ONE 0x3ff0000000000000ULL
 #define EXP_BIAS 0x4330000000000000ULL
 #define UNBIAS 0x1.00000000003ffp52
-
-static inline uint64_t bits_of(double d) {
-    uint64_t u;
-    memcpy(&u, &d, sizeof u);
-    return u;
-}
-
-static inline double double_of(uint64_t u) {
-    double d;
-    memcpy(&d, &u, sizeof d);
-    return d;
-}
 
 /* float16 bits to double, exactly: the 15 bits below the sign spell the value times
  * 2^-112 as a float32; inf and NaN become NaN (the chunk then goes to the slow path). */

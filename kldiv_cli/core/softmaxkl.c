@@ -31,6 +31,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "klbits.h"
+
 #define LANES 16
 #define ROW_OUT (3 * LANES + 1)
 /* Bytes prefetched ahead of the elements being read (the first pass reads from memory). */
@@ -47,18 +49,6 @@ enum { K_F16 = 0, K_F32 = 1 };
 #define QC 34
 #define SHIFT 0x1.8p52
 #define CLAMP 708.0 /* the floor of zt and of expm1's argument: e^-708 is normal */
-
-static inline uint64_t bits_of(double d) {
-    uint64_t u;
-    memcpy(&u, &d, sizeof u);
-    return u;
-}
-
-static inline double double_of(uint64_t u) {
-    double d;
-    memcpy(&d, &u, sizeof d);
-    return d;
-}
 
 /* float16 bits to double, exactly: the 15 bits below the sign spell the value times 2^-112
  * as a float32; infinities stay infinities (a masked -inf class), NaN stays NaN. */
