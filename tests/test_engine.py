@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import replace
 
@@ -453,3 +454,34 @@ def test_an_engine_is_one_registry_record(tmp_path, monkeypatch, run_cli) -> Non
     assert (refused.exit_code, refused.stderr.count("\n")) == (2, 1)
     assert "--engine inline computes a scalar loss" in refused.stderr
     assert ran == ["inline", "inline"]
+
+
+def _pools_in_child(x: np.ndarray, t: np.ndarray, want: list[float], soft: np.ndarray) -> None:
+    from kldiv_cli.core import rows
+
+    sums = engine.partial_sums(x, t, False, np.dtype(np.float32), threads=2)
+    got = rows.by_rows(x.reshape(-1, 1024), 1.0, np.dtype(np.float64), rows.softmax_rows, 2)
+    raise SystemExit(0 if sums == want and np.array_equal(got, soft) else 3)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
+def test_a_forked_child_starts_its_own_engine_and_rows_threads() -> None:
+    """The parent's pool threads do not exist in a forked child: waiting on them would hang."""
+    import multiprocessing
+
+    from kldiv_cli.core import rows
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(engine.PARALLEL_MIN).astype(np.float32)  # 4 chunks, 2 threads
+    t = rng.dirichlet(np.ones(1024), engine.PARALLEL_MIN // 1024).astype(np.float32).ravel()
+    # The parent's pools are running when the child is forked.
+    want = engine.partial_sums(x, t, False, np.dtype(np.float32), threads=2)
+    soft = rows.by_rows(x.reshape(-1, 1024), 1.0, np.dtype(np.float64), rows.softmax_rows, 2)
+    child = multiprocessing.get_context("fork").Process(
+        target=_pools_in_child, args=(x, t, want, soft)
+    )
+    child.start()
+    child.join(60)
+    if child.is_alive():
+        child.kill()
+    assert child.exitcode == 0

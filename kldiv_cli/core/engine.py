@@ -592,3 +592,9 @@ def _pool(threads: int) -> ThreadPoolExecutor:
 
         pool = _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix=_POOL_PREFIX)
     return pool
+
+
+if hasattr(os, "register_at_fork"):
+    # A forked child has none of the parent's threads (waiting on them would hang): it
+    # starts its own pools.
+    os.register_at_fork(after_in_child=_POOLS.clear)

@@ -9,6 +9,7 @@ stay in a core's cache through all of them.
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import TYPE_CHECKING
 
@@ -96,6 +97,12 @@ def _pool(threads: int) -> ThreadPoolExecutor:
 
         pool = _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix=_POOL_PREFIX)
     return pool
+
+
+if hasattr(os, "register_at_fork"):
+    # A forked child has none of the parent's threads (waiting on them would hang): it
+    # starts its own pools.
+    os.register_at_fork(after_in_child=_POOLS.clear)
 
 
 def log_softmax_rows(block: np.ndarray, scratch: np.ndarray) -> None:
