@@ -90,22 +90,28 @@ def test_stdin_is_sniffed(tmp_path, pair, suffix) -> None:
         assert float(proc.stdout) == float(out.stdout)
 
 
+#: Distillation's compute: student logits against teacher logits, T^2-scaled.
+DISTILL = (
+    "compute",
+    "--input-transform",
+    "log-softmax",
+    "--target-transform",
+    "softmax",
+    "--t2-scale",
+)
+
+
 def test_transforms_temperature_and_t2(run_cli, tmp_path) -> None:
     rng = np.random.default_rng(5)
     s, te = rng.normal(size=(8, 6)), rng.normal(size=(8, 6))
     np.save(sp := tmp_path / "s.npy", s)
     np.save(tp := tmp_path / "t.npy", te)
     r = run_cli(
-        "compute",
+        *DISTILL,
         sp,
         tp,
-        "--input-transform",
-        "log-softmax",
-        "--target-transform",
-        "softmax",
         "-T",
         "2.5",
-        "--t2-scale",
         "-r",
         "batchmean",
         "-f",
@@ -147,16 +153,11 @@ def test_t2_scale_rounds_once(run_cli, tmp_path, reduction) -> None:
     exact = [v * Decimal(T * T) for v in _exact_row_kl(s, t, T)]
     options = ["--per-row", "-r", "sum"] if reduction == "per-row" else ["-r", reduction]
     r = run_cli(
-        "compute",
+        *DISTILL,
         sp,
         tp,
-        "--input-transform",
-        "log-softmax",
-        "--target-transform",
-        "softmax",
         "-T",
         T,
-        "--t2-scale",
         *options,
         "-f",
         "json",
